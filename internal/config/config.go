@@ -1,0 +1,244 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Modes.
+const (
+	ModeDev        = "dev"
+	ModeProduction = "production"
+)
+
+// Config is the whole configuration of a node.
+type Config struct {
+	// Mode is "dev" or "production". Production refuses unsafe settings.
+	Mode     string         `yaml:"mode"`
+	Node     NodeConfig     `yaml:"node"`
+	Listen   ListenConfig   `yaml:"listen"`
+	Database DatabaseConfig `yaml:"database"`
+	HTTP     HTTPConfig     `yaml:"http"`
+	Log      LogConfig      `yaml:"log"`
+}
+
+// NodeConfig identifies this node.
+type NodeConfig struct {
+	// Name is recorded in every audit record this node writes; default: host name.
+	Name string `yaml:"name"`
+}
+
+// ListenConfig holds the listener addresses. Port 0 picks a free port.
+type ListenConfig struct {
+	HTTP  string `yaml:"http"`
+	HTTPS string `yaml:"https"`
+	LDAP  string `yaml:"ldap"`
+}
+
+// DatabaseConfig selects and tunes the SQL store.
+type DatabaseConfig struct {
+	// URL is "" for the embedded SQLite file DIR/govtrust.db, a SQLite file
+	// path, or postgres://user@host/db. Passwords never go in the URL.
+	URL string `yaml:"url"`
+	// Password is a secret reference for PostgreSQL.
+	Password SecretRef `yaml:"password"`
+	// SQLiteSynchronous is PRAGMA synchronous: FULL or EXTRA in production.
+	SQLiteSynchronous string        `yaml:"sqlite_synchronous"`
+	BusyTimeout       time.Duration `yaml:"busy_timeout"`
+	Readers           int           `yaml:"readers"`
+	MaxConns          int           `yaml:"max_conns"`
+}
+
+// HTTPConfig holds HTTP server limits.
+type HTTPConfig struct {
+	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
+}
+
+// LogConfig sets up logging.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or text
+}
+
+// Defaults returns the built-in configuration.
+func Defaults() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "govtrust"
+	}
+	return Config{
+		Mode: ModeDev,
+		Node: NodeConfig{Name: host},
+		Listen: ListenConfig{
+			HTTP:  "127.0.0.1:8080",
+			HTTPS: "127.0.0.1:8443",
+			LDAP:  "127.0.0.1:3389",
+		},
+		Database: DatabaseConfig{
+			SQLiteSynchronous: "FULL",
+			BusyTimeout:       5 * time.Second,
+			Readers:           4,
+			MaxConns:          16,
+		},
+		HTTP: HTTPConfig{
+			MaxBodyBytes:      1 << 20,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			ShutdownTimeout:   4 * time.Second,
+		},
+		Log: LogConfig{Level: "info", Format: "json"},
+	}
+}
+
+// Validate checks every section.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Mode != ModeDev && c.Mode != ModeProduction {
+		errs = append(errs, fmt.Errorf("mode: %q is not dev or production", c.Mode))
+	}
+	for _, v := range []interface {
+		Validate() error
+	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log} {
+		if err := v.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the node section.
+func (n *NodeConfig) Validate() error {
+	if n.Name == "" || len(n.Name) > 64 || strings.ContainsAny(n.Name, " \t\r\n") {
+		return fmt.Errorf("node.name: %q must be 1-64 characters without white space", n.Name)
+	}
+	return nil
+}
+
+// Validate checks the listener addresses.
+func (l *ListenConfig) Validate() error {
+	var errs []error
+	for key, addr := range map[string]string{"listen.http": l.HTTP, "listen.https": l.HTTPS, "listen.ldap": l.LDAP} {
+		if addr == "" {
+			continue // an empty address disables the listener
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q: %v", key, addr, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the database section.
+func (d *DatabaseConfig) Validate() error {
+	var errs []error
+	switch strings.ToUpper(d.SQLiteSynchronous) {
+	case "OFF", "NORMAL", "FULL", "EXTRA":
+	default:
+		errs = append(errs, fmt.Errorf("database.sqlite_synchronous: %q is not OFF, NORMAL, FULL or EXTRA", d.SQLiteSynchronous))
+	}
+	if strings.HasPrefix(d.URL, "postgres://") || strings.HasPrefix(d.URL, "postgresql://") {
+		u, err := url.Parse(d.URL)
+		switch {
+		case err != nil:
+			// url.Parse echoes the input; never repeat a URL that may hold a password.
+			errs = append(errs, errors.New("database.url: not a valid URL"))
+		case u.User != nil:
+			if _, has := u.User.Password(); has {
+				errs = append(errs, errors.New("database.url: contains a password; use database.password: env:NAME or file:PATH"))
+			}
+		}
+	}
+	if err := d.Password.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("database.password: %w", err))
+	}
+	if d.BusyTimeout < 0 || d.Readers < 1 || d.MaxConns < 1 {
+		errs = append(errs, errors.New("database: busy_timeout must be >= 0, readers and max_conns >= 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the HTTP limits.
+func (h *HTTPConfig) Validate() error {
+	var errs []error
+	if h.MaxBodyBytes < 1024 {
+		errs = append(errs, fmt.Errorf("http.max_body_bytes: %d is below 1024", h.MaxBodyBytes))
+	}
+	for key, d := range map[string]time.Duration{
+		"http.read_header_timeout": h.ReadHeaderTimeout, "http.read_timeout": h.ReadTimeout,
+		"http.write_timeout": h.WriteTimeout, "http.idle_timeout": h.IdleTimeout,
+		"http.shutdown_timeout": h.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive", key))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the log section.
+func (l *LogConfig) Validate() error {
+	var errs []error
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", l.Level))
+	}
+	if l.Format != "json" && l.Format != "text" {
+		errs = append(errs, fmt.Errorf("log.format: %q is not json or text", l.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// Load returns the defaults overlaid with the YAML file at path (when path is
+// not empty) and then with GOVTRUST_* variables from environ (os.Environ()
+// form). It does not validate: callers apply flags first, then Validate.
+func Load(path string, environ []string) (*Config, error) {
+	c := Defaults()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		if err := decodeStrict(b, &c); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, environ); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// decodeStrict decodes one YAML document, refusing unknown keys (yaml.v3 names
+// the line) and a second document.
+func decodeStrict(b []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // an empty file leaves the defaults
+		}
+		return err
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return errors.New("more than one YAML document")
+	}
+	return nil
+}
