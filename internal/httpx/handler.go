@@ -1,0 +1,306 @@
+package httpx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// HandlerFunc is an HTTP handler that returns an error instead of writing one.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// ServeHTTP runs h and answers its error as a problem.
+func (h HandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h(w, r); err != nil {
+		WriteError(w, r, err)
+	}
+}
+
+// WriteError answers err as a problem and records it for the request log.
+// If the handler already started its answer, only the log learns of err.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r.Context())
+	if st != nil {
+		st.err = err
+	}
+	if rw, ok := w.(*responseWriter); ok && rw.wrote {
+		return
+	}
+	WriteProblem(w, problemFor(err, RequestID(r.Context())))
+}
+
+type ctxKey struct{}
+
+// reqState is what the edge middleware knows about one request.
+type reqState struct {
+	id  string
+	err error
+}
+
+func stateOf(ctx context.Context) *reqState {
+	st, _ := ctx.Value(ctxKey{}).(*reqState)
+	return st
+}
+
+// RequestID returns the request ID of ctx, or "".
+func RequestID(ctx context.Context) string {
+	if st := stateOf(ctx); st != nil {
+		return st.id
+	}
+	return ""
+}
+
+// newRequestID returns 16 random bytes in hex.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// validRequestID accepts a caller's X-Request-ID only when it is short and
+// plain, so it can be logged and echoed safely.
+func validRequestID(s string) bool {
+	if len(s) < 8 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// responseWriter records the status and size of an answer.
+type responseWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	wrote  bool
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status, w.wrote = http.StatusOK, true
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Observer receives one call per finished request (metrics).
+type Observer func(server, method, route string, status int, d time.Duration)
+
+// EdgeOptions configures Edge.
+type EdgeOptions struct {
+	Server       string // "http" or "https": a log and metrics label
+	Logger       *slog.Logger
+	MaxBodyBytes int64
+	// HSTS adds Strict-Transport-Security (HTTPS listeners only).
+	HSTS    bool
+	Observe Observer
+}
+
+// Edge wraps next with the request ID, body limit, panic recovery, security
+// headers and one log event per request.
+func Edge(next http.Handler, o EdgeOptions) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-ID")
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		st := &reqState{id: id}
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, st))
+		rw := &responseWriter{ResponseWriter: w}
+		h := rw.Header()
+		h.Set("X-Request-ID", id)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		if o.HSTS {
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+			h.Set("Content-Security-Policy", "frame-ancestors 'none'")
+			h.Set("X-Frame-Options", "DENY")
+		}
+		if o.MaxBodyBytes > 0 && r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, o.MaxBodyBytes)
+		}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				st.err = fmt.Errorf("panic: %v", v)
+				o.Logger.Error("handler panic", "request_id", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				if !rw.wrote {
+					WriteProblem(rw, problemFor(errors.New("panic"), id))
+				}
+			}
+			d := time.Since(start)
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			attrs := []slog.Attr{
+				slog.String("server", o.Server), slog.String("request_id", id),
+				slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.String("route", route), slog.Int("status", rw.status),
+				slog.Int64("bytes", rw.bytes), slog.Duration("duration", d),
+				slog.String("remote", r.RemoteAddr),
+			}
+			level := slog.LevelInfo
+			if st.err != nil {
+				attrs = append(attrs, slog.String("error", st.err.Error()))
+				if rw.status >= 500 {
+					level = slog.LevelError
+				}
+			}
+			o.Logger.LogAttrs(r.Context(), level, "http request", attrs...)
+			if o.Observe != nil {
+				o.Observe(o.Server, r.Method, route, rw.status, d)
+			}
+		}()
+		next.ServeHTTP(rw, r)
+	})
+}
+
+// Mux is a net/http ServeMux whose own 404 and 405 answers are problems.
+type Mux struct {
+	*http.ServeMux
+}
+
+// NewMux returns an empty Mux.
+func NewMux() *Mux { return &Mux{ServeMux: http.NewServeMux()} }
+
+// HandleFunc registers an error-returning handler for pattern.
+func (m *Mux) HandleFunc(pattern string, h HandlerFunc) { m.ServeMux.Handle(pattern, h) }
+
+// ServeHTTP dispatches r, turning the mux's plain-text 404/405 into problems.
+func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := m.ServeMux.Handler(r)
+	if pattern != "" || r.Method == http.MethodConnect {
+		m.ServeMux.ServeHTTP(w, r)
+		return
+	}
+	// No pattern matched: let the mux decide between 404 and 405 (and its Allow
+	// header, RFC 9110 §15.5.6), capture that, and answer a problem instead.
+	rec := &statusRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	if rec.status == http.StatusMovedPermanently || rec.status == http.StatusTemporaryRedirect || rec.status == http.StatusPermanentRedirect {
+		m.ServeMux.ServeHTTP(w, r) // path cleaning redirects stay as they are
+		return
+	}
+	if allow := rec.header.Get("Allow"); allow != "" {
+		w.Header().Set("Allow", allow)
+	}
+	if rec.status == http.StatusMethodNotAllowed {
+		WriteError(w, r, fmt.Errorf("method %s not allowed on %s: %w", r.Method, r.URL.Path, ErrMethodNotAllowed))
+		return
+	}
+	WriteError(w, r, fmt.Errorf("no resource at %s: %w", r.URL.Path, ErrNotFound))
+}
+
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header { return s.header }
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+}
+
+// Validator is implemented by request structs that check themselves.
+type Validator interface {
+	Validate() error
+}
+
+// DecodeJSON decodes the request body into v strictly: the content type must
+// be JSON, unknown fields and trailing data are errors, and v.Validate runs when
+// v has it. Size limits come from Edge's MaxBytesReader.
+func DecodeJSON(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return fmt.Errorf("content type %q: want application/json: %w", ct, ErrUnsupportedMediaType)
+		}
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("empty request body: %w", ErrBadRequest)
+		}
+		return fmt.Errorf("malformed JSON: %s: %w", jsonErrText(err), ErrBadRequest)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return fmt.Errorf("malformed JSON: data after the JSON value: %w", ErrBadRequest)
+	}
+	if val, ok := v.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return &Problem{Type: TypeURI("invalid-request"), Title: "Invalid request", Status: http.StatusBadRequest, Detail: err.Error()}
+		}
+	}
+	return nil
+}
+
+// jsonErrText keeps decoder messages short and free of Go type names.
+func jsonErrText(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q has the wrong type", te.Field)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "unexpected end of input"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// WriteJSON writes v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}

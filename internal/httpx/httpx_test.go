@@ -1,0 +1,234 @@
+package httpx
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type echoReq struct {
+	Name string `json:"name"`
+}
+
+func (e *echoReq) Validate() error {
+	if e.Name == "" {
+		return errors.New("name is required")
+	}
+	return nil
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newTestServer(t *testing.T, hsts bool) (*httptest.Server, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	mux := NewMux()
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) error {
+		var req echoReq
+		if err := DecodeJSON(r, &req); err != nil {
+			return err
+		}
+		return WriteJSON(w, http.StatusOK, req)
+	})
+	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) error {
+		panic("boom: secret internal state")
+	})
+	mux.HandleFunc("GET /conflict", func(w http.ResponseWriter, r *http.Request) error {
+		return fmt.Errorf("serial 01 already issued: %w", ErrConflict)
+	})
+	mux.HandleFunc("GET /internal", func(w http.ResponseWriter, r *http.Request) error {
+		return errors.New("pq: connection refused to 10.0.0.5")
+	})
+	srv := httptest.NewUnstartedServer(Edge(mux, EdgeOptions{Server: "test", Logger: logger, MaxBodyBytes: 1024, HSTS: hsts}))
+	srv.Config = NewServer(srv.Config.Handler, ServerOptions{
+		ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 5 * time.Second,
+		WriteTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second, Logger: logger,
+	})
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, logs
+}
+
+func decodeProblem(t *testing.T, resp *http.Response) Problem {
+	t.Helper()
+	if ct := resp.Header.Get("Content-Type"); ct != ProblemContentType {
+		t.Fatalf("Content-Type = %q, want %q", ct, ProblemContentType)
+	}
+	var p Problem
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatalf("problem body: %v", err)
+	}
+	if p.Status != resp.StatusCode || p.Type == "" || p.Title == "" || p.RequestID == "" {
+		t.Fatalf("incomplete problem %+v for status %d", p, resp.StatusCode)
+	}
+	if p.RequestID != resp.Header.Get("X-Request-ID") {
+		t.Fatalf("problem request_id %q != header %q", p.RequestID, resp.Header.Get("X-Request-ID"))
+	}
+	return p
+}
+
+func TestProblems(t *testing.T) {
+	srv, logs := newTestServer(t, false)
+	tests := []struct {
+		name, method, path, ctype, body string
+		status                          int
+		detail                          string
+	}{
+		{"oversize body", "POST", "/echo", "application/json", `{"name":"` + strings.Repeat("a", 2000) + `"}`, 413, "size limit"},
+		{"malformed JSON", "POST", "/echo", "application/json", `{"name":`, 400, "malformed JSON"},
+		{"trailing data", "POST", "/echo", "application/json", `{"name":"a"} {}`, 400, "after the JSON value"},
+		{"unknown field", "POST", "/echo", "application/json", `{"name":"a","admin":true}`, 400, "unknown field"},
+		{"empty body", "POST", "/echo", "application/json", ``, 400, "empty request body"},
+		{"wrong content type", "POST", "/echo", "text/plain", `{"name":"a"}`, 415, "want application/json"},
+		{"validation", "POST", "/echo", "application/json", `{"name":""}`, 400, "name is required"},
+		{"unknown route", "GET", "/nowhere", "", "", 404, "no resource"},
+		{"wrong method", "DELETE", "/echo", "", "", 405, "not allowed"},
+		{"panic", "GET", "/panic", "", "", 500, "internal error"},
+		{"sentinel", "GET", "/conflict", "", "", 409, "already issued"},
+		{"internal error hides detail", "GET", "/internal", "", "", 500, "internal error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
+			if tt.ctype != "" {
+				req.Header.Set("Content-Type", tt.ctype)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status = %d, want %d", resp.StatusCode, tt.status)
+			}
+			p := decodeProblem(t, resp)
+			if !strings.Contains(p.Detail, tt.detail) {
+				t.Errorf("detail = %q, want it to contain %q", p.Detail, tt.detail)
+			}
+			if strings.Contains(p.Detail, "secret internal state") || strings.Contains(p.Detail, "10.0.0.5") {
+				t.Errorf("detail leaks internals: %q", p.Detail)
+			}
+			if tt.status == 405 && resp.Header.Get("Allow") == "" {
+				t.Error("405 without an Allow header")
+			}
+		})
+	}
+	// The panic was logged with its request ID and stack; every request got one log event.
+	out := logs.String()
+	if !strings.Contains(out, `"msg":"handler panic"`) || !strings.Contains(out, "secret internal state") {
+		t.Error("panic not logged with its detail")
+	}
+	if n := strings.Count(out, `"msg":"http request"`); n != len(tests) {
+		t.Errorf("%d request log events for %d requests", n, len(tests))
+	}
+	if !strings.Contains(out, `"route":"POST /echo"`) {
+		t.Error("request log lacks the matched route")
+	}
+}
+
+func TestRequestIDAndHeaders(t *testing.T) {
+	srv, _ := newTestServer(t, true)
+	req, _ := http.NewRequest("POST", srv.URL+"/echo", strings.NewReader(`{"name":"张三"}`))
+	req.Header.Set("X-Request-ID", "client-chosen-id-123")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "张三") {
+		t.Fatalf("echo = %d %s", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("X-Request-ID"); got != "client-chosen-id-123" {
+		t.Errorf("request ID %q not echoed", got)
+	}
+	for h, want := range map[string]string{
+		"Strict-Transport-Security": "max-age=63072000",
+		"X-Content-Type-Options":    "nosniff",
+		"Content-Security-Policy":   "frame-ancestors 'none'",
+	} {
+		if !strings.Contains(resp.Header.Get(h), want) {
+			t.Errorf("%s = %q, want %q", h, resp.Header.Get(h), want)
+		}
+	}
+	// A hostile request ID is replaced, not echoed.
+	req, _ = http.NewRequest("GET", srv.URL+"/nowhere", nil)
+	req.Header.Set("X-Request-ID", "bad id\" with <html>")
+	resp2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if got := resp2.Header.Get("X-Request-ID"); got == "" || strings.ContainsAny(got, " <\"") {
+		t.Errorf("unsafe request ID echoed: %q", got)
+	}
+}
+
+// A client that sends headers too slowly is cut off by ReadHeaderTimeout.
+func TestSlowHeadersCutOff(t *testing.T) {
+	srv, _ := newTestServer(t, false)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /nowhere HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Never finish the header block. The server must close the connection; the
+	// deadline here only bounds the test, it is not the property under test.
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = bufio.NewReader(conn).ReadByte()
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("server kept a slow-header connection open")
+	}
+	if err == nil {
+		// Go answers 408 on a header timeout in some versions; then it must close.
+		if _, err := io.ReadAll(conn); err != nil {
+			t.Fatalf("connection not closed: %v", err)
+		}
+	}
+}
+
+func TestStatusOf(t *testing.T) {
+	for err, want := range map[error]int{
+		fmt.Errorf("x: %w", ErrNotFound):                    404,
+		fmt.Errorf("x: %w", fmt.Errorf("y: %w", ErrPolicy)): 422,
+		Errorf(418, "teapot"):                               418,
+		errors.New("plain"):                                 500,
+		&http.MaxBytesError{Limit: 1}:                       413,
+	} {
+		if got := StatusOf(err); got != want {
+			t.Errorf("StatusOf(%v) = %d, want %d", err, got, want)
+		}
+	}
+}

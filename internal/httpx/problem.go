@@ -1,0 +1,140 @@
+package httpx
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// ProblemContentType is the media type of RFC 9457 problem details.
+const ProblemContentType = "application/problem+json"
+
+// Sentinel errors for the HTTP status classes services need. A service defines
+// its own sentinels wrapping these (fmt.Errorf("ca: certificate not found: %w",
+// httpx.ErrNotFound)); statusOf maps them, in this one place.
+var (
+	ErrBadRequest           = errors.New("bad request")
+	ErrUnauthorized         = errors.New("unauthorized")
+	ErrForbidden            = errors.New("forbidden")
+	ErrNotFound             = errors.New("not found")
+	ErrMethodNotAllowed     = errors.New("method not allowed")
+	ErrConflict             = errors.New("conflict")
+	ErrTooLarge             = errors.New("request body too large")
+	ErrUnsupportedMediaType = errors.New("unsupported media type")
+	ErrPolicy               = errors.New("refused by policy")
+	ErrTooManyRequests      = errors.New("too many requests")
+	ErrUnavailable          = errors.New("service unavailable")
+)
+
+var statusTable = []struct {
+	err    error
+	status int
+	slug   string
+}{
+	{ErrBadRequest, http.StatusBadRequest, "bad-request"},
+	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
+	{ErrForbidden, http.StatusForbidden, "forbidden"},
+	{ErrNotFound, http.StatusNotFound, "not-found"},
+	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method-not-allowed"},
+	{ErrConflict, http.StatusConflict, "conflict"},
+	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large"},
+	{ErrUnsupportedMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type"},
+	{ErrPolicy, http.StatusUnprocessableEntity, "policy"},
+	{ErrTooManyRequests, http.StatusTooManyRequests, "too-many-requests"},
+	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+}
+
+// Problem is an RFC 9457 problem detail. It is also an error, for handlers that
+// want to choose every field.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Instance  string `json:"instance,omitempty"`
+	RequestID string `json:"request_id"`
+	// Errors lists field-level problems of a request (for Validate failures).
+	Errors []string `json:"errors,omitempty"`
+}
+
+func (p *Problem) Error() string { return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail) }
+
+// TypeURI returns the problem type URI for a slug.
+func TypeURI(slug string) string { return "urn:govtrust:problem:" + slug }
+
+// Errorf returns an error for status with a caller-safe detail.
+func Errorf(status int, format string, args ...any) error {
+	return &Problem{Type: TypeURI(slugOf(status)), Title: http.StatusText(status), Status: status, Detail: fmt.Sprintf(format, args...)}
+}
+
+func slugOf(status int) string {
+	for _, s := range statusTable {
+		if s.status == status {
+			return s.slug
+		}
+	}
+	if status >= 500 {
+		return "internal"
+	}
+	return "about-blank"
+}
+
+// StatusOf returns the HTTP status for err: 500 unless err is a *Problem, a
+// body-size error, or wraps one of the sentinels above.
+func StatusOf(err error) int {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p.Status
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return http.StatusRequestEntityTooLarge
+	}
+	for _, s := range statusTable {
+		if errors.Is(err, s.err) {
+			return s.status
+		}
+	}
+	return http.StatusInternalServerError
+}
+
+// problemFor builds the problem answered for err.
+func problemFor(err error, requestID string) *Problem {
+	var p *Problem
+	if errors.As(err, &p) {
+		out := *p
+		out.RequestID = requestID
+		if out.Type == "" {
+			out.Type = TypeURI(slugOf(out.Status))
+		}
+		if out.Title == "" {
+			out.Title = http.StatusText(out.Status)
+		}
+		if out.Status >= 500 {
+			out.Detail = "internal error; quote the request ID to the operator"
+		}
+		return &out
+	}
+	status := StatusOf(err)
+	out := &Problem{Type: TypeURI(slugOf(status)), Title: http.StatusText(status), Status: status, RequestID: requestID}
+	switch {
+	case status >= 500 && status != http.StatusServiceUnavailable:
+		out.Detail = "internal error; quote the request ID to the operator"
+	case status == http.StatusRequestEntityTooLarge:
+		out.Detail = "request body exceeds the size limit"
+	default:
+		out.Detail = err.Error()
+	}
+	return out
+}
+
+// WriteProblem writes p as application/problem+json.
+func WriteProblem(w http.ResponseWriter, p *Problem) {
+	h := w.Header()
+	h.Set("Content-Type", ProblemContentType)
+	h.Set("Cache-Control", "no-store")
+	h.Del("Content-Length")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
