@@ -1,0 +1,62 @@
+// Package node runs a govtrust node: it opens the data directory, loads the
+// configuration, opens and migrates the store, bootstraps a new installation,
+// starts the registered services and the listeners, answers /healthz,
+// /readyz and /metrics, and stops everything in order on SIGTERM or SIGINT.
+//
+// Services plug in through the small lifecycle interface Service (start,
+// ready, stop) and the optional abilities Migrator, PublicRouter and
+// APIRouter, so later services are added in cmd/govtrust without touching the
+// node's core.
+package node
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/clock"
+	"github.com/govtrust/govtrust/internal/config"
+	"github.com/govtrust/govtrust/internal/httpx"
+	"github.com/govtrust/govtrust/internal/store"
+)
+
+// Env is what a service receives when it starts.
+type Env struct {
+	Config  *config.Config
+	DataDir string
+	DB      *store.DB
+	Audit   *audit.Log
+	Tokens  *authz.Tokens
+	Clock   clock.Clock
+	Logger  *slog.Logger
+}
+
+// Service is a part of the platform with a lifecycle.
+type Service interface {
+	// Name is a short lowercase identifier ("ca", "tsa").
+	Name() string
+	// Start prepares the service; it must not block.
+	Start(ctx context.Context, env *Env) error
+	// Ready returns nil when the service can do its work, or why it cannot;
+	// /readyz reports it.
+	Ready(ctx context.Context) error
+	// Stop releases the service's resources after the listeners have drained.
+	Stop(ctx context.Context) error
+}
+
+// Migrator is implemented by services with database tables.
+type Migrator interface {
+	Migrations() []store.Migrations
+}
+
+// PublicRouter is implemented by services that serve on the plain HTTP
+// listener (signed public objects: certificates, CRLs, OCSP, TSA).
+type PublicRouter interface {
+	PublicRoutes(mux *httpx.Mux)
+}
+
+// APIRouter is implemented by services that serve on the HTTPS listener.
+type APIRouter interface {
+	APIRoutes(mux *httpx.Mux)
+}
