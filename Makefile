@@ -1,0 +1,45 @@
+# govtrust build and test entry points. `make test` is what CI runs.
+
+GO              ?= go
+STATICCHECK_VER ?= v0.8.2
+CACHE           := $(CURDIR)/.cache
+BIN             := $(CACHE)/bin
+BENCH_DURATION  ?= 3s
+
+.PHONY: all build test test-deps lint vet staticcheck p11 bench soak clean
+
+all: build
+
+build:
+	$(GO) build -o bin/govtrust ./cmd/govtrust
+
+## test: install what the tests need (apt-get when missing), then vet, lint and run every test.
+test:
+	scripts/test.sh
+
+## test-deps: only install the test dependencies.
+test-deps:
+	scripts/test-deps.sh
+
+vet:
+	$(GO) vet ./...
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VER)
+
+staticcheck: $(BIN)/staticcheck
+	$(BIN)/staticcheck ./...
+
+lint: vet staticcheck
+
+## p11: the SM2 software PKCS#11 token, as a shared library.
+p11:
+	$(GO) build -buildmode=c-shared -o $(CACHE)/libgovtrust-p11.so ./cmd/govtrust-p11
+
+## bench: raw crypto reference rates, then every service benchmark as ratios to them.
+bench:
+	$(GO) run ./bench/rawcrypto -duration $(BENCH_DURATION)
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+clean:
+	rm -rf bin $(CACHE)
