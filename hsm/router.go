@@ -13,12 +13,28 @@ import (
 // the rest of the platform hold one KeyManager while keys live in several
 // backends.
 type Router struct {
+	// Audit, when set, records key creation and deletion for every backend.
+	// An operation whose audit record cannot be written does not happen: a
+	// created key is deleted again, and a deletion is refused before it
+	// starts (its request is recorded first).
+	Audit AuditFunc
+
 	mu     sync.RWMutex
 	byName map[string]KeyManager // "soft", "pkcs11", "pkcs11:token=ca"
 	order  []string
 }
 
 var _ KeyManager = (*Router)(nil)
+
+// AuditFunc writes one audit record and reports whether it was written.
+type AuditFunc func(ctx context.Context, action, object, outcome string, details map[string]any) error
+
+// Audit actions recorded by the Router.
+const (
+	ActionKeyCreate        = "hsm.key.create"
+	ActionKeyDeleteRequest = "hsm.key.delete.request"
+	ActionKeyDelete        = "hsm.key.delete"
+)
 
 // NewRouter returns an empty router.
 func NewRouter() *Router { return &Router{byName: map[string]KeyManager{}} }
@@ -77,7 +93,23 @@ func (r *Router) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyInfo
 	if err != nil {
 		return nil, err
 	}
-	return km.CreateKey(ctx, req)
+	info, err := km.CreateKey(ctx, req)
+	if r.Audit == nil {
+		return info, err
+	}
+	details := map[string]any{"algorithm": string(req.Algorithm), "usage": string(req.Usage), "service": req.Service}
+	if err != nil {
+		details["error"] = err.Error()
+		_ = r.Audit(ctx, ActionKeyCreate, req.URI, "failure", details) // the failure is returned either way
+		return nil, err
+	}
+	details["location"] = string(info.Location)
+	details["backend"] = info.Backend
+	if aerr := r.Audit(ctx, ActionKeyCreate, info.URI, "success", details); aerr != nil {
+		derr := km.DeleteKey(ctx, &DeleteKeyRequest{URI: info.URI, Service: req.Service})
+		return nil, errors.Join(fmt.Errorf("hsm: key %s not created: audit log unwritable: %w", info.URI, aerr), derr)
+	}
+	return info, nil
 }
 
 // PublicKey implements KeyManager.
@@ -160,7 +192,20 @@ func (r *Router) DeleteKey(ctx context.Context, req *DeleteKeyRequest) error {
 	if err != nil {
 		return err
 	}
-	return km.DeleteKey(ctx, req)
+	if r.Audit == nil {
+		return km.DeleteKey(ctx, req)
+	}
+	details := map[string]any{"service": req.Service}
+	if err := r.Audit(ctx, ActionKeyDeleteRequest, req.URI, "success", details); err != nil {
+		return fmt.Errorf("hsm: key %s not deleted: audit log unwritable: %w", req.URI, err)
+	}
+	outcome := "success"
+	if err = km.DeleteKey(ctx, req); err != nil {
+		outcome, details["error"] = "failure", err.Error()
+	}
+	// The request is already on record; a failure to record the outcome is
+	// reported with the deletion's own result.
+	return errors.Join(err, r.Audit(ctx, ActionKeyDelete, req.URI, outcome, details))
 }
 
 // Check reports the first backend that is not usable.
