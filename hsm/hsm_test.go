@@ -14,8 +14,8 @@ import (
 
 func TestParseURI(t *testing.T) {
 	good := map[string]string{
-		"soft:ca/root-2026":                         "soft:ca/root-2026",
-		"pkcs11:token=ca;object=root-2026":          "pkcs11:object=root-2026;token=ca",
+		"soft:ca/root-2026":                          "soft:ca/root-2026",
+		"pkcs11:token=ca;object=root-2026":           "pkcs11:object=root-2026;token=ca",
 		"pkcs11:object=a%20b;token=%E5%8D%B0;id=%01": "pkcs11:id=%01;object=a%20b;token=%E5%8D%B0",
 	}
 	for in, want := range good {
