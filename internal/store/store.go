@@ -1,0 +1,130 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Driver names a database backend.
+type Driver string
+
+// The supported backends.
+const (
+	SQLite   Driver = "sqlite"
+	Postgres Driver = "postgres"
+)
+
+// Defaults applied by Open to zero Config fields.
+const (
+	DefaultSynchronous = "FULL"
+	DefaultBusyTimeout = 5 * time.Second
+	DefaultReaders     = 4
+	DefaultMaxConns    = 16
+)
+
+// Config says which database to open and how.
+type Config struct {
+	// URL selects the backend: "postgres://..." or "postgresql://..." opens
+	// PostgreSQL; anything else is a SQLite file path (an optional "sqlite:"
+	// prefix is stripped).
+	URL string
+	// Password is the PostgreSQL password, resolved by the caller from a
+	// secret reference; optional. It is never logged and never appears in
+	// errors.
+	Password string
+	// Synchronous is SQLite's PRAGMA synchronous: "FULL" (default when
+	// empty), "EXTRA", "NORMAL" or "OFF".
+	Synchronous string
+	// BusyTimeout is SQLite's busy_timeout; default 5s.
+	BusyTimeout time.Duration
+	// Readers is the number of SQLite reader connections; default 4.
+	Readers int
+	// MaxConns is the PostgreSQL pool size; default 16, at least 2 (Migrate
+	// holds one connection for its lock while goose uses another).
+	MaxConns int
+	// Logger receives one event per applied migration; nil means no logging.
+	Logger *slog.Logger
+}
+
+// DB is an open database: a writer pool and a reader pool (the same pool on
+// PostgreSQL). It is safe for concurrent use.
+type DB struct {
+	driver Driver
+	writer *sql.DB
+	reader *sql.DB
+	path   string // SQLite file; empty on PostgreSQL
+	logger *slog.Logger
+
+	migrateMu sync.Mutex
+	retries   atomic.Uint64
+}
+
+// Open opens the database cfg names and checks that it answers. It does not
+// migrate; call Migrate with each service's migration set.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("store: empty database url")
+	}
+	var (
+		db  *DB
+		err error
+	)
+	if isPostgresURL(cfg.URL) {
+		db, err = openPostgres(ctx, cfg)
+	} else {
+		db, err = openSQLite(ctx, cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	db.logger = cfg.Logger
+	return db, nil
+}
+
+func isPostgresURL(u string) bool {
+	l := strings.ToLower(u)
+	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
+}
+
+// Driver reports the backend.
+func (db *DB) Driver() Driver { return db.driver }
+
+// Writer returns the underlying *sql.DB used for writes. Tests and tools use
+// it to inspect or tamper with the database; services use Tx.
+func (db *DB) Writer() *sql.DB { return db.writer }
+
+// TxRetries reports how many times Tx and Read have retried a transaction
+// after a retryable error since Open; exported for metrics.
+func (db *DB) TxRetries() uint64 { return db.retries.Load() }
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	err := db.writer.Close()
+	if db.reader != db.writer {
+		err = errors.Join(err, db.reader.Close())
+	}
+	if err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the writer and reader pools reach the database.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.writer.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: ping %s writer: %w", db.driver, err)
+	}
+	if db.reader != db.writer {
+		if err := db.reader.PingContext(ctx); err != nil {
+			return fmt.Errorf("store: ping %s reader: %w", db.driver, err)
+		}
+	}
+	return nil
+}

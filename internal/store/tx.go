@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Querier runs SQL written with '?' placeholders; on PostgreSQL they are
+// rebound to $1..$n. *Tx and *DB implement it.
+type Querier interface {
+	Exec(ctx context.Context, query string, args ...any) (sql.Result, error)
+	Query(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRow(ctx context.Context, query string, args ...any) *sql.Row
+	Driver() Driver
+}
+
+var (
+	_ Querier = (*Tx)(nil)
+	_ Querier = (*DB)(nil)
+)
+
+// Tx is one database transaction, handed to the callbacks of DB.Tx and DB.Read.
+// It is valid only during the callback.
+type Tx struct {
+	tx     *sql.Tx
+	driver Driver
+}
+
+// Driver reports the backend, for the rare statement that must differ.
+func (t *Tx) Driver() Driver { return t.driver }
+
+// Exec runs a statement in the transaction.
+func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, t.bind(query), args...)
+}
+
+// Query runs a query in the transaction.
+func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, t.bind(query), args...)
+}
+
+// QueryRow runs a query expected to return at most one row.
+func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, t.bind(query), args...)
+}
+
+func (t *Tx) bind(query string) string {
+	if t.driver == Postgres {
+		return rebind(query)
+	}
+	return query
+}
+
+func (db *DB) bind(query string) string {
+	if db.driver == Postgres {
+		return rebind(query)
+	}
+	return query
+}
+
+// Exec runs one statement on the writer outside a transaction (it commits on
+// its own). On SQLite do not call it from inside a Tx callback.
+func (db *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return db.writer.ExecContext(ctx, db.bind(query), args...)
+}
+
+// Query runs one query on the writer outside a transaction, so it sees
+// everything committed so far. Close the rows promptly: on SQLite they hold
+// the only writer connection.
+func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return db.writer.QueryContext(ctx, db.bind(query), args...)
+}
+
+// QueryRow runs one statement that returns at most one row on the writer
+// (INSERT ... RETURNING works), outside a transaction.
+func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return db.writer.QueryRowContext(ctx, db.bind(query), args...)
+}
+
+// Retry policy for Tx and Read: bounded attempts with exponential, jittered
+// back-off, so that contending writers spread out instead of colliding again.
+const (
+	maxAttempts = 10
+	baseBackoff = 5 * time.Millisecond
+	maxBackoff  = 500 * time.Millisecond
+)
+
+// Tx runs fn in a read-write transaction and commits it. When fn, BEGIN or
+// COMMIT fails with a retryable error (IsRetryable: SQLite BUSY/LOCKED,
+// PostgreSQL 40001/40P01) the transaction is rolled back and the whole fn runs
+// again, up to 10 attempts with jittered back-off, stopping early when ctx is
+// done. fn must therefore not keep state across attempts. Any other error from
+// fn rolls the transaction back and is returned as is.
+func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+	return db.retry(ctx, "transaction", func() error {
+		return db.runTx(ctx, db.writer, nil, fn)
+	})
+}
+
+// Read runs fn in a read-only transaction on the reader pool (SQLite's
+// query_only connections; on PostgreSQL a READ ONLY transaction). It sees a
+// consistent snapshot of committed data and is retried like Tx.
+func (db *DB) Read(ctx context.Context, fn func(q Querier) error) error {
+	opts := &sql.TxOptions{ReadOnly: true}
+	return db.retry(ctx, "read transaction", func() error {
+		return db.runTx(ctx, db.reader, opts, func(tx *Tx) error { return fn(tx) })
+	})
+}
+
+func (db *DB) retry(ctx context.Context, what string, attempt func() error) error {
+	for n := 1; ; n++ {
+		err := attempt()
+		if err == nil || !IsRetryable(err) {
+			return err
+		}
+		if n == maxAttempts {
+			return fmt.Errorf("store: %s still failing after %d attempts: %w", what, n, err)
+		}
+		db.retries.Add(1)
+		// Full jitter over an exponentially growing window.
+		window := min(baseBackoff<<(n-1), maxBackoff)
+		t := time.NewTimer(window/2 + rand.N(window/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("store: %s abandoned after %d attempts: %w", what, n, errors.Join(ctx.Err(), err))
+		case <-t.C:
+		}
+	}
+}
+
+func (db *DB) runTx(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(tx *Tx) error) (err error) {
+	stx, err := pool.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			// fn panicked: roll back and let the panic continue.
+			_ = stx.Rollback()
+		}
+	}()
+	if err := fn(&Tx{tx: stx, driver: db.driver}); err != nil {
+		done = true
+		if rerr := stx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			return errors.Join(err, fmt.Errorf("store: rollback: %w", rerr))
+		}
+		return err
+	}
+	done = true
+	if err := stx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
