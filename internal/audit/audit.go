@@ -331,3 +331,20 @@ func Export(ctx context.Context, db *store.DB, after int64, w io.Writer) (int64,
 	})
 	return n, err
 }
+
+type actorKey struct{}
+
+// WithActor returns ctx carrying the actor that lower layers record when
+// they audit on a caller's behalf (the authenticated principal, or the
+// operator of a CLI command).
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+// ActorFrom returns the actor of ctx, or "system".
+func ActorFrom(ctx context.Context) string {
+	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
+		return a
+	}
+	return "system"
+}

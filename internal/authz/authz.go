@@ -211,7 +211,8 @@ func (t *Tokens) Require(action string, roles []string, next http.Handler) http.
 			t.deny(ctx, "token/"+p.ID, action, "role not permitted")
 			return ErrForbidden
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, principalKey{}, p)))
+		ctx = audit.WithActor(context.WithValue(ctx, principalKey{}, p), "token/"+p.ID)
+		next.ServeHTTP(w, r.WithContext(ctx))
 		return nil
 	})
 }

@@ -29,6 +29,39 @@ type Config struct {
 	Database DatabaseConfig `yaml:"database"`
 	HTTP     HTTPConfig     `yaml:"http"`
 	Log      LogConfig      `yaml:"log"`
+	HSM      HSMConfig      `yaml:"hsm"`
+}
+
+// HSMConfig says where keys live: the software keystore (always present) and
+// PKCS#11 tokens.
+type HSMConfig struct {
+	Soft   SoftKeystoreConfig `yaml:"soft"`
+	PKCS11 []PKCS11Config     `yaml:"pkcs11"`
+}
+
+// Ways to unlock the software keystore's master key.
+const (
+	UnlockDev        = "dev"
+	UnlockPassphrase = "passphrase"
+	UnlockShares     = "shares"
+)
+
+// SoftKeystoreConfig says how the software keystore's master key is unlocked
+// at start.
+type SoftKeystoreConfig struct {
+	Unlock     string      `yaml:"unlock"`
+	Passphrase SecretRef   `yaml:"passphrase"`
+	Shares     []SecretRef `yaml:"shares"`
+}
+
+// PKCS11Config is one PKCS#11 token. Its keys are named
+// pkcs11:token=<Token>;object=<label>.
+type PKCS11Config struct {
+	Token       string    `yaml:"token"`
+	Module      string    `yaml:"module"`
+	PIN         SecretRef `yaml:"pin"`
+	Vendor      string    `yaml:"vendor"`
+	MaxSessions int       `yaml:"max_sessions"`
 }
 
 // NodeConfig identifies this node.
@@ -103,6 +136,10 @@ func Defaults() Config {
 			ShutdownTimeout:   4 * time.Second,
 		},
 		Log: LogConfig{Level: "info", Format: "json"},
+		HSM: HSMConfig{
+			Soft:   SoftKeystoreConfig{Unlock: UnlockDev, Shares: []SecretRef{}},
+			PKCS11: []PKCS11Config{},
+		},
 	}
 }
 
@@ -114,10 +151,13 @@ func (c *Config) Validate() error {
 	}
 	for _, v := range []interface {
 		Validate() error
-	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log} {
+	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.Mode == ModeProduction && c.HSM.Soft.Unlock == UnlockDev {
+		errs = append(errs, errors.New("hsm.soft.unlock: dev (a master key stored in clear) is refused in production mode; use passphrase or shares"))
 	}
 	return errors.Join(errs...)
 }
@@ -186,6 +226,56 @@ func (h *HTTPConfig) Validate() error {
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s: must be positive", key))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the key-storage section.
+func (h *HSMConfig) Validate() error {
+	var errs []error
+	s := h.Soft
+	switch s.Unlock {
+	case UnlockDev:
+	case UnlockPassphrase:
+		if s.Passphrase == "" {
+			errs = append(errs, errors.New("hsm.soft.passphrase: required when unlock is passphrase"))
+		}
+	case UnlockShares:
+		if len(s.Shares) < 2 {
+			errs = append(errs, errors.New("hsm.soft.shares: at least two share references are required when unlock is shares"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("hsm.soft.unlock: %q is not dev, passphrase or shares", s.Unlock))
+	}
+	if err := s.Passphrase.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("hsm.soft.passphrase: %w", err))
+	}
+	for i, r := range s.Shares {
+		if err := r.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("hsm.soft.shares[%d]: %w", i, err))
+		}
+	}
+	seen := map[string]bool{}
+	for i, p := range h.PKCS11 {
+		key := fmt.Sprintf("hsm.pkcs11[%d]", i)
+		switch {
+		case p.Token == "" || len(p.Token) > 32:
+			errs = append(errs, fmt.Errorf("%s.token: a token label of 1-32 bytes is required", key))
+		case seen[p.Token]:
+			errs = append(errs, fmt.Errorf("%s.token: %q listed twice", key, p.Token))
+		}
+		seen[p.Token] = true
+		if p.Module == "" {
+			errs = append(errs, fmt.Errorf("%s.module: the PKCS#11 module path is required", key))
+		}
+		if p.PIN == "" {
+			errs = append(errs, fmt.Errorf("%s.pin: a PIN reference (env:NAME or file:PATH) is required", key))
+		} else if err := p.PIN.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s.pin: %w", key, err))
+		}
+		if p.MaxSessions < 0 {
+			errs = append(errs, fmt.Errorf("%s.max_sessions: must not be negative", key))
 		}
 	}
 	return errors.Join(errs...)

@@ -129,6 +129,9 @@ func TestValidate(t *testing.T) {
 		})
 	}
 	c := Defaults()
+	c.Mode = ModeProduction
+	c.HSM.Soft.Unlock, c.HSM.Soft.Passphrase = UnlockPassphrase, "env:GOVTRUST_MASTER_PASSPHRASE"
+	c.HSM.PKCS11 = []PKCS11Config{{Token: "ca", Module: "/usr/lib/softhsm/libsofthsm2.so", PIN: "file:/run/secrets/ca-pin"}}
 	c.Database.URL = "postgres://govtrust@db:5432/govtrust?sslmode=verify-full"
 	c.Database.Password = "env:PGPASSWORD"
 	if err := c.Validate(); err != nil {

@@ -46,6 +46,9 @@ func walk(v reflect.Value, prefix string, fn func(key string, f reflect.Value)) 
 			key = prefix + "." + tag
 		}
 		f := v.Field(i)
+		if f.Kind() == reflect.Slice {
+			continue // lists are set in the file only
+		}
 		if f.Kind() == reflect.Struct && f.Type() != reflect.TypeOf(time.Duration(0)) {
 			walk(f, key, fn)
 			continue

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/govtrust/govtrust/hsm/soft"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/clock"
@@ -80,6 +82,7 @@ type Node struct {
 	stopOnce sync.Once
 	stopErr  error
 	db       *store.DB
+	keys     *Keys
 }
 
 type progress struct {
@@ -125,7 +128,7 @@ func Start(ctx context.Context, opts Options, services ...Service) (_ *Node, err
 			n.release(context.Background())
 		}
 	}()
-	p := &progress{w: opts.Progress, total: 8}
+	p := &progress{w: opts.Progress, total: 9}
 	dir := opts.DataDir
 	if err := p.step("data directory "+dir, func() (string, error) { return n.prepareDir() }); err != nil {
 		return nil, err
@@ -137,6 +140,9 @@ func Start(ctx context.Context, opts Options, services ...Service) (_ *Node, err
 		return nil, err
 	}
 	if err := p.step("migrations", func() (string, error) { return n.migrate(ctx) }); err != nil {
+		return nil, err
+	}
+	if err := p.step("keys", func() (string, error) { return n.openKeys(ctx) }); err != nil {
 		return nil, err
 	}
 	var tlsMat *tlsMaterial
@@ -157,8 +163,12 @@ func Start(ctx context.Context, opts Options, services ...Service) (_ *Node, err
 	if err := p.step("ready", func() (string, error) { return n.awaitReady(ctx) }); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(opts.Progress, "govtrust: ready (mode %s)\n  http:  http://%s\n  https: https://%s\n  ldap:  %s\n  bootstrap tokens and TLS chain in %s\n",
-		n.cfg.Mode, n.addrs.HTTP, n.addrs.HTTPS, orNone(n.addrs.LDAP), filepath.Join(dir, "bootstrap"))
+	state := "ready"
+	if _, ok := n.checks(ctx); !ok {
+		state = "serving but NOT READY (see /readyz)"
+	}
+	fmt.Fprintf(opts.Progress, "govtrust: %s (mode %s)\n  http:  http://%s\n  https: https://%s\n  ldap:  %s\n  bootstrap tokens and TLS chain in %s\n",
+		state, n.cfg.Mode, n.addrs.HTTP, n.addrs.HTTPS, orNone(n.addrs.LDAP), filepath.Join(dir, "bootstrap"))
 	return n, nil
 }
 
@@ -277,7 +287,7 @@ func (n *Node) openStore(ctx context.Context) (string, error) {
 }
 
 func (n *Node) migrate(ctx context.Context) (string, error) {
-	sets := []store.Migrations{nodeMigrations(), audit.Migrations, authz.Migrations}
+	sets := []store.Migrations{nodeMigrations(), audit.Migrations, authz.Migrations, soft.Migrations}
 	for _, s := range n.services {
 		if m, ok := s.(Migrator); ok {
 			sets = append(sets, m.Migrations()...)
@@ -291,7 +301,7 @@ func (n *Node) migrate(ctx context.Context) (string, error) {
 
 func (n *Node) startServices(ctx context.Context) (string, error) {
 	n.env = &Env{Config: n.cfg, DataDir: n.opts.DataDir, DB: n.db, Audit: audit.New(n.cfg.Node.Name, n.opts.Clock),
-		Clock: n.opts.Clock, Logger: n.logger}
+		Clock: n.opts.Clock, Logger: n.logger, Keys: n.keys}
 	n.env.Tokens = authz.NewTokens(n.db, n.env.Audit, n.opts.Clock)
 	var names []string
 	for _, s := range n.services {
@@ -309,6 +319,31 @@ func (n *Node) startServices(ctx context.Context) (string, error) {
 		return "none registered", nil
 	}
 	return strings.Join(names, ", "), nil
+}
+
+// openKeys opens the key backends (software keystore, PKCS#11 tokens).
+func (n *Node) openKeys(ctx context.Context) (string, error) {
+	k, err := OpenKeys(ctx, n.cfg, KeysOptions{DB: n.db, Audit: audit.New(n.cfg.Node.Name, n.opts.Clock), Logger: n.logger, Clock: n.opts.Clock})
+	if err != nil {
+		return "", err
+	}
+	n.keys = k
+	st, err := k.Soft.Status(ctx)
+	if err != nil {
+		return "", err
+	}
+	parts := []string{fmt.Sprintf("software keystore: %s master key, %d keys", st.Kind, st.Keys)}
+	if !st.Unlocked {
+		parts[0] += ", LOCKED"
+	}
+	for _, t := range k.Tokens {
+		state := "ok"
+		if err := t.Check(ctx); err != nil {
+			state = "UNAVAILABLE: " + err.Error()
+		}
+		parts = append(parts, fmt.Sprintf("pkcs11 %s %s", t.Name(), state))
+	}
+	return strings.Join(parts, "; "), nil
 }
 
 // listen binds the listeners and starts serving.
@@ -384,12 +419,11 @@ func (n *Node) serve(srv *http.Server, ln net.Listener, tls bool) {
 }
 
 // awaitReady checks readiness once the listeners are up and writes
-// addresses.json atomically.
+// addresses.json atomically. A node that is serving but not ready (a token
+// without its PIN, say) keeps running, so /readyz can say why and recover
+// when the cause is fixed; the progress line says NOT READY and why.
 func (n *Node) awaitReady(ctx context.Context) (string, error) {
 	checks, ok := n.checks(ctx)
-	if !ok {
-		return "", fmt.Errorf("not ready: %v", checks)
-	}
 	b, err := json.MarshalIndent(n.addrs, "", "  ")
 	if err != nil {
 		return "", err
@@ -397,6 +431,17 @@ func (n *Node) awaitReady(ctx context.Context) (string, error) {
 	path := filepath.Join(n.opts.DataDir, "run", "addresses.json")
 	if err := writeFileAtomic(path, append(b, '\n'), 0o644); err != nil {
 		return "", err
+	}
+	if !ok {
+		var bad []string
+		for name, state := range checks {
+			if state != "ok" {
+				bad = append(bad, name+": "+state)
+			}
+		}
+		sort.Strings(bad)
+		n.logger.Error("node serving but NOT READY", "checks", checks)
+		return path + "; NOT READY: " + strings.Join(bad, "; "), nil
 	}
 	return path, nil
 }
@@ -415,6 +460,7 @@ func (n *Node) checks(ctx context.Context) (map[string]string, bool) {
 		out[name] = "ok"
 	}
 	set("store", n.db.Ping(ctx))
+	set("keys", n.keys.Check(ctx))
 	for _, s := range n.started {
 		set(s.Name(), s.Ready(ctx))
 	}
@@ -483,6 +529,11 @@ func (n *Node) release(ctx context.Context) error {
 	for i := len(n.started) - 1; i >= 0; i-- {
 		if err := n.started[i].Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop %s: %w", n.started[i].Name(), err))
+		}
+	}
+	if n.keys != nil {
+		if err := n.keys.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close keys: %w", err))
 		}
 	}
 	if n.db != nil {

@@ -182,11 +182,18 @@ func TestUpRestartAndDrain(t *testing.T) {
 	}
 }
 
+// productionKeystore configures a passphrase-unlocked software keystore, as
+// production requires.
+func productionKeystore(t *testing.T) []string {
+	t.Setenv("GT_TEST_MASTER_PASSPHRASE", "correct horse battery staple")
+	return []string{"GOVTRUST_HSM_SOFT_UNLOCK=passphrase", "GOVTRUST_HSM_SOFT_PASSPHRASE=env:GT_TEST_MASTER_PASSPHRASE"}
+}
+
 func TestProductionRefusesUnsafeSQLite(t *testing.T) {
 	for _, sync := range []string{"NORMAL", "OFF"} {
 		o := testOptions(filepath.Join(t.TempDir(), "data"))
 		o.Mode = ptr("production")
-		o.Environ = []string{"GOVTRUST_DATABASE_SQLITE_SYNCHRONOUS=" + sync}
+		o.Environ = append(productionKeystore(t), "GOVTRUST_DATABASE_SQLITE_SYNCHRONOUS="+sync)
 		_, err := Start(context.Background(), o)
 		if err == nil || !strings.Contains(err.Error(), "synchronous") {
 			t.Fatalf("production with synchronous=%s: %v", sync, err)
@@ -195,6 +202,7 @@ func TestProductionRefusesUnsafeSQLite(t *testing.T) {
 	// FULL is accepted in production.
 	o := testOptions(filepath.Join(t.TempDir(), "data"))
 	o.Mode = ptr("production")
+	o.Environ = productionKeystore(t)
 	n, err := Start(context.Background(), o)
 	if err != nil {
 		t.Fatalf("production with defaults: %v", err)
@@ -219,6 +227,7 @@ func TestProductionRefusesAsyncPostgres(t *testing.T) {
 	db.Close()
 	o := testOptions(filepath.Join(t.TempDir(), "data"))
 	o.Mode = ptr("production")
+	o.Environ = productionKeystore(t)
 	o.DB = &url
 	if _, err := Start(ctx, o); err == nil || !strings.Contains(err.Error(), "synchronous_commit") {
 		t.Fatalf("production against synchronous_commit=off: %v", err)
@@ -243,5 +252,23 @@ func TestBadConfigFails(t *testing.T) {
 	_, err := Start(context.Background(), testOptions(dir))
 	if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "colour") {
 		t.Fatalf("bad config: %v", err)
+	}
+}
+
+// A keystore whose master key was generated in dev mode is refused in
+// production, even with a passphrase configured.
+func TestProductionRefusesDevMasterKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	ctx := context.Background()
+	n, err := Start(ctx, testOptions(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Shutdown(ctx)
+	o := testOptions(dir)
+	o.Mode = ptr("production")
+	o.Environ = productionKeystore(t)
+	if _, err := Start(ctx, o); err == nil || !strings.Contains(err.Error(), "dev key") {
+		t.Fatalf("production on a dev keystore: %v", err)
 	}
 }

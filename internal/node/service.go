@@ -28,8 +28,12 @@ type Env struct {
 	DB      *store.DB
 	Audit   *audit.Log
 	Tokens  *authz.Tokens
-	Clock   clock.Clock
-	Logger  *slog.Logger
+	// Keys is the key manager. Services resolve their signers from it once,
+	// at start, by key URI (ARCHITECTURE.md §1: hot paths hold a
+	// crypto.Signer, not the key manager).
+	Keys   *Keys
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Service is a part of the platform with a lifecycle.
