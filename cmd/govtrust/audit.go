@@ -16,38 +16,50 @@ import (
 	"github.com/govtrust/govtrust/internal/store"
 )
 
-// offlineDB opens the store of a data directory (through its configuration
-// file) or the database URL given, without starting anything.
-func offlineDB(ctx context.Context, dataDir, dbURL string) (*store.DB, error) {
-	cfg := config.Defaults()
-	if path := filepath.Join(dataDir, "govtrust.yaml"); dbURL == "" {
-		c, err := config.Load(path, os.Environ())
-		if err != nil {
-			return nil, err
-		}
-		cfg = *c
+// offlineConfig loads the configuration of a data directory (its
+// govtrust.yaml when there is one, and the environment), with dbURL, when
+// given, overriding the database.
+func offlineConfig(dataDir, dbURL string) (*config.Config, error) {
+	path := filepath.Join(dataDir, "govtrust.yaml")
+	if _, err := os.Stat(path); err != nil {
+		path = ""
+	}
+	cfg, err := config.Load(path, os.Environ())
+	if err != nil {
+		return nil, err
 	}
 	if dbURL != "" {
 		cfg.Database.URL = dbURL
 	}
-	sc, err := node.StoreConfig(&cfg, dataDir)
+	return cfg, cfg.Validate()
+}
+
+// offlineDB opens and migrates the store of a data directory (through its
+// configuration file) or the database URL given, without starting anything.
+// A data directory without a database is an error unless create is set.
+func offlineDB(ctx context.Context, dataDir, dbURL string, create ...bool) (*store.DB, *config.Config, error) {
+	cfg, err := offlineConfig(dataDir, dbURL)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if cfg.Database.URL == "" {
+	sc, err := node.StoreConfig(cfg, dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Database.URL == "" && !(len(create) > 0 && create[0]) {
 		if _, err := os.Stat(sc.URL); err != nil {
-			return nil, fmt.Errorf("no database in %s: %w", dataDir, err)
+			return nil, nil, fmt.Errorf("no database in %s (run govtrust up once, or give --db): %w", dataDir, err)
 		}
 	}
 	db, err := store.Open(ctx, sc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := db.Migrate(ctx, audit.Migrations); err != nil {
+	if err := db.Migrate(ctx, node.BaseMigrations()...); err != nil {
 		db.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return db, nil
+	return db, cfg, nil
 }
 
 func newAuditCmd() *cobra.Command {
@@ -62,7 +74,7 @@ func newAuditCmd() *cobra.Command {
 		Short: "Check the hash chain; report edited, deleted and truncated records by sequence number",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := offlineDB(cmd.Context(), dataDir, dbURL)
+			db, _, err := offlineDB(cmd.Context(), dataDir, dbURL)
 			if err != nil {
 				return err
 			}
@@ -101,7 +113,7 @@ func newAuditCmd() *cobra.Command {
 		Short: "Write audit records as JSON lines to standard output",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := offlineDB(cmd.Context(), dataDir, dbURL)
+			db, _, err := offlineDB(cmd.Context(), dataDir, dbURL)
 			if err != nil {
 				return err
 			}

@@ -286,8 +286,14 @@ func (n *Node) openStore(ctx context.Context) (string, error) {
 	return string(db.Driver()) + ", " + strings.Join(parts, ", "), nil
 }
 
+// BaseMigrations are the schemas every node has, whatever services run:
+// node facts, audit log, tokens, software keystore.
+func BaseMigrations() []store.Migrations {
+	return []store.Migrations{nodeMigrations(), audit.Migrations, authz.Migrations, soft.Migrations}
+}
+
 func (n *Node) migrate(ctx context.Context) (string, error) {
-	sets := []store.Migrations{nodeMigrations(), audit.Migrations, authz.Migrations, soft.Migrations}
+	sets := BaseMigrations()
 	for _, s := range n.services {
 		if m, ok := s.(Migrator); ok {
 			sets = append(sets, m.Migrations()...)
