@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/emmansun/gmsm/sm2"
@@ -45,6 +46,14 @@ func tokenEnv(token, module, pinVar string) string {
 
 func startWithConfig(t *testing.T, yaml string) *Node {
 	t.Helper()
+	n, _ := startWithConfigLogs(t, yaml)
+	return n
+}
+
+// startWithConfigLogs starts a node and returns its log sink too.
+func startWithConfigLogs(t *testing.T, yaml string) (*Node, *lockedBuffer) {
+	t.Helper()
+	logs := &lockedBuffer{}
 	dir := filepath.Join(t.TempDir(), "data")
 	cfg := filepath.Join(t.TempDir(), "govtrust.yaml")
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
@@ -52,12 +61,30 @@ func startWithConfig(t *testing.T, yaml string) *Node {
 	}
 	o := testOptions(dir)
 	o.ConfigFile = cfg
+	o.LogOutput = logs
 	n, err := Start(context.Background(), o)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	t.Cleanup(func() { n.Shutdown(context.Background()) })
-	return n
+	return n, logs
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // E-02: a wrong PIN, a missing token or a missing module leave the node up but
@@ -75,13 +102,23 @@ func TestTokenFailsClosed(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			n := startWithConfig(t, c.yaml)
+			n, logs := startWithConfigLogs(t, c.yaml)
 			code, body := get(t, insecureClient(), "http://"+n.Addresses().HTTP+"/readyz", "")
 			if code != 503 || !strings.Contains(body, `"keys"`) || !strings.Contains(strings.ToLower(body), strings.ToLower(c.reason)) {
 				t.Fatalf("readyz = %d %s; want 503 naming %q", code, body, c.reason)
 			}
 			if strings.Contains(body, "9999") {
 				t.Fatal("readyz leaks the PIN")
+			}
+			if !strings.Contains(logs.String(), "PKCS#11 token unavailable") {
+				t.Fatalf("the failure is not logged:\n%s", logs.String())
+			}
+			if strings.Contains(logs.String(), "9999") {
+				t.Fatal("the log leaks the PIN")
+			}
+			var audited int
+			if err := n.Env().DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM audit_log WHERE action = 'hsm.pkcs11.open' AND outcome = 'failure' AND details NOT LIKE '%9999%'").Scan(&audited); err != nil || audited != 1 {
+				t.Fatalf("%d audited open failures (%v), want 1", audited, err)
 			}
 			token := "ca"
 			if c.name == "missing token" {
