@@ -131,13 +131,14 @@ func (v *Vendor) validate() error {
 var Vendors = map[string]Vendor{
 	// TASS codes from xipki's vendor table (GM-STANDARDS.md §8). The
 	// govtrust-p11 software token implements this table, signing with raw
-	// r||s and taking C1||C3||C2 ciphertexts.
+	// r||s and taking GM/T 0009 ASN.1 ciphertexts (cmd/govtrust-p11/README.md).
 	"tass": {
-		Name:    "tass",
-		KeyType: 0x80000004,
-		KeyGen:  0x80008001,
-		SignRaw: 0x80008000,
-		SignSM3: 0x80008100,
-		Encrypt: 0x80008200,
+		Name:           "tass",
+		KeyType:        0x80000004,
+		KeyGen:         0x80008001,
+		SignRaw:        0x80008000,
+		SignSM3:        0x80008100,
+		Encrypt:        0x80008200,
+		ASN1Ciphertext: true,
 	},
 }

@@ -21,14 +21,16 @@ import (
 
 // TestNativeSM2 runs the vendor-SM2 path against a token that offers SM2
 // with the "tass" mechanism table: the govtrust-p11 software token
-// (cmd/govtrust-p11, libgovtrust-p11.so). It needs
-//
-//	GOVTRUST_P11_MODULE  path of the module (required)
-//	GOVTRUST_P11_TOKEN   label of an initialised token (default "govtrust")
-//	GOVTRUST_P11_PIN     its user PIN (default "1234")
+// (cmd/govtrust-p11, libgovtrust-p11.so; make test builds it and sets
+// GOVTRUST_P11_MODULE). The test initialises a fresh token of its own in a
+// temporary directory through the module's C_InitToken and C_InitPIN.
 func TestNativeSM2(t *testing.T) {
 	module := testenv.Env(t, "GOVTRUST_P11_MODULE", "SM2 PKCS#11 module libgovtrust-p11.so")
-	cfg := Config{Module: module, Token: envOr("GOVTRUST_P11_TOKEN", "govtrust"), PIN: envOr("GOVTRUST_P11_PIN", "1234"), Vendor: "tass"}
+	t.Setenv("GOVTRUST_P11_CONF", "")
+	os.Unsetenv("GOVTRUST_P11_CONF")
+	t.Setenv("GOVTRUST_P11_DIR", t.TempDir())
+	initSoftToken(t, module, "govtrust", "87654321", "1234")
+	cfg := Config{Module: module, Token: "govtrust", PIN: "1234", Vendor: "tass"}
 	km := open(t, cfg)
 	ctx := context.Background()
 	suffix := make([]byte, 4)
@@ -133,11 +135,39 @@ func TestNativeSM2(t *testing.T) {
 	})
 }
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+// initSoftToken initialises the govtrust-p11 token in $GOVTRUST_P11_DIR as
+// any PKCS#11 client would: C_InitToken with the SO PIN, then C_InitPIN.
+func initSoftToken(t *testing.T, module, label, soPIN, pin string) {
+	t.Helper()
+	ctx := p11.New(module)
+	if ctx == nil {
+		t.Fatalf("cannot load %s", module)
 	}
-	return def
+	if err := ctx.Initialize(); err != nil {
+		t.Fatalf("C_Initialize: %v", err)
+	}
+	defer ctx.Finalize()
+	slots, err := ctx.GetSlotList(false)
+	if err != nil || len(slots) == 0 {
+		t.Fatalf("slots: %v %v", slots, err)
+	}
+	if err := ctx.InitToken(slots[0], soPIN, label); err != nil {
+		t.Fatalf("C_InitToken: %v", err)
+	}
+	h, err := ctx.OpenSession(slots[0], p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctx.CloseSession(h)
+	if err := ctx.Login(h, p11.CKU_SO, soPIN); err != nil {
+		t.Fatalf("SO login: %v", err)
+	}
+	if err := ctx.InitPIN(h, pin); err != nil {
+		t.Fatalf("C_InitPIN: %v", err)
+	}
+	if err := ctx.Logout(h); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestVendorPlumbing drives the vendor-SM2 code path on SoftHSM2 with a
