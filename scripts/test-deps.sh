@@ -3,20 +3,20 @@
 # they are missing. It works as root (CI) and as a normal user with sudo.
 set -eu
 
-# package -> a file it installs, to tell whether it is there already.
 pkgs=(
-	"postgresql:/usr/lib/postgresql"
-	"softhsm2:/usr/lib/softhsm/libsofthsm2.so"
-	"opensc:/usr/bin/pkcs11-tool"
-	"openssl:/usr/bin/openssl"
+	postgresql      # throw-away PostgreSQL for the store conformance tests
+	softhsm2        # the PKCS#11 HSM of the tests
+	opensc          # pkcs11-tool
+	p11-kit         # p11-kit server, to run the SM2 token in its own process
+	p11-kit-modules # p11-kit's client module
+	openssl         # independent SM2/SM3/ECDSA verifier
+	gcc             # cgo: PKCS#11 backend and the SM2 software token
 )
 
 missing=()
 for p in "${pkgs[@]}"; do
-	name=${p%%:*}
-	path=${p#*:}
-	if [ ! -e "$path" ]; then
-		missing+=("$name")
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
 	fi
 done
 if [ "${#missing[@]}" -eq 0 ]; then
