@@ -15,7 +15,10 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"
+
+	"github.com/govtrust/govtrust/internal/store/storetest"
 )
 
 var binary string
@@ -237,5 +240,29 @@ func TestProductionRefusesLoweredSynchronous(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "synchronous=NORMAL") || !strings.Contains(string(out), "production") {
 		t.Fatalf("refusal does not name the setting:\n%s", out)
+	}
+}
+
+// The same on PostgreSQL: `govtrust up --db URL`, then `audit verify --db URL`
+// names an edited row.
+func TestAuditVerifyPostgres(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	up(t, dir, "--db", url).stop(t)
+	out, code := govtrust(t, "audit", "verify", "--db", url)
+	if code != 0 || !strings.Contains(out, "audit chain OK") {
+		t.Fatalf("verify = %d\n%s", code, out)
+	}
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2"); err != nil {
+		t.Fatal(err)
+	}
+	out, code = govtrust(t, "audit", "verify", "--db", url)
+	if code != 2 || !strings.Contains(out, "seq 2: edited") {
+		t.Fatalf("verify after an edit = %d\n%s", code, out)
 	}
 }
