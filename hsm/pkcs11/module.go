@@ -3,6 +3,8 @@
 package pkcs11
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +24,41 @@ type module struct {
 	ctx   *p11.Ctx
 	refs  int
 	owned bool // we called C_Initialize, so we call C_Finalize
+
+	// pins holds, per slot, the SHA-256 of the PIN this process logged in
+	// with (see login).
+	pinsMu sync.Mutex
+	pins   map[uint][sha256.Size]byte
+}
+
+// login logs the user in on slot. Login state belongs to the application
+// and is shared by all its sessions on a token (PKCS#11 v2.40 §5.6), so a
+// second key manager on a token already logged in gets
+// CKR_USER_ALREADY_LOGGED_IN without the token checking its PIN. That is
+// accepted only for the PIN that did log in: a wrong PIN must not ride on
+// another key manager's login (ACCEPTANCE.md E-02).
+func (m *module) login(slot uint, h p11.SessionHandle, pin string) error {
+	sum := sha256.Sum256([]byte(pin))
+	err := m.ctx.Login(h, p11.CKU_USER, pin)
+	var pe p11.Error
+	m.pinsMu.Lock()
+	defer m.pinsMu.Unlock()
+	switch {
+	case err == nil:
+		if m.pins == nil {
+			m.pins = map[uint][sha256.Size]byte{}
+		}
+		m.pins[slot] = sum
+		return nil
+	case errors.As(err, &pe) && pe == p11.CKR_USER_ALREADY_LOGGED_IN:
+		if have, ok := m.pins[slot]; ok && subtle.ConstantTimeCompare(have[:], sum[:]) == 1 {
+			return nil
+		}
+		return fmt.Errorf("pkcs11 login: %w: the token is already logged in with another PIN", hsm.ErrPIN)
+	}
+	// mapErr turns PIN errors into hsm.ErrPIN; the PIN itself is never in
+	// err, which carries only the return code.
+	return mapErr("login", err)
 }
 
 var modules = struct {

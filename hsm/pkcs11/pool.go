@@ -109,7 +109,7 @@ func (p *pool) openLocked() error {
 	if err != nil {
 		return mapErr("open session", err)
 	}
-	if err := login(p.mod.ctx, h, p.pin); err != nil {
+	if err := p.mod.login(slot, h, p.pin); err != nil {
 		_ = p.mod.ctx.CloseSession(h)
 		return err
 	}
@@ -123,19 +123,6 @@ func (p *pool) closeAnchorLocked() {
 		_ = p.mod.ctx.CloseSession(p.anchor)
 		p.hasAnchor = false
 	}
-}
-
-// login logs the user in. CKR_USER_ALREADY_LOGGED_IN is success: login state
-// is shared by every session of the application on a token.
-func login(ctx *p11.Ctx, h p11.SessionHandle, pin string) error {
-	err := ctx.Login(h, p11.CKU_USER, pin)
-	var pe p11.Error
-	if err == nil || errors.As(err, &pe) && pe == p11.CKR_USER_ALREADY_LOGGED_IN {
-		return nil
-	}
-	// mapErr turns PIN errors into hsm.ErrPIN; the PIN itself is never in
-	// err, which carries only the return code.
-	return mapErr("login", err)
 }
 
 // get returns a session of the current generation, opening one if the pool

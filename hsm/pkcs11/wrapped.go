@@ -167,6 +167,11 @@ func (km *KeyManager) unwrapSM2(ctx context.Context, rec *record, pub *ecdsa.Pub
 	var key *sm2.PrivateKey
 	err := km.do(ctx, func(h p11.SessionHandle, gen uint64) error {
 		c := km.mod.ctx
+		// A signer handed out before DeleteKey holds the wrapped scalar in
+		// rec: unwrap it only while the key's metadata object still exists.
+		if _, err := findRecord(c, h, rec.label, rec.id); err != nil {
+			return err
+		}
 		wk, err := km.wrapKey(h, rec.meta.WrapKey, false)
 		if err != nil {
 			return err
