@@ -117,7 +117,7 @@ func govtrust(t *testing.T, args ...string) (string, int) {
 func TestUpLifecycle(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	p := up(t, dir)
-	if !strings.Contains(p.out.String(), "[8/8] ready") {
+	if !strings.Contains(p.out.String(), "/9] ready ... ok") {
 		t.Errorf("no progress lines:\n%s", p.out)
 	}
 	// Clients keep requesting while the node is told to stop. Every request
@@ -233,7 +233,8 @@ func TestAuditVerifyNamesTampering(t *testing.T) {
 func TestProductionRefusesLoweredSynchronous(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	cmd := exec.Command(binary, "up", "--data", dir, "--mode", "production", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "GOVTRUST_DATABASE_SQLITE_SYNCHRONOUS=NORMAL")
+	cmd.Env = append(os.Environ(), "GOVTRUST_DATABASE_SQLITE_SYNCHRONOUS=NORMAL", "GOVTRUST_HSM_SOFT_UNLOCK=passphrase",
+		"GOVTRUST_HSM_SOFT_PASSPHRASE=env:GT_TEST_PASSPHRASE", "GT_TEST_PASSPHRASE=correct horse battery staple")
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatalf("production started with synchronous=NORMAL:\n%s", out)

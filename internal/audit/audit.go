@@ -1,19 +1,3 @@
-// Package audit is govtrust's tamper-evident audit log.
-//
-// Every record (sequence number, UTC time, node, actor, action, object,
-// outcome, request ID, details) is appended in the same database transaction
-// as the change it records, so an action whose audit record cannot be written
-// is rolled back and does not happen. Records form one hash chain:
-//
-//	hash[n] = SM3(hash[n-1] || canonical(record[n])),   hash[0] = 32 zero bytes
-//
-// and a head row holding the last sequence number and hash is updated with
-// each append. Verify walks the chain offline and names, by sequence number,
-// an edited row (its hash no longer matches its content), a deleted row (a gap
-// in the sequence), a rewritten predecessor (a broken link) and a truncated
-// tail (the head is ahead of the last row). A chain rewritten wholesale with
-// recomputed hashes is caught by signed checkpoints of the head, which the
-// security middleware adds.
 package audit
 
 import (
@@ -29,6 +13,7 @@ import (
 	"io"
 	"io/fs"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/emmansun/gmsm/sm3"
@@ -109,6 +94,20 @@ func (l *Log) Append(ctx context.Context, tx *store.Tx, rec Record) (Record, err
 	}
 	rec.Node = l.node
 	rec.Time = l.clock.Now().UTC()
+	if d := DecisionFrom(ctx); d != nil {
+		m := make(map[string]any, len(rec.Details)+1)
+		for k, v := range rec.Details {
+			m[k] = v
+		}
+		m["authz"] = d.details()
+		rec.Details = m
+		if rec.RequestID == "" {
+			rec.RequestID = requestID(ctx)
+		}
+		// Set even if the transaction later rolls back: the middleware then
+		// sees an error status and records the failure itself.
+		d.written.Store(true)
+	}
 	details, err := canonicalDetails(rec.Details)
 	if err != nil {
 		return rec, fmt.Errorf("audit: details: %w", err)
@@ -347,4 +346,50 @@ func ActorFrom(ctx context.Context) string {
 		return a
 	}
 	return "system"
+}
+
+// Decision is the authorization decision behind a request. The security
+// middleware puts it in the request's context; the first record the handler
+// appends carries it (details "authz"), so an allowed, state-changing request
+// costs one audit record written in the handler's own transaction. When the
+// handler appends none, the middleware writes one itself (Written tells).
+type Decision struct {
+	Action   string
+	Object   string
+	Via      string
+	Policies []string
+	written  atomic.Bool
+}
+
+// Written reports whether a record carrying the decision was appended.
+func (d *Decision) Written() bool { return d.written.Load() }
+
+type decisionKey struct{}
+
+// WithDecision returns ctx carrying d.
+func WithDecision(ctx context.Context, d *Decision) context.Context {
+	return context.WithValue(ctx, decisionKey{}, d)
+}
+
+// DecisionFrom returns the decision of ctx, or nil.
+func DecisionFrom(ctx context.Context) *Decision {
+	d, _ := ctx.Value(decisionKey{}).(*Decision)
+	return d
+}
+
+func (d *Decision) details() map[string]any {
+	return map[string]any{"action": d.Action, "object": d.Object, "decision": "allow", "policies": d.Policies, "via": d.Via}
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying the request ID that records appended
+// under it default to.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
 }

@@ -160,6 +160,9 @@ func Edge(next http.Handler, o EdgeOptions) http.Handler {
 				}
 			}
 			d := time.Since(start)
+			if !rw.wrote {
+				rw.status = http.StatusOK // the handler wrote nothing: net/http answers 200
+			}
 			route := r.Pattern
 			if route == "" {
 				route = "unmatched"

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -28,11 +30,14 @@ import (
 const BootstrapTokenTTL = 90 * 24 * time.Hour
 
 // bootstrapRoles are the accounts of CONTRACT.md, each with its token file.
-var bootstrapRoles = []string{authz.RoleSysAdmin, authz.RoleSecAdmin, authz.RoleAuditor, authz.RoleRA}
+var bootstrapRoles = []string{"sysadmin", "secadmin", "auditor", "ra"}
 
 // bootstrap initialises a new installation once (tokens, node_meta) and makes
 // sure the HTTPS listener has a certificate.
 func (n *Node) bootstrap(ctx context.Context) (*tlsMaterial, string, error) {
+	if err := n.openAuthz(ctx); err != nil {
+		return nil, "", err
+	}
 	var initialized string
 	err := n.db.QueryRow(ctx, "SELECT value FROM node_meta WHERE key = 'initialized_at'").Scan(&initialized)
 	first := errors.Is(err, sql.ErrNoRows)
@@ -58,20 +63,19 @@ func (n *Node) bootstrap(ctx context.Context) (*tlsMaterial, string, error) {
 
 func (n *Node) initialize(ctx context.Context) error {
 	log := audit.New(n.cfg.Node.Name, n.opts.Clock)
-	tokens := authz.NewTokens(n.db, log, n.opts.Clock)
 	dir := filepath.Join(n.opts.DataDir, "bootstrap")
-	for _, role := range bootstrapRoles {
-		tok, _, err := tokens.Create(ctx, "system", "bootstrap-"+role, []string{role}, BootstrapTokenTTL)
-		if err != nil {
-			return fmt.Errorf("bootstrap %s token: %w", role, err)
-		}
-		if err := writeFileAtomic(filepath.Join(dir, role+".token"), []byte(tok+"\n"), 0o600); err != nil {
-			return fmt.Errorf("bootstrap %s token: %w", role, err)
+	tokens, err := n.authz.Bootstrap(ctx, BootstrapTokenTTL)
+	if err != nil {
+		return err
+	}
+	for _, name := range bootstrapRoles {
+		if err := writeFileAtomic(filepath.Join(dir, name+".token"), []byte(tokens[name]+"\n"), 0o600); err != nil {
+			return fmt.Errorf("bootstrap %s token: %w", name, err)
 		}
 	}
 	// Recorded last: a crash before this point re-runs the bootstrap, which
 	// then issues fresh tokens and overwrites the files.
-	_, err := log.Do(ctx, n.db, audit.Record{Actor: "system", Action: "node.initialize", Object: "node/" + n.cfg.Node.Name, Outcome: audit.Success},
+	_, err = log.Do(ctx, n.db, audit.Record{Actor: "system", Action: "node.initialize", Object: "node/" + n.cfg.Node.Name, Outcome: audit.Success},
 		func(tx *store.Tx) error {
 			_, err := tx.Exec(ctx, "INSERT INTO node_meta (key, value) VALUES ('initialized_at', ?)", n.opts.Clock.Now().Format(time.RFC3339))
 			return err
@@ -154,4 +158,72 @@ func trimNL(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// openAuthz sets up the security middleware: the integrity key (wrapped by a
+// key of the key manager), the policy engine with the platform's policies and
+// the site's from DIR/policies, and client-certificate authentication when
+// DIR/trust/clients holds CA certificates.
+func (n *Node) openAuthz(ctx context.Context) error {
+	mac, err := authz.OpenIntegrity(ctx, n.db, n.keys, authz.DefaultIntegrityKEK)
+	if err != nil {
+		return err
+	}
+	var site fs.FS
+	if dir := filepath.Join(n.opts.DataDir, "policies"); dirExists(dir) {
+		site = os.DirFS(dir)
+	}
+	engine, err := policy.New(site)
+	if err != nil {
+		return fmt.Errorf("policies: %w", err)
+	}
+	n.authz = authz.New(n.db, audit.New(n.cfg.Node.Name, n.opts.Clock), mac, engine, n.opts.Clock)
+	roots, err := loadCertDir(filepath.Join(n.opts.DataDir, "trust", "clients"))
+	if err != nil {
+		return fmt.Errorf("trusted client CAs: %w", err)
+	}
+	if roots != nil {
+		crls := authz.NewCRLChecker(n.opts.Clock.Now)
+		if err := crls.LoadDir(filepath.Join(n.opts.DataDir, "trust", "crl")); err != nil {
+			return fmt.Errorf("client CA CRLs: %w", err)
+		}
+		n.clientCAs = roots
+		n.authz.SetCertAuth(&authz.CertAuth{Roots: roots, Revocation: crls, Now: n.opts.Clock.Now})
+	}
+	return nil
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// loadCertDir reads every PEM certificate in dir; nil when there are none.
+func loadCertDir(dir string) (*x509.CertPool, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	n := 0
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("%s: no PEM certificate", e.Name())
+		}
+		n++
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return pool, nil
 }

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -81,8 +83,12 @@ type Node struct {
 	draining atomic.Bool
 	stopOnce sync.Once
 	stopErr  error
-	db       *store.DB
-	keys     *Keys
+	db        *store.DB
+	keys      *Keys
+	authz     *authz.Service
+	clientCAs *x509.CertPool
+	public    *authz.Mux
+	api       *authz.Mux
 }
 
 type progress struct {
@@ -308,7 +314,7 @@ func (n *Node) migrate(ctx context.Context) (string, error) {
 func (n *Node) startServices(ctx context.Context) (string, error) {
 	n.env = &Env{Config: n.cfg, DataDir: n.opts.DataDir, DB: n.db, Audit: audit.New(n.cfg.Node.Name, n.opts.Clock),
 		Clock: n.opts.Clock, Logger: n.logger, Keys: n.keys}
-	n.env.Tokens = authz.NewTokens(n.db, n.env.Audit, n.opts.Clock)
+	n.env.Authz = n.authz
 	var names []string
 	for _, s := range n.services {
 		if err := s.Start(ctx, n.env); err != nil {
@@ -364,14 +370,14 @@ func (n *Node) listen(tm *tlsMaterial) (string, error) {
 		dur.WithLabelValues(server, route).Observe(d.Seconds())
 	}
 
-	public := httpx.NewMux()
-	public.HandleFunc("GET /healthz", n.healthz)
-	public.HandleFunc("GET /readyz", n.readyz)
-	api := httpx.NewMux()
-	api.HandleFunc("GET /healthz", n.healthz)
-	api.HandleFunc("GET /readyz", n.readyz)
-	api.Handle("GET /metrics", n.env.Tokens.Require("metrics.read", []string{authz.RoleSysAdmin, authz.RoleAuditor},
-		promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	public := n.authz.NewMux()
+	api := n.authz.NewMux()
+	for _, m := range []*authz.Mux{public, api} {
+		m.Handle("GET /healthz", authz.Rule{Public: "liveness probe for load balancers"}, n.healthz)
+		m.Handle("GET /readyz", authz.Rule{Public: "readiness probe for load balancers; names failing checks, no secrets"}, n.readyz)
+	}
+	api.HandleHTTP("GET /metrics", authz.Rule{Action: "metrics.read"}, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	n.public, n.api = public, api
 	for _, s := range n.started {
 		if r, ok := s.(PublicRouter); ok {
 			r.PublicRoutes(public)
@@ -400,6 +406,13 @@ func (n *Node) listen(tm *tlsMaterial) (string, error) {
 		}
 		tso := so
 		tso.TLS = tm.serverConfig()
+		if n.clientCAs != nil {
+			// Client certificates are optional at the TLS layer (bearer tokens
+			// work too); when one is sent it must chain to a trusted client CA,
+			// and the security middleware checks revocation and the account.
+			tso.TLS.ClientAuth = tls.VerifyClientCertIfGiven
+			tso.TLS.ClientCAs = n.clientCAs
+		}
 		srv := httpx.NewServer(httpx.Edge(api, httpx.EdgeOptions{Server: "https", Logger: n.logger, MaxBodyBytes: hc.MaxBodyBytes, HSTS: true, Observe: observe}), tso)
 		n.serve(srv, ln, true)
 		n.addrs.HTTPS = ln.Addr().String()
@@ -490,6 +503,9 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) error {
 	}
 	return httpx.WriteJSON(w, status, map[string]any{"status": word, "checks": checks})
 }
+
+// Routes returns the declared routes of the HTTP and HTTPS listeners.
+func (n *Node) Routes() (public, api []authz.RouteInfo) { return n.public.Routes(), n.api.Routes() }
 
 // Addresses returns the listeners' addresses.
 func (n *Node) Addresses() Addresses { return n.addrs }

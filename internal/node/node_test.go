@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
@@ -35,8 +36,8 @@ func (s *slowService) Start(ctx context.Context, env *Env) error {
 }
 func (s *slowService) Ready(ctx context.Context) error { return s.notReady }
 func (s *slowService) Stop(ctx context.Context) error  { s.stopped = true; return nil }
-func (s *slowService) PublicRoutes(mux *httpx.Mux) {
-	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) error {
+func (s *slowService) PublicRoutes(mux *authz.Mux) {
+	mux.Handle("GET /slow", authz.Rule{Public: "test route"}, func(w http.ResponseWriter, r *http.Request) error {
 		close(s.entered)
 		<-s.release
 		return httpx.WriteJSON(w, 200, map[string]string{"done": "yes"})
@@ -136,7 +137,11 @@ func TestUpRestartAndDrain(t *testing.T) {
 		_, _ = io.ReadAll(resp.Body)
 		slowCode = resp.StatusCode
 	}()
-	<-svc.entered
+	select {
+	case <-svc.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the slow request never reached its handler: %v", slowErr)
+	}
 	done := make(chan error, 1)
 	go func() { done <- n.Shutdown(ctx) }()
 	// New connections are refused once draining has begun.

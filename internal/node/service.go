@@ -17,7 +17,6 @@ import (
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/config"
-	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -27,7 +26,8 @@ type Env struct {
 	DataDir string
 	DB      *store.DB
 	Audit   *audit.Log
-	Tokens  *authz.Tokens
+	// Authz is the security middleware: accounts, tokens, decisions.
+	Authz   *authz.Service
 	// Keys is the key manager. Services resolve their signers from it once,
 	// at start, by key URI (ARCHITECTURE.md §1: hot paths hold a
 	// crypto.Signer, not the key manager).
@@ -55,12 +55,13 @@ type Migrator interface {
 }
 
 // PublicRouter is implemented by services that serve on the plain HTTP
-// listener (signed public objects: certificates, CRLs, OCSP, TSA).
+// listener (signed public objects: certificates, CRLs, OCSP, TSA). Every
+// route declares its authz.Rule.
 type PublicRouter interface {
-	PublicRoutes(mux *httpx.Mux)
+	PublicRoutes(mux *authz.Mux)
 }
 
 // APIRouter is implemented by services that serve on the HTTPS listener.
 type APIRouter interface {
-	APIRoutes(mux *httpx.Mux)
+	APIRoutes(mux *authz.Mux)
 }
