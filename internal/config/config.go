@@ -30,6 +30,28 @@ type Config struct {
 	HTTP     HTTPConfig     `yaml:"http"`
 	Log      LogConfig      `yaml:"log"`
 	HSM      HSMConfig      `yaml:"hsm"`
+	Audit    AuditConfig    `yaml:"audit"`
+}
+
+// AuditConfig configures the audit log's signed checkpoints.
+type AuditConfig struct {
+	// CheckpointKey is the key URI that signs checkpoints (created on first
+	// use: SM2, service audit).
+	CheckpointKey string `yaml:"checkpoint_key"`
+	// CheckpointInterval is how often the chain head is signed (and once
+	// more at shutdown).
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+}
+
+// Validate checks the audit section.
+func (a *AuditConfig) Validate() error {
+	if a.CheckpointKey == "" || !strings.Contains(a.CheckpointKey, ":") {
+		return fmt.Errorf("audit.checkpoint_key: %q is not a key URI", a.CheckpointKey)
+	}
+	if a.CheckpointInterval < time.Second {
+		return errors.New("audit.checkpoint_interval: must be at least 1s")
+	}
+	return nil
 }
 
 // HSMConfig says where keys live: the software keystore (always present) and
@@ -140,6 +162,7 @@ func Defaults() Config {
 			Soft:   SoftKeystoreConfig{Unlock: UnlockDev, Shares: []SecretRef{}},
 			PKCS11: []PKCS11Config{},
 		},
+		Audit: AuditConfig{CheckpointKey: "soft:audit/checkpoint", CheckpointInterval: 5 * time.Minute},
 	}
 }
 
@@ -151,7 +174,7 @@ func (c *Config) Validate() error {
 	}
 	for _, v := range []interface {
 		Validate() error
-	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM} {
+	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}

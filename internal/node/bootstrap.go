@@ -51,6 +51,11 @@ func (n *Node) bootstrap(ctx context.Context) (*tlsMaterial, string, error) {
 		}
 		detail = "first run: wrote bootstrap tokens"
 	}
+	cpDetail, err := n.setupCheckpoints(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	detail += ", " + cpDetail
 	tm, made, err := ensureTLS(filepath.Join(n.opts.DataDir, "bootstrap"), n.cfg.Node.Name, n.opts.Clock.Now())
 	if err != nil {
 		return nil, "", err

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/hsm/soft"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
@@ -89,6 +90,9 @@ type Node struct {
 	clientCAs *x509.CertPool
 	public    *authz.Mux
 	api       *authz.Mux
+	cp        *audit.Checkpointer
+	cpStop    context.CancelFunc
+	cpDone    chan struct{}
 }
 
 type progress struct {
@@ -169,6 +173,7 @@ func Start(ctx context.Context, opts Options, services ...Service) (_ *Node, err
 	if err := p.step("ready", func() (string, error) { return n.awaitReady(ctx) }); err != nil {
 		return nil, err
 	}
+	n.startCheckpoints()
 	state := "ready"
 	if _, ok := n.checks(ctx); !ok {
 		state = "serving but NOT READY (see /readyz)"
@@ -356,6 +361,65 @@ func (n *Node) openKeys(ctx context.Context) (string, error) {
 		parts = append(parts, fmt.Sprintf("pkcs11 %s %s", t.Name(), state))
 	}
 	return strings.Join(parts, "; "), nil
+}
+
+// setupCheckpoints resolves (creating on first use) the key that signs audit
+// checkpoints and writes its public key to DIR/bootstrap/audit-checkpoint.pem,
+// the trust anchor `govtrust audit verify` uses.
+func (n *Node) setupCheckpoints(ctx context.Context) (string, error) {
+	uri := n.cfg.Audit.CheckpointKey
+	const service = "audit"
+	pub, err := n.keys.PublicKey(ctx, &hsm.PublicKeyRequest{URI: uri})
+	if errors.Is(err, hsm.ErrNotFound) {
+		var info *hsm.KeyInfo
+		info, err = n.keys.CreateKey(audit.WithActor(ctx, "system"), &hsm.CreateKeyRequest{URI: uri, Algorithm: hsm.SM2, Usage: hsm.UsageSign, Service: service})
+		if err == nil {
+			uri, pub = info.URI, info.Public
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("audit checkpoint key %s: %w", uri, err)
+	}
+	signer, err := n.keys.Signer(ctx, &hsm.SignerRequest{URI: uri, Service: service})
+	if err != nil {
+		return "", fmt.Errorf("audit checkpoint key %s: %w", uri, err)
+	}
+	pemBytes, err := audit.MarshalPublicKeyPEM(pub)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(n.opts.DataDir, "bootstrap", "audit-checkpoint.pem")
+	switch old, err := os.ReadFile(path); {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := writeFileAtomic(path, pemBytes, 0o644); err != nil {
+			return "", err
+		}
+	case err != nil:
+		return "", err
+	case string(old) != string(pemBytes):
+		// Never overwrite a trust anchor silently: the operator decides.
+		n.logger.Error("DIR/bootstrap/audit-checkpoint.pem does not match the checkpoint key; checkpoints will not verify against it", "key", uri)
+	}
+	cp, err := audit.NewCheckpointer(n.db, audit.New(n.cfg.Node.Name, n.opts.Clock), signer, uri, n.opts.Clock)
+	if err != nil {
+		return "", err
+	}
+	cp.Logger = n.logger
+	n.cp = cp
+	return "checkpoints signed by " + uri, nil
+}
+
+// startCheckpoints starts the periodic checkpoints.
+func (n *Node) startCheckpoints() {
+	if n.cp == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cpStop, n.cpDone = cancel, make(chan struct{})
+	go func() {
+		defer close(n.cpDone)
+		n.cp.Run(ctx, n.cfg.Audit.CheckpointInterval)
+	}()
 }
 
 // listen binds the listeners and starts serving.
@@ -563,6 +627,10 @@ func (n *Node) release(ctx context.Context) error {
 			if _, err := n.env.Audit.Write(ctx, n.db, audit.Record{Actor: "system", Action: "node.stop", Object: "node/" + n.cfg.Node.Name, Outcome: audit.Success}); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if n.cpStop != nil {
+			n.cpStop() // Run writes a final checkpoint, covering node.stop
+			<-n.cpDone
 		}
 		errs = append(errs, n.db.Close())
 	}
