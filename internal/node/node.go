@@ -72,18 +72,18 @@ type Addresses struct {
 
 // Node is a running node.
 type Node struct {
-	opts     Options
-	cfg      *config.Config
-	env      *Env
-	services []Service
-	started  []Service
-	logger   *slog.Logger
-	servers  []*http.Server
-	addrs    Addresses
-	errc     chan error
-	draining atomic.Bool
-	stopOnce sync.Once
-	stopErr  error
+	opts      Options
+	cfg       *config.Config
+	env       *Env
+	services  []Service
+	started   []Service
+	logger    *slog.Logger
+	servers   []*http.Server
+	addrs     Addresses
+	errc      chan error
+	draining  atomic.Bool
+	stopOnce  sync.Once
+	stopErr   error
 	db        *store.DB
 	keys      *Keys
 	authz     *authz.Service

@@ -27,7 +27,7 @@ type Env struct {
 	DB      *store.DB
 	Audit   *audit.Log
 	// Authz is the security middleware: accounts, tokens, decisions.
-	Authz   *authz.Service
+	Authz *authz.Service
 	// Keys is the key manager. Services resolve their signers from it once,
 	// at start, by key URI (ARCHITECTURE.md §1: hot paths hold a
 	// crypto.Signer, not the key manager).
