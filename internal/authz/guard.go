@@ -20,6 +20,9 @@ type Rule struct {
 	// Resource finds the resource the request acts on; nil means the
 	// platform itself (type "platform", id "node", level public).
 	Resource func(r *http.Request) (policy.Resource, error)
+	// Context, when set, adds facts the policies need (for approvals: the
+	// requester and the kind of request).
+	Context func(r *http.Request) (map[string]string, error)
 	// Public, when not empty, declares the route open to anyone and says
 	// why (for example "RFC 5280 CRL distribution point").
 	Public string
@@ -111,8 +114,17 @@ func (s *Service) guard(rule Rule, h http.Handler) http.Handler {
 			}
 		}
 		object := res.Type + "/" + res.ID
-		d := s.engine.Decide(policy.Request{Principal: p.Policy(), Action: rule.Action, Resource: res,
-			Context: map[string]string{"via": p.Via}})
+		pctx := map[string]string{"via": p.Via}
+		if rule.Context != nil {
+			extra, err := rule.Context(r)
+			if err != nil {
+				return err
+			}
+			for k, v := range extra {
+				pctx[k] = v
+			}
+		}
+		d := s.engine.Decide(policy.Request{Principal: p.Policy(), Action: rule.Action, Resource: res, Context: pctx})
 		if !d.Allow {
 			s.deny(ctx, p.Actor(), rule.Action, object, d.Reason, d.Policies)
 			return fmt.Errorf("%w: %s", ErrForbidden, d.Reason)

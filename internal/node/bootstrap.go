@@ -22,6 +22,7 @@ import (
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/dual"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -183,6 +184,7 @@ func (n *Node) openAuthz(ctx context.Context) error {
 		return fmt.Errorf("policies: %w", err)
 	}
 	n.authz = authz.New(n.db, audit.New(n.cfg.Node.Name, n.opts.Clock), mac, engine, n.opts.Clock)
+	n.dual = dual.New(n.db, audit.New(n.cfg.Node.Name, n.opts.Clock), n.opts.Clock)
 	roots, err := loadCertDir(filepath.Join(n.opts.DataDir, "trust", "clients"))
 	if err != nil {
 		return fmt.Errorf("trusted client CAs: %w", err)

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"embed"
@@ -31,6 +32,7 @@ import (
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/config"
+	"github.com/govtrust/govtrust/internal/dual"
 	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/store"
 )
@@ -87,10 +89,12 @@ type Node struct {
 	db        *store.DB
 	keys      *Keys
 	authz     *authz.Service
+	dual      *dual.Store
 	clientCAs *x509.CertPool
 	public    *authz.Mux
 	api       *authz.Mux
 	cp        *audit.Checkpointer
+	cpPublic  crypto.PublicKey
 	cpStop    context.CancelFunc
 	cpDone    chan struct{}
 }
@@ -300,7 +304,7 @@ func (n *Node) openStore(ctx context.Context) (string, error) {
 // BaseMigrations are the schemas every node has, whatever services run:
 // node facts, audit log, tokens, software keystore.
 func BaseMigrations() []store.Migrations {
-	return []store.Migrations{nodeMigrations(), audit.Migrations, authz.Migrations, soft.Migrations}
+	return []store.Migrations{nodeMigrations(), audit.Migrations, authz.Migrations, soft.Migrations, dual.Migrations}
 }
 
 func (n *Node) migrate(ctx context.Context) (string, error) {
@@ -320,6 +324,7 @@ func (n *Node) startServices(ctx context.Context) (string, error) {
 	n.env = &Env{Config: n.cfg, DataDir: n.opts.DataDir, DB: n.db, Audit: audit.New(n.cfg.Node.Name, n.opts.Clock),
 		Clock: n.opts.Clock, Logger: n.logger, Keys: n.keys}
 	n.env.Authz = n.authz
+	n.env.Dual = n.dual
 	var names []string
 	for _, s := range n.services {
 		if err := s.Start(ctx, n.env); err != nil {
@@ -405,7 +410,7 @@ func (n *Node) setupCheckpoints(ctx context.Context) (string, error) {
 		return "", err
 	}
 	cp.Logger = n.logger
-	n.cp = cp
+	n.cp, n.cpPublic = cp, pub
 	return "checkpoints signed by " + uri, nil
 }
 
@@ -441,6 +446,7 @@ func (n *Node) listen(tm *tlsMaterial) (string, error) {
 		m.Handle("GET /readyz", authz.Rule{Public: "readiness probe for load balancers; names failing checks, no secrets"}, n.readyz)
 	}
 	api.HandleHTTP("GET /metrics", authz.Rule{Action: "metrics.read"}, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	(&adminAPI{n: n, dual: n.dual}).routes(api)
 	n.public, n.api = public, api
 	for _, s := range n.started {
 		if r, ok := s.(PublicRouter); ok {

@@ -17,6 +17,7 @@ import (
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/config"
+	"github.com/govtrust/govtrust/internal/dual"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -28,6 +29,8 @@ type Env struct {
 	Audit   *audit.Log
 	// Authz is the security middleware: accounts, tokens, decisions.
 	Authz *authz.Service
+	// Dual is the dual-control primitive for sensitive operations.
+	Dual *dual.Store
 	// Keys is the key manager. Services resolve their signers from it once,
 	// at start, by key URI (ARCHITECTURE.md §1: hot paths hold a
 	// crypto.Signer, not the key manager).

@@ -196,6 +196,7 @@ var seed = []Action{
 	{"authz.token.revoke", ClassAdmin, "Revoke an API token"},
 	{"authz.account.create", ClassAdmin, "Create an account"},
 	{"authz.account.disable", ClassAdmin, "Disable an account"},
+	{"authz.account.list", ClassRead, "List accounts and their roles"},
 	{"authz.cert.bind", ClassAdmin, "Bind a client certificate to an account"},
 	{"authz.role.grant", ClassAdmin, "Grant a role to an account"},
 	{"authz.role.revoke", ClassAdmin, "Revoke a role from an account"},
@@ -207,6 +208,7 @@ var seed = []Action{
 	{"hsm.key.list", ClassRead, "List the key manager's keys (public parts only)"},
 
 	{"dual.request", ClassWrite, "Ask for a dual-control operation"},
+	{"dual.read", ClassRead, "Read a dual-control request (what is to be approved)"},
 	{"dual.approve", ClassApprove, "Approve someone else's dual-control request"},
 	{"dual.reject", ClassWrite, "Veto a dual-control request, or withdraw one's own"},
 

@@ -48,6 +48,7 @@ var grants = map[Role]map[string][]grant{
 		"authz.token.revoke":    {{"platform.secadmin.authz", anyResource}},
 		"authz.account.create":  {{"platform.secadmin.authz", anyResource}},
 		"authz.account.disable": {{"platform.secadmin.authz", anyResource}},
+		"authz.account.list":    {{"platform.secadmin.authz", anyResource}},
 		"authz.cert.bind":       {{"platform.secadmin.authz", anyResource}},
 		"authz.role.grant":      {{"platform.secadmin.authz", anyResource}},
 		"authz.role.revoke":     {{"platform.secadmin.authz", anyResource}},
@@ -79,6 +80,7 @@ var grants = map[Role]map[string][]grant{
 	},
 	RoleKeyRecovery: {
 		"kms.key.recover": {{"platform.key-recovery.recover", anyResource}},
+		"dual.read":       {{"platform.dual.recovery-approve", anyResource}},
 		"dual.approve":    {{"platform.dual.recovery-approve", anyResource}},
 		"dual.reject":     {{"platform.dual.recovery-approve", anyResource}},
 	},
@@ -114,6 +116,7 @@ var grants = map[Role]map[string][]grant{
 var everyone = map[string][]grant{
 	"signature.verify": {{"platform.any.verify", anyResource}},
 	"dual.reject":      {{"platform.dual.withdraw", ownResource}},
+	"dual.read":        {{"platform.dual.withdraw", ownResource}},
 }
 
 // expectedClass is the catalogue as documented: every seeded action and its
@@ -123,6 +126,7 @@ var expectedClass = map[string]Class{
 	"audit.read": ClassAudit, "audit.export": ClassAudit, "audit.checkpoint.read": ClassRead,
 	"authz.token.create": ClassAdmin, "authz.token.list": ClassRead, "authz.token.revoke": ClassAdmin,
 	"authz.account.create": ClassAdmin, "authz.account.disable": ClassAdmin, "authz.cert.bind": ClassAdmin,
+	"authz.account.list": ClassRead, "dual.read": ClassRead,
 	"authz.role.grant": ClassAdmin, "authz.role.revoke": ClassAdmin,
 	"authz.policy.read": ClassRead, "authz.policy.reload": ClassAdmin,
 	"hsm.key.create": ClassKey, "hsm.key.delete": ClassKey, "hsm.key.list": ClassRead,
