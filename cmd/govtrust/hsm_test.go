@@ -1,7 +1,9 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,4 +144,58 @@ func TestHSMKeysReport(t *testing.T) {
 	if strings.Contains(s, "ca-sm2") {
 		t.Fatalf("a wrapped SM2 key must not exist as a token private key:\n%s", s)
 	}
+}
+
+// `govtrust token create|list|revoke` on the data directory: a token made
+// offline works against the running node, and stops working once revoked.
+func TestTokenCommands(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	up(t, dir).stop(t)
+	out, code := govtrust(t, "token", "create", "--data", dir, "--account", "auditor", "--name", "siem", "--ttl", "1h")
+	if code != 0 {
+		t.Fatalf("token create = %d\n%s", code, out)
+	}
+	var tok string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "gt_") {
+			tok = line
+		}
+	}
+	if tok == "" {
+		t.Fatalf("no token printed:\n%s", out)
+	}
+	p := up(t, dir)
+	get := func() int {
+		req, _ := http.NewRequest("GET", "https://"+p.addrs["https"]+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != 200 {
+		t.Fatalf("offline-made token: %d", code)
+	}
+	out, code = govtrust(t, "token", "list", "--data", dir, "--account", "auditor", "--json")
+	var toks []struct {
+		ID, Name string
+	}
+	i := strings.Index(out, "[{")
+	if code != 0 || i < 0 || json.Unmarshal([]byte(out[i:]), &toks) != nil || len(toks) != 2 {
+		t.Fatalf("token list = %d\n%s", code, out)
+	}
+	id := toks[1].ID
+	if toks[1].Name != "siem" {
+		id = toks[0].ID
+	}
+	if out, code := govtrust(t, "token", "revoke", "--data", dir, id); code != 0 {
+		t.Fatalf("revoke = %d\n%s", code, out)
+	}
+	if code := get(); code != 401 {
+		t.Fatalf("revoked token: %d", code)
+	}
+	p.stop(t)
 }
