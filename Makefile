@@ -37,8 +37,9 @@ p11:
 	$(GO) build -buildmode=c-shared -o $(CACHE)/libgovtrust-p11.so ./cmd/govtrust-p11
 
 ## bench: raw crypto reference rates, then every service benchmark as ratios to them.
-bench:
+bench: p11
 	$(GO) run ./bench/rawcrypto -duration $(BENCH_DURATION)
+	GTTEST_P11_MODULE=$(CACHE)/libgovtrust-p11.so $(GO) run ./bench/hsmsign -duration $(BENCH_DURATION)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
 
 clean:

@@ -44,7 +44,7 @@ make -s "$cache/bin/staticcheck" >/dev/null
 
 echo "== SM2 software token"
 $GO build -buildmode=c-shared -o "$cache/libgovtrust-p11.so" ./cmd/govtrust-p11
-export GOVTRUST_P11_MODULE="$cache/libgovtrust-p11.so"
+export GTTEST_P11_MODULE="$cache/libgovtrust-p11.so"
 
 echo "== tests"
 export CI=${CI:-}

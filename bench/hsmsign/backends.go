@@ -104,9 +104,9 @@ func openSoftHSM(ctx context.Context, dir, module string) (*backend, error) {
 // openSM2Token initialises a govtrust-p11 token in dir and opens it with the
 // "tass" SM2 mechanisms.
 func openSM2Token(ctx context.Context, dir string) (*backend, error) {
-	module := os.Getenv("GOVTRUST_P11_MODULE")
+	module := os.Getenv("GTTEST_P11_MODULE")
 	if module == "" {
-		return nil, fmt.Errorf("%w: GOVTRUST_P11_MODULE is not set (make p11 builds .cache/libgovtrust-p11.so)", errNotAvailable)
+		return nil, fmt.Errorf("%w: GTTEST_P11_MODULE is not set (make p11 builds .cache/libgovtrust-p11.so)", errNotAvailable)
 	}
 	if !cgoEnabled {
 		return nil, fmt.Errorf("%w: built without cgo", errNotAvailable)

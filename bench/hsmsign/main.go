@@ -12,7 +12,7 @@
 //     -softhsm names the module and softhsm2-util is on PATH; a temporary
 //     token is made with softhsm2-util;
 //   - govtrust-p11: the SM2 software token (cmd/govtrust-p11) when
-//     GOVTRUST_P11_MODULE names libgovtrust-p11.so (make p11); a temporary
+//     GTTEST_P11_MODULE names libgovtrust-p11.so (make p11); a temporary
 //     token is initialised with C_InitToken.
 //
 // Each measurement signs one random 1 KiB message (ref.MessageSize) from

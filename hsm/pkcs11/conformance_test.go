@@ -60,10 +60,10 @@ func TestConformanceSoftHSM(t *testing.T) {
 // TestConformanceSM2Token runs the conformance suite on the govtrust-p11
 // software token (cmd/govtrust-p11), which signs and decrypts with SM2
 // through the "tass" vendor mechanisms: from the SPI's side its SM2 keys are
-// inside the module, like an HSM's. It needs GOVTRUST_P11_MODULE, the path
+// inside the module, like an HSM's. It needs GTTEST_P11_MODULE, the path
 // of libgovtrust-p11.so (make test builds it; make p11 by hand).
 func TestConformanceSM2Token(t *testing.T) {
-	module := testenv.Env(t, "GOVTRUST_P11_MODULE", "SM2 PKCS#11 module libgovtrust-p11.so (make p11)")
+	module := testenv.Env(t, "GTTEST_P11_MODULE", "SM2 PKCS#11 module libgovtrust-p11.so (make p11)")
 	const label, soPIN = "conformance", "87654321"
 	// The module reads its token directory from the environment at every
 	// C_Initialize (with getenv(3), so t.Setenv reaches it).

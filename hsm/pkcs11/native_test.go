@@ -22,10 +22,10 @@ import (
 // TestNativeSM2 runs the vendor-SM2 path against a token that offers SM2
 // with the "tass" mechanism table: the govtrust-p11 software token
 // (cmd/govtrust-p11, libgovtrust-p11.so; make test builds it and sets
-// GOVTRUST_P11_MODULE). The test initialises a fresh token of its own in a
+// GTTEST_P11_MODULE). The test initialises a fresh token of its own in a
 // temporary directory through the module's C_InitToken and C_InitPIN.
 func TestNativeSM2(t *testing.T) {
-	module := testenv.Env(t, "GOVTRUST_P11_MODULE", "SM2 PKCS#11 module libgovtrust-p11.so")
+	module := testenv.Env(t, "GTTEST_P11_MODULE", "SM2 PKCS#11 module libgovtrust-p11.so")
 	t.Setenv("GOVTRUST_P11_CONF", "")
 	os.Unsetenv("GOVTRUST_P11_CONF")
 	t.Setenv("GOVTRUST_P11_DIR", t.TempDir())
