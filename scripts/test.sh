@@ -13,7 +13,7 @@ if [ "${1:-}" = "--inner" ]; then
 	# Runs under scripts/with-postgres.sh: one throw-away server for every test.
 	# -race where concurrency matters (store, audit, HTTP edge, node, authz, key
 	# managers); the rest without, to stay well inside the time budget.
-	race_re='/internal/(store|audit|httpx|node|authz)(/|$)|/hsm(/|$)'
+	race_re='/internal/(store|audit|httpx|node|authz|dual)(/|$)|/hsm(/|$)'
 	$GO test -race -timeout 15m $($GO list ./... | grep -E "$race_re")
 	$GO test -timeout 15m $($GO list ./... | grep -v -E "$race_re")
 	exit 0
