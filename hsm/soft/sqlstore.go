@@ -6,7 +6,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/govtrust/govtrust/hsm"
@@ -17,15 +16,8 @@ import (
 var migrationsFS embed.FS
 
 // Migrations creates the keystore's tables (hsm_soft_master, hsm_soft_keys).
-var Migrations = store.Migrations{Service: "hsm_soft", FS: mustSub(migrationsFS, "migrations")}
+var Migrations = store.EmbeddedMigrations("hsm_soft", migrationsFS, "migrations")
 
-func mustSub(f fs.FS, dir string) fs.FS {
-	s, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err) // the directory is embedded above
-	}
-	return s
-}
 
 // sqlStore is Store on internal/store (SQLite or PostgreSQL).
 type sqlStore struct{ db *store.DB }

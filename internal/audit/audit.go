@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -26,15 +25,8 @@ import (
 var migrations embed.FS
 
 // Migrations is the audit log's schema.
-var Migrations = store.Migrations{Service: "audit", FS: mustSub(migrations, "migrations")}
+var Migrations = store.EmbeddedMigrations("audit", migrations, "migrations")
 
-func mustSub(f fs.FS, dir string) fs.FS {
-	s, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err) // embedded at build time: cannot fail
-	}
-	return s
-}
 
 // Outcomes.
 const (

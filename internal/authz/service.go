@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"slices"
 	"sort"
 	"strings"
@@ -25,15 +24,8 @@ import (
 var migrations embed.FS
 
 // Migrations is the schema of the security data.
-var Migrations = store.Migrations{Service: "authz", FS: sub(migrations, "migrations")}
+var Migrations = store.EmbeddedMigrations("authz", migrations, "migrations")
 
-func sub(f fs.FS, dir string) fs.FS {
-	s, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err) // embedded at build time: cannot fail
-	}
-	return s
-}
 
 // Role names, re-exported from the policy package for callers that only
 // need the names.

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,15 +25,8 @@ import (
 var migrations embed.FS
 
 // Migrations is the schema of the dual-control store.
-var Migrations = store.Migrations{Service: "dual", FS: sub(migrations, "migrations")}
+var Migrations = store.EmbeddedMigrations("dual", migrations, "migrations")
 
-func sub(f fs.FS, dir string) fs.FS {
-	s, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err) // embedded at build time: cannot fail
-	}
-	return s
-}
 
 // Status is the state of a request.
 type Status string

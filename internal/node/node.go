@@ -40,13 +40,7 @@ import (
 //go:embed migrations
 var migrations embed.FS
 
-func nodeMigrations() store.Migrations {
-	s, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err) // embedded at build time: cannot fail
-	}
-	return store.Migrations{Service: "node", FS: s}
-}
+func nodeMigrations() store.Migrations { return store.EmbeddedMigrations("node", migrations, "migrations") }
 
 // Options say how to run a node. Pointer fields are command-line flags: nil
 // means "not given", so the configuration file and environment decide.

@@ -22,6 +22,18 @@ type Migrations struct {
 	FS      fs.FS
 }
 
+// EmbeddedMigrations returns the migration set of service kept in the
+// directory dir of an embedded file system (with its sqlite/ and postgres/
+// subdirectories). It panics if dir is missing: that is a build mistake,
+// caught by any test that migrates.
+func EmbeddedMigrations(service string, f fs.FS, dir string) Migrations {
+	sub, err := fs.Sub(f, dir)
+	if err != nil {
+		panic(fmt.Sprintf("store: migrations of %s: %v", service, err))
+	}
+	return Migrations{Service: service, FS: sub}
+}
+
 // serviceName keeps goose_<service> a plain SQL identifier.
 var serviceName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
 
