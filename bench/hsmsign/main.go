@@ -45,8 +45,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -244,7 +242,7 @@ func measureBackend(ctx context.Context, b *backend, alg hsm.Algorithm, msg []by
 	if !verify(sig) {
 		return result{}, errors.New("signature does not verify")
 	}
-	rate, err := measure(ctx, d, runtime.GOMAXPROCS(0), func() error {
+	rate, err := ref.Throughput(ctx, d, runtime.GOMAXPROCS(0), func() error {
 		_, err := op()
 		return err
 	})
@@ -252,47 +250,4 @@ func measureBackend(ctx context.Context, b *backend, alg hsm.Algorithm, msg []by
 		return result{}, err
 	}
 	return result{backend: b.name, alg: alg, location: info.Location, rate: rate, base: base}, nil
-}
-
-// measure calls op from workers goroutines until d has passed and returns
-// completed calls per second of wall time, as bench/ref measures the raw
-// rates.
-func measure(ctx context.Context, d time.Duration, workers int, op func() error) (float64, error) {
-	var (
-		stop  atomic.Bool
-		total atomic.Int64
-		wg    sync.WaitGroup
-		once  sync.Once
-		opErr error
-	)
-	halt := func() { stop.Store(true) }
-	timer := time.AfterFunc(d, halt)
-	defer timer.Stop()
-	unhook := context.AfterFunc(ctx, halt)
-	defer unhook()
-
-	start := time.Now()
-	for range workers {
-		wg.Go(func() {
-			var n int64
-			for !stop.Load() {
-				if err := op(); err != nil {
-					once.Do(func() { opErr = err })
-					halt()
-					break
-				}
-				n++
-			}
-			total.Add(n)
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	if opErr != nil {
-		return 0, opErr
-	}
-	return float64(total.Load()) / elapsed.Seconds(), nil
 }

@@ -117,7 +117,7 @@ func Measure(ctx context.Context, d time.Duration) (Rates, error) {
 		{P256Sign, &r.P256Sign, f.p256Sign},
 		{P256Verify, &r.P256Verify, f.p256Verify},
 	} {
-		v, err := run(ctx, d, r.Cores, m.op)
+		v, err := Throughput(ctx, d, r.Cores, m.op)
 		if err != nil {
 			return Rates{}, fmt.Errorf("ref: measure %s: %w", m.name, err)
 		}
@@ -126,9 +126,11 @@ func Measure(ctx context.Context, d time.Duration) (Rates, error) {
 	return r, nil
 }
 
-// run calls op from workers goroutines until d has passed and returns the
-// number of completed calls per second of wall time.
-func run(ctx context.Context, d time.Duration, workers int, op func() error) (float64, error) {
+// Throughput calls op from workers goroutines until d has passed and
+// returns the number of completed calls per second of wall time. Load
+// programs measure their own operations with it, the same way the reference
+// rates are measured, so the ratios compare like with like.
+func Throughput(ctx context.Context, d time.Duration, workers int, op func() error) (float64, error) {
 	var (
 		stop  atomic.Bool
 		total atomic.Int64

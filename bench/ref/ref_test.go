@@ -51,7 +51,7 @@ func TestMeasureErrors(t *testing.T) {
 // TestRunStopsOnError checks that a failing operation (a verification that
 // returns false) ends the measurement with its error instead of a rate.
 func TestRunStopsOnError(t *testing.T) {
-	_, err := run(t.Context(), time.Hour, 2, func() error { return errBadSignature })
+	_, err := Throughput(t.Context(), time.Hour, 2, func() error { return errBadSignature })
 	if !errors.Is(err, errBadSignature) {
 		t.Fatalf("run = %v, want %v", err, errBadSignature)
 	}
