@@ -45,4 +45,3 @@ func BenchmarkMiddleware(b *testing.B) {
 		})
 	}
 }
-
