@@ -18,7 +18,6 @@ var migrationsFS embed.FS
 // Migrations creates the keystore's tables (hsm_soft_master, hsm_soft_keys).
 var Migrations = store.EmbeddedMigrations("hsm_soft", migrationsFS, "migrations")
 
-
 // sqlStore is Store on internal/store (SQLite or PostgreSQL).
 type sqlStore struct{ db *store.DB }
 

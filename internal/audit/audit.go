@@ -27,7 +27,6 @@ var migrations embed.FS
 // Migrations is the audit log's schema.
 var Migrations = store.EmbeddedMigrations("audit", migrations, "migrations")
 
-
 // Outcomes.
 const (
 	Success = "success"

@@ -26,7 +26,6 @@ var migrations embed.FS
 // Migrations is the schema of the security data.
 var Migrations = store.EmbeddedMigrations("authz", migrations, "migrations")
 
-
 // Role names, re-exported from the policy package for callers that only
 // need the names.
 const (

@@ -27,7 +27,6 @@ var migrations embed.FS
 // Migrations is the schema of the dual-control store.
 var Migrations = store.EmbeddedMigrations("dual", migrations, "migrations")
 
-
 // Status is the state of a request.
 type Status string
 

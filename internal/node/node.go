@@ -40,7 +40,9 @@ import (
 //go:embed migrations
 var migrations embed.FS
 
-func nodeMigrations() store.Migrations { return store.EmbeddedMigrations("node", migrations, "migrations") }
+func nodeMigrations() store.Migrations {
+	return store.EmbeddedMigrations("node", migrations, "migrations")
+}
 
 // Options say how to run a node. Pointer fields are command-line flags: nil
 // means "not given", so the configuration file and environment decide.
