@@ -178,7 +178,6 @@ func (c *sigCase) corrupt() *sigCase {
 type verifier struct {
 	name   string
 	verify func(pub crypto.PublicKey, c *sigCase) error
-	slow   bool // sampled under the race detector (see Sample)
 }
 
 var errVerify = errors.New("signature does not verify")
@@ -188,11 +187,11 @@ var errVerify = errors.New("signature does not verify")
 func goVerifiers(alg hsm.Algorithm) []verifier {
 	switch alg {
 	case hsm.SM2:
-		return []verifier{{"gmsm", verifyGMSM, false}, {"tjfoc/gmsm", verifyTjfoc, true}}
+		return []verifier{{"gmsm", verifyGMSM}, {"tjfoc/gmsm", verifyTjfoc}}
 	case hsm.ECDSAP256, hsm.ECDSAP384:
-		return []verifier{{"crypto/ecdsa", verifyECDSA, false}}
+		return []verifier{{"crypto/ecdsa", verifyECDSA}}
 	}
-	return []verifier{{"crypto/rsa", verifyRSA, false}}
+	return []verifier{{"crypto/rsa", verifyRSA}}
 }
 
 func verifyGMSM(pub crypto.PublicKey, c *sigCase) error {
