@@ -21,8 +21,9 @@ type Rule struct {
 	// platform itself (type "platform", id "node", level public).
 	Resource func(r *http.Request) (policy.Resource, error)
 	// Context, when set, adds facts the policies need (for approvals: the
-	// requester and the kind of request).
-	Context func(r *http.Request) (map[string]string, error)
+	// requester and the kind of request), derived from the resource found
+	// by Resource so that nothing is looked up twice.
+	Context func(r *http.Request, res policy.Resource) map[string]string
 	// Public, when not empty, declares the route open to anyone and says
 	// why (for example "RFC 5280 CRL distribution point").
 	Public string
@@ -116,11 +117,7 @@ func (s *Service) guard(rule Rule, h http.Handler) http.Handler {
 		object := res.Type + "/" + res.ID
 		pctx := map[string]string{"via": p.Via}
 		if rule.Context != nil {
-			extra, err := rule.Context(r)
-			if err != nil {
-				return err
-			}
-			for k, v := range extra {
+			for k, v := range rule.Context(r, res) {
 				pctx[k] = v
 			}
 		}

@@ -41,14 +41,11 @@ func (a *adminAPI) routes(m *authz.Mux) {
 		if err != nil {
 			return policy.Resource{}, err
 		}
-		return policy.Resource{Type: "dual-request", ID: req.ID, Owner: req.Requester, Org: a.orgOf(r, req.Requester)}, nil
+		return policy.Resource{Type: "dual-request", ID: req.ID, Owner: req.Requester, Org: a.orgOf(r, req.Requester),
+			Attrs: map[string]string{"kind": req.Kind}}, nil
 	}
-	approvalCtx := func(r *http.Request) (map[string]string, error) {
-		req, err := a.dual.Get(r.Context(), r.PathValue("id"))
-		if err != nil {
-			return nil, err
-		}
-		return map[string]string{"requester": req.Requester, "kind": req.Kind}, nil
+	approvalCtx := func(_ *http.Request, res policy.Resource) map[string]string {
+		return map[string]string{"requester": res.Owner, "kind": res.Attrs["kind"]}
 	}
 	m.Handle("GET /api/v1/approvals/{id}", authz.Rule{Action: "dual.read", Resource: approval, Context: approvalCtx}, a.getApproval)
 	m.Handle("POST /api/v1/approvals/{id}/approve", authz.Rule{Action: "dual.approve", Resource: approval, Context: approvalCtx}, a.approve)
