@@ -1,0 +1,59 @@
+package crl
+
+import (
+	"fmt"
+	"math/big"
+	"time"
+)
+
+// CheckNumber is the publish guard: a CRL may replace the one published for
+// the same issuer and scope only if its number is strictly greater (RFC 5280
+// §5.2.3; Boulder's storer makes the same check against clock skew and
+// races). prev is nil when nothing has been published yet. The CA raises an
+// alert on ErrNumberRegression instead of publishing.
+func CheckNumber(prev, next *big.Int) error {
+	if !validNumber(next) {
+		return fmt.Errorf("%w: CRL number %v outside 1..2^159-1", ErrInvalid, next)
+	}
+	if prev != nil && next.Cmp(prev) <= 0 {
+		return fmt.Errorf("%w: %v after %v", ErrNumberRegression, next, prev)
+	}
+	return nil
+}
+
+// RefreshAt is when a CRL valid from thisUpdate to nextUpdate should be
+// replaced on schedule: after two thirds of its interval. The promise is that
+// a replacement is published before three quarters (ACCEPTANCE.md C-04, see
+// RefreshDeadline); starting at two thirds leaves a twelfth of the interval
+// (50 s of a 10 min CRL, 14 h of a 7 day one) for building, signing and
+// publishing, and for a retry.
+func RefreshAt(thisUpdate, nextUpdate time.Time) time.Time {
+	return thisUpdate.Add(nextUpdate.Sub(thisUpdate) * 2 / 3)
+}
+
+// RefreshDeadline is when three quarters of the interval have passed: a CRL
+// still served then breaks the freshness promise, and the CA should alert.
+func RefreshDeadline(thisUpdate, nextUpdate time.Time) time.Time {
+	return thisUpdate.Add(nextUpdate.Sub(thisUpdate) * 3 / 4)
+}
+
+// RefreshDue reports whether the CRL valid from thisUpdate to nextUpdate is
+// due for its scheduled replacement at now (at or after RefreshAt). A CRL whose
+// nextUpdate is not after its thisUpdate is always due.
+func RefreshDue(thisUpdate, nextUpdate, now time.Time) bool {
+	if !nextUpdate.After(thisUpdate) {
+		return true
+	}
+	return !now.Before(RefreshAt(thisUpdate, nextUpdate))
+}
+
+// Retain reports whether a revoked certificate that expires at notAfter must
+// still be listed on the next full CRL, given the thisUpdate of the last full
+// CRL that was published for its scope (zero if none). RFC 5280 §3.3 and BR
+// §4.10.1: an entry stays until it has appeared on one regularly scheduled CRL
+// issued after the certificate expired. Entries are dropped only by this rule,
+// so a published full CRL with thisUpdate after notAfter did list it, and the
+// entry may go; until then it stays.
+func Retain(notAfter, lastFullThisUpdate time.Time) bool {
+	return lastFullThisUpdate.IsZero() || !lastFullThisUpdate.After(notAfter)
+}
