@@ -106,6 +106,11 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 // consistent snapshot of committed data and is retried like Tx.
 func (db *DB) Read(ctx context.Context, fn func(q Querier) error) error {
 	opts := &sql.TxOptions{ReadOnly: true}
+	if db.driver == Postgres {
+		// READ COMMITTED would give each statement a fresh snapshot; a read
+		// of several statements (a chain and its head) must see one state.
+		opts.Isolation = sql.LevelRepeatableRead
+	}
 	return db.retry(ctx, "read transaction", func() error {
 		return db.runTx(ctx, db.reader, opts, func(tx *Tx) error { return fn(tx) })
 	})
