@@ -121,10 +121,12 @@ func ensureTLS(dir, node string, now time.Time) (*tlsMaterial, bool, error) {
 		Subject:               pkix.Name{CommonName: "govtrust bootstrap " + node, Organization: []string{"govtrust"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		// A self-signed leaf, not a CA: clients pin it as it is, and its key
+		// (a file until the CA replaces it) can vouch for nothing else.
+		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		IsCA:                  true, // self-signed: it is its own trust anchor for clients
+		IsCA:                  false,
 		DNSNames:              []string{"localhost", node},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}

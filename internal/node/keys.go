@@ -189,10 +189,10 @@ func (t *Token) Check(ctx context.Context) error {
 	if t.km == nil && !t.lockout && time.Since(t.tried) >= TokenRetry {
 		t.openLocked(ctx)
 	}
-	km, err := t.km, t.err
+	km, err, lockout := t.km, t.err, t.lockout
 	t.mu.Unlock()
 	if km == nil {
-		if t.lockout {
+		if lockout {
 			return fmt.Errorf("%w (not retried: fix the PIN and restart)", err)
 		}
 		return err

@@ -600,15 +600,17 @@ func (n *Node) release(ctx context.Context) error {
 	defer cancel()
 	var errs []error
 	var wg sync.WaitGroup
-	var mu sync.Mutex
 	for _, srv := range n.servers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := srv.Shutdown(sctx); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("drain: %w", err))
-				mu.Unlock()
+				// Requests still running at the timeout are cut off; that is
+				// the contract (CONTRACT.md: finish in-flight requests up to a
+				// timeout, then exit 0), so it is logged, not returned.
+				if n.logger != nil {
+					n.logger.Warn("drain timeout: closing remaining connections", "error", err)
+				}
 				_ = srv.Close()
 			}
 		}()
@@ -619,21 +621,23 @@ func (n *Node) release(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("stop %s: %w", n.started[i].Name(), err))
 		}
 	}
+	if n.db != nil && n.env != nil {
+		if _, err := n.env.Audit.Write(ctx, n.db, audit.Record{Actor: "system", Action: "node.stop", Object: "node/" + n.cfg.Node.Name, Outcome: audit.Success}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.cpStop != nil {
+		// The final checkpoint covers node.stop; it needs the audit key, so
+		// it runs before the key backends close.
+		n.cpStop()
+		<-n.cpDone
+	}
 	if n.keys != nil {
 		if err := n.keys.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close keys: %w", err))
 		}
 	}
 	if n.db != nil {
-		if n.env != nil {
-			if _, err := n.env.Audit.Write(ctx, n.db, audit.Record{Actor: "system", Action: "node.stop", Object: "node/" + n.cfg.Node.Name, Outcome: audit.Success}); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if n.cpStop != nil {
-			n.cpStop() // Run writes a final checkpoint, covering node.stop
-			<-n.cpDone
-		}
 		errs = append(errs, n.db.Close())
 	}
 	if n.logger != nil && len(errs) > 0 {
@@ -665,5 +669,14 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	// The rename is durable only once the directory is synced.
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

@@ -185,6 +185,22 @@ func TestUpRestartAndDrain(t *testing.T) {
 	if err != nil || !rep.OK() || rep.Records < 7 {
 		t.Fatalf("audit after restart: %+v %v", rep, err)
 	}
+	// The first run's shutdown wrote a signed checkpoint covering node.stop.
+	var stopSeq, cpSeq int64
+	db2 := n2.Env().DB
+	if err := db2.QueryRow(ctx, "SELECT MIN(seq) FROM audit_log WHERE action = 'node.stop'").Scan(&stopSeq); err != nil {
+		t.Fatal(err)
+	}
+	if err := db2.QueryRow(ctx, "SELECT COALESCE(MAX(seq), 0) FROM audit_checkpoints").Scan(&cpSeq); err != nil {
+		t.Fatal(err)
+	}
+	if cpSeq < stopSeq {
+		t.Fatalf("newest checkpoint covers seq %d, node.stop is seq %d: no shutdown checkpoint", cpSeq, stopSeq)
+	}
+	cps, err := audit.VerifyCheckpoints(ctx, db2, n2.cpPublic)
+	if err != nil || !cps.OK() {
+		t.Fatalf("checkpoints: %+v %v", cps, err)
+	}
 }
 
 // productionKeystore configures a passphrase-unlocked software keystore, as
