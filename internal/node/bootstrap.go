@@ -117,10 +117,10 @@ func ensureTLS(dir, node string, now time.Time) (*tlsMaterial, bool, error) {
 		return nil, false, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial.Add(serial, big.NewInt(1)),
-		Subject:               pkix.Name{CommonName: "govtrust bootstrap " + node, Organization: []string{"govtrust"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(365 * 24 * time.Hour),
+		SerialNumber: serial.Add(serial, big.NewInt(1)),
+		Subject:      pkix.Name{CommonName: "govtrust bootstrap " + node, Organization: []string{"govtrust"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(365 * 24 * time.Hour),
 		// A self-signed leaf, not a CA: clients pin it as it is, and its key
 		// (a file until the CA replaces it) can vouch for nothing else.
 		KeyUsage:              x509.KeyUsageDigitalSignature,
