@@ -300,7 +300,10 @@ func Verify(ctx context.Context, db *store.DB) (*Report, error) {
 func Export(ctx context.Context, db *store.DB, after int64, w io.Writer) (int64, error) {
 	var n int64
 	err := db.Read(ctx, func(q store.Querier) error {
-		n = 0
+		if n > 0 {
+			// A retried read would send the lines already sent again.
+			return fmt.Errorf("audit: export: read failed after %d lines were written; resume with after", n)
+		}
 		rows, err := q.Query(ctx, selectRows, after)
 		if err != nil {
 			return fmt.Errorf("audit: export: %w", err)

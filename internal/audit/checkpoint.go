@@ -564,7 +564,10 @@ func VerifyCheckpoints(ctx context.Context, db *store.DB, trusted ...crypto.Publ
 func ExportCheckpoints(ctx context.Context, db *store.DB, after int64, w io.Writer) (int64, error) {
 	var n int64
 	err := db.Read(ctx, func(q store.Querier) error {
-		n = 0
+		if n > 0 {
+			// A retried read would send the lines already sent again.
+			return fmt.Errorf("audit: export checkpoints: read failed after %d lines were written; resume with after", n)
+		}
 		rows, err := q.Query(ctx, selectCheckpoints+" WHERE seq > ? ORDER BY seq, id", after)
 		if err != nil {
 			return fmt.Errorf("audit: export checkpoints: %w", err)

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -421,4 +422,45 @@ func TestMuxRequiresDeclarations(t *testing.T) {
 		t.Fatalf("routes %+v", r)
 	}
 	_ = fmt.Sprint()
+}
+
+// A guarded handler that panics, or fails after its answer started, is
+// audited as a failure, and a started answer is not followed by a problem.
+func TestGuardFailuresAudited(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		_, sysTok := f.account(t, "sys", "platform", policy.Confidential, policy.RoleSysAdmin)
+		mux := f.svc.NewMux()
+		mux.Handle("GET /boom", Rule{Action: "metrics.read"}, func(w http.ResponseWriter, r *http.Request) error {
+			panic("boom")
+		})
+		mux.Handle("GET /partial", Rule{Action: "node.config.read"}, func(w http.ResponseWriter, r *http.Request) error {
+			_, _ = w.Write([]byte(`{"partial":1}`))
+			return errors.New("database went away mid-stream")
+		})
+		srv := httptest.NewServer(httpx.Edge(mux, httpx.EdgeOptions{}))
+		defer srv.Close()
+		if got := call(t, srv.Client(), "GET", srv.URL+"/boom", sysTok); got != 500 {
+			t.Fatalf("panic: %d", got)
+		}
+		req, _ := http.NewRequest("GET", srv.URL+"/partial", nil)
+		req.Header.Set("Authorization", "Bearer "+sysTok)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != `{"partial":1}` {
+			t.Fatalf("a problem was appended to a started answer: %q", body)
+		}
+		for _, action := range []string{"metrics.read", "node.config.read"} {
+			if n := f.count(t, "action = ? AND outcome = 'failure'", action); n != 1 {
+				t.Errorf("%s: %d failure records, want 1", action, n)
+			}
+			if n := f.count(t, "action = ? AND outcome = 'success'", action); n != 0 {
+				t.Errorf("%s: %d success records, want 0", action, n)
+			}
+		}
+	}, sets...)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz/policy"
@@ -98,7 +99,7 @@ var platformResource = policy.Resource{Type: "platform", ID: "node", Level: poli
 
 // guard authenticates, decides and audits, then calls h.
 func (s *Service) guard(rule Rule, h http.Handler) http.Handler {
-	return httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+	return httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) (err error) {
 		ctx := audit.WithRequestID(r.Context(), httpx.RequestID(r.Context()))
 		p, err := s.Authenticate(r.WithContext(ctx))
 		if err != nil {
@@ -111,6 +112,7 @@ func (s *Service) guard(rule Rule, h http.Handler) http.Handler {
 		res := platformResource
 		if rule.Resource != nil {
 			if res, err = rule.Resource(r); err != nil {
+				s.record(ctx, p.Actor(), rule.Action, "", audit.Failure, map[string]any{"error": err.Error(), "stage": "resource"})
 				return err
 			}
 		}
@@ -129,23 +131,49 @@ func (s *Service) guard(rule Rule, h http.Handler) http.Handler {
 		dec := &audit.Decision{Action: rule.Action, Object: object, Via: p.Via, Policies: d.Policies}
 		ctx = audit.WithDecision(WithPrincipal(ctx, p), dec)
 		rw := &statusWriter{ResponseWriter: w}
+		// Recorded after the handler, also when it panics (the panic goes on
+		// to the edge, which answers 500) or fails after its answer started.
+		defer func() {
+			v := recover()
+			status := rw.status
+			if status == 0 {
+				status = http.StatusOK // nothing written: net/http answers 200
+			}
+			herr := httpx.Err(ctx)
+			failed := v != nil || status >= 400 || herr != nil
+			if failed || !dec.Written() {
+				outcome, details := audit.Success, map[string]any{"status": status}
+				if failed {
+					outcome = audit.Failure
+					switch {
+					case v != nil:
+						details["error"] = "handler panic"
+					case herr != nil:
+						details["error"] = herr.Error()
+					}
+				}
+				if aerr := s.record(ctx, p.Actor(), rule.Action, object, outcome, details); aerr != nil && err == nil && v == nil {
+					err = fmt.Errorf("audit of %s: %w", rule.Action, aerr) // logged by the edge; the answer is out
+				}
+			}
+			if v != nil {
+				panic(v)
+			}
+		}()
 		h.ServeHTTP(rw, r.WithContext(ctx))
-		if rw.status == 0 {
-			rw.status = http.StatusOK // nothing written: net/http answers 200
-		}
-		if rw.status >= 400 || !dec.Written() {
-			outcome := audit.Success
-			if rw.status >= 400 {
-				outcome = audit.Failure
-			}
-			if _, err := s.log.Write(ctx, s.db, audit.Record{Actor: p.Actor(), Action: rule.Action, Object: object, Outcome: outcome,
-				RequestID: httpx.RequestID(ctx), Details: map[string]any{"status": rw.status}}); err != nil {
-				// The answer is already written; the failure goes to the request log.
-				return fmt.Errorf("audit of %s: %w", rule.Action, err)
-			}
-		}
 		return nil
 	})
+}
+
+// record writes one audit record in a transaction of its own. It is detached
+// from the request's cancellation (a client that hangs up after reading its
+// answer must not take the record with it) but bounded in time.
+func (s *Service) record(ctx context.Context, actor, action, object, outcome string, details map[string]any) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, err := s.log.Write(ctx, s.db, audit.Record{Actor: actor, Action: action, Object: object, Outcome: outcome,
+		RequestID: httpx.RequestID(ctx), Details: details})
+	return err
 }
 
 // deny audits a refused request; extra adds details (such as a bus subject).
@@ -154,8 +182,7 @@ func (s *Service) deny(ctx context.Context, actor, action, object, why string, p
 	for i := 0; i+1 < len(extra); i += 2 {
 		d[fmt.Sprint(extra[i])] = extra[i+1]
 	}
-	_, _ = s.log.Write(ctx, s.db, audit.Record{Actor: actor, Action: action, Object: object, Outcome: audit.Denied,
-		RequestID: httpx.RequestID(ctx), Details: d})
+	_ = s.record(ctx, actor, action, object, audit.Denied, d)
 }
 
 // statusWriter records the status a handler answered.

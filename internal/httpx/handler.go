@@ -33,10 +33,36 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if st != nil {
 		st.err = err
 	}
-	if rw, ok := w.(*responseWriter); ok && rw.wrote {
-		return
+	if Wrote(w) {
+		return // the answer has started; only the log (and audit) learn of err
 	}
 	WriteProblem(w, problemFor(err, RequestID(r.Context())))
+}
+
+// Wrote reports whether an answer was started on w, looking through
+// wrappers that implement Unwrap() http.ResponseWriter down to the edge's
+// own writer.
+func Wrote(w http.ResponseWriter) bool {
+	for w != nil {
+		if rw, ok := w.(*responseWriter); ok {
+			return rw.wrote
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return false
+		}
+		w = u.Unwrap()
+	}
+	return false
+}
+
+// Err returns the error a handler of this request returned, if any (also
+// when the answer had already started and only the log learnt of it).
+func Err(ctx context.Context) error {
+	if st := stateOf(ctx); st != nil {
+		return st.err
+	}
+	return nil
 }
 
 type ctxKey struct{}
