@@ -199,3 +199,24 @@ func TestTokenCommands(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// `govtrust account create|grant|list` makes administrator accounts offline,
+// refusing role combinations that must not be held together.
+func TestAccountCommands(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	up(t, dir).stop(t)
+	if out, code := govtrust(t, "account", "create", "--data", dir, "--name", "auditor-2", "--org", "platform", "--clearance", "机密", "--role", "auditor"); code != 0 {
+		t.Fatalf("create = %d\n%s", code, out)
+	}
+	if out, code := govtrust(t, "account", "grant", "--data", dir, "auditor-2", "ca-operator"); code == 0 || !strings.Contains(out, "conflict") {
+		t.Fatalf("auditor + ca-operator granted: %d\n%s", code, out)
+	}
+	out, code := govtrust(t, "account", "list", "--data", dir)
+	if code != 0 || !strings.Contains(out, "auditor-2") || !strings.Contains(out, "confidential") {
+		t.Fatalf("list = %d\n%s", code, out)
+	}
+	out, code = govtrust(t, "audit", "export", "--data", dir)
+	if code != 0 || !strings.Contains(out, `"action":"authz.role.grant","object":"account/`) || !strings.Contains(out, `"outcome":"denied"`) {
+		t.Fatalf("refused grant not audited:\n%s", out)
+	}
+}

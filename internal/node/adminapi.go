@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"context"
 	"encoding/hex"
 	"net/http"
 	"strconv"
@@ -59,6 +60,25 @@ func (a *adminAPI) routes(m *authz.Mux) {
 	m.Handle("GET /api/v1/audit/verify", authz.Rule{Action: "audit.read", Resource: auditRes}, a.verifyAudit)
 }
 
+// adminRoles are the three separated administrator roles. The API never
+// creates them, grants them, or mints tokens for another account that holds
+// them: one security administrator must not be able to become, or act as,
+// another administrator. Administrator accounts are made offline, in a
+// ceremony on the data directory (`govtrust account create`), and each
+// administrator's tokens by that administrator (or offline).
+var adminRoles = []policy.Role{policy.RoleSysAdmin, policy.RoleSecAdmin, policy.RoleAuditor}
+
+func isAdminRole(r policy.Role) bool {
+	for _, a := range adminRoles {
+		if r == a {
+			return true
+		}
+	}
+	return false
+}
+
+var errAdminOffline = httpx.Errorf(http.StatusForbidden, "administrator accounts, roles and other administrators' tokens are managed offline (govtrust account, govtrust token), not through the API")
+
 // orgOf returns an account's organisation ("" when unknown).
 func (a *adminAPI) orgOf(r *http.Request, accountID string) string {
 	acc, err := a.n.authz.Account(r.Context(), accountID)
@@ -66,6 +86,13 @@ func (a *adminAPI) orgOf(r *http.Request, accountID string) string {
 		return ""
 	}
 	return acc.Org
+}
+
+// refused audits a request the API refuses after the policy allowed it.
+func (a *adminAPI) refused(r *http.Request, action, object, why string) {
+	p := authz.PrincipalFrom(r.Context())
+	_, _ = a.n.env.Audit.Write(context.WithoutCancel(r.Context()), a.n.db, audit.Record{Actor: p.Actor(), Action: action, Object: object,
+		Outcome: audit.Denied, RequestID: httpx.RequestID(r.Context()), Details: map[string]any{"reason": why}})
 }
 
 func (a *adminAPI) listAccounts(w http.ResponseWriter, r *http.Request) error {
@@ -99,6 +126,10 @@ func (a *adminAPI) createAccount(w http.ResponseWriter, r *http.Request) error {
 	roles := make([]policy.Role, len(req.Roles))
 	for i, s := range req.Roles {
 		roles[i] = policy.Role(s)
+		if isAdminRole(roles[i]) {
+			a.refused(r, "authz.account.create", "account/"+req.Name, "administrator role "+s)
+			return errAdminOffline
+		}
 	}
 	acc, err := a.n.authz.CreateAccount(r.Context(), authz.NewAccount{Name: req.Name, Kind: req.Kind, Org: req.Org, Clearance: lvl, Roles: roles})
 	if err != nil {
@@ -113,6 +144,10 @@ func (a *adminAPI) grant(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := httpx.DecodeJSON(r, &req); err != nil {
 		return err
+	}
+	if isAdminRole(policy.Role(req.Role)) {
+		a.refused(r, "authz.role.grant", "account/"+r.PathValue("id"), "administrator role "+req.Role)
+		return errAdminOffline
 	}
 	if err := a.n.authz.Grant(r.Context(), r.PathValue("id"), policy.Role(req.Role)); err != nil {
 		return err
@@ -165,6 +200,14 @@ func (a *adminAPI) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		if acc, err = a.n.authz.AccountByName(r.Context(), req.Account); err != nil {
 			return err
+		}
+	}
+	if p := authz.PrincipalFrom(r.Context()); p.Account.ID != acc.ID {
+		for _, role := range acc.Roles {
+			if isAdminRole(role) {
+				a.refused(r, "authz.token.create", "account/"+acc.ID, "token for another administrator")
+				return errAdminOffline
+			}
 		}
 	}
 	scopes := make([]policy.Role, len(req.Scopes))
