@@ -1,0 +1,223 @@
+package lint
+
+import (
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+)
+
+// isPrintableString reports whether s uses only the PrintableString
+// character set of X.680 §41.4: A-Z a-z 0-9 space ' ( ) + , - . / : = ?.
+// Unlike the Go parsers it admits neither '*' nor '&' (DigiCert put '&' in
+// a PrintableString in 2020 and had to revoke, Bugzilla 1593814).
+func isPrintableString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isPrintableByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isPrintableByte(b byte) bool {
+	return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' ||
+		b == ' ' || b == '\'' || b == '(' || b == ')' || b == '+' || b == ',' ||
+		b == '-' || b == '.' || b == '/' || b == ':' || b == '=' || b == '?'
+}
+
+// IsPrintableString reports whether s fits the PrintableString character set
+// (X.680 §41.4), so a DirectoryString value may be encoded as one.
+func IsPrintableString(s string) bool { return isPrintableString(s) }
+
+// BadRune returns the first rune of s that must not appear in a name or
+// identity string, with a reason: C0 and C1 controls (NUL included), DEL,
+// and the Unicode bidirectional formatting characters (U+202A–U+202E,
+// U+2066–U+2069, U+200E, U+200F, U+061C) that let "moc.knab" display as
+// "bank.com" (Unicode TR #9; the RLO trick of CVE-2021-42574), plus the
+// byte-order mark and the replacement character, which only appear in
+// mis-converted text.
+func BadRune(s string) (rune, string, bool) {
+	if !utf8.ValidString(s) {
+		return utf8.RuneError, "invalid UTF-8", true
+	}
+	for _, r := range s {
+		switch {
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			return r, "control character", true
+		case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+			return r, "bidirectional formatting character", true
+		case r == 0xfeff:
+			return r, "byte-order mark", true
+		case r == utf8.RuneError:
+			return r, "replacement character (mis-converted text)", true
+		case r >= 0xfdd0 && r <= 0xfdef, r&0xfffe == 0xfffe:
+			return r, "Unicode noncharacter", true
+		}
+	}
+	return 0, "", false
+}
+
+// attrInfo describes how RFC 5280 Appendix A types a Name attribute.
+type attrInfo struct {
+	name string
+	max  int // upper bound in characters, 0 for none
+	// kind: 'D' DirectoryString (PrintableString or UTF8String, RFC 5280
+	// §4.1.2.4), 'P' PrintableString only, 'I' IA5String only.
+	kind byte
+}
+
+// attrInfos holds the upper bounds of RFC 5280 Appendix A (ub-*) and X.520.
+var attrInfos = map[string]attrInfo{
+	oidAttrCN.String():           {"CN", 64, 'D'},
+	oidAttrSurname.String():      {"SN", 32768, 'D'},
+	oidAttrSerialNumber.String(): {"SERIALNUMBER", 64, 'P'},
+	oidAttrC.String():            {"C", 2, 'P'},
+	oidAttrL.String():            {"L", 128, 'D'},
+	oidAttrST.String():           {"ST", 128, 'D'},
+	oidAttrStreet.String():       {"STREET", 128, 'D'},
+	oidAttrO.String():            {"O", 64, 'D'},
+	oidAttrOU.String():           {"OU", 64, 'D'},
+	oidAttrTitle.String():        {"title", 64, 'D'},
+	oidAttrPostalCode.String():   {"postalCode", 40, 'D'},
+	oidAttrName.String():         {"name", 32768, 'D'},
+	oidAttrGivenName.String():    {"givenName", 32768, 'D'},
+	oidAttrInitials.String():     {"initials", 32768, 'D'},
+	oidAttrDNQualifier.String():  {"dnQualifier", 0, 'P'},
+	oidAttrPseudonym.String():    {"pseudonym", 128, 'D'},
+	oidAttrOrgID.String():        {"organizationIdentifier", 0, 'D'},
+	oidAttrDC.String():           {"DC", 63, 'I'},
+	oidAttrUID.String():          {"UID", 256, 'D'},
+	oidAttrEmail.String():        {"emailAddress", 255, 'I'},
+}
+
+// AttributeName returns the short name of a Name attribute type, or its
+// dotted form.
+func AttributeName(id asn1.ObjectIdentifier) string {
+	if a, ok := attrInfos[id.String()]; ok {
+		return a.name
+	}
+	return id.String()
+}
+
+// AttributeMaxLen returns the RFC 5280 Appendix A upper bound, in
+// characters, of an attribute type (0 when it has none).
+func AttributeMaxLen(id asn1.ObjectIdentifier) int { return attrInfos[id.String()].max }
+
+// ValidDNSName checks a dNSName against the preferred name syntax of
+// RFC 1034 §3.5 as RFC 5280 §4.2.1.6 requires: LDH labels of 1–63 octets,
+// no leading or trailing hyphen, at most 253 octets, lower or upper case
+// ASCII only (IDNs in their A-label form), no underscore, no trailing dot.
+// A wildcard is allowed only as the whole leftmost label of a name with at
+// least two more labels (RFC 6125 §6.4.3, BR 7.1.2.7.12), and only when
+// allowWildcard is set.
+func ValidDNSName(name string, allowWildcard bool) error {
+	if name == "" {
+		return errors.New("empty DNS name")
+	}
+	if len(name) > 253 {
+		return fmt.Errorf("DNS name of %d octets exceeds 253", len(name))
+	}
+	labels := strings.Split(name, ".")
+	for i, l := range labels {
+		if l == "*" && i == 0 {
+			if !allowWildcard {
+				return fmt.Errorf("wildcard DNS name %q not allowed", name)
+			}
+			if len(labels) < 3 {
+				return fmt.Errorf("wildcard DNS name %q covers a whole registry-level domain", name)
+			}
+			continue
+		}
+		if strings.Contains(l, "*") {
+			return fmt.Errorf("DNS name %q has a wildcard outside the whole leftmost label", name)
+		}
+		if l == "" {
+			return fmt.Errorf("DNS name %q has an empty label", name)
+		}
+		if len(l) > 63 {
+			return fmt.Errorf("DNS name %q has a label longer than 63 octets", name)
+		}
+		if l[0] == '-' || l[len(l)-1] == '-' {
+			return fmt.Errorf("DNS name %q has a label starting or ending with a hyphen", name)
+		}
+		for j := 0; j < len(l); j++ {
+			c := l[j]
+			if c == '_' {
+				return fmt.Errorf("DNS name %q contains an underscore", name)
+			}
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return fmt.Errorf("DNS name %q contains %q, outside letters, digits and hyphen", name, c)
+			}
+		}
+	}
+	if last := labels[len(labels)-1]; allDigits(last) {
+		return fmt.Errorf("DNS name %q ends in a numeric label (an IP address belongs in iPAddress)", name)
+	}
+	return nil
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// internalTLDs are suffixes that never resolve on the public Internet
+// (RFC 6761, RFC 6762, RFC 8375, ICANN SAC113 for "internal") and the
+// common private ones the BR call Internal Names.
+var internalTLDs = map[string]bool{
+	"local": true, "localhost": true, "internal": true, "intranet": true, "lan": true,
+	"corp": true, "home": true, "localdomain": true, "test": true, "invalid": true,
+	"example": true, "private": true,
+}
+
+// IsInternalName reports whether a DNS name is an Internal Name in the
+// sense of the BR §1.6.1: a single label or a reserved or private suffix.
+func IsInternalName(name string) bool {
+	name = strings.TrimPrefix(strings.ToLower(name), "*.")
+	if !strings.Contains(name, ".") {
+		return true
+	}
+	if strings.HasSuffix(name, ".home.arpa") {
+		return true
+	}
+	tld := name[strings.LastIndexByte(name, '.')+1:]
+	return internalTLDs[tld]
+}
+
+// CheckURL checks a CRL distribution point, OCSP or caIssuers URL
+// (RFC 5280 §4.2.1.13, §4.2.2.1): an IA5String, absolute, with a host, and
+// a scheme of http or ldap (https is accepted but reported by the lints,
+// because fetching it needs revocation data of its own).
+func CheckURL(s string) error {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return fmt.Errorf("URL %q contains a space, a control or a non-ASCII octet (IA5String, RFC 3986)", s)
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("URL %q: %w", s, err)
+	}
+	switch u.Scheme {
+	case "http", "https", "ldap":
+	default:
+		return fmt.Errorf("URL %q: scheme %q is not http or ldap", s, u.Scheme)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("URL %q has no host", s)
+	}
+	if u.User != nil {
+		return fmt.Errorf("URL %q carries user information", s)
+	}
+	if u.Fragment != "" {
+		return fmt.Errorf("URL %q has a fragment", s)
+	}
+	return nil
+}
