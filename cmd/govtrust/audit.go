@@ -42,6 +42,17 @@ func offlineConfig(dataDir, dbURL string) (*config.Config, error) {
 // configuration file) or the database URL given, without starting anything.
 // A data directory without a database is an error unless create is set.
 func offlineDB(ctx context.Context, dataDir, dbURL string, create ...bool) (*store.DB, *config.Config, error) {
+	return openOffline(ctx, dataDir, dbURL, true, len(create) > 0 && create[0])
+}
+
+// inspectDB opens the store for reading only: no migration, so `audit
+// verify` and `export` work with a read-only role and leave a forensic copy
+// as it was.
+func inspectDB(ctx context.Context, dataDir, dbURL string) (*store.DB, *config.Config, error) {
+	return openOffline(ctx, dataDir, dbURL, false, false)
+}
+
+func openOffline(ctx context.Context, dataDir, dbURL string, migrate, create bool) (*store.DB, *config.Config, error) {
 	cfg, err := offlineConfig(dataDir, dbURL)
 	if err != nil {
 		return nil, nil, err
@@ -50,7 +61,7 @@ func offlineDB(ctx context.Context, dataDir, dbURL string, create ...bool) (*sto
 	if err != nil {
 		return nil, nil, err
 	}
-	if cfg.Database.URL == "" && !(len(create) > 0 && create[0]) {
+	if cfg.Database.URL == "" && !create {
 		if _, err := os.Stat(sc.URL); err != nil {
 			return nil, nil, fmt.Errorf("no database in %s (run govtrust up once, or give --db): %w", dataDir, err)
 		}
@@ -59,9 +70,11 @@ func offlineDB(ctx context.Context, dataDir, dbURL string, create ...bool) (*sto
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := db.Migrate(ctx, node.BaseMigrations()...); err != nil {
-		db.Close()
-		return nil, nil, err
+	if migrate {
+		if err := db.Migrate(ctx, node.BaseMigrations()...); err != nil {
+			db.Close()
+			return nil, nil, err
+		}
 	}
 	return db, cfg, nil
 }
@@ -100,7 +113,7 @@ func newAuditCmd() *cobra.Command {
 				}
 				keys = append(keys, k)
 			}
-			db, _, err := offlineDB(cmd.Context(), dataDir, dbURL)
+			db, _, err := inspectDB(cmd.Context(), dataDir, dbURL)
 			if err != nil {
 				return err
 			}
@@ -146,7 +159,7 @@ func newAuditCmd() *cobra.Command {
 		Short: "Write audit records (or, with --checkpoints, signed checkpoints) as JSON lines to standard output",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, _, err := offlineDB(cmd.Context(), dataDir, dbURL)
+			db, _, err := inspectDB(cmd.Context(), dataDir, dbURL)
 			if err != nil {
 				return err
 			}

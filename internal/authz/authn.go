@@ -158,8 +158,10 @@ func (s *Service) authenticateCert(ctx context.Context, peer []*x509.Certificate
 	leaf := chain[0]
 	var accountID, created, mac string
 	issuer, subject := leaf.Issuer.String(), leaf.Subject.String()
-	err = s.db.QueryRow(ctx, "SELECT account_id, created_at, mac FROM authz_cert_bindings WHERE issuer = ? AND subject = ?", issuer, subject).
-		Scan(&accountID, &created, &mac)
+	err = s.db.Read(ctx, func(q store.Querier) error {
+		return q.QueryRow(ctx, "SELECT account_id, created_at, mac FROM authz_cert_bindings WHERE issuer = ? AND subject = ?", issuer, subject).
+			Scan(&accountID, &created, &mac)
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrUnauthenticated
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/emmansun/gmsm/sm3"
 
 	"github.com/govtrust/govtrust/hsm"
+	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -21,7 +22,9 @@ import (
 const DefaultIntegrityKEK = "soft:authz/integrity-kek"
 
 // ErrTampered is returned when a security row does not carry a valid MAC.
-var ErrTampered = errors.New("authz: security data failed its integrity check")
+// Over HTTP it is a 503: the data cannot be trusted until an administrator
+// restores it, which the audit log's authz.integrity records point to.
+var ErrTampered = fmt.Errorf("authz: security data failed its integrity check: %w", httpx.ErrUnavailable)
 
 // KeyManager is what authz needs of the key manager: create the wrapping key
 // once and wrap and unwrap the integrity key with it.

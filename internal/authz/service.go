@@ -255,7 +255,9 @@ func (s *Service) Account(ctx context.Context, id string) (*Account, error) {
 // AccountByName looks an account up by name.
 func (s *Service) AccountByName(ctx context.Context, name string) (*Account, error) {
 	var id string
-	if err := s.db.QueryRow(ctx, "SELECT id FROM authz_accounts WHERE name = ?", name).Scan(&id); err != nil {
+	if err := s.db.Read(ctx, func(q store.Querier) error {
+		return q.QueryRow(ctx, "SELECT id FROM authz_accounts WHERE name = ?", name).Scan(&id)
+	}); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("%w: account %q", ErrNotFound, name)
 		}
@@ -309,27 +311,34 @@ func (s *Service) account(ctx context.Context, q store.Querier, id string) (*Acc
 
 // Accounts lists every account (with verified roles).
 func (s *Service) Accounts(ctx context.Context) ([]*Account, error) {
-	var ids []string
-	rows, err := s.db.Query(ctx, "SELECT id FROM authz_accounts ORDER BY name")
+	var out []*Account
+	err := s.db.Read(ctx, func(q store.Querier) error {
+		out = out[:0]
+		rows, err := q.Query(ctx, "SELECT id FROM authz_accounts ORDER BY name")
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		for _, id := range ids {
+			a, err := s.account(ctx, q, id)
+			if err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, err
-	}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	out := make([]*Account, 0, len(ids))
-	for _, id := range ids {
-		a, err := s.Account(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

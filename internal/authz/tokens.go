@@ -44,6 +44,9 @@ type Token struct {
 	CreatedAt time.Time     `json:"created_at"`
 	ExpiresAt time.Time     `json:"expires_at"`
 	Revoked   bool          `json:"revoked"`
+	// Tampered is set when the row failed its integrity check; such a token
+	// never authenticates.
+	Tampered bool `json:"tampered,omitempty"`
 }
 
 // CreateToken makes a token for an account and returns its secret, shown
@@ -154,20 +157,26 @@ func (s *Service) Tokens(ctx context.Context, accountID string) ([]*Token, error
 		q += " WHERE account_id = ?"
 		args = append(args, accountID)
 	}
-	rows, err := s.db.Query(ctx, q+" ORDER BY created_at", args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out []*Token
-	for rows.Next() {
-		r, err := scanToken(rows)
+	err := s.db.Read(ctx, func(qr store.Querier) error {
+		out = out[:0]
+		rows, err := qr.Query(ctx, q+" ORDER BY created_at", args...)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, r.token())
-	}
-	return out, rows.Err()
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanToken(rows)
+			if err != nil {
+				return err
+			}
+			t := r.token()
+			t.Tampered = r.check(s.mac) != nil
+			out = append(out, t)
+		}
+		return rows.Err()
+	})
+	return out, err
 }
 
 // authenticateToken returns the principal for a bearer token, or
