@@ -216,3 +216,21 @@ func TestRouter(t *testing.T) {
 		t.Fatalf("Check = %v, want the token's ErrPIN", err)
 	}
 }
+
+func TestSM2UserID(t *testing.T) {
+	uid := []byte("ALICE123@YAHOO.COM")
+	for name, tc := range map[string]struct {
+		opts crypto.SignerOpts
+		want []byte
+	}{
+		"default":             {sm2.DefaultSM2SignerOpts, DefaultSM2UID},
+		"custom, message":     {sm2.NewSM2SignerOption(true, uid), uid},
+		"custom, digest form": {sm2.NewSM2SignerOption(false, uid), uid},
+		"no options":          {nil, DefaultSM2UID},
+		"hash options":        {crypto.SHA256, DefaultSM2UID},
+	} {
+		if got := SM2UserID(tc.opts); string(got) != string(tc.want) {
+			t.Errorf("%s: %q, want %q", name, got, tc.want)
+		}
+	}
+}

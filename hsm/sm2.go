@@ -58,3 +58,19 @@ func sm2Options(opts crypto.SignerOpts) ([]byte, bool) {
 	}
 	return uid, true
 }
+
+// SM2UserID returns the user ID that opts names, whether or not it asks for
+// the message form: the ID of an *sm2.SM2SignerOption, or DefaultSM2UID. It
+// is what crypto.MessageSigner implementations sign with (gmsm's own
+// SignMessage reads the ID the same way).
+func SM2UserID(opts crypto.SignerOpts) []byte {
+	o, ok := opts.(*sm2.SM2SignerOption)
+	if !ok || o == nil || o == sm2.DefaultSM2SignerOpts {
+		return DefaultSM2UID
+	}
+	u := reflect.ValueOf(o).Elem().FieldByName("uid")
+	if !u.IsValid() || u.Kind() != reflect.Slice || u.Len() == 0 {
+		return DefaultSM2UID
+	}
+	return append([]byte(nil), u.Bytes()...)
+}

@@ -147,6 +147,12 @@ func verifySM2(t *testing.T, s crypto.Signer, n int) {
 			t.Fatalf("empty message, custom uid: %v", err)
 		}
 	}
+	// crypto.SignMessage reads the user ID of the options even without
+	// forceGMSign, as gmsm's own SignMessage does.
+	sig, err = crypto.SignMessage(s, rand.Reader, nil, sm2.NewSM2SignerOption(false, uid))
+	if err != nil || !sm2.VerifyASN1WithSM2(pub, uid, nil, sig) || sm2.VerifyASN1WithSM2(pub, nil, nil, sig) {
+		t.Fatalf("empty message, custom uid, digest-form options: %v", err)
+	}
 	if _, err := s.Sign(rand.Reader, nil, nil); err == nil {
 		t.Fatal("empty digest signed")
 	}

@@ -296,10 +296,13 @@ func (s *sm2Signer) Sign(r io.Reader, msg []byte, opts crypto.SignerOpts) ([]byt
 // always the message, signed with the user ID of opts or the default one.
 func (s *sm2Signer) SignMessage(r io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if len(msg) == 0 {
-		if _, err := hsm.SM2Digest(s.pub.(*ecdsa.PublicKey), msg, opts); err != nil {
-			opts = sm2.DefaultSM2SignerOpts // opts without forceGMSign: gmsm uses the default ID
+		// gmsm refuses to sign an empty message itself; compute e with the
+		// user ID of opts (whatever its forceGMSign) and sign e.
+		e, err := sm2.CalculateSM2Hash(s.pub.(*ecdsa.PublicKey), msg, hsm.SM2UserID(opts))
+		if err != nil {
+			return nil, err
 		}
-		return s.Sign(r, msg, opts)
+		return s.Sign(r, e, nil)
 	}
 	s.l.mu.RLock()
 	defer s.l.mu.RUnlock()
