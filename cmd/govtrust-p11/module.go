@@ -52,6 +52,12 @@ type session struct {
 	digest  *digestOp
 }
 
+// C_Initialize flag and return value of Base §5.4 (CK_C_INITIALIZE_ARGS).
+const (
+	ckfLibraryCantCreateOSThreads = 0x1
+	ckrNeedToCreateThreads        = 0x009
+)
+
 // initArgs is what C_Initialize was given (Base §5.4, CK_C_INITIALIZE_ARGS).
 type initArgs struct {
 	present  bool
@@ -82,6 +88,12 @@ func (m *module) initialize(a initArgs, getenv func(string) string) uint {
 		// sync.Mutex, which is safe for any pthreads caller on Linux.
 		if a.mutexFns != 0 && a.mutexFns != 4 {
 			return ckrArgumentsBad
+		}
+		// The Go runtime inside this library starts OS threads of its own
+		// whatever the caller wishes, so a caller that forbids them gets
+		// CKR_NEED_TO_CREATE_THREADS (Base §5.4).
+		if a.flags&ckfLibraryCantCreateOSThreads != 0 {
+			return ckrNeedToCreateThreads
 		}
 	}
 	dir, err := loadDir(getenv)

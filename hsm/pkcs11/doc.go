@@ -19,7 +19,18 @@
 // non-extractable AES-256 key, and stored wrapped; it is unwrapped on the token
 // for a bounded use period (Config.UnwrapTTL) and held only in memory. Such keys
 // report Location "software, wrapped by hardware key", and are never described
-// as hardware keys.
+// as hardware keys. Every use first checks, with one search on the token, that
+// the key's metadata object still exists and gives the usage asked for, so a
+// key deleted by another process stops working at once.
+//
+// # Key separation
+//
+// Signer and Decrypter hand a key out only to its owning service and for its
+// stored usage (ACCEPTANCE.md E-04). The values they return are of distinct
+// types, one with Sign only and one with Decrypt only, so that a decrypter
+// cannot be asserted to crypto.Signer or the other way round; each operation
+// checks the usage stored in the metadata again, in Go, besides the token's
+// own CKA_SIGN / CKA_DECRYPT on hardware keys.
 //
 // # Objects on the token
 //
@@ -54,10 +65,21 @@
 // logs in once (C_Login applies to every session of the application, PKCS#11
 // v2.40 §5.5). When an operation fails because the session, the login or the
 // token went away (token reset or re-insertion), the pool is dropped, reopened,
-// logged in again once, and the operation retried once. A wrong PIN is
-// reported as hsm.ErrPIN and a missing module or token as hsm.ErrUnavailable;
-// there is never a fallback to software keys (ACCEPTANCE.md E-02). PINs never
-// appear in errors.
+// logged in again once, and the operation retried once. An invalid object
+// handle is not such a failure: cached handles are dropped and the objects
+// looked up again. CreateKey and DeleteKey stay correct across that retry: it
+// first removes what a half-done creation left under the key's fresh CKA_ID,
+// and finishes a half-done deletion by CKA_ID instead of answering "not found".
+//
+// A wrong PIN is reported as hsm.ErrPIN and a missing module or token as
+// hsm.ErrUnavailable; there is never a fallback to software keys (ACCEPTANCE.md
+// E-02). PINs never appear in errors. Automatic logins never wear the user PIN
+// down to a lock: once the token refuses the configured PIN, the key manager
+// answers hsm.ErrPIN to every operation and Check without calling C_Login again
+// until it is closed and a new one made; and it does not log in again by itself
+// when CK_TOKEN_INFO shows CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY or
+// CKF_USER_PIN_LOCKED (someone else failed since), until a person has logged
+// in with the right PIN.
 //
 // The package needs cgo; built without it, New returns an error.
 package pkcs11

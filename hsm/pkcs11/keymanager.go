@@ -39,6 +39,18 @@ type KeyManager struct {
 
 	handles handleCache
 	sm2keys *sm2Cache
+
+	// testHook, when set by a test, is called at named points of CreateKey
+	// and DeleteKey, so that a test can make the token lose the session
+	// half-way through. Always nil outside tests.
+	testHook func(point string)
+}
+
+// hook calls the test hook, if any.
+func (km *KeyManager) hook(point string) {
+	if km.testHook != nil {
+		km.testHook(point)
+	}
 }
 
 var (
@@ -77,6 +89,7 @@ func New(ctx context.Context, cfg Config) (*KeyManager, error) {
 		handles: handleCache{m: map[handleKey]handleEntry{}},
 	}
 	km.sm2keys = newSM2Cache(cfg.UnwrapTTL)
+	km.pool.dropHandles = km.handles.clear
 	if err := km.pool.start(); err != nil {
 		km.pool.close()
 		_ = mod.release()
@@ -138,6 +151,11 @@ func (km *KeyManager) do(ctx context.Context, fn func(h p11.SessionHandle, gen u
 
 // Close logs out by closing this key manager's sessions, forgets unwrapped
 // keys and releases the module. Signers obtained before fail afterwards.
+//
+// Close waits for token calls under way (they hold life for reading) but
+// never for an SM2 key being unwrapped: such an unwrap may itself be waiting
+// to start its token call, behind Close. purge marks its entry dropped and
+// the unwrapping goroutine zeroes what it unwrapped (see withSM2).
 func (km *KeyManager) Close() error {
 	km.life.Lock()
 	defer km.life.Unlock()
@@ -150,8 +168,16 @@ func (km *KeyManager) Close() error {
 	return km.mod.release()
 }
 
+// isClosed reports whether Close was called.
+func (km *KeyManager) isClosed() bool {
+	km.life.RLock()
+	defer km.life.RUnlock()
+	return km.closed
+}
+
 // Check reports whether the token is present and the session logged in,
-// logging in again when the token was reset (hsm.Checker, for readyz).
+// logging in again when the token was reset (hsm.Checker, for readyz). After
+// the token refused the PIN it answers hsm.ErrPIN without trying again.
 func (km *KeyManager) Check(ctx context.Context) error {
 	err := km.do(ctx, func(h p11.SessionHandle, _ uint64) error {
 		if _, err := km.mod.ctx.GetSessionInfo(h); err != nil {
@@ -307,8 +333,19 @@ func (km *KeyManager) CreateKey(ctx context.Context, req *hsm.CreateKeyRequest) 
 	km.mu.Lock()
 	defer km.mu.Unlock()
 	var pub crypto.PublicKey
+	tried := false
 	err = km.do(ctx, func(h p11.SessionHandle, _ uint64) error {
 		c := km.mod.ctx
+		if tried {
+			// The first attempt lost its session part-way (pool.do retries
+			// once): objects it made may be on the token, and destroying
+			// them then failed with the session. id was drawn at random
+			// for this call, so whatever carries it is ours.
+			if err := km.destroyKeyObjects(h, ref.label, id); err != nil {
+				return err
+			}
+		}
+		tried = true
 		if _, err := findRecord(c, h, ref.label, nil); err == nil {
 			return fmt.Errorf("%w: %q", hsm.ErrExists, ref.label)
 		} else if !errors.Is(err, hsm.ErrNotFound) {
@@ -331,6 +368,7 @@ func (km *KeyManager) CreateKey(ctx context.Context, req *hsm.CreateKeyRequest) 
 			}
 		}
 		if err == nil {
+			km.hook("create:objects")
 			var o p11.ObjectHandle
 			o, err = createMeta(c, h, ref.label, &m)
 			created = append(created, o)
@@ -522,6 +560,11 @@ func (km *KeyManager) ListKeys(ctx context.Context, req *hsm.ListKeysRequest) ([
 }
 
 // DeleteKey destroys every object of a key. Only the owning service may.
+//
+// It is idempotent across pool.do's retry: when the session is lost after
+// the metadata object went, the retry destroys the key's other objects by
+// their CKA_ID and succeeds, rather than answering "not found" and leaving
+// them on the token.
 func (km *KeyManager) DeleteKey(ctx context.Context, req *hsm.DeleteKeyRequest) error {
 	rec, err := km.lookup(ctx, req.URI)
 	if err != nil {
@@ -532,25 +575,36 @@ func (km *KeyManager) DeleteKey(ctx context.Context, req *hsm.DeleteKeyRequest) 
 	}
 	km.mu.Lock()
 	defer km.mu.Unlock()
+	// ours is set once this call asked the token to destroy the metadata
+	// object: whether or not the answer arrived, a later "not found" is then
+	// our own doing.
+	ours := false
 	err = km.do(ctx, func(h p11.SessionHandle, _ uint64) error {
 		c := km.mod.ctx
+		if !loggedIn(c, h) {
+			// Logged out, the private objects are invisible: the search
+			// below would miss them.
+			return fmt.Errorf("%w: session not logged in", p11.Error(p11.CKR_USER_NOT_LOGGED_IN))
+		}
 		// The metadata object goes first: without it the key is not listed
 		// or found, even if destroying the rest fails half-way.
-		rec, err := findRecord(c, h, rec.label, rec.id)
-		if err != nil {
-			return err
-		}
-		if err := c.DestroyObject(h, rec.obj); err != nil {
-			return err
-		}
-		objs, err := findObjects(c, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_ID, rec.id)})
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			if err := c.DestroyObject(h, o); err != nil {
+		cur, err := findRecord(c, h, rec.label, rec.id)
+		switch {
+		case err == nil:
+			ours = true
+			if err := c.DestroyObject(h, cur.obj); err != nil {
 				return err
 			}
+			km.hook("delete:meta")
+		case !errors.Is(err, hsm.ErrNotFound):
+			return err
+		}
+		if err := destroyByID(c, h, rec.id); err != nil {
+			return err
+		}
+		if !ours {
+			// Someone else deleted the key; its leftovers are gone too.
+			return hsm.ErrNotFound
 		}
 		return nil
 	})
@@ -563,6 +617,39 @@ func (km *KeyManager) DeleteKey(ctx context.Context, req *hsm.DeleteKeyRequest) 
 		return fmt.Errorf("pkcs11: delete %q: %w", req.URI, mapErr("destroy", err))
 	}
 	return nil
+}
+
+// destroyByID destroys every object whose CKA_ID is id.
+func destroyByID(c *p11.Ctx, h p11.SessionHandle, id []byte) error {
+	objs, err := findObjects(c, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_ID, id)})
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if err := c.DestroyObject(h, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// destroyKeyObjects destroys what a failed attempt of CreateKey may have left
+// of the key labelled label with CKA_ID id: its metadata object (which
+// carries id in its value, not as CKA_ID) and its key objects.
+func (km *KeyManager) destroyKeyObjects(h p11.SessionHandle, label string, id []byte) error {
+	c := km.mod.ctx
+	if !loggedIn(c, h) {
+		return fmt.Errorf("%w: session not logged in", p11.Error(p11.CKR_USER_NOT_LOGGED_IN))
+	}
+	switch rec, err := findRecord(c, h, label, id); {
+	case err == nil:
+		if err := c.DestroyObject(h, rec.obj); err != nil {
+			return err
+		}
+	case !errors.Is(err, hsm.ErrNotFound):
+		return err
+	}
+	return destroyByID(c, h, id)
 }
 
 // handleKey names a cached object handle.
@@ -600,6 +687,13 @@ func (km *KeyManager) object(h p11.SessionHandle, gen uint64, cls uint, id []byt
 	km.handles.m[k] = handleEntry{gen: gen, obj: obj}
 	km.handles.mu.Unlock()
 	return obj, nil
+}
+
+// clear forgets every cached handle.
+func (c *handleCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
 }
 
 func (c *handleCache) forget(id []byte) {

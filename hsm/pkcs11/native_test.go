@@ -114,6 +114,9 @@ func TestNativeSM2(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if _, ok := d.(crypto.Signer); ok {
+			t.Errorf("the Decrypter of an SM2 decryption key is a crypto.Signer (%T)", d)
+		}
 		secret := []byte("session key material")
 		plain, err := sm2.Encrypt(rand.Reader, info.Public.(*ecdsa.PublicKey), secret, nil)
 		if err != nil {

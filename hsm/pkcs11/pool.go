@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -42,6 +43,19 @@ type pool struct {
 	slot      atomic.Uint64
 	gen       atomic.Uint64
 	closed    atomic.Bool
+
+	// failed holds the login error (wrapping hsm.ErrPIN) once the token
+	// refused the configured PIN. From then on every operation and Check
+	// answers it without calling C_Login again: repeating a wrong PIN on
+	// every "session lost" answer or readiness probe would lock the token's
+	// user PIN after a few tries (its failure counter, PKCS#11 v2.40 §3.2
+	// CKF_USER_PIN_COUNT_LOW..LOCKED). Only a new key manager tries again.
+	failed atomic.Pointer[error]
+
+	// dropHandles forgets cached object handles. It is called when the
+	// token says a handle is invalid while the session is still logged in,
+	// so that the objects are looked up again instead of logging in again.
+	dropHandles func()
 }
 
 func newPool(mod *module, cfg Config) *pool {
@@ -91,7 +105,15 @@ func (p *pool) findSlot() (uint, error) {
 func (p *pool) start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.openLocked()
+	return p.openLocked(false)
+}
+
+// failure returns the latched login error, or nil.
+func (p *pool) failure() error {
+	if e := p.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // openLocked finds the token, opens the anchor session and logs in. p.mu is
@@ -99,7 +121,15 @@ func (p *pool) start() error {
 // the next reset or close: the login state of a token lasts only while the
 // application has a session open on it (PKCS#11 v2.40 §5.6), and working
 // sessions are closed after errors.
-func (p *pool) openLocked() error {
+//
+// relogin is true when the key manager logged in before and lost the login.
+// Then the token's PIN flags are read first, and a login that would spend
+// one of the last tries of the user PIN is not attempted (see checkPINFlags).
+// A login refused for the PIN latches the pool (see failed).
+func (p *pool) openLocked(relogin bool) error {
+	if err := p.failure(); err != nil {
+		return err
+	}
 	slot, err := p.findSlot()
 	if err != nil {
 		return err
@@ -109,11 +139,56 @@ func (p *pool) openLocked() error {
 	if err != nil {
 		return mapErr("open session", err)
 	}
+	// When the application is still logged in (another key manager of the
+	// process kept the login), C_Login checks no PIN and spends no try.
+	// At first open only a locked PIN or its final try stop the login: a
+	// service restarting in a loop with a wrong PIN must not be what locks
+	// the token. After a lost login any failed try stops it (see
+	// checkPINFlags).
+	if !loggedIn(p.mod.ctx, h) {
+		if err := p.checkPINFlags(slot, relogin); err != nil {
+			_ = p.mod.ctx.CloseSession(h)
+			return err
+		}
+	}
 	if err := p.mod.login(slot, h, p.pin); err != nil {
 		_ = p.mod.ctx.CloseSession(h)
+		if errors.Is(err, hsm.ErrPIN) {
+			err = fmt.Errorf("%w (not logging in again until the key manager is reopened)", err)
+			p.failed.Store(&err)
+		}
 		return err
 	}
 	p.anchor, p.hasAnchor = h, true
+	return nil
+}
+
+// checkPINFlags refuses an automatic login when CK_TOKEN_INFO says that the
+// user PIN is locked, on its final try, or has failed before (PKCS#11 v2.40
+// §3.2: CKF_USER_PIN_LOCKED, CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_COUNT_LOW).
+// A failed try since our last login means someone, maybe an attacker or an
+// operator changing the PIN, is at work on the token; an unattended retry
+// must not be the one that locks it. A person logging in with the right PIN
+// clears the count, after which the key manager logs in again by itself.
+func (p *pool) checkPINFlags(slot uint, anyFailure bool) error {
+	ti, err := p.mod.ctx.GetTokenInfo(slot)
+	if err != nil {
+		return mapErr("token info", err)
+	}
+	var why []string
+	if ti.Flags&p11.CKF_USER_PIN_LOCKED != 0 {
+		why = append(why, "locked")
+	}
+	if ti.Flags&p11.CKF_USER_PIN_FINAL_TRY != 0 {
+		why = append(why, "on its final try")
+	}
+	if anyFailure && ti.Flags&p11.CKF_USER_PIN_COUNT_LOW != 0 {
+		why = append(why, "has had failed logins")
+	}
+	if len(why) > 0 {
+		return fmt.Errorf("pkcs11 login: %w: the token reports the user PIN %s; not logging in again automatically",
+			hsm.ErrPIN, strings.Join(why, " and "))
+	}
 	return nil
 }
 
@@ -128,6 +203,9 @@ func (p *pool) closeAnchorLocked() {
 // get returns a session of the current generation, opening one if the pool
 // is below its bound, or waiting for one to be returned.
 func (p *pool) get(ctx context.Context) (session, error) {
+	if err := p.failure(); err != nil {
+		return session{}, err
+	}
 	for {
 		var s session
 		select {
@@ -180,12 +258,15 @@ func (p *pool) discard(s session) {
 // reset drops every idle session and the anchor session, finds the token
 // again (it may have moved to another slot), opens a new anchor session and
 // logs in again. It does nothing when another goroutine already reset the
-// generation gen.
+// generation gen, and fails at once when a login was refused for the PIN.
 func (p *pool) reset(gen uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed.Load() {
 		return errClosed
+	}
+	if err := p.failure(); err != nil {
+		return err
 	}
 	if gen != p.gen.Load() {
 		return nil
@@ -193,7 +274,7 @@ func (p *pool) reset(gen uint64) error {
 	p.gen.Add(1)
 	p.drainLocked()
 	p.closeAnchorLocked()
-	return p.openLocked()
+	return p.openLocked(true)
 }
 
 // drainLocked closes the idle sessions. p.mu is held.
@@ -222,15 +303,24 @@ func (p *pool) close() {
 // currentSlot returns the slot of the token now.
 func (p *pool) currentSlot() uint { return uint(p.slot.Load()) }
 
-// do runs fn with a pooled session. When fn fails because the session, the
-// login or the token went away, the pool is reset (new sessions, login again)
-// and fn is retried once. fn gets the session's generation so that it can key
-// cached object handles by it.
+// do runs fn with a pooled session. fn gets the session's generation so that
+// it can key cached object handles by it. Two failures are recovered from,
+// each once:
+//
+//   - the token says an object handle is invalid while the session is still
+//     logged in (the object was destroyed, maybe by another process, or the
+//     token renumbered its objects): cached handles are dropped and fn runs
+//     again, looking its objects up anew;
+//   - the session, the login or the token went away: the pool is reset (new
+//     sessions, login again, see openLocked for when it will not) and fn
+//     runs again.
 func (p *pool) do(ctx context.Context, fn func(h p11.SessionHandle, gen uint64) error) error {
-	for attempt := 0; ; attempt++ {
+	var resetDone, handlesDropped bool
+	for {
 		s, err := p.get(ctx)
 		if err != nil {
-			if attempt == 0 && lost(err) {
+			if !resetDone && lost(err) {
+				resetDone = true
 				if rerr := p.reset(s.gen); rerr != nil {
 					return fmt.Errorf("%w (after %w)", rerr, err)
 				}
@@ -239,9 +329,10 @@ func (p *pool) do(ctx context.Context, fn func(h p11.SessionHandle, gen uint64) 
 			return err
 		}
 		err = fn(s.h, s.gen)
-		if errors.Is(err, hsm.ErrNotFound) && !loggedIn(p.mod.ctx, s.h) {
+		if (errors.Is(err, hsm.ErrNotFound) || staleHandle(err)) && !loggedIn(p.mod.ctx, s.h) {
 			// Private objects are invisible to a session that lost its
-			// login, so "not found" may mean "logged out".
+			// login, so "not found" or "handle invalid" may mean "logged
+			// out" (SoftHSM2 answers so after C_Logout).
 			err = fmt.Errorf("%w: session not logged in", p11.Error(p11.CKR_USER_NOT_LOGGED_IN))
 		}
 		var pe p11.Error
@@ -249,14 +340,21 @@ func (p *pool) do(ctx context.Context, fn func(h p11.SessionHandle, gen uint64) 
 		// (C_FindObjectsInit without Final, C_SignInit without C_Sign), so
 		// the session is not reused after one.
 		p.put(s, errors.As(err, &pe))
-		if err == nil {
+		switch {
+		case err == nil:
 			return nil
-		}
-		if attempt > 0 || !lost(err) {
+		case staleHandle(err) && !handlesDropped:
+			handlesDropped = true
+			if p.dropHandles != nil {
+				p.dropHandles()
+			}
+		case lost(err) && !resetDone:
+			resetDone = true
+			if rerr := p.reset(s.gen); rerr != nil {
+				return fmt.Errorf("%w (after %w)", rerr, err)
+			}
+		default:
 			return err
-		}
-		if rerr := p.reset(s.gen); rerr != nil {
-			return fmt.Errorf("%w (after %w)", rerr, err)
 		}
 	}
 }
@@ -267,8 +365,10 @@ func loggedIn(ctx *p11.Ctx, h p11.SessionHandle) bool {
 	return err == nil && (si.State == p11.CKS_RW_USER_FUNCTIONS || si.State == p11.CKS_RO_USER_FUNCTIONS)
 }
 
-// lost reports whether err means that sessions, login or object handles are
-// no longer valid, so that reopening and logging in again may help.
+// lost reports whether err means that sessions or the login are no longer
+// valid, so that reopening and logging in again may help. Invalid object
+// handles are not in this list (see staleHandle): a handle goes stale when
+// its object is destroyed, which another login does not cure.
 func lost(err error) bool {
 	var pe p11.Error
 	if !errors.As(err, &pe) {
@@ -277,19 +377,22 @@ func lost(err error) bool {
 	switch pe {
 	case p11.CKR_USER_NOT_LOGGED_IN, p11.CKR_SESSION_HANDLE_INVALID, p11.CKR_SESSION_CLOSED,
 		p11.CKR_DEVICE_REMOVED, p11.CKR_TOKEN_NOT_PRESENT, p11.CKR_DEVICE_ERROR,
-		p11.CKR_SLOT_ID_INVALID,
-		// Handles of private objects become invalid when the login state is
-		// lost (SoftHSM2 answers so after C_Logout or C_CloseAllSessions).
-		p11.CKR_KEY_HANDLE_INVALID, p11.CKR_OBJECT_HANDLE_INVALID:
+		p11.CKR_SLOT_ID_INVALID:
 		return true
 	}
 	return false
 }
 
+// staleHandle reports whether err says that an object handle is not valid.
+func staleHandle(err error) bool {
+	var pe p11.Error
+	return errors.As(err, &pe) && (pe == p11.CKR_KEY_HANDLE_INVALID || pe == p11.CKR_OBJECT_HANDLE_INVALID)
+}
+
 // mapErr wraps a PKCS#11 error with the hsm sentinel callers test for.
 func mapErr(op string, err error) error {
 	var pe p11.Error
-	if !errors.As(err, &pe) {
+	if !errors.As(err, &pe) || errors.Is(err, hsm.ErrPIN) || errors.Is(err, hsm.ErrUnavailable) {
 		return fmt.Errorf("pkcs11 %s: %w", op, err)
 	}
 	switch pe {

@@ -17,7 +17,8 @@ import (
 )
 
 // Signer returns a crypto.Signer for a signing key, only to the service that
-// owns it (ACCEPTANCE.md E-04).
+// owns it (ACCEPTANCE.md E-04). The value has no Decrypt method, so it
+// cannot be asserted to crypto.Decrypter.
 func (km *KeyManager) Signer(ctx context.Context, req *hsm.SignerRequest) (crypto.Signer, error) {
 	rec, pub, err := km.usable(ctx, req.URI, req.Service, hsm.UsageSign)
 	if err != nil {
@@ -25,17 +26,18 @@ func (km *KeyManager) Signer(ctx context.Context, req *hsm.SignerRequest) (crypt
 	}
 	switch {
 	case rec.meta.Location == hsm.LocationWrapped:
-		return &wrappedSM2{km: km, rec: rec, pub: pub.(*ecdsa.PublicKey)}, nil
+		return &wrappedSM2Signer{wrappedSM2{km: km, rec: rec, pub: pub.(*ecdsa.PublicKey)}}, nil
 	case rec.meta.Algorithm == hsm.SM2:
 		if err := km.vendorFor(rec); err != nil {
 			return nil, err
 		}
 	}
-	return &tokenKey{km: km, rec: rec, pub: pub}, nil
+	return &tokenSigner{tokenKey{km: km, rec: rec, pub: pub}}, nil
 }
 
 // Decrypter returns a crypto.Decrypter for a decryption key (RSA-OAEP on the
 // token, SM2 on the token or unwrapped in memory), only to the owning service.
+// The value has no Sign method, so it cannot be asserted to crypto.Signer.
 func (km *KeyManager) Decrypter(ctx context.Context, req *hsm.DecrypterRequest) (crypto.Decrypter, error) {
 	rec, pub, err := km.usable(ctx, req.URI, req.Service, hsm.UsageDecrypt)
 	if err != nil {
@@ -43,13 +45,24 @@ func (km *KeyManager) Decrypter(ctx context.Context, req *hsm.DecrypterRequest) 
 	}
 	switch {
 	case rec.meta.Location == hsm.LocationWrapped:
-		return &wrappedSM2{km: km, rec: rec, pub: pub.(*ecdsa.PublicKey)}, nil
+		return &wrappedSM2Decrypter{wrappedSM2{km: km, rec: rec, pub: pub.(*ecdsa.PublicKey)}}, nil
 	case rec.meta.Algorithm == hsm.SM2:
 		if err := km.vendorFor(rec); err != nil {
 			return nil, err
 		}
 	}
-	return &tokenKey{km: km, rec: rec, pub: pub}, nil
+	return &tokenDecrypter{tokenKey{km: km, rec: rec, pub: pub}}, nil
+}
+
+// checkStoredUsage refuses an operation for usage with a key whose stored
+// metadata says otherwise (ACCEPTANCE.md E-04). Signer and Decrypter check
+// the usage already; this check stands in every operation as well, so that
+// key separation does not rest on which constructor made the value.
+func checkStoredUsage(rec *record, usage hsm.Usage) error {
+	if rec.meta.Usage != usage {
+		return fmt.Errorf("pkcs11: %s with %q, a %s key: %w", usage, rec.label, rec.meta.Usage, hsm.ErrKeySeparation)
+	}
+	return nil
 }
 
 // usable finds a key and checks that service may use it for usage.
@@ -88,24 +101,36 @@ func (km *KeyManager) vendorName() string {
 	return km.vendor.Name
 }
 
-// tokenKey signs or decrypts on the token with a private key object.
+// tokenKey is a private key object on the token. It has neither Sign nor
+// Decrypt: tokenSigner and tokenDecrypter each add one, so that a value
+// handed out for one usage cannot be asserted to the other interface. The
+// token enforces the usage too (CKA_SIGN, CKA_DECRYPT set at generation).
 type tokenKey struct {
 	km  *KeyManager
 	rec *record
 	pub crypto.PublicKey
 }
 
-var (
-	_ crypto.Signer    = (*tokenKey)(nil)
-	_ crypto.Decrypter = (*tokenKey)(nil)
-)
-
 func (k *tokenKey) Public() crypto.PublicKey { return k.pub }
+
+// tokenSigner signs on the token.
+type tokenSigner struct{ tokenKey }
+
+// tokenDecrypter decrypts on the token.
+type tokenDecrypter struct{ tokenKey }
+
+var (
+	_ crypto.Signer    = (*tokenSigner)(nil)
+	_ crypto.Decrypter = (*tokenDecrypter)(nil)
+)
 
 // Sign implements crypto.Signer. ECDSA and RSA sign digest (opts.HashFunc()
 // names its hash); SM2 follows the gmsm contract (see hsm.SM2Digest) and sends
 // only e to the vendor's raw-sign mechanism.
-func (k *tokenKey) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (k *tokenSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if err := checkStoredUsage(k.rec, hsm.UsageSign); err != nil {
+		return nil, err
+	}
 	if opts == nil {
 		opts = crypto.Hash(0)
 	}
@@ -158,7 +183,10 @@ func (k *tokenKey) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]b
 // Decrypt implements crypto.Decrypter: RSA-OAEP (opts *rsa.OAEPOptions; PKCS
 // #1 v1.5 decryption is refused, being open to padding-oracle attacks) or
 // SM2 (GB/T 32918.4) with the vendor's mechanism.
-func (k *tokenKey) Decrypt(_ io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+func (k *tokenDecrypter) Decrypt(_ io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	if err := checkStoredUsage(k.rec, hsm.UsageDecrypt); err != nil {
+		return nil, err
+	}
 	var mech *p11.Mechanism
 	switch k.rec.meta.Algorithm {
 	case hsm.RSA2048, hsm.RSA3072:

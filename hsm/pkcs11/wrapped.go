@@ -162,16 +162,11 @@ func (km *KeyManager) storeWrappedSM2(h p11.SessionHandle, label string, id []by
 }
 
 // unwrapSM2 unwraps a stored SM2 scalar on the token and checks it against
-// the public key.
+// the public key. The caller has checked that the key still exists.
 func (km *KeyManager) unwrapSM2(ctx context.Context, rec *record, pub *ecdsa.PublicKey) (*sm2.PrivateKey, error) {
 	var key *sm2.PrivateKey
 	err := km.do(ctx, func(h p11.SessionHandle, gen uint64) error {
 		c := km.mod.ctx
-		// A signer handed out before DeleteKey holds the wrapped scalar in
-		// rec: unwrap it only while the key's metadata object still exists.
-		if _, err := findRecord(c, h, rec.label, rec.id); err != nil {
-			return err
-		}
 		wk, err := km.wrapKey(h, rec.meta.WrapKey, false)
 		if err != nil {
 			return err
@@ -190,12 +185,10 @@ func (km *KeyManager) unwrapSM2(ctx context.Context, rec *record, pub *ecdsa.Pub
 		if err != nil {
 			return err
 		}
-		defer func() { _ = c.DestroyObject(h, tmp) }()
-		attrs, err := c.GetAttributeValue(h, tmp, []*p11.Attribute{p11.NewAttribute(p11.CKA_VALUE, nil)})
+		d, err := takeSecret(c, h, tmp)
 		if err != nil {
 			return err
 		}
-		d := attrs[0].Value
 		defer clear(d)
 		if key, err = sm2.NewPrivateKey(d); err != nil {
 			return errors.New("unwrapped SM2 scalar is invalid")
@@ -214,6 +207,25 @@ func (km *KeyManager) unwrapSM2(ctx context.Context, rec *record, pub *ecdsa.Pub
 	return key, nil
 }
 
+// takeSecret reads CKA_VALUE of the session object tmp, which holds a clear
+// SM2 scalar, and destroys the object. When it cannot be destroyed the
+// PKCS#11 error is returned: pool.do then closes the session instead of
+// putting it back in the pool, and closing a session destroys the session
+// objects it created (PKCS#11 v2.40 §5.6, C_CloseSession), so the clear
+// scalar does not stay on the token for the next user of the session.
+func takeSecret(c *p11.Ctx, h p11.SessionHandle, tmp p11.ObjectHandle) ([]byte, error) {
+	attrs, err := c.GetAttributeValue(h, tmp, []*p11.Attribute{p11.NewAttribute(p11.CKA_VALUE, nil)})
+	derr := c.DestroyObject(h, tmp)
+	if err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		clear(attrs[0].Value)
+		return nil, fmt.Errorf("destroy the unwrapped scalar: %w", derr)
+	}
+	return attrs[0].Value, nil
+}
+
 // sm2Cache holds unwrapped SM2 keys for one use period each.
 type sm2Cache struct {
 	ttl time.Duration
@@ -221,54 +233,82 @@ type sm2Cache struct {
 	m   map[string]*sm2Entry // by metadata id
 }
 
+// sm2Entry is one unwrapped key, or one being unwrapped.
 type sm2Entry struct {
-	ready chan struct{} // closed when key or err is set
-	err   error
+	ready chan struct{} // closed when the unwrap is over
 
-	mu  sync.RWMutex // held for reading while the key is in use
-	key *sm2.PrivateKey
+	mu      sync.RWMutex // held for reading while the key is in use
+	key     *sm2.PrivateKey
+	err     error
+	dropped bool // set by dropEntry; the unwrapper then zeroes its result
 }
 
 func newSM2Cache(ttl time.Duration) *sm2Cache {
 	return &sm2Cache{ttl: ttl, m: map[string]*sm2Entry{}}
 }
 
-// with runs fn with the unwrapped key of rec, unwrapping it first when it is
-// not held. The key is not dropped while fn runs.
-func (km *KeyManager) withSM2(ctx context.Context, rec *record, pub *ecdsa.PublicKey, fn func(*sm2.PrivateKey) error) error {
+// withSM2 runs fn with the unwrapped key of rec, unwrapping it first when it
+// is not held. The key is not dropped while fn runs.
+//
+// Every call first checks, with one search on the token, that the key's
+// metadata object still exists and says usage: a key deleted by another
+// process stops working at once rather than when its use period ends, and
+// key separation rests on what the token stores (ACCEPTANCE.md E-04).
+func (km *KeyManager) withSM2(ctx context.Context, rec *record, pub *ecdsa.PublicKey, usage hsm.Usage, fn func(*sm2.PrivateKey) error) error {
+	if err := checkStoredUsage(rec, usage); err != nil {
+		return err
+	}
 	c := km.sm2keys
+	id := rec.meta.ID
 	for {
-		km.life.RLock()
-		closed := km.closed
-		km.life.RUnlock()
-		if closed {
+		if km.isClosed() {
 			return errClosed
 		}
+		if err := km.checkStored(ctx, rec, usage); err != nil {
+			if errors.Is(err, hsm.ErrNotFound) {
+				c.drop(id)
+			}
+			return err
+		}
 		c.mu.Lock()
-		e, ok := c.m[rec.meta.ID]
+		e, ok := c.m[id]
 		if !ok {
 			e = &sm2Entry{ready: make(chan struct{})}
-			c.m[rec.meta.ID] = e
+			c.m[id] = e
 		}
 		c.mu.Unlock()
 		if !ok {
-			e.key, e.err = km.unwrapSM2(ctx, rec, pub)
-			close(e.ready)
-			if e.err != nil {
-				c.remove(rec.meta.ID, e)
-				return e.err
+			key, err := km.unwrapSM2(ctx, rec, pub)
+			e.mu.Lock()
+			dropped := e.dropped
+			if dropped {
+				// Dropped (Close, DeleteKey, end of use period) while
+				// unwrapping: nobody else will zero this key.
+				zeroSM2(key)
+				key = nil
 			}
-			time.AfterFunc(c.ttl, func() { c.dropEntry(rec.meta.ID, e) })
+			e.key, e.err = key, err
+			e.mu.Unlock()
+			close(e.ready)
+			if err != nil {
+				c.remove(id, e)
+				return err
+			}
+			if !dropped {
+				time.AfterFunc(c.ttl, func() { c.dropEntry(id, e) })
+			}
 		}
 		select {
 		case <-e.ready:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if e.err != nil {
-			return e.err
-		}
 		e.mu.RLock()
+		if e.err != nil {
+			err := e.err
+			e.mu.RUnlock()
+			return err
+		}
 		if e.key == nil { // dropped meanwhile: unwrap again
 			e.mu.RUnlock()
 			continue
@@ -279,6 +319,24 @@ func (km *KeyManager) withSM2(ctx context.Context, rec *record, pub *ecdsa.Publi
 	}
 }
 
+// checkStored checks that the metadata object of rec is still on the token
+// and gives the key usage.
+func (km *KeyManager) checkStored(ctx context.Context, rec *record, usage hsm.Usage) error {
+	var cur *record
+	err := km.do(ctx, func(h p11.SessionHandle, _ uint64) error {
+		var err error
+		cur, err = findRecord(km.mod.ctx, h, rec.label, rec.id)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, hsm.ErrNotFound) {
+			return fmt.Errorf("pkcs11: SM2 key %q: %w", rec.label, hsm.ErrNotFound)
+		}
+		return fmt.Errorf("pkcs11: find SM2 key %q: %w", rec.label, mapErr("find", err))
+	}
+	return checkStoredUsage(cur, usage)
+}
+
 func (c *sm2Cache) remove(id string, e *sm2Entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -287,12 +345,14 @@ func (c *sm2Cache) remove(id string, e *sm2Entry) {
 	}
 }
 
-// dropEntry forgets and zeroes an unwrapped key once nobody uses it.
+// dropEntry forgets and zeroes an unwrapped key once nobody uses it. It
+// never waits for an unwrap under way: that may be waiting for Close, which
+// calls dropEntry; the unwrapping goroutine zeroes its own result instead.
 func (c *sm2Cache) dropEntry(id string, e *sm2Entry) {
 	c.remove(id, e)
-	<-e.ready
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.dropped = true
 	zeroSM2(e.key)
 	e.key = nil
 }
@@ -327,22 +387,31 @@ func (c *sm2Cache) held() int {
 	return len(c.m)
 }
 
-// wrappedSM2 signs or decrypts with a wrapped SM2 key, unwrapped for use.
+// wrappedSM2 is a wrapped SM2 key, unwrapped for use. It has neither Sign
+// nor Decrypt: wrappedSM2Signer and wrappedSM2Decrypter each add one, so that
+// a value handed out for one usage cannot be asserted to the other interface
+// (unlike a hardware key, nothing on the token refuses the other use).
 type wrappedSM2 struct {
 	km  *KeyManager
 	rec *record
 	pub *ecdsa.PublicKey
 }
 
-var (
-	_ crypto.Signer    = (*wrappedSM2)(nil)
-	_ crypto.Decrypter = (*wrappedSM2)(nil)
-)
-
 func (k *wrappedSM2) Public() crypto.PublicKey { return k.pub }
 
+// wrappedSM2Signer signs with a wrapped SM2 signing key.
+type wrappedSM2Signer struct{ wrappedSM2 }
+
+// wrappedSM2Decrypter decrypts with a wrapped SM2 decryption key.
+type wrappedSM2Decrypter struct{ wrappedSM2 }
+
+var (
+	_ crypto.Signer    = (*wrappedSM2Signer)(nil)
+	_ crypto.Decrypter = (*wrappedSM2Decrypter)(nil)
+)
+
 // Sign implements crypto.Signer with gmsm's contract (hsm.SM2Digest).
-func (k *wrappedSM2) Sign(rnd io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (k *wrappedSM2Signer) Sign(rnd io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
 	e, err := hsm.SM2Digest(k.pub, msg, opts)
 	if err != nil {
 		return nil, err
@@ -351,7 +420,7 @@ func (k *wrappedSM2) Sign(rnd io.Reader, msg []byte, opts crypto.SignerOpts) ([]
 		rnd = rand.Reader
 	}
 	var sig []byte
-	err = k.km.withSM2(context.Background(), k.rec, k.pub, func(key *sm2.PrivateKey) error {
+	err = k.km.withSM2(context.Background(), k.rec, k.pub, hsm.UsageSign, func(key *sm2.PrivateKey) error {
 		var err error
 		// opts nil: e is already the value to sign.
 		sig, err = sm2.SignASN1(rnd, key, e, nil)
@@ -365,9 +434,9 @@ func (k *wrappedSM2) Sign(rnd io.Reader, msg []byte, opts crypto.SignerOpts) ([]
 
 // Decrypt implements crypto.Decrypter for SM2 ciphertexts (GB/T 32918.4),
 // ASN.1 or C1||C3||C2 as gmsm accepts them.
-func (k *wrappedSM2) Decrypt(rnd io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+func (k *wrappedSM2Decrypter) Decrypt(rnd io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
 	var pt []byte
-	err := k.km.withSM2(context.Background(), k.rec, k.pub, func(key *sm2.PrivateKey) error {
+	err := k.km.withSM2(context.Background(), k.rec, k.pub, hsm.UsageDecrypt, func(key *sm2.PrivateKey) error {
 		var err error
 		pt, err = key.Decrypt(rnd, msg, opts)
 		return err

@@ -53,6 +53,11 @@ int main(int argc, char **argv) {
 	memset(&args, 0, sizeof args);
 	args.LockMutex = noMutex;
 	CHECK(f->C_Initialize(&args) == 0x7, "partial mutex callbacks must be CKR_ARGUMENTS_BAD");
+	/* The Go runtime in the module always creates OS threads. */
+	memset(&args, 0, sizeof args);
+	args.flags = 0x1 | 0x2; /* CKF_LIBRARY_CANT_CREATE_OS_THREADS | CKF_OS_LOCKING_OK */
+	CHECK(f->C_Initialize(&args) == 0x9, "CKF_LIBRARY_CANT_CREATE_OS_THREADS must be CKR_NEED_TO_CREATE_THREADS");
+	CHECK(f->C_GetSlotList(0, NULL, &n) == 0x190, "a refused C_Initialize must leave the module uninitialised");
 	memset(&args, 0, sizeof args);
 	args.flags = 0x2; /* CKF_OS_LOCKING_OK */
 	CHECK(f->C_Initialize(&args) == 0, "C_Initialize(CKF_OS_LOCKING_OK)");
