@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -33,17 +34,11 @@ directory and its keys, and each change is audited as cli:<user>.`,
 		Use:   "create",
 		Short: "Create an account with roles",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cliActor(cmd.Context())
+		RunE: withAuthz(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, svc *authz.Service, _ []string) error {
 			lvl, err := policy.ParseLevel(clearance)
 			if err != nil {
 				return err
 			}
-			svc, done, err := offlineAuthz(ctx, dataDir, dbURL)
-			if err != nil {
-				return err
-			}
-			defer done()
 			rs := make([]policy.Role, len(roles))
 			for i, r := range roles {
 				rs[i] = policy.Role(r)
@@ -54,7 +49,7 @@ directory and its keys, and each change is audited as cli:<user>.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created account %s (%s)\n", a.Name, a.ID)
 			return nil
-		},
+		}),
 	}
 	create.Flags().StringVar(&name, "name", "", "account name")
 	create.Flags().StringVar(&kind, "kind", authz.KindPerson, "person, application or system")
@@ -69,13 +64,7 @@ directory and its keys, and each change is audited as cli:<user>.`,
 		Use:   "list",
 		Short: "List accounts with their verified roles",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cliActor(cmd.Context())
-			svc, done, err := offlineAuthz(ctx, dataDir, dbURL)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: withAuthz(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, svc *authz.Service, _ []string) error {
 			accs, err := svc.Accounts(ctx)
 			if err != nil {
 				return err
@@ -93,7 +82,7 @@ directory and its keys, and each change is audited as cli:<user>.`,
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", a.Name, a.ID, a.Kind, a.Org, a.Clearance, dash(strings.Join(rs, ",")), a.Disabled)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
@@ -102,13 +91,7 @@ directory and its keys, and each change is audited as cli:<user>.`,
 			Use:   use + " ACCOUNT ROLE",
 			Short: short,
 			Args:  cobra.ExactArgs(2),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				ctx := cliActor(cmd.Context())
-				svc, done, err := offlineAuthz(ctx, dataDir, dbURL)
-				if err != nil {
-					return err
-				}
-				defer done()
+			RunE: withAuthz(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, svc *authz.Service, args []string) error {
 				a, err := svc.AccountByName(ctx, args[0])
 				if err != nil {
 					return err
@@ -123,20 +106,14 @@ directory and its keys, and each change is audited as cli:<user>.`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s\n", use, a.Name, args[1])
 				return nil
-			},
+			}),
 		}
 	}
 	disable := &cobra.Command{
 		Use:   "disable ACCOUNT",
 		Short: "Disable an account: its tokens and certificates stop working",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cliActor(cmd.Context())
-			svc, done, err := offlineAuthz(ctx, dataDir, dbURL)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: withAuthz(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, svc *authz.Service, args []string) error {
 			a, err := svc.AccountByName(ctx, args[0])
 			if err != nil {
 				return err
@@ -146,7 +123,7 @@ directory and its keys, and each change is audited as cli:<user>.`,
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "disabled", a.Name)
 			return nil
-		},
+		}),
 	}
 	cmd.AddCommand(create, list, roleCmd("grant", "Grant a role (combinations that must not be held together are refused)", true),
 		roleCmd("revoke", "Revoke a role", false), disable)

@@ -50,6 +50,20 @@ func offlineAuthz(ctx context.Context, dataDir, dbURL string) (*authz.Service, f
 	return authz.New(db, audit.New(cfg.Node.Name, clock.New()), mac, engine, nil), closeAll, nil
 }
 
+// withAuthz makes a cobra RunE that opens the data directory's security
+// service, runs fn as the local operator, and closes everything.
+func withAuthz(dataDir, dbURL *string, fn func(ctx context.Context, cmd *cobra.Command, svc *authz.Service, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx := cliActor(cmd.Context())
+		svc, done, err := offlineAuthz(ctx, *dataDir, *dbURL)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return fn(ctx, cmd, svc, args)
+	}
+}
+
 func newTokenCmd() *cobra.Command {
 	var dataDir, dbURL string
 	cmd := &cobra.Command{Use: "token", Short: "API bearer tokens: create (shown once), list, revoke (offline, on the data directory)"}
@@ -63,13 +77,7 @@ func newTokenCmd() *cobra.Command {
 		Use:   "create",
 		Short: "Create a token for an account and print it once",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cliActor(cmd.Context())
-			svc, done, err := offlineAuthz(ctx, dataDir, dbURL)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: withAuthz(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, svc *authz.Service, _ []string) error {
 			acc, err := svc.AccountByName(ctx, account)
 			if err != nil {
 				return err
@@ -85,7 +93,7 @@ func newTokenCmd() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), tok)
 			fmt.Fprintf(cmd.ErrOrStderr(), "token %s for %s, expires %s; it is shown only now\n", info.ID, acc.Name, info.ExpiresAt.Format(time.RFC3339))
 			return nil
-		},
+		}),
 	}
 	create.Flags().StringVar(&account, "account", "", "account name")
 	create.Flags().StringVar(&name, "name", "", "token name (what it is for)")
@@ -100,13 +108,7 @@ func newTokenCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List tokens (never their secrets)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cliActor(cmd.Context())
-			svc, done, err := offlineAuthz(ctx, dataDir, dbURL)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: withAuthz(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, svc *authz.Service, _ []string) error {
 			id := ""
 			if listAccount != "" {
 				acc, err := svc.AccountByName(ctx, listAccount)
@@ -132,7 +134,7 @@ func newTokenCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", t.ID, t.AccountID, t.Name, dash(strings.Join(sc, ",")), t.ExpiresAt.Format(time.RFC3339), t.Revoked)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	list.Flags().StringVar(&listAccount, "account", "", "only this account's tokens")
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -141,19 +143,13 @@ func newTokenCmd() *cobra.Command {
 		Use:   "revoke ID",
 		Short: "Revoke a token at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cliActor(cmd.Context())
-			svc, done, err := offlineAuthz(ctx, dataDir, dbURL)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: withAuthz(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, svc *authz.Service, args []string) error {
 			if err := svc.RevokeToken(ctx, args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "revoked", args[0])
 			return nil
-		},
+		}),
 	}
 	cmd.AddCommand(create, list, revoke)
 	return cmd
