@@ -19,7 +19,9 @@ type Rule struct {
 	// know it). Empty only for public routes.
 	Action string
 	// Resource finds the resource the request acts on; nil means the
-	// platform itself (type "platform", id "node", level public).
+	// platform itself (type "platform", id "node", level public). The
+	// request's context already carries the authenticated principal
+	// (PrincipalFrom), not yet the decision.
 	Resource func(r *http.Request) (policy.Resource, error)
 	// Context, when set, adds facts the policies need (for approvals: the
 	// requester and the kind of request), derived from the resource found
@@ -109,6 +111,9 @@ func (s *Service) guard(rule Rule, h http.Handler) http.Handler {
 			}
 			return err
 		}
+		// The resource finder sees the principal (for example to place the
+		// resource in the caller's organisation) without authenticating again.
+		r = r.WithContext(WithPrincipal(ctx, p))
 		res := platformResource
 		if rule.Resource != nil {
 			if res, err = rule.Resource(r); err != nil {
