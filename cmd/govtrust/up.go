@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/internal/node"
 )
 
@@ -46,7 +47,7 @@ func newUpCmd() *cobra.Command {
 
 // services returns the platform's services, wired together. Each issue that
 // adds a service adds it here.
-func services() []node.Service { return nil }
+func services() []node.Service { return []node.Service{ca.New()} }
 
 func run(ctx context.Context, cmd *cobra.Command, opts node.Options) error {
 	n, err := node.Start(ctx, opts, services()...)

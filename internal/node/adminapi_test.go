@@ -7,13 +7,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
@@ -210,49 +207,5 @@ func TestDualControlK01(t *testing.T) {
 	}
 	if code, body := api.do("GET", path, approvers[0], nil); code != 200 || body["status"] != "executed" {
 		t.Fatalf("read: %d %v", code, body)
-	}
-}
-
-// api/openapi.yaml describes every route a node serves, with the action the
-// route declares (or its public reason), and nothing else.
-func TestOpenAPICoversRoutes(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "api", "openapi.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Paths map[string]map[string]struct {
-			Action string `yaml:"x-govtrust-action"`
-			Public string `yaml:"x-govtrust-public"`
-		} `yaml:"paths"`
-	}
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatal(err)
-	}
-	n, _, _ := startAPI(t)
-	pub, api := n.Routes()
-	served := map[string]bool{}
-	for _, r := range append(pub, api...) {
-		method, path, _ := strings.Cut(r.Pattern, " ")
-		key := strings.ToLower(method) + " " + path
-		if served[key] {
-			continue // /healthz and /readyz are on both listeners
-		}
-		served[key] = true
-		op, ok := doc.Paths[path][strings.ToLower(method)]
-		if !ok {
-			t.Errorf("%s is served but not in api/openapi.yaml", r.Pattern)
-			continue
-		}
-		if op.Action != r.Action || (r.Public != "") != (op.Public != "") {
-			t.Errorf("%s: openapi says action %q public %q, the route declares %q %q", r.Pattern, op.Action, op.Public, r.Action, r.Public)
-		}
-	}
-	for path, ops := range doc.Paths {
-		for method := range ops {
-			if !served[method+" "+path] {
-				t.Errorf("api/openapi.yaml documents %s %s, which no route serves", strings.ToUpper(method), path)
-			}
-		}
 	}
 }

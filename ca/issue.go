@@ -1,0 +1,356 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"sort"
+	"strings"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/ca/profile"
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/httpx"
+	"github.com/govtrust/govtrust/internal/store"
+)
+
+// maxSerialAttempts bounds retries after a serial collision (with 128
+// random bits a second attempt is already astronomically unlikely).
+const maxSerialAttempts = 3
+
+// maxIdempotencyKey bounds the Idempotency-Key header.
+const maxIdempotencyKey = 128
+
+// APIRoutes implements node.APIRouter.
+func (s *Service) APIRoutes(m *authz.Mux) {
+	caRes := func(r *http.Request) (policy.Resource, error) {
+		return policy.Resource{Type: "ca", ID: r.PathValue("ca"), Org: s.principalOrg(r)}, nil
+	}
+	// The requester's organisation is not yet recorded with a certificate,
+	// so reading one is decided in the reader's own organisation.
+	// TODO(ca): record the requester's org and decide on it.
+	certRes := func(r *http.Request) (policy.Resource, error) {
+		return policy.Resource{Type: "certificate", ID: r.PathValue("serial"), Org: s.principalOrg(r)}, nil
+	}
+	listRes := func(r *http.Request) (policy.Resource, error) {
+		return policy.Resource{Type: "ca", ID: "all", Org: s.principalOrg(r)}, nil
+	}
+	m.Handle("GET /api/v1/ca", authz.Rule{Action: "ca.certificate.read", Resource: listRes}, s.list)
+	m.Handle("POST /api/v1/ca/{ca}/certificates", authz.Rule{Action: "ca.certificate.issue", Resource: caRes}, s.issue)
+	m.Handle("GET /api/v1/ca/{ca}/certificates/{serial}", authz.Rule{Action: "ca.certificate.read", Resource: certRes}, s.get)
+}
+
+// PublicRoutes implements node.PublicRouter.
+func (s *Service) PublicRoutes(m *authz.Mux) {
+	m.Handle("GET /pki/{file}", authz.Rule{Public: "CA certificate distribution (RFC 5280 §4.2.2.1 AIA caIssuers)"}, s.caCert)
+}
+
+// principalOrg returns the organisation of the request's caller (the
+// security middleware puts the principal in the context before it asks the
+// resource finder).
+func (s *Service) principalOrg(r *http.Request) string {
+	if p := authz.PrincipalFrom(r.Context()); p != nil && p.Account != nil {
+		return p.Account.Org
+	}
+	return ""
+}
+
+// IssueRequest is the body of POST /api/v1/ca/{ca}/certificates.
+type IssueRequest struct {
+	CSR     string `json:"csr"`
+	Profile string `json:"profile"`
+	// Record holds the values the RA verified (subject attributes such as
+	// "CN", "O"; identity numbers such as "id-card"), for profiles whose
+	// subject comes from the registration record (profile.Input.Record).
+	Record map[string]string `json:"record,omitempty"`
+}
+
+// Validate implements httpx.Validator.
+func (r *IssueRequest) Validate() error {
+	switch {
+	case strings.TrimSpace(r.CSR) == "":
+		return errors.New("csr is required")
+	case r.Profile == "":
+		return errors.New("profile is required")
+	}
+	return nil
+}
+
+// IssueResponse is the answer of a successful issuance.
+type IssueResponse struct {
+	Serial      string   `json:"serial"`
+	Certificate string   `json:"certificate"`
+	Chain       []string `json:"chain"`
+}
+
+// hash is what makes two requests with one Idempotency-Key the same request:
+// the requester, the profile, the CSR and the record.
+func (r *IssueRequest) hash(requester string) []byte {
+	h := sha256.New()
+	field := func(s string) {
+		_ = binary.Write(h, binary.BigEndian, uint32(len(s)))
+		h.Write([]byte(s))
+	}
+	field(requester)
+	field(r.Profile)
+	field(strings.TrimSpace(r.CSR))
+	keys := make([]string, 0, len(r.Record))
+	for k := range r.Record {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		field(k)
+		field(r.Record[k])
+	}
+	return h.Sum(nil)
+}
+
+func pemCert(der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
+func (s *Service) response(a *authority, serial string, der []byte) *IssueResponse {
+	out := &IssueResponse{Serial: serial, Certificate: pemCert(der)}
+	for _, c := range a.chain {
+		out.Chain = append(out.Chain, pemCert(c))
+	}
+	return out
+}
+
+func (s *Service) authority(id string) (*authority, error) {
+	a := s.cas[id]
+	if a == nil {
+		return nil, fmt.Errorf("%w: no CA %q", ErrNotFound, id)
+	}
+	return a, nil
+}
+
+// replay answers a request that repeats an Idempotency-Key: the stored
+// certificate for the same request, a conflict for a different one.
+func (s *Service) replay(w http.ResponseWriter, a *authority, c *certRow, hash []byte) error {
+	if !bytes.Equal(c.requestHash, hash) {
+		return fmt.Errorf("%w: Idempotency-Key already used for a different request", ErrConflict)
+	}
+	return httpx.WriteJSON(w, http.StatusOK, s.response(a, c.serial, c.der))
+}
+
+// profileError maps the profile's errors to the CA's.
+func profileError(err error) error {
+	switch {
+	case errors.Is(err, profile.ErrBadCSR):
+		return fmt.Errorf("%w: %w", ErrRequest, err)
+	case errors.Is(err, profile.ErrKeyPolicy), errors.Is(err, profile.ErrPolicy):
+		return fmt.Errorf("%w: %w", ErrPolicy, err)
+	}
+	return err
+}
+
+func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	a, err := s.authority(r.PathValue("ca"))
+	if err != nil {
+		return err
+	}
+	var req IssueRequest
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	p := authz.PrincipalFrom(ctx)
+	if p == nil {
+		return errors.New("issue: no principal in context")
+	}
+	idemKey := r.Header.Get("Idempotency-Key")
+	if len(idemKey) > maxIdempotencyKey || strings.ContainsFunc(idemKey, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
+		return fmt.Errorf("%w: Idempotency-Key must be at most %d printable ASCII characters", ErrRequest, maxIdempotencyKey)
+	}
+	hash := req.hash(p.Account.ID)
+	if idemKey != "" {
+		c, err := certByIdempotencyKey(ctx, s.env.DB, a.id, idemKey)
+		if err == nil {
+			return s.replay(w, a, c, hash)
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	prof := s.profiles[req.Profile]
+	if prof == nil {
+		return fmt.Errorf("%w: unknown profile %q", ErrRequest, req.Profile)
+	}
+	if a.parent == "" {
+		return fmt.Errorf("%w: %s is a root CA; end-entity certificates come from an issuing CA", ErrPolicy, a.id)
+	}
+	if prof.CA != nil {
+		return fmt.Errorf("%w: profile %s makes CA certificates, which issuing CAs (pathLenConstraint 0) may not issue", ErrPolicy, prof.Name)
+	}
+	csr, err := profile.ParseCSR([]byte(req.CSR))
+	if err != nil {
+		return profileError(err)
+	}
+	res, err := prof.Apply(profile.Input{CSR: csr, Record: req.Record, Now: s.env.Clock.Now().UTC(), Issuer: a.cert, CAID: a.id, Vars: s.vars})
+	if err != nil {
+		return profileError(err)
+	}
+	for attempt := 1; ; attempt++ {
+		der, err := signLinted(res, a)
+		if err != nil {
+			return fmt.Errorf("issue on %s: %w", a.id, err) // 500: nothing was stored
+		}
+		cert, err := smx509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("issue on %s: parse signed certificate: %w", a.id, err)
+		}
+		serial := serialHex(cert.SerialNumber)
+		now := s.env.Clock.Now().UTC()
+		row := &certRow{issuer: a.id, serial: serial, subject: cert.Subject.String(), profile: prof.Name, status: "good",
+			requester: p.Account.ID, notBefore: cert.NotBefore, notAfter: cert.NotAfter, created: now, der: der,
+			idempotencyKey: idemKey, requestHash: hash}
+		err = s.store(ctx, p.Actor(), row, res.Notes)
+		if err == nil {
+			return httpx.WriteJSON(w, http.StatusCreated, s.response(a, serial, der))
+		}
+		if !store.IsUniqueViolation(err) {
+			return fmt.Errorf("issue on %s: record: %w", a.id, err)
+		}
+		// Either a concurrent request with the same Idempotency-Key won,
+		// or the serial collided.
+		if idemKey != "" {
+			if c, lerr := certByIdempotencyKey(ctx, s.env.DB, a.id, idemKey); lerr == nil {
+				return s.replay(w, a, c, hash)
+			}
+		}
+		if attempt >= maxSerialAttempts {
+			return fmt.Errorf("issue on %s: serial collided %d times: %w", a.id, attempt, err)
+		}
+		s.env.Logger.Warn("serial collision, retrying with a new serial", "ca", a.id, "serial", serial)
+	}
+}
+
+// store records an issued certificate, its audit record and its outbox
+// event in one transaction.
+func (s *Service) store(ctx context.Context, actor string, c *certRow, notes []string) error {
+	return s.env.DB.Tx(ctx, func(tx *store.Tx) error {
+		if err := insertCert(ctx, tx, c); err != nil {
+			return err
+		}
+		details := map[string]any{"profile": c.profile, "subject": c.subject, "not_after": c.notAfter.Format(timeFormat)}
+		if len(notes) > 0 {
+			details["notes"] = notes
+		}
+		if _, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: actor, Action: "ca.certificate.issue",
+			Object: "cert/" + c.issuer + "/" + c.serial, Outcome: audit.Success, Details: details}); err != nil {
+			return err
+		}
+		return insertOutbox(ctx, tx, "issued", c.issuer, c.serial, c.created)
+	})
+}
+
+// CertificateResponse is the answer of GET .../certificates/{serial}.
+type CertificateResponse struct {
+	Serial      string `json:"serial"`
+	Certificate string `json:"certificate"`
+	Status      string `json:"status"`
+	Profile     string `json:"profile"`
+	Subject     string `json:"subject"`
+	NotBefore   string `json:"not_before"`
+	NotAfter    string `json:"not_after"`
+}
+
+// normalSerial parses a hex serial as given by a client (any case, optional
+// colons) into the stored form.
+func normalSerial(s string) (string, error) {
+	h := strings.ReplaceAll(strings.ToLower(s), ":", "")
+	n, ok := new(big.Int).SetString(h, 16)
+	if !ok || n.Sign() <= 0 || len(h) > 40 {
+		return "", fmt.Errorf("%w: serial must be a positive hex integer of at most 20 octets", ErrRequest)
+	}
+	return serialHex(n), nil
+}
+
+func (s *Service) get(w http.ResponseWriter, r *http.Request) error {
+	a, err := s.authority(r.PathValue("ca"))
+	if err != nil {
+		return err
+	}
+	serial, err := normalSerial(r.PathValue("serial"))
+	if err != nil {
+		return err
+	}
+	c, err := certBySerial(r.Context(), s.env.DB, a.id, serial)
+	if err != nil {
+		return err
+	}
+	return httpx.WriteJSON(w, http.StatusOK, &CertificateResponse{Serial: c.serial, Certificate: pemCert(c.der), Status: c.status,
+		Profile: c.profile, Subject: c.subject, NotBefore: c.notBefore.Format(timeFormat), NotAfter: c.notAfter.Format(timeFormat)})
+}
+
+// CAInfo describes a CA in GET /api/v1/ca.
+type CAInfo struct {
+	ID        string `json:"id"`
+	Algorithm string `json:"algorithm"`
+	Subject   string `json:"subject"`
+	Parent    string `json:"parent,omitempty"`
+	NotAfter  string `json:"not_after"`
+	Status    string `json:"status"`
+}
+
+func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
+	out := make([]CAInfo, 0, len(hierarchies))
+	for _, sp := range hierarchies {
+		a := s.cas[sp.id]
+		if a == nil {
+			continue
+		}
+		status := "active"
+		if s.env.Clock.Now().After(a.cert.NotAfter) {
+			status = "expired"
+		}
+		out = append(out, CAInfo{ID: a.id, Algorithm: string(a.alg), Subject: a.cert.Subject.String(), Parent: a.parent,
+			NotAfter: a.cert.NotAfter.UTC().Format(timeFormat), Status: status})
+	}
+	return httpx.WriteJSON(w, http.StatusOK, map[string]any{"cas": out})
+}
+
+// caCert serves /pki/{ca}.crt, the DER certificate (RFC 5280 §4.2.2.1:
+// caIssuers over HTTP is a single DER certificate, application/pkix-cert).
+func (s *Service) caCert(w http.ResponseWriter, r *http.Request) error {
+	id, ok := strings.CutSuffix(r.PathValue("file"), ".crt")
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, r.PathValue("file"))
+	}
+	a, err := s.authority(id)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/pkix-cert")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, err = w.Write(a.cert.Raw)
+	return err
+}
+
+// keyID is the subjectKeyIdentifier of a CA key, RFC 7093 §2 method 1: the
+// leftmost 160 bits of the SHA-256 of the subjectPublicKey BIT STRING value,
+// the method the profiles use for the keys they certify.
+func keyID(spki []byte) ([]byte, error) {
+	in := cryptobyte.String(spki)
+	var seq cryptobyte.String
+	var bits []byte
+	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !seq.SkipASN1(cbasn1.SEQUENCE) || !seq.ReadASN1BitStringAsBytes(&bits) {
+		return nil, errors.New("subjectKeyIdentifier: malformed SubjectPublicKeyInfo")
+	}
+	sum := sha256.Sum256(bits)
+	return sum[:20], nil
+}

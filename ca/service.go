@@ -1,0 +1,342 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509/pkix"
+	"embed"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/ca/lint"
+	"github.com/govtrust/govtrust/ca/profile"
+	"github.com/govtrust/govtrust/hsm"
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/httpx"
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// keyService is the key-manager service name of every CA key (key
+// separation, ARCHITECTURE.md §3: the TSA or seal API cannot use them).
+const keyService = "ca"
+
+// Errors of the CA; each wraps the httpx sentinel that gives its status.
+var (
+	ErrNotFound = fmt.Errorf("ca: not found: %w", httpx.ErrNotFound)
+	ErrConflict = fmt.Errorf("ca: conflict: %w", httpx.ErrConflict)
+	ErrPolicy   = fmt.Errorf("ca: refused: %w", httpx.ErrPolicy)
+	ErrRequest  = fmt.Errorf("ca: invalid request: %w", httpx.ErrBadRequest)
+)
+
+// spec describes one CA the platform creates on first start (CONTRACT.md,
+// "Certificate authorities").
+type spec struct {
+	id, parent string
+	alg        hsm.Algorithm
+	cn         string
+}
+
+// hierarchies lists the CAs, parents first.
+var hierarchies = []spec{
+	{id: "sm2-root", alg: hsm.SM2, cn: "govtrust SM2 Root CA"},
+	{id: "sm2-issuing", parent: "sm2-root", alg: hsm.SM2, cn: "govtrust SM2 Issuing CA"},
+	{id: "ecdsa-root", alg: hsm.ECDSAP256, cn: "govtrust ECDSA Root CA"},
+	{id: "ecdsa-issuing", parent: "ecdsa-root", alg: hsm.ECDSAP256, cn: "govtrust ECDSA Issuing CA"},
+}
+
+// authority is a CA in memory: its certificate, its signer (resolved once at
+// Start) and its chain up to the root.
+type authority struct {
+	id, parent string
+	alg        hsm.Algorithm
+	keyURI     string
+	cert       *smx509.Certificate
+	signer     crypto.Signer
+	// chain is the DER of this CA's certificate followed by its parents'.
+	chain [][]byte
+}
+
+// Service is the certificate authority service.
+type Service struct {
+	env      *node.Env
+	profiles map[string]*profile.Profile
+	cas      map[string]*authority
+	vars     map[string]string
+}
+
+var (
+	_ node.Service      = (*Service)(nil)
+	_ node.Migrator     = (*Service)(nil)
+	_ node.APIRouter    = (*Service)(nil)
+	_ node.PublicRouter = (*Service)(nil)
+)
+
+// New returns the CA service with the built-in profiles.
+func New() *Service {
+	return &Service{profiles: profile.Builtin(), cas: map[string]*authority{}}
+}
+
+// Name implements node.Service.
+func (s *Service) Name() string { return "ca" }
+
+// Migrations implements node.Migrator.
+func (s *Service) Migrations() []store.Migrations {
+	return []store.Migrations{store.EmbeddedMigrations("ca", migrations, "migrations")}
+}
+
+// Start loads the CA hierarchies, creating what is missing, and resolves
+// every CA signer once.
+func (s *Service) Start(ctx context.Context, env *node.Env) error {
+	s.env = env
+	s.vars = urlVars(env)
+	ctx = audit.WithActor(ctx, "system")
+	for _, sp := range hierarchies {
+		a, err := s.loadOrCreate(ctx, sp)
+		if err != nil {
+			return fmt.Errorf("ca %s: %w", sp.id, err)
+		}
+		s.cas[sp.id] = a
+	}
+	return nil
+}
+
+// urlVars fills the {base} and {ldap} of the profiles' URL templates from the
+// configured listeners.
+// TODO(ca): a configured public base URL; a listener on port 0 yields ":0".
+func urlVars(env *node.Env) map[string]string {
+	base, ldap := "127.0.0.1:8080", "127.0.0.1:3389"
+	if env.Config != nil {
+		if a := env.Config.Listen.HTTP; a != "" {
+			base = a
+		}
+		if a := env.Config.Listen.LDAP; a != "" {
+			ldap = a
+		}
+	}
+	return map[string]string{"base": "http://" + base, "ldap": "ldap://" + ldap}
+}
+
+// Ready implements node.Service: every CA key must still resolve in its
+// backend (a PKCS#11 token may have gone away).
+func (s *Service) Ready(ctx context.Context) error {
+	if s.env == nil {
+		return errors.New("ca: not started")
+	}
+	for _, sp := range hierarchies {
+		a := s.cas[sp.id]
+		if a == nil {
+			return fmt.Errorf("ca %s: not loaded", sp.id)
+		}
+		if _, err := s.env.Keys.Signer(ctx, &hsm.SignerRequest{URI: a.keyURI, Service: keyService}); err != nil {
+			return fmt.Errorf("ca %s: key %s: %w", a.id, a.keyURI, err)
+		}
+	}
+	return nil
+}
+
+// Stop implements node.Service.
+func (s *Service) Stop(context.Context) error { return nil }
+
+// loadOrCreate returns the CA of sp from its row, or creates its key and
+// certificate on first start. A key without a row means an interrupted or
+// tampered installation: it fails rather than create a second key.
+func (s *Service) loadOrCreate(ctx context.Context, sp spec) (*authority, error) {
+	a := &authority{id: sp.id, parent: sp.parent, alg: sp.alg, keyURI: "soft:ca/" + sp.id}
+	var parent *authority
+	if sp.parent != "" {
+		if parent = s.cas[sp.parent]; parent == nil {
+			return nil, fmt.Errorf("parent %s not loaded", sp.parent)
+		}
+	}
+	row, err := loadAuthority(ctx, s.env.DB, sp.id)
+	switch {
+	case err == nil:
+		if row.keyURI != a.keyURI || row.algorithm != string(sp.alg) || row.parent != sp.parent {
+			return nil, fmt.Errorf("stored CA (key %s, %s, parent %q) differs from the built-in hierarchy", row.keyURI, row.algorithm, row.parent)
+		}
+		if a.cert, err = smx509.ParseCertificate(row.cert); err != nil {
+			return nil, fmt.Errorf("stored certificate: %w", err)
+		}
+		if a.signer, err = s.env.Keys.Signer(ctx, &hsm.SignerRequest{URI: a.keyURI, Service: keyService}); err != nil {
+			return nil, fmt.Errorf("signer %s: %w", a.keyURI, err)
+		}
+		if !samePublicKey(a.signer.Public(), a.cert.PublicKey) {
+			return nil, fmt.Errorf("key %s does not match the stored certificate", a.keyURI)
+		}
+	case errors.Is(err, ErrNotFound):
+		if err := s.create(ctx, a, sp, parent); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, err
+	}
+	a.chain = [][]byte{a.cert.Raw}
+	if parent != nil {
+		if err := a.cert.CheckSignatureFrom(parent.cert); err != nil {
+			return nil, fmt.Errorf("certificate not signed by %s: %w", parent.id, err)
+		}
+		a.chain = append(a.chain, parent.chain...)
+	}
+	return a, nil
+}
+
+// samePublicKey compares two public keys by their SubjectPublicKeyInfo.
+func samePublicKey(a, b crypto.PublicKey) bool {
+	da, err1 := smx509.MarshalPKIXPublicKey(a)
+	db, err2 := smx509.MarshalPKIXPublicKey(b)
+	return err1 == nil && err2 == nil && bytes.Equal(da, db)
+}
+
+// create makes the key and the certificate of a new CA and records both.
+func (s *Service) create(ctx context.Context, a *authority, sp spec, parent *authority) error {
+	if _, err := s.env.Keys.CreateKey(ctx, &hsm.CreateKeyRequest{URI: a.keyURI, Algorithm: sp.alg, Usage: hsm.UsageSign, Service: keyService}); err != nil {
+		if errors.Is(err, hsm.ErrExists) {
+			return fmt.Errorf("key %s exists but no CA is recorded for it; refusing to create a second key (restore the ca_authorities row or remove the key deliberately): %w", a.keyURI, err)
+		}
+		return fmt.Errorf("create key %s: %w", a.keyURI, err)
+	}
+	signer, err := s.env.Keys.Signer(ctx, &hsm.SignerRequest{URI: a.keyURI, Service: keyService})
+	if err != nil {
+		return fmt.Errorf("signer %s: %w", a.keyURI, err)
+	}
+	a.signer = signer
+	now := s.env.Clock.Now().UTC()
+	var der []byte
+	if parent == nil {
+		der, err = selfSign(sp, signer, now)
+	} else {
+		der, err = s.signSubCA(sp, signer, parent, now)
+	}
+	if err != nil {
+		return err
+	}
+	if a.cert, err = smx509.ParseCertificate(der); err != nil {
+		return fmt.Errorf("parse new certificate: %w", err)
+	}
+	rec := audit.Record{Actor: "system", Action: "ca.authority.create", Object: "ca/" + sp.id, Outcome: audit.Success,
+		Details: map[string]any{"algorithm": string(sp.alg), "key_uri": a.keyURI, "parent": sp.parent,
+			"subject": a.cert.Subject.String(), "serial": serialHex(a.cert.SerialNumber), "not_after": a.cert.NotAfter.UTC().Format(time.RFC3339)}}
+	_, err = s.env.Audit.Do(ctx, s.env.DB, rec, func(tx *store.Tx) error {
+		return insertAuthority(ctx, tx, authorityRow{id: sp.id, algorithm: string(sp.alg), keyURI: a.keyURI, cert: der, parent: sp.parent, created: now})
+	})
+	if err != nil {
+		return fmt.Errorf("record CA: %w", err)
+	}
+	s.env.Logger.Info("certificate authority created", "ca", sp.id, "algorithm", sp.alg, "key", a.keyURI)
+	return nil
+}
+
+// newSerial returns 0x01 followed by 16 random bytes as a positive integer
+// (see the package comment).
+func newSerial() (*big.Int, error) {
+	b := make([]byte, 17)
+	if _, err := rand.Read(b[1:]); err != nil {
+		return nil, fmt.Errorf("serial: %w", err)
+	}
+	b[0] = 0x01
+	return new(big.Int).SetBytes(b), nil
+}
+
+// serialHex is the lowercase hex of the serial's content octets.
+func serialHex(n *big.Int) string { return fmt.Sprintf("%x", n.Bytes()) }
+
+// caName is the subject of a platform CA.
+func caName(cn string) pkix.Name {
+	return pkix.Name{Country: []string{"CN"}, Organization: []string{"govtrust"}, CommonName: cn}
+}
+
+// rootValidity is the root CAs' lifetime; issuing CAs get the sub-ca
+// profile's (clamped to the root's).
+const rootValidity = 20 * 365 * 24 * time.Hour
+
+// selfSign makes a root certificate: CA, pathLenConstraint 1 (one level of
+// issuing CAs below, RFC 5280 §4.2.1.9), keyCertSign and cRLSign.
+func selfSign(sp spec, signer crypto.Signer, now time.Time) ([]byte, error) {
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
+	spki, err := smx509.MarshalPKIXPublicKey(signer.Public())
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	ski, err := keyID(spki)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &smx509.Certificate{
+		SerialNumber:          serial,
+		Subject:               caName(sp.cn),
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(rootValidity),
+		KeyUsage:              smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign | smx509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            1,
+		SubjectKeyId:          ski,
+	}
+	der, err := smx509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
+	if err != nil {
+		return nil, fmt.Errorf("self-sign root: %w", err)
+	}
+	return der, nil
+}
+
+// signSubCA makes an issuing CA certificate with the built-in sub-ca profile
+// (pathLenConstraint 0) from a request the new key signs itself, linted and
+// TBS-checked like any issuance.
+func (s *Service) signSubCA(sp spec, signer crypto.Signer, parent *authority, now time.Time) ([]byte, error) {
+	csrDER, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{Subject: caName(sp.cn)}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("sub-CA request: %w", err)
+	}
+	csr, err := smx509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("sub-CA request: %w", err)
+	}
+	p := s.profiles["sub-ca"]
+	if p == nil {
+		return nil, errors.New("built-in profile sub-ca missing")
+	}
+	res, err := p.Apply(profile.Input{CSR: csr, Record: map[string]string{"O": "govtrust"}, Now: now,
+		Issuer: parent.cert, CAID: parent.id, Vars: s.vars})
+	if err != nil {
+		return nil, fmt.Errorf("sub-ca profile: %w", err)
+	}
+	return signLinted(res, parent)
+}
+
+// signLinted sets a fresh serial on res.Template, lints it, signs it with
+// the CA and checks the signed TBS is the linted one.
+func signLinted(res *profile.Result, ca *authority) ([]byte, error) {
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
+	res.Template.SerialNumber = serial
+	linted, err := lint.Precheck(res.Template, ca.cert, res.PublicKey, res.Expect)
+	if err != nil {
+		return nil, err
+	}
+	if errs := lint.Errors(linted.Findings); len(errs) > 0 {
+		return nil, fmt.Errorf("pre-issuance lint: %v", errs)
+	}
+	der, err := smx509.CreateCertificate(rand.Reader, res.Template, ca.cert, res.PublicKey, ca.signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	if err := linted.SameTBS(der); err != nil {
+		return nil, err
+	}
+	return der, nil
+}
