@@ -17,5 +17,18 @@
 // allows at most 20), with 128 bits of entropy (CA/B Forum BR §7.1 asks for
 // at least 64). A collision with a stored serial is retried with a fresh one.
 //
-// Revocation, CRLs and OCSP build on this package in later work.
+// Revocation (POST /api/v1/ca/{ca}/revocations) is decided in the
+// organisation of the account that requested the certificate (stored with
+// it), and commits the status, its audit record and an outbox event in one
+// transaction before the 200. A repeated revocation with the same reason
+// answers the stored one; another reason is a conflict; certificateHold and
+// CA certificates are refused.
+//
+// The OCSP responder (/ocsp/{ca}, POST and GET) reads the status from the
+// database on each request and has the CA's own key sign the answer
+// (RFC 6960 §2.6), so a revocation is visible at once. Full CRLs
+// (/pki/{ca}.crl) are built with ca/crl from the revoked certificates, read
+// in one repeatable-read transaction, numbered from a per-CA counter row
+// moved in the transaction that stores the CRL, and made at start, after
+// each revocation and when due (a ten-minute tick also retries failures).
 package ca

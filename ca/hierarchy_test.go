@@ -45,6 +45,11 @@ func TestKeyWithoutRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, table := range []string{"ca_crls", "ca_crl_numbers"} {
+		if _, err := db.Exec(context.Background(), "DELETE FROM "+table+" WHERE issuer_id = 'ecdsa-issuing'"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := db.Exec(context.Background(), "DELETE FROM ca_authorities WHERE id = 'ecdsa-issuing'"); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -38,11 +39,24 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 	caRes := func(r *http.Request) (policy.Resource, error) {
 		return policy.Resource{Type: "ca", ID: r.PathValue("ca"), Org: s.principalOrg(r)}, nil
 	}
-	// The requester's organisation is not yet recorded with a certificate,
-	// so reading one is decided in the reader's own organisation.
-	// TODO(ca): record the requester's org and decide on it.
+	// A certificate is read in the organisation of the account that
+	// requested it; an unknown one gets none, so no RA learns whether a
+	// serial exists elsewhere.
 	certRes := func(r *http.Request) (policy.Resource, error) {
-		return policy.Resource{Type: "certificate", ID: r.PathValue("serial"), Org: s.principalOrg(r)}, nil
+		caID := r.PathValue("ca")
+		res := policy.Resource{Type: "certificate", ID: caID + "/" + r.PathValue("serial")}
+		serial, err := normalSerial(r.PathValue("serial"))
+		if err != nil || s.cas[caID] == nil {
+			return res, nil
+		}
+		c, err := certBySerial(r.Context(), s.env.DB, caID, serial)
+		switch {
+		case err == nil:
+			res.Org = c.requesterOrg
+		case !errors.Is(err, ErrNotFound):
+			return res, err
+		}
+		return res, nil
 	}
 	listRes := func(r *http.Request) (policy.Resource, error) {
 		return policy.Resource{Type: "ca", ID: "all", Org: s.principalOrg(r)}, nil
@@ -50,11 +64,14 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 	m.Handle("GET /api/v1/ca", authz.Rule{Action: "ca.certificate.read", Resource: listRes}, s.list)
 	m.Handle("POST /api/v1/ca/{ca}/certificates", authz.Rule{Action: "ca.certificate.issue", Resource: caRes}, s.issue)
 	m.Handle("GET /api/v1/ca/{ca}/certificates/{serial}", authz.Rule{Action: "ca.certificate.read", Resource: certRes}, s.get)
+	m.Handle("POST /api/v1/ca/{ca}/revocations", authz.Rule{Action: "ca.certificate.revoke", Resource: s.revocationResource}, s.revoke)
 }
 
 // PublicRoutes implements node.PublicRouter.
 func (s *Service) PublicRoutes(m *authz.Mux) {
-	m.Handle("GET /pki/{file}", authz.Rule{Public: "CA certificate distribution (RFC 5280 §4.2.2.1 AIA caIssuers)"}, s.caCert)
+	m.Handle("GET /pki/{file}", authz.Rule{Public: "CA certificate and CRL distribution (RFC 5280 §4.2.2.1 AIA caIssuers, §4.2.1.13 CRL DP)"}, s.caCert)
+	m.Handle("POST /ocsp/{ca}", authz.Rule{Public: "RFC 6960 OCSP responder"}, s.ocspPOST)
+	m.Handle("GET /ocsp/{ca}/{request...}", authz.Rule{Public: "RFC 6960 OCSP responder (GET, RFC 5019 §5)"}, s.ocspGET)
 }
 
 // principalOrg returns the organisation of the request's caller (the
@@ -216,7 +233,7 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 		serial := serialHex(cert.SerialNumber)
 		now := s.env.Clock.Now().UTC()
 		row := &certRow{issuer: a.id, serial: serial, subject: cert.Subject.String(), profile: prof.Name, status: "good",
-			requester: p.Account.ID, notBefore: cert.NotBefore, notAfter: cert.NotAfter, created: now, der: der,
+			requester: p.Account.ID, requesterOrg: p.Account.Org, notBefore: cert.NotBefore, notAfter: cert.NotAfter, created: now, der: der,
 			idempotencyKey: idemKey, requestHash: hash}
 		err = s.store(ctx, p.Actor(), row, res.Notes)
 		if err == nil {
@@ -267,6 +284,9 @@ type CertificateResponse struct {
 	Subject     string `json:"subject"`
 	NotBefore   string `json:"not_before"`
 	NotAfter    string `json:"not_after"`
+	// RevokedAt and Reason are set for a revoked certificate.
+	RevokedAt string `json:"revoked_at,omitempty"`
+	Reason    string `json:"reason,omitempty"`
 }
 
 // normalSerial parses a hex serial as given by a client (any case, optional
@@ -293,8 +313,12 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return httpx.WriteJSON(w, http.StatusOK, &CertificateResponse{Serial: c.serial, Certificate: pemCert(c.der), Status: c.status,
-		Profile: c.profile, Subject: c.subject, NotBefore: c.notBefore.Format(timeFormat), NotAfter: c.notAfter.Format(timeFormat)})
+	out := &CertificateResponse{Serial: c.serial, Certificate: pemCert(c.der), Status: c.status,
+		Profile: c.profile, Subject: c.subject, NotBefore: c.notBefore.Format(timeFormat), NotAfter: c.notAfter.Format(timeFormat)}
+	if c.status == "revoked" {
+		out.RevokedAt, out.Reason = c.revokedAt.Format(time.RFC3339), reasonName(c.reason)
+	}
+	return httpx.WriteJSON(w, http.StatusOK, out)
 }
 
 // CAInfo describes a CA in GET /api/v1/ca.
@@ -325,8 +349,12 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 }
 
 // caCert serves /pki/{ca}.crt, the DER certificate (RFC 5280 §4.2.2.1:
-// caIssuers over HTTP is a single DER certificate, application/pkix-cert).
+// caIssuers over HTTP is a single DER certificate, application/pkix-cert),
+// and /pki/{ca}.crl, the CRL (ServeMux cannot route both by suffix).
 func (s *Service) caCert(w http.ResponseWriter, r *http.Request) error {
+	if id, ok := strings.CutSuffix(r.PathValue("file"), ".crl"); ok {
+		return s.serveCRL(w, r, id)
+	}
 	id, ok := strings.CutSuffix(r.PathValue("file"), ".crt")
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotFound, r.PathValue("file"))

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"sync"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -72,6 +73,15 @@ type Service struct {
 	profiles map[string]*profile.Profile
 	cas      map[string]*authority
 	vars     map[string]string
+
+	// crlMu serialises CRL generation in this process; stale marks CAs
+	// whose last CRL generation failed.
+	crlMu   sync.Mutex
+	staleMu sync.Mutex
+	stale   map[string]bool
+	// stopCRL ends the CRL loop, which closes crlDone.
+	stopCRL context.CancelFunc
+	crlDone chan struct{}
 }
 
 var (
@@ -83,7 +93,7 @@ var (
 
 // New returns the CA service with the built-in profiles.
 func New() *Service {
-	return &Service{profiles: profile.Builtin(), cas: map[string]*authority{}}
+	return &Service{profiles: profile.Builtin(), cas: map[string]*authority{}, stale: map[string]bool{}}
 }
 
 // Name implements node.Service.
@@ -107,6 +117,14 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 		}
 		s.cas[sp.id] = a
 	}
+	// Every CA, the roots too (their CRL is the ARL of RFC 5280 §5), has a
+	// CRL before anything is served.
+	if err := s.refreshCRLs(ctx); err != nil {
+		return fmt.Errorf("ca: first CRLs: %w", err)
+	}
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopCRL, s.crlDone = cancel, make(chan struct{})
+	go s.crlLoop(loopCtx, s.crlDone)
 	return nil
 }
 
@@ -144,8 +162,19 @@ func (s *Service) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Stop implements node.Service.
-func (s *Service) Stop(context.Context) error { return nil }
+// Stop implements node.Service: it ends the CRL loop and waits for it.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.stopCRL == nil {
+		return nil
+	}
+	s.stopCRL()
+	select {
+	case <-s.crlDone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ca: stop CRL loop: %w", ctx.Err())
+	}
+}
 
 // loadOrCreate returns the CA of sp from its row, or creates its key and
 // certificate on first start. A key without a row means an interrupted or

@@ -52,8 +52,15 @@ func insertAuthority(ctx context.Context, tx *store.Tx, r authorityRow) error {
 // certRow is a row of ca_certificates.
 type certRow struct {
 	issuer, serial, subject, profile, status, requester string
-	notBefore, notAfter, created                        time.Time
-	der                                                 []byte
+	// requesterOrg is the organisation of the requesting account at
+	// issuance; authorization on the certificate is decided in it.
+	requesterOrg                 string
+	notBefore, notAfter, created time.Time
+	der                          []byte
+	// revokedAt and reason are set when status is "revoked"; reason is a
+	// CRLReason code (RFC 5280 §5.3.1).
+	revokedAt time.Time
+	reason    int
 	// idempotencyKey is empty when the request had none (stored as NULL).
 	idempotencyKey string
 	requestHash    []byte
@@ -65,10 +72,10 @@ func insertCert(ctx context.Context, tx *store.Tx, r *certRow) error {
 		key, hash = r.idempotencyKey, r.requestHash
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO ca_certificates
-		(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, idempotency_key, request_hash, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org, idempotency_key, request_hash, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.issuer, r.serial, r.subject, r.profile, r.notBefore.UTC().Format(timeFormat), r.notAfter.UTC().Format(timeFormat),
-		r.der, r.status, r.requester, key, hash, r.created.UTC().Format(timeFormat))
+		r.der, r.status, r.requester, r.requesterOrg, key, hash, r.created.UTC().Format(timeFormat))
 	return err
 }
 
@@ -80,20 +87,22 @@ func insertOutbox(ctx context.Context, tx *store.Tx, event, issuer, serial strin
 	return nil
 }
 
-const certColumns = `serial, subject, profile, not_before, not_after, der, status, requester,
-	COALESCE(idempotency_key, ''), request_hash, created_at`
+const certColumns = `serial, subject, profile, not_before, not_after, der, status, requester, requester_org,
+	COALESCE(idempotency_key, ''), request_hash, created_at, COALESCE(revoked_at, ''), COALESCE(revocation_reason, -1)`
 
 func scanCert(issuer string, row *sql.Row) (*certRow, error) {
 	r := &certRow{issuer: issuer}
-	var nb, na, created string
-	if err := row.Scan(&r.serial, &r.subject, &r.profile, &nb, &na, &r.der, &r.status, &r.requester,
-		&r.idempotencyKey, &r.requestHash, &created); err != nil {
+	var nb, na, created, revoked string
+	if err := row.Scan(&r.serial, &r.subject, &r.profile, &nb, &na, &r.der, &r.status, &r.requester, &r.requesterOrg,
+		&r.idempotencyKey, &r.requestHash, &created, &revoked, &r.reason); err != nil {
 		return nil, err
 	}
 	var err error
 	if r.notBefore, err = time.Parse(timeFormat, nb); err == nil {
 		if r.notAfter, err = time.Parse(timeFormat, na); err == nil {
-			r.created, err = time.Parse(timeFormat, created)
+			if r.created, err = time.Parse(timeFormat, created); err == nil && revoked != "" {
+				r.revokedAt, err = time.Parse(timeFormat, revoked)
+			}
 		}
 	}
 	if err != nil {

@@ -2,10 +2,21 @@ package ca
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/ca/crl"
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/clock"
+	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 )
@@ -34,7 +45,7 @@ func TestStore(t *testing.T) {
 			t.Fatalf("unknown CA: %v, want ErrNotFound", err)
 		}
 		cert := func(issuer, serial, key string) *certRow {
-			return &certRow{issuer: issuer, serial: serial, subject: "CN=x", profile: "server-tls", status: "good", requester: "acct",
+			return &certRow{issuer: issuer, serial: serial, subject: "CN=x", profile: "server-tls", status: "good", requester: "acct", requesterOrg: "dept",
 				notBefore: now, notAfter: now.Add(time.Hour), created: now, der: []byte{1, 2, 3}, idempotencyKey: key, requestHash: []byte{9}}
 		}
 		insert := func(c *certRow) error { return tx(func(tx *store.Tx) error { return insertCert(ctx, tx, c) }) }
@@ -53,7 +64,7 @@ func TestStore(t *testing.T) {
 			t.Fatalf("by key: %+v, %v", got, err)
 		}
 		got, err = certBySerial(ctx, db, "a", "01aa")
-		if err != nil || got.idempotencyKey != "" || got.status != "good" || string(got.der) != "\x01\x02\x03" {
+		if err != nil || got.idempotencyKey != "" || got.status != "good" || string(got.der) != "\x01\x02\x03" || got.requesterOrg != "dept" || got.reason != -1 || !got.revokedAt.IsZero() {
 			t.Fatalf("by serial: %+v, %v", got, err)
 		}
 		if _, err := certBySerial(ctx, db, "a", "01dd"); !errors.Is(err, ErrNotFound) {
@@ -63,4 +74,80 @@ func TestStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}, New().Migrations()...)
+}
+
+// TestCRLStore builds CRLs from the revocation table on SQLite and
+// PostgreSQL: entries in numeric serial order whatever their hex length and
+// the database collation, numbers 1, 2, ... from the counter row, both CRLs
+// stored, the newest served.
+func TestCRLStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := selfSign(spec{id: "r", cn: "test root"}, key, clk.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := smx509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := New()
+		s.env = &node.Env{DB: db, Audit: audit.New("test", clk), Clock: clk, Logger: slog.New(slog.DiscardHandler)}
+		a := &authority{id: "r", cert: cert, signer: key}
+		s.cas["r"] = a
+		now := clk.Now()
+		if err := db.Tx(ctx, func(tx *store.Tx) error {
+			if err := insertAuthority(ctx, tx, authorityRow{id: "r", algorithm: "ecdsa-p256", keyURI: "soft:ca/r", cert: der, created: now}); err != nil {
+				return err
+			}
+			for i, serial := range []string{"ab0000", "0a", "7f00aa", "01ff", "02"} {
+				c := &certRow{issuer: "r", serial: serial, subject: "CN=x", profile: "p", status: "revoked", requester: "a",
+					notBefore: now, notAfter: now.Add(time.Hour), created: now, der: []byte{1}}
+				if err := insertCert(ctx, tx, c); err != nil {
+					return err
+				}
+				if i == 4 {
+					continue // stays good
+				}
+				if _, err := tx.Exec(ctx, "UPDATE ca_certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?",
+					now.Add(-time.Minute).Format(timeFormat), i, serial); err != nil {
+					return err
+				}
+			}
+			_, err := tx.Exec(ctx, "UPDATE ca_certificates SET status = 'good' WHERE serial = '02'")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for want := int64(1); want <= 2; want++ {
+			c, err := s.generateCRL(ctx, a)
+			if err != nil {
+				t.Fatalf("CRL %d: %v", want, err)
+			}
+			if c.number != want {
+				t.Fatalf("number %d, want %d", c.number, want)
+			}
+			clk.Add(time.Second)
+		}
+		got, err := latestCRL(ctx, db, "r")
+		if err != nil || got.number != 2 {
+			t.Fatalf("latest: %+v, %v", got, err)
+		}
+		rl, err := crl.Verify(got.der, cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var serials []string
+		for _, e := range rl.RevokedCertificateEntries {
+			serials = append(serials, serialHex(e.SerialNumber))
+		}
+		if s := strings.Join(serials, " "); s != "0a 01ff 7f00aa ab0000" {
+			t.Errorf("entries %s, want 0a 01ff 7f00aa ab0000", s)
+		}
+	}, append([]store.Migrations{audit.Migrations}, New().Migrations()...)...)
 }
