@@ -72,6 +72,9 @@ func (s *Service) PublicRoutes(m *authz.Mux) {
 	m.Handle("GET /pki/{file}", authz.Rule{Public: "CA certificate and CRL distribution (RFC 5280 §4.2.2.1 AIA caIssuers, §4.2.1.13 CRL DP)"}, s.caCert)
 	m.Handle("POST /ocsp/{ca}", authz.Rule{Public: "RFC 6960 OCSP responder"}, s.ocspPOST)
 	m.Handle("GET /ocsp/{ca}/{request...}", authz.Rule{Public: "RFC 6960 OCSP responder (GET, RFC 5019 §5)"}, s.ocspGET)
+	// The base64 request may contain "//" (ACCEPTANCE.md C-08); path cleaning
+	// must not merge it or redirect.
+	m.OpaqueTail("/ocsp/", 1)
 }
 
 // principalOrg returns the organisation of the request's caller (the

@@ -284,7 +284,37 @@ func TestOCSP(t *testing.T) {
 				}
 			})
 		}
-		resp, body := tn.ocspGet("sm2-issuing", "not%20base64!")
+		// A base64 with "//" (C-08): path cleaning must neither merge it nor
+		// redirect (httpx.Mux.OpaqueTail).
+		var dbl []byte
+		for range 20000 {
+			nonce := make([]byte, 16)
+			rand.Read(nonce)
+			d := mustRequest(t, sm2Leaf, issuer, nonce)
+			if strings.Contains(ocsp.EncodeGETPath(d), "%2F%2F") {
+				dbl = d
+				break
+			}
+		}
+		if dbl == nil {
+			t.Fatal("no request with '//' in its base64")
+		}
+		_, postDbl := tn.ocspPost("sm2-issuing", "application/ocsp-request", dbl)
+		wantDbl, err := ocsp.ParseResponse(postDbl, issuer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rawDbl := strings.NewReplacer("%2F", "/", "%2B", "+", "%3D", "=").Replace(ocsp.EncodeGETPath(dbl))
+		resp, body := tn.ocspGet("sm2-issuing", rawDbl)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET with raw '//': HTTP %d (%s)", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		gotDbl, err := ocsp.ParseResponse(body, issuer)
+		if err != nil || gotDbl.Status != wantDbl.Status || !bytes.Equal(gotDbl.Nonce, wantDbl.Nonce) {
+			t.Fatalf("GET with raw '//': %v %+v, want the POST answer", err, gotDbl)
+		}
+
+		resp, body = tn.ocspGet("sm2-issuing", "not%20base64!")
 		if resp.StatusCode != http.StatusOK || !bytes.Equal(body, ocsp.CreateErrorResponse(ocsp.MalformedRequest)) {
 			t.Errorf("bad GET: HTTP %d, %x; want malformedRequest", resp.StatusCode, body)
 		}

@@ -55,6 +55,9 @@ func (s *Service) NewMux() *Mux { return &Mux{mux: httpx.NewMux(), svc: s} }
 // ServeHTTP dispatches to the registered routes.
 func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.mux.ServeHTTP(w, r) }
 
+// OpaqueTail passes through to httpx.Mux.OpaqueTail.
+func (m *Mux) OpaqueTail(prefix string, fixed int) { m.mux.OpaqueTail(prefix, fixed) }
+
 // Routes returns the registered routes, sorted by pattern.
 func (m *Mux) Routes() []RouteInfo {
 	out := append([]RouteInfo(nil), m.routes...)

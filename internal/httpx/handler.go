@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -219,6 +220,57 @@ func Edge(next http.Handler, o EdgeOptions) http.Handler {
 // Mux is a net/http ServeMux whose own 404 and 405 answers are problems.
 type Mux struct {
 	*http.ServeMux
+	opaque []opaqueTail
+}
+
+// opaqueTail is a path prefix whose tail, after some fixed segments, is one
+// opaque value that may itself contain "/" and "//" (RFC 6960 Appendix A.1:
+// GET /ocsp/{ca}/{base64 request}).
+type opaqueTail struct {
+	prefix string
+	fixed  int
+}
+
+// OpaqueTail declares that under prefix, everything after fixed further
+// path segments is one value: its slashes are escaped (%2F) before routing,
+// so ServeMux neither merges "//" nor redirects to a cleaned path. Handlers
+// read the value from r.URL.EscapedPath() or a {name...} wildcard.
+func (m *Mux) OpaqueTail(prefix string, fixed int) {
+	m.opaque = append(m.opaque, opaqueTail{prefix: prefix, fixed: fixed})
+}
+
+// protectTail rewrites r's escaped path as OpaqueTail says, or returns r.
+func (m *Mux) protectTail(r *http.Request) *http.Request {
+	esc := r.URL.EscapedPath()
+	for _, o := range m.opaque {
+		rest, ok := strings.CutPrefix(esc, o.prefix)
+		if !ok {
+			continue
+		}
+		head := ""
+		for i := 0; i < o.fixed; i++ {
+			seg, tail, found := strings.Cut(rest, "/")
+			if !found {
+				return r
+			}
+			head, rest = head+seg+"/", tail
+		}
+		if !strings.Contains(rest, "/") {
+			return r
+		}
+		raw := o.prefix + head + strings.ReplaceAll(rest, "/", "%2F")
+		path, err := url.PathUnescape(raw)
+		if err != nil {
+			return r
+		}
+		r2 := new(http.Request)
+		*r2 = *r
+		u := *r.URL
+		u.Path, u.RawPath = path, raw
+		r2.URL = &u
+		return r2
+	}
+	return r
 }
 
 // NewMux returns an empty Mux.
@@ -229,6 +281,9 @@ func (m *Mux) HandleFunc(pattern string, h HandlerFunc) { m.ServeMux.Handle(patt
 
 // ServeHTTP dispatches r, turning the mux's plain-text 404/405 into problems.
 func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(m.opaque) > 0 {
+		r = m.protectTail(r)
+	}
 	h, pattern := m.ServeMux.Handler(r)
 	if pattern != "" || r.Method == http.MethodConnect {
 		m.ServeMux.ServeHTTP(w, r)
