@@ -46,6 +46,21 @@ func openKeys(ctx context.Context, dataDir, dbURL string) (*node.Keys, *store.DB
 	return keys, db, nil
 }
 
+// withKeys makes a cobra RunE that opens the data directory's key backends,
+// runs fn as the local operator, and closes everything.
+func withKeys(dataDir, dbURL *string, fn func(ctx context.Context, cmd *cobra.Command, keys *node.Keys) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		ctx := cliActor(cmd.Context())
+		keys, db, err := openKeys(ctx, *dataDir, *dbURL)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		defer keys.Close()
+		return fn(ctx, cmd, keys)
+	}
+}
+
 func newHSMCmd() *cobra.Command {
 	var dataDir, dbURL string
 	cmd := &cobra.Command{Use: "hsm", Short: "Key stores: initialise the software keystore, list keys and where they live, create and delete keys"}
@@ -201,14 +216,7 @@ configuration to passphrase or shares.`,
 		Use:   "keys",
 		Short: "List every key: URI, algorithm, backend, module/slot/label, and where it lives",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cliActor(cmd.Context())
-			keys, db, err := openKeys(ctx, dataDir, dbURL)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			defer keys.Close()
+		RunE: withKeys(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, keys *node.Keys) error {
 			type backend struct {
 				name string
 				km   hsm.KeyManager
@@ -255,7 +263,7 @@ configuration to passphrase or shares.`,
 				return exitError{2}
 			}
 			return nil
-		},
+		}),
 	}
 	keysCmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
@@ -264,14 +272,7 @@ configuration to passphrase or shares.`,
 		Use:   "create",
 		Short: "Create a key (audited)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cliActor(cmd.Context())
-			keys, db, err := openKeys(ctx, dataDir, dbURL)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			defer keys.Close()
+		RunE: withKeys(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, keys *node.Keys) error {
 			a := hsm.Algorithm(alg)
 			if !a.Valid() {
 				return fmt.Errorf("unknown algorithm %q", alg)
@@ -282,7 +283,7 @@ configuration to passphrase or shares.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created %s (%s, %s, service %s) in %s: %s\n", info.URI, info.Algorithm, info.Usage, info.Service, info.Backend, info.Location)
 			return nil
-		},
+		}),
 	}
 	create.Flags().StringVar(&uri, "uri", "", "key URI: soft:NAME or pkcs11:token=T;object=LABEL")
 	create.Flags().StringVar(&alg, "algorithm", string(hsm.SM2), "sm2, ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, sm4, aes-256")
@@ -296,20 +297,13 @@ configuration to passphrase or shares.`,
 		Use:   "delete",
 		Short: "Destroy a key (audited; only its own service's name deletes it)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cliActor(cmd.Context())
-			keys, db, err := openKeys(ctx, dataDir, dbURL)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			defer keys.Close()
+		RunE: withKeys(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, keys *node.Keys) error {
 			if err := keys.DeleteKey(ctx, &hsm.DeleteKeyRequest{URI: delURI, Service: delService}); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "deleted", delURI)
 			return nil
-		},
+		}),
 	}
 	del.Flags().StringVar(&delURI, "uri", "", "key URI")
 	del.Flags().StringVar(&delService, "service", "", "owning service")
