@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// DefaultBatchSize bounds how many callers share one transaction.
+const DefaultBatchSize = 64
+
+// ErrBatcherClosed is returned by Batcher.Do after Close.
+var ErrBatcherClosed = errors.New("store: batcher closed")
+
+// Batcher is group commit: it runs the functions given to Do by concurrent
+// callers in shared read-write transactions, so that N writes cost one
+// commit (one fsync on SQLite, one WAL flush on PostgreSQL) instead of N.
+// A caller waiting in Do while a transaction commits is put in the next one,
+// so batches form by themselves under load and a lone caller pays no delay.
+//
+// Each function runs inside its own savepoint: a function that fails is
+// rolled back alone and Do returns its error to its caller only; the others
+// commit. A retryable error (IsRetryable) from any function, or a failed
+// BEGIN or COMMIT, retries the whole batch as DB.Tx does, so like a DB.Tx
+// callback a function must not keep state across attempts. Do returns nil
+// only once the function's writes are committed and durable.
+//
+// The same rules as for DB.Tx callbacks hold: on SQLite a function must not
+// start another transaction (DB.Tx, DB.Exec, another Batcher), the single
+// writer connection being held by the batch.
+type Batcher struct {
+	db   *DB
+	max  int
+	reqs chan *batchReq
+
+	batches, items atomic.Uint64
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	done      chan struct{}
+}
+
+type batchReq struct {
+	ctx context.Context
+	fn  func(tx *Tx) error
+	err chan error
+}
+
+// NewBatcher starts a batcher on db whose transactions take at most max
+// functions (DefaultBatchSize when max <= 0). Close it when done.
+func (db *DB) NewBatcher(max int) *Batcher {
+	if max <= 0 {
+		max = DefaultBatchSize
+	}
+	b := &Batcher{db: db, max: max, reqs: make(chan *batchReq), closed: make(chan struct{}), done: make(chan struct{})}
+	go b.loop()
+	return b
+}
+
+// Do runs fn in the next batch transaction and returns once that
+// transaction has committed (nil, or fn's own error when fn failed and was
+// rolled back alone) or failed as a whole. A ctx that ends before fn runs
+// makes Do return ctx's error without running fn; once fn has run, Do waits
+// for the transaction's outcome whatever ctx does, so nil always means
+// committed and an error always means fn's writes are not.
+func (b *Batcher) Do(ctx context.Context, fn func(tx *Tx) error) error {
+	r := &batchReq{ctx: ctx, fn: fn, err: make(chan error, 1)}
+	select {
+	case b.reqs <- r:
+	case <-ctx.Done():
+		return fmt.Errorf("store: batch: %w", ctx.Err())
+	case <-b.closed:
+		return ErrBatcherClosed
+	}
+	return <-r.err
+}
+
+// Stats reports how many transactions the batcher committed or tried, and
+// how many functions they carried.
+func (b *Batcher) Stats() (batches, items uint64) { return b.batches.Load(), b.items.Load() }
+
+// Close stops the batcher after the batch in progress; later Do calls
+// return ErrBatcherClosed.
+func (b *Batcher) Close() {
+	b.closeOnce.Do(func() { close(b.closed) })
+	<-b.done
+}
+
+func (b *Batcher) loop() {
+	defer close(b.done)
+	batch := make([]*batchReq, 0, b.max)
+	for {
+		select {
+		case r := <-b.reqs:
+			batch = append(batch[:0], r)
+		case <-b.closed:
+			return
+		}
+		// Take whoever is already waiting, without waiting for more.
+	fill:
+		for len(batch) < b.max {
+			select {
+			case r := <-b.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		b.run(batch)
+		clear(batch)
+	}
+}
+
+// run executes one batch and answers every caller in it.
+func (b *Batcher) run(batch []*batchReq) {
+	b.batches.Add(1)
+	b.items.Add(uint64(len(batch)))
+	errs := make([]error, len(batch))
+	// The transaction belongs to no single caller: one caller giving up
+	// must not roll back the others' work.
+	ctx := context.WithoutCancel(batch[0].ctx)
+	err := b.db.Tx(ctx, func(tx *Tx) error {
+		clear(errs)
+		if len(batch) == 1 {
+			errs[0] = batch[0].fn(tx)
+			return errs[0]
+		}
+		for i, r := range batch {
+			if err := r.ctx.Err(); err != nil {
+				errs[i] = fmt.Errorf("store: batch: %w", err)
+				continue
+			}
+			if _, err := tx.Exec(ctx, "SAVEPOINT govtrust_batch"); err != nil {
+				return fmt.Errorf("store: batch savepoint: %w", err)
+			}
+			ferr := r.fn(tx)
+			if ferr != nil && IsRetryable(ferr) {
+				return ferr // the whole batch again
+			}
+			if ferr != nil {
+				errs[i] = ferr
+				if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT govtrust_batch"); err != nil {
+					return fmt.Errorf("store: batch rollback to savepoint: %w", errors.Join(err, ferr))
+				}
+			}
+			if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT govtrust_batch"); err != nil {
+				return fmt.Errorf("store: batch release savepoint: %w", err)
+			}
+		}
+		return nil
+	})
+	for i, r := range batch {
+		switch {
+		case len(batch) == 1:
+			r.err <- err
+		case err != nil:
+			// Nothing committed; a function's own error says more.
+			if errs[i] != nil {
+				r.err <- errs[i]
+			} else {
+				r.err <- err
+			}
+		default:
+			r.err <- errs[i]
+		}
+	}
+}

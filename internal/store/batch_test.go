@@ -1,0 +1,117 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/govtrust/govtrust/internal/store"
+	"github.com/govtrust/govtrust/internal/store/storetest"
+)
+
+// TestBatcher runs concurrent writers through one batcher: every write that
+// Do acknowledged is committed, a failing function is rolled back alone
+// (its own error, the others' rows kept), and transactions are shared.
+func TestBatcher(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		b := db.NewBatcher(0)
+		defer b.Close()
+		const writers, each = 8, 40
+		errBoom := errors.New("boom")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		got := map[string]error{}
+		for w := range writers {
+			wg.Go(func() {
+				for i := range each {
+					name := fmt.Sprintf("b%d-%d", w, i)
+					err := b.Do(ctx, func(tx *store.Tx) error {
+						if _, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES (?)", name); err != nil {
+							return err
+						}
+						switch {
+						case i%10 == 3:
+							return errBoom // after its insert: must be undone
+						case i%10 == 7:
+							// A unique violation inside the batch: on
+							// PostgreSQL it aborts the transaction unless
+							// rolled back to the savepoint.
+							_, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES ('seed')")
+							return err
+						}
+						return nil
+					})
+					mu.Lock()
+					got[name] = err
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		want := 0
+		for name, err := range got {
+			var i int
+			fmt.Sscanf(name[len(name)-1:], "%d", &i)
+			switch i {
+			case 3:
+				if !errors.Is(err, errBoom) {
+					t.Errorf("%s: err = %v, want boom", name, err)
+				}
+			case 7:
+				if !store.IsUniqueViolation(err) {
+					t.Errorf("%s: err = %v, want a unique violation", name, err)
+				}
+			default:
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+				want++
+			}
+			n := count(t, db, "SELECT COUNT(*) FROM alpha_items WHERE name = ?", name)
+			if (err == nil) != (n == 1) {
+				t.Errorf("%s: err = %v but %d rows", name, err, n)
+			}
+		}
+		if n := count(t, db, "SELECT COUNT(*) FROM alpha_items WHERE name LIKE 'b%'"); n != want {
+			t.Errorf("rows = %d, want %d", n, want)
+		}
+		batches, items := b.Stats()
+		if items != writers*each {
+			t.Errorf("items = %d, want %d", items, writers*each)
+		}
+		if batches >= items {
+			t.Errorf("%d transactions for %d concurrent writes: nothing was batched", batches, items)
+		}
+		t.Logf("%d writes in %d transactions", items, batches)
+	}, alpha)
+}
+
+func TestBatcherContextAndClose(t *testing.T) {
+	db := storetest.SQLite(t, alpha)
+	b := db.NewBatcher(4)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ran := false
+	if err := b.Do(ctx, func(tx *store.Tx) error { ran = true; return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("Do with a cancelled context = %v, want context.Canceled", err)
+	}
+	if ran {
+		t.Error("fn ran although its context had ended")
+	}
+	if err := b.Do(context.Background(), func(tx *store.Tx) error {
+		_, err := tx.Exec(context.Background(), "INSERT INTO alpha_items (name) VALUES ('lone')")
+		return err
+	}); err != nil {
+		t.Fatalf("lone Do: %v", err)
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM alpha_items WHERE name = 'lone'"); n != 1 {
+		t.Errorf("lone row count = %d", n)
+	}
+	b.Close()
+	if err := b.Do(context.Background(), func(tx *store.Tx) error { return nil }); !errors.Is(err, store.ErrBatcherClosed) {
+		t.Errorf("Do after Close = %v, want ErrBatcherClosed", err)
+	}
+}
