@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -86,7 +85,7 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 	// contention surfaces at BEGIN (retryable) and never as a failed upgrade
 	// from a read lock in the middle of fn.
 	w.Set("_txlock", "immediate")
-	writer, err := sql.Open("sqlite", path+"?"+w.Encode())
+	writer, err := openCachedSQLite(path + "?" + w.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("store: open sqlite writer: %w", err)
 	}
@@ -103,7 +102,7 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 
 	r := cloneValues(common)
 	r.Set("_query_only", "1") // applied last by the driver, after the other pragmas
-	reader, err := sql.Open("sqlite", path+"?"+r.Encode())
+	reader, err := openCachedSQLite(path + "?" + r.Encode())
 	if err != nil {
 		_ = writer.Close()
 		return nil, fmt.Errorf("store: open sqlite reader: %w", err)
