@@ -224,58 +224,41 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return profileError(err)
 	}
-	for attempt := 1; ; attempt++ {
-		der, err := signLinted(res, a)
-		if err != nil {
-			return fmt.Errorf("issue on %s: %w", a.id, err) // 500: nothing was stored
-		}
-		cert, err := smx509.ParseCertificate(der)
-		if err != nil {
-			return fmt.Errorf("issue on %s: parse signed certificate: %w", a.id, err)
-		}
-		serial := serialHex(cert.SerialNumber)
-		now := s.env.Clock.Now().UTC()
-		row := &certRow{issuer: a.id, serial: serial, subject: cert.Subject.String(), profile: prof.Name, status: "good",
-			requester: p.Account.ID, requesterOrg: p.Account.Org, notBefore: cert.NotBefore, notAfter: cert.NotAfter, created: now, der: der,
-			idempotencyKey: idemKey, requestHash: hash}
-		err = s.store(ctx, p.Actor(), row, res.Notes)
-		if err == nil {
-			return httpx.WriteJSON(w, http.StatusCreated, s.response(a, serial, der))
-		}
-		if !store.IsUniqueViolation(err) {
-			return fmt.Errorf("issue on %s: record: %w", a.id, err)
-		}
-		// Either a concurrent request with the same Idempotency-Key won,
-		// or the serial collided.
-		if idemKey != "" {
-			if c, lerr := certByIdempotencyKey(ctx, s.env.DB, a.id, idemKey); lerr == nil {
-				return s.replay(w, a, c, hash)
-			}
-		}
-		if attempt >= maxSerialAttempts {
-			return fmt.Errorf("issue on %s: serial collided %d times: %w", a.id, attempt, err)
-		}
-		s.env.Logger.Warn("serial collision, retrying with a new serial", "ca", a.id, "serial", serial)
+	var row *certRow
+	record := func(ctx context.Context, tx *store.Tx, serial string, der []byte, cert *smx509.Certificate) error {
+		row = &certRow{issuer: a.id, serial: serial, subject: cert.Subject.String(), profile: prof.Name, status: "good",
+			requester: p.Account.ID, requesterOrg: p.Account.Org, notBefore: cert.NotBefore, notAfter: cert.NotAfter,
+			created: s.env.Clock.Now().UTC(), der: der, idempotencyKey: idemKey, requestHash: hash}
+		return s.record(ctx, tx, p.Actor(), row, res.Notes)
 	}
+	der, _, err := s.issueLinted(ctx, a, issuance{res: res, profile: prof.Name, record: record})
+	switch {
+	case err == nil:
+		return httpx.WriteJSON(w, http.StatusCreated, s.response(a, row.serial, der))
+	case store.IsUniqueViolation(err) && idemKey != "":
+		// A concurrent request with the same Idempotency-Key stored first.
+		if c, lerr := certByIdempotencyKey(ctx, s.env.DB, a.id, idemKey); lerr == nil {
+			return s.replay(w, a, c, hash)
+		}
+	}
+	return fmt.Errorf("issue on %s: %w", a.id, err) // 500: nothing was stored
 }
 
-// store records an issued certificate, its audit record and its outbox
-// event in one transaction.
-func (s *Service) store(ctx context.Context, actor string, c *certRow, notes []string) error {
-	return s.env.DB.Tx(ctx, func(tx *store.Tx) error {
-		if err := insertCert(ctx, tx, c); err != nil {
-			return err
-		}
-		details := map[string]any{"profile": c.profile, "subject": c.subject, "not_after": c.notAfter.Format(timeFormat)}
-		if len(notes) > 0 {
-			details["notes"] = notes
-		}
-		if _, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: actor, Action: "ca.certificate.issue",
-			Object: "cert/" + c.issuer + "/" + c.serial, Outcome: audit.Success, Details: details}); err != nil {
-			return err
-		}
-		return insertOutbox(ctx, tx, "issued", c.issuer, c.serial, c.created)
-	})
+// record stores an issued certificate, its audit record and its outbox
+// event in tx (one batch transaction of the CA's batcher).
+func (s *Service) record(ctx context.Context, tx *store.Tx, actor string, c *certRow, notes []string) error {
+	if err := insertCert(ctx, tx, c); err != nil {
+		return err
+	}
+	details := map[string]any{"profile": c.profile, "subject": c.subject, "not_after": c.notAfter.Format(timeFormat)}
+	if len(notes) > 0 {
+		details["notes"] = notes
+	}
+	if _, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: actor, Action: "ca.certificate.issue",
+		Object: "cert/" + c.issuer + "/" + c.serial, Outcome: audit.Success, Details: details}); err != nil {
+		return err
+	}
+	return insertOutbox(ctx, tx, "issued", c.issuer, c.serial, c.created)
 }
 
 // CertificateResponse is the answer of GET .../certificates/{serial}.

@@ -82,6 +82,9 @@ type Service struct {
 	// stopCRL ends the CRL loop, which closes crlDone.
 	stopCRL context.CancelFunc
 	crlDone chan struct{}
+
+	// batch shares the commits of concurrent issuances (sign.go).
+	batch batchHolder
 }
 
 var (
@@ -164,6 +167,7 @@ func (s *Service) Ready(ctx context.Context) error {
 
 // Stop implements node.Service: it ends the CRL loop and waits for it.
 func (s *Service) Stop(ctx context.Context) error {
+	defer s.closeBatcher()
 	if s.stopCRL == nil {
 		return nil
 	}
