@@ -209,11 +209,7 @@ func (s *Service) generateCRLOnce(ctx context.Context, a *authority) (*storedCRL
 // replacement (crl.RefreshDue), or whose last generation failed.
 func (s *Service) refreshCRLs(ctx context.Context) error {
 	var errs []error
-	for _, sp := range hierarchies {
-		a := s.cas[sp.id]
-		if a == nil {
-			continue
-		}
+	for _, a := range s.authorities() {
 		c, err := latestCRL(ctx, s.env.DB, a.id)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, err)

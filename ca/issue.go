@@ -46,7 +46,7 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 		caID := r.PathValue("ca")
 		res := policy.Resource{Type: "certificate", ID: caID + "/" + r.PathValue("serial")}
 		serial, err := normalSerial(r.PathValue("serial"))
-		if err != nil || s.cas[caID] == nil {
+		if err != nil || s.lookup(caID) == nil {
 			return res, nil
 		}
 		c, err := certBySerial(r.Context(), s.env.DB, caID, serial)
@@ -65,6 +65,7 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 	m.Handle("POST /api/v1/ca/{ca}/certificates", authz.Rule{Action: "ca.certificate.issue", Resource: caRes}, s.issue)
 	m.Handle("GET /api/v1/ca/{ca}/certificates/{serial}", authz.Rule{Action: "ca.certificate.read", Resource: certRes}, s.get)
 	m.Handle("POST /api/v1/ca/{ca}/revocations", authz.Rule{Action: "ca.certificate.revoke", Resource: s.revocationResource}, s.revoke)
+	s.authorityRoutes(m)
 }
 
 // PublicRoutes implements node.PublicRouter.
@@ -151,7 +152,7 @@ func (s *Service) response(a *authority, serial string, der []byte) *IssueRespon
 }
 
 func (s *Service) authority(id string) (*authority, error) {
-	a := s.cas[id]
+	a := s.lookup(id)
 	if a == nil {
 		return nil, fmt.Errorf("%w: no CA %q", ErrNotFound, id)
 	}
@@ -180,7 +181,7 @@ func profileError(err error) error {
 
 func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	a, err := s.authority(r.PathValue("ca"))
+	a, err := s.current(r.PathValue("ca"))
 	if err != nil {
 		return err
 	}
@@ -315,21 +316,21 @@ type CAInfo struct {
 	Parent    string `json:"parent,omitempty"`
 	NotAfter  string `json:"not_after"`
 	Status    string `json:"status"`
+	// Lineage is the CA id clients issue from; Generation counts its
+	// rollovers (authorities.go).
+	Lineage    string `json:"lineage"`
+	Generation int    `json:"generation"`
 }
 
 func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
-	out := make([]CAInfo, 0, len(hierarchies))
-	for _, sp := range hierarchies {
-		a := s.cas[sp.id]
-		if a == nil {
-			continue
-		}
-		status := "active"
+	out := make([]CAInfo, 0, len(s.authorities()))
+	for _, a := range s.authorities() {
+		status := a.status
 		if s.env.Clock.Now().After(a.cert.NotAfter) {
 			status = "expired"
 		}
 		out = append(out, CAInfo{ID: a.id, Algorithm: string(a.alg), Subject: a.cert.Subject.String(), Parent: a.parent,
-			NotAfter: a.cert.NotAfter.UTC().Format(timeFormat), Status: status})
+			NotAfter: a.cert.NotAfter.UTC().Format(timeFormat), Status: status, Lineage: a.lineage, Generation: a.generation})
 	}
 	return httpx.WriteJSON(w, http.StatusOK, map[string]any{"cas": out})
 }

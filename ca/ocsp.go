@@ -137,7 +137,7 @@ func (s *Service) certStatus(ctx context.Context, a *authority, req *ocsp.Reques
 		return ocsp.Unknown, time.Time{}, 0, nil
 	}
 	serial := serialHex(req.SerialNumber)
-	for _, sub := range s.cas {
+	for _, sub := range s.authorities() {
 		// The CA certificates a root issued are in ca_authorities, not in
 		// ca_certificates; they cannot be revoked yet.
 		if sub.parent == a.id && serialHex(sub.cert.SerialNumber) == serial {

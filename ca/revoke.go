@@ -100,7 +100,7 @@ func (s *Service) revocationResource(r *http.Request) (policy.Resource, error) {
 		return res, nil
 	}
 	serial, err := normalSerial(req.Serial)
-	if err != nil || s.cas[caID] == nil {
+	if err != nil || s.lookup(caID) == nil {
 		return res, nil
 	}
 	res.ID = caID + "/" + serial
@@ -138,7 +138,7 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 	if p == nil {
 		return errors.New("revoke: no principal in context")
 	}
-	for _, sub := range s.cas {
+	for _, sub := range s.authorities() {
 		if sub.parent == a.id && serialHex(sub.cert.SerialNumber) == serial {
 			// A CA certificate's revocation ends a whole hierarchy branch; it
 			// will need dual control (ARCHITECTURE.md §5), not one request.

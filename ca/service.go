@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -56,7 +57,9 @@ var hierarchies = []spec{
 }
 
 // authority is a CA in memory: its certificate, its signer (resolved once at
-// Start) and its chain up to the root.
+// Start) and its chain up to the root. An authority is never changed once
+// published in the registry (authorities.go); a rollover publishes a new
+// one.
 type authority struct {
 	id, parent string
 	alg        hsm.Algorithm
@@ -65,14 +68,29 @@ type authority struct {
 	signer     crypto.Signer
 	// chain is the DER of this CA's certificate followed by its parents'.
 	chain [][]byte
+	// lineage is the CA id clients issue from, generation its rollover
+	// count from 1, status active or retired, origin builtin, imported or
+	// rollover (see authorities.go).
+	lineage, status, origin string
+	generation              int
+	// external is set when the parent is not a platform CA (an offline
+	// root): parent then names it but no authority of the registry.
+	external bool
 }
 
 // Service is the certificate authority service.
 type Service struct {
 	env      *node.Env
 	profiles map[string]*profile.Profile
-	cas      map[string]*authority
-	vars     map[string]string
+	// cas holds the CAs loaded at Start. It is never written afterwards, so
+	// it may be read without locks, but it does not show later rollovers:
+	// code that must see them uses s.authority, s.current and
+	// s.authorities, which read the registry.
+	cas  map[string]*authority
+	reg  atomic.Pointer[registry]
+	vars map[string]string
+	// rollMu serialises rollovers in this process.
+	rollMu sync.Mutex
 
 	// crlMu serialises CRL generation in this process; stale marks CAs
 	// whose last CRL generation failed.
@@ -113,12 +131,16 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	s.env = env
 	s.vars = urlVars(env)
 	ctx = audit.WithActor(ctx, "system")
-	for _, sp := range hierarchies {
-		a, err := s.loadOrCreate(ctx, sp)
-		if err != nil {
-			return fmt.Errorf("ca %s: %w", sp.id, err)
-		}
-		s.cas[sp.id] = a
+	reg, err := s.loadAll(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range reg.order {
+		s.cas[a.id] = a
+	}
+	s.reg.Store(reg)
+	if err := s.recordCACerts(ctx); err != nil {
+		return err
 	}
 	// Every CA, the roots too (their CRL is the ARL of RFC 5280 §5), has a
 	// CRL before anything is served.
@@ -153,11 +175,7 @@ func (s *Service) Ready(ctx context.Context) error {
 	if s.env == nil {
 		return errors.New("ca: not started")
 	}
-	for _, sp := range hierarchies {
-		a := s.cas[sp.id]
-		if a == nil {
-			return fmt.Errorf("ca %s: not loaded", sp.id)
-		}
+	for _, a := range s.authorities() {
 		if _, err := s.env.Keys.Signer(ctx, &hsm.SignerRequest{URI: a.keyURI, Service: keyService}); err != nil {
 			return fmt.Errorf("ca %s: key %s: %w", a.id, a.keyURI, err)
 		}
@@ -180,44 +198,30 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 }
 
-// loadOrCreate returns the CA of sp from its row, or creates its key and
-// certificate on first start. A key without a row means an interrupted or
-// tampered installation: it fails rather than create a second key.
-func (s *Service) loadOrCreate(ctx context.Context, sp spec) (*authority, error) {
-	a := &authority{id: sp.id, parent: sp.parent, alg: sp.alg, keyURI: "soft:ca/" + sp.id}
+// loadOrCreate returns the built-in CA of sp from its row, or creates its
+// key and certificate on first start. A key without a row means an
+// interrupted or tampered installation: it fails rather than create a
+// second key.
+func (s *Service) loadOrCreate(ctx context.Context, sp spec, row *authorityRow, reg *registry) (*authority, error) {
+	if row != nil {
+		if row.keyURI != "soft:ca/"+sp.id || row.algorithm != string(sp.alg) || row.parent != sp.parent {
+			return nil, fmt.Errorf("stored CA (key %s, %s, parent %q) differs from the built-in hierarchy", row.keyURI, row.algorithm, row.parent)
+		}
+		return s.open(ctx, row, reg)
+	}
+	a := &authority{id: sp.id, parent: sp.parent, alg: sp.alg, keyURI: "soft:ca/" + sp.id, lineage: sp.id, generation: 1,
+		status: statusActive, origin: "builtin"}
 	var parent *authority
 	if sp.parent != "" {
-		if parent = s.cas[sp.parent]; parent == nil {
+		if parent = reg.byID[sp.parent]; parent == nil {
 			return nil, fmt.Errorf("parent %s not loaded", sp.parent)
 		}
 	}
-	row, err := loadAuthority(ctx, s.env.DB, sp.id)
-	switch {
-	case err == nil:
-		if row.keyURI != a.keyURI || row.algorithm != string(sp.alg) || row.parent != sp.parent {
-			return nil, fmt.Errorf("stored CA (key %s, %s, parent %q) differs from the built-in hierarchy", row.keyURI, row.algorithm, row.parent)
-		}
-		if a.cert, err = smx509.ParseCertificate(row.cert); err != nil {
-			return nil, fmt.Errorf("stored certificate: %w", err)
-		}
-		if a.signer, err = s.env.Keys.Signer(ctx, &hsm.SignerRequest{URI: a.keyURI, Service: keyService}); err != nil {
-			return nil, fmt.Errorf("signer %s: %w", a.keyURI, err)
-		}
-		if !samePublicKey(a.signer.Public(), a.cert.PublicKey) {
-			return nil, fmt.Errorf("key %s does not match the stored certificate", a.keyURI)
-		}
-	case errors.Is(err, ErrNotFound):
-		if err := s.create(ctx, a, sp, parent); err != nil {
-			return nil, err
-		}
-	default:
+	if err := s.create(ctx, a, sp, parent); err != nil {
 		return nil, err
 	}
 	a.chain = [][]byte{a.cert.Raw}
 	if parent != nil {
-		if err := a.cert.CheckSignatureFrom(parent.cert); err != nil {
-			return nil, fmt.Errorf("certificate not signed by %s: %w", parent.id, err)
-		}
 		a.chain = append(a.chain, parent.chain...)
 	}
 	return a, nil
@@ -260,7 +264,14 @@ func (s *Service) create(ctx context.Context, a *authority, sp spec, parent *aut
 		Details: map[string]any{"algorithm": string(sp.alg), "key_uri": a.keyURI, "parent": sp.parent,
 			"subject": a.cert.Subject.String(), "serial": serialHex(a.cert.SerialNumber), "not_after": a.cert.NotAfter.UTC().Format(time.RFC3339)}}
 	_, err = s.env.Audit.Do(ctx, s.env.DB, rec, func(tx *store.Tx) error {
-		return insertAuthority(ctx, tx, authorityRow{id: sp.id, algorithm: string(sp.alg), keyURI: a.keyURI, cert: der, parent: sp.parent, created: now})
+		if err := insertAuthority(ctx, tx, authorityRow{id: sp.id, algorithm: string(sp.alg), keyURI: a.keyURI, cert: der, parent: sp.parent, created: now}); err != nil {
+			return err
+		}
+		if parent == nil {
+			return nil
+		}
+		_, err := recordCACert(ctx, tx, parent.id, a.cert, "sub-ca", now)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("record CA: %w", err)
@@ -329,7 +340,13 @@ func selfSign(sp spec, signer crypto.Signer, now time.Time) ([]byte, error) {
 // (pathLenConstraint 0) from a request the new key signs itself, linted and
 // TBS-checked like any issuance.
 func (s *Service) signSubCA(sp spec, signer crypto.Signer, parent *authority, now time.Time) ([]byte, error) {
-	csrDER, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{Subject: caName(sp.cn)}, signer)
+	return s.signSubCAName(caName(sp.cn), signer, parent, now)
+}
+
+// signSubCAName is signSubCA for any subject: C is fixed, O and OU come from
+// name, CN through the request (the sub-ca profile's subject rules).
+func (s *Service) signSubCAName(name pkix.Name, signer crypto.Signer, parent *authority, now time.Time) ([]byte, error) {
+	csrDER, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: name.CommonName}}, signer)
 	if err != nil {
 		return nil, fmt.Errorf("sub-CA request: %w", err)
 	}
@@ -341,7 +358,14 @@ func (s *Service) signSubCA(sp spec, signer crypto.Signer, parent *authority, no
 	if p == nil {
 		return nil, errors.New("built-in profile sub-ca missing")
 	}
-	res, err := p.Apply(profile.Input{CSR: csr, Record: map[string]string{"O": "govtrust"}, Now: now,
+	record := map[string]string{"O": "govtrust"}
+	if len(name.Organization) > 0 {
+		record["O"] = name.Organization[0]
+	}
+	if len(name.OrganizationalUnit) > 0 {
+		record["OU"] = name.OrganizationalUnit[0]
+	}
+	res, err := p.Apply(profile.Input{CSR: csr, Record: record, Now: now,
 		Issuer: parent.cert, CAID: parent.id, Vars: s.vars})
 	if err != nil {
 		return nil, fmt.Errorf("sub-ca profile: %w", err)

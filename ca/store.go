@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/emmansun/gmsm/smx509"
+
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -19,14 +21,42 @@ type authorityRow struct {
 	id, algorithm, keyURI, parent string
 	cert                          []byte
 	created                       time.Time
+	// lineage is the CA id clients issue from; generation counts its
+	// rollovers from 1; status is active or retired; origin is builtin,
+	// imported or rollover.
+	lineage, status, origin string
+	generation              int
+	// chain is the concatenated DER of an external issuer's certificates
+	// (nil when the parent is a platform CA); ceremonySM3 the hex SM3 of
+	// the ceremony file, if any.
+	chain       []byte
+	ceremonySM3 string
+}
+
+const authorityColumns = "id, algorithm, key_uri, cert, parent, created_at, lineage, generation, status, origin, chain, ceremony_sm3"
+
+func scanAuthority(sc interface{ Scan(...any) error }) (*authorityRow, error) {
+	r := &authorityRow{}
+	var created string
+	if err := sc.Scan(&r.id, &r.algorithm, &r.keyURI, &r.cert, &r.parent, &created, &r.lineage, &r.generation, &r.status, &r.origin, &r.chain, &r.ceremonySM3); err != nil {
+		return nil, err
+	}
+	var err error
+	if r.created, err = time.Parse(timeFormat, created); err != nil {
+		return nil, fmt.Errorf("load CA %s: created_at: %w", r.id, err)
+	}
+	if r.lineage == "" {
+		r.lineage = r.id
+	}
+	return r, nil
 }
 
 func loadAuthority(ctx context.Context, db *store.DB, id string) (*authorityRow, error) {
-	r := &authorityRow{id: id}
-	var created string
+	var r *authorityRow
 	err := db.Read(ctx, func(q store.Querier) error {
-		return q.QueryRow(ctx, "SELECT algorithm, key_uri, cert, parent, created_at FROM ca_authorities WHERE id = ?", id).
-			Scan(&r.algorithm, &r.keyURI, &r.cert, &r.parent, &created)
+		var err error
+		r, err = scanAuthority(q.QueryRow(ctx, "SELECT "+authorityColumns+" FROM ca_authorities WHERE id = ?", id))
+		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: CA %s", ErrNotFound, id)
@@ -34,19 +64,74 @@ func loadAuthority(ctx context.Context, db *store.DB, id string) (*authorityRow,
 	if err != nil {
 		return nil, fmt.Errorf("load CA %s: %w", id, err)
 	}
-	if r.created, err = time.Parse(timeFormat, created); err != nil {
-		return nil, fmt.Errorf("load CA %s: created_at: %w", id, err)
-	}
 	return r, nil
 }
 
+// loadAuthorities returns every CA row, oldest first.
+func loadAuthorities(ctx context.Context, q store.Querier) ([]*authorityRow, error) {
+	rows, err := q.Query(ctx, "SELECT "+authorityColumns+" FROM ca_authorities ORDER BY created_at, id")
+	if err != nil {
+		return nil, fmt.Errorf("load CAs: %w", err)
+	}
+	defer rows.Close()
+	var out []*authorityRow
+	for rows.Next() {
+		r, err := scanAuthority(rows)
+		if err != nil {
+			return nil, fmt.Errorf("load CAs: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load CAs: %w", err)
+	}
+	return out, nil
+}
+
 func insertAuthority(ctx context.Context, tx *store.Tx, r authorityRow) error {
-	_, err := tx.Exec(ctx, `INSERT INTO ca_authorities (id, algorithm, key_uri, cert, parent, created_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, r.id, r.algorithm, r.keyURI, r.cert, r.parent, r.created.UTC().Format(timeFormat))
+	if r.lineage == "" {
+		r.lineage = r.id
+	}
+	if r.generation == 0 {
+		r.generation = 1
+	}
+	if r.status == "" {
+		r.status = statusActive
+	}
+	if r.origin == "" {
+		r.origin = "builtin"
+	}
+	var chain any
+	if len(r.chain) > 0 {
+		chain = r.chain
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO ca_authorities (`+authorityColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, r.id, r.algorithm, r.keyURI, r.cert, r.parent, r.created.UTC().Format(timeFormat),
+		r.lineage, r.generation, r.status, r.origin, chain, r.ceremonySM3)
 	if err != nil {
 		return fmt.Errorf("insert CA %s: %w", r.id, err)
 	}
 	return nil
+}
+
+// recordCACert records a CA certificate a platform CA signed in
+// ca_certificates (profile sub-ca or cross-ca, requester "system"), so that
+// CRLs, OCSP and serial uniqueness treat it like any certificate. It is
+// idempotent: it reports whether a row was added.
+func recordCACert(ctx context.Context, tx *store.Tx, issuer string, cert *smx509.Certificate, prof string, now time.Time) (bool, error) {
+	res, err := tx.Exec(ctx, `INSERT INTO ca_certificates
+		(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'good', 'system', '', ?) ON CONFLICT DO NOTHING`,
+		issuer, serialHex(cert.SerialNumber), cert.Subject.String(), prof, cert.NotBefore.UTC().Format(timeFormat),
+		cert.NotAfter.UTC().Format(timeFormat), cert.Raw, now.UTC().Format(timeFormat))
+	if err != nil {
+		return false, fmt.Errorf("record CA certificate %s/%x: %w", issuer, cert.SerialNumber.Bytes(), err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("record CA certificate: %w", err)
+	}
+	return n == 1, nil
 }
 
 // certRow is a row of ca_certificates.

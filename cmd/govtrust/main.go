@@ -42,7 +42,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newUpCmd(), newAuditCmd(), newHSMCmd(), newTokenCmd(), newAccountCmd())
+	root.AddCommand(newUpCmd(), newAuditCmd(), newHSMCmd(), newTokenCmd(), newAccountCmd(), caCmd())
 	return root
 }
 

@@ -216,6 +216,7 @@ var seed = []Action{
 	{"ca.certificate.revoke", ClassWrite, "Revoke a certificate"},
 	{"ca.certificate.read", ClassRead, "Read a certificate and its status"},
 	{"ca.crl.generate", ClassWrite, "Generate a CRL now"},
+	{"ca.authority.rollover", ClassKey, "Roll a CA over to a new key and certificate"},
 
 	{"tsa.timestamp", ClassWrite, "Obtain an RFC 3161 time-stamp token"},
 

@@ -70,6 +70,7 @@ var grants = map[Role]map[string][]grant{
 		"ca.certificate.revoke": {{"platform.ca-operator.ca", anyResource}},
 		"ca.certificate.read":   {{"platform.ca-operator.ca", anyResource}},
 		"ca.crl.generate":       {{"platform.ca-operator.ca", anyResource}},
+		"ca.authority.rollover": {{"platform.ca-operator.ca", anyResource}},
 	},
 	RoleRA: {
 		"ca.certificate.issue":  {{"platform.ra.certificates", sameOrg}},
@@ -132,7 +133,7 @@ var expectedClass = map[string]Class{
 	"hsm.key.create": ClassKey, "hsm.key.delete": ClassKey, "hsm.key.list": ClassRead,
 	"dual.request": ClassWrite, "dual.approve": ClassApprove, "dual.reject": ClassWrite,
 	"ca.certificate.issue": ClassWrite, "ca.certificate.revoke": ClassWrite, "ca.certificate.read": ClassRead,
-	"ca.crl.generate": ClassWrite, "tsa.timestamp": ClassWrite,
+	"ca.crl.generate": ClassWrite, "ca.authority.rollover": ClassKey, "tsa.timestamp": ClassWrite,
 	"kms.encrypt": ClassKey, "kms.decrypt": ClassKey, "kms.rotate": ClassKey, "kms.key.recover": ClassKey,
 	"seal.apply": ClassWrite, "seal.approve": ClassApprove, "seal.make": ClassWrite, "seal.use": ClassWrite,
 	"signature.sign": ClassKey, "signature.verify": ClassRead,

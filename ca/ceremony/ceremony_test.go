@@ -1,0 +1,187 @@
+package ceremony
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/asn1"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+)
+
+// TestExamplesValid: every example ceremony file of testdata decodes and
+// validates.
+func TestExamplesValid(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	if len(files) < 5 {
+		t.Fatalf("%d example files", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if _, err := Load(f); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestValidate: strict decoding and the messages a reviewer sees.
+func TestValidate(t *testing.T) {
+	base, err := os.ReadFile("testdata/sub-ecdsa.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, from, to, want string }{
+		{"unknown key", "path_length: 0", "path_length: 0\npathlen: 0", "field pathlen not found"},
+		{"unknown subject attribute", "  CN: ", "  E: x@example.cn\n  CN: ", "field E not found"},
+		{"kind", "kind: sub", "kind: leaf", `kind "leaf"`},
+		{"id", "ca: gov-ecdsa-sub", "ca: Gov_Sub", `ca "Gov_Sub"`},
+		{"algorithm", "algorithm: ecdsa-p256", "algorithm: rsa-2048", "want sm2 or ecdsa-p256"},
+		{"no path length", "path_length: 0", "", "path_length is required"},
+		{"validity", "days: 3650", "days: 0", "validity"},
+		{"policy OID", `["2.5.29.32.0"]`, `["anyPolicy"]`, "not a dotted OID"},
+		{"https CRL", "http://pki.example.gov.cn/pki/gov-ecdsa-root.crl", "https://pki.example.gov.cn/x.crl", "crl_urls"},
+		{"no issuer", "issuer:", "nobody:", "field nobody not found"},
+		{"key mode", "mode: create", "mode: maybe", `key.mode "maybe"`},
+		{"country", "C: CN", "C: China", "subject.C"},
+		{"CN too long", "CN: 某某市政务 ECDSA 签发 CA", "CN: " + strings.Repeat("长", 65), "subject.CN"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src := strings.Replace(string(base), c.from, c.to, 1)
+			if src == string(base) {
+				t.Fatalf("%q not in the example", c.from)
+			}
+			_, err := Parse([]byte(src))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want it to mention %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestSubjectEncoding: C is a PrintableString, every other attribute a
+// UTF8String (RFC 5280 §4.1.2.4), in the order of the file's fields.
+func TestSubjectEncoding(t *testing.T) {
+	der, err := Subject{C: "CN", O: "某某市人民政府", CN: "Root"}.DER()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rdns []asn1.RawValue
+	if _, err := asn1.Unmarshal(der, &rdns); err != nil {
+		t.Fatal(err)
+	}
+	wantTags := []int{asn1.TagPrintableString, asn1.TagUTF8String, asn1.TagUTF8String}
+	if len(rdns) != len(wantTags) {
+		t.Fatalf("%d RDNs", len(rdns))
+	}
+	for i, r := range rdns {
+		var set []struct {
+			Type  asn1.ObjectIdentifier
+			Value asn1.RawValue
+		}
+		if _, err := asn1.UnmarshalWithParams(r.FullBytes, &set, "set"); err != nil || len(set) != 1 {
+			t.Fatalf("RDN %d: %v", i, err)
+		}
+		if set[0].Value.Tag != wantTags[i] {
+			t.Errorf("RDN %d: tag %d, want %d", i, set[0].Value.Tag, wantTags[i])
+		}
+	}
+}
+
+// TestSignAndCheck: a root, a sub-CA from its request and a
+// cross-certificate, for both algorithms, with the refusals CheckCA makes.
+func TestSignAndCheck(t *testing.T) {
+	for _, alg := range []string{"ecdsa", "sm2"} {
+		t.Run(alg, func(t *testing.T) {
+			key := func() crypto.Signer {
+				if alg == "sm2" {
+					k, err := sm2.GenerateKey(rand.Reader)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return k
+				}
+				k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return k
+			}
+			load := func(name string) *File {
+				f, err := Load("testdata/" + name + "-" + alg + ".yaml")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return f
+			}
+			now := time.Now()
+			rootKey := key()
+			rootSigner := rootKey
+			rootDER, err := SelfSign(load("root"), rootSigner, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			root, _ := smx509.ParseCertificate(rootDER)
+			subKey := key()
+			sub := load("sub")
+			csr, err := CSR(sub, subKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			subDER, err := SignCSR(sub, csr, root, rootSigner, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			subCert, _ := smx509.ParseCertificate(subDER)
+			if err := CheckCA(subCert, []*smx509.Certificate{root}, subKey.Public(), now); err != nil {
+				t.Fatalf("CheckCA: %v", err)
+			}
+			if err := CheckCA(subCert, []*smx509.Certificate{root}, rootSigner.Public(), now); err == nil {
+				t.Error("CheckCA accepted a key that is not the certificate's")
+			}
+			if err := CheckCA(subCert, []*smx509.Certificate{subCert}, subKey.Public(), now); err == nil {
+				t.Error("CheckCA accepted a chain that does not verify")
+			}
+			if _, err := SignCSR(sub, csr, root, key(), now); err == nil {
+				t.Error("signed with a key that is not the issuer's")
+			}
+			other := *sub
+			other.Subject.CN = "another"
+			if _, err := SignCSR(&other, csr, root, rootSigner, now); err == nil || !strings.Contains(err.Error(), "subject") {
+				t.Errorf("signed a request whose subject is not the ceremony's: %v", err)
+			}
+			// A second root, cross-certified by the first: path_length 1 is
+			// refused under a root that allows only one CA level below it.
+			fb := load("root")
+			fb.Subject.CN += " B"
+			rootB, err := SelfSign(fb, key(), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := smx509.ParseCertificate(rootB)
+			cross := &File{Kind: Cross, CA: "b", Algorithm: sub.Algorithm, Validity: Validity{Days: 365}, PathLength: new(int),
+				Issuer: &Issuer{Certificate: "x", KeyURI: "soft:x"}, SubjectCertificate: "y", Key: Key{Mode: CreateIfAbsent}}
+			der, err := CrossSign(cross, b, root, rootSigner, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _ := smx509.ParseCertificate(der)
+			if string(c.RawSubject) != string(b.RawSubject) || string(c.SubjectKeyId) != string(b.SubjectKeyId) || c.CheckSignatureFrom(root) != nil {
+				t.Error("cross-certificate does not carry B's name and key under A's signature")
+			}
+			one := 1
+			cross.PathLength = &one
+			if _, err := CrossSign(cross, b, root, rootSigner, now); err == nil || !strings.Contains(err.Error(), "path_length") {
+				t.Errorf("cross-certificate with path_length 1 under a pathlen-1 root: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,342 @@
+package ceremony
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/govtrust/govtrust/ca/lint"
+	"github.com/govtrust/govtrust/hsm"
+)
+
+// caKeyUsage is what every CA certificate of the platform carries
+// (RFC 5280 §4.2.1.3: keyCertSign and cRLSign; digitalSignature for OCSP
+// responses the CA signs itself).
+const caKeyUsage = smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign | smx509.KeyUsageDigitalSignature
+
+// CSR makes the PKCS #10 request of a sub ceremony, signed by the new key.
+func CSR(f *File, signer crypto.Signer) ([]byte, error) {
+	if f.Kind != Sub {
+		return nil, fmt.Errorf("a request is made in a sub ceremony, not %s", f.Kind)
+	}
+	if err := checkAlgorithm(f.Algorithm, signer.Public()); err != nil {
+		return nil, err
+	}
+	subj, err := f.Subject.DER()
+	if err != nil {
+		return nil, err
+	}
+	der, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{RawSubject: subj}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("create request: %w", err)
+	}
+	return der, nil
+}
+
+// SelfSign makes the certificate of a root ceremony.
+func SelfSign(f *File, signer crypto.Signer, now time.Time) ([]byte, error) {
+	if f.Kind != Root {
+		return nil, fmt.Errorf("self-signing is a root ceremony, not %s", f.Kind)
+	}
+	pub := signer.Public()
+	if err := checkAlgorithm(f.Algorithm, pub); err != nil {
+		return nil, err
+	}
+	subj, err := f.Subject.DER()
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := f.template(now, subj, pub)
+	if err != nil {
+		return nil, err
+	}
+	// The issuer of a self-signed certificate is itself: sign with the
+	// template as parent (AKI = SKI, RFC 5280 §4.2.1.1 allows omitting it,
+	// Go writes it; the name is the same bytes).
+	tmpl.RawIssuer = subj
+	der, err := smx509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, signer)
+	if err != nil {
+		return nil, fmt.Errorf("self-sign: %w", err)
+	}
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse root: %w", err)
+	}
+	if err := cert.CheckSignatureFrom(cert); err != nil {
+		return nil, fmt.Errorf("root does not verify with its own key: %w", err)
+	}
+	if errs := lint.Errors(lint.Certificate(cert, cert)); len(errs) > 0 {
+		return nil, fmt.Errorf("lint: %v", errs)
+	}
+	return der, nil
+}
+
+// SignCSR makes a sub-CA certificate from its request: the subject must be
+// the ceremony's (byte for byte), the key of the ceremony's algorithm, and
+// the request's self-signature must verify (proof of possession).
+func SignCSR(f *File, csrDER []byte, issuer *smx509.Certificate, signer crypto.Signer, now time.Time) ([]byte, error) {
+	if f.Kind != Sub {
+		return nil, fmt.Errorf("signing a request is a sub ceremony, not %s", f.Kind)
+	}
+	csr, err := smx509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("sub-CA request: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("sub-CA request signature: %w", err)
+	}
+	subj, err := f.Subject.DER()
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(csr.RawSubject, subj) {
+		return nil, fmt.Errorf("the request's subject %q is not the ceremony's subject", csrSubject(csr))
+	}
+	if err := checkAlgorithm(f.Algorithm, csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("request key: %w", err)
+	}
+	return f.signUnder(now, subj, csr.PublicKey, issuer, signer)
+}
+
+// CrossSign certifies the subject and key of another root (subject) under
+// issuer: the cross-certificate of RFC 5280 §3.2, with the subject's name
+// and subjectKeyIdentifier unchanged so paths through either root meet.
+func CrossSign(f *File, subject, issuer *smx509.Certificate, signer crypto.Signer, now time.Time) ([]byte, error) {
+	if f.Kind != Cross {
+		return nil, fmt.Errorf("cross-signing is a cross ceremony, not %s", f.Kind)
+	}
+	if err := subject.CheckSignatureFrom(subject); err != nil || !subject.IsCA {
+		return nil, errors.New("subject_certificate is not a self-signed CA certificate")
+	}
+	if err := checkAlgorithm(f.Algorithm, subject.PublicKey); err != nil {
+		return nil, fmt.Errorf("subject_certificate key: %w", err)
+	}
+	if f.Subject != (Subject{}) {
+		subj, err := f.Subject.DER()
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(subj, subject.RawSubject) {
+			return nil, errors.New("subject: the ceremony's subject is not subject_certificate's; leave it out or copy it exactly")
+		}
+	}
+	return f.signUnder(now, subject.RawSubject, subject.PublicKey, issuer, signer)
+}
+
+// signUnder signs a CA certificate for pub under issuer, linted first.
+func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, issuer *smx509.Certificate, signer crypto.Signer) ([]byte, error) {
+	if !samePublicKey(signer.Public(), issuer.PublicKey) {
+		return nil, errors.New("issuer.key_uri is not the key of issuer.certificate")
+	}
+	if !issuer.IsCA || issuer.KeyUsage&smx509.KeyUsageCertSign == 0 {
+		return nil, errors.New("issuer.certificate is not a CA certificate with keyCertSign")
+	}
+	tmpl, err := f.template(now, subj, pub)
+	if err != nil {
+		return nil, err
+	}
+	// Go omits the AKI when issuer and subject names are equal (a renewed
+	// or same-named cross-certified root); RFC 5280 §4.2.1.1 wants it in
+	// every certificate not self-signed.
+	tmpl.AuthorityKeyId = issuer.SubjectKeyId
+	// RFC 5280 §6.1.4 (l): a path length the issuer does not allow makes the
+	// new certificate unusable; refuse it here rather than at validation.
+	if issuer.BasicConstraintsValid && (issuer.MaxPathLen > 0 || issuer.MaxPathLenZero) && *f.PathLength >= issuer.MaxPathLen {
+		return nil, fmt.Errorf("path_length %d: the issuer allows at most %d below it", *f.PathLength, issuer.MaxPathLen-1)
+	}
+	if tmpl.NotAfter.After(issuer.NotAfter) {
+		return nil, fmt.Errorf("validity ends %s, after the issuer's certificate (%s)", tmpl.NotAfter.Format(time.RFC3339), issuer.NotAfter.UTC().Format(time.RFC3339))
+	}
+	pathLen := *f.PathLength
+	exp := lint.Expect{Purpose: lint.PurposeCA, KeyUsage: caKeyUsage, PathLen: &pathLen}
+	linted, err := lint.Precheck(tmpl, issuer, pub, exp)
+	if err != nil {
+		return nil, err
+	}
+	if errs := lint.Errors(linted.Findings); len(errs) > 0 {
+		return nil, fmt.Errorf("pre-issuance lint: %v", errs)
+	}
+	der, err := smx509.CreateCertificate(rand.Reader, tmpl, issuer, pub, signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	if err := linted.SameTBS(der); err != nil {
+		return nil, err
+	}
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse signed certificate: %w", err)
+	}
+	if err := cert.CheckSignatureFrom(issuer); err != nil {
+		return nil, fmt.Errorf("signed certificate does not verify under the issuer: %w", err)
+	}
+	return der, nil
+}
+
+// template is the CA certificate the ceremony describes, for pub.
+func (f *File) template(now time.Time, subj []byte, pub crypto.PublicKey) (*smx509.Certificate, error) {
+	nb, na, err := f.Validity.bounds(now)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
+	spki, err := smx509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	ski, err := KeyID(spki)
+	if err != nil {
+		return nil, err
+	}
+	t := &smx509.Certificate{
+		SerialNumber:          serial,
+		RawSubject:            subj,
+		NotBefore:             nb,
+		NotAfter:              na,
+		KeyUsage:              caKeyUsage,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            *f.PathLength,
+		MaxPathLenZero:        *f.PathLength == 0,
+		SubjectKeyId:          ski,
+		CRLDistributionPoints: f.CRLURLs,
+		IssuingCertificateURL: f.CAIssuersURLs,
+		OCSPServer:            f.OCSPURLs,
+	}
+	for _, p := range f.Policies {
+		oid, _ := parseOID(p) // validated
+		t.PolicyIdentifiers = append(t.PolicyIdentifiers, oid)
+	}
+	return t, nil
+}
+
+// newSerial is 0x01 and 16 random bytes, like every serial of the platform
+// (ca package comment; RFC 5280 §4.1.2.2).
+func newSerial() (*big.Int, error) {
+	b := make([]byte, 17)
+	if _, err := rand.Read(b[1:]); err != nil {
+		return nil, fmt.Errorf("serial: %w", err)
+	}
+	b[0] = 0x01
+	return new(big.Int).SetBytes(b), nil
+}
+
+// KeyID is the subjectKeyIdentifier of RFC 7093 §2 method 1 (the leftmost
+// 160 bits of the SHA-256 of the subjectPublicKey), as the ca package uses.
+func KeyID(spki []byte) ([]byte, error) {
+	in := cryptobyte.String(spki)
+	var seq cryptobyte.String
+	var bits []byte
+	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !seq.SkipASN1(cbasn1.SEQUENCE) || !seq.ReadASN1BitStringAsBytes(&bits) {
+		return nil, errors.New("subjectKeyIdentifier: malformed SubjectPublicKeyInfo")
+	}
+	sum := sha256.Sum256(bits)
+	return sum[:20], nil
+}
+
+// Algorithm returns the key algorithm of a CA public key: sm2 or
+// ecdsa-p256 (the algorithms of the platform's hierarchies).
+func Algorithm(pub crypto.PublicKey) (hsm.Algorithm, error) {
+	k, ok := pub.(*ecdsa.PublicKey)
+	switch {
+	case !ok:
+		return "", fmt.Errorf("key type %T: want an SM2 or ECDSA P-256 key", pub)
+	case k.Curve == sm2.P256():
+		return hsm.SM2, nil
+	case k.Curve == elliptic.P256():
+		return hsm.ECDSAP256, nil
+	}
+	return "", fmt.Errorf("curve %s: want SM2 or P-256", k.Curve.Params().Name)
+}
+
+func checkAlgorithm(want hsm.Algorithm, pub crypto.PublicKey) error {
+	got, err := Algorithm(pub)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("key is %s, the ceremony says %s", got, want)
+	}
+	return nil
+}
+
+func samePublicKey(a, b crypto.PublicKey) bool {
+	da, err1 := smx509.MarshalPKIXPublicKey(a)
+	db, err2 := smx509.MarshalPKIXPublicKey(b)
+	return err1 == nil && err2 == nil && bytes.Equal(da, db)
+}
+
+func csrSubject(csr *smx509.CertificateRequest) string { return csr.Subject.String() }
+
+// Fingerprint is the SHA-256 of a certificate's DER as colon-separated
+// upper-case hex, as `openssl x509 -fingerprint -sha256` prints it.
+func Fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	var b strings.Builder
+	for i, c := range sum {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%02X", c)
+	}
+	return b.String()
+}
+
+// CheckCA checks what a node requires before it runs a CA certificate it
+// did not make: the key is the certificate's, the certificate is a CA
+// allowed to sign certificates and CRLs (RFC 5280 §4.2.1.3, §4.2.1.9) and
+// valid at now, and chain (issuer first, ending in a self-signed root)
+// verifies link by link with every link a CA with keyCertSign.
+func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.PublicKey, now time.Time) error {
+	if !samePublicKey(pub, cert.PublicKey) {
+		return errors.New("the key is not the certificate's key")
+	}
+	if !cert.BasicConstraintsValid || !cert.IsCA {
+		return errors.New("the certificate is not a CA certificate (basicConstraints cA)")
+	}
+	if cert.KeyUsage&smx509.KeyUsageCertSign == 0 || cert.KeyUsage&smx509.KeyUsageCRLSign == 0 {
+		return errors.New("the certificate's key usage lacks keyCertSign or cRLSign")
+	}
+	if len(chain) == 0 {
+		return errors.New("no chain: give the issuer's certificate up to the root")
+	}
+	child := cert
+	for i, c := range append(chain, chain[len(chain)-1]) {
+		if err := child.CheckSignatureFrom(c); err != nil {
+			if i == len(chain) {
+				return fmt.Errorf("the chain does not end in a self-signed root: %w", err)
+			}
+			return fmt.Errorf("chain link %d (%s) does not verify under %s: %w", i, child.Subject, c.Subject, err)
+		}
+		if !bytes.Equal(child.RawIssuer, c.RawSubject) {
+			return fmt.Errorf("chain link %d: issuer name of %s is not the subject of %s", i, child.Subject, c.Subject)
+		}
+		if !c.IsCA || c.KeyUsage&smx509.KeyUsageCertSign == 0 {
+			return fmt.Errorf("chain certificate %s is not a CA with keyCertSign", c.Subject)
+		}
+		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+			return fmt.Errorf("chain certificate %s is not valid now", c.Subject)
+		}
+		child = c
+	}
+	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		return errors.New("the certificate is not valid now")
+	}
+	return nil
+}

@@ -1,0 +1,433 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+	"github.com/spf13/cobra"
+
+	"github.com/govtrust/govtrust/ca"
+	"github.com/govtrust/govtrust/ca/ceremony"
+	"github.com/govtrust/govtrust/hsm"
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/clock"
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
+)
+
+// caCeremonyCommands are the key-ceremony subcommands of `govtrust ca`:
+// init-root, init-sub, cross-sign and import. Each works offline on a data
+// directory (its database and key backends), is driven by one reviewed
+// ceremony file (package ca/ceremony) and writes an audit record carrying
+// the file's SM3 hash.
+func caCeremonyCommands() []*cobra.Command {
+	return []*cobra.Command{initRootCmd(), initSubCmd(), crossSignCmd(), importCACmd()}
+}
+
+// ceremonyEnv is what a ceremony command works with.
+type ceremonyEnv struct {
+	db   *store.DB
+	keys *node.Keys
+	log  *audit.Log
+}
+
+// withCeremony opens the data directory (creating it: a root's machine need
+// not have run a node), migrates the CA tables and opens the key backends.
+func withCeremony(dataDir, dbURL *string, fn func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		ctx := cliActor(cmd.Context())
+		if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+			return err
+		}
+		db, cfg, err := offlineDB(ctx, *dataDir, *dbURL, true)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if err := db.Migrate(ctx, ca.New().Migrations()...); err != nil {
+			return err
+		}
+		log := audit.New(cfg.Node.Name, clock.New())
+		keys, err := node.OpenKeys(ctx, cfg, node.KeysOptions{DB: db, Audit: log, Logger: newCLILogger()})
+		if err != nil {
+			return err
+		}
+		defer keys.Close()
+		return fn(ctx, cmd, &ceremonyEnv{db: db, keys: keys, log: log})
+	}
+}
+
+// ceremonyKey returns the signer of the ceremony's key, making the key as
+// the file's key.mode says.
+func ceremonyKey(ctx context.Context, env *ceremonyEnv, f *ceremony.File) (crypto.Signer, bool, error) {
+	req := &hsm.SignerRequest{URI: f.Key.URI, Service: "ca"}
+	created := false
+	if f.Key.Mode != ceremony.Existing {
+		_, err := env.keys.CreateKey(ctx, &hsm.CreateKeyRequest{URI: f.Key.URI, Algorithm: f.Algorithm, Usage: hsm.UsageSign, Service: "ca"})
+		switch {
+		case err == nil:
+			created = true
+		case errors.Is(err, hsm.ErrExists) && f.Key.Mode == ceremony.CreateIfAbsent:
+		default:
+			return nil, false, fmt.Errorf("key %s: %w", f.Key.URI, err)
+		}
+	}
+	s, err := env.keys.Signer(ctx, req)
+	if err != nil {
+		return nil, false, fmt.Errorf("key %s: %w", f.Key.URI, err)
+	}
+	return s, created, nil
+}
+
+// issuerOf reads the ceremony's issuer certificate and key.
+func issuerOf(ctx context.Context, env *ceremonyEnv, f *ceremony.File) (*smx509.Certificate, crypto.Signer, error) {
+	certs, err := readCerts(f.Path(f.Issuer.Certificate))
+	if err != nil {
+		return nil, nil, fmt.Errorf("issuer.certificate: %w", err)
+	}
+	s, err := env.keys.Signer(ctx, &hsm.SignerRequest{URI: f.Issuer.KeyURI, Service: "ca"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("issuer.key_uri %s: %w", f.Issuer.KeyURI, err)
+	}
+	return certs[0], s, nil
+}
+
+// record writes the ceremony's audit record; an unwritable audit log fails
+// the command (ARCHITECTURE.md §4).
+func (env *ceremonyEnv) record(ctx context.Context, action string, f *ceremony.File, details map[string]any) error {
+	details["ceremony_sm3"] = f.SM3Hex()
+	details["kind"] = string(f.Kind)
+	if _, err := env.log.Write(ctx, env.db, audit.Record{Actor: audit.ActorFrom(ctx), Action: action, Object: "ca/" + f.CA,
+		Outcome: audit.Success, Details: details}); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+func loadCeremony(path string, want ceremony.Kind) (*ceremony.File, error) {
+	f, err := ceremony.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if f.Kind != want {
+		return nil, fmt.Errorf("ceremony file %s is a %s ceremony; this command runs %s ceremonies", path, f.Kind, want)
+	}
+	return f, nil
+}
+
+func initRootCmd() *cobra.Command {
+	var dataDir, dbURL, file, out string
+	cmd := &cobra.Command{
+		Use:   "init-root",
+		Short: "Root ceremony: make the root key in the key store and its self-signed certificate",
+		Long: `Make a root CA as the ceremony file says: the key (in the data directory's
+key backends), the self-signed certificate written to --out (PEM), its SHA-256
+fingerprint printed, and an audit record with the ceremony file's SM3 hash.
+
+  govtrust ca init-root --ceremony root.yaml --data /secure/root --out root.pem`,
+		Args: cobra.NoArgs,
+		RunE: withCeremony(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
+			f, err := loadCeremony(file, ceremony.Root)
+			if err != nil {
+				return err
+			}
+			signer, created, err := ceremonyKey(ctx, env, f)
+			if err != nil {
+				return err
+			}
+			der, err := ceremony.SelfSign(f, signer, time.Now())
+			if err != nil {
+				return err
+			}
+			if err := writePEM(out, "CERTIFICATE", der); err != nil {
+				return err
+			}
+			fp := ceremony.Fingerprint(der)
+			if err := env.record(ctx, "ca.ceremony.root", f, map[string]any{"key_uri": f.Key.URI, "key_created": created,
+				"fingerprint": fp, "certificate": out}); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "root %s: certificate %s\nSHA-256 fingerprint: %s\nceremony SM3: %s\n", f.CA, out, fp, f.SM3Hex())
+			return nil
+		}),
+	}
+	ceremonyFlags(cmd, &dataDir, &dbURL, &file)
+	cmd.Flags().StringVar(&out, "out", "", "write the root certificate (PEM) here")
+	_ = cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+func initSubCmd() *cobra.Command {
+	var dataDir, dbURL, file, csrOut, sign, out string
+	cmd := &cobra.Command{
+		Use:   "init-sub",
+		Short: "Sub-CA ceremony: make the sub-CA key and request, or sign a sub-CA request with the issuer's key",
+		Long: `Two steps of one ceremony file, on two machines:
+
+On the node that will run the sub-CA: make its key and PKCS#10 request.
+  govtrust ca init-sub --ceremony sub.yaml --data NODE-DATA --csr-out sub.csr
+
+On the root's machine: sign the request with the issuer's key (issuer section);
+the request's subject must be the ceremony's, byte for byte.
+  govtrust ca init-sub --ceremony sub.yaml --data ROOT-DATA --sign sub.csr --out sub.pem
+
+Then on the node: govtrust ca import --cert sub.pem --chain root.pem ...`,
+		Args: cobra.NoArgs,
+		RunE: withCeremony(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
+			f, err := loadCeremony(file, ceremony.Sub)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			switch {
+			case (csrOut == "") == (sign == ""):
+				return errors.New("give --csr-out (make the key and request) or --sign REQUEST --out CERT (sign it)")
+			case csrOut != "":
+				signer, created, err := ceremonyKey(ctx, env, f)
+				if err != nil {
+					return err
+				}
+				der, err := ceremony.CSR(f, signer)
+				if err != nil {
+					return err
+				}
+				if err := writePEM(csrOut, "CERTIFICATE REQUEST", der); err != nil {
+					return err
+				}
+				if err := env.record(ctx, "ca.ceremony.request", f, map[string]any{"key_uri": f.Key.URI, "key_created": created, "request": csrOut}); err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "sub-CA %s: key %s, request %s\nceremony SM3: %s\n", f.CA, f.Key.URI, csrOut, f.SM3Hex())
+				return nil
+			}
+			if out == "" {
+				return errors.New("--sign needs --out")
+			}
+			csr, err := readPEMFile(sign, "CERTIFICATE REQUEST")
+			if err != nil {
+				return err
+			}
+			issuer, signer, err := issuerOf(ctx, env, f)
+			if err != nil {
+				return err
+			}
+			der, err := ceremony.SignCSR(f, csr, issuer, signer, time.Now())
+			if err != nil {
+				return err
+			}
+			return finishSigned(ctx, cmd, env, f, "ca.ceremony.sign-sub", "sub-ca", der, out)
+		}),
+	}
+	ceremonyFlags(cmd, &dataDir, &dbURL, &file)
+	cmd.Flags().StringVar(&csrOut, "csr-out", "", "make the sub-CA key and write its request (PEM) here")
+	cmd.Flags().StringVar(&sign, "sign", "", "sign this sub-CA request (PEM) with the issuer's key")
+	cmd.Flags().StringVar(&out, "out", "", "with --sign: write the sub-CA certificate (PEM) here")
+	return cmd
+}
+
+func crossSignCmd() *cobra.Command {
+	var dataDir, dbURL, file, out string
+	cmd := &cobra.Command{
+		Use:   "cross-sign",
+		Short: "Cross ceremony: certify an existing root's subject and key under another root",
+		Long: `Certify the root in subject_certificate under the issuer of the ceremony file
+(RFC 5280 §3.2 cross-certificate), on the issuer's machine.
+
+  govtrust ca cross-sign --ceremony cross.yaml --data ROOT-A-DATA --out b-by-a.pem`,
+		Args: cobra.NoArgs,
+		RunE: withCeremony(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
+			f, err := loadCeremony(file, ceremony.Cross)
+			if err != nil {
+				return err
+			}
+			subj, err := readCerts(f.Path(f.SubjectCertificate))
+			if err != nil {
+				return fmt.Errorf("subject_certificate: %w", err)
+			}
+			issuer, signer, err := issuerOf(ctx, env, f)
+			if err != nil {
+				return err
+			}
+			der, err := ceremony.CrossSign(f, subj[0], issuer, signer, time.Now())
+			if err != nil {
+				return err
+			}
+			return finishSigned(ctx, cmd, env, f, "ca.ceremony.cross-sign", "cross-ca", der, out)
+		}),
+	}
+	ceremonyFlags(cmd, &dataDir, &dbURL, &file)
+	cmd.Flags().StringVar(&out, "out", "", "write the cross-certificate (PEM) here")
+	_ = cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+// finishSigned writes a certificate a ceremony signed, records it under its
+// issuer when the issuer is a CA of this data directory, and audits it.
+func finishSigned(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File, action, prof string, der []byte, out string) error {
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	if err := writePEM(out, "CERTIFICATE", der); err != nil {
+		return err
+	}
+	issuerID, err := ca.RecordCACertificate(ctx, env.db, env.log, cert, prof, time.Now())
+	if err != nil {
+		return err
+	}
+	fp := ceremony.Fingerprint(der)
+	if err := env.record(ctx, action, f, map[string]any{"issuer_key_uri": f.Issuer.KeyURI, "fingerprint": fp,
+		"serial": fmt.Sprintf("%x", cert.SerialNumber.Bytes()), "subject": cert.Subject.String(), "certificate": out, "recorded_under": issuerID}); err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "%s: certificate %s\nSHA-256 fingerprint: %s\nceremony SM3: %s\n", f.CA, out, fp, f.SM3Hex())
+	if issuerID != "" {
+		fmt.Fprintf(w, "recorded in ca_certificates under %s\n", issuerID)
+	}
+	return nil
+}
+
+func importCACmd() *cobra.Command {
+	var dataDir, dbURL, certFile, chainFile, keyURI, id, file string
+	cmd := &cobra.Command{
+		Use:   "import",
+		Short: "Record a CA made by ceremony in a stopped node's data directory; the next start serves it",
+		Long: `Check that the key is the certificate's, that the certificate may sign
+certificates and CRLs, and that the chain verifies up to a self-signed root;
+then record the CA (audited). With --ceremony, the CA id comes from the
+ceremony file and its SM3 hash is recorded.
+
+  govtrust ca import --cert sub.pem --chain root.pem --key-uri soft:ca/dept-sub --id dept-sub --data NODE-DATA`,
+		Args: cobra.NoArgs,
+		RunE: withCeremony(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
+			req := ca.ImportRequest{ID: id, KeyURI: keyURI, Now: time.Now()}
+			if file != "" {
+				f, err := ceremony.Load(file)
+				if err != nil {
+					return err
+				}
+				if id != "" && id != f.CA {
+					return fmt.Errorf("--id %s differs from the ceremony's ca %s", id, f.CA)
+				}
+				if keyURI != "" && keyURI != f.Key.URI {
+					return fmt.Errorf("--key-uri %s differs from the ceremony's key.uri %s", keyURI, f.Key.URI)
+				}
+				req.ID, req.KeyURI, req.CeremonySM3 = f.CA, f.Key.URI, f.SM3Hex()
+			}
+			if req.ID == "" || req.KeyURI == "" {
+				return errors.New("give --id and --key-uri, or --ceremony")
+			}
+			certs, err := readCerts(certFile)
+			if err != nil {
+				return fmt.Errorf("--cert: %w", err)
+			}
+			req.Cert = certs[0]
+			if req.Chain, err = readCerts(chainFile); err != nil {
+				return fmt.Errorf("--chain: %w", err)
+			}
+			res, err := ca.Import(ctx, env.db, env.log, env.keys, req)
+			if err != nil {
+				return err
+			}
+			parent := res.Parent
+			if res.External {
+				parent += " (offline root, chain stored)"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported CA %s (%s), parent %s\nSHA-256 fingerprint: %s\nthe node serves it from its next start\n",
+				res.ID, res.Algorithm, parent, res.Fingerprint)
+			return nil
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "./govtrust-data", "data directory of the node")
+	f.StringVar(&dataDir, "data-dir", "./govtrust-data", "same as --data")
+	f.StringVar(&dbURL, "db", "", "database URL instead of the data directory's")
+	f.StringVar(&certFile, "cert", "", "the CA certificate (PEM or DER)")
+	f.StringVar(&chainFile, "chain", "", "its issuer's certificates up to the root (PEM, issuer first)")
+	f.StringVar(&keyURI, "key-uri", "", "the CA key in the node's key backends")
+	f.StringVar(&id, "id", "", "the CA id (lowercase letters, digits, '-')")
+	f.StringVar(&file, "ceremony", "", "the sub ceremony file (gives the id and key URI, and records its SM3)")
+	_ = cmd.MarkFlagRequired("cert")
+	_ = cmd.MarkFlagRequired("chain")
+	return cmd
+}
+
+func ceremonyFlags(cmd *cobra.Command, dataDir, dbURL, file *string) {
+	f := cmd.Flags()
+	f.StringVar(dataDir, "data", "./govtrust-data", "data directory holding the key store (created if absent)")
+	f.StringVar(dbURL, "db", "", "database URL instead of the data directory's")
+	f.StringVar(file, "ceremony", "", "the reviewed ceremony file (YAML)")
+	_ = cmd.MarkFlagRequired("ceremony")
+}
+
+// writePEM writes one PEM block, refusing to overwrite a file.
+func writePEM(path, typ string, der []byte) error {
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := pem.Encode(fh, &pem.Block{Type: typ, Bytes: der}); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
+}
+
+func readPEMFile(path, typ string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != typ {
+		return nil, fmt.Errorf("%s: no PEM %s", path, typ)
+	}
+	return blk.Bytes, nil
+}
+
+// readCerts reads the certificates of a PEM file (or one DER certificate).
+func readCerts(path string) ([]*smx509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*smx509.Certificate
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := smx509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		c, err := smx509.ParseCertificate(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: no certificate (PEM or DER): %w", path, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// caCmd is `govtrust ca`. The ceremony subcommands are added here; the
+// lead's wiring adds the other CA subcommands to the same command.
+func caCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "ca", Short: "Certificate authorities: key ceremonies, import"}
+	cmd.AddCommand(caCeremonyCommands()...)
+	return cmd
+}

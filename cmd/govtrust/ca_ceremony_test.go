@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govtrust/govtrust/internal/testenv"
+)
+
+// runOpenSSL runs openssl and fails the test on error.
+func runOpenSSL(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(testenv.LookPath(t, "openssl"), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// mustGovtrust runs the binary and requires exit 0.
+func mustGovtrust(t *testing.T, args ...string) string {
+	t.Helper()
+	out, code := govtrust(t, args...)
+	if code != 0 {
+		t.Fatalf("govtrust %s = %d\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
+// copyCeremonies copies the example ceremony files of ca/ceremony into dir.
+func copyCeremonies(t *testing.T, dir string) {
+	t.Helper()
+	src := filepath.Join("..", "..", "ca", "ceremony", "testdata")
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".yaml") {
+			b, err := os.ReadFile(filepath.Join(src, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestOfflineRootCeremony is the offline-root story end to end with the real
+// binary, for both algorithms: init-root on the root's machine, init-sub
+// (key and request) in a node's data directory, the request signed on the
+// root's machine, import into the node, start the node, issue from the
+// imported CA, and verify the chain with OpenSSL. The ceremony hashes are
+// in both audit logs.
+func TestOfflineRootCeremony(t *testing.T) {
+	for _, alg := range []string{"ecdsa", "sm2"} {
+		t.Run(alg, func(t *testing.T) {
+			work := t.TempDir()
+			copyCeremonies(t, work)
+			rootDir, nodeDir := filepath.Join(work, "root"), filepath.Join(work, "node")
+			at := func(n string) string { return filepath.Join(work, n) }
+			sub := "gov-" + alg + "-sub"
+
+			out := mustGovtrust(t, "ca", "init-root", "--ceremony", at("root-"+alg+".yaml"), "--data", rootDir, "--out", at("root.pem"))
+			fp := runOpenSSL(t, "x509", "-in", at("root.pem"), "-noout", "-fingerprint", "-sha256")
+			if got := strings.TrimSpace(fp[strings.Index(fp, "=")+1:]); !strings.Contains(out, "SHA-256 fingerprint: "+got) {
+				t.Fatalf("init-root printed\n%s\nopenssl says %s", out, fp)
+			}
+			if subj := runOpenSSL(t, "x509", "-in", at("root.pem"), "-noout", "-subject", "-nameopt", "utf8"); !strings.Contains(subj, "某某市人民政府") {
+				t.Fatalf("root subject %s", subj)
+			}
+			// A second run of the same root ceremony (key.mode: create) must not
+			// replace the key.
+			if out, code := govtrust(t, "ca", "init-root", "--ceremony", at("root-"+alg+".yaml"), "--data", rootDir, "--out", at("root2.pem")); code == 0 || !strings.Contains(out, "exists") {
+				t.Fatalf("second init-root = %d\n%s", code, out)
+			}
+
+			mustGovtrust(t, "ca", "init-sub", "--ceremony", at("sub-"+alg+".yaml"), "--data", nodeDir, "--csr-out", at("sub.csr"))
+			mustGovtrust(t, "ca", "init-sub", "--ceremony", at("sub-"+alg+".yaml"), "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))
+			// The wrong chain is refused before anything is recorded.
+			if out, code := govtrust(t, "ca", "import", "--cert", at("sub.pem"), "--chain", at("sub.pem"), "--ceremony", at("sub-"+alg+".yaml"), "--data", nodeDir); code == 0 {
+				t.Fatalf("import with a wrong chain succeeded:\n%s", out)
+			}
+			out = mustGovtrust(t, "ca", "import", "--cert", at("sub.pem"), "--chain", at("root.pem"), "--ceremony", at("sub-"+alg+".yaml"), "--data", nodeDir)
+			if !strings.Contains(out, "imported CA "+sub) {
+				t.Fatalf("import printed\n%s", out)
+			}
+
+			p := up(t, nodeDir)
+			tok, err := os.ReadFile(filepath.Join(nodeDir, "bootstrap", "ra.token"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := at("leaf.key")
+			var req map[string]any
+			if alg == "sm2" {
+				runOpenSSL(t, "genpkey", "-algorithm", "SM2", "-out", key)
+				runOpenSSL(t, "req", "-new", "-key", key, "-sm3", "-sigopt", "distid:1234567812345678", "-utf8", "-subj", "/CN=张三/O=测试局", "-out", at("leaf.csr"))
+				req = map[string]any{"profile": "person-sign", "record": map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"}}
+			} else {
+				runOpenSSL(t, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+					"-subj", "/CN=portal.example.gov.cn", "-addext", "subjectAltName=DNS:portal.example.gov.cn", "-out", at("leaf.csr"))
+				req = map[string]any{"profile": "server-tls"}
+			}
+			csr, _ := os.ReadFile(at("leaf.csr"))
+			req["csr"] = string(csr)
+			body, _ := json.Marshal(req)
+			hreq, _ := http.NewRequest("POST", "https://"+p.addrs["https"]+"/api/v1/ca/"+sub+"/certificates", bytes.NewReader(body))
+			hreq.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+			hreq.Header.Set("Content-Type", "application/json")
+			c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+			resp, err := c.Do(hreq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("issue from %s: %d %s", sub, resp.StatusCode, raw)
+			}
+			var issued struct {
+				Certificate string   `json:"certificate"`
+				Chain       []string `json:"chain"`
+			}
+			if err := json.Unmarshal(raw, &issued); err != nil {
+				t.Fatal(err)
+			}
+			if len(issued.Chain) != 2 {
+				t.Fatalf("chain of %d certificates, want the sub-CA and the offline root", len(issued.Chain))
+			}
+			rootPEM, _ := os.ReadFile(at("root.pem"))
+			if strings.TrimSpace(issued.Chain[1]) != strings.TrimSpace(string(rootPEM)) {
+				t.Fatal("the chain does not end in the offline root")
+			}
+			if err := os.WriteFile(at("leaf.pem"), []byte(issued.Certificate), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if alg == "sm2" {
+				// As ca/issue_test.go checks SM2 chains: each link with the
+				// default SM2 ID.
+				if got := runOpenSSL(t, "verify", "-vfyopt", "distid:1234567812345678", "-partial_chain", "-CAfile", at("sub.pem"), at("leaf.pem")); !strings.Contains(got, ": OK") {
+					t.Fatalf("openssl verify leaf: %s", got)
+				}
+				if got := runOpenSSL(t, "verify", "-vfyopt", "distid:1234567812345678", "-CAfile", at("root.pem"), at("sub.pem")); !strings.Contains(got, ": OK") {
+					t.Fatalf("openssl verify sub-CA: %s", got)
+				}
+			} else if got := runOpenSSL(t, "verify", "-CAfile", at("root.pem"), "-untrusted", at("sub.pem"), at("leaf.pem")); !strings.Contains(got, ": OK") {
+				t.Fatalf("openssl verify: %s", got)
+			}
+			// The imported CA has its CRL, signed by its key.
+			resp, err = http.Get("http://" + p.addrs["http"] + "/pki/" + sub + ".crl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			crl, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("CRL of %s: %d", sub, resp.StatusCode)
+			}
+			if err := os.WriteFile(at("sub.crl"), crl, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			crlArgs := []string{"crl", "-inform", "DER", "-in", at("sub.crl"), "-noout", "-CAfile", at("sub.pem")}
+			if alg == "sm2" {
+				crlArgs = []string{"crl", "-inform", "DER", "-in", at("sub.crl"), "-noout", "-text"}
+			}
+			runOpenSSL(t, crlArgs...)
+			p.stop(t)
+
+			// Every step is in the audit logs with the ceremony file's SM3.
+			for _, c := range []struct {
+				dir, action, file string
+			}{
+				{rootDir, "ca.ceremony.root", "root-" + alg + ".yaml"},
+				{rootDir, "ca.ceremony.sign-sub", "sub-" + alg + ".yaml"},
+				{nodeDir, "ca.ceremony.request", "sub-" + alg + ".yaml"},
+				{nodeDir, "ca.authority.import", "sub-" + alg + ".yaml"},
+			} {
+				hash := sm3File(t, at(c.file))
+				if n := countAudit(t, c.dir, c.action, hash); n != 1 {
+					t.Errorf("%s: %d %s records with ceremony SM3 %s, want 1", c.dir, n, c.action, hash)
+				}
+			}
+		})
+	}
+}
+
+// sm3File is the SM3 of a file as OpenSSL computes it (an independent
+// implementation of GB/T 32905).
+func sm3File(t *testing.T, path string) string {
+	t.Helper()
+	out := runOpenSSL(t, "dgst", "-sm3", "-r", path)
+	return strings.Fields(out)[0]
+}
+
+func countAudit(t *testing.T, dir, action, hash string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "govtrust.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM audit_log WHERE action = ? AND details LIKE ?", action, fmt.Sprintf("%%%s%%", hash)).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
