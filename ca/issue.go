@@ -66,6 +66,7 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 	m.Handle("GET /api/v1/ca/{ca}/certificates/{serial}", authz.Rule{Action: "ca.certificate.read", Resource: certRes}, s.get)
 	m.Handle("POST /api/v1/ca/{ca}/revocations", authz.Rule{Action: "ca.certificate.revoke", Resource: s.revocationResource}, s.revoke)
 	s.authorityRoutes(m)
+	s.moreAPIRoutes(m)
 }
 
 // PublicRoutes implements node.PublicRouter.

@@ -2,7 +2,9 @@ package ca
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,9 +12,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/emmansun/gmsm/smx509"
+
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/dual"
 	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/store"
 )
@@ -21,15 +26,24 @@ import (
 // may give. certificateHold is deliberately absent: a hold is reversible,
 // which the platform does not offer (CA/B Forum BR §4.9.13 forbids
 // suspension, ACCEPTANCE.md C-01 "never certificateHold"); removeFromCRL only
-// exists in delta CRLs, and cACompromise/aACompromise concern CA certificates,
-// which this route does not revoke.
+// exists in delta CRLs, and aACompromise concerns attribute authorities.
+// cACompromise is for CA certificates only (see caReasons).
 var reasonCodes = map[string]int{
 	"unspecified":          0,
 	"keyCompromise":        1,
+	"cACompromise":         2,
 	"affiliationChanged":   3,
 	"superseded":           4,
 	"cessationOfOperation": 5,
 	"privilegeWithdrawn":   9,
+}
+
+// caReasons are the reasons a CA certificate is revoked with. The compromise
+// of a CA's key is cACompromise, not keyCompromise (RFC 5280 §5.3.1), so
+// that relying parties reading the ARL see which it was.
+var caReasons = map[string]bool{
+	"unspecified": true, "cACompromise": true, "affiliationChanged": true,
+	"superseded": true, "cessationOfOperation": true, "privilegeWithdrawn": true,
 }
 
 // reasonName is the RFC 5280 name of a stored CRLReason code.
@@ -50,6 +64,10 @@ type RevokeRequest struct {
 	Serial string `json:"serial"`
 	// Reason is an RFC 5280 CRLReason name; empty means "unspecified".
 	Reason string `json:"reason,omitempty"`
+	// Approval is the ID of the dual-control request that approves the
+	// revocation of a CA certificate (see revokeCA); end-entity
+	// revocations take none.
+	Approval string `json:"approval,omitempty"`
 }
 
 // Validate implements httpx.Validator.
@@ -61,7 +79,7 @@ func (r *RevokeRequest) Validate() error {
 		return errors.New("reason certificateHold is not offered: revocation is final (RFC 5280 §5.3.1; BR §4.9.13)")
 	}
 	if _, ok := reasonCodes[r.reason()]; !ok {
-		return fmt.Errorf("reason %q is not one of unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn", r.Reason)
+		return fmt.Errorf("reason %q is not one of unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn", r.Reason)
 	}
 	return nil
 }
@@ -78,6 +96,9 @@ type RevokeResponse struct {
 	Serial    string `json:"serial"`
 	RevokedAt string `json:"revoked_at"`
 	Reason    string `json:"reason"`
+	// Approval is the dual-control request under which a CA certificate
+	// was revoked.
+	Approval string `json:"approval,omitempty"`
 }
 
 // revocationResource finds the certificate a revocation names, placed in the
@@ -105,21 +126,34 @@ func (s *Service) revocationResource(r *http.Request) (policy.Resource, error) {
 	}
 	res.ID = caID + "/" + serial
 	if c, err := certBySerial(r.Context(), s.env.DB, caID, serial); err == nil {
-		res.Org = c.requesterOrg
+		if !isCACert(c) {
+			res.Org = c.requesterOrg
+		}
 	} else if !errors.Is(err, ErrNotFound) {
 		return res, err
 	}
 	return res, nil
 }
 
+// isCACert reports whether a stored certificate is a CA certificate: issued
+// under the sub-ca profile, or carrying basicConstraints cA=TRUE (RFC 5280
+// §4.2.1.9), whatever profile name it was stored with.
+func isCACert(c *certRow) bool {
+	if c.profile == "sub-ca" {
+		return true
+	}
+	cert, err := smx509.ParseCertificate(c.der)
+	return err == nil && cert.BasicConstraintsValid && cert.IsCA
+}
+
 // revoke handles POST /api/v1/ca/{ca}/revocations. The status change, its
 // audit record and its outbox event commit in one transaction before the
 // answer (ACCEPTANCE.md M-03); a new CRL is then made before the answer
 // (its failure does not undo the revocation, see afterRevocation).
-// Revoking a revoked certificate again with the same reason answers 200
-// with the stored revocation, so a client that lost the answer may retry;
-// with another reason it is a conflict (409): a reason is not changed after
-// the fact here.
+// Revoking a revoked certificate again with the same reason answers 200 with
+// the stored revocation, so a client that lost the answer may retry; with
+// another reason it is a conflict (409): a reason is not changed after
+// the fact here. A CA certificate goes to revokeCA (dual control).
 func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	a, err := s.authority(r.PathValue("ca"))
@@ -138,51 +172,34 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 	if p == nil {
 		return errors.New("revoke: no principal in context")
 	}
-	for _, sub := range s.authorities() {
-		if sub.parent == a.id && serialHex(sub.cert.SerialNumber) == serial {
-			// A CA certificate's revocation ends a whole hierarchy branch; it
-			// will need dual control (ARCHITECTURE.md §5), not one request.
-			return fmt.Errorf("%w: %s is the certificate of CA %s; revoking a CA certificate needs dual control, which is not offered yet", ErrPolicy, serial, sub.id)
+	c, err := certBySerial(ctx, s.env.DB, a.id, serial)
+	if errors.Is(err, ErrNotFound) {
+		for _, sub := range s.authorities() {
+			if sub.parent == a.id && serialHex(sub.cert.SerialNumber) == serial {
+				// CAs made before their certificates were recorded as issued
+				// have no row to revoke.
+				return fmt.Errorf("%w: %s is the certificate of CA %s, which is not recorded among %s's issued certificates", ErrPolicy, serial, sub.id, a.id)
+			}
 		}
 	}
-	code := reasonCodes[req.reason()]
+	if err != nil {
+		return err
+	}
+	if isCACert(c) {
+		return s.revokeCA(w, r, a, c, &req, p)
+	}
+	if req.Approval != "" {
+		return fmt.Errorf("%w: approval applies to CA certificates only; %s is an end-entity certificate", ErrRequest, serial)
+	}
+	if req.reason() == "cACompromise" {
+		return fmt.Errorf("%w: cACompromise is for CA certificates; an end entity's compromised key is keyCompromise (RFC 5280 §5.3.1)", ErrRequest)
+	}
 	var out *RevokeResponse
 	var newly bool
-	now := s.env.Clock.Now().UTC().Truncate(time.Second)
 	err = s.env.DB.Tx(ctx, func(tx *store.Tx) error {
-		out, newly = nil, false
-		c, err := scanCert(a.id, tx.QueryRow(ctx, "SELECT "+certColumns+" FROM ca_certificates WHERE issuer_id = ? AND serial = ?", a.id, serial))
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: certificate %s/%s", ErrNotFound, a.id, serial)
-		}
-		if err != nil {
-			return fmt.Errorf("read certificate %s/%s: %w", a.id, serial, err)
-		}
-		if c.status == "revoked" {
-			if c.reason != code {
-				return fmt.Errorf("%w: certificate %s was already revoked at %s with reason %s", ErrConflict, serial,
-					c.revokedAt.Format(time.RFC3339), reasonName(c.reason))
-			}
-			out = &RevokeResponse{Serial: serial, RevokedAt: c.revokedAt.Format(time.RFC3339), Reason: reasonName(c.reason)}
-			return nil
-		}
-		if c.status != "good" {
-			return fmt.Errorf("%w: certificate %s has status %q", ErrConflict, serial, c.status)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE ca_certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
-			WHERE issuer_id = ? AND serial = ? AND status = 'good'`, now.Format(timeFormat), code, a.id, serial); err != nil {
-			return fmt.Errorf("revoke %s/%s: %w", a.id, serial, err)
-		}
-		if _, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: p.Actor(), Action: "ca.certificate.revoke",
-			Object: "cert/" + a.id + "/" + serial, Outcome: audit.Success,
-			Details: map[string]any{"reason": req.reason(), "subject": c.subject, "requester_org": c.requesterOrg}}); err != nil {
-			return err
-		}
-		if err := insertOutbox(ctx, tx, "revoked", a.id, serial, now); err != nil {
-			return err
-		}
-		out, newly = &RevokeResponse{Serial: serial, RevokedAt: now.Format(time.RFC3339), Reason: req.reason()}, true
-		return nil
+		var err error
+		out, newly, err = s.revokeRow(ctx, tx, a, serial, req.reason(), p.Actor(), nil)
+		return err
 	})
 	if err != nil {
 		return err
@@ -191,4 +208,236 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 		s.afterRevocation(ctx, a)
 	}
 	return httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// revokeRow revokes issuer a's certificate serial with reason in tx: the
+// status, its audit record (details plus extra) and its outbox event. It
+// returns the stored revocation and false when the certificate was already
+// revoked with the same reason.
+func (s *Service) revokeRow(ctx context.Context, tx *store.Tx, a *authority, serial, reason, actor string, extra map[string]any) (*RevokeResponse, bool, error) {
+	code := reasonCodes[reason]
+	now := s.env.Clock.Now().UTC().Truncate(time.Second)
+	c, err := scanCert(a.id, tx.QueryRow(ctx, "SELECT "+certColumns+" FROM ca_certificates WHERE issuer_id = ? AND serial = ?", a.id, serial))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, fmt.Errorf("%w: certificate %s/%s", ErrNotFound, a.id, serial)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read certificate %s/%s: %w", a.id, serial, err)
+	}
+	if c.status == "revoked" {
+		if c.reason != code {
+			return nil, false, fmt.Errorf("%w: certificate %s was already revoked at %s with reason %s", ErrConflict, serial,
+				c.revokedAt.Format(time.RFC3339), reasonName(c.reason))
+		}
+		return &RevokeResponse{Serial: serial, RevokedAt: c.revokedAt.Format(time.RFC3339), Reason: reasonName(c.reason)}, false, nil
+	}
+	if c.status != "good" {
+		return nil, false, fmt.Errorf("%w: certificate %s has status %q", ErrConflict, serial, c.status)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE ca_certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
+		WHERE issuer_id = ? AND serial = ? AND status = 'good'`, now.Format(timeFormat), code, a.id, serial); err != nil {
+		return nil, false, fmt.Errorf("revoke %s/%s: %w", a.id, serial, err)
+	}
+	details := map[string]any{"reason": reason, "subject": c.subject, "requester_org": c.requesterOrg}
+	for k, v := range extra {
+		details[k] = v
+	}
+	if _, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: actor, Action: "ca.certificate.revoke",
+		Object: "cert/" + a.id + "/" + serial, Outcome: audit.Success, Details: details}); err != nil {
+		return nil, false, err
+	}
+	if err := insertOutbox(ctx, tx, "revoked", a.id, serial, now); err != nil {
+		return nil, false, err
+	}
+	return &RevokeResponse{Serial: serial, RevokedAt: now.Format(time.RFC3339), Reason: reason}, true, nil
+}
+
+// Dual control of CA certificate revocation.
+//
+// Revoking a CA certificate ends a branch of the hierarchy, so one person
+// cannot do it (see internal/dual's package comment: NIAP CA PP v2.1
+// FDP_CER_EXT.3; EJBCA's approval of revocations). It goes in two steps on
+// the same route:
+//
+//  1. A CA operator posts {serial, reason}. Nothing is revoked: a
+//     dual-control request of kind caRevokeKind is created, whose payload is
+//     RevocationPayload (the CA, the serial and the reason), and the answer
+//     is 202 with its ID and payload hash (PendingRevocation). Posting the
+//     same revocation again answers the open request instead of a second.
+//  2. Another CA operator posts {serial, reason, approval}. Stating the
+//     serial and reason themselves, they approve exactly that payload
+//     (dual.Store.Approve with its SM3), and the revocation runs at once
+//     under dual.Store.Do: the approval is spent in the transaction that
+//     revokes, or not at all. The approval may also be given beforehand
+//     through POST /api/v1/approvals/{id}/approve; then any CA operator,
+//     the requester included, executes by posting with the approval.
+//
+// The requester can never approve (dual refuses it and the platform policy
+// forbids it), nor can one approver count twice. Every step is audited:
+// ca.authority.revoke (the request, with its reason), dual.create,
+// dual.approve, dual.execute (or their refusals), and ca.certificate.revoke
+// with the reason and the approval when it is done.
+
+// caRevokeKind is the dual-control kind of a CA certificate revocation;
+// the platform policy lets CA operators request and approve "ca.*" kinds.
+const caRevokeKind = "ca.authority.revoke"
+
+// caRevokeAction is the policy action of revoking a CA certificate (CA
+// operators only; the route's own action, ca.certificate.revoke, is also
+// granted to RAs).
+const caRevokeAction = "ca.authority.revoke"
+
+// caRevokeTTL is how long a CA certificate revocation waits for approval.
+const caRevokeTTL = 24 * time.Hour
+
+// RevocationPayload is the canonical payload of a CA certificate revocation
+// under dual control: what approvers approve, by its SM3 (dual.Hash). The
+// serial is normalised as the API stores it; reason "" is "unspecified".
+func RevocationPayload(caID, serial, reason string) ([]byte, error) {
+	n, err := normalSerial(serial)
+	if err != nil {
+		return nil, err
+	}
+	if reason == "" {
+		reason = "unspecified"
+	}
+	// A struct, not a map: the field order, and so the bytes, are fixed.
+	return json.Marshal(struct {
+		Kind   string `json:"kind"`
+		CA     string `json:"ca"`
+		Serial string `json:"serial"`
+		Reason string `json:"reason"`
+	}{caRevokeKind, caID, n, reason})
+}
+
+// PendingRevocation is the 202 answer to a CA certificate revocation that
+// waits for a second CA operator.
+type PendingRevocation struct {
+	Serial string `json:"serial"`
+	Reason string `json:"reason"`
+	// Status is the dual-control request's: "pending" or "approved".
+	Status string `json:"status"`
+	// Approval is the dual-control request's ID
+	// (GET /api/v1/approvals/{id}).
+	Approval string `json:"approval"`
+	// PayloadHash is the hex SM3 of RevocationPayload, the value approvers
+	// state.
+	PayloadHash string `json:"payload_hash"`
+	Required    int    `json:"required"`
+	Expires     string `json:"expires"`
+}
+
+// revokeCA handles the revocation of CA certificate c (see above).
+func (s *Service) revokeCA(w http.ResponseWriter, r *http.Request, a *authority, c *certRow, req *RevokeRequest, p *authz.Principal) error {
+	ctx := audit.WithActor(r.Context(), p.Actor())
+	reason := req.reason()
+	if !caReasons[reason] {
+		return fmt.Errorf("%w: reason %s is not used for CA certificates; a CA key compromise is cACompromise (RFC 5280 §5.3.1)", ErrRequest, reason)
+	}
+	// The route lets an RA revoke in its organisation; a CA certificate is
+	// for CA operators only, which the policy decides (and audits if not).
+	res := policy.Resource{Type: "ca-certificate", ID: a.id + "/" + c.serial}
+	if _, err := s.env.Authz.Authorize(ctx, p, caRevokeAction, res, "reason", reason); err != nil {
+		return err
+	}
+	if c.status == "revoked" {
+		if c.reason != reasonCodes[reason] {
+			return fmt.Errorf("%w: certificate %s was already revoked at %s with reason %s", ErrConflict, c.serial,
+				c.revokedAt.Format(time.RFC3339), reasonName(c.reason))
+		}
+		return httpx.WriteJSON(w, http.StatusOK, &RevokeResponse{Serial: c.serial, RevokedAt: c.revokedAt.Format(time.RFC3339),
+			Reason: reasonName(c.reason), Approval: req.Approval})
+	}
+	payload, err := RevocationPayload(a.id, c.serial, reason)
+	if err != nil {
+		return err
+	}
+	if req.Approval == "" {
+		return s.requestCARevocation(ctx, w, a, c, reason, payload, p)
+	}
+	d, err := s.env.Dual.Get(ctx, req.Approval)
+	if err != nil {
+		return err
+	}
+	if d.Kind != caRevokeKind {
+		return fmt.Errorf("%w: approval %s is a %s request, not a CA certificate revocation", ErrConflict, d.ID, d.Kind)
+	}
+	if d.Status == dual.StatusPending && d.Requester != p.Account.ID {
+		if err := s.approve(ctx, d, p, payload); err != nil {
+			return err
+		}
+	}
+	var out *RevokeResponse
+	var newly bool
+	err = s.env.Dual.Do(ctx, d.ID, payload, func(tx *store.Tx) error {
+		var err error
+		out, newly, err = s.revokeRow(ctx, tx, a, c.serial, reason, p.Actor(),
+			map[string]any{"ca_certificate": true, "approval": d.ID, "requester": d.Requester})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	out.Approval = d.ID
+	if newly || s.isStale(a.id) {
+		s.afterRevocation(ctx, a)
+	}
+	return httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// requestCARevocation opens (or finds the open) dual-control request for a
+// CA certificate revocation and answers 202.
+func (s *Service) requestCARevocation(ctx context.Context, w http.ResponseWriter, a *authority, c *certRow, reason string, payload []byte, p *authz.Principal) error {
+	hash := dual.Hash(payload)
+	var d *dual.Request
+	for _, st := range []dual.Status{dual.StatusPending, dual.StatusApproved} {
+		open, err := s.env.Dual.List(ctx, dual.Filter{Kind: caRevokeKind, Status: st})
+		if err != nil {
+			return err
+		}
+		for _, o := range open {
+			if bytes.Equal(o.PayloadHash, hash) {
+				d = o
+				break
+			}
+		}
+		if d != nil {
+			break
+		}
+	}
+	if d == nil {
+		var err error
+		d, err = s.env.Dual.Create(ctx, dual.NewRequest{Kind: caRevokeKind, Requester: p.Account.ID, Payload: payload,
+			Required: 1, TTL: caRevokeTTL, ApproverRole: string(policy.RoleCAOperator),
+			Summary: fmt.Sprintf("revoke the CA certificate %s/%s (%s) with reason %s", a.id, c.serial, c.subject, reason)})
+		if err != nil {
+			return err
+		}
+	}
+	if _, err := s.env.Audit.Write(ctx, s.env.DB, audit.Record{Actor: p.Actor(), Action: caRevokeAction,
+		Object: "cert/" + a.id + "/" + c.serial, Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
+		Details: map[string]any{"stage": "approval requested", "reason": reason, "subject": c.subject,
+			"approval": d.ID, "payload_hash": hex.EncodeToString(d.PayloadHash)}}); err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/approvals/"+d.ID)
+	return httpx.WriteJSON(w, http.StatusAccepted, &PendingRevocation{Serial: c.serial, Reason: reason, Status: string(d.Status),
+		Approval: d.ID, PayloadHash: hex.EncodeToString(d.PayloadHash), Required: d.Required, Expires: d.Expires.Format(time.RFC3339)})
+}
+
+// approve records p's approval of d for payload, after the policy decision
+// the approvals route would make (dual.approve with the requester and the
+// kind in the context: CA operators approve "ca.*" kinds, nobody their own).
+func (s *Service) approve(ctx context.Context, d *dual.Request, p *authz.Principal, payload []byte) error {
+	res := policy.Resource{Type: "dual-request", ID: d.ID, Owner: d.Requester}
+	dec := s.env.Authz.Engine().Decide(policy.Request{Principal: p.Policy(), Action: "dual.approve", Resource: res,
+		Context: map[string]string{"via": p.Via, "requester": d.Requester, "kind": d.Kind}})
+	if !dec.Allow {
+		_, _ = s.env.Audit.Write(context.WithoutCancel(ctx), s.env.DB, audit.Record{Actor: p.Actor(), Action: "dual.approve",
+			Object: "dual/" + d.ID, Outcome: audit.Denied, RequestID: httpx.RequestID(ctx),
+			Details: map[string]any{"reason": dec.Reason, "policies": dec.Policies}})
+		return fmt.Errorf("%w: %s", authz.ErrForbidden, dec.Reason)
+	}
+	_, err := s.env.Dual.Approve(ctx, d.ID, p.Account.ID, dual.Hash(payload), "approved with the revocation request")
+	return err
 }

@@ -2,14 +2,25 @@ package ca
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/dual"
+	"github.com/govtrust/govtrust/internal/store"
 )
 
 // addAccount creates an account offline, as the CLI would, and keeps its
@@ -68,10 +79,12 @@ func TestRevoke(t *testing.T) {
 		{"auditor", "ecdsa-issuing", "auditor", leaf.Serial, "keyCompromise", http.StatusForbidden, audit.Denied},
 		{"RA of another organisation", "ecdsa-issuing", "ra-other", leaf.Serial, "keyCompromise", http.StatusForbidden, audit.Denied},
 		{"RA on a CA certificate", "ecdsa-root", "ra", caSerial, "keyCompromise", http.StatusForbidden, audit.Denied},
-		{"operator on a CA certificate", "ecdsa-root", "operator", caSerial, "keyCompromise", http.StatusUnprocessableEntity, audit.Failure},
+		// A CA certificate is a row like any since CAs record the CA
+		// certificates they sign; its key compromise is cACompromise.
+		{"operator on a CA certificate, end-entity reason", "ecdsa-root", "operator", caSerial, "keyCompromise", http.StatusBadRequest, audit.Failure},
 		{"operator on an unknown serial", "ecdsa-issuing", "operator", "01ff", "superseded", http.StatusNotFound, audit.Failure},
 		{"certificateHold", "ecdsa-issuing", "ra", leaf.Serial, "certificateHold", http.StatusBadRequest, audit.Failure},
-		{"unknown reason", "ecdsa-issuing", "ra", leaf.Serial, "cACompromise", http.StatusBadRequest, audit.Failure},
+		{"cACompromise on an end entity", "ecdsa-issuing", "ra", leaf.Serial, "cACompromise", http.StatusBadRequest, audit.Failure},
 		{"bad serial", "ecdsa-issuing", "operator", "xyz", "superseded", http.StatusBadRequest, audit.Failure},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,6 +160,244 @@ func TestRevoke(t *testing.T) {
 		c, err := certBySerial(context.Background(), tn.db(), "ecdsa-issuing", other.Serial)
 		if err != nil || c.status != "revoked" || c.reason != 0 || c.requesterOrg != authz.BootstrapDemoOrg {
 			t.Fatalf("stored %+v, %v; want revoked, unspecified", c, err)
+		}
+	})
+}
+
+// addSubCA records a subordinate CA certificate issued by parent, as the CA
+// records the certificates of the CAs below it: a fresh key of the parent's
+// algorithm, the built-in sub-ca profile, linted and signed by the parent's
+// key, stored in ca_certificates. It returns the serial.
+func (tn *testNode) addSubCA(t *testing.T, parent, cn string) string {
+	t.Helper()
+	a := tn.svc.cas[parent]
+	var key crypto.Signer
+	var err error
+	if a.alg == hsm.SM2 {
+		key, err = sm2.GenerateKey(rand.Reader)
+	} else {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	der, err := tn.svc.signSubCA(spec{id: "test-sub", parent: parent, alg: a.alg, cn: cn}, key, a, now)
+	if err != nil {
+		t.Fatalf("sub-CA certificate: %v", err)
+	}
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil || !cert.IsCA || cert.CheckSignatureFrom(a.cert) != nil {
+		t.Fatalf("sub-CA certificate: %v", err)
+	}
+	row := &certRow{issuer: parent, serial: serialHex(cert.SerialNumber), subject: cert.Subject.String(), profile: "sub-ca",
+		status: "good", requester: "system", notBefore: cert.NotBefore, notAfter: cert.NotAfter, created: now, der: der}
+	if err := tn.db().Tx(context.Background(), func(tx *store.Tx) error { return insertCert(context.Background(), tx, row) }); err != nil {
+		t.Fatal(err)
+	}
+	return row.serial
+}
+
+// audited counts the audit records of actor, action and outcome.
+func (tn *testNode) audited(actor, action, outcome string) int {
+	tn.t.Helper()
+	return tn.count("SELECT COUNT(*) FROM audit_log WHERE actor = ? AND action = ? AND outcome = ?", actor, action, outcome)
+}
+
+func (tn *testNode) accountID(name string) string {
+	tn.t.Helper()
+	acc, err := tn.n.Env().Authz.AccountByName(context.Background(), name)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	return acc.ID
+}
+
+// TestRevokeCACertificate is ACCEPTANCE.md C-12 on a CA certificate: nobody
+// but a CA operator may ask; one CA operator alone revokes nothing; the
+// revocation happens only once a second, distinct CA operator approves the
+// exact revocation, and nobody approves twice or their own request. Each
+// attempt is audited with its actor, reason and outcome.
+func TestRevokeCACertificate(t *testing.T) {
+	tn := startNode(t, t.TempDir())
+	tn.addAccount("op1", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	tn.addAccount("op2", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	tn.addAccount("citizen", "public", policy.Internal, policy.RoleCitizen)
+	sub := tn.addSubCA(t, "ecdsa-root", "govtrust ECDSA Test Sub CA")
+	status := func(serial string) *certRow {
+		t.Helper()
+		c, err := certBySerial(context.Background(), tn.db(), "ecdsa-root", serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	revokeWith := func(role, serial, reason, approval string) (int, []byte) {
+		t.Helper()
+		return tn.do("POST", "/api/v1/ca/ecdsa-root/revocations", role, map[string]string{"serial": serial, "reason": reason, "approval": approval}, nil)
+	}
+
+	for _, tc := range []struct {
+		name, role, actor string
+		want              int
+	}{
+		{"anonymous", "", "anonymous", http.StatusUnauthorized},
+		{"another subscriber", "citizen", "account/citizen", http.StatusForbidden},
+		{"RA staff", "ra", "account/ra", http.StatusForbidden},
+		{"auditor", "auditor", "account/auditor", http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tn.audited(tc.actor, "ca.certificate.revoke", audit.Denied)
+			if status, raw := tn.revoke("ecdsa-root", tc.role, sub, "cACompromise"); status != tc.want {
+				t.Fatalf("status %d: %s; want %d", status, raw, tc.want)
+			}
+			if n := tn.audited(tc.actor, "ca.certificate.revoke", audit.Denied); n != before+1 {
+				t.Errorf("%d denied records for %s, want %d", n, tc.actor, before+1)
+			}
+		})
+	}
+	if st := status(sub).status; st != "good" {
+		t.Fatalf("status %s after refused attempts", st)
+	}
+	if status, raw := tn.revoke("ecdsa-root", "op1", sub, "keyCompromise"); status != http.StatusBadRequest {
+		t.Fatalf("keyCompromise on a CA certificate: %d %s; want 400", status, raw)
+	}
+
+	payload, err := RevocationPayload("ecdsa-root", sub, "cACompromise")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := hex.EncodeToString(dual.Hash(payload))
+	var pending PendingRevocation
+	t.Run("one operator alone", func(t *testing.T) {
+		st, raw := tn.revoke("ecdsa-root", "op1", sub, "cACompromise")
+		if st != http.StatusAccepted || json.Unmarshal(raw, &pending) != nil {
+			t.Fatalf("status %d: %s; want 202", st, raw)
+		}
+		if pending.Status != "pending" || pending.PayloadHash != hash || pending.Serial != sub || pending.Reason != "cACompromise" || pending.Required != 1 {
+			t.Fatalf("pending %+v, want payload hash %s", pending, hash)
+		}
+		// Asking again finds the open request rather than making another.
+		var again PendingRevocation
+		if st, raw := tn.revoke("ecdsa-root", "op1", sub, "cACompromise"); st != http.StatusAccepted || json.Unmarshal(raw, &again) != nil || again.Approval != pending.Approval {
+			t.Fatalf("again: %d %s", st, raw)
+		}
+		if n := tn.count("SELECT COUNT(*) FROM dual_requests WHERE kind = 'ca.authority.revoke'"); n != 1 {
+			t.Errorf("%d dual-control requests, want 1", n)
+		}
+		// Executing without an approval is refused.
+		if st, raw := revokeWith("op1", sub, "cACompromise", pending.Approval); st != http.StatusForbidden {
+			t.Fatalf("execute unapproved: %d %s; want 403", st, raw)
+		}
+		if st := status(sub).status; st != "good" {
+			t.Fatalf("status %s with one operator", st)
+		}
+		if n := tn.audited("account/op1", "ca.authority.revoke", audit.Success); n != 2 {
+			t.Errorf("%d request records, want 2", n)
+		}
+		if n := tn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'ca.authority.revoke' AND details LIKE ?", `%"reason":"cACompromise"%`); n != 2 {
+			t.Errorf("request records lack the reason (%d)", n)
+		}
+		if n := tn.audited("account/op1", "dual.execute", audit.Denied); n != 1 {
+			t.Errorf("%d refused executions audited, want 1", n)
+		}
+		if n := tn.audited(tn.accountID("op1"), "dual.create", audit.Success); n != 1 {
+			t.Errorf("%d dual.create records, want 1", n)
+		}
+	})
+
+	approve := func(role, h string) (int, []byte) {
+		return tn.do("POST", "/api/v1/approvals/"+pending.Approval+"/approve", role, map[string]string{"payload_hash": h}, nil)
+	}
+	t.Run("approvals", func(t *testing.T) {
+		if st, raw := approve("op1", hash); st != http.StatusForbidden {
+			t.Fatalf("requester approves: %d %s; want 403", st, raw)
+		}
+		if st, raw := approve("ra", hash); st != http.StatusForbidden {
+			t.Fatalf("RA approves: %d %s; want 403", st, raw)
+		}
+		wrong, _ := RevocationPayload("ecdsa-root", sub, "superseded")
+		if st, raw := approve("op2", hex.EncodeToString(dual.Hash(wrong))); st != http.StatusConflict {
+			t.Fatalf("another payload: %d %s; want 409", st, raw)
+		}
+		if st, raw := approve("op2", hash); st != http.StatusOK {
+			t.Fatalf("second operator: %d %s", st, raw)
+		}
+		if st, raw := approve("op2", hash); st != http.StatusConflict {
+			t.Fatalf("same operator twice: %d %s; want 409", st, raw)
+		}
+		if n := tn.audited(tn.accountID("op2"), "dual.approve", audit.Denied); n != 2 {
+			t.Errorf("%d refused approvals by op2 audited, want 2", n)
+		}
+		// Approved is not revoked: the revocation runs when executed.
+		if st := status(sub).status; st != "good" {
+			t.Fatalf("status %s before execution", st)
+		}
+	})
+
+	t.Run("executed after the second operator's approval", func(t *testing.T) {
+		st, raw := revokeWith("op1", sub, "cACompromise", pending.Approval)
+		var out RevokeResponse
+		if st != http.StatusOK || json.Unmarshal(raw, &out) != nil || out.Reason != "cACompromise" || out.Approval != pending.Approval {
+			t.Fatalf("execute: %d %s", st, raw)
+		}
+		c := status(sub)
+		if c.status != "revoked" || c.reason != 2 {
+			t.Fatalf("stored %s reason %d", c.status, c.reason)
+		}
+		if n := tn.count("SELECT COUNT(*) FROM audit_log WHERE actor = 'account/op1' AND action = 'ca.certificate.revoke' AND outcome = 'success' AND object = ? AND details LIKE ?",
+			"cert/ecdsa-root/"+sub, `%"approval":"`+pending.Approval+`"%`); n != 1 {
+			t.Errorf("%d revocation records with the approval, want 1", n)
+		}
+		if n := tn.audited("account/op1", "dual.execute", audit.Success); n != 1 {
+			t.Errorf("%d executions audited, want 1", n)
+		}
+		// A retry answers the stored revocation; the approval is spent.
+		var again RevokeResponse
+		if st, raw := revokeWith("op2", sub, "cACompromise", pending.Approval); st != http.StatusOK || json.Unmarshal(raw, &again) != nil || again.RevokedAt != out.RevokedAt {
+			t.Fatalf("retry: %d %s", st, raw)
+		}
+		if n := tn.count("SELECT COUNT(*) FROM ca_outbox WHERE event = 'revoked' AND serial = ?", sub); n != 1 {
+			t.Errorf("%d outbox events, want 1", n)
+		}
+		// The root's CRL (its ARL) lists the sub-CA with cACompromise.
+		crl, err := latestCRL(context.Background(), tn.db(), "ecdsa-root")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rl, err := smx509.ParseRevocationList(crl.der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, e := range rl.RevokedCertificateEntries {
+			if serialHex(e.SerialNumber) == sub {
+				found = e.ReasonCode == 2
+			}
+		}
+		if !found {
+			t.Errorf("ARL %d does not list %s with cACompromise", crl.number, sub)
+		}
+	})
+
+	t.Run("second operator approves and revokes in one request", func(t *testing.T) {
+		sub2 := tn.addSubCA(t, "ecdsa-root", "govtrust ECDSA Test Sub CA 2")
+		var p2 PendingRevocation
+		if st, raw := tn.revoke("ecdsa-root", "op2", sub2, "cessationOfOperation"); st != http.StatusAccepted || json.Unmarshal(raw, &p2) != nil {
+			t.Fatalf("request: %d %s", st, raw)
+		}
+		// The approver states the revocation: another reason approves nothing.
+		if st, raw := revokeWith("op1", sub2, "superseded", p2.Approval); st != http.StatusConflict {
+			t.Fatalf("other reason: %d %s; want 409", st, raw)
+		}
+		if st := status(sub2).status; st != "good" {
+			t.Fatalf("status %s after a mismatched approval", st)
+		}
+		if st, raw := revokeWith("op1", sub2, "cessationOfOperation", p2.Approval); st != http.StatusOK {
+			t.Fatalf("approve and execute: %d %s", st, raw)
+		}
+		if c := status(sub2); c.status != "revoked" || c.reason != 5 {
+			t.Fatalf("stored %s reason %d", c.status, c.reason)
 		}
 	})
 }

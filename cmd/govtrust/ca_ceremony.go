@@ -423,11 +423,3 @@ func readCerts(path string) ([]*smx509.Certificate, error) {
 	}
 	return out, nil
 }
-
-// caCmd is `govtrust ca`. The ceremony subcommands are added here; the
-// lead's wiring adds the other CA subcommands to the same command.
-func caCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "ca", Short: "Certificate authorities: key ceremonies, import"}
-	cmd.AddCommand(caCeremonyCommands()...)
-	return cmd
-}

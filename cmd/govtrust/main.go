@@ -42,7 +42,8 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newUpCmd(), newAuditCmd(), newHSMCmd(), newTokenCmd(), newAccountCmd(), caCmd())
+	root.AddCommand(newUpCmd(), newAuditCmd(), newHSMCmd(), newTokenCmd(), newAccountCmd())
+	root.AddCommand(newCACmd())
 	return root
 }
 

@@ -217,6 +217,8 @@ var seed = []Action{
 	{"ca.certificate.read", ClassRead, "Read a certificate and its status"},
 	{"ca.crl.generate", ClassWrite, "Generate a CRL now"},
 	{"ca.authority.rollover", ClassKey, "Roll a CA over to a new key and certificate"},
+	{"ca.profile.read", ClassRead, "Read the certificate profiles offered"},
+	{"ca.authority.revoke", ClassWrite, "Revoke a CA certificate (under dual control)"},
 
 	{"tsa.timestamp", ClassWrite, "Obtain an RFC 3161 time-stamp token"},
 
