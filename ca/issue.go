@@ -222,6 +222,9 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return profileError(err)
 	}
+	if err := checkKeyNotBlocked(ctx, s.env.DB, csr.RawSubjectPublicKeyInfo); err != nil {
+		return err
+	}
 	res, err := prof.Apply(profile.Input{CSR: csr, Record: req.Record, Now: s.env.Clock.Now().UTC(), Issuer: a.cert, CAID: a.id, Vars: s.vars})
 	if err != nil {
 		return profileError(err)

@@ -249,6 +249,11 @@ func (s *Service) revokeRow(ctx context.Context, tx *store.Tx, a *authority, ser
 	if err := insertOutbox(ctx, tx, "revoked", a.id, serial, now); err != nil {
 		return nil, false, err
 	}
+	if code == reasonKeyCompromise || code == reasonCACompromise {
+		if err := blockKey(ctx, tx, a.id, serial, code, c.der, now); err != nil {
+			return nil, false, err
+		}
+	}
 	return &RevokeResponse{Serial: serial, RevokedAt: now.Format(time.RFC3339), Reason: reason}, true, nil
 }
 
