@@ -173,6 +173,9 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 			WHERE issuer_id = ? AND serial = ? AND status = 'good'`, now.Format(timeFormat), code, a.id, serial); err != nil {
 			return fmt.Errorf("revoke %s/%s: %w", a.id, serial, err)
 		}
+		if err := s.ocspRevokeTx(ctx, tx, a.id, serial); err != nil {
+			return err
+		}
 		if _, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: p.Actor(), Action: "ca.certificate.revoke",
 			Object: "cert/" + a.id + "/" + serial, Outcome: audit.Success,
 			Details: map[string]any{"reason": req.reason(), "subject": c.subject, "requester_org": c.requesterOrg}}); err != nil {
@@ -187,6 +190,7 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.ocspRevoked(ctx, a, serial)
 	if newly || s.isStale(a.id) {
 		s.afterRevocation(ctx, a)
 	}

@@ -125,6 +125,7 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopCRL, s.crlDone = cancel, make(chan struct{})
 	go s.crlLoop(loopCtx, s.crlDone)
+	s.startOCSP(ctx)
 	return nil
 }
 
@@ -164,6 +165,7 @@ func (s *Service) Ready(ctx context.Context) error {
 
 // Stop implements node.Service: it ends the CRL loop and waits for it.
 func (s *Service) Stop(ctx context.Context) error {
+	s.stopOCSP(ctx)
 	if s.stopCRL == nil {
 		return nil
 	}
