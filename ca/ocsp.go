@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"mime"
 	"net/http"
 	"strconv"
@@ -16,9 +17,9 @@ import (
 
 // ocspValidity is the interval from thisUpdate to nextUpdate of an OCSP
 // response: inside the 8 h – 4 d of ACCEPTANCE.md C-02 (CA/B Forum BR
-// §4.9.10 asks for at least 8 hours and at most 10 days). Responses are
-// made from the database on every request, so a revocation is visible at
-// once whatever this interval is; it only bounds how long caches keep one.
+// §4.9.10 asks for at least 8 hours and at most 10 days). A revocation
+// reaches the responder's own cache at once (ocsp_cache.go), whatever this
+// interval is; it bounds how long HTTP caches and clients keep a response.
 const ocspValidity = 24 * time.Hour
 
 // maxOCSPRequest bounds a POST body. An RFC 5019 request for one
@@ -32,27 +33,42 @@ func (s *Service) ocspPOST(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/ocsp-request" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/ocsp-request" {
-			return writeOCSP(w, ocsp.CreateErrorResponse(ocsp.MalformedRequest), time.Time{})
+			return writeOCSP(w, ocsp.CreateErrorResponse(ocsp.MalformedRequest), nil)
 		}
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxOCSPRequest+1))
-	if err != nil || len(body) > maxOCSPRequest {
+	body, err := readOCSPBody(r)
+	if err != nil {
 		// A body the edge's own limit cut short is malformed as well: no
 		// OCSP request is that large (ACCEPTANCE.md C-09).
-		return writeOCSP(w, ocsp.CreateErrorResponse(ocsp.MalformedRequest), time.Time{})
+		return writeOCSP(w, ocsp.CreateErrorResponse(ocsp.MalformedRequest), nil)
 	}
-	der, next := s.ocspAnswer(r.Context(), a, body)
-	return writeOCSP(w, der, next)
+	ans := s.ocspAnswer(r.Context(), a, body)
+	return writeOCSP(w, ans.der, ans.cache)
+}
+
+// readOCSPBody reads a POST body of at most maxOCSPRequest octets, in one
+// allocation when the client sent a Content-Length (they all do).
+func readOCSPBody(r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n > 0 && n <= maxOCSPRequest {
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, err
+		}
+		return body, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxOCSPRequest+1))
+	if err == nil && len(body) > maxOCSPRequest {
+		err = errors.New("OCSP request too large")
+	}
+	return body, err
 }
 
 // ocspGET answers GET /ocsp/{ca}/{request} (RFC 6960 Appendix A.1, RFC 5019
 // §5). The request is taken from the escaped path as received: ServeMux's
 // wildcard holds the unescaped, and a base64 '/' would already be part of
-// the path. A raw "//" in the base64 never reaches this handler: ServeMux
-// redirects the request to the cleaned path first (reported; it needs a fix
-// at the edge).
+// the path; a raw "//" reaches it too (httpx.Mux.OpaqueTail).
 func (s *Service) ocspGET(w http.ResponseWriter, r *http.Request) error {
 	a, err := s.authority(r.PathValue("ca"))
 	if err != nil {
@@ -61,29 +77,31 @@ func (s *Service) ocspGET(w http.ResponseWriter, r *http.Request) error {
 	_, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.EscapedPath(), "/ocsp/"), "/")
 	body, err := ocsp.DecodeGETPath(rest)
 	if err != nil {
-		return writeOCSP(w, ocsp.CreateErrorResponse(ocsp.MalformedRequest), time.Time{})
+		return writeOCSP(w, ocsp.CreateErrorResponse(ocsp.MalformedRequest), nil)
 	}
-	der, next := s.ocspAnswer(r.Context(), a, body)
-	if !next.IsZero() {
-		// RFC 5019 §6.2: caches may keep the response until nextUpdate.
+	ans := s.ocspAnswer(r.Context(), a, body)
+	if ans.cache != nil {
+		// RFC 5019 §6.2: caches may keep the response until its nextUpdate,
+		// and no longer; the headers describe the response served (for a
+		// pre-signed one, its own thisUpdate and nextUpdate, not now + 24 h).
 		now := s.env.Clock.Now()
-		maxAge := int(next.Sub(now) / time.Second)
-		if maxAge < 0 {
-			maxAge = 0
-		}
+		maxAge := max(0, int(ans.cache.nextUpdate.Sub(now)/time.Second))
 		w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(maxAge)+", no-transform, must-revalidate")
-		w.Header().Set("Last-Modified", now.UTC().Format(http.TimeFormat))
-		w.Header().Set("Expires", next.UTC().Format(http.TimeFormat))
+		w.Header().Set("Last-Modified", ans.cache.thisUpdate.UTC().Format(http.TimeFormat))
+		w.Header().Set("Expires", ans.cache.nextUpdate.UTC().Format(http.TimeFormat))
+		if ans.cache.etag != "" {
+			w.Header().Set("ETag", ans.cache.etag)
+		}
 	}
-	return writeOCSP(w, der, next)
+	return writeOCSP(w, ans.der, ans.cache)
 }
 
 // writeOCSP writes an OCSPResponse. OCSP errors travel in the body with
 // HTTP 200 (RFC 6960 §2.3, RFC 5019 §2.2.3); only a successful response
-// (next not zero) may be cached.
-func writeOCSP(w http.ResponseWriter, der []byte, next time.Time) error {
+// (c not nil) may be cached.
+func writeOCSP(w http.ResponseWriter, der []byte, c *cached) error {
 	w.Header().Set("Content-Type", "application/ocsp-response")
-	if next.IsZero() {
+	if c == nil {
 		w.Header().Set("Cache-Control", "no-store")
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(der)))
@@ -91,69 +109,112 @@ func writeOCSP(w http.ResponseWriter, der []byte, next time.Time) error {
 	return err
 }
 
-// ocspAnswer returns the DER OCSPResponse for a DER request to CA a, and the
-// response's nextUpdate (zero for an error response).
-//
-// The CA's own key signs (RFC 6960 §2.6 allows the issuing CA as responder;
-// C-02 accepts it). Every answer is signed on demand, so an anonymous caller
-// makes the CA key sign once per request.
-// TODO(ca): a delegated responder certificate (id-kp-OCSPSigning,
-// ocsp-nocheck) with its own key, and pre-signed responses.
-func (s *Service) ocspAnswer(ctx context.Context, a *authority, body []byte) ([]byte, time.Time) {
+// ocspAnswerResult is an answer: the DER OCSPResponse and, for a successful
+// one, its times.
+type ocspAnswerResult struct {
+	der   []byte
+	cache *cached
+}
+
+func ocspError(status ocsp.ResponseStatus) ocspAnswerResult {
+	return ocspAnswerResult{der: ocsp.CreateErrorResponse(status)}
+}
+
+// ocspAnswer answers a DER request to CA a (see ocsp_cache.go for the
+// cache and responder.go for the delegated responders): a request without
+// a nonce from the pre-signed cache when the answer is cacheable, anything
+// else signed on demand by the CA's delegated responder, with the request's
+// nonce echoed (RFC 9654 §2.1; ParseRequest refuses lengths other than 1
+// to 32 octets as malformedRequest).
+func (s *Service) ocspAnswer(ctx context.Context, a *authority, body []byte) ocspAnswerResult {
 	req, err := ocsp.ParseRequest(body)
 	if err != nil {
-		return ocsp.CreateErrorResponse(ocsp.MalformedRequest), time.Time{}
+		return ocspError(ocsp.MalformedRequest)
 	}
 	if !req.MatchesIssuer(a.cert) {
 		// Not a certificate of this CA: this responder is not authoritative
 		// for it (RFC 6960 §2.3 unauthorized).
-		return ocsp.CreateErrorResponse(ocsp.Unauthorized), time.Time{}
+		return ocspError(ocsp.Unauthorized)
 	}
-	now := s.env.Clock.Now().UTC().Truncate(time.Second)
-	t := ocsp.Template{Status: ocsp.Unknown, SerialNumber: req.SerialNumber, HashAlgorithm: req.HashAlgorithm,
-		ThisUpdate: now, NextUpdate: now.Add(ocspValidity), ProducedAt: now, Nonce: req.Nonce, RevocationReason: ocsp.NoReason}
-	status, revokedAt, reason, err := s.certStatus(ctx, a, req)
+	st := s.ocspState()
+	if st != nil && req.Nonce == nil {
+		c, err := s.presigned(ctx, st, a, req)
+		if err != nil {
+			s.env.Logger.Error("ocsp: pre-signed response failed", "ca", a.id, "err", err)
+			return ocspError(ocsp.TryLater)
+		}
+		if c != nil {
+			return ocspAnswerResult{der: c.der, cache: c}
+		}
+	}
+	t, _, err := s.template(ctx, a, req.SerialNumber, req.HashAlgorithm, req.Nonce)
 	if err != nil {
 		s.env.Logger.Error("ocsp: status lookup failed", "ca", a.id, "err", err)
-		return ocsp.CreateErrorResponse(ocsp.TryLater), time.Time{}
+		return ocspError(ocsp.TryLater)
+	}
+	var r *responder
+	if st != nil {
+		r = st.responder(a.id)
+	}
+	der, err := s.signOCSP(a, r, t)
+	if err != nil {
+		s.env.Logger.Error("ocsp: sign failed", "ca", a.id, "err", err)
+		return ocspError(ocsp.InternalError)
+	}
+	return ocspAnswerResult{der: der, cache: &cached{der: der, thisUpdate: t.ThisUpdate, nextUpdate: t.NextUpdate}}
+}
+
+// template is what a response about serial under a states now: the status
+// read from the database, thisUpdate = producedAt = now (whole seconds),
+// nextUpdate = now + ocspValidity. stored is the ca_certificates status the
+// answer rests on ("good", "revoked"), empty when the answer may not be
+// cached (unknown serial, a CA certificate).
+func (s *Service) template(ctx context.Context, a *authority, serial *big.Int, hash ocsp.HashAlg, nonce []byte) (t ocsp.Template, stored string, err error) {
+	now := s.env.Clock.Now().UTC().Truncate(time.Second)
+	t = ocsp.Template{Status: ocsp.Unknown, SerialNumber: serial, HashAlgorithm: hash,
+		ThisUpdate: now, NextUpdate: now.Add(ocspValidity), ProducedAt: now, Nonce: nonce, RevocationReason: ocsp.NoReason}
+	status, revokedAt, reason, stored, err := s.certStatus(ctx, a, serial)
+	if err != nil {
+		return t, "", err
 	}
 	t.Status = status
 	if status == ocsp.Revoked {
 		t.RevokedAt, t.RevocationReason = revokedAt, reason
 	}
-	der, err := ocsp.CreateResponse(a.cert, nil, t, a.signer)
-	if err != nil {
-		s.env.Logger.Error("ocsp: sign failed", "ca", a.id, "err", err)
-		return ocsp.CreateErrorResponse(ocsp.InternalError), time.Time{}
-	}
-	return der, t.NextUpdate
+	return t, stored, nil
 }
 
-// certStatus looks a request's serial up under a: good or revoked as
-// stored, unknown when a never issued it (a serial never issued is never
-// "good", RFC 6960 §2.2).
-func (s *Service) certStatus(ctx context.Context, a *authority, req *ocsp.Request) (ocsp.Status, time.Time, int, error) {
-	if req.SerialNumber.Sign() <= 0 {
-		return ocsp.Unknown, time.Time{}, 0, nil
+// signOCSP signs t with r, the CA's delegated responder, whose certificate
+// goes into the response (RFC 6960 §4.2.2.2); with the CA's own key when r
+// is nil (RFC 6960 §2.6).
+func (s *Service) signOCSP(a *authority, r *responder, t ocsp.Template) ([]byte, error) {
+	if r == nil {
+		return ocsp.CreateResponse(a.cert, nil, t, a.signer)
 	}
-	serial := serialHex(req.SerialNumber)
-	for _, sub := range s.authorities() {
-		// The CA certificates a root issued are in ca_authorities, not in
-		// ca_certificates; they cannot be revoked yet.
-		if sub.parent == a.id && serialHex(sub.cert.SerialNumber) == serial {
-			return ocsp.Good, time.Time{}, 0, nil
-		}
+	return ocsp.CreateResponse(a.cert, r.cert, t, r.signer)
+}
+
+// certStatus looks serial up under a: good or revoked as stored, unknown
+// when a never issued it (a serial never issued is never "good", RFC 6960
+// §2.2). stored is the ca_certificates status behind the answer, empty for
+// unknown serials. The CA certificates a root issued are rows of
+// ca_certificates like any (authorities.go), so a revoked one answers
+// revoked.
+func (s *Service) certStatus(ctx context.Context, a *authority, n *big.Int) (status ocsp.Status, revokedAt time.Time, reason int, stored string, err error) {
+	if n.Sign() <= 0 {
+		return ocsp.Unknown, time.Time{}, 0, "", nil
 	}
+	serial := serialHex(n)
 	c, err := certBySerial(ctx, s.env.DB, a.id, serial)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return ocsp.Unknown, time.Time{}, 0, nil
+		return ocsp.Unknown, time.Time{}, 0, "", nil
 	case err != nil:
-		return 0, time.Time{}, 0, err
+		return 0, time.Time{}, 0, "", err
 	case c.status == "revoked":
-		return ocsp.Revoked, c.revokedAt, c.reason, nil
+		return ocsp.Revoked, c.revokedAt, c.reason, c.status, nil
 	case c.status == "good":
-		return ocsp.Good, time.Time{}, 0, nil
+		return ocsp.Good, time.Time{}, 0, c.status, nil
 	}
-	return 0, time.Time{}, 0, fmt.Errorf("certificate %s/%s: unknown status %q", a.id, serial, c.status)
+	return 0, time.Time{}, 0, "", fmt.Errorf("certificate %s/%s: unknown status %q", a.id, serial, c.status)
 }

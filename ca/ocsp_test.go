@@ -133,8 +133,8 @@ func TestOCSP(t *testing.T) {
 		}
 		nonce := make([]byte, 16)
 		rand.Read(nonce)
-		if r := tn.query(t, "sm2-issuing", sm2Leaf.SerialNumber, nonce); r.Status != ocsp.Good || r.Certificate != nil {
-			t.Fatalf("status %v (delegated %v), want good signed by the CA", r.Status, r.Certificate != nil)
+		if r := tn.query(t, "sm2-issuing", sm2Leaf.SerialNumber, nonce); r.Status != ocsp.Good || r.Certificate == nil {
+			t.Fatalf("status %v (delegated %v), want good signed by the delegated responder", r.Status, r.Certificate != nil)
 		}
 		if got := tn.opensslOCSP(t, "sm2-issuing", "-issuer", issuing, "-cert", leaf, "-noverify"); !strings.Contains(got, leaf+": good") {
 			t.Fatalf("openssl before revocation:\n%s", got)
@@ -150,7 +150,11 @@ func TestOCSP(t *testing.T) {
 		if r.Status != ocsp.Revoked || r.RevocationReason != ocsp.ReasonAffiliationChanged || !r.RevokedAt.Equal(c.revokedAt) {
 			t.Fatalf("status %v reason %d at %v; want revoked, affiliationChanged, at %v", r.Status, r.RevocationReason, r.RevokedAt, c.revokedAt)
 		}
-		if out := sm2OpenSSLVerify(t, dir, r.TBSResponseData, r.Signature, issuing); !strings.Contains(out, "Signature Verified Successfully") {
+		if r.Certificate == nil {
+			t.Fatal("revoked response not signed by the delegated responder")
+		}
+		responderPEM := writeFile(t, dir, "sm2-responder.pem", pemCert(r.Certificate.Raw))
+		if out := sm2OpenSSLVerify(t, dir, r.TBSResponseData, r.Signature, responderPEM); !strings.Contains(out, "Signature Verified Successfully") {
 			t.Errorf("SM2 detached check of the OCSP response: %s", out)
 		}
 		got := tn.opensslOCSP(t, "sm2-issuing", "-issuer", issuing, "-cert", leaf, "-noverify")

@@ -204,6 +204,7 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.ocspRevoked(ctx, a, serial)
 	if newly || s.isStale(a.id) {
 		s.afterRevocation(ctx, a)
 	}
@@ -237,6 +238,9 @@ func (s *Service) revokeRow(ctx context.Context, tx *store.Tx, a *authority, ser
 	if _, err := tx.Exec(ctx, `UPDATE ca_certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
 		WHERE issuer_id = ? AND serial = ? AND status = 'good'`, now.Format(timeFormat), code, a.id, serial); err != nil {
 		return nil, false, fmt.Errorf("revoke %s/%s: %w", a.id, serial, err)
+	}
+	if err := s.ocspRevokeTx(ctx, tx, a.id, serial); err != nil {
+		return nil, false, err
 	}
 	details := map[string]any{"reason": reason, "subject": c.subject, "requester_org": c.requesterOrg}
 	for k, v := range extra {
@@ -384,6 +388,7 @@ func (s *Service) revokeCA(w http.ResponseWriter, r *http.Request, a *authority,
 		return err
 	}
 	out.Approval = d.ID
+	s.ocspRevoked(ctx, a, out.Serial)
 	if newly || s.isStale(a.id) {
 		s.afterRevocation(ctx, a)
 	}

@@ -103,6 +103,9 @@ type Service struct {
 
 	// batch shares the commits of concurrent issuances (sign.go).
 	batch batchHolder
+	// ocsp is the OCSP responders and response cache while started
+	// (ocsp_cache.go).
+	ocsp atomic.Pointer[ocspState]
 }
 
 var (
@@ -150,6 +153,7 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopCRL, s.crlDone = cancel, make(chan struct{})
 	go s.crlLoop(loopCtx, s.crlDone)
+	s.startOCSP(ctx)
 	return nil
 }
 
@@ -186,6 +190,7 @@ func (s *Service) Ready(ctx context.Context) error {
 // Stop implements node.Service: it ends the CRL loop and waits for it.
 func (s *Service) Stop(ctx context.Context) error {
 	defer s.closeBatcher()
+	s.stopOCSP(ctx)
 	if s.stopCRL == nil {
 		return nil
 	}

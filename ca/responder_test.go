@@ -1,0 +1,628 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/ca/ocsp"
+	"github.com/govtrust/govtrust/hsm"
+	"github.com/govtrust/govtrust/internal/clock"
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store/storetest"
+)
+
+// startNodeWith is startNode with options changed by set (a database URL, a
+// fake clock). The bootstrap tokens are read when the data directory has
+// them: a second node on an initialised PostgreSQL database has none.
+func startNodeWith(t *testing.T, dir string, set func(*node.Options)) *testNode {
+	t.Helper()
+	svc := New()
+	opts := node.Options{DataDir: dir, HTTP: ptr("127.0.0.1:0"), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
+		LogOutput: io.Discard, Environ: []string{}}
+	if set != nil {
+		set(&opts)
+	}
+	n, err := node.Start(context.Background(), opts, svc)
+	if err != nil {
+		t.Fatalf("start node: %v", err)
+	}
+	tn := &testNode{t: t, dir: dir, n: n, svc: svc, tokens: map[string]string{},
+		c: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
+	for _, role := range []string{"sysadmin", "secadmin", "auditor", "ra"} {
+		if tok, err := node.ReadBootstrapToken(dir, role); err == nil {
+			tn.tokens[role] = tok
+		} else if !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("token %s: %v", role, err)
+		}
+	}
+	t.Cleanup(func() { tn.stop() })
+	return tn
+}
+
+// responderOf is the delegated responder CA id signs with now.
+func (tn *testNode) responderOf(t *testing.T, id string) *responder {
+	t.Helper()
+	st := tn.svc.ocspState()
+	if st == nil {
+		t.Fatal("OCSP not started")
+	}
+	r := st.responder(id)
+	if r == nil {
+		t.Fatalf("%s has no delegated responder", id)
+	}
+	return r
+}
+
+// issueSM2Go issues a person-sign certificate from sm2-issuing for a key
+// made in Go (issueSM2 has OpenSSL make it).
+func (tn *testNode) issueSM2Go(t *testing.T) (*IssueResponse, *smx509.Certificate) {
+	t.Helper()
+	key, err := sm2.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, out, raw := tn.issue("sm2-issuing", IssueRequest{CSR: csrPEM(der), Profile: "person-sign", Record: personRecord}, "")
+	if status != http.StatusCreated {
+		t.Fatalf("issue: %d %s", status, raw)
+	}
+	cert, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, cert
+}
+
+// rawQuery posts a request for serial to ca's responder and returns the
+// response DER and its parse against the CA certificate.
+func (tn *testNode) rawQuery(t *testing.T, ca string, serial *big.Int, opts *ocsp.RequestOptions) ([]byte, *ocsp.Response) {
+	t.Helper()
+	issuer := tn.svc.cas[ca].cert
+	req, err := ocsp.CreateRequestForSerial(serial, issuer, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, raw := tn.ocspPost(ca, "application/ocsp-request", req)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP %d", resp.StatusCode)
+	}
+	r, err := ocsp.ParseResponse(raw, issuer)
+	if err != nil {
+		t.Fatalf("parse response: %v", err)
+	}
+	return raw, r
+}
+
+// TestOCSPDelegatedResponders: every CA has a delegated responder of its
+// algorithm with an ocsp-signer certificate recorded like any issued one;
+// responses carry it (RFC 6960 §4.2.2.2); `openssl ocsp` verifies ECDSA
+// responses with only the root as trust anchor, finding the responder
+// through the included certificate, and SM2 responses pass the detached
+// check (ACCEPTANCE.md C-02).
+func TestOCSPDelegatedResponders(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	dir := t.TempDir()
+	for _, sp := range hierarchies {
+		t.Run(sp.id, func(t *testing.T) {
+			r := tn.responderOf(t, sp.id)
+			a := tn.svc.cas[sp.id]
+			if err := ocsp.CheckResponder(a.cert, r.cert); err != nil || !ocsp.HasNoCheck(r.cert) {
+				t.Fatalf("responder certificate: %v, nocheck %v", err, ocsp.HasNoCheck(r.cert))
+			}
+			pub, ok := r.cert.PublicKey.(*ecdsa.PublicKey)
+			if !ok {
+				t.Fatalf("responder key %T", r.cert.PublicKey)
+			}
+			want := elliptic.P256()
+			if sp.alg == hsm.SM2 {
+				want = sm2.P256()
+			}
+			if pub.Curve != want {
+				t.Fatalf("responder key on %s, want %s", pub.Curve.Params().Name, want.Params().Name)
+			}
+			c, err := certBySerial(t.Context(), tn.db(), sp.id, serialHex(r.cert.SerialNumber))
+			if err != nil {
+				t.Fatalf("responder certificate not in ca_certificates: %v", err)
+			}
+			if c.profile != "ocsp-signer" || c.requester != "system" || c.status != "good" || !bytes.Equal(c.der, r.cert.Raw) {
+				t.Fatalf("recorded as profile %q requester %q status %q", c.profile, c.requester, c.status)
+			}
+			if n := tn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'ca.certificate.issue' AND object = ?", "cert/"+sp.id+"/"+c.serial); n != 1 {
+				t.Errorf("%d audit records for the responder certificate", n)
+			}
+			if d := r.cert.NotAfter.Sub(r.cert.NotBefore); d < 89*24*time.Hour || d > 91*24*time.Hour {
+				t.Errorf("responder validity %v, want the profile's 90 days", d)
+			}
+		})
+	}
+
+	t.Run("openssl verifies the ECDSA responder", func(t *testing.T) {
+		out := tn.issueECDSA(t)
+		leaf := writeFile(t, dir, "leaf.pem", out.Certificate)
+		issuing := writeFile(t, dir, "issuing.pem", out.Chain[0])
+		root := writeFile(t, dir, "root.pem", out.Chain[1])
+		r := tn.responderOf(t, "ecdsa-issuing")
+		// Without and with a nonce: from the cache and signed on demand.
+		for _, nonce := range [][]string{{"-no_nonce"}, {}} {
+			got := tn.opensslOCSP(t, "ecdsa-issuing", append([]string{"-issuer", issuing, "-cert", leaf, "-CAfile", root, "-verify_other", issuing}, nonce...)...)
+			for _, want := range []string{"Response verify OK", leaf + ": good", "Responder Id: ", "OCSP Signing", "OCSP No Check", r.cert.Subject.CommonName} {
+				if !strings.Contains(got, want) {
+					t.Errorf("%v: no %q in\n%s", nonce, want, got)
+				}
+			}
+		}
+		// Checked separately: the included certificate chains to the root.
+		respPEM := writeFile(t, dir, "responder.pem", pemCert(r.cert.Raw))
+		if got := openssl(t, "verify", "-purpose", "ocsphelper", "-CAfile", root, "-untrusted", issuing, respPEM); !strings.Contains(got, ": OK") {
+			t.Errorf("openssl verify of the responder certificate: %s", got)
+		}
+		text := openssl(t, "x509", "-in", respPEM, "-noout", "-text")
+		for _, want := range []string{"OCSP Signing", "OCSP No Check", "Digital Signature"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("responder certificate has no %q:\n%s", want, text)
+			}
+		}
+	})
+
+	t.Run("SM2 responder, detached check", func(t *testing.T) {
+		_, leaf := tn.issueSM2Go(t)
+		r := tn.responderOf(t, "sm2-issuing")
+		respPEM := writeFile(t, dir, "sm2-responder.pem", pemCert(r.cert.Raw))
+		for _, nonce := range [][]byte{nil, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}} {
+			_, resp := tn.rawQuery(t, "sm2-issuing", leaf.SerialNumber, &ocsp.RequestOptions{Nonce: nonce})
+			if resp.Status != ocsp.Good || resp.Certificate == nil || !bytes.Equal(resp.Certificate.Raw, r.cert.Raw) || !bytes.Equal(resp.Nonce, nonce) {
+				t.Fatalf("nonce %x: status %v, nonce %x, signed by the responder %v", nonce, resp.Status, resp.Nonce, resp.Certificate != nil)
+			}
+			if out := sm2OpenSSLVerify(t, dir, resp.TBSResponseData, resp.Signature, respPEM); !strings.Contains(out, "Signature Verified Successfully") {
+				t.Errorf("SM2 detached check: %s", out)
+			}
+		}
+		issuing := writeFile(t, dir, "sm2-issuing.pem", pemCert(tn.svc.cas["sm2-issuing"].cert.Raw))
+		if got := openssl(t, "verify", "-vfyopt", "distid:1234567812345678", "-partial_chain", "-CAfile", issuing, respPEM); !strings.Contains(got, ": OK") {
+			t.Errorf("openssl verify of the SM2 responder certificate: %s", got)
+		}
+	})
+}
+
+// TestOCSPPresigned: requests without a nonce get the same pre-signed
+// response until it is due, backed by ca_ocsp_responses; nonce requests
+// and unknown serials are signed on demand and not stored; GET cache
+// headers describe the response served; a revocation is visible at once.
+func TestOCSPPresigned(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	out, leaf := tn.issueSM2Go(t)
+	stored := func() int {
+		return tn.count("SELECT COUNT(*) FROM ca_ocsp_responses WHERE issuer_id = 'sm2-issuing' AND serial = ?", out.Serial)
+	}
+
+	hashes := []ocsp.HashAlg{ocsp.SHA1, ocsp.SHA256, ocsp.SM3}
+	first := map[ocsp.HashAlg][]byte{}
+	for _, h := range hashes {
+		raw, r := tn.rawQuery(t, "sm2-issuing", leaf.SerialNumber, &ocsp.RequestOptions{Hash: h})
+		if r.Status != ocsp.Good || r.HashAlgorithm != h || r.Nonce != nil {
+			t.Fatalf("%v: status %v hash %v", h, r.Status, r.HashAlgorithm)
+		}
+		first[h] = raw
+	}
+	if n := stored(); n != len(hashes) {
+		t.Fatalf("%d stored responses, want one per CertID hash (%d)", n, len(hashes))
+	}
+	for _, h := range hashes {
+		if raw, _ := tn.rawQuery(t, "sm2-issuing", leaf.SerialNumber, &ocsp.RequestOptions{Hash: h}); !bytes.Equal(raw, first[h]) {
+			t.Errorf("%v: second answer differs from the pre-signed one", h)
+		}
+	}
+	// From the table after the memory is dropped (another process's view).
+	tn.svc.ocspState().cache.flush("sm2-issuing")
+	if raw, _ := tn.rawQuery(t, "sm2-issuing", leaf.SerialNumber, nil); !bytes.Equal(raw, first[ocsp.SHA1]) {
+		t.Error("answer after a memory flush is not the stored one")
+	}
+
+	t.Run("nonce: signed on demand, echoed, not stored", func(t *testing.T) {
+		nonce := bytes.Repeat([]byte{7}, 32)
+		raw, r := tn.rawQuery(t, "sm2-issuing", leaf.SerialNumber, &ocsp.RequestOptions{Nonce: nonce})
+		if bytes.Equal(raw, first[ocsp.SHA1]) || !bytes.Equal(r.Nonce, nonce) || r.Status != ocsp.Good {
+			t.Fatalf("nonce %x status %v", r.Nonce, r.Status)
+		}
+		if n := stored(); n != len(hashes) {
+			t.Errorf("%d stored responses after a nonce request", n)
+		}
+	})
+
+	t.Run("unknown serial: never stored", func(t *testing.T) {
+		serial := new(big.Int).SetBytes(bytes.Repeat([]byte{0x42}, 17))
+		for range 2 {
+			if _, r := tn.rawQuery(t, "sm2-issuing", serial, nil); r.Status != ocsp.Unknown {
+				t.Fatalf("status %v, want unknown", r.Status)
+			}
+		}
+		if n := tn.count("SELECT COUNT(*) FROM ca_ocsp_responses WHERE serial = ?", serialHex(serial)); n != 0 {
+			t.Errorf("%d stored responses for an unknown serial", n)
+		}
+	})
+
+	t.Run("GET cache headers follow the pre-signed response", func(t *testing.T) {
+		req, err := ocsp.CreateRequestForSerial(leaf.SerialNumber, tn.svc.cas["sm2-issuing"].cert, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body := tn.ocspGet("sm2-issuing", ocsp.EncodeGETPath(req))
+		if !bytes.Equal(body, first[ocsp.SHA1]) {
+			t.Fatal("GET did not answer the pre-signed response")
+		}
+		r, err := ocsp.ParseResponse(body, tn.svc.cas["sm2-issuing"].cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`max-age=(\d+)`).FindStringSubmatch(resp.Header.Get("Cache-Control"))
+		if m == nil {
+			t.Fatalf("Cache-Control %q", resp.Header.Get("Cache-Control"))
+		}
+		age, _ := strconv.Atoi(m[1])
+		lm, err1 := http.ParseTime(resp.Header.Get("Last-Modified"))
+		exp, err2 := http.ParseTime(resp.Header.Get("Expires"))
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatal(err)
+		}
+		if !lm.Equal(r.ThisUpdate) || !exp.Equal(r.NextUpdate) {
+			t.Errorf("Last-Modified %v Expires %v; thisUpdate %v nextUpdate %v", lm, exp, r.ThisUpdate, r.NextUpdate)
+		}
+		if until := time.Until(r.NextUpdate); age <= 0 || time.Duration(age)*time.Second > until+time.Second {
+			t.Errorf("max-age %d s, nextUpdate in %v", age, until)
+		}
+		if resp.Header.Get("ETag") == "" {
+			t.Error("no ETag (RFC 5019 §6.2)")
+		}
+	})
+
+	t.Run("C-02 revoked at once", func(t *testing.T) {
+		if status, raw := tn.revoke("sm2-issuing", "ra", out.Serial, "keyCompromise"); status != http.StatusOK {
+			t.Fatalf("revoke: %d %s", status, raw)
+		}
+		for _, h := range hashes {
+			_, r := tn.rawQuery(t, "sm2-issuing", leaf.SerialNumber, &ocsp.RequestOptions{Hash: h})
+			if r.Status != ocsp.Revoked || r.RevocationReason != ocsp.ReasonKeyCompromise {
+				t.Errorf("%v right after the ack: %v reason %d", h, r.Status, r.RevocationReason)
+			}
+		}
+		// The revoked answers were signed before the ack and replaced the
+		// good ones in the table.
+		if n := tn.count("SELECT COUNT(*) FROM ca_ocsp_responses WHERE issuer_id = 'sm2-issuing' AND serial = ? AND status = 'revoked'", out.Serial); n != len(hashes) {
+			t.Errorf("%d stored revoked responses", n)
+		}
+		if n := tn.count("SELECT COUNT(*) FROM ca_ocsp_responses WHERE issuer_id = 'sm2-issuing' AND serial = ? AND status <> 'revoked'", out.Serial); n != 0 {
+			t.Errorf("%d stored responses still not revoked", n)
+		}
+	})
+}
+
+// TestOCSPResponderRollover moves the node's fake clock past two thirds of
+// the responder certificate's life: the maintenance makes the next
+// generation, which signs from then on (cached responses of the old one
+// are re-signed), the old key is destroyed after the grace period, and a
+// restart keeps the current responder.
+func TestOCSPResponderRollover(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	fake := clock.NewFake(time.Now())
+	set := func(o *node.Options) { o.Clock = fake }
+	tn := startNodeWith(t, dir, set)
+	out := tn.issueECDSA(t)
+	leaf, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := tn.responderOf(t, "ecdsa-issuing")
+	_, r := tn.rawQuery(t, "ecdsa-issuing", leaf.SerialNumber, nil)
+	if !bytes.Equal(r.Certificate.Raw, old.cert.Raw) {
+		t.Fatal("not signed by the first responder")
+	}
+	st := tn.svc.ocspState()
+
+	// Not due yet: nothing changes.
+	fake.Add(59 * 24 * time.Hour)
+	tn.svc.maintainOCSP(t.Context(), st)
+	if cur := tn.responderOf(t, "ecdsa-issuing"); cur.generation != old.generation {
+		t.Fatalf("rolled over at 59 days: generation %d", cur.generation)
+	}
+	fake.Add(2 * 24 * time.Hour) // 61 of 90 days
+	tn.svc.maintainOCSP(t.Context(), st)
+	cur := tn.responderOf(t, "ecdsa-issuing")
+	if cur.generation != old.generation+1 || bytes.Equal(cur.cert.Raw, old.cert.Raw) {
+		t.Fatalf("after 61 days: generation %d, want %d", cur.generation, old.generation+1)
+	}
+	if !cur.cert.NotBefore.After(old.cert.NotBefore) {
+		t.Errorf("new responder valid from %v, old from %v", cur.cert.NotBefore, old.cert.NotBefore)
+	}
+	for _, nonce := range [][]byte{nil, {9, 9, 9, 9}} {
+		_, r := tn.rawQuery(t, "ecdsa-issuing", leaf.SerialNumber, &ocsp.RequestOptions{Nonce: nonce})
+		if r.Status != ocsp.Good || r.Certificate == nil || !bytes.Equal(r.Certificate.Raw, cur.cert.Raw) {
+			t.Fatalf("nonce %x: status %v, not signed by the new responder", nonce, r.Status)
+		}
+	}
+	// openssl, with the fake time as the verification time.
+	odir := t.TempDir()
+	lf := writeFile(t, odir, "leaf.pem", out.Certificate)
+	issuing := writeFile(t, odir, "issuing.pem", out.Chain[0])
+	root := writeFile(t, odir, "root.pem", out.Chain[1])
+	got := tn.opensslOCSP(t, "ecdsa-issuing", "-no_nonce", "-issuer", issuing, "-cert", lf, "-CAfile", root, "-verify_other", issuing,
+		"-attime", strconv.FormatInt(fake.Now().Unix(), 10), "-validity_period", strconv.Itoa(int(100*24*time.Hour/time.Second)))
+	if !strings.Contains(got, "Response verify OK") || !strings.Contains(got, lf+": good") || !strings.Contains(got, cur.cert.Subject.CommonName) {
+		t.Errorf("openssl after rollover:\n%s", got)
+	}
+	if n := tn.count("SELECT COUNT(*) FROM ca_certificates WHERE issuer_id = 'ecdsa-issuing' AND profile = 'ocsp-signer'"); n != 2 {
+		t.Errorf("%d ocsp-signer certificates recorded, want 2", n)
+	}
+
+	// The old key lives on through the grace period, then goes.
+	keys := tn.n.Env().Keys
+	if _, err := keys.Signer(t.Context(), &hsm.SignerRequest{URI: old.keyURI, Service: keyService}); err != nil {
+		t.Fatalf("old key gone too early: %v", err)
+	}
+	fake.Add(responderKeyGrace + time.Minute)
+	tn.svc.maintainOCSP(t.Context(), st)
+	if _, err := keys.Signer(t.Context(), &hsm.SignerRequest{URI: old.keyURI, Service: keyService}); !errors.Is(err, hsm.ErrNotFound) {
+		t.Errorf("old key after the grace period: %v, want ErrNotFound", err)
+	}
+	if n := tn.count("SELECT COUNT(*) FROM ca_ocsp_responders WHERE issuer_id = 'ecdsa-issuing' AND state = 'retired'"); n != 1 {
+		t.Errorf("%d retired responders", n)
+	}
+
+	// A restart keeps the current responder of every CA.
+	before := map[string][]byte{}
+	for _, sp := range hierarchies {
+		before[sp.id] = tn.responderOf(t, sp.id).cert.Raw
+	}
+	rows := tn.count("SELECT COUNT(*) FROM ca_ocsp_responders")
+	tn.stop()
+	tn = startNodeWith(t, dir, set)
+	for _, sp := range hierarchies {
+		if !bytes.Equal(tn.responderOf(t, sp.id).cert.Raw, before[sp.id]) {
+			t.Errorf("%s: restart changed the responder", sp.id)
+		}
+	}
+	if n := tn.count("SELECT COUNT(*) FROM ca_ocsp_responders"); n != rows {
+		t.Errorf("restart made responders: %d rows, was %d", n, rows)
+	}
+	_, r = tn.rawQuery(t, "ecdsa-issuing", leaf.SerialNumber, nil)
+	if r.Status != ocsp.Good || !bytes.Equal(r.Certificate.Raw, cur.cert.Raw) {
+		t.Errorf("after restart: %v, signed by the current responder %v", r.Status, r.Certificate != nil && bytes.Equal(r.Certificate.Raw, cur.cert.Raw))
+	}
+}
+
+// TestOCSPTwoProcessesPostgres runs two CA services on one PostgreSQL
+// database: the second loads the first's responders rather than make its
+// own; a rollover raced by both makes exactly one responder; and a
+// revocation acknowledged by the first is answered "revoked" by the second
+// within the 5 s of ACCEPTANCE.md C-02, although the second had the good
+// answer in its memory cache.
+func TestOCSPTwoProcessesPostgres(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	set := func(o *node.Options) { o.DB = &url }
+	a := startNodeWith(t, filepath.Join(t.TempDir(), "a"), set)
+	b := startNodeWith(t, filepath.Join(t.TempDir(), "b"), set)
+	for _, sp := range hierarchies {
+		if ra, rb := a.responderOf(t, sp.id), b.responderOf(t, sp.id); !bytes.Equal(ra.cert.Raw, rb.cert.Raw) {
+			t.Errorf("%s: the two processes use different responders", sp.id)
+		}
+	}
+	if n := a.count("SELECT COUNT(*) FROM ca_ocsp_responders"); n != len(hierarchies) {
+		t.Fatalf("%d responders for %d CAs", n, len(hierarchies))
+	}
+
+	t.Run("rollover raced by both processes", func(t *testing.T) {
+		ca := a.svc.cas["sm2-issuing"]
+		gen := a.responderOf(t, "sm2-issuing").generation + 1
+		before := a.count("SELECT COUNT(*) FROM ca_certificates WHERE issuer_id = 'sm2-issuing' AND profile = 'ocsp-signer'")
+		var wg sync.WaitGroup
+		got := make([]*responder, 2)
+		errs := make([]error, 2)
+		for i, tn := range []*testNode{a, b} {
+			wg.Go(func() { got[i], errs[i] = tn.svc.makeResponder(t.Context(), ca, gen) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+		if got[0].generation != gen || !bytes.Equal(got[0].cert.Raw, got[1].cert.Raw) {
+			t.Fatalf("generations %d and %d, same certificate %v", got[0].generation, got[1].generation, bytes.Equal(got[0].cert.Raw, got[1].cert.Raw))
+		}
+		if n := a.count("SELECT COUNT(*) FROM ca_certificates WHERE issuer_id = 'sm2-issuing' AND profile = 'ocsp-signer'"); n != before+1 {
+			t.Errorf("%d ocsp-signer certificates, want %d", n, before+1)
+		}
+	})
+
+	t.Run("C-02 revocation in the other process", func(t *testing.T) {
+		out, leaf := a.issueSM2Go(t)
+		first, r := b.rawQuery(t, "sm2-issuing", leaf.SerialNumber, nil)
+		if r.Status != ocsp.Good {
+			t.Fatalf("before: %v", r.Status)
+		}
+		if again, _ := b.rawQuery(t, "sm2-issuing", leaf.SerialNumber, nil); !bytes.Equal(again, first) {
+			t.Fatal("the second process does not answer from its cache")
+		}
+		if status, raw := a.revoke("sm2-issuing", "ra", out.Serial, "superseded"); status != http.StatusOK {
+			t.Fatalf("revoke: %d %s", status, raw)
+		}
+		ack := time.Now()
+		for {
+			_, r := b.rawQuery(t, "sm2-issuing", leaf.SerialNumber, nil)
+			if r.Status == ocsp.Revoked {
+				if r.RevocationReason != ocsp.ReasonSuperseded {
+					t.Errorf("reason %d", r.RevocationReason)
+				}
+				t.Logf("revoked in the other process %v after the ack", time.Since(ack).Round(time.Millisecond))
+				break
+			}
+			if time.Since(ack) > 5*time.Second {
+				t.Fatalf("still %v 5 s after the revocation was acknowledged", r.Status)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+// BenchmarkOCSPAnswer measures the responder's own work per answer, without
+// HTTP: from the pre-signed cache (no nonce) and signed on demand by the
+// delegated SM2 responder (nonce). Compare with `go test -bench . ./bench/ref`
+// (raw SM2 signing) on the same machine.
+func BenchmarkOCSPAnswer(b *testing.B) {
+	dir := b.TempDir()
+	svc := New()
+	opts := node.Options{DataDir: filepath.Join(dir, "data"), HTTP: ptr("127.0.0.1:0"), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
+		LogOutput: io.Discard, Environ: []string{}}
+	n, err := node.Start(context.Background(), opts, svc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Shutdown(context.Background())
+	a := svc.cas["sm2-issuing"]
+	r := svc.ocspState().responder(a.id)
+	// A certificate to ask about: the responder's own, recorded in
+	// ca_certificates like any issued one.
+	serial := r.cert.SerialNumber
+	for _, bc := range []struct {
+		name  string
+		nonce []byte
+	}{{"presigned", nil}, {"on-demand", bytes.Repeat([]byte{1}, 16)}} {
+		req, err := ocsp.CreateRequestForSerial(serial, a.cert, &ocsp.RequestOptions{Nonce: bc.nonce})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ans := svc.ocspAnswer(b.Context(), a, req); ans.cache == nil {
+			b.Fatalf("%s: no answer", bc.name)
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if ans := svc.ocspAnswer(context.Background(), a, req); ans.cache == nil {
+						b.Error("no answer")
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestOCSPRefresh: a pre-signed response is served unchanged until half its
+// validity has passed, then the scheduled sweep re-signs it (thisUpdate
+// moves, nextUpdate stays 24 h ahead); one that is close to its nextUpdate
+// is never served, and a re-sign that read "good" before a revocation cannot
+// store its answer afterwards.
+func TestOCSPRefresh(t *testing.T) {
+	fake := clock.NewFake(time.Now())
+	tn := startNodeWith(t, filepath.Join(t.TempDir(), "data"), func(o *node.Options) { o.Clock = fake })
+	out := tn.issueECDSA(t)
+	leaf, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := tn.svc.cas["ecdsa-issuing"]
+	st := tn.svc.ocspState()
+	first, r0 := tn.rawQuery(t, a.id, leaf.SerialNumber, nil)
+
+	fake.Add(11 * time.Hour)
+	if raw, _ := tn.rawQuery(t, a.id, leaf.SerialNumber, nil); !bytes.Equal(raw, first) {
+		t.Fatal("re-signed before half its validity")
+	}
+	fake.Add(2 * time.Hour)
+	if err := tn.svc.refreshDue(t.Context(), st, a); err != nil {
+		t.Fatal(err)
+	}
+	var this string
+	if err := tn.db().QueryRow(t.Context(), "SELECT this_update FROM ca_ocsp_responses WHERE issuer_id = ? AND serial = ?", a.id, out.Serial).Scan(&this); err != nil {
+		t.Fatal(err)
+	}
+	want := fake.Now().UTC().Truncate(time.Second)
+	if this != want.Format(timeFormat) {
+		t.Errorf("stored thisUpdate %s after the sweep, want %s", this, want.Format(timeFormat))
+	}
+	raw, r1 := tn.rawQuery(t, a.id, leaf.SerialNumber, nil)
+	if bytes.Equal(raw, first) || !r1.ThisUpdate.Equal(want) || r1.NextUpdate.Sub(r1.ThisUpdate) != ocspValidity || !r1.ThisUpdate.After(r0.ThisUpdate) {
+		t.Errorf("after the sweep: thisUpdate %v nextUpdate %v (before %v)", r1.ThisUpdate, r1.NextUpdate, r0.ThisUpdate)
+	}
+
+	// Never served within ocspMinRemaining of nextUpdate, sweep or not.
+	fake.Add(ocspValidity - ocspMinRemaining/2)
+	_, r2 := tn.rawQuery(t, a.id, leaf.SerialNumber, nil)
+	if !r2.ThisUpdate.Equal(fake.Now().UTC().Truncate(time.Second)) {
+		t.Errorf("served a response with thisUpdate %v at %v", r2.ThisUpdate, fake.Now())
+	}
+
+	// The guard: a "good" answer is not stored once the certificate is
+	// revoked.
+	if status, raw := tn.revoke(a.id, "ra", out.Serial, "keyCompromise"); status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", status, raw)
+	}
+	k := cacheKey{a.id, string(leaf.SerialNumber.Bytes()), ocsp.SHA1}
+	stale := newCached(first, r0.ThisUpdate.Add(48*time.Hour), r0.NextUpdate.Add(48*time.Hour), 1)
+	if stored, err := storeResponse(t.Context(), tn.db(), k, "good", stale); err != nil || stored {
+		t.Fatalf("good answer stored for a revoked certificate: %v %v", stored, err)
+	}
+	if _, r := tn.rawQuery(t, a.id, leaf.SerialNumber, nil); r.Status != ocsp.Revoked {
+		t.Errorf("after the refused store: %v", r.Status)
+	}
+}
+
+// TestRespCache: the memory level stays within its bound, and a fill that
+// began before an invalidation is not kept.
+func TestRespCache(t *testing.T) {
+	c := newRespCache(64)
+	now := time.Now()
+	entry := newCached([]byte{1}, now, now.Add(ocspValidity), 1)
+	for i := range 1000 {
+		if !c.put(cacheKey{"ca", strconv.Itoa(i), ocsp.SHA1}, entry, c.generation()) {
+			t.Fatal("put refused without an invalidation")
+		}
+		if len(c.m) > 64 {
+			t.Fatalf("%d entries, bound 64", len(c.m))
+		}
+	}
+	k := cacheKey{"ca", "serial", ocsp.SM3}
+	for _, tc := range []struct {
+		name       string
+		invalidate func()
+	}{
+		{"drop", func() { c.drop("ca", "serial") }},
+		{"flush", func() { c.flush("ca") }},
+		{"drop of another serial", func() { c.drop("other", "x") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fill := c.generation()
+			tc.invalidate()
+			if c.put(k, entry, fill) || c.get(k) != nil {
+				t.Fatal("a fill begun before the invalidation was kept")
+			}
+		})
+	}
+	c.put(k, entry, c.generation())
+	c.drop("ca", "serial")
+	if c.get(k) != nil {
+		t.Fatal("drop left the entry")
+	}
+	if !entry.usable(now, 1) || entry.usable(now, 2) || entry.usable(now.Add(ocspValidity-ocspMinRemaining), 1) || entry.due(now) || !entry.due(now.Add(ocspValidity/2)) {
+		t.Fatal("usable/due windows wrong")
+	}
+}
