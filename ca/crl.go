@@ -10,59 +10,169 @@ import (
 	"math/big"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/govtrust/govtrust/ca/crl"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
-// crlValidity is the interval from thisUpdate to nextUpdate of a full CRL
-// (BR §4.9.7: at most 7 days for end-entity CRLs; a day keeps it fresh).
-const crlValidity = 24 * time.Hour
+// crlSchedule is when CRLs are made. Production uses defaultCRLSchedule;
+// tests set shorter ones (crlStateOf(svc).schedule, before Start).
+type crlSchedule struct {
+	// full and delta are the intervals from thisUpdate to nextUpdate of full
+	// and delta CRLs. Each is replaced after two thirds of its interval
+	// (crl.RefreshDue) and so, with a tick of at most a twelfth of it,
+	// always before three quarters (ACCEPTANCE.md C-04, crl.RefreshDeadline).
+	full, delta time.Duration
+	// tick is how often the CA looks for CRLs due for replacement or left
+	// stale by a failed generation.
+	tick time.Duration
+}
 
-// crlTick is how often the CA looks for CRLs due for their scheduled
-// replacement (crl.RefreshDue) or left stale by a failed generation.
-const crlTick = 10 * time.Minute
+// defaultCRLSchedule: full CRLs valid a day (BR §4.9.7 allows 7 days for
+// end-entity CRLs), re-issued after 16 h; delta CRLs valid 2 h, re-issued
+// after 80 min and after every revocation; a tick of 10 min is a twelfth of
+// the delta interval.
+var defaultCRLSchedule = crlSchedule{full: 24 * time.Hour, delta: 2 * time.Hour, tick: 10 * time.Minute}
 
-// crlKeep is how many CRLs per CA stay in ca_crls (the newest is served;
-// the others are kept for inspection).
+// validate refuses schedules that cannot keep the C-04 promise.
+func (c crlSchedule) validate() error {
+	switch {
+	case c.full <= 0 || c.delta <= 0 || c.tick <= 0:
+		return errors.New("ca: CRL schedule: intervals and tick must be positive")
+	case c.full > crl.MaxValidity:
+		return fmt.Errorf("ca: CRL schedule: full CRL interval %v over %v", c.full, crl.MaxValidity)
+	case c.delta >= c.full:
+		return fmt.Errorf("ca: CRL schedule: delta interval %v not shorter than the full one %v", c.delta, c.full)
+	case c.tick > c.delta/12:
+		// RefreshDue fires at 2/3 of the interval; the tick that sees it
+		// comes at most one tick later, which must be before 3/4.
+		return fmt.Errorf("ca: CRL schedule: tick %v over a twelfth of the delta interval %v", c.tick, c.delta)
+	}
+	return nil
+}
+
+// crlKeep is how many CRLs of each kind per CA stay in ca_crls (the newest
+// is served; the others are kept for inspection). The newest delta base is
+// never pruned.
 const crlKeep = 10
 
 // crlMaxAge caps the Cache-Control max-age of a served CRL, so that caches
 // pick up the CRL made at once after a revocation within a minute
-// (ACCEPTANCE.md C-01) even though the CRL itself is valid for a day.
+// (ACCEPTANCE.md C-01) even though the CRL itself is valid for longer.
 const crlMaxAge = 60
 
 // maxCRLAttempts bounds the retries when another generation took the
 // number first.
 const maxCRLAttempts = 3
 
-// errCRLRace reports that another generation moved the CA's CRL counter
-// between the read and the write.
-var errCRLRace = errors.New("ca: CRL number taken by a concurrent generation")
+// crlDPTemplate and deltaDPTemplate are where a CA's CRLs are published. The
+// first crl_distribution_points template of every built-in profile is
+// crlDPTemplate (TestCRLDPTemplate), so a full CRL's issuingDistributionPoint
+// names exactly the distribution point its certificates carry.
+const (
+	crlDPTemplate   = "{base}/pki/{ca}.crl"
+	deltaDPTemplate = "{base}/pki/{ca}-delta.crl"
+)
 
-// storedCRL is the newest row of ca_crls for a CA.
-type storedCRL struct {
-	number                 int64
-	thisUpdate, nextUpdate time.Time
-	der                    []byte
+// CRL kinds as stored in ca_crls.kind.
+const (
+	kindFull  = "full"
+	kindDelta = "delta"
+)
+
+var (
+	// errCRLRace reports that another generation moved the CA's CRL counter
+	// between the read and the write.
+	errCRLRace = errors.New("ca: CRL number taken by a concurrent generation")
+	// errNoDeltaBase reports that no full CRL can serve as a delta's base
+	// yet: a scheduled full CRL must be made first.
+	errNoDeltaBase = errors.New("ca: no full CRL to base a delta CRL on")
+)
+
+// crlState is the CRL machinery of one Service: schedule, coalescing queues
+// and alert metrics.
+type crlState struct {
+	schedule crlSchedule
+
+	// ticks and ticked, when set (tests), replace the loop's ticker: the loop
+	// refreshes on each value from ticks and then reports on ticked.
+	ticks  <-chan time.Time
+	ticked chan<- error
+	// duringBuild, when set (tests), runs inside the read transaction of a
+	// generation, after its snapshot is taken and before the entries are read.
+	duringBuild func(kind string)
+
+	mu     sync.Mutex
+	queues map[string]*crlQueue
+	// runners counts coalesced generations in flight; the loop waits for
+	// them before it reports stopped.
+	runners sync.WaitGroup
+
+	regressions *prometheus.CounterVec
+	generations *prometheus.CounterVec
 }
 
-// latestCRL returns the newest stored CRL of issuer, or ErrNotFound.
-func latestCRL(ctx context.Context, db *store.DB, issuer string) (*storedCRL, error) {
+// crlStateOf returns s's CRL state, made on first use (tests set its
+// schedule before Start).
+func crlStateOf(s *Service) *crlState {
+	if st := s.crlState.Load(); st != nil {
+		return st
+	}
+	st := &crlState{
+		schedule: defaultCRLSchedule,
+		queues:   map[string]*crlQueue{},
+		regressions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "govtrust_ca_crl_number_regressions_total",
+			Help: "CRLs refused at publication because their number was not above the last published one (RFC 5280 §5.2.3); any increase needs an operator.",
+		}, []string{"ca", "kind"}),
+		generations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "govtrust_ca_crl_generations_total",
+			Help: "CRL generations by CA, kind and result.",
+		}, []string{"ca", "kind", "result"}),
+	}
+	s.crlState.CompareAndSwap(nil, st)
+	return s.crlState.Load()
+}
+
+// Collectors returns the CA's Prometheus metrics: CRL number regressions
+// (an alert) and CRL generations. The node must register them on its
+// registry for /metrics to show them.
+func (s *Service) Collectors() []prometheus.Collector {
+	st := crlStateOf(s)
+	return []prometheus.Collector{st.regressions, st.generations}
+}
+
+// storedCRL is a row of ca_crls.
+type storedCRL struct {
+	number                 int64
+	kind                   string
+	thisUpdate, nextUpdate time.Time
+	der                    []byte
+	// base is a delta's base CRL number; seq is the highest revocation
+	// sequence the CRL's snapshot saw (valid is false for CRLs made before
+	// sequences existed).
+	base      int64
+	seq       sql.NullInt64
+	deltaBase bool
+}
+
+const storedColumns = "number, kind, this_update, next_update, der, COALESCE(base_number, 0), revocation_seq, delta_base"
+
+func scanStored(row interface{ Scan(...any) error }, issuer string) (*storedCRL, error) {
 	c := &storedCRL{}
 	var this, next string
-	err := db.Read(ctx, func(q store.Querier) error {
-		return q.QueryRow(ctx, "SELECT number, this_update, next_update, der FROM ca_crls WHERE issuer_id = ? ORDER BY number DESC LIMIT 1", issuer).
-			Scan(&c.number, &this, &next, &c.der)
-	})
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: no CRL for %s yet", ErrNotFound, issuer)
+	var base int
+	if err := row.Scan(&c.number, &c.kind, &this, &next, &c.der, &c.base, &c.seq, &base); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read CRL of %s: %w", issuer, err)
-	}
+	c.deltaBase = base != 0
+	var err error
 	if c.thisUpdate, err = time.Parse(timeFormat, this); err == nil {
 		c.nextUpdate, err = time.Parse(timeFormat, next)
 	}
@@ -72,40 +182,125 @@ func latestCRL(ctx context.Context, db *store.DB, issuer string) (*storedCRL, er
 	return c, nil
 }
 
-// revokedQuery orders serials numerically, as crl.Build needs: stored
+// latestCRL returns the newest stored full CRL of issuer, or ErrNotFound.
+func latestCRL(ctx context.Context, db *store.DB, issuer string) (*storedCRL, error) {
+	return latestWhere(ctx, db, issuer, "kind = 'full'")
+}
+
+// latestDelta returns the newest stored delta CRL of issuer, or ErrNotFound.
+func latestDelta(ctx context.Context, db *store.DB, issuer string) (*storedCRL, error) {
+	return latestWhere(ctx, db, issuer, "kind = 'delta'")
+}
+
+// baseWhere selects the full CRLs a delta may be based on.
+const baseWhere = "kind = 'full' AND delta_base = 1 AND revocation_seq IS NOT NULL"
+
+// latestBase returns the newest full CRL of issuer that deltas are based
+// on, or ErrNotFound.
+func latestBase(ctx context.Context, db *store.DB, issuer string) (*storedCRL, error) {
+	return latestWhere(ctx, db, issuer, baseWhere)
+}
+
+func latestWhere(ctx context.Context, db *store.DB, issuer, where string) (*storedCRL, error) {
+	var c *storedCRL
+	err := db.Read(ctx, func(q store.Querier) error {
+		var err error
+		c, err = scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND "+where+" ORDER BY number DESC LIMIT 1", issuer), issuer)
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: no CRL for %s yet", ErrNotFound, issuer)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read CRL of %s: %w", issuer, err)
+	}
+	return c, nil
+}
+
+// revokedSelect orders serials numerically, as crl.Build needs: stored
 // serials are hex of their content octets without leading zero octets, so a
 // shorter one is smaller, and equal lengths compare as bytes. PostgreSQL is
 // told to compare bytes (COLLATE "C"), whatever the database collation.
-func revokedQuery(d store.Driver) string {
+func revokedSelect(d store.Driver, cols, where string) string {
 	collate := ""
 	if d == store.Postgres {
 		collate = ` COLLATE "C"`
 	}
-	return `SELECT serial, revoked_at, revocation_reason FROM ca_certificates
-		WHERE issuer_id = ? AND status = 'revoked' ORDER BY LENGTH(serial), serial` + collate
+	return "SELECT " + cols + " FROM ca_certificates WHERE issuer_id = ? AND status = 'revoked' AND " + where +
+		" ORDER BY LENGTH(serial), serial" + collate
 }
 
-// revokedEntries yields the revoked certificates of issuer in serial order
-// from q; crl.Build ranges over it three times in one read transaction.
-func revokedEntries(ctx context.Context, q store.Querier, issuer string) iter.Seq2[crl.Entry, error] {
+// entryFilter selects the revoked certificates of one CRL.
+//
+// A full CRL keeps an entry until it has appeared on a full CRL issued
+// after the certificate expired (RFC 5280 §3.3, BR §4.10.1): it drops an
+// entry only when the previous full CRL's snapshot held it (revocation_seq
+// at most that CRL's sequence) and that CRL's thisUpdate is after the
+// certificate's notAfter. The sequence test matters: a certificate revoked
+// after it expired, or while the previous CRL was being built, was never on
+// it. A delta lists every revocation its base did not hold.
+type entryFilter struct {
+	delta bool
+	// prevThis and prevSeq describe the previous full CRL (full) or the
+	// base (delta). prevThis is zero when no previous full CRL knows its
+	// sequence, which keeps every entry.
+	prevThis time.Time
+	prevSeq  int64
+}
+
+func (f entryFilter) where() (string, []any) {
+	if f.delta {
+		return "revocation_seq > ?", []any{f.prevSeq}
+	}
+	// Stored times are RFC 3339 UTC in whole seconds for notAfter (from the
+	// DER) and thisUpdate (truncated), so text order is time order;
+	// keep() checks every row again in Go.
+	after := ""
+	if !f.prevThis.IsZero() {
+		after = f.prevThis.UTC().Format(timeFormat)
+	}
+	return "(not_after >= ? OR revocation_seq > ?)", []any{after, f.prevSeq}
+}
+
+func (f entryFilter) keep(notAfter time.Time, seq int64) bool {
+	if f.delta {
+		return seq > f.prevSeq
+	}
+	return crl.Retain(notAfter, f.prevThis) || seq > f.prevSeq
+}
+
+// revokedEntries yields the revoked certificates of issuer selected by f in
+// serial order from q; crl.Build ranges over it three times in one read
+// transaction.
+func revokedEntries(ctx context.Context, q store.Querier, issuer string, f entryFilter) iter.Seq2[crl.Entry, error] {
+	where, args := f.where()
+	query := revokedSelect(q.Driver(), "serial, revoked_at, revocation_reason, not_after, revocation_seq", where)
+	args = append([]any{issuer}, args...)
 	return func(yield func(crl.Entry, error) bool) {
-		rows, err := q.Query(ctx, revokedQuery(q.Driver()), issuer)
+		rows, err := q.Query(ctx, query, args...)
 		if err != nil {
 			yield(crl.Entry{}, err)
 			return
 		}
 		defer rows.Close()
+		n := new(big.Int) // crl.Build does not keep Entry.Serial
 		for rows.Next() {
-			var serial, at string
+			var serial, at, na string
 			var reason int
-			if err := rows.Scan(&serial, &at, &reason); err != nil {
+			var seq int64
+			if err := rows.Scan(&serial, &at, &reason, &na, &seq); err != nil {
 				yield(crl.Entry{}, err)
 				return
 			}
-			n, ok := new(big.Int).SetString(serial, 16)
+			_, ok := n.SetString(serial, 16)
 			t, err := time.Parse(timeFormat, at)
-			if !ok || err != nil {
+			notAfter, err2 := time.Parse(timeFormat, na)
+			if !ok || err != nil || err2 != nil {
 				yield(crl.Entry{}, fmt.Errorf("revoked certificate %s/%s: bad serial or time", issuer, serial))
+				return
+			}
+			if !f.keep(notAfter, seq) {
+				yield(crl.Entry{}, fmt.Errorf("revoked certificate %s/%s: selected by SQL but not by the retention rule", issuer, serial))
 				return
 			}
 			if !yield(crl.Entry{Serial: n, RevokedAt: t, Reason: reason}, nil) {
@@ -118,68 +313,188 @@ func revokedEntries(ctx context.Context, q store.Querier, issuer string) iter.Se
 	}
 }
 
-// generateCRL builds, signs and stores a new full CRL for a: the revoked
-// certificates read in one repeatable-read transaction (db.Read), the
-// number one more than the counter read there; the counter moves, guarded
-// by its old value, in the transaction that stores the CRL. A concurrent
-// generation that took the number first makes this one start again, so the
-// CRL made after a revocation always includes it.
+// dpURL fills a distribution point template for CA id; "" when the node has
+// no base URL (a service started without listeners, as in store tests).
+func (s *Service) dpURL(tmpl, id string) string {
+	base := s.vars["base"]
+	if base == "" {
+		return ""
+	}
+	return strings.NewReplacer("{base}", base, "{ca}", id).Replace(tmpl)
+}
+
+// scopeOf returns the issuingDistributionPoint of a's CRLs, full and delta
+// alike (RFC 5280 §5.2.4: a delta CRL has the scope of its base, and
+// relying parties such as OpenSSL require the two IDPs to be identical).
 //
-// Every revoked certificate stays on the CRL for now.
-// TODO(ca): drop expired entries by crl.Retain once they appeared on one
-// CRL after expiry (RFC 5280 §3.3).
+// Its one fullName is the URI of the certificates' first CRL distribution
+// point, byte for byte (ACCEPTANCE.md A-10; BR §7.2.2.1 wants exactly that
+// HTTP URI; RFC 5280 §6.3.3 (b)(2)(i) matches a CRL to a certificate's
+// distribution point by a name in common). Only the HTTP URI is named: the
+// profiles put HTTP and LDAP in two DistributionPoints, and one IDP cannot be
+// byte-identical to both; HTTP is the one every profile carries.
+//
+// onlyContainsCACerts (RFC 5280 §5.2.5) is not set on the roots' CRLs,
+// although today a root certifies only issuing CAs: a root may sign its own
+// delegated OCSP responder certificate (RFC 6960 §4.2.2.2, the ocsp-signer
+// profile), an end entity, and a CRL that claims to hold only CA
+// certificates must never list one. Without the flag the root's CRL still
+// matches the issuing CAs' distribution point by name.
+func (s *Service) scopeOf(a *authority) *crl.IssuingDistributionPoint {
+	u := s.dpURL(crlDPTemplate, a.id)
+	if u == "" {
+		return nil
+	}
+	return &crl.IssuingDistributionPoint{FullName: []string{u}}
+}
+
+// buildResult is what the read transaction of a generation produced.
+type buildResult struct {
+	prev       int64 // the counter's value; the new CRL takes prev+1
+	havePrev   bool
+	thisUpdate time.Time
+	seq        int64 // highest revocation sequence in the snapshot
+	base       *storedCRL
+}
+
+// generateCRL makes a full CRL for a, outside the schedule (after
+// revocations): deltas stay based on the last scheduled full CRL.
 func (s *Service) generateCRL(ctx context.Context, a *authority) (*storedCRL, error) {
+	return s.generate(ctx, a, kindFull, false)
+}
+
+// generateBase makes a scheduled full CRL for a, which the following delta
+// CRLs are based on.
+func (s *Service) generateBase(ctx context.Context, a *authority) (*storedCRL, error) {
+	return s.generate(ctx, a, kindFull, true)
+}
+
+// generateDelta makes a delta CRL for a on its newest base full CRL.
+func (s *Service) generateDelta(ctx context.Context, a *authority) (*storedCRL, error) {
+	return s.generate(ctx, a, kindDelta, false)
+}
+
+// generate builds, signs and stores a CRL of kind for a. The entries are
+// read in one repeatable-read transaction (db.Read), with the number one
+// more than the counter read there; the counter moves, guarded by its old
+// value, in the transaction that stores the CRL. A concurrent generation
+// that took the number first makes this one start again, so a CRL made
+// after a revocation always includes it.
+func (s *Service) generate(ctx context.Context, a *authority, kind string, asBase bool) (*storedCRL, error) {
+	st := crlStateOf(s)
 	s.crlMu.Lock()
 	defer s.crlMu.Unlock()
 	for attempt := 1; ; attempt++ {
-		c, err := s.generateCRLOnce(ctx, a)
+		c, err := s.generateOnce(ctx, st, a, kind, asBase)
 		if !errors.Is(err, errCRLRace) || attempt >= maxCRLAttempts {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			st.generations.WithLabelValues(a.id, kind, result).Inc()
 			return c, err
 		}
 	}
 }
 
-func (s *Service) generateCRLOnce(ctx context.Context, a *authority) (*storedCRL, error) {
-	now := s.env.Clock.Now().UTC().Truncate(time.Second)
+func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, kind string, asBase bool) (*storedCRL, error) {
+	validity := st.schedule.full
+	if kind == kindDelta {
+		validity = st.schedule.delta
+	}
+	idp := s.scopeOf(a)
+	var r buildResult
 	var buf bytes.Buffer
-	var prev int64
-	var havePrev bool
 	err := s.env.DB.Read(ctx, func(q store.Querier) error {
 		buf.Reset()
-		err := q.QueryRow(ctx, "SELECT last FROM ca_crl_numbers WHERE issuer_id = ?", a.id).Scan(&prev)
-		havePrev = err == nil
+		r = buildResult{}
+		// The first statement fixes the snapshot (SQLite WAL and PostgreSQL
+		// REPEATABLE READ alike).
+		err := q.QueryRow(ctx, "SELECT last FROM ca_crl_numbers WHERE issuer_id = ?", a.id).Scan(&r.prev)
+		r.havePrev = err == nil
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("CRL counter: %w", err)
 		}
+		// The publish guard runs here too, before anything is signed, and
+		// again in the transaction that stores the CRL.
+		if err := checkNumber(ctx, q, a.id, r.prev+1); err != nil {
+			return err
+		}
+		if err := q.QueryRow(ctx, "SELECT COALESCE(MAX(revocation_seq), 0) FROM ca_certificates WHERE issuer_id = ?", a.id).Scan(&r.seq); err != nil {
+			return fmt.Errorf("revocation sequence: %w", err)
+		}
+		// thisUpdate is read after the snapshot: every revocation it holds
+		// was dated before it committed, hence before now, as crl.Build
+		// requires of revocationDate.
+		r.thisUpdate = s.env.Clock.Now().UTC().Truncate(time.Second)
+		if st.duringBuild != nil {
+			st.duringBuild(kind)
+		}
+		f := entryFilter{delta: kind == kindDelta}
+		if f.delta {
+			b, err := scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND "+baseWhere+" ORDER BY number DESC LIMIT 1", a.id), a.id)
+			if errors.Is(err, sql.ErrNoRows) {
+				return errNoDeltaBase
+			}
+			if err != nil {
+				return fmt.Errorf("delta base: %w", err)
+			}
+			r.base = b
+			f.prevSeq = b.seq.Int64
+		} else {
+			prev, err := scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND kind = 'full' ORDER BY number DESC LIMIT 1", a.id), a.id)
+			switch {
+			case err == nil && prev.seq.Valid:
+				f.prevThis, f.prevSeq = prev.thisUpdate, prev.seq.Int64
+			case err != nil && !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("previous full CRL: %w", err)
+			}
+		}
+		where, args := f.where()
 		var count int64
-		if err := q.QueryRow(ctx, "SELECT COUNT(*) FROM ca_certificates WHERE issuer_id = ? AND status = 'revoked'", a.id).Scan(&count); err != nil {
+		if err := q.QueryRow(ctx, "SELECT COUNT(*) FROM ca_certificates WHERE issuer_id = ? AND status = 'revoked' AND "+where,
+			append([]any{a.id}, args...)...).Scan(&count); err != nil {
 			return fmt.Errorf("count revoked: %w", err)
 		}
-		t := crl.Template{Issuer: a.cert, Number: big.NewInt(prev + 1), ThisUpdate: now, NextUpdate: now.Add(crlValidity)}
-		return crl.Build(ctx, &buf, t, revokedEntries(ctx, q, a.id), count, a.signer)
+		t := crl.Template{Issuer: a.cert, Number: big.NewInt(r.prev + 1), ThisUpdate: r.thisUpdate,
+			NextUpdate: r.thisUpdate.Add(validity), IDP: idp}
+		if f.delta {
+			t.DeltaBase = big.NewInt(r.base.number)
+		} else if u := s.dpURL(deltaDPTemplate, a.id); u != "" {
+			t.FreshestCRL = []string{u} // RFC 5280 §5.2.6
+		}
+		return crl.Build(ctx, &buf, t, revokedEntries(ctx, q, a.id, f), count, a.signer)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("build CRL of %s: %w", a.id, err)
+		if errors.Is(err, crl.ErrNumberRegression) {
+			s.alertRegression(st, a, kind, r.prev+1, err)
+		}
+		if errors.Is(err, errNoDeltaBase) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("build %s CRL of %s: %w", kind, a.id, err)
 	}
-	c := &storedCRL{number: prev + 1, thisUpdate: now, nextUpdate: now.Add(crlValidity), der: buf.Bytes()}
-	rec := audit.Record{Actor: "system", Action: "ca.crl.generate", Object: "crl/" + a.id + "/" + strconv.FormatInt(c.number, 10),
-		Outcome: audit.Success, Details: map[string]any{"this_update": now.Format(time.RFC3339), "next_update": c.nextUpdate.Format(time.RFC3339), "size": len(c.der)}}
+	c := &storedCRL{number: r.prev + 1, kind: kind, thisUpdate: r.thisUpdate, nextUpdate: r.thisUpdate.Add(validity),
+		der: buf.Bytes(), seq: sql.NullInt64{Int64: r.seq, Valid: true}, deltaBase: asBase}
+	details := map[string]any{"kind": kind, "this_update": c.thisUpdate.Format(time.RFC3339),
+		"next_update": c.nextUpdate.Format(time.RFC3339), "size": len(c.der), "revocation_seq": r.seq}
+	action := "ca.crl.generate"
+	var baseNumber any
+	if r.base != nil {
+		c.base, baseNumber = r.base.number, r.base.number
+		details["base"] = r.base.number
+		action = "ca.crl.delta.generate"
+	}
+	rec := audit.Record{Actor: "system", Action: action, Object: "crl/" + a.id + "/" + strconv.FormatInt(c.number, 10),
+		Outcome: audit.Success, Details: details}
 	err = s.env.DB.Tx(ctx, func(tx *store.Tx) error {
-		var last sql.NullInt64
-		if err := tx.QueryRow(ctx, "SELECT MAX(number) FROM ca_crls WHERE issuer_id = ?", a.id).Scan(&last); err != nil {
-			return fmt.Errorf("last CRL number: %w", err)
-		}
-		var prevStored *big.Int
-		if last.Valid {
-			prevStored = big.NewInt(last.Int64)
-		}
-		if err := crl.CheckNumber(prevStored, big.NewInt(c.number)); err != nil {
+		if err := checkNumber(ctx, tx, a.id, c.number); err != nil {
 			return err
 		}
 		var res sql.Result
 		var err error
-		if havePrev {
-			res, err = tx.Exec(ctx, "UPDATE ca_crl_numbers SET last = ? WHERE issuer_id = ? AND last = ?", c.number, a.id, prev)
+		if r.havePrev {
+			res, err = tx.Exec(ctx, "UPDATE ca_crl_numbers SET last = ? WHERE issuer_id = ? AND last = ?", c.number, a.id, r.prev)
 		} else {
 			res, err = tx.Exec(ctx, "INSERT INTO ca_crl_numbers (issuer_id, last) VALUES (?, ?) ON CONFLICT (issuer_id) DO NOTHING", a.id, c.number)
 		}
@@ -189,36 +504,81 @@ func (s *Service) generateCRLOnce(ctx context.Context, a *authority) (*storedCRL
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errCRLRace
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO ca_crls (issuer_id, number, this_update, next_update, der, created_at)
-			VALUES (?, ?, ?, ?, ?, ?)`, a.id, c.number, now.Format(timeFormat), c.nextUpdate.Format(timeFormat), c.der, now.Format(timeFormat)); err != nil {
+		baseFlag := 0
+		if asBase {
+			baseFlag = 1
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO ca_crls (issuer_id, number, kind, this_update, next_update, der, created_at, base_number, revocation_seq, delta_base)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, a.id, c.number, kind, c.thisUpdate.Format(timeFormat), c.nextUpdate.Format(timeFormat),
+			c.der, s.env.Clock.Now().UTC().Format(timeFormat), baseNumber, r.seq, baseFlag); err != nil {
 			return fmt.Errorf("store CRL: %w", err)
 		}
-		if _, err := tx.Exec(ctx, "DELETE FROM ca_crls WHERE issuer_id = ? AND number <= ?", a.id, c.number-crlKeep); err != nil {
-			return fmt.Errorf("prune CRLs: %w", err)
+		if err := pruneCRLs(ctx, tx, a.id, kind); err != nil {
+			return err
 		}
 		_, err = s.env.Audit.Append(ctx, tx, rec)
 		return err
 	})
+	if errors.Is(err, crl.ErrNumberRegression) {
+		s.alertRegression(st, a, kind, c.number, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("store CRL of %s: %w", a.id, err)
+		return nil, fmt.Errorf("store %s CRL of %s: %w", kind, a.id, err)
 	}
 	return c, nil
 }
 
-// refreshCRLs makes a CRL for every CA that has none, whose CRL is due for
-// replacement (crl.RefreshDue), or whose last generation failed.
+// checkNumber is the publish guard (crl.CheckNumber): number must be above
+// every CRL number stored for issuer, full or delta.
+func checkNumber(ctx context.Context, q store.Querier, issuer string, number int64) error {
+	var last sql.NullInt64
+	if err := q.QueryRow(ctx, "SELECT MAX(number) FROM ca_crls WHERE issuer_id = ?", issuer).Scan(&last); err != nil {
+		return fmt.Errorf("last CRL number: %w", err)
+	}
+	var prev *big.Int
+	if last.Valid {
+		prev = big.NewInt(last.Int64)
+	}
+	return crl.CheckNumber(prev, big.NewInt(number))
+}
+
+// alertRegression raises the alert for a refused CRL number. Boulder's
+// storer makes the same check: a number that does not go up means a
+// restored backup, a moved counter or two writers, and publishing it would
+// make relying parties keep the older CRL. An operator must look.
+func (s *Service) alertRegression(st *crlState, a *authority, kind string, number int64, err error) {
+	st.regressions.WithLabelValues(a.id, kind).Inc()
+	s.env.Logger.Error("ALERT: CRL number regression, CRL not published", "ca", a.id, "kind", kind, "number", number, "err", err)
+}
+
+// pruneCRLs keeps the newest crlKeep CRLs of kind for issuer, and always the
+// newest delta base.
+func pruneCRLs(ctx context.Context, tx *store.Tx, issuer, kind string) error {
+	var cutoff int64
+	err := tx.QueryRow(ctx, "SELECT number FROM ca_crls WHERE issuer_id = ? AND kind = ? ORDER BY number DESC LIMIT 1 OFFSET ?",
+		issuer, kind, crlKeep).Scan(&cutoff)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("prune CRLs: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM ca_crls WHERE issuer_id = ? AND kind = ? AND number <= ? AND number <> COALESCE(
+		(SELECT MAX(number) FROM ca_crls WHERE issuer_id = ? AND `+baseWhere+`), 0)`, issuer, kind, cutoff, issuer); err != nil {
+		return fmt.Errorf("prune CRLs: %w", err)
+	}
+	return nil
+}
+
+// refreshCRLs brings every CA's CRLs up to date: a scheduled full CRL when
+// there is none, when the newest full CRL or the delta base is due for
+// replacement (crl.RefreshDue), or after a failed generation, followed by a
+// delta on it; otherwise a delta when the newest is due, missing or on an
+// older base.
 func (s *Service) refreshCRLs(ctx context.Context) error {
 	var errs []error
 	for _, a := range s.authorities() {
-		c, err := latestCRL(ctx, s.env.DB, a.id)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			errs = append(errs, err)
-			continue
-		}
-		if err == nil && !s.isStale(a.id) && !crl.RefreshDue(c.thisUpdate, c.nextUpdate, s.env.Clock.Now()) {
-			continue
-		}
-		if _, err := s.generateCRL(ctx, a); err != nil {
+		if err := s.refreshCA(ctx, a); err != nil {
 			s.setStale(a.id, true)
 			errs = append(errs, err)
 			continue
@@ -226,6 +586,68 @@ func (s *Service) refreshCRLs(ctx context.Context) error {
 		s.setStale(a.id, false)
 	}
 	return errors.Join(errs...)
+}
+
+func (s *Service) refreshCA(ctx context.Context, a *authority) error {
+	now := s.env.Clock.Now()
+	due := func(c *storedCRL, err error) (bool, error) {
+		if errors.Is(err, ErrNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if !now.Before(crl.RefreshDeadline(c.thisUpdate, c.nextUpdate)) {
+			s.env.Logger.Error("ALERT: CRL still served past three quarters of its interval", "ca", a.id, "kind", c.kind,
+				"number", c.number, "this_update", c.thisUpdate, "next_update", c.nextUpdate)
+		}
+		return crl.RefreshDue(c.thisUpdate, c.nextUpdate, now), nil
+	}
+	full, err := due(latestCRL(ctx, s.env.DB, a.id))
+	if err != nil {
+		return err
+	}
+	base, err := latestBase(ctx, s.env.DB, a.id)
+	baseDue, err := due(base, err)
+	if err != nil {
+		return err
+	}
+	if full || baseDue || s.isStale(a.id) {
+		return s.generateBoth(ctx, a, true)
+	}
+	d, err := latestDelta(ctx, s.env.DB, a.id)
+	deltaDue, err := due(d, err)
+	if err != nil {
+		return err
+	}
+	if deltaDue || d.base != base.number {
+		if _, err := s.generateDelta(ctx, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// generateBoth makes a full CRL (a delta base if asBase) and then a delta,
+// so the delta's number is above the full one's and it lists whatever
+// committed while the full CRL was built.
+func (s *Service) generateBoth(ctx context.Context, a *authority, asBase bool) error {
+	gen := s.generateCRL
+	if asBase {
+		gen = s.generateBase
+	}
+	if _, err := gen(ctx, a); err != nil {
+		return err
+	}
+	_, err := s.generateDelta(ctx, a)
+	if errors.Is(err, errNoDeltaBase) && !asBase {
+		// No scheduled full CRL with a sequence yet (a database from before
+		// delta CRLs): make one.
+		if _, err = s.generateBase(ctx, a); err == nil {
+			_, err = s.generateDelta(ctx, a)
+		}
+	}
+	return err
 }
 
 func (s *Service) isStale(id string) bool {
@@ -240,47 +662,133 @@ func (s *Service) setStale(id string, v bool) {
 	s.stale[id] = v
 }
 
-// afterRevocation makes a new CRL for a once a revocation has committed. A
-// failure is logged and leaves the CA stale for the next tick (or the next
-// revocation) to retry; the revocation itself stands, and OCSP, which reads
-// the database, already answers revoked.
-// TODO(ca): coalesce bursts of revocations into one generation.
-func (s *Service) afterRevocation(ctx context.Context, a *authority) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
-	if _, err := s.generateCRL(ctx, a); err != nil {
-		s.setStale(a.id, true)
-		s.env.Logger.Error("CRL after revocation failed; the next tick retries", "ca", a.id, "err", err)
-		return
-	}
-	s.setStale(a.id, false)
+// crlQueue coalesces the CRL generations that revocations of one CA ask
+// for, like a group commit: a revocation that has committed joins the next
+// generation that has not started yet, and waits for it. Every revocation
+// acknowledged before a generation starts is therefore in it (its snapshot
+// is taken after the join), while a burst of N revocations arriving during
+// one generation shares the next one: at most one generation runs and one
+// waits, whatever N.
+type crlQueue struct {
+	running bool
+	next    *crlFlight
 }
 
-// crlLoop refreshes the CRLs every crlTick until ctx ends.
+// crlFlight is one coalesced generation; done closes when it has finished
+// with err.
+type crlFlight struct {
+	done chan struct{}
+	err  error
+}
+
+// afterRevocation makes new CRLs for a once a revocation has committed (a
+// full CRL and a delta, coalesced with concurrent revocations) and waits
+// for them. A failure is logged and leaves the CA stale for the next tick
+// (or the next revocation) to retry; the revocation itself stands, and
+// OCSP, which reads the database, already answers revoked.
+func (s *Service) afterRevocation(ctx context.Context, a *authority) {
+	st := crlStateOf(s)
+	st.mu.Lock()
+	q := st.queues[a.id]
+	if q == nil {
+		q = &crlQueue{}
+		st.queues[a.id] = q
+	}
+	if q.next == nil {
+		q.next = &crlFlight{done: make(chan struct{})}
+	}
+	f := q.next
+	if !q.running {
+		q.running = true
+		st.runners.Add(1)
+		go s.runCRLQueue(context.WithoutCancel(ctx), st, a, q)
+	}
+	st.mu.Unlock()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		// The generation goes on; the caller's answer does not wait.
+	}
+}
+
+// runCRLQueue runs the queued generations of a until none is waiting.
+func (s *Service) runCRLQueue(ctx context.Context, st *crlState, a *authority, q *crlQueue) {
+	defer st.runners.Done()
+	for {
+		st.mu.Lock()
+		f := q.next
+		if f == nil {
+			q.running = false
+			st.mu.Unlock()
+			return
+		}
+		q.next = nil // later revocations join a new flight
+		st.mu.Unlock()
+
+		gctx, cancel := context.WithTimeout(ctx, time.Minute)
+		f.err = s.generateBoth(gctx, a, false)
+		cancel()
+		if f.err != nil {
+			s.setStale(a.id, true)
+			s.env.Logger.Error("CRL after revocation failed; the next tick retries", "ca", a.id, "err", f.err)
+		} else {
+			s.setStale(a.id, false)
+		}
+		close(f.done)
+	}
+}
+
+// crlLoop refreshes the CRLs every tick until ctx ends, then waits for the
+// coalesced generations still running.
 func (s *Service) crlLoop(ctx context.Context, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(crlTick)
-	defer t.Stop()
+	st := crlStateOf(s)
+	defer func() {
+		st.runners.Wait()
+		s.crlState.Store(nil)
+		close(done)
+	}()
+	if err := st.schedule.validate(); err != nil {
+		s.env.Logger.Error("ALERT: CRL schedule cannot keep CRLs fresh", "err", err)
+	}
+	ticks, ticked := st.ticks, st.ticked
+	if ticks == nil {
+		t := time.NewTicker(st.schedule.tick)
+		defer t.Stop()
+		ticks = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			if err := s.refreshCRLs(ctx); err != nil {
+		case <-ticks:
+			err := s.refreshCRLs(ctx)
+			if err != nil {
 				s.env.Logger.Error("CRL refresh failed", "err", err)
+			}
+			if ticked != nil {
+				select {
+				case ticked <- err:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}
 }
 
-// serveCRL serves /pki/{ca}.crl: the newest stored full CRL (RFC 5280
-// §4.2.1.13 over HTTP: DER, application/pkix-crl).
+// serveCRL serves /pki/{ca}.crl, the newest full CRL, and
+// /pki/{ca}-delta.crl, the newest delta CRL (RFC 5280 §4.2.1.13 and
+// §5.2.6 over HTTP: DER, application/pkix-crl).
 func (s *Service) serveCRL(w http.ResponseWriter, r *http.Request, id string) error {
+	latest := latestCRL
+	if caID, ok := strings.CutSuffix(id, "-delta"); ok {
+		id, latest = caID, latestDelta
+	}
 	a, err := s.authority(id)
 	if err != nil {
 		return err
 	}
-	c, err := latestCRL(r.Context(), s.env.DB, a.id)
+	c, err := latest(r.Context(), s.env.DB, a.id)
 	if err != nil {
 		return err
 	}

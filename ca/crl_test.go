@@ -2,20 +2,44 @@ package ca
 
 import (
 	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
+	"net/url"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/govtrust/govtrust/ca/crl"
 	"github.com/govtrust/govtrust/ca/ocsp"
+	"github.com/govtrust/govtrust/ca/profile"
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/clock"
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
+	"github.com/govtrust/govtrust/internal/store/storetest"
+	"github.com/govtrust/govtrust/internal/testenv"
 )
 
 // fetchCRL gets /pki/{ca}.crl over plain HTTP and verifies it against the
@@ -23,6 +47,7 @@ import (
 func (tn *testNode) fetchCRL(t *testing.T, ca string) ([]byte, *smx509.RevocationList) {
 	t.Helper()
 	req, err := http.NewRequest("GET", "http://"+tn.n.Addresses().HTTP+"/pki/"+ca+".crl", nil)
+	ca = strings.TrimSuffix(ca, "-delta")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +86,12 @@ func TestCRL(t *testing.T) {
 		if len(rl.RevokedCertificateEntries) != 0 || rl.Number.Sign() <= 0 {
 			t.Errorf("%s: first CRL number %v with %d entries", sp.id, rl.Number, len(rl.RevokedCertificateEntries))
 		}
-		if d := rl.NextUpdate.Sub(rl.ThisUpdate); d != crlValidity {
-			t.Errorf("%s: validity %v, want %v", sp.id, d, crlValidity)
+		if d := rl.NextUpdate.Sub(rl.ThisUpdate); d != defaultCRLSchedule.full {
+			t.Errorf("%s: validity %v, want %v", sp.id, d, defaultCRLSchedule.full)
+		}
+		_, delta := tn.fetchCRL(t, sp.id+"-delta")
+		if d := delta.NextUpdate.Sub(delta.ThisUpdate); d != defaultCRLSchedule.delta || delta.Number.Cmp(rl.Number) <= 0 {
+			t.Errorf("%s: delta number %v (full %v), validity %v", sp.id, delta.Number, rl.Number, d)
 		}
 	}
 
@@ -91,7 +120,9 @@ func TestCRL(t *testing.T) {
 				want[serial] = reasonCodes[reason]
 			}
 			der, rl := tn.fetchCRL(t, ca)
-			if rl.Number.Cmp(new(big.Int).Add(before.Number, big.NewInt(int64(len(reasons))))) != 0 {
+			// Each revocation makes a full CRL and a delta, which share
+			// one number sequence (RFC 5280 §5.2.3).
+			if rl.Number.Cmp(new(big.Int).Add(before.Number, big.NewInt(int64(2*len(reasons))))) != 0 {
 				t.Errorf("CRL number %v after %d revocations, was %v", rl.Number, len(reasons), before.Number)
 			}
 			if len(rl.RevokedCertificateEntries) != len(serials) {
@@ -137,30 +168,6 @@ func TestCRL(t *testing.T) {
 			}
 		})
 	}
-
-	t.Run("stored CRLs only go up", func(t *testing.T) {
-		a := tn.svc.cas["ecdsa-root"]
-		first, err := latestCRL(t.Context(), tn.db(), a.id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		next, err := tn.svc.generateCRL(t.Context(), a)
-		if err != nil || next.number != first.number+1 {
-			t.Fatalf("generate: %+v, %v; want number %d", next, err, first.number+1)
-		}
-		// A counter moved back (a restored backup) must not publish a
-		// number already used.
-		if _, err := tn.db().Exec(t.Context(), "UPDATE ca_crl_numbers SET last = 0 WHERE issuer_id = ?", a.id); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tn.svc.generateCRL(t.Context(), a); !errors.Is(err, crl.ErrNumberRegression) {
-			t.Fatalf("generate after the counter went back: %v, want ErrNumberRegression", err)
-		}
-		got, err := latestCRL(t.Context(), tn.db(), a.id)
-		if err != nil || !bytes.Equal(got.der, next.der) {
-			t.Fatalf("served CRL changed after a refused generation (%v)", err)
-		}
-	})
 }
 
 // issueSM2 issues a person-sign certificate from sm2-issuing for a key made
@@ -200,7 +207,7 @@ func TestRevocationSurvivesRestart(t *testing.T) {
 	if status, raw := tn.revoke("ecdsa-issuing", "ra", out.Serial, "superseded"); status != http.StatusOK {
 		t.Fatalf("revoke: %d %s", status, raw)
 	}
-	_, before := tn.fetchCRL(t, "ecdsa-issuing")
+	_, before := tn.fetchCRL(t, "ecdsa-issuing-delta")
 	tn.stop()
 
 	tn = startNode(t, dir)
@@ -216,10 +223,719 @@ func TestRevocationSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	if next.number != before.Number.Int64()+1 {
-		t.Errorf("CRL number %d after restart, last was %v", next.number, before.Number)
+		t.Errorf("CRL number %d after restart, last (a delta) was %v", next.number, before.Number)
 	}
 	_, rl := tn.fetchCRL(t, "ecdsa-issuing")
 	if len(rl.RevokedCertificateEntries) != 1 || serialHex(rl.RevokedCertificateEntries[0].SerialNumber) != out.Serial {
 		t.Errorf("CRL after restart lists %d entries, want the revoked serial", len(rl.RevokedCertificateEntries))
+	}
+}
+
+// syncBuffer collects a node's logs for assertions.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// crlNodeOptions are what the CRL tests change in a node.
+type crlNodeOptions struct {
+	clock    clock.Clock
+	schedule *crlSchedule
+	ticks    <-chan time.Time
+	ticked   chan<- error
+	logs     io.Writer
+}
+
+// startCRLNode is startNode with a clock, a CRL schedule, a tick channel
+// and a log sink.
+func startCRLNode(t *testing.T, dir string, o crlNodeOptions) *testNode {
+	t.Helper()
+	svc := New()
+	st := crlStateOf(svc)
+	if o.schedule != nil {
+		st.schedule = *o.schedule
+	}
+	st.ticks, st.ticked = o.ticks, o.ticked
+	if o.logs == nil {
+		o.logs = io.Discard
+	}
+	opts := node.Options{DataDir: dir, HTTP: ptr("127.0.0.1:0"), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
+		LogOutput: o.logs, Environ: []string{}, Clock: o.clock}
+	n, err := node.Start(context.Background(), opts, svc)
+	if err != nil {
+		t.Fatalf("start node: %v", err)
+	}
+	tn := &testNode{t: t, dir: dir, n: n, svc: svc, tokens: map[string]string{},
+		c: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
+	for _, role := range []string{"sysadmin", "secadmin", "auditor", "ra"} {
+		tok, err := node.ReadBootstrapToken(dir, role)
+		if err != nil {
+			t.Fatalf("token %s: %v", role, err)
+		}
+		tn.tokens[role] = tok
+	}
+	t.Cleanup(func() { tn.stop() })
+	return tn
+}
+
+// opensslOut runs openssl and returns its output and error (verify exits
+// non-zero on a revoked certificate).
+func opensslOut(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(testenv.LookPath(t, "openssl"), args...).CombinedOutput()
+	return string(out), err
+}
+
+func pemCRL(der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}))
+}
+
+func listed(rl *smx509.RevocationList, serial string) bool {
+	for _, e := range rl.RevokedCertificateEntries {
+		if serialHex(e.SerialNumber) == serial {
+			return true
+		}
+	}
+	return false
+}
+
+func rawExtension(exts []pkix.Extension, id asn1.ObjectIdentifier) (pkix.Extension, bool) {
+	for _, e := range exts {
+		if e.Id.Equal(id) {
+			return e, true
+		}
+	}
+	return pkix.Extension{}, false
+}
+
+var (
+	oidCRLDP    = asn1.ObjectIdentifier{2, 5, 29, 31}
+	oidIDP      = asn1.ObjectIdentifier{2, 5, 29, 28}
+	oidDeltaCRL = asn1.ObjectIdentifier{2, 5, 29, 27}
+)
+
+// TestDeltaCRL: after a revocation the CA serves a delta CRL at
+// /pki/{ca}-delta.crl, named by the full CRL's freshestCRL (RFC 5280
+// §5.2.6), with a critical deltaCRLIndicator naming a full CRL no newer
+// than the served one (§5.2.4), a number above it (one sequence, §5.2.3),
+// the same IDP, and the new serial. OpenSSL, given the full CRL from
+// before the revocation and the delta, reports the certificate revoked
+// (ECDSA); the SM2 delta's signature passes the detached OpenSSL check.
+func TestDeltaCRL(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	dir := t.TempDir()
+	for _, ca := range []string{"ecdsa-issuing", "sm2-issuing"} {
+		t.Run(ca, func(t *testing.T) {
+			fullDER, full := tn.fetchCRL(t, ca)
+			var out *IssueResponse
+			if ca == "ecdsa-issuing" {
+				out = tn.issueECDSA(t)
+			} else {
+				out = tn.issueSM2(t, dir)
+			}
+			if status, raw := tn.revoke(ca, "ra", out.Serial, "keyCompromise"); status != http.StatusOK {
+				t.Fatalf("revoke: %d %s", status, raw)
+			}
+			deltaDER, delta := tn.fetchCRL(t, ca+"-delta")
+			fsc, err := crl.ParseScope(full)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dsc, err := crl.ParseScope(delta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantDelta := tn.svc.dpURL(deltaDPTemplate, ca)
+			if fsc.DeltaBase != nil || len(fsc.FreshestCRL) != 1 || fsc.FreshestCRL[0] != wantDelta {
+				t.Errorf("full CRL: delta base %v, freshestCRL %q; want none and %q", fsc.DeltaBase, fsc.FreshestCRL, wantDelta)
+			}
+			if ext, ok := rawExtension(delta.Extensions, oidDeltaCRL); !ok || !ext.Critical {
+				t.Errorf("delta CRL: deltaCRLIndicator present %v, critical %v", ok, ext.Critical)
+			}
+			if dsc.DeltaBase == nil || dsc.DeltaBase.Cmp(full.Number) > 0 || delta.Number.Cmp(full.Number) <= 0 || dsc.FreshestCRL != nil {
+				t.Errorf("delta CRL %v on base %v, full CRL %v, freshestCRL %q", delta.Number, dsc.DeltaBase, full.Number, dsc.FreshestCRL)
+			}
+			fidp, _ := rawExtension(full.Extensions, oidIDP)
+			didp, _ := rawExtension(delta.Extensions, oidIDP)
+			if len(fidp.Value) == 0 || !bytes.Equal(fidp.Value, didp.Value) || !didp.Critical {
+				t.Errorf("IDP of the full CRL %x and of the delta %x (critical %v) must be equal", fidp.Value, didp.Value, didp.Critical)
+			}
+			if listed(full, out.Serial) || !listed(delta, out.Serial) {
+				t.Errorf("serial %s: on the old full CRL %v, on the delta %v; want false, true", out.Serial, listed(full, out.Serial), listed(delta, out.Serial))
+			}
+			// The freshestCRL URL serves this delta (the test node's base
+			// URL has port 0, so only the path is fetched).
+			u, err := url.Parse(wantDelta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest("GET", "http://"+tn.n.Addresses().HTTP+u.Path, nil)
+			if resp, body := tn.send(req); resp.StatusCode != http.StatusOK || !bytes.Equal(body, deltaDER) {
+				t.Errorf("GET %s: %d, same bytes %v", u.Path, resp.StatusCode, bytes.Equal(body, deltaDER))
+			}
+
+			issuing := writeFile(t, dir, ca+".pem", pemCert(tn.svc.cas[ca].cert.Raw))
+			if ca == "sm2-issuing" {
+				if out := sm2OpenSSLVerify(t, dir, delta.RawTBSRevocationList, delta.Signature, issuing); !strings.Contains(out, "Signature Verified Successfully") {
+					t.Errorf("SM2 detached check of the delta CRL: %s", out)
+				}
+				return
+			}
+			root := writeFile(t, dir, "root.pem", pemCert(tn.svc.cas["ecdsa-root"].cert.Raw))
+			leaf := writeFile(t, dir, "leaf.pem", out.Certificate)
+			fullPEM := writeFile(t, dir, "full.pem", pemCRL(fullDER))
+			deltaPEM := writeFile(t, dir, "delta.pem", pemCRL(deltaDER))
+			base := []string{"verify", "-crl_check", "-CAfile", root, "-untrusted", issuing, "-CRLfile", fullPEM}
+			if out, err := opensslOut(t, append(base, leaf)...); err != nil || !strings.Contains(out, "OK") {
+				t.Errorf("full CRL alone: want OK, got %v:\n%s", err, out)
+			}
+			withDelta := append(base, "-use_deltas", "-CRLfile", deltaPEM, leaf)
+			res, err := opensslOut(t, withDelta...)
+			t.Logf("openssl %s:\n%s", strings.Join(withDelta, " "), res)
+			if err == nil || !strings.Contains(res, "certificate revoked") {
+				t.Errorf("full + delta CRL: want certificate revoked, got %v:\n%s", err, res)
+			}
+		})
+	}
+}
+
+// dpName returns the DER of the distributionPoint field ([0]) of the first
+// DistributionPoint in a CRLDistributionPoints value, or of an
+// IssuingDistributionPoint value.
+func dpName(t *testing.T, v []byte, crldp bool) []byte {
+	t.Helper()
+	s := cryptobyte.String(v)
+	var seq, dp, name cryptobyte.String
+	if !s.ReadASN1(&seq, cbasn1.SEQUENCE) {
+		t.Fatalf("malformed extension %x", v)
+	}
+	if crldp {
+		if !seq.ReadASN1(&dp, cbasn1.SEQUENCE) {
+			t.Fatalf("malformed DistributionPoint %x", v)
+		}
+		seq = dp
+	}
+	if !seq.ReadASN1Element(&name, cbasn1.Tag(0).Constructed().ContextSpecific()) {
+		t.Fatalf("no distributionPoint in %x", v)
+	}
+	return name
+}
+
+// TestIDPMatchesCRLDP covers the last clause of ACCEPTANCE.md A-10: the
+// distributionPoint of an issued certificate's CRLDP is byte-identical to
+// the issuingDistributionPoint of the CRL at that point, for an ECDSA
+// server-tls certificate (HTTP only), an SM2 person-sign certificate (HTTP
+// and LDAP) and the issuing CA certificates against their roots' CRLs.
+func TestIDPMatchesCRLDP(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	dir := t.TempDir()
+	ec := tn.issueECDSA(t)
+	sm := tn.issueSM2(t, dir)
+	cases := []struct {
+		name, ca string
+		cert     []byte
+	}{
+		{"ecdsa server-tls", "ecdsa-issuing", pemDER(t, ec.Certificate)},
+		{"sm2 person-sign", "sm2-issuing", pemDER(t, sm.Certificate)},
+		{"ecdsa issuing CA", "ecdsa-root", tn.svc.cas["ecdsa-issuing"].cert.Raw},
+		{"sm2 issuing CA", "sm2-root", tn.svc.cas["sm2-issuing"].cert.Raw},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cert, err := smx509.ParseCertificate(c.cert)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, rl := tn.fetchCRL(t, c.ca)
+			dp, ok := rawExtension(cert.Extensions, oidCRLDP)
+			if !ok {
+				t.Fatal("certificate has no CRLDP")
+			}
+			idp, ok := rawExtension(rl.Extensions, oidIDP)
+			if !ok || !idp.Critical {
+				t.Fatalf("CRL IDP present %v, critical %v", ok, idp.Critical)
+			}
+			if a, b := dpName(t, dp.Value, true), dpName(t, idp.Value, false); !bytes.Equal(a, b) {
+				t.Errorf("CRLDP distributionPoint %x\n   IDP distributionPoint %x", a, b)
+			}
+			sc, err := crl.ParseScope(rl)
+			if err != nil || sc.IDP.OnlyCA || sc.IDP.OnlyUser {
+				t.Errorf("IDP scope %+v, %v: no only-flags expected", sc, err)
+			}
+		})
+	}
+}
+
+// TestCRLDPTemplate: every built-in profile with CRL distribution points
+// names crlDPTemplate first, the URI the CRLs' IDP carries.
+func TestCRLDPTemplate(t *testing.T) {
+	for name, p := range profile.Builtin() {
+		if len(p.CRLDP) > 0 && p.CRLDP[0] != crlDPTemplate {
+			t.Errorf("profile %s: first CRLDP %q, the CRLs' IDP names %q", name, p.CRLDP[0], crlDPTemplate)
+		}
+	}
+}
+
+// crlStoreFixture is a CA "r" on db with good certificates, for store-level
+// CRL tests on both backends.
+func crlStoreFixture(t *testing.T, db *store.DB, clk *clock.Fake, serials ...string) (*Service, *authority) {
+	t.Helper()
+	ctx := context.Background()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := selfSign(spec{id: "r", cn: "test root"}, key, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New()
+	s.env = &node.Env{DB: db, Audit: audit.New("test", clk), Clock: clk, Logger: slog.New(slog.DiscardHandler)}
+	s.vars = map[string]string{"base": "http://pki.example.gov.cn"}
+	a := &authority{id: "r", cert: cert, signer: key}
+	s.cas["r"] = a
+	now := clk.Now()
+	if err := db.Tx(ctx, func(tx *store.Tx) error {
+		if err := insertAuthority(ctx, tx, authorityRow{id: "r", algorithm: "ecdsa-p256", keyURI: "soft:ca/r", cert: der, created: now}); err != nil {
+			return err
+		}
+		for _, serial := range serials {
+			c := &certRow{issuer: "r", serial: serial, subject: "CN=x", profile: "p", status: "good", requester: "a",
+				notBefore: now.Add(-time.Hour), notAfter: now.Add(time.Hour), created: now, der: []byte{1}}
+			if err := insertCert(ctx, tx, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return s, a
+}
+
+// revokeRow revokes issuer r's certificate serial as the revoke handler
+// does (the trigger gives the revocation its sequence).
+func revokeRow(ctx context.Context, db *store.DB, now time.Time, serial string) error {
+	return db.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.Exec(ctx, "UPDATE ca_certificates SET status = 'revoked', revoked_at = ?, revocation_reason = 1 WHERE issuer_id = 'r' AND serial = ? AND status = 'good'",
+			now.UTC().Format(timeFormat), serial)
+		return err
+	})
+}
+
+// serialsOf verifies a stored CRL and returns its serials.
+func serialsOf(t *testing.T, c *storedCRL, a *authority) string {
+	t.Helper()
+	rl, err := crl.Verify(c.der, a.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crl.Lint(rl, a.cert); err != nil {
+		t.Error(err)
+	}
+	var s []string
+	for _, e := range rl.RevokedCertificateEntries {
+		s = append(s, serialHex(e.SerialNumber))
+	}
+	return strings.Join(s, " ")
+}
+
+// TestDeltaExactDuringBuild: a revocation that commits while a CRL is
+// being built is not on it and is on the next delta, on SQLite and
+// PostgreSQL; the delta lists exactly the revocations its base lacks.
+func TestDeltaExactDuringBuild(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+		s, a := crlStoreFixture(t, db, clk, "0a", "0b", "0c", "0d")
+		if err := revokeRow(ctx, db, clk.Now(), "0a"); err != nil {
+			t.Fatal(err)
+		}
+		during := map[string]string{} // kind -> serial to revoke while it is built
+		crlStateOf(s).duringBuild = func(kind string) {
+			if serial := during[kind]; serial != "" {
+				delete(during, kind)
+				if err := revokeRow(ctx, db, clk.Now(), serial); err != nil {
+					t.Errorf("revoke %s during the build: %v", serial, err)
+				}
+			}
+		}
+		step := func(name string, gen func(context.Context, *authority) (*storedCRL, error), want string) *storedCRL {
+			t.Helper()
+			clk.Add(time.Second)
+			c, err := gen(ctx, a)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if got := serialsOf(t, c, a); got != want {
+				t.Errorf("%s lists %q, want %q", name, got, want)
+			}
+			return c
+		}
+		during[kindFull] = "0b"
+		base := step("base full CRL", s.generateBase, "0a")
+		d1 := step("delta 1", s.generateDelta, "0b")
+		if d1.base != base.number || d1.number != base.number+1 {
+			t.Errorf("delta %d on %d, base is %d", d1.number, d1.base, base.number)
+		}
+		during[kindDelta] = "0c"
+		step("delta 2", s.generateDelta, "0b")
+		step("delta 3", s.generateDelta, "0b 0c")
+		full := step("full CRL after revocations", s.generateCRL, "0a 0b 0c")
+		d4 := step("delta 4", s.generateDelta, "0b 0c")
+		if d4.base != base.number || full.deltaBase || !base.deltaBase {
+			t.Errorf("delta 4 on %d: deltas stay on the scheduled full CRL %d", d4.base, base.number)
+		}
+		step("next base", s.generateBase, "0a 0b 0c")
+		step("delta on the next base", s.generateDelta, "")
+	}, append([]store.Migrations{audit.Migrations}, New().Migrations()...)...)
+}
+
+// TestRevocationSequenceCommitOrder shows why the PostgreSQL migration uses
+// a counter row: a revocation that takes its sequence number after another
+// cannot commit before it, so a CRL snapshot never holds a later number
+// without the earlier one. (On SQLite one writer at a time gives the same.)
+func TestRevocationSequenceCommitOrder(t *testing.T) {
+	db := storetest.Postgres(t, append([]store.Migrations{audit.Migrations}, New().Migrations()...)...)
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	s, a := crlStoreFixture(t, db, clk, "0a", "0b")
+	if _, err := s.generateBase(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	t1, err := db.Writer().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer t1.Rollback()
+	if _, err := t1.ExecContext(ctx, "UPDATE ca_certificates SET status = 'revoked', revoked_at = $1, revocation_reason = 1 WHERE issuer_id = 'r' AND serial = '0a'",
+		clk.Now().Format(timeFormat)); err != nil {
+		t.Fatal(err)
+	}
+	t2 := make(chan error, 1)
+	go func() { t2 <- revokeRow(ctx, db, clk.Now(), "0b") }()
+	// Wait until the second revocation waits for the first's counter lock.
+	for {
+		var waiting int
+		if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case err := <-t2:
+			t.Fatalf("second revocation finished (%v) while the first holds its sequence", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	clk.Add(time.Second)
+	mid, err := s.generateDelta(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := serialsOf(t, mid, a); got != "" || mid.seq.Int64 != 0 {
+		t.Errorf("delta while both revocations are open lists %q at sequence %d", got, mid.seq.Int64)
+	}
+	if err := t1.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-t2; err != nil {
+		t.Fatal(err)
+	}
+	var s1, s2 int64
+	if err := db.QueryRow(ctx, "SELECT (SELECT revocation_seq FROM ca_certificates WHERE serial = '0a'), (SELECT revocation_seq FROM ca_certificates WHERE serial = '0b')").Scan(&s1, &s2); err != nil {
+		t.Fatal(err)
+	}
+	if s1 != 1 || s2 != 2 {
+		t.Errorf("sequences %d, %d; want 1, 2 in commit order", s1, s2)
+	}
+	clk.Add(time.Second)
+	d, err := s.generateDelta(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := serialsOf(t, d, a); got != "0a 0b" {
+		t.Errorf("delta lists %q, want 0a 0b", got)
+	}
+}
+
+// TestCRLRetention covers RFC 5280 §3.3 with the node's clock: a revoked
+// certificate stays on the full CRLs until one issued after its expiry
+// listed it, then goes; a certificate revoked after it expired is listed
+// once too, though the previous CRL was already issued after its expiry.
+func TestCRLRetention(t *testing.T) {
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	tn := startCRLNode(t, filepath.Join(t.TempDir(), "data"), crlNodeOptions{clock: clk})
+	ctx := t.Context()
+	a := tn.svc.cas["ecdsa-issuing"]
+	early, late := tn.issueECDSA(t), tn.issueECDSA(t)
+	if status, raw := tn.revoke(a.id, "ra", early.Serial, "superseded"); status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", status, raw)
+	}
+	c, err := smx509.ParseCertificate(pemDER(t, early.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := func(want string) {
+		t.Helper()
+		f, err := tn.svc.generateBase(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := serialsOf(t, f, a); got != want {
+			t.Errorf("full CRL at %v lists %q, want %q", f.thisUpdate, got, want)
+		}
+	}
+	gen(early.Serial)
+	clk.Set(c.NotAfter.Add(-time.Minute))
+	gen(early.Serial) // not expired yet
+	clk.Set(c.NotAfter.Add(time.Hour))
+	gen(early.Serial) // the first CRL after expiry still lists it
+	// Revoked after expiry and after a CRL issued after expiry.
+	if _, err := tn.db().Exec(ctx, "UPDATE ca_certificates SET status = 'revoked', revoked_at = ?, revocation_reason = 0 WHERE issuer_id = ? AND serial = ?",
+		clk.Now().Format(timeFormat), a.id, late.Serial); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour)
+	gen(late.Serial) // early dropped; late listed once
+	clk.Add(time.Hour)
+	gen("")
+	if _, rl := tn.fetchCRL(t, a.id); len(rl.RevokedCertificateEntries) != 0 {
+		t.Errorf("served CRL lists %d entries", len(rl.RevokedCertificateEntries))
+	}
+}
+
+// revokeHTTP is tn.revoke for other goroutines: it returns errors.
+func (tn *testNode) revokeHTTP(ca, serial string) error {
+	body := strings.NewReader(`{"serial":"` + serial + `","reason":"keyCompromise"}`)
+	req, err := http.NewRequest("POST", "https://"+tn.n.Addresses().HTTPS+"/api/v1/ca/"+ca+"/revocations", body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tn.tokens["ra"])
+	resp, err := tn.c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("revoke %s: %d %s", serial, resp.StatusCode, raw)
+	}
+	return nil
+}
+
+// getCRL fetches and verifies a CRL, for other goroutines.
+func (tn *testNode) getCRL(ca string) (*smx509.RevocationList, error) {
+	resp, err := tn.c.Get("http://" + tn.n.Addresses().HTTP + "/pki/" + ca + ".crl")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	der, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return crl.Verify(der, tn.svc.cas[strings.TrimSuffix(ca, "-delta")].cert)
+}
+
+// TestCRLCoalescing: N concurrent revocations make fewer than N CRL
+// generations, yet each revocation, once acknowledged, is on the full CRL
+// served, and all are on the final full and delta CRLs.
+func TestCRLCoalescing(t *testing.T) {
+	const n = 16
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	const ca = "ecdsa-issuing"
+	var serials []string
+	for range n {
+		serials = append(serials, tn.issueECDSA(t).Serial)
+	}
+	const gens = "SELECT COUNT(*) FROM audit_log WHERE action = 'ca.crl.generate' AND object LIKE 'crl/ecdsa-issuing/%'"
+	before := tn.count(gens)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for _, serial := range serials {
+		wg.Go(func() {
+			if err := tn.revokeHTTP(ca, serial); err != nil {
+				errs <- err
+				return
+			}
+			rl, err := tn.getCRL(ca)
+			if err == nil && !listed(rl, serial) {
+				err = fmt.Errorf("serial %s acknowledged but not on CRL %v", serial, rl.Number)
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	generations := tn.count(gens) - before
+	t.Logf("%d revocations, %d full CRL generations", n, generations)
+	if generations < 1 || generations >= n {
+		t.Errorf("%d generations for %d concurrent revocations, want 1..%d", generations, n, n-1)
+	}
+	_, full := tn.fetchCRL(t, ca)
+	_, delta := tn.fetchCRL(t, ca+"-delta")
+	for _, serial := range serials {
+		if !listed(full, serial) || !listed(delta, serial) {
+			t.Errorf("serial %s: on the full CRL %v, on the delta %v", serial, listed(full, serial), listed(delta, serial))
+		}
+	}
+}
+
+// metricValue reads one sample of the service's collectors.
+func metricValue(t *testing.T, svc *Service, name string, labels map[string]string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(svc.Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if labels[l.GetName()] != l.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestCRLNumberRegressionAlert: a CRL whose number would not go up (a
+// counter moved back, as after restoring a backup) is not published, and
+// raises an alert: an error log and the regressions counter.
+func TestCRLNumberRegressionAlert(t *testing.T) {
+	logs := &syncBuffer{}
+	tn := startCRLNode(t, filepath.Join(t.TempDir(), "data"), crlNodeOptions{logs: logs})
+	ctx := t.Context()
+	a := tn.svc.cas["ecdsa-root"]
+	first, err := latestDelta(ctx, tn.db(), a.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := tn.svc.generateCRL(ctx, a)
+	if err != nil || next.number != first.number+1 {
+		t.Fatalf("generate: %+v, %v; want number %d", next, err, first.number+1)
+	}
+	if _, err := tn.db().Exec(ctx, "UPDATE ca_crl_numbers SET last = 0 WHERE issuer_id = ?", a.id); err != nil {
+		t.Fatal(err)
+	}
+	for i, gen := range []func(context.Context, *authority) (*storedCRL, error){tn.svc.generateCRL, tn.svc.generateDelta} {
+		if _, err := gen(ctx, a); !errors.Is(err, crl.ErrNumberRegression) {
+			t.Fatalf("generation %d after the counter went back: %v, want ErrNumberRegression", i, err)
+		}
+	}
+	got, err := latestCRL(ctx, tn.db(), a.id)
+	if err != nil || !bytes.Equal(got.der, next.der) {
+		t.Fatalf("served CRL changed after a refused generation (%v)", err)
+	}
+	for _, kind := range []string{kindFull, kindDelta} {
+		if v := metricValue(t, tn.svc, "govtrust_ca_crl_number_regressions_total", map[string]string{"ca": a.id, "kind": kind}); v != 1 {
+			t.Errorf("regressions counter for %s CRLs: %v, want 1", kind, v)
+		}
+	}
+	// The node registers the CA's collectors: /metrics (auditors) shows it.
+	if status, body := tn.do("GET", "/metrics", "auditor", nil, nil); status != http.StatusOK ||
+		!strings.Contains(string(body), `govtrust_ca_crl_number_regressions_total{ca="`+a.id+`",kind="full"} 1`) {
+		t.Errorf("/metrics: %d, no regression counter of %s at 1", status, a.id)
+	}
+	if strings.Count(logs.String(), "CRL number regression") != 2 {
+		t.Errorf("want two alert log lines, logs:\n%s", logs)
+	}
+}
+
+// TestCRLFreshness covers ACCEPTANCE.md C-04 with a short schedule (full
+// CRLs valid 10 min, deltas 6 min, a 30 s tick): the node's fake clock
+// advances 30 s at a time over two idle hours, the loop ticks after each
+// step, and every served full and delta CRL is still valid and younger than
+// three quarters of its interval.
+func TestCRLFreshness(t *testing.T) {
+	sched := crlSchedule{full: 10 * time.Minute, delta: 6 * time.Minute, tick: 30 * time.Second}
+	if err := sched.validate(); err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	ticks, ticked := make(chan time.Time), make(chan error)
+	tn := startCRLNode(t, filepath.Join(t.TempDir(), "data"), crlNodeOptions{clock: clk, schedule: &sched, ticks: ticks, ticked: ticked})
+	numbers := map[string]map[string]bool{}
+	for elapsed := time.Duration(0); elapsed < 2*time.Hour; elapsed += sched.tick {
+		clk.Add(sched.tick)
+		ticks <- clk.Now()
+		if err := <-ticked; err != nil {
+			t.Fatalf("refresh at +%v: %v", elapsed, err)
+		}
+		now := clk.Now()
+		for _, id := range []string{"ecdsa-issuing", "sm2-root", "sm2-issuing-delta", "ecdsa-root-delta"} {
+			_, rl := tn.fetchCRL(t, id)
+			if !now.Before(rl.NextUpdate) || !now.Before(crl.RefreshDeadline(rl.ThisUpdate, rl.NextUpdate)) {
+				t.Fatalf("%s at %v: CRL %v from %v to %v is past 3/4 of its interval", id, now, rl.Number, rl.ThisUpdate, rl.NextUpdate)
+			}
+			if numbers[id] == nil {
+				numbers[id] = map[string]bool{}
+			}
+			numbers[id][rl.Number.String()] = true
+		}
+	}
+	for id, ns := range numbers {
+		interval := sched.full
+		if strings.HasSuffix(id, "-delta") {
+			interval = sched.delta
+		}
+		if min := int(2 * time.Hour / interval); len(ns) < min {
+			t.Errorf("%s: %d CRLs served over 2 h, want at least %d", id, len(ns), min)
+		}
+	}
+}
+
+// TestCRLSchedule: schedules that cannot keep C-04 are refused.
+func TestCRLSchedule(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		s    crlSchedule
+		ok   bool
+	}{
+		{"default", defaultCRLSchedule, true},
+		{"zero tick", crlSchedule{full: time.Hour, delta: 30 * time.Minute}, false},
+		{"full over 7 days", crlSchedule{full: 8 * 24 * time.Hour, delta: time.Hour, tick: time.Minute}, false},
+		{"delta not shorter", crlSchedule{full: time.Hour, delta: time.Hour, tick: time.Minute}, false},
+		{"tick too long", crlSchedule{full: time.Hour, delta: 30 * time.Minute, tick: 3 * time.Minute}, false},
+		{"tick a twelfth", crlSchedule{full: time.Hour, delta: 36 * time.Minute, tick: 3 * time.Minute}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.s.validate(); (err == nil) != c.ok {
+				t.Errorf("validate: %v, want ok %v", err, c.ok)
+			}
+		})
 	}
 }

@@ -106,6 +106,9 @@ type Service struct {
 	// ocsp is the OCSP responders and response cache while started
 	// (ocsp_cache.go).
 	ocsp atomic.Pointer[ocspState]
+	// crlState is the CRL schedule, coalescing queues and metrics
+	// (crl.go).
+	crlState atomic.Pointer[crlState]
 }
 
 var (

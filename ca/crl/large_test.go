@@ -62,14 +62,12 @@ type countWriter struct{ n int64 }
 
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
-// TestMillionEntries builds a CRL of 10^6 entries to a file and checks that
-// Build's heap stays within heapBound while it writes ~50 MB, then checks the
-// file: signature, entry count and order. Skipped with -short.
-func TestMillionEntries(t *testing.T) {
-	if testing.Short() {
-		t.Skip("10^6-entry CRL skipped with -short")
-	}
-	const n = 1_000_000
+// TestLargeCRL builds a CRL of 10^5 entries to a file and checks that
+// Build's heap stays within heapBound while it writes ~5 MB, then checks the
+// file: signature, entry count and order. The 10^6-entry figures come from
+// the load program bench/crl, kept out of go test for time.
+func TestLargeCRL(t *testing.T) {
+	const n = 100_000
 	now := time.Now().Truncate(time.Second)
 	ca := newSub(t, newRoot(t, algSM2), algSM2)
 	path := filepath.Join(t.TempDir(), "big.crl")
@@ -111,7 +109,7 @@ func TestMillionEntries(t *testing.T) {
 		t.Fatal("malformed CertificateList")
 	}
 	if !sm2.VerifyASN1WithSM2(ca.cert.PublicKey.(*ecdsa.PublicKey), nil, tbs, sig) {
-		t.Fatal("SM2 signature of the 10^6-entry CRL does not verify")
+		t.Fatal("SM2 signature of the large CRL does not verify")
 	}
 	var revoked cryptobyte.String
 	if !tbs.ReadASN1(&tbsBody, cbasn1.SEQUENCE) || !tbsBody.SkipASN1(cbasn1.INTEGER) || !tbsBody.SkipASN1(cbasn1.SEQUENCE) ||

@@ -430,6 +430,15 @@ func (n *Node) listen(tm *tlsMaterial) (string, error) {
 	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govtrust_http_requests_total", Help: "HTTP requests by listener, route and status."}, []string{"server", "method", "route", "code"})
 	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "govtrust_http_request_duration_seconds", Help: "HTTP request latency by listener and route.", Buckets: prometheus.DefBuckets}, []string{"server", "route"})
 	reg.MustRegister(reqs, dur)
+	for _, s := range n.services {
+		if mp, ok := s.(MetricsProvider); ok {
+			for _, c := range mp.Collectors() {
+				if err := reg.Register(c); err != nil {
+					return "", fmt.Errorf("metrics of %s: %w", s.Name(), err)
+				}
+			}
+		}
+	}
 	observe := func(server, method, route string, status int, d time.Duration) {
 		reqs.WithLabelValues(server, method, route, fmt.Sprint(status)).Inc()
 		dur.WithLabelValues(server, route).Observe(d.Seconds())

@@ -13,6 +13,8 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/clock"
@@ -67,4 +69,11 @@ type PublicRouter interface {
 // APIRouter is implemented by services that serve on the HTTPS listener.
 type APIRouter interface {
 	APIRoutes(mux *authz.Mux)
+}
+
+// MetricsProvider is implemented by services with Prometheus metrics of
+// their own (the CA's CRL alerts, for one); the node registers them on the
+// registry behind /metrics.
+type MetricsProvider interface {
+	Collectors() []prometheus.Collector
 }
