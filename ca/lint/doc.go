@@ -4,11 +4,18 @@
 // issued under, before the CA signs them (Boulder's pre-issuance linting,
 // BR §4.3.1.2).
 //
-// zlint cannot parse SM2 certificates (INTEROP.md §1), so these lints are
-// govtrust's own. They read the DER structurally rather than trusting the
+// The lints are govtrust's own, because zlint cannot parse SM2 certificates
+// (INTEROP.md §1). They read the DER structurally rather than trusting the
 // Go parser, which refuses some faults outright (negative serials,
 // duplicate extensions, mismatched algorithm identifiers): such a
 // certificate gets the specific lint and e_x509_parse.
+//
+// ECDSA and RSA certificates are also run through zlint v3 (zlint.go):
+// its RFC and Community sources for every purpose, and the CA/B Forum
+// Baseline Requirements for TLS server certificates; ZlintSources and
+// ZlintExclusions say which and why. zlint errors and fatals are Error
+// findings, so they refuse issuance like the own ones; its findings are
+// named "zlint/<name>". Each purpose's lint set is filtered once and kept.
 //
 // Use:
 //

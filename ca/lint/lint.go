@@ -126,6 +126,7 @@ func Lints() []Info {
 
 // ctx is what the lints see of one certificate.
 type ctx struct {
+	der      []byte
 	raw      *rawCert
 	cert     *smx509.Certificate // nil when smx509 refused the DER
 	parseErr error
@@ -182,7 +183,9 @@ func Check(der []byte, issuer *smx509.Certificate, exp Expect) []Finding {
 	if fatal != nil {
 		return []Finding{*fatal}
 	}
-	return c.runAll(false)
+	fs := append(c.runAll(false), c.runZlint()...)
+	sortFindings(fs)
+	return fs
 }
 
 // PublicKey lints a SubjectPublicKeyInfo alone with the key lints (sizes,
@@ -211,7 +214,7 @@ func newCtx(der []byte, issuer *smx509.Certificate, exp Expect) (*ctx, *Finding)
 		return nil, &Finding{Lint: "e_x509_parse", Severity: Error, Source: "RFC 5280 §4.1",
 			Detail: fmt.Sprintf("the DER is not a Certificate: %v", err)}
 	}
-	c := &ctx{raw: raw, exp: exp}
+	c := &ctx{der: der, raw: raw, exp: exp}
 	c.cert, c.parseErr = smx509.ParseCertificate(der)
 	if issuer == nil || (c.cert != nil && bytes.Equal(issuer.Raw, c.cert.Raw)) {
 		c.selfSigned = true
@@ -304,13 +307,19 @@ func (c *ctx) runAll(keyOnly bool) []Finding {
 			out = append(out, Finding{Lint: l.Name, Severity: l.Severity, Source: l.Source, Detail: d})
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].Severity != out[j].Severity {
-			return out[i].Severity > out[j].Severity
-		}
-		return out[i].Lint < out[j].Lint
-	})
+	sortFindings(out)
 	return out
+}
+
+// sortFindings orders findings by severity, most severe first, then by lint
+// name.
+func sortFindings(fs []Finding) {
+	sort.SliceStable(fs, func(i, j int) bool {
+		if fs[i].Severity != fs[j].Severity {
+			return fs[i].Severity > fs[j].Severity
+		}
+		return fs[i].Lint < fs[j].Lint
+	})
 }
 
 // hasEKU reports whether the EKU extension lists id.

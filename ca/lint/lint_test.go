@@ -28,6 +28,17 @@ func names2(fs []Finding, sev Severity) []string {
 	return dedupe(out)
 }
 
+// ownNames drops the names of zlint findings.
+func ownNames(s []string) []string {
+	var out []string
+	for _, n := range s {
+		if !strings.HasPrefix(n, ZlintPrefix) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 func dedupe(s []string) []string {
 	var out []string
 	for i, v := range s {
@@ -362,8 +373,10 @@ func TestLints(t *testing.T) {
 				}
 				der = r.encode()
 			}
+			// zlint's verdicts on these hand-made faults are tested in
+			// TestZlint; here only govtrust's own lints are compared.
 			fs := Check(der, ca.cert, tc.exp)
-			got := names2(fs, Error)
+			got := ownNames(names2(fs, Error))
 			want := append([]string(nil), tc.errs...)
 			sort.Strings(want)
 			if strings.Join(got, ",") != strings.Join(want, ",") {

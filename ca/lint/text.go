@@ -4,9 +4,12 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"unicode/utf8"
+
+	zutil "github.com/zmap/zlint/v3/util"
 )
 
 // isPrintableString reports whether s uses only the PrintableString
@@ -178,7 +181,9 @@ var internalTLDs = map[string]bool{
 }
 
 // IsInternalName reports whether a DNS name is an Internal Name in the
-// sense of the BR §1.6.1: a single label or a reserved or private suffix.
+// sense of the BR §1.6.1: a single label, a reserved or private suffix, or
+// a top-level label that is not in the IANA root zone (zlint's list, so the
+// profile refuses what zlint's e_dnsname_not_valid_tld would).
 func IsInternalName(name string) bool {
 	name = strings.TrimPrefix(strings.ToLower(name), "*.")
 	if !strings.Contains(name, ".") {
@@ -188,8 +193,15 @@ func IsInternalName(name string) bool {
 		return true
 	}
 	tld := name[strings.LastIndexByte(name, '.')+1:]
-	return internalTLDs[tld]
+	return internalTLDs[tld] || !zutil.IsInTLDMap(tld)
 }
+
+// IsReservedIP reports whether ip is in an IANA special-purpose range
+// (private, loopback, link-local, documentation, shared, multicast...):
+// a Reserved IP Address of BR §1.6.1, which BR §7.1.2.7.12 keeps out of
+// TLS server certificates. The list is zlint's, so the profile and the
+// lint agree.
+func IsReservedIP(ip net.IP) bool { return zutil.IsIANAReserved(ip) }
 
 // CheckURL checks a CRL distribution point, OCSP or caIssuers URL
 // (RFC 5280 §4.2.1.13, §4.2.2.1): an IA5String, absolute, with a host, and

@@ -132,6 +132,9 @@ func (p *Profile) Apply(in Input) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := p.checkBRSubject(subject); err != nil {
+		return nil, err
+	}
 	sans, err := p.buildSAN(sanReq, cn, note)
 	if err != nil {
 		return nil, err
@@ -439,6 +442,18 @@ func (p *Profile) buildSubject(in Input, note func(string, ...any)) ([]byte, pki
 	return der, name, cn, nil
 }
 
+// checkBRSubject applies the subject rule of BR §7.1.2.7.4 (Organization
+// Validated) to TLS server certificates: an organizationName needs a
+// localityName or a stateOrProvinceName beside it. zlint's BR lints refuse
+// such a certificate; the profile refuses the request first, with a reason
+// the RA can act on (complete the registration record).
+func (p *Profile) checkBRSubject(n pkix.Name) error {
+	if p.Purpose == lint.PurposeTLSServer && len(n.Organization) > 0 && len(n.Locality) == 0 && len(n.Province) == 0 {
+		return fmt.Errorf("%w: a TLS server certificate naming an organisation needs its locality or province too (BR §7.1.2.7.4); the registration record has neither L nor ST", ErrPolicy)
+	}
+	return nil
+}
+
 type sanSet struct {
 	dns, email []string
 	ip         []net.IP
@@ -481,6 +496,9 @@ func (p *Profile) buildSAN(req *sanRequest, cn string, note func(string, ...any)
 		}
 		if ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() || ip.IsLinkLocalUnicast() || ip.Equal(net.IPv4bcast) {
 			return fmt.Errorf("%w: iPAddress %s names no particular host", ErrPolicy, ip)
+		}
+		if lint.IsReservedIP(ip) && !rules.IP.Internal {
+			return fmt.Errorf("%w: iPAddress %s is a reserved (IANA special-purpose) address (BR §7.1.2.7.12), not allowed by profile %s", ErrPolicy, ip, p.Name)
 		}
 		if !seen["ip:"+ip.String()] {
 			seen["ip:"+ip.String()] = true

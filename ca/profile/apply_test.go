@@ -107,6 +107,9 @@ func TestCSRAbuse(t *testing.T) {
 		{"underscore", server, &smx509.CertificateRequest{DNSNames: []string{"a_b.example.gov.cn"}}, ErrPolicy, "underscore"},
 		{"internal name", server, &smx509.CertificateRequest{DNSNames: []string{"intranet.local"}}, ErrPolicy, "internal name"},
 		{"loopback IP", server, &smx509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}, ErrPolicy, "no particular host"},
+		{"private IP", server, &smx509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("10.1.2.3")}}, ErrPolicy, "reserved"},
+		{"documentation IP", server, &smx509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("192.0.2.10")}}, ErrPolicy, "reserved"},
+		{"TLD not in the root zone", server, &smx509.CertificateRequest{DNSNames: []string{"portal.gov.zz"}}, ErrPolicy, "internal name"},
 		{"SAN type not allowed", server, &smx509.CertificateRequest{DNSNames: []string{"a.example.gov.cn"}, EmailAddresses: []string{"a@example.gov.cn"}}, ErrPolicy, "rfc822Name"},
 		{"URI not allowed", server, &smx509.CertificateRequest{DNSNames: []string{"a.example.gov.cn"}, URIs: []*url.URL{{Scheme: "https", Host: "a"}}}, ErrPolicy, "URI"},
 		{"CN not a host", server, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "张三"}, DNSNames: []string{"a.example.gov.cn"}}, ErrPolicy, "CN must be a host name"},
@@ -209,6 +212,20 @@ func TestCSRAbuse(t *testing.T) {
 		cert := issue(t, sm2ca, res)
 		if len(cert.DNSNames) != 1 || cert.DNSNames[0] != "www.example.gov.cn" {
 			t.Fatalf("SANs %v", cert.DNSNames)
+		}
+	})
+
+	t.Run("BR organisation without locality or province", func(t *testing.T) {
+		csr := makeCSR(t, key, &smx509.CertificateRequest{DNSNames: []string{"www.example.gov.cn"}})
+		in := input(sm2ca, csr)
+		delete(in.Record, "ST")
+		delete(in.Record, "L")
+		if _, err := server.Apply(in); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "BR §7.1.2.7.4") {
+			t.Fatalf("err %v, want a policy refusal citing BR §7.1.2.7.4", err)
+		}
+		in.Record["L"] = "福州市"
+		if _, err := server.Apply(in); err != nil {
+			t.Fatalf("with L: %v", err)
 		}
 	})
 

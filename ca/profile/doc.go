@@ -35,6 +35,13 @@
 //     are encoded as PrintableString when they fit its character set and as
 //     UTF8String otherwise, so Chinese names are UTF8String and a '&' the
 //     request sent in a PrintableString comes out as UTF8String;
+//   - an iPAddress in an IANA special-purpose range (private, documentation,
+//     shared...) is refused unless the profile sets san.ip.internal, and a
+//     dNSName whose top-level label is not in the root zone counts as an
+//     internal name; tls-server profiles may allow neither, and a TLS server
+//     certificate naming an organisation needs its locality or province
+//     (BR §7.1.2.7.4, §7.1.2.7.12), so what zlint's BR lints would refuse is
+//     refused here first with a reason the RA can act on;
 //   - validity is the shorter of the request and the profile, backdated by
 //     the profile's backdate, and clamped to the issuer's validity, each
 //     change recorded in Result.Notes.

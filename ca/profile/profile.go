@@ -92,7 +92,7 @@ type FieldRule struct {
 type SANType struct {
 	Max      int  `yaml:"max"`      // most names of this kind; 0 forbids them
 	Wildcard bool `yaml:"wildcard"` // dNSName only: "*.example.gov.cn" allowed
-	Internal bool `yaml:"internal"` // dNSName only: single-label and reserved-suffix names allowed
+	Internal bool `yaml:"internal"` // dNSName: single-label and reserved-suffix names allowed; iPAddress: reserved (private...) addresses allowed
 }
 
 // SANRules are the subjectAltName names a request may carry.
@@ -508,8 +508,16 @@ func (p *Profile) validateSAN(bad func(string, ...any)) {
 		if t.v.Max < 0 || t.v.Max > 1000 {
 			bad("san.%s.max %d outside 0..1000", t.name, t.v.Max)
 		}
-		if t.name != "dns" && (t.v.Wildcard || t.v.Internal) {
-			bad("san.%s: wildcard and internal apply to dns only", t.name)
+		if t.name != "dns" && t.v.Wildcard {
+			bad("san.%s: wildcard applies to dns only", t.name)
+		}
+		if t.name != "dns" && t.name != "ip" && t.v.Internal {
+			bad("san.%s: internal applies to dns and ip only", t.name)
+		}
+		// BR §7.1.2.7.12 keeps Internal Names and Reserved IP Addresses
+		// out of TLS server certificates, and zlint's BR lints refuse them.
+		if p.Purpose == lint.PurposeTLSServer && t.v.Internal {
+			bad("san.%s.internal: a tls-server profile follows the BR, which forbid internal names and reserved addresses (§7.1.2.7.12)", t.name)
 		}
 	}
 	total := s.DNS.Max + s.IP.Max + s.Email.Max + s.URI.Max

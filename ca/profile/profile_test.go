@@ -45,7 +45,7 @@ func csrFor(t *testing.T, p *Profile, key crypto.Signer) *smx509.CertificateRequ
 	case lint.PurposeTLSServer:
 		tmpl.Subject = pkix.Name{CommonName: "www.example.gov.cn"}
 		tmpl.DNSNames = []string{"www.example.gov.cn", "example.gov.cn"}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("192.0.2.10")}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("218.85.152.99")}
 	case lint.PurposeTLSClient:
 		tmpl.Subject = pkix.Name{CommonName: "审批系统", OrganizationalUnit: []string{"信息中心"}}
 		tmpl.EmailAddresses = []string{"ops@example.gov.cn"}
@@ -223,6 +223,9 @@ func TestValidate(t *testing.T) {
 		{"person-sign", "key_usage: [digitalSignature, nonRepudiation]", "key_usage: [digitalSignature, keyEncipherment]", "GM/T 0015"},
 		{"person-enc", "key_usage: [keyEncipherment, dataEncipherment, keyAgreement]", "key_usage: [digitalSignature, keyEncipherment]", "GM/T 0015"},
 		{"server-tls", "cn_in_san: true", "cn_in_san: false", "cn_in_san"},
+		{"server-tls", "ip: {max: 10}", "ip: {max: 10, internal: true}", "san.ip.internal"},
+		{"server-tls", "dns: {max: 100}", "dns: {max: 100, internal: true}", "san.dns.internal"},
+		{"client-tls", "email: {max: 1}", "email: {max: 1, internal: true}", "internal applies to dns and ip"},
 		{"sub-ca", "CN: {source: csr, required: true}", "CN: {source: csr}", "requires a CN"},
 	} {
 		t.Run(tc.profile+"/"+tc.want, func(t *testing.T) {
