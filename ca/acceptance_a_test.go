@@ -457,13 +457,6 @@ func a07Issue(tn *testNode, profiles map[string]*profile.Profile, keys *accKeys,
 	return &a07Issued{cert: cert, issuer: a, findings: lint.Check(der, a.cert, exp)}, nil
 }
 
-// crlIDPPending skips, with "IDP pending: crl helper", the A-10 comparison
-// of a certificate's CRL distribution point with the CRL's
-// issuingDistributionPoint while the CRLs carry none. The CRL work adds the
-// extension; set this to false when it is merged, so a CRL without it
-// fails.
-const crlIDPPending = true
-
 var oidExtIDP = asn1.ObjectIdentifier{2, 5, 29, 28}
 
 // accGet fetches a public URL over plain HTTP.
@@ -651,8 +644,6 @@ func TestExtensionsA10(t *testing.T) {
 							t.Run("IDP", func(t *testing.T) {
 								idp := idpDistributionPoint(t, rl)
 								switch {
-								case idp == nil && crlIDPPending:
-									t.Skip("IDP pending: crl helper")
 								case idp == nil:
 									t.Fatalf("CRL at %s has no issuingDistributionPoint name (RFC 5280 §5.2.5); A-10 wants it byte-identical to the certificate's CRLDP % x", u, ders[i])
 								case !bytes.Equal(idp, ders[i]):

@@ -141,7 +141,12 @@ func (s *Service) issueLinted(ctx context.Context, a *authority, in issuance) ([
 			return nil, nil, err
 		}
 		if errs := lint.Errors(linted.Findings); len(errs) > 0 {
-			return nil, nil, fmt.Errorf("pre-issuance lint: %v", errs)
+			// The profile decides every field but those a request supplies
+			// (names, keys, record values), so a lint error is the request's
+			// to fix as often as the profile's: 422 with the findings, and an
+			// error log for the operator in case the profile is at fault.
+			s.env.Logger.Error("pre-issuance lint refused a certificate", "ca", a.id, "profile", in.profile, "findings", fmt.Sprint(errs))
+			return nil, nil, fmt.Errorf("%w: pre-issuance lint refused the certificate: %v", ErrPolicy, errs)
 		}
 		hexSerial := serialHex(serial)
 		tbs, _, err := splitCertificate(linted.DER)
