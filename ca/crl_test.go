@@ -939,3 +939,57 @@ func TestCRLSchedule(t *testing.T) {
 		})
 	}
 }
+
+// TestRevocationAnswersBeforeSlowCRL holds a CRL generation inside its
+// build: the revocation still answers 200 (after the schedule's wait bound,
+// not after the generation), OCSP already says revoked, and the CRL lists
+// the serial once the generation is let go.
+func TestRevocationAnswersBeforeSlowCRL(t *testing.T) {
+	sched := defaultCRLSchedule
+	sched.wait = 50 * time.Millisecond
+	tn := startCRLNode(t, filepath.Join(t.TempDir(), "data"), crlNodeOptions{schedule: &sched})
+	status, out, raw := tn.issue("ecdsa-issuing", IssueRequest{CSR: csrPEM(goCSR(t, "slow.example.gov.cn", "slow.example.gov.cn")), Profile: "server-tls"}, "")
+	if status != http.StatusCreated {
+		t.Fatalf("issue: %d %s", status, raw)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	crlStateOf(tn.svc).duringBuild = func(string) {
+		once.Do(func() { close(entered) })
+		<-release
+	}
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	if status, raw := tn.revoke("ecdsa-issuing", "ra", out.Serial, "superseded"); status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", status, raw)
+	}
+	select {
+	case <-entered:
+	default:
+		t.Fatal("the revocation answered but no CRL generation had started")
+	}
+	want, _ := new(big.Int).SetString(out.Serial, 16)
+	if r := tn.query(t, "ecdsa-issuing", want, nil); r.Status != ocsp.Revoked {
+		t.Errorf("OCSP while the CRL is being made: %v, want revoked", r.Status)
+	}
+	close(release)
+	released = true
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_, rl := tn.fetchCRL(t, "ecdsa-issuing")
+		listed := false
+		for _, e := range rl.RevokedCertificateEntries {
+			listed = listed || e.SerialNumber.Cmp(want) == 0
+		}
+		if listed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the CRL never listed the serial after the generation was let go")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
