@@ -519,6 +519,9 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 		if err := pruneCRLs(ctx, tx, a.id, kind); err != nil {
 			return err
 		}
+		if err := insertCRLOutbox(ctx, tx, a.id, kind, c.number, c.thisUpdate); err != nil {
+			return err
+		}
 		_, err = s.env.Audit.Append(ctx, tx, rec)
 		return err
 	})

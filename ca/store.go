@@ -111,7 +111,12 @@ func insertAuthority(ctx context.Context, tx *store.Tx, r authorityRow) error {
 	if err != nil {
 		return fmt.Errorf("insert CA %s: %w", r.id, err)
 	}
-	return nil
+	cert, err := smx509.ParseCertificate(r.cert)
+	if err != nil {
+		return fmt.Errorf("insert CA %s: certificate: %w", r.id, err)
+	}
+	// The directory publishes the CA (pkiCA entry) from this event.
+	return insertOutbox(ctx, tx, "ca_added", r.id, serialHex(cert.SerialNumber), r.created)
 }
 
 // recordCACert records a CA certificate a platform CA signed in
@@ -162,6 +167,15 @@ func insertCert(ctx context.Context, tx *store.Tx, r *certRow) error {
 		r.issuer, r.serial, r.subject, r.profile, r.notBefore.UTC().Format(timeFormat), r.notAfter.UTC().Format(timeFormat),
 		r.der, r.status, r.requester, r.requesterOrg, key, hash, r.created.UTC().Format(timeFormat))
 	return err
+}
+
+// insertCRLOutbox announces a published CRL (kind full or delta) in tx.
+func insertCRLOutbox(ctx context.Context, tx *store.Tx, issuer, kind string, number int64, now time.Time) error {
+	if _, err := tx.Exec(ctx, "INSERT INTO ca_outbox (event, issuer_id, serial, crl_kind, crl_number, created_at) VALUES ('crl_published', ?, '', ?, ?, ?)",
+		issuer, kind, number, now.UTC().Format(timeFormat)); err != nil {
+		return fmt.Errorf("outbox CRL %s/%s %d: %w", issuer, kind, number, err)
+	}
+	return nil
 }
 
 func insertOutbox(ctx context.Context, tx *store.Tx, event, issuer, serial string, now time.Time) error {

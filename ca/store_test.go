@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/ca/crl"
+	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/node"
@@ -31,8 +33,9 @@ func TestStore(t *testing.T) {
 		now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 		tx := func(fn func(tx *store.Tx) error) error { return db.Tx(ctx, fn) }
 		for _, id := range []string{"a", "b"} {
+			der := selfSignedCA(t, id)
 			if err := tx(func(tx *store.Tx) error {
-				return insertAuthority(ctx, tx, authorityRow{id: id, algorithm: "sm2", keyURI: "soft:ca/" + id, cert: []byte{0x30, 0}, created: now})
+				return insertAuthority(ctx, tx, authorityRow{id: id, algorithm: "sm2", keyURI: "soft:ca/" + id, cert: der, created: now})
 			}); err != nil {
 				t.Fatal(err)
 			}
@@ -150,4 +153,18 @@ func TestCRLStore(t *testing.T) {
 			t.Errorf("entries %s, want 0a 01ff 7f00aa ab0000", s)
 		}
 	}, append([]store.Migrations{audit.Migrations}, New().Migrations()...)...)
+}
+
+// selfSignedCA makes a throw-away self-signed SM2 CA certificate.
+func selfSignedCA(t *testing.T, cn string) []byte {
+	t.Helper()
+	key, err := sm2.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := selfSign(spec{id: cn, alg: hsm.SM2, cn: cn}, key, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
