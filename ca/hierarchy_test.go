@@ -45,6 +45,8 @@ func TestKeyWithoutRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// ca_certificates and ca_serials hold the node's HTTPS certificate (tls.go)
+	// and the OCSP responder's.
 	for _, table := range []string{"ca_crls", "ca_crl_numbers", "ca_ocsp_responses", "ca_ocsp_epochs", "ca_ocsp_responders", "ca_serials", "ca_certificates"} {
 		if _, err := db.Exec(context.Background(), "DELETE FROM "+table+" WHERE issuer_id = 'ecdsa-issuing'"); err != nil {
 			t.Fatal(err)

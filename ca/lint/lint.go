@@ -51,9 +51,14 @@ type Purpose string
 
 // Purposes of the built-in profiles.
 const (
-	PurposeSign       Purpose = "sign"        // GM/T 0015 signing certificate (person, organisation, seal maker)
-	PurposeEnc        Purpose = "enc"         // GM/T 0015 encryption certificate (KMC key)
-	PurposeTLSServer  Purpose = "tls-server"  // TLS or TLCP server
+	PurposeSign      Purpose = "sign"       // GM/T 0015 signing certificate (person, organisation, seal maker)
+	PurposeEnc       Purpose = "enc"        // GM/T 0015 encryption certificate (KMC key)
+	PurposeTLSServer Purpose = "tls-server" // TLS or TLCP server
+	// PurposeTLSPrivate is a TLS server of the platform's own network (a
+	// node's HTTPS listener): TLS server rules, but not the CA/B Forum BR,
+	// which bind publicly trusted certificates only (BR §1.1) and forbid
+	// the internal names and addresses such a server is reached by.
+	PurposeTLSPrivate Purpose = "tls-server-private"
 	PurposeTLSClient  Purpose = "tls-client"  // TLS client (mTLS)
 	PurposeOCSPSigner Purpose = "ocsp-signer" // delegated OCSP responder (RFC 6960 §4.2.2.2)
 	PurposeTSA        Purpose = "tsa"         // time-stamping unit (RFC 3161 §2.3)

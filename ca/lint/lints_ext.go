@@ -302,6 +302,9 @@ func init() {
 	register("w_san_dns_internal", Warning, "BR §7.1.2.7.12 (Internal Names)",
 		"a single-label or reserved-suffix DNS name cannot be validated publicly",
 		func(c *ctx) []string {
+			if c.exp.Purpose == PurposeTLSPrivate {
+				return nil // reached by the names of its own network
+			}
 			var out []string
 			for _, n := range c.san {
 				if n.tag == 2 && ValidDNSName(string(n.value), true) == nil && IsInternalName(string(n.value)) {

@@ -202,7 +202,7 @@ func init() {
 		"a TLS certificate must carry serverAuth (server) or clientAuth (client) in extendedKeyUsage",
 		func(c *ctx) []string {
 			switch {
-			case c.exp.Purpose == PurposeTLSServer && !c.hasEKUOID(oidEKUServerAuth):
+			case (c.exp.Purpose == PurposeTLSServer || c.exp.Purpose == PurposeTLSPrivate) && !c.hasEKUOID(oidEKUServerAuth):
 				return one("TLS server certificate without id-kp-serverAuth")
 			case c.exp.Purpose == PurposeTLSClient && !c.hasEKUOID(oidEKUClientAuth):
 				return one("TLS client certificate without id-kp-clientAuth")
@@ -213,7 +213,7 @@ func init() {
 	register("e_tls_server_san_missing", Error, "BR §7.1.2.7.12; RFC 6125 §6.4.4",
 		"a TLS server certificate must name its hosts in subjectAltName dNSName or iPAddress",
 		func(c *ctx) []string {
-			if c.exp.Purpose != PurposeTLSServer {
+			if c.exp.Purpose != PurposeTLSServer && c.exp.Purpose != PurposeTLSPrivate {
 				return nil
 			}
 			for _, n := range c.san {
@@ -227,7 +227,7 @@ func init() {
 	register("e_tls_cn_not_in_san", Error, "BR §7.1.4.3 (commonName)",
 		"a TLS server certificate's commonName, if any, must be one of its subjectAltName values",
 		func(c *ctx) []string {
-			if c.exp.Purpose != PurposeTLSServer {
+			if c.exp.Purpose != PurposeTLSServer && c.exp.Purpose != PurposeTLSPrivate {
 				return nil
 			}
 			var out []string

@@ -494,8 +494,14 @@ func (p *Profile) buildSAN(req *sanRequest, cn string, note func(string, ...any)
 		if v4 := ip.To4(); v4 != nil {
 			ip = v4
 		}
-		if ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() || ip.IsLinkLocalUnicast() || ip.Equal(net.IPv4bcast) {
+		if ip.IsUnspecified() || ip.IsMulticast() || ip.IsLinkLocalUnicast() || ip.Equal(net.IPv4bcast) {
 			return fmt.Errorf("%w: iPAddress %s names no particular host", ErrPolicy, ip)
+		}
+		// A loopback address names the host the client runs on: only a
+		// profile for the platform's own listeners (internal addresses
+		// allowed, never a tls-server one, see Validate) certifies it.
+		if ip.IsLoopback() && !rules.IP.Internal {
+			return fmt.Errorf("%w: iPAddress %s is a loopback address, not allowed by profile %s", ErrPolicy, ip, p.Name)
 		}
 		if lint.IsReservedIP(ip) && !rules.IP.Internal {
 			return fmt.Errorf("%w: iPAddress %s is a reserved (IANA special-purpose) address (BR §7.1.2.7.12), not allowed by profile %s", ErrPolicy, ip, p.Name)

@@ -106,7 +106,7 @@ func TestCSRAbuse(t *testing.T) {
 		{"wildcard", server, &smx509.CertificateRequest{DNSNames: []string{"*.example.gov.cn"}}, ErrPolicy, "wildcard"},
 		{"underscore", server, &smx509.CertificateRequest{DNSNames: []string{"a_b.example.gov.cn"}}, ErrPolicy, "underscore"},
 		{"internal name", server, &smx509.CertificateRequest{DNSNames: []string{"intranet.local"}}, ErrPolicy, "internal name"},
-		{"loopback IP", server, &smx509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}, ErrPolicy, "no particular host"},
+		{"loopback IP", server, &smx509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}, ErrPolicy, "loopback"},
 		{"private IP", server, &smx509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("10.1.2.3")}}, ErrPolicy, "reserved"},
 		{"documentation IP", server, &smx509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("192.0.2.10")}}, ErrPolicy, "reserved"},
 		{"TLD not in the root zone", server, &smx509.CertificateRequest{DNSNames: []string{"portal.gov.zz"}}, ErrPolicy, "internal name"},
@@ -533,5 +533,30 @@ func TestNameConstraints(t *testing.T) {
 	}
 	if cert.MaxPathLen != 0 || !cert.MaxPathLenZero {
 		t.Fatalf("path length %d", cert.MaxPathLen)
+	}
+}
+
+// TestPrivateTLSLoopback: the node-tls profile (tls-server-private, internal
+// addresses allowed) certifies loopback addresses and single-label names,
+// which server-tls refuses; unspecified and multicast addresses stay
+// refused everywhere.
+func TestPrivateTLSLoopback(t *testing.T) {
+	_, ecca := cas(t)
+	node := builtinProfile(t, "node-tls")
+	key := newEC(t, elliptic.P256())
+	ok := makeCSR(t, key, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost", "node1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}})
+	res, err := node.Apply(input(ecca, ok))
+	if err != nil {
+		t.Fatalf("node-tls with loopback names: %v", err)
+	}
+	if len(res.Template.IPAddresses) != 2 || len(res.Template.DNSNames) != 2 {
+		t.Errorf("template names %v %v, want both loopback addresses and both DNS names", res.Template.IPAddresses, res.Template.DNSNames)
+	}
+	for _, ip := range []string{"0.0.0.0", "224.0.0.1"} {
+		bad := makeCSR(t, key, &smx509.CertificateRequest{DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP(ip)}})
+		if _, err := node.Apply(input(ecca, bad)); !errors.Is(err, ErrPolicy) {
+			t.Errorf("node-tls with %s: %v, want ErrPolicy", ip, err)
+		}
 	}
 }

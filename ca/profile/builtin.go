@@ -18,7 +18,7 @@ var builtinFS embed.FS
 // BuiltinNames are the built-in profile names.
 var BuiltinNames = []string{
 	"person-sign", "person-enc", "org-sign", "org-enc", "server-tls", "client-tls",
-	"ocsp-signer", "tsa", "seal-maker", "code-sign", "sub-ca",
+	"ocsp-signer", "tsa", "seal-maker", "code-sign", "sub-ca", "node-tls",
 }
 
 // Builtin parses and returns the built-in profiles by name. They are parsed

@@ -311,10 +311,10 @@ func (p *Profile) Validate() error {
 		bad("version is required")
 	}
 	switch p.Purpose {
-	case lint.PurposeSign, lint.PurposeEnc, lint.PurposeTLSServer, lint.PurposeTLSClient,
+	case lint.PurposeSign, lint.PurposeEnc, lint.PurposeTLSServer, lint.PurposeTLSPrivate, lint.PurposeTLSClient,
 		lint.PurposeOCSPSigner, lint.PurposeTSA, lint.PurposeCodeSign, lint.PurposeCA:
 	default:
-		bad("purpose %q is not one of sign, enc, tls-server, tls-client, ocsp-signer, tsa, code-sign, ca", p.Purpose)
+		bad("purpose %q is not one of sign, enc, tls-server, tls-server-private, tls-client, ocsp-signer, tsa, code-sign, ca", p.Purpose)
 	}
 	if v := time.Duration(p.Validity); v < time.Hour || v > 30*365*24*time.Hour {
 		bad("validity %s must be between 1h and 30 years", v)
@@ -404,7 +404,7 @@ func (p *Profile) validateUsage(bad func(string, ...any)) {
 		if ku&^(ke|de|ka) != 0 {
 			bad("an encryption profile has only keyEncipherment, dataEncipherment and keyAgreement (GM/T 0015)")
 		}
-	case lint.PurposeTLSServer, lint.PurposeTLSClient, lint.PurposeOCSPSigner, lint.PurposeTSA, lint.PurposeCodeSign:
+	case lint.PurposeTLSServer, lint.PurposeTLSPrivate, lint.PurposeTLSClient, lint.PurposeOCSPSigner, lint.PurposeTSA, lint.PurposeCodeSign:
 		if ku&ds == 0 {
 			bad("purpose %s needs digitalSignature", p.Purpose)
 		}
@@ -426,9 +426,9 @@ func (p *Profile) validateUsage(bad func(string, ...any)) {
 	}
 	has := func(n string) bool { return ekus[ekuOID[n].String()] }
 	switch p.Purpose {
-	case lint.PurposeTLSServer:
+	case lint.PurposeTLSServer, lint.PurposeTLSPrivate:
 		if !has("serverAuth") {
-			bad("a tls-server profile needs serverAuth")
+			bad("a %s profile needs serverAuth", p.Purpose)
 		}
 	case lint.PurposeTLSClient:
 		if !has("clientAuth") {

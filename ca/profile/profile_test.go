@@ -42,7 +42,7 @@ func TestBuiltinNames(t *testing.T) {
 func csrFor(t *testing.T, p *Profile, key crypto.Signer) *smx509.CertificateRequest {
 	tmpl := &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "张三"}}
 	switch p.Purpose {
-	case lint.PurposeTLSServer:
+	case lint.PurposeTLSServer, lint.PurposeTLSPrivate:
 		tmpl.Subject = pkix.Name{CommonName: "www.example.gov.cn"}
 		tmpl.DNSNames = []string{"www.example.gov.cn", "example.gov.cn"}
 		tmpl.IPAddresses = []net.IP{net.ParseIP("218.85.152.99")}

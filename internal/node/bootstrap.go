@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/govtrust/govtrust/internal/audit"
@@ -33,38 +34,31 @@ const BootstrapTokenTTL = 90 * 24 * time.Hour
 // bootstrapRoles are the accounts of CONTRACT.md, each with its token file.
 var bootstrapRoles = []string{"sysadmin", "secadmin", "auditor", "ra"}
 
-// bootstrap initialises a new installation once (tokens, node_meta) and makes
-// sure the HTTPS listener has a certificate.
-func (n *Node) bootstrap(ctx context.Context) (*tlsMaterial, string, error) {
+// bootstrap initialises a new installation once (tokens, node_meta) and
+// sets up audit checkpoints. The HTTPS certificate is chosen later, once the
+// services have started (setupTLS), since the CA service provides it.
+func (n *Node) bootstrap(ctx context.Context) (string, error) {
 	if err := n.openAuthz(ctx); err != nil {
-		return nil, "", err
+		return "", err
 	}
 	var initialized string
 	err := n.db.QueryRow(ctx, "SELECT value FROM node_meta WHERE key = 'initialized_at'").Scan(&initialized)
 	first := errors.Is(err, sql.ErrNoRows)
 	if err != nil && !first {
-		return nil, "", fmt.Errorf("bootstrap: %w", err)
+		return "", fmt.Errorf("bootstrap: %w", err)
 	}
 	detail := "existing installation from " + initialized
 	if first {
 		if err := n.initialize(ctx); err != nil {
-			return nil, "", err
+			return "", err
 		}
 		detail = "first run: wrote bootstrap tokens"
 	}
 	cpDetail, err := n.setupCheckpoints(ctx)
 	if err != nil {
-		return nil, "", err
+		return "", err
 	}
-	detail += ", " + cpDetail
-	tm, made, err := ensureTLS(filepath.Join(n.opts.DataDir, "bootstrap"), n.cfg.Node.Name, n.opts.Clock.Now())
-	if err != nil {
-		return nil, "", err
-	}
-	if made {
-		detail += ", new self-signed TLS certificate"
-	}
-	return tm, detail, nil
+	return detail + ", " + cpDetail, nil
 }
 
 func (n *Node) initialize(ctx context.Context) error {
@@ -89,23 +83,18 @@ func (n *Node) initialize(ctx context.Context) error {
 	return err
 }
 
-// tlsMaterial is the HTTPS listener's certificate.
-type tlsMaterial struct {
-	cert tls.Certificate
-}
-
-func (t *tlsMaterial) serverConfig() *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{t.cert}}
-}
-
-// ensureTLS loads dir/tls-chain.pem and dir/tls.key, or makes a self-signed
-// ECDSA P-256 certificate when they are missing or expire within 30 days.
-// The certificate authority replaces it with one from ecdsa-issuing.
-func ensureTLS(dir, node string, now time.Time) (*tlsMaterial, bool, error) {
+// ensureTLS loads dir/tls-chain.pem and dir/tls.key when they are the
+// self-signed bootstrap pair and valid for 30 more days, or makes a new
+// self-signed ECDSA P-256 certificate. The listener serves it only when no
+// TLSProvider delivers a certificate (a node without the CA service, or a
+// CA that cannot issue yet); a provider's certificate replaces it and
+// removes tls.key (writeTLSFiles).
+func ensureTLS(dir, node string, now time.Time) (*tls.Certificate, bool, error) {
 	chainPath, keyPath := filepath.Join(dir, "tls-chain.pem"), filepath.Join(dir, "tls.key")
 	if c, err := tls.LoadX509KeyPair(chainPath, keyPath); err == nil {
 		if leaf, err := x509.ParseCertificate(c.Certificate[0]); err == nil && now.Add(30*24*time.Hour).Before(leaf.NotAfter) {
-			return &tlsMaterial{cert: c}, false, nil
+			c.Leaf = leaf
+			return &c, false, nil
 		}
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -115,6 +104,10 @@ func ensureTLS(dir, node string, now time.Time) (*tlsMaterial, bool, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, false, err
+	}
+	dnsNames := []string{"localhost"}
+	if n := strings.ToLower(node); isDNSName(n) && n != "localhost" {
+		dnsNames = append(dnsNames, n)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial.Add(serial, big.NewInt(1)),
@@ -127,7 +120,7 @@ func ensureTLS(dir, node string, now time.Time) (*tlsMaterial, bool, error) {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  false,
-		DNSNames:              []string{"localhost", node},
+		DNSNames:              dnsNames,
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -148,7 +141,11 @@ func ensureTLS(dir, node string, now time.Time) (*tlsMaterial, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &tlsMaterial{cert: c}, true, nil
+	c.Leaf, err = x509.ParseCertificate(der)
+	if err != nil {
+		return nil, false, err
+	}
+	return &c, true, nil
 }
 
 // ReadBootstrapToken returns the bootstrap token of role from a data

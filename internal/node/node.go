@@ -93,6 +93,7 @@ type Node struct {
 	cpPublic  crypto.PublicKey
 	cpStop    context.CancelFunc
 	cpDone    chan struct{}
+	tls       *tlsState
 }
 
 type progress struct {
@@ -155,25 +156,20 @@ func Start(ctx context.Context, opts Options, services ...Service) (_ *Node, err
 	if err := p.step("keys", func() (string, error) { return n.openKeys(ctx) }); err != nil {
 		return nil, err
 	}
-	var tlsMat *tlsMaterial
-	if err := p.step("bootstrap", func() (string, error) {
-		var detail string
-		var err error
-		tlsMat, detail, err = n.bootstrap(ctx)
-		return detail, err
-	}); err != nil {
+	if err := p.step("bootstrap", func() (string, error) { return n.bootstrap(ctx) }); err != nil {
 		return nil, err
 	}
 	if err := p.step("services", func() (string, error) { return n.startServices(ctx) }); err != nil {
 		return nil, err
 	}
-	if err := p.step("listeners", func() (string, error) { return n.listen(tlsMat) }); err != nil {
+	if err := p.step("listeners", func() (string, error) { return n.listen(ctx) }); err != nil {
 		return nil, err
 	}
 	if err := p.step("ready", func() (string, error) { return n.awaitReady(ctx) }); err != nil {
 		return nil, err
 	}
 	n.startCheckpoints()
+	n.startTLSRefresh()
 	state := "ready"
 	if _, ok := n.checks(ctx); !ok {
 		state = "serving but NOT READY (see /readyz)"
@@ -424,7 +420,7 @@ func (n *Node) startCheckpoints() {
 }
 
 // listen binds the listeners and starts serving.
-func (n *Node) listen(tm *tlsMaterial) (string, error) {
+func (n *Node) listen(ctx context.Context) (string, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "govtrust_http_requests_total", Help: "HTTP requests by listener, route and status."}, []string{"server", "method", "route", "code"})
@@ -474,13 +470,18 @@ func (n *Node) listen(tm *tlsMaterial) (string, error) {
 		n.serve(srv, ln, false)
 		n.addrs.HTTP = ln.Addr().String()
 	}
+	httpsDetail := ""
 	if addr := n.cfg.Listen.HTTPS; addr != "" {
+		tlsDetail, err := n.setupTLS(ctx)
+		if err != nil {
+			return "", fmt.Errorf("HTTPS certificate: %w", err)
+		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return "", fmt.Errorf("listen.https %s: %w", addr, err)
 		}
 		tso := so
-		tso.TLS = tm.serverConfig()
+		tso.TLS = n.tls.serverConfig()
 		if n.clientCAs != nil {
 			// Client certificates are optional at the TLS layer (bearer tokens
 			// work too); when one is sent it must chain to a trusted client CA,
@@ -491,10 +492,11 @@ func (n *Node) listen(tm *tlsMaterial) (string, error) {
 		srv := httpx.NewServer(httpx.Edge(api, httpx.EdgeOptions{Server: "https", Logger: n.logger, MaxBodyBytes: hc.MaxBodyBytes, HSTS: true, Observe: observe}), tso)
 		n.serve(srv, ln, true)
 		n.addrs.HTTPS = ln.Addr().String()
+		httpsDetail += " (" + tlsDetail + ")"
 	}
 	// The LDAP listener belongs to the directory service, which binds
 	// listen.ldap itself when it is registered; until then nothing listens.
-	return fmt.Sprintf("http %s, https %s", n.addrs.HTTP, n.addrs.HTTPS), nil
+	return fmt.Sprintf("http %s, https %s%s", n.addrs.HTTP, n.addrs.HTTPS, httpsDetail), nil
 }
 
 func (n *Node) serve(srv *http.Server, ln net.Listener, tls bool) {
@@ -558,6 +560,9 @@ func (n *Node) checks(ctx context.Context) (map[string]string, bool) {
 	for _, s := range n.started {
 		set(s.Name(), s.Ready(ctx))
 	}
+	if n.tls != nil && n.tls.provider != nil {
+		set("https-certificate", n.tls.ready(n.opts.Clock.Now()))
+	}
 	if n.draining.Load() {
 		out["node"] = "shutting down"
 		ok = false
@@ -601,6 +606,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 
 func (n *Node) release(ctx context.Context) error {
 	n.draining.Store(true)
+	// The renewal check calls a service; it ends before the services stop.
+	n.stopTLSRefresh()
 	timeout := 4 * time.Second
 	if n.cfg != nil {
 		timeout = n.cfg.HTTP.ShutdownTimeout

@@ -4,9 +4,9 @@
 // /readyz and /metrics, and stops everything in order on SIGTERM or SIGINT.
 //
 // Services plug in through the small lifecycle interface Service (start,
-// ready, stop) and the optional abilities Migrator, PublicRouter and
-// APIRouter, so later services are added in cmd/govtrust without touching the
-// node's core.
+// ready, stop) and the optional abilities Migrator, PublicRouter, APIRouter
+// and TLSProvider (the HTTPS listener's certificate, tls.go), so later
+// services are added in cmd/govtrust without touching the node's core.
 package node
 
 import (
