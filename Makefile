@@ -6,7 +6,7 @@ CACHE           := $(CURDIR)/.cache
 BIN             := $(CACHE)/bin
 BENCH_DURATION  ?= 3s
 
-.PHONY: all build test test-deps lint vet staticcheck p11 bench soak clean
+.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa clean
 
 all: build
 
@@ -41,6 +41,14 @@ bench: p11
 	$(GO) run ./bench/rawcrypto -duration $(BENCH_DURATION)
 	GTTEST_P11_MODULE=$(CACHE)/libgovtrust-p11.so $(GO) run ./bench/hsmsign -duration $(BENCH_DURATION)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+## soak-tsa: ACCEPTANCE.md G-04 in full: 100,000 tokens while the node is killed (SIGKILL) 10 times.
+soak-tsa:
+	GTTEST_SOAK=1 $(GO) test -run '^TestTSAKillG04$$' -v -timeout 60m ./cmd/govtrust
+
+## bench-tsa: TSA tokens/s over HTTP, SM2 and ECDSA, as ratios to raw signing, p50/p99 at half rate.
+bench-tsa:
+	$(GO) run ./bench/tsa -duration 10s
 
 clean:
 	rm -rf bin $(CACHE)

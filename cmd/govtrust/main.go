@@ -44,6 +44,7 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(newUpCmd(), newAuditCmd(), newHSMCmd(), newTokenCmd(), newAccountCmd())
 	root.AddCommand(newCACmd())
+	root.AddCommand(newTSCmd())
 	return root
 }
 

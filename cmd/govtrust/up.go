@@ -10,6 +10,7 @@ import (
 
 	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/tsa"
 )
 
 func newUpCmd() *cobra.Command {
@@ -47,7 +48,7 @@ func newUpCmd() *cobra.Command {
 
 // services returns the platform's services, wired together. Each issue that
 // adds a service adds it here.
-func services() []node.Service { return []node.Service{ca.New()} }
+func services() []node.Service { c := ca.New(); return []node.Service{c, tsa.New(c)} }
 
 func run(ctx context.Context, cmd *cobra.Command, opts node.Options) error {
 	n, err := node.Start(ctx, opts, services()...)

@@ -31,6 +31,71 @@ type Config struct {
 	Log      LogConfig      `yaml:"log"`
 	HSM      HSMConfig      `yaml:"hsm"`
 	Audit    AuditConfig    `yaml:"audit"`
+	TSA      TSAConfig      `yaml:"tsa"`
+}
+
+// TSAConfig configures the time-stamping authority (RFC 3161).
+type TSAConfig struct {
+	// Policies are the TSA policy OIDs accepted in requests; the first is
+	// put in tokens whose request names none.
+	Policies []string `yaml:"policies"`
+	// Accuracy is stated in every token; when the clock's offset from the
+	// time reference (plus half the round trip) exceeds it, the TSA answers
+	// timeNotAvailable instead of issuing tokens.
+	Accuracy time.Duration `yaml:"accuracy"`
+	// NTPServers are the time reference (host:port, port 123 by default).
+	// Empty: the system clock is trusted as it is, in dev mode only.
+	NTPServers []string `yaml:"ntp_servers"`
+	// NTPInterval is how often the servers are asked.
+	NTPInterval time.Duration `yaml:"ntp_interval"`
+	// MaxBodyBytes bounds a TimeStampReq; larger bodies get 413 unread.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// Validate checks the TSA section.
+func (t *TSAConfig) Validate() error {
+	var errs []error
+	if len(t.Policies) == 0 {
+		errs = append(errs, errors.New("tsa.policies: at least one policy OID is required"))
+	}
+	for _, p := range t.Policies {
+		if !validOID(p) {
+			errs = append(errs, fmt.Errorf("tsa.policies: %q is not a dotted object identifier", p))
+		}
+	}
+	if t.Accuracy < time.Millisecond || t.Accuracy > time.Hour {
+		errs = append(errs, fmt.Errorf("tsa.accuracy: %s must be between 1ms and 1h", t.Accuracy))
+	}
+	for _, s := range t.NTPServers {
+		if s == "" || strings.ContainsAny(s, " /") {
+			errs = append(errs, fmt.Errorf("tsa.ntp_servers: %q is not host or host:port", s))
+		}
+	}
+	if t.NTPInterval < time.Second {
+		errs = append(errs, errors.New("tsa.ntp_interval: must be at least 1s"))
+	}
+	if t.MaxBodyBytes < 256 || t.MaxBodyBytes > 1<<20 {
+		errs = append(errs, fmt.Errorf("tsa.max_body_bytes: %d must be between 256 and 1048576", t.MaxBodyBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// validOID reports whether s is a dotted OID whose arcs fit an int (the
+// ASN.1 decoders' limit) and whose first arcs are valid (X.660).
+func validOID(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) < 2 {
+		return false
+	}
+	for i, p := range parts {
+		if p == "" || len(p) > 9 || strings.Trim(p, "0123456789") != "" || (len(p) > 1 && p[0] == '0') {
+			return false
+		}
+		if i == 0 && p != "0" && p != "1" && p != "2" {
+			return false
+		}
+	}
+	return true
 }
 
 // AuditConfig configures the audit log's signed checkpoints.
@@ -163,6 +228,8 @@ func Defaults() Config {
 			PKCS11: []PKCS11Config{},
 		},
 		Audit: AuditConfig{CheckpointKey: "soft:audit/checkpoint", CheckpointInterval: 5 * time.Minute},
+		TSA: TSAConfig{Policies: []string{"2.999.3161.1"}, Accuracy: time.Second, NTPServers: []string{},
+			NTPInterval: 64 * time.Second, MaxBodyBytes: 16384},
 	}
 }
 
@@ -174,7 +241,7 @@ func (c *Config) Validate() error {
 	}
 	for _, v := range []interface {
 		Validate() error
-	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit} {
+	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}

@@ -114,6 +114,11 @@ func TestValidate(t *testing.T) {
 		"read_timeout":       func(c *Config) { c.HTTP.ReadTimeout = 0 },
 		"log.level":          func(c *Config) { c.Log.Level = "loud" },
 		"node.name":          func(c *Config) { c.Node.Name = "has space" },
+		"tsa.policies":       func(c *Config) { c.TSA.Policies = []string{"1.2.x"} },
+		"tsa.no policy":      func(c *Config) { c.TSA.Policies = nil },
+		"tsa.big arc":        func(c *Config) { c.TSA.Policies = []string{"2.25.329800735698586629295641978511506172918"} },
+		"tsa.accuracy":       func(c *Config) { c.TSA.Accuracy = 0 },
+		"tsa.max_body_bytes": func(c *Config) { c.TSA.MaxBodyBytes = 10 << 20 },
 	}
 	for name, m := range mut {
 		t.Run(name, func(t *testing.T) {

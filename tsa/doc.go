@@ -1,0 +1,30 @@
+// Package tsa is the platform's RFC 3161 time-stamping authority.
+//
+// It answers POST /tsa (profile sm2: SM2/SM3 tokens, the default) and
+// POST /tsa/{profile} (ecdsa: ECDSA P-256/SHA-256 tokens) on the plain HTTP
+// listener, with application/timestamp-query in and
+// application/timestamp-reply out (RFC 3161 §3.4). Every failure is a
+// TimeStampResp with status rejection and the PKIFailureInfo bit of RFC 3161
+// §2.4.2, never an HTTP 5xx; only a body over tsa.max_body_bytes is refused
+// with 413 before it is read.
+//
+// Each profile has a time-stamping unit: a key created through the key
+// manager under the key service "tsa" (ARCHITECTURE.md §3: the CA's keys
+// cannot be used here, nor these by the CA) and a certificate the platform
+// CA issues under its built-in profile tsa (critical EKU timeStamping
+// only), obtained at first start through the Issuer interface that
+// cmd/govtrust wires to the CA. A unit signs for keyUsePeriod, then a new
+// unit takes over (rollover); the retired certificates stay published at
+// GET /tsa/{profile}/certs so tokens made before verify after.
+//
+// Serials are 136-bit random numbers (0x01 and 16 random octets, as the CA
+// draws them), unique under a database constraint: no counter has to
+// survive a crash, so no serial can be reused after one. Every token is
+// recorded (serial, imprint, genTime, policy, the token) through a
+// group-commit batcher before it is returned, so concurrent requests share
+// one transaction (RELIABILITY.md I3).
+//
+// Time comes from the node clock, checked against the configured NTP
+// servers (ntp.go): when the offset exceeds the stated accuracy or the
+// servers are lost, requests get timeNotAvailable and /readyz says why.
+package tsa

@@ -1,0 +1,184 @@
+package tsa
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The TSA's trusted time (RFC 3628 §7.3.2, "clock synchronized with UTC
+// within the declared accuracy"): the clock is compared with NTP servers
+// (an SNTP client, RFC 4330, is enough to measure the offset; the TSA does
+// not steer the clock, the operating system's NTP daemon does). When the
+// offset, widened by half the round trip, exceeds the accuracy the tokens
+// state, or no server answers, the TSA refuses with timeNotAvailable.
+
+// ntpEpoch is 1900-01-01, the NTP era 0 origin (RFC 5905 §6).
+var ntpEpoch = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func toNTP(t time.Time) uint64 {
+	d := t.Sub(ntpEpoch)
+	sec := uint64(d / time.Second)
+	frac := uint64(d%time.Second) << 32 / uint64(time.Second)
+	return sec<<32 | frac
+}
+
+func fromNTP(v uint64) time.Time {
+	sec, frac := v>>32, v&0xffffffff
+	return ntpEpoch.Add(time.Duration(sec)*time.Second + time.Duration(frac*uint64(time.Second)>>32))
+}
+
+// ntpSample is one measurement against one server.
+type ntpSample struct {
+	server        string
+	offset, delay time.Duration
+}
+
+// queryNTP asks server once (RFC 4330 §5): a client-mode packet whose
+// transmit timestamp is random, so an answer must echo it as its originate
+// timestamp (a blind spoofer cannot guess it, RFC 5905 §8). now reads the
+// clock under test.
+func queryNTP(ctx context.Context, server string, now func() time.Time, timeout time.Duration) (ntpSample, error) {
+	addr := server
+	if _, _, err := net.SplitHostPort(server); err != nil {
+		addr = net.JoinHostPort(server, "123")
+	}
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "udp", addr)
+	if err != nil {
+		return ntpSample{}, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	req := make([]byte, 48)
+	req[0] = 0<<6 | 4<<3 | 3 // LI 0, VN 4, mode 3 (client)
+	cookie := make([]byte, 8)
+	if _, err := rand.Read(cookie); err != nil {
+		return ntpSample{}, err
+	}
+	copy(req[40:], cookie)
+	t1 := now()
+	if _, err := conn.Write(req); err != nil {
+		return ntpSample{}, err
+	}
+	resp := make([]byte, 128)
+	n, err := conn.Read(resp)
+	t4 := now()
+	if err != nil {
+		return ntpSample{}, err
+	}
+	if n < 48 {
+		return ntpSample{}, errors.New("short NTP answer")
+	}
+	li, vn, mode, stratum := resp[0]>>6, resp[0]>>3&7, resp[0]&7, resp[1]
+	switch {
+	case mode != 4:
+		return ntpSample{}, fmt.Errorf("NTP answer mode %d is not server", mode)
+	case vn < 3 || vn > 4:
+		return ntpSample{}, fmt.Errorf("NTP version %d", vn)
+	case li == 3 || stratum == 0 || stratum > 15:
+		return ntpSample{}, fmt.Errorf("server unsynchronised (leap %d, stratum %d)", li, stratum)
+	case string(resp[24:32]) != string(cookie):
+		return ntpSample{}, errors.New("NTP answer does not echo our transmit timestamp")
+	}
+	t2 := fromNTP(binary.BigEndian.Uint64(resp[32:40]))
+	t3 := fromNTP(binary.BigEndian.Uint64(resp[40:48]))
+	// RFC 5905 §8: offset θ = ((T2 − T1) + (T3 − T4)) / 2, delay δ = (T4 − T1) − (T3 − T2).
+	offset := (t2.Sub(t1) + t3.Sub(t4)) / 2
+	delay := t4.Sub(t1) - t3.Sub(t2)
+	if delay < 0 {
+		delay = 0
+	}
+	return ntpSample{server: server, offset: offset, delay: delay}, nil
+}
+
+// timeState is what the TSA knows about its clock.
+type timeState struct {
+	ok     bool
+	reason string
+	// offset and bound are the last measurement: the median offset and
+	// |offset| + delay/2 of the server it came from.
+	offset, bound time.Duration
+	checked       time.Time
+}
+
+// timeWatch keeps timeState current.
+type timeWatch struct {
+	servers  []string
+	accuracy time.Duration
+	now      func() time.Time
+	// trustSystem is set when no server is configured in dev mode.
+	trustSystem bool
+	// reason is set when no server is configured outside dev mode.
+	noSource string
+
+	mu    sync.Mutex
+	state timeState
+}
+
+// Tries and timeout per server and round.
+const (
+	ntpTries   = 3
+	ntpTimeout = time.Second
+)
+
+// poll asks every server and updates the state: a round in which no server
+// answers loses the time source; otherwise the median sample decides.
+func (w *timeWatch) poll(ctx context.Context) timeState {
+	if w.trustSystem || w.noSource != "" {
+		st := timeState{ok: w.trustSystem, reason: w.noSource, checked: w.now()}
+		w.set(st)
+		return st
+	}
+	var samples []ntpSample
+	var errs []string
+	for _, s := range w.servers {
+		var err error
+		for range ntpTries {
+			var smp ntpSample
+			if smp, err = queryNTP(ctx, s, w.now, ntpTimeout); err == nil {
+				samples = append(samples, smp)
+				break
+			}
+		}
+		if err != nil {
+			errs = append(errs, s+": "+err.Error())
+		}
+	}
+	st := timeState{checked: w.now()}
+	if len(samples) == 0 {
+		st.reason = "time source lost: no NTP server answered (" + strings.Join(errs, "; ") + ")"
+		w.set(st)
+		return st
+	}
+	sort.Slice(samples, func(i, j int) bool { return samples[i].offset < samples[j].offset })
+	m := samples[len(samples)/2]
+	st.offset = m.offset
+	st.bound = m.offset.Abs() + m.delay/2
+	if st.bound > w.accuracy {
+		st.reason = fmt.Sprintf("clock offset %s (±%s) from %s exceeds the stated accuracy %s", m.offset, m.delay/2, m.server, w.accuracy)
+	} else {
+		st.ok = true
+	}
+	w.set(st)
+	return st
+}
+
+func (w *timeWatch) set(st timeState) {
+	w.mu.Lock()
+	w.state = st
+	w.mu.Unlock()
+}
+
+func (w *timeWatch) get() timeState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state
+}

@@ -1,0 +1,224 @@
+package tsa
+
+import (
+	"context"
+	"embed"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/govtrust/govtrust/hsm"
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/config"
+	"github.com/govtrust/govtrust/internal/httpx"
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// keyService owns the TSA keys in the key manager (key separation).
+const keyService = "tsa"
+
+// Errors of the TSA's HTTP API.
+var (
+	ErrNotFound = fmt.Errorf("tsa: not found: %w", httpx.ErrNotFound)
+	ErrRequest  = fmt.Errorf("tsa: invalid request: %w", httpx.ErrBadRequest)
+)
+
+// Issuer issues certificates for the TSA's units. cmd/govtrust wires the
+// CA service (ca.Service.IssueFor) in; the TSA never imports the CA.
+type Issuer interface {
+	IssueFor(ctx context.Context, caID, profile string, csrDER []byte, record map[string]string, actor string) (der []byte, chain [][]byte, err error)
+}
+
+// spec is one token profile.
+type spec struct {
+	name string
+	// ca is the issuing CA of the unit certificates.
+	ca  string
+	alg hsm.Algorithm
+	cn  string
+}
+
+// DefaultProfile answers POST /tsa.
+const DefaultProfile = "sm2"
+
+var specs = []spec{
+	{name: "sm2", ca: "sm2-issuing", alg: hsm.SM2, cn: "govtrust TSA SM2"},
+	{name: "ecdsa", ca: "ecdsa-issuing", alg: hsm.ECDSAP256, cn: "govtrust TSA ECDSA"},
+}
+
+func specByName(name string) *spec {
+	for i := range specs {
+		if specs[i].name == name {
+			return &specs[i]
+		}
+	}
+	return nil
+}
+
+// Service is the time-stamping authority.
+type Service struct {
+	issuer Issuer
+	env    *node.Env
+	cfg    config.TSAConfig
+
+	policies []asn1.ObjectIdentifier
+	units    atomic.Pointer[unitSet]
+	rollMu   sync.Mutex
+	batch    *store.Batcher
+	clock    *timeWatch
+
+	stop func()
+	done chan struct{}
+}
+
+var (
+	_ node.Service      = (*Service)(nil)
+	_ node.Migrator     = (*Service)(nil)
+	_ node.APIRouter    = (*Service)(nil)
+	_ node.PublicRouter = (*Service)(nil)
+)
+
+// New returns the TSA; issuer makes its certificates (the CA service).
+func New(issuer Issuer) *Service { return &Service{issuer: issuer} }
+
+// Name implements node.Service.
+func (s *Service) Name() string { return "tsa" }
+
+// Migrations implements node.Migrator.
+func (s *Service) Migrations() []store.Migrations {
+	return []store.Migrations{store.EmbeddedMigrations("tsa", migrations, "migrations")}
+}
+
+// Start loads or creates the units (rolling over those past their key-use
+// period), checks the clock once and starts the watch loop.
+func (s *Service) Start(ctx context.Context, env *node.Env) error {
+	s.env = env
+	s.cfg = config.Defaults().TSA
+	mode := config.ModeDev
+	if env.Config != nil {
+		s.cfg, mode = env.Config.TSA, env.Config.Mode
+	}
+	for _, p := range s.cfg.Policies {
+		oid, err := parseOID(p)
+		if err != nil {
+			return fmt.Errorf("tsa.policies: %w", err)
+		}
+		s.policies = append(s.policies, oid)
+	}
+	if s.issuer == nil {
+		return errors.New("tsa: no certificate issuer wired in")
+	}
+	ctx = audit.WithActor(ctx, "system")
+	if err := s.loadUnits(ctx); err != nil {
+		return err
+	}
+	s.batch = env.DB.NewBatcher(0)
+	s.clock = &timeWatch{servers: s.cfg.NTPServers, accuracy: s.cfg.Accuracy, now: env.Clock.Now}
+	if len(s.cfg.NTPServers) == 0 {
+		if mode == config.ModeDev {
+			s.clock.trustSystem = true
+			env.Logger.Warn("tsa: no NTP servers configured (tsa.ntp_servers); the system clock is trusted as it is (dev mode only)")
+		} else {
+			s.clock.noSource = "no time reference: tsa.ntp_servers is empty, which only dev mode accepts"
+		}
+	}
+	if st := s.clock.poll(ctx); !st.ok {
+		env.Logger.Error("tsa: time not available; requests get timeNotAvailable", "reason", st.reason)
+	}
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop, s.done = cancel, make(chan struct{})
+	go s.loop(loopCtx)
+	return nil
+}
+
+// loop re-checks the clock every tsa.ntp_interval and rolls units over
+// when their key-use period ends.
+func (s *Service) loop(ctx context.Context) {
+	defer close(s.done)
+	t := time.NewTicker(s.cfg.NTPInterval)
+	defer t.Stop()
+	prev := s.clock.get().ok
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := s.clock.poll(ctx)
+		if st.ok != prev {
+			if st.ok {
+				s.env.Logger.Info("tsa: time available again", "offset", st.offset)
+			} else {
+				s.env.Logger.Error("tsa: time not available; requests get timeNotAvailable", "reason", st.reason)
+			}
+			prev = st.ok
+		}
+		if err := s.rollDue(ctx); err != nil {
+			s.env.Logger.Error("tsa: scheduled rollover failed; the current unit keeps signing", "error", err)
+		}
+	}
+}
+
+// Ready implements node.Service: every profile has a unit whose key
+// resolves, and the time is trusted.
+func (s *Service) Ready(ctx context.Context) error {
+	set := s.units.Load()
+	if set == nil || s.clock == nil {
+		return errors.New("tsa: not started")
+	}
+	for _, sp := range specs {
+		u := set.active[sp.name]
+		if u == nil {
+			return fmt.Errorf("tsa %s: no active unit", sp.name)
+		}
+		if _, err := s.env.Keys.Signer(ctx, &hsm.SignerRequest{URI: u.keyURI, Service: keyService}); err != nil {
+			return fmt.Errorf("tsa %s: key %s: %w", sp.name, u.keyURI, err)
+		}
+	}
+	if st := s.clock.get(); !st.ok {
+		return errors.New("tsa: " + st.reason)
+	}
+	return nil
+}
+
+// Stop implements node.Service.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.batch != nil {
+		defer s.batch.Close()
+	}
+	if s.stop == nil {
+		return nil
+	}
+	s.stop()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("tsa: stop: %w", ctx.Err())
+	}
+}
+
+// parseOID parses a dotted OID (config validated its form).
+func parseOID(s string) (asn1.ObjectIdentifier, error) {
+	var oid asn1.ObjectIdentifier
+	for _, p := range strings.Split(s, ".") {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q is not a dotted OID", s)
+		}
+		oid = append(oid, n)
+	}
+	if len(oid) < 2 {
+		return nil, fmt.Errorf("%q is not a dotted OID", s)
+	}
+	return oid, nil
+}

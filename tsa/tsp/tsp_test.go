@@ -1,0 +1,321 @@
+package tsp
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"flag"
+	"math/big"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata")
+
+// testPKI is a root and a TSA certificate made at test time.
+type testPKI struct {
+	root, tsa *smx509.Certificate
+	key       crypto.Signer
+	roots     *smx509.CertPool
+}
+
+var testPolicy = asn1.ObjectIdentifier{1, 2, 3, 4, 1}
+
+func newKey(t testing.TB, alg string) crypto.Signer {
+	t.Helper()
+	var k crypto.Signer
+	var err error
+	if alg == "sm2" {
+		k, err = sm2.GenerateKey(rand.Reader)
+	} else {
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// newPKI makes a root and a TSA certificate; ekuCritical false makes a
+// non-conforming TSA certificate.
+func newPKI(t testing.TB, alg string, ekuCritical bool) *testPKI {
+	t.Helper()
+	rootKey := newKey(t, alg)
+	now := time.Now()
+	rootTmpl := &smx509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root " + alg},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: smx509.KeyUsageCertSign}
+	rootDER, err := smx509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := smx509.ParseCertificate(rootDER)
+	key := newKey(t, alg)
+	eku, _ := asn1.Marshal([]asn1.ObjectIdentifier{OIDTimeStamping})
+	tmpl := &smx509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "test tsa " + alg},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(12 * time.Hour), KeyUsage: smx509.KeyUsageDigitalSignature,
+		ExtraExtensions: []pkix.Extension{{Id: oidExtKeyUsage, Critical: ekuCritical, Value: eku}}}
+	der, err := smx509.CreateCertificate(rand.Reader, tmpl, root, key.Public(), rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := smx509.NewCertPool()
+	pool.AddCert(root)
+	return &testPKI{root: root, tsa: cert, key: key, roots: pool}
+}
+
+func (p *testPKI) stamp(t testing.TB, req *Request, withCerts bool) []byte {
+	t.Helper()
+	s, err := NewSigner(p.tsa, []*smx509.Certificate{p.root}, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := &TSTInfo{Policy: testPolicy, MessageImprint: req.MessageImprint, SerialNumber: big.NewInt(0x1234567),
+		GenTime: time.Now(), Accuracy: time.Second, Nonce: req.Nonce}
+	tok, err := s.Sign(info, withCerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestSignAndVerify(t *testing.T) {
+	data := []byte("the document")
+	for _, alg := range []string{"sm2", "ecdsa"} {
+		for _, h := range HashAlgs {
+			t.Run(alg+"/"+h.Name, func(t *testing.T) {
+				p := newPKI(t, alg, true)
+				req := NewRequest(h, h.Sum(data), big.NewInt(42), true)
+				der, err := req.Marshal()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if req, err = ParseRequest(der); err != nil {
+					t.Fatal(err)
+				}
+				tok, err := ParseToken(p.stamp(t, req, true))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := tok.Verify(VerifyOptions{Roots: p.roots, Request: req, Data: data}); err != nil {
+					t.Fatalf("verify: %v", err)
+				}
+				if tok.Info.Nonce.Int64() != 42 || !tok.Info.Policy.Equal(testPolicy) || tok.Info.Accuracy != time.Second {
+					t.Errorf("TSTInfo = %+v", tok.Info)
+				}
+				// Negative cases: each must fail.
+				bad := []struct {
+					name string
+					opts VerifyOptions
+				}{
+					{"other data", VerifyOptions{Roots: p.roots, Data: []byte("another document")}},
+					{"other nonce", VerifyOptions{Roots: p.roots, Request: NewRequest(h, h.Sum(data), big.NewInt(43), true)}},
+					{"other root", VerifyOptions{Roots: newPKI(t, alg, true).roots}},
+					{"other policy", VerifyOptions{Roots: p.roots, Policies: []asn1.ObjectIdentifier{{1, 2, 3}}}},
+					{"after expiry", VerifyOptions{Roots: p.roots, CurrentTime: time.Now().Add(48 * time.Hour)}},
+				}
+				for _, b := range bad {
+					if _, err := tok.Verify(b.opts); !errors.Is(err, ErrVerify) {
+						t.Errorf("%s: Verify = %v, want ErrVerify", b.name, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestVerifyWithoutCerts(t *testing.T) {
+	p := newPKI(t, "sm2", true)
+	req := NewRequest(SM3, SM3.Sum([]byte("x")), nil, false)
+	tok, err := ParseToken(p.stamp(t, req, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tok.Certificates) != 0 {
+		t.Fatalf("token without certReq carries %d certificates", len(tok.Certificates))
+	}
+	if _, err := tok.Verify(VerifyOptions{Roots: p.roots}); !errors.Is(err, ErrVerify) {
+		t.Fatalf("verify without the TSA certificate = %v, want ErrVerify", err)
+	}
+	if _, err := tok.Verify(VerifyOptions{Roots: p.roots, Intermediates: []*smx509.Certificate{p.tsa}, Request: req}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNonCriticalEKURefused(t *testing.T) {
+	p := newPKI(t, "ecdsa", false)
+	req := NewRequest(SHA256, SHA256.Sum([]byte("x")), nil, true)
+	tok, err := ParseToken(p.stamp(t, req, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tok.Verify(VerifyOptions{Roots: p.roots}); !errors.Is(err, ErrVerify) {
+		t.Fatalf("verify = %v, want ErrVerify for a non-critical EKU", err)
+	}
+}
+
+// A token with one altered octet anywhere must never verify: it either
+// fails to parse or fails Verify.
+func TestTamperedTokens(t *testing.T) {
+	p := newPKI(t, "sm2", true)
+	req := NewRequest(SM3, SM3.Sum([]byte("x")), big.NewInt(7), true)
+	// Without certificates: every octet left is signed or structural (a
+	// copy of a certificate the verifier ignores is not).
+	good := p.stamp(t, req, false)
+	for i := 0; i < len(good); i++ {
+		b := bytes.Clone(good)
+		b[i] ^= 0x01
+		tok, err := ParseToken(b)
+		if err != nil {
+			continue
+		}
+		if _, err := tok.Verify(VerifyOptions{Roots: p.roots, Intermediates: []*smx509.Certificate{p.tsa}, Request: req}); err == nil {
+			t.Fatalf("token with octet %d altered verifies", i)
+		}
+	}
+}
+
+func TestParseRequestRejections(t *testing.T) {
+	good, _ := NewRequest(SHA256, make([]byte, 32), big.NewInt(1), true).Marshal()
+	mk := func(f func(r *Request)) []byte {
+		r := NewRequest(SHA256, make([]byte, 32), big.NewInt(1), true)
+		f(r)
+		b, err := r.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tests := []struct {
+		name string
+		der  []byte
+		want FailureInfo
+	}{
+		{"garbage", []byte("hello, world"), BadDataFormat},
+		{"empty", nil, BadDataFormat},
+		{"truncated", good[:len(good)-3], BadDataFormat},
+		{"trailing", append(bytes.Clone(good), 0), BadDataFormat},
+		{"version 2", mk(func(r *Request) { r.Version = 2 }), BadDataFormat},
+		{"sha1", mk(func(r *Request) {
+			r.MessageImprint.HashAlgorithm = oidSHA1
+			r.MessageImprint.HashedMessage = make([]byte, 20)
+		}), BadAlg},
+		{"unknown hash", mk(func(r *Request) { r.MessageImprint.HashAlgorithm = asn1.ObjectIdentifier{1, 2, 3, 4} }), BadAlg},
+		{"short digest", mk(func(r *Request) { r.MessageImprint.HashedMessage = make([]byte, 31) }), BadDataFormat},
+		{"long nonce", mk(func(r *Request) { r.Nonce = new(big.Int).Lsh(big.NewInt(1), 8*MaxNonceLen+1) }), BadDataFormat},
+		{"non-minimal length", append([]byte{0x30, 0x81, byte(len(good) - 2)}, good[2:]...), BadDataFormat},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseRequest(tt.der)
+			var re *RequestError
+			if !errors.As(err, &re) || re.Fail != tt.want {
+				t.Fatalf("ParseRequest = %v, want %s", err, tt.want)
+			}
+		})
+	}
+	r, err := ParseRequest(mk(func(r *Request) {
+		r.ReqPolicy = testPolicy
+		r.Extensions = []Extension{{ID: asn1.ObjectIdentifier{1, 2, 3}, Critical: true, Value: []byte{5, 0}}}
+	}))
+	if err != nil || !r.ReqPolicy.Equal(testPolicy) || len(r.Extensions) != 1 || !r.Extensions[0].Critical {
+		t.Fatalf("request with policy and extension = %+v, %v", r, err)
+	}
+}
+
+func TestResponseRoundTrip(t *testing.T) {
+	for _, f := range []FailureInfo{BadAlg, BadRequest, BadDataFormat, TimeNotAvailable, UnacceptedPolicy, UnacceptedExtension, SystemFailure} {
+		t.Run(f.String(), func(t *testing.T) {
+			r, err := ParseResponse(Rejection(f, "no"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != StatusRejection || len(r.Failures) != 1 || r.Failures[0] != f || r.StatusString != "no" {
+				t.Fatalf("round trip = %+v", r)
+			}
+		})
+	}
+	// timeNotAvailable (bit 14) in DER: 03 03 01 00 02.
+	if b := Rejection(TimeNotAvailable, ""); !bytes.Contains(b, []byte{3, 3, 1, 0, 2}) {
+		t.Errorf("timeNotAvailable encoded as % x", b)
+	}
+}
+
+func TestGenTime(t *testing.T) {
+	tests := []struct {
+		in   time.Time
+		want string
+	}{
+		{time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC), "20261121100000Z"},
+		{time.Date(2026, 11, 21, 10, 0, 0, 500_000_000, time.UTC), "20261121100000.5Z"},
+		{time.Date(2026, 11, 21, 10, 0, 0, 120_999_999, time.UTC), "20261121100000.12Z"},
+	}
+	for _, tt := range tests {
+		if got := formatGenTime(tt.in); got != tt.want {
+			t.Errorf("formatGenTime(%v) = %s, want %s", tt.in, got, tt.want)
+		}
+		if back, err := parseGenTime(tt.want); err != nil || !back.Equal(tt.in.Truncate(time.Millisecond)) {
+			t.Errorf("parseGenTime(%s) = %v, %v", tt.want, back, err)
+		}
+	}
+	for _, bad := range []string{"20261121100000.50Z", "20261121100000.Z", "20261121100000", "2026112110000Z", "20261121100000+0800"} {
+		if _, err := parseGenTime(bad); err == nil {
+			t.Errorf("parseGenTime(%s) accepted", bad)
+		}
+	}
+}
+
+// TestWriteSeeds writes the fuzz seeds (requests, responses, tokens) into
+// testdata with -update.
+func TestWriteSeeds(t *testing.T) {
+	if !*update {
+		t.Skip("run with -update to rewrite testdata")
+	}
+	for _, alg := range []string{"sm2", "ecdsa"} {
+		p := newPKI(t, alg, true)
+		h := map[string]*HashAlg{"sm2": SM3, "ecdsa": SHA256}[alg]
+		req := NewRequest(h, h.Sum([]byte("seed")), big.NewInt(99), true)
+		reqDER, _ := req.Marshal()
+		tok := p.stamp(t, req, true)
+		for name, b := range map[string][]byte{alg + ".tsq": reqDER, alg + ".tst": tok, alg + ".tsr": Granted(tok)} {
+			if err := os.WriteFile(filepath.Join("testdata", name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkSign is the codec's share of a token: TSTInfo, CMS and the
+// signature (compare with bench/ref's sm2-sign and p256-sign).
+func BenchmarkSign(b *testing.B) {
+	for _, alg := range []string{"sm2", "ecdsa"} {
+		b.Run(alg, func(b *testing.B) {
+			p := newPKI(b, alg, true)
+			s, err := NewSigner(p.tsa, nil, p.key)
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := NewRequest(SHA256, SHA256.Sum([]byte("x")), big.NewInt(1), false)
+			for b.Loop() {
+				info := &TSTInfo{Policy: testPolicy, MessageImprint: req.MessageImprint, SerialNumber: big.NewInt(77), GenTime: time.Now(), Accuracy: time.Second, Nonce: req.Nonce}
+				if _, err := s.Sign(info, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
