@@ -42,5 +42,12 @@ bench: p11
 	GTTEST_P11_MODULE=$(CACHE)/libgovtrust-p11.so $(GO) run ./bench/hsmsign -duration $(BENCH_DURATION)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
 
+## soak: the crash and concurrency acceptance tests at full size (ACCEPTANCE.md
+## M-01: 32 clients, 50 kills; M-03: 100 kills; B-02: 2 processes, 64 clients,
+## 50,000 issuances), on SQLite and a throw-away PostgreSQL. make test runs
+## them smaller.
+soak:
+	GTTEST_SOAK=1 CI=1 scripts/with-postgres.sh $(GO) test -count=1 -v -timeout 60m -run 'TestM01|TestM03|TestB02' ./cmd/govtrust/
+
 clean:
 	rm -rf bin $(CACHE)
