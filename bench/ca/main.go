@@ -302,14 +302,22 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	}
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "figure\tops/s\tratio to sm2-sign\tp50\tp99\tmax\tok\terrors\tpeak RSS")
+	fmt.Fprintln(tw, "figure\tops/s\tratio to sm2-sign\tCPU µs/op\tCPU ratio\tp50\tp99\tmax\tok\terrors\tpeak RSS")
 	for _, f := range figs {
 		r := f.res
-		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%s\t%s\t%s\t%d\t%d\t%s\n", f.name, r.rate(), f.ratio,
+		cpuRatio := "-"
+		if r.cpu > 0 {
+			cpuRatio = fmt.Sprintf("%.3f", rates.CPURatio(r.cpuPerOp(), ref.SM2Sign))
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", f.name, r.rate(), f.ratio,
+			float64(r.cpuPerOp())/float64(time.Microsecond), cpuRatio,
 			ms(r.percentile(0.50)), ms(r.percentile(0.99)), ms(r.percentile(1)), r.ok, r.errs, f.rss)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "(ratio = rate / raw SM2 signing on all cores, this run; peak RSS = VmHWM of this process during the phase, node and clients)\n")
+	fmt.Fprintf(w, "(CPU µs/op = CPU time of this process, node and clients, per answered request; CPU ratio = CPU of one raw SM2 signature (%.1f µs) / CPU µs/op:\n"+
+		" the rate ratio the phase would reach with the cores to itself and no waiting, a load-independent estimate when the machine is shared)\n",
+		float64(rates.SM2SignCPU)/float64(time.Microsecond))
 	fmt.Fprintf(w, "(paced latency counts from the scheduled send time; closed-loop latency from the actual send)\n")
 	for _, f := range figs {
 		if f.res.firstErr != nil {
@@ -607,8 +615,19 @@ func (oc *ocspClient) queryChecked(ctx context.Context) error {
 type result struct {
 	ok, errs int64
 	elapsed  time.Duration
+	// cpu is the CPU time this process (node and clients) used during the
+	// phase.
+	cpu      time.Duration
 	lat      []time.Duration // sorted, successes only
 	firstErr error
+}
+
+// cpuPerOp is the process CPU time per answered request.
+func (r result) cpuPerOp() time.Duration {
+	if r.ok == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(r.ok)
 }
 
 func (r result) rate() float64 {
@@ -682,6 +701,7 @@ func closedLoop(ctx context.Context, d time.Duration, workers int, f op) (result
 	)
 	timer := time.AfterFunc(d, func() { stop.Store(true) })
 	defer timer.Stop()
+	cpu0 := ref.CPUTime()
 	start := time.Now()
 	for w := range workers {
 		wg.Go(func() {
@@ -709,7 +729,9 @@ func closedLoop(ctx context.Context, d time.Duration, workers int, f op) (result
 	if err := ctx.Err(); err != nil {
 		return result{}, err
 	}
-	return c.result(elapsed)
+	r, err := c.result(elapsed)
+	r.cpu = ref.CPUTime() - cpu0
+	return r, err
 }
 
 // openLoop schedules requests at rate per second for d, handing each to

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -42,6 +43,15 @@ type Rates struct {
 	SM2Verify  float64 `json:"sm2_verify"`  // SM2 verify with Z and SM3, ops/s on all cores
 	P256Sign   float64 `json:"p256_sign"`   // ECDSA P-256 sign over SHA-256 of the message, ops/s on all cores
 	P256Verify float64 `json:"p256_verify"` // ECDSA P-256 verify over SHA-256 of the message, ops/s on all cores
+
+	// The process CPU time (user + system) one operation cost while its
+	// rate was measured: what a load program compares its own CPU per
+	// request with when other work on the machine makes wall-clock rates
+	// unreliable (CPUTime).
+	SM2SignCPU    time.Duration `json:"sm2_sign_cpu_ns"`
+	SM2VerifyCPU  time.Duration `json:"sm2_verify_cpu_ns"`
+	P256SignCPU   time.Duration `json:"p256_sign_cpu_ns"`
+	P256VerifyCPU time.Duration `json:"p256_verify_cpu_ns"`
 
 	Cores    int           `json:"cores"`       // workers run in parallel (GOMAXPROCS)
 	Duration time.Duration `json:"duration_ns"` // measuring time per operation
@@ -77,9 +87,10 @@ func (r Rates) rate(name string) (float64, bool) {
 // one core spends on one operation.
 func (r Rates) Report(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "operation\tops/s (%d cores)\tops/s per core\tµs/op per core\t\n", r.Cores)
+	fmt.Fprintf(tw, "operation\tops/s (%d cores)\tops/s per core\tµs/op per core\tCPU µs/op\t\n", r.Cores)
 	for _, name := range []string{SM2Sign, SM2Verify, P256Sign, P256Verify} {
 		v, _ := r.rate(name)
+		cpu := r.CPUPerOp(name)
 		perCore, us := 0.0, 0.0
 		if r.Cores > 0 {
 			perCore = v / float64(r.Cores)
@@ -87,7 +98,7 @@ func (r Rates) Report(w io.Writer) {
 		if perCore > 0 {
 			us = 1e6 / perCore
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.1f\t\n", name, v, perCore, us)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.1f\t%.1f\t\n", name, v, perCore, us, float64(cpu)/float64(time.Microsecond))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "(%d-byte message, %s per operation; SM2 includes Z and SM3, P-256 includes SHA-256)\n",
@@ -110,20 +121,77 @@ func Measure(ctx context.Context, d time.Duration) (Rates, error) {
 	for _, m := range []struct {
 		name string
 		dst  *float64
+		cpu  *time.Duration
 		op   func() error
 	}{
-		{SM2Sign, &r.SM2Sign, f.sm2Sign},
-		{SM2Verify, &r.SM2Verify, f.sm2Verify},
-		{P256Sign, &r.P256Sign, f.p256Sign},
-		{P256Verify, &r.P256Verify, f.p256Verify},
+		{SM2Sign, &r.SM2Sign, &r.SM2SignCPU, f.sm2Sign},
+		{SM2Verify, &r.SM2Verify, &r.SM2VerifyCPU, f.sm2Verify},
+		{P256Sign, &r.P256Sign, &r.P256SignCPU, f.p256Sign},
+		{P256Verify, &r.P256Verify, &r.P256VerifyCPU, f.p256Verify},
 	} {
-		v, err := Throughput(ctx, d, r.Cores, m.op)
+		v, cpu, err := ThroughputCPU(ctx, d, r.Cores, m.op)
 		if err != nil {
 			return Rates{}, fmt.Errorf("ref: measure %s: %w", m.name, err)
 		}
-		*m.dst = v
+		*m.dst, *m.cpu = v, cpu
 	}
 	return r, nil
+}
+
+// CPUPerOp returns the CPU time one operation named by base cost, zero when
+// it was not measured.
+func (r Rates) CPUPerOp(base string) time.Duration {
+	switch base {
+	case SM2Sign:
+		return r.SM2SignCPU
+	case SM2Verify:
+		return r.SM2VerifyCPU
+	case P256Sign:
+		return r.P256SignCPU
+	case P256Verify:
+		return r.P256VerifyCPU
+	}
+	return 0
+}
+
+// CPURatio returns the CPU time of one reference operation named by base
+// divided by cpuPerOp: the throughput ratio the measured operation would
+// reach if it had every core to itself and never waited (on a disk, a lock
+// or the network). NaN when either is unknown.
+func (r Rates) CPURatio(cpuPerOp time.Duration, base string) float64 {
+	ref := r.CPUPerOp(base)
+	if ref <= 0 || cpuPerOp <= 0 {
+		return math.NaN()
+	}
+	return float64(ref) / float64(cpuPerOp)
+}
+
+// CPUTime returns the CPU time (user + system) this process has used so
+// far (getrusage RUSAGE_SELF).
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// ThroughputCPU is Throughput that also returns the process CPU time per
+// completed call.
+func ThroughputCPU(ctx context.Context, d time.Duration, workers int, op func() error) (float64, time.Duration, error) {
+	before := CPUTime()
+	start := time.Now()
+	rate, err := Throughput(ctx, d, workers, op)
+	elapsed := time.Since(start)
+	cpu := CPUTime() - before
+	if err != nil {
+		return 0, 0, err
+	}
+	ops := rate * elapsed.Seconds()
+	if ops < 1 {
+		return rate, 0, nil
+	}
+	return rate, time.Duration(float64(cpu) / ops), nil
 }
 
 // Throughput calls op from workers goroutines until d has passed and
