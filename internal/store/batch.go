@@ -20,9 +20,8 @@ var ErrBatcherClosed = errors.New("store: batcher closed")
 // A caller waiting in Do while a transaction commits is put in the next one,
 // so batches form by themselves under load and a lone caller pays no delay.
 //
-// Each function runs inside its own savepoint: a function that fails is
-// rolled back alone and Do returns its error to its caller only; the others
-// commit. A retryable error (IsRetryable) from any function, or a failed
+// A function that fails is rolled back alone (the batch runs again without
+// it) and Do returns its error to its caller only; the others commit. A retryable error (IsRetryable) from any function, or a failed
 // BEGIN or COMMIT, retries the whole batch as DB.Tx does, so like a DB.Tx
 // callback a function must not keep state across attempts. Do returns nil
 // only once the function's writes are committed and durable.
@@ -77,8 +76,9 @@ func (b *Batcher) Do(ctx context.Context, fn func(tx *Tx) error) error {
 	return <-r.err
 }
 
-// Stats reports how many transactions the batcher committed or tried, and
-// how many functions they carried.
+// Stats reports how many batches the batcher ran (one transaction each,
+// not counting the reruns after a failed function) and how many functions
+// they carried.
 func (b *Batcher) Stats() (batches, items uint64) { return b.batches.Load(), b.items.Load() }
 
 // Close stops the batcher after the batch in progress; later Do calls
@@ -113,57 +113,57 @@ func (b *Batcher) loop() {
 	}
 }
 
+// errItemFailed aborts a batch attempt in which a function failed: the
+// transaction is rolled back and run again without that function.
+var errItemFailed = errors.New("store: batch item failed")
+
 // run executes one batch and answers every caller in it.
+//
+// A function that fails is not isolated with a savepoint (two more round
+// trips per function on PostgreSQL, where every statement is one): its
+// error aborts the attempt, the transaction rolls back, and the batch runs
+// again without it. Failures are rare (a unique violation, a refused
+// write), so the common case pays nothing for them.
 func (b *Batcher) run(batch []*batchReq) {
 	b.batches.Add(1)
 	b.items.Add(uint64(len(batch)))
-	errs := make([]error, len(batch))
+	failed := make([]error, len(batch))
 	// The transaction belongs to no single caller: one caller giving up
 	// must not roll back the others' work.
 	ctx := context.WithoutCancel(batch[0].ctx)
-	err := b.db.Tx(ctx, func(tx *Tx) error {
-		clear(errs)
-		if len(batch) == 1 {
-			errs[0] = batch[0].fn(tx)
-			return errs[0]
-		}
-		for i, r := range batch {
-			if err := r.ctx.Err(); err != nil {
-				errs[i] = fmt.Errorf("store: batch: %w", err)
-				continue
-			}
-			if _, err := tx.Exec(ctx, "SAVEPOINT govtrust_batch"); err != nil {
-				return fmt.Errorf("store: batch savepoint: %w", err)
-			}
-			ferr := r.fn(tx)
-			if ferr != nil && IsRetryable(ferr) {
-				return ferr // the whole batch again
-			}
-			if ferr != nil {
-				errs[i] = ferr
-				if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT govtrust_batch"); err != nil {
-					return fmt.Errorf("store: batch rollback to savepoint: %w", errors.Join(err, ferr))
+	var err error
+	for {
+		err = b.db.Tx(ctx, func(tx *Tx) error {
+			for i, r := range batch {
+				if failed[i] != nil {
+					continue
+				}
+				if cerr := r.ctx.Err(); cerr != nil {
+					failed[i] = fmt.Errorf("store: batch: %w", cerr)
+					continue
+				}
+				ferr := r.fn(tx)
+				switch {
+				case ferr == nil:
+				case IsRetryable(ferr):
+					return ferr // the whole batch again (DB.Tx retries)
+				default:
+					failed[i] = ferr
+					return errItemFailed
 				}
 			}
-			if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT govtrust_batch"); err != nil {
-				return fmt.Errorf("store: batch release savepoint: %w", err)
-			}
+			return nil
+		})
+		if !errors.Is(err, errItemFailed) {
+			break
 		}
-		return nil
-	})
+	}
 	for i, r := range batch {
 		switch {
-		case len(batch) == 1:
-			r.err <- err
-		case err != nil:
-			// Nothing committed; a function's own error says more.
-			if errs[i] != nil {
-				r.err <- errs[i]
-			} else {
-				r.err <- err
-			}
+		case failed[i] != nil:
+			r.err <- failed[i]
 		default:
-			r.err <- errs[i]
+			r.err <- err // nil: committed
 		}
 	}
 }
