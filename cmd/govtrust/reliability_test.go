@@ -107,11 +107,7 @@ func TestM01IssuanceUnderKill(t *testing.T) {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for c := 0; c < clients; c++ {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mc := &m01Client{id: c, api: api, L: L, key: key, reasons: reasons, rng: mrand.New(mrand.NewPCG(seed, uint64(c)+1))}
+		mc := &m01Client{id: c, api: api, L: L, reasons: reasons, rng: mrand.New(mrand.NewPCG(seed, uint64(c)+1))}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -369,7 +365,6 @@ type m01Client struct {
 	id      int
 	api     *apiClient
 	L       *m01Ledger
-	key     crypto.Signer
 	reasons []string
 	rng     *mrand.Rand
 	mine    []string // serials answered to this client, not yet sent for revocation
@@ -414,7 +409,15 @@ func (c *m01Client) step(addr string, n int) bool {
 		return false
 	}
 	idem := fmt.Sprintf("m01-c%02d-%06d", c.id, n)
-	body, err := issueBody(c.key, fmt.Sprintf("c%d-%d.m01.example.gov.cn", c.id, n))
+	// A key per certificate: revoking one for keyCompromise blocks its key
+	// for good (ca_blocked_keys), which must not refuse the client's next
+	// request, nor the retry of a request whose answer was lost.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		L.problem("client %d: %v", c.id, err)
+		return false
+	}
+	body, err := issueBody(key, fmt.Sprintf("c%d-%d.m01.example.gov.cn", c.id, n))
 	if err != nil {
 		L.problem("client %d: %v", c.id, err)
 		return false
