@@ -9,8 +9,12 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store/storetest"
 )
 
 // TestCACertificatesRecorded: the certificates of the built-in issuing CAs
@@ -220,5 +224,48 @@ func TestRolloverUnderLoad(t *testing.T) {
 	}
 	if tn.svc.lookup("ecdsa-issuing").status != statusRetired {
 		t.Fatal("after restart the first generation is not retired")
+	}
+}
+
+// TestRolloverSeenByOtherProcess rolls a CA over in one process and checks
+// that a second process on the same PostgreSQL issues from the new
+// generation after its next registry poll, without a restart.
+func TestRolloverSeenByOtherProcess(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	set := func(o *node.Options) { o.DB = &url }
+	a := startNodeWith(t, filepath.Join(t.TempDir(), "a"), set)
+	b := startNodeWith(t, filepath.Join(t.TempDir(), "b"), set)
+	rolled, err := a.svc.Rollover(t.Context(), "test", "ecdsa-issuing", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(4 * registryPoll)
+	for {
+		cur, err := b.svc.current("ecdsa-issuing")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cur.id == rolled.authority.id {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the other process still issues from %s, %s after the rollover to %s", cur.id, 4*registryPoll, rolled.authority.id)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if old := b.svc.lookup("ecdsa-issuing"); old == nil || old.status != statusRetired {
+		t.Errorf("the other process does not see the old generation retired: %+v", old)
+	}
+	b.tokens = a.tokens // the bootstrap tokens are written by the first process only
+	status, out, raw := b.issue("ecdsa-issuing", IssueRequest{CSR: csrPEM(goCSR(t, "after.example.gov.cn", "after.example.gov.cn")), Profile: "server-tls"}, "")
+	if status != http.StatusCreated {
+		t.Fatalf("issue on the other process: %d %s", status, raw)
+	}
+	cert, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cert.CheckSignatureFrom(rolled.authority.cert); err != nil {
+		t.Errorf("certificate from the other process not signed by the new generation: %v", err)
 	}
 }

@@ -109,6 +109,10 @@ type Service struct {
 	// crlState is the CRL schedule, coalescing queues and metrics
 	// (crl.go).
 	crlState atomic.Pointer[crlState]
+	// stopWatchFn ends the registry watch (watch.go), which closes
+	// watchDone.
+	stopWatchFn context.CancelFunc
+	watchDone   chan struct{}
 }
 
 var (
@@ -157,6 +161,7 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	s.stopCRL, s.crlDone = cancel, make(chan struct{})
 	go s.crlLoop(loopCtx, s.crlDone)
 	s.startOCSP(ctx)
+	s.startWatch(ctx)
 	return nil
 }
 
@@ -193,6 +198,7 @@ func (s *Service) Ready(ctx context.Context) error {
 // Stop implements node.Service: it ends the CRL loop and waits for it.
 func (s *Service) Stop(ctx context.Context) error {
 	defer s.closeBatcher()
+	s.stopWatch()
 	s.stopOCSP(ctx)
 	if s.stopCRL == nil {
 		return nil
