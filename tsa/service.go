@@ -73,7 +73,7 @@ type Service struct {
 	policies []asn1.ObjectIdentifier
 	units    atomic.Pointer[unitSet]
 	rollMu   sync.Mutex
-	batch    *store.Batcher
+	rec      *recorder
 	clock    *timeWatch
 
 	stop func()
@@ -121,7 +121,7 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	if err := s.loadUnits(ctx); err != nil {
 		return err
 	}
-	s.batch = env.DB.NewBatcher(0)
+	s.rec = newRecorder(env.DB)
 	s.clock = &timeWatch{servers: s.cfg.NTPServers, accuracy: s.cfg.Accuracy, now: env.Clock.Now}
 	if len(s.cfg.NTPServers) == 0 {
 		if mode == config.ModeDev {
@@ -192,8 +192,8 @@ func (s *Service) Ready(ctx context.Context) error {
 
 // Stop implements node.Service.
 func (s *Service) Stop(ctx context.Context) error {
-	if s.batch != nil {
-		defer s.batch.Close()
+	if s.rec != nil {
+		defer s.rec.close()
 	}
 	if s.stop == nil {
 		return nil

@@ -36,6 +36,27 @@ func Granted(token []byte) []byte {
 	return b
 }
 
+// GrantedHeader returns the octets that precede a token of tokenLen
+// octets in its granted TimeStampResp: Granted(token) is GrantedHeader
+// followed by the token, without copying the token.
+func GrantedHeader(tokenLen int) []byte {
+	status := []byte{0x30, 0x03, 0x02, 0x01, StatusGranted} // PKIStatusInfo { granted }
+	h := appendLength([]byte{0x30}, len(status)+tokenLen)
+	return append(h, status...)
+}
+
+// appendLength appends a DER definite length (X.690 §8.1.3, §10.1).
+func appendLength(b []byte, n int) []byte {
+	if n < 0x80 {
+		return append(b, byte(n))
+	}
+	var octets []byte
+	for ; n > 0; n >>= 8 {
+		octets = append([]byte{byte(n)}, octets...)
+	}
+	return append(append(b, 0x80|byte(len(octets))), octets...)
+}
+
 // Rejection returns the DER TimeStampResp rejecting a request with fail
 // and text (RFC 3161 §2.4.2).
 func Rejection(fail FailureInfo, text string) []byte {

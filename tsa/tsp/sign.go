@@ -1,15 +1,18 @@
 package tsp
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
-	"github.com/emmansun/gmsm/pkcs7"
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 	"golang.org/x/crypto/cryptobyte"
@@ -18,6 +21,12 @@ import (
 
 // Signer makes time-stamp tokens with one TSA certificate and its key.
 // It is safe for concurrent use if Key is.
+//
+// Everything in a token that depends only on the certificate and the key
+// (algorithm identifiers, the signer identifier, the certificate set, the
+// contentType and signingCertificateV2 attributes) is encoded once, here;
+// a token then costs one TSTInfo, one digest, two small attributes and the
+// signature (see Sign).
 type Signer struct {
 	cert  *smx509.Certificate
 	chain []*smx509.Certificate
@@ -25,8 +34,20 @@ type Signer struct {
 	// hash is the SignerInfo digest and the ESSCertIDv2 hash: SM3 for SM2
 	// keys, SHA-256 (P-256, RSA) or SHA-384 (P-384) otherwise.
 	hash *HashAlg
+	// sm2 selects SM2 signing (Z and e = SM3(Z || attributes) made by the
+	// key, GB/T 32918.2 §6.1) instead of signing a precomputed digest.
+	sm2 bool
 	// ess is the DER of the SigningCertificateV2 attribute value.
 	ess []byte
+
+	// Precomputed DER, see Sign.
+	digestAlgs []byte // SET OF DigestAlgorithmIdentifier (one)
+	digestAlg  []byte // DigestAlgorithmIdentifier
+	sigAlg     []byte // SignatureAlgorithmIdentifier
+	sid        []byte // IssuerAndSerialNumber
+	certs      []byte // [0] IMPLICIT CertificateSet: the TSA certificate, then chain
+	attrCT     []byte // Attribute contentType = id-ct-TSTInfo
+	attrESS    []byte // Attribute signingCertificateV2
 }
 
 // NewSigner returns a signer for the TSA certificate cert, whose issuers
@@ -44,7 +65,7 @@ func NewSigner(cert *smx509.Certificate, chain []*smx509.Certificate, key crypto
 	case *ecdsa.PublicKey:
 		switch {
 		case sm2.IsSM2PublicKey(pub):
-			s.hash = SM3
+			s.hash, s.sm2 = SM3, true
 		case pub.Curve == elliptic.P384():
 			s.hash = SHA384
 		default:
@@ -60,6 +81,9 @@ func NewSigner(cert *smx509.Certificate, chain []*smx509.Certificate, key crypto
 		return nil, err
 	}
 	s.ess = ess
+	if err := s.precompute(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -101,42 +125,202 @@ func signingCertificateV2(cert *smx509.Certificate, h *HashAlg) ([]byte, error) 
 	return b.Bytes()
 }
 
+// signatureAlgorithm is the SignerInfo signatureAlgorithm, as gmsm's pkcs7
+// writes it (INTEROP.md's tested construction): 1.2.156.10197.1.301.1 for
+// SM2 (GM/T 0010), ecdsa-with-SHA* for ECDSA, sha*WithRSAEncryption for
+// RSA, each with NULL parameters.
+func (s *Signer) signatureAlgorithm() (asn1.ObjectIdentifier, error) {
+	switch pub := s.key.Public().(type) {
+	case *ecdsa.PublicKey:
+		switch {
+		case s.sm2:
+			return oidSM2Sign, nil
+		case s.hash == SHA384:
+			return oidECDSAWithSHA384, nil
+		case pub.Curve == elliptic.P521():
+			return nil, errors.New("tsp: P-521 TSA keys are not supported")
+		}
+		return oidECDSAWithSHA256, nil
+	case *rsa.PublicKey:
+		return oidSHA256WithRSA, nil
+	}
+	return nil, fmt.Errorf("tsp: unsupported TSA key type %T", s.key.Public())
+}
+
+// precompute encodes the parts of every token that depend only on the
+// certificate and the key.
+func (s *Signer) precompute() error {
+	sigOID, err := s.signatureAlgorithm()
+	if err != nil {
+		return err
+	}
+	enc := func(f func(b *cryptobyte.Builder)) []byte {
+		if err != nil {
+			return nil
+		}
+		var b cryptobyte.Builder
+		f(&b)
+		var out []byte
+		out, err = b.Bytes()
+		return out
+	}
+	s.digestAlg = enc(func(b *cryptobyte.Builder) { addAlgorithm(b, s.hash.OID, true) })
+	s.digestAlgs = enc(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(s.digestAlg) })
+	})
+	s.sigAlg = enc(func(b *cryptobyte.Builder) { addAlgorithm(b, sigOID, true) })
+	// RFC 5652 §5.3: version 1 with issuerAndSerialNumber; the issuer is
+	// copied from the certificate octet for octet.
+	s.sid = enc(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddBytes(s.cert.RawIssuer)
+			b.AddASN1BigInt(s.cert.SerialNumber)
+		})
+	})
+	s.certs = enc(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+			b.AddBytes(s.cert.Raw)
+			for _, c := range s.chain {
+				b.AddBytes(c.Raw)
+			}
+		})
+	})
+	s.attrCT = enc(func(b *cryptobyte.Builder) {
+		addAttribute(b, oidAttrContentType, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(OIDTSTInfo) })
+	})
+	s.attrESS = enc(func(b *cryptobyte.Builder) {
+		addAttribute(b, oidAttrSigningCertV2, func(b *cryptobyte.Builder) { b.AddBytes(s.ess) })
+	})
+	if err != nil {
+		return fmt.Errorf("tsp: signer: %w", err)
+	}
+	return nil
+}
+
+// addAttribute writes an Attribute with one value (RFC 5652 §5.3).
+func addAttribute(b *cryptobyte.Builder, oid asn1.ObjectIdentifier, value func(b *cryptobyte.Builder)) {
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1ObjectIdentifier(oid)
+		b.AddASN1(cbasn1.SET, value)
+	})
+}
+
+// addSigningTime writes t as RFC 5652 §11.3 asks: UTCTime from 1950 to
+// 2049, GeneralizedTime otherwise; whole seconds, Z.
+func addSigningTime(b *cryptobyte.Builder, t time.Time) {
+	t = t.UTC()
+	if y := t.Year(); y >= 1950 && y < 2050 {
+		b.AddASN1(cbasn1.UTCTime, func(b *cryptobyte.Builder) { b.AddBytes(t.AppendFormat(nil, "060102150405Z")) })
+		return
+	}
+	b.AddASN1(cbasn1.GeneralizedTime, func(b *cryptobyte.Builder) { b.AddBytes(t.AppendFormat(nil, "20060102150405Z")) })
+}
+
+var oidAttrSigningTime = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 5}
+
 // Sign returns the DER ContentInfo of a token over info. withCerts puts the
 // TSA certificate and its chain in the token (the request's certReq, RFC
 // 3161 §2.4.1).
 //
-// The construction is the one INTEROP.md tested on gmsm's pkcs7:
-// eContentType id-ct-TSTInfo set before signing (the contentType signed
-// attribute is taken from it), SignedData version 3 (RFC 5652 §5.1),
-// signingCertificateV2 as an extra signed attribute.
+// The token is the construction INTEROP.md tested on gmsm's pkcs7, encoded
+// here directly (TestSignMatchesPKCS7 checks it octet for octet against
+// gmsm's): a ContentInfo id-signedData with SignedData version 3 (RFC 5652
+// §5.1: eContentType is not id-data), one digest algorithm, the TSTInfo as
+// eContent of type id-ct-TSTInfo, the certificates when asked, and one
+// SignerInfo version 1 (issuerAndSerialNumber) whose signed attributes are
+// contentType, signingTime (genTime to the second), messageDigest and
+// signingCertificateV2 (RFC 5816), in DER SET OF order (X.690 §11.6).
 func (s *Signer) Sign(info *TSTInfo, withCerts bool) ([]byte, error) {
 	tst, err := info.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	sd, err := pkcs7.NewSignedData(tst)
+	d := s.hash.New()
+	d.Write(tst)
+	var mdBuf [64]byte
+	md := d.Sum(mdBuf[:0])
+
+	// The signed attributes: the two per-token ones, then all four sorted.
+	ab := cryptobyte.NewBuilder(make([]byte, 0, 128))
+	addAttribute(ab, oidAttrSigningTime, func(b *cryptobyte.Builder) { addSigningTime(b, info.GenTime) })
+	addAttribute(ab, oidAttrMessageDigest, func(b *cryptobyte.Builder) { b.AddASN1OctetString(md) })
+	perToken, err := ab.Bytes()
 	if err != nil {
-		return nil, fmt.Errorf("tsp: signed data: %w", err)
+		return nil, fmt.Errorf("tsp: signed attributes: %w", err)
 	}
-	sd.SetDigestAlgorithm(s.hash.OID)
-	raw := sd.GetSignedData()
-	raw.ContentInfo.ContentType = OIDTSTInfo
-	raw.Version = 3
-	cfg := pkcs7.SignerInfoConfig{
-		ExtraSignedAttributes: []pkcs7.Attribute{{Type: oidAttrSigningCertV2, Value: asn1.RawValue{FullBytes: s.ess}}},
-		SkipCertificates:      !withCerts,
+	var timeAttr cryptobyte.String
+	if rest := cryptobyte.String(perToken); !rest.ReadASN1Element(&timeAttr, cbasn1.SEQUENCE) {
+		return nil, errors.New("tsp: signed attributes: malformed signingTime")
 	}
-	if err := sd.AddSigner(s.cert, s.key, cfg); err != nil {
+	attrs := [4][]byte{s.attrCT, timeAttr, perToken[len(timeAttr):], s.attrESS}
+	slices.SortFunc(attrs[:], bytes.Compare)
+	// RFC 5652 §5.4: the signature covers the DER of the attributes with
+	// the EXPLICIT SET OF tag; the SignerInfo carries them as [0] IMPLICIT.
+	sb := cryptobyte.NewBuilder(make([]byte, 0, 256))
+	sb.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
+		for _, a := range attrs {
+			b.AddBytes(a)
+		}
+	})
+	signed, err := sb.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("tsp: signed attributes: %w", err)
+	}
+	sig, err := s.signAttributes(signed)
+	if err != nil {
 		return nil, fmt.Errorf("tsp: sign: %w", err)
 	}
+
+	size := 64 + len(s.digestAlgs) + len(tst) + len(s.sid) + len(s.digestAlg) + len(signed) + len(s.sigAlg) + len(sig)
 	if withCerts {
-		for _, c := range s.chain {
-			sd.AddCertificate(c)
-		}
+		size += len(s.certs)
 	}
-	der, err := sd.Finish()
+	b := cryptobyte.NewBuilder(make([]byte, 0, size))
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ContentInfo
+		b.AddASN1ObjectIdentifier(OIDSignedData)
+		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignedData
+				b.AddASN1Int64(3)
+				b.AddBytes(s.digestAlgs)
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // EncapsulatedContentInfo
+					b.AddASN1ObjectIdentifier(OIDTSTInfo)
+					b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+						b.AddASN1OctetString(tst)
+					})
+				})
+				if withCerts {
+					b.AddBytes(s.certs)
+				}
+				b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { // SignerInfos
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+						b.AddASN1Int64(1)
+						b.AddBytes(s.sid)
+						b.AddBytes(s.digestAlg)
+						b.AddUint8(0xa0) // [0] IMPLICIT SignedAttributes
+						b.AddBytes(signed[1:])
+						b.AddBytes(s.sigAlg)
+						b.AddASN1OctetString(sig)
+					})
+				})
+			})
+		})
+	})
+	der, err := b.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("tsp: encode token: %w", err)
 	}
 	return der, nil
+}
+
+// signAttributes signs the DER signed attributes: SM2 keys get the
+// attributes themselves with the default user ID (the key computes Z and
+// e = SM3(Z || attributes) once, GB/T 32918.2 §6.1; GM/T 0009 §8), other
+// keys the digest with the signer's hash.
+func (s *Signer) signAttributes(signed []byte) ([]byte, error) {
+	if s.sm2 {
+		return s.key.Sign(rand.Reader, signed, sm2.DefaultSM2SignerOpts)
+	}
+	d := s.hash.New()
+	d.Write(signed)
+	return s.key.Sign(rand.Reader, d.Sum(nil), s.hash.Hash)
 }

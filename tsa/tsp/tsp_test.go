@@ -255,6 +255,16 @@ func TestResponseRoundTrip(t *testing.T) {
 	}
 }
 
+func TestGrantedHeader(t *testing.T) {
+	for _, n := range []int{0, 1, 100, 122, 123, 124, 250, 251, 252, 1236, 65535, 70000} {
+		tok := append([]byte{0x30}, bytes.Repeat([]byte{0}, n)...)
+		want := Granted(tok)
+		if got := append(GrantedHeader(len(tok)), tok...); !bytes.Equal(got, want) {
+			t.Errorf("token of %d octets: header+token % x, Granted % x", len(tok), got[:8], want[:8])
+		}
+	}
+}
+
 func TestGenTime(t *testing.T) {
 	tests := []struct {
 		in   time.Time
@@ -296,26 +306,5 @@ func TestWriteSeeds(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-	}
-}
-
-// BenchmarkSign is the codec's share of a token: TSTInfo, CMS and the
-// signature (compare with bench/ref's sm2-sign and p256-sign).
-func BenchmarkSign(b *testing.B) {
-	for _, alg := range []string{"sm2", "ecdsa"} {
-		b.Run(alg, func(b *testing.B) {
-			p := newPKI(b, alg, true)
-			s, err := NewSigner(p.tsa, nil, p.key)
-			if err != nil {
-				b.Fatal(err)
-			}
-			req := NewRequest(SHA256, SHA256.Sum([]byte("x")), big.NewInt(1), false)
-			for b.Loop() {
-				info := &TSTInfo{Policy: testPolicy, MessageImprint: req.MessageImprint, SerialNumber: big.NewInt(77), GenTime: time.Now(), Accuracy: time.Second, Nonce: req.Nonce}
-				if _, err := s.Sign(info, false); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
 	}
 }

@@ -48,7 +48,7 @@ func (t *TSTInfo) Marshal() ([]byte, error) {
 		b.AddASN1ObjectIdentifier(t.Policy)
 		addImprint(b, &t.MessageImprint)
 		b.AddASN1BigInt(t.SerialNumber)
-		b.AddASN1(cbasn1.GeneralizedTime, func(b *cryptobyte.Builder) { b.AddBytes([]byte(formatGenTime(t.GenTime))) })
+		b.AddASN1(cbasn1.GeneralizedTime, func(b *cryptobyte.Builder) { b.AddBytes(appendGenTime(nil, t.GenTime)) })
 		if t.Accuracy > 0 {
 			addAccuracy(b, t.Accuracy)
 		}
@@ -70,13 +70,19 @@ func (t *TSTInfo) Marshal() ([]byte, error) {
 
 // formatGenTime is GeneralizedTime in UTC with a fraction only when it is
 // not zero and without trailing zeros (RFC 3161 §2.4.2).
-func formatGenTime(t time.Time) string {
+func formatGenTime(t time.Time) string { return string(appendGenTime(nil, t)) }
+
+// appendGenTime appends formatGenTime's form of t to b.
+func appendGenTime(b []byte, t time.Time) []byte {
 	t = t.UTC().Truncate(genTimePrecision)
-	s := t.Format("20060102150405")
+	b = t.AppendFormat(b, "20060102150405")
 	if ms := t.Nanosecond() / int(time.Millisecond); ms != 0 {
-		s += "." + strings.TrimRight(fmt.Sprintf("%03d", ms), "0")
+		b = append(b, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10))
+		for b[len(b)-1] == '0' {
+			b = b[:len(b)-1]
+		}
 	}
-	return s + "Z"
+	return append(b, 'Z')
 }
 
 // parseGenTime parses the GeneralizedTime form formatGenTime writes, with

@@ -1,0 +1,252 @@
+package tsa
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/govtrust/govtrust/internal/store"
+)
+
+// Recording policy (issue #7: a database transaction per token would bound
+// the TSA by the disk's fsync rate, RELIABILITY.md I3 forbids answering
+// before the record is durable).
+const (
+	// recordMaxBatch bounds the tokens of one transaction.
+	recordMaxBatch = 128
+	// recordWindow is how long a batch waits for more tokens after its
+	// first one, but only while the previous batch held more than one
+	// token (the TSA is under concurrent load): a lone request is
+	// committed at once, a busy TSA trades up to this much latency for
+	// fewer commits.
+	recordWindow = time.Millisecond
+	// maxChunk is the largest multi-row INSERT. A batch is cut into
+	// INSERTs of powers of two rows (largest first): seven statements,
+	// each prepared once per connection (internal/store's statement
+	// cache), instead of one per batch size.
+	maxChunk = 64
+)
+
+// errSerialTaken is what a token whose serial is already recorded gets; the
+// caller draws a new serial and signs again (the token was never sent).
+var errSerialTaken = errors.New("tsa: serial already recorded")
+
+// errRecorderClosed is returned after Stop.
+var errRecorderClosed = errors.New("tsa: recorder closed")
+
+// tokenRow is one row of tsa_tokens.
+type tokenRow struct {
+	serial     string
+	profile    string
+	generation int
+	policy     string
+	hashAlg    string
+	imprint    []byte
+	genTime    string
+	nonce      any // string or nil
+	token      []byte
+}
+
+type recordReq struct {
+	row tokenRow
+	err chan error
+}
+
+// recorder is group commit for issued tokens, specialised for one table:
+// a batch is one transaction of a few multi-row INSERTs (no savepoint and
+// no statement per token, as the generic store.Batcher needs), committed
+// once, after which every caller in it is answered. It collects the
+// callers already waiting and, under load, those arriving within
+// recordWindow of the first.
+type recorder struct {
+	db   *store.DB
+	reqs chan *recordReq
+
+	batches, tokens atomic.Uint64
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	done      chan struct{}
+
+	// Used by the loop goroutine only.
+	args   []any
+	insert [maxChunk + 1]string
+}
+
+func newRecorder(db *store.DB) *recorder {
+	r := &recorder{db: db, reqs: make(chan *recordReq, recordMaxBatch), closed: make(chan struct{}), done: make(chan struct{})}
+	go r.loop()
+	return r
+}
+
+// insertSQL is the INSERT of n rows; duplicates of a serial are skipped
+// rather than failing the whole batch, and found by recordBatch.
+func insertSQL(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO tsa_tokens (serial, profile, generation, policy, hash_alg, imprint, gen_time, nonce, token) VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(" ON CONFLICT (serial) DO NOTHING")
+	return b.String()
+}
+
+// record stores row and returns once it is committed (nil), or with
+// errSerialTaken, or with the reason it is not recorded. As with
+// store.Batcher, a ctx that ends while the batch commits does not cut the
+// wait short: nil always means durable.
+func (r *recorder) record(ctx context.Context, row tokenRow) error {
+	req := &recordReq{row: row, err: make(chan error, 1)}
+	select {
+	case <-r.closed:
+		return errRecorderClosed
+	default:
+	}
+	select {
+	case r.reqs <- req:
+	case <-ctx.Done():
+		return fmt.Errorf("tsa: record: %w", ctx.Err())
+	case <-r.closed:
+		return errRecorderClosed
+	}
+	return <-req.err
+}
+
+// stats reports the transactions committed or tried and the tokens they
+// carried.
+func (r *recorder) stats() (batches, tokens uint64) { return r.batches.Load(), r.tokens.Load() }
+
+// close stops the recorder after the batch in progress; requests already
+// queued are answered with errRecorderClosed.
+func (r *recorder) close() {
+	r.closeOnce.Do(func() { close(r.closed) })
+	<-r.done
+}
+
+func (r *recorder) loop() {
+	defer close(r.done)
+	batch := make([]*recordReq, 0, recordMaxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	busy := false
+	for {
+		select {
+		case q := <-r.reqs:
+			batch = append(batch[:0], q)
+		case <-r.closed:
+			r.drain()
+			return
+		}
+		// Take whoever is already waiting.
+	fill:
+		for len(batch) < recordMaxBatch {
+			select {
+			case q := <-r.reqs:
+				batch = append(batch, q)
+			default:
+				break fill
+			}
+		}
+		if busy && len(batch) < recordMaxBatch {
+			timer.Reset(recordWindow)
+		wait:
+			for len(batch) < recordMaxBatch {
+				select {
+				case q := <-r.reqs:
+					batch = append(batch, q)
+				case <-timer.C:
+					break wait
+				}
+			}
+			timer.Stop()
+		}
+		busy = len(batch) > 1
+		errs := r.commit(batch)
+		for i, q := range batch {
+			q.err <- errs[i]
+		}
+		clear(batch)
+	}
+}
+
+func (r *recorder) drain() {
+	for {
+		select {
+		case q := <-r.reqs:
+			q.err <- errRecorderClosed
+		default:
+			return
+		}
+	}
+}
+
+// commit records the batch in one transaction and returns each row's
+// outcome.
+func (r *recorder) commit(batch []*recordReq) []error {
+	r.batches.Add(1)
+	r.tokens.Add(uint64(len(batch)))
+	errs := make([]error, len(batch))
+	// The transaction belongs to no caller: one giving up must not roll
+	// back the others' tokens.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := r.db.Tx(ctx, func(tx *store.Tx) error {
+		clear(errs) // DB.Tx may run this again after a retryable error
+		inserted := int64(0)
+		for rest := batch; len(rest) > 0; {
+			n := maxChunk
+			for n > len(rest) {
+				n /= 2
+			}
+			if r.insert[n] == "" {
+				r.insert[n] = insertSQL(n)
+			}
+			r.args = r.args[:0]
+			for _, q := range rest[:n] {
+				w := &q.row
+				r.args = append(r.args, w.serial, w.profile, w.generation, w.policy, w.hashAlg, w.imprint, w.genTime, w.nonce, w.token)
+			}
+			res, err := tx.Exec(ctx, r.insert[n], r.args...)
+			clear(r.args)
+			if err != nil {
+				return err
+			}
+			k, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			inserted += k
+			rest = rest[n:]
+		}
+		if inserted == int64(len(batch)) {
+			return nil
+		}
+		// A serial was recorded before, or twice in this batch (80
+		// random bits in the same millisecond: never expected). The rows that hold another
+		// token than the caller's lost.
+		for i, q := range batch {
+			var tok []byte
+			if err := tx.QueryRow(ctx, "SELECT token FROM tsa_tokens WHERE serial = ?", q.row.serial).Scan(&tok); err != nil {
+				return fmt.Errorf("tsa: check serial %s: %w", q.row.serial, err)
+			}
+			if !bytes.Equal(tok, q.row.token) {
+				errs[i] = errSerialTaken
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
+}
