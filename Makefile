@@ -6,7 +6,7 @@ CACHE           := $(CURDIR)/.cache
 BIN             := $(CACHE)/bin
 BENCH_DURATION  ?= 3s
 
-.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa clean
+.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa kms bench-kms clean
 
 all: build
 
@@ -56,6 +56,16 @@ soak-tsa:
 ## bench-tsa: TSA tokens/s over HTTP, SM2 and ECDSA, as ratios to raw signing, p50/p99 at half rate.
 bench-tsa:
 	$(GO) run ./bench/tsa -duration 10s
+
+## kms: issue #8 (application keys, KMC, dual certificates, recovery) on SQLite and PostgreSQL, with OpenSSL and tjfoc/gmsm.
+kms:
+	CI=1 scripts/with-postgres.sh $(GO) test ./kms/... ./internal/config
+	CI=1 scripts/with-postgres.sh $(GO) test -run 'TestDualCertificate|TestKMSCLI|TestOpenAPI' ./cmd/govtrust
+
+## bench-kms: encrypt/decrypt over HTTPS (1 KB, 1 MB), a 100 MB round trip, dual enrolments per second.
+bench-kms:
+	$(GO) test -run '^$$' -bench 'HTTPS|100MB' -benchtime 2s ./kms
+	$(GO) test -run '^$$' -bench DualEnrolment -benchtime 3s ./cmd/govtrust
 
 clean:
 	rm -rf bin $(CACHE)

@@ -97,6 +97,12 @@ type IssueRequest struct {
 	// "CN", "O"; identity numbers such as "id-card"), for profiles whose
 	// subject comes from the registration record (profile.Input.Record).
 	Record map[string]string `json:"record,omitempty"`
+	// Dual asks for a dual certificate (dual_cert.go): this signing
+	// profile's certificate, the encryption certificate of EncProfile
+	// (default <name>-enc) for a KMC-generated key, and that key enveloped.
+	Dual       bool   `json:"dual,omitempty"`
+	EncProfile string `json:"enc_profile,omitempty"`
+	SKF        bool   `json:"skf_blob,omitempty"`
 }
 
 // Validate implements httpx.Validator.
@@ -198,6 +204,9 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	if len(idemKey) > maxIdempotencyKey || strings.ContainsFunc(idemKey, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
 		return fmt.Errorf("%w: Idempotency-Key must be at most %d printable ASCII characters", ErrRequest, maxIdempotencyKey)
 	}
+	if req.Dual && idemKey != "" {
+		return fmt.Errorf("%w: Idempotency-Key is not supported with dual", ErrRequest)
+	}
 	hash := req.hash(p.Account.ID)
 	if idemKey != "" {
 		c, err := certByIdempotencyKey(ctx, s.env.DB, a.id, idemKey)
@@ -224,6 +233,9 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := checkKeyNotBlocked(ctx, s.env.DB, csr.RawSubjectPublicKeyInfo); err != nil {
 		return err
+	}
+	if req.Dual {
+		return s.issueDual(w, r, a, prof, csr, &req, p)
 	}
 	res, err := prof.Apply(profile.Input{CSR: csr, Record: req.Record, Now: s.env.Clock.Now().UTC(), Issuer: a.cert, CAID: a.id, Vars: s.vars})
 	if err != nil {

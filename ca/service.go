@@ -101,6 +101,9 @@ type Service struct {
 	stopCRL context.CancelFunc
 	crlDone chan struct{}
 
+	// kmc generates and escrows the encryption keys of dual certificates
+	// (dual_cert.go); nil when none is wired in.
+	kmc KMC
 	// batch shares the commits of concurrent issuances (sign.go).
 	batch batchHolder
 	// ocsp is the OCSP responders and response cache while started

@@ -221,7 +221,7 @@ func TestValidate(t *testing.T) {
 		{"ocsp-signer", "ocsp_no_check: true", "ocsp_no_check: false", "ocsp_no_check"},
 		{"sub-ca", "key_usage: [digitalSignature, keyCertSign, cRLSign]", "key_usage: [digitalSignature, cRLSign]", "keyCertSign"},
 		{"person-sign", "key_usage: [digitalSignature, nonRepudiation]", "key_usage: [digitalSignature, keyEncipherment]", "GM/T 0015"},
-		{"person-enc", "key_usage: [keyEncipherment, dataEncipherment, keyAgreement]", "key_usage: [digitalSignature, keyEncipherment]", "GM/T 0015"},
+		{"person-enc", "key_usage: [keyEncipherment, dataEncipherment]", "key_usage: [digitalSignature, keyEncipherment]", "GM/T 0015"},
 		{"server-tls", "cn_in_san: true", "cn_in_san: false", "cn_in_san"},
 		{"server-tls", "ip: {max: 10}", "ip: {max: 10, internal: true}", "san.ip.internal"},
 		{"server-tls", "dns: {max: 100}", "dns: {max: 100, internal: true}", "san.dns.internal"},

@@ -10,6 +10,8 @@ import (
 
 	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/kms"
+	"github.com/govtrust/govtrust/kms/kmc"
 	"github.com/govtrust/govtrust/tsa"
 )
 
@@ -48,7 +50,11 @@ func newUpCmd() *cobra.Command {
 
 // services returns the platform's services, wired together. Each issue that
 // adds a service adds it here.
-func services() []node.Service { c := ca.New(); return []node.Service{c, tsa.New(c)} }
+func services() []node.Service {
+	c, k := ca.New(), kmc.New()
+	c.UseKMC(kmcClient{k})
+	return []node.Service{c, tsa.New(c), kms.New(), k}
+}
 
 func run(ctx context.Context, cmd *cobra.Command, opts node.Options) error {
 	n, err := node.Start(ctx, opts, services()...)

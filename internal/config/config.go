@@ -32,6 +32,8 @@ type Config struct {
 	HSM      HSMConfig      `yaml:"hsm"`
 	Audit    AuditConfig    `yaml:"audit"`
 	TSA      TSAConfig      `yaml:"tsa"`
+	KMS      KMSConfig      `yaml:"kms"`
+	KMC      KMCConfig      `yaml:"kmc"`
 }
 
 // TSAConfig configures the time-stamping authority (RFC 3161).
@@ -230,6 +232,9 @@ func Defaults() Config {
 		Audit: AuditConfig{CheckpointKey: "soft:audit/checkpoint", CheckpointInterval: 5 * time.Minute},
 		TSA: TSAConfig{Policies: []string{"2.999.3161.1"}, Accuracy: time.Second, NTPServers: []string{},
 			NTPInterval: 64 * time.Second, MaxBodyBytes: 16384},
+		KMS: KMSConfig{KEK: "soft:kms/kek", RotationCheck: time.Minute, DestroyApprovals: 1},
+		KMC: KMCConfig{EscrowKey: "soft:kmc/escrow", RecoveryApprovals: 2, RecoveryTTL: 72 * time.Hour,
+			Retention: 5 * 365 * 24 * time.Hour},
 	}
 }
 
@@ -241,7 +246,7 @@ func (c *Config) Validate() error {
 	}
 	for _, v := range []interface {
 		Validate() error
-	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA} {
+	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA, &c.KMS, &c.KMC} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}

@@ -226,6 +226,11 @@ var seed = []Action{
 	{"kms.decrypt", ClassKey, "Decrypt with an application key"},
 	{"kms.rotate", ClassKey, "Rotate an application key"},
 	{"kms.key.recover", ClassKey, "Recover an escrowed encryption key (after dual-control approval)"},
+	{"kms.key.create", ClassKey, "Create an application key"},
+	{"kms.key.read", ClassRead, "Read application keys' settings and versions (never their material)"},
+	{"kms.key.update", ClassKey, "Enable, disable or retire versions of an application key, or set its rotation period"},
+	{"kms.key.destroy", ClassKey, "Destroy an application key version (under dual control)"},
+	{"kms.rewrap", ClassKey, "Re-encrypt a ciphertext under an application key's newest version"},
 
 	{"seal.apply", ClassWrite, "Apply for an electronic seal"},
 	{"seal.approve", ClassApprove, "Approve a seal application"},

@@ -1,0 +1,201 @@
+package ca
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/asn1"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/ca/lint"
+	"github.com/govtrust/govtrust/ca/profile"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/httpx"
+	"github.com/govtrust/govtrust/internal/store"
+)
+
+// Dual certificates (GM/T 0015; ARCHITECTURE.md §5; GM-STANDARDS.md §2.2):
+// the subscriber's signing key signs the CSR; the key management centre
+// generates the encryption key pair, escrows it and returns it enveloped to
+// the signing key; the CA issues the signing and the encryption certificate
+// together. The CA never sees the encryption private key and the KMC never
+// sees the signing private key.
+
+// KMC is the CA's view of the key management centre (GM/T 0014 ApplyKeyReq
+// and the binding of the escrow to the issued certificate). cmd/govtrust
+// wires the platform's KMC (kms/kmc) in; a remote KMC speaking GM/T 0014
+// fits the same interface.
+type KMC interface {
+	ApplyKey(ctx context.Context, req *KMCRequest) (*KMCKey, error)
+	// BindCertificate tells the KMC which certificates were issued for
+	// the key, so that it can be recovered by the encryption
+	// certificate's serial and kept for the retention after notAfter.
+	BindCertificate(ctx context.Context, escrowID, caID, encSerial, signSerial string, notAfter time.Time) error
+}
+
+// KMCRequest asks the KMC for an encryption key pair.
+type KMCRequest struct {
+	// SigningPublicKey is the subscriber's signing key (SubjectPublicKeyInfo
+	// DER, from the CSR whose signature proved possession of it).
+	SigningPublicKey []byte
+	Subject          string
+	Org, Requester   string
+	CA               string
+	// SKF asks for the SKF ENVELOPEDKEYBLOB form as well.
+	SKF bool
+}
+
+// KMCKey is the KMC's answer.
+type KMCKey struct {
+	EscrowID string
+	// PublicKey is the encryption public key (SubjectPublicKeyInfo DER).
+	PublicKey []byte
+	// EnvelopedKey is the encryption private key as an SM2EnvelopedKey
+	// (GM/T 0009 §7.4 / GB/T 35276) sealed to SigningPublicKey.
+	EnvelopedKey []byte
+	SKFBlob      []byte
+}
+
+// UseKMC wires the key management centre in; without one, dual requests
+// answer 503.
+func (s *Service) UseKMC(k KMC) { s.kmc = k }
+
+// DualIssueResponse is the answer of a dual-certificate enrolment: the
+// signing certificate (the IssueResponse fields), the encryption
+// certificate, and the encryption private key enveloped to the signing key.
+type DualIssueResponse struct {
+	IssueResponse
+	Encryption *IssueResponse `json:"encryption"`
+	// EnvelopedKey is the SM2EnvelopedKey (DER, base64).
+	EnvelopedKey []byte `json:"enveloped_key"`
+	// SKFBlob is the SKF ENVELOPEDKEYBLOB (base64), when asked for.
+	SKFBlob []byte `json:"skf_blob,omitempty"`
+	// CSRResponse is the GM/T 0092-2020 CSRResponse carrying both
+	// certificates and the enveloped key (DER, base64).
+	CSRResponse []byte `json:"csr_response"`
+}
+
+// encProfileFor returns the encryption profile paired with a signing
+// profile: the request's enc_profile, or <name>-enc for <name>-sign.
+func (s *Service) encProfileFor(sign *profile.Profile, named string) (*profile.Profile, error) {
+	if sign.Purpose != lint.PurposeSign {
+		return nil, fmt.Errorf("%w: profile %s is not a signing profile; dual certificates start from one (person-sign, org-sign)", ErrPolicy, sign.Name)
+	}
+	if named == "" {
+		base, ok := strings.CutSuffix(sign.Name, "-sign")
+		if !ok {
+			return nil, fmt.Errorf("%w: profile %s has no paired encryption profile; name one in enc_profile", ErrRequest, sign.Name)
+		}
+		named = base + "-enc"
+	}
+	enc := s.profiles[named]
+	if enc == nil {
+		return nil, fmt.Errorf("%w: unknown profile %q", ErrRequest, named)
+	}
+	// Only KMC-generated keys are certified by an encryption profile of a
+	// dual pair, and only encryption keys are escrowed (GM/T 0014).
+	if enc.KeySource != "kmc" || enc.Purpose != lint.PurposeEnc {
+		return nil, fmt.Errorf("%w: profile %s does not certify a KMC-generated encryption key", ErrPolicy, enc.Name)
+	}
+	return enc, nil
+}
+
+// issueDual handles POST /api/v1/ca/{ca}/certificates with "dual": true.
+// The signing profile and the CSR have been checked by issue, which also
+// refuses an Idempotency-Key: a replay would have to return the enveloped
+// key again, which the CA does not keep.
+func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority, signProf *profile.Profile, csr *smx509.CertificateRequest,
+	req *IssueRequest, p *authz.Principal) error {
+	ctx := r.Context()
+	if s.kmc == nil {
+		return fmt.Errorf("ca: no key management centre is wired in: %w", httpx.ErrUnavailable)
+	}
+	encProf, err := s.encProfileFor(signProf, req.EncProfile)
+	if err != nil {
+		return err
+	}
+	if pub, ok := csr.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != sm2.P256() {
+		return fmt.Errorf("%w: dual certificates are SM2 (GM/T 0015): the request's signing key must be SM2", ErrPolicy)
+	}
+	now := s.env.Clock.Now().UTC()
+	signRes, err := signProf.Apply(profile.Input{CSR: csr, Record: req.Record, Now: now, Issuer: a.cert, CAID: a.id, Vars: s.vars})
+	if err != nil {
+		return profileError(err)
+	}
+	key, err := s.kmc.ApplyKey(ctx, &KMCRequest{SigningPublicKey: csr.RawSubjectPublicKeyInfo, Subject: signRes.Template.Subject.String(),
+		Org: p.Account.Org, Requester: p.Account.ID, CA: a.id, SKF: req.SKF})
+	if err != nil {
+		return fmt.Errorf("ca: key management centre: %w", err)
+	}
+	encPub, err := smx509.ParsePKIXPublicKey(key.PublicKey)
+	if err != nil {
+		return fmt.Errorf("ca: key management centre returned a bad public key: %w", err)
+	}
+	encRes, err := encProf.Apply(profile.Input{CSR: csr, PublicKey: encPub, Record: req.Record, Now: now, Issuer: a.cert, CAID: a.id, Vars: s.vars})
+	if err != nil {
+		return profileError(err)
+	}
+	encRes.Notes = append(encRes.Notes, "encryption key generated and escrowed by the KMC (escrow "+key.EscrowID+")")
+	issueOne := func(prof *profile.Profile, res *profile.Result) (string, []byte, *smx509.Certificate, error) {
+		var serial string
+		record := func(ctx context.Context, tx *store.Tx, sn string, der []byte, cert *smx509.Certificate) error {
+			serial = sn
+			row := &certRow{issuer: a.id, serial: sn, subject: cert.Subject.String(), profile: prof.Name, status: "good",
+				requester: p.Account.ID, requesterOrg: p.Account.Org, notBefore: cert.NotBefore, notAfter: cert.NotAfter,
+				created: s.env.Clock.Now().UTC(), der: der}
+			return s.record(ctx, tx, p.Actor(), row, res.Notes)
+		}
+		der, cert, err := s.issueLinted(ctx, a, issuance{res: res, profile: prof.Name, record: record})
+		return serial, der, cert, err
+	}
+	signSerial, signDER, signCert, err := issueOne(signProf, signRes)
+	if err != nil {
+		return fmt.Errorf("issue on %s: %w", a.id, err)
+	}
+	encSerial, encDER, encCert, err := issueOne(encProf, encRes)
+	if err != nil {
+		return fmt.Errorf("issue on %s: signing certificate %s issued, encryption certificate failed: %w", a.id, signSerial, err)
+	}
+	if err := s.kmc.BindCertificate(ctx, key.EscrowID, a.id, encSerial, signSerial, encCert.NotAfter); err != nil {
+		return fmt.Errorf("ca: key management centre: bind %s to %s/%s: %w", key.EscrowID, a.id, encSerial, err)
+	}
+	csrResp, err := marshalCSRResponse(signCert, encCert, key.EnvelopedKey)
+	if err != nil {
+		return err
+	}
+	out := &DualIssueResponse{IssueResponse: *s.response(a, signSerial, signDER), Encryption: s.response(a, encSerial, encDER),
+		EnvelopedKey: key.EnvelopedKey, SKFBlob: key.SKFBlob, CSRResponse: csrResp}
+	w.Header().Set("Cache-Control", "no-store")
+	return httpx.WriteJSON(w, http.StatusCreated, out)
+}
+
+// marshalCSRResponse builds the GM/T 0092-2020 CSRResponse
+//
+//	SEQUENCE { signCertificate SET OF Certificate,
+//	           encryptedPrivateKey [0] EXPLICIT SM2EnvelopedKey OPTIONAL,
+//	           encryptCertificate [1] IMPLICIT SET OF Certificate OPTIONAL }
+//
+// with the tags smx509.MarshalCSRResponse emits (GM-STANDARDS.md §2.4),
+// from an envelope made by the KMC (the CA never holds the private key
+// smx509.MarshalCSRResponse wants).
+func marshalCSRResponse(sign, enc *smx509.Certificate, envelope []byte) ([]byte, error) {
+	encSet, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 1, IsCompound: true, Bytes: enc.Raw})
+	if err != nil {
+		return nil, err
+	}
+	type csrResponse struct {
+		SignCerts    []asn1.RawValue `asn1:"set"`
+		EncryptedKey asn1.RawValue
+		EncryptCerts asn1.RawValue
+	}
+	return asn1.Marshal(csrResponse{
+		SignCerts:    []asn1.RawValue{{FullBytes: sign.Raw}},
+		EncryptedKey: asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: envelope},
+		EncryptCerts: asn1.RawValue{FullBytes: encSet},
+	})
+}

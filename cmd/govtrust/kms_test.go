@@ -1,0 +1,559 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509/pkix"
+	encasn1 "encoding/asn1"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+	tjsm2 "github.com/tjfoc/gmsm/sm2"
+	tjsm4 "github.com/tjfoc/gmsm/sm4"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/govtrust/govtrust/ca"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/clock"
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store/storetest"
+	"github.com/govtrust/govtrust/internal/testenv"
+	"github.com/govtrust/govtrust/kms/kmc"
+)
+
+// kmcNode is an in-process node with every service, wired as `govtrust up`
+// wires them (services()).
+type kmcNode struct {
+	t      testing.TB
+	dir    string
+	n      *node.Node
+	clock  *clock.Fake
+	logs   *lockedWriter
+	tokens map[string]string
+	c      *http.Client
+	bodies [][]byte
+}
+
+func startKMCNode(t testing.TB, db *string) *kmcNode {
+	t.Helper()
+	dir := t.TempDir()
+	s := func(v string) *string { return &v }
+	clk := clock.NewFake(time.Now())
+	logs := &lockedWriter{}
+	n, err := node.Start(context.Background(), node.Options{DataDir: dir, HTTP: s("127.0.0.1:0"), HTTPS: s("127.0.0.1:0"), LDAP: s(""),
+		DB: db, LogOutput: logs, Environ: []string{}, Clock: clk}, services()...)
+	if err != nil {
+		t.Fatalf("start node: %v", err)
+	}
+	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
+	kn := &kmcNode{t: t, dir: dir, n: n, clock: clk, logs: logs, tokens: map[string]string{},
+		c: &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
+	for _, role := range []string{"ra", "secadmin"} {
+		tok, err := node.ReadBootstrapToken(dir, role)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kn.tokens[role] = tok
+	}
+	return kn
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedWriter) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
+}
+
+func (kn *kmcNode) account(name, org string, role policy.Role) {
+	kn.t.Helper()
+	az := kn.n.Env().Authz
+	acc, err := az.CreateAccount(context.Background(), authz.NewAccount{Name: name, Kind: authz.KindPerson, Org: org, Roles: []policy.Role{role}})
+	if err != nil {
+		kn.t.Fatal(err)
+	}
+	tok, _, err := az.CreateToken(context.Background(), acc.ID, "test", nil, 24*time.Hour*365)
+	if err != nil {
+		kn.t.Fatal(err)
+	}
+	kn.tokens[name] = tok
+}
+
+func (kn *kmcNode) do(method, path, who string, body any) (int, []byte) {
+	kn.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "https://"+kn.n.Addresses().HTTPS+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+kn.tokens[who])
+	resp, err := kn.c.Do(req)
+	if err != nil {
+		kn.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	kn.bodies = append(kn.bodies, raw)
+	return resp.StatusCode, raw
+}
+
+func (kn *kmcNode) must(method, path, who string, body, out any) {
+	kn.t.Helper()
+	st, raw := kn.do(method, path, who, body)
+	if st/100 != 2 {
+		kn.t.Fatalf("%s %s as %s: %d %s", method, path, who, st, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			kn.t.Fatalf("decode %s: %v", raw, err)
+		}
+	}
+}
+
+// opensslOut runs openssl and returns its standard output (binary
+// results: keys, plaintexts), failing the test on error.
+func opensslOut(t *testing.T, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(testenv.LookPath(t, "openssl"), args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out
+}
+
+// sm2Subscriber makes an SM2 key and a CSR with OpenSSL (the subscriber's
+// signing key, as a USB-key or software client would) and returns the key
+// file, the CSR PEM and the key.
+func sm2Subscriber(t *testing.T, dir, name string) (string, string, *sm2.PrivateKey) {
+	t.Helper()
+	keyFile := filepath.Join(dir, name+".key")
+	runOpenSSL(t, "genpkey", "-algorithm", "SM2", "-out", keyFile)
+	csrFile := filepath.Join(dir, name+".csr")
+	runOpenSSL(t, "req", "-new", "-key", keyFile, "-sm3", "-sigopt", "distid:1234567812345678", "-subj", "/CN="+name, "-out", csrFile)
+	csr, err := os.ReadFile(csrFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := os.ReadFile(keyFile)
+	b, _ := pem.Decode(kp)
+	k, err := smx509.ParsePKCS8PrivateKey(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keyFile, string(csr), k.(*sm2.PrivateKey)
+}
+
+// openEnvelopeOpenSSL opens an SM2EnvelopedKey as ACCEPTANCE.md A-11 says:
+// pkeyutl -decrypt on the SM2Cipher with the holder's key, then SM4-ECB
+// over the encrypted private key; Go only cuts the DER apart.
+func openEnvelopeOpenSSL(t *testing.T, dir string, env []byte, keyFile string) []byte {
+	t.Helper()
+	in := cryptobyte.String(env)
+	var seq, alg, cipherTLV cryptobyte.String
+	var pub, encPriv cryptobyte.String
+	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !seq.ReadASN1(&alg, cbasn1.SEQUENCE) || !seq.ReadASN1Element(&cipherTLV, cbasn1.SEQUENCE) ||
+		!seq.ReadASN1(&pub, cbasn1.BIT_STRING) || !seq.ReadASN1(&encPriv, cbasn1.BIT_STRING) || !seq.Empty() {
+		t.Fatal("SM2EnvelopedKey does not parse as SEQUENCE { AlgorithmIdentifier, SM2Cipher, BIT STRING, BIT STRING }")
+	}
+	var oid encasn1.ObjectIdentifier
+	if !alg.ReadASN1ObjectIdentifier(&oid) || oid.String() != "1.2.156.10197.1.104.1" {
+		t.Fatalf("symmetric algorithm %v, want sm4-ecb", oid)
+	}
+	cf, pf := filepath.Join(dir, "sm2cipher.der"), filepath.Join(dir, "encpriv.bin")
+	if err := os.WriteFile(cf, cipherTLV, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pf, encPriv[1:], 0o600); err != nil { // after the unused-bits octet
+		t.Fatal(err)
+	}
+	sym := opensslOut(t, "pkeyutl", "-decrypt", "-inkey", keyFile, "-in", cf)
+	if len(sym) != 16 {
+		t.Fatalf("SM4 key of %d bytes", len(sym))
+	}
+	d := opensslOut(t, "enc", "-d", "-sm4-ecb", "-nopad", "-K", hex.EncodeToString(sym), "-in", pf)
+	if len(d) != 32 {
+		t.Fatalf("private key of %d bytes", len(d))
+	}
+	return d
+}
+
+func pemCert(t *testing.T, s string) *smx509.Certificate {
+	t.Helper()
+	b, _ := pem.Decode([]byte(s))
+	if b == nil {
+		t.Fatalf("no PEM in %q", s)
+	}
+	c, err := smx509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestDualCertificate covers ACCEPTANCE.md A-11 (dual enrolment, envelope
+// opened with OpenSSL, gmsm, tjfoc/gmsm and as an SKF blob), D-03 (no
+// signing key escrowed or recovered), K-01 (two distinct key recovery
+// officers), D-05 (the recovered key decrypts a month-old message,
+// byte-exact with OpenSSL), with the enc certificate revoked before the
+// recovery, and scans the database, logs and answers for the key.
+func TestDualCertificate(t *testing.T) { dualCertificate(t, nil) }
+
+// TestDualCertificatePostgres runs the same on PostgreSQL.
+func TestDualCertificatePostgres(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	dualCertificate(t, &url)
+}
+
+func dualCertificate(t *testing.T, db *string) {
+	kn := startKMCNode(t, db)
+	dir := t.TempDir()
+	kn.account("kro1", "demo", policy.RoleKeyRecovery)
+	kn.account("kro2", "demo", policy.RoleKeyRecovery)
+	keyFile, csr, signKey := sm2Subscriber(t, dir, "subscriber")
+	record := map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"}
+
+	var out ca.DualIssueResponse
+	kn.must("POST", "/api/v1/ca/sm2-issuing/certificates", "ra",
+		map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": true, "skf_blob": true}, &out)
+	signCert, encCert := pemCert(t, out.Certificate), pemCert(t, out.Encryption.Certificate)
+	encPub := encCert.PublicKey.(*ecdsa.PublicKey)
+
+	t.Run("A-11 certificates", func(t *testing.T) {
+		if signCert.KeyUsage != smx509.KeyUsageDigitalSignature|smx509.KeyUsageContentCommitment {
+			t.Errorf("signing certificate key usage %b", signCert.KeyUsage)
+		}
+		if encCert.KeyUsage != smx509.KeyUsageKeyEncipherment|smx509.KeyUsageDataEncipherment {
+			t.Errorf("encryption certificate key usage %b", encCert.KeyUsage)
+		}
+		if !signKey.PublicKey.Equal(signCert.PublicKey) || signKey.PublicKey.Equal(encCert.PublicKey) {
+			t.Error("the signing certificate must certify the CSR key and the encryption certificate another")
+		}
+		if signCert.Subject.String() != encCert.Subject.String() || out.Serial == out.Encryption.Serial {
+			t.Error("the pair must share the subject and have distinct serials")
+		}
+		issuer := pemCert(t, out.Chain[0])
+		for _, c := range []*smx509.Certificate{signCert, encCert} {
+			if err := c.CheckSignatureFrom(issuer); err != nil {
+				t.Errorf("%s: %v", c.SerialNumber.Text(16), err)
+			}
+		}
+	})
+
+	var encD []byte
+	t.Run("A-11 envelope with OpenSSL", func(t *testing.T) {
+		encD = openEnvelopeOpenSSL(t, dir, out.EnvelopedKey, keyFile)
+		k, err := sm2.NewPrivateKey(encD)
+		if err != nil || !k.PublicKey.Equal(encPub) {
+			t.Fatalf("the key opened by OpenSSL does not match the encryption certificate (%v)", err)
+		}
+	})
+	if encD == nil {
+		t.FailNow()
+	}
+	t.Run("A-11 envelope with gmsm and tjfoc/gmsm", func(t *testing.T) {
+		k, err := sm2.ParseEnvelopedPrivateKey(signKey, out.EnvelopedKey)
+		if err != nil || !bytes.Equal(k.D.FillBytes(make([]byte, 32)), encD) {
+			t.Fatalf("gmsm: %v", err)
+		}
+		resp, err := smx509.ParseCSRResponse(signKey, out.CSRResponse)
+		if err != nil || !resp.EncryptPrivateKey.PublicKey.Equal(encPub) || !bytes.Equal(resp.EncryptCerts[0].Raw, encCert.Raw) ||
+			!bytes.Equal(resp.SignCerts[0].Raw, signCert.Raw) {
+			t.Fatalf("GM/T 0092 CSRResponse: %v", err)
+		}
+		// tjfoc/gmsm, an independent SM2: its ASN.1 decryption of the
+		// SM2Cipher, then SM4-ECB block by block.
+		tk := &tjsm2.PrivateKey{PublicKey: tjsm2.PublicKey{Curve: tjsm2.P256Sm2(), X: signKey.X, Y: signKey.Y}, D: signKey.D}
+		in := cryptobyte.String(out.EnvelopedKey)
+		var seq, c cryptobyte.String
+		var pub, enc cryptobyte.String
+		in.ReadASN1(&seq, cbasn1.SEQUENCE)
+		seq.SkipASN1(cbasn1.SEQUENCE)
+		seq.ReadASN1Element(&c, cbasn1.SEQUENCE)
+		seq.ReadASN1(&pub, cbasn1.BIT_STRING)
+		seq.ReadASN1(&enc, cbasn1.BIT_STRING)
+		sym, err := tjsm2.DecryptAsn1(tk, c)
+		if err != nil {
+			t.Fatalf("tjfoc: %v", err)
+		}
+		b, _ := tjsm4.NewCipher(sym)
+		d := make([]byte, 32)
+		b.Decrypt(d[:16], enc[1:17])
+		b.Decrypt(d[16:], enc[17:33])
+		if !bytes.Equal(d, encD) {
+			t.Fatal("tjfoc/gmsm opens a different key")
+		}
+	})
+	t.Run("SKF ENVELOPEDKEYBLOB", func(t *testing.T) {
+		k, err := kmc.ParseSKFEnvelopedKey(signKey, out.SKFBlob)
+		if err != nil || !bytes.Equal(k.D.FillBytes(make([]byte, 32)), encD) {
+			t.Fatalf("skf blob: %v", err)
+		}
+	})
+
+	// A message encrypted to the encryption certificate now, with OpenSSL;
+	// recovered a month later (D-05).
+	msg := []byte("message from 2026, decrypt me after recovery")
+	certFile, pubFile, msgFile, ctFile := filepath.Join(dir, "enc.pem"), filepath.Join(dir, "enc.pub"), filepath.Join(dir, "msg"), filepath.Join(dir, "msg.ct")
+	os.WriteFile(certFile, []byte(out.Encryption.Certificate), 0o600)
+	os.WriteFile(msgFile, msg, 0o600)
+	os.WriteFile(pubFile, opensslOut(t, "x509", "-in", certFile, "-pubkey", "-noout"), 0o600)
+	runOpenSSL(t, "pkeyutl", "-encrypt", "-pubin", "-inkey", pubFile, "-in", msgFile, "-out", ctFile)
+	kn.clock.Add(30 * 24 * time.Hour)
+
+	t.Run("D-03 signing keys are never escrowed", func(t *testing.T) {
+		st, raw := kn.do("POST", "/api/v1/kmc/escrow/sm2-issuing/"+out.Serial+"/recoveries", "ra",
+			map[string]string{"recipient_certificate": out.Certificate, "reason": "r", "case_reference": "c"})
+		if st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "signing keys are never escrowed") {
+			t.Fatalf("recovery of a signing key: %d %s", st, raw)
+		}
+		st, raw = kn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra",
+			map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": true, "enc_profile": "person-sign"})
+		if st != http.StatusUnprocessableEntity {
+			t.Fatalf("dual with a signing profile for the KMC key: %d %s", st, raw)
+		}
+	})
+
+	// The encryption certificate is revoked; its key stays recoverable.
+	kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": out.Encryption.Serial, "reason": "keyCompromise"}, nil)
+
+	// The recipient: an officer with an SM2 signing certificate.
+	recipFile, recipCSR, _ := sm2Subscriber(t, dir, "recipient")
+	var recip ca.IssueResponse
+	kn.must("POST", "/api/v1/ca/sm2-issuing/certificates", "ra",
+		map[string]any{"csr": recipCSR, "profile": "person-sign", "record": map[string]string{"CN": "李四", "id-card": "110105198001010016"}}, &recip)
+
+	var pend kmc.PendingRecovery
+	kn.must("POST", "/api/v1/kmc/escrow/sm2-issuing/"+out.Encryption.Serial+"/recoveries", "ra",
+		kmc.RecoveryRequest{RecipientCertificate: recip.Certificate, Reason: "court order", CaseReference: "(2026) 京01刑初42号"}, &pend)
+	if pend.Required != 2 || pend.Approval == "" {
+		t.Fatalf("pending %+v", pend)
+	}
+	approve := map[string]string{"payload_hash": pend.PayloadHash}
+	execute := "/api/v1/kmc/recoveries/" + pend.Approval + "/execute"
+	t.Run("K-01", func(t *testing.T) {
+		if st, raw := kn.do("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "ra", approve); st != http.StatusForbidden {
+			t.Fatalf("requester approves own recovery: %d %s", st, raw)
+		}
+		kn.must("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro1", approve, nil)
+		if st, raw := kn.do("POST", execute, "ra", nil); st != http.StatusForbidden {
+			t.Fatalf("one approver where two are required: %d %s", st, raw)
+		}
+		if st, raw := kn.do("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro1", approve); st != http.StatusConflict {
+			t.Fatalf("the same officer twice: %d %s", st, raw)
+		}
+		kn.must("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro2", approve, nil)
+	})
+	// Carried out with the CLI: `govtrust kms recover --execute`.
+	envFile := filepath.Join(dir, "recovered.der")
+	mustGovtrust(t, "kms", "recover", "--execute", pend.Approval, "--out", envFile, "--url", "https://"+kn.n.Addresses().HTTPS,
+		"--cacert", filepath.Join(kn.dir, "bootstrap", "tls-chain.pem"), "--token-file", filepath.Join(kn.dir, "bootstrap", "ra.token"))
+	var rec kmc.RecoveryResponse
+	var err error
+	if rec.EnvelopedKey, err = os.ReadFile(envFile); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := kn.do("POST", execute, "ra", nil); st != http.StatusConflict {
+		t.Fatalf("a second execution: %d", st)
+	}
+
+	t.Run("D-05 recovered key decrypts the month-old message", func(t *testing.T) {
+		d := openEnvelopeOpenSSL(t, dir, rec.EnvelopedKey, recipFile)
+		if !bytes.Equal(d, encD) {
+			t.Fatal("recovered key differs from the delivered one")
+		}
+		k, _ := sm2.NewPrivateKey(d)
+		der, err := smx509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kf := filepath.Join(dir, "recovered.key")
+		os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+		if got := opensslOut(t, "pkeyutl", "-decrypt", "-inkey", kf, "-in", ctFile); !bytes.Equal(got, msg) {
+			t.Fatalf("decrypted %q", got)
+		}
+	})
+
+	t.Run("audited", func(t *testing.T) {
+		for _, action := range []string{"kmc.key.generate", "kmc.key.bind", "dual.create", "dual.approve", "dual.execute", "kms.key.recover"} {
+			var n int
+			kn.n.Env().DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM audit_log WHERE action = ?", action).Scan(&n)
+			if n == 0 {
+				t.Errorf("no audit record %s", action)
+			}
+		}
+	})
+
+	t.Run("no private key in database, logs or answers", func(t *testing.T) {
+		haystacks := map[string][]byte{"logs": kn.logs.Bytes()}
+		for i, b := range kn.bodies {
+			haystacks["answer "+big.NewInt(int64(i)).String()] = b
+		}
+		if len(haystacks["logs"]) == 0 {
+			t.Fatal("no logs to scan")
+		}
+		files, _ := filepath.Glob(filepath.Join(kn.dir, "govtrust.db*"))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			haystacks[f] = b
+		}
+		if len(files) == 0 && db == nil {
+			t.Fatal("no database files")
+		}
+		// Every escrow row, whatever the backend.
+		rows, err := kn.n.Env().DB.Query(context.Background(), "SELECT id, public_key, wrapped, sign_public_key FROM kmc_escrow")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id string
+			var a, b, c []byte
+			if err := rows.Scan(&id, &a, &b, &c); err != nil {
+				t.Fatal(err)
+			}
+			haystacks["kmc_escrow "+id] = bytes.Join([][]byte{a, b, c}, nil)
+		}
+		rows.Close()
+		for _, form := range [][]byte{encD, []byte(hex.EncodeToString(encD)), []byte(base64.StdEncoding.EncodeToString(encD))} {
+			for where, h := range haystacks {
+				if bytes.Contains(h, form) {
+					t.Errorf("the encryption private key is in %s", where)
+				}
+			}
+		}
+	})
+}
+
+// TestKMSCLI drives `govtrust kms` against `govtrust up`: create a key,
+// encrypt and decrypt a file with associated data, rotate, list.
+func TestKMSCLI(t *testing.T) {
+	dir := t.TempDir()
+	p := up(t, dir)
+	base := "https://" + p.addrs["https"]
+	c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	sec, err := node.ReadBootstrapToken(dir, "secadmin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(path string, body, out any) {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest("POST", base+path, bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+sec)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, raw)
+		}
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var acc struct{ ID string }
+	post("/api/v1/accounts", map[string]any{"name": "payroll-app", "kind": "application", "org": "demo", "roles": []string{"application"}}, &acc)
+	var tok struct{ Token string }
+	post("/api/v1/tokens", map[string]any{"account": acc.ID, "name": "cli", "ttl": "1h"}, &tok)
+	appFile := filepath.Join(dir, "app.token")
+	if err := os.WriteFile(appFile, []byte(tok.Token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conn := func(tokenFile string, args ...string) []string {
+		return append(args, "--url", base, "--cacert", filepath.Join(dir, "bootstrap", "tls-chain.pem"), "--token-file", tokenFile)
+	}
+	secFile := filepath.Join(dir, "bootstrap", "secadmin.token")
+	mustGovtrust(t, conn(secFile, "kms", "keys", "--create", "payroll", "--owner", acc.ID)...)
+	plain := bytes.Repeat([]byte("工资 salary 12345.67\n"), 1000)
+	in, ct, back := filepath.Join(dir, "plain"), filepath.Join(dir, "ct"), filepath.Join(dir, "back")
+	os.WriteFile(in, plain, 0o600)
+	mustGovtrust(t, conn(appFile, "kms", "encrypt", "payroll", "--in", in, "--out", ct, "--aad", "employee 42")...)
+	mustGovtrust(t, conn(secFile, "kms", "rotate", "payroll")...)
+	mustGovtrust(t, conn(appFile, "kms", "decrypt", "payroll", "--in", ct, "--out", back, "--aad", "employee 42")...)
+	if got, _ := os.ReadFile(back); !bytes.Equal(got, plain) {
+		t.Fatal("decrypted file differs")
+	}
+	if out, code := govtrust(t, conn(appFile, "kms", "decrypt", "payroll", "--in", ct, "--out", back, "--aad", "employee 43")...); code == 0 || !strings.Contains(out, "does not authenticate") {
+		t.Fatalf("wrong associated data: exit %d: %s", code, out)
+	}
+	if out := mustGovtrust(t, conn(secFile, "kms", "keys")...); !strings.Contains(out, "payroll") || !strings.Contains(out, "sm4-gcm") {
+		t.Fatalf("keys: %s", out)
+	}
+}
+
+// BenchmarkDualEnrolment measures dual-certificate enrolments per second
+// over HTTPS (signing and encryption certificate, KMC key generation,
+// escrow and envelope), SQLite, software keystore, parallel clients.
+func BenchmarkDualEnrolment(b *testing.B) {
+	kn := startKMCNode(b, nil)
+	key, err := sm2.GenerateKey(crand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	der, err := smx509.CreateCertificateRequest(crand.Reader, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "bench"}}, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := map[string]any{"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), "profile": "person-sign",
+		"record": map[string]string{"CN": "张三", "id-card": "11010519491231002X"}, "dual": true}
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if st, raw := kn.post("/api/v1/ca/sm2-issuing/certificates", "ra", body); st != http.StatusCreated {
+				b.Errorf("%d %s", st, raw)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "enrolments/s")
+}
+
+// post is do without keeping the answer (safe for parallel benchmarks).
+func (kn *kmcNode) post(path, who string, body any) (int, []byte) {
+	raw, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", "https://"+kn.n.Addresses().HTTPS+path, bytes.NewReader(raw))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+kn.tokens[who])
+	resp, err := kn.c.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}

@@ -1,0 +1,322 @@
+package kmc
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/hsm"
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/config"
+	"github.com/govtrust/govtrust/internal/dual"
+	"github.com/govtrust/govtrust/internal/httpx"
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// keyService owns the escrow key in the key manager: only the KMC unwraps
+// escrowed keys (key separation from "kms", "ca" and the rest).
+const keyService = "kmc"
+
+// Errors; each wraps the httpx sentinel that gives its HTTP status.
+var (
+	ErrNotFound = fmt.Errorf("kmc: not found: %w", httpx.ErrNotFound)
+	ErrConflict = fmt.Errorf("kmc: conflict: %w", httpx.ErrConflict)
+	ErrRequest  = fmt.Errorf("kmc: invalid request: %w", httpx.ErrBadRequest)
+	ErrPolicy   = fmt.Errorf("kmc: refused: %w", httpx.ErrPolicy)
+	// ErrSigningKey refuses anything that would escrow or recover a signing
+	// key: only the encryption keys of dual certificates are escrowed
+	// (GM/T 0014; ACCEPTANCE.md D-03).
+	ErrSigningKey = fmt.Errorf("kmc: signing keys are never escrowed or recovered (only the encryption key of a dual certificate is): %w", httpx.ErrPolicy)
+)
+
+// Audit actions.
+const (
+	ActionGenerate = "kmc.key.generate"
+	ActionBind     = "kmc.key.bind"
+	ActionRecover  = "kms.key.recover"
+	// RecoverKind is the dual-control kind of a key recovery.
+	RecoverKind = "kms.key.recover"
+)
+
+// Escrow statuses.
+const (
+	StatusPending = "pending" // generated, certificate not yet issued
+	StatusActive  = "active"  // bound to its encryption certificate
+)
+
+// Service is the key management centre.
+type Service struct {
+	env *node.Env
+	cfg config.KMCConfig
+}
+
+var (
+	_ node.Service   = (*Service)(nil)
+	_ node.Migrator  = (*Service)(nil)
+	_ node.APIRouter = (*Service)(nil)
+)
+
+// New returns the KMC.
+func New() *Service { return &Service{} }
+
+// Name implements node.Service.
+func (s *Service) Name() string { return "kmc" }
+
+// Migrations implements node.Migrator.
+func (s *Service) Migrations() []store.Migrations {
+	return []store.Migrations{store.EmbeddedMigrations("kmc", migrations, "migrations")}
+}
+
+// Start makes sure the escrow key exists.
+func (s *Service) Start(ctx context.Context, env *node.Env) error {
+	s.env = env
+	s.cfg = config.Defaults().KMC
+	if env.Config != nil {
+		s.cfg = env.Config.KMC
+	}
+	ctx = audit.WithActor(ctx, "system")
+	_, err := env.Keys.Wrap(ctx, &hsm.WrapRequest{URI: s.cfg.EscrowKey, Service: keyService, Data: []byte{0}})
+	if errors.Is(err, hsm.ErrNotFound) {
+		alg := hsm.SM4
+		if strings.HasPrefix(s.cfg.EscrowKey, "pkcs11:") {
+			alg = hsm.AES256 // PKCS#11 has no standard SM4 (GM-STANDARDS.md §8)
+		}
+		_, err = env.Keys.CreateKey(ctx, &hsm.CreateKeyRequest{URI: s.cfg.EscrowKey, Algorithm: alg, Usage: hsm.UsageWrap, Service: keyService})
+	}
+	if err != nil {
+		return fmt.Errorf("kmc: escrow key %s: %w", s.cfg.EscrowKey, err)
+	}
+	return nil
+}
+
+// Ready implements node.Service: the escrow key wraps.
+func (s *Service) Ready(ctx context.Context) error {
+	if s.env == nil {
+		return errors.New("kmc: not started")
+	}
+	if _, err := s.env.Keys.Wrap(ctx, &hsm.WrapRequest{URI: s.cfg.EscrowKey, Service: keyService, Data: []byte{0}}); err != nil {
+		return fmt.Errorf("kmc: escrow key %s: %w", s.cfg.EscrowKey, err)
+	}
+	return nil
+}
+
+// Stop implements node.Service.
+func (s *Service) Stop(context.Context) error { return nil }
+
+const timeFormat = time.RFC3339Nano
+
+func fmtTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+// ApplyKeyRequest is the CA's request for an encryption key pair
+// (GM/T 0014 ApplyKeyReq, GM-STANDARDS.md §2.3).
+type ApplyKeyRequest struct {
+	// SigningPublicKey is the holder's signing public key
+	// (SubjectPublicKeyInfo DER, SM2): the envelope is sealed to it.
+	SigningPublicKey []byte
+	// Subject, Org, Requester and CA are recorded with the escrow: who the
+	// key is for, in which organisation, who asked, on which CA.
+	Subject, Org, Requester, CA string
+	// SKF asks for the SKF ENVELOPEDKEYBLOB form as well.
+	SKF bool
+}
+
+// ApplyKeyResponse is the KMC's answer (GM/T 0014 RetKeyRespond).
+type ApplyKeyResponse struct {
+	EscrowID string
+	// PublicKey is the encryption public key (SubjectPublicKeyInfo DER).
+	PublicKey []byte
+	// EnvelopedKey is the SM2EnvelopedKey (GM/T 0009 / GB/T 35276) to the
+	// signing public key.
+	EnvelopedKey []byte
+	// SKFBlob is the ENVELOPEDKEYBLOB form, when asked for.
+	SKFBlob []byte
+}
+
+// sm2Public parses an SM2 SubjectPublicKeyInfo.
+func sm2Public(spki []byte) (*ecdsa.PublicKey, error) {
+	pub, err := smx509.ParsePKIXPublicKey(spki)
+	if err != nil {
+		return nil, fmt.Errorf("%w: public key: %w", ErrRequest, err)
+	}
+	ec, ok := pub.(*ecdsa.PublicKey)
+	if !ok || ec.Curve != sm2.P256() {
+		return nil, fmt.Errorf("%w: the holder's key must be SM2: dual certificates and their envelopes are SM2 (GM/T 0015, GM/T 0009)", ErrPolicy)
+	}
+	return ec, nil
+}
+
+func newID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// escrowAAD binds a wrapped private key to its escrow record and public key.
+func escrowAAD(id string, spki []byte) []byte {
+	h := sha256.Sum256(spki)
+	return fmt.Appendf(nil, "govtrust/kmc/v1|%s|%x", id, h)
+}
+
+// ApplyKey generates an SM2 encryption key pair, escrows the private key
+// wrapped under the escrow key, and returns the public key and the private
+// key enveloped to the holder's signing key. The escrow is recorded (and
+// audited) before anything is returned.
+func (s *Service) ApplyKey(ctx context.Context, req *ApplyKeyRequest) (*ApplyKeyResponse, error) {
+	signPub, err := sm2Public(req.SigningPublicKey)
+	if err != nil {
+		return nil, err
+	}
+	key, err := sm2.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("kmc: generate: %w", err)
+	}
+	defer zero(key)
+	spki, err := smx509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("kmc: public key: %w", err)
+	}
+	id, err := newID()
+	if err != nil {
+		return nil, fmt.Errorf("kmc: escrow id: %w", err)
+	}
+	d := key.D.FillBytes(make([]byte, 32))
+	wrapped, err := s.env.Keys.Wrap(ctx, &hsm.WrapRequest{URI: s.cfg.EscrowKey, Service: keyService, Data: d, AAD: escrowAAD(id, spki)})
+	clear(d)
+	if err != nil {
+		return nil, fmt.Errorf("kmc: escrow: %w", err)
+	}
+	out := &ApplyKeyResponse{EscrowID: id, PublicKey: spki}
+	if out.EnvelopedKey, err = sm2.MarshalEnvelopedPrivateKey(rand.Reader, signPub, key); err != nil {
+		return nil, fmt.Errorf("kmc: envelope: %w", err)
+	}
+	if req.SKF {
+		if out.SKFBlob, err = MarshalSKFEnvelopedKey(signPub, key); err != nil {
+			return nil, err
+		}
+	}
+	pubHash := sha256.Sum256(spki)
+	err = s.env.DB.Tx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO kmc_escrow (id, algorithm, public_key, wrapped, escrow_key, sign_public_key, subject, org,
+			requester, status, created_at) VALUES (?, 'sm2', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			id, spki, wrapped, s.cfg.EscrowKey, req.SigningPublicKey, req.Subject, req.Org, req.Requester, StatusPending,
+			fmtTime(s.env.Clock.Now())); err != nil {
+			return err
+		}
+		_, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: audit.ActorFrom(ctx), Action: ActionGenerate, Object: "kmc-escrow/" + id,
+			Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
+			Details: map[string]any{"subject": req.Subject, "org": req.Org, "ca": req.CA, "requester": req.Requester,
+				"public_key_sha256": hex.EncodeToString(pubHash[:]), "escrow_key": s.cfg.EscrowKey, "skf": req.SKF}})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kmc: record escrow: %w", err)
+	}
+	return out, nil
+}
+
+// Bind records the certificates issued for an escrowed key (the encryption
+// certificate and its signing twin), which makes the key recoverable by
+// the encryption certificate's serial until retention after notAfter.
+func (s *Service) Bind(ctx context.Context, escrowID, ca, encSerial, signSerial string, notAfter time.Time) error {
+	return s.env.DB.Tx(ctx, func(tx *store.Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE kmc_escrow SET ca = ?, enc_serial = ?, sign_serial = ?, not_after = ?, status = ?
+			WHERE id = ? AND status = ?`, ca, encSerial, signSerial, fmtTime(notAfter), StatusActive, escrowID, StatusPending)
+		if err != nil {
+			return fmt.Errorf("kmc: bind %s: %w", escrowID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return errors.Join(err, fmt.Errorf("%w: escrow %s is not pending", ErrConflict, escrowID))
+		}
+		_, err = s.env.Audit.Append(ctx, tx, audit.Record{Actor: audit.ActorFrom(ctx), Action: ActionBind, Object: "kmc-escrow/" + escrowID,
+			Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
+			Details: map[string]any{"ca": ca, "enc_serial": encSerial, "sign_serial": signSerial, "not_after": fmtTime(notAfter)}})
+		return err
+	})
+}
+
+// escrow is a stored escrow record (without its wrapped key).
+type escrow struct {
+	id, subject, org, requester, status string
+	ca, encSerial, signSerial           string
+	publicKey                           []byte
+	notAfter                            time.Time
+}
+
+// findEscrow finds the escrow of certificate serial on ca. A signing
+// certificate's serial gives ErrSigningKey: it has no escrow, by design.
+func (s *Service) findEscrow(ctx context.Context, ca, serial string) (*escrow, error) {
+	var e escrow
+	var notAfter sql.NullString
+	var encSerial, signSerial, caCol sql.NullString
+	err := s.env.DB.QueryRow(ctx, `SELECT id, subject, org, requester, status, ca, enc_serial, sign_serial, public_key, not_after
+		FROM kmc_escrow WHERE ca = ? AND (enc_serial = ? OR sign_serial = ?)`, ca, serial, serial).
+		Scan(&e.id, &e.subject, &e.org, &e.requester, &e.status, &caCol, &encSerial, &signSerial, &e.publicKey, &notAfter)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: no escrowed key for certificate %s on %s", ErrNotFound, serial, ca)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kmc: escrow of %s/%s: %w", ca, serial, err)
+	}
+	e.ca, e.encSerial, e.signSerial = caCol.String, encSerial.String, signSerial.String
+	if notAfter.Valid {
+		e.notAfter, _ = time.Parse(timeFormat, notAfter.String)
+	}
+	if e.signSerial == serial {
+		return &e, fmt.Errorf("%w: certificate %s on %s is the signing certificate; its key never left the holder (the encryption certificate is %s)",
+			ErrSigningKey, serial, ca, e.encSerial)
+	}
+	return &e, nil
+}
+
+// unwrap returns the escrowed private key of e.
+func (s *Service) unwrap(ctx context.Context, tx *store.Tx, e *escrow) (*sm2.PrivateKey, error) {
+	var wrapped []byte
+	var keyURI string
+	if err := tx.QueryRow(ctx, `SELECT wrapped, escrow_key FROM kmc_escrow WHERE id = ?`, e.id).Scan(&wrapped, &keyURI); err != nil {
+		return nil, fmt.Errorf("kmc: escrow %s: %w", e.id, err)
+	}
+	if wrapped == nil {
+		return nil, fmt.Errorf("%w: escrow %s was purged after its retention", ErrPolicy, e.id)
+	}
+	d, err := s.env.Keys.Unwrap(ctx, &hsm.WrapRequest{URI: keyURI, Service: keyService, Data: wrapped, AAD: escrowAAD(e.id, e.publicKey)})
+	if err != nil {
+		return nil, fmt.Errorf("kmc: unwrap escrow %s: %w", e.id, err)
+	}
+	defer clear(d)
+	k, err := sm2.NewPrivateKey(d)
+	if err != nil {
+		return nil, fmt.Errorf("kmc: escrow %s: %w", e.id, err)
+	}
+	return k, nil
+}
+
+// zero clears a private scalar (best effort, as hsm/soft does).
+func zero(k *sm2.PrivateKey) {
+	if k != nil && k.D != nil {
+		k.D.SetInt64(0)
+	}
+}
+
+// dualRequest is the dual-control request of a key recovery.
+func dualRequest(requester string, payload []byte, required int, ttl time.Duration, summary string) dual.NewRequest {
+	return dual.NewRequest{Kind: RecoverKind, Requester: requester, Payload: payload, Required: required, TTL: ttl,
+		ApproverRole: string(policy.RoleKeyRecovery), Summary: summary}
+}
