@@ -6,7 +6,7 @@ CACHE           := $(CURDIR)/.cache
 BIN             := $(CACHE)/bin
 BENCH_DURATION  ?= 3s
 
-.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa clean
+.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa bench-signature fuzz-cms clean
 
 all: build
 
@@ -49,6 +49,14 @@ soak-tsa:
 ## bench-tsa: TSA tokens/s over HTTP, SM2 and ECDSA, as ratios to raw signing, p50/p99 at half rate.
 bench-tsa:
 	$(GO) run ./bench/tsa -duration 10s
+
+## bench-signature: issue 9, signing and verification over HTTPS (raw, CMS 1 KB, hash-only; SM2 and ECDSA);
+## fuzz-cms: the CMS parsers, 60 s each.
+bench-signature:
+	$(GO) test -run '^$$' -bench API -benchtime 3s ./signature/
+
+fuzz-cms:
+	for f in FuzzParse FuzzParseEnvelope FuzzOpen; do $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s ./signature/cms || exit 1; done
 
 clean:
 	rm -rf bin $(CACHE)

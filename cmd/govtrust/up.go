@@ -10,6 +10,7 @@ import (
 
 	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/signature"
 	"github.com/govtrust/govtrust/tsa"
 )
 
@@ -48,7 +49,11 @@ func newUpCmd() *cobra.Command {
 
 // services returns the platform's services, wired together. Each issue that
 // adds a service adds it here.
-func services() []node.Service { c := ca.New(); return []node.Service{c, tsa.New(c)} }
+func services() []node.Service {
+	c := ca.New()
+	t := tsa.New(c)
+	return []node.Service{c, t, signature.New(c, c, t)}
+}
 
 func run(ctx context.Context, cmd *cobra.Command, opts node.Options) error {
 	n, err := node.Start(ctx, opts, services()...)

@@ -42,6 +42,8 @@ var platformIDs = []string{
 	"platform.seal-admin.org",
 	"platform.official.org",
 	"platform.application.own",
+	"platform.secadmin.signature-keys",
+	"platform.signature.key-owner",
 	"platform.application.services",
 	"platform.application.issue",
 	"platform.public.own",
