@@ -6,7 +6,7 @@ CACHE           := $(CURDIR)/.cache
 BIN             := $(CACHE)/bin
 BENCH_DURATION  ?= 3s
 
-.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa kms bench-kms clean
+.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa kms bench-kms bench-signature fuzz-cms clean
 
 all: build
 
@@ -66,6 +66,14 @@ kms:
 bench-kms:
 	$(GO) test -run '^$$' -bench 'HTTPS|100MB' -benchtime 2s ./kms
 	$(GO) test -run '^$$' -bench DualEnrolment -benchtime 3s ./cmd/govtrust
+
+## bench-signature: issue 9, signing and verification over HTTPS (raw, CMS 1 KB, hash-only; SM2 and ECDSA);
+## fuzz-cms: the CMS parsers, 60 s each.
+bench-signature:
+	$(GO) test -run '^$$' -bench API -benchtime 3s ./signature/
+
+fuzz-cms:
+	for f in FuzzParse FuzzParseEnvelope FuzzOpen; do $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s ./signature/cms || exit 1; done
 
 clean:
 	rm -rf bin $(CACHE)

@@ -46,6 +46,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newCACmd())
 	root.AddCommand(newTSCmd())
 	root.AddCommand(newKMSCmd())
+	root.AddCommand(newSignCmd(), newVerifyCmd())
 	return root
 }
 

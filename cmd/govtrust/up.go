@@ -12,6 +12,7 @@ import (
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/kms"
 	"github.com/govtrust/govtrust/kms/kmc"
+	"github.com/govtrust/govtrust/signature"
 	"github.com/govtrust/govtrust/tsa"
 )
 
@@ -53,7 +54,8 @@ func newUpCmd() *cobra.Command {
 func services() []node.Service {
 	c, k := ca.New(), kmc.New()
 	c.UseKMC(kmcClient{k})
-	return []node.Service{c, tsa.New(c), kms.New(), k}
+	t := tsa.New(c)
+	return []node.Service{c, t, kms.New(), k, signature.New(c, c, t)}
 }
 
 func run(ctx context.Context, cmd *cobra.Command, opts node.Options) error {

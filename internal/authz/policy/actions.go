@@ -239,6 +239,8 @@ var seed = []Action{
 
 	{"signature.sign", ClassKey, "Sign with a key held for the caller"},
 	{"signature.verify", ClassRead, "Verify a signature"},
+	{"signature.key.create", ClassKey, "Create a signing key for an application account and have its certificate issued"},
+	{"signature.key.read", ClassRead, "Read a signing key's certificate (never the private key)"},
 }
 
 func init() {

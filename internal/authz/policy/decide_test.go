@@ -63,6 +63,8 @@ var grants = map[Role]map[string][]grant{
 		"kms.key.destroy":       {{"platform.secadmin.kms", anyResource}},
 		"kms.rotate":            {{"platform.secadmin.kms", anyResource}},
 		"kms.rewrap":            {{"platform.secadmin.kms", anyResource}},
+		"signature.key.create":  {{"platform.secadmin.signature-keys", anyResource}},
+		"signature.key.read":    {{"platform.secadmin.signature-keys", anyResource}},
 	},
 	RoleAuditor: {
 		"audit.read":            {{"platform.auditor.audit", anyResource}},
@@ -126,9 +128,10 @@ var grants = map[Role]map[string][]grant{
 
 // everyone holds these grants whatever their role.
 var everyone = map[string][]grant{
-	"signature.verify": {{"platform.any.verify", anyResource}},
-	"dual.reject":      {{"platform.dual.withdraw", ownResource}},
-	"dual.read":        {{"platform.dual.withdraw", ownResource}},
+	"signature.verify":   {{"platform.any.verify", anyResource}},
+	"signature.key.read": {{"platform.signature.key-owner", ownResource}},
+	"dual.reject":        {{"platform.dual.withdraw", ownResource}},
+	"dual.read":          {{"platform.dual.withdraw", ownResource}},
 }
 
 // expectedClass is the catalogue as documented: every seeded action and its
@@ -151,6 +154,7 @@ var expectedClass = map[string]Class{
 	"kms.rewrap": ClassKey,
 	"seal.apply": ClassWrite, "seal.approve": ClassApprove, "seal.make": ClassWrite, "seal.use": ClassWrite,
 	"signature.sign": ClassKey, "signature.verify": ClassRead,
+	"signature.key.create": ClassKey, "signature.key.read": ClassRead,
 }
 
 // TestDecideMatrix decides every role × every seeded action × resource in

@@ -44,6 +44,8 @@ var platformIDs = []string{
 	"platform.official.org",
 	"platform.application.own",
 	"platform.application.kms",
+	"platform.secadmin.signature-keys",
+	"platform.signature.key-owner",
 	"platform.application.services",
 	"platform.application.issue",
 	"platform.public.own",
