@@ -14,11 +14,9 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
-
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/ca/ceremony"
 	"github.com/govtrust/govtrust/ca/profile"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
@@ -372,16 +370,6 @@ func (s *Service) caCert(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-// keyID is the subjectKeyIdentifier of a CA key, RFC 7093 §2 method 1: the
-// leftmost 160 bits of the SHA-256 of the subjectPublicKey BIT STRING value,
-// the method the profiles use for the keys they certify.
-func keyID(spki []byte) ([]byte, error) {
-	in := cryptobyte.String(spki)
-	var seq cryptobyte.String
-	var bits []byte
-	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !seq.SkipASN1(cbasn1.SEQUENCE) || !seq.ReadASN1BitStringAsBytes(&bits) {
-		return nil, errors.New("subjectKeyIdentifier: malformed SubjectPublicKeyInfo")
-	}
-	sum := sha256.Sum256(bits)
-	return sum[:20], nil
-}
+// keyID is the subjectKeyIdentifier of a CA key, RFC 7093 §2 method 1 (the
+// method the profiles use for the keys they certify; ceremony.KeyID).
+func keyID(spki []byte) ([]byte, error) { return ceremony.KeyID(spki) }

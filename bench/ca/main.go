@@ -229,7 +229,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	if err := warm(ctx, o, is.issue); err != nil {
 		return err
 	}
-	resetPeakRSS()
+	ref.ResetPeakRSS()
 	stopProfile, err := startProfile(o.cpuProfile)
 	if err != nil {
 		return err
@@ -242,16 +242,16 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		return fmt.Errorf("issuance: %w", err)
 	}
 	issueRatio := rates.Ratio(issue.rate(), ref.SM2Sign)
-	figs = append(figs, figure{name: "issuance, closed loop", res: issue, rss: peakRSS(), ratio: issueRatio})
+	figs = append(figs, figure{name: "issuance, closed loop", res: issue, rss: ref.PeakRSS(), ratio: issueRatio})
 
 	// Paced at half the closed-loop rate.
 	half := issue.rate() / 2
-	resetPeakRSS()
+	ref.ResetPeakRSS()
 	paced, err := openLoop(ctx, o.duration, half, o.clients, is.issue)
 	if err != nil {
 		return fmt.Errorf("paced issuance: %w", err)
 	}
-	figs = append(figs, figure{name: fmt.Sprintf("issuance, paced at %.0f/s", half), res: paced, rss: peakRSS(),
+	figs = append(figs, figure{name: fmt.Sprintf("issuance, paced at %.0f/s", half), res: paced, rss: ref.PeakRSS(),
 		ratio: rates.Ratio(paced.rate(), ref.SM2Sign)})
 
 	oc := &ocspClient{url: "http://" + n.Addresses().HTTP + "/ocsp/" + caID, serial: first.SerialNumber, issuer: issuingCA}
@@ -265,7 +265,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	if err := warm(ctx, o, oc.cachedQuery); err != nil {
 		return err
 	}
-	resetPeakRSS()
+	ref.ResetPeakRSS()
 	stopProfile, err = startProfile(o.ocspProfile)
 	if err != nil {
 		return err
@@ -278,7 +278,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		return fmt.Errorf("ocsp from cache: %w", err)
 	}
 	cacheRatio := rates.Ratio(cq.rate(), ref.SM2Sign)
-	figs = append(figs, figure{name: "OCSP POST, pre-signed cache", res: cq, rss: peakRSS(), ratio: cacheRatio})
+	figs = append(figs, figure{name: "OCSP POST, pre-signed cache", res: cq, rss: ref.PeakRSS(), ratio: cacheRatio})
 
 	// OCSP signed on demand.
 	if err := oc.queryChecked(ctx); err != nil {
@@ -287,12 +287,12 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	if err := warm(ctx, o, oc.query); err != nil {
 		return err
 	}
-	resetPeakRSS()
+	ref.ResetPeakRSS()
 	oq, err := closedLoop(ctx, o.duration, o.clients, oc.query)
 	if err != nil {
 		return fmt.Errorf("ocsp: %w", err)
 	}
-	figs = append(figs, figure{name: "OCSP POST, signed on demand", res: oq, rss: peakRSS(), ratio: rates.Ratio(oq.rate(), ref.SM2Sign)})
+	figs = append(figs, figure{name: "OCSP POST, signed on demand", res: oq, rss: ref.PeakRSS(), ratio: rates.Ratio(oq.rate(), ref.SM2Sign)})
 	// One more full check after the load: the answers stayed right.
 	if err := oc.queryChecked(ctx); err != nil {
 		return fmt.Errorf("OCSP query after the load: %w", err)
@@ -797,37 +797,4 @@ func openLoop(ctx context.Context, d time.Duration, rate float64, workers int, f
 		return result{}, err
 	}
 	return c.result(time.Unix(0, last.Load()).Sub(start))
-}
-
-// resetPeakRSS resets the kernel's peak RSS (VmHWM) of this process
-// (proc(5), /proc/pid/clear_refs, value 5), so peakRSS tells a phase's
-// peak. Where that is not possible the peak is since the start, as
-// peakRSS then says.
-var hwmReset atomic.Bool
-
-func resetPeakRSS() {
-	err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-	hwmReset.Store(err == nil)
-}
-
-// peakRSS reads VmHWM from /proc/self/status.
-func peakRSS() string {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return "unknown"
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
-				return "unknown"
-			}
-			s := fmt.Sprintf("%.0f MiB", float64(kb)/1024)
-			if !hwmReset.Load() {
-				s += " (since start)"
-			}
-			return s
-		}
-	}
-	return "unknown"
 }

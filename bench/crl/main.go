@@ -62,7 +62,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -255,7 +254,7 @@ func memoryCase(ctx context.Context, dir string, is *issuer, n int) (*caseResult
 
 	runtime.GC()
 	debug.FreeOSMemory()
-	resetPeakRSS()
+	ref.ResetPeakRSS()
 	h := newHeapSampler()
 	before := h.read()
 	start := time.Now()
@@ -265,7 +264,7 @@ func memoryCase(ctx context.Context, dir string, is *issuer, n int) (*caseResult
 	}
 	elapsed := time.Since(start)
 	h.read()
-	r := &caseResult{elapsed: elapsed, heapGrowth: int64(h.peak) - int64(before), rss: peakRSS()}
+	r := &caseResult{elapsed: elapsed, heapGrowth: int64(h.peak) - int64(before), rss: ref.PeakRSS()}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -378,7 +377,7 @@ func caCase(ctx context.Context, w io.Writer, tmp string, rows int) error {
 
 	runtime.GC()
 	debug.FreeOSMemory()
-	resetPeakRSS()
+	ref.ResetPeakRSS()
 	h := newHeapSampler()
 	before := h.read()
 	stopSampling := make(chan struct{})
@@ -403,7 +402,7 @@ func caCase(ctx context.Context, w io.Writer, tmp string, rows int) error {
 	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}
-	growth, rss := int64(h.peak)-int64(before), peakRSS()
+	growth, rss := int64(h.peak)-int64(before), ref.PeakRSS()
 
 	issuingPEM, _ := pem.Decode([]byte(issued.Chain[0]))
 	if issuingPEM == nil {
@@ -497,34 +496,3 @@ func postJSON(ctx context.Context, c *http.Client, url, token string, body, out 
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.2f MiB", float64(b)/(1<<20)) }
-
-// resetPeakRSS resets the kernel's peak RSS (VmHWM) of this process
-// (proc(5), /proc/pid/clear_refs, value 5), so peakRSS tells a case's peak.
-var hwmReset atomic.Bool
-
-func resetPeakRSS() {
-	err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-	hwmReset.Store(err == nil)
-}
-
-// peakRSS reads VmHWM from /proc/self/status.
-func peakRSS() string {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return "unknown"
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
-				return "unknown"
-			}
-			s := fmt.Sprintf("%.0f MiB", float64(kb)/1024)
-			if !hwmReset.Load() {
-				s += " (since start)"
-			}
-			return s
-		}
-	}
-	return "unknown"
-}
