@@ -45,6 +45,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newUpCmd(), newAuditCmd(), newHSMCmd(), newTokenCmd(), newAccountCmd())
 	root.AddCommand(newCACmd())
 	root.AddCommand(newTSCmd())
+	root.AddCommand(newDirectoryCmd())
 	return root
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/govtrust/govtrust/ca"
+	"github.com/govtrust/govtrust/directory"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/tsa"
 )
@@ -48,7 +49,10 @@ func newUpCmd() *cobra.Command {
 
 // services returns the platform's services, wired together. Each issue that
 // adds a service adds it here.
-func services() []node.Service { c := ca.New(); return []node.Service{c, tsa.New(c)} }
+func services() []node.Service {
+	c := ca.New()
+	return []node.Service{c, tsa.New(c), directory.New(caSource{})}
+}
 
 func run(ctx context.Context, cmd *cobra.Command, opts node.Options) error {
 	n, err := node.Start(ctx, opts, services()...)

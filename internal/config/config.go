@@ -23,15 +23,16 @@ const (
 // Config is the whole configuration of a node.
 type Config struct {
 	// Mode is "dev" or "production". Production refuses unsafe settings.
-	Mode     string         `yaml:"mode"`
-	Node     NodeConfig     `yaml:"node"`
-	Listen   ListenConfig   `yaml:"listen"`
-	Database DatabaseConfig `yaml:"database"`
-	HTTP     HTTPConfig     `yaml:"http"`
-	Log      LogConfig      `yaml:"log"`
-	HSM      HSMConfig      `yaml:"hsm"`
-	Audit    AuditConfig    `yaml:"audit"`
-	TSA      TSAConfig      `yaml:"tsa"`
+	Mode      string          `yaml:"mode"`
+	Node      NodeConfig      `yaml:"node"`
+	Listen    ListenConfig    `yaml:"listen"`
+	Database  DatabaseConfig  `yaml:"database"`
+	HTTP      HTTPConfig      `yaml:"http"`
+	Log       LogConfig       `yaml:"log"`
+	HSM       HSMConfig       `yaml:"hsm"`
+	Audit     AuditConfig     `yaml:"audit"`
+	TSA       TSAConfig       `yaml:"tsa"`
+	Directory DirectoryConfig `yaml:"directory"`
 }
 
 // TSAConfig configures the time-stamping authority (RFC 3161).
@@ -230,6 +231,9 @@ func Defaults() Config {
 		Audit: AuditConfig{CheckpointKey: "soft:audit/checkpoint", CheckpointInterval: 5 * time.Minute},
 		TSA: TSAConfig{Policies: []string{"2.999.3161.1"}, Accuracy: time.Second, NTPServers: []string{},
 			NTPInterval: 64 * time.Second, MaxBodyBytes: 16384},
+		Directory: DirectoryConfig{BaseDN: "dc=govtrust,dc=local", SizeLimit: 1000, TimeLimit: 10 * time.Second,
+			MaxRequestBytes: 65536, PublishInterval: time.Second, PublicAttributes: DefaultPublicAttributes(),
+			External: []ExternalLDAPConfig{}},
 	}
 }
 
@@ -241,7 +245,7 @@ func (c *Config) Validate() error {
 	}
 	for _, v := range []interface {
 		Validate() error
-	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA} {
+	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA, &c.Directory} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}
