@@ -6,7 +6,7 @@ CACHE           := $(CURDIR)/.cache
 BIN             := $(CACHE)/bin
 BENCH_DURATION  ?= 3s
 
-.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa kms bench-kms bench-signature fuzz-cms clean
+.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa kms bench-kms bench-signature fuzz-cms directory bench-directory clean
 
 all: build
 
@@ -74,6 +74,15 @@ bench-signature:
 
 fuzz-cms:
 	for f in FuzzParse FuzzParseEnvelope FuzzOpen; do $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s ./signature/cms || exit 1; done
+
+## directory: the LDAP directory's tests (embedded server, publisher, slapd, PostgreSQL) and fuzzers, briefly.
+directory:
+	CI=1 scripts/with-postgres.sh $(GO) test -count=1 ./directory/ ./cmd/govtrust -run 'Directory|Acceptance|External|Malformed|StartTLS|TwoPublishers|Fuzz'
+	for f in FuzzFilter FuzzDN FuzzRequest; do $(GO) test ./directory -run '^$$' -fuzz "^$$f$$" -fuzztime 30s || exit 1; done
+
+## bench-directory: LDAP searches/s, embedded server next to slapd on the same entries.
+bench-directory:
+	$(GO) test ./directory -run '^$$' -bench BenchmarkSearch -benchtime 3s -count 3
 
 clean:
 	rm -rf bin $(CACHE)

@@ -168,11 +168,13 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	return nil
 }
 
-// urlVars fills the {base} and {ldap} of the profiles' URL templates from the
-// configured listeners.
+// urlVars fills the {base}, {ldap} and {ldap_base} of the profiles' URL
+// templates from the configured listeners and the directory's base DN (the
+// LDAP CRL distribution point names the CA's directory entry,
+// cn=<ca>,ou=ca,<base DN>, CONTRACT.md "Directory").
 // TODO(ca): a configured public base URL; a listener on port 0 yields ":0".
 func urlVars(env *node.Env) map[string]string {
-	base, ldap := "127.0.0.1:8080", "127.0.0.1:3389"
+	base, ldap, ldapBase := "127.0.0.1:8080", "127.0.0.1:3389", "dc=govtrust,dc=local"
 	if env.Config != nil {
 		if a := env.Config.Listen.HTTP; a != "" {
 			base = a
@@ -180,8 +182,11 @@ func urlVars(env *node.Env) map[string]string {
 		if a := env.Config.Listen.LDAP; a != "" {
 			ldap = a
 		}
+		if b := env.Config.Directory.BaseDN; b != "" {
+			ldapBase = b
+		}
 	}
-	return map[string]string{"base": "http://" + base, "ldap": "ldap://" + ldap}
+	return map[string]string{"base": "http://" + base, "ldap": "ldap://" + ldap, "ldap_base": ldapBase}
 }
 
 // Ready implements node.Service: every CA key must still resolve in its

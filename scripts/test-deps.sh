@@ -11,6 +11,8 @@ pkgs=(
 	p11-kit-modules # p11-kit's client module
 	openssl         # independent SM2/SM3/ECDSA verifier
 	gcc             # cgo: PKCS#11 backend and the SM2 software token
+	slapd           # external LDAP server of the directory tests (own instance, never the system service)
+	ldap-utils      # ldapsearch, ldapmodify, ldapadd
 )
 
 missing=()

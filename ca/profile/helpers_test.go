@@ -137,7 +137,7 @@ func record() map[string]string {
 	}
 }
 
-var testVars = map[string]string{"base": "http://pki.example.gov.cn", "ldap": "ldap://ldap.example.gov.cn"}
+var testVars = map[string]string{"base": "http://pki.example.gov.cn", "ldap": "ldap://ldap.example.gov.cn", "ldap_base": "dc=govtrust,dc=local"}
 
 func input(ca *testCA, csr *smx509.CertificateRequest) Input {
 	return Input{CSR: csr, Record: record(), Now: testNow, Issuer: ca.cert, CAID: "root-2026", Vars: testVars}

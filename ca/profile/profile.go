@@ -542,6 +542,8 @@ func sampleVar(name string) string {
 		return "sample-ca"
 	case "ldap":
 		return "ldap://ldap.example.gov.cn"
+	case "ldap_base":
+		return "dc=govtrust,dc=local"
 	}
 	return "http://pki.example.gov.cn"
 }

@@ -47,6 +47,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newTSCmd())
 	root.AddCommand(newKMSCmd())
 	root.AddCommand(newSignCmd(), newVerifyCmd())
+	root.AddCommand(newDirectoryCmd())
 	return root
 }
 

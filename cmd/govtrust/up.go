@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/govtrust/govtrust/ca"
+	"github.com/govtrust/govtrust/directory"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/kms"
 	"github.com/govtrust/govtrust/kms/kmc"
@@ -55,7 +56,7 @@ func services() []node.Service {
 	c, k := ca.New(), kmc.New()
 	c.UseKMC(kmcClient{k})
 	t := tsa.New(c)
-	return []node.Service{c, t, kms.New(), k, signature.New(c, c, t)}
+	return []node.Service{c, t, kms.New(), k, signature.New(c, c, t), directory.New(caSource{})}
 }
 
 func run(ctx context.Context, cmd *cobra.Command, opts node.Options) error {

@@ -23,17 +23,18 @@ const (
 // Config is the whole configuration of a node.
 type Config struct {
 	// Mode is "dev" or "production". Production refuses unsafe settings.
-	Mode     string         `yaml:"mode"`
-	Node     NodeConfig     `yaml:"node"`
-	Listen   ListenConfig   `yaml:"listen"`
-	Database DatabaseConfig `yaml:"database"`
-	HTTP     HTTPConfig     `yaml:"http"`
-	Log      LogConfig      `yaml:"log"`
-	HSM      HSMConfig      `yaml:"hsm"`
-	Audit    AuditConfig    `yaml:"audit"`
-	TSA      TSAConfig      `yaml:"tsa"`
-	KMS      KMSConfig      `yaml:"kms"`
-	KMC      KMCConfig      `yaml:"kmc"`
+	Mode      string          `yaml:"mode"`
+	Node      NodeConfig      `yaml:"node"`
+	Listen    ListenConfig    `yaml:"listen"`
+	Database  DatabaseConfig  `yaml:"database"`
+	HTTP      HTTPConfig      `yaml:"http"`
+	Log       LogConfig       `yaml:"log"`
+	HSM       HSMConfig       `yaml:"hsm"`
+	Audit     AuditConfig     `yaml:"audit"`
+	TSA       TSAConfig       `yaml:"tsa"`
+	KMS       KMSConfig       `yaml:"kms"`
+	KMC       KMCConfig       `yaml:"kmc"`
+	Directory DirectoryConfig `yaml:"directory"`
 }
 
 // TSAConfig configures the time-stamping authority (RFC 3161).
@@ -235,6 +236,9 @@ func Defaults() Config {
 		KMS: KMSConfig{KEK: "soft:kms/kek", RotationCheck: time.Minute, DestroyApprovals: 1},
 		KMC: KMCConfig{EscrowKey: "soft:kmc/escrow", RecoveryApprovals: 2, RecoveryTTL: 72 * time.Hour,
 			Retention: 5 * 365 * 24 * time.Hour},
+		Directory: DirectoryConfig{BaseDN: "dc=govtrust,dc=local", SizeLimit: 1000, TimeLimit: 10 * time.Second,
+			MaxRequestBytes: 65536, PublishInterval: time.Second, PublicAttributes: DefaultPublicAttributes(),
+			External: []ExternalLDAPConfig{}},
 	}
 }
 
@@ -246,7 +250,7 @@ func (c *Config) Validate() error {
 	}
 	for _, v := range []interface {
 		Validate() error
-	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA, &c.KMS, &c.KMC} {
+	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA, &c.KMS, &c.KMC, &c.Directory} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}

@@ -494,9 +494,29 @@ func (n *Node) listen(ctx context.Context) (string, error) {
 		n.addrs.HTTPS = ln.Addr().String()
 		httpsDetail += " (" + tlsDetail + ")"
 	}
-	// The LDAP listener belongs to the directory service, which binds
-	// listen.ldap itself when it is registered; until then nothing listens.
-	return fmt.Sprintf("http %s, https %s%s", n.addrs.HTTP, n.addrs.HTTPS, httpsDetail), nil
+	// The LDAP listener belongs to the directory service (an LDAPServer),
+	// which binds listen.ldap itself; without one nothing listens there.
+	ldapDetail := ""
+	if addr := n.cfg.Listen.LDAP; addr != "" {
+		for _, s := range n.started {
+			l, ok := s.(LDAPServer)
+			if !ok {
+				continue
+			}
+			var tc *tls.Config
+			if n.tls != nil {
+				tc = n.tls.serverConfig()
+			}
+			got, err := l.ServeLDAP(ctx, addr, tc)
+			if err != nil {
+				return "", fmt.Errorf("listen.ldap %s: %w", addr, err)
+			}
+			n.addrs.LDAP = got
+			ldapDetail = ", ldap " + got
+			break
+		}
+	}
+	return fmt.Sprintf("http %s, https %s%s%s", n.addrs.HTTP, n.addrs.HTTPS, httpsDetail, ldapDetail), nil
 }
 
 func (n *Node) serve(srv *http.Server, ln net.Listener, tls bool) {

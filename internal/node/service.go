@@ -11,6 +11,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,4 +77,15 @@ type APIRouter interface {
 // registry behind /metrics.
 type MetricsProvider interface {
 	Collectors() []prometheus.Collector
+}
+
+// LDAPServer is implemented by the service that serves the directory on the
+// LDAP listener (CONTRACT.md, --ldap). The node calls it once the HTTPS
+// listener has its certificate, so that StartTLS and LDAPS present the same
+// one (tlsConfig is nil when HTTPS is disabled: no TLS is offered then).
+// ServeLDAP binds addr (port 0 picks a free port), serves in the background
+// until the service stops, and returns the bound address for
+// DIR/run/addresses.json.
+type LDAPServer interface {
+	ServeLDAP(ctx context.Context, addr string, tlsConfig *tls.Config) (string, error)
 }

@@ -222,6 +222,10 @@ var seed = []Action{
 
 	{"tsa.timestamp", ClassWrite, "Obtain an RFC 3161 time-stamp token"},
 
+	{"directory.entry.read", ClassRead, "Read every attribute of directory entries over LDAP (telephone and ID numbers too)"},
+	{"directory.entry.write", ClassWrite, "Add, change or delete directory entries over LDAP (not the CA's entries)"},
+	{"directory.import", ClassWrite, "Import departments, people, applications and services into the directory"},
+
 	{"kms.encrypt", ClassKey, "Encrypt with an application key"},
 	{"kms.decrypt", ClassKey, "Decrypt with an application key"},
 	{"kms.rotate", ClassKey, "Rotate an application key"},

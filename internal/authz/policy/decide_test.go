@@ -41,6 +41,9 @@ var grants = map[Role]map[string][]grant{
 		"node.config.update":    {{"platform.sysadmin.node", anyResource}},
 		"metrics.read":          {{"platform.sysadmin.monitor", anyResource}},
 		"audit.checkpoint.read": {{"platform.sysadmin.monitor", anyResource}},
+		"directory.entry.read":  {{"platform.sysadmin.directory", anyResource}},
+		"directory.entry.write": {{"platform.sysadmin.directory", anyResource}},
+		"directory.import":      {{"platform.sysadmin.directory", anyResource}},
 	},
 	RoleSecAdmin: {
 		"authz.token.create":    {{"platform.secadmin.authz", anyResource}},
@@ -148,6 +151,7 @@ var expectedClass = map[string]Class{
 	"dual.request": ClassWrite, "dual.approve": ClassApprove, "dual.reject": ClassWrite,
 	"ca.certificate.issue": ClassWrite, "ca.certificate.revoke": ClassWrite, "ca.certificate.read": ClassRead,
 	"ca.crl.generate": ClassWrite, "ca.authority.rollover": ClassKey, "tsa.timestamp": ClassWrite,
+	"directory.entry.read": ClassRead, "directory.entry.write": ClassWrite, "directory.import": ClassWrite,
 	"ca.profile.read": ClassRead, "ca.authority.revoke": ClassWrite,
 	"kms.encrypt": ClassKey, "kms.decrypt": ClassKey, "kms.rotate": ClassKey, "kms.key.recover": ClassKey,
 	"kms.key.create": ClassKey, "kms.key.read": ClassRead, "kms.key.update": ClassKey, "kms.key.destroy": ClassKey,

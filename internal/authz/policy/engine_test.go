@@ -31,6 +31,7 @@ var platformIDs = []string{
 	"platform.sod.public",
 	"platform.sysadmin.node",
 	"platform.sysadmin.monitor",
+	"platform.sysadmin.directory",
 	"platform.secadmin.authz",
 	"platform.secadmin.hsm",
 	"platform.secadmin.kms",

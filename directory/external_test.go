@@ -1,0 +1,198 @@
+package directory_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govtrust/govtrust/internal/testenv"
+)
+
+// slapd is a throw-away OpenLDAP server (INTEROP.md §4): its own
+// configuration and database in a temporary directory, on a free port,
+// never the system service.
+type slapd struct {
+	t    testing.TB
+	dir  string
+	addr string
+	cmd  *exec.Cmd
+}
+
+const slapdSuffix = "dc=pki,dc=test"
+
+func startSlapd(t testing.TB) *slapd {
+	t.Helper()
+	bin := testenv.LookPath(t, "slapd")
+	if _, err := os.Stat("/usr/lib/ldap/back_mdb.so"); err != nil {
+		testenv.Missing(t, "slapd's back_mdb module (Debian package slapd)")
+	}
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+pidfile %[1]s/slapd.pid
+database mdb
+suffix "%[2]s"
+rootdn "cn=admin,%[2]s"
+rootpw secret
+directory %[1]s/data
+maxsize 104857600
+index objectClass eq
+index uid eq
+`, dir, slapdSuffix)
+	if err := os.WriteFile(filepath.Join(dir, "slapd.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &slapd{t: t, dir: dir, addr: freePort(t)}
+	_ = bin
+	s.start()
+	t.Cleanup(s.stop)
+	ldif := "dn: " + slapdSuffix + "\nobjectClass: dcObject\nobjectClass: organization\ndc: pki\no: pki\n"
+	cmd := exec.Command(testenv.LookPath(t, "ldapadd"), "-x", "-H", s.url(), "-D", "cn=admin,"+slapdSuffix, "-w", "secret")
+	cmd.Stdin = strings.NewReader(ldif)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ldapadd base: %v %s", err, out)
+	}
+	return s
+}
+
+func (s *slapd) url() string { return "ldap://" + s.addr }
+
+// start runs slapd in the foreground (-d 0) on s.addr and waits until it
+// accepts connections.
+func (s *slapd) start() {
+	s.t.Helper()
+	s.cmd = exec.Command("slapd", "-f", filepath.Join(s.dir, "slapd.conf"), "-h", s.url()+"/", "-d", "0")
+	var stderr bytes.Buffer
+	s.cmd.Stderr = &stderr
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("slapd: %v", err)
+	}
+	for i := 0; i < 200; i++ {
+		if c, err := net.DialTimeout("tcp", s.addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	s.t.Fatalf("slapd did not start: %s", stderr.String())
+}
+
+// stop kills slapd (an outage: no clean shutdown) and waits for it.
+func (s *slapd) stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// TestExternalSlapd: the publisher keeps a real slapd in step (the issue's
+// external publishing row): the same bytes as the embedded server and HTTP,
+// fetched from slapd with ldapsearch; and while slapd is down, everything
+// published meanwhile (issuances, a revocation, an import) reaches it once
+// it is back, once: one value per certificate, the revoked one gone.
+func TestExternalSlapd(t *testing.T) {
+	sl := startSlapd(t)
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "ldap-password")
+	if err := os.WriteFile(pw, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	extra := fmt.Sprintf(`  external:
+    - name: slapd
+      url: %s
+      bind_dn: cn=admin,%s
+      password: file:%s
+      base_dn: %s
+`, sl.url(), slapdSuffix, pw, slapdSuffix)
+	tn := startNode(t, filepath.Join(dir, "node"), extra, "")
+
+	a := tn.issuePerson("张三", "zhangsan@gaj.example.gov.cn")
+	caDN := "cn=sm2-issuing,ou=ca," + slapdSuffix
+	certDN := func(serial string) string { return "uid=" + serial + "," + caDN }
+	eventually(t, 10*time.Second, "first publication to slapd", func() error {
+		if got := fetchBinary(t, sl.url(), certDN(a.Serial), "userCertificate;binary"); !bytes.Equal(got, a.der) {
+			return fmt.Errorf("certificate in slapd: %d bytes", len(got))
+		}
+		return nil
+	})
+	for _, id := range []string{"sm2-issuing", "ecdsa-root"} {
+		dn := "cn=" + id + ",ou=ca," + slapdSuffix
+		if got, want := fetchBinary(t, sl.url(), dn, "certificateRevocationList;binary"), tn.public("/pki/"+id+".crl"); !bytes.Equal(got, want) {
+			t.Errorf("slapd %s CRL: %d bytes, HTTP %d", id, len(got), len(want))
+		}
+		if got, want := fetchBinary(t, sl.url(), dn, "cACertificate;binary"), tn.public("/pki/"+id+".crt"); !bytes.Equal(got, want) {
+			t.Errorf("slapd %s cACertificate: %d bytes, HTTP %d", id, len(got), len(want))
+		}
+	}
+
+	// Outage.
+	sl.stop()
+	var during []*issued
+	for i := range 4 {
+		during = append(during, tn.issuePerson(fmt.Sprintf("用户%d", i), fmt.Sprintf("u%d@example.gov.cn", i)))
+	}
+	tn.revoke(during[1].Serial)
+	if status, raw := tn.do("POST", "/api/v1/directory/import", "sysadmin", "application/yaml", []byte(orgYAML)); status != http.StatusOK {
+		t.Fatalf("import: %d %s", status, raw)
+	}
+	// The publisher has tried and failed at least once.
+	eventually(t, 10*time.Second, "publisher notices the outage", func() error {
+		var msg string
+		err := tn.n.Env().DB.QueryRow(context.Background(), "SELECT last_error FROM dir_targets WHERE name = 'slapd'").Scan(&msg)
+		if err == nil && msg == "" {
+			err = fmt.Errorf("no error recorded yet")
+		}
+		return err
+	})
+	sl.start()
+
+	eventually(t, 75*time.Second, "catch-up after the outage", func() error {
+		for i, c := range during {
+			got := fetchBinary(t, sl.url(), certDN(c.Serial), "userCertificate;binary")
+			if i == 1 {
+				if got != nil {
+					return fmt.Errorf("revoked certificate %s still in slapd", c.Serial)
+				}
+				continue
+			}
+			if !bytes.Equal(got, c.der) {
+				return fmt.Errorf("certificate %s not (yet) in slapd", c.Serial)
+			}
+		}
+		if out, err := ldapsearch(t, sl.url(), "-b", "ou=departments,"+slapdSuffix, "(uid=zhangsan)", "cn"); err != nil || !strings.Contains(out, "cn:: ") {
+			return fmt.Errorf("person not in slapd: %v %s", err, out)
+		}
+		return nil
+	})
+	// Once: every certificate entry in slapd holds one value (fetchBinary
+	// fails on more), and slapd has exactly the certificates the embedded
+	// directory has.
+	count := func(url, base string) int {
+		out, err := ldapsearch(t, url, "-b", base, "(objectClass=pkiUser)", "dn")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(out, "dn: uid=")
+	}
+	// (The node's own certificates, HTTPS, TSA and OCSP, are there too.)
+	if got, want := count(sl.url(), "ou=ca,"+slapdSuffix), count("ldap://"+tn.ldap, "ou=ca,dc=govtrust,dc=local"); got != want || want < 4 {
+		t.Errorf("certificate entries: slapd %d, embedded %d; want equal, with the 4 current test certificates", got, want)
+	}
+	fetchBinary(t, sl.url(), "uid=zhangsan,ou=gaj,ou=departments,"+slapdSuffix, "userCertificate;binary")
+}

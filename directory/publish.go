@@ -1,0 +1,293 @@
+package directory
+
+import (
+	"bytes"
+	"context"
+	"encoding/asn1"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/store"
+)
+
+// publishBatch is how many outbox events one transaction consumes.
+const publishBatch = 200
+
+// maxBackoff bounds the wait between failed attempts.
+const maxBackoff = time.Minute
+
+// publishLoop consumes the CA's outbox into the directory: at every
+// interval (or Wake), until the outbox is empty; after a failure it waits
+// twice as long each time, up to a minute. It also reloads the tree when
+// another process changed the directory.
+func (s *Service) publishLoop(ctx context.Context) {
+	wait := s.cfg.PublishInterval
+	for {
+		err := s.resync(ctx)
+		if err == nil && s.src != nil {
+			var n int
+			for n, err = s.PublishOnce(ctx); err == nil && n == publishBatch; n, err = s.PublishOnce(ctx) {
+			}
+		}
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			msg := err.Error()
+			s.pubErr.Store(&msg)
+			s.env.Logger.Warn("directory publisher", "error", err, "retry_in", wait)
+			wait = min(wait*2, maxBackoff)
+		default:
+			s.pubErr.Store(nil)
+			wait = s.cfg.PublishInterval
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// PublishOnce consumes up to publishBatch outbox events in one transaction
+// with the directory writes they cause, and returns how many it consumed.
+// Two processes on one database cannot both take an event: the writers
+// serialise on dir_meta and an event is taken only while unmarked.
+func (s *Service) PublishOnce(ctx context.Context) (int, error) {
+	var pending []Event
+	if err := s.env.DB.Read(ctx, func(q store.Querier) error {
+		var err error
+		pending, err = s.src.Pending(ctx, q, 1)
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("directory: outbox: %w", err)
+	}
+	if len(pending) == 0 {
+		return 0, nil
+	}
+	var n int
+	err := s.write(audit.WithActor(ctx, "system"), audit.Record{}, func(b *batch) error {
+		events, err := s.src.Pending(ctx, b.tx, publishBatch)
+		if err != nil {
+			return err
+		}
+		ids := make([]int64, 0, len(events))
+		for _, ev := range events {
+			if err := s.apply(ctx, b, ev); err != nil {
+				return fmt.Errorf("event %d (%s %s/%s): %w", ev.ID, ev.Kind, ev.Issuer, ev.Serial, err)
+			}
+			ids = append(ids, ev.ID)
+		}
+		n = len(ids)
+		return s.src.MarkPublished(ctx, b.tx, ids, b.now)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("directory: publish: %w", err)
+	}
+	s.Published.Add(int64(n))
+	return n, nil
+}
+
+// apply makes the directory show what ev announced. Every case reads the
+// CA's current state rather than trusting the event alone, so replaying or
+// reordering events converges on the same entries.
+func (s *Service) apply(ctx context.Context, b *batch, ev Event) error {
+	switch ev.Kind {
+	case EventCAAdded, EventCRLPublished:
+		return s.putCA(ctx, b, ev.Issuer)
+	case EventIssued, EventRevoked:
+		c, err := s.src.Certificate(ctx, b.tx, ev.Issuer, ev.Serial)
+		if err != nil {
+			return err
+		}
+		if c == nil {
+			return nil
+		}
+		if c.Revoked {
+			return s.removeCert(ctx, b, ev.Issuer, ev.Serial, c.DER)
+		}
+		return s.putCert(ctx, b, ev.Issuer, ev.Serial, c.DER)
+	}
+	// An event kind this version does not know is consumed without effect
+	// rather than blocking the queue; the log says so.
+	s.env.Logger.Warn("directory: unknown outbox event", "id", ev.ID, "event", ev.Kind)
+	return nil
+}
+
+// CADN returns the DN of the CA id's entry.
+func (s *Service) CADN(id string) string { return rdn("cn", id) + ",ou=ca," + s.baseDN }
+
+// CertDN returns the DN of the entry of certificate issuer/serial.
+func (s *Service) CertDN(issuer, serial string) string {
+	return rdn("uid", strings.ToLower(serial)) + "," + s.CADN(issuer)
+}
+
+// putCA writes the entry of CA id: RFC 4523 pkiCA with the certificate and
+// the newest CRLs. The full CRL is both the certificateRevocationList and
+// the authorityRevocationList: it is complete (no onlyContainsUserCerts or
+// onlyContainsCACerts, RFC 5280 §5.2.5), so it covers CA certificates too.
+func (s *Service) putCA(ctx context.Context, b *batch, id string) error {
+	a, err := s.src.Authority(ctx, b.tx, id)
+	if err != nil {
+		return err
+	}
+	if a == nil {
+		return nil
+	}
+	ocs := []string{"top", "applicationProcess", "certificationAuthority", "pkiCA"}
+	if a.DeltaCRL != nil {
+		ocs = append(ocs, "deltaCRL")
+	}
+	e, err := newEntry(s.CADN(id), KindCA, ocs...)
+	if err != nil {
+		return err
+	}
+	e.setStr("cn", id)
+	if c, err := smx509.ParseCertificate(a.Cert); err == nil {
+		e.setStr("description", c.Subject.String())
+	}
+	e.set("cACertificate", a.Cert)
+	if a.CRL != nil {
+		e.set("certificateRevocationList", a.CRL)
+		e.set("authorityRevocationList", a.CRL)
+	}
+	if a.DeltaCRL != nil {
+		e.set("deltaRevocationList", a.DeltaCRL)
+	}
+	if old, err := b.get(ctx, e.norm); err != nil {
+		return err
+	} else if old != nil && sameAttrs(old, e) {
+		return nil
+	}
+	return b.put(ctx, e)
+}
+
+func sameAttrs(a, b *Entry) bool {
+	if len(a.Attrs) != len(b.Attrs) || a.Kind != b.Kind {
+		return false
+	}
+	for k, va := range a.Attrs {
+		vb := b.Attrs[k]
+		if !slices.EqualFunc(va, vb, bytes.Equal) {
+			return false
+		}
+	}
+	return true
+}
+
+// oidUID is the userid attribute type in a certificate subject (RFC 4519
+// §2.39).
+var oidUID = asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}
+
+// holders returns the person and application entries a certificate belongs
+// to: those whose mail is one of its e-mail addresses, or whose uid is the
+// uid of its subject.
+func (s *Service) holders(der []byte) []string {
+	c, err := smx509.ParseCertificate(der)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	add := func(ns []string) {
+		for _, n := range ns {
+			if e := s.tree.get(n); e != nil && (e.Kind == KindPerson || e.Kind == KindApplication) && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	for _, m := range c.EmailAddresses {
+		add(s.tree.findBy("mail", m))
+	}
+	for _, n := range c.Subject.Names {
+		if n.Type.Equal(oidUID) {
+			if v, ok := n.Value.(string); ok {
+				add(s.tree.findBy("uid", v))
+			}
+		}
+	}
+	return out
+}
+
+// putCert writes the certificate's own entry below its CA and adds it to
+// the userCertificate of its holders.
+func (s *Service) putCert(ctx context.Context, b *batch, issuer, serial string, der []byte) error {
+	caNorm, _, _ := normalizeDN(s.CADN(issuer))
+	if ca, err := b.get(ctx, caNorm); err != nil {
+		return err
+	} else if ca == nil {
+		if err := s.putCA(ctx, b, issuer); err != nil {
+			return err
+		}
+	}
+	e, err := newEntry(s.CertDN(issuer, serial), KindCertificate, "top", "applicationProcess", "uidObject", "pkiUser")
+	if err != nil {
+		return err
+	}
+	cn := serial
+	if c, err := smx509.ParseCertificate(der); err == nil {
+		if c.Subject.CommonName != "" {
+			cn = c.Subject.CommonName
+		}
+		e.setStr("description", c.Subject.String())
+	}
+	e.setStr("cn", cn)
+	e.setStr("uid", strings.ToLower(serial))
+	e.set("userCertificate", der)
+	if err := b.put(ctx, e); err != nil {
+		return err
+	}
+	for _, n := range s.holders(der) {
+		h, err := b.get(ctx, n)
+		if err != nil || h == nil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if slices.ContainsFunc(h.Attrs["userCertificate"], func(v []byte) bool { return bytes.Equal(v, der) }) {
+			continue
+		}
+		h.Attrs["userCertificate"] = append(h.Attrs["userCertificate"], der)
+		if !slices.ContainsFunc(h.Attrs["objectClass"], func(v []byte) bool { return strings.EqualFold(string(v), "pkiUser") }) {
+			h.Attrs["objectClass"] = append(h.Attrs["objectClass"], []byte("pkiUser"))
+		}
+		if err := b.put(ctx, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeCert removes a revoked certificate: its entry, and the value from
+// its holders (the directory lists current certificates; the CRL says
+// which were revoked).
+func (s *Service) removeCert(ctx context.Context, b *batch, issuer, serial string, der []byte) error {
+	norm, _, _ := normalizeDN(s.CertDN(issuer, serial))
+	if err := b.remove(ctx, norm); err != nil {
+		return err
+	}
+	for _, n := range s.holders(der) {
+		h, err := b.get(ctx, n)
+		if err != nil {
+			return err
+		}
+		if h == nil {
+			continue
+		}
+		kept := slices.DeleteFunc(slices.Clone(h.Attrs["userCertificate"]), func(v []byte) bool { return bytes.Equal(v, der) })
+		if len(kept) == len(h.Attrs["userCertificate"]) {
+			continue
+		}
+		h.set("userCertificate", kept...)
+		if err := b.put(ctx, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}

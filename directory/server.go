@@ -1,0 +1,594 @@
+package directory
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jimlambrt/gldap"
+
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
+)
+
+// Actions of the directory (internal/authz/policy).
+const (
+	actionWrite       = "directory.entry.write"
+	actionReadPrivate = "directory.entry.read"
+	actionImport      = "directory.import"
+)
+
+// sessionKey names a connection: gldap numbers connections per server.
+type sessionKey struct{ server, conn int }
+
+// session is what a connection has proved.
+type session struct {
+	tls       bool
+	principal *authz.Principal
+	private   bool // may read every attribute
+}
+
+func (s *Service) session(k sessionKey) *session {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	ss, ok := s.sessions[k]
+	if !ok {
+		ss = &session{tls: k.server == 1}
+		s.sessions[k] = ss
+	}
+	return ss
+}
+
+func (s *Service) setSession(k sessionKey, ss *session) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	s.sessions[k] = ss
+}
+
+// newServer returns a gldap server with the directory's handlers. idx
+// tells the plain listener (0) from the LDAPS one (1).
+func (s *Service) newServer(idx int, startTLS *tls.Config, isTLS bool) (*gldap.Server, error) {
+	srv, err := gldap.NewServer(
+		gldap.WithLogger(hclog.New(&hclog.LoggerOptions{Name: "ldap", Level: hclog.Off})),
+		gldap.WithOnClose(func(conn int) {
+			s.sessMu.Lock()
+			delete(s.sessions, sessionKey{idx, conn})
+			s.sessMu.Unlock()
+		}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	mux, err := gldap.NewMux()
+	if err != nil {
+		return nil, err
+	}
+	h := func(fn func(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request)) gldap.HandlerFunc {
+		return func(w *gldap.ResponseWriter, r *gldap.Request) {
+			// gldap runs handlers in goroutines of their own, outside its
+			// panic recovery: a panic here must not take the node down.
+			defer func() {
+				if p := recover(); p != nil {
+					s.env.Logger.Error("ldap handler panic", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+					_ = w.Write(r.NewResponse(gldap.WithResponseCode(gldap.ResultOther), gldap.WithDiagnosticMessage("internal error")))
+				}
+			}()
+			fn(sessionKey{idx, r.ConnectionID()}, w, r)
+		}
+	}
+	errs := []error{
+		mux.Bind(h(s.handleBind)),
+		mux.Search(h(s.handleSearch)),
+		mux.Add(h(s.handleAdd)),
+		mux.Modify(h(s.handleModify)),
+		mux.Delete(h(s.handleDelete)),
+		mux.Unbind(h(func(sessionKey, *gldap.ResponseWriter, *gldap.Request) {})),
+		mux.ExtendedOperation(h(func(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+			s.handleStartTLS(k, w, r, startTLS, isTLS)
+		}), gldap.ExtendedOperationStartTLS),
+		mux.DefaultRoute(h(func(_ sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+			_ = w.Write(r.NewResponse(gldap.WithResponseCode(gldap.ResultUnwillingToPerform), gldap.WithDiagnosticMessage("operation not supported")))
+		})),
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := srv.Router(mux); err != nil {
+		return nil, err
+	}
+	return srv, nil
+}
+
+func (s *Service) handleStartTLS(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request, cfg *tls.Config, isTLS bool) {
+	resp := r.NewExtendedResponse(gldap.WithResponseCode(gldap.ResultSuccess))
+	resp.SetResponseName(gldap.ExtendedOperationStartTLS)
+	switch {
+	case cfg == nil:
+		resp.SetResultCode(gldap.ResultUnavailable)
+		resp.SetDiagnosticMessage("TLS is not configured on this node")
+		_ = w.Write(resp)
+		return
+	case isTLS || s.session(k).tls:
+		// RFC 4511 §4.14.1: StartTLS on a TLS connection is an
+		// operationsError.
+		resp.SetResultCode(gldap.ResultOperationsError)
+		resp.SetDiagnosticMessage("TLS already established")
+		_ = w.Write(resp)
+		return
+	}
+	if err := w.Write(resp); err != nil {
+		return
+	}
+	if err := r.StartTLS(cfg); err != nil {
+		s.env.Logger.Info("ldap StartTLS failed", "error", err)
+		return
+	}
+	// RFC 4513 §3.1.5: whatever the connection had proved before TLS is
+	// kept only if the server says so; here it starts anonymous.
+	s.setSession(k, &session{tls: true})
+}
+
+// handleBind: anonymous (empty name and password) reads public attributes;
+// a name with an empty password is an unauthenticated bind and is refused
+// (RFC 4513 §5.1.2, §6.3.1); otherwise the password is a govtrust API token
+// of the account the DN names (cn=<account>,ou=accounts,<base>).
+func (s *Service) handleBind(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+	resp := r.NewBindResponse(gldap.WithResponseCode(gldap.ResultInvalidCredentials))
+	m, err := r.GetSimpleBindMessage()
+	if err != nil {
+		resp.SetResultCode(gldap.ResultAuthMethodNotSupported)
+		resp.SetDiagnosticMessage("only simple bind is supported")
+		_ = w.Write(resp)
+		return
+	}
+	ss := s.session(k)
+	switch {
+	case m.UserName == "" && m.Password == "":
+		s.setSession(k, &session{tls: ss.tls})
+		resp.SetResultCode(gldap.ResultSuccess)
+	case m.Password == "":
+		s.setSession(k, &session{tls: ss.tls})
+		resp.SetResultCode(gldap.ResultUnwillingToPerform)
+		resp.SetDiagnosticMessage("unauthenticated bind (a name without a password) is refused")
+	case !ss.tls && !s.loopbackOnly.Load():
+		resp.SetResultCode(gldap.ResultConfidentialityRequired)
+		resp.SetDiagnosticMessage("use StartTLS or LDAPS before a simple bind")
+	default:
+		p, err := s.authenticate(context.Background(), m.UserName, string(m.Password))
+		if err != nil {
+			s.setSession(k, &session{tls: ss.tls})
+			resp.SetDiagnosticMessage("invalid credentials")
+			break
+		}
+		d := s.env.Authz.Engine().Decide(policy.Request{Principal: p.Policy(), Action: actionReadPrivate,
+			Resource: policy.Resource{Type: "directory", ID: s.baseDN}, Context: map[string]string{"via": p.Via}})
+		s.setSession(k, &session{tls: ss.tls, principal: p, private: d.Allow})
+		resp.SetResultCode(gldap.ResultSuccess)
+	}
+	_ = w.Write(resp)
+}
+
+// authenticate checks a bind: dn must be cn=<account>,ou=accounts,<base>
+// and token an API token of that account.
+func (s *Service) authenticate(ctx context.Context, dn, token string) (*authz.Principal, error) {
+	norm, parent, err := normalizeDN(dn)
+	if err != nil {
+		return nil, err
+	}
+	want, _, _ := normalizeDN("ou=accounts," + s.baseDN)
+	name, ok := strings.CutPrefix(strings.TrimSuffix(norm, ","+parent), "cn=")
+	if !ok || parent != want {
+		return nil, errors.New("bind DN is not cn=<account>,ou=accounts,<base>")
+	}
+	if s.env.Authz == nil {
+		return nil, authz.ErrUnauthenticated
+	}
+	p, err := s.env.Authz.AuthenticateBearer(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.EqualFold(p.Account.Name, name) || p.Account.Disabled {
+		return nil, authz.ErrUnauthenticated
+	}
+	return p, nil
+}
+
+// visible returns the attribute filter of a session.
+func (s *Service) visible(ss *session) func(string) bool {
+	if ss.private {
+		return func(string) bool { return true }
+	}
+	return func(a string) bool { return s.public[a] }
+}
+
+// rootDSE is the entry of the empty DN (RFC 4512 §5.1).
+func (s *Service) rootDSE() *Entry {
+	e := &Entry{Attrs: map[string][][]byte{}}
+	e.setStr("objectClass", "top")
+	e.setStr("namingContexts", s.baseDN)
+	e.setStr("supportedLDAPVersion", "3")
+	e.setStr("supportedControl", gldap.ControlTypePaging)
+	e.setStr("supportedExtension", string(gldap.ExtendedOperationStartTLS))
+	e.setStr("vendorName", "govtrust")
+	return e
+}
+
+// handleSearch answers a search from the in-memory tree with the
+// session's view of attributes, enforcing the size and time limits (the
+// lower of the client's and the server's, RFC 4511 §4.5.1.4-5) and paging
+// (RFC 2696).
+func (s *Service) handleSearch(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+	done := r.NewSearchDoneResponse(gldap.WithResponseCode(gldap.ResultSuccess))
+	m, err := r.GetSearchMessage()
+	if err != nil {
+		done.SetResultCode(gldap.ResultProtocolError)
+		_ = w.Write(done)
+		return
+	}
+	ss := s.session(k)
+	visible := s.visible(ss)
+	norm, _, err := normalizeDN(m.BaseDN)
+	if err != nil {
+		done.SetResultCode(gldap.ResultInvalidDNSyntax)
+		done.SetDiagnosticMessage("invalid base DN")
+		_ = w.Write(done)
+		return
+	}
+	if norm == "" && m.Scope == gldap.BaseObject {
+		s.writeEntry(w, r, "", s.rootDSE(), m, func(string) bool { return true })
+		_ = w.Write(done)
+		return
+	}
+	if norm == "" {
+		norm = s.base
+	}
+	if !underBase(norm, s.base) {
+		done.SetResultCode(gldap.ResultNoSuchObject)
+		_ = w.Write(done)
+		return
+	}
+	f, err := compileFilter(m.Filter)
+	if err != nil {
+		done.SetResultCode(gldap.ResultProtocolError)
+		done.SetDiagnosticMessage("unsupported or malformed filter")
+		_ = w.Write(done)
+		return
+	}
+	limit := time.Duration(s.cfg.TimeLimit)
+	if m.TimeLimit > 0 && time.Duration(m.TimeLimit)*time.Second < limit {
+		limit = time.Duration(m.TimeLimit) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	found, err := s.tree.search(ctx, norm, int(m.Scope), f, visible)
+	switch {
+	case errors.Is(err, errNoSuchObject):
+		done.SetResultCode(gldap.ResultNoSuchObject)
+		done.SetMatchedDN(s.baseDN)
+		_ = w.Write(done)
+		return
+	case err != nil:
+		done.SetResultCode(gldap.ResultTimeLimitExceeded)
+	}
+
+	var paging *gldap.ControlPaging
+	for _, c := range m.Controls {
+		if p, ok := c.(*gldap.ControlPaging); ok {
+			paging = p
+		}
+	}
+	sizeLimit := s.cfg.SizeLimit
+	if paging != nil {
+		// RFC 2696 §3: the page size replaces the size limit per page.
+		start, ok := s.pageStart(paging.Cookie, m)
+		if !ok {
+			done.SetResultCode(gldap.ResultUnwillingToPerform)
+			done.SetDiagnosticMessage("invalid paging cookie")
+			_ = w.Write(done)
+			return
+		}
+		size := int(paging.PagingSize)
+		if size <= 0 || size > sizeLimit {
+			size = sizeLimit
+		}
+		if paging.PagingSize == 0 && len(paging.Cookie) > 0 {
+			// A page size of 0 abandons the paged search (RFC 2696 §3).
+			found, size = nil, 0
+		}
+		found = found[min(start, len(found)):]
+		next := &gldap.ControlPaging{}
+		if len(found) > size {
+			found = found[:size]
+			next.Cookie = s.pageCookie(start+size, m)
+		}
+		done.SetControls(next)
+	} else {
+		if m.SizeLimit > 0 && int(m.SizeLimit) < sizeLimit {
+			sizeLimit = int(m.SizeLimit)
+		}
+		if len(found) > sizeLimit {
+			found = found[:sizeLimit]
+			done.SetResultCode(gldap.ResultSizeLimitExceeded)
+		}
+	}
+	for i, e := range found {
+		if i%256 == 255 && ctx.Err() != nil {
+			done.SetResultCode(gldap.ResultTimeLimitExceeded)
+			break
+		}
+		if err := s.writeEntry(w, r, e.DN, e, m, visible); err != nil {
+			return
+		}
+	}
+	_ = w.Write(done)
+}
+
+// writeEntry sends e with the attributes m asks for that visible allows.
+func (s *Service) writeEntry(w *gldap.ResponseWriter, r *gldap.Request, dn string, e *Entry, m *gldap.SearchMessage, visible func(string) bool) error {
+	resp := r.NewSearchResponseEntry(dn)
+	all := len(m.Attributes) == 0 || slices.Contains(m.Attributes, "*")
+	var want map[string]bool
+	if !all {
+		want = map[string]bool{}
+		for _, a := range m.Attributes {
+			want[schemaName(a)] = true
+		}
+	}
+	for _, name := range e.sortedNames() {
+		if !visible(name) || (!all && !want[name]) {
+			continue
+		}
+		vals := []string{}
+		if !m.TypesOnly {
+			for _, v := range e.Attrs[name] {
+				vals = append(vals, string(v))
+			}
+		}
+		resp.AddAttribute(wireName(name), vals)
+	}
+	return w.Write(resp)
+}
+
+// pageCookie binds an offset to the search it belongs to, so a cookie
+// cannot be replayed against another search.
+func (s *Service) pageCookie(offset int, m *gldap.SearchMessage) []byte {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%s\x00%s", s.owner, m.Scope, m.BaseDN, m.Filter)))
+	return fmt.Appendf(nil, "%d:%x", offset, h[:8])
+}
+
+func (s *Service) pageStart(cookie []byte, m *gldap.SearchMessage) (int, bool) {
+	if len(cookie) == 0 {
+		return 0, true
+	}
+	off, _, ok := strings.Cut(string(cookie), ":")
+	n, err := strconv.Atoi(off)
+	if !ok || err != nil || n < 0 || string(s.pageCookie(n, m)) != string(cookie) {
+		return 0, false
+	}
+	return n, true
+}
+
+// writer returns the principal allowed to write, or answers the request
+// with the refusal and returns nil.
+func (s *Service) writer(ctx context.Context, k sessionKey, dn string, w *gldap.ResponseWriter, r *gldap.Request, appCode int) *authz.Principal {
+	ss := s.session(k)
+	refuse := func(code int, msg string) {
+		_ = w.Write(r.NewResponse(gldap.WithApplicationCode(appCode), gldap.WithResponseCode(code), gldap.WithDiagnosticMessage(msg)))
+	}
+	if ss.principal == nil {
+		refuse(gldap.ResultInsufficientAccessRights, "anonymous clients may not write")
+		return nil
+	}
+	if _, err := s.env.Authz.Authorize(ctx, ss.principal, actionWrite, policy.Resource{Type: "directory", ID: dn}); err != nil {
+		refuse(gldap.ResultInsufficientAccessRights, "not allowed")
+		return nil
+	}
+	norm, _, err := normalizeDN(dn)
+	if err != nil {
+		refuse(gldap.ResultInvalidDNSyntax, "invalid DN")
+		return nil
+	}
+	caNorm, _, _ := normalizeDN("ou=ca," + s.baseDN)
+	if !underBase(norm, s.base) || norm == s.base {
+		refuse(gldap.ResultUnwillingToPerform, "outside the directory's naming context")
+		return nil
+	}
+	if underBase(norm, caNorm) {
+		// The CA's entries follow the CA through the publisher; a write here
+		// would diverge from what the CA serves over HTTP.
+		refuse(gldap.ResultUnwillingToPerform, "entries under ou=ca are maintained by the CA publisher")
+		return nil
+	}
+	return ss.principal
+}
+
+// kindOf guesses an entry's kind from its object classes.
+func kindOf(e *Entry) string {
+	for _, v := range e.Get("objectClass") {
+		switch strings.ToLower(string(v)) {
+		case "inetorgperson", "person", "organizationalperson":
+			return KindPerson
+		case "organizationalunit":
+			return KindDepartment
+		case "applicationprocess":
+			return KindApplication
+		}
+	}
+	return KindContainer
+}
+
+// ldapCode maps the errors of an LDAP write to result codes (STYLE.md:
+// one place per edge).
+func ldapCode(err error) (int, string) {
+	switch {
+	case errors.Is(err, errExists):
+		return gldap.ResultEntryAlreadyExists, "entry already exists"
+	case errors.Is(err, errNoSuchObject):
+		return gldap.ResultNoSuchObject, "no such entry"
+	case errors.Is(err, errNoParent):
+		return gldap.ResultNoSuchObject, "parent entry does not exist"
+	case errors.Is(err, errNonLeaf):
+		return gldap.ResultNotAllowedOnNonLeaf, "entry has children"
+	case errors.Is(err, ErrInvalidDN):
+		return gldap.ResultInvalidDNSyntax, "invalid DN"
+	case errors.Is(err, errNoObjectClass):
+		return gldap.ResultObjectClassViolation, "objectClass required"
+	}
+	return gldap.ResultOther, "internal error"
+}
+
+var (
+	errExists        = errors.New("directory: entry exists")
+	errNoParent      = errors.New("directory: parent does not exist")
+	errNonLeaf       = errors.New("directory: entry has children")
+	errNoObjectClass = errors.New("directory: entry without objectClass")
+)
+
+func (s *Service) handleAdd(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+	m, err := r.GetAddMessage()
+	if err != nil {
+		_ = w.Write(r.NewResponse(gldap.WithApplicationCode(gldap.ApplicationAddResponse), gldap.WithResponseCode(gldap.ResultProtocolError)))
+		return
+	}
+	ctx := context.Background()
+	p := s.writer(ctx, k, m.DN, w, r, gldap.ApplicationAddResponse)
+	if p == nil {
+		return
+	}
+	rec := s.writeRecord(p, "directory.entry.add", m.DN)
+	err = s.write(authz.WithPrincipal(ctx, p), rec, func(b *batch) error {
+		e, err := newEntry(m.DN, "", nil...)
+		if err != nil {
+			return err
+		}
+		for _, a := range m.Attributes {
+			for _, v := range a.Vals {
+				n := schemaName(a.Type)
+				e.Attrs[n] = append(e.Attrs[n], []byte(v))
+			}
+		}
+		if len(e.Get("objectClass")) == 0 {
+			return errNoObjectClass
+		}
+		e.Kind = kindOf(e)
+		rec.Details["attributes"] = e.sortedNames()
+		if old, err := b.get(ctx, e.norm); err != nil || old != nil {
+			return errors.Join(err, errExists)
+		}
+		if par, err := b.get(ctx, e.parent); err != nil || par == nil {
+			return errors.Join(err, errNoParent)
+		}
+		return b.put(ctx, e)
+	})
+	s.answerWrite(w, r, gldap.ApplicationAddResponse, err)
+}
+
+func (s *Service) handleModify(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+	m, err := r.GetModifyMessage()
+	if err != nil {
+		_ = w.Write(r.NewModifyResponse(gldap.WithResponseCode(gldap.ResultProtocolError)))
+		return
+	}
+	ctx := context.Background()
+	p := s.writer(ctx, k, m.DN, w, r, gldap.ApplicationModifyResponse)
+	if p == nil {
+		return
+	}
+	rec := s.writeRecord(p, "directory.entry.modify", m.DN)
+	var names []string
+	err = s.write(authz.WithPrincipal(ctx, p), rec, func(b *batch) error {
+		norm, _, err := normalizeDN(m.DN)
+		if err != nil {
+			return err
+		}
+		e, err := b.get(ctx, norm)
+		if err != nil || e == nil {
+			return errors.Join(err, errNoSuchObject)
+		}
+		for _, c := range m.Changes {
+			n := schemaName(c.Modification.Type)
+			names = append(names, n)
+			var vals [][]byte
+			for _, v := range c.Modification.Vals {
+				vals = append(vals, []byte(v))
+			}
+			switch c.Operation {
+			case gldap.AddAttribute:
+				e.Attrs[n] = append(e.Attrs[n], vals...)
+			case gldap.ReplaceAttribute:
+				e.set(n, vals...)
+			case gldap.DeleteAttribute:
+				if len(vals) == 0 {
+					e.set(n)
+					continue
+				}
+				e.set(n, slices.DeleteFunc(e.Attrs[n], func(v []byte) bool {
+					return slices.ContainsFunc(vals, func(d []byte) bool { return string(fold(n, d)) == string(fold(n, v)) })
+				})...)
+			}
+		}
+		if len(e.Get("objectClass")) == 0 {
+			return errNoObjectClass
+		}
+		rec.Details["attributes"] = names
+		return b.put(ctx, e)
+	})
+	s.answerWrite(w, r, gldap.ApplicationModifyResponse, err)
+}
+
+func (s *Service) handleDelete(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+	m, err := r.GetDeleteMessage()
+	if err != nil {
+		_ = w.Write(r.NewResponse(gldap.WithApplicationCode(gldap.ApplicationDelResponse), gldap.WithResponseCode(gldap.ResultProtocolError)))
+		return
+	}
+	ctx := context.Background()
+	p := s.writer(ctx, k, m.DN, w, r, gldap.ApplicationDelResponse)
+	if p == nil {
+		return
+	}
+	err = s.write(authz.WithPrincipal(ctx, p), s.writeRecord(p, "directory.entry.delete", m.DN), func(b *batch) error {
+		norm, _, err := normalizeDN(m.DN)
+		if err != nil {
+			return err
+		}
+		if e, err := b.get(ctx, norm); err != nil || e == nil {
+			return errors.Join(err, errNoSuchObject)
+		}
+		if kids, err := b.hasChildren(ctx, norm); err != nil || kids {
+			return errors.Join(err, errNonLeaf)
+		}
+		return b.remove(ctx, norm)
+	})
+	s.answerWrite(w, r, gldap.ApplicationDelResponse, err)
+}
+
+// writeRecord is the audit record of an LDAP write; the write adds the
+// attributes it touched to its details before it is appended.
+func (s *Service) writeRecord(p *authz.Principal, action, dn string) audit.Record {
+	return audit.Record{Actor: p.Actor(), Action: action, Object: "ldap/" + dn, Outcome: audit.Success, Details: map[string]any{"via": "ldap"}}
+}
+
+func (s *Service) answerWrite(w *gldap.ResponseWriter, r *gldap.Request, app int, err error) {
+	code, msg := gldap.ResultSuccess, ""
+	if err != nil {
+		code, msg = ldapCode(err)
+		if code == gldap.ResultOther {
+			s.env.Logger.Error("ldap write failed", "error", err)
+		}
+	}
+	if app == gldap.ApplicationModifyResponse {
+		_ = w.Write(r.NewModifyResponse(gldap.WithResponseCode(code), gldap.WithDiagnosticMessage(msg)))
+		return
+	}
+	_ = w.Write(r.NewResponse(gldap.WithApplicationCode(app), gldap.WithResponseCode(code), gldap.WithDiagnosticMessage(msg)))
+}
