@@ -13,6 +13,7 @@ pkgs=(
 	gcc             # cgo: PKCS#11 backend and the SM2 software token
 	slapd           # external LDAP server of the directory tests (own instance, never the system service)
 	ldap-utils      # ldapsearch, ldapmodify, ldapadd
+	curl            # ldap:// and http:// fetches as a relying party would make them
 )
 
 missing=()
