@@ -7,9 +7,12 @@ import (
 	"crypto/x509/pkix"
 	"embed"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,6 +56,9 @@ type Service struct {
 	stamper Stamper
 	env     *node.Env
 	fetch   Fetcher
+	// foreign are the configured foreign trust anchors
+	// (signature.anchors), read at start.
+	foreign []*smx509.Certificate
 
 	mu      sync.Mutex
 	signers map[string]*heldKey // key id -> resolved key (hot path holds the signer)
@@ -84,8 +90,50 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 		return errors.New("signature: no certificate issuer or CA list wired in")
 	}
 	s.env = env
-	s.fetch = &HTTPFetcher{Client: &http.Client{Timeout: 10 * time.Second}}
+	timeout := 10 * time.Second
+	if env.Config != nil {
+		if env.Config.Signature.FetchTimeout > 0 {
+			timeout = env.Config.Signature.FetchTimeout
+		}
+		foreign, err := loadAnchors(env.Config.Signature.Anchors)
+		if err != nil {
+			return err
+		}
+		s.foreign = foreign
+	}
+	s.fetch = &HTTPFetcher{Client: &http.Client{Timeout: timeout}}
 	return nil
+}
+
+// loadAnchors reads the foreign trust anchors: each file holds one or more
+// PEM certificates, each a self-signed CA certificate.
+func loadAnchors(paths []string) ([]*smx509.Certificate, error) {
+	var out []*smx509.Certificate
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("signature.anchors: %w", err)
+		}
+		n := 0
+		for block, rest := pem.Decode(b); block != nil; block, rest = pem.Decode(rest) {
+			if block.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := smx509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("signature.anchors: %s: %w", p, err)
+			}
+			if !c.IsCA || !isSelfSigned(c) {
+				return nil, fmt.Errorf("signature.anchors: %s: %s is not a self-signed CA certificate", p, c.Subject)
+			}
+			out = append(out, c)
+			n++
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("signature.anchors: %s holds no PEM certificate", p)
+		}
+	}
+	return out, nil
 }
 
 // Ready implements node.Service.
@@ -102,11 +150,19 @@ func (s *Service) Ready(ctx context.Context) error {
 // Stop implements node.Service.
 func (s *Service) Stop(ctx context.Context) error { return nil }
 
-// Verifier returns a verifier with the platform's anchors and online
-// revocation checking.
+// Verifier returns a verifier with the platform's anchors, the configured
+// foreign ones and online revocation checking.
 func (s *Service) Verifier() *Verifier {
-	v := &Verifier{Fetch: s.fetch, Now: s.env.Clock.Now}
-	for _, c := range s.cas.CACertificates() {
+	v := s.verifierWith(s.cas.CACertificates())
+	v.Fetch, v.Now = s.fetch, s.env.Clock.Now
+	return v
+}
+
+// verifierWith returns a verifier whose roots are the foreign anchors and
+// the self-signed ones of platform, the rest of platform intermediates.
+func (s *Service) verifierWith(platform []*smx509.Certificate) *Verifier {
+	v := &Verifier{Roots: slices.Clone(s.foreign)}
+	for _, c := range platform {
 		if isSelfSigned(c) {
 			v.Roots = append(v.Roots, c)
 		} else {

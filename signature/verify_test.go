@@ -6,7 +6,10 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -110,4 +113,46 @@ func TestVerifierCertificateChecks(t *testing.T) {
 			t.Fatalf("%v", failed(r))
 		}
 	})
+}
+
+// TestForeignAnchors: a signature under another CA's root is untrusted until
+// that root is configured in signature.anchors; files that are not
+// self-signed CA certificates are refused at start.
+func TestForeignAnchors(t *testing.T) {
+	now := time.Now()
+	rk := sm2Key(t)
+	root := mkCert(t, "foreign root", rk, nil, nil, true, now.Add(-48*time.Hour), now.Add(48*time.Hour))
+	k := sm2Key(t)
+	leaf := mkCert(t, "foreign signer", k, root, rk, false, now.Add(-time.Hour), now.Add(time.Hour))
+	der, err := cms.Sign([]byte("from another CA"), []*cms.Signer{{Certificate: leaf, Key: k}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, c *smx509.Certificate) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	rootFile, leafFile := write("root.pem", root), write("leaf.pem", leaf)
+
+	anchors, err := loadAnchors([]string{rootFile})
+	if err != nil || len(anchors) != 1 {
+		t.Fatalf("loadAnchors: %v, %d", err, len(anchors))
+	}
+	for _, bad := range [][]string{{leafFile}, {filepath.Join(dir, "missing.pem")}} {
+		if _, err := loadAnchors(bad); err == nil {
+			t.Errorf("loadAnchors(%v) accepted a non-anchor", bad)
+		}
+	}
+	without := (&Service{}).verifierWith(nil).Verify(context.Background(), &Input{Signature: der})
+	if !hasReason(without, ReasonUntrusted) {
+		t.Errorf("without the anchor: %v, want %s", failed(without), ReasonUntrusted)
+	}
+	with := (&Service{foreign: anchors}).verifierWith(nil).Verify(context.Background(), &Input{Signature: der})
+	if hasReason(with, ReasonUntrusted) {
+		t.Errorf("with the anchor configured the chain is still untrusted: %v", failed(with))
+	}
 }

@@ -35,6 +35,7 @@ type Config struct {
 	KMS       KMSConfig       `yaml:"kms"`
 	KMC       KMCConfig       `yaml:"kmc"`
 	Directory DirectoryConfig `yaml:"directory"`
+	Signature SignatureConfig `yaml:"signature"`
 }
 
 // TSAConfig configures the time-stamping authority (RFC 3161).
@@ -233,7 +234,8 @@ func Defaults() Config {
 		Audit: AuditConfig{CheckpointKey: "soft:audit/checkpoint", CheckpointInterval: 5 * time.Minute},
 		TSA: TSAConfig{Policies: []string{"2.999.3161.1"}, Accuracy: time.Second, NTPServers: []string{},
 			NTPInterval: 64 * time.Second, MaxBodyBytes: 16384},
-		KMS: KMSConfig{KEK: "soft:kms/kek", RotationCheck: time.Minute, DestroyApprovals: 1},
+		KMS:       KMSConfig{KEK: "soft:kms/kek", RotationCheck: time.Minute, DestroyApprovals: 1},
+		Signature: SignatureConfig{Anchors: []string{}, FetchTimeout: 10 * time.Second},
 		KMC: KMCConfig{EscrowKey: "soft:kmc/escrow", RecoveryApprovals: 2, RecoveryTTL: 72 * time.Hour,
 			Retention: 5 * 365 * 24 * time.Hour},
 		Directory: DirectoryConfig{BaseDN: "dc=govtrust,dc=local", SizeLimit: 1000, TimeLimit: 10 * time.Second,
@@ -250,7 +252,7 @@ func (c *Config) Validate() error {
 	}
 	for _, v := range []interface {
 		Validate() error
-	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA, &c.KMS, &c.KMC, &c.Directory} {
+	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA, &c.KMS, &c.KMC, &c.Directory, &c.Signature} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}
