@@ -11,6 +11,8 @@ pkgs=(
 	p11-kit-modules # p11-kit's client module
 	openssl         # independent SM2/SM3/ECDSA verifier
 	gcc             # cgo: PKCS#11 backend and the SM2 software token
+	fonts-wqy-microhei # CJK font of generated seal pictures (never committed)
+	poppler-utils   # pdfsig, pdftoppm: PDF seal checks
 )
 
 missing=()

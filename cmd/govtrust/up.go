@@ -13,6 +13,7 @@ import (
 	"github.com/govtrust/govtrust/kms"
 	"github.com/govtrust/govtrust/kms/kmc"
 	"github.com/govtrust/govtrust/signature"
+	"github.com/govtrust/govtrust/signature/seal"
 	"github.com/govtrust/govtrust/tsa"
 )
 
@@ -55,7 +56,7 @@ func services() []node.Service {
 	c, k := ca.New(), kmc.New()
 	c.UseKMC(kmcClient{k})
 	t := tsa.New(c)
-	return []node.Service{c, t, kms.New(), k, signature.New(c, c, t)}
+	return []node.Service{c, t, kms.New(), k, signature.New(c, c, t), seal.New(c, c, t)}
 }
 
 func run(ctx context.Context, cmd *cobra.Command, opts node.Options) error {

@@ -34,6 +34,7 @@ type Config struct {
 	TSA      TSAConfig      `yaml:"tsa"`
 	KMS      KMSConfig      `yaml:"kms"`
 	KMC      KMCConfig      `yaml:"kmc"`
+	Seal     SealConfig     `yaml:"seal"`
 }
 
 // TSAConfig configures the time-stamping authority (RFC 3161).
@@ -235,6 +236,8 @@ func Defaults() Config {
 		KMS: KMSConfig{KEK: "soft:kms/kek", RotationCheck: time.Minute, DestroyApprovals: 1},
 		KMC: KMCConfig{EscrowKey: "soft:kmc/escrow", RecoveryApprovals: 2, RecoveryTTL: 72 * time.Hour,
 			Retention: 5 * 365 * 24 * time.Hour},
+		Seal: SealConfig{MakerKey: "soft:seal/maker", MakerCA: "sm2-issuing", Approvals: 1, ApplicationTTL: 72 * time.Hour,
+			MaxDocumentBytes: 64 << 20},
 	}
 }
 
@@ -246,7 +249,7 @@ func (c *Config) Validate() error {
 	}
 	for _, v := range []interface {
 		Validate() error
-	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA, &c.KMS, &c.KMC} {
+	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA, &c.KMS, &c.KMC, &c.Seal} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}
