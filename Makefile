@@ -6,7 +6,7 @@ CACHE           := $(CURDIR)/.cache
 BIN             := $(CACHE)/bin
 BENCH_DURATION  ?= 3s
 
-.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa kms bench-kms bench-signature fuzz-cms directory bench-directory clean
+.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa kms bench-kms bench-signature fuzz-cms directory bench-directory seal bench-seal clean
 
 all: build
 
@@ -83,6 +83,14 @@ directory:
 ## bench-directory: LDAP searches/s, embedded server next to slapd on the same entries.
 bench-directory:
 	$(GO) test ./directory -run '^$$' -bench BenchmarkSearch -benchtime 3s -count 3
+
+## seal: issue 10, electronic seals (codec, registry, agent on the SM2 token, OFD); bench-seal: 1 MB sealing and verification.
+seal: p11
+	CI=1 GTTEST_P11_MODULE=$(CACHE)/libgovtrust-p11.so $(GO) test ./signature/ses ./signature/ofd/... ./signature/seal/... ./internal/config
+	CI=1 $(GO) test -run TestOpenAPI ./cmd/govtrust
+
+bench-seal:
+	GTTEST_P11_MODULE=$(CACHE)/libgovtrust-p11.so $(GO) test -run '^$$' -bench Seal1MB -benchtime 50x ./signature/seal
 
 clean:
 	rm -rf bin $(CACHE)

@@ -14,6 +14,8 @@ pkgs=(
 	slapd           # external LDAP server of the directory tests (own instance, never the system service)
 	ldap-utils      # ldapsearch, ldapmodify, ldapadd
 	curl            # ldap:// and http:// fetches as a relying party would make them
+	fonts-wqy-microhei # CJK font of generated seal pictures (never committed)
+	poppler-utils   # pdfsig, pdftoppm: PDF seal checks
 )
 
 missing=()

@@ -14,6 +14,7 @@ import (
 	"github.com/govtrust/govtrust/kms"
 	"github.com/govtrust/govtrust/kms/kmc"
 	"github.com/govtrust/govtrust/signature"
+	"github.com/govtrust/govtrust/signature/seal"
 	"github.com/govtrust/govtrust/tsa"
 )
 
@@ -56,7 +57,7 @@ func services() []node.Service {
 	c, k := ca.New(), kmc.New()
 	c.UseKMC(kmcClient{k})
 	t := tsa.New(c)
-	return []node.Service{c, t, kms.New(), k, signature.New(c, c, t), directory.New(caSource{})}
+	return []node.Service{c, t, kms.New(), k, signature.New(c, c, t), directory.New(caSource{}), seal.New(c, c, t)}
 }
 
 func run(ctx context.Context, cmd *cobra.Command, opts node.Options) error {

@@ -36,6 +36,7 @@ type Config struct {
 	KMC       KMCConfig       `yaml:"kmc"`
 	Directory DirectoryConfig `yaml:"directory"`
 	Signature SignatureConfig `yaml:"signature"`
+	Seal      SealConfig      `yaml:"seal"`
 }
 
 // TSAConfig configures the time-stamping authority (RFC 3161).
@@ -241,6 +242,8 @@ func Defaults() Config {
 		Directory: DirectoryConfig{BaseDN: "dc=govtrust,dc=local", SizeLimit: 1000, TimeLimit: 10 * time.Second,
 			MaxRequestBytes: 65536, PublishInterval: time.Second, PublicAttributes: DefaultPublicAttributes(),
 			External: []ExternalLDAPConfig{}},
+		Seal: SealConfig{MakerKey: "soft:seal/maker", MakerCA: "sm2-issuing", Approvals: 1, ApplicationTTL: 72 * time.Hour,
+			MaxDocumentBytes: 64 << 20},
 	}
 }
 
@@ -252,7 +255,7 @@ func (c *Config) Validate() error {
 	}
 	for _, v := range []interface {
 		Validate() error
-	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA, &c.KMS, &c.KMC, &c.Directory, &c.Signature} {
+	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA, &c.KMS, &c.KMC, &c.Directory, &c.Signature, &c.Seal} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}

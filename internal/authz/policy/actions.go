@@ -240,6 +240,9 @@ var seed = []Action{
 	{"seal.approve", ClassApprove, "Approve a seal application"},
 	{"seal.make", ClassWrite, "Make and register an approved seal"},
 	{"seal.use", ClassWrite, "Seal a document"},
+	{"seal.read", ClassRead, "Read the organisation's seals and applications"},
+	{"seal.revoke", ClassWrite, "Suspend, resume or revoke a seal"},
+	{"seal.usage.read", ClassRead, "Read a seal's usage log"},
 
 	{"signature.sign", ClassKey, "Sign with a key held for the caller"},
 	{"signature.verify", ClassRead, "Verify a signature"},

@@ -100,12 +100,16 @@ var grants = map[Role]map[string][]grant{
 		"dual.reject":     {{"platform.dual.recovery-approve", anyResource}},
 	},
 	RoleSealAdmin: {
-		"seal.apply":   {{"platform.seal-admin.org", sameOrg}},
-		"seal.approve": {{"platform.seal-admin.org", sameOrg}},
-		"seal.make":    {{"platform.seal-admin.org", sameOrg}},
+		"seal.apply":      {{"platform.seal-admin.org", sameOrg}},
+		"seal.approve":    {{"platform.seal-admin.org", sameOrg}},
+		"seal.make":       {{"platform.seal-admin.org", sameOrg}},
+		"seal.read":       {{"platform.seal-admin.org", sameOrg}},
+		"seal.revoke":     {{"platform.seal-admin.org", sameOrg}},
+		"seal.usage.read": {{"platform.seal-admin.org", sameOrg}},
 	},
 	RoleOfficial: {
 		"seal.use":       {{"platform.official.org", sameOrg}},
+		"seal.read":      {{"platform.official.org", sameOrg}},
 		"signature.sign": {{"platform.official.org", sameOrg}},
 	},
 	RoleApplication: {
@@ -157,6 +161,7 @@ var expectedClass = map[string]Class{
 	"kms.key.create": ClassKey, "kms.key.read": ClassRead, "kms.key.update": ClassKey, "kms.key.destroy": ClassKey,
 	"kms.rewrap": ClassKey,
 	"seal.apply": ClassWrite, "seal.approve": ClassApprove, "seal.make": ClassWrite, "seal.use": ClassWrite,
+	"seal.read": ClassRead, "seal.revoke": ClassWrite, "seal.usage.read": ClassRead,
 	"signature.sign": ClassKey, "signature.verify": ClassRead,
 	"signature.key.create": ClassKey, "signature.key.read": ClassRead,
 }

@@ -1,0 +1,477 @@
+// Package ofd embeds and finds electronic seal signatures in OFD documents
+// (GB/T 33190-2016 §18, GM/T 0099-2020; GM-STANDARDS.md §6), in the
+// package layout ofdrw and other readers use:
+//
+//   - OFD.xml's DocBody/Signatures points to /Doc_0/Signs/Signatures.xml;
+//   - Signatures.xml lists each signature (ID, Type "Seal", BaseLoc);
+//   - /Doc_0/Signs/Sign_N/Signature.xml holds SignedInfo: Provider,
+//     SignatureMethod (the algorithm OID), SignatureDateTime, References
+//     (CheckMethod SM3, one Reference per protected file with the base64
+//     SM3 of its bytes), a StampAnnot placing the seal picture on a page,
+//     and SignedValue, the path of SignedValue.dat;
+//   - SignedValue.dat is the DER SES_Signature whose dataHash is the SM3 of
+//     the Signature.xml bytes and whose propertyInfo is its path.
+//
+// Every file of the package is referenced except Signatures.xml, so that
+// later signatures can be appended ("continue-signing" mode); the new
+// Signature.xml is covered by the SES_Signature itself.
+//
+// The package does no I/O beyond reading and writing the zip in memory,
+// and no cryptography but SM3 (ARCHITECTURE.md §1): the caller signs.
+package ofd
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/base64"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emmansun/gmsm/sm3"
+)
+
+// Namespace is the OFD XML namespace.
+const Namespace = "http://www.ofdspec.org/2016"
+
+// Limits against hostile packages (ACCEPTANCE.md N: bad inputs).
+const (
+	MaxFiles     = 10000
+	MaxFileBytes = 256 << 20
+)
+
+// ErrMalformed wraps every error about a package that is not a usable OFD.
+var ErrMalformed = errors.New("ofd: malformed package")
+
+// Package is an OFD package read into memory.
+type Package struct {
+	names []string          // in zip order
+	files map[string][]byte // by name without leading slash
+}
+
+// Open reads an OFD package.
+func Open(data []byte) (*Package, error) {
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if len(zr.File) > MaxFiles {
+		return nil, fmt.Errorf("%w: %d files", ErrMalformed, len(zr.File))
+	}
+	p := &Package{files: map[string][]byte{}}
+	var total uint64
+	for _, f := range zr.File {
+		if strings.HasSuffix(f.Name, "/") {
+			continue
+		}
+		name := strings.TrimPrefix(path.Clean("/"+f.Name), "/")
+		if _, dup := p.files[name]; dup {
+			return nil, fmt.Errorf("%w: %s twice", ErrMalformed, name)
+		}
+		total += f.UncompressedSize64
+		if f.UncompressedSize64 > MaxFileBytes || total > 4*MaxFileBytes {
+			return nil, fmt.Errorf("%w: %s too large", ErrMalformed, name)
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, name, err)
+		}
+		b, err := io.ReadAll(io.LimitReader(rc, MaxFileBytes+1))
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, name, err)
+		}
+		p.names = append(p.names, name)
+		p.files[name] = b
+	}
+	if _, ok := p.files["OFD.xml"]; !ok {
+		return nil, fmt.Errorf("%w: no OFD.xml", ErrMalformed)
+	}
+	return p, nil
+}
+
+// File returns a file of the package by its absolute or relative path.
+func (p *Package) File(name string) ([]byte, bool) {
+	b, ok := p.files[strings.TrimPrefix(path.Clean("/"+name), "/")]
+	return b, ok
+}
+
+// Bytes writes the package as a zip.
+func (p *Package) Bytes() ([]byte, error) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, n := range p.names {
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: n, Method: zip.Deflate, Modified: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := w.Write(p.files[n]); err != nil {
+			return nil, err
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func (p *Package) put(name string, b []byte) {
+	name = strings.TrimPrefix(path.Clean("/"+name), "/")
+	if _, ok := p.files[name]; !ok {
+		p.names = append(p.names, name)
+	}
+	p.files[name] = b
+}
+
+// docRoot returns the first document's root file (Doc_0/Document.xml)
+// from OFD.xml's DocBody/DocRoot.
+func (p *Package) docRoot() (string, error) {
+	var o struct {
+		DocBody []struct {
+			DocRoot    string `xml:"DocRoot"`
+			Signatures string `xml:"Signatures"`
+		} `xml:"DocBody"`
+	}
+	if err := xml.Unmarshal(p.files["OFD.xml"], &o); err != nil || len(o.DocBody) == 0 || o.DocBody[0].DocRoot == "" {
+		return "", fmt.Errorf("%w: OFD.xml has no DocBody/DocRoot", ErrMalformed)
+	}
+	return strings.TrimPrefix(path.Clean("/"+o.DocBody[0].DocRoot), "/"), nil
+}
+
+// signaturesPath returns the Signatures.xml named in OFD.xml, or "".
+func (p *Package) signaturesPath() string {
+	var o struct {
+		DocBody []struct {
+			Signatures string `xml:"Signatures"`
+		} `xml:"DocBody"`
+	}
+	if xml.Unmarshal(p.files["OFD.xml"], &o) != nil || len(o.DocBody) == 0 || o.DocBody[0].Signatures == "" {
+		return ""
+	}
+	return strings.TrimPrefix(path.Clean("/"+o.DocBody[0].Signatures), "/")
+}
+
+// pageID returns the object ID of page index i of the document, which a
+// StampAnnot's PageRef names.
+func (p *Package) pageID(i int) (string, error) {
+	root, err := p.docRoot()
+	if err != nil {
+		return "", err
+	}
+	var d struct {
+		Pages struct {
+			Page []struct {
+				ID string `xml:"ID,attr"`
+			} `xml:"Page"`
+		} `xml:"Pages"`
+	}
+	if err := xml.Unmarshal(p.files[root], &d); err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrMalformed, root, err)
+	}
+	if i < 0 || i >= len(d.Pages.Page) {
+		return "", fmt.Errorf("%w: page %d of %d", ErrMalformed, i+1, len(d.Pages.Page))
+	}
+	return d.Pages.Page[i].ID, nil
+}
+
+// Signatures.xml and Signature.xml.
+
+type signaturesXML struct {
+	XMLName   xml.Name       `xml:"ofd:Signatures"`
+	NS        string         `xml:"xmlns:ofd,attr"`
+	MaxSignID string         `xml:"ofd:MaxSignId,omitempty"`
+	Signature []signatureRef `xml:"ofd:Signature"`
+}
+
+type signatureRef struct {
+	ID      string `xml:"ID,attr"`
+	Type    string `xml:"Type,attr,omitempty"`
+	BaseLoc string `xml:"BaseLoc,attr"`
+}
+
+// Reading uses namespace-agnostic structs: producers use the ofd: prefix
+// or a default namespace.
+type signaturesIn struct {
+	MaxSignID string `xml:"MaxSignId"`
+	Signature []struct {
+		ID      string `xml:"ID,attr"`
+		Type    string `xml:"Type,attr"`
+		BaseLoc string `xml:"BaseLoc,attr"`
+	} `xml:"Signature"`
+}
+
+type signatureIn struct {
+	SignedInfo struct {
+		SignatureMethod   string `xml:"SignatureMethod"`
+		SignatureDateTime string `xml:"SignatureDateTime"`
+		References        struct {
+			CheckMethod string `xml:"CheckMethod,attr"`
+			Reference   []struct {
+				FileRef    string `xml:"FileRef,attr"`
+				CheckValue string `xml:"CheckValue"`
+			} `xml:"Reference"`
+		} `xml:"References"`
+		StampAnnot []struct {
+			ID       string `xml:"ID,attr"`
+			PageRef  string `xml:"PageRef,attr"`
+			Boundary string `xml:"Boundary,attr"`
+		} `xml:"StampAnnot"`
+	} `xml:"SignedInfo"`
+	SignedValue string `xml:"SignedValue"`
+}
+
+// Position places the seal picture: page index (from 0) and the box in
+// millimetres from the page's top left corner.
+type Position struct {
+	Page                int
+	X, Y, Width, Height float64
+}
+
+// Prepared is a signature being added: SignatureXML is final and its SM3
+// is what the SES_Signature's dataHash states.
+type Prepared struct {
+	pkg          *Package
+	SignatureXML []byte
+	// Path is the package path of Signature.xml ("/Doc_0/Signs/Sign_0/
+	// Signature.xml"), the SES_Signature's propertyInfo.
+	Path          string
+	signedValueAt string
+}
+
+// Prepare adds a seal signature's Signature.xml (and Signatures.xml, and
+// the OFD.xml entry when the document had no signature yet) to doc.
+// method is the signature algorithm OID text ("1.2.156.10197.1.501").
+func Prepare(doc []byte, at time.Time, method string, pos Position, provider string) (*Prepared, error) {
+	p, err := Open(doc)
+	if err != nil {
+		return nil, err
+	}
+	root, err := p.docRoot()
+	if err != nil {
+		return nil, err
+	}
+	pageID, err := p.pageID(pos.Page)
+	if err != nil {
+		return nil, err
+	}
+	docDir := path.Dir(root)
+	sigsPath := p.signaturesPath()
+	var sigs signaturesIn
+	if sigsPath == "" {
+		sigsPath = path.Join(docDir, "Signs", "Signatures.xml")
+		ofdXML, err := addSignaturesEntry(p.files["OFD.xml"], "/"+sigsPath)
+		if err != nil {
+			return nil, err
+		}
+		p.put("OFD.xml", ofdXML)
+	} else if b, ok := p.files[sigsPath]; ok {
+		if err := xml.Unmarshal(b, &sigs); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, sigsPath, err)
+		}
+	}
+	// A signature protecting Signatures.xml forbids further signatures
+	// (GM-STANDARDS.md §6, as ofdrw checks).
+	for _, s := range sigs.Signature {
+		var si signatureIn
+		if err := xml.Unmarshal(p.files[resolve(sigsPath, s.BaseLoc)], &si); err == nil {
+			for _, r := range si.SignedInfo.References.Reference {
+				if resolve(sigsPath, r.FileRef) == sigsPath {
+					return nil, fmt.Errorf("ofd: signature %s protects Signatures.xml: the document is closed to further signatures", s.ID)
+				}
+			}
+		}
+	}
+	n := len(sigs.Signature)
+	dir := path.Join(path.Dir(sigsPath), "Sign_"+strconv.Itoa(n))
+	sigPath := path.Join(dir, "Signature.xml")
+	valuePath := path.Join(dir, "SignedValue.dat")
+	if _, exists := p.files[sigPath]; exists {
+		return nil, fmt.Errorf("%w: %s exists but Signatures.xml does not list it", ErrMalformed, sigPath)
+	}
+
+	// References: every file but Signatures.xml, in a stable order.
+	names := make([]string, 0, len(p.names))
+	for _, nm := range p.names {
+		if nm != sigsPath {
+			names = append(names, nm)
+		}
+	}
+	sort.Strings(names)
+	maxID := maxObjectID(p)
+	var b bytes.Buffer
+	b.WriteString(xml.Header)
+	fmt.Fprintf(&b, `<ofd:Signature xmlns:ofd="%s"><ofd:SignedInfo>`, Namespace)
+	fmt.Fprintf(&b, `<ofd:Provider ProviderName="%s" Version="1.0" Company="govtrust"/>`, esc(provider))
+	fmt.Fprintf(&b, `<ofd:SignatureMethod>%s</ofd:SignatureMethod>`, esc(method))
+	fmt.Fprintf(&b, `<ofd:SignatureDateTime>%s</ofd:SignatureDateTime>`, at.UTC().Format("20060102150405Z"))
+	b.WriteString(`<ofd:References CheckMethod="1.2.156.10197.1.401">`)
+	for _, nm := range names {
+		h := sm3.Sum(p.files[nm])
+		fmt.Fprintf(&b, `<ofd:Reference FileRef="/%s"><ofd:CheckValue>%s</ofd:CheckValue></ofd:Reference>`, esc(nm), base64.StdEncoding.EncodeToString(h[:]))
+	}
+	b.WriteString(`</ofd:References>`)
+	fmt.Fprintf(&b, `<ofd:StampAnnot ID="%d" PageRef="%s" Boundary="%s %s %s %s"/>`, maxID+1, esc(pageID),
+		num(pos.X), num(pos.Y), num(pos.Width), num(pos.Height))
+	fmt.Fprintf(&b, `</ofd:SignedInfo><ofd:SignedValue>/%s</ofd:SignedValue></ofd:Signature>`, esc(valuePath))
+
+	out := signaturesXML{NS: Namespace, MaxSignID: strconv.Itoa(n + 1)}
+	for _, s := range sigs.Signature {
+		out.Signature = append(out.Signature, signatureRef{ID: s.ID, Type: s.Type, BaseLoc: s.BaseLoc})
+	}
+	out.Signature = append(out.Signature, signatureRef{ID: strconv.Itoa(n + 1), Type: "Seal", BaseLoc: "/" + sigPath})
+	sx, err := xml.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	p.put(sigsPath, append([]byte(xml.Header), sx...))
+	p.put(sigPath, b.Bytes())
+	return &Prepared{pkg: p, SignatureXML: b.Bytes(), Path: "/" + sigPath, signedValueAt: valuePath}, nil
+}
+
+// Finish writes SignedValue.dat (the DER SES_Signature) and returns the
+// signed package.
+func (pr *Prepared) Finish(signedValue []byte) ([]byte, error) {
+	pr.pkg.put(pr.signedValueAt, signedValue)
+	return pr.pkg.Bytes()
+}
+
+func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+func esc(s string) string {
+	var b bytes.Buffer
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+// resolve returns the package path of ref, relative to the file at base
+// unless absolute.
+func resolve(base, ref string) string {
+	if strings.HasPrefix(ref, "/") {
+		return strings.TrimPrefix(path.Clean(ref), "/")
+	}
+	return strings.TrimPrefix(path.Clean("/"+path.Join(path.Dir(base), ref)), "/")
+}
+
+var (
+	docBodyEnd = regexp.MustCompile(`</(\w+:)?DocBody>`)
+	idAttr     = regexp.MustCompile(`\bID="(\d+)"`)
+	maxUnitID  = regexp.MustCompile(`<(\w+:)?MaxUnitID>(\d+)<`)
+)
+
+// addSignaturesEntry adds DocBody/Signatures to OFD.xml, keeping the rest
+// of the file byte for byte.
+func addSignaturesEntry(ofdXML []byte, sigsPath string) ([]byte, error) {
+	loc := docBodyEnd.FindSubmatchIndex(ofdXML)
+	if loc == nil {
+		return nil, fmt.Errorf("%w: OFD.xml has no DocBody", ErrMalformed)
+	}
+	prefix := ""
+	if loc[2] >= 0 {
+		prefix = string(ofdXML[loc[2]:loc[3]])
+	}
+	entry := fmt.Sprintf("<%sSignatures>%s</%sSignatures>", prefix, esc(sigsPath), prefix)
+	out := append([]byte{}, ofdXML[:loc[0]]...)
+	out = append(out, entry...)
+	return append(out, ofdXML[loc[0]:]...), nil
+}
+
+// maxObjectID returns the largest object ID used in the package, so that
+// the StampAnnot's ID is unique (GB/T 33190 §7.5: IDs are unique in a
+// document).
+func maxObjectID(p *Package) int {
+	maxID := 0
+	for _, b := range p.files {
+		for _, m := range idAttr.FindAllSubmatch(b, -1) {
+			if v, err := strconv.Atoi(string(m[1])); err == nil && v > maxID {
+				maxID = v
+			}
+		}
+		if m := maxUnitID.FindSubmatch(b); m != nil {
+			if v, err := strconv.Atoi(string(m[2])); err == nil && v > maxID {
+				maxID = v
+			}
+		}
+	}
+	return maxID
+}
+
+// Found is a seal or signature found in a package, with its references
+// checked.
+type Found struct {
+	ID, Type string
+	// Path is the package path of Signature.xml (absolute) and
+	// SignatureXML its bytes: the SES dataHash must be their SM3.
+	Path         string
+	SignatureXML []byte
+	SignedValue  []byte
+	Method       string
+	DateTime     string
+	// BadReferences lists the files whose SM3 differs from the
+	// Reference's CheckValue, or that are missing.
+	BadReferences []string
+	References    int
+	// StampPages are the PageRefs of the StampAnnots.
+	StampPages []string
+}
+
+// Signatures returns the package's signatures with their references
+// checked against the files.
+func Signatures(doc []byte) ([]*Found, error) {
+	p, err := Open(doc)
+	if err != nil {
+		return nil, err
+	}
+	sigsPath := p.signaturesPath()
+	if sigsPath == "" {
+		return nil, nil
+	}
+	var sigs signaturesIn
+	if err := xml.Unmarshal(p.files[sigsPath], &sigs); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, sigsPath, err)
+	}
+	var out []*Found
+	for _, s := range sigs.Signature {
+		sp := resolve(sigsPath, s.BaseLoc)
+		raw, ok := p.files[sp]
+		if !ok {
+			return nil, fmt.Errorf("%w: signature %s: %s missing", ErrMalformed, s.ID, sp)
+		}
+		var si signatureIn
+		if err := xml.Unmarshal(raw, &si); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, sp, err)
+		}
+		f := &Found{ID: s.ID, Type: s.Type, Path: "/" + sp, SignatureXML: raw, Method: si.SignedInfo.SignatureMethod,
+			DateTime: si.SignedInfo.SignatureDateTime, References: len(si.SignedInfo.References.Reference)}
+		if f.Type == "" {
+			f.Type = "Seal"
+		}
+		cm := si.SignedInfo.References.CheckMethod
+		if cm != "" && !strings.EqualFold(cm, "SM3") && cm != "1.2.156.10197.1.401" {
+			return nil, fmt.Errorf("ofd: signature %s: check method %q is not SM3", s.ID, cm)
+		}
+		for _, r := range si.SignedInfo.References.Reference {
+			fp := resolve(sp, r.FileRef)
+			content, ok := p.files[fp]
+			want, err := base64.StdEncoding.DecodeString(strings.TrimSpace(r.CheckValue))
+			h := sm3.Sum(content)
+			if !ok || err != nil || !bytes.Equal(h[:], want) {
+				f.BadReferences = append(f.BadReferences, "/"+fp)
+			}
+		}
+		for _, a := range si.SignedInfo.StampAnnot {
+			f.StampPages = append(f.StampPages, a.PageRef)
+		}
+		if f.SignedValue, ok = p.files[resolve(sp, si.SignedValue)]; !ok {
+			return nil, fmt.Errorf("%w: signature %s: SignedValue %s missing", ErrMalformed, s.ID, si.SignedValue)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}

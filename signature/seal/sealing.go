@@ -1,0 +1,297 @@
+package seal
+
+import (
+	"context"
+	"encoding/asn1"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/store"
+	"github.com/govtrust/govtrust/signature"
+	"github.com/govtrust/govtrust/signature/cms"
+	"github.com/govtrust/govtrust/signature/ofd"
+	"github.com/govtrust/govtrust/signature/ses"
+)
+
+// Document formats.
+const (
+	FormatSES = "ses" // any file: a detached .ses SES_Signature
+	FormatOFD = "ofd" // GB/T 33190 §18 seal signature in the package
+)
+
+// sessionTTL is how long a prepared sealing waits for the USB key.
+const sessionTTL = 5 * time.Minute
+
+// PrepareRequest asks the server to prepare a sealing: what the official's
+// USB key must sign.
+type PrepareRequest struct {
+	Format string `json:"format"` // ses, ofd
+	// Document is the file (base64); for ses, Digest (the SM3 of a file
+	// too large to upload, hash-only mode) may be sent instead.
+	Document []byte `json:"document,omitempty"`
+	Digest   []byte `json:"digest,omitempty"`
+	// Name is the document's name shown to the official and logged.
+	Name string `json:"name"`
+	// Certificate is the official's signing certificate (PEM), as the
+	// agent reads it from the USB key.
+	Certificate string `json:"certificate"`
+	// Page (from 1) and the seal's position in millimetres from the top
+	// left corner (OFD).
+	Page int     `json:"page,omitempty"`
+	X    float64 `json:"x,omitempty"`
+	Y    float64 `json:"y,omitempty"`
+}
+
+// Validate implements httpx.Validator.
+func (r *PrepareRequest) Validate() error {
+	switch {
+	case r.Format != FormatSES && r.Format != FormatOFD:
+		return fmt.Errorf("format: %q is not ses or ofd", r.Format)
+	case r.Document == nil && r.Digest == nil || r.Document != nil && r.Digest != nil:
+		return errors.New("exactly one of document and digest")
+	case r.Digest != nil && (r.Format != FormatSES || len(r.Digest) != 32):
+		return errors.New("digest: 32 bytes (SM3), with format ses only")
+	case r.Document != nil && len(r.Document) == 0:
+		return errors.New("document: empty; a 0-byte document cannot be sealed")
+	case r.Name == "" || len(r.Name) > 255:
+		return errors.New("name: 1-255 characters")
+	case r.Certificate == "":
+		return errors.New("certificate: the official's signing certificate (PEM)")
+	case r.Page < 0 || r.X < 0 || r.Y < 0:
+		return errors.New("page and position must not be negative")
+	}
+	return nil
+}
+
+// Prepared is what the agent shows and signs.
+type Prepared struct {
+	Session  string `json:"session"`
+	Format   string `json:"format"`
+	SealID   string `json:"seal_id"`
+	SealName string `json:"seal_name"`
+	Document string `json:"document"`
+	// DocumentHash is the SM3 of the document (hex), shown to the official.
+	DocumentHash string `json:"document_hash"`
+	// ToBeSigned is the DER TBS_Sign the USB key signs (SM2 with SM3 and
+	// the default user ID).
+	ToBeSigned []byte    `json:"to_be_signed"`
+	Expires    time.Time `json:"expires"`
+}
+
+type session struct {
+	p       Prepared
+	actor   string
+	account string
+	cert    []byte
+	subject string
+	ofd     *ofd.Prepared
+	expires time.Time
+}
+
+type sessions struct {
+	mu sync.Mutex
+	m  map[string]*session
+}
+
+func (ss *sessions) put(s *session, now time.Time) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for id, o := range ss.m {
+		if now.After(o.expires) {
+			delete(ss.m, id)
+		}
+	}
+	ss.m[s.p.Session] = s
+}
+
+// take removes and returns the session id of account.
+func (ss *sessions) take(id, account string, now time.Time) (*session, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.m[id]
+	if !ok || s.account != account || now.After(s.expires) {
+		return nil, false
+	}
+	delete(ss.m, id)
+	return s, true
+}
+
+// Prepare checks that p may use seal id with the given certificate and
+// returns what the USB key must sign.
+func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, req PrepareRequest) (*Prepared, error) {
+	if err := req.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRequest, err)
+	}
+	r, err := s.Seal(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.env.Clock.Now().UTC()
+	switch {
+	case !slices.Contains(r.Holders, p.Account.ID):
+		return nil, s.refuse(ctx, p, r, fmt.Sprintf("%s is not bound to the seal", p.Account.Name))
+	case r.Status != StatusActive:
+		return nil, s.refuse(ctx, p, r, "the seal is "+r.Status)
+	case !r.parsed.ValidAt(now):
+		return nil, s.refuse(ctx, p, r, "the seal is outside its validity period")
+	}
+	b, _ := pem.Decode([]byte(req.Certificate))
+	if b == nil {
+		return nil, fmt.Errorf("%w: certificate is not PEM", ErrRequest)
+	}
+	cert, err := smx509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate: %v", ErrRequest, err)
+	}
+	if !r.parsed.Lists(cert.Raw) {
+		return nil, s.refuse(ctx, p, r, "the certificate is not one the seal lists")
+	}
+	alg, err := ses.AlgorithmFor(cert.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRequest, err)
+	}
+	docHash := req.Digest
+	if docHash == nil {
+		docHash = ses.SM3(req.Document)
+	}
+	at := now.Truncate(time.Second)
+	sess := &session{actor: p.Actor(), account: p.Account.ID, cert: cert.Raw, subject: cert.Subject.String(), expires: now.Add(sessionTTL)}
+	var tbs *ses.TBS
+	switch req.Format {
+	case FormatSES:
+		h := docHash
+		if !alg.Equal(ses.OIDSM2WithSM3) {
+			if req.Document == nil {
+				return nil, fmt.Errorf("%w: hash-only mode needs an SM2 signer (the digest is SM3)", ErrRequest)
+			}
+			h = ses.DataHash(alg, req.Document)
+		}
+		tbs = ses.NewTBS(r.DER, at, h, "file:"+asciiName(req.Name))
+	case FormatOFD:
+		page := max(req.Page, 1) - 1
+		w := float64(r.parsed.Info.Picture.Width)
+		pr, err := ofd.Prepare(req.Document, at, alg.String(), ofd.Position{Page: page, X: req.X, Y: req.Y, Width: w, Height: w}, "govtrust")
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrRequest, err)
+		}
+		sess.ofd = pr
+		tbs = ses.NewTBS(r.DER, at, ses.DataHash(alg, pr.SignatureXML), pr.Path)
+	}
+	raw, err := tbs.Marshal(ses.V4)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRequest, err)
+	}
+	sess.p = Prepared{Session: newID(12), Format: req.Format, SealID: r.ID, SealName: r.Name, Document: req.Name,
+		DocumentHash: hex.EncodeToString(docHash), ToBeSigned: raw, Expires: sess.expires}
+	s.sessions.put(sess, now)
+	return &sess.p, nil
+}
+
+// refuse audits a refused use of a seal and returns the error.
+func (s *Service) refuse(ctx context.Context, p *authz.Principal, r *Record, why string) error {
+	err := fmt.Errorf("%w: %s", ErrForbidden, why)
+	rec := audit.Record{Actor: p.Actor(), Action: "seal.use", Object: "seal/" + r.ID, Outcome: audit.Failure, Details: map[string]any{"reason": why}}
+	if _, aerr := s.env.Audit.Do(ctx, s.env.DB, rec, nil); aerr != nil {
+		return errors.Join(err, aerr)
+	}
+	return err
+}
+
+// CompleteRequest carries the USB key's signature over ToBeSigned.
+type CompleteRequest struct {
+	Signature []byte `json:"signature"`
+}
+
+// Sealed is the result of a sealing.
+type Sealed struct {
+	Format string `json:"format"`
+	// Document is the sealed OFD, or for ses the DER SES_Signature.
+	Document    []byte    `json:"document"`
+	SealID      string    `json:"seal_id"`
+	SignedAt    time.Time `json:"signed_at"`
+	Timestamped bool      `json:"timestamped"`
+	Usage       string    `json:"usage_id"`
+}
+
+// Complete checks the USB key's signature, time-stamps it, assembles the
+// SES_Signature, embeds it and logs the use of the seal.
+func (s *Service) Complete(ctx context.Context, p *authz.Principal, id string, req CompleteRequest) (*Sealed, error) {
+	now := s.env.Clock.Now().UTC()
+	sess, ok := s.sessions.take(id, p.Account.ID, now)
+	if !ok {
+		return nil, fmt.Errorf("%w: sealing session %q (unknown, expired or not yours)", ErrNotFound, id)
+	}
+	sig, err := ses.Assemble(sess.p.ToBeSigned, sess.cert, req.Signature, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the USB key's signature: %v", ErrRequest, err)
+	}
+	var token []byte
+	if s.stamper != nil {
+		h := cms.HashByName("sm3")
+		token, err = signature.StampVia(s.stamper)(ctx, tsaProfile(sig.SignAlg), h, h.Sum(sig.Value))
+		if err != nil && s.cfg.RequireTimestamp {
+			return nil, fmt.Errorf("seal: time-stamp: %w", err)
+		}
+		if err != nil {
+			s.env.Logger.Warn("seal: no time-stamp, sealing without one", "err", err)
+			token = nil
+		}
+	} else if s.cfg.RequireTimestamp {
+		return nil, errors.New("seal: a time-stamp is required and no TSA is wired in")
+	}
+	if token != nil {
+		if sig, err = ses.Assemble(sess.p.ToBeSigned, sess.cert, req.Signature, token); err != nil {
+			return nil, err
+		}
+	}
+	out := &Sealed{Format: sess.p.Format, Document: sig.Raw, SealID: sess.p.SealID, SignedAt: sig.TBS.TimeInfo, Timestamped: token != nil, Usage: newID(8)}
+	if sess.ofd != nil {
+		if out.Document, err = sess.ofd.Finish(sig.Raw); err != nil {
+			return nil, err
+		}
+	}
+	rec := audit.Record{Actor: p.Actor(), Action: "seal.use", Object: "seal/" + sess.p.SealID, Outcome: audit.Success,
+		Details: map[string]any{"document": sess.p.Document, "sm3": sess.p.DocumentHash, "format": sess.p.Format, "signer": sess.subject, "usage": out.Usage}}
+	_, err = s.env.Audit.Do(ctx, s.env.DB, rec, func(tx *store.Tx) error {
+		ts := 0
+		if out.Timestamped {
+			ts = 1
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO seal_usage (id, seal_id, actor, signer, format, document, doc_hash, signed_at, timestamped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			out.Usage, sess.p.SealID, p.Actor(), sess.subject, sess.p.Format, sess.p.Document, sess.p.DocumentHash, out.SignedAt.Format(timeFormat), ts)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("seal: record use: %w", err)
+	}
+	return out, nil
+}
+
+// asciiName keeps the IA5 characters of a document name for propertyInfo.
+func asciiName(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// tsaProfile is the platform TSA profile whose algorithm matches the
+// signer's: an SM2 signature gets an SM2 time-stamp.
+func tsaProfile(alg asn1.ObjectIdentifier) string {
+	if alg.Equal(ses.OIDSM2WithSM3) {
+		return "sm2"
+	}
+	return "ecdsa"
+}

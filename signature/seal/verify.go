@@ -1,0 +1,345 @@
+package seal
+
+import (
+	"bytes"
+	"context"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/signature"
+	"github.com/govtrust/govtrust/signature/ofd"
+	"github.com/govtrust/govtrust/signature/ses"
+)
+
+func httpClient() *http.Client { return &http.Client{Timeout: 10 * time.Second} }
+
+// Check names of a seal verification report, in the order of
+// GM-STANDARDS.md §5.2 ("verification order"). Certificate checks of the
+// signer come from package signature (validity, chain, revocation).
+const (
+	CheckFormat       = "format"
+	CheckSignature    = "signature"       // the signer's signature over TBS_Sign
+	CheckDocument     = "document-digest" // dataHash against the document
+	CheckTimestamp    = "timestamp"
+	CheckSignerListed = "signer-listed"
+	CheckMaker        = "seal-maker-signature"
+	CheckMakerCert    = "seal-maker-certificate"
+	CheckSealValidity = "seal-validity"
+	CheckSealStatus   = "seal-status"
+	CheckReferences   = "ofd-references"
+)
+
+// Reasons of failed checks, besides package signature's.
+const (
+	ReasonMalformed        = "malformed"
+	ReasonBadSignature     = "bad-signature"
+	ReasonDigestMismatch   = "document-digest-mismatch"
+	ReasonNoTimestamp      = "timestamp-missing"
+	ReasonBadTimestamp     = signature.ReasonBadTimestamp
+	ReasonSignerNotListed  = "signer-not-listed"
+	ReasonBadMaker         = "bad-maker-signature"
+	ReasonPictureTampered  = "picture-tampered"
+	ReasonSealExpired      = "seal-expired"
+	ReasonSealNotYetValid  = "seal-not-yet-valid"
+	ReasonSealRevoked      = "seal-revoked"
+	ReasonSealSuspended    = "seal-suspended"
+	ReasonSealUnknown      = "seal-not-registered"
+	ReasonReferenceChanged = "ofd-file-changed"
+)
+
+// VerifyRequest is what to verify.
+type VerifyRequest struct {
+	Format string `json:"format"` // ses (detached), ofd
+	// Document is the document (an OFD package, or the file a detached
+	// .ses seals); Digest its SM3 instead (hash-only, ses).
+	Document []byte `json:"document,omitempty"`
+	Digest   []byte `json:"digest,omitempty"`
+	// Signature is the detached DER SES_Signature (ses).
+	Signature []byte `json:"signature,omitempty"`
+}
+
+// Validate implements httpx.Validator.
+func (r *VerifyRequest) Validate() error {
+	switch {
+	case r.Format != FormatSES && r.Format != FormatOFD:
+		return fmt.Errorf("format: %q is not ses or ofd", r.Format)
+	case r.Format == FormatSES && len(r.Signature) == 0:
+		return errors.New("signature: the .ses file")
+	case r.Format == FormatSES && (r.Document == nil) == (r.Digest == nil):
+		return errors.New("exactly one of document and digest")
+	case r.Format == FormatOFD && len(r.Document) == 0:
+		return errors.New("document: the OFD package")
+	}
+	return nil
+}
+
+// SealReport is the verification of one seal signature.
+type SealReport struct {
+	Valid        bool      `json:"valid"`
+	Version      int       `json:"version,omitempty"`
+	SealID       string    `json:"seal_id,omitempty"`
+	SealName     string    `json:"seal_name,omitempty"`
+	SealStatus   string    `json:"seal_status,omitempty"`
+	PropertyInfo string    `json:"property_info,omitempty"`
+	ClaimedTime  time.Time `json:"claimed_time,omitzero"`
+	// SigningTime is proven by the time-stamp, or the verification time.
+	SigningTime         time.Time            `json:"signing_time"`
+	SigningTimeEvidence signature.Evidence   `json:"signing_time_evidence"`
+	Signer              *signature.CertInfo  `json:"signer,omitempty"`
+	Maker               *signature.CertInfo  `json:"maker,omitempty"`
+	Chain               []signature.CertInfo `json:"chain,omitempty"`
+	Revocation          []signature.Evidence `json:"revocation,omitempty"`
+	Checks              []signature.Check    `json:"checks"`
+}
+
+// Report is a verification report.
+type Report struct {
+	Valid   bool              `json:"valid"`
+	Format  string            `json:"format"`
+	Seals   []SealReport      `json:"seals"`
+	Checks  []signature.Check `json:"checks,omitempty"` // document-level failures
+	Summary string            `json:"summary"`
+}
+
+func (sr *SealReport) check(name string, pass bool, reason, format string, args ...any) {
+	sr.Checks = append(sr.Checks, signature.Check{Name: name, Pass: pass, Reason: reason, Detail: fmt.Sprintf(format, args...)})
+	if !pass {
+		sr.Valid = false
+	}
+}
+
+// Reasons returns the reasons of the failed checks of a report.
+func (r *Report) Reasons() []string {
+	var out []string
+	for _, c := range r.Checks {
+		out = append(out, c.Reason)
+	}
+	for _, s := range r.Seals {
+		for _, c := range s.Checks {
+			if !c.Pass {
+				out = append(out, c.Reason)
+			}
+		}
+	}
+	return out
+}
+
+// Verify verifies seal signatures and reports every check with its reason.
+func (s *Service) Verify(ctx context.Context, req VerifyRequest) *Report {
+	rep := &Report{Format: req.Format}
+	fail := func(name, reason, detail string) *Report {
+		rep.Checks = append(rep.Checks, signature.Check{Name: name, Reason: reason, Detail: detail})
+		rep.Summary = summary(rep)
+		return rep
+	}
+	if err := req.Validate(); err != nil {
+		return fail(CheckFormat, ReasonMalformed, err.Error())
+	}
+	switch req.Format {
+	case FormatSES:
+		hash := func(alg asn1.ObjectIdentifier) []byte {
+			if req.Document != nil {
+				return ses.DataHash(alg, req.Document)
+			}
+			return req.Digest
+		}
+		rep.Seals = append(rep.Seals, s.verifySES(ctx, req.Signature, hash, ""))
+	case FormatOFD:
+		found, err := ofd.Signatures(req.Document)
+		if err != nil {
+			return fail(CheckFormat, ReasonMalformed, err.Error())
+		}
+		if len(found) == 0 {
+			return fail(CheckFormat, ReasonMalformed, "the document has no signature")
+		}
+		for _, f := range found {
+			xmlBytes := f.SignatureXML
+			sr := s.verifySES(ctx, f.SignedValue, func(alg asn1.ObjectIdentifier) []byte { return ses.DataHash(alg, xmlBytes) }, f.Path)
+			if len(f.BadReferences) > 0 {
+				// A changed file of the package is a changed document.
+				sr.check(CheckDocument, false, ReasonDigestMismatch, "%d of %d protected files changed: %s", len(f.BadReferences), f.References, strings.Join(f.BadReferences, ", "))
+			} else {
+				sr.check(CheckReferences, true, "", "%d protected files unchanged (SM3)", f.References)
+			}
+			rep.Seals = append(rep.Seals, sr)
+		}
+	}
+	rep.Valid = len(rep.Seals) > 0
+	for _, sr := range rep.Seals {
+		rep.Valid = rep.Valid && sr.Valid
+	}
+	rep.Summary = summary(rep)
+	return rep
+}
+
+// verifySES verifies one DER SES_Signature; hash gives the digest of the
+// protected data for the signer's algorithm; wantProperty, when set, is
+// the propertyInfo the container requires (the OFD Signature.xml path).
+func (s *Service) verifySES(ctx context.Context, der []byte, hash func(asn1.ObjectIdentifier) []byte, wantProperty string) SealReport {
+	sr := SealReport{Valid: true}
+	sig, err := ses.ParseSignature(der)
+	if err != nil {
+		sr.check(CheckFormat, false, ReasonMalformed, "%v", err)
+		return sr
+	}
+	sr.Version, sr.PropertyInfo, sr.ClaimedTime = sig.Format, sig.TBS.PropertyInfo, sig.TBS.TimeInfo
+	seal, err := sig.Seal()
+	if err != nil {
+		sr.check(CheckFormat, false, ReasonMalformed, "the seal inside: %v", err)
+		return sr
+	}
+	sr.SealID, sr.SealName = seal.Info.ESID, seal.Info.Property.Name
+	v := s.Verifier()
+
+	// 1. The signer's signature over TBS_Sign.
+	signer, err := sig.Verify()
+	if err != nil {
+		sr.check(CheckSignature, false, ReasonBadSignature, "%v", err)
+	} else {
+		sr.check(CheckSignature, true, "", "signature over TBS_Sign valid (%s)", sig.SignAlg)
+	}
+	// 2. The data: dataHash against the document.
+	if bytes.Equal(hash(sig.SignAlg), sig.TBS.DataHash) {
+		sr.check(CheckDocument, true, "", "dataHash matches the document")
+	} else {
+		sr.check(CheckDocument, false, ReasonDigestMismatch, "dataHash does not match the document: it was changed after sealing, or this is another document")
+	}
+	if wantProperty != "" && sig.TBS.PropertyInfo != wantProperty {
+		sr.check(CheckDocument, false, ReasonDigestMismatch, "propertyInfo %q is not the signature's own path %q", sig.TBS.PropertyInfo, wantProperty)
+	}
+	// 3. The signing time: the time-stamp over the signature value.
+	var signerChain []*smx509.Certificate
+	at, ev := v.Now().UTC(), signature.Evidence{Source: "verification-time", Time: v.Now().UTC()}
+	switch {
+	case sig.TimeStamp != nil:
+		t, tev, err := v.CheckTimeStamp(sig.TimeStamp, sig.Value, signerChain)
+		if err != nil {
+			sr.check(CheckTimestamp, false, ReasonBadTimestamp, "time-stamp over the signature: %v", err)
+		} else {
+			at, ev = t, tev
+			sr.check(CheckTimestamp, true, "", "signature time-stamped at %s by %s", t.Format(time.RFC3339), tev.TSA)
+		}
+	case s.cfg.RequireTimestamp:
+		sr.check(CheckTimestamp, false, ReasonNoTimestamp, "policy requires a time-stamp and the signature has none")
+	}
+	sr.SigningTime, sr.SigningTimeEvidence = at, ev
+	// 4. The signer's certificate at the signing time.
+	if signer != nil {
+		cr := v.CheckCertificate(ctx, signer, nil, at, ev)
+		sr.Signer, sr.Chain, sr.Revocation = cr.Signer, cr.Chain, cr.Revocation
+		for _, c := range cr.Checks {
+			sr.check("signer-"+c.Name, c.Pass || c.Reason == signature.ReasonRevokedAfterUse, c.Reason, "%s", c.Detail)
+		}
+		// 5. The signer is one the seal lists.
+		if seal.Lists(signer.Raw) {
+			sr.check(CheckSignerListed, true, "", "the seal lists %s", signer.Subject)
+		} else {
+			sr.check(CheckSignerListed, false, ReasonSignerNotListed, "%s is not among the certificates the seal lists", signer.Subject)
+		}
+	}
+	// 6. The seal: maker signature (a changed picture breaks it), maker
+	// certificate, validity and registry status at the signing time.
+	rec, recErr := s.Seal(ctx, seal.Info.ESID)
+	if maker, err := seal.VerifyMaker(); err != nil {
+		reason := ReasonBadMaker
+		if recErr == nil && rec.parsed != nil && !bytes.Equal(rec.parsed.Info.Picture.Data, seal.Info.Picture.Data) {
+			reason = ReasonPictureTampered
+		}
+		sr.check(CheckMaker, false, reason, "%v", err)
+	} else {
+		sr.Maker = &signature.CertInfo{Subject: maker.Subject.String(), Issuer: maker.Issuer.String(), Serial: fmt.Sprintf("%x", maker.SerialNumber),
+			NotBefore: maker.NotBefore.UTC(), NotAfter: maker.NotAfter.UTC()}
+		sr.check(CheckMaker, true, "", "made by %s", maker.Subject)
+		mr := v.CheckCertificate(ctx, maker, nil, at, ev)
+		if mr.Valid {
+			sr.check(CheckMakerCert, true, "", "the maker's certificate is valid and trusted at the signing time")
+		}
+		for _, c := range mr.Checks {
+			if !c.Pass && c.Reason != signature.ReasonRevokedAfterUse {
+				sr.check(CheckMakerCert, false, c.Reason, "maker %s: %s", c.Name, c.Detail)
+			}
+		}
+	}
+	p := seal.Info.Property
+	switch {
+	case at.After(p.ValidEnd):
+		sr.check(CheckSealValidity, false, ReasonSealExpired, "the seal expired at %s, before the signing time %s", p.ValidEnd.Format(time.RFC3339), at.Format(time.RFC3339))
+	case at.Before(p.ValidStart):
+		sr.check(CheckSealValidity, false, ReasonSealNotYetValid, "the seal is valid from %s, after the signing time", p.ValidStart.Format(time.RFC3339))
+	default:
+		sr.check(CheckSealValidity, true, "", "valid from %s to %s", p.ValidStart.Format(time.RFC3339), p.ValidEnd.Format(time.RFC3339))
+	}
+	switch {
+	case errors.Is(recErr, ErrNotFound):
+		sr.SealStatus = "unknown"
+		sr.check(CheckSealStatus, true, ReasonSealUnknown, "the seal %s is not in this platform's registry; its status cannot be checked here", seal.Info.ESID)
+	case recErr != nil:
+		sr.check(CheckSealStatus, false, ReasonMalformed, "registry: %v", recErr)
+	default:
+		if !bytes.Equal(rec.DER, sig.TBS.Seal) {
+			reason := ReasonBadMaker
+			if !bytes.Equal(rec.parsed.Info.Picture.Data, seal.Info.Picture.Data) {
+				reason = ReasonPictureTampered
+			}
+			sr.check(CheckMaker, false, reason, "the seal in the signature differs from the registry's seal %s", rec.ID)
+		}
+		st, why, err := s.statusAt(ctx, rec.ID, at)
+		sr.SealStatus = rec.Status
+		switch {
+		case err != nil:
+			sr.check(CheckSealStatus, false, ReasonMalformed, "registry: %v", err)
+		case st == StatusRevoked:
+			sr.check(CheckSealStatus, false, ReasonSealRevoked, "the seal was revoked at the signing time (%s)", why)
+		case st == StatusSuspended:
+			sr.check(CheckSealStatus, false, ReasonSealSuspended, "the seal was suspended at the signing time (%s)", why)
+		case st == "":
+			sr.check(CheckSealStatus, false, ReasonSealNotYetValid, "the seal was not yet made at the signing time")
+		default:
+			sr.check(CheckSealStatus, true, "", "active at the signing time (now %s)", rec.Status)
+		}
+	}
+	return sr
+}
+
+func summary(r *Report) string {
+	var b strings.Builder
+	if r.Valid {
+		b.WriteString("VALID")
+	} else {
+		b.WriteString("INVALID")
+	}
+	fmt.Fprintf(&b, ": %s, %d seal signature(s)\n", r.Format, len(r.Seals))
+	for i, s := range r.Seals {
+		verdict := "valid"
+		if !s.Valid {
+			verdict = "INVALID"
+		}
+		who := "unknown signer"
+		if s.Signer != nil {
+			who = s.Signer.Subject
+		}
+		fmt.Fprintf(&b, "seal %d: %q (%s) by %s — %s\n", i+1, s.SealName, s.SealID, who, verdict)
+		fmt.Fprintf(&b, "  signing time %s (%s)\n", s.SigningTime.Format(time.RFC3339), s.SigningTimeEvidence.Source)
+		for _, c := range s.Checks {
+			mark := "ok  "
+			if !c.Pass {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(&b, "  [%s] %s: %s", mark, c.Name, c.Detail)
+			if c.Reason != "" {
+				fmt.Fprintf(&b, " (%s)", c.Reason)
+			}
+			b.WriteString("\n")
+		}
+	}
+	for _, c := range r.Checks {
+		fmt.Fprintf(&b, "[FAIL] %s: %s (%s)\n", c.Name, c.Detail, c.Reason)
+	}
+	return b.String()
+}
