@@ -42,7 +42,12 @@ func TestSignVerifyCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := up(t, dir, "--http", httpAddr)
-	defer p.stop(t)
+	running := true
+	defer func() {
+		if running {
+			p.stop(t)
+		}
+	}()
 	api := "https://" + p.addrs["https"]
 	cacert := filepath.Join(dir, "bootstrap", "tls-chain.pem")
 	secadmin, err := os.ReadFile(filepath.Join(dir, "bootstrap", "secadmin.token"))
@@ -120,6 +125,42 @@ func TestSignVerifyCommands(t *testing.T) {
 	}
 	if out, err := runCmd(openssl, "cms", "-verify", "-binary", "-inform", "DER", "-in", ecSig, "-CAfile", anchors, "-purpose", "any", "-out", os.DevNull); err != nil || !strings.Contains(out, "Verification successful") {
 		t.Fatalf("openssl cms -verify: %v\n%s", err, out)
+	}
+
+	// Offline with the key URI, on the stopped node's data directory
+	// (ceremony-style signing), hash-only: the result passes OpenSSL's
+	// detached check and the platform's verifier, offline.
+	p.stop(t)
+	running = false
+	offSig := filepath.Join(work, "doc-offline.p7s")
+	if out, code := govtrust(t, "sign", "--data", dir, "--key-uri", "soft:signature/"+smID, "--cert", smPEM,
+		"--in", doc, "--out", offSig, "--hash-only", "--hash", "sm3"); code != 0 {
+		t.Fatalf("offline sign = %d\n%s", code, out)
+	}
+	if out, err := runCmd("sh", script, offSig, smPEM, doc); err != nil || !strings.Contains(out, "Signature Verified Successfully") {
+		t.Fatalf("OpenSSL detached check of the offline signature: %v\n%s", err, out)
+	}
+	// Without fetching, revocation cannot be shown (that is the verdict);
+	// the signature and the chain to the platform root must pass.
+	out, _ := govtrust(t, "verify", "--offline", "--no-fetch", "--anchors", anchors, "--in", offSig, "--content", doc, "--json")
+	var rep struct {
+		Signers []struct {
+			Checks []struct {
+				Name string `json:"name"`
+				Pass bool   `json:"pass"`
+			} `json:"checks"`
+		} `json:"signers"`
+	}
+	// The report comes first; the exit-status line of an invalid verdict follows it.
+	if err := json.NewDecoder(strings.NewReader(out[strings.Index(out, "{"):])).Decode(&rep); err != nil || len(rep.Signers) != 1 {
+		t.Fatalf("offline verify report: %v\n%s", err, out)
+	}
+	passed := map[string]bool{}
+	for _, c := range rep.Signers[0].Checks {
+		passed[c.Name] = c.Pass
+	}
+	if !passed["signature"] || !passed["chain"] {
+		t.Errorf("offline signature: checks %v, want signature and chain passed\n%s", passed, out)
 	}
 }
 
