@@ -19,6 +19,7 @@ import (
 	"github.com/govtrust/govtrust/signature"
 	"github.com/govtrust/govtrust/signature/cms"
 	"github.com/govtrust/govtrust/signature/ofd"
+	"github.com/govtrust/govtrust/signature/pdf"
 	"github.com/govtrust/govtrust/signature/ses"
 )
 
@@ -26,6 +27,7 @@ import (
 const (
 	FormatSES = "ses" // any file: a detached .ses SES_Signature
 	FormatOFD = "ofd" // GB/T 33190 §18 seal signature in the package
+	FormatPDF = "pdf" // a CMS signature in an incremental update
 )
 
 // sessionTTL is how long a prepared sealing waits for the USB key.
@@ -34,7 +36,7 @@ const sessionTTL = 5 * time.Minute
 // PrepareRequest asks the server to prepare a sealing: what the official's
 // USB key must sign.
 type PrepareRequest struct {
-	Format string `json:"format"` // ses, ofd
+	Format string `json:"format"` // ses, ofd, pdf
 	// Document is the file (base64); for ses, Digest (the SM3 of a file
 	// too large to upload, hash-only mode) may be sent instead.
 	Document []byte `json:"document,omitempty"`
@@ -45,7 +47,7 @@ type PrepareRequest struct {
 	// agent reads it from the USB key.
 	Certificate string `json:"certificate"`
 	// Page (from 1) and the seal's position in millimetres from the top
-	// left corner (OFD).
+	// left corner (OFD, PDF).
 	Page int     `json:"page,omitempty"`
 	X    float64 `json:"x,omitempty"`
 	Y    float64 `json:"y,omitempty"`
@@ -54,8 +56,8 @@ type PrepareRequest struct {
 // Validate implements httpx.Validator.
 func (r *PrepareRequest) Validate() error {
 	switch {
-	case r.Format != FormatSES && r.Format != FormatOFD:
-		return fmt.Errorf("format: %q is not ses or ofd", r.Format)
+	case r.Format != FormatSES && r.Format != FormatOFD && r.Format != FormatPDF:
+		return fmt.Errorf("format: %q is not ses, ofd or pdf", r.Format)
 	case r.Document == nil && r.Digest == nil || r.Document != nil && r.Digest != nil:
 		return errors.New("exactly one of document and digest")
 	case r.Digest != nil && (r.Format != FormatSES || len(r.Digest) != 32):
@@ -82,7 +84,8 @@ type Prepared struct {
 	// DocumentHash is the SM3 of the document (hex), shown to the official.
 	DocumentHash string `json:"document_hash"`
 	// ToBeSigned is the DER TBS_Sign the USB key signs (SM2 with SM3 and
-	// the default user ID).
+	// the default user ID), or for pdf the DER SET OF the CMS signed
+	// attributes (SM2 the same way, or ECDSA P-256 over SHA-256).
 	ToBeSigned []byte    `json:"to_be_signed"`
 	Expires    time.Time `json:"expires"`
 }
@@ -94,6 +97,8 @@ type session struct {
 	cert    []byte
 	subject string
 	ofd     *ofd.Prepared
+	pdf     *pdf.Prepared
+	cms     *cms.SignedData
 	expires time.Time
 }
 
@@ -166,6 +171,7 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 	at := now.Truncate(time.Second)
 	sess := &session{actor: p.Actor(), account: p.Account.ID, cert: cert.Raw, subject: cert.Subject.String(), expires: now.Add(sessionTTL)}
 	var tbs *ses.TBS
+	var raw []byte
 	switch req.Format {
 	case FormatSES:
 		h := docHash
@@ -185,10 +191,28 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 		}
 		sess.ofd = pr
 		tbs = ses.NewTBS(r.DER, at, ses.DataHash(alg, pr.SignatureXML), pr.Path)
+	case FormatPDF:
+		// The picture is drawn as an image XObject: PNG only.
+		if r.parsed.Info.Picture.Type != "PNG" {
+			return nil, fmt.Errorf("%w: the seal picture is %s; PDF sealing needs a PNG picture", ErrRequest, r.parsed.Info.Picture.Type)
+		}
+		w := float64(r.parsed.Info.Picture.Width)
+		pr, err := pdf.Prepare(req.Document, pdf.Field{Name: "govtrust-seal-" + newID(6), Signer: cert.Subject.CommonName, Reason: r.Name,
+			Time: at, Picture: r.parsed.Info.Picture.Data, Position: pdf.Position{Page: max(req.Page, 1), X: req.X, Y: req.Y, Width: w, Height: w},
+			Reserve: pdf.DefaultReserve + len(r.DER)})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrRequest, err)
+		}
+		sd, toSign, err := pdf.NewSignedData(pr, cert, nil, r.DER, at)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrRequest, err)
+		}
+		sess.pdf, sess.cms, raw = pr, sd, toSign
 	}
-	raw, err := tbs.Marshal(ses.V4)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrRequest, err)
+	if tbs != nil {
+		if raw, err = tbs.Marshal(ses.V4); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrRequest, err)
+		}
 	}
 	sess.p = Prepared{Session: newID(12), Format: req.Format, SealID: r.ID, SealName: r.Name, Document: req.Name,
 		DocumentHash: hex.EncodeToString(docHash), ToBeSigned: raw, Expires: sess.expires}
@@ -230,6 +254,13 @@ func (s *Service) Complete(ctx context.Context, p *authz.Principal, id string, r
 	if !ok {
 		return nil, fmt.Errorf("%w: sealing session %q (unknown, expired or not yours)", ErrNotFound, id)
 	}
+	if sess.pdf != nil {
+		out, err := s.completePDF(ctx, sess, req.Signature)
+		if err != nil {
+			return nil, err
+		}
+		return out, s.logUse(ctx, p, sess, out)
+	}
 	sig, err := ses.Assemble(sess.p.ToBeSigned, sess.cert, req.Signature, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the USB key's signature: %v", ErrRequest, err)
@@ -259,9 +290,65 @@ func (s *Service) Complete(ctx context.Context, p *authz.Principal, id string, r
 			return nil, err
 		}
 	}
+	return out, s.logUse(ctx, p, sess, out)
+}
+
+// completePDF attaches the USB key's signature to the CMS signed data,
+// adds the signature time-stamp (RFC 3161 over the signature value, as
+// for SES) and writes the DER into the PDF's /Contents.
+func (s *Service) completePDF(ctx context.Context, sess *session, sig []byte) (*Sealed, error) {
+	if err := pdf.Attach(sess.cms, sess.pdf, sig); err != nil {
+		return nil, fmt.Errorf("%w: the USB key's signature: %v", ErrRequest, err)
+	}
+	si := sess.cms.Signers[0]
+	alg, err := ses.AlgorithmFor(sess.cms.FindCertificate(si, nil).PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	token, err := s.timestamp(ctx, tsaProfile(alg), si.Digest, si.Signature)
+	if err != nil {
+		return nil, err
+	}
+	if token != nil {
+		si.AddSignatureTimeStamp(token)
+	}
+	der, err := sess.cms.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	doc, err := sess.pdf.Finish(der)
+	if err != nil {
+		return nil, err
+	}
+	at, _ := si.SigningTime()
+	return &Sealed{Format: FormatPDF, Document: doc, SealID: sess.p.SealID, SignedAt: at, Timestamped: token != nil, Usage: newID(8)}, nil
+}
+
+// timestamp asks the TSA for a token over value with h; nil without a
+// TSA or on failure, unless the policy requires one.
+func (s *Service) timestamp(ctx context.Context, profile string, h *cms.Hash, value []byte) ([]byte, error) {
+	if s.stamper == nil {
+		if s.cfg.RequireTimestamp {
+			return nil, errors.New("seal: a time-stamp is required and no TSA is wired in")
+		}
+		return nil, nil
+	}
+	token, err := signature.StampVia(s.stamper)(ctx, profile, h, h.Sum(value))
+	if err != nil && s.cfg.RequireTimestamp {
+		return nil, fmt.Errorf("seal: time-stamp: %w", err)
+	}
+	if err != nil {
+		s.env.Logger.Warn("seal: no time-stamp, sealing without one", "err", err)
+		return nil, nil
+	}
+	return token, nil
+}
+
+// logUse audits the use of the seal and records it in its usage log.
+func (s *Service) logUse(ctx context.Context, p *authz.Principal, sess *session, out *Sealed) error {
 	rec := audit.Record{Actor: p.Actor(), Action: "seal.use", Object: "seal/" + sess.p.SealID, Outcome: audit.Success,
 		Details: map[string]any{"document": sess.p.Document, "sm3": sess.p.DocumentHash, "format": sess.p.Format, "signer": sess.subject, "usage": out.Usage}}
-	_, err = s.env.Audit.Do(ctx, s.env.DB, rec, func(tx *store.Tx) error {
+	_, err := s.env.Audit.Do(ctx, s.env.DB, rec, func(tx *store.Tx) error {
 		ts := 0
 		if out.Timestamped {
 			ts = 1
@@ -271,9 +358,9 @@ func (s *Service) Complete(ctx context.Context, p *authz.Principal, id string, r
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("seal: record use: %w", err)
+		return fmt.Errorf("seal: record use: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // asciiName keeps the IA5 characters of a document name for propertyInfo.

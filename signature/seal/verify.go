@@ -13,7 +13,9 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/signature"
+	"github.com/govtrust/govtrust/signature/cms"
 	"github.com/govtrust/govtrust/signature/ofd"
+	"github.com/govtrust/govtrust/signature/pdf"
 	"github.com/govtrust/govtrust/signature/ses"
 )
 
@@ -33,6 +35,7 @@ const (
 	CheckSealValidity = "seal-validity"
 	CheckSealStatus   = "seal-status"
 	CheckReferences   = "ofd-references"
+	CheckByteRange    = "pdf-byte-range" // covers the file but /Contents
 )
 
 // Reasons of failed checks, besides package signature's.
@@ -51,11 +54,13 @@ const (
 	ReasonSealSuspended    = "seal-suspended"
 	ReasonSealUnknown      = "seal-not-registered"
 	ReasonReferenceChanged = "ofd-file-changed"
+	ReasonByteRange        = "pdf-byte-range-incomplete"
+	ReasonAppended         = "pdf-changed-after-signing"
 )
 
 // VerifyRequest is what to verify.
 type VerifyRequest struct {
-	Format string `json:"format"` // ses (detached), ofd
+	Format string `json:"format"` // ses (detached), ofd, pdf
 	// Document is the document (an OFD package, or the file a detached
 	// .ses seals); Digest its SM3 instead (hash-only, ses).
 	Document []byte `json:"document,omitempty"`
@@ -67,14 +72,14 @@ type VerifyRequest struct {
 // Validate implements httpx.Validator.
 func (r *VerifyRequest) Validate() error {
 	switch {
-	case r.Format != FormatSES && r.Format != FormatOFD:
-		return fmt.Errorf("format: %q is not ses or ofd", r.Format)
+	case r.Format != FormatSES && r.Format != FormatOFD && r.Format != FormatPDF:
+		return fmt.Errorf("format: %q is not ses, ofd or pdf", r.Format)
 	case r.Format == FormatSES && len(r.Signature) == 0:
 		return errors.New("signature: the .ses file")
 	case r.Format == FormatSES && (r.Document == nil) == (r.Digest == nil):
 		return errors.New("exactly one of document and digest")
-	case r.Format == FormatOFD && len(r.Document) == 0:
-		return errors.New("document: the OFD package")
+	case r.Format != FormatSES && len(r.Document) == 0:
+		return errors.New("document: the OFD package or the PDF")
 	}
 	return nil
 }
@@ -169,6 +174,17 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) *Report {
 			}
 			rep.Seals = append(rep.Seals, sr)
 		}
+	case FormatPDF:
+		found, err := pdf.Signatures(req.Document)
+		if err != nil {
+			return fail(CheckFormat, ReasonMalformed, err.Error())
+		}
+		if len(found) == 0 {
+			return fail(CheckFormat, ReasonMalformed, "the document has no signature")
+		}
+		for _, f := range found {
+			rep.Seals = append(rep.Seals, s.verifyPDF(ctx, req.Document, f))
+		}
 	}
 	rep.Valid = len(rep.Seals) > 0
 	for _, sr := range rep.Seals {
@@ -243,8 +259,15 @@ func (s *Service) verifySES(ctx context.Context, der []byte, hash func(asn1.Obje
 			sr.check(CheckSignerListed, false, ReasonSignerNotListed, "%s is not among the certificates the seal lists", signer.Subject)
 		}
 	}
-	// 6. The seal: maker signature (a changed picture breaks it), maker
-	// certificate, validity and registry status at the signing time.
+	s.checkSeal(ctx, &sr, seal, sig.TBS.Seal, at, ev)
+	return sr
+}
+
+// checkSeal checks the seal applied (DER sealDER): maker signature (a
+// changed picture breaks it), maker certificate, validity and registry
+// status at the signing time.
+func (s *Service) checkSeal(ctx context.Context, sr *SealReport, seal *ses.Seal, sealDER []byte, at time.Time, ev signature.Evidence) {
+	v := s.Verifier()
 	rec, recErr := s.Seal(ctx, seal.Info.ESID)
 	if maker, err := seal.VerifyMaker(); err != nil {
 		reason := ReasonBadMaker
@@ -282,7 +305,7 @@ func (s *Service) verifySES(ctx context.Context, der []byte, hash func(asn1.Obje
 	case recErr != nil:
 		sr.check(CheckSealStatus, false, ReasonMalformed, "registry: %v", recErr)
 	default:
-		if !bytes.Equal(rec.DER, sig.TBS.Seal) {
+		if !bytes.Equal(rec.DER, sealDER) {
 			reason := ReasonBadMaker
 			if !bytes.Equal(rec.parsed.Info.Picture.Data, seal.Info.Picture.Data) {
 				reason = ReasonPictureTampered
@@ -304,7 +327,6 @@ func (s *Service) verifySES(ctx context.Context, der []byte, hash func(asn1.Obje
 			sr.check(CheckSealStatus, true, "", "active at the signing time (now %s)", rec.Status)
 		}
 	}
-	return sr
 }
 
 func summary(r *Report) string {
@@ -342,4 +364,78 @@ func summary(r *Report) string {
 		fmt.Fprintf(&b, "[FAIL] %s: %s (%s)\n", c.Name, c.Detail, c.Reason)
 	}
 	return b.String()
+}
+
+// verifyPDF verifies one PDF signature: the ByteRange, the CMS signature
+// over the bytes it covers (the document digest), that nothing follows
+// the signed revision, the time-stamp, the signer and the seal it carries.
+func (s *Service) verifyPDF(ctx context.Context, doc []byte, f *pdf.Signature) SealReport {
+	sr := SealReport{Valid: true, PropertyInfo: "pdf-field:" + f.Field}
+	if f.Err != nil {
+		sr.check(CheckFormat, false, ReasonMalformed, "%v", f.Err)
+		return sr
+	}
+	v := s.Verifier()
+	signer, err := f.Verify(doc, nil)
+	switch {
+	case errors.Is(err, pdf.ErrByteRange):
+		sr.check(CheckByteRange, false, ReasonByteRange, "%v", err)
+	case err == nil || errors.Is(err, pdf.ErrAppended):
+		sr.check(CheckByteRange, true, "", "ByteRange %v covers the signed revision but /Contents", f.ByteRange)
+		sr.check(CheckSignature, true, "", "CMS signature over the signed revision valid (%s)", f.SignedData.Signers[0].SignatureAlgorithm)
+		sr.check(CheckDocument, true, "", "messageDigest matches the signed bytes")
+		if err != nil {
+			sr.check(CheckDocument, false, ReasonAppended, "%v", err)
+		}
+	case cms.ReasonOf(err) == cms.ReasonContentAltered:
+		sr.check(CheckByteRange, true, "", "ByteRange %v covers the whole file but /Contents", f.ByteRange)
+		sr.check(CheckDocument, false, ReasonDigestMismatch, "messageDigest does not match the signed bytes: the document was changed after sealing")
+	default:
+		sr.check(CheckSignature, false, ReasonBadSignature, "%v", err)
+	}
+	si := f.SignedData.Signers[0]
+	if t, ok := si.SigningTime(); ok {
+		sr.ClaimedTime = t
+	}
+	at, ev := v.Now().UTC(), signature.Evidence{Source: "verification-time", Time: v.Now().UTC()}
+	switch tokens := si.SignatureTimeStamps(); {
+	case len(tokens) > 0:
+		t, tev, err := v.CheckTimeStamp(tokens[0], si.Signature, nil)
+		if err != nil {
+			sr.check(CheckTimestamp, false, ReasonBadTimestamp, "time-stamp over the signature: %v", err)
+		} else {
+			at, ev = t, tev
+			sr.check(CheckTimestamp, true, "", "signature time-stamped at %s by %s", t.Format(time.RFC3339), tev.TSA)
+		}
+	case s.cfg.RequireTimestamp:
+		sr.check(CheckTimestamp, false, ReasonNoTimestamp, "policy requires a time-stamp and the signature has none")
+	}
+	sr.SigningTime, sr.SigningTimeEvidence = at, ev
+	if f.Seal == nil {
+		sr.check(CheckFormat, false, ReasonMalformed, "the signature carries no seal (signed attribute %s)", pdf.OIDAttrSeal)
+		return sr
+	}
+	seal, err := ses.ParseSeal(f.Seal)
+	if err != nil {
+		sr.check(CheckFormat, false, ReasonMalformed, "the seal inside: %v", err)
+		return sr
+	}
+	sr.Version, sr.SealID, sr.SealName = seal.Format, seal.Info.ESID, seal.Info.Property.Name
+	if signer == nil {
+		signer = f.SignedData.FindCertificate(si, nil)
+	}
+	if signer != nil {
+		cr := v.CheckCertificate(ctx, signer, nil, at, ev)
+		sr.Signer, sr.Chain, sr.Revocation = cr.Signer, cr.Chain, cr.Revocation
+		for _, c := range cr.Checks {
+			sr.check("signer-"+c.Name, c.Pass || c.Reason == signature.ReasonRevokedAfterUse, c.Reason, "%s", c.Detail)
+		}
+		if seal.Lists(signer.Raw) {
+			sr.check(CheckSignerListed, true, "", "the seal lists %s", signer.Subject)
+		} else {
+			sr.check(CheckSignerListed, false, ReasonSignerNotListed, "%s is not among the certificates the seal lists", signer.Subject)
+		}
+	}
+	s.checkSeal(ctx, &sr, seal, f.Seal, at, ev)
+	return sr
 }

@@ -30,6 +30,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/govtrust/govtrust/signature/pdf"
 	"github.com/govtrust/govtrust/signature/ses"
 )
 
@@ -149,6 +150,9 @@ var ErrDeclined = errors.New("agent: the official declined to sign")
 
 // Sign checks, shows and signs a request.
 func (a *Agent) Sign(req Request) ([]byte, error) {
+	if req.Format == "pdf" {
+		return a.signPDF(req)
+	}
 	tbs, err := ses.ParseTBS(req.ToBeSigned, ses.V4)
 	if err != nil {
 		return nil, fmt.Errorf("agent: what is to be signed is not a TBS_Sign: %w", err)
@@ -168,6 +172,37 @@ func (a *Agent) Sign(req Request) ([]byte, error) {
 	}
 	shown := Shown{Document: req.Document, DocumentHash: req.DocumentHash, SealID: seal.Info.ESID, SealName: seal.Info.Property.Name,
 		Format: req.Format, Property: tbs.PropertyInfo, Time: tbs.TimeInfo}
+	if a.cfg.Confirm == nil || !a.cfg.Confirm(shown) {
+		a.cfg.Logger.Info("agent: declined", "document", req.Document, "seal", shown.SealID)
+		return nil, ErrDeclined
+	}
+	sig, _, err := ses.SignMessage(a.cfg.Signer, req.ToBeSigned)
+	if err != nil {
+		return nil, fmt.Errorf("agent: USB key: %w", err)
+	}
+	a.cfg.Logger.Info("agent: signed", "document", req.Document, "sm3", req.DocumentHash, "seal", shown.SealID)
+	return sig, nil
+}
+
+// signPDF checks, shows and signs the CMS signed attributes of a PDF
+// seal: the seal shown is the one they carry (pdf.OIDAttrSeal).
+func (a *Agent) signPDF(req Request) ([]byte, error) {
+	tbs, err := pdf.ParseToBeSigned(req.ToBeSigned)
+	if err != nil {
+		return nil, fmt.Errorf("agent: what is to be signed is not PDF signed attributes: %w", err)
+	}
+	if tbs.Seal == nil {
+		return nil, errors.New("agent: the PDF signature names no seal")
+	}
+	seal, err := ses.ParseSeal(tbs.Seal)
+	if err != nil {
+		return nil, fmt.Errorf("agent: the seal to apply: %w", err)
+	}
+	if !seal.Lists(a.cfg.Certificate) {
+		return nil, errors.New("agent: the seal does not list this USB key's certificate")
+	}
+	shown := Shown{Document: req.Document, DocumentHash: req.DocumentHash, SealID: seal.Info.ESID, SealName: seal.Info.Property.Name,
+		Format: req.Format, Property: "pdf-byte-range:" + hex.EncodeToString(tbs.Digest), Time: tbs.SigningTime}
 	if a.cfg.Confirm == nil || !a.cfg.Confirm(shown) {
 		a.cfg.Logger.Info("agent: declined", "document", req.Document, "seal", shown.SealID)
 		return nil, ErrDeclined

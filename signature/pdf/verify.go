@@ -1,0 +1,207 @@
+package pdf
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/emmansun/gmsm/smx509"
+	"github.com/pdfcpu/pdfcpu/pkg/api"
+	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/model"
+	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/govtrust/govtrust/signature/cms"
+)
+
+// Verification errors (besides cms.VerifyError, whose content-altered
+// reason means the covered bytes changed).
+var (
+	// ErrByteRange: the ByteRange does not cover the whole revision but
+	// the /Contents string.
+	ErrByteRange = errors.New("pdf: the ByteRange does not cover the signed revision but /Contents")
+	// ErrAppended: bytes were appended after the signed revision (a
+	// later incremental update, or anything else).
+	ErrAppended = errors.New("pdf: the document was changed after the signed revision")
+)
+
+// Signature is one signature field's value found in a document.
+type Signature struct {
+	Field     string
+	SubFilter string
+	ByteRange [4]int64
+	// DER is the SignedData (the /Contents bytes without the padding).
+	DER        []byte
+	SignedData *cms.SignedData
+	// Seal is the DER SESeal of the OIDAttrSeal signed attribute, or nil.
+	Seal []byte
+	// Err is why the signature could not be read, if it could not.
+	Err error
+}
+
+// Signatures reads the signature fields of doc (AcroForm /Fields and
+// their /Kids, ISO 32000-1 §12.7.4.5).
+func Signatures(doc []byte) ([]*Signature, error) {
+	ctx, err := api.ReadContext(bytes.NewReader(doc), config())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	root, err := ctx.Catalog()
+	if err != nil {
+		return nil, fmt.Errorf("%w: catalog: %v", ErrFormat, err)
+	}
+	form, err := ctx.DereferenceDict(root["AcroForm"])
+	if err != nil || form == nil {
+		return nil, nil
+	}
+	var out []*Signature
+	var walk func(o types.Object, depth int) error
+	walk = func(o types.Object, depth int) error {
+		if depth > 8 || len(out) > 64 {
+			return fmt.Errorf("%w: form fields nested too deep", ErrFormat)
+		}
+		a, err := ctx.DereferenceArray(o)
+		if err != nil {
+			return err
+		}
+		for _, f := range a {
+			d, err := ctx.DereferenceDict(f)
+			if err != nil || d == nil {
+				continue
+			}
+			if ft := d.NameEntry("FT"); ft != nil && *ft == "Sig" {
+				if v, err := ctx.DereferenceDict(d["V"]); err == nil && v != nil {
+					out = append(out, readSig(ctx.XRefTable, d, v))
+				}
+			}
+			if d["Kids"] != nil {
+				if err := walk(d["Kids"], depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(form["Fields"], 0); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func readSig(xt *model.XRefTable, field, v types.Dict) *Signature {
+	s := &Signature{}
+	if t, ok := field["T"].(types.StringLiteral); ok {
+		s.Field, _ = types.StringLiteralToString(t)
+	} else if t, ok := field["T"].(types.HexLiteral); ok {
+		s.Field, _ = types.HexLiteralToString(t)
+	}
+	if sf := v.NameEntry("SubFilter"); sf != nil {
+		s.SubFilter = *sf
+	}
+	br, err := xt.DereferenceArray(v["ByteRange"])
+	if err != nil || len(br) != 4 {
+		s.Err = fmt.Errorf("%w: no ByteRange of four integers", ErrByteRange)
+		return s
+	}
+	for i, o := range br {
+		n, ok := o.(types.Integer)
+		if !ok || n < 0 {
+			s.Err = fmt.Errorf("%w: ByteRange element %d", ErrByteRange, i)
+			return s
+		}
+		s.ByteRange[i] = int64(n)
+	}
+	var contents []byte
+	switch c := v["Contents"].(type) {
+	case types.HexLiteral:
+		contents, err = c.Bytes()
+	case types.StringLiteral:
+		contents, err = types.Unescape(c.Value())
+	default:
+		err = errors.New("no /Contents string")
+	}
+	if err != nil {
+		s.Err = fmt.Errorf("%w: /Contents: %v", ErrFormat, err)
+		return s
+	}
+	// The DER is followed by the placeholder's zeros: keep the outer
+	// element only.
+	in := cryptobyte.String(contents)
+	var elem cryptobyte.String
+	var tag cbasn1.Tag
+	if !in.ReadAnyASN1Element(&elem, &tag) || tag != cbasn1.SEQUENCE || len(bytes.Trim(in, "\x00")) != 0 {
+		s.Err = fmt.Errorf("%w: /Contents is not one DER SignedData", ErrFormat)
+		return s
+	}
+	s.DER = []byte(elem)
+	if s.SignedData, err = cms.Parse(s.DER, nil); err != nil {
+		s.Err = err
+		return s
+	}
+	if len(s.SignedData.Signers) != 1 {
+		s.Err = fmt.Errorf("%w: %d signers, want 1 (ISO 32000-1 §12.8.3.3.1)", ErrFormat, len(s.SignedData.Signers))
+		return s
+	}
+	raw := s.SignedData.Signers[0].RawSignedAttrs
+	if raw != nil {
+		set := bytes.Clone(raw)
+		set[0] = 0x31
+		if tbs, err := ParseToBeSigned(set); err == nil {
+			s.Seal = tbs.Seal
+		}
+	}
+	return s
+}
+
+// CheckByteRange checks that the ByteRange covers the whole of doc but
+// the /Contents hex string, and that the string holds the signature read
+// (ISO 32000-1 §12.8.1): ErrByteRange if not, ErrAppended if doc goes on
+// after the signed revision.
+func (s *Signature) CheckByteRange(doc []byte) error {
+	r, n := s.ByteRange, int64(len(doc))
+	if r[0] != 0 || r[1] <= 0 || r[2] <= r[1]+1 || r[3] < 0 || r[2]+r[3] > n || r[2]+r[3] < r[2] {
+		return fmt.Errorf("%w: %v for %d bytes", ErrByteRange, r, n)
+	}
+	gap := doc[r[1]:r[2]]
+	if gap[0] != '<' || gap[len(gap)-1] != '>' {
+		return fmt.Errorf("%w: the excluded bytes are not the /Contents hex string", ErrByteRange)
+	}
+	b, err := hex.DecodeString(string(gap[1 : len(gap)-1]))
+	if err != nil || !bytes.HasPrefix(b, s.DER) {
+		return fmt.Errorf("%w: the excluded bytes are not this signature's /Contents", ErrByteRange)
+	}
+	if r[2]+r[3] != n {
+		return fmt.Errorf("%w: %d bytes after the signed revision", ErrAppended, n-r[2]-r[3])
+	}
+	return nil
+}
+
+// Covered returns the bytes the ByteRange covers.
+func (s *Signature) Covered(doc []byte) []byte {
+	r := s.ByteRange
+	return append(bytes.Clone(doc[r[0]:r[0]+r[1]]), doc[r[2]:r[2]+r[3]]...)
+}
+
+// Verify checks the ByteRange (CheckByteRange) and the SignedData over
+// the bytes it covers; it returns the signer's certificate. Chain,
+// validity, revocation and the time-stamp are the caller's to check.
+// A changed byte of the covered part fails with cms.ReasonContentAltered.
+func (s *Signature) Verify(doc []byte, extra []*smx509.Certificate) (*smx509.Certificate, error) {
+	if s.Err != nil {
+		return nil, s.Err
+	}
+	if err := s.CheckByteRange(doc); err != nil && !errors.Is(err, ErrAppended) {
+		return nil, err
+	} else if err != nil {
+		// Still check the signature over its revision, so that the
+		// report says both what was signed and that more came after.
+		cert, verr := s.SignedData.Verify(0, cms.VerifyOptions{Content: s.Covered(doc), Certificates: extra})
+		if verr != nil {
+			return nil, errors.Join(err, verr)
+		}
+		return cert, err
+	}
+	return s.SignedData.Verify(0, cms.VerifyOptions{Content: s.Covered(doc), Certificates: extra})
+}

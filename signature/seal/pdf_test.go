@@ -1,0 +1,135 @@
+package seal
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509/pkix"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/testenv"
+	"github.com/govtrust/govtrust/signature/seal/agent"
+)
+
+// onePagePDF writes a one-page A4 PDF by hand (classic xref table).
+func onePagePDF() []byte {
+	content := "BT /F1 18 Tf 72 760 Td (contract text to be sealed) Tj ET"
+	objs := []string{
+		"<< /Type /Catalog /Pages 2 0 R >>",
+		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+		fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(content), content),
+	}
+	var b bytes.Buffer
+	b.WriteString("%PDF-1.7\n")
+	offs := make([]int, len(objs))
+	for i, o := range objs {
+		offs[i] = b.Len()
+		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
+	}
+	x := b.Len()
+	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
+	for _, o := range offs {
+		fmt.Fprintf(&b, "%010d 00000 n \n", o)
+	}
+	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, x)
+	return b.Bytes()
+}
+
+// TestSealPDF: an official's SM2 key on the software token seals a PDF
+// through the agent, and an ECDSA official seals one that pdfsig checks;
+// both verify through the API; one changed byte fails with the
+// document-digest reason.
+func TestSealPDF(t *testing.T) {
+	tn := startNode(t)
+	tok := newToken(t)
+	_, adminTok := tn.account("seal-admin-1", policy.RoleSealAdmin)
+	_, approverTok := tn.account("seal-admin-2", policy.RoleSealAdmin)
+	_, zhangTok := tn.account("zhang", policy.RoleOfficial)
+	sm2Cert := tn.issue(tok.signer, "张三")
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "张三 (ECDSA)"}}, ecKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecCert, _, err := tn.ca.IssueFor(context.Background(), "ecdsa-issuing", "person-sign", csr,
+		map[string]string{"CN": "张三 (ECDSA)", "O": "demo", "id-card": "11010519491231002X"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	rec := tn.makeSeal(adminTok, approverTok, ApplyRequest{Name: "福州市数据管理局", Kind: "contract", Generate: true,
+		ValidFrom: now.Add(-time.Hour), ValidTo: now.AddDate(1, 0, 0),
+		Holders: []Holder{{Account: "zhang", Certificate: pemOf(sm2Cert)}, {Account: "zhang", Certificate: pemOf(ecCert)}}})
+	doc := onePagePDF()
+
+	for name, c := range map[string]struct {
+		ag   func() *agent.Client
+		cert []byte
+	}{
+		"sm2 token": {func() *agent.Client { var s []agent.Shown; return startAgent(t, tok.signer, sm2Cert, &s) }, sm2Cert},
+		"ecdsa":     {func() *agent.Client { var s []agent.Shown; return startAgent(t, ecKey, ecCert, &s) }, ecCert},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, st := tn.sealVia(c.ag(), zhangTok, rec.ID, PrepareRequest{Format: FormatPDF, Document: doc, Name: "contract.pdf",
+				Certificate: pemOf(c.cert), Page: 1, X: 120, Y: 40})
+			if st != 200 {
+				t.Fatalf("seal: %d", st)
+			}
+			if !out.Timestamped || !bytes.HasPrefix(out.Document, doc) {
+				t.Fatalf("timestamped %v, incremental %v", out.Timestamped, bytes.HasPrefix(out.Document, doc))
+			}
+			rep := tn.verify(zhangTok, VerifyRequest{Format: FormatPDF, Document: out.Document})
+			mustValid(t, rep)
+			if s := rep.Seals[0]; s.SealID != rec.ID || s.SigningTimeEvidence.Source == "verification-time" {
+				t.Fatalf("seal %s, signing time from %s", s.SealID, s.SigningTimeEvidence.Source)
+			}
+			t.Logf("%s", rep.Summary)
+			bad := bytes.Clone(out.Document)
+			bad[bytes.Index(bad, []byte("contract text"))] ^= 0x20
+			rep = tn.verify(zhangTok, VerifyRequest{Format: FormatPDF, Document: bad})
+			if rep.Valid || !has(rep, ReasonDigestMismatch) {
+				t.Fatalf("one changed byte: valid %v, reasons %v", rep.Valid, rep.Reasons())
+			}
+			appended := append(bytes.Clone(out.Document), "% appended\n"...)
+			rep = tn.verify(zhangTok, VerifyRequest{Format: FormatPDF, Document: appended})
+			if rep.Valid || !has(rep, ReasonAppended) {
+				t.Fatalf("appended bytes: valid %v, reasons %v", rep.Valid, rep.Reasons())
+			}
+			if name == "ecdsa" {
+				bin := testenv.LookPath(t, "pdfsig")
+				f := filepath.Join(t.TempDir(), "sealed.pdf")
+				if err := os.WriteFile(f, out.Document, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				o, err := exec.Command(bin, "-nocert", f).CombinedOutput()
+				t.Logf("pdfsig -nocert:\n%s", o)
+				if err != nil || !strings.Contains(string(o), "Signature is Valid") || !strings.Contains(string(o), "Total document signed") {
+					t.Fatalf("pdfsig: %v", err)
+				}
+			}
+		})
+	}
+	t.Run("not a PDF", func(t *testing.T) {
+		var p Prepared
+		if st := tn.call("POST", "/api/v1/seals/"+rec.ID+"/prepare", zhangTok, PrepareRequest{Format: FormatPDF, Document: []byte("not a pdf"),
+			Name: "x.pdf", Certificate: pemOf(sm2Cert)}, &p); st != 400 {
+			t.Fatalf("prepare: %d, want 400", st)
+		}
+	})
+}
