@@ -1,0 +1,43 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// TestSearchTimeLimit: a subtree search whose time limit has passed stops
+// with the context's error (the server answers timeLimitExceeded), while
+// the same search within its limit returns every entry.
+func TestSearchTimeLimit(t *testing.T) {
+	var es []*Entry
+	base, err := newEntry("ou=departments,dc=govtrust,dc=local", KindDepartment, "top", "organizationalUnit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	es = append(es, base)
+	for i := range 5000 {
+		e, err := newEntry(fmt.Sprintf("uid=p%d,ou=departments,dc=govtrust,dc=local", i), KindPerson, "top", "inetOrgPerson")
+		if err != nil {
+			t.Fatal(err)
+		}
+		es = append(es, e)
+	}
+	tr := newTree()
+	tr.reset(es, 1)
+	f, err := compileFilter("(objectClass=*)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := func(string) bool { return true }
+	got, err := tr.search(context.Background(), base.norm, scopeSub, f, all)
+	if err != nil || len(got) != len(es) {
+		t.Fatalf("search within its limit: %d entries, %v; want %d", len(got), err, len(es))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := tr.search(ctx, base.norm, scopeSub, f, all); !errors.Is(err, context.Canceled) {
+		t.Fatalf("search past its limit: %v, want the context's error", err)
+	}
+}
