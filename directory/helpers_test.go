@@ -102,7 +102,7 @@ func startNode(t testing.TB, dir, extra, ldapAddr string) *testNode {
 }
 
 // startNodeDB is startNode on the database dbURL ("" for DIR/govtrust.db).
-func startNodeDB(t testing.TB, dir, extra, ldapAddr, dbURL string) *testNode {
+func startNodeDB(t testing.TB, dir, extra, ldapAddr, dbURL string, set ...func(*node.Options)) *testNode {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -121,6 +121,9 @@ func startNodeDB(t testing.TB, dir, extra, ldapAddr, dbURL string) *testNode {
 		LogOutput: io.Discard, Environ: []string{}}
 	if dbURL != "" {
 		opts.DB = &dbURL
+	}
+	for _, f := range set {
+		f(&opts)
 	}
 	n, err := node.Start(context.Background(), opts, ca.New(), svc)
 	if err != nil {

@@ -18,6 +18,10 @@ import (
 // publishBatch is how many outbox events one transaction consumes.
 const publishBatch = 200
 
+// expirySweep is how often the publisher removes the entries of
+// certificates past their notAfter.
+const expirySweep = 10 * time.Minute
+
 // maxBackoff bounds the wait between failed attempts.
 const maxBackoff = time.Minute
 
@@ -27,11 +31,17 @@ const maxBackoff = time.Minute
 // another process changed the directory.
 func (s *Service) publishLoop(ctx context.Context) {
 	wait := s.cfg.PublishInterval
+	var lastSweep time.Time
 	for {
 		err := s.resync(ctx)
 		if err == nil && s.src != nil {
 			var n int
 			for n, err = s.PublishOnce(ctx); err == nil && n == publishBatch; n, err = s.PublishOnce(ctx) {
+			}
+		}
+		if err == nil && s.env.Clock.Now().Sub(lastSweep) >= expirySweep {
+			if _, err = s.SweepExpired(ctx); err == nil {
+				lastSweep = s.env.Clock.Now()
 			}
 		}
 		switch {
@@ -264,9 +274,55 @@ func (s *Service) putCert(ctx context.Context, b *batch, issuer, serial string, 
 	return nil
 }
 
-// removeCert removes a revoked certificate: its entry, and the value from
-// its holders (the directory lists current certificates; the CRL says
-// which were revoked).
+// SweepExpired removes the entries of certificates whose notAfter has
+// passed, and their values from the holders' entries: the directory lists
+// current certificates (issue #6), and an expiry leaves no outbox event. It
+// returns how many it removed; the publisher runs it every expirySweep.
+func (s *Service) SweepExpired(ctx context.Context) (int, error) {
+	type ref struct {
+		issuer, serial string
+		der            []byte
+	}
+	now := s.env.Clock.Now()
+	var expired []ref
+	s.tree.mu.RLock()
+	for _, e := range s.tree.entries {
+		if e.Kind != KindCertificate {
+			continue
+		}
+		der := e.Get("userCertificate")
+		if len(der) == 0 {
+			continue
+		}
+		c, err := smx509.ParseCertificate(der[0])
+		if err != nil || !now.After(c.NotAfter) {
+			continue
+		}
+		// The parent is cn=<ca>,ou=ca,<base>.
+		issuer, _, _ := strings.Cut(strings.TrimPrefix(e.parent, "cn="), ",")
+		expired = append(expired, ref{issuer: issuer, serial: e.First("uid"), der: der[0]})
+	}
+	s.tree.mu.RUnlock()
+	if len(expired) == 0 {
+		return 0, nil
+	}
+	err := s.write(audit.WithActor(ctx, "system"), audit.Record{}, func(b *batch) error {
+		for _, r := range expired {
+			if err := s.removeCert(ctx, b, r.issuer, r.serial, r.der); err != nil {
+				return fmt.Errorf("expired certificate %s/%s: %w", r.issuer, r.serial, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("directory: sweep expired certificates: %w", err)
+	}
+	return len(expired), nil
+}
+
+// removeCert removes a revoked or expired certificate: its entry, and the
+// value from its holders (the directory lists current certificates; the
+// CRL says which were revoked).
 func (s *Service) removeCert(ctx context.Context, b *batch, issuer, serial string, der []byte) error {
 	norm, _, _ := normalizeDN(s.CertDN(issuer, serial))
 	if err := b.remove(ctx, norm); err != nil {
