@@ -48,6 +48,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newKMSCmd())
 	root.AddCommand(newSignCmd(), newVerifyCmd())
 	root.AddCommand(newDirectoryCmd())
+	root.AddCommand(newSealCmd(), newAgentCmd())
 	return root
 }
 

@@ -58,12 +58,14 @@ func (r *PrepareRequest) Validate() error {
 	switch {
 	case r.Format != FormatSES && r.Format != FormatOFD && r.Format != FormatPDF:
 		return fmt.Errorf("format: %q is not ses, ofd or pdf", r.Format)
-	case r.Document == nil && r.Digest == nil || r.Document != nil && r.Digest != nil:
+	case len(r.Document) == 0 && r.Digest == nil:
+		// A JSON client omits an empty document ("omitempty"), so a
+		// missing one is most often a 0-byte file (ACCEPTANCE.md H-05).
+		return errors.New("document: missing or empty; a 0-byte document cannot be sealed (send digest for hash-only mode)")
+	case r.Document != nil && r.Digest != nil:
 		return errors.New("exactly one of document and digest")
 	case r.Digest != nil && (r.Format != FormatSES || len(r.Digest) != 32):
 		return errors.New("digest: 32 bytes (SM3), with format ses only")
-	case r.Document != nil && len(r.Document) == 0:
-		return errors.New("document: empty; a 0-byte document cannot be sealed")
 	case r.Name == "" || len(r.Name) > 255:
 		return errors.New("name: 1-255 characters")
 	case r.Certificate == "":

@@ -76,7 +76,9 @@ func (r *VerifyRequest) Validate() error {
 		return fmt.Errorf("format: %q is not ses, ofd or pdf", r.Format)
 	case r.Format == FormatSES && len(r.Signature) == 0:
 		return errors.New("signature: the .ses file")
-	case r.Format == FormatSES && (r.Document == nil) == (r.Digest == nil):
+	case r.Format == FormatSES && r.Document == nil && r.Digest == nil:
+		return errors.New("document: missing or empty (send digest for a hash-only seal)")
+	case r.Format == FormatSES && r.Document != nil && r.Digest != nil:
 		return errors.New("exactly one of document and digest")
 	case r.Format != FormatSES && len(r.Document) == 0:
 		return errors.New("document: the OFD package or the PDF")
