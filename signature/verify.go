@@ -550,20 +550,27 @@ func summary(r *Report) string {
 		}
 		fmt.Fprintf(&b, "signer %d: %s — %s, %s with %s\n", i+1, who, verdict, s.Algorithm, s.Digest)
 		fmt.Fprintf(&b, "  signing time %s (%s)\n", s.SigningTime.Format(time.RFC3339), s.SigningTimeEvidence.Source)
-		for _, c := range s.Checks {
-			mark := "ok  "
-			if !c.Pass {
-				mark = "FAIL"
-			}
-			fmt.Fprintf(&b, "  [%s] %s: %s", mark, c.Name, c.Detail)
-			if c.Reason != "" {
-				fmt.Fprintf(&b, " (%s)", c.Reason)
-			}
-			b.WriteString("\n")
-		}
+		WriteChecks(&b, "  ", s.Checks)
 	}
 	for _, c := range r.Checks {
 		fmt.Fprintf(&b, "[FAIL] %s: %s (%s)\n", c.Name, c.Detail, c.Reason)
 	}
 	return b.String()
+}
+
+// WriteChecks writes checks one a line after indent: ok or FAIL, the
+// check's name and detail, and the reason of a failure. The summaries of
+// signature and seal reports share it.
+func WriteChecks(b *strings.Builder, indent string, checks []Check) {
+	for _, c := range checks {
+		mark := "ok  "
+		if !c.Pass {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(b, "%s[%s] %s: %s", indent, mark, c.Name, c.Detail)
+		if c.Reason != "" {
+			fmt.Fprintf(b, " (%s)", c.Reason)
+		}
+		b.WriteString("\n")
+	}
 }

@@ -350,17 +350,7 @@ func summary(r *Report) string {
 		}
 		fmt.Fprintf(&b, "seal %d: %q (%s) by %s — %s\n", i+1, s.SealName, s.SealID, who, verdict)
 		fmt.Fprintf(&b, "  signing time %s (%s)\n", s.SigningTime.Format(time.RFC3339), s.SigningTimeEvidence.Source)
-		for _, c := range s.Checks {
-			mark := "ok  "
-			if !c.Pass {
-				mark = "FAIL"
-			}
-			fmt.Fprintf(&b, "  [%s] %s: %s", mark, c.Name, c.Detail)
-			if c.Reason != "" {
-				fmt.Fprintf(&b, " (%s)", c.Reason)
-			}
-			b.WriteString("\n")
-		}
+		signature.WriteChecks(&b, "  ", s.Checks)
 	}
 	for _, c := range r.Checks {
 		fmt.Fprintf(&b, "[FAIL] %s: %s (%s)\n", c.Name, c.Detail, c.Reason)
