@@ -8,7 +8,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 	"github.com/govtrust/govtrust/hsm/pkcs11"
 	"github.com/govtrust/govtrust/internal/testenv"
 	"github.com/govtrust/govtrust/signature/ofd/ofdtest"
+	"github.com/govtrust/govtrust/signature/pdf/pdftest"
 	"github.com/govtrust/govtrust/signature/ses"
 )
 
@@ -187,7 +187,7 @@ func TestSealCommands(t *testing.T) {
 
 	t.Run("sign and verify a PDF", func(t *testing.T) {
 		in := filepath.Join(work, "contract.pdf")
-		os.WriteFile(in, onePagePDF(), 0o644)
+		os.WriteFile(in, pdftest.OnePage("contract text to be sealed"), 0o644)
 		sealed := filepath.Join(work, "contract-sealed.pdf")
 		if out, code := govtrust(t, sealArgs("--in", in, "--out", sealed, "--page", "1", "--x", "120", "--y", "40")...); code != 0 {
 			t.Fatalf("seal sign PDF = %d\n%s", code, out)
@@ -250,32 +250,6 @@ func TestSealCommands(t *testing.T) {
 	if err := ag.Wait(); err != nil {
 		t.Fatalf("agent exit: %v\n%s", err, agentOut)
 	}
-}
-
-// onePagePDF writes a one-page A4 PDF by hand (classic xref table).
-func onePagePDF() []byte {
-	content := "BT /F1 18 Tf 72 760 Td (contract text to be sealed) Tj ET"
-	objs := []string{
-		"<< /Type /Catalog /Pages 2 0 R >>",
-		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-		fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(content), content),
-	}
-	var b bytes.Buffer
-	b.WriteString("%PDF-1.7\n")
-	offs := make([]int, len(objs))
-	for i, o := range objs {
-		offs[i] = b.Len()
-		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
-	}
-	x := b.Len()
-	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
-	for _, o := range offs {
-		fmt.Fprintf(&b, "%010d 00000 n \n", o)
-	}
-	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, x)
-	return b.Bytes()
 }
 
 // officialKey initialises the SM2 software token "official" (user PIN

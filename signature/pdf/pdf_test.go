@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"flag"
-	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -26,38 +25,11 @@ import (
 
 	"github.com/govtrust/govtrust/internal/testenv"
 	"github.com/govtrust/govtrust/signature/cms"
+	"github.com/govtrust/govtrust/signature/pdf/pdftest"
 	"github.com/govtrust/govtrust/signature/ses"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden sealed page")
-
-// testPDF writes a one-page A4 PDF with a line of text, by hand, with a
-// classic cross-reference table.
-func testPDF(t testing.TB) []byte {
-	t.Helper()
-	content := "BT /F1 18 Tf 72 760 Td (govtrust sealing test page) Tj ET"
-	objs := []string{
-		"<< /Type /Catalog /Pages 2 0 R >>",
-		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-		fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(content), content),
-	}
-	var b bytes.Buffer
-	b.WriteString("%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
-	offs := make([]int, len(objs))
-	for i, o := range objs {
-		offs[i] = b.Len()
-		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
-	}
-	x := b.Len()
-	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
-	for _, o := range offs {
-		fmt.Fprintf(&b, "%010d 00000 n \n", o)
-	}
-	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, x)
-	return b.Bytes()
-}
 
 // picture is a red ring with a red dot on transparency, like a seal.
 func picture(t testing.TB) []byte {
@@ -160,7 +132,7 @@ func only(t testing.TB, doc []byte) *Signature {
 }
 
 func TestSealVerify(t *testing.T) {
-	doc := testPDF(t)
+	doc := pdftest.OnePage("govtrust sealing test page")
 	for name, sm := range map[string]bool{"sm2": true, "ecdsa": false} {
 		t.Run(name, func(t *testing.T) {
 			s := newSigner(t, sm)
@@ -278,7 +250,7 @@ func TestSealedPageGolden(t *testing.T) {
 		}
 		return img
 	}
-	doc := testPDF(t)
+	doc := pdftest.OnePage("govtrust sealing test page")
 	unsealed := render(doc)
 	got := render(seal(t, doc, newSigner(t, false)))
 	b, err := os.ReadFile(filepath.Join("testdata", "sealed-page.png"))

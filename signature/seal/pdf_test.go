@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509/pkix"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,34 +18,9 @@ import (
 
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/testenv"
+	"github.com/govtrust/govtrust/signature/pdf/pdftest"
 	"github.com/govtrust/govtrust/signature/seal/agent"
 )
-
-// onePagePDF writes a one-page A4 PDF by hand (classic xref table).
-func onePagePDF() []byte {
-	content := "BT /F1 18 Tf 72 760 Td (contract text to be sealed) Tj ET"
-	objs := []string{
-		"<< /Type /Catalog /Pages 2 0 R >>",
-		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-		fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(content), content),
-	}
-	var b bytes.Buffer
-	b.WriteString("%PDF-1.7\n")
-	offs := make([]int, len(objs))
-	for i, o := range objs {
-		offs[i] = b.Len()
-		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
-	}
-	x := b.Len()
-	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
-	for _, o := range offs {
-		fmt.Fprintf(&b, "%010d 00000 n \n", o)
-	}
-	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, x)
-	return b.Bytes()
-}
 
 // TestSealPDF: an official's SM2 key on the software token seals a PDF
 // through the agent, and an ECDSA official seals one that pdfsig checks;
@@ -76,7 +50,7 @@ func TestSealPDF(t *testing.T) {
 	rec := tn.makeSeal(adminTok, approverTok, ApplyRequest{Name: "福州市数据管理局", Kind: "contract", Generate: true,
 		ValidFrom: now.Add(-time.Hour), ValidTo: now.AddDate(1, 0, 0),
 		Holders: []Holder{{Account: "zhang", Certificate: pemOf(sm2Cert)}, {Account: "zhang", Certificate: pemOf(ecCert)}}})
-	doc := onePagePDF()
+	doc := pdftest.OnePage("contract text to be sealed")
 
 	for name, c := range map[string]struct {
 		ag   func() *agent.Client
