@@ -352,6 +352,9 @@ func newSealSignCmd() *cobra.Command {
 	var in, out, format, agentURL, name string
 	var hashOnly bool
 	var pos seal.PrepareRequest
+	var keyword string
+	var occurrence int
+	var riding bool
 	cmd := &cobra.Command{
 		Use:   "sign SEAL --in FILE [--out FILE] --agent http://127.0.0.1:PORT",
 		Short: "Seal a document with the official's USB key through the local signing agent",
@@ -362,10 +365,17 @@ and signs, the server time-stamps it and assembles the SES_Signature.
 An .ofd or .pdf file is sealed inside (--out is the sealed document); any
 other file gets a detached seal signature (--out, default FILE.ses). With
 --hash-only only the SM3 of the file is sent (detached seals of files too
-large to upload; the API refuses bodies over http.max_body_bytes).`,
+large to upload; the API refuses bodies over http.max_body_bytes).
+
+The seal goes at --page, --x, --y (mm from the top left), or, for an OFD,
+centred on the first (or --occurrence-th) occurrence of --keyword in the
+pages' text, or with --riding as a riding seal (骑缝章) cut into one slice
+per page along the pages' right edges, its top at --y or centred.`,
 		Example: "  govtrust agent --module /usr/lib/ukey-p11.so --token-label zhang --key-label sign --cert zhang-sign.pem &\n" +
 			"  govtrust seal sign 3f2a9c1e7d5b4a60 --in notice.ofd --out notice-sealed.ofd --page 1 --x 120 --y 200 \\\n" +
-			"      --agent http://127.0.0.1:7443 --token-file zhang.token --cacert DATA/bootstrap/tls-chain.pem",
+			"      --agent http://127.0.0.1:7443 --token-file zhang.token --cacert DATA/bootstrap/tls-chain.pem\n" +
+			"  govtrust seal sign 3f2a9c1e7d5b4a60 --in notice.ofd --out notice-sealed.ofd --keyword '（盖章）' ...\n" +
+			"  govtrust seal sign 3f2a9c1e7d5b4a60 --in contract.ofd --out contract-sealed.ofd --riding ...",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -394,6 +404,17 @@ large to upload; the API refuses bodies over http.max_body_bytes).`,
 				return fmt.Errorf("the local signing agent at %s: %w", agentURL, err)
 			}
 			req := pos
+			if keyword != "" || riding || occurrence != 0 {
+				if cmd.Flags().Changed("page") || cmd.Flags().Changed("x") || (keyword != "" && cmd.Flags().Changed("y")) {
+					return errors.New("--keyword and --riding place the seal themselves: drop --page and --x (and --y with --keyword)")
+				}
+				p := &seal.Position{Keyword: keyword, Occurrence: occurrence, Riding: riding}
+				if riding && cmd.Flags().Changed("y") {
+					y := pos.Y
+					p.Y = &y
+				}
+				req.Page, req.X, req.Y, req.Position = 0, 0, 0, p
+			}
 			req.Format, req.Name = f, name
 			if req.Name == "" {
 				req.Name = filepath.Base(in)
@@ -452,7 +473,10 @@ large to upload; the API refuses bodies over http.max_body_bytes).`,
 	fl.BoolVar(&hashOnly, "hash-only", false, "send only the SM3 of the file (detached seal; large files)")
 	fl.IntVar(&pos.Page, "page", 0, "page of the seal, from 1 (OFD, PDF)")
 	fl.Float64Var(&pos.X, "x", 0, "seal position in mm from the page's left edge (OFD, PDF)")
-	fl.Float64Var(&pos.Y, "y", 0, "seal position in mm from the page's top edge (OFD, PDF)")
+	fl.Float64Var(&pos.Y, "y", 0, "seal position in mm from the page's top edge (OFD, PDF; with --riding, default centred)")
+	fl.StringVar(&keyword, "keyword", "", "centre the seal on this text, e.g. '（盖章）' (OFD)")
+	fl.IntVar(&occurrence, "occurrence", 0, "with --keyword, which occurrence, from 1 (default 1)")
+	fl.BoolVar(&riding, "riding", false, "a riding seal across the right edges of all pages (OFD)")
 	return cmd
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/hsm/pkcs11"
 	"github.com/govtrust/govtrust/internal/testenv"
+	"github.com/govtrust/govtrust/signature/ofd"
 	"github.com/govtrust/govtrust/signature/ofd/ofdtest"
 	"github.com/govtrust/govtrust/signature/pdf/pdftest"
 	"github.com/govtrust/govtrust/signature/ses"
@@ -183,6 +184,25 @@ func TestSealCommands(t *testing.T) {
 		if out, code := govtrust(t, as(zhang, "seal", "verify", "--in", in)...); code == 0 {
 			t.Fatalf("verify of the unsealed OFD = 0\n%s", out)
 		}
+
+		// By keyword, and a riding seal over both pages.
+		for name, args := range map[string][]string{"keyword": {"--keyword", "正文"}, "riding": {"--riding"}} {
+			sealed := filepath.Join(work, "notice-"+name+".ofd")
+			if out, code := govtrust(t, sealArgs(append([]string{"--in", in, "--out", sealed}, args...)...)...); code != 0 {
+				t.Fatalf("seal sign OFD %s = %d\n%s", args, code, out)
+			}
+			if out, code := govtrust(t, as(zhang, "seal", "verify", "--in", sealed)...); code != 0 {
+				t.Fatalf("verify OFD %s = %d\n%s", name, code, out)
+			}
+			b, _ := os.ReadFile(sealed)
+			found, err := ofd.Signatures(b)
+			if want := map[string]int{"keyword": 1, "riding": 2}[name]; err != nil || len(found) != 1 || len(found[0].Stamps) != want {
+				t.Fatalf("%s: %v %+v, want %d StampAnnots", name, err, found, want)
+			}
+		}
+		if out, code := govtrust(t, sealArgs("--in", in, "--out", filepath.Join(work, "x.ofd"), "--keyword", "（盖章）")...); code == 0 || !strings.Contains(out, "keyword not found") {
+			t.Fatalf("an absent keyword = %d\n%s", code, out)
+		}
 	})
 
 	t.Run("sign and verify a PDF", func(t *testing.T) {
@@ -208,7 +228,7 @@ func TestSealCommands(t *testing.T) {
 
 	t.Run("the agent showed what it signed", func(t *testing.T) {
 		got := agentOut.String()
-		if strings.Count(got, "signing document") != 4 || !strings.Contains(got, hex.EncodeToString(ses.SM3(content))) ||
+		if strings.Count(got, "signing document") != 6 || !strings.Contains(got, hex.EncodeToString(ses.SM3(content))) ||
 			!strings.Contains(got, `"notice.ofd"`) || !strings.Contains(got, "福州市数据管理局") {
 			t.Fatalf("agent output:\n%s", got)
 		}
@@ -227,7 +247,7 @@ func TestSealCommands(t *testing.T) {
 			t.Fatalf("status = %d\n%s", code, out)
 		}
 		out, code = govtrust(t, as(admin1, "seal", "usage", sealID)...)
-		if code != 0 || strings.Count(out, "account/zhang") != 4 || !strings.Contains(out, "notice.ofd") {
+		if code != 0 || strings.Count(out, "account/zhang") != 6 || !strings.Contains(out, "notice.ofd") {
 			t.Fatalf("usage = %d\n%s", code, out)
 		}
 		if out, code := govtrust(t, as(zhang, "seal", "status", sealID, "--set", "suspended", "--reason", "test")...); code == 0 {

@@ -222,16 +222,29 @@ type signatureIn struct {
 			ID       string `xml:"ID,attr"`
 			PageRef  string `xml:"PageRef,attr"`
 			Boundary string `xml:"Boundary,attr"`
+			Clip     string `xml:"Clip,attr"`
 		} `xml:"StampAnnot"`
 	} `xml:"SignedInfo"`
 	SignedValue string `xml:"SignedValue"`
 }
 
-// Position places the seal picture: page index (from 0) and the box in
-// millimetres from the page's top left corner.
+// Position places the seal picture, Width × Height millimetres, in one of
+// three ways:
+//   - at page index Page (from 0), top left corner X, Y in millimetres from
+//     the page's top left corner;
+//   - centred on the Occurrence-th (from 1; 0 means 1) occurrence of
+//     Keyword in the pages' text (FindKeyword);
+//   - Riding: a riding seal (骑缝章) across the right edges of all pages,
+//     its top at Y on every page, or vertically centred if Centred.
 type Position struct {
 	Page                int
 	X, Y, Width, Height float64
+
+	Keyword    string
+	Occurrence int
+
+	Riding  bool
+	Centred bool
 }
 
 // Prepared is a signature being added: SignatureXML is final and its SM3
@@ -257,7 +270,7 @@ func Prepare(doc []byte, at time.Time, method string, pos Position, provider str
 	if err != nil {
 		return nil, err
 	}
-	pageID, err := p.pageID(pos.Page)
+	stamps, err := p.placement(pos)
 	if err != nil {
 		return nil, err
 	}
@@ -317,8 +330,15 @@ func Prepare(doc []byte, at time.Time, method string, pos Position, provider str
 		fmt.Fprintf(&b, `<ofd:Reference FileRef="/%s"><ofd:CheckValue>%s</ofd:CheckValue></ofd:Reference>`, esc(nm), base64.StdEncoding.EncodeToString(h[:]))
 	}
 	b.WriteString(`</ofd:References>`)
-	fmt.Fprintf(&b, `<ofd:StampAnnot ID="%d" PageRef="%s" Boundary="%s %s %s %s"/>`, maxID+1, esc(pageID),
-		num(pos.X), num(pos.Y), num(pos.Width), num(pos.Height))
+	// One StampAnnot per page the seal shows on, all of this one
+	// signature (GB/T 33190 §18.2.2: a signature may have several).
+	for i, st := range stamps {
+		clip := ""
+		if st.clip != nil {
+			clip = ` Clip="` + st.clip.String() + `"`
+		}
+		fmt.Fprintf(&b, `<ofd:StampAnnot ID="%d" PageRef="%s" Boundary="%s"%s/>`, maxID+1+i, esc(st.pageID), st.box, clip)
+	}
 	fmt.Fprintf(&b, `</ofd:SignedInfo><ofd:SignedValue>/%s</ofd:SignedValue></ofd:Signature>`, esc(valuePath))
 
 	out := signaturesXML{NS: Namespace, MaxSignID: strconv.Itoa(n + 1)}
@@ -419,6 +439,8 @@ type Found struct {
 	References    int
 	// StampPages are the PageRefs of the StampAnnots.
 	StampPages []string
+	// Stamps are the StampAnnots (a riding seal has one per page).
+	Stamps []Stamp
 }
 
 // Signatures returns the package's signatures with their references
@@ -467,6 +489,12 @@ func Signatures(doc []byte) ([]*Found, error) {
 		}
 		for _, a := range si.SignedInfo.StampAnnot {
 			f.StampPages = append(f.StampPages, a.PageRef)
+			st := Stamp{ID: a.ID, PageRef: a.PageRef}
+			st.Boundary, _ = parseBox(a.Boundary)
+			if c, ok := parseBox(a.Clip); ok {
+				st.Clip = &c
+			}
+			f.Stamps = append(f.Stamps, st)
 		}
 		if f.SignedValue, ok = p.files[resolve(sp, si.SignedValue)]; !ok {
 			return nil, fmt.Errorf("%w: signature %s: SignedValue %s missing", ErrMalformed, s.ID, si.SignedValue)

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emmansun/gmsm/smx509"
 
@@ -51,6 +53,64 @@ type PrepareRequest struct {
 	Page int     `json:"page,omitempty"`
 	X    float64 `json:"x,omitempty"`
 	Y    float64 `json:"y,omitempty"`
+	// Position places the seal instead of page, x and y (OFD; page, x, y
+	// also for PDF).
+	Position *Position `json:"position,omitempty"`
+}
+
+// Position is where the seal goes: {page, x, y} as the top-level fields,
+// {keyword, occurrence}: centred on the occurrence-th (from 1, default 1)
+// occurrence of keyword in the pages' text, or {riding: true, y}: a riding
+// seal (骑缝章) sliced across the right edges of all pages, its top at y
+// mm or vertically centred without y.
+type Position struct {
+	Page       int      `json:"page,omitempty"`
+	X          float64  `json:"x,omitempty"`
+	Y          *float64 `json:"y,omitempty"`
+	Keyword    string   `json:"keyword,omitempty"`
+	Occurrence int      `json:"occurrence,omitempty"`
+	Riding     bool     `json:"riding,omitempty"`
+}
+
+// validate checks the position for format.
+func (p *Position) validate(format string) error {
+	kw := p.Keyword != ""
+	switch {
+	case p.Page < 0 || p.X < 0 || (p.Y != nil && *p.Y < 0) || p.Occurrence < 0:
+		return errors.New("position: page, x, y and occurrence must not be negative")
+	case kw && p.Riding:
+		return errors.New("position: keyword and riding exclude each other")
+	case (kw || p.Riding) && (p.Page != 0 || p.X != 0):
+		return errors.New("position: page and x go with neither keyword nor riding")
+	case kw && p.Y != nil:
+		return errors.New("position: y does not go with keyword")
+	case p.Occurrence != 0 && !kw:
+		return errors.New("position: occurrence needs keyword")
+	case kw && (!utf8.ValidString(p.Keyword) || len(p.Keyword) > ofd.MaxKeywordBytes || strings.TrimSpace(p.Keyword) == ""):
+		return fmt.Errorf("position: keyword: non-blank UTF-8 of at most %d bytes", ofd.MaxKeywordBytes)
+	case (kw || p.Riding) && format != FormatOFD:
+		// pdfcpu, the PDF library, gives no text positions (its content
+		// extraction dumps raw content streams, undecoded), and a riding
+		// seal would need one widget per page for one field.
+		return errors.New("position: keyword and riding seals are for OFD documents only")
+	case format == FormatSES && (p.Page != 0 || p.X != 0 || p.Y != nil):
+		return errors.New("position: a detached seal has no position")
+	}
+	return nil
+}
+
+// position returns the request's position, from the position object or
+// the top-level page, x and y.
+func (r *PrepareRequest) position() Position {
+	if r.Position != nil {
+		return *r.Position
+	}
+	p := Position{Page: r.Page, X: r.X}
+	if r.Y != 0 {
+		y := r.Y
+		p.Y = &y
+	}
+	return p
 }
 
 // Validate implements httpx.Validator.
@@ -72,6 +132,10 @@ func (r *PrepareRequest) Validate() error {
 		return errors.New("certificate: the official's signing certificate (PEM)")
 	case r.Page < 0 || r.X < 0 || r.Y < 0:
 		return errors.New("page and position must not be negative")
+	case r.Position != nil && (r.Page != 0 || r.X != 0 || r.Y != 0):
+		return errors.New("position: send position or page, x and y, not both")
+	case r.Position != nil:
+		return r.Position.validate(r.Format)
 	}
 	return nil
 }
@@ -185,11 +249,20 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 		}
 		tbs = ses.NewTBS(r.DER, at, h, "file:"+asciiName(req.Name))
 	case FormatOFD:
-		page := max(req.Page, 1) - 1
+		rp := req.position()
 		w := float64(r.parsed.Info.Picture.Width)
-		pr, err := ofd.Prepare(req.Document, at, alg.String(), ofd.Position{Page: page, X: req.X, Y: req.Y, Width: w, Height: w}, "govtrust")
+		h := w
+		if ph := float64(r.parsed.Info.Picture.Height); ph > 0 {
+			h = ph
+		}
+		op := ofd.Position{Page: max(rp.Page, 1) - 1, X: rp.X, Width: w, Height: h, Keyword: rp.Keyword, Occurrence: rp.Occurrence,
+			Riding: rp.Riding, Centred: rp.Riding && rp.Y == nil}
+		if rp.Y != nil {
+			op.Y = *rp.Y
+		}
+		pr, err := ofd.Prepare(req.Document, at, alg.String(), op, "govtrust")
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrRequest, err)
+			return nil, fmt.Errorf("%w: %w", ErrRequest, err)
 		}
 		sess.ofd = pr
 		tbs = ses.NewTBS(r.DER, at, ses.DataHash(alg, pr.SignatureXML), pr.Path)
@@ -199,8 +272,13 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 			return nil, fmt.Errorf("%w: the seal picture is %s; PDF sealing needs a PNG picture", ErrRequest, r.parsed.Info.Picture.Type)
 		}
 		w := float64(r.parsed.Info.Picture.Width)
+		rp := req.position()
+		y := 0.0
+		if rp.Y != nil {
+			y = *rp.Y
+		}
 		pr, err := pdf.Prepare(req.Document, pdf.Field{Name: "govtrust-seal-" + newID(6), Signer: cert.Subject.CommonName, Reason: r.Name,
-			Time: at, Picture: r.parsed.Info.Picture.Data, Position: pdf.Position{Page: max(req.Page, 1), X: req.X, Y: req.Y, Width: w, Height: w},
+			Time: at, Picture: r.parsed.Info.Picture.Data, Position: pdf.Position{Page: max(rp.Page, 1), X: rp.X, Y: y, Width: w, Height: w},
 			Reserve: pdf.DefaultReserve + len(r.DER)})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrRequest, err)

@@ -1,5 +1,6 @@
 // Package ofdtest makes small OFD documents (GB/T 33190) for tests: an
-// OFD.xml, one document with A4 pages each holding one line of text.
+// OFD.xml, one document with A4 pages each holding one line of text, or
+// (DocumentText) lines placed where a test wants them.
 package ofdtest
 
 import (
@@ -32,6 +33,72 @@ func Document(text string, pages int) []byte {
 	}
 	put("Doc_0/Document.xml", `<?xml version="1.0" encoding="UTF-8"?>
 <ofd:Document `+ns+`><ofd:CommonData><ofd:MaxUnitID>200</ofd:MaxUnitID><ofd:PageArea><ofd:PhysicalBox>0 0 210 297</ofd:PhysicalBox></ofd:PageArea><ofd:PublicRes>PublicRes.xml</ofd:PublicRes></ofd:CommonData><ofd:Pages>`+list.String()+`</ofd:Pages></ofd:Document>`)
+	put("Doc_0/PublicRes.xml", `<?xml version="1.0" encoding="UTF-8"?>
+<ofd:Res `+ns+` BaseLoc="Res"><ofd:Fonts><ofd:Font ID="3" FontName="宋体" FamilyName="宋体"/></ofd:Fonts></ofd:Res>`)
+	if err := zw.Close(); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
+// Text is a line of text drawn at a known place, for tests of keyword
+// positions.
+type Text struct {
+	Page int // index, from 0
+	// OX, OY are the TextObject's Boundary origin; X, Y the baseline start
+	// of the first glyph inside it (mm).
+	OX, OY, X, Y float64
+	Size         float64 // em, mm
+	// Advance is every glyph's advance (DeltaX "g N Advance"), or with
+	// PerGlyph the step between the one-glyph TextCodes, each with its own
+	// X and no DeltaX.
+	Advance  float64
+	PerGlyph bool
+	Text     string
+}
+
+// DocumentText returns an OFD package of pages A4 pages carrying texts.
+func DocumentText(pages int, texts ...Text) []byte {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	put := func(name, content string) {
+		w, err := zw.Create(name)
+		if err != nil {
+			panic(err)
+		}
+		if _, err := w.Write([]byte(content)); err != nil {
+			panic(err)
+		}
+	}
+	const ns = `xmlns:ofd="http://www.ofdspec.org/2016"`
+	put("OFD.xml", `<?xml version="1.0" encoding="UTF-8"?>
+<ofd:OFD `+ns+` Version="1.0" DocType="OFD"><ofd:DocBody><ofd:DocInfo><ofd:DocID>5E3A1D4F7159954EEEDE517F7285E84C</ofd:DocID><ofd:Title>test</ofd:Title></ofd:DocInfo><ofd:DocRoot>Doc_0/Document.xml</ofd:DocRoot></ofd:DocBody></ofd:OFD>`)
+	var list bytes.Buffer
+	id := 1000
+	for i := 0; i < pages; i++ {
+		fmt.Fprintf(&list, `<ofd:Page ID="%d" BaseLoc="Pages/Page_%d/Content.xml"/>`, 10+i, i)
+		var objs bytes.Buffer
+		for _, t := range texts {
+			if t.Page != i {
+				continue
+			}
+			id++
+			n := len([]rune(t.Text))
+			fmt.Fprintf(&objs, `<ofd:TextObject ID="%d" Boundary="%g %g %g %g" Font="3" Size="%g">`, id, t.OX, t.OY, t.X+float64(n+1)*t.Advance, t.Y+t.Size, t.Size)
+			if t.PerGlyph {
+				for k, r := range []rune(t.Text) {
+					fmt.Fprintf(&objs, `<ofd:TextCode X="%g" Y="%g">%s</ofd:TextCode>`, t.X+float64(k)*t.Advance, t.Y, string(r))
+				}
+			} else {
+				fmt.Fprintf(&objs, `<ofd:TextCode X="%g" Y="%g" DeltaX="g %d %g">%s</ofd:TextCode>`, t.X, t.Y, max(n-1, 1), t.Advance, t.Text)
+			}
+			objs.WriteString(`</ofd:TextObject>`)
+		}
+		put(fmt.Sprintf("Doc_0/Pages/Page_%d/Content.xml", i), fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
+<ofd:Page `+ns+`><ofd:Content><ofd:Layer ID="%d">%s</ofd:Layer></ofd:Content></ofd:Page>`, 100+i, objs.String()))
+	}
+	put("Doc_0/Document.xml", `<?xml version="1.0" encoding="UTF-8"?>
+<ofd:Document `+ns+`><ofd:CommonData><ofd:MaxUnitID>2000</ofd:MaxUnitID><ofd:PageArea><ofd:PhysicalBox>0 0 210 297</ofd:PhysicalBox></ofd:PageArea><ofd:PublicRes>PublicRes.xml</ofd:PublicRes></ofd:CommonData><ofd:Pages>`+list.String()+`</ofd:Pages></ofd:Document>`)
 	put("Doc_0/PublicRes.xml", `<?xml version="1.0" encoding="UTF-8"?>
 <ofd:Res `+ns+` BaseLoc="Res"><ofd:Fonts><ofd:Font ID="3" FontName="宋体" FamilyName="宋体"/></ofd:Fonts></ofd:Res>`)
 	if err := zw.Close(); err != nil {
