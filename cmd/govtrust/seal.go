@@ -474,9 +474,9 @@ per page along the pages' right edges, its top at --y or centred.`,
 	fl.IntVar(&pos.Page, "page", 0, "page of the seal, from 1 (OFD, PDF)")
 	fl.Float64Var(&pos.X, "x", 0, "seal position in mm from the page's left edge (OFD, PDF)")
 	fl.Float64Var(&pos.Y, "y", 0, "seal position in mm from the page's top edge (OFD, PDF; with --riding, default centred)")
-	fl.StringVar(&keyword, "keyword", "", "centre the seal on this text, e.g. '（盖章）' (OFD)")
+	fl.StringVar(&keyword, "keyword", "", "centre the seal on this text, e.g. '（盖章）' (OFD, PDF)")
 	fl.IntVar(&occurrence, "occurrence", 0, "with --keyword, which occurrence, from 1 (default 1)")
-	fl.BoolVar(&riding, "riding", false, "a riding seal across the right edges of all pages (OFD)")
+	fl.BoolVar(&riding, "riding", false, "a riding seal across the right edges of all pages (OFD, PDF)")
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -41,9 +42,17 @@ func config() *model.Configuration {
 // Position places the visible seal: Page from 1, the rectangle in
 // millimetres from the top left corner of the page's media box (the same
 // convention as the OFD StampAnnot Boundary, GB/T 33190 §18).
+//
+// With Riding, the seal is a riding seal (骑缝章): Width is cut into as
+// many vertical slices as the document has pages and slice i is shown at
+// the right edge of page i (of its crop box, or media box), its top at Y
+// or vertically centred if Centred; Page and X are ignored.
 type Position struct {
 	Page                int
 	X, Y, Width, Height float64
+
+	Riding  bool
+	Centred bool
 }
 
 // Field describes the signature field to add.
@@ -99,51 +108,22 @@ func Prepare(doc []byte, f Field) (*Prepared, error) {
 		return nil, fmt.Errorf("%w: page tree: %v", ErrFormat, err)
 	}
 	pos := f.Position
-	if pos.Page < 1 || pos.Page > ctx.PageCount {
-		return nil, fmt.Errorf("pdf: page %d of %d", pos.Page, ctx.PageCount)
-	}
 	if pos.Width <= 0 || pos.Height <= 0 || pos.X < 0 || pos.Y < 0 {
 		return nil, errors.New("pdf: the seal rectangle needs a positive size and a non-negative position")
 	}
-	pageDict, pageRef, inh, err := ctx.PageDict(pos.Page, false)
-	if err != nil || pageRef == nil {
-		return nil, fmt.Errorf("%w: page %d: %v", ErrFormat, pos.Page, err)
+	places, err := placements(ctx, pos)
+	if err != nil {
+		return nil, err
 	}
-	mb := inh.MediaBox
-	if mb == nil {
-		mb = types.RectForFormat("A4")
-	}
-	llx := mb.LL.X + pos.X*mmToPt
-	ury := mb.UR.Y - pos.Y*mmToPt
-	w, h := pos.Width*mmToPt, pos.Height*mmToPt
-	rect := types.Array{types.Float(llx), types.Float(ury - h), types.Float(llx + w), types.Float(ury)}
 
 	xt := ctx.XRefTable
 	first := *xt.Size
 	changed := map[int]bool{}
 
-	// The appearance: a form XObject drawing the picture over its bounding
-	// box (ISO 32000-1 §12.5.5, §8.9.5: an image is painted in the unit
-	// square, so it is scaled to w×h).
+	// One image XObject, shared by every appearance.
 	imgRef, _, _, err := model.CreateImageResource(xt, bytes.NewReader(f.Picture))
 	if err != nil {
 		return nil, fmt.Errorf("pdf: seal picture: %w", err)
-	}
-	content := fmt.Sprintf("q %.4f 0 0 %.4f 0 0 cm /Seal Do Q", w, h)
-	ap, err := xt.NewStreamDictForBuf([]byte(content))
-	if err != nil {
-		return nil, err
-	}
-	ap.Insert("Type", types.Name("XObject"))
-	ap.Insert("Subtype", types.Name("Form"))
-	ap.Insert("BBox", types.Array{types.Float(0), types.Float(0), types.Float(w), types.Float(h)})
-	ap.Insert("Resources", types.Dict{"XObject": types.Dict{"Seal": *imgRef}})
-	if err := ap.Encode(); err != nil {
-		return nil, err
-	}
-	apRef, err := xt.IndRefForNewObject(*ap)
-	if err != nil {
-		return nil, err
 	}
 
 	// The signature dictionary. pdfcpu writes /ByteRange padded to the
@@ -168,28 +148,65 @@ func Prepare(doc []byte, f Field) (*Prepared, error) {
 		return nil, err
 	}
 
-	// The field merged with its widget (ISO 32000-1 §12.7.4.5, §12.5.6.19);
-	// flags Print and Locked (§12.5.3).
-	widget := types.Dict{
-		"Type":    types.Name("Annot"),
-		"Subtype": types.Name("Widget"),
-		"FT":      types.Name("Sig"),
-		"T":       textString(f.Name),
-		"V":       *sigRef,
-		"P":       *pageRef,
-		"Rect":    rect,
-		"F":       types.Integer(132),
-		"AP":      types.Dict{"N": *apRef},
+	// One widget: the field merged with its widget (ISO 32000-1
+	// §12.7.4.5, §12.5.6.19). Several (riding): one signature field whose
+	// /Kids are the widgets, one per page (§12.7.3.1: a field may have
+	// several widget annotations; each kid has /Parent and no /T), so the
+	// one signature covers all the slices.
+	field := types.Dict{
+		"FT": types.Name("Sig"),
+		"T":  textString(f.Name),
+		"V":  *sigRef,
 	}
-	widgetRef, err := xt.IndRefForNewObject(widget)
-	if err != nil {
-		return nil, err
+	var fieldRef *types.IndirectRef
+	if len(places) > 1 {
+		if fieldRef, err = xt.IndRefForNewObject(field); err != nil {
+			return nil, err
+		}
+	}
+	var kids types.Array
+	for _, pl := range places {
+		apRef, err := appearance(xt, *imgRef, pl)
+		if err != nil {
+			return nil, err
+		}
+		// Flags Print and Locked (§12.5.3).
+		widget := types.Dict{
+			"Type":    types.Name("Annot"),
+			"Subtype": types.Name("Widget"),
+			"P":       *pl.pageRef,
+			"Rect":    types.Array{types.Float(pl.llx), types.Float(pl.lly), types.Float(pl.llx + pl.w), types.Float(pl.lly + pl.h)},
+			"F":       types.Integer(132),
+			"AP":      types.Dict{"N": *apRef},
+		}
+		if fieldRef != nil {
+			// /V repeated in the kid: poppler before 23.x (Debian 12's
+			// pdfsig 22.12) takes a kid with /Parent for a child field
+			// and does not inherit /V, so it would report the slices as
+			// unsigned fields; readers that see a pure widget ignore it.
+			widget["Parent"] = *fieldRef
+			widget["V"] = *sigRef
+		} else {
+			maps.Copy(widget, field)
+		}
+		widgetRef, err := xt.IndRefForNewObject(widget)
+		if err != nil {
+			return nil, err
+		}
+		if fieldRef == nil {
+			fieldRef = widgetRef
+		} else {
+			kids = append(kids, *widgetRef)
+		}
+		// The page's /Annots, directly in the page or as an array object.
+		if err := appendTo(xt, pl.pageDict, "Annots", *widgetRef, pl.pageRef.ObjectNumber.Value(), changed); err != nil {
+			return nil, fmt.Errorf("%w: page %d annotations: %v", ErrFormat, pl.page, err)
+		}
+	}
+	if kids != nil {
+		field["Kids"] = kids
 	}
 
-	// The page's /Annots, directly in the page or as an array object.
-	if err := appendTo(xt, pageDict, "Annots", *widgetRef, pageRef.ObjectNumber.Value(), changed); err != nil {
-		return nil, fmt.Errorf("%w: page annotations: %v", ErrFormat, err)
-	}
 	// The catalog's /AcroForm: /Fields gets the field, /SigFlags 3
 	// (SignaturesExist, AppendOnly, §12.7.2).
 	root, err := xt.Catalog()
@@ -213,7 +230,7 @@ func Prepare(doc []byte, f Field) (*Prepared, error) {
 	default:
 		return nil, fmt.Errorf("%w: AcroForm is a %T", ErrFormat, o)
 	}
-	if err := appendTo(xt, form, "Fields", *widgetRef, formNr, changed); err != nil {
+	if err := appendTo(xt, form, "Fields", *fieldRef, formNr, changed); err != nil {
 		return nil, fmt.Errorf("%w: AcroForm fields: %v", ErrFormat, err)
 	}
 	form["SigFlags"] = types.Integer(3)
@@ -251,6 +268,105 @@ func Prepare(doc []byte, f Field) (*Prepared, error) {
 	}
 	copy(b[brOff:], br+strings.Repeat(" ", 36-len(br)))
 	return p, nil
+}
+
+// placement is one widget of the seal: its page, its rectangle in
+// default user space (points) and, for a slice of a riding seal, where
+// the picture starts left of the widget and how wide the whole picture
+// is.
+type placement struct {
+	page     int
+	pageDict types.Dict
+	pageRef  *types.IndirectRef
+	llx, lly float64
+	w, h     float64
+	shift    float64 // the picture's left edge is at -shift in the widget
+	pictureW float64 // the whole picture's width (= w but for slices)
+}
+
+// placements resolves pos into the widgets to add.
+func placements(ctx *model.Context, pos Position) ([]placement, error) {
+	page := func(nr int) (placement, *types.Rectangle, error) {
+		d, ref, inh, err := ctx.PageDict(nr, false)
+		if err != nil || ref == nil {
+			return placement{}, nil, fmt.Errorf("%w: page %d: %v", ErrFormat, nr, err)
+		}
+		box := inh.MediaBox
+		if pos.Riding && inh.CropBox != nil {
+			// The visible edge of the page is the crop box's (ISO
+			// 32000-1 §14.11.2).
+			box = inh.CropBox
+		}
+		if box == nil {
+			box = types.RectForFormat("A4")
+		}
+		if pos.Riding && inh.Rotate%360 != 0 {
+			// The right edge of a rotated page is another side of its
+			// box; not handled.
+			return placement{}, nil, fmt.Errorf("%w: page %d is rotated (/Rotate %d); a riding seal needs unrotated pages", ErrFormat, nr, inh.Rotate)
+		}
+		return placement{page: nr, pageDict: d, pageRef: ref}, box, nil
+	}
+	w, h := pos.Width*mmToPt, pos.Height*mmToPt
+	if !pos.Riding {
+		if pos.Page < 1 || pos.Page > ctx.PageCount {
+			return nil, fmt.Errorf("pdf: page %d of %d", pos.Page, ctx.PageCount)
+		}
+		pl, mb, err := page(pos.Page)
+		if err != nil {
+			return nil, err
+		}
+		pl.llx, pl.lly, pl.w, pl.h, pl.pictureW = mb.LL.X+pos.X*mmToPt, mb.UR.Y-pos.Y*mmToPt-h, w, h, w
+		return []placement{pl}, nil
+	}
+	n := ctx.PageCount
+	if n < 1 {
+		return nil, fmt.Errorf("%w: no pages", ErrFormat)
+	}
+	// As for OFD (signature/ofd riding): slice i of n, from the left, at
+	// the right edge of page i, so that the pages fanned out, each
+	// overlapping the next, show the whole seal.
+	slice := w / float64(n)
+	out := make([]placement, 0, n)
+	for i := range n {
+		pl, box, err := page(i + 1)
+		if err != nil {
+			return nil, err
+		}
+		top := box.UR.Y - pos.Y*mmToPt
+		if pos.Centred {
+			top = (box.LL.Y+box.UR.Y)/2 + h/2
+		}
+		pl.llx, pl.lly, pl.w, pl.h = box.UR.X-slice, top-h, slice, h
+		pl.shift, pl.pictureW = float64(i)*slice, w
+		out = append(out, pl)
+	}
+	return out, nil
+}
+
+// appearance adds the widget's normal appearance: a form XObject of the
+// widget's size drawing the picture (ISO 32000-1 §12.5.5; an image is
+// painted in the unit square, §8.9.5, so it is scaled to the picture's
+// size). A slice draws the whole picture shifted left by pl.shift and is
+// clipped to its BBox (§8.10.1), which an explicit clipping path repeats
+// for readers that do not clip form XObjects.
+func appearance(xt *model.XRefTable, img types.IndirectRef, pl placement) (*types.IndirectRef, error) {
+	content := fmt.Sprintf("q %.4f 0 0 %.4f 0 0 cm /Seal Do Q", pl.w, pl.h)
+	if pl.shift != 0 || pl.pictureW != pl.w {
+		content = fmt.Sprintf("q 0 0 %.4f %.4f re W n %.4f 0 0 %.4f %.4f 0 cm /Seal Do Q", pl.w, pl.h, pl.pictureW, pl.h, -pl.shift)
+	}
+	ap, err := xt.NewStreamDictForBuf([]byte(content))
+	if err != nil {
+		return nil, err
+	}
+	ap.Insert("Type", types.Name("XObject"))
+	ap.Insert("Subtype", types.Name("Form"))
+	ap.Insert("BBox", types.Array{types.Float(0), types.Float(0), types.Float(pl.w), types.Float(pl.h)})
+	ap.Insert("Resources", types.Dict{"XObject": types.Dict{"Seal": img}})
+	if err := ap.Encode(); err != nil {
+		return nil, err
+	}
+	return xt.IndRefForNewObject(*ap)
 }
 
 // appendTo appends ref to the array d[key] (created when absent); the

@@ -86,9 +86,14 @@ func newSigner(t testing.TB, sm bool) *signer {
 // seal runs the two steps as the seal service and the agent do.
 func seal(t testing.TB, doc []byte, s *signer) []byte {
 	t.Helper()
+	return sealAt(t, doc, s, Position{Page: 1, X: 120, Y: 40, Width: 42, Height: 42})
+}
+
+// sealAt seals doc with the seal at pos.
+func sealAt(t testing.TB, doc []byte, s *signer, pos Position) []byte {
+	t.Helper()
 	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
-	p, err := Prepare(doc, Field{Name: "Seal1", Signer: "张三", Reason: "sealed", Time: at, Picture: picture(t),
-		Position: Position{Page: 1, X: 120, Y: 40, Width: 42, Height: 42}})
+	p, err := Prepare(doc, Field{Name: "Seal1", Signer: "张三", Reason: "sealed", Time: at, Picture: picture(t), Position: pos})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +190,7 @@ func TestSealVerify(t *testing.T) {
 				}
 			})
 			if !sm {
-				pdfsig(t, out)
+				pdfsig(t, out, "sealing test page")
 			}
 		})
 	}
@@ -193,7 +198,7 @@ func TestSealVerify(t *testing.T) {
 
 // pdfsig has poppler (NSS) check the ECDSA signature: what common PDF
 // readers do.
-func pdfsig(t *testing.T, doc []byte) {
+func pdfsig(t *testing.T, doc []byte, text string) {
 	bin := testenv.LookPath(t, "pdfsig")
 	f := filepath.Join(t.TempDir(), "sealed.pdf")
 	if err := os.WriteFile(f, doc, 0o644); err != nil {
@@ -210,7 +215,7 @@ func pdfsig(t *testing.T, doc []byte) {
 		}
 	}
 	bad := bytes.Clone(doc)
-	bad[bytes.Index(bad, []byte("sealing test page"))] ^= 0x20
+	bad[bytes.Index(bad, []byte(text))] ^= 0x20
 	if err := os.WriteFile(f, bad, 0o644); err != nil {
 		t.Fatal(err)
 	}

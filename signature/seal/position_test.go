@@ -2,19 +2,35 @@ package seal
 
 import (
 	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509/pkix"
 	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/smx509"
+	"github.com/pdfcpu/pdfcpu/pkg/api"
+	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/model"
+
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/testenv"
 	"github.com/govtrust/govtrust/signature/ofd"
 	"github.com/govtrust/govtrust/signature/ofd/ofdtest"
+	"github.com/govtrust/govtrust/signature/pdf/pdftest"
 	"github.com/govtrust/govtrust/signature/seal/agent"
 )
 
-// TestSealPositions seals OFD documents by keyword and as a riding seal
-// through the API and the agent; the results verify, and one changed
-// byte of any page fails with the document-digest reason.
+// TestSealPositions seals OFD documents by keyword and as a riding seal,
+// and a PDF as a riding seal, through the API and the agent; the results
+// verify (the PDF with pdfsig too), and one changed byte of any page
+// fails with the document-digest reason.
 func TestSealPositions(t *testing.T) {
 	tn := startNode(t)
 	_, adminTok := tn.account("seal-admin-1", policy.RoleSealAdmin)
@@ -100,6 +116,42 @@ func TestSealPositions(t *testing.T) {
 		}
 	})
 
+	t.Run("riding PDF", func(t *testing.T) {
+		// An ECDSA official, so that pdfsig checks the result too.
+		ecOff := tn.ecdsaOfficial("张三 (ECDSA)")
+		ecRec := tn.makeSeal(adminTok, approverTok, ApplyRequest{Name: "福州市数据管理局", Kind: "contract", Generate: true,
+			ValidFrom: now.Add(-time.Hour), ValidTo: now.AddDate(1, 0, 0), Holders: []Holder{{Account: "zhang", Certificate: pemOf(ecOff.cert)}}})
+		var s []agent.Shown
+		ecAg := startAgent(t, ecOff.key, ecOff.cert, &s)
+		doc := pdftest.Pages("contract page one", "contract page two", "contract page three")
+		out, st := tn.sealVia(ecAg, zhangTok, ecRec.ID, PrepareRequest{Format: FormatPDF, Document: doc, Name: "contract.pdf",
+			Certificate: pemOf(ecOff.cert), Position: &Position{Riding: true}})
+		if st != 200 {
+			t.Fatalf("seal: %d", st)
+		}
+		mustValid(t, tn.verify(zhangTok, VerifyRequest{Format: FormatPDF, Document: out.Document}))
+		// One widget per page, each at the right edge (595 pt), the
+		// slices summing to the picture's width.
+		sum := 0.0
+		for i, r := range pdfWidgetRects(t, out.Document) {
+			if len(r) != 1 || !near(r[0][2], 595) || !near(r[0][1]+r[0][3], 842) {
+				t.Fatalf("page %d: widgets %v", i+1, r)
+			}
+			sum += r[0][2] - r[0][0]
+		}
+		if !near(sum, picture*72/25.4) {
+			t.Fatalf("slices sum to %g pt, want %g", sum, picture*72/25.4)
+		}
+		pdfsigValid(t, out.Document)
+		for _, text := range []string{"page one", "page two", "page three"} {
+			bad := bytes.Clone(out.Document)
+			bad[bytes.Index(bad, []byte(text))] ^= 0x20
+			if rep := tn.verify(zhangTok, VerifyRequest{Format: FormatPDF, Document: bad}); rep.Valid || !has(rep, ReasonDigestMismatch) {
+				t.Fatalf("changed %q: valid=%v reasons %v", text, rep.Valid, rep.Reasons())
+			}
+		}
+	})
+
 	t.Run("refused", func(t *testing.T) {
 		y := 10.0
 		doc := ofdtest.Document("通知正文", 2)
@@ -110,7 +162,8 @@ func TestSealPositions(t *testing.T) {
 			"keyword with page":        {Format: FormatOFD, Position: &Position{Keyword: "正文", Page: 1}},
 			"keyword with y":           {Format: FormatOFD, Position: &Position{Keyword: "正文", Y: &y}},
 			"occurrence alone":         {Format: FormatOFD, Position: &Position{Occurrence: 2}},
-			"riding a PDF":             {Format: FormatPDF, Position: &Position{Riding: true}},
+			"keyword in a PDF":         {Format: FormatPDF, Position: &Position{Keyword: "正文"}},
+			"riding a detached seal":   {Format: FormatSES, Position: &Position{Riding: true}},
 			"position and page":        {Format: FormatOFD, Page: 1, Position: &Position{Riding: true}},
 			"page beyond the document": {Format: FormatOFD, Position: &Position{Page: 3}},
 		} {
@@ -122,4 +175,89 @@ func TestSealPositions(t *testing.T) {
 			})
 		}
 	})
+}
+
+// ecOfficial is an official with an ECDSA P-256 key in memory and a
+// certificate from the node's ECDSA CA, so that pdfsig can check PDFs.
+type ecOfficial struct {
+	key  *ecdsa.PrivateKey
+	cert []byte
+}
+
+func (tn *testNode) ecdsaOfficial(cn string) *ecOfficial {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	csr, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, k)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	cert, _, err := tn.ca.IssueFor(context.Background(), "ecdsa-issuing", "person-sign", csr,
+		map[string]string{"CN": cn, "O": "demo", "id-card": "11010519491231002X"}, "test")
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	return &ecOfficial{key: k, cert: cert}
+}
+
+// pdfWidgetRects returns, page by page, the /Rect of each widget
+// annotation of doc.
+func pdfWidgetRects(t *testing.T, doc []byte) [][][4]float64 {
+	t.Helper()
+	api.DisableConfigDir() // pdfcpu would create ~/.config/pdfcpu
+	conf := model.NewDefaultConfiguration()
+	conf.ValidationMode = model.ValidationRelaxed
+	ctx, err := api.ReadContext(bytes.NewReader(doc), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctx.EnsurePageCount(); err != nil {
+		t.Fatal(err)
+	}
+	out := make([][][4]float64, ctx.PageCount)
+	for i := range ctx.PageCount {
+		d, _, _, err := ctx.PageDict(i+1, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		annots, _ := ctx.DereferenceArray(d["Annots"])
+		for _, a := range annots {
+			w, err := ctx.DereferenceDict(a)
+			if err != nil || w == nil {
+				continue
+			}
+			if st := w.NameEntry("Subtype"); st == nil || *st != "Widget" {
+				continue
+			}
+			r, err := ctx.DereferenceArray(w["Rect"])
+			if err != nil || len(r) != 4 {
+				t.Fatalf("page %d: rect %v %v", i+1, w["Rect"], err)
+			}
+			var v [4]float64
+			for j, o := range r {
+				if v[j], err = ctx.DereferenceNumber(o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out[i] = append(out[i], v)
+		}
+	}
+	return out
+}
+
+// pdfsigValid has poppler check doc's signatures.
+func pdfsigValid(t *testing.T, doc []byte) {
+	t.Helper()
+	bin := testenv.LookPath(t, "pdfsig")
+	f := filepath.Join(t.TempDir(), "sealed.pdf")
+	if err := os.WriteFile(f, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := exec.Command(bin, "-nocert", f).CombinedOutput()
+	t.Logf("pdfsig -nocert:\n%s", o)
+	if err != nil || !strings.Contains(string(o), "Signature is Valid") || !strings.Contains(string(o), "Total document signed") ||
+		strings.Contains(string(o), "not signed") {
+		t.Fatalf("pdfsig: %v", err)
+	}
 }

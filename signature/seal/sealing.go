@@ -88,11 +88,12 @@ func (p *Position) validate(format string) error {
 		return errors.New("position: occurrence needs keyword")
 	case kw && (!utf8.ValidString(p.Keyword) || len(p.Keyword) > ofd.MaxKeywordBytes || strings.TrimSpace(p.Keyword) == ""):
 		return fmt.Errorf("position: keyword: non-blank UTF-8 of at most %d bytes", ofd.MaxKeywordBytes)
-	case (kw || p.Riding) && format != FormatOFD:
+	case kw && format != FormatOFD:
 		// pdfcpu, the PDF library, gives no text positions (its content
-		// extraction dumps raw content streams, undecoded), and a riding
-		// seal would need one widget per page for one field.
-		return errors.New("position: keyword and riding seals are for OFD documents only")
+		// extraction dumps raw content streams, undecoded).
+		return errors.New("position: keyword positions are for OFD documents only")
+	case p.Riding && format != FormatOFD && format != FormatPDF:
+		return errors.New("position: a riding seal is for OFD and PDF documents")
 	case format == FormatSES && (p.Page != 0 || p.X != 0 || p.Y != nil):
 		return errors.New("position: a detached seal has no position")
 	}
@@ -278,7 +279,8 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 			y = *rp.Y
 		}
 		pr, err := pdf.Prepare(req.Document, pdf.Field{Name: "govtrust-seal-" + newID(6), Signer: cert.Subject.CommonName, Reason: r.Name,
-			Time: at, Picture: r.parsed.Info.Picture.Data, Position: pdf.Position{Page: max(rp.Page, 1), X: rp.X, Y: y, Width: w, Height: w},
+			Time: at, Picture: r.parsed.Info.Picture.Data, Position: pdf.Position{Page: max(rp.Page, 1), X: rp.X, Y: y, Width: w, Height: w,
+				Riding: rp.Riding, Centred: rp.Riding && rp.Y == nil},
 			Reserve: pdf.DefaultReserve + len(r.DER)})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrRequest, err)

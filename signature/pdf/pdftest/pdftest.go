@@ -1,6 +1,6 @@
-// Package pdftest makes small PDF documents for tests: one A4 page with a
-// line of text, written by hand with a classic cross-reference table (the
-// simplest form every reader and pdfcpu accept).
+// Package pdftest makes small PDF documents for tests: A4 pages with a
+// line of text each, written by hand with a classic cross-reference table
+// (the simplest form every reader and pdfcpu accept).
 package pdftest
 
 import (
@@ -10,13 +10,29 @@ import (
 
 // OnePage returns a one-page A4 PDF showing text (Latin-1, Helvetica 18 pt).
 func OnePage(text string) []byte {
-	content := fmt.Sprintf("BT /F1 18 Tf 72 760 Td (%s) Tj ET", text)
+	return Pages(text)
+}
+
+// Pages returns an A4 PDF with one page per text, each showing its text
+// (Latin-1, Helvetica 18 pt) at the top left.
+func Pages(texts ...string) []byte {
+	n := len(texts)
+	// Objects: 1 catalog, 2 page tree, 3 font, then page and content
+	// pairs: page i is object 4+2i, its content 5+2i.
+	kids := ""
+	for i := range n {
+		kids += fmt.Sprintf("%d 0 R ", 4+2*i)
+	}
 	objs := []string{
 		"<< /Type /Catalog /Pages 2 0 R >>",
-		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+		fmt.Sprintf("<< /Type /Pages /Kids [%s] /Count %d >>", kids, n),
 		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-		fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(content), content),
+	}
+	for i, text := range texts {
+		content := fmt.Sprintf("BT /F1 18 Tf 72 760 Td (%s) Tj ET", text)
+		objs = append(objs,
+			fmt.Sprintf("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>", 5+2*i),
+			fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(content), content))
 	}
 	var b bytes.Buffer
 	b.WriteString("%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
