@@ -367,14 +367,15 @@ other file gets a detached seal signature (--out, default FILE.ses). With
 --hash-only only the SM3 of the file is sent (detached seals of files too
 large to upload; the API refuses bodies over http.max_body_bytes).
 
-The seal goes at --page, --x, --y (mm from the top left), or, for an OFD,
-centred on the first (or --occurrence-th) occurrence of --keyword in the
-pages' text, or with --riding as a riding seal (骑缝章) cut into one slice
-per page along the pages' right edges, its top at --y or centred.`,
+The seal goes at --page, --x, --y (mm from the top left), or centred on
+the first (or --occurrence-th) occurrence of --keyword in the pages' text
+(OFD, and PDF text in simple or Type0 fonts with a ToUnicode map), or with
+--riding as a riding seal (骑缝章) cut into one slice per page along the
+pages' right edges, its top at --y or centred.`,
 		Example: "  govtrust agent --module /usr/lib/ukey-p11.so --token-label zhang --key-label sign --cert zhang-sign.pem &\n" +
 			"  govtrust seal sign 3f2a9c1e7d5b4a60 --in notice.ofd --out notice-sealed.ofd --page 1 --x 120 --y 200 \\\n" +
 			"      --agent http://127.0.0.1:7443 --token-file zhang.token --cacert DATA/bootstrap/tls-chain.pem\n" +
-			"  govtrust seal sign 3f2a9c1e7d5b4a60 --in notice.ofd --out notice-sealed.ofd --keyword '（盖章）' ...\n" +
+			"  govtrust seal sign 3f2a9c1e7d5b4a60 --in notice.pdf --out notice-sealed.pdf --keyword '（盖章）' ...\n" +
 			"  govtrust seal sign 3f2a9c1e7d5b4a60 --in contract.ofd --out contract-sealed.ofd --riding ...",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

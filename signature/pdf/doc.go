@@ -17,6 +17,10 @@
 // PDF readers are ECDSA P-256 with SHA-256, which poppler's pdfsig and
 // Adobe Reader check.
 //
+// A seal may be placed on a keyword of the pages' text (FindKeyword,
+// keyword.go): pdfcpu gives no text positions, so the page content is
+// interpreted here, far enough for simple and Type0/ToUnicode fonts.
+//
 // The PDF object model is github.com/pdfcpu/pdfcpu (INTEROP.md): it
 // parses the document and writes the increment; it has no signing API,
 // so the placeholder and the ByteRange are patched here. The package does

@@ -43,6 +43,10 @@ func config() *model.Configuration {
 // millimetres from the top left corner of the page's media box (the same
 // convention as the OFD StampAnnot Boundary, GB/T 33190 §18).
 //
+// With Keyword, the seal is centred on the Occurrence-th (from 1, 0 is 1)
+// occurrence of Keyword in the pages' text (FindKeyword); Page, X and Y
+// are ignored.
+//
 // With Riding, the seal is a riding seal (骑缝章): Width is cut into as
 // many vertical slices as the document has pages and slice i is shown at
 // the right edge of page i (of its crop box, or media box), its top at Y
@@ -53,6 +57,9 @@ type Position struct {
 
 	Riding  bool
 	Centred bool
+
+	Keyword    string
+	Occurrence int
 }
 
 // Field describes the signature field to add.
@@ -108,7 +115,7 @@ func Prepare(doc []byte, f Field) (*Prepared, error) {
 		return nil, fmt.Errorf("%w: page tree: %v", ErrFormat, err)
 	}
 	pos := f.Position
-	if pos.Width <= 0 || pos.Height <= 0 || pos.X < 0 || pos.Y < 0 {
+	if pos.Width <= 0 || pos.Height <= 0 || (pos.Keyword == "" && (pos.X < 0 || pos.Y < 0)) {
 		return nil, errors.New("pdf: the seal rectangle needs a positive size and a non-negative position")
 	}
 	places, err := placements(ctx, pos)
@@ -308,6 +315,20 @@ func placements(ctx *model.Context, pos Position) ([]placement, error) {
 		return placement{page: nr, pageDict: d, pageRef: ref}, box, nil
 	}
 	w, h := pos.Width*mmToPt, pos.Height*mmToPt
+	if pos.Keyword != "" {
+		if pos.Riding {
+			return nil, errors.New("pdf: a keyword position and a riding seal exclude each other")
+		}
+		hit, err := findKeyword(ctx, pos.Keyword, pos.Occurrence)
+		if err != nil {
+			return nil, err
+		}
+		// Centred on the hit: the seal may reach past the page's edge
+		// for a keyword near it, as in OFD.
+		pos.Page = hit.Page
+		pos.X = hit.Box.X + hit.Box.W/2 - pos.Width/2
+		pos.Y = hit.Box.Y + hit.Box.H/2 - pos.Height/2
+	}
 	if !pos.Riding {
 		if pos.Page < 1 || pos.Page > ctx.PageCount {
 			return nil, fmt.Errorf("pdf: page %d of %d", pos.Page, ctx.PageCount)

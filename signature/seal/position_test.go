@@ -28,7 +28,7 @@ import (
 )
 
 // TestSealPositions seals OFD documents by keyword and as a riding seal,
-// and a PDF as a riding seal, through the API and the agent; the results
+// and PDFs by keyword and as a riding seal, through the API and the agent; the results
 // verify (the PDF with pdfsig too), and one changed byte of any page
 // fails with the document-digest reason.
 func TestSealPositions(t *testing.T) {
@@ -152,6 +152,45 @@ func TestSealPositions(t *testing.T) {
 		}
 	})
 
+	t.Run("keyword PDF", func(t *testing.T) {
+		// "（盖章）" on page 2 in a Type0 font (Identity-H, ToUnicode),
+		// 20 pt at (100, 200) pt after 正文: its box is x 140-200 pt,
+		// y 200-220 pt, so the seal is centred on (170, 210) pt.
+		doc := pdftest.TextPages("BT /F1 12 Tf 72 700 Td (page one) Tj ET",
+			"BT /F2 20 Tf 100 200 Td "+pdftest.CJK("正文（盖章）")+" Tj ET")
+		out, st := tn.sealVia(ag, zhangTok, rec.ID, PrepareRequest{Format: FormatPDF, Document: doc, Name: "notice.pdf",
+			Certificate: pemOf(off.cert), Position: &Position{Keyword: "（盖章）"}})
+		if st != 200 {
+			t.Fatalf("seal: %d", st)
+		}
+		mustValid(t, tn.verify(zhangTok, VerifyRequest{Format: FormatPDF, Document: out.Document}))
+		rs := pdfWidgetRects(t, out.Document)
+		if len(rs) != 2 || len(rs[0]) != 0 || len(rs[1]) != 1 {
+			t.Fatalf("widgets %v", rs)
+		}
+		r := rs[1][0]
+		if !near((r[0]+r[2])/2, 170) || !near((r[1]+r[3])/2, 210) || !near(r[2]-r[0], picture*72/25.4) {
+			t.Fatalf("widget %v, want centred on 170,210 pt", r)
+		}
+		bad := bytes.Clone(out.Document)
+		bad[bytes.Index(bad, []byte("page one"))] ^= 0x20
+		if rep := tn.verify(zhangTok, VerifyRequest{Format: FormatPDF, Document: bad}); rep.Valid || !has(rep, ReasonDigestMismatch) {
+			t.Fatalf("changed: valid=%v reasons %v", rep.Valid, rep.Reasons())
+		}
+		for name, pos := range map[string]Position{
+			"absent":            {Keyword: "日期"},
+			"occurrence beyond": {Keyword: "（盖章）", Occurrence: 2},
+			"with riding":       {Keyword: "（盖章）", Riding: true},
+		} {
+			t.Run(name, func(t *testing.T) {
+				req := PrepareRequest{Format: FormatPDF, Document: doc, Name: "notice.pdf", Certificate: pemOf(off.cert), Position: &pos}
+				if st := tn.call("POST", "/api/v1/seals/"+rec.ID+"/prepare", zhangTok, req, nil); st != 400 {
+					t.Fatalf("%d, want 400", st)
+				}
+			})
+		}
+	})
+
 	t.Run("refused", func(t *testing.T) {
 		y := 10.0
 		doc := ofdtest.Document("通知正文", 2)
@@ -162,7 +201,7 @@ func TestSealPositions(t *testing.T) {
 			"keyword with page":        {Format: FormatOFD, Position: &Position{Keyword: "正文", Page: 1}},
 			"keyword with y":           {Format: FormatOFD, Position: &Position{Keyword: "正文", Y: &y}},
 			"occurrence alone":         {Format: FormatOFD, Position: &Position{Occurrence: 2}},
-			"keyword in a PDF":         {Format: FormatPDF, Position: &Position{Keyword: "正文"}},
+			"keyword in a detached":    {Format: FormatSES, Position: &Position{Keyword: "正文"}},
 			"riding a detached seal":   {Format: FormatSES, Position: &Position{Riding: true}},
 			"position and page":        {Format: FormatOFD, Page: 1, Position: &Position{Riding: true}},
 			"page beyond the document": {Format: FormatOFD, Position: &Position{Page: 3}},

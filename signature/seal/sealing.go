@@ -53,8 +53,7 @@ type PrepareRequest struct {
 	Page int     `json:"page,omitempty"`
 	X    float64 `json:"x,omitempty"`
 	Y    float64 `json:"y,omitempty"`
-	// Position places the seal instead of page, x and y (OFD; page, x, y
-	// also for PDF).
+	// Position places the seal instead of page, x and y (OFD, PDF).
 	Position *Position `json:"position,omitempty"`
 }
 
@@ -88,10 +87,8 @@ func (p *Position) validate(format string) error {
 		return errors.New("position: occurrence needs keyword")
 	case kw && (!utf8.ValidString(p.Keyword) || len(p.Keyword) > ofd.MaxKeywordBytes || strings.TrimSpace(p.Keyword) == ""):
 		return fmt.Errorf("position: keyword: non-blank UTF-8 of at most %d bytes", ofd.MaxKeywordBytes)
-	case kw && format != FormatOFD:
-		// pdfcpu, the PDF library, gives no text positions (its content
-		// extraction dumps raw content streams, undecoded).
-		return errors.New("position: keyword positions are for OFD documents only")
+	case kw && format != FormatOFD && format != FormatPDF:
+		return errors.New("position: keyword positions are for OFD and PDF documents")
 	case p.Riding && format != FormatOFD && format != FormatPDF:
 		return errors.New("position: a riding seal is for OFD and PDF documents")
 	case format == FormatSES && (p.Page != 0 || p.X != 0 || p.Y != nil):
@@ -280,10 +277,10 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 		}
 		pr, err := pdf.Prepare(req.Document, pdf.Field{Name: "govtrust-seal-" + newID(6), Signer: cert.Subject.CommonName, Reason: r.Name,
 			Time: at, Picture: r.parsed.Info.Picture.Data, Position: pdf.Position{Page: max(rp.Page, 1), X: rp.X, Y: y, Width: w, Height: w,
-				Riding: rp.Riding, Centred: rp.Riding && rp.Y == nil},
+				Riding: rp.Riding, Centred: rp.Riding && rp.Y == nil, Keyword: rp.Keyword, Occurrence: rp.Occurrence},
 			Reserve: pdf.DefaultReserve + len(r.DER)})
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrRequest, err)
+			return nil, fmt.Errorf("%w: %w", ErrRequest, err)
 		}
 		sd, toSign, err := pdf.NewSignedData(pr, cert, nil, r.DER, at)
 		if err != nil {
