@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"encoding/hex"
 	"encoding/json"
@@ -575,8 +576,10 @@ official confirms on the terminal (--confirm tty) — or at once with
 --confirm auto, printing what it signed (unattended tests only). Web pages may
 call it only from the --origin values given.
 
-The key must be one govtrust made on the token (its metadata names its usage);
---cert is its signing certificate (PEM), checked against the key.`,
+The key is one govtrust made on the token (found through its metadata) or one
+the USB key's vendor software made, found by --key-label or --key-id; --cert
+is its signing certificate (PEM), and one signature over a random challenge
+proves the key and the certificate belong together.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
@@ -655,18 +658,26 @@ func (o *agentOpts) run(cmd *cobra.Command) error {
 		return fmt.Errorf("open the USB key: %w", err)
 	}
 	defer km.Close()
-	key, err := findKey(ctx, km, o.keyLabel, keyID)
-	if err != nil {
-		return err
-	}
-	signer, err := km.Signer(ctx, &hsm.SignerRequest{URI: key.URI, Service: key.Service})
-	if err != nil {
-		return fmt.Errorf("USB key %s: %w", key.URI, err)
-	}
-	pub, ok1 := signer.Public().(*ecdsa.PublicKey)
-	cpub, ok2 := cert.PublicKey.(*ecdsa.PublicKey)
-	if !ok1 || !ok2 || !pub.Equal(cpub) {
-		return fmt.Errorf("--cert %s does not certify the key %s", o.cert, key.URI)
+	// A key govtrust made on the token is found through its metadata; a
+	// key the vendor's software made (the usual USB key) by its label or id
+	// alone, with the certificate's public key, proven by one signature.
+	var signer crypto.Signer
+	keyName := ""
+	if key, err := findKey(ctx, km, o.keyLabel, keyID); err == nil {
+		keyName = key.URI
+		if signer, err = km.Signer(ctx, &hsm.SignerRequest{URI: key.URI, Service: key.Service}); err != nil {
+			return fmt.Errorf("USB key %s: %w", key.URI, err)
+		}
+		pub, ok1 := signer.Public().(*ecdsa.PublicKey)
+		cpub, ok2 := cert.PublicKey.(*ecdsa.PublicKey)
+		if !ok1 || !ok2 || !pub.Equal(cpub) {
+			return fmt.Errorf("--cert %s does not certify the key %s", o.cert, key.URI)
+		}
+	} else {
+		if signer, err = km.ExternalSigner(ctx, o.keyLabel, keyID, cert.PublicKey); err != nil {
+			return fmt.Errorf("USB key: no govtrust key matches, and as a vendor key: %w", err)
+		}
+		keyName = fmt.Sprintf("label %q id %x (vendor key)", o.keyLabel, keyID)
 	}
 	out := cmd.OutOrStdout()
 	var mu sync.Mutex // one question on the terminal at a time
@@ -690,7 +701,7 @@ func (o *agentOpts) run(cmd *cobra.Command) error {
 	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 10 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	fmt.Fprintf(out, "agent listening on http://%s with key %s (%s)\n", ln.Addr(), key.URI, cert.Subject.CommonName)
+	fmt.Fprintf(out, "agent listening on http://%s with key %s (%s)\n", ln.Addr(), keyName, cert.Subject.CommonName)
 	select {
 	case <-ctx.Done():
 	case err := <-errc:

@@ -71,3 +71,8 @@ func (*KeyManager) Check(context.Context) error { return errNoCgo }
 
 // Close implements hsm.KeyManager.
 func (*KeyManager) Close() error { return nil }
+
+// ExternalSigner needs cgo.
+func (*KeyManager) ExternalSigner(context.Context, string, []byte, crypto.PublicKey) (crypto.Signer, error) {
+	return nil, errNoCgo
+}
