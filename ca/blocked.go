@@ -40,13 +40,13 @@ func blockKey(ctx context.Context, tx *store.Tx, issuer, serial string, reason i
 }
 
 // checkKeyNotBlocked refuses a public key (DER SubjectPublicKeyInfo) whose
-// certificate was revoked for key compromise.
-func checkKeyNotBlocked(ctx context.Context, db *store.DB, spki []byte) error {
+// certificate was revoked for key compromise. It runs in the transaction
+// that reserves the serial (issueLinted), so every issuance path checks it
+// without a read of its own.
+func checkKeyNotBlocked(ctx context.Context, q store.Querier, spki []byte) error {
 	sum := sha256.Sum256(spki)
 	var issuer, serial string
-	err := db.Read(ctx, func(q store.Querier) error {
-		return q.QueryRow(ctx, "SELECT issuer_id, serial FROM ca_blocked_keys WHERE spki_sha256 = ?", sum[:]).Scan(&issuer, &serial)
-	})
+	err := q.QueryRow(ctx, "SELECT issuer_id, serial FROM ca_blocked_keys WHERE spki_sha256 = ?", sum[:]).Scan(&issuer, &serial)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil

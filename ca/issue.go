@@ -229,9 +229,6 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return profileError(err)
 	}
-	if err := checkKeyNotBlocked(ctx, s.env.DB, csr.RawSubjectPublicKeyInfo); err != nil {
-		return err
-	}
 	if req.Dual {
 		return s.issueDual(w, r, a, prof, csr, &req, p)
 	}

@@ -126,7 +126,8 @@ type issuance struct {
 
 // issueLinted makes a certificate from a profile result: a fresh serial,
 // the pre-issuance lint, the serial and linted TBS recorded (a collision
-// draws a new serial), the signature, Boulder's TBS check, and the store
+// draws a new serial; a key revoked for compromise is refused in the same
+// transaction), the signature, Boulder's TBS check, and the store
 // (in.record) before it returns. Both writes go through the CA's batcher,
 // so concurrent issuances share their commits.
 func (s *Service) issueLinted(ctx context.Context, a *authority, in issuance) ([]byte, *smx509.Certificate, error) {
@@ -153,8 +154,15 @@ func (s *Service) issueLinted(ctx context.Context, a *authority, in issuance) ([
 		if err != nil {
 			return nil, nil, fmt.Errorf("linted %w", err)
 		}
+		spki, err := smx509.MarshalPKIXPublicKey(in.res.PublicKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("public key: %w", err)
+		}
 		now := s.env.Clock.Now().UTC()
 		err = s.batcher().Do(ctx, func(tx *store.Tx) error {
+			if err := checkKeyNotBlocked(ctx, tx, spki); err != nil {
+				return err
+			}
 			_, err := tx.Exec(ctx, "INSERT INTO ca_serials (issuer_id, serial, profile, tbs, created_at) VALUES (?, ?, ?, ?, ?)",
 				a.id, hexSerial, in.profile, tbs, now.Format(timeFormat))
 			return err
@@ -162,6 +170,9 @@ func (s *Service) issueLinted(ctx context.Context, a *authority, in issuance) ([
 		if store.IsUniqueViolation(err) && attempt < maxSerialAttempts {
 			s.env.Logger.Warn("serial collision, drawing a new serial", "ca", a.id, "serial", hexSerial)
 			continue
+		}
+		if errors.Is(err, ErrPolicy) {
+			return nil, nil, err
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("record serial %s: %w", hexSerial, err)
