@@ -75,6 +75,8 @@ type options struct {
 	cpuProfile                    string
 	inProcess                     bool
 	goClient                      bool
+	split                         bool
+	cpu                           int
 
 	// Child mode: the load generator.
 	child bool
@@ -93,6 +95,8 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the closed-loop SM2 phase to this file")
 	flag.BoolVar(&o.inProcess, "clients-in-process", false, "run the clients in this process rather than in a child")
 	flag.BoolVar(&o.goClient, "go-client", false, "load with tsa/client (net/http) instead of the raw keep-alive HTTP/1.1 load generator")
+	flag.BoolVar(&o.split, "split", true, "server (and the raw reference) pinned to CPU 0, clients to CPU 1")
+	flag.IntVar(&o.cpu, "cpu", -1, "internal (-child): pin to this CPU")
 	flag.BoolVar(&o.child, "child", false, "internal: run as the load generator of a parent bench/tsa")
 	flag.StringVar(&o.url, "url", "", "internal (-child): the TSA URL")
 	flag.StringVar(&o.hash, "hash", "sm3", "internal (-child): imprint hash")
@@ -101,6 +105,18 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var err error
+	switch {
+	case o.child && o.cpu >= 0:
+		err = ref.Pin(o.cpu)
+	case !o.child && o.split && o.inProcess:
+		err = errors.New("-split needs the clients in a child process")
+	case !o.child && o.split:
+		err = ref.Pin(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/tsa:", err)
+		os.Exit(1)
+	}
 	if o.child {
 		err = runChild(ctx, o)
 	} else {
@@ -344,6 +360,9 @@ func loadChild(ctx context.Context, o options, svc *tsa.Service, url, hash strin
 	}
 	cmd := exec.CommandContext(ctx, exe, "-child", "-url", url, "-hash", hash, "-rate", strconv.FormatFloat(rate, 'f', -1, 64),
 		"-clients", strconv.Itoa(o.clients), "-duration", o.duration.String(), "-warmup", warm.String(), "-go-client="+strconv.FormatBool(o.goClient))
+	if o.split {
+		cmd.Args = append(cmd.Args, "-cpu", "1")
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
