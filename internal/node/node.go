@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -230,6 +231,10 @@ func (n *Node) loadConfig() (string, error) {
 	}
 	n.cfg = cfg
 	n.logger = newLogger(cfg.Log, n.opts.LogOutput)
+	// The collector's pace is process-wide; the operator's GOGC wins.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(cfg.Node.GCPercent)
+	}
 	if detail == "" {
 		detail = path
 	}
@@ -466,7 +471,8 @@ func (n *Node) listen(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("listen.http %s: %w", addr, err)
 		}
-		srv := httpx.NewServer(httpx.Edge(public, httpx.EdgeOptions{Server: "http", Logger: n.logger, MaxBodyBytes: hc.MaxBodyBytes, Observe: observe}), so)
+		srv := httpx.NewServer(httpx.Edge(public, httpx.EdgeOptions{Server: "http", Logger: n.logger, MaxBodyBytes: hc.MaxBodyBytes, Observe: observe,
+			OKLogPerSecond: n.cfg.Log.PublicOKPerSecond}), so)
 		n.serve(srv, ln, false)
 		n.addrs.HTTP = ln.Addr().String()
 	}
