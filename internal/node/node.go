@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -440,9 +441,32 @@ func (n *Node) listen(ctx context.Context) (string, error) {
 			}
 		}
 	}
+	// The metric children are kept by their labels: looking them up by
+	// label values hashes the strings on every request.
+	type reqKey struct {
+		server, method, route string
+		status                int
+	}
+	type durKey struct{ server, route string }
+	var counters, observers sync.Map
 	observe := func(server, method, route string, status int, d time.Duration) {
-		reqs.WithLabelValues(server, method, route, fmt.Sprint(status)).Inc()
-		dur.WithLabelValues(server, route).Observe(d.Seconds())
+		switch method {
+		case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		default:
+			method = "OTHER" // a client's method must not mint label values
+		}
+		rk := reqKey{server, method, route, status}
+		c, ok := counters.Load(rk)
+		if !ok {
+			c, _ = counters.LoadOrStore(rk, reqs.WithLabelValues(server, method, route, strconv.Itoa(status)))
+		}
+		c.(prometheus.Counter).Inc()
+		dk := durKey{server, route}
+		o, ok := observers.Load(dk)
+		if !ok {
+			o, _ = observers.LoadOrStore(dk, dur.WithLabelValues(server, route))
+		}
+		o.(prometheus.Observer).Observe(d.Seconds())
 	}
 
 	public := n.authz.NewMux()
