@@ -178,7 +178,8 @@ func (l *logSampler) allow(now time.Time) bool {
 }
 
 // Edge wraps next with the request ID, body limit, panic recovery, security
-// headers and one log event per request.
+// headers and one log event per request (at most OKLogPerSecond a second for
+// fast successes, when set).
 func Edge(next http.Handler, o EdgeOptions) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
