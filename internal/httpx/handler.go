@@ -155,6 +155,15 @@ type EdgeOptions struct {
 	OKLogPerSecond int
 }
 
+// The values of Edge's fixed headers.
+var (
+	hdrNosniff    = []string{"nosniff"}
+	hdrNoReferrer = []string{"no-referrer"}
+	hdrHSTS       = []string{"max-age=63072000; includeSubDomains"}
+	hdrCSP        = []string{"frame-ancestors 'none'"}
+	hdrDeny       = []string{"DENY"}
+)
+
 // logSampler lets through at most limit events per wall-clock second.
 type logSampler struct {
 	limit    int64
@@ -194,17 +203,25 @@ func Edge(next http.Handler, o EdgeOptions) http.Handler {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		st := &reqState{id: id}
+		// One allocation for the request's state and its writer.
+		both := &struct {
+			st reqState
+			rw responseWriter
+		}{st: reqState{id: id}, rw: responseWriter{ResponseWriter: w}}
+		st, rw := &both.st, &both.rw
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, st))
-		rw := &responseWriter{ResponseWriter: w}
+		// Canonical keys and shared values for the fixed headers: Set
+		// would canonicalise each key and allocate each value on every
+		// request. (Adding to a shared value copies it, append on a full
+		// slice: nothing can change the shared one.)
 		h := rw.Header()
-		h.Set("X-Request-ID", id)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
+		h["X-Request-Id"] = []string{id}
+		h["X-Content-Type-Options"] = hdrNosniff
+		h["Referrer-Policy"] = hdrNoReferrer
 		if o.HSTS {
-			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-			h.Set("Content-Security-Policy", "frame-ancestors 'none'")
-			h.Set("X-Frame-Options", "DENY")
+			h["Strict-Transport-Security"] = hdrHSTS
+			h["Content-Security-Policy"] = hdrCSP
+			h["X-Frame-Options"] = hdrDeny
 		}
 		if o.MaxBodyBytes > 0 && r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, o.MaxBodyBytes)
