@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/big"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +34,7 @@ const (
 	phaseIssue     = "issue"
 	phaseOCSPCache = "ocsp-cache"
 	phaseOCSPNonce = "ocsp-nonce"
+	phaseOCSPGet   = "ocsp-get"
 )
 
 // tokenEnv carries the RA's bearer token to a child process: an argument
@@ -53,12 +55,15 @@ type loadSpec struct {
 	// nonce (DER).
 	Body []byte `json:"body,omitempty"`
 	// Expect is the verified pre-signed OCSP response every answer must
-	// equal (ocsp-cache).
+	// equal (ocsp-cache, ocsp-get).
 	Expect []byte `json:"expect,omitempty"`
 	// Issuer (the issuing CA's certificate, DER) and Serial name the
 	// certificate the on-demand OCSP requests ask about (ocsp-nonce).
-	Issuer []byte   `json:"issuer,omitempty"`
-	Serial *big.Int `json:"serial,omitempty"`
+	Issuer []byte `json:"issuer,omitempty"`
+	// GetPath is the escaped path of the RFC 5019 GET request for Body
+	// (ocsp-get).
+	GetPath string   `json:"get_path,omitempty"`
+	Serial  *big.Int `json:"serial,omitempty"`
 	// TLSChain is the file of the node's bootstrap TLS chain, the only
 	// certificate the issuance clients trust (pinnedTLS).
 	TLSChain string `json:"tls_chain,omitempty"`
@@ -102,7 +107,7 @@ func (s *loadSpec) newOp(clients int) (op, func() error, error) {
 			_, err = parsePEM(out.Certificate)
 			return err
 		}, closeAll, nil
-	case phaseOCSPCache, phaseOCSPNonce:
+	case phaseOCSPCache, phaseOCSPNonce, phaseOCSPGet:
 		conns, err := newRawConns(s.URL, "application/ocsp-request", "application/ocsp-response", clients)
 		if err != nil {
 			return nil, nil, err
@@ -113,6 +118,23 @@ func (s *loadSpec) newOp(clients int) (op, func() error, error) {
 				errs = append(errs, c.close())
 			}
 			return errors.Join(errs...)
+		}
+		if s.Phase == phaseOCSPGet {
+			u, err := url.Parse(s.URL)
+			if err != nil {
+				return nil, nil, err
+			}
+			req := fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", s.GetPath, u.Host)
+			return func(ctx context.Context, w int) error {
+				raw, err := conns[w].get(ctx, req)
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(raw, s.Expect) {
+					return errors.New("answer differs from the verified pre-signed response")
+				}
+				return nil
+			}, closeAll, nil
 		}
 		if s.Phase == phaseOCSPCache {
 			return func(ctx context.Context, w int) error {

@@ -50,8 +50,11 @@
 //     issued in phase 2, without a nonce (the RFC 5019 profile): the node
 //     answers from its memory cache of responses its delegated SM2
 //     responder signed ahead of time (ca/ocsp_cache.go);
-//  5. OCSP signed on demand, closed loop: the same with a fresh nonce each,
-//     so the node reads the status from the database and the delegated
+//  5. the same request by GET /ocsp/sm2-issuing/{base64, percent-encoded}
+//     (RFC 5019 §5: clients send requests of up to 255 octets so), its
+//     first answer checked for the cache headers too;
+//  6. OCSP signed on demand, closed loop: POST with a fresh nonce each, so
+//     the node reads the status from the database and the delegated
 //     responder signs every answer.
 //
 // The OCSP clients write their requests and parse the answers on a
@@ -64,9 +67,9 @@
 // delegated responder the CA certified, status good, nonce echoed), the
 // OCSP answers again after the load; under load the clients check every
 // answer: issuance by status and a certificate that parses, OCSP from the
-// cache by being the byte-identical pre-signed response, OCSP on demand by
-// a successful responseStatus that carries the request's nonce. So a
-// broken service cannot report a fast rate.
+// cache (POST and GET) by being the byte-identical pre-signed response,
+// OCSP on demand by a successful responseStatus that carries the request's
+// nonce. So a broken service cannot report a fast rate.
 //
 // Usage:
 //
@@ -247,7 +250,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		fmt.Fprintf(w, "cores:    not split: node, clients and reference rates in this process on all cores, GOMAXPROCS %d\n", runtime.GOMAXPROCS(0))
 	}
 	fmt.Fprintf(w, "clients:  %d, each on its own keep-alive connection over loopback (issuance: net/http over TLS; OCSP: raw HTTP/1.1)\n", o.clients)
-	fmt.Fprintf(w, "request:  POST /api/v1/ca/%s/certificates, profile %s, one fixed SM2 CSR; OCSP POST /ocsp/%s over HTTP, without nonce (cache) or with a fresh nonce each (on demand)\n",
+	fmt.Fprintf(w, "request:  POST /api/v1/ca/%s/certificates, profile %s, one fixed SM2 CSR; OCSP POST (and GET) /ocsp/%s over HTTP, without nonce (cache) or with a fresh nonce each (on demand)\n",
 		caID, profile, caID)
 	fmt.Fprintf(w, "ocsp:     delegated SM2 responder (ocsp-signer certificate, key in the software keystore); pre-signed responses in memory backed by ca_ocsp_responses\n\n")
 
@@ -292,6 +295,17 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	if err != nil {
 		return err
 	}
+	// The same over GET, as RFC 5019 §5 has clients send a request of at
+	// most 255 octets: the first answer checked in full.
+	getPath, err := oc.getChecked(ctx)
+	if err != nil {
+		return fmt.Errorf("first OCSP GET: %w", err)
+	}
+	gq, err := r.phase(ctx, "OCSP GET, pre-signed cache", loadSpec{Phase: phaseOCSPGet, URL: oc.url, GetPath: getPath, Expect: oc.presigned},
+		0, o.warmup, "")
+	if err != nil {
+		return err
+	}
 	// OCSP signed on demand.
 	if err := oc.queryChecked(ctx); err != nil {
 		return fmt.Errorf("first OCSP query: %w", err)
@@ -309,7 +323,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		return fmt.Errorf("OCSP query without nonce after the load: %w", err)
 	}
 
-	figs := []figure{issue, paced, cq, oq}
+	figs := []figure{issue, paced, cq, gq, oq}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	cpuCols := "server CPU µs/op\tclient CPU µs/op\tCPU ratio\tserver cores busy"
 	if !o.split {
@@ -561,6 +575,38 @@ func (oc *ocspClient) cachedChecked(ctx context.Context) error {
 	}
 	oc.plainReq, oc.presigned = der, raw
 	return nil
+}
+
+// getChecked sends the request without nonce by GET (RFC 6960 Appendix
+// A.1, RFC 5019 §5) and checks that the answer is the pre-signed response
+// cachedChecked verified, with cache headers that end at its nextUpdate;
+// it returns the escaped path.
+func (oc *ocspClient) getChecked(ctx context.Context) (string, error) {
+	u, err := url.Parse(oc.url)
+	if err != nil {
+		return "", err
+	}
+	path := u.Path + "/" + ocsp.EncodeGETPath(oc.plainReq)
+	req, err := http.NewRequestWithContext(ctx, "GET", u.Scheme+"://"+u.Host+path, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := oc.hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(raw, oc.presigned) {
+		return "", fmt.Errorf("GET answered %d with %d octets, not the pre-signed response", resp.StatusCode, len(raw))
+	}
+	if !strings.Contains(resp.Header.Get("Cache-Control"), "max-age=") || resp.Header.Get("Expires") == "" {
+		return "", fmt.Errorf("GET answer without cache headers (Cache-Control %q, Expires %q)", resp.Header.Get("Cache-Control"), resp.Header.Get("Expires"))
+	}
+	return path, nil
 }
 
 // queryChecked sends a request with a fresh nonce and verifies the answer

@@ -17,15 +17,16 @@ import (
 // certificate with the responder's certificate is about 1 KiB.
 const maxAnswer = 64 << 10
 
-// rawConn is one keep-alive HTTP/1.1 connection that posts a body and
-// returns the body of a 200 answer of the expected content type: a load
+// rawConn is one keep-alive HTTP/1.1 connection that posts a body (or
+// sends a GET) and returns the body of a 200 answer of the expected
+// content type: a load
 // generator like bench/tsa's, in the manner of wrk. The bytes on the wire
 // are those net/http sends, without net/http's transport (goroutines and
 // channels per request), to keep the clients' CPU per request low: the node
 // answers OCSP from its cache in a few tens of µs.
 type rawConn struct {
 	addr, wantType string
-	// head is the request line and headers up to the value of
+	// head is the POST request line and headers up to the value of
 	// Content-Length.
 	head []byte
 	conn net.Conn
@@ -67,6 +68,18 @@ func (c *rawConn) close() error {
 // post. Any error closes the connection (the next post opens a new one), so
 // an answer is never read from a connection left mid-message.
 func (c *rawConn) post(ctx context.Context, body []byte) ([]byte, error) {
+	c.buf = append(strconv.AppendInt(append(c.buf[:0], c.head...), int64(len(body)), 10), "\r\n\r\n"...)
+	return c.do(ctx, c.buf, body)
+}
+
+// get sends req, a whole GET request (line and header fields), and returns
+// the answer's body as post does.
+func (c *rawConn) get(ctx context.Context, req []byte) ([]byte, error) {
+	return c.do(ctx, req, nil)
+}
+
+// do sends head and body and returns the answer's body.
+func (c *rawConn) do(ctx context.Context, head, body []byte) ([]byte, error) {
 	if c.conn == nil {
 		d := net.Dialer{Timeout: 10 * time.Second}
 		conn, err := d.DialContext(ctx, "tcp", c.addr)
@@ -75,7 +88,7 @@ func (c *rawConn) post(ctx context.Context, body []byte) ([]byte, error) {
 		}
 		c.conn, c.r, c.w = conn, bufio.NewReaderSize(conn, 8192), bufio.NewWriterSize(conn, 4096)
 	}
-	answer, keep, err := c.roundTrip(body)
+	answer, keep, err := c.roundTrip(head, body)
 	if err != nil || !keep {
 		if cerr := c.close(); err == nil && cerr != nil {
 			err = cerr
@@ -86,13 +99,12 @@ func (c *rawConn) post(ctx context.Context, body []byte) ([]byte, error) {
 
 // roundTrip writes one request and reads its answer; keep is false when
 // the server said it closes the connection.
-func (c *rawConn) roundTrip(body []byte) (answer []byte, keep bool, err error) {
+func (c *rawConn) roundTrip(head, body []byte) (answer []byte, keep bool, err error) {
 	if err := c.conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
 		return nil, false, err
 	}
-	c.buf = append(strconv.AppendInt(append(c.buf[:0], c.head...), int64(len(body)), 10), "\r\n\r\n"...)
 	// bufio.Writer keeps the first write error and returns it from Flush.
-	c.w.Write(c.buf)
+	c.w.Write(head)
 	c.w.Write(body)
 	if err := c.w.Flush(); err != nil {
 		return nil, false, err
