@@ -7,9 +7,13 @@
 // The node (CA and TSA services, SQLite in a temporary directory, software
 // keys) runs in this process. The clients run in a child process (this
 // program again, -child), over loopback, so that the server's CPU can be
-// counted apart from theirs; -clients-in-process puts them in this process
-// instead. Both share the machine's cores: the rate and its ratio are those
-// of one machine serving its own clients. Every request is a fresh SM3 or
+// counted apart from theirs. By default (-split) this process is pinned to
+// CPU 0 with GOMAXPROCS 1 before anything is measured, the raw reference is
+// measured here on that core, and the child is pinned to CPU 1: the rate and
+// its ratio are those of one core serving clients that run beside it, not
+// on it (bench/README.md, "Split cores"). -split=false lets both use every
+// core (a machine serving its own clients); -clients-in-process (with
+// -split=false) puts the clients in this process. Every request is a fresh SM3 or
 // SHA-256 imprint with a nonce; every answer is parsed and matched with its
 // request (imprint, nonce) by the Go client (tsa/client), and the first
 // token of each profile is verified in full against the root. Tokens are
