@@ -100,14 +100,20 @@ func (s *Service) ocspGET(w http.ResponseWriter, r *http.Request) error {
 // HTTP 200 (RFC 6960 §2.3, RFC 5019 §2.2.3); only a successful response
 // (c not nil) may be cached.
 func writeOCSP(w http.ResponseWriter, der []byte, c *cached) error {
-	w.Header().Set("Content-Type", "application/ocsp-response")
+	h := w.Header()
+	h["Content-Type"] = hdrOCSPResponse // canonical key, shared value: no allocation
 	if c == nil {
-		w.Header().Set("Cache-Control", "no-store")
+		h["Cache-Control"] = hdrNoStore
 	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(der)))
+	h["Content-Length"] = []string{strconv.Itoa(len(der))}
 	_, err := w.Write(der)
 	return err
 }
+
+var (
+	hdrOCSPResponse = []string{"application/ocsp-response"}
+	hdrNoStore      = []string{"no-store"}
+)
 
 // ocspAnswerResult is an answer: the DER OCSPResponse and, for a successful
 // one, its times.
@@ -131,7 +137,7 @@ func (s *Service) ocspAnswer(ctx context.Context, a *authority, body []byte) ocs
 	if err != nil {
 		return ocspError(ocsp.MalformedRequest)
 	}
-	if !req.MatchesIssuer(a.cert) {
+	if !s.ocspMatches(a, req) {
 		// Not a certificate of this CA: this responder is not authoritative
 		// for it (RFC 6960 §2.3 unauthorized).
 		return ocspError(ocsp.Unauthorized)
@@ -217,4 +223,19 @@ func (s *Service) certStatus(ctx context.Context, a *authority, n *big.Int) (sta
 		return ocsp.Good, time.Time{}, 0, c.status, nil
 	}
 	return 0, time.Time{}, 0, "", fmt.Errorf("certificate %s/%s: unknown status %q", a.id, serial, c.status)
+}
+
+// ocspMatches reports whether req's CertID names CA a, with a's CertID
+// hashes under every algorithm computed on its first request (kept by
+// certificate: a rollover makes a new one).
+func (s *Service) ocspMatches(a *authority, req *ocsp.Request) bool {
+	v, ok := s.ocspIssuers.Load(a.cert)
+	if !ok {
+		is, err := ocsp.NewIssuer(a.cert)
+		if err != nil {
+			return false
+		}
+		v, _ = s.ocspIssuers.LoadOrStore(a.cert, is)
+	}
+	return req.Matches(v.(*ocsp.Issuer))
 }

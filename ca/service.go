@@ -116,6 +116,9 @@ type Service struct {
 	// watchDone.
 	stopWatchFn context.CancelFunc
 	watchDone   chan struct{}
+	// ocspIssuers holds each CA certificate's CertID hashes
+	// (*smx509.Certificate → *ocsp.Issuer, ocsp.go ocspMatches).
+	ocspIssuers sync.Map
 }
 
 var (

@@ -154,6 +154,9 @@ func (s *Service) Stamp(ctx context.Context, profile string, der []byte) ([]byte
 	if u == nil {
 		return nil, "", errNoUnit
 	}
+	var signing bool
+	s.rec.startSigning(&signing)
+	defer s.rec.stopSigning(&signing)
 	for attempt := 1; ; attempt++ {
 		now := s.env.Clock.Now()
 		serial, err := newSerial(now)
@@ -167,7 +170,7 @@ func (s *Service) Stamp(ctx context.Context, profile string, der []byte) ([]byte
 			return nil, "", err
 		}
 		hexSerial := serial.Text(16)
-		err = s.record(ctx, hexSerial, u, info, tok)
+		err = s.record(ctx, hexSerial, u, info, tok, &signing)
 		if errors.Is(err, errSerialTaken) && attempt < 3 {
 			continue // an 80-bit collision: draw again, the token was never sent
 		}
@@ -202,7 +205,7 @@ func newSerial(t time.Time) (*big.Int, error) {
 }
 
 // record stores the token through the recorder; it returns once durable.
-func (s *Service) record(ctx context.Context, serial string, u *unit, info *tsp.TSTInfo, tok []byte) error {
+func (s *Service) record(ctx context.Context, serial string, u *unit, info *tsp.TSTInfo, tok []byte, signing *bool) error {
 	var nonce any
 	if info.Nonce != nil {
 		nonce = info.Nonce.Text(16)
@@ -210,7 +213,7 @@ func (s *Service) record(ctx context.Context, serial string, u *unit, info *tsp.
 	mi := info.MessageImprint
 	return s.rec.record(ctx, tokenRow{serial: serial, profile: u.profile, generation: u.generation,
 		policy: info.Policy.String(), hashAlg: mi.Hash.Name, imprint: mi.HashedMessage,
-		genTime: info.GenTime.UTC().Format(timeFormat), nonce: nonce, token: tok})
+		genTime: info.GenTime.UTC().Format(timeFormat), nonce: nonce, token: tok}, signing)
 }
 
 // TokenRecord is the answer of GET /api/v1/tsa/tokens/{serial}.

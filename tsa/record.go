@@ -19,12 +19,15 @@ import (
 const (
 	// recordMaxBatch bounds the tokens of one transaction.
 	recordMaxBatch = 128
-	// recordWindow is how long a batch waits for more tokens after its
-	// first one, but only while the previous batch held more than one
-	// token (the TSA is under concurrent load): a lone request is
-	// committed at once, a busy TSA trades up to this much latency for
-	// fewer commits.
-	recordWindow = time.Millisecond
+	// recordWindow is the longest a batch waits for more tokens after its
+	// first one, and it waits only while other tokens are being signed
+	// (recorder.signing): those are about to join. A lone request is
+	// committed at once; a busy TSA trades up to this much latency for
+	// fewer commits, each of which costs an fsync and most of the CPU of
+	// recording (PostgreSQL's commit_delay with commit_siblings, in
+	// effect).
+	recordWindow = 3 * time.Millisecond
+
 	// maxChunk is the largest multi-row INSERT. A batch is cut into
 	// INSERTs of powers of two rows (largest first): seven statements,
 	// each prepared once per connection (internal/store's statement
@@ -61,11 +64,15 @@ type recordReq struct {
 // a batch is one transaction of a few multi-row INSERTs (no savepoint and
 // no statement per token, as the generic store.Batcher needs), committed
 // once, after which every caller in it is answered. It collects the
-// callers already waiting and, under load, those arriving within
-// recordWindow of the first.
+// callers already waiting and, while tokens are being signed, those
+// arriving within recordWindow of the first.
 type recorder struct {
 	db   *store.DB
 	reqs chan *recordReq
+
+	// signing counts the tokens being made that have not yet reached
+	// record (Service.Stamp holds one from parsing to recording).
+	signing atomic.Int64
 
 	batches, tokens atomic.Uint64
 
@@ -102,8 +109,16 @@ func insertSQL(n int) string {
 // record stores row and returns once it is committed (nil), or with
 // errSerialTaken, or with the reason it is not recorded. As with
 // store.Batcher, a ctx that ends while the batch commits does not cut the
-// wait short: nil always means durable.
-func (r *recorder) record(ctx context.Context, row tokenRow) error {
+// wait short: nil always means durable. A caller that holds one of
+// r.signing (see startSigning) gives it back once its row is queued.
+func (r *recorder) record(ctx context.Context, row tokenRow, held *bool) error {
+	release := func() {
+		if held != nil && *held {
+			*held = false
+			r.signing.Add(-1)
+		}
+	}
+	defer release()
 	req := &recordReq{row: row, err: make(chan error, 1)}
 	select {
 	case <-r.closed:
@@ -112,12 +127,29 @@ func (r *recorder) record(ctx context.Context, row tokenRow) error {
 	}
 	select {
 	case r.reqs <- req:
+		release()
 	case <-ctx.Done():
 		return fmt.Errorf("tsa: record: %w", ctx.Err())
 	case <-r.closed:
 		return errRecorderClosed
 	}
 	return <-req.err
+}
+
+// startSigning tells the recorder a token is being made and will be
+// recorded soon; *held is true until record (or the caller's deferred
+// stopSigning) gives it back.
+func (r *recorder) startSigning(held *bool) {
+	r.signing.Add(1)
+	*held = true
+}
+
+// stopSigning gives back what startSigning took, if record did not.
+func (r *recorder) stopSigning(held *bool) {
+	if *held {
+		*held = false
+		r.signing.Add(-1)
+	}
 }
 
 // stats reports the transactions committed or tried and the tokens they
@@ -155,7 +187,7 @@ func (r *recorder) loop() {
 				break fill
 			}
 		}
-		if busy && len(batch) < recordMaxBatch {
+		if len(batch) < recordMaxBatch && (busy || r.signing.Load() > 0) {
 			timer.Reset(recordWindow)
 		wait:
 			for len(batch) < recordMaxBatch {

@@ -3,12 +3,18 @@ package tsa
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 )
 
@@ -35,7 +41,7 @@ func testRecorder(t *testing.T, dbURL string) {
 	var wg sync.WaitGroup
 	errs := make([]error, 200)
 	for i := range errs {
-		wg.Go(func() { errs[i] = r.record(ctx, row(fmt.Sprintf("a%d", i), byte(i))) })
+		wg.Go(func() { errs[i] = r.record(ctx, row(fmt.Sprintf("a%d", i), byte(i)), nil) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -44,13 +50,13 @@ func testRecorder(t *testing.T, dbURL string) {
 		}
 	}
 	// Collisions: with a recorded serial, and between two callers.
-	if err := r.record(ctx, row("a7", 0xee)); !errors.Is(err, errSerialTaken) {
+	if err := r.record(ctx, row("a7", 0xee), nil); !errors.Is(err, errSerialTaken) {
 		t.Fatalf("recorded serial again: %v, want errSerialTaken", err)
 	}
 	var e1, e2, e3 error
-	wg.Go(func() { e1 = r.record(ctx, row("b1", 1)) })
-	wg.Go(func() { e2 = r.record(ctx, row("b1", 2)) })
-	wg.Go(func() { e3 = r.record(ctx, row("b2", 3)) })
+	wg.Go(func() { e1 = r.record(ctx, row("b1", 1), nil) })
+	wg.Go(func() { e2 = r.record(ctx, row("b1", 2), nil) })
+	wg.Go(func() { e3 = r.record(ctx, row("b2", 3), nil) })
 	wg.Wait()
 	if e3 != nil || (e1 == nil) == (e2 == nil) || !errors.Is(errors.Join(e1, e2), errSerialTaken) {
 		t.Fatalf("twin serials: %v, %v (other row %v): want exactly one errSerialTaken", e1, e2, e3)
@@ -74,7 +80,68 @@ func testRecorder(t *testing.T, dbURL string) {
 		t.Errorf("stats = %d batches, %d tokens; want 204 tokens", b, k)
 	}
 	r.close()
-	if err := r.record(ctx, row("c1", 1)); !errors.Is(err, errRecorderClosed) {
+	if err := r.record(ctx, row("c1", 1), nil); !errors.Is(err, errRecorderClosed) {
 		t.Errorf("after close: %v", err)
 	}
+}
+
+// 00002 rebuilds tsa_tokens keyed by serial alone (SQLite) and drops the
+// gen_time index (both): tokens recorded before the upgrade are kept, and
+// the recorder and the look-up work after it.
+func TestTokensMigration(t *testing.T) {
+	v1 := fstest.MapFS{}
+	for _, d := range []string{"sqlite", "postgres"} {
+		name := "migrations/" + d + "/00001_tsa.sql"
+		b, err := fs.ReadFile(migrations, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v1[name] = &fstest.MapFile{Data: b}
+	}
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if _, err := db.Exec(ctx, "INSERT INTO tsa_tokens (serial, profile, generation, policy, hash_alg, imprint, gen_time, nonce, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			"1abc", "sm2", 1, "1.2.3", "sm3", []byte{1, 2}, "2026-11-21T10:00:00Z", "ff", []byte("old token")); err != nil {
+			t.Fatal(err)
+		}
+		db2 := storetest.Reopen(t, db, store.EmbeddedMigrations("tsa", migrations, "migrations"))
+		s := &Service{env: &node.Env{DB: db2}}
+		rec, err := s.Token(ctx, "1ABC")
+		if err != nil {
+			t.Fatalf("token recorded before the upgrade: %v", err)
+		}
+		if rec.Token != base64.StdEncoding.EncodeToString([]byte("old token")) || rec.Nonce != "ff" || rec.GenTime != "2026-11-21T10:00:00Z" {
+			t.Errorf("token after the upgrade = %+v", rec)
+		}
+		r := newRecorder(db2)
+		defer r.close()
+		if err := r.record(ctx, tokenRow{serial: "1abd", profile: "sm2", generation: 1, policy: "1.2.3", hashAlg: "sm3",
+			imprint: make([]byte, 32), genTime: "2026-11-21T10:00:01Z", token: []byte{7}}, nil); err != nil {
+			t.Fatalf("record after the upgrade: %v", err)
+		}
+		var n int
+		if err := db2.QueryRow(ctx, "SELECT COUNT(*) FROM tsa_tokens").Scan(&n); err != nil || n != 2 {
+			t.Errorf("tokens = %d (%v), want 2", n, err)
+		}
+		if db2.Driver() == store.SQLite {
+			var sql string
+			if err := db2.QueryRow(ctx, "SELECT sql FROM sqlite_master WHERE name = 'tsa_tokens'").Scan(&sql); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(sql, "WITHOUT ROWID") {
+				t.Errorf("tsa_tokens is not keyed by serial: %s", sql)
+			}
+		}
+		if err := db2.QueryRow(ctx, "SELECT COUNT(*) FROM "+indexCatalog(db2)+" = 'tsa_tokens_gen_time'").Scan(&n); err != nil || n != 0 {
+			t.Errorf("gen_time index still there (%d, %v)", n, err)
+		}
+	}, store.EmbeddedMigrations("tsa", v1, "migrations"))
+}
+
+// indexCatalog is the start of a query for an index by name.
+func indexCatalog(db *store.DB) string {
+	if db.Driver() == store.SQLite {
+		return "sqlite_master WHERE type = 'index' AND name"
+	}
+	return "pg_indexes WHERE indexname"
 }

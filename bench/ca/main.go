@@ -4,27 +4,43 @@
 // software keystore, durable store with its audit record and outbox event),
 // the latency of issuance at half that rate, the peak RSS, and OCSP
 // responses per second from the pre-signed cache and signed on demand (the
-// issue's target for the cache is 1.0 or better). Each rate is also printed as a
-// ratio to raw SM2 signing measured in the same run (bench/README.md); the
-// issue's target for issuance with SQLite is 0.10 or better (-check).
+// issue's target for the cache is 1.0 or better). Each rate is also printed
+// as a ratio to raw SM2 signing measured in the same run (bench/README.md);
+// the issue's target for issuance with SQLite is 0.10 or better (-check).
 //
 // The program starts a node with the CA service in its own process, in a
 // temporary data directory: SQLite there by default, or the PostgreSQL
 // database -db names (it must be empty: the node migrates it and creates its
-// CA hierarchy and keys in it). The clients run in the same process, on the
-// same cores, over loopback, as §3.1 asks ("clients on the same host"), so
-// their TLS and JSON work is part of what is measured; the peak RSS is the
-// whole process's (node and clients; a PostgreSQL server is a process of its
-// own and not counted).
+// CA hierarchy and keys in it).
 //
-// The phases, each for -duration after a short warm-up:
+// Split cores, the default: before anything else the program pins its own
+// process, the node's, to CPU 0 with GOMAXPROCS 1 (ref.Pin), so the
+// reference rates (ref.Measure) are measured on that same core, and each
+// load phase runs its clients in a child process (this program again,
+// -child) pinned to CPU 1. The clients are on the same host and talk to the
+// node over loopback, as §3.1 asks, but not on its core: the rates and
+// ratios are one core of service against one core of raw signing, and the
+// CPU time counted over each measured window (getrusage) is the node's
+// alone. The report gives the node's CPU per request, the clients' apart,
+// and the CPU ratio, the CPU of one raw SM2 signature over the node's CPU
+// per request, which holds when other work on a shared machine moves the
+// wall-clock rates. The peak RSS is the node's process. A PostgreSQL server
+// (-db) runs in processes of its own that are not pinned: they use either
+// core, the clients' included, and their CPU is not in the node's.
+//
+// With -split=false everything runs in this one process on all cores: the
+// clients' TLS, JSON and HTTP work is then part of the CPU and peak RSS
+// measured, and the ratios are to raw signing on all cores.
+//
+// The phases, each for -duration after a -warmup of the same load (none
+// before the paced one):
 //
 //  1. the reference rates (ref.Measure for -ref-duration per operation),
 //     before any load;
-//  2. issuance, closed loop: -clients goroutines, each with its own
-//     keep-alive HTTPS connection, POST /api/v1/ca/sm2-issuing/certificates
-//     with one fixed SM2 CSR under the server-tls profile, as fast as the
-//     node answers;
+//  2. issuance, closed loop: -clients clients, each with its own
+//     keep-alive HTTPS connection (net/http), POST
+//     /api/v1/ca/sm2-issuing/certificates with one fixed SM2 CSR under the
+//     server-tls profile, as fast as the node answers;
 //  3. issuance, paced (open loop) at half the rate of phase 2: requests are
 //     scheduled at fixed intervals and latency is counted from the scheduled
 //     time, so a stall is not hidden by the clients waiting for it
@@ -34,19 +50,30 @@
 //     issued in phase 2, without a nonce (the RFC 5019 profile): the node
 //     answers from its memory cache of responses its delegated SM2
 //     responder signed ahead of time (ca/ocsp_cache.go);
-//  5. OCSP signed on demand, closed loop: the same with a fresh nonce each,
-//     so the node reads the status from the database and the delegated
+//  5. the same request by GET /ocsp/sm2-issuing/{base64, percent-encoded}
+//     (RFC 5019 §5: clients send requests of up to 255 octets so), its
+//     first answer checked for the cache headers too;
+//  6. OCSP signed on demand, closed loop: POST with a fresh nonce each, so
+//     the node reads the status from the database and the delegated
 //     responder signs every answer.
 //
-// The first answer of each kind is checked in full (certificate signature
-// by the issuing CA; OCSP response signature by the delegated responder
-// the CA certified, status good, nonce echoed) and every answer after it by
-// status (and, from the cache, by being the byte-identical pre-signed
-// response), so a broken service cannot report a fast rate.
+// The OCSP clients write their requests and parse the answers on a
+// keep-alive HTTP/1.1 connection each without net/http (raw.go), whose
+// cost per request would be of the order of the few tens of µs the node
+// spends on an answer from its cache.
+//
+// The first answer of each kind is checked in full by this process
+// (certificate signature by the issuing CA; OCSP response signature by the
+// delegated responder the CA certified, status good, nonce echoed), the
+// OCSP answers again after the load; under load the clients check every
+// answer: issuance by status and a certificate that parses, OCSP from the
+// cache (POST and GET) by being the byte-identical pre-signed response,
+// OCSP on demand by a successful responseStatus that carries the request's
+// nonce. So a broken service cannot report a fast rate.
 //
 // Usage:
 //
-//	go run ./bench/ca [-duration 10s] [-clients N] [-db postgres://...] [-check] [-cpuprofile issue.pprof] [-ocspprofile ocsp.pprof]
+//	go run ./bench/ca [-duration 10s] [-clients N] [-db postgres://...] [-split=false] [-check] [-cpuprofile issue.pprof] [-ocspprofile ocsp.pprof]
 //
 // With PostgreSQL, on a throw-away server:
 //
@@ -65,7 +92,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -74,17 +100,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/govtrust/govtrust/bench/ref"
 	"github.com/govtrust/govtrust/ca"
@@ -115,6 +136,12 @@ type options struct {
 	db                            string
 	check                         bool
 	cpuProfile, ocspProfile       string
+	split                         bool
+
+	// Child mode: the load generator of one phase.
+	child string  // the loadSpec file
+	cpu   int     // pin to this CPU
+	rate  float64 // offered rate, 0 for a closed loop
 }
 
 func main() {
@@ -125,24 +152,38 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 2*runtime.GOMAXPROCS(0), "concurrent keep-alive clients")
 	flag.StringVar(&o.db, "db", "", "PostgreSQL URL of an empty database; empty for SQLite in the temporary directory")
 	flag.BoolVar(&o.check, "check", false, fmt.Sprintf("exit 1 when the issuance ratio is below %.2f", minIssueRatio))
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the closed-loop issuance phase to this file")
-	flag.StringVar(&o.ocspProfile, "ocspprofile", "", "write a CPU profile of the OCSP-from-cache phase to this file")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the node's process over the closed-loop issuance phase to this file")
+	flag.StringVar(&o.ocspProfile, "ocspprofile", "", "write a CPU profile of the node's process over the OCSP-from-cache phase to this file")
+	flag.BoolVar(&o.split, "split", true, "node (and the reference rates) pinned to CPU 0, clients in a child process pinned to CPU 1; false: all in one process on all cores")
+	flag.StringVar(&o.child, "child", "", "internal: run as the load generator of a parent bench/ca, for the phase this file describes")
+	flag.IntVar(&o.cpu, "cpu", -1, "internal (-child): pin to this CPU")
+	flag.Float64Var(&o.rate, "rate", 0, "internal (-child): offered rate, 0 for a closed loop")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Stdout, o); err != nil {
+	// Pin first: the threads the runtime starts later inherit the mask,
+	// and the reference rates must be measured on the node's core.
+	var err error
+	switch {
+	case o.child != "" && o.cpu >= 0:
+		err = ref.Pin(o.cpu)
+	case o.child == "" && o.split:
+		err = ref.Pin(0)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/ca:", err)
 		os.Exit(1)
 	}
-}
-
-// figure is one line of the report.
-type figure struct {
-	name  string
-	res   result
-	rss   string // peak RSS during the phase
-	ratio float64
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if o.child != "" {
+		err = runChild(ctx, o)
+	} else {
+		err = run(ctx, os.Stdout, o)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/ca:", err)
+		os.Exit(1)
+	}
 }
 
 func run(ctx context.Context, w io.Writer, o options) error {
@@ -180,7 +221,8 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	if err != nil {
 		return fmt.Errorf("ra token: %w", err)
 	}
-	tlsConf, err := pinnedTLS(dir)
+	tlsChain := filepath.Join(dir, "bootstrap", "tls-chain.pem")
+	tlsConf, err := pinnedTLS(tlsChain)
 	if err != nil {
 		return err
 	}
@@ -198,8 +240,17 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	}
 	fmt.Fprintf(w, "durability: %s\n", strings.Join(dur, ", "))
 	fmt.Fprintf(w, "duration: %s per load phase after %s warm-up; reference %s per operation\n", o.duration, o.warmup, o.refDuration)
-	fmt.Fprintf(w, "clients:  %d in this process, each on its own keep-alive connection over loopback (same cores as the node)\n", o.clients)
-	fmt.Fprintf(w, "request:  POST /api/v1/ca/%s/certificates, profile %s, one fixed SM2 CSR; OCSP POST /ocsp/%s over HTTP, without nonce (cache) or with a fresh nonce each (on demand)\n",
+	if o.split {
+		pg := ""
+		if o.db != "" {
+			pg = "; the PostgreSQL server's processes are NOT pinned (either core) and their CPU is not counted as the node's"
+		}
+		fmt.Fprintf(w, "cores:    split: node and reference rates in this process pinned to CPU 0, GOMAXPROCS 1; clients in a child process pinned to CPU 1%s\n", pg)
+	} else {
+		fmt.Fprintf(w, "cores:    not split: node, clients and reference rates in this process on all cores, GOMAXPROCS %d\n", runtime.GOMAXPROCS(0))
+	}
+	fmt.Fprintf(w, "clients:  %d, each on its own keep-alive connection over loopback (issuance: net/http over TLS; OCSP: raw HTTP/1.1)\n", o.clients)
+	fmt.Fprintf(w, "request:  POST /api/v1/ca/%s/certificates, profile %s, one fixed SM2 CSR; OCSP POST (and GET) /ocsp/%s over HTTP, without nonce (cache) or with a fresh nonce each (on demand)\n",
 		caID, profile, caID)
 	fmt.Fprintf(w, "ocsp:     delegated SM2 responder (ocsp-signer certificate, key in the software keystore); pre-signed responses in memory backed by ca_ocsp_responses\n\n")
 
@@ -216,83 +267,54 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		return err
 	}
 	is := &issuer{url: "https://" + n.Addresses().HTTPS + "/api/v1/ca/" + caID + "/certificates", auth: "Bearer " + token, body: body}
-	for range o.clients {
-		is.clients = append(is.clients, newClient(tlsConf))
-	}
-	first, issuingCA, err := is.issueChecked(ctx)
+	first, issuingCA, err := is.issueChecked(ctx, newClient(tlsConf))
 	if err != nil {
 		return fmt.Errorf("first issuance: %w", err)
 	}
 
-	var figs []figure
-	// Closed loop.
-	if err := warm(ctx, o, is.issue); err != nil {
-		return err
-	}
-	ref.ResetPeakRSS()
-	stopProfile, err := startProfile(o.cpuProfile)
+	r := &runner{o: o, dir: tmp}
+	issueSpec := loadSpec{Phase: phaseIssue, URL: is.url, Body: body, TLSChain: tlsChain, token: token}
+	issue, err := r.phase(ctx, "issuance, closed loop", issueSpec, 0, o.warmup, o.cpuProfile)
 	if err != nil {
 		return err
 	}
-	issue, err := closedLoop(ctx, o.duration, o.clients, is.issue)
-	if perr := stopProfile(); perr != nil && err == nil {
-		err = perr
-	}
-	if err != nil {
-		return fmt.Errorf("issuance: %w", err)
-	}
-	issueRatio := rates.Ratio(issue.rate(), ref.SM2Sign)
-	figs = append(figs, figure{name: "issuance, closed loop", res: issue, rss: ref.PeakRSS(), ratio: issueRatio})
-
 	// Paced at half the closed-loop rate.
-	half := issue.rate() / 2
-	ref.ResetPeakRSS()
-	paced, err := openLoop(ctx, o.duration, half, o.clients, is.issue)
+	half := issue.res.rate() / 2
+	paced, err := r.phase(ctx, fmt.Sprintf("issuance, paced at %.0f/s", half), issueSpec, half, 0, "")
 	if err != nil {
-		return fmt.Errorf("paced issuance: %w", err)
+		return err
 	}
-	figs = append(figs, figure{name: fmt.Sprintf("issuance, paced at %.0f/s", half), res: paced, rss: ref.PeakRSS(),
-		ratio: rates.Ratio(paced.rate(), ref.SM2Sign)})
 
-	oc := &ocspClient{url: "http://" + n.Addresses().HTTP + "/ocsp/" + caID, serial: first.SerialNumber, issuer: issuingCA}
-	for range o.clients {
-		oc.clients = append(oc.clients, newClient(nil))
-	}
+	oc := &ocspClient{url: "http://" + n.Addresses().HTTP + "/ocsp/" + caID, serial: first.SerialNumber, issuer: issuingCA, hc: newClient(nil)}
 	// OCSP from the pre-signed cache: the first request fills it.
 	if err := oc.cachedChecked(ctx); err != nil {
 		return fmt.Errorf("first OCSP query without nonce: %w", err)
 	}
-	if err := warm(ctx, o, oc.cachedQuery); err != nil {
-		return err
-	}
-	ref.ResetPeakRSS()
-	stopProfile, err = startProfile(o.ocspProfile)
+	cq, err := r.phase(ctx, "OCSP POST, pre-signed cache", loadSpec{Phase: phaseOCSPCache, URL: oc.url, Body: oc.plainReq, Expect: oc.presigned},
+		0, o.warmup, o.ocspProfile)
 	if err != nil {
 		return err
 	}
-	cq, err := closedLoop(ctx, o.duration, o.clients, oc.cachedQuery)
-	if perr := stopProfile(); perr != nil && err == nil {
-		err = perr
-	}
+	// The same over GET, as RFC 5019 §5 has clients send a request of at
+	// most 255 octets: the first answer checked in full.
+	getPath, err := oc.getChecked(ctx)
 	if err != nil {
-		return fmt.Errorf("ocsp from cache: %w", err)
+		return fmt.Errorf("first OCSP GET: %w", err)
 	}
-	cacheRatio := rates.Ratio(cq.rate(), ref.SM2Sign)
-	figs = append(figs, figure{name: "OCSP POST, pre-signed cache", res: cq, rss: ref.PeakRSS(), ratio: cacheRatio})
-
+	gq, err := r.phase(ctx, "OCSP GET, pre-signed cache", loadSpec{Phase: phaseOCSPGet, URL: oc.url, GetPath: getPath, Expect: oc.presigned},
+		0, o.warmup, "")
+	if err != nil {
+		return err
+	}
 	// OCSP signed on demand.
 	if err := oc.queryChecked(ctx); err != nil {
 		return fmt.Errorf("first OCSP query: %w", err)
 	}
-	if err := warm(ctx, o, oc.query); err != nil {
+	oq, err := r.phase(ctx, "OCSP POST, signed on demand", loadSpec{Phase: phaseOCSPNonce, URL: oc.url, Issuer: issuingCA.Raw, Serial: first.SerialNumber},
+		0, o.warmup, "")
+	if err != nil {
 		return err
 	}
-	ref.ResetPeakRSS()
-	oq, err := closedLoop(ctx, o.duration, o.clients, oc.query)
-	if err != nil {
-		return fmt.Errorf("ocsp: %w", err)
-	}
-	figs = append(figs, figure{name: "OCSP POST, signed on demand", res: oq, rss: ref.PeakRSS(), ratio: rates.Ratio(oq.rate(), ref.SM2Sign)})
 	// One more full check after the load: the answers stayed right.
 	if err := oc.queryChecked(ctx); err != nil {
 		return fmt.Errorf("OCSP query after the load: %w", err)
@@ -301,40 +323,56 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		return fmt.Errorf("OCSP query without nonce after the load: %w", err)
 	}
 
+	figs := []figure{issue, paced, cq, gq, oq}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "figure\tops/s\tratio to sm2-sign\tCPU µs/op\tCPU ratio\tp50\tp99\tmax\tok\terrors\tpeak RSS")
+	cpuCols := "server CPU µs/op\tclient CPU µs/op\tCPU ratio\tserver cores busy"
+	if !o.split {
+		cpuCols = "process CPU µs/op\tclient CPU µs/op\tCPU ratio\tprocess cores busy"
+	}
+	fmt.Fprintf(tw, "figure\tops/s\tratio to sm2-sign\t%s\tp50\tp99\tmax\tok\terrors\tpeak RSS\n", cpuCols)
 	for _, f := range figs {
-		r := f.res
-		cpuRatio := "-"
-		if r.cpu > 0 {
-			cpuRatio = fmt.Sprintf("%.3f", rates.CPURatio(r.cpuPerOp(), ref.SM2Sign))
+		client := "-"
+		if f.res.CPU > 0 {
+			client = fmt.Sprintf("%.0f", us(f.clientCPU()))
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", f.name, r.rate(), f.ratio,
-			float64(r.cpuPerOp())/float64(time.Microsecond), cpuRatio,
-			ms(r.percentile(0.50)), ms(r.percentile(0.99)), ms(r.percentile(1)), r.ok, r.errs, f.rss)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.0f\t%s\t%.3f\t%.2f\t%s\t%s\t%s\t%d\t%d\t%s\n", f.name, f.res.rate(), rates.Ratio(f.res.rate(), ref.SM2Sign),
+			us(f.serverCPU()), client, rates.CPURatio(f.serverCPU(), ref.SM2Sign), f.cores(),
+			ms(f.res.P50), ms(f.res.P99), ms(f.res.Max), f.res.OK, f.res.Errs, f.rss)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "(ratio = rate / raw SM2 signing on all cores, this run; peak RSS = VmHWM of this process during the phase, node and clients)\n")
-	fmt.Fprintf(w, "(CPU µs/op = CPU time of this process, node and clients, per answered request; CPU ratio = CPU of one raw SM2 signature (%.1f µs) / CPU µs/op:\n"+
-		" the rate ratio the phase would reach with the cores to itself and no waiting, a load-independent estimate when the machine is shared)\n",
-		float64(rates.SM2SignCPU)/float64(time.Microsecond))
+	if o.split {
+		fmt.Fprintf(w, "(ratio = rate / raw SM2 signing on 1 core, CPU 0, the node's, this run; server CPU = getrusage of the node's process over the\n"+
+			" measured window per answered request%s; client CPU = the same for the load generator on CPU 1;\n"+
+			" server cores busy = server CPU / wall time, 1.00 = CPU 0 saturated; peak RSS = VmHWM of the node's process during the phase)\n",
+			map[bool]string{true: ", without the PostgreSQL server's", false: ""}[o.db != ""])
+	} else {
+		fmt.Fprintf(w, "(ratio = rate / raw SM2 signing on all cores, this run; process CPU = getrusage of this process, node and clients, per answered\n"+
+			" request; process cores busy = that CPU / wall time; peak RSS = VmHWM of this process during the phase, node and clients)\n")
+	}
+	fmt.Fprintf(w, "(CPU ratio = CPU of one raw SM2 signature (%.1f µs) / %s CPU µs/op: the rate ratio the phase would reach on an idle machine\n"+
+		" with nothing waiting (a disk, a lock), a load-independent estimate when the machine is shared)\n", us(rates.SM2SignCPU),
+		map[bool]string{true: "server", false: "process"}[o.split])
 	fmt.Fprintf(w, "(paced latency counts from the scheduled send time; closed-loop latency from the actual send)\n")
 	for _, f := range figs {
-		if f.res.firstErr != nil {
-			fmt.Fprintf(w, "first error in %s: %v\n", f.name, f.res.firstErr)
+		if f.res.FirstErr != "" {
+			fmt.Fprintf(w, "first error in %s: %s\n", f.name, f.res.FirstErr)
 		}
 	}
 
+	issueRatio := rates.Ratio(issue.res.rate(), ref.SM2Sign)
 	if o.check {
 		if !(issueRatio >= minIssueRatio) { // NaN fails too
 			return fmt.Errorf("issuance at %.3f of raw SM2 signing, below %.2f", issueRatio, minIssueRatio)
 		}
 		fmt.Fprintf(w, "check:    issuance ratio %.3f >= %.2f: ok\n", issueRatio, minIssueRatio)
 	}
+	cacheRatio := rates.Ratio(cq.res.rate(), ref.SM2Sign)
 	fmt.Fprintf(w, "target:   OCSP from the pre-signed cache at %.3f of raw SM2 signing (issue target >= %.1f): %s\n", cacheRatio, minCacheRatio,
 		map[bool]string{true: "met", false: "NOT met"}[cacheRatio >= minCacheRatio])
 	return nil
 }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func ptr(s string) *string { return &s }
 
@@ -370,10 +408,10 @@ func storageName(d store.Driver, dbURL, dir string) string {
 	return fmt.Sprintf("%s, %s%s", d, u.Host, u.Path)
 }
 
-// pinnedTLS trusts exactly the node's bootstrap TLS certificate
-// (DIR/bootstrap/tls-chain.pem), which names 127.0.0.1.
-func pinnedTLS(dir string) (*tls.Config, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "bootstrap", "tls-chain.pem"))
+// pinnedTLS trusts exactly the node's bootstrap TLS certificate, which
+// names 127.0.0.1, in chainFile (DIR/bootstrap/tls-chain.pem).
+func pinnedTLS(chainFile string) (*tls.Config, error) {
+	b, err := os.ReadFile(chainFile)
 	if err != nil {
 		return nil, fmt.Errorf("node TLS certificate: %w", err)
 	}
@@ -407,18 +445,17 @@ func issueBody() ([]byte, error) {
 type issuer struct {
 	url, auth string
 	body      []byte
-	clients   []*http.Client
 }
 
-// post sends one request from client w and returns the decoded answer.
-func (is *issuer) post(ctx context.Context, w int) (*ca.IssueResponse, error) {
+// post sends one request with hc and returns the decoded answer.
+func (is *issuer) post(ctx context.Context, hc *http.Client) (*ca.IssueResponse, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", is.url, bytes.NewReader(is.body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", is.auth)
-	resp, err := is.clients[w].Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -440,15 +477,10 @@ func (is *issuer) post(ctx context.Context, w int) (*ca.IssueResponse, error) {
 	return &out, nil
 }
 
-func (is *issuer) issue(ctx context.Context, w int) error {
-	_, err := is.post(ctx, w)
-	return err
-}
-
 // issueChecked issues one certificate and checks it is signed by the
 // issuing CA of the answer's chain; it returns both.
-func (is *issuer) issueChecked(ctx context.Context) (*smx509.Certificate, *smx509.Certificate, error) {
-	out, err := is.post(ctx, 0)
+func (is *issuer) issueChecked(ctx context.Context, hc *http.Client) (*smx509.Certificate, *smx509.Certificate, error) {
+	out, err := is.post(ctx, hc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -480,41 +512,25 @@ func parsePEM(s string) (*smx509.Certificate, error) {
 	return smx509.ParseCertificate(b.Bytes)
 }
 
-// ocspClient posts OCSP requests for one certificate.
+// ocspClient checks the node's OCSP answers for one certificate in full.
 type ocspClient struct {
-	url     string
-	serial  *big.Int
-	issuer  *smx509.Certificate
-	clients []*http.Client
+	url    string
+	serial *big.Int
+	issuer *smx509.Certificate
+	hc     *http.Client
 	// plainReq is the request without a nonce, presigned its verified
-	// answer (cachedChecked).
+	// answer (cachedChecked): what the ocsp-cache load sends and expects.
 	plainReq, presigned []byte
 }
 
-// post sends one request with a fresh nonce and returns the request's nonce
-// and the response DER of a 200 answer.
-func (oc *ocspClient) post(ctx context.Context, w int) ([]byte, []byte, error) {
-	nonce := make([]byte, 16)
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, nil, err
-	}
-	der, err := ocsp.CreateRequestForSerial(oc.serial, oc.issuer, &ocsp.RequestOptions{Nonce: nonce})
-	if err != nil {
-		return nil, nil, err
-	}
-	raw, err := oc.send(ctx, w, der)
-	return nonce, raw, err
-}
-
-// send posts a DER request from client w and returns the response DER of a
-// 200 answer.
-func (oc *ocspClient) send(ctx context.Context, w int, der []byte) ([]byte, error) {
+// send posts a DER request and returns the response DER of a 200 answer.
+func (oc *ocspClient) send(ctx context.Context, der []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", oc.url, bytes.NewReader(der))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/ocsp-request")
-	resp, err := oc.clients[w].Do(req)
+	resp, err := oc.hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -532,13 +548,13 @@ func (oc *ocspClient) send(ctx context.Context, w int, der []byte) ([]byte, erro
 // cachedChecked sends a request without a nonce (RFC 5019 §2.1), verifies
 // the answer in full (signed by a delegated responder the CA certified, for
 // the serial, good, no nonce), and sends it again: the second answer must be
-// the same bytes, the pre-signed response. It keeps both for cachedQuery.
+// the same bytes, the pre-signed response. It keeps both for the load.
 func (oc *ocspClient) cachedChecked(ctx context.Context) error {
 	der, err := ocsp.CreateRequestForSerial(oc.serial, oc.issuer, nil)
 	if err != nil {
 		return err
 	}
-	raw, err := oc.send(ctx, 0, der)
+	raw, err := oc.send(ctx, der)
 	if err != nil {
 		return err
 	}
@@ -550,7 +566,7 @@ func (oc *ocspClient) cachedChecked(ctx context.Context) error {
 		return fmt.Errorf("answer for serial %x, nonce %x, status %s, delegated %v; want %x, none, good, delegated",
 			r.SerialNumber, r.Nonce, r.Status, r.Certificate != nil, oc.serial)
 	}
-	again, err := oc.send(ctx, 0, der)
+	again, err := oc.send(ctx, der)
 	if err != nil {
 		return err
 	}
@@ -561,43 +577,51 @@ func (oc *ocspClient) cachedChecked(ctx context.Context) error {
 	return nil
 }
 
-// cachedQuery sends the request without a nonce and checks the answer is
-// the pre-signed response cachedChecked verified.
-func (oc *ocspClient) cachedQuery(ctx context.Context, w int) error {
-	raw, err := oc.send(ctx, w, oc.plainReq)
+// getChecked sends the request without nonce by GET (RFC 6960 Appendix
+// A.1, RFC 5019 §5) and checks that the answer is the pre-signed response
+// cachedChecked verified, with cache headers that end at its nextUpdate;
+// it returns the escaped path.
+func (oc *ocspClient) getChecked(ctx context.Context) (string, error) {
+	u, err := url.Parse(oc.url)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if !bytes.Equal(raw, oc.presigned) {
-		return errors.New("answer differs from the verified pre-signed response")
+	path := u.Path + "/" + ocsp.EncodeGETPath(oc.plainReq)
+	req, err := http.NewRequestWithContext(ctx, "GET", u.Scheme+"://"+u.Host+path, nil)
+	if err != nil {
+		return "", err
 	}
-	return nil
+	resp, err := oc.hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(raw, oc.presigned) {
+		return "", fmt.Errorf("GET answered %d with %d octets, not the pre-signed response", resp.StatusCode, len(raw))
+	}
+	if !strings.Contains(resp.Header.Get("Cache-Control"), "max-age=") || resp.Header.Get("Expires") == "" {
+		return "", fmt.Errorf("GET answer without cache headers (Cache-Control %q, Expires %q)", resp.Header.Get("Cache-Control"), resp.Header.Get("Expires"))
+	}
+	return path, nil
 }
 
-// query checks only the OCSPResponse's responseStatus (RFC 6960 §4.2.1),
-// which is all a client can check without verifying the signature: a full
-// check per answer would add an SM2 verification to every request on the
-// cores the node runs on.
-func (oc *ocspClient) query(ctx context.Context, w int) error {
-	_, raw, err := oc.post(ctx, w)
-	if err != nil {
-		return err
-	}
-	in := cryptobyte.String(raw)
-	var resp, status cryptobyte.String
-	if !in.ReadASN1(&resp, cbasn1.SEQUENCE) || !resp.ReadASN1(&status, cbasn1.ENUM) || len(status) != 1 {
-		return errors.New("malformed OCSPResponse")
-	}
-	if status[0] != 0 {
-		return fmt.Errorf("OCSP responseStatus %d, want successful (0)", status[0])
-	}
-	return nil
-}
-
-// queryChecked verifies one answer in full: signature by the CA or a
-// delegated responder it certified, serial, nonce and status good.
+// queryChecked sends a request with a fresh nonce and verifies the answer
+// in full: signature by the CA or a delegated responder it certified,
+// serial, nonce and status good.
 func (oc *ocspClient) queryChecked(ctx context.Context) error {
-	nonce, raw, err := oc.post(ctx, 0)
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return err
+	}
+	der, err := ocsp.CreateRequestForSerial(oc.serial, oc.issuer, &ocsp.RequestOptions{Nonce: nonce})
+	if err != nil {
+		return err
+	}
+	raw, err := oc.send(ctx, der)
 	if err != nil {
 		return err
 	}
@@ -609,192 +633,4 @@ func (oc *ocspClient) queryChecked(ctx context.Context) error {
 		return fmt.Errorf("answer for serial %x, nonce %x, status %s; want %x, %x, good", r.SerialNumber, r.Nonce, r.Status, oc.serial, nonce)
 	}
 	return nil
-}
-
-// result is what a load phase measured.
-type result struct {
-	ok, errs int64
-	elapsed  time.Duration
-	// cpu is the CPU time this process (node and clients) used during the
-	// phase.
-	cpu      time.Duration
-	lat      []time.Duration // sorted, successes only
-	firstErr error
-}
-
-// cpuPerOp is the process CPU time per answered request.
-func (r result) cpuPerOp() time.Duration {
-	if r.ok == 0 {
-		return 0
-	}
-	return r.cpu / time.Duration(r.ok)
-}
-
-func (r result) rate() float64 {
-	if r.elapsed <= 0 {
-		return 0
-	}
-	return float64(r.ok) / r.elapsed.Seconds()
-}
-
-// percentile is the nearest-rank percentile of the latencies (p = 1 is the
-// maximum).
-func (r result) percentile(p float64) time.Duration {
-	if len(r.lat) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p*float64(len(r.lat)))) - 1
-	return r.lat[min(max(i, 0), len(r.lat)-1)]
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
-
-// collector gathers latencies and errors from workers.
-type collector struct {
-	mu       sync.Mutex
-	lat      []time.Duration
-	errs     int64
-	firstErr error
-}
-
-func (c *collector) add(lat []time.Duration, errs int64, firstErr error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lat = append(c.lat, lat...)
-	c.errs += errs
-	if c.firstErr == nil {
-		c.firstErr = firstErr
-	}
-}
-
-func (c *collector) result(elapsed time.Duration) (result, error) {
-	slices.Sort(c.lat)
-	r := result{ok: int64(len(c.lat)), errs: c.errs, elapsed: elapsed, lat: c.lat, firstErr: c.firstErr}
-	if r.ok == 0 {
-		return r, fmt.Errorf("no request succeeded (%d failed): %w", r.errs, r.firstErr)
-	}
-	return r, nil
-}
-
-// op is one request from client w.
-type op func(ctx context.Context, w int) error
-
-// warm runs the load unmeasured for the warm-up time.
-func warm(ctx context.Context, o options, f op) error {
-	if o.warmup == 0 {
-		return nil
-	}
-	_, err := closedLoop(ctx, o.warmup, o.clients, f)
-	return err
-}
-
-// closedLoop runs f from workers goroutines, each sending its next request
-// when the last is answered, for d. A failed request is counted and the
-// worker goes on, so the error rate is part of the figure.
-func closedLoop(ctx context.Context, d time.Duration, workers int, f op) (result, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		stop atomic.Bool
-		wg   sync.WaitGroup
-		c    collector
-	)
-	timer := time.AfterFunc(d, func() { stop.Store(true) })
-	defer timer.Stop()
-	cpu0 := ref.CPUTime()
-	start := time.Now()
-	for w := range workers {
-		wg.Go(func() {
-			var (
-				lat      []time.Duration
-				errs     int64
-				firstErr error
-			)
-			for !stop.Load() && ctx.Err() == nil {
-				t := time.Now()
-				if err := f(ctx, w); err != nil {
-					errs++
-					if firstErr == nil {
-						firstErr = err
-					}
-					continue
-				}
-				lat = append(lat, time.Since(t))
-			}
-			c.add(lat, errs, firstErr)
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if err := ctx.Err(); err != nil {
-		return result{}, err
-	}
-	r, err := c.result(elapsed)
-	r.cpu = ref.CPUTime() - cpu0
-	return r, err
-}
-
-// openLoop schedules requests at rate per second for d, handing each to
-// the next free of workers goroutines. Latency runs from the scheduled time,
-// so queueing behind a slow answer counts. The rate is the answered
-// requests over the time from the start to the last answer.
-func openLoop(ctx context.Context, d time.Duration, rate float64, workers int, f op) (result, error) {
-	if !(rate > 0) {
-		return result{}, fmt.Errorf("pace %.3f/s: need a positive rate", rate)
-	}
-	interval := time.Duration(float64(time.Second) / rate)
-	count := int(d / interval)
-	jobs := make(chan time.Time, count)
-	var (
-		wg   sync.WaitGroup
-		c    collector
-		last atomic.Int64 // UnixNano of the last answer
-	)
-	start := time.Now()
-	for w := range workers {
-		wg.Go(func() {
-			var (
-				lat      []time.Duration
-				errs     int64
-				firstErr error
-			)
-			for at := range jobs {
-				if ctx.Err() != nil {
-					continue
-				}
-				if wait := time.Until(at); wait > 0 {
-					time.Sleep(wait)
-				}
-				err := f(ctx, w)
-				now := time.Now()
-				for {
-					l := last.Load()
-					if now.UnixNano() <= l || last.CompareAndSwap(l, now.UnixNano()) {
-						break
-					}
-				}
-				if err != nil {
-					errs++
-					if firstErr == nil {
-						firstErr = err
-					}
-					continue
-				}
-				lat = append(lat, now.Sub(at))
-			}
-			c.add(lat, errs, firstErr)
-		})
-	}
-	// The schedule is fixed up front; a worker takes the next slot when it
-	// is free and sleeps until the slot's time, so the send rate never
-	// exceeds rate and a late slot is sent at once.
-	for i := range count {
-		jobs <- start.Add(time.Duration(i+1) * interval)
-	}
-	close(jobs)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return result{}, err
-	}
-	return c.result(time.Unix(0, last.Load()).Sub(start))
 }

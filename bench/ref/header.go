@@ -34,6 +34,7 @@ type Facts struct {
 	CPU        string    `json:"cpu,omitempty"`       // CPU model, where the OS tells it
 	Cores      int       `json:"cores"`               // runtime.NumCPU()
 	GOMAXPROCS int       `json:"gomaxprocs"`          // workers the benchmarks run
+	Pinned     []int     `json:"pinned,omitempty"`    // the CPUs this process may use, when not all (Pin)
 	MemBytes   uint64    `json:"mem_bytes,omitempty"` // physical memory, where the OS tells it
 	Date       time.Time `json:"date"`                // when the facts were collected (UTC)
 }
@@ -47,9 +48,12 @@ func Collect(ctx context.Context) Facts {
 		GoVersion:  runtime.Version(),
 		GOOS:       runtime.GOOS,
 		GOARCH:     runtime.GOARCH,
-		Cores:      runtime.NumCPU(),
+		Cores:      machineCores(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0),
 		Date:       time.Now().UTC().Truncate(time.Second),
+	}
+	if cpus := Pinned(); len(cpus) > 0 && len(cpus) < f.Cores {
+		f.Pinned = cpus
 	}
 	if c, ok := gitCommit(ctx); ok {
 		f.Commit = c
@@ -105,7 +109,11 @@ func (f Facts) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "build:    %s\n", build)
 	fmt.Fprintf(w, "go:       %s %s/%s\n", f.GoVersion, f.GOOS, f.GOARCH)
-	fmt.Fprintf(w, "machine:  %s, %d cores, GOMAXPROCS %d, %s (%s)\n", cpu, f.Cores, f.GOMAXPROCS, mem, f.reference())
+	pinned := ""
+	if len(f.Pinned) > 0 {
+		pinned = fmt.Sprintf(" (this process pinned to CPU %v)", f.Pinned)
+	}
+	fmt.Fprintf(w, "machine:  %s, %d cores, GOMAXPROCS %d%s, %s (%s)\n", cpu, f.Cores, f.GOMAXPROCS, pinned, mem, f.reference())
 	fmt.Fprintf(w, "date:     %s\n", f.Date.Format(time.RFC3339))
 }
 
@@ -115,7 +123,12 @@ func (f Facts) reference() string {
 	const ref = "reference box: 2 cores / 24 GiB"
 	mem := float64(f.MemBytes) / referenceMemBytes
 	switch {
-	case f.Cores != referenceCores || f.GOMAXPROCS != referenceCores:
+	case f.Cores != referenceCores:
+		return "DIFFERS from the " + ref
+	case len(f.Pinned) == 0 && f.GOMAXPROCS != f.Cores,
+		// A process pinned to part of the box (a split-cores run) must
+		// have a worker per core it may use.
+		len(f.Pinned) > 0 && f.GOMAXPROCS != len(f.Pinned):
 		return "DIFFERS from the " + ref
 	case f.MemBytes == 0:
 		return "memory unknown; " + ref

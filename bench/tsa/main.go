@@ -7,9 +7,13 @@
 // The node (CA and TSA services, SQLite in a temporary directory, software
 // keys) runs in this process. The clients run in a child process (this
 // program again, -child), over loopback, so that the server's CPU can be
-// counted apart from theirs; -clients-in-process puts them in this process
-// instead. Both share the machine's cores: the rate and its ratio are those
-// of one machine serving its own clients. Every request is a fresh SM3 or
+// counted apart from theirs. By default (-split) this process is pinned to
+// CPU 0 with GOMAXPROCS 1 before anything is measured, the raw reference is
+// measured here on that core, and the child is pinned to CPU 1: the rate and
+// its ratio are those of one core serving clients that run beside it, not
+// on it (bench/README.md, "Split cores"). -split=false lets both use every
+// core (a machine serving its own clients); -clients-in-process (with
+// -split=false) puts the clients in this process. Every request is a fresh SM3 or
 // SHA-256 imprint with a nonce; every answer is parsed and matched with its
 // request (imprint, nonce) by the Go client (tsa/client), and the first
 // token of each profile is verified in full against the root. Tokens are
@@ -75,6 +79,8 @@ type options struct {
 	cpuProfile                    string
 	inProcess                     bool
 	goClient                      bool
+	split                         bool
+	cpu                           int
 
 	// Child mode: the load generator.
 	child bool
@@ -93,6 +99,8 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the closed-loop SM2 phase to this file")
 	flag.BoolVar(&o.inProcess, "clients-in-process", false, "run the clients in this process rather than in a child")
 	flag.BoolVar(&o.goClient, "go-client", false, "load with tsa/client (net/http) instead of the raw keep-alive HTTP/1.1 load generator")
+	flag.BoolVar(&o.split, "split", true, "server (and the raw reference) pinned to CPU 0, clients to CPU 1")
+	flag.IntVar(&o.cpu, "cpu", -1, "internal (-child): pin to this CPU")
 	flag.BoolVar(&o.child, "child", false, "internal: run as the load generator of a parent bench/tsa")
 	flag.StringVar(&o.url, "url", "", "internal (-child): the TSA URL")
 	flag.StringVar(&o.hash, "hash", "sm3", "internal (-child): imprint hash")
@@ -101,6 +109,18 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var err error
+	switch {
+	case o.child && o.cpu >= 0:
+		err = ref.Pin(o.cpu)
+	case !o.child && o.split && o.inProcess:
+		err = errors.New("-split needs the clients in a child process")
+	case !o.child && o.split:
+		err = ref.Pin(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/tsa:", err)
+		os.Exit(1)
+	}
 	if o.child {
 		err = runChild(ctx, o)
 	} else {
@@ -344,6 +364,9 @@ func loadChild(ctx context.Context, o options, svc *tsa.Service, url, hash strin
 	}
 	cmd := exec.CommandContext(ctx, exe, "-child", "-url", url, "-hash", hash, "-rate", strconv.FormatFloat(rate, 'f', -1, 64),
 		"-clients", strconv.Itoa(o.clients), "-duration", o.duration.String(), "-warmup", warm.String(), "-go-client="+strconv.FormatBool(o.goClient))
+	if o.split {
+		cmd.Args = append(cmd.Args, "-cpu", "1")
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

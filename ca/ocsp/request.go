@@ -236,6 +236,33 @@ func (r *Request) MatchesIssuer(issuer *smx509.Certificate) bool {
 	return bytes.Equal(nh, r.IssuerNameHash) && bytes.Equal(kh, r.IssuerKeyHash)
 }
 
+// Issuer is an issuer's CertID hashes under every algorithm of HashAlg,
+// computed once, for a responder that checks every request against the
+// same CA (Request.Matches).
+type Issuer struct {
+	nameHash, keyHash map[HashAlg][]byte
+}
+
+// NewIssuer hashes issuer's subject and public key bits with every
+// algorithm a CertID may use.
+func NewIssuer(issuer *smx509.Certificate) (*Issuer, error) {
+	is := &Issuer{nameHash: map[HashAlg][]byte{}, keyHash: map[HashAlg][]byte{}}
+	for _, a := range hashAlgs {
+		nh, kh, err := issuerHashes(a.alg, issuer.RawSubject, issuer.RawSubjectPublicKeyInfo)
+		if err != nil {
+			return nil, fmt.Errorf("ocsp: issuer hashes: %w", err)
+		}
+		is.nameHash[a.alg], is.keyHash[a.alg] = nh, kh
+	}
+	return is, nil
+}
+
+// Matches is MatchesIssuer with the hashes computed beforehand.
+func (r *Request) Matches(is *Issuer) bool {
+	nh, ok := is.nameHash[r.HashAlgorithm]
+	return ok && bytes.Equal(nh, r.IssuerNameHash) && bytes.Equal(is.keyHash[r.HashAlgorithm], r.IssuerKeyHash)
+}
+
 // RequestOptions are the options of CreateRequest.
 type RequestOptions struct {
 	// Hash is the CertID hash algorithm; zero means SHA1.

@@ -68,6 +68,15 @@ func TestRequestRoundTrip(t *testing.T) {
 					if r.MatchesIssuer(other.ca) || r.MatchesIssuer(p.signer) {
 						t.Error("MatchesIssuer(another certificate) = true")
 					}
+					// The same answers from hashes computed beforehand.
+					own, err1 := NewIssuer(p.ca)
+					oth, err2 := NewIssuer(other.ca)
+					if err1 != nil || err2 != nil {
+						t.Fatal(err1, err2)
+					}
+					if !r.Matches(own) || r.Matches(oth) {
+						t.Errorf("Matches(own CA) = %v, Matches(another CA) = %v", r.Matches(own), r.Matches(oth))
+					}
 					if !bytes.Equal(r.Raw, der) {
 						t.Error("Raw differs from the input")
 					}

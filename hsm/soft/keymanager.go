@@ -444,7 +444,7 @@ func (km *KeyManager) Signer(ctx context.Context, req *hsm.SignerRequest) (crypt
 	}
 	s := signer{l: l, pub: l.public()}
 	if l.alg == hsm.SM2 {
-		return &sm2Signer{s}, nil
+		return newSM2Signer(s)
 	}
 	return &s, nil
 }

@@ -129,9 +129,11 @@ func verifySM2(t *testing.T, s crypto.Signer, n int) {
 			t.Fatalf("digest mode with %T: %v", opts, err)
 		}
 	}
-	sig, err = crypto.SignMessage(s, rand.Reader, msg, sm2.DefaultSM2SignerOpts)
-	if err != nil || !sm2.VerifyASN1WithSM2(pub, nil, msg, sig) {
-		t.Fatalf("crypto.SignMessage: %v", err)
+	for _, opts := range []crypto.SignerOpts{sm2.DefaultSM2SignerOpts, nil} {
+		sig, err = crypto.SignMessage(s, rand.Reader, msg, opts)
+		if err != nil || !sm2.VerifyASN1WithSM2(pub, nil, msg, sig) || !tj.Verify(msg, sig) {
+			t.Fatalf("crypto.SignMessage with %v: %v", opts, err)
+		}
 	}
 	// The empty message (which gmsm itself refuses to sign).
 	for _, sign := range []func([]byte, crypto.SignerOpts) ([]byte, error){

@@ -273,7 +273,26 @@ func (s *signer) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 // One difference: gmsm v0.44.1 refuses an empty message even when it is to
 // compute e = SM3(Z || M) itself, though GB/T 32918.2 §6.1 signs any M. For
 // an empty M the signer computes e (hsm.SM2Digest) and signs it.
-type sm2Signer struct{ signer }
+// sm2Signer signs with an SM2 key. za is Z_A of the key with the default
+// user ID (GB/T 32918.2 §5.5), computed once: a signature with the default
+// options hashes SM3(Z_A ‖ M) and need not derive Z_A again from the curve
+// and the public key, as gmsm does on every call.
+type sm2Signer struct {
+	signer
+	za []byte
+}
+
+func newSM2Signer(s signer) (*sm2Signer, error) {
+	pub, ok := s.pub.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("soft: SM2 key %s has a %T public key", s.l.uri, s.pub)
+	}
+	za, err := sm2.CalculateZA(pub, hsm.DefaultSM2UID)
+	if err != nil {
+		return nil, fmt.Errorf("soft: SM2 key %s: %w", s.l.uri, err)
+	}
+	return &sm2Signer{signer: s, za: za}, nil
+}
 
 func (s *sm2Signer) Sign(r io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
 	s.l.mu.RLock()
@@ -282,6 +301,13 @@ func (s *sm2Signer) Sign(r io.Reader, msg []byte, opts crypto.SignerOpts) ([]byt
 		return nil, errWiped
 	}
 	k := s.l.key.(*sm2.PrivateKey)
+	if opts == sm2.DefaultSM2SignerOpts && len(msg) > 0 {
+		h := sm3.New()
+		h.Write(s.za)
+		h.Write(msg)
+		var e [sm3.Size]byte
+		return k.Sign(r, h.Sum(e[:0]), nil)
+	}
 	if len(msg) == 0 {
 		e, err := hsm.SM2Digest(&k.PublicKey, msg, opts)
 		if err != nil {
@@ -303,6 +329,9 @@ func (s *sm2Signer) SignMessage(r io.Reader, msg []byte, opts crypto.SignerOpts)
 			return nil, err
 		}
 		return s.Sign(r, e, nil)
+	}
+	if opts == nil || opts == sm2.DefaultSM2SignerOpts {
+		return s.Sign(r, msg, sm2.DefaultSM2SignerOpts) // Z_A of the default user ID, computed once
 	}
 	s.l.mu.RLock()
 	defer s.l.mu.RUnlock()

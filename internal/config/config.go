@@ -160,6 +160,11 @@ type PKCS11Config struct {
 type NodeConfig struct {
 	// Name is recorded in every audit record this node writes; default: host name.
 	Name string `yaml:"name"`
+	// GCPercent is the garbage collector's target heap growth (Go's GOGC)
+	// for `govtrust up`; the GOGC environment variable, when set, wins.
+	// Default 400: the node's live heap is small, and collecting less often
+	// leaves more CPU for signing.
+	GCPercent int `yaml:"gc_percent"`
 }
 
 // ListenConfig holds the listener addresses. Port 0 picks a free port.
@@ -197,6 +202,13 @@ type HTTPConfig struct {
 type LogConfig struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
 	Format string `yaml:"format"` // json or text
+	// PublicOKPerSecond caps the access-log lines of successful, fast
+	// requests on the plain-HTTP listener (CA certificates, CRLs, OCSP,
+	// TSA: anonymous, high-volume) per second; errors and requests of a
+	// second or more are always logged, every request is counted in the
+	// metrics, and each TSA token is recorded in the database anyway.
+	// 0 logs every request.
+	PublicOKPerSecond int `yaml:"public_ok_per_second"`
 }
 
 // Defaults returns the built-in configuration.
@@ -207,7 +219,7 @@ func Defaults() Config {
 	}
 	return Config{
 		Mode: ModeDev,
-		Node: NodeConfig{Name: host},
+		Node: NodeConfig{Name: host, GCPercent: 400},
 		Listen: ListenConfig{
 			HTTP:  "127.0.0.1:8080",
 			HTTPS: "127.0.0.1:8443",
@@ -227,7 +239,7 @@ func Defaults() Config {
 			IdleTimeout:       120 * time.Second,
 			ShutdownTimeout:   4 * time.Second,
 		},
-		Log: LogConfig{Level: "info", Format: "json"},
+		Log: LogConfig{Level: "info", Format: "json", PublicOKPerSecond: 10},
 		HSM: HSMConfig{
 			Soft:   SoftKeystoreConfig{Unlock: UnlockDev, Shares: []SecretRef{}},
 			PKCS11: []PKCS11Config{},
@@ -270,6 +282,9 @@ func (c *Config) Validate() error {
 func (n *NodeConfig) Validate() error {
 	if n.Name == "" || len(n.Name) > 64 || strings.ContainsAny(n.Name, " \t\r\n") {
 		return fmt.Errorf("node.name: %q must be 1-64 characters without white space", n.Name)
+	}
+	if n.GCPercent < 50 || n.GCPercent > 10000 {
+		return fmt.Errorf("node.gc_percent: %d is not within 50-10000", n.GCPercent)
 	}
 	return nil
 }
@@ -395,6 +410,9 @@ func (l *LogConfig) Validate() error {
 	}
 	if l.Format != "json" && l.Format != "text" {
 		errs = append(errs, fmt.Errorf("log.format: %q is not json or text", l.Format))
+	}
+	if l.PublicOKPerSecond < 0 {
+		errs = append(errs, fmt.Errorf("log.public_ok_per_second: %d is negative", l.PublicOKPerSecond))
 	}
 	return errors.Join(errs...)
 }

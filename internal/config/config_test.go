@@ -114,6 +114,8 @@ func TestValidate(t *testing.T) {
 		"read_timeout":       func(c *Config) { c.HTTP.ReadTimeout = 0 },
 		"log.level":          func(c *Config) { c.Log.Level = "loud" },
 		"node.name":          func(c *Config) { c.Node.Name = "has space" },
+		"node.gc_percent":    func(c *Config) { c.Node.GCPercent = -1 },
+		"public_ok_per_sec":  func(c *Config) { c.Log.PublicOKPerSecond = -1 },
 		"tsa.policies":       func(c *Config) { c.TSA.Policies = []string{"1.2.x"} },
 		"tsa.no policy":      func(c *Config) { c.TSA.Policies = nil },
 		"tsa.big arc":        func(c *Config) { c.TSA.Policies = []string{"2.25.329800735698586629295641978511506172918"} },

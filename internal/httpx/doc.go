@@ -1,5 +1,6 @@
 // Package httpx is govtrust's HTTP edge: server set-up with timeouts and size
-// limits, request IDs, one structured log event per request, panic recovery,
+// limits, request IDs, one structured log event per request (successes may be
+// sampled per second, EdgeOptions.OKLogPerSecond), panic recovery,
 // security headers, and the single place where errors become HTTP answers.
 //
 // Handlers are methods returning error (HandlerFunc). Every error, including

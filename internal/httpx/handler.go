@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -146,13 +147,55 @@ type EdgeOptions struct {
 	// HSTS adds Strict-Transport-Security (HTTPS listeners only).
 	HSTS    bool
 	Observe Observer
+	// OKLogPerSecond, when positive, logs at most this many requests per
+	// second that ended 2xx or 3xx in under a second; the others are still
+	// observed (metrics). Errors and slow requests are always logged. The
+	// next line logged says how many were left out before it
+	// ("unlogged"). Zero logs every request.
+	OKLogPerSecond int
+}
+
+// The values of Edge's fixed headers.
+var (
+	hdrNosniff    = []string{"nosniff"}
+	hdrNoReferrer = []string{"no-referrer"}
+	hdrHSTS       = []string{"max-age=63072000; includeSubDomains"}
+	hdrCSP        = []string{"frame-ancestors 'none'"}
+	hdrDeny       = []string{"DENY"}
+)
+
+// logSampler lets through at most limit events per wall-clock second.
+type logSampler struct {
+	limit    int64
+	sec      atomic.Int64
+	n        atomic.Int64
+	unlogged atomic.Int64
+}
+
+// allow reports whether this event may be logged, counting the ones that
+// may not.
+func (l *logSampler) allow(now time.Time) bool {
+	sec := now.Unix()
+	if cur := l.sec.Load(); cur != sec && l.sec.CompareAndSwap(cur, sec) {
+		l.n.Store(0)
+	}
+	if l.n.Add(1) <= l.limit {
+		return true
+	}
+	l.unlogged.Add(1)
+	return false
 }
 
 // Edge wraps next with the request ID, body limit, panic recovery, security
-// headers and one log event per request.
+// headers and one log event per request (at most OKLogPerSecond a second for
+// fast successes, when set).
 func Edge(next http.Handler, o EdgeOptions) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	var sampler *logSampler
+	if o.OKLogPerSecond > 0 {
+		sampler = &logSampler{limit: int64(o.OKLogPerSecond)}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -160,17 +203,25 @@ func Edge(next http.Handler, o EdgeOptions) http.Handler {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		st := &reqState{id: id}
+		// One allocation for the request's state and its writer.
+		both := &struct {
+			st reqState
+			rw responseWriter
+		}{st: reqState{id: id}, rw: responseWriter{ResponseWriter: w}}
+		st, rw := &both.st, &both.rw
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, st))
-		rw := &responseWriter{ResponseWriter: w}
+		// Canonical keys and shared values for the fixed headers: Set
+		// would canonicalise each key and allocate each value on every
+		// request. (Adding to a shared value copies it, append on a full
+		// slice: nothing can change the shared one.)
 		h := rw.Header()
-		h.Set("X-Request-ID", id)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
+		h["X-Request-Id"] = []string{id}
+		h["X-Content-Type-Options"] = hdrNosniff
+		h["Referrer-Policy"] = hdrNoReferrer
 		if o.HSTS {
-			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-			h.Set("Content-Security-Policy", "frame-ancestors 'none'")
-			h.Set("X-Frame-Options", "DENY")
+			h["Strict-Transport-Security"] = hdrHSTS
+			h["Content-Security-Policy"] = hdrCSP
+			h["X-Frame-Options"] = hdrDeny
 		}
 		if o.MaxBodyBytes > 0 && r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, o.MaxBodyBytes)
@@ -194,6 +245,12 @@ func Edge(next http.Handler, o EdgeOptions) http.Handler {
 			if route == "" {
 				route = "unmatched"
 			}
+			if o.Observe != nil {
+				o.Observe(o.Server, r.Method, route, rw.status, d)
+			}
+			if sampler != nil && st.err == nil && rw.status < 400 && d < time.Second && !sampler.allow(start) {
+				return
+			}
 			attrs := []slog.Attr{
 				slog.String("server", o.Server), slog.String("request_id", id),
 				slog.String("method", r.Method), slog.String("path", r.URL.Path),
@@ -208,10 +265,12 @@ func Edge(next http.Handler, o EdgeOptions) http.Handler {
 					level = slog.LevelError
 				}
 			}
-			o.Logger.LogAttrs(r.Context(), level, "http request", attrs...)
-			if o.Observe != nil {
-				o.Observe(o.Server, r.Method, route, rw.status, d)
+			if sampler != nil {
+				if n := sampler.unlogged.Swap(0); n > 0 {
+					attrs = append(attrs, slog.Int64("unlogged", n))
+				}
 			}
+			o.Logger.LogAttrs(r.Context(), level, "http request", attrs...)
 		}()
 		next.ServeHTTP(rw, r)
 	})

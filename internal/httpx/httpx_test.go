@@ -40,6 +40,12 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
+}
+
 func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -230,5 +236,62 @@ func TestStatusOf(t *testing.T) {
 		if got := StatusOf(err); got != want {
 			t.Errorf("StatusOf(%v) = %d, want %d", err, got, want)
 		}
+	}
+}
+
+// With OKLogPerSecond, successful requests beyond the rate are counted in
+// the metrics but not logged, errors always are, and the next line logged
+// says how many were left out.
+func TestEdgeSampledAccessLog(t *testing.T) {
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	mux := NewMux()
+	mux.HandleFunc("GET /ok", func(w http.ResponseWriter, r *http.Request) error {
+		_, err := w.Write([]byte("ok"))
+		return err
+	})
+	mux.HandleFunc("GET /conflict", func(w http.ResponseWriter, r *http.Request) error {
+		return fmt.Errorf("taken: %w", ErrConflict)
+	})
+	var mu sync.Mutex
+	observed := map[int]int{}
+	observe := func(server, method, route string, status int, d time.Duration) {
+		mu.Lock()
+		observed[status]++
+		mu.Unlock()
+	}
+	// Within one wall-clock second (the test retries if it straddles one).
+	for attempt := 0; ; attempt++ {
+		logs.Reset()
+		clear(observed)
+		h := Edge(mux, EdgeOptions{Server: "http", Logger: logger, Observe: observe, OKLogPerSecond: 3})
+		get := func(path string) { h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil)) }
+		start := time.Now().Unix()
+		for range 20 {
+			get("/ok")
+		}
+		get("/conflict")
+		if time.Now().Unix() == start || attempt == 5 {
+			break
+		}
+	}
+	out := logs.String()
+	if n := strings.Count(out, `"route":"GET /ok"`); n != 3 {
+		t.Errorf("%d successful requests logged, want 3 (the limit):\n%s", n, out)
+	}
+	if !strings.Contains(out, `"route":"GET /conflict"`) || !strings.Contains(out, `"unlogged":17`) {
+		t.Errorf("the error is not logged with the 17 left out before it:\n%s", out)
+	}
+	if observed[200] != 20 || observed[409] != 1 {
+		t.Errorf("observed %v, want every request", observed)
+	}
+	// Zero logs every request.
+	logs.Reset()
+	all := Edge(mux, EdgeOptions{Server: "http", Logger: logger})
+	for range 20 {
+		all.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/ok", nil))
+	}
+	if n := strings.Count(logs.String(), `"msg":"http request"`); n != 20 {
+		t.Errorf("%d of 20 requests logged without a limit", n)
 	}
 }

@@ -16,7 +16,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -230,6 +232,10 @@ func (n *Node) loadConfig() (string, error) {
 	}
 	n.cfg = cfg
 	n.logger = newLogger(cfg.Log, n.opts.LogOutput)
+	// The collector's pace is process-wide; the operator's GOGC wins.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(cfg.Node.GCPercent)
+	}
 	if detail == "" {
 		detail = path
 	}
@@ -435,9 +441,32 @@ func (n *Node) listen(ctx context.Context) (string, error) {
 			}
 		}
 	}
+	// The metric children are kept by their labels: looking them up by
+	// label values hashes the strings on every request.
+	type reqKey struct {
+		server, method, route string
+		status                int
+	}
+	type durKey struct{ server, route string }
+	var counters, observers sync.Map
 	observe := func(server, method, route string, status int, d time.Duration) {
-		reqs.WithLabelValues(server, method, route, fmt.Sprint(status)).Inc()
-		dur.WithLabelValues(server, route).Observe(d.Seconds())
+		switch method {
+		case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		default:
+			method = "OTHER" // a client's method must not mint label values
+		}
+		rk := reqKey{server, method, route, status}
+		c, ok := counters.Load(rk)
+		if !ok {
+			c, _ = counters.LoadOrStore(rk, reqs.WithLabelValues(server, method, route, strconv.Itoa(status)))
+		}
+		c.(prometheus.Counter).Inc()
+		dk := durKey{server, route}
+		o, ok := observers.Load(dk)
+		if !ok {
+			o, _ = observers.LoadOrStore(dk, dur.WithLabelValues(server, route))
+		}
+		o.(prometheus.Observer).Observe(d.Seconds())
 	}
 
 	public := n.authz.NewMux()
@@ -466,7 +495,8 @@ func (n *Node) listen(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("listen.http %s: %w", addr, err)
 		}
-		srv := httpx.NewServer(httpx.Edge(public, httpx.EdgeOptions{Server: "http", Logger: n.logger, MaxBodyBytes: hc.MaxBodyBytes, Observe: observe}), so)
+		srv := httpx.NewServer(httpx.Edge(public, httpx.EdgeOptions{Server: "http", Logger: n.logger, MaxBodyBytes: hc.MaxBodyBytes, Observe: observe,
+			OKLogPerSecond: n.cfg.Log.PublicOKPerSecond}), so)
 		n.serve(srv, ln, false)
 		n.addrs.HTTP = ln.Addr().String()
 	}

@@ -205,17 +205,6 @@ func addAttribute(b *cryptobyte.Builder, oid asn1.ObjectIdentifier, value func(b
 	})
 }
 
-// addSigningTime writes t as RFC 5652 §11.3 asks: UTCTime from 1950 to
-// 2049, GeneralizedTime otherwise; whole seconds, Z.
-func addSigningTime(b *cryptobyte.Builder, t time.Time) {
-	t = t.UTC()
-	if y := t.Year(); y >= 1950 && y < 2050 {
-		b.AddASN1(cbasn1.UTCTime, func(b *cryptobyte.Builder) { b.AddBytes(t.AppendFormat(nil, "060102150405Z")) })
-		return
-	}
-	b.AddASN1(cbasn1.GeneralizedTime, func(b *cryptobyte.Builder) { b.AddBytes(t.AppendFormat(nil, "20060102150405Z")) })
-}
-
 var oidAttrSigningTime = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 5}
 
 // Sign returns the DER ContentInfo of a token over info. withCerts puts the
@@ -240,76 +229,135 @@ func (s *Signer) Sign(info *TSTInfo, withCerts bool) ([]byte, error) {
 	var mdBuf [64]byte
 	md := d.Sum(mdBuf[:0])
 
-	// The signed attributes: the two per-token ones, then all four sorted.
-	ab := cryptobyte.NewBuilder(make([]byte, 0, 128))
-	addAttribute(ab, oidAttrSigningTime, func(b *cryptobyte.Builder) { addSigningTime(b, info.GenTime) })
-	addAttribute(ab, oidAttrMessageDigest, func(b *cryptobyte.Builder) { b.AddASN1OctetString(md) })
-	perToken, err := ab.Bytes()
-	if err != nil {
-		return nil, fmt.Errorf("tsp: signed attributes: %w", err)
-	}
-	var timeAttr cryptobyte.String
-	if rest := cryptobyte.String(perToken); !rest.ReadASN1Element(&timeAttr, cbasn1.SEQUENCE) {
-		return nil, errors.New("tsp: signed attributes: malformed signingTime")
-	}
-	attrs := [4][]byte{s.attrCT, timeAttr, perToken[len(timeAttr):], s.attrESS}
+	// The signed attributes: the two per-token ones, then all four sorted
+	// (DER SET OF). Everything is appended with lengths computed first:
+	// the TSA makes one of these per token, and cryptobyte's closures
+	// cost more than the encoding.
+	var attrBuf [128]byte
+	timeAttr := appendSigningTimeAttr(attrBuf[:0], info.GenTime)
+	mdAttr := appendAttrHeader(timeAttr[len(timeAttr):], derOIDMessageDigest, tlvSize(len(md)))
+	mdAttr = appendTLV(mdAttr, cbasn1.OCTET_STRING, md)
+	attrs := [4][]byte{s.attrCT, timeAttr, mdAttr, s.attrESS}
 	slices.SortFunc(attrs[:], bytes.Compare)
 	// RFC 5652 §5.4: the signature covers the DER of the attributes with
 	// the EXPLICIT SET OF tag; the SignerInfo carries them as [0] IMPLICIT.
-	sb := cryptobyte.NewBuilder(make([]byte, 0, 256))
-	sb.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
-		for _, a := range attrs {
-			b.AddBytes(a)
-		}
-	})
-	signed, err := sb.Bytes()
-	if err != nil {
-		return nil, fmt.Errorf("tsp: signed attributes: %w", err)
+	attrsLen := len(attrs[0]) + len(attrs[1]) + len(attrs[2]) + len(attrs[3])
+	signed := appendHeader(make([]byte, 0, tlvSize(attrsLen)), cbasn1.SET, attrsLen)
+	for _, a := range attrs {
+		signed = append(signed, a...)
 	}
 	sig, err := s.signAttributes(signed)
 	if err != nil {
 		return nil, fmt.Errorf("tsp: sign: %w", err)
 	}
 
-	size := 64 + len(s.digestAlgs) + len(tst) + len(s.sid) + len(s.digestAlg) + len(signed) + len(s.sigAlg) + len(sig)
+	// ContentInfo { signedData, [0] SignedData { 3, digestAlgorithms,
+	// EncapsulatedContentInfo { id-ct-TSTInfo, [0] OCTET STRING tst },
+	// [0] certificates?, SignerInfos { SignerInfo { 1, sid, digestAlg,
+	// [0] signedAttrs, signatureAlg, OCTET STRING sig } } } }
+	siLen := len(derInt1) + len(s.sid) + len(s.digestAlg) + len(signed) + len(s.sigAlg) + tlvSize(len(sig))
+	sisLen := tlvSize(siLen)
+	eciLen := len(derOIDTSTInfo) + tlvSize(tlvSize(len(tst)))
+	sdLen := len(derInt3) + len(s.digestAlgs) + tlvSize(eciLen) + tlvSize(sisLen)
 	if withCerts {
-		size += len(s.certs)
+		sdLen += len(s.certs)
 	}
-	b := cryptobyte.NewBuilder(make([]byte, 0, size))
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // ContentInfo
-		b.AddASN1ObjectIdentifier(OIDSignedData)
-		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // SignedData
-				b.AddASN1Int64(3)
-				b.AddBytes(s.digestAlgs)
-				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // EncapsulatedContentInfo
-					b.AddASN1ObjectIdentifier(OIDTSTInfo)
-					b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
-						b.AddASN1OctetString(tst)
-					})
-				})
-				if withCerts {
-					b.AddBytes(s.certs)
-				}
-				b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { // SignerInfos
-					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-						b.AddASN1Int64(1)
-						b.AddBytes(s.sid)
-						b.AddBytes(s.digestAlg)
-						b.AddUint8(0xa0) // [0] IMPLICIT SignedAttributes
-						b.AddBytes(signed[1:])
-						b.AddBytes(s.sigAlg)
-						b.AddASN1OctetString(sig)
-					})
-				})
-			})
-		})
-	})
-	der, err := b.Bytes()
-	if err != nil {
-		return nil, fmt.Errorf("tsp: encode token: %w", err)
+	ciLen := len(derOIDSignedData) + tlvSize(tlvSize(sdLen))
+	b := make([]byte, 0, tlvSize(ciLen))
+	b = appendHeader(b, cbasn1.SEQUENCE, ciLen)
+	b = append(b, derOIDSignedData...)
+	b = appendHeader(b, tagExplicit0, tlvSize(sdLen))
+	b = appendHeader(b, cbasn1.SEQUENCE, sdLen)
+	b = append(b, derInt3...)
+	b = append(b, s.digestAlgs...)
+	b = appendHeader(b, cbasn1.SEQUENCE, eciLen)
+	b = append(b, derOIDTSTInfo...)
+	b = appendHeader(b, tagExplicit0, tlvSize(len(tst)))
+	b = appendTLV(b, cbasn1.OCTET_STRING, tst)
+	if withCerts {
+		b = append(b, s.certs...)
 	}
-	return der, nil
+	b = appendHeader(b, cbasn1.SET, sisLen)
+	b = appendHeader(b, cbasn1.SEQUENCE, siLen)
+	b = append(b, derInt1...)
+	b = append(b, s.sid...)
+	b = append(b, s.digestAlg...)
+	b = append(b, 0xa0) // [0] IMPLICIT SignedAttributes
+	b = append(b, signed[1:]...)
+	b = append(b, s.sigAlg...)
+	b = appendTLV(b, cbasn1.OCTET_STRING, sig)
+	if len(b) != cap(b) {
+		return nil, fmt.Errorf("tsp: encode token: %d octets written of %d computed", len(b), cap(b))
+	}
+	return b, nil
+}
+
+// DER pieces of every token.
+var (
+	derInt1             = []byte{0x02, 0x01, 0x01}
+	derInt3             = []byte{0x02, 0x01, 0x03}
+	derOIDSignedData    = mustOID(OIDSignedData)
+	derOIDTSTInfo       = mustOID(OIDTSTInfo)
+	derOIDSigningTime   = mustOID(oidAttrSigningTime)
+	derOIDMessageDigest = mustOID(oidAttrMessageDigest)
+	tagExplicit0        = cbasn1.Tag(0).Constructed().ContextSpecific()
+)
+
+// tlvSize is the size of a DER element whose contents are n octets.
+func tlvSize(n int) int {
+	switch {
+	case n < 0x80:
+		return 2 + n
+	case n < 0x100:
+		return 3 + n
+	case n < 0x10000:
+		return 4 + n
+	case n < 0x1000000:
+		return 5 + n
+	}
+	return 6 + n
+}
+
+// appendHeader appends the tag and the DER length of n octets of contents.
+func appendHeader(b []byte, tag cbasn1.Tag, n int) []byte {
+	b = append(b, byte(tag))
+	switch {
+	case n < 0x80:
+		return append(b, byte(n))
+	case n < 0x100:
+		return append(b, 0x81, byte(n))
+	case n < 0x10000:
+		return append(b, 0x82, byte(n>>8), byte(n))
+	case n < 0x1000000:
+		return append(b, 0x83, byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(b, 0x84, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+// appendTLV appends one DER element.
+func appendTLV(b []byte, tag cbasn1.Tag, contents []byte) []byte {
+	return append(appendHeader(b, tag, len(contents)), contents...)
+}
+
+// appendAttrHeader appends the start of Attribute { oid, SET { value } }
+// whose one value is valueLen octets of DER.
+func appendAttrHeader(b, oid []byte, valueLen int) []byte {
+	b = appendHeader(b, cbasn1.SEQUENCE, len(oid)+tlvSize(valueLen))
+	b = append(b, oid...)
+	return appendHeader(b, cbasn1.SET, valueLen)
+}
+
+// appendSigningTimeAttr appends the signingTime attribute of t: UTCTime
+// from 1950 to 2049, GeneralizedTime otherwise (RFC 5652 §11.3).
+func appendSigningTimeAttr(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	tag, layout := cbasn1.GeneralizedTime, "20060102150405Z"
+	if y := t.Year(); y >= 1950 && y < 2050 {
+		tag, layout = cbasn1.UTCTime, "060102150405Z"
+	}
+	b = appendAttrHeader(b, derOIDSigningTime, tlvSize(len(layout)))
+	b = appendHeader(b, tag, len(layout))
+	return t.AppendFormat(b, layout)
 }
 
 // signAttributes signs the DER signed attributes: SM2 keys get the
