@@ -3,6 +3,7 @@ package httpx
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -88,12 +89,25 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
-// newRequestID returns 16 random bytes in hex.
+// newRequestID returns this process's random prefix and the next count, 16
+// bytes in hex.
 func newRequestID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:])
+	copy(b[:8], requestIDPrefix[:])
+	binary.BigEndian.PutUint64(b[8:], requestIDSeq.Add(1))
 	return hex.EncodeToString(b[:])
 }
+
+// Request IDs correlate, they authorise nothing: 64 random bits per process
+// and a counter make them unique without reading the random source on
+// every request.
+var (
+	requestIDPrefix = func() (b [8]byte) {
+		_, _ = rand.Read(b[:])
+		return b
+	}()
+	requestIDSeq atomic.Uint64
+)
 
 // validRequestID accepts a caller's X-Request-ID only when it is short and
 // plain, so it can be logged and echoed safely.
