@@ -329,3 +329,15 @@ func TestMuxOwnAnswers(t *testing.T) {
 		t.Errorf("path cleaning: %d Location %q", rec.Code, rec.Header().Get("Location"))
 	}
 }
+
+// Generated request IDs are distinct and pass the edge's own check.
+func TestNewRequestID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := newRequestID()
+		if seen[id] || !validRequestID(id) || len(id) != 32 {
+			t.Fatalf("request ID %q: repeated %v, valid %v", id, seen[id], validRequestID(id))
+		}
+		seen[id] = true
+	}
+}
