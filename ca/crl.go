@@ -596,6 +596,9 @@ func (s *Service) refreshCRLs(ctx context.Context) error {
 
 func (s *Service) refreshCA(ctx context.Context, a *authority) error {
 	now := s.env.Clock.Now()
+	if done, err := s.crlsFinished(ctx, a, now); err != nil || done {
+		return err
+	}
 	due := func(c *storedCRL, err error) (bool, error) {
 		if errors.Is(err, ErrNotFound) {
 			return true, nil
@@ -632,6 +635,45 @@ func (s *Service) refreshCA(ctx context.Context, a *authority) error {
 		}
 	}
 	return nil
+}
+
+// crlsFinished reports whether retired CA generation a has published its
+// last CRL: its own certificate has expired (relying parties can no longer
+// check a CRL it signs), or every certificate it issued expired before its
+// newest full CRL was made (that CRL was the first after the last expiry,
+// which RFC 5280 §3.3 asks an entry to appear in; nothing it could list
+// again is valid). The CRLs stay served; the schedule stops signing them.
+// Active generations never finish.
+func (s *Service) crlsFinished(ctx context.Context, a *authority, now time.Time) (bool, error) {
+	if a.status != statusRetired {
+		return false, nil
+	}
+	if !now.Before(a.cert.NotAfter) {
+		return true, nil
+	}
+	var last sql.NullString
+	if err := s.env.DB.QueryRow(ctx, "SELECT MAX(not_after) FROM ca_certificates WHERE issuer_id = ?", a.id).Scan(&last); err != nil {
+		return false, fmt.Errorf("retired CA %s: last expiry: %w", a.id, err)
+	}
+	lastExpiry := time.Time{}
+	if last.Valid {
+		t, err := time.Parse(timeFormat, last.String)
+		if err != nil {
+			return false, fmt.Errorf("retired CA %s: last expiry %q: %w", a.id, last.String, err)
+		}
+		lastExpiry = t
+	}
+	if now.Before(lastExpiry) {
+		return false, nil
+	}
+	full, err := latestCRL(ctx, s.env.DB, a.id)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil // one CRL still to make
+	}
+	if err != nil {
+		return false, err
+	}
+	return full.thisUpdate.After(lastExpiry), nil
 }
 
 // generateBoth makes a full CRL (a delta base if asBase) and then a delta,

@@ -51,6 +51,7 @@ func (tn *testNode) fetchCRL(t *testing.T, ca string) ([]byte, *smx509.Revocatio
 	if err != nil {
 		t.Fatal(err)
 	}
+	sent := tn.n.Env().Clock.Now()
 	resp, der := tn.send(req)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/pkix-crl" {
 		t.Fatalf("%s.crl: HTTP %d, type %q: %s", ca, resp.StatusCode, resp.Header.Get("Content-Type"), der)
@@ -67,7 +68,9 @@ func (tn *testNode) fetchCRL(t *testing.T, ca string) ([]byte, *smx509.Revocatio
 	if m == nil {
 		t.Fatalf("Cache-Control %q has no max-age", resp.Header.Get("Cache-Control"))
 	}
-	if age, _ := strconv.Atoi(m[1]); age <= 0 || time.Duration(age)*time.Second > time.Until(rl.NextUpdate) {
+	// The node computed max-age, in whole seconds, on its clock at some
+	// moment after sent.
+	if age, _ := strconv.Atoi(m[1]); age <= 0 || time.Duration(age)*time.Second > rl.NextUpdate.Sub(sent) {
 		t.Errorf("max-age %d s, nextUpdate %v", age, rl.NextUpdate)
 	}
 	return der, rl
@@ -991,5 +994,96 @@ func TestRevocationAnswersBeforeSlowCRL(t *testing.T) {
 			t.Fatal("the CRL never listed the serial after the generation was let go")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A retired generation signs CRLs until the first full CRL after the last
+// of its certificates expired, then stops (and stops at once when its own
+// certificate has expired); its last CRLs stay served, and the active
+// generation carries on.
+func TestRetiredCRLsFinish(t *testing.T) {
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	tn := startCRLNode(t, filepath.Join(t.TempDir(), "data"), crlNodeOptions{clock: clk, ticks: make(chan time.Time)})
+	ctx := t.Context()
+	old := tn.issueECDSA(t)
+	if status, raw := tn.revoke("ecdsa-issuing", "ra", old.Serial, "superseded"); status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", status, raw)
+	}
+	rolled, err := tn.svc.Rollover(ctx, "test", "ecdsa-issuing", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	retired := tn.svc.lookup(rolled.previous)
+	if retired == nil || retired.status != statusRetired {
+		t.Fatalf("previous generation %s not retired", rolled.previous)
+	}
+	crls := func(id string) int {
+		return tn.count("SELECT COUNT(*) FROM ca_crls WHERE issuer_id = ?", id)
+	}
+	refresh := func() {
+		t.Helper()
+		if err := tn.svc.refreshCRLs(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Certificates of the retired generation still valid: it keeps its CRLs
+	// fresh.
+	refresh()
+	clk.Add(8 * 24 * time.Hour)
+	before := crls(retired.id)
+	refresh()
+	if crls(retired.id) == before {
+		t.Fatal("the retired generation made no CRL while its certificates were valid")
+	}
+	if done, err := tn.svc.crlsFinished(ctx, retired, clk.Now()); err != nil || done {
+		t.Fatalf("finished = %v, %v while its certificates are valid", done, err)
+	}
+	// Past the last expiry: one more full CRL (it still lists the expired
+	// revoked certificate, RFC 5280 §3.3), then none.
+	var last string
+	if err := tn.db().QueryRow(ctx, "SELECT MAX(not_after) FROM ca_certificates WHERE issuer_id = ?", retired.id).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	lastExpiry, err := time.Parse(timeFormat, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !lastExpiry.Before(retired.cert.NotAfter) {
+		t.Fatalf("test premise: a certificate (%v) outlives its CA (%v)", lastExpiry, retired.cert.NotAfter)
+	}
+	clk.Set(lastExpiry.Add(time.Hour))
+	refresh()
+	_, rl := tn.fetchCRL(t, retired.id)
+	if !rl.ThisUpdate.After(lastExpiry) || serialsOf(t, &storedCRL{der: rl.Raw}, retired) != old.Serial {
+		t.Errorf("final CRL of %v lists %q, want one made after %v listing %s", rl.ThisUpdate, serialsOf(t, &storedCRL{der: rl.Raw}, retired), lastExpiry, old.Serial)
+	}
+	final := crls(retired.id)
+	activeBefore := crls(rolled.authority.id)
+	for range 3 {
+		clk.Add(8 * 24 * time.Hour)
+		refresh()
+	}
+	if n := crls(retired.id); n != final {
+		t.Errorf("the retired generation made %d CRLs after its last", n-final)
+	}
+	if crls(rolled.authority.id) <= activeBefore {
+		t.Error("the active generation stopped making CRLs too")
+	}
+	// Still served (past its nextUpdate now, with max-age 0: every
+	// certificate it could list has expired).
+	req, err := http.NewRequest("GET", "http://"+tn.n.Addresses().HTTP+"/pki/"+retired.id+".crl", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, der := tn.send(req)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("last CRL of the retired generation: HTTP %d", resp.StatusCode)
+	}
+	if _, err := crl.Verify(der, retired.cert); err != nil {
+		t.Errorf("last CRL of the retired generation: %v", err)
+	}
+	// Its own certificate expired: finished whatever its certificates.
+	if done, err := tn.svc.crlsFinished(ctx, retired, retired.cert.NotAfter); err != nil || !done {
+		t.Errorf("finished at the CA's own expiry = %v, %v", done, err)
 	}
 }

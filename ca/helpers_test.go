@@ -34,9 +34,16 @@ type testNode struct {
 
 func startNode(t *testing.T, dir string) *testNode {
 	t.Helper()
+	return startNodeEnv(t, dir)
+}
+
+// startNodeEnv starts a node whose configuration has the GOVTRUST_*
+// settings of environ.
+func startNodeEnv(t *testing.T, dir string, environ ...string) *testNode {
+	t.Helper()
 	svc := New()
 	opts := node.Options{DataDir: dir, HTTP: ptr("127.0.0.1:0"), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
-		LogOutput: io.Discard, Environ: []string{}}
+		LogOutput: io.Discard, Environ: append([]string{}, environ...)}
 	n, err := node.Start(context.Background(), opts, svc)
 	if err != nil {
 		t.Fatalf("start node: %v", err)

@@ -86,11 +86,13 @@ func (s *Service) ocspGET(w http.ResponseWriter, r *http.Request) error {
 		// pre-signed one, its own thisUpdate and nextUpdate, not now + 24 h).
 		now := s.env.Clock.Now()
 		maxAge := max(0, int(ans.cache.nextUpdate.Sub(now)/time.Second))
-		w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(maxAge)+", no-transform, must-revalidate")
-		w.Header().Set("Last-Modified", ans.cache.thisUpdate.UTC().Format(http.TimeFormat))
-		w.Header().Set("Expires", ans.cache.nextUpdate.UTC().Format(http.TimeFormat))
+		lastModified, expires := ans.cache.httpDates()
+		h := w.Header()
+		h["Cache-Control"] = []string{"public, max-age=" + strconv.Itoa(maxAge) + ", no-transform, must-revalidate"}
+		h["Last-Modified"] = []string{lastModified}
+		h["Expires"] = []string{expires}
 		if ans.cache.etag != "" {
-			w.Header().Set("ETag", ans.cache.etag)
+			h["Etag"] = []string{ans.cache.etag}
 		}
 	}
 	return writeOCSP(w, ans.der, ans.cache)

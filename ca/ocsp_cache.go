@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -301,6 +302,18 @@ type cached struct {
 	thisUpdate, nextUpdate time.Time
 	generation             int64 // of the responder that signed it; 0: the CA
 	etag                   string
+	// lastModified and expires are thisUpdate and nextUpdate as HTTP dates
+	// (RFC 9110 §5.6.7), formatted once for a pre-signed response served
+	// many times; empty for one signed on demand.
+	lastModified, expires string
+}
+
+// httpDates returns thisUpdate and nextUpdate as HTTP dates.
+func (c *cached) httpDates() (lastModified, expires string) {
+	if c.lastModified != "" {
+		return c.lastModified, c.expires
+	}
+	return c.thisUpdate.UTC().Format(http.TimeFormat), c.nextUpdate.UTC().Format(http.TimeFormat)
 }
 
 // usable reports whether c may answer at now for a CA whose current
@@ -316,7 +329,8 @@ func (c *cached) due(now time.Time) bool {
 
 func newCached(der []byte, this, next time.Time, gen int64) *cached {
 	sum := sha256.Sum256(der)
-	return &cached{der: der, thisUpdate: this, nextUpdate: next, generation: gen, etag: `"` + hex.EncodeToString(sum[:16]) + `"`}
+	return &cached{der: der, thisUpdate: this, nextUpdate: next, generation: gen, etag: `"` + hex.EncodeToString(sum[:16]) + `"`,
+		lastModified: this.UTC().Format(http.TimeFormat), expires: next.UTC().Format(http.TimeFormat)}
 }
 
 // respCache is the bounded memory level of the cache.

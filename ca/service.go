@@ -172,24 +172,30 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 }
 
 // urlVars fills the {base}, {ldap} and {ldap_base} of the profiles' URL
-// templates from the configured listeners and the directory's base DN (the
+// templates: ca.public_url and ca.public_ldap_url, or, when they are empty
+// (development), the configured listeners; and the directory's base DN (the
 // LDAP CRL distribution point names the CA's directory entry,
 // cn=<ca>,ou=ca,<base DN>, CONTRACT.md "Directory").
-// TODO(ca): a configured public base URL; a listener on port 0 yields ":0".
 func urlVars(env *node.Env) map[string]string {
-	base, ldap, ldapBase := "127.0.0.1:8080", "127.0.0.1:3389", "dc=govtrust,dc=local"
-	if env.Config != nil {
-		if a := env.Config.Listen.HTTP; a != "" {
-			base = a
+	base, ldap, ldapBase := "http://127.0.0.1:8080", "ldap://127.0.0.1:3389", "dc=govtrust,dc=local"
+	if c := env.Config; c != nil {
+		switch {
+		case c.CA.PublicURL != "":
+			base = c.CA.PublicURL
+		case c.Listen.HTTP != "":
+			base = "http://" + c.Listen.HTTP
 		}
-		if a := env.Config.Listen.LDAP; a != "" {
-			ldap = a
+		switch {
+		case c.CA.PublicLDAPURL != "":
+			ldap = c.CA.PublicLDAPURL
+		case c.Listen.LDAP != "":
+			ldap = "ldap://" + c.Listen.LDAP
 		}
-		if b := env.Config.Directory.BaseDN; b != "" {
+		if b := c.Directory.BaseDN; b != "" {
 			ldapBase = b
 		}
 	}
-	return map[string]string{"base": "http://" + base, "ldap": "ldap://" + ldap, "ldap_base": ldapBase}
+	return map[string]string{"base": base, "ldap": ldap, "ldap_base": ldapBase}
 }
 
 // Ready implements node.Service: every CA key must still resolve in its

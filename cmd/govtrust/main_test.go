@@ -234,7 +234,8 @@ func TestProductionRefusesLoweredSynchronous(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	cmd := exec.Command(binary, "up", "--data", dir, "--mode", "production", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "GOVTRUST_DATABASE_SQLITE_SYNCHRONOUS=NORMAL", "GOVTRUST_HSM_SOFT_UNLOCK=passphrase",
-		"GOVTRUST_HSM_SOFT_PASSPHRASE=env:GT_TEST_PASSPHRASE", "GT_TEST_PASSPHRASE=correct horse battery staple")
+		"GOVTRUST_HSM_SOFT_PASSPHRASE=env:GT_TEST_PASSPHRASE", "GT_TEST_PASSPHRASE=correct horse battery staple",
+		"GOVTRUST_CA_PUBLIC_URL=http://pki.example.gov.cn", "GOVTRUST_CA_PUBLIC_LDAP_URL=ldap://ldap.example.gov.cn")
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatalf("production started with synchronous=NORMAL:\n%s", out)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,12 +32,76 @@ type Config struct {
 	Log       LogConfig       `yaml:"log"`
 	HSM       HSMConfig       `yaml:"hsm"`
 	Audit     AuditConfig     `yaml:"audit"`
+	CA        CAConfig        `yaml:"ca"`
 	TSA       TSAConfig       `yaml:"tsa"`
 	KMS       KMSConfig       `yaml:"kms"`
 	KMC       KMCConfig       `yaml:"kmc"`
 	Directory DirectoryConfig `yaml:"directory"`
 	Signature SignatureConfig `yaml:"signature"`
 	Seal      SealConfig      `yaml:"seal"`
+}
+
+// CAConfig configures the certificate authority.
+type CAConfig struct {
+	// PublicURL is the base of the HTTP URLs written into certificates
+	// (CRL distribution points, AIA CA issuers and OCSP): where relying
+	// parties reach this CA's /pki and /ocsp, e.g. http://pki.example.gov.cn.
+	// Empty: http://<listen.http> (development; required in production).
+	PublicURL string `yaml:"public_url"`
+	// PublicLDAPURL is the base of the LDAP CRL distribution points, e.g.
+	// ldap://ldap.example.gov.cn. Empty: ldap://<listen.ldap> (development;
+	// required in production).
+	PublicLDAPURL string `yaml:"public_ldap_url"`
+}
+
+// Validate checks the CA section: each URL, when set, is absolute, of its
+// scheme, with a host and a port other than 0, without user, query or
+// fragment. A trailing "/" is dropped.
+func (c *CAConfig) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		key     string
+		v       *string
+		schemes []string
+	}{{"ca.public_url", &c.PublicURL, []string{"http", "https"}}, {"ca.public_ldap_url", &c.PublicLDAPURL, []string{"ldap", "ldaps"}}} {
+		if *f.v == "" {
+			continue
+		}
+		*f.v = strings.TrimSuffix(*f.v, "/")
+		u, err := url.Parse(*f.v)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %q is not a URL", f.key, *f.v))
+		case !slices.Contains(f.schemes, u.Scheme) || u.Host == "" || u.Hostname() == "":
+			errs = append(errs, fmt.Errorf("%s: %q must be %s://host[:port][/path]", f.key, *f.v, strings.Join(f.schemes, " or ")))
+		case u.Port() == "0":
+			errs = append(errs, fmt.Errorf("%s: %q has port 0", f.key, *f.v))
+		case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+			errs = append(errs, fmt.Errorf("%s: %q must not carry a user, query or fragment", f.key, *f.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// productionURL checks what production mode adds: the URL is set, and its
+// host is not a loopback or unspecified address (certificates carry it to
+// relying parties elsewhere).
+func productionURL(key, v string) error {
+	if v == "" {
+		return fmt.Errorf("%s: required in production mode (certificates would name the listener address)", key)
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return nil // Validate reported it
+	}
+	h := u.Hostname()
+	if h == "localhost" {
+		return fmt.Errorf("%s: %q names localhost", key, v)
+	}
+	if ip := net.ParseIP(h); ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
+		return fmt.Errorf("%s: %q names a loopback or unspecified address", key, v)
+	}
+	return nil
 }
 
 // TSAConfig configures the time-stamping authority (RFC 3161).
@@ -267,8 +332,16 @@ func (c *Config) Validate() error {
 	}
 	for _, v := range []interface {
 		Validate() error
-	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.TSA, &c.KMS, &c.KMC, &c.Directory, &c.Signature, &c.Seal} {
+	}{&c.Node, &c.Listen, &c.Database, &c.HTTP, &c.Log, &c.HSM, &c.Audit, &c.CA, &c.TSA, &c.KMS, &c.KMC, &c.Directory, &c.Signature, &c.Seal} {
 		if err := v.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Mode == ModeProduction {
+		if err := productionURL("ca.public_url", c.CA.PublicURL); err != nil {
+			errs = append(errs, err)
+		}
+		if err := productionURL("ca.public_ldap_url", c.CA.PublicLDAPURL); err != nil {
 			errs = append(errs, err)
 		}
 	}

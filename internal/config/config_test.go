@@ -141,8 +141,50 @@ func TestValidate(t *testing.T) {
 	c.HSM.PKCS11 = []PKCS11Config{{Token: "ca", Module: "/usr/lib/softhsm/libsofthsm2.so", PIN: "file:/run/secrets/ca-pin"}}
 	c.Database.URL = "postgres://govtrust@db:5432/govtrust?sslmode=verify-full"
 	c.Database.Password = "env:PGPASSWORD"
+	c.CA.PublicURL, c.CA.PublicLDAPURL = "http://pki.example.gov.cn/", "ldap://ldap.example.gov.cn:389"
 	if err := c.Validate(); err != nil {
 		t.Fatalf("valid PostgreSQL settings refused: %v", err)
+	}
+	if c.CA.PublicURL != "http://pki.example.gov.cn" {
+		t.Errorf("ca.public_url kept its trailing slash: %q", c.CA.PublicURL)
+	}
+}
+
+// The CA's public URLs: well-formed when set, set and not loopback in
+// production.
+func TestCAPublicURLs(t *testing.T) {
+	for _, tt := range []struct {
+		name, http, ldap string
+		production, ok   bool
+	}{
+		{"dev defaults", "", "", false, true},
+		{"dev with a path", "https://example.gov.cn/pki-root", "ldaps://ldap.example.gov.cn", false, true},
+		{"production", "http://pki.example.gov.cn", "ldap://10.1.2.3:389", true, true},
+		{"production without", "", "", true, false},
+		{"production without LDAP", "http://pki.example.gov.cn", "", true, false},
+		{"production on loopback", "http://127.0.0.1:8080", "ldap://ldap.example.gov.cn", true, false},
+		{"production on localhost", "http://pki.example.gov.cn", "ldap://localhost", true, false},
+		{"production on 0.0.0.0", "http://0.0.0.0", "ldap://ldap.example.gov.cn", true, false},
+		{"wrong scheme", "ftp://pki.example.gov.cn", "", false, false},
+		{"LDAP as HTTP", "", "http://ldap.example.gov.cn", false, false},
+		{"no host", "http:///pki", "", false, false},
+		{"port 0", "http://pki.example.gov.cn:0", "", false, false},
+		{"query", "http://pki.example.gov.cn/?a=b", "", false, false},
+		{"user", "http://u@pki.example.gov.cn", "", false, false},
+		{"relative", "pki.example.gov.cn", "", false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Defaults()
+			if tt.production {
+				c.Mode = ModeProduction
+				c.HSM.Soft.Unlock, c.HSM.Soft.Passphrase = UnlockPassphrase, "env:GOVTRUST_MASTER_PASSPHRASE"
+			}
+			c.CA.PublicURL, c.CA.PublicLDAPURL = tt.http, tt.ldap
+			err := c.Validate()
+			if (err == nil) != tt.ok {
+				t.Errorf("Validate() = %v, want ok=%v", err, tt.ok)
+			}
+		})
 	}
 }
 

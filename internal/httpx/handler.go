@@ -3,6 +3,7 @@ package httpx
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -88,12 +89,25 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
-// newRequestID returns 16 random bytes in hex.
+// newRequestID returns this process's random prefix and the next count, 16
+// bytes in hex.
 func newRequestID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:])
+	copy(b[:8], requestIDPrefix[:])
+	binary.BigEndian.PutUint64(b[8:], requestIDSeq.Add(1))
 	return hex.EncodeToString(b[:])
 }
+
+// Request IDs correlate, they authorise nothing: 64 random bits per process
+// and a counter make them unique without reading the random source on
+// every request.
+var (
+	requestIDPrefix = func() (b [8]byte) {
+		_, _ = rand.Read(b[:])
+		return b
+	}()
+	requestIDSeq atomic.Uint64
+)
 
 // validRequestID accepts a caller's X-Request-ID only when it is short and
 // plain, so it can be logged and echoed safely.
@@ -343,46 +357,51 @@ func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(m.opaque) > 0 {
 		r = m.protectTail(r)
 	}
-	h, pattern := m.ServeMux.Handler(r)
-	if pattern != "" || r.Method == http.MethodConnect {
+	if r.Method == http.MethodConnect {
 		m.ServeMux.ServeHTTP(w, r)
 		return
 	}
-	// No pattern matched: let the mux decide between 404 and 405 (and its Allow
-	// header, RFC 9110 §15.5.6), capture that, and answer a problem instead.
-	rec := &statusRecorder{header: http.Header{}}
-	h.ServeHTTP(rec, r)
-	if rec.status == http.StatusMovedPermanently || rec.status == http.StatusTemporaryRedirect || rec.status == http.StatusPermanentRedirect {
-		m.ServeMux.ServeHTTP(w, r) // path cleaning redirects stay as they are
-		return
-	}
-	if allow := rec.header.Get("Allow"); allow != "" {
-		w.Header().Set("Allow", allow)
-	}
-	if rec.status == http.StatusMethodNotAllowed {
+	// One route match per request: ServeMux answers itself, and leaves
+	// r.Pattern empty, only when no pattern matched. Its own 404 and 405
+	// are caught and answered as problems (405 with the Allow header it
+	// set, RFC 9110 §15.5.6); its redirects for path cleaning and its 400
+	// for "*" pass through.
+	u := &unmatchedWriter{ResponseWriter: w, r: r}
+	m.ServeMux.ServeHTTP(u, r)
+	switch u.status {
+	case 0:
+	case http.StatusMethodNotAllowed:
 		WriteError(w, r, fmt.Errorf("method %s not allowed on %s: %w", r.Method, r.URL.Path, ErrMethodNotAllowed))
-		return
+	default:
+		WriteError(w, r, fmt.Errorf("no resource at %s: %w", r.URL.Path, ErrNotFound))
 	}
-	WriteError(w, r, fmt.Errorf("no resource at %s: %w", r.URL.Path, ErrNotFound))
 }
 
-type statusRecorder struct {
-	header http.Header
+// unmatchedWriter passes a matched handler's answer through and holds back
+// ServeMux's own 404 or 405 (when r.Pattern is empty), for Mux to answer.
+type unmatchedWriter struct {
+	http.ResponseWriter
+	r      *http.Request
 	status int
 }
 
-func (s *statusRecorder) Header() http.Header { return s.header }
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
+func (u *unmatchedWriter) WriteHeader(code int) {
+	if u.r.Pattern == "" && (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) {
+		u.status = code
+		return
 	}
-	return len(b), nil
+	u.ResponseWriter.WriteHeader(code)
 }
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
+
+func (u *unmatchedWriter) Write(b []byte) (int, error) {
+	if u.status != 0 {
+		return len(b), nil // ServeMux's plain-text body; Mux writes a problem
 	}
+	return u.ResponseWriter.Write(b)
 }
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (u *unmatchedWriter) Unwrap() http.ResponseWriter { return u.ResponseWriter }
 
 // Validator is implemented by request structs that check themselves.
 type Validator interface {

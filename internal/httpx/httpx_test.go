@@ -295,3 +295,49 @@ func TestEdgeSampledAccessLog(t *testing.T) {
 		t.Errorf("%d of 20 requests logged without a limit", n)
 	}
 }
+
+// The mux matches once: a handler's own 404 reaches the client as the
+// handler wrote it, ServeMux's own 404 and 405 become problems, and its
+// path-cleaning redirect passes through.
+func TestMuxOwnAnswers(t *testing.T) {
+	mux := NewMux()
+	mux.HandleFunc("GET /things/{id}", func(w http.ResponseWriter, r *http.Request) error {
+		return fmt.Errorf("thing %s: %w", r.PathValue("id"), ErrNotFound)
+	})
+	h := Edge(mux, EdgeOptions{Server: "test", Logger: slog.New(slog.DiscardHandler)})
+	do := func(method, target string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
+		return rec
+	}
+	if rec := do("GET", "/things/42"); rec.Code != 404 || !strings.Contains(rec.Body.String(), "thing 42") {
+		t.Errorf("handler's 404: %d %s", rec.Code, rec.Body)
+	}
+	rec := do("GET", "/nothing")
+	if rec.Code != 404 || rec.Header().Get("Content-Type") != ProblemContentType || !strings.Contains(rec.Body.String(), "no resource") {
+		t.Errorf("unmatched: %d %q %s", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+	}
+	rec = do("DELETE", "/things/42")
+	if rec.Code != 405 || rec.Header().Get("Allow") == "" || rec.Header().Get("Content-Type") != ProblemContentType {
+		t.Errorf("wrong method: %d Allow %q %q %s", rec.Code, rec.Header().Get("Allow"), rec.Header().Get("Content-Type"), rec.Body)
+	}
+	if strings.Contains(rec.Body.String(), "Method Not Allowed\n") {
+		t.Error("ServeMux's plain-text body leaked into the problem")
+	}
+	rec = do("GET", "/things/../things/7")
+	if (rec.Code != http.StatusMovedPermanently && rec.Code != http.StatusTemporaryRedirect) || rec.Header().Get("Location") != "/things/7" {
+		t.Errorf("path cleaning: %d Location %q", rec.Code, rec.Header().Get("Location"))
+	}
+}
+
+// Generated request IDs are distinct and pass the edge's own check.
+func TestNewRequestID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := newRequestID()
+		if seen[id] || !validRequestID(id) || len(id) != 32 {
+			t.Fatalf("request ID %q: repeated %v, valid %v", id, seen[id], validRequestID(id))
+		}
+		seen[id] = true
+	}
+}

@@ -203,11 +203,12 @@ func TestUpRestartAndDrain(t *testing.T) {
 	}
 }
 
-// productionKeystore configures a passphrase-unlocked software keystore, as
-// production requires.
+// productionKeystore configures a passphrase-unlocked software keystore and
+// the CA's public URLs, as production requires.
 func productionKeystore(t *testing.T) []string {
 	t.Setenv("GT_TEST_MASTER_PASSPHRASE", "correct horse battery staple")
-	return []string{"GOVTRUST_HSM_SOFT_UNLOCK=passphrase", "GOVTRUST_HSM_SOFT_PASSPHRASE=env:GT_TEST_MASTER_PASSPHRASE"}
+	return []string{"GOVTRUST_HSM_SOFT_UNLOCK=passphrase", "GOVTRUST_HSM_SOFT_PASSPHRASE=env:GT_TEST_MASTER_PASSPHRASE",
+		"GOVTRUST_CA_PUBLIC_URL=http://pki.example.gov.cn", "GOVTRUST_CA_PUBLIC_LDAP_URL=ldap://ldap.example.gov.cn"}
 }
 
 func TestProductionRefusesUnsafeSQLite(t *testing.T) {
