@@ -6,13 +6,16 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
 
+	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
@@ -144,4 +147,37 @@ func indexCatalog(db *store.DB) string {
 		return "sqlite_master WHERE type = 'index' AND name"
 	}
 	return "pg_indexes WHERE indexname"
+}
+
+// Production refuses the shipped example policy (2.999.*): a token names
+// its policy for ever. The organisation's own OID starts.
+func TestProductionRefusesExamplePolicy(t *testing.T) {
+	t.Setenv("GT_TEST_MASTER_PASSPHRASE", "correct horse battery staple")
+	start := func(config string) error {
+		dir := filepath.Join(t.TempDir(), "data")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		cfg := filepath.Join(dir, "test.yaml")
+		if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c := ca.New()
+		opts := node.Options{DataDir: dir, HTTP: ptr("127.0.0.1:0"), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
+			LogOutput: io.Discard, ConfigFile: cfg, Mode: ptr("production"),
+			Environ: []string{"GOVTRUST_HSM_SOFT_UNLOCK=passphrase", "GOVTRUST_HSM_SOFT_PASSPHRASE=env:GT_TEST_MASTER_PASSPHRASE",
+				"GOVTRUST_CA_PUBLIC_URL=http://pki.example.gov.cn", "GOVTRUST_CA_PUBLIC_LDAP_URL=ldap://ldap.example.gov.cn"}}
+		n, err := node.Start(context.Background(), opts, c, New(c))
+		if err == nil {
+			n.Shutdown(context.Background())
+		}
+		return err
+	}
+	err := start("tsa:\n  ntp_servers: [127.0.0.1:1]\n")
+	if err == nil || !strings.Contains(err.Error(), "example arc") {
+		t.Fatalf("production with 2.999.3161.1: %v", err)
+	}
+	if err := start("tsa:\n  policies: [1.2.156.99999.1.1]\n  ntp_servers: [127.0.0.1:1]\n"); err != nil {
+		t.Fatalf("production with an own policy OID: %v", err)
+	}
 }

@@ -112,6 +112,11 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 		if err != nil {
 			return fmt.Errorf("tsa.policies: %w", err)
 		}
+		if mode == config.ModeProduction && exampleArc(oid) {
+			// Tokens name their policy for ever: one from the example arc
+			// would say nothing about whose rules they were issued under.
+			return fmt.Errorf("tsa.policies: %s is under the example arc 2.999 (ITU-T X.660); production needs the organisation's own TSA policy OID", oid)
+		}
 		s.policies = append(s.policies, oid)
 	}
 	if s.issuer == nil {
@@ -221,4 +226,10 @@ func parseOID(s string) (asn1.ObjectIdentifier, error) {
 		return nil, fmt.Errorf("%q is not a dotted OID", s)
 	}
 	return oid, nil
+}
+
+// exampleArc reports whether oid is under joint-iso-itu-t(2) example(999),
+// the arc X.660 sets aside for examples, as the shipped default policy is.
+func exampleArc(oid asn1.ObjectIdentifier) bool {
+	return len(oid) >= 2 && oid[0] == 2 && oid[1] == 999
 }
