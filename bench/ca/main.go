@@ -149,7 +149,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measuring time of each load phase")
 	flag.DurationVar(&o.refDuration, "ref-duration", 3*time.Second, "measuring time of each reference rate")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each phase")
-	flag.IntVar(&o.clients, "clients", 16, "concurrent keep-alive clients (16: enough to keep one core busy with issuance, as README measures)")
+	flag.IntVar(&o.clients, "clients", 16, "concurrent keep-alive clients (README measures with 16)")
 	flag.StringVar(&o.db, "db", "", "PostgreSQL URL of an empty database; empty for SQLite in the temporary directory")
 	flag.BoolVar(&o.check, "check", false, fmt.Sprintf("exit 1 when the issuance ratio is below %.2f", minIssueRatio))
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the node's process over the closed-loop issuance phase to this file")
