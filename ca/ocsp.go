@@ -9,7 +9,6 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/govtrust/govtrust/ca/ocsp"
@@ -65,17 +64,17 @@ func readOCSPBody(r *http.Request) ([]byte, error) {
 	return body, err
 }
 
-// ocspGET answers GET /ocsp/{ca}/{request} (RFC 6960 Appendix A.1, RFC 5019
-// §5). The request is taken from the escaped path as received: ServeMux's
-// wildcard holds the unescaped, and a base64 '/' would already be part of
-// the path; a raw "//" reaches it too (httpx.Mux.OpaqueTail).
+// ocspGET answers GET /ocsp/{ca}/{request...} (RFC 6960 Appendix A.1, RFC
+// 5019 §5). The wildcard holds the tail percent-decoded once, with every
+// "/" of the base64 as the client sent it, raw or as %2F: httpx.Mux.OpaqueTail
+// escapes the tail's slashes before ServeMux routes, so a "//" is neither
+// merged nor redirected.
 func (s *Service) ocspGET(w http.ResponseWriter, r *http.Request) error {
 	a, err := s.authority(r.PathValue("ca"))
 	if err != nil {
 		return err
 	}
-	_, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.EscapedPath(), "/ocsp/"), "/")
-	body, err := ocsp.DecodeGETPath(rest)
+	body, err := ocsp.DecodeGETValue(r.PathValue("request"))
 	if err != nil {
 		return writeOCSP(w, ocsp.CreateErrorResponse(ocsp.MalformedRequest), nil)
 	}

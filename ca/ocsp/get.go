@@ -32,11 +32,11 @@ func EncodeGETPath(der []byte) string {
 
 // DecodeGETPath returns the DER request carried in the raw (still escaped)
 // path after the responder's prefix, e.g. the part of r.URL.EscapedPath()
-// after "/ocsp/sm2-issuing/". It percent-decodes once, reads a space as the
-// '+' a form decoder made of it, and accepts base64 with or without padding.
-// The responder must hand over the path exactly as received: a router that
-// cleans paths turns the "//" base64 can contain into "/", which no decoder
-// can undo. Every error wraps ErrMalformedRequest.
+// after "/ocsp/sm2-issuing/". It percent-decodes once and then decodes as
+// DecodeGETValue does. The responder must hand over the path exactly as
+// received: a router that cleans paths turns the "//" base64 can contain
+// into "/", which no decoder can undo. Every error wraps
+// ErrMalformedRequest.
 func DecodeGETPath(escaped string) ([]byte, error) {
 	if escaped == "" {
 		return nil, reqErrf("empty GET request path")
@@ -49,7 +49,24 @@ func DecodeGETPath(escaped string) ([]byte, error) {
 	if err != nil {
 		return nil, reqErr(fmt.Errorf("GET path: %w", err))
 	}
-	s = strings.ReplaceAll(s, " ", "+")
+	return DecodeGETValue(s)
+}
+
+// DecodeGETValue returns the DER request in a GET path's tail already
+// percent-decoded once (a router's path wildcard, provided the router kept
+// "//" as it came; httpx.Mux.OpaqueTail does). It reads a space as the '+'
+// a form decoder made of it and accepts base64 with or without padding.
+// Every error wraps ErrMalformedRequest.
+func DecodeGETValue(s string) ([]byte, error) {
+	if s == "" {
+		return nil, reqErrf("empty GET request path")
+	}
+	if len(s) > base64.StdEncoding.EncodedLen(MaxRequestSize) {
+		return nil, reqErr(fmt.Errorf("%w: GET request of %d base64 characters", ErrRequestTooLarge, len(s)))
+	}
+	if strings.IndexByte(s, ' ') >= 0 {
+		s = strings.ReplaceAll(s, " ", "+")
+	}
 	enc := base64.StdEncoding
 	if !strings.HasSuffix(s, "=") && len(s)%4 != 0 {
 		enc = base64.RawStdEncoding

@@ -8,6 +8,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"math/big"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -281,6 +282,14 @@ func TestGETPath(t *testing.T) {
 			if !bytes.Equal(got, der) {
 				t.Fatal("decoded request differs")
 			}
+			// What a router's wildcard holds: decoded once.
+			unesc, err := url.PathUnescape(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := DecodeGETValue(unesc); err != nil || !bytes.Equal(got, der) {
+				t.Fatalf("DecodeGETValue: %v, or the request differs", err)
+			}
 		})
 	}
 	for name, v := range map[string]string{
@@ -292,6 +301,16 @@ func TestGETPath(t *testing.T) {
 		"invalid chars": "MEIw*EAw",
 	} {
 		t.Run("refuse "+name, func(t *testing.T) {
+			if unesc, uerr := url.PathUnescape(v); uerr == nil {
+				d, err := DecodeGETValue(unesc)
+				if err == nil {
+					if _, perr := ParseRequest(d); perr == nil {
+						t.Fatal("DecodeGETValue: accepted")
+					}
+				} else if !errors.Is(err, ErrMalformedRequest) {
+					t.Errorf("DecodeGETValue: err = %v, does not wrap ErrMalformedRequest", err)
+				}
+			}
 			d, err := DecodeGETPath(v)
 			if err == nil {
 				// A merged "//" may still decode to bytes; ParseRequest

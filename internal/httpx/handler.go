@@ -314,6 +314,13 @@ func (m *Mux) OpaqueTail(prefix string, fixed int) {
 
 // protectTail rewrites r's escaped path as OpaqueTail says, or returns r.
 func (m *Mux) protectTail(r *http.Request) *http.Request {
+	// Most requests are under no opaque prefix, or have no "/" in the tail
+	// (POST /ocsp/{ca}): decided on the decoded path, which has a "/"
+	// wherever the escaped one has "/" or "%2F", without building the
+	// escaped path.
+	if !m.tailHasSlash(r.URL.Path) {
+		return r
+	}
 	esc := r.URL.EscapedPath()
 	for _, o := range m.opaque {
 		rest, ok := strings.CutPrefix(esc, o.prefix)
@@ -344,6 +351,26 @@ func (m *Mux) protectTail(r *http.Request) *http.Request {
 		return r2
 	}
 	return r
+}
+
+// tailHasSlash reports whether path is under an opaque prefix and its tail,
+// after the fixed segments, holds a "/".
+func (m *Mux) tailHasSlash(path string) bool {
+	for _, o := range m.opaque {
+		rest, ok := strings.CutPrefix(path, o.prefix)
+		if !ok {
+			continue
+		}
+		for i := 0; i < o.fixed; i++ {
+			_, tail, found := strings.Cut(rest, "/")
+			if !found {
+				return false
+			}
+			rest = tail
+		}
+		return strings.Contains(rest, "/")
+	}
+	return false
 }
 
 // NewMux returns an empty Mux.

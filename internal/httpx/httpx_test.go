@@ -341,3 +341,40 @@ func TestNewRequestID(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// TestMuxOpaqueTail checks that the tail under an OpaqueTail prefix reaches
+// the handler's wildcard whole, "//" included, and that requests without a
+// "/" in the tail are routed untouched.
+func TestMuxOpaqueTail(t *testing.T) {
+	mux := NewMux()
+	mux.OpaqueTail("/o/", 1)
+	var got, gotEsc string
+	mux.HandleFunc("GET /o/{id}/{rest...}", func(w http.ResponseWriter, r *http.Request) error {
+		got, gotEsc = r.PathValue("rest"), r.URL.EscapedPath()
+		return nil
+	})
+	mux.HandleFunc("POST /o/{id}", func(w http.ResponseWriter, r *http.Request) error {
+		got, gotEsc = r.PathValue("id"), r.URL.EscapedPath()
+		return nil
+	})
+	for _, c := range []struct{ method, target, rest, esc string }{
+		{"GET", "/o/ca/abc", "abc", "/o/ca/abc"},
+		{"GET", "/o/ca/a//b/c", "a//b/c", "/o/ca/a%2F%2Fb%2Fc"},
+		{"GET", "/o/ca/a%2Fb", "a/b", "/o/ca/a%2Fb"},
+		{"GET", "/o/ca/a%2F/b+c", "a//b+c", "/o/ca/a%2F%2Fb+c"},
+		{"POST", "/o/ca", "ca", "/o/ca"},
+	} {
+		got, gotEsc = "", ""
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(c.method, c.target, nil))
+		if rec.Code != http.StatusOK || got != c.rest || gotEsc != c.esc {
+			t.Errorf("%s %s: HTTP %d, value %q, escaped path %q; want %q, %q", c.method, c.target, rec.Code, got, gotEsc, c.rest, c.esc)
+		}
+	}
+	// Paths outside the prefix are left to ServeMux's cleaning.
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/x//y", nil))
+	if rec.Code != http.StatusMovedPermanently && rec.Code != http.StatusTemporaryRedirect {
+		t.Errorf("GET /x//y: HTTP %d, want a redirect to the cleaned path", rec.Code)
+	}
+}
