@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/emmansun/gmsm/pkcs7"
+	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/ca/ceremony"
@@ -243,4 +244,60 @@ func TestCrossStore(t *testing.T) {
 			t.Fatalf("another CA: %d octets, %v", len(b.der), err)
 		}
 	}, New().Migrations()...)
+}
+
+// TestCrossCertificateSM2: an SM2 root of another PKI (made by the root
+// ceremony) cross-signs sm2-root; the SM2 signature is checked on import
+// (a copy with a flipped signature bit is refused) and the bundle holds
+// the certificate.
+func TestCrossCertificateSM2(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	tn.addAccount("operator", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	key, err := sm2.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rf, err := ceremony.Parse([]byte("kind: root\nca: other-sm2\nsubject:\n  C: CN\n  O: 另一个政务 PKI\n  CN: 另一个 SM2 根 CA\n" +
+		"algorithm: sm2\nkey:\n  uri: soft:ca/other-sm2\n  mode: create\nvalidity:\n  days: 7300\npath_length: 2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherDER, err := ceremony.SelfSign(rf, key, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := smx509.ParseCertificate(otherDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := ceremony.Parse([]byte("kind: cross\nca: cross-sm2\nalgorithm: sm2\nvalidity:\n  days: 1825\npath_length: 1\n" +
+		"subject_certificate: subject.pem\nissuer:\n  certificate: issuer.pem\n  key_uri: soft:ca/other-sm2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cross, err := ceremony.CrossSign(cf, tn.svc.lookup("sm2-root").cert, other, key, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(cross)
+	bad[len(bad)-3] ^= 1 // inside the signature's integer
+	if status, raw := tn.do("POST", "/api/v1/ca/sm2-root/cross-certificates", "operator", CrossRequest{Certificate: pemCert(bad), Issuer: pemCert(otherDER)}, nil); status != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "does not verify") {
+		t.Fatalf("altered signature: HTTP %d: %s", status, raw)
+	}
+	if status, raw := tn.do("POST", "/api/v1/ca/sm2-root/cross-certificates", "operator", CrossRequest{Certificate: pemCert(cross), Issuer: pemCert(otherDER)}, nil); status != http.StatusCreated {
+		t.Fatalf("import: HTTP %d: %s", status, raw)
+	}
+	resp, err := http.Get("http://" + tn.n.Addresses().HTTP + "/pki/sm2-root-cross.p7c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	p7, err := pkcs7.Parse(body)
+	if resp.StatusCode != http.StatusOK || err != nil || len(p7.Certificates) != 1 || !bytes.Equal(p7.Certificates[0].Raw, cross) {
+		t.Fatalf("p7c: HTTP %d, %v", resp.StatusCode, err)
+	}
+	if err := p7.Certificates[0].CheckSignatureFrom(other); err != nil {
+		t.Fatalf("served cross-certificate does not verify under the other root: %v", err)
+	}
 }
