@@ -263,6 +263,7 @@ func (s *Service) authorityRoutes(m *authz.Mux) {
 		return policy.Resource{Type: "ca", ID: r.PathValue("ca"), Org: s.principalOrg(r)}, nil
 	}
 	m.Handle("POST /api/v1/ca/{ca}/rollover", authz.Rule{Action: "ca.authority.rollover", Resource: res}, s.rolloverHandler)
+	m.Handle("POST /api/v1/ca/{ca}/cross-certificates", authz.Rule{Action: "ca.authority.cross", Resource: res}, s.importCross)
 }
 
 func (s *Service) rolloverHandler(w http.ResponseWriter, r *http.Request) error {

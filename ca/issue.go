@@ -353,6 +353,9 @@ func (s *Service) caCert(w http.ResponseWriter, r *http.Request) error {
 	if id, ok := strings.CutSuffix(r.PathValue("file"), ".crl"); ok {
 		return s.serveCRL(w, r, id)
 	}
+	if id, ok := strings.CutSuffix(r.PathValue("file"), "-cross.p7c"); ok {
+		return s.serveCross(w, r, id)
+	}
 	id, ok := strings.CutSuffix(r.PathValue("file"), ".crt")
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotFound, r.PathValue("file"))

@@ -119,6 +119,8 @@ type Service struct {
 	// ocspIssuers holds each CA certificate's CertID hashes
 	// (*smx509.Certificate → *ocsp.Issuer, ocsp.go ocspMatches).
 	ocspIssuers sync.Map
+	// cross serves /pki/{ca}-cross.p7c (cross.go).
+	cross crossCache
 }
 
 var (

@@ -219,6 +219,7 @@ var seed = []Action{
 	{"ca.authority.rollover", ClassKey, "Roll a CA over to a new key and certificate"},
 	{"ca.profile.read", ClassRead, "Read the certificate profiles offered"},
 	{"ca.authority.revoke", ClassWrite, "Revoke a CA certificate (under dual control)"},
+	{"ca.authority.cross", ClassWrite, "Publish a cross-certificate another CA issued to a CA"},
 
 	{"tsa.timestamp", ClassWrite, "Obtain an RFC 3161 time-stamp token"},
 

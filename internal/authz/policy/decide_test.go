@@ -84,6 +84,7 @@ var grants = map[Role]map[string][]grant{
 		"ca.authority.rollover": {{"platform.ca-operator.ca", anyResource}},
 		"ca.profile.read":       {{"platform.ca-operator.ca", anyResource}},
 		"ca.authority.revoke":   {{"platform.ca-operator.ca", anyResource}},
+		"ca.authority.cross":    {{"platform.ca-operator.ca", anyResource}},
 	},
 	RoleRA: {
 		"ca.certificate.issue":  {{"platform.ra.certificates", sameOrg}},
@@ -156,7 +157,7 @@ var expectedClass = map[string]Class{
 	"ca.certificate.issue": ClassWrite, "ca.certificate.revoke": ClassWrite, "ca.certificate.read": ClassRead,
 	"ca.crl.generate": ClassWrite, "ca.authority.rollover": ClassKey, "tsa.timestamp": ClassWrite,
 	"directory.entry.read": ClassRead, "directory.entry.write": ClassWrite, "directory.import": ClassWrite,
-	"ca.profile.read": ClassRead, "ca.authority.revoke": ClassWrite,
+	"ca.profile.read": ClassRead, "ca.authority.revoke": ClassWrite, "ca.authority.cross": ClassWrite,
 	"kms.encrypt": ClassKey, "kms.decrypt": ClassKey, "kms.rotate": ClassKey, "kms.key.recover": ClassKey,
 	"kms.key.create": ClassKey, "kms.key.read": ClassRead, "kms.key.update": ClassKey, "kms.key.destroy": ClassKey,
 	"kms.rewrap": ClassKey,
