@@ -129,8 +129,11 @@ func (s *Service) importCross(w http.ResponseWriter, r *http.Request) error {
 	added := false
 	if _, err := s.env.Audit.Do(ctx, s.env.DB, rec, func(tx *store.Tx) error {
 		var err error
-		added, err = insertCross(ctx, tx, a.id, fp, cross, now)
-		return err
+		if added, err = insertCross(ctx, tx, a.id, fp, cross, now); err != nil || !added {
+			return err
+		}
+		// The directory adds it to the CA's crossCertificatePair.
+		return insertOutbox(ctx, tx, "cross_added", a.id, serialHex(cross.SerialNumber), now)
 	}); err != nil {
 		return err
 	}
