@@ -256,3 +256,33 @@ func TestCrossCertificateSM2(t *testing.T) {
 		t.Fatalf("served cross-certificate does not verify under the other root: %v", err)
 	}
 }
+
+// TestCrossCache: a bundle loaded before an import is not kept after it,
+// and bundles expire with their TTL and their first certificate.
+func TestCrossCache(t *testing.T) {
+	var c crossCache
+	now := time.Now()
+	_, gen, ok := c.get("r", now)
+	if ok {
+		t.Fatal("hit in an empty cache")
+	}
+	c.drop("r") // an import while the bundle was being loaded
+	c.put("r", crossBundle{der: []byte{1}, loaded: now, until: now.Add(time.Hour)}, gen)
+	if _, _, ok := c.get("r", now); ok {
+		t.Fatal("a bundle loaded before the import was kept")
+	}
+	_, gen, _ = c.get("r", now)
+	c.put("r", crossBundle{der: []byte{1}, loaded: now, until: now.Add(time.Minute)}, gen)
+	for _, c2 := range []struct {
+		at   time.Time
+		want bool
+	}{{now, true}, {now.Add(crossTTL - time.Millisecond), true}, {now.Add(crossTTL), false}, {now.Add(-time.Second), false}} {
+		if _, _, ok := c.get("r", c2.at); ok != c2.want {
+			t.Errorf("at %v: hit %v, want %v", c2.at.Sub(now), ok, c2.want)
+		}
+	}
+	c.put("r", crossBundle{der: []byte{1}, loaded: now, until: now.Add(time.Second)}, gen)
+	if _, _, ok := c.get("r", now.Add(time.Second)); ok {
+		t.Error("hit after the first certificate's expiry")
+	}
+}
