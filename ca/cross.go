@@ -61,6 +61,8 @@ const crossTTL = 10 * time.Second
 type crossCache struct {
 	mu sync.Mutex
 	m  map[string]crossBundle
+	// gen counts drops: a bundle loaded before the last one is not kept.
+	gen uint64
 }
 
 type crossBundle struct {
@@ -69,19 +71,25 @@ type crossBundle struct {
 	until  time.Time // the first NotAfter among them: rebuild then
 }
 
-func (c *crossCache) get(id string, now time.Time) (crossBundle, bool) {
+// get returns the bundle of id if it is fresh, and otherwise the
+// generation to hand put with the bundle loaded next.
+func (c *crossCache) get(id string, now time.Time) (crossBundle, uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b, ok := c.m[id]
 	if !ok || now.Sub(b.loaded) >= crossTTL || now.Sub(b.loaded) < 0 || (b.der != nil && !now.Before(b.until)) {
-		return crossBundle{}, false
+		return crossBundle{}, c.gen, false
 	}
-	return b, true
+	return b, c.gen, true
 }
 
-func (c *crossCache) put(id string, b crossBundle) {
+// put keeps b unless an import dropped the cache after gen was read.
+func (c *crossCache) put(id string, b crossBundle, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	if c.m == nil {
 		c.m = map[string]crossBundle{}
 	}
@@ -91,6 +99,7 @@ func (c *crossCache) put(id string, b crossBundle) {
 func (c *crossCache) drop(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	delete(c.m, id)
 }
 
@@ -129,8 +138,11 @@ func (s *Service) importCross(w http.ResponseWriter, r *http.Request) error {
 	added := false
 	if _, err := s.env.Audit.Do(ctx, s.env.DB, rec, func(tx *store.Tx) error {
 		var err error
-		added, err = insertCross(ctx, tx, a.id, fp, cross, now)
-		return err
+		if added, err = insertCross(ctx, tx, a.id, fp, cross, now); err != nil || !added {
+			return err
+		}
+		// The directory adds it to the CA's crossCertificatePair.
+		return insertOutbox(ctx, tx, "cross_added", a.id, serialHex(cross.SerialNumber), now)
 	}); err != nil {
 		return err
 	}
@@ -213,12 +225,12 @@ func (s *Service) serveCross(w http.ResponseWriter, r *http.Request, id string) 
 		return err
 	}
 	now := s.env.Clock.Now()
-	b, ok := s.cross.get(a.id, now)
+	b, gen, ok := s.cross.get(a.id, now)
 	if !ok {
 		if b, err = loadCross(r.Context(), s.env.DB, a.id, now); err != nil {
 			return err
 		}
-		s.cross.put(a.id, b)
+		s.cross.put(a.id, b, gen)
 	}
 	if b.der == nil {
 		return fmt.Errorf("%w: no cross-certificate for %s", ErrNotFound, a.id)

@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"io"
 	"math/big"
@@ -24,39 +21,13 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/ca/ceremony"
+	"github.com/govtrust/govtrust/ca/ceremony/ceremonytest"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/internal/testenv"
 )
-
-// externalRoot is a self-signed ECDSA root of another PKI.
-func externalRoot(t *testing.T, cn string) (*smx509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ski := sha256.Sum256(spki)
-	now := time.Now()
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{Country: []string{"CN"}, Organization: []string{"Other PKI"}, CommonName: cn},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(20, 0, 0), IsCA: true, BasicConstraintsValid: true, MaxPathLen: 3,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, SubjectKeyId: ski[:20]}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := smx509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, key
-}
 
 // endEntity certifies subject's name and key under issuer in a certificate
 // that is not a CA's.
@@ -77,22 +48,6 @@ func endEntity(t *testing.T, subject, issuer *smx509.Certificate, key *ecdsa.Pri
 	return der
 }
 
-// crossSign certifies subject under issuer with the cross ceremony, as
-// `govtrust ca cross-sign` does.
-func crossSign(t *testing.T, subject, issuer *smx509.Certificate, key *ecdsa.PrivateKey) []byte {
-	t.Helper()
-	f, err := ceremony.Parse([]byte("kind: cross\nca: cross-test\nalgorithm: ecdsa-p256\nvalidity:\n  days: 1825\npath_length: 1\n" +
-		"subject_certificate: subject.pem\nissuer:\n  certificate: issuer.pem\n  key_uri: soft:ca/other\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := ceremony.CrossSign(f, subject, issuer, key, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
-
 // TestCrossCertificates: a CA operator publishes a cross-certificate another
 // root issued to ecdsa-root; /pki/ecdsa-root-cross.p7c serves it, and
 // OpenSSL, trusting only the other root, verifies a certificate of
@@ -103,8 +58,8 @@ func TestCrossCertificates(t *testing.T) {
 	tn := startNode(t, dir)
 	tn.addAccount("operator", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
 	root := tn.svc.lookup("ecdsa-root").cert
-	other, otherKey := externalRoot(t, "Other Root CA")
-	cross := crossSign(t, root, other, otherKey)
+	other, otherKey := ceremonytest.ExternalRoot(t, "Other Root CA")
+	cross := ceremonytest.CrossSign(t, root, other, otherKey)
 	crossPEM, otherPEM := pemCert(cross), pemCert(other.Raw)
 
 	p7c := func() (int, string, []byte) {
@@ -122,9 +77,9 @@ func TestCrossCertificates(t *testing.T) {
 	}
 
 	// Refusals.
-	third, _ := externalRoot(t, "Third Root CA")
+	third, _ := ceremonytest.ExternalRoot(t, "Third Root CA")
 	// Another root with the other root's name and its own key.
-	fake, fakeKey := externalRoot(t, "Other Root CA")
+	fake, fakeKey := ceremonytest.ExternalRoot(t, "Other Root CA")
 	sub := tn.svc.lookup("ecdsa-issuing").cert
 	for _, c := range []struct {
 		name, ca, role, cert, issuer string
@@ -138,7 +93,7 @@ func TestCrossCertificates(t *testing.T) {
 		{"another CA's subject and key", "ecdsa-issuing", "operator", crossPEM, otherPEM, http.StatusUnprocessableEntity, "subject"},
 		{"self-issued", "ecdsa-root", "operator", pemCert(root.Raw), pemCert(root.Raw), http.StatusUnprocessableEntity, "self-issued"},
 		{"issuer not the signer", "ecdsa-root", "operator", crossPEM, pemCert(third.Raw), http.StatusUnprocessableEntity, "was issued by"},
-		{"issuer's name, another key", "ecdsa-root", "operator", pemCert(crossSign(t, root, fake, fakeKey)), otherPEM, http.StatusUnprocessableEntity, "does not verify"},
+		{"issuer's name, another key", "ecdsa-root", "operator", pemCert(ceremonytest.CrossSign(t, root, fake, fakeKey)), otherPEM, http.StatusUnprocessableEntity, "does not verify"},
 		{"the CA's own certificate", "ecdsa-issuing", "operator", pemCert(sub.Raw), pemCert(root.Raw), http.StatusUnprocessableEntity, "own issuer"},
 		{"not a CA certificate", "ecdsa-root", "operator", pemCert(endEntity(t, root, other, otherKey)), otherPEM, http.StatusUnprocessableEntity, "not a CA certificate"},
 	} {
@@ -214,9 +169,9 @@ func TestCrossStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		now := time.Now()
-		root, _ := externalRoot(t, "Subject Root")
-		other, otherKey := externalRoot(t, "Issuer Root")
-		der := crossSign(t, root, other, otherKey)
+		root, _ := ceremonytest.ExternalRoot(t, "Subject Root")
+		other, otherKey := ceremonytest.ExternalRoot(t, "Issuer Root")
+		der := ceremonytest.CrossSign(t, root, other, otherKey)
 		c, err := smx509.ParseCertificate(der)
 		if err != nil {
 			t.Fatal(err)
@@ -299,5 +254,35 @@ func TestCrossCertificateSM2(t *testing.T) {
 	}
 	if err := p7.Certificates[0].CheckSignatureFrom(other); err != nil {
 		t.Fatalf("served cross-certificate does not verify under the other root: %v", err)
+	}
+}
+
+// TestCrossCache: a bundle loaded before an import is not kept after it,
+// and bundles expire with their TTL and their first certificate.
+func TestCrossCache(t *testing.T) {
+	var c crossCache
+	now := time.Now()
+	_, gen, ok := c.get("r", now)
+	if ok {
+		t.Fatal("hit in an empty cache")
+	}
+	c.drop("r") // an import while the bundle was being loaded
+	c.put("r", crossBundle{der: []byte{1}, loaded: now, until: now.Add(time.Hour)}, gen)
+	if _, _, ok := c.get("r", now); ok {
+		t.Fatal("a bundle loaded before the import was kept")
+	}
+	_, gen, _ = c.get("r", now)
+	c.put("r", crossBundle{der: []byte{1}, loaded: now, until: now.Add(time.Minute)}, gen)
+	for _, c2 := range []struct {
+		at   time.Time
+		want bool
+	}{{now, true}, {now.Add(crossTTL - time.Millisecond), true}, {now.Add(crossTTL), false}, {now.Add(-time.Second), false}} {
+		if _, _, ok := c.get("r", c2.at); ok != c2.want {
+			t.Errorf("at %v: hit %v, want %v", c2.at.Sub(now), ok, c2.want)
+		}
+	}
+	c.put("r", crossBundle{der: []byte{1}, loaded: now, until: now.Add(time.Second)}, gen)
+	if _, _, ok := c.get("r", now.Add(time.Second)); ok {
+		t.Error("hit after the first certificate's expiry")
 	}
 }

@@ -126,6 +126,9 @@ type AuthorityRecord struct {
 	// DeltaCRL is the newest delta CRL, nil when there is none.
 	DeltaCRL    []byte
 	DeltaNumber int64
+	// Cross holds the cross-certificates other CAs issued to this one
+	// (cross.go), every one imported, in a stable order.
+	Cross [][]byte
 }
 
 // AuthorityRecordOf returns the CA id, or ErrNotFound.
@@ -149,6 +152,21 @@ func AuthorityRecordOf(ctx context.Context, q store.Querier, id string) (*Author
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("read %s CRL of %s: %w", k.kind, id, err)
 		}
+	}
+	rows, err := q.Query(ctx, "SELECT der FROM ca_cross_certificates WHERE ca_id = ? ORDER BY fingerprint", id)
+	if err != nil {
+		return nil, fmt.Errorf("read cross-certificates of %s: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var der []byte
+		if err := rows.Scan(&der); err != nil {
+			return nil, fmt.Errorf("read cross-certificates of %s: %w", id, err)
+		}
+		a.Cross = append(a.Cross, der)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read cross-certificates of %s: %w", id, err)
 	}
 	return a, nil
 }

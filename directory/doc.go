@@ -7,7 +7,8 @@
 //
 //	cn=<ca>,ou=ca,<base>             pkiCA + certificationAuthority: cACertificate,
 //	                                 certificateRevocationList, authorityRevocationList,
-//	                                 deltaRevocationList (RFC 4523), the bytes HTTP serves
+//	                                 deltaRevocationList (RFC 4523), the bytes HTTP serves,
+//	                                 crossCertificatePair (forward: issued to the CA)
 //	uid=<serial>,cn=<ca>,ou=ca,<base> one entry per current certificate (userCertificate)
 //	ou=<code>,ou=departments,<base>  departments; their people (inetOrgPerson + pkiUser)
 //	                                 and applications (applicationProcess) below them

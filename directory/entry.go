@@ -118,7 +118,7 @@ var knownAttrs = func() map[string]string {
 		"2.5.4.3": "cn", "2.5.4.4": "sn", "2.5.4.11": "ou", "2.5.4.10": "o", "0.9.2342.19200300.100.1.1": "uid",
 		"2.5.4.0": "objectClass", "2.5.4.36": "userCertificate", "2.5.4.37": "cACertificate",
 		"2.5.4.38": "authorityRevocationList", "2.5.4.39": "certificateRevocationList", "2.5.4.53": "deltaRevocationList",
-		"0.9.2342.19200300.100.1.3": "mail", "2.5.4.5": "serialNumber",
+		"2.5.4.40": "crossCertificatePair", "0.9.2342.19200300.100.1.3": "mail", "2.5.4.5": "serialNumber",
 	} {
 		m[oid] = n
 	}

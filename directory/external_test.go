@@ -3,6 +3,8 @@ package directory_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,8 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/ca/ceremony/ceremonytest"
+	"github.com/govtrust/govtrust/directory"
+	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/testenv"
 )
+
+func pemBlock(der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
 
 // slapd is a throw-away OpenLDAP server (INTEROP.md §4): its own
 // configuration and database in a temporary directory, on a free port,
@@ -139,6 +150,33 @@ func TestExternalSlapd(t *testing.T) {
 		if got, want := fetchBinary(t, sl.url(), dn, "cACertificate;binary"), tn.public("/pki/"+id+".crt"); !bytes.Equal(got, want) {
 			t.Errorf("slapd %s cACertificate: %d bytes, HTTP %d", id, len(got), len(want))
 		}
+	}
+
+	// A cross-certificate issued to ecdsa-root reaches both directories
+	// as the forward element of its crossCertificatePair.
+	root, err := smx509.ParseCertificate(tn.public("/pki/ecdsa-root.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, otherKey := ceremonytest.ExternalRoot(t, "Other Root CA")
+	cross := ceremonytest.CrossSign(t, root, other, otherKey)
+	tn.addAccount("operator", policy.RoleCAOperator)
+	body, _ := json.Marshal(map[string]string{"certificate": pemBlock(cross), "issuer": pemBlock(other.Raw)})
+	if status, raw := tn.do("POST", "/api/v1/ca/ecdsa-root/cross-certificates", "operator", "application/json", body); status != http.StatusCreated {
+		t.Fatalf("import cross-certificate: %d %s", status, raw)
+	}
+	for _, d := range []struct{ url, base string }{{sl.url(), slapdSuffix}, {"ldap://" + tn.ldap, "dc=govtrust,dc=local"}} {
+		eventually(t, 10*time.Second, "cross-certificate in "+d.url, func() error {
+			pair := fetchBinary(t, d.url, "cn=ecdsa-root,ou=ca,"+d.base, "crossCertificatePair;binary")
+			if pair == nil {
+				return fmt.Errorf("no crossCertificatePair yet")
+			}
+			forward, reverse, err := directory.ParseCertificatePair(pair)
+			if err != nil || !bytes.Equal(forward, cross) || reverse != nil {
+				return fmt.Errorf("crossCertificatePair: %v, forward %d octets, reverse %d", err, len(forward), len(reverse))
+			}
+			return nil
+		})
 	}
 
 	// Outage.

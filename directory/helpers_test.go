@@ -69,7 +69,7 @@ func (caSource) Authority(ctx context.Context, q store.Querier, id string) (*dir
 	if err != nil {
 		return nil, err
 	}
-	return &directory.Authority{ID: a.ID, Cert: a.Cert, CRL: a.CRL, DeltaCRL: a.DeltaCRL}, nil
+	return &directory.Authority{ID: a.ID, Cert: a.Cert, CRL: a.CRL, DeltaCRL: a.DeltaCRL, Cross: a.Cross}, nil
 }
 
 // testNode is a node with the CA and the directory, on real listeners.

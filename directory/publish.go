@@ -109,7 +109,7 @@ func (s *Service) PublishOnce(ctx context.Context) (int, error) {
 // reordering events converges on the same entries.
 func (s *Service) apply(ctx context.Context, b *batch, ev Event) error {
 	switch ev.Kind {
-	case EventCAAdded, EventCRLPublished:
+	case EventCAAdded, EventCRLPublished, EventCrossAdded:
 		return s.putCA(ctx, b, ev.Issuer)
 	case EventIssued, EventRevoked:
 		c, err := s.src.Certificate(ctx, b.tx, ev.Issuer, ev.Serial)
@@ -169,6 +169,17 @@ func (s *Service) putCA(ctx context.Context, b *batch, id string) error {
 	}
 	if a.DeltaCRL != nil {
 		e.set("deltaRevocationList", a.DeltaCRL)
+	}
+	if len(a.Cross) > 0 {
+		pairs := make([][]byte, 0, len(a.Cross))
+		for _, c := range a.Cross {
+			p, err := CertificatePair(c, nil)
+			if err != nil {
+				return fmt.Errorf("CA %s: %w", id, err)
+			}
+			pairs = append(pairs, p)
+		}
+		e.set("crossCertificatePair", pairs...)
 	}
 	if old, err := b.get(ctx, e.norm); err != nil {
 		return err

@@ -48,6 +48,7 @@ const (
 	EventRevoked      = "revoked"
 	EventCRLPublished = "crl_published"
 	EventCAAdded      = "ca_added"
+	EventCrossAdded   = "cross_added"
 )
 
 // Event is one outbox event.
@@ -71,6 +72,9 @@ type Authority struct {
 	Cert     []byte
 	CRL      []byte // newest full CRL, nil before the first
 	DeltaCRL []byte // newest delta CRL, nil when none
+	// Cross holds the cross-certificates other CAs issued to this one,
+	// published as the forward elements of crossCertificatePair.
+	Cross [][]byte
 }
 
 // Service is the directory: the embedded LDAP server, its store, and the
