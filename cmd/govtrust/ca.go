@@ -262,7 +262,7 @@ with their problem details and request ID, and exit with status 1.
 init-root, init-sub, cross-sign and import run key ceremonies from a reviewed
 YAML ceremony file, offline on a data directory.`,
 	}
-	cmd.AddCommand(newCAListCmd(), newCAProfilesCmd(), newCAIssueCmd(), newCAShowCmd(), newCARevokeCmd(), newCACRLCmd())
+	cmd.AddCommand(newCAListCmd(), newCAProfilesCmd(), newCAIssueCmd(), newCAShowCmd(), newCARevokeCmd(), newCACRLCmd(), newCACrossCmd())
 	cmd.AddCommand(caCeremonyCommands()...)
 	return cmd
 }
@@ -682,5 +682,55 @@ with --pem). --generate first has the API make a new CRL now (CA operators).`,
 	f.StringVar(&outFile, "out", "", "write the CRL to this file (DER; PEM with --pem)")
 	f.BoolVar(&asPEM, "pem", false, "write --out as PEM")
 	f.BoolVar(&generate, "generate", false, "first have the API make a new CRL now (CA operators)")
+	return cmd
+}
+
+func newCACrossCmd() *cobra.Command {
+	o := &caOpts{online: true}
+	var certFile, issuerFile string
+	cmd := &cobra.Command{
+		Use:   "cross CA --cert FILE --issuer FILE",
+		Short: "Publish a cross-certificate another CA issued to CA (CA operators)",
+		Long: `Publish a cross-certificate (the output of another root's "govtrust ca cross-sign")
+that certifies CA's subject and key: --cert is the cross-certificate, --issuer the
+certificate of the CA that signed it (both PEM). The API checks both and serves every
+unexpired cross-certificate of CA at /pki/CA-cross.p7c; the directory adds it to the CA
+entry's crossCertificatePair.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if certFile == "" || issuerFile == "" {
+				return errors.New("give --cert and --issuer")
+			}
+			certPEM, err := os.ReadFile(certFile)
+			if err != nil {
+				return err
+			}
+			issuerPEM, err := os.ReadFile(issuerFile)
+			if err != nil {
+				return err
+			}
+			var info ca.CrossInfo
+			status, err := o.call(cmd.Context(), http.MethodPost, "/api/v1/ca/"+url.PathEscape(args[0])+"/cross-certificates",
+				ca.CrossRequest{Certificate: string(certPEM), Issuer: string(issuerPEM)}, nil, &info)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if o.asJSON {
+				return printJSON(w, &info)
+			}
+			what := "published"
+			if status == http.StatusOK {
+				what = "already published"
+			}
+			_, err = fmt.Fprintf(w, "%s cross-certificate of %s by %q (serial %s, until %s, SHA-256 %s) at %s\n",
+				what, info.CA, info.Issuer, info.Serial, info.NotAfter, info.SHA256, info.URL)
+			return err
+		},
+	}
+	o.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&certFile, "cert", "", "the cross-certificate (PEM)")
+	f.StringVar(&issuerFile, "issuer", "", "the certificate of the CA that signed it (PEM)")
 	return cmd
 }

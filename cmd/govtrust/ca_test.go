@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/ca/ceremony/ceremonytest"
 	"github.com/govtrust/govtrust/internal/testenv"
 )
 
@@ -113,6 +116,34 @@ func TestCACommands(t *testing.T) {
 	out = run(0, api(ra, "ca", "profiles")...)
 	if !strings.Contains(out, "server-tls") || !strings.Contains(out, "yes (path 0)") {
 		t.Errorf("ca profiles:\n%s", out)
+	}
+
+	// A cross-certificate from another root, published by a CA operator.
+	rootDER := httpGet(t, "http://"+p.addrs["http"]+"/pki/ecdsa-root.crt")
+	root, err := smx509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, otherKey := ceremonytest.ExternalRoot(t, "Other Root CA")
+	crossDir := t.TempDir()
+	crossFile, otherFile := filepath.Join(crossDir, "cross.pem"), filepath.Join(crossDir, "other.pem")
+	for f, der := range map[string][]byte{crossFile: ceremonytest.CrossSign(t, root, other, otherKey), otherFile: other.Raw} {
+		if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crossArgs := []string{"ca", "cross", "ecdsa-root", "--cert", crossFile, "--issuer", otherFile}
+	if out := run(1, api(ra, crossArgs...)...); !strings.Contains(out, "403") {
+		t.Errorf("cross as the RA:\n%s", out)
+	}
+	if out := run(0, api(op1, crossArgs...)...); !strings.HasPrefix(out, "published cross-certificate of ecdsa-root") || !strings.Contains(out, "/pki/ecdsa-root-cross.p7c") {
+		t.Errorf("cross:\n%s", out)
+	}
+	if out := run(0, api(op1, crossArgs...)...); !strings.HasPrefix(out, "already published") {
+		t.Errorf("cross again:\n%s", out)
+	}
+	if out := run(1, api(op1, "ca", "cross", "ecdsa-issuing", "--cert", crossFile, "--issuer", otherFile)...); !strings.Contains(out, "422") || !strings.Contains(out, "subject") {
+		t.Errorf("cross for the wrong CA:\n%s", out)
 	}
 
 	// B-03: one certificate for five tries with one key, across a restart.
