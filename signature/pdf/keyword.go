@@ -25,7 +25,6 @@ package pdf
 // in patterns.
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -33,7 +32,6 @@ import (
 	"strings"
 	"unicode/utf16"
 
-	"github.com/pdfcpu/pdfcpu/pkg/api"
 	pdffont "github.com/pdfcpu/pdfcpu/pkg/font"
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/model"
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
@@ -70,18 +68,9 @@ type Hit struct {
 // page's unrotated default user space: /Rotate is not applied, as it is
 // not for Position.
 func FindKeyword(doc []byte, keyword string, n int) (*Hit, error) {
-	if len(doc) == 0 {
-		return nil, fmt.Errorf("%w: empty document", ErrFormat)
-	}
-	ctx, err := api.ReadContext(bytes.NewReader(doc), config())
+	ctx, err := readDocument(doc)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
-	}
-	if ctx.Encrypt != nil {
-		return nil, fmt.Errorf("%w: encrypted PDF", ErrFormat)
-	}
-	if err := ctx.EnsurePageCount(); err != nil {
-		return nil, fmt.Errorf("%w: page tree: %v", ErrFormat, err)
+		return nil, err
 	}
 	return findKeyword(ctx, keyword, n)
 }
