@@ -441,13 +441,33 @@ type collector struct {
 	firstErr error
 }
 
-func (c *collector) add(lat []time.Duration, errs int64, firstErr error) {
+// tally is one worker's share of a phase, merged into the collector when
+// the worker ends (no lock per request).
+type tally struct {
+	lat      []time.Duration
+	errs     int64
+	firstErr error
+}
+
+// record counts one request: its latency, or its error.
+func (t *tally) record(lat time.Duration, err error) {
+	if err != nil {
+		t.errs++
+		if t.firstErr == nil {
+			t.firstErr = err
+		}
+		return
+	}
+	t.lat = append(t.lat, lat)
+}
+
+func (c *collector) add(t *tally) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.lat = append(c.lat, lat...)
-	c.errs += errs
+	c.lat = append(c.lat, t.lat...)
+	c.errs += t.errs
 	if c.firstErr == nil {
-		c.firstErr = firstErr
+		c.firstErr = t.firstErr
 	}
 }
 
@@ -511,23 +531,13 @@ func closedLoop(ctx context.Context, d time.Duration, workers int, f op) (result
 	start := time.Now()
 	for w := range workers {
 		wg.Go(func() {
-			var (
-				lat      []time.Duration
-				errs     int64
-				firstErr error
-			)
+			var t tally
 			for !stop.Load() && ctx.Err() == nil {
-				t := time.Now()
-				if err := f(ctx, w); err != nil {
-					errs++
-					if firstErr == nil {
-						firstErr = err
-					}
-					continue
-				}
-				lat = append(lat, time.Since(t))
+				sent := time.Now()
+				err := f(ctx, w)
+				t.record(time.Since(sent), err)
 			}
-			c.add(lat, errs, firstErr)
+			c.add(&t)
 		})
 	}
 	wg.Wait()
@@ -557,11 +567,7 @@ func openLoop(ctx context.Context, d time.Duration, rate float64, workers int, f
 	start := time.Now()
 	for w := range workers {
 		wg.Go(func() {
-			var (
-				lat      []time.Duration
-				errs     int64
-				firstErr error
-			)
+			var t tally
 			for at := range jobs {
 				if ctx.Err() != nil {
 					continue
@@ -577,16 +583,9 @@ func openLoop(ctx context.Context, d time.Duration, rate float64, workers int, f
 						break
 					}
 				}
-				if err != nil {
-					errs++
-					if firstErr == nil {
-						firstErr = err
-					}
-					continue
-				}
-				lat = append(lat, now.Sub(at))
+				t.record(now.Sub(at), err)
 			}
-			c.add(lat, errs, firstErr)
+			c.add(&t)
 		})
 	}
 	// The schedule is fixed up front; a worker takes the next slot when it

@@ -37,6 +37,9 @@ var codecs = []string{
 	"signature/ses", // GM/T 0031 / GB/T 38540 SESeal and SES_Signature
 	"signature/ofd", // GB/T 33190 OFD signature embedding
 	"signature/pdf", // PDF signatures
+	// The keyword match shared by the OFD and PDF codecs (internal: no
+	// other service can import it anyway).
+	"signature/internal/textsearch",
 }
 
 // lowerAllowed are the non-standard-library import paths (and their

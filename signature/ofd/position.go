@@ -14,7 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
-	"unicode/utf8"
+
+	"github.com/govtrust/govtrust/signature/internal/textsearch"
 )
 
 // ErrKeywordNotFound is returned when a keyword position names text the
@@ -323,24 +324,14 @@ func FindKeyword(doc []byte, keyword string, n int) (*Hit, error) {
 }
 
 func (p *Package) findKeyword(keyword string, n int) (*Hit, error) {
-	if !utf8.ValidString(keyword) || len(keyword) > MaxKeywordBytes {
-		return nil, fmt.Errorf("ofd: keyword: valid UTF-8 of at most %d bytes", MaxKeywordBytes)
+	search, err := textsearch.New("ofd", keyword, n, MaxKeywordBytes)
+	if err != nil {
+		return nil, err
 	}
-	var want []rune
-	for _, r := range keyword {
-		if !unicode.IsSpace(r) {
-			want = append(want, r)
-		}
-	}
-	if len(want) == 0 {
-		return nil, errors.New("ofd: keyword is empty")
-	}
-	n = max(n, 1)
 	pages, err := p.pages()
 	if err != nil {
 		return nil, err
 	}
-	seen := 0
 	for i, pg := range pages {
 		content, ok := p.files[pg.content]
 		if !ok {
@@ -350,23 +341,9 @@ func (p *Package) findKeyword(keyword string, n int) (*Hit, error) {
 		if err != nil {
 			return nil, fmt.Errorf("page %d: %w", i+1, err)
 		}
-		gs := all[:0:0]
-		for _, g := range all {
-			if !unicode.IsSpace(g.r) {
-				gs = append(gs, g)
-			}
-		}
-	next:
-		for s := 0; s+len(want) <= len(gs); s++ {
-			for k, r := range want {
-				if gs[s+k].r != r {
-					continue next
-				}
-			}
-			if seen++; seen < n {
-				continue
-			}
-			first, last := gs[s], gs[s+len(want)-1]
+		gs, text := textsearch.Visible(all, func(g glyph) rune { return g.r })
+		if s, ok := search.Page(text); ok {
+			first, last := gs[s], gs[s+search.Len()-1]
 			// The box spans the first glyph's start to the last glyph's
 			// end, one em high, centred on the glyphs' centres.
 			x0, x1 := min(first.x0, last.x1), max(first.x0, last.x1)
@@ -375,10 +352,7 @@ func (p *Package) findKeyword(keyword string, n int) (*Hit, error) {
 			return &Hit{Page: i, Box: Box{X: x0, Y: cy - em/2, W: x1 - x0, H: em}}, nil
 		}
 	}
-	if seen == 0 {
-		return nil, fmt.Errorf("%w: %q is not in the text of the document's pages", ErrKeywordNotFound, keyword)
-	}
-	return nil, fmt.Errorf("%w: %q occurs %d times, not %d", ErrKeywordNotFound, keyword, seen, n)
+	return nil, search.NotFound(ErrKeywordNotFound)
 }
 
 // stamp is one StampAnnot to write.

@@ -25,20 +25,18 @@ package pdf
 // in patterns.
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf16"
-	"unicode/utf8"
 
-	"github.com/pdfcpu/pdfcpu/pkg/api"
 	pdffont "github.com/pdfcpu/pdfcpu/pkg/font"
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/model"
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
+
+	"github.com/govtrust/govtrust/signature/internal/textsearch"
 )
 
 // ErrKeywordNotFound is returned when a keyword position names text the
@@ -70,37 +68,18 @@ type Hit struct {
 // page's unrotated default user space: /Rotate is not applied, as it is
 // not for Position.
 func FindKeyword(doc []byte, keyword string, n int) (*Hit, error) {
-	if len(doc) == 0 {
-		return nil, fmt.Errorf("%w: empty document", ErrFormat)
-	}
-	ctx, err := api.ReadContext(bytes.NewReader(doc), config())
+	ctx, err := readDocument(doc)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
-	}
-	if ctx.Encrypt != nil {
-		return nil, fmt.Errorf("%w: encrypted PDF", ErrFormat)
-	}
-	if err := ctx.EnsurePageCount(); err != nil {
-		return nil, fmt.Errorf("%w: page tree: %v", ErrFormat, err)
+		return nil, err
 	}
 	return findKeyword(ctx, keyword, n)
 }
 
 func findKeyword(ctx *model.Context, keyword string, n int) (*Hit, error) {
-	if !utf8.ValidString(keyword) || len(keyword) > MaxKeywordBytes {
-		return nil, fmt.Errorf("pdf: keyword: valid UTF-8 of at most %d bytes", MaxKeywordBytes)
+	search, err := textsearch.New("pdf", keyword, n, MaxKeywordBytes)
+	if err != nil {
+		return nil, err
 	}
-	var want []rune
-	for _, r := range keyword {
-		if !unicode.IsSpace(r) {
-			want = append(want, r)
-		}
-	}
-	if len(want) == 0 {
-		return nil, errors.New("pdf: keyword is empty")
-	}
-	n = max(n, 1)
-	seen := 0
 	for nr := 1; nr <= ctx.PageCount; nr++ {
 		d, _, inh, err := ctx.PageDict(nr, false)
 		if err != nil || d == nil {
@@ -116,22 +95,8 @@ func findKeyword(ctx *model.Context, keyword string, n int) (*Hit, error) {
 		}
 		in := &interp{xt: ctx.XRefTable, fonts: map[string]*pfont{}}
 		in.run(content, res, identityM, 0)
-		gs := in.glyphs[:0:0]
-		for _, g := range in.glyphs {
-			if !unicode.IsSpace(g.r) {
-				gs = append(gs, g)
-			}
-		}
-	next:
-		for s := 0; s+len(want) <= len(gs); s++ {
-			for k, r := range want {
-				if gs[s+k].r != r {
-					continue next
-				}
-			}
-			if seen++; seen < n {
-				continue
-			}
+		gs, text := textsearch.Visible(in.glyphs, func(g pglyph) rune { return g.r })
+		if s, ok := search.Page(text); ok {
 			mb := inh.MediaBox
 			if mb == nil {
 				mb = types.RectForFormat("A4")
@@ -141,7 +106,7 @@ func findKeyword(ctx *model.Context, keyword string, n int) (*Hit, error) {
 			// line; both lines for a keyword broken over two; the
 			// enclosing box for rotated text.
 			var xs, ys []float64
-			for _, g := range gs[s : s+len(want)] {
+			for _, g := range gs[s : s+search.Len()] {
 				xs = append(xs, g.x0, g.x0+g.ux, g.x1, g.x1+g.ux)
 				ys = append(ys, g.y0, g.y0+g.uy, g.y1, g.y1+g.uy)
 			}
@@ -153,10 +118,7 @@ func findKeyword(ctx *model.Context, keyword string, n int) (*Hit, error) {
 			}}, nil
 		}
 	}
-	if seen == 0 {
-		return nil, fmt.Errorf("%w: %q is not in the text of the document's pages", ErrKeywordNotFound, keyword)
-	}
-	return nil, fmt.Errorf("%w: %q occurs %d times, not %d", ErrKeywordNotFound, keyword, seen, n)
+	return nil, search.NotFound(ErrKeywordNotFound)
 }
 
 func minf(a []float64) float64 {

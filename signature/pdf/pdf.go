@@ -87,6 +87,25 @@ type Prepared struct {
 
 const mmToPt = 72 / 25.4
 
+// readDocument parses doc for sealing: an unencrypted PDF whose page tree
+// reads.
+func readDocument(doc []byte) (*model.Context, error) {
+	if len(doc) == 0 {
+		return nil, fmt.Errorf("%w: empty document", ErrFormat)
+	}
+	ctx, err := api.ReadContext(bytes.NewReader(doc), config())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	if ctx.Encrypt != nil {
+		return nil, fmt.Errorf("%w: encrypted PDF", ErrFormat)
+	}
+	if err := ctx.EnsurePageCount(); err != nil {
+		return nil, fmt.Errorf("%w: page tree: %v", ErrFormat, err)
+	}
+	return ctx, nil
+}
+
 // Prepare appends to doc an incremental update with a signature field
 // whose widget shows the seal picture at f.Position, and a signature
 // dictionary with a zeroed /Contents of f.Reserve bytes and its
@@ -104,15 +123,9 @@ func Prepare(doc []byte, f Field) (*Prepared, error) {
 	if f.Name == "" || len(f.Picture) == 0 {
 		return nil, errors.New("pdf: a field name and a seal picture are required")
 	}
-	ctx, err := api.ReadContext(bytes.NewReader(doc), config())
+	ctx, err := readDocument(doc)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
-	}
-	if ctx.Encrypt != nil {
-		return nil, fmt.Errorf("%w: encrypted PDF", ErrFormat)
-	}
-	if err := ctx.EnsurePageCount(); err != nil {
-		return nil, fmt.Errorf("%w: page tree: %v", ErrFormat, err)
+		return nil, err
 	}
 	pos := f.Position
 	if pos.Width <= 0 || pos.Height <= 0 || (pos.Keyword == "" && (pos.X < 0 || pos.Y < 0)) {

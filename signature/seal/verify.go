@@ -232,11 +232,24 @@ func (s *Service) verifySES(ctx context.Context, der []byte, hash func(asn1.Obje
 		sr.check(CheckDocument, false, ReasonDigestMismatch, "propertyInfo %q is not the signature's own path %q", sig.TBS.PropertyInfo, wantProperty)
 	}
 	// 3. The signing time: the time-stamp over the signature value.
-	var signerChain []*smx509.Certificate
+	at, ev := s.checkSigningTime(v, &sr, sig.TimeStamp, sig.Value)
+	// 4. The signer's certificate at the signing time; 5. the seal lists it.
+	if signer != nil {
+		checkSigner(ctx, v, &sr, seal, signer, at, ev)
+	}
+	s.checkSeal(ctx, &sr, seal, sig.TBS.Seal, at, ev)
+	return sr
+}
+
+// checkSigningTime checks the time-stamp token (nil: none) over a
+// signature value and returns the signing time it proves, or the
+// verification time when there is none, with its evidence; it sets both
+// in sr.
+func (s *Service) checkSigningTime(v *signature.Verifier, sr *SealReport, token, value []byte) (time.Time, signature.Evidence) {
 	at, ev := v.Now().UTC(), signature.Evidence{Source: "verification-time", Time: v.Now().UTC()}
 	switch {
-	case sig.TimeStamp != nil:
-		t, tev, err := v.CheckTimeStamp(sig.TimeStamp, sig.Value, signerChain)
+	case token != nil:
+		t, tev, err := v.CheckTimeStamp(token, value, nil)
 		if err != nil {
 			sr.check(CheckTimestamp, false, ReasonBadTimestamp, "time-stamp over the signature: %v", err)
 		} else {
@@ -247,22 +260,22 @@ func (s *Service) verifySES(ctx context.Context, der []byte, hash func(asn1.Obje
 		sr.check(CheckTimestamp, false, ReasonNoTimestamp, "policy requires a time-stamp and the signature has none")
 	}
 	sr.SigningTime, sr.SigningTimeEvidence = at, ev
-	// 4. The signer's certificate at the signing time.
-	if signer != nil {
-		cr := v.CheckCertificate(ctx, signer, nil, at, ev)
-		sr.Signer, sr.Chain, sr.Revocation = cr.Signer, cr.Chain, cr.Revocation
-		for _, c := range cr.Checks {
-			sr.check("signer-"+c.Name, c.Pass || c.Reason == signature.ReasonRevokedAfterUse, c.Reason, "%s", c.Detail)
-		}
-		// 5. The signer is one the seal lists.
-		if seal.Lists(signer.Raw) {
-			sr.check(CheckSignerListed, true, "", "the seal lists %s", signer.Subject)
-		} else {
-			sr.check(CheckSignerListed, false, ReasonSignerNotListed, "%s is not among the certificates the seal lists", signer.Subject)
-		}
+	return at, ev
+}
+
+// checkSigner checks the signer's certificate at the signing time and that
+// the seal lists it.
+func checkSigner(ctx context.Context, v *signature.Verifier, sr *SealReport, seal *ses.Seal, signer *smx509.Certificate, at time.Time, ev signature.Evidence) {
+	cr := v.CheckCertificate(ctx, signer, nil, at, ev)
+	sr.Signer, sr.Chain, sr.Revocation = cr.Signer, cr.Chain, cr.Revocation
+	for _, c := range cr.Checks {
+		sr.check("signer-"+c.Name, c.Pass || c.Reason == signature.ReasonRevokedAfterUse, c.Reason, "%s", c.Detail)
 	}
-	s.checkSeal(ctx, &sr, seal, sig.TBS.Seal, at, ev)
-	return sr
+	if seal.Lists(signer.Raw) {
+		sr.check(CheckSignerListed, true, "", "the seal lists %s", signer.Subject)
+	} else {
+		sr.check(CheckSignerListed, false, ReasonSignerNotListed, "%s is not among the certificates the seal lists", signer.Subject)
+	}
 }
 
 // checkSeal checks the seal applied (DER sealDER): maker signature (a
@@ -389,20 +402,11 @@ func (s *Service) verifyPDF(ctx context.Context, doc []byte, f *pdf.Signature) S
 	if t, ok := si.SigningTime(); ok {
 		sr.ClaimedTime = t
 	}
-	at, ev := v.Now().UTC(), signature.Evidence{Source: "verification-time", Time: v.Now().UTC()}
-	switch tokens := si.SignatureTimeStamps(); {
-	case len(tokens) > 0:
-		t, tev, err := v.CheckTimeStamp(tokens[0], si.Signature, nil)
-		if err != nil {
-			sr.check(CheckTimestamp, false, ReasonBadTimestamp, "time-stamp over the signature: %v", err)
-		} else {
-			at, ev = t, tev
-			sr.check(CheckTimestamp, true, "", "signature time-stamped at %s by %s", t.Format(time.RFC3339), tev.TSA)
-		}
-	case s.cfg.RequireTimestamp:
-		sr.check(CheckTimestamp, false, ReasonNoTimestamp, "policy requires a time-stamp and the signature has none")
+	var token []byte
+	if tokens := si.SignatureTimeStamps(); len(tokens) > 0 {
+		token = tokens[0]
 	}
-	sr.SigningTime, sr.SigningTimeEvidence = at, ev
+	at, ev := s.checkSigningTime(v, &sr, token, si.Signature)
 	if f.Seal == nil {
 		sr.check(CheckFormat, false, ReasonMalformed, "the signature carries no seal (signed attribute %s)", pdf.OIDAttrSeal)
 		return sr
@@ -417,16 +421,7 @@ func (s *Service) verifyPDF(ctx context.Context, doc []byte, f *pdf.Signature) S
 		signer = f.SignedData.FindCertificate(si, nil)
 	}
 	if signer != nil {
-		cr := v.CheckCertificate(ctx, signer, nil, at, ev)
-		sr.Signer, sr.Chain, sr.Revocation = cr.Signer, cr.Chain, cr.Revocation
-		for _, c := range cr.Checks {
-			sr.check("signer-"+c.Name, c.Pass || c.Reason == signature.ReasonRevokedAfterUse, c.Reason, "%s", c.Detail)
-		}
-		if seal.Lists(signer.Raw) {
-			sr.check(CheckSignerListed, true, "", "the seal lists %s", signer.Subject)
-		} else {
-			sr.check(CheckSignerListed, false, ReasonSignerNotListed, "%s is not among the certificates the seal lists", signer.Subject)
-		}
+		checkSigner(ctx, v, &sr, seal, signer, at, ev)
 	}
 	s.checkSeal(ctx, &sr, seal, f.Seal, at, ev)
 	return sr

@@ -11,6 +11,18 @@ import (
 
 // Document returns an OFD package with pages pages, each showing text.
 func Document(text string, pages int) []byte {
+	layers := make([]string, pages)
+	for i := range layers {
+		layers[i] = fmt.Sprintf(`<ofd:Layer ID="%d"><ofd:TextObject ID="%d" Boundary="20 20 170 10" Font="3" Size="5"><ofd:TextCode X="0" Y="5">%s</ofd:TextCode></ofd:TextObject></ofd:Layer>`, 100+2*i, 101+2*i, text)
+	}
+	return pack("0C1D4F7159954EEEDE517F7285E84DC4", 200, layers)
+}
+
+const ns = `xmlns:ofd="http://www.ofdspec.org/2016"`
+
+// pack writes the OFD package of one A4 document whose page i has the
+// content layer layers[i], with font 3 (宋体) as its only resource.
+func pack(docID string, maxUnitID int, layers []string) []byte {
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	put := func(name, content string) {
@@ -22,17 +34,16 @@ func Document(text string, pages int) []byte {
 			panic(err)
 		}
 	}
-	const ns = `xmlns:ofd="http://www.ofdspec.org/2016"`
 	put("OFD.xml", `<?xml version="1.0" encoding="UTF-8"?>
-<ofd:OFD `+ns+` Version="1.0" DocType="OFD"><ofd:DocBody><ofd:DocInfo><ofd:DocID>0C1D4F7159954EEEDE517F7285E84DC4</ofd:DocID><ofd:Title>test</ofd:Title></ofd:DocInfo><ofd:DocRoot>Doc_0/Document.xml</ofd:DocRoot></ofd:DocBody></ofd:OFD>`)
+<ofd:OFD `+ns+` Version="1.0" DocType="OFD"><ofd:DocBody><ofd:DocInfo><ofd:DocID>`+docID+`</ofd:DocID><ofd:Title>test</ofd:Title></ofd:DocInfo><ofd:DocRoot>Doc_0/Document.xml</ofd:DocRoot></ofd:DocBody></ofd:OFD>`)
 	var list bytes.Buffer
-	for i := 0; i < pages; i++ {
+	for i, layer := range layers {
 		fmt.Fprintf(&list, `<ofd:Page ID="%d" BaseLoc="Pages/Page_%d/Content.xml"/>`, 10+i, i)
-		put(fmt.Sprintf("Doc_0/Pages/Page_%d/Content.xml", i), fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
-<ofd:Page `+ns+`><ofd:Content><ofd:Layer ID="%d"><ofd:TextObject ID="%d" Boundary="20 20 170 10" Font="3" Size="5"><ofd:TextCode X="0" Y="5">%s</ofd:TextCode></ofd:TextObject></ofd:Layer></ofd:Content></ofd:Page>`, 100+2*i, 101+2*i, text))
+		put(fmt.Sprintf("Doc_0/Pages/Page_%d/Content.xml", i), `<?xml version="1.0" encoding="UTF-8"?>
+<ofd:Page `+ns+`><ofd:Content>`+layer+`</ofd:Content></ofd:Page>`)
 	}
-	put("Doc_0/Document.xml", `<?xml version="1.0" encoding="UTF-8"?>
-<ofd:Document `+ns+`><ofd:CommonData><ofd:MaxUnitID>200</ofd:MaxUnitID><ofd:PageArea><ofd:PhysicalBox>0 0 210 297</ofd:PhysicalBox></ofd:PageArea><ofd:PublicRes>PublicRes.xml</ofd:PublicRes></ofd:CommonData><ofd:Pages>`+list.String()+`</ofd:Pages></ofd:Document>`)
+	put("Doc_0/Document.xml", fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
+<ofd:Document `+ns+`><ofd:CommonData><ofd:MaxUnitID>%d</ofd:MaxUnitID><ofd:PageArea><ofd:PhysicalBox>0 0 210 297</ofd:PhysicalBox></ofd:PageArea><ofd:PublicRes>PublicRes.xml</ofd:PublicRes></ofd:CommonData><ofd:Pages>`, maxUnitID)+list.String()+`</ofd:Pages></ofd:Document>`)
 	put("Doc_0/PublicRes.xml", `<?xml version="1.0" encoding="UTF-8"?>
 <ofd:Res `+ns+` BaseLoc="Res"><ofd:Fonts><ofd:Font ID="3" FontName="宋体" FamilyName="宋体"/></ofd:Fonts></ofd:Res>`)
 	if err := zw.Close(); err != nil {
@@ -59,24 +70,9 @@ type Text struct {
 
 // DocumentText returns an OFD package of pages A4 pages carrying texts.
 func DocumentText(pages int, texts ...Text) []byte {
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	put := func(name, content string) {
-		w, err := zw.Create(name)
-		if err != nil {
-			panic(err)
-		}
-		if _, err := w.Write([]byte(content)); err != nil {
-			panic(err)
-		}
-	}
-	const ns = `xmlns:ofd="http://www.ofdspec.org/2016"`
-	put("OFD.xml", `<?xml version="1.0" encoding="UTF-8"?>
-<ofd:OFD `+ns+` Version="1.0" DocType="OFD"><ofd:DocBody><ofd:DocInfo><ofd:DocID>5E3A1D4F7159954EEEDE517F7285E84C</ofd:DocID><ofd:Title>test</ofd:Title></ofd:DocInfo><ofd:DocRoot>Doc_0/Document.xml</ofd:DocRoot></ofd:DocBody></ofd:OFD>`)
-	var list bytes.Buffer
+	layers := make([]string, pages)
 	id := 1000
-	for i := 0; i < pages; i++ {
-		fmt.Fprintf(&list, `<ofd:Page ID="%d" BaseLoc="Pages/Page_%d/Content.xml"/>`, 10+i, i)
+	for i := range layers {
 		var objs bytes.Buffer
 		for _, t := range texts {
 			if t.Page != i {
@@ -94,15 +90,7 @@ func DocumentText(pages int, texts ...Text) []byte {
 			}
 			objs.WriteString(`</ofd:TextObject>`)
 		}
-		put(fmt.Sprintf("Doc_0/Pages/Page_%d/Content.xml", i), fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
-<ofd:Page `+ns+`><ofd:Content><ofd:Layer ID="%d">%s</ofd:Layer></ofd:Content></ofd:Page>`, 100+i, objs.String()))
+		layers[i] = fmt.Sprintf(`<ofd:Layer ID="%d">%s</ofd:Layer>`, 100+i, objs.String())
 	}
-	put("Doc_0/Document.xml", `<?xml version="1.0" encoding="UTF-8"?>
-<ofd:Document `+ns+`><ofd:CommonData><ofd:MaxUnitID>2000</ofd:MaxUnitID><ofd:PageArea><ofd:PhysicalBox>0 0 210 297</ofd:PhysicalBox></ofd:PageArea><ofd:PublicRes>PublicRes.xml</ofd:PublicRes></ofd:CommonData><ofd:Pages>`+list.String()+`</ofd:Pages></ofd:Document>`)
-	put("Doc_0/PublicRes.xml", `<?xml version="1.0" encoding="UTF-8"?>
-<ofd:Res `+ns+` BaseLoc="Res"><ofd:Fonts><ofd:Font ID="3" FontName="宋体" FamilyName="宋体"/></ofd:Fonts></ofd:Res>`)
-	if err := zw.Close(); err != nil {
-		panic(err)
-	}
-	return buf.Bytes()
+	return pack("5E3A1D4F7159954EEEDE517F7285E84C", 2000, layers)
 }

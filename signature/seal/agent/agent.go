@@ -172,16 +172,7 @@ func (a *Agent) Sign(req Request) ([]byte, error) {
 	}
 	shown := Shown{Document: req.Document, DocumentHash: req.DocumentHash, SealID: seal.Info.ESID, SealName: seal.Info.Property.Name,
 		Format: req.Format, Property: tbs.PropertyInfo, Time: tbs.TimeInfo}
-	if a.cfg.Confirm == nil || !a.cfg.Confirm(shown) {
-		a.cfg.Logger.Info("agent: declined", "document", req.Document, "seal", shown.SealID)
-		return nil, ErrDeclined
-	}
-	sig, _, err := ses.SignMessage(a.cfg.Signer, req.ToBeSigned)
-	if err != nil {
-		return nil, fmt.Errorf("agent: USB key: %w", err)
-	}
-	a.cfg.Logger.Info("agent: signed", "document", req.Document, "sm3", req.DocumentHash, "seal", shown.SealID)
-	return sig, nil
+	return a.confirmAndSign(req, shown)
 }
 
 // signPDF checks, shows and signs the CMS signed attributes of a PDF
@@ -203,16 +194,7 @@ func (a *Agent) signPDF(req Request) ([]byte, error) {
 	}
 	shown := Shown{Document: req.Document, DocumentHash: req.DocumentHash, SealID: seal.Info.ESID, SealName: seal.Info.Property.Name,
 		Format: req.Format, Property: "pdf-byte-range:" + hex.EncodeToString(tbs.Digest), Time: tbs.SigningTime}
-	if a.cfg.Confirm == nil || !a.cfg.Confirm(shown) {
-		a.cfg.Logger.Info("agent: declined", "document", req.Document, "seal", shown.SealID)
-		return nil, ErrDeclined
-	}
-	sig, _, err := ses.SignMessage(a.cfg.Signer, req.ToBeSigned)
-	if err != nil {
-		return nil, fmt.Errorf("agent: USB key: %w", err)
-	}
-	a.cfg.Logger.Info("agent: signed", "document", req.Document, "sm3", req.DocumentHash, "seal", shown.SealID)
-	return sig, nil
+	return a.confirmAndSign(req, shown)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -285,4 +267,19 @@ func (c *Client) Sign(ctx context.Context, req Request) ([]byte, error) {
 		return nil, err
 	}
 	return out.Signature, nil
+}
+
+// confirmAndSign shows the official what is to be sealed and, once they
+// confirm, signs it with the USB key.
+func (a *Agent) confirmAndSign(req Request, shown Shown) ([]byte, error) {
+	if a.cfg.Confirm == nil || !a.cfg.Confirm(shown) {
+		a.cfg.Logger.Info("agent: declined", "document", req.Document, "seal", shown.SealID)
+		return nil, ErrDeclined
+	}
+	sig, _, err := ses.SignMessage(a.cfg.Signer, req.ToBeSigned)
+	if err != nil {
+		return nil, fmt.Errorf("agent: USB key: %w", err)
+	}
+	a.cfg.Logger.Info("agent: signed", "document", req.Document, "sm3", req.DocumentHash, "seal", shown.SealID)
+	return sig, nil
 }
