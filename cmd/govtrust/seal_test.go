@@ -328,11 +328,18 @@ func officialKey(t *testing.T, module string) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 }
 
-// syncBuilder is a strings.Builder written by the agent's output copier
+// syncBuilder is a strings.Builder written by a child's output copier
 // and read by the test.
 type syncBuilder struct {
 	mu sync.Mutex
 	b  strings.Builder
+}
+
+// Write makes a syncBuilder an exec.Cmd's Stdout and Stderr.
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
 }
 
 func (s *syncBuilder) add(line string) {
