@@ -8,7 +8,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,12 +45,7 @@ func TestSealCommands(t *testing.T) {
 	t.Setenv("GOVTRUST_P11_DIR", t.TempDir())
 
 	dir := filepath.Join(t.TempDir(), "data")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpAddr := ln.Addr().String() // certificates name it in their OCSP and CRL URLs
-	ln.Close()
+	httpAddr := testenv.FreeAddr(t) // certificates name it in their OCSP and CRL URLs
 	up(t, dir, "--http", httpAddr).stop(t)
 	tokenOf := func(name, role string) string {
 		t.Helper()
