@@ -39,6 +39,7 @@ import (
 	"github.com/govtrust/govtrust/ca/profile"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/testenv"
 )
 
 // accStartNode starts a node like startNode, with a fixed plain-HTTP
@@ -65,19 +66,6 @@ func accStartNode(t *testing.T, dir, httpAddr string, clk clock.Clock) *testNode
 	}
 	t.Cleanup(func() { tn.stop() })
 	return tn
-}
-
-// accFreeAddr returns a loopback address with a port that was free a
-// moment ago.
-func accFreeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // accKeys makes subscriber keys. RSA keys are generated once per size and
@@ -567,7 +555,7 @@ func idpDistributionPoint(t *testing.T, rl *smx509.RevocationList) []byte {
 // distribution point name. ldap:// URLs are served by the directory
 // service, not by this node's CA service: they are listed, not fetched.
 func TestExtensionsA10(t *testing.T) {
-	tn := accStartNode(t, filepath.Join(t.TempDir(), "data"), accFreeAddr(t), nil)
+	tn := accStartNode(t, filepath.Join(t.TempDir(), "data"), testenv.FreeAddr(t), nil)
 	profiles := profile.Builtin()
 	keys := newAccKeys()
 	ldapURLs := map[string]bool{}

@@ -67,7 +67,7 @@ index uid eq
 	if err := os.WriteFile(filepath.Join(dir, "slapd.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &slapd{t: t, dir: dir, addr: freePort(t)}
+	s := &slapd{t: t, dir: dir, addr: testenv.FreeAddr(t)}
 	_ = bin
 	s.start()
 	t.Cleanup(s.stop)

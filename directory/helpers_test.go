@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -83,16 +82,6 @@ type testNode struct {
 	ldap   string // host:port
 }
 
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startNode starts a node in dir with the directory section extra (YAML,
 // indented under "directory:"). The LDAP port is fixed before start so the
 // certificates' LDAP CRL distribution points name the real listener.
@@ -112,12 +101,12 @@ func startNodeDB(t testing.TB, dir, extra, ldapAddr, dbURL string, set ...func(*
 		t.Fatal(err)
 	}
 	if ldapAddr == "" {
-		ldapAddr = freePort(t)
+		ldapAddr = testenv.FreeAddr(t)
 	}
 	p := func(s string) *string { return &s }
 	svc := directory.New(caSource{})
 	// The HTTP port is fixed too: the CA writes listen.http into CRLDP URLs.
-	opts := node.Options{DataDir: dir, ConfigFile: cfg, HTTP: p(freePort(t)), HTTPS: p("127.0.0.1:0"), LDAP: p(ldapAddr),
+	opts := node.Options{DataDir: dir, ConfigFile: cfg, HTTP: p(testenv.FreeAddr(t)), HTTPS: p("127.0.0.1:0"), LDAP: p(ldapAddr),
 		LogOutput: io.Discard, Environ: []string{}}
 	if dbURL != "" {
 		opts.DB = &dbURL

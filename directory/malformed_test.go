@@ -112,7 +112,7 @@ func TestMalformed(t *testing.T) {
 // then reads as usual; a second StartTLS is refused; the LDAPS listener
 // (directory.ldaps) serves the same over TLS from the first byte.
 func TestStartTLS(t *testing.T) {
-	ldaps := freePort(t)
+	ldaps := testenv.FreeAddr(t)
 	tn := startNode(t, t.TempDir(), "  ldaps: "+ldaps+"\n", "")
 	chain := filepath.Join(tn.dir, "bootstrap", "tls-chain.pem")
 	if _, err := os.Stat(chain); err != nil {

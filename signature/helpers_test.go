@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/testenv"
 	"github.com/govtrust/govtrust/tsa"
 )
 
@@ -37,26 +37,13 @@ type testNode struct {
 	c   *http.Client
 }
 
-// freePort returns a loopback address with a free port: the CA writes the
-// HTTP listener's address into certificates (OCSP, CRL URLs), so the
-// listener cannot be on port 0 when revocation is checked online.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func startNode(t testing.TB) *testNode {
 	t.Helper()
 	dir := t.TempDir()
 	c := ca.New()
 	ts := tsa.New(c)
 	svc := New(c, c, ts)
-	opts := node.Options{DataDir: dir, HTTP: ptr(freePort(t)), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
+	opts := node.Options{DataDir: dir, HTTP: ptr(testenv.FreeAddr(t)), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
 		LogOutput: io.Discard, Environ: []string{}}
 	n, err := node.Start(context.Background(), opts, c, ts, svc)
 	if err != nil {

@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 
 type proc struct {
 	cmd    *exec.Cmd
-	out    *strings.Builder
+	out    *syncBuilder
 	addrs  map[string]string
 	waited chan error
 }
@@ -52,7 +52,7 @@ func up(t *testing.T, dir string, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{"up", "--data", dir, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--ldap", ""}, extra...)
 	cmd := exec.Command(binary, args...)
-	out := &strings.Builder{}
+	out := &syncBuilder{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -117,9 +117,6 @@ func govtrust(t *testing.T, args ...string) (string, int) {
 func TestUpLifecycle(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	p := up(t, dir)
-	if !strings.Contains(p.out.String(), "/9] ready ... ok") {
-		t.Errorf("no progress lines:\n%s", p.out)
-	}
 	// Clients keep requesting while the node is told to stop. Every request
 	// that got an answer must have got a whole, correct one.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -163,6 +160,12 @@ func TestUpLifecycle(t *testing.T) {
 	}
 	if total.ok == 0 || total.bad != 0 {
 		t.Fatalf("during shutdown: %d whole answers, %d broken", total.ok, total.bad)
+	}
+	// Read once the process has exited and its output is all copied: the
+	// node writes addresses.json (which up waits for) before it prints
+	// that it is ready.
+	if !strings.Contains(p.out.String(), "/9] ready ... ok") {
+		t.Errorf("no progress lines:\n%s", p.out)
 	}
 	if !strings.Contains(p.out.String(), "stopped") {
 		t.Errorf("no stop line:\n%s", p.out)

@@ -8,7 +8,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,12 +45,7 @@ func TestSealCommands(t *testing.T) {
 	t.Setenv("GOVTRUST_P11_DIR", t.TempDir())
 
 	dir := filepath.Join(t.TempDir(), "data")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpAddr := ln.Addr().String() // certificates name it in their OCSP and CRL URLs
-	ln.Close()
+	httpAddr := testenv.FreeAddr(t) // certificates name it in their OCSP and CRL URLs
 	up(t, dir, "--http", httpAddr).stop(t)
 	tokenOf := func(name, role string) string {
 		t.Helper()
@@ -328,11 +322,18 @@ func officialKey(t *testing.T, module string) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 }
 
-// syncBuilder is a strings.Builder written by the agent's output copier
+// syncBuilder is a strings.Builder written by a child's output copier
 // and read by the test.
 type syncBuilder struct {
 	mu sync.Mutex
 	b  strings.Builder
+}
+
+// Write makes a syncBuilder an exec.Cmd's Stdout and Stderr.
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
 }
 
 func (s *syncBuilder) add(line string) {

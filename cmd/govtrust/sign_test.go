@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,12 +24,7 @@ import (
 func TestSignVerifyCommands(t *testing.T) {
 	openssl := testenv.LookPath(t, "openssl")
 	dir := filepath.Join(t.TempDir(), "data")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpAddr := ln.Addr().String() // certificates name it in their OCSP and CRL URLs
-	ln.Close()
+	httpAddr := testenv.FreeAddr(t) // certificates name it in their OCSP and CRL URLs
 	up(t, dir, "--http", httpAddr).stop(t)
 	if out, code := govtrust(t, "account", "create", "--data", dir, "--name", "billing-app", "--kind", "application", "--org", "demo",
 		"--clearance", "public", "--role", "application"); code != 0 {

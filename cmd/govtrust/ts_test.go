@@ -144,7 +144,11 @@ func TestTSAKillG04(t *testing.T) {
 				}
 			}(w)
 		}
-		for received.Load() < int64(perRound) {
+		for deadline := time.Now().Add(60 * time.Second); received.Load() < int64(perRound); {
+			if time.Now().After(deadline) {
+				cancel()
+				t.Fatalf("round %d: %d tokens received in 60 s, want %d (the clients stop at their first error)", round, received.Load(), perRound)
+			}
 			time.Sleep(5 * time.Millisecond)
 		}
 		_ = p.cmd.Process.Kill() // SIGKILL, mid-load

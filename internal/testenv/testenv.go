@@ -6,6 +6,9 @@
 package testenv
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"testing"
@@ -51,4 +54,43 @@ func Env(t testing.TB, name, what string) string {
 		Missing(t, what+" ($"+name+")")
 	}
 	return v
+}
+
+// FreeAddr returns a loopback address ("127.0.0.1:PORT") whose port was
+// free a moment ago, for a listener that must be named before it is
+// started (a node's HTTP port goes into its certificates' URLs). The port
+// is drawn below the kernel's ephemeral range (ip_local_port_range,
+// 32768-60999 by default): a port from ":0", closed and bound again later,
+// could meanwhile be handed to another ":0" listener or an outgoing
+// connection, which never take one from below that range.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var lo, hi int
+		if n, _ := fmt.Sscan(string(b), &lo, &hi); n == 2 && lo > 0 {
+			low = lo
+		}
+	}
+	const floor = 10000
+	if low-floor < 1000 {
+		// An unusual range: fall back to what the kernel hands out.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", floor+rand.IntN(low-floor))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return addr
+	}
+	t.Fatalf("no free port in 127.0.0.1:%d-%d after 100 tries", floor, low-1)
+	return ""
 }

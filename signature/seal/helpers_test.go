@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"testing"
@@ -46,16 +45,6 @@ type testNode struct {
 	c   *http.Client
 }
 
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func startNode(t testing.TB) *testNode {
 	t.Helper()
 	font := testenv.File(t, fontPath, "CJK font (Debian fonts-wqy-microhei)")
@@ -63,7 +52,7 @@ func startNode(t testing.TB) *testNode {
 	c := ca.New()
 	ts := tsa.New(c)
 	svc := New(c, c, ts)
-	opts := node.Options{DataDir: dir, HTTP: ptr(freePort(t)), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
+	opts := node.Options{DataDir: dir, HTTP: ptr(testenv.FreeAddr(t)), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
 		LogOutput: io.Discard, Environ: []string{"GOVTRUST_SEAL_FONT=" + font}}
 	n, err := node.Start(context.Background(), opts, c, ts, svc)
 	if err != nil {
