@@ -2,7 +2,9 @@
 // SoftHSM2, OpenSSL, slapd, Chromium) find it, and decides what happens when
 // it is missing: on a developer machine the test is skipped with the reason; in
 // CI (CI set in the environment, as .ci/run has it) a missing peer fails the
-// test, so an interop test can never silently not run where it counts.
+// test, so an interop test can never silently not run where it counts. It
+// also hands out loopback ports for listeners a test must name in advance
+// (FreeAddr).
 package testenv
 
 import (
