@@ -119,34 +119,30 @@ func (s *loadSpec) newOp(clients int) (op, func() error, error) {
 			}
 			return errors.Join(errs...)
 		}
+		// From the cache, by GET or POST: every answer is the pre-signed
+		// response the parent verified.
+		expect := func(send func(ctx context.Context, w int) ([]byte, error)) func(ctx context.Context, w int) error {
+			return func(ctx context.Context, w int) error {
+				raw, err := send(ctx, w)
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(raw, s.Expect) {
+					return errors.New("answer differs from the verified pre-signed response")
+				}
+				return nil
+			}
+		}
 		if s.Phase == phaseOCSPGet {
 			u, err := url.Parse(s.URL)
 			if err != nil {
 				return nil, nil, err
 			}
 			req := fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", s.GetPath, u.Host)
-			return func(ctx context.Context, w int) error {
-				raw, err := conns[w].get(ctx, req)
-				if err != nil {
-					return err
-				}
-				if !bytes.Equal(raw, s.Expect) {
-					return errors.New("answer differs from the verified pre-signed response")
-				}
-				return nil
-			}, closeAll, nil
+			return expect(func(ctx context.Context, w int) ([]byte, error) { return conns[w].get(ctx, req) }), closeAll, nil
 		}
 		if s.Phase == phaseOCSPCache {
-			return func(ctx context.Context, w int) error {
-				raw, err := conns[w].post(ctx, s.Body)
-				if err != nil {
-					return err
-				}
-				if !bytes.Equal(raw, s.Expect) {
-					return errors.New("answer differs from the verified pre-signed response")
-				}
-				return nil
-			}, closeAll, nil
+			return expect(func(ctx context.Context, w int) ([]byte, error) { return conns[w].post(ctx, s.Body) }), closeAll, nil
 		}
 		issuingCA, err := smx509.ParseCertificate(s.Issuer)
 		if err != nil {
