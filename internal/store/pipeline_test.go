@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -127,7 +128,7 @@ func TestTxPipelinedGroupSync(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				p, err := db.TxPipelined(ctx, func(tx *store.Tx) error {
-					_, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES (?)", string(rune('a'+w))+"-"+string(rune('0'+i/10))+string(rune('0'+i%10)))
+					_, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES (?)", fmt.Sprintf("p%d-%d", w, i))
 					return err
 				})
 				if err == nil {
