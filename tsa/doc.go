@@ -23,7 +23,9 @@
 // recorded (serial, imprint, genTime, policy, the token) before it is
 // returned (RELIABILITY.md I3) by a group-commit recorder (record.go):
 // concurrent requests share one transaction of a few multi-row INSERTs,
-// and under load a batch waits up to a millisecond for more.
+// under load a batch waits up to 3 ms for more, and batches are pipelined:
+// the next commits while this one's fsync runs, and a batch's callers are
+// answered once it is durable (store.DB.TxPipelined).
 //
 // Time comes from the node clock, checked against the configured NTP
 // servers (ntp.go): when the offset exceeds the stated accuracy or the

@@ -14,7 +14,7 @@
 // CA hierarchy and keys in it).
 //
 // Split cores, the default: before anything else the program pins its own
-// process, the node's, to CPU 0 with GOMAXPROCS 1 (ref.Pin), so the
+// process, the node's, to CPU 0 (ref.Pin; the node runs two Ps on it), so the
 // reference rates (ref.Measure) are measured on that same core, and each
 // load phase runs its clients in a child process (this program again,
 // -child) pinned to CPU 1. The clients are on the same host and talk to the
@@ -190,7 +190,6 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	if o.duration <= 0 || o.refDuration <= 0 || o.warmup < 0 || o.clients <= 0 {
 		return errors.New("-duration, -ref-duration and -clients must be positive, -warmup not negative")
 	}
-	facts := ref.Collect(ctx)
 	tmp, err := os.MkdirTemp("", "bench-ca-")
 	if err != nil {
 		return err
@@ -212,6 +211,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		defer cancel()
 		_ = n.Shutdown(sctx)
 	}()
+	facts := ref.Collect(ctx) // after the node has set GOMAXPROCS
 	db := n.Env().DB
 	settings, err := db.Durability(ctx)
 	if err != nil {
@@ -245,7 +245,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		if o.db != "" {
 			pg = "; the PostgreSQL server's processes are NOT pinned (either core) and their CPU is not counted as the node's"
 		}
-		fmt.Fprintf(w, "cores:    split: node and reference rates in this process pinned to CPU 0, GOMAXPROCS 1; clients in a child process pinned to CPU 1%s\n", pg)
+		fmt.Fprintf(w, "cores:    split: node and reference rates in this process pinned to CPU 0, GOMAXPROCS %d; clients in a child process pinned to CPU 1%s\n", runtime.GOMAXPROCS(0), pg)
 	} else {
 		fmt.Fprintf(w, "cores:    not split: node, clients and reference rates in this process on all cores, GOMAXPROCS %d\n", runtime.GOMAXPROCS(0))
 	}

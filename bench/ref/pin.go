@@ -12,7 +12,8 @@ import (
 
 // Pin confines this process to one CPU: every thread it has now (and so
 // every thread they start later, which inherits the mask) runs on cpu only,
-// and GOMAXPROCS becomes 1. A load program pins its server to one core and
+// and GOMAXPROCS becomes 1 (a node started later raises it to its minimum
+// of 2, internal/node/procs.go; Workers stays 1). A load program pins its server to one core and
 // its clients to another so that the clients' work is not charged to the
 // server and the reference rate is measured on the very core the service
 // runs on ("split cores" in bench/README.md).
@@ -54,6 +55,16 @@ func Pin(cpu int) error {
 	}
 	runtime.GOMAXPROCS(1)
 	return nil
+}
+
+// Workers is the number of cores this process may run Go code on at once:
+// GOMAXPROCS, but no more than the CPUs it is pinned to (a pinned node
+// runs two Ps on one core). Reference rates run this many workers.
+func Workers() int {
+	if p := len(Pinned()); p > 0 {
+		return min(p, runtime.GOMAXPROCS(0))
+	}
+	return runtime.GOMAXPROCS(0)
 }
 
 // Pinned reports the CPUs this process may run on.

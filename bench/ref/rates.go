@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,7 +52,7 @@ type Rates struct {
 	P256SignCPU   time.Duration `json:"p256_sign_cpu_ns"`
 	P256VerifyCPU time.Duration `json:"p256_verify_cpu_ns"`
 
-	Cores    int           `json:"cores"`       // workers run in parallel (GOMAXPROCS)
+	Cores    int           `json:"cores"`       // workers run in parallel (Workers)
 	Duration time.Duration `json:"duration_ns"` // measuring time per operation
 }
 
@@ -105,7 +104,7 @@ func (r Rates) Report(w io.Writer) {
 		MessageSize, r.Duration)
 }
 
-// Measure runs each reference operation on GOMAXPROCS workers for d and
+// Measure runs each reference operation on Workers() workers for d and
 // returns the rates. It takes about 4×d. Every signature made before the
 // measurement is checked to verify, and every verification during it must
 // succeed, so a broken library cannot produce a fast but meaningless rate.
@@ -117,7 +116,7 @@ func Measure(ctx context.Context, d time.Duration) (Rates, error) {
 	if err != nil {
 		return Rates{}, err
 	}
-	r := Rates{Cores: runtime.GOMAXPROCS(0), Duration: d}
+	r := Rates{Cores: Workers(), Duration: d}
 	for _, m := range []struct {
 		name string
 		dst  *float64

@@ -124,7 +124,8 @@ func TestReference(t *testing.T) {
 		{"more cores", Facts{Cores: 8, GOMAXPROCS: 8, MemBytes: 24 << 30}, true},
 		{"GOMAXPROCS lowered", Facts{Cores: 2, GOMAXPROCS: 1, MemBytes: 24 << 30}, true},
 		{"pinned to one core of the reference box", Facts{Cores: 2, GOMAXPROCS: 1, Pinned: []int{0}, MemBytes: 24 << 30}, false},
-		{"pinned to one core, two workers", Facts{Cores: 2, GOMAXPROCS: 2, Pinned: []int{0}, MemBytes: 24 << 30}, true},
+		{"pinned to one core, two Ps (a node's minimum)", Facts{Cores: 2, GOMAXPROCS: 2, Pinned: []int{0}, MemBytes: 24 << 30}, false},
+		{"pinned to two cores, one P", Facts{Cores: 2, GOMAXPROCS: 1, Pinned: []int{0, 1}, MemBytes: 24 << 30}, true},
 		{"less memory", Facts{Cores: 2, GOMAXPROCS: 2, MemBytes: 8 << 30}, true},
 	}
 	for _, tt := range tests {

@@ -8,7 +8,8 @@
 // keys) runs in this process. The clients run in a child process (this
 // program again, -child), over loopback, so that the server's CPU can be
 // counted apart from theirs. By default (-split) this process is pinned to
-// CPU 0 with GOMAXPROCS 1 before anything is measured, the raw reference is
+// CPU 0 before anything is measured (the node then runs two Ps on it,
+// internal/node/procs.go), the raw reference is
 // measured here on that core, and the child is pinned to CPU 1: the rate and
 // its ratio are those of one core serving clients that run beside it, not
 // on it (bench/README.md, "Split cores"). -split=false lets both use every
@@ -47,7 +48,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -156,7 +156,7 @@ func rawSM2CPU(ctx context.Context, d time.Duration) (time.Duration, float64, er
 	}
 	var n atomic.Int64
 	start := cpuTime()
-	rate, err := ref.Throughput(ctx, d, runtime.GOMAXPROCS(0), func() error {
+	rate, err := ref.Throughput(ctx, d, ref.Workers(), func() error {
 		n.Add(1)
 		_, err := key.Sign(rand.Reader, msg, sm2.DefaultSM2SignerOpts)
 		return err
@@ -180,7 +180,6 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	if o.duration <= 0 || o.refDuration <= 0 || o.clients <= 0 {
 		return errors.New("-duration, -ref-duration and -clients must be positive")
 	}
-	facts := ref.Collect(ctx)
 	tmp, err := os.MkdirTemp("", "bench-tsa-")
 	if err != nil {
 		return err
@@ -194,6 +193,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		return err
 	}
 	defer n.Shutdown(context.Background())
+	facts := ref.Collect(ctx) // after the node has set GOMAXPROCS
 
 	where := "in a child process (their CPU counted apart)"
 	if o.inProcess {
@@ -219,7 +219,7 @@ func run(ctx context.Context, w io.Writer, o options) error {
 		return err
 	}
 	fmt.Fprintf(w, "sm2-sign CPU: %.1f µs per signature (getrusage; %.0f/s on %d cores in this measurement)\n\n",
-		us(rawCPU), rawRate, runtime.GOMAXPROCS(0))
+		us(rawCPU), rawRate, ref.Workers())
 
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: o.clients, MaxConnsPerHost: o.clients}}
 	base := "http://" + n.Addresses().HTTP

@@ -135,6 +135,7 @@ func Start(ctx context.Context, opts Options, services ...Service) (_ *Node, err
 	if opts.DataDir == "" {
 		opts.DataDir = "govtrust-data"
 	}
+	ensureProcs()
 	n := &Node{opts: opts, services: services, errc: make(chan error, 4)}
 	defer func() {
 		if err != nil {

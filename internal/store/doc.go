@@ -29,6 +29,9 @@
 // "might roll back following a power loss or system crash" — and PostgreSQL
 // must keep fsync and synchronous_commit on. [DB.CheckProduction] reports any
 // setting that breaks this, so production mode can refuse to start.
+// [DB.TxPipelined] moves a SQLite commit's fsync out of the writer's way
+// for callers that can let a commit be read before it is durable; its
+// [Pending.Wait] gives the durability of FULL back.
 //
 // A caution for SQLite: the writer pool has exactly one connection, so inside a
 // [DB.Tx] callback use only the *Tx it is given; calling db.Exec or starting

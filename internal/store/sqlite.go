@@ -32,11 +32,11 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("store: sqlite path %q must not contain '?' or '#'", path)
 	}
 
-	sync := strings.ToUpper(cfg.Synchronous)
-	if sync == "" {
-		sync = DefaultSynchronous
+	level := strings.ToUpper(cfg.Synchronous)
+	if level == "" {
+		level = DefaultSynchronous
 	}
-	if _, ok := sqliteSynchronous[sync]; !ok {
+	if _, ok := sqliteSynchronous[level]; !ok {
 		return nil, fmt.Errorf("store: sqlite synchronous %q: want FULL, EXTRA, NORMAL or OFF", cfg.Synchronous)
 	}
 	busy := cfg.BusyTimeout
@@ -74,7 +74,7 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 	common := url.Values{}
 	common.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
 	common.Add("_pragma", "foreign_keys(1)")
-	common.Add("_pragma", "synchronous("+sync+")")
+	common.Add("_pragma", "synchronous("+level+")")
 	// A page cache of 16 MiB per connection (SQLite's default is 2 MiB) and
 	// reads through a memory map of up to 256 MiB: without them every
 	// issuance re-read B-tree pages with a system call each.
@@ -121,7 +121,7 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 		_ = writer.Close()
 		return nil, fmt.Errorf("store: open sqlite reader %s: %w", path, err)
 	}
-	return &DB{driver: SQLite, writer: writer, reader: reader, path: path}, nil
+	return &DB{driver: SQLite, writer: writer, reader: reader, path: path, synchronous: level}, nil
 }
 
 func cloneValues(v url.Values) url.Values {

@@ -62,6 +62,11 @@ type DB struct {
 	path   string // SQLite file; empty on PostgreSQL
 	logger *slog.Logger
 
+	// synchronous is SQLite's configured PRAGMA synchronous (a key of
+	// sqliteSynchronous); wal is TxPipelined's group sync of the WAL.
+	synchronous string
+	wal         walSync
+
 	migrateMu sync.Mutex
 	retries   atomic.Uint64
 }

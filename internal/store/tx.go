@@ -138,7 +138,7 @@ func (db *DB) retry(ctx context.Context, what string, attempt func() error) erro
 	}
 }
 
-func (db *DB) runTx(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(tx *Tx) error) (err error) {
+func (db *DB) runTx(ctx context.Context, pool beginner, opts *sql.TxOptions, fn func(tx *Tx) error) (err error) {
 	stx, err := pool.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)

@@ -1,0 +1,170 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+)
+
+// Pending is a write transaction committed by [DB.TxPipelined] that may not
+// be durable yet.
+type Pending struct {
+	db  *DB
+	seq uint64 // 0: durable when committed
+}
+
+// Wait returns nil once the transaction is durable: on SQLite when an fsync
+// of the WAL that began after its commit has succeeded. One fsync serves
+// every transaction committed before it began, so concurrent waiters share
+// it. After a failed fsync every Wait of the DB fails: the kernel may have
+// dropped the pages it could not write and reported them once
+// (PostgreSQL's "fsyncgate", which made it PANIC on such a failure), so no
+// later fsync can vouch for them. Wait cannot be cancelled, as an fsync
+// cannot.
+func (p Pending) Wait() error {
+	if p.seq == 0 {
+		return nil
+	}
+	return p.db.wal.wait(p.seq, p.db.syncWAL)
+}
+
+// TxPipelined runs fn in a write transaction like [DB.Tx] and commits it,
+// but returns before the commit is durable; [Pending.Wait] says when it is.
+// On SQLite at synchronous FULL or EXTRA this transaction alone is
+// committed at NORMAL: its frames are written to the WAL without the
+// commit's fsync, the single writer connection is free for the next
+// transaction at once, and Wait then fsyncs the WAL file. A commit
+// followed by a successful Wait is as durable as a commit at FULL: in WAL
+// mode NORMAL differs from FULL only by that fsync (SQLite still syncs the
+// WAL before every checkpoint and its header when the WAL is restarted;
+// https://sqlite.org/pragma.html#pragma_synchronous), so a checkpoint or a
+// restart cannot overtake frames that are not yet synced. What a writer
+// gains is that the next batch is inserted and committed while this one's
+// fsync runs.
+//
+// The cost is that other transactions can read what fn wrote before it is
+// durable, and after a crash it may be gone. Use TxPipelined only where
+// that is harmless, and acknowledge nothing, nor let anything outside the
+// database depend on the transaction, until Wait returns nil.
+//
+// On PostgreSQL, and on SQLite configured below FULL, TxPipelined is Tx and
+// Wait returns nil at once.
+func (db *DB) TxPipelined(ctx context.Context, fn func(tx *Tx) error) (Pending, error) {
+	if db.driver != SQLite || sqliteSynchronous[db.synchronous] < sqliteSynchronous["FULL"] {
+		return Pending{}, db.Tx(ctx, fn)
+	}
+	var p Pending
+	err := db.retry(ctx, "transaction", func() error {
+		conn, err := db.writer.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("store: writer connection: %w", err)
+		}
+		defer conn.Close()
+		// Both PRAGMAs go through the connection's statement cache
+		// (sqlitecache.go); TestSQLitePragmaRepeated checks that a reused
+		// one still takes effect.
+		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
+			return fmt.Errorf("store: pipelined transaction: %w", err)
+		}
+		err = db.runTx(ctx, conn, nil, fn)
+		if err == nil {
+			p = Pending{db: db, seq: db.wal.committed()}
+		}
+		// The connection must not run another transaction at NORMAL: put
+		// the configured level back, or have database/sql close it (a new
+		// connection gets the level from its DSN).
+		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous="+db.synchronous); rerr != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		return err
+	})
+	return p, err
+}
+
+// WALSyncs reports how many fsyncs of the WAL Pending.Wait has made since
+// Open; exported for tests and metrics.
+func (db *DB) WALSyncs() uint64 { return db.wal.syncs.Load() }
+
+// syncWAL fsyncs the WAL file. fsync acts on the file, not on the
+// descriptor, so it makes durable what SQLite's own descriptor wrote. The
+// file is opened for each sync: SQLite may delete and re-create it.
+func (db *DB) syncWAL() error {
+	f, err := os.Open(db.path + "-wal")
+	if err != nil {
+		return fmt.Errorf("store: sync WAL: %w", err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("store: sync WAL: %w", err)
+	}
+	return nil
+}
+
+// walSync is group fsync: commits are numbered, one waiter at a time runs
+// an fsync that covers every commit numbered before it began, and the
+// others wait for the round that covers them.
+type walSync struct {
+	mu     sync.Mutex
+	last   uint64        // number of the latest commit
+	synced uint64        // every commit up to this number is durable
+	round  chan struct{} // closed when the running fsync ends; nil if none runs
+	err    error         // the first failed fsync, for good
+	syncs  atomic.Uint64
+}
+
+// committed numbers a commit that has just returned.
+func (s *walSync) committed() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last++
+	return s.last
+}
+
+func (s *walSync) wait(seq uint64, fsync func() error) error {
+	for {
+		s.mu.Lock()
+		switch {
+		case s.err != nil:
+			err := s.err
+			s.mu.Unlock()
+			return err
+		case s.synced >= seq:
+			s.mu.Unlock()
+			return nil
+		case s.round != nil:
+			round := s.round
+			s.mu.Unlock()
+			<-round
+			continue
+		}
+		round := make(chan struct{})
+		s.round = round
+		upTo := s.last
+		s.mu.Unlock()
+
+		err := fsync()
+		s.syncs.Add(1)
+
+		s.mu.Lock()
+		s.round = nil
+		if err != nil {
+			s.err = fmt.Errorf("%w (no write since is known to be durable)", err)
+		} else {
+			s.synced = max(s.synced, upTo)
+		}
+		s.mu.Unlock()
+		close(round)
+	}
+}
+
+// beginner is *sql.DB or *sql.Conn.
+type beginner interface {
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}

@@ -1,0 +1,68 @@
+package store
+
+import (
+	"errors"
+	"sync"
+	"testing"
+)
+
+// TestWALSyncGroups: waiters that arrive while an fsync runs share the
+// next one; a commit made during an fsync is not covered by it; after a
+// failed fsync every wait fails.
+func TestWALSyncGroups(t *testing.T) {
+	var s walSync
+	entered := make(chan struct{})
+	release := make(chan error)
+	fsync := func() error {
+		entered <- struct{}{}
+		return <-release
+	}
+
+	first := s.committed()
+	done := make(chan error, 1)
+	go func() { done <- s.wait(first, fsync) }()
+	<-entered // fsync 1 runs, covering commit 1 only
+
+	// Commits made during it, and their waiters.
+	var wg sync.WaitGroup
+	errs := make([]error, 5)
+	for i := range errs {
+		seq := s.committed()
+		wg.Go(func() { errs[i] = s.wait(seq, fsync) })
+	}
+	release <- nil
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	<-entered // one fsync for all five
+	release <- nil
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("waiter %d: %v", i, err)
+		}
+	}
+	if got := s.syncs.Load(); got != 2 {
+		t.Errorf("%d fsyncs, want 2", got)
+	}
+	if err := s.wait(first, fsync); err != nil { // durable already: no fsync
+		t.Fatal(err)
+	}
+
+	// A failure is for good.
+	failed := errors.New("EIO")
+	seq := s.committed()
+	go func() { done <- s.wait(seq, fsync) }()
+	<-entered
+	release <- failed
+	if err := <-done; !errors.Is(err, failed) {
+		t.Fatalf("wait = %v, want %v", err, failed)
+	}
+	later := s.committed()
+	if err := s.wait(later, fsync); !errors.Is(err, failed) {
+		t.Errorf("wait after a failed fsync = %v, want %v without another fsync", err, failed)
+	}
+	if got := s.syncs.Load(); got != 3 {
+		t.Errorf("%d fsyncs, want 3", got)
+	}
+}
