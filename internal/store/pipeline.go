@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"fmt"
 	"os"
@@ -162,9 +161,4 @@ func (s *walSync) wait(seq uint64, fsync func() error) error {
 		s.mu.Unlock()
 		close(round)
 	}
-}
-
-// beginner is *sql.DB or *sql.Conn.
-type beginner interface {
-	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
 }

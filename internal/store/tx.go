@@ -138,6 +138,11 @@ func (db *DB) retry(ctx context.Context, what string, attempt func() error) erro
 	}
 }
 
+// beginner is *sql.DB (Tx, Read) or *sql.Conn (TxPipelined).
+type beginner interface {
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
 func (db *DB) runTx(ctx context.Context, pool beginner, opts *sql.TxOptions, fn func(tx *Tx) error) (err error) {
 	stx, err := pool.BeginTx(ctx, opts)
 	if err != nil {
