@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -22,8 +23,10 @@ type Pending struct {
 // it. After a failed fsync every Wait of the DB fails: the kernel may have
 // dropped the pages it could not write and reported them once
 // (PostgreSQL's "fsyncgate", which made it PANIC on such a failure), so no
-// later fsync can vouch for them. Wait cannot be cancelled, as an fsync
-// cannot.
+// later fsync can vouch for them. A round that fails before any fsync
+// (the WAL file could not be opened) fails only the Waits it was to serve;
+// the pages are still the kernel's to write, and a later round may
+// succeed. Wait cannot be cancelled, as an fsync cannot.
 func (p Pending) Wait() error {
 	if p.seq == 0 {
 		return nil
@@ -88,13 +91,17 @@ func (db *DB) TxPipelined(ctx context.Context, fn func(tx *Tx) error) (Pending, 
 // Open; exported for tests and metrics.
 func (db *DB) WALSyncs() uint64 { return db.wal.syncs.Load() }
 
+// errNoFsync marks a sync round that failed before it could fsync; walSync
+// does not hold it against later rounds.
+var errNoFsync = errors.New("no fsync was made")
+
 // syncWAL fsyncs the WAL file. fsync acts on the file, not on the
 // descriptor, so it makes durable what SQLite's own descriptor wrote. The
 // file is opened for each sync: SQLite may delete and re-create it.
 func (db *DB) syncWAL() error {
 	f, err := os.Open(db.path + "-wal")
 	if err != nil {
-		return fmt.Errorf("store: sync WAL: %w", err)
+		return fmt.Errorf("store: sync WAL: %w: %w", errNoFsync, err)
 	}
 	err = f.Sync()
 	if cerr := f.Close(); err == nil {
@@ -111,11 +118,26 @@ func (db *DB) syncWAL() error {
 // others wait for the round that covers them.
 type walSync struct {
 	mu     sync.Mutex
-	last   uint64        // number of the latest commit
-	synced uint64        // every commit up to this number is durable
-	round  chan struct{} // closed when the running fsync ends; nil if none runs
-	err    error         // the first failed fsync, for good
+	last   uint64     // number of the latest commit
+	synced uint64     // every commit up to this number is durable
+	round  *syncRound // the running fsync; nil if none runs
+	err    error      // the first failed fsync, for good
+	parked int        // waiters blocked on the running round
 	syncs  atomic.Uint64
+}
+
+// syncRound is one fsync and the commits it covers.
+type syncRound struct {
+	done chan struct{} // closed when the fsync has ended
+	upTo uint64        // it covers the commits numbered up to this
+	err  error         // a failure before the fsync (errNoFsync); set before done closes
+}
+
+// waiting reports the waiters blocked on the running round.
+func (s *walSync) waiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.parked
 }
 
 // committed numbers a commit that has just returned.
@@ -138,14 +160,20 @@ func (s *walSync) wait(seq uint64, fsync func() error) error {
 			s.mu.Unlock()
 			return nil
 		case s.round != nil:
-			round := s.round
+			r := s.round
+			s.parked++
 			s.mu.Unlock()
-			<-round
+			<-r.done
+			s.mu.Lock()
+			s.parked--
+			s.mu.Unlock()
+			if r.err != nil && r.upTo >= seq {
+				return r.err // the round meant for this commit failed
+			}
 			continue
 		}
-		round := make(chan struct{})
-		s.round = round
-		upTo := s.last
+		r := &syncRound{done: make(chan struct{}), upTo: s.last}
+		s.round = r
 		s.mu.Unlock()
 
 		err := fsync()
@@ -153,12 +181,18 @@ func (s *walSync) wait(seq uint64, fsync func() error) error {
 
 		s.mu.Lock()
 		s.round = nil
-		if err != nil {
+		switch {
+		case err == nil:
+			s.synced = max(s.synced, r.upTo)
+		case errors.Is(err, errNoFsync):
+			r.err = err
+		default:
 			s.err = fmt.Errorf("%w (no write since is known to be durable)", err)
-		} else {
-			s.synced = max(s.synced, upTo)
 		}
 		s.mu.Unlock()
-		close(round)
+		close(r.done)
+		if r.err != nil {
+			return r.err
+		}
 	}
 }

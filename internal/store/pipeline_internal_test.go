@@ -2,6 +2,8 @@ package store
 
 import (
 	"errors"
+	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 )
@@ -64,5 +66,59 @@ func TestWALSyncGroups(t *testing.T) {
 	}
 	if got := s.syncs.Load(); got != 3 {
 		t.Errorf("%d fsyncs, want 3", got)
+	}
+}
+
+// TestWALSyncNoFsync: a round that fails before its fsync (the WAL file
+// could not be opened) fails the waits it covers, with its error, and no
+// other: the next round syncs and succeeds.
+func TestWALSyncNoFsync(t *testing.T) {
+	var s walSync
+	entered := make(chan struct{})
+	release := make(chan error)
+	fsync := func() error {
+		entered <- struct{}{}
+		return <-release
+	}
+	openFailed := fmt.Errorf("store: sync WAL: %w: %w", errNoFsync, errors.New("EMFILE"))
+
+	first := s.committed()
+	done := make(chan error, 1)
+	go func() { done <- s.wait(first, fsync) }()
+	<-entered // round 1 covers commit 1
+
+	// A waiter that round 1 covers, queued behind it, and one it does not.
+	covered := make(chan error, 1)
+	go func() { covered <- s.wait(first, fsync) }()
+	later := s.committed()
+	after := make(chan error, 1)
+	go func() { after <- s.wait(later, fsync) }()
+	for s.waiting() < 2 {
+		runtime.Gosched()
+	}
+	release <- openFailed
+	if err := <-done; !errors.Is(err, errNoFsync) {
+		t.Fatalf("runner of the failed round: %v, want %v", err, openFailed)
+	}
+	if err := <-covered; !errors.Is(err, errNoFsync) {
+		t.Fatalf("waiter the failed round covered: %v, want %v", err, openFailed)
+	}
+	select { // the uncovered waiter runs round 2
+	case <-entered:
+	case err := <-after:
+		t.Fatalf("waiter the failed round did not cover: %v without a round of its own", err)
+	}
+	release <- nil
+	if err := <-after; err != nil {
+		t.Fatalf("waiter of round 2: %v", err)
+	}
+	if err := s.wait(first, fsync); err != nil { // round 2 covered commit 1 too
+		t.Fatalf("commit 1 after round 2: %v", err)
+	}
+	if got := s.syncs.Load(); got != 2 {
+		t.Errorf("%d rounds, want 2", got)
+	}
+	if s.err != nil {
+		t.Errorf("a failed open was held against later rounds: %v", s.err)
 	}
 }
