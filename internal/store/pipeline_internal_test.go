@@ -8,17 +8,22 @@ import (
 	"testing"
 )
 
+// fakeFsync is an fsync that signals entered when it starts and returns
+// what the test sends on release.
+func fakeFsync() (fsync func() error, entered chan struct{}, release chan error) {
+	entered, release = make(chan struct{}), make(chan error)
+	return func() error {
+		entered <- struct{}{}
+		return <-release
+	}, entered, release
+}
+
 // TestWALSyncGroups: waiters that arrive while an fsync runs share the
 // next one; a commit made during an fsync is not covered by it; after a
 // failed fsync every wait fails.
 func TestWALSyncGroups(t *testing.T) {
 	var s walSync
-	entered := make(chan struct{})
-	release := make(chan error)
-	fsync := func() error {
-		entered <- struct{}{}
-		return <-release
-	}
+	fsync, entered, release := fakeFsync()
 
 	first := s.committed()
 	done := make(chan error, 1)
@@ -74,12 +79,7 @@ func TestWALSyncGroups(t *testing.T) {
 // other: the next round syncs and succeeds.
 func TestWALSyncNoFsync(t *testing.T) {
 	var s walSync
-	entered := make(chan struct{})
-	release := make(chan error)
-	fsync := func() error {
-		entered <- struct{}{}
-		return <-release
-	}
+	fsync, entered, release := fakeFsync()
 	openFailed := fmt.Errorf("store: sync WAL: %w: %w", errNoFsync, errors.New("EMFILE"))
 
 	first := s.committed()
