@@ -23,6 +23,8 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/govtrust/govtrust/internal/der"
 )
 
 // MaxValidity is the longest interval between thisUpdate and nextUpdate that
@@ -144,13 +146,13 @@ func Build(ctx context.Context, w io.Writer, t Template, entries iter.Seq2[Entry
 	}
 	var revHeader []byte
 	if count > 0 { // RFC 5280 §5.1.2.6: absent, not empty, when nothing is revoked
-		revHeader = appendHeader(nil, tagSequence, int(revLen))
+		revHeader = der.AppendHeader(nil, tagSequence, int(revLen))
 	}
 	tbsContent := int64(len(p.prefix)) + int64(len(revHeader)) + revLen + int64(len(p.exts))
 	if tbsContent > 1<<31-1-64 {
 		return fmt.Errorf("%w: CRL of %d bytes is too large, partition it", ErrInvalid, tbsContent)
 	}
-	tbsHeader := appendHeader(nil, tagSequence, int(tbsContent))
+	tbsHeader := der.AppendHeader(nil, tagSequence, int(tbsContent))
 
 	// Pass 2: hash the TBSCertList and sign it.
 	h := p.newHash()
@@ -177,11 +179,11 @@ func Build(ctx context.Context, w io.Writer, t Template, entries iter.Seq2[Entry
 	}
 
 	// Pass 3: write CertificateList, re-hashing the TBS.
-	bitString := appendHeader(nil, tagBitString, len(sig)+1)
+	bitString := der.AppendHeader(nil, tagBitString, len(sig)+1)
 	bitString = append(bitString, 0) // no unused bits
 	bitString = append(bitString, sig...)
 	tbsLen := int64(len(tbsHeader)) + tbsContent
-	outer := appendHeader(nil, tagSequence, int(tbsLen)+len(p.sigAlg)+len(bitString))
+	outer := der.AppendHeader(nil, tagSequence, int(tbsLen)+len(p.sigAlg)+len(bitString))
 
 	h.Reset()
 	ew := &errWriter{w: w}
@@ -582,13 +584,13 @@ var reasonExt = []byte{
 // 128 bytes, so each length is one octet.
 func appendEntry(b []byte, e *Entry) []byte {
 	at := e.RevokedAt.UTC().Truncate(time.Second)
-	n := 2 + intContentLen(e.Serial) + timeLen(at)
+	n := 2 + der.IntContentLen(e.Serial) + timeLen(at)
 	reason := e.Reason > ReasonUnspecified
 	if reason {
 		n += len(reasonExt) + 1
 	}
 	b = append(b, tagSequence, byte(n))
-	b = appendPositiveInt(b, e.Serial)
+	b = der.AppendNonNegativeInt(b, e.Serial)
 	b = appendTime(b, at)
 	if reason {
 		b = append(b, reasonExt...)

@@ -1,7 +1,6 @@
 package crl
 
 import (
-	"math/big"
 	"time"
 )
 
@@ -13,43 +12,6 @@ const (
 	tagGeneralizedTime = 0x18
 	tagSequence        = 0x30
 )
-
-// appendHeader appends a tag and a definite length in the shortest form
-// (X.690 §10.1).
-func appendHeader(b []byte, tag byte, n int) []byte {
-	b = append(b, tag)
-	switch {
-	case n < 0x80:
-		return append(b, byte(n))
-	case n <= 0xff:
-		return append(b, 0x81, byte(n))
-	case n <= 0xffff:
-		return append(b, 0x82, byte(n>>8), byte(n))
-	case n <= 0xffffff:
-		return append(b, 0x83, byte(n>>16), byte(n>>8), byte(n))
-	default:
-		return append(b, 0x84, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-}
-
-// intContentLen is the DER content length of a positive INTEGER: the
-// magnitude plus a leading zero octet when its top bit is set.
-func intContentLen(x *big.Int) int { return x.BitLen()/8 + 1 }
-
-// appendPositiveInt appends a positive INTEGER without allocating: the CA's
-// cursor may hand every entry with the same *big.Int.
-func appendPositiveInt(b []byte, x *big.Int) []byte {
-	n := intContentLen(x)
-	b = append(b, tagInteger, byte(n))
-	mag := (x.BitLen() + 7) / 8
-	if n > mag {
-		b = append(b, 0)
-	}
-	start := len(b)
-	b = append(b, make([]byte, mag)...) // does not escape; the compiler appends zeros in place
-	x.FillBytes(b[start:])
-	return b
-}
 
 // utc reports whether t is written as UTCTime: RFC 5280 §5.1.2.4 requires
 // UTCTime through 2049 and GeneralizedTime from 2050.

@@ -17,6 +17,8 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/govtrust/govtrust/internal/der"
 )
 
 // Signer makes time-stamp tokens with one TSA certificate and its key.
@@ -303,36 +305,11 @@ var (
 	tagExplicit0        = cbasn1.Tag(0).Constructed().ContextSpecific()
 )
 
-// tlvSize is the size of a DER element whose contents are n octets.
-func tlvSize(n int) int {
-	switch {
-	case n < 0x80:
-		return 2 + n
-	case n < 0x100:
-		return 3 + n
-	case n < 0x10000:
-		return 4 + n
-	case n < 0x1000000:
-		return 5 + n
-	}
-	return 6 + n
-}
+// tlvSize is the size of an element with n octets of contents.
+func tlvSize(n int) int { return der.TLVSize(n) }
 
 // appendHeader appends the tag and the DER length of n octets of contents.
-func appendHeader(b []byte, tag cbasn1.Tag, n int) []byte {
-	b = append(b, byte(tag))
-	switch {
-	case n < 0x80:
-		return append(b, byte(n))
-	case n < 0x100:
-		return append(b, 0x81, byte(n))
-	case n < 0x10000:
-		return append(b, 0x82, byte(n>>8), byte(n))
-	case n < 0x1000000:
-		return append(b, 0x83, byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, 0x84, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-}
+func appendHeader(b []byte, tag cbasn1.Tag, n int) []byte { return der.AppendHeader(b, byte(tag), n) }
 
 // appendTLV appends one DER element.
 func appendTLV(b []byte, tag cbasn1.Tag, contents []byte) []byte {

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/govtrust/govtrust/internal/der"
 )
 
 // TSTInfo is the content of a time-stamp token (RFC 3161 §2.4.2).
@@ -132,26 +134,10 @@ func appendInteger(b []byte, n *big.Int) []byte {
 		// Negative only in a nonce a client chose: rare, left to cryptobyte.
 		var c cryptobyte.Builder
 		c.AddASN1BigInt(n)
-		der, _ := c.Bytes() // AddASN1BigInt cannot fail
-		return append(b, der...)
+		enc, _ := c.Bytes() // AddASN1BigInt cannot fail
+		return append(b, enc...)
 	}
-	var buf [32]byte
-	var mag []byte
-	if l := (n.BitLen() + 7) / 8; l <= len(buf) {
-		mag = n.FillBytes(buf[:l])
-	} else {
-		mag = n.Bytes()
-	}
-	pad := len(mag) == 0 || mag[0]&0x80 != 0 // zero, or a high bit that would read as negative
-	l := len(mag)
-	if pad {
-		l++
-	}
-	b = appendHeader(b, cbasn1.INTEGER, l)
-	if pad {
-		b = append(b, 0)
-	}
-	return append(b, mag...)
+	return der.AppendNonNegativeInt(b, n)
 }
 
 // appendUint appends the DER INTEGER of v (non-negative) under tag.
