@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,7 @@ import (
 	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
@@ -181,11 +183,21 @@ func TestBadRune(t *testing.T) {
 
 func TestPrecheckSameTBS(t *testing.T) {
 	pki(t)
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaCA := newTestCA(t, rk, "govtrust RSA test CA", testNow.Add(-time.Hour), testNow.Add(10*365*24*time.Hour))
 	for _, tc := range []struct {
-		name string
-		ca   *testCA
-		key  crypto.Signer
-	}{{"sm2", sm2CA, sm2Leaf}, {"ecdsa", ecdsaCA, ecLeaf}} {
+		name   string
+		ca     *testCA
+		key    crypto.Signer
+		sigAlg smx509.SignatureAlgorithm
+	}{
+		{"sm2", sm2CA, sm2Leaf, smx509.SM2WithSM3},
+		{"ecdsa", ecdsaCA, ecLeaf, smx509.ECDSAWithSHA256},
+		{"rsa issuer", rsaCA, ecLeaf, smx509.SHA256WithRSA},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tmpl := goodTemplate(t, tc.key.Public())
 			tmpl.AuthorityKeyId = tc.ca.cert.SubjectKeyId
@@ -195,6 +207,32 @@ func TestPrecheckSameTBS(t *testing.T) {
 			}
 			if len(l.Findings) != 0 {
 				t.Fatalf("findings: %v", l.Findings)
+			}
+			// The lint certificate is a whole certificate: the algorithm
+			// CreateCertificate chose, inside and outside the TBS, and a
+			// signature of the TBS by the throw-away key (Precheck makes it
+			// without CreateCertificate's check, so check it here).
+			lc, err := smx509.ParseCertificate(l.DER)
+			if err != nil {
+				t.Fatalf("lint certificate does not parse: %v", err)
+			}
+			if lc.SignatureAlgorithm != tc.sigAlg {
+				t.Fatalf("lint certificate signed with %v, want %v", lc.SignatureAlgorithm, tc.sigAlg)
+			}
+			if !bytes.Equal(lc.RawTBSCertificate, l.TBS) {
+				t.Fatal("Linted.TBS is not the lint certificate's TBS")
+			}
+			throwaway, err := throwawayKey(tc.ca.cert.PublicKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			standIn := *tc.ca.cert
+			standIn.PublicKey = throwaway.Public()
+			if err := lc.CheckSignatureFrom(&standIn); err != nil {
+				t.Fatalf("lint certificate's signature: %v", err)
+			}
+			if err := lc.CheckSignatureFrom(tc.ca.cert); err == nil {
+				t.Fatal("lint certificate verifies under the real CA key")
 			}
 			der, err := smx509.CreateCertificate(rand.Reader, tmpl, tc.ca.cert, tc.key.Public(), tc.ca.key)
 			if err != nil {
@@ -244,5 +282,22 @@ func TestRSAWeaknessDetectors(t *testing.T) {
 	}
 	if !rsaROCA(rocaModulus(t)) {
 		t.Fatal("ROCA fingerprint not found")
+	}
+}
+
+// BenchmarkPrecheckSM2 measures the whole pre-issuance lint of a person
+// signing certificate under an SM2 CA: encoding, throw-away SM2 signature
+// and the own lints (zlint does not run on SM2 certificates).
+func BenchmarkPrecheckSM2(b *testing.B) {
+	pki(b)
+	tmpl := goodTemplate(b, sm2Leaf.Public())
+	tmpl.AuthorityKeyId = sm2CA.cert.SubjectKeyId
+	exp := Expect{Purpose: PurposeSign, Now: testNow}
+	b.ReportAllocs()
+	for b.Loop() {
+		l, err := Precheck(tmpl, sm2CA.cert, sm2Leaf.Public(), exp)
+		if err != nil || len(Errors(l.Findings)) != 0 {
+			b.Fatalf("precheck: %v %v", err, l.Findings)
+		}
 	}
 }

@@ -213,7 +213,12 @@ func Edge(next http.Handler, o EdgeOptions) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := r.Header.Get("X-Request-ID")
+		// The canonical key (Header.Get would canonicalise "X-Request-ID"
+		// into a new string on every request).
+		var id string
+		if v := r.Header["X-Request-Id"]; len(v) > 0 {
+			id = v[0]
+		}
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
