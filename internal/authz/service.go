@@ -61,6 +61,7 @@ type Service struct {
 	clock  clock.Clock
 	certs  *CertAuth
 	sso    Verifier
+	tokens tokenCache
 }
 
 // New returns the security service.
