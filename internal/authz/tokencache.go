@@ -45,10 +45,11 @@ type tokenEntry struct {
 	expires time.Time
 }
 
-// epoch reads the current authz epoch.
+// epoch reads the current authz epoch, on the reader pool (a request must
+// not wait for the writer, which a batch may hold through its fsync).
 func (s *Service) epoch(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.db.QueryRow(ctx, "SELECT n FROM authz_epoch WHERE id = 1").Scan(&n)
+	err := s.db.ReadRow(ctx, "SELECT n FROM authz_epoch WHERE id = 1").Scan(&n)
 	return n, err
 }
 

@@ -386,6 +386,43 @@ func TestRead(t *testing.T) {
 	}, alpha)
 }
 
+// ReadRow reads on the reader pool: inside an open write transaction (which
+// holds SQLite's only writer connection) it answers rather than waits, and
+// sees only what is committed.
+func TestReadRow(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		count := func() int {
+			t.Helper()
+			// Bounded so that a ReadRow waiting for the writer fails the
+			// test instead of hanging it.
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			var n int
+			if err := db.ReadRow(cctx, "SELECT COUNT(*) FROM alpha_items WHERE name = ?", "readrow").Scan(&n); err != nil {
+				t.Fatalf("ReadRow: %v", err)
+			}
+			return n
+		}
+		before := count()
+		err := db.Tx(ctx, func(tx *store.Tx) error {
+			if _, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES (?)", "readrow"); err != nil {
+				return err
+			}
+			if got := count(); got != before {
+				t.Errorf("ReadRow saw %d rows during an open write transaction, want %d", got, before)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Tx: %v", err)
+		}
+		if got := count(); got != before+1 {
+			t.Errorf("ReadRow after commit = %d rows, want %d", got, before+1)
+		}
+	}, alpha)
+}
+
 func TestConcurrentWriters(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()

@@ -81,6 +81,15 @@ func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row 
 	return db.writer.QueryRowContext(ctx, db.bind(query), args...)
 }
 
+// ReadRow runs one read-only statement that returns at most one row on the
+// reader pool, outside a transaction: it sees everything committed before
+// it starts and, unlike QueryRow, never waits for the writer (on SQLite the
+// only writer connection, which a transaction holds through its commit and
+// fsync).
+func (db *DB) ReadRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return db.reader.QueryRowContext(ctx, db.bind(query), args...)
+}
+
 // Retry policy for Tx and Read: bounded attempts with exponential, jittered
 // back-off, so that contending writers spread out instead of colliding again.
 const (
