@@ -11,14 +11,11 @@ import (
 	"github.com/govtrust/govtrust/internal/store/storetest"
 )
 
-// BenchmarkMiddleware measures what the security middleware adds to a
-// request on SQLite (synchronous=FULL): token look-up and MAC checks, the
-// policy decision and the audit record, against the same handler unguarded.
-// Report the difference of the two ns/op as the overhead.
-func BenchmarkMiddleware(b *testing.B) {
-	db := storetest.SQLite(b, Migrations, audit.Migrations)
-	f := newFixture(b, db)
-	a, err := f.svc.CreateAccount(f.ctx, NewAccount{Name: "sys", Kind: KindPerson, Org: "platform", Clearance: policy.Confidential, Roles: []policy.Role{policy.RoleSysAdmin}})
+// benchAccount returns a fixture on SQLite (synchronous=FULL) with the
+// account acc and a token for it.
+func benchAccount(b *testing.B, acc NewAccount) (*fixture, string) {
+	f := newFixture(b, storetest.SQLite(b, Migrations, audit.Migrations))
+	a, err := f.svc.CreateAccount(f.ctx, acc)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -26,6 +23,15 @@ func BenchmarkMiddleware(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return f, tok
+}
+
+// BenchmarkMiddleware measures what the security middleware adds to a
+// request on SQLite (synchronous=FULL): token look-up and MAC checks, the
+// policy decision and the audit record, against the same handler unguarded.
+// Report the difference of the two ns/op as the overhead.
+func BenchmarkMiddleware(b *testing.B) {
+	f, tok := benchAccount(b, NewAccount{Name: "sys", Kind: KindPerson, Org: "platform", Clearance: policy.Confidential, Roles: []policy.Role{policy.RoleSysAdmin}})
 	h := func(w http.ResponseWriter, r *http.Request) error { w.WriteHeader(204); return nil }
 	guarded := f.svc.NewMux()
 	guarded.Handle("GET /metrics", Rule{Action: "metrics.read"}, h)
@@ -51,16 +57,7 @@ func BenchmarkMiddleware(b *testing.B) {
 // the cache emptied before each request (the read transaction with the
 // token, account and role-binding queries and their MAC checks).
 func BenchmarkAuthenticateToken(b *testing.B) {
-	db := storetest.SQLite(b, Migrations, audit.Migrations)
-	f := newFixture(b, db)
-	a, err := f.svc.CreateAccount(f.ctx, NewAccount{Name: "ra", Kind: KindPerson, Org: "demo", Clearance: policy.Internal, Roles: []policy.Role{policy.RoleRA}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	tok, _, err := f.svc.CreateToken(f.ctx, a.ID, "bench", nil, time.Hour)
-	if err != nil {
-		b.Fatal(err)
-	}
+	f, tok := benchAccount(b, NewAccount{Name: "ra", Kind: KindPerson, Org: "demo", Clearance: policy.Internal, Roles: []policy.Role{policy.RoleRA}})
 	for _, cached := range []bool{true, false} {
 		name := map[bool]string{true: "cached", false: "uncached"}[cached]
 		b.Run(name, func(b *testing.B) {
