@@ -30,6 +30,8 @@ import (
 //     the full path again, and so alerts again.
 //
 // The cache holds the entries of one epoch: a new epoch empties it.
+
+// tokenCacheMax bounds the tokens kept; a full cache starts again empty.
 const tokenCacheMax = 4096
 
 type tokenCache struct {
