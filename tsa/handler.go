@@ -239,7 +239,8 @@ func (s *Service) Token(ctx context.Context, serial string) (*TokenRecord, error
 	var rec TokenRecord
 	var imprint, tok []byte
 	var nonce *string
-	err := s.env.DB.QueryRow(ctx, "SELECT serial, profile, generation, policy, hash_alg, imprint, gen_time, nonce, token FROM tsa_tokens WHERE serial = ?",
+	// On the reader pool: a look-up does not wait for the recorder's batch.
+	err := s.env.DB.ReadRow(ctx, "SELECT serial, profile, generation, policy, hash_alg, imprint, gen_time, nonce, token FROM tsa_tokens WHERE serial = ?",
 		n.Text(16)).Scan(&rec.Serial, &rec.Profile, &rec.Generation, &rec.Policy, &rec.HashAlg, &imprint, &rec.GenTime, &nonce, &tok)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: no token %s", ErrNotFound, serial)
