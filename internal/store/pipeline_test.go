@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/govtrust/govtrust/internal/store"
@@ -122,28 +121,16 @@ func TestTxPipelinedGroupSync(t *testing.T) {
 	ctx := context.Background()
 	db := storetest.SQLite(t, alpha)
 	const writers, each = 8, 25
-	var wg sync.WaitGroup
-	errs := make(chan error, writers*each)
-	for w := range writers {
-		wg.Go(func() {
-			for i := range each {
-				p, err := db.TxPipelined(ctx, func(tx *store.Tx) error {
-					_, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES (?)", fmt.Sprintf("p%d-%d", w, i))
-					return err
-				})
-				if err == nil {
-					err = p.Wait()
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
+	for _, err := range concurrently(writers, each, func(w, i int) error {
+		p, err := db.TxPipelined(ctx, func(tx *store.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES (?)", fmt.Sprintf("p%d-%d", w, i))
+			return err
 		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+		if err != nil {
+			return err
+		}
+		return p.Wait()
+	}) {
 		t.Fatal(err)
 	}
 	err := db.Read(ctx, func(q store.Querier) error {

@@ -423,29 +423,40 @@ func TestReadRow(t *testing.T) {
 	}, alpha)
 }
 
+// concurrently runs fn(w, i) for i < each in each of writers goroutines; a
+// goroutine stops at its first error. It returns those errors.
+func concurrently(writers, each int, fn func(w, i int) error) []error {
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if err := fn(w, i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	var out []error
+	for err := range errs {
+		out = append(out, err)
+	}
+	return out
+}
+
 func TestConcurrentWriters(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		const writers, each = 8, 50
-		var wg sync.WaitGroup
-		errs := make(chan error, writers)
-		for w := range writers {
-			wg.Go(func() {
-				for i := range each {
-					err := db.Tx(ctx, func(tx *store.Tx) error {
-						_, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES (?)", fmt.Sprintf("w%d-%d", w, i))
-						return err
-					})
-					if err != nil {
-						errs <- err
-						return
-					}
-				}
+		for _, err := range concurrently(writers, each, func(w, i int) error {
+			return db.Tx(ctx, func(tx *store.Tx) error {
+				_, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES (?)", fmt.Sprintf("w%d-%d", w, i))
+				return err
 			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
+		}) {
 			t.Errorf("writer: %v", err)
 		}
 		if got := count(t, db, "SELECT COUNT(*) FROM alpha_items WHERE name LIKE 'w%'"); got != writers*each {
