@@ -652,7 +652,7 @@ func (s *Service) crlsFinished(ctx context.Context, a *authority, now time.Time)
 		return true, nil
 	}
 	var last sql.NullString
-	if err := s.env.DB.QueryRow(ctx, "SELECT MAX(not_after) FROM ca_certificates WHERE issuer_id = ?", a.id).Scan(&last); err != nil {
+	if err := s.env.DB.ReadRow(ctx, "SELECT MAX(not_after) FROM ca_certificates WHERE issuer_id = ?", a.id).Scan(&last); err != nil {
 		return false, fmt.Errorf("retired CA %s: last expiry: %w", a.id, err)
 	}
 	lastExpiry := time.Time{}

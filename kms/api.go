@@ -40,7 +40,7 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 		name := r.PathValue("name")
 		res := policy.Resource{Type: "kms-key", ID: name}
 		var owner, org string
-		err := s.env.DB.QueryRow(r.Context(), `SELECT owner, org FROM kms_keys WHERE name = ?`, name).Scan(&owner, &org)
+		err := s.env.DB.ReadRow(r.Context(), `SELECT owner, org FROM kms_keys WHERE name = ?`, name).Scan(&owner, &org)
 		if err == nil {
 			res.Owner, res.Org = owner, org
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/httpx"
+	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 )
 
@@ -375,5 +376,50 @@ func (tn *testNode) scanKeyMaterial() {
 				}
 			}
 		}
+	}
+}
+
+// TestReadsDoNotWaitForWriter: encryption, decryption and key reads run on
+// the reader pool, so a write transaction holding the writer (on SQLite the
+// only writer connection, held through its commit and fsync) does not
+// delay them. A read left on the writer waits for the transaction below,
+// which ends only after the reads, and fails on the context's deadline.
+func TestReadsDoNotWaitForWriter(t *testing.T) {
+	tn := startNode(t, nil)
+	setup(t, tn, map[string]Algorithm{"records": SM4GCM})
+	svc := tn.svc
+	plain, assoc := []byte("read while a batch commits"), []byte("case 9")
+	err := svc.env.DB.Tx(context.Background(), func(*store.Tx) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ct, _, err := svc.Encrypt(ctx, "records", plain, assoc)
+		if err != nil {
+			return fmt.Errorf("encrypt: %w", err)
+		}
+		got, _, err := svc.Decrypt(ctx, "records", ct, assoc)
+		if err != nil {
+			return fmt.Errorf("decrypt: %w", err)
+		}
+		if !bytes.Equal(got, plain) {
+			return fmt.Errorf("decrypt = %q, want %q", got, plain)
+		}
+		k, err := svc.Get(ctx, "records")
+		if err != nil {
+			return fmt.Errorf("get: %w", err)
+		}
+		if len(k.Versions) != 1 || k.LatestVersion != 1 {
+			return fmt.Errorf("get = %+v, want one version", k)
+		}
+		keys, err := svc.List(ctx)
+		if err != nil {
+			return fmt.Errorf("list: %w", err)
+		}
+		if len(keys) != 1 || keys[0].Name != "records" {
+			return fmt.Errorf("list = %d keys, want records only", len(keys))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -163,25 +163,29 @@ func (s *Service) loop(ctx context.Context) {
 // version bump is conditional (Rotate).
 func (s *Service) RotateDue(ctx context.Context) error {
 	ctx = audit.WithActor(ctx, "system")
-	rows, err := s.env.DB.Query(ctx, `SELECT name, rotation_period, rotated_at FROM kms_keys
-		WHERE rotation_period > 0 AND status = 'enabled'`)
-	if err != nil {
-		return fmt.Errorf("kms: due keys: %w", err)
-	}
 	var due []string
 	now := s.env.Clock.Now()
-	for rows.Next() {
-		var name, rotated string
-		var period int64
-		if err := rows.Scan(&name, &period, &rotated); err != nil {
-			rows.Close()
-			return fmt.Errorf("kms: due keys: %w", err)
+	err := s.env.DB.Read(ctx, func(q store.Querier) error {
+		due = due[:0]
+		rows, err := q.Query(ctx, `SELECT name, rotation_period, rotated_at FROM kms_keys
+			WHERE rotation_period > 0 AND status = 'enabled'`)
+		if err != nil {
+			return err
 		}
-		if t, err := parseTime(rotated); err == nil && !now.Before(t.Add(time.Duration(period)*time.Second)) {
-			due = append(due, name)
+		defer rows.Close()
+		for rows.Next() {
+			var name, rotated string
+			var period int64
+			if err := rows.Scan(&name, &period, &rotated); err != nil {
+				return err
+			}
+			if t, err := parseTime(rotated); err == nil && !now.Before(t.Add(time.Duration(period)*time.Second)) {
+				due = append(due, name)
+			}
 		}
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return rows.Err()
+	})
+	if err != nil {
 		return fmt.Errorf("kms: due keys: %w", err)
 	}
 	var errs []error
@@ -246,53 +250,69 @@ func scanKey(sc interface{ Scan(...any) error }) (*Key, error) {
 	return &k, nil
 }
 
-// Get returns a key with its versions.
+// Get returns a key with its versions, read in one snapshot on the reader
+// pool.
 func (s *Service) Get(ctx context.Context, name string) (*Key, error) {
-	k, err := scanKey(s.env.DB.QueryRow(ctx, `SELECT `+keyColumns+` FROM kms_keys WHERE name = ?`, name))
+	var k *Key
+	err := s.env.DB.Read(ctx, func(q store.Querier) error {
+		var err error
+		k, err = scanKey(q.QueryRow(ctx, `SELECT `+keyColumns+` FROM kms_keys WHERE name = ?`, name))
+		if err != nil {
+			return err
+		}
+		rows, err := q.Query(ctx, `SELECT version, created_at, destroyed_at FROM kms_key_versions WHERE name = ? ORDER BY version`, name)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var v Version
+			var created string
+			var destroyed sql.NullString
+			if err := rows.Scan(&v.Version, &created, &destroyed); err != nil {
+				return err
+			}
+			v.Created, _ = parseTime(created)
+			if destroyed.Valid {
+				t, _ := parseTime(destroyed.String)
+				v.Destroyed = &t
+			}
+			k.Versions = append(k.Versions, v)
+		}
+		return rows.Err()
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: key %q", ErrNotFound, name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("kms: key %s: %w", name, err)
 	}
-	rows, err := s.env.DB.Query(ctx, `SELECT version, created_at, destroyed_at FROM kms_key_versions WHERE name = ? ORDER BY version`, name)
-	if err != nil {
-		return nil, fmt.Errorf("kms: key %s: %w", name, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var v Version
-		var created string
-		var destroyed sql.NullString
-		if err := rows.Scan(&v.Version, &created, &destroyed); err != nil {
-			return nil, fmt.Errorf("kms: key %s: %w", name, err)
-		}
-		v.Created, _ = parseTime(created)
-		if destroyed.Valid {
-			t, _ := parseTime(destroyed.String)
-			v.Destroyed = &t
-		}
-		k.Versions = append(k.Versions, v)
-	}
-	return k, rows.Err()
+	return k, nil
 }
 
 // List returns every key, without versions.
 func (s *Service) List(ctx context.Context) ([]*Key, error) {
-	rows, err := s.env.DB.Query(ctx, `SELECT `+keyColumns+` FROM kms_keys ORDER BY name`)
+	out := []*Key{}
+	err := s.env.DB.Read(ctx, func(q store.Querier) error {
+		out = out[:0]
+		rows, err := q.Query(ctx, `SELECT `+keyColumns+` FROM kms_keys ORDER BY name`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			k, err := scanKey(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, k)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("kms: list: %w", err)
 	}
-	defer rows.Close()
-	out := []*Key{}
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("kms: list: %w", err)
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // CreateKeyRequest asks for a new application key.
@@ -510,7 +530,7 @@ func (s *Service) aead(ctx context.Context, name string, version int, decrypt bo
 	var status string
 	var latest, minDec int
 	var wrapped []byte
-	err := s.env.DB.QueryRow(ctx, q, args...).Scan(&h.Algorithm, &status, &latest, &minDec, &h.Version, &wrapped)
+	err := s.env.DB.ReadRow(ctx, q, args...).Scan(&h.Algorithm, &status, &latest, &minDec, &h.Version, &wrapped)
 	if errors.Is(err, sql.ErrNoRows) {
 		if decrypt {
 			// An unknown key or version in a ciphertext header is a

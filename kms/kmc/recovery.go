@@ -33,7 +33,7 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 		ca, serial := r.PathValue("ca"), strings.ToLower(r.PathValue("serial"))
 		res := policy.Resource{Type: "kmc-escrow", ID: ca + "/" + serial}
 		var org string
-		err := s.env.DB.QueryRow(r.Context(), `SELECT org FROM kmc_escrow WHERE ca = ? AND (enc_serial = ? OR sign_serial = ?)`, ca, serial, serial).Scan(&org)
+		err := s.env.DB.ReadRow(r.Context(), `SELECT org FROM kmc_escrow WHERE ca = ? AND (enc_serial = ? OR sign_serial = ?)`, ca, serial, serial).Scan(&org)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return res, err
 		}
@@ -44,7 +44,7 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 	recoveryRes := func(r *http.Request) (policy.Resource, error) {
 		res := policy.Resource{Type: "kmc-recovery", ID: r.PathValue("id")}
 		var org, requester string
-		err := s.env.DB.QueryRow(r.Context(), `SELECT e.org, r.requester FROM kmc_recoveries r JOIN kmc_escrow e ON e.id = r.escrow_id
+		err := s.env.DB.ReadRow(r.Context(), `SELECT e.org, r.requester FROM kmc_recoveries r JOIN kmc_escrow e ON e.id = r.escrow_id
 			WHERE r.id = ?`, r.PathValue("id")).Scan(&org, &requester)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return res, err
@@ -199,7 +199,7 @@ func (s *Service) executeRecovery(w http.ResponseWriter, r *http.Request) error 
 	id := r.PathValue("id")
 	var payload []byte
 	var escrowID string
-	err := s.env.DB.QueryRow(ctx, `SELECT payload, escrow_id FROM kmc_recoveries WHERE id = ?`, id).Scan(&payload, &escrowID)
+	err := s.env.DB.ReadRow(ctx, `SELECT payload, escrow_id FROM kmc_recoveries WHERE id = ?`, id).Scan(&payload, &escrowID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%w: recovery %s", ErrNotFound, id)
 	}

@@ -266,7 +266,7 @@ func (s *Service) findEscrow(ctx context.Context, ca, serial string) (*escrow, e
 	var e escrow
 	var notAfter sql.NullString
 	var encSerial, signSerial, caCol sql.NullString
-	err := s.env.DB.QueryRow(ctx, `SELECT id, subject, org, requester, status, ca, enc_serial, sign_serial, public_key, not_after
+	err := s.env.DB.ReadRow(ctx, `SELECT id, subject, org, requester, status, ca, enc_serial, sign_serial, public_key, not_after
 		FROM kmc_escrow WHERE ca = ? AND (enc_serial = ? OR sign_serial = ?)`, ca, serial, serial).
 		Scan(&e.id, &e.subject, &e.org, &e.requester, &e.status, &caCol, &encSerial, &signSerial, &e.publicKey, &notAfter)
 	if errors.Is(err, sql.ErrNoRows) {
