@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -421,5 +422,33 @@ func TestReadsDoNotWaitForWriter(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUnknownKey: a key that does not exist is ErrNotFound from the service
+// (Get, Encrypt) and 404 over HTTP for a caller allowed on every key.
+func TestUnknownKey(t *testing.T) { unknownKey(t, startNode(t, nil)) }
+
+// TestUnknownKeyPostgres runs TestUnknownKey on PostgreSQL.
+func TestUnknownKeyPostgres(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	unknownKey(t, startNode(t, &url))
+}
+
+func unknownKey(t *testing.T, tn *testNode) {
+	setup(t, tn, map[string]Algorithm{"records": SM4GCM})
+	ctx := context.Background()
+	if _, err := tn.svc.Get(ctx, "nosuch"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(nosuch) = %v, want ErrNotFound", err)
+	}
+	if _, _, err := tn.svc.Encrypt(ctx, "nosuch", []byte("x"), nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Encrypt(nosuch) = %v, want ErrNotFound", err)
+	}
+	if k, err := tn.svc.Get(ctx, "records"); err != nil || k.Name != "records" || len(k.Versions) != 1 {
+		t.Errorf("Get(records) = %+v, %v", k, err)
+	}
+	st, raw, hdr := tn.do("GET", "/api/v1/kms/keys/nosuch", "secadmin", nil, nil)
+	if st != http.StatusNotFound || !strings.HasPrefix(hdr.Get("Content-Type"), "application/problem+json") {
+		t.Errorf("GET unknown key: %d %s %s, want a 404 problem", st, hdr.Get("Content-Type"), raw)
 	}
 }
