@@ -103,18 +103,13 @@ func (l *Log) Append(ctx context.Context, tx *store.Tx, rec Record) (Record, err
 	if err != nil {
 		return rec, fmt.Errorf("audit: details: %w", err)
 	}
-	q := "SELECT seq, hash FROM audit_head WHERE id = 1"
-	if tx.Driver() == store.Postgres {
-		q += " FOR UPDATE" // serialise appenders of every node into one chain
+	h, err := txHead(ctx, tx)
+	if err != nil {
+		return rec, err
 	}
-	var head int64
-	var prev []byte
-	if err := tx.QueryRow(ctx, q).Scan(&head, &prev); err != nil {
-		return rec, fmt.Errorf("audit: read head: %w", err)
-	}
-	rec.Seq = head + 1
-	rec.PrevHash = prev
-	rec.Hash = chainHash(prev, canonical(rec, details))
+	rec.Seq = h.seq + 1
+	rec.PrevHash = h.hash
+	rec.Hash = chainHash(h.hash, canonical(rec, details))
 	if _, err := tx.Exec(ctx, `INSERT INTO audit_log
 		(seq, time, node, actor, action, object, outcome, request_id, details, prev_hash, hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -122,14 +117,54 @@ func (l *Log) Append(ctx context.Context, tx *store.Tx, rec Record) (Record, err
 		rec.Outcome, rec.RequestID, string(details), rec.PrevHash, rec.Hash); err != nil {
 		return rec, fmt.Errorf("audit: append seq %d: %w", rec.Seq, err)
 	}
-	res, err := tx.Exec(ctx, "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ?", rec.Seq, rec.Hash, head)
-	if err != nil {
-		return rec, fmt.Errorf("audit: advance head: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return rec, fmt.Errorf("audit: head moved under us at seq %d", rec.Seq)
-	}
+	h.seq, h.hash = rec.Seq, rec.Hash
 	return rec, nil
+}
+
+// head is the chain's head as a transaction sees it: read from audit_head
+// at the transaction's first Append (on PostgreSQL with FOR UPDATE, which
+// holds every other node's appenders until this transaction ends; on
+// SQLite the transaction is the only writer), advanced in memory by each
+// Append, and written back once, just before COMMIT. A batch of n
+// issuances thus costs n INSERTs and two statements for the head, not 3n.
+type head struct {
+	read int64 // seq in audit_head when the transaction read it
+	seq  int64
+	hash []byte
+}
+
+type headKey struct{}
+
+// txHead returns tx's head, reading it and registering its write-back on
+// the transaction's first call.
+func txHead(ctx context.Context, tx *store.Tx) (*head, error) {
+	if h, ok := tx.Value(headKey{}).(*head); ok {
+		return h, nil
+	}
+	q := "SELECT seq, hash FROM audit_head WHERE id = 1"
+	if tx.Driver() == store.Postgres {
+		q += " FOR UPDATE" // serialise appenders of every node into one chain
+	}
+	h := &head{}
+	if err := tx.QueryRow(ctx, q).Scan(&h.seq, &h.hash); err != nil {
+		return nil, fmt.Errorf("audit: read head: %w", err)
+	}
+	h.read = h.seq
+	tx.SetValue(headKey{}, h)
+	tx.BeforeCommit(func(ctx context.Context) error {
+		if h.seq == h.read {
+			return nil // nothing appended (every INSERT failed)
+		}
+		res, err := tx.Exec(ctx, "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ?", h.seq, h.hash, h.read)
+		if err != nil {
+			return fmt.Errorf("audit: advance head: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return fmt.Errorf("audit: head moved under us at seq %d", h.read)
+		}
+		return nil
+	})
+	return h, nil
 }
 
 // Do runs fn and appends rec in one transaction: if either fails, neither

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -214,6 +215,156 @@ func TestConcurrentAppends(t *testing.T) {
 		rep, err := Verify(ctx, db)
 		if err != nil || !rep.OK() || rep.Records != 100 {
 			t.Fatalf("verify: %+v %v", rep, err)
+		}
+	}, Migrations)
+}
+
+// TestAppendsInOneTransaction: appends sharing a transaction (a batch of
+// issuances) chain onto one another and write the head once, at commit;
+// a transaction that fails after appending leaves head and chain as they
+// were; a batch item that fails is rerun without, the others' records
+// chained.
+func TestAppendsInOneTransaction(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l := New("node-1", nil)
+		// Count the writes of audit_head with a trigger.
+		ddl := []string{
+			"CREATE TABLE head_writes (seq BIGINT NOT NULL)",
+			"CREATE TRIGGER count_head_writes AFTER UPDATE ON audit_head BEGIN INSERT INTO head_writes (seq) VALUES (NEW.seq); END",
+		}
+		if db.Driver() == store.Postgres {
+			ddl[1] = `CREATE FUNCTION count_head_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN INSERT INTO head_writes (seq) VALUES (NEW.seq); RETURN NEW; END $$`
+			ddl = append(ddl, "CREATE TRIGGER count_head_writes AFTER UPDATE ON audit_head FOR EACH ROW EXECUTE FUNCTION count_head_writes()")
+		}
+		for _, q := range ddl {
+			if _, err := db.Exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		headWrites := func() []int64 {
+			t.Helper()
+			rows, err := db.Query(ctx, "SELECT seq FROM head_writes ORDER BY seq")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var out []int64
+			for rows.Next() {
+				var s int64
+				if err := rows.Scan(&s); err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, s)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		verify := func(records int64) {
+			t.Helper()
+			rep, err := Verify(ctx, db)
+			if err != nil || !rep.OK() || rep.Records != records || rep.HeadSeq != records {
+				t.Fatalf("verify: %+v %v, want %d records", rep, err, records)
+			}
+		}
+		rec := func(i int) Record {
+			return Record{Actor: "ra", Action: "ca.issue", Object: fmt.Sprintf("serial/%d", i), Outcome: Success}
+		}
+
+		var got []Record
+		if err := db.Tx(ctx, func(tx *store.Tx) error {
+			got = got[:0]
+			for i := range 5 {
+				r, err := l.Append(ctx, tx, rec(i))
+				if err != nil {
+					return err
+				}
+				got = append(got, r)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range got {
+			if r.Seq != int64(i+1) || (i > 0 && !bytes.Equal(r.PrevHash, got[i-1].Hash)) {
+				t.Fatalf("record %d: seq %d, prev %x; want seq %d chained to %x", i, r.Seq, r.PrevHash, i+1, got[max(i-1, 0)].Hash)
+			}
+		}
+		verify(5)
+		if w := headWrites(); len(w) != 1 || w[0] != 5 {
+			t.Fatalf("head writes = %v, want one, to seq 5", w)
+		}
+
+		// Appends then a failure: nothing stays, the head is not written.
+		boom := errors.New("boom")
+		if err := db.Tx(ctx, func(tx *store.Tx) error {
+			for i := range 3 {
+				if _, err := l.Append(ctx, tx, rec(10+i)); err != nil {
+					return err
+				}
+			}
+			return boom
+		}); !errors.Is(err, boom) {
+			t.Fatalf("Tx = %v, want boom", err)
+		}
+		verify(5)
+		if w := headWrites(); len(w) != 1 {
+			t.Fatalf("head writes after a rolled-back transaction = %v, want the one before", w)
+		}
+
+		// A batch whose second item fails after appending: the batch runs
+		// again without it, and the others' records chain from seq 6.
+		b := db.NewBatcher(8)
+		defer b.Close()
+		release := make(chan struct{})
+		errs := make([]error, 4)
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-release
+				errs[i] = b.Do(ctx, func(tx *store.Tx) error {
+					if _, err := l.Append(ctx, tx, rec(20+i)); err != nil {
+						return err
+					}
+					if i == 1 {
+						return boom
+					}
+					return nil
+				})
+			}()
+		}
+		close(release)
+		wg.Wait()
+		for i, err := range errs {
+			if (i == 1) != errors.Is(err, boom) || (i != 1 && err != nil) {
+				t.Errorf("item %d: %v", i, err)
+			}
+		}
+		verify(8)
+		var objects []string
+		rows, err := db.Query(ctx, "SELECT object FROM audit_log WHERE seq > 5 ORDER BY seq")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var o string
+			if err := rows.Scan(&o); err != nil {
+				t.Fatal(err)
+			}
+			objects = append(objects, o)
+		}
+		rows.Close()
+		sort.Strings(objects)
+		if got := strings.Join(objects, " "); got != "serial/20 serial/22 serial/23" {
+			t.Errorf("records after the batch: %s, want serial/20, 22 and 23", got)
+		}
+		if w := headWrites(); w[len(w)-1] != 8 {
+			t.Errorf("head writes = %v, want the last to seq 8", w)
 		}
 	}, Migrations)
 }

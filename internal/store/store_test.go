@@ -17,6 +17,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/internal/testenv"
@@ -838,4 +840,109 @@ func TestOpenErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBeforeCommit: hooks run in the transaction after the callback, in
+// order (one registered by a hook too); a hook's error rolls everything
+// back; a retryable one runs the transaction again with a new Tx.
+func TestBeforeCommit(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		insert := func(tx *store.Tx, name string) error {
+			_, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES (?)", name)
+			return err
+		}
+		type key struct{}
+		var order []string
+		err := db.Tx(ctx, func(tx *store.Tx) error {
+			tx.SetValue(key{}, "kept")
+			tx.BeforeCommit(func(ctx context.Context) error {
+				order = append(order, "first")
+				tx.BeforeCommit(func(ctx context.Context) error {
+					order = append(order, "registered by first")
+					return insert(tx, "from nested hook")
+				})
+				return insert(tx, "from hook")
+			})
+			tx.BeforeCommit(func(ctx context.Context) error {
+				order = append(order, "second")
+				if v := tx.Value(key{}); v != "kept" {
+					t.Errorf("Value in a hook = %v, want kept", v)
+				}
+				return nil
+			})
+			order = append(order, "callback")
+			return insert(tx, "from callback")
+		})
+		if err != nil {
+			t.Fatalf("Tx: %v", err)
+		}
+		if got, want := strings.Join(order, ", "), "callback, first, second, registered by first"; got != want {
+			t.Errorf("order = %q, want %q", got, want)
+		}
+		for _, name := range []string{"from callback", "from hook", "from nested hook"} {
+			if got := count(t, db, "SELECT COUNT(*) FROM alpha_items WHERE name = ?", name); got != 1 {
+				t.Errorf("rows named %q = %d, want 1", name, got)
+			}
+		}
+
+		// A failing hook: nothing of the transaction stays, and its error
+		// is what Tx returns.
+		boom := errors.New("boom")
+		err = db.Tx(ctx, func(tx *store.Tx) error {
+			tx.BeforeCommit(func(ctx context.Context) error {
+				if err := insert(tx, "hook before failure"); err != nil {
+					return err
+				}
+				return boom
+			})
+			return insert(tx, "callback before failure")
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("Tx = %v, want the hook's error", err)
+		}
+		for _, name := range []string{"hook before failure", "callback before failure"} {
+			if got := count(t, db, "SELECT COUNT(*) FROM alpha_items WHERE name = ?", name); got != 0 {
+				t.Errorf("rows named %q = %d after a failed hook, want 0", name, got)
+			}
+		}
+		// A failing callback: its hooks do not run.
+		ran := false
+		err = db.Tx(ctx, func(tx *store.Tx) error {
+			tx.BeforeCommit(func(ctx context.Context) error { ran = true; return nil })
+			return boom
+		})
+		if !errors.Is(err, boom) || ran {
+			t.Errorf("failed callback: Tx = %v, hook ran %v; want boom and false", err, ran)
+		}
+
+		// A retryable error from a hook (a serialization failure, as
+		// PostgreSQL reports it) runs the whole transaction again, with
+		// neither the values nor the hooks of the first attempt.
+		attempts, hookRuns := 0, 0
+		err = db.Tx(ctx, func(tx *store.Tx) error {
+			attempts++
+			if v := tx.Value(key{}); v != nil {
+				t.Errorf("attempt %d starts with value %v", attempts, v)
+			}
+			tx.SetValue(key{}, attempts)
+			tx.BeforeCommit(func(ctx context.Context) error {
+				hookRuns++
+				if tx.Value(key{}) == 1 {
+					return fmt.Errorf("hook: %w", &pgconn.PgError{Code: "40001"})
+				}
+				return nil
+			})
+			return insert(tx, fmt.Sprintf("attempt %d", attempts))
+		})
+		if err != nil {
+			t.Fatalf("Tx with a retryable hook error: %v", err)
+		}
+		if attempts != 2 || hookRuns != 2 {
+			t.Errorf("attempts = %d, hook runs = %d; want 2 and 2", attempts, hookRuns)
+		}
+		if a1, a2 := count(t, db, "SELECT COUNT(*) FROM alpha_items WHERE name = 'attempt 1'"), count(t, db, "SELECT COUNT(*) FROM alpha_items WHERE name = 'attempt 2'"); a1 != 0 || a2 != 1 {
+			t.Errorf("rows of attempts 1 and 2 = %d, %d; want 0, 1", a1, a2)
+		}
+	}, alpha)
 }

@@ -28,6 +28,35 @@ var (
 type Tx struct {
 	tx     *sql.Tx
 	driver Driver
+	// beforeCommit runs, in order, after the callback returned nil and
+	// before COMMIT (BeforeCommit).
+	beforeCommit []func(ctx context.Context) error
+	values       map[any]any
+}
+
+// BeforeCommit registers fn to run in the transaction once the callback
+// has returned nil, just before COMMIT, after the functions registered
+// before it. An error from fn rolls the transaction back and is returned
+// as the callback's would be (a retryable one runs the whole transaction
+// again, with a new Tx). It lets a package that writes the same row many
+// times in one transaction (the audit chain's head) write it once.
+func (t *Tx) BeforeCommit(fn func(ctx context.Context) error) {
+	t.beforeCommit = append(t.beforeCommit, fn)
+}
+
+// Value returns what SetValue stored under key in this transaction, or
+// nil. Keys are compared like context keys: use an unexported type.
+func (t *Tx) Value(key any) any { return t.values[key] }
+
+// SetValue keeps v under key for the rest of this transaction (one
+// attempt: a retried transaction starts with none). It is state a package
+// derives from what it read or wrote in the transaction, valid as long as
+// the transaction is.
+func (t *Tx) SetValue(key, v any) {
+	if t.values == nil {
+		t.values = make(map[any]any)
+	}
+	t.values[key] = v
 }
 
 // Driver reports the backend, for the rare statement that must differ.
@@ -164,7 +193,13 @@ func (db *DB) runTx(ctx context.Context, pool beginner, opts *sql.TxOptions, fn 
 			_ = stx.Rollback()
 		}
 	}()
-	if err := fn(&Tx{tx: stx, driver: db.driver}); err != nil {
+	tx := &Tx{tx: stx, driver: db.driver}
+	err = fn(tx)
+	// A hook may register another; it runs too.
+	for i := 0; err == nil && i < len(tx.beforeCommit); i++ {
+		err = tx.beforeCommit[i](ctx)
+	}
+	if err != nil {
 		done = true
 		if rerr := stx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
 			return errors.Join(err, fmt.Errorf("store: rollback: %w", rerr))
