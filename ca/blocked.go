@@ -39,19 +39,33 @@ func blockKey(ctx context.Context, tx *store.Tx, issuer, serial string, reason i
 	return nil
 }
 
-// checkKeyNotBlocked refuses a public key (DER SubjectPublicKeyInfo) whose
-// certificate was revoked for key compromise. It runs in the transaction
-// that reserves the serial (issueLinted), so every issuance path checks it
-// without a read of its own.
-func checkKeyNotBlocked(ctx context.Context, q store.Querier, spki []byte) error {
+// reserveSerial records serial and its linted TBS unless spki (DER
+// SubjectPublicKeyInfo) is the key of a certificate revoked for key
+// compromise, which it refuses with ErrPolicy. The check and the insert are
+// one statement, in the transaction that reserves the serial (issueLinted),
+// so every issuance path checks the key without a statement (on PostgreSQL
+// a round trip) of its own. A serial already taken is a unique violation.
+func reserveSerial(ctx context.Context, tx *store.Tx, issuer, serial, profile string, tbs []byte, now time.Time, spki []byte) error {
 	sum := sha256.Sum256(spki)
-	var issuer, serial string
-	err := q.QueryRow(ctx, "SELECT issuer_id, serial FROM ca_blocked_keys WHERE spki_sha256 = ?", sum[:]).Scan(&issuer, &serial)
+	res, err := tx.Exec(ctx, `INSERT INTO ca_serials (issuer_id, serial, profile, tbs, created_at)
+		SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM ca_blocked_keys WHERE spki_sha256 = ?)`,
+		issuer, serial, profile, tbs, now.Format(timeFormat), sum[:])
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("record serial: %w", err)
+	} else if n == 1 {
+		return nil
+	}
+	// Nothing inserted: the key is blocked. Name the certificate.
+	var blockedIssuer, blockedSerial string
+	err = tx.QueryRow(ctx, "SELECT issuer_id, serial FROM ca_blocked_keys WHERE spki_sha256 = ?", sum[:]).Scan(&blockedIssuer, &blockedSerial)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return nil
+		return errors.New("record serial: no row inserted, and the key is not blocked")
 	case err != nil:
 		return fmt.Errorf("look up compromised keys: %w", err)
 	}
-	return fmt.Errorf("%w: the public key was reported compromised (certificate %s/%s revoked for key compromise) and is not certified again", ErrPolicy, issuer, serial)
+	return fmt.Errorf("%w: the public key was reported compromised (certificate %s/%s revoked for key compromise) and is not certified again", ErrPolicy, blockedIssuer, blockedSerial)
 }

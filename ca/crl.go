@@ -519,9 +519,7 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 		if err := pruneCRLs(ctx, tx, a.id, kind); err != nil {
 			return err
 		}
-		if err := insertCRLOutbox(ctx, tx, a.id, kind, c.number, c.thisUpdate); err != nil {
-			return err
-		}
+		insertCRLOutbox(tx, a.id, kind, c.number, c.thisUpdate)
 		_, err = s.env.Audit.Append(ctx, tx, rec)
 		return err
 	})

@@ -142,7 +142,8 @@ func (s *Service) importCross(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		// The directory adds it to the CA's crossCertificatePair.
-		return insertOutbox(ctx, tx, "cross_added", a.id, serialHex(cross.SerialNumber), now)
+		insertOutbox(tx, "cross_added", a.id, serialHex(cross.SerialNumber), now)
+		return nil
 	}); err != nil {
 		return err
 	}

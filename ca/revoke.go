@@ -250,9 +250,7 @@ func (s *Service) revokeRow(ctx context.Context, tx *store.Tx, a *authority, ser
 		Object: "cert/" + a.id + "/" + serial, Outcome: audit.Success, Details: details}); err != nil {
 		return nil, false, err
 	}
-	if err := insertOutbox(ctx, tx, "revoked", a.id, serial, now); err != nil {
-		return nil, false, err
-	}
+	insertOutbox(tx, "revoked", a.id, serial, now)
 	if code == reasonKeyCompromise || code == reasonCACompromise {
 		if err := blockKey(ctx, tx, a.id, serial, code, c.der, now); err != nil {
 			return nil, false, err

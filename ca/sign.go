@@ -160,12 +160,7 @@ func (s *Service) issueLinted(ctx context.Context, a *authority, in issuance) ([
 		}
 		now := s.env.Clock.Now().UTC()
 		err = s.batcher().Do(ctx, func(tx *store.Tx) error {
-			if err := checkKeyNotBlocked(ctx, tx, spki); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, "INSERT INTO ca_serials (issuer_id, serial, profile, tbs, created_at) VALUES (?, ?, ?, ?, ?)",
-				a.id, hexSerial, in.profile, tbs, now.Format(timeFormat))
-			return err
+			return reserveSerial(ctx, tx, a.id, hexSerial, in.profile, tbs, now, spki)
 		})
 		if store.IsUniqueViolation(err) && attempt < maxSerialAttempts {
 			s.env.Logger.Warn("serial collision, drawing a new serial", "ca", a.id, "serial", hexSerial)

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -73,8 +74,51 @@ func TestStore(t *testing.T) {
 		if _, err := certBySerial(ctx, db, "a", "01dd"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("serial of another issuer: %v, want ErrNotFound", err)
 		}
-		if err := tx(func(tx *store.Tx) error { return insertOutbox(ctx, tx, "issued", "a", "01aa", now) }); err != nil {
+
+		// Outbox events queued in a transaction are written at its commit,
+		// in the order queued (100 rows: INSERTs of 64, 32 and 4); those of
+		// a transaction that fails are not.
+		if err := tx(func(tx *store.Tx) error {
+			for i := range 99 {
+				insertOutbox(tx, "issued", "a", fmt.Sprintf("01%04x", i), now)
+			}
+			insertCRLOutbox(tx, "a", "delta", 7, now)
+			return nil
+		}); err != nil {
 			t.Fatal(err)
+		}
+		boom := errors.New("boom")
+		if err := tx(func(tx *store.Tx) error {
+			insertOutbox(tx, "revoked", "a", "01aa", now)
+			return boom
+		}); !errors.Is(err, boom) {
+			t.Fatalf("failed transaction: %v", err)
+		}
+		rows, err := db.Query(ctx, "SELECT event, serial, COALESCE(crl_kind, 'NULL'), COALESCE(crl_number, -1), created_at FROM ca_outbox ORDER BY id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var events []string
+		for rows.Next() {
+			var ev, serial, kind, created string
+			var number int64
+			if err := rows.Scan(&ev, &serial, &kind, &number, &created); err != nil {
+				t.Fatal(err)
+			}
+			if created != now.Format(timeFormat) {
+				t.Errorf("event %s %s created_at %q", ev, serial, created)
+			}
+			events = append(events, fmt.Sprintf("%s %s %s %d", ev, serial, kind, number))
+		}
+		rows.Close()
+		// The two ca_added events of the authorities come first.
+		if len(events) != 102 || events[2] != "issued 010000 NULL -1" || events[100] != "issued 010062 NULL -1" || events[101] != "crl_published  delta 7" {
+			t.Fatalf("%d outbox events: %q ... %q", len(events), events[:min(3, len(events))], events[max(0, len(events)-2):])
+		}
+		for i, ev := range events[2:101] {
+			if want := fmt.Sprintf("issued 01%04x NULL -1", i); ev != want {
+				t.Fatalf("event %d: %q, want %q", i+2, ev, want)
+			}
 		}
 	}, New().Migrations()...)
 }
