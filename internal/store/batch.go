@@ -26,7 +26,10 @@ var ErrBatcherClosed = errors.New("store: batcher closed")
 // A function that fails is rolled back alone (the batch runs again without
 // it) and Do returns its error to its caller only; the others commit. A retryable error (IsRetryable) from any function, or a failed
 // BEGIN or COMMIT, retries the whole batch as DB.Tx does, so like a DB.Tx
-// callback a function must not keep state across attempts. Do returns nil
+// callback a function must not keep state across attempts. The functions
+// share the transaction's Tx.BeforeCommit hooks (the audit head, the CA's
+// outbox), which run once after the last of them: a hook's error belongs
+// to no one function and is returned to every caller of the batch. Do returns nil
 // only once the function's writes are committed and durable.
 //
 // The same rules as for DB.Tx callbacks hold: on SQLite a function must not
