@@ -166,3 +166,64 @@ func TestBatcherOneP(t *testing.T) {
 		t.Logf("%d writes in %d transactions with one P", items, batches)
 	}, alpha)
 }
+
+// TestBatcherBeforeCommit: the functions of a batch share its Tx's hooks,
+// which run once after the last function; a hook's error fails the whole
+// batch, every caller getting it and no write kept.
+func TestBatcherBeforeCommit(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		b := db.NewBatcher(0)
+		defer b.Close()
+		type key struct{}
+		type shared struct{ names []string }
+		run := func(prefix string, fail error) []error {
+			release := make(chan struct{})
+			errs := make([]error, 4)
+			var wg sync.WaitGroup
+			for i := range errs {
+				wg.Go(func() {
+					<-release
+					name := fmt.Sprintf("%s-%d", prefix, i)
+					errs[i] = b.Do(ctx, func(tx *store.Tx) error {
+						q, ok := tx.Value(key{}).(*shared)
+						if !ok {
+							q = &shared{}
+							tx.SetValue(key{}, q)
+							tx.BeforeCommit(func(ctx context.Context) error {
+								for _, n := range q.names {
+									if _, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES (?)", n); err != nil {
+										return err
+									}
+								}
+								return fail
+							})
+						}
+						q.names = append(q.names, name)
+						return nil
+					})
+				})
+			}
+			close(release)
+			wg.Wait()
+			return errs
+		}
+		for i, err := range run("kept", nil) {
+			if err != nil {
+				t.Errorf("caller %d: %v", i, err)
+			}
+		}
+		if n := count(t, db, "SELECT COUNT(*) FROM alpha_items WHERE name LIKE 'kept-%'"); n != 4 {
+			t.Errorf("%d rows written by the hooks, want 4", n)
+		}
+		boom := errors.New("boom")
+		for i, err := range run("lost", boom) {
+			if !errors.Is(err, boom) {
+				t.Errorf("caller %d: %v, want the hook's error", i, err)
+			}
+		}
+		if n := count(t, db, "SELECT COUNT(*) FROM alpha_items WHERE name LIKE 'lost-%'"); n != 0 {
+			t.Errorf("%d rows kept from batches whose hook failed, want 0", n)
+		}
+	}, alpha)
+}
