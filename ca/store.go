@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -218,15 +217,7 @@ const maxOutboxChunk = 64
 // outboxInsert[n] is the INSERT of n rows, n a power of two.
 var outboxInsert = func() (q [maxOutboxChunk + 1]string) {
 	for n := 1; n <= maxOutboxChunk; n *= 2 {
-		var b strings.Builder
-		b.WriteString("INSERT INTO ca_outbox (event, issuer_id, serial, crl_kind, crl_number, created_at) VALUES ")
-		for i := range n {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?, ?, ?, ?, ?, ?)")
-		}
-		q[n] = b.String()
+		q[n] = "INSERT INTO ca_outbox (event, issuer_id, serial, crl_kind, crl_number, created_at) VALUES " + store.ValuesRows(n, 6)
 	}
 	return q
 }()
@@ -234,10 +225,7 @@ var outboxInsert = func() (q [maxOutboxChunk + 1]string) {
 func writeOutbox(ctx context.Context, tx *store.Tx, rows []outboxRow) error {
 	args := make([]any, 0, 6*min(len(rows), maxOutboxChunk))
 	for len(rows) > 0 {
-		n := maxOutboxChunk
-		for n > len(rows) {
-			n /= 2
-		}
+		n := store.ChunkRows(len(rows), maxOutboxChunk)
 		args = args[:0]
 		for _, r := range rows[:n] {
 			var kind, number any // NULL but for crl_published

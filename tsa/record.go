@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,16 +119,8 @@ func newRecorder(db *store.DB) *recorder {
 // insertSQL is the INSERT of n rows; duplicates of a serial are skipped
 // rather than failing the whole batch, and found by recordBatch.
 func insertSQL(n int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO tsa_tokens (serial, profile, generation, policy, hash_alg, imprint, gen_time, nonce, token) VALUES ")
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
-	}
-	b.WriteString(" ON CONFLICT (serial) DO NOTHING")
-	return b.String()
+	return "INSERT INTO tsa_tokens (serial, profile, generation, policy, hash_alg, imprint, gen_time, nonce, token) VALUES " +
+		store.ValuesRows(n, 9) + " ON CONFLICT (serial) DO NOTHING"
 }
 
 // record stores row and returns once it is committed (nil), or with
@@ -273,10 +264,7 @@ func (r *recorder) commit(batch []*recordReq) ([]error, store.Pending) {
 		clear(errs) // DB.Tx may run this again after a retryable error
 		inserted := int64(0)
 		for rest := batch; len(rest) > 0; {
-			n := maxChunk
-			for n > len(rest) {
-				n /= 2
-			}
+			n := store.ChunkRows(len(rest), maxChunk)
 			if r.insert[n] == "" {
 				r.insert[n] = insertSQL(n)
 			}
