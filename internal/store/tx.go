@@ -24,7 +24,8 @@ var (
 )
 
 // Tx is one database transaction, handed to the callbacks of DB.Tx and DB.Read.
-// It is valid only during the callback.
+// It is valid only during the callback and the hooks it registers
+// (BeforeCommit).
 type Tx struct {
 	tx     *sql.Tx
 	driver Driver
