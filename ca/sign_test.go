@@ -12,17 +12,33 @@ import (
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
+	"github.com/govtrust/govtrust/internal/store/storetest"
 )
 
 // TestIssueRecordsSerialBeforeSigning issues certificates concurrently on
 // both issuing CAs and checks, for each, that the serial was recorded with
 // exactly the TBSCertificate that was then signed (RELIABILITY.md §1.1), that
 // the certificate verifies under its CA, and that the concurrent issuances
-// shared commits (the CA's batcher).
+// shared commits (the CA's batchers: one on SQLite, one for reservations
+// and one for certificates on PostgreSQL).
 func TestIssueRecordsSerialBeforeSigning(t *testing.T) {
-	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
-	// The node's HTTPS certificate (tls.go) went through the batcher at start.
+	t.Run("sqlite", func(t *testing.T) {
+		testIssueRecordsSerialBeforeSigning(t, startNode(t, filepath.Join(t.TempDir(), "data")))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := storetest.PostgresURL(t)
+		testIssueRecordsSerialBeforeSigning(t, startNodeWith(t, filepath.Join(t.TempDir(), "data"), func(o *node.Options) { o.DB = &url }))
+	})
+}
+
+func testIssueRecordsSerialBeforeSigning(t *testing.T, tn *testNode) {
+	// The node's HTTPS certificate (tls.go) went through the batchers at
+	// start.
 	_, before := tn.svc.batcher().Stats()
+	_, reservedBefore := tn.svc.reserveBatcher().Stats()
 	const each = 12
 	type issued struct{ ca, serial, pem string }
 	var mu sync.Mutex
@@ -69,10 +85,22 @@ func TestIssueRecordsSerialBeforeSigning(t *testing.T) {
 		}
 	}
 	batches, items := tn.svc.batcher().Stats()
-	if items -= before; items != 4*each { // the serial record and the store of each
-		t.Errorf("batcher carried %d writes, want %d", items, 4*each)
+	items -= before
+	if tn.db().Driver() == store.SQLite {
+		if tn.svc.reserveBatcher() != tn.svc.batcher() {
+			t.Error("two batchers on SQLite")
+		}
+		if items != 4*each { // the serial record and the store of each
+			t.Errorf("batcher carried %d writes, want %d", items, 4*each)
+		}
+		t.Logf("%d writes in %d transactions", items, batches)
+		return
 	}
-	t.Logf("%d writes in %d transactions", items, batches)
+	reserveBatches, reserved := tn.svc.reserveBatcher().Stats()
+	if reserved -= reservedBefore; reserved != 2*each || items != 2*each {
+		t.Errorf("reservations batcher carried %d writes, the other %d; want %d each", reserved, items, 2*each)
+	}
+	t.Logf("%d reservations in %d transactions, %d stores in %d", reserved, reserveBatches, items, batches)
 }
 
 // sm2CSRDER makes an SM2 request (default user ID) for a DNS name.
