@@ -3,14 +3,10 @@ package ca
 import (
 	"bytes"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/emmansun/gmsm/smx509"
-
-	"github.com/govtrust/govtrust/internal/node"
-	"github.com/govtrust/govtrust/internal/store/storetest"
 )
 
 // TestCompromisedKeyRefused revokes certificates for key compromise and
@@ -20,13 +16,7 @@ import (
 // and no serial is reserved for it; the other is issued again. On SQLite
 // and on PostgreSQL (the check is part of the serial's INSERT).
 func TestCompromisedKeyRefused(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) {
-		testCompromisedKeyRefused(t, startNode(t, filepath.Join(t.TempDir(), "data")))
-	})
-	t.Run("postgres", func(t *testing.T) {
-		url := storetest.PostgresURL(t)
-		testCompromisedKeyRefused(t, startNodeWith(t, filepath.Join(t.TempDir(), "data"), func(o *node.Options) { o.DB = &url }))
-	})
+	onBothStores(t, testCompromisedKeyRefused)
 }
 
 func testCompromisedKeyRefused(t *testing.T, tn *testNode) {

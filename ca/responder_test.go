@@ -58,6 +58,18 @@ func startNodeWith(t *testing.T, dir string, set func(*node.Options)) *testNode 
 	return tn
 }
 
+// onBothStores runs test against a node on SQLite (the default data
+// directory) and one on PostgreSQL (skipped without GTTEST_POSTGRES_URL).
+func onBothStores(t *testing.T, test func(t *testing.T, tn *testNode)) {
+	t.Run("sqlite", func(t *testing.T) {
+		test(t, startNode(t, filepath.Join(t.TempDir(), "data")))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := storetest.PostgresURL(t)
+		test(t, startNodeWith(t, filepath.Join(t.TempDir(), "data"), func(o *node.Options) { o.DB = &url }))
+	})
+}
+
 // responderOf is the delegated responder CA id signs with now.
 func (tn *testNode) responderOf(t *testing.T, id string) *responder {
 	t.Helper()

@@ -6,16 +6,13 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
-	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/store"
-	"github.com/govtrust/govtrust/internal/store/storetest"
 )
 
 // TestIssueRecordsSerialBeforeSigning issues certificates concurrently on
@@ -25,13 +22,7 @@ import (
 // shared commits (the CA's batchers: one on SQLite, one for reservations
 // and one for certificates on PostgreSQL).
 func TestIssueRecordsSerialBeforeSigning(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) {
-		testIssueRecordsSerialBeforeSigning(t, startNode(t, filepath.Join(t.TempDir(), "data")))
-	})
-	t.Run("postgres", func(t *testing.T) {
-		url := storetest.PostgresURL(t)
-		testIssueRecordsSerialBeforeSigning(t, startNodeWith(t, filepath.Join(t.TempDir(), "data"), func(o *node.Options) { o.DB = &url }))
-	})
+	onBothStores(t, testIssueRecordsSerialBeforeSigning)
 }
 
 func testIssueRecordsSerialBeforeSigning(t *testing.T, tn *testNode) {
