@@ -190,7 +190,7 @@ func (s *Service) issueLinted(ctx context.Context, a *authority, in issuance) ([
 	}
 }
 
-// batchHolder is the Service's group-commit batchers, made on first use
+// batchHolder holds the Service's group-commit batchers, made on first use
 // and closed when the service stops: b stores issued certificates and, on
 // SQLite, also reserves serials; reserve reserves serials on PostgreSQL.
 //
