@@ -44,10 +44,11 @@ bench: p11
 
 ## soak: the crash and concurrency acceptance tests at full size (ACCEPTANCE.md
 ## M-01: 32 clients, 50 kills; M-03: 100 kills; B-02: 2 processes, 64 clients,
-## 50,000 issuances; G-04: 100,000 tokens, 10 kills), on SQLite and a throw-away
-## PostgreSQL. make test runs them smaller.
+## 50,000 issuances; M-08: 5 PostgreSQL restarts under load; G-04: 100,000
+## tokens, 10 kills), on SQLite and a throw-away PostgreSQL. make test runs
+## them smaller.
 soak:
-	GTTEST_SOAK=1 CI=1 scripts/with-postgres.sh $(GO) test -count=1 -v -timeout 90m -run 'TestM01|TestM03|TestB02|TestTSAKillG04' ./cmd/govtrust/
+	GTTEST_SOAK=1 CI=1 scripts/with-postgres.sh $(GO) test -count=1 -v -timeout 90m -run 'TestM01|TestM03|TestB02|TestM08|TestTSAKillG04' ./cmd/govtrust/
 
 ## soak-tsa: ACCEPTANCE.md G-04 alone: 100,000 tokens while the node is killed (SIGKILL) 10 times.
 soak-tsa:

@@ -7,6 +7,12 @@
 # deleted when CMD exits. CMD sees
 #
 #   GTTEST_POSTGRES_URL=postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable
+#   GTTEST_POSTGRES_CTL=DIR/ctl
+#
+# "$GTTEST_POSTGRES_CTL stop" stops the server (fast shutdown: sessions are
+# ended) and "$GTTEST_POSTGRES_CTL start" starts it again on the same port,
+# for tests of a database restart; only a test that has the server to
+# itself may use them (cmd/govtrust's M-08 test runs this script itself).
 #
 # The superuser "postgres" logs in without a password (trust, loopback only);
 # every other role must give its password (scram-sha-256), so tests can check
@@ -88,9 +94,8 @@ while :; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		continue # in use
 	fi
-	if as_pg "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-		-o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c synchronous_commit=on -c full_page_writes=on" \
-		start >/dev/null; then
+	opts="-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+	if as_pg "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 -o "$opts" start >/dev/null; then
 		started=1
 		break
 	fi
@@ -98,6 +103,23 @@ done
 
 GTTEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 export GTTEST_POSTGRES_URL
+
+# ctl stop|start, as the server's owner, with the options it started with.
+runas=
+if [ "$(id -u)" -eq 0 ]; then
+	runas="runuser -u postgres --"
+fi
+cat >"$dir/ctl" <<CTL
+#!/bin/sh
+case "\$1" in
+stop) exec $runas "$bindir/pg_ctl" -D "$data" -m fast -w -t 60 stop ;;
+start) exec $runas "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 -o "$opts" start ;;
+*) echo "usage: \$0 stop|start" >&2; exit 2 ;;
+esac
+CTL
+chmod 755 "$dir/ctl"
+GTTEST_POSTGRES_CTL=$dir/ctl
+export GTTEST_POSTGRES_CTL
 
 set +e
 "$@"

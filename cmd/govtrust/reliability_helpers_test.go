@@ -128,9 +128,15 @@ func newAPIClient(t *testing.T, token string, dataDirs ...string) *apiClient {
 // non-nil error means no whole answer arrived; refused(err) tells whether
 // the request certainly never reached the server.
 func (c *apiClient) post(url string, body []byte, hdr map[string]string) (int, []byte, error) {
+	status, _, raw, err := c.postFull(url, body, hdr)
+	return status, raw, err
+}
+
+// postFull is post that also returns the answer's headers.
+func (c *apiClient) postFull(url string, body []byte, hdr map[string]string) (int, http.Header, []byte, error) {
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	// Without GetBody the transport never resends the request on a new
 	// connection after a reused one broke. It would for a request with an
@@ -145,14 +151,14 @@ func (c *apiClient) post(url string, body []byte, hdr map[string]string) (int, [
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return resp.StatusCode, nil, err
+		return resp.StatusCode, resp.Header, nil, err
 	}
-	return resp.StatusCode, raw, nil
+	return resp.StatusCode, resp.Header, raw, nil
 }
 
 // get sends one GET to the API.

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/govtrust/govtrust/internal/store"
 )
 
 // HandlerFunc is an HTTP handler that returns an error instead of writing one.
@@ -39,7 +41,11 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if Wrote(w) {
 		return // the answer has started; only the log (and audit) learn of err
 	}
-	WriteProblem(w, problemFor(err, RequestID(r.Context())))
+	p := problemFor(err, RequestID(r.Context()))
+	if p.Status == http.StatusServiceUnavailable && store.IsUnavailable(err) {
+		w.Header().Set("Retry-After", RetryAfterUnavailable)
+	}
+	WriteProblem(w, p)
 }
 
 // Wrote reports whether an answer was started on w, looking through

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/govtrust/govtrust/internal/store"
 )
 
 type echoReq struct {
@@ -73,6 +75,14 @@ func newTestServer(t *testing.T, hsts bool) (*httptest.Server, *syncBuffer) {
 	mux.HandleFunc("GET /internal", func(w http.ResponseWriter, r *http.Request) error {
 		return errors.New("pq: connection refused to 10.0.0.5")
 	})
+	// A real driver error: a PostgreSQL server that nothing answers for.
+	mux.HandleFunc("GET /database", func(w http.ResponseWriter, r *http.Request) error {
+		_, err := store.Open(r.Context(), store.Config{URL: "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=5"})
+		if err == nil {
+			return errors.New("opened a database on port 1")
+		}
+		return fmt.Errorf("ca: issue: %w", err)
+	})
 	srv := httptest.NewUnstartedServer(Edge(mux, EdgeOptions{Server: "test", Logger: logger, MaxBodyBytes: 1024, HSTS: hsts}))
 	srv.Config = NewServer(srv.Config.Handler, ServerOptions{
 		ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 5 * time.Second,
@@ -120,6 +130,7 @@ func TestProblems(t *testing.T) {
 		{"panic", "GET", "/panic", "", "", 500, "internal error"},
 		{"sentinel", "GET", "/conflict", "", "", 409, "already issued"},
 		{"internal error hides detail", "GET", "/internal", "", "", 500, "internal error"},
+		{"database unavailable", "GET", "/database", "", "", 503, "try again shortly"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,6 +155,14 @@ func TestProblems(t *testing.T) {
 			}
 			if tt.status == 405 && resp.Header.Get("Allow") == "" {
 				t.Error("405 without an Allow header")
+			}
+			if tt.status == 503 {
+				if resp.Header.Get("Retry-After") != RetryAfterUnavailable || p.Type != TypeURI("unavailable") {
+					t.Errorf("503: Retry-After %q, type %q", resp.Header.Get("Retry-After"), p.Type)
+				}
+				if strings.Contains(p.Detail, "127.0.0.1") || strings.Contains(p.Detail, "postgres") {
+					t.Errorf("detail leaks the database address: %q", p.Detail)
+				}
 			}
 		})
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/govtrust/govtrust/internal/store"
 )
 
 // ProblemContentType is the media type of RFC 9457 problem details.
@@ -81,7 +83,8 @@ func slugOf(status int) string {
 }
 
 // StatusOf returns the HTTP status for err: 500 unless err is a *Problem, a
-// body-size error, or wraps one of the sentinels above.
+// body-size error, wraps one of the sentinels above, or is an error of a
+// database that cannot serve now (store.IsUnavailable: 503).
 func StatusOf(err error) int {
 	var p *Problem
 	if errors.As(err, &p) {
@@ -96,8 +99,21 @@ func StatusOf(err error) int {
 			return s.status
 		}
 	}
+	if store.IsUnavailable(err) {
+		return http.StatusServiceUnavailable
+	}
 	return http.StatusInternalServerError
 }
+
+// databaseUnavailable is the detail of a 503 for store.IsUnavailable: the
+// driver's text names hosts, ports and SQL states, which are the
+// operator's to read in the log.
+const databaseUnavailable = "the database cannot serve now; try again shortly"
+
+// RetryAfterUnavailable is the Retry-After (seconds) of a 503 for a
+// database that cannot serve now: a transaction has already been tried for
+// about a second on fresh connections before the answer.
+const RetryAfterUnavailable = "1"
 
 // problemFor builds the problem answered for err.
 func problemFor(err error, requestID string) *Problem {
@@ -119,6 +135,8 @@ func problemFor(err error, requestID string) *Problem {
 	status := StatusOf(err)
 	out := &Problem{Type: TypeURI(slugOf(status)), Title: http.StatusText(status), Status: status, RequestID: requestID}
 	switch {
+	case status == http.StatusServiceUnavailable && store.IsUnavailable(err):
+		out.Detail = databaseUnavailable
 	case status >= 500 && status != http.StatusServiceUnavailable:
 		out.Detail = "internal error; quote the request ID to the operator"
 	case status == http.StatusRequestEntityTooLarge:

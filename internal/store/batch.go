@@ -24,8 +24,9 @@ var ErrBatcherClosed = errors.New("store: batcher closed")
 // ready to run reach Do first (see loop).
 //
 // A function that fails is rolled back alone (the batch runs again without
-// it) and Do returns its error to its caller only; the others commit. A retryable error (IsRetryable) from any function, or a failed
-// BEGIN or COMMIT, retries the whole batch as DB.Tx does, so like a DB.Tx
+// it) and Do returns its error to its caller only; the others commit. A
+// retryable error (IsRetryable) or a lost connection in any function, or a
+// failed BEGIN or COMMIT, retries the whole batch as DB.Tx does, so like a DB.Tx
 // callback a function must not keep state across attempts. The functions
 // share the transaction's Tx.BeforeCommit hooks (the audit head, the CA's
 // outbox), which run once after the last of them: a hook's error belongs
@@ -170,8 +171,10 @@ func (b *Batcher) run(batch []*batchReq) {
 				ferr := r.fn(tx)
 				switch {
 				case ferr == nil:
-				case IsRetryable(ferr):
-					return ferr // the whole batch again (DB.Tx retries)
+				case rerunnable(ferr):
+					// Not this function's fault (a conflict, a lost
+					// connection): the whole batch again (DB.Tx retries).
+					return ferr
 				default:
 					failed[i] = ferr
 					return errItemFailed

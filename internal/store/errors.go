@@ -1,7 +1,12 @@
 package store
 
 import (
+	"context"
+	"database/sql/driver"
 	"errors"
+	"io"
+	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
@@ -13,7 +18,90 @@ const (
 	pgUniqueViolation      = "23505"
 	pgSerializationFailure = "40001"
 	pgDeadlockDetected     = "40P01"
+	// Class 08, connection exception; 57P01 admin_shutdown, 57P02
+	// crash_shutdown, 57P03 cannot_connect_now (starting up or shutting
+	// down); 53300 too_many_connections.
+	pgConnectionException = "08"
+	pgAdminShutdown       = "57P01"
+	pgCrashShutdown       = "57P02"
+	pgCannotConnectNow    = "57P03"
+	pgTooManyConnections  = "53300"
 )
+
+// ErrUnavailable marks an error of a database that cannot serve now, where
+// trying again later may succeed: the server cannot be reached, the
+// connection was lost, the disk is full. IsUnavailable recognises it and
+// the driver errors that mean it.
+var ErrUnavailable = errors.New("store: database unavailable")
+
+// IsUnavailable reports whether err says the database cannot serve now
+// rather than that the request was wrong: ErrUnavailable; a PostgreSQL
+// connection that could not be made or was lost (SQLSTATE class 08,
+// 57P01–57P03, 53300, pgx's connect errors, a closed socket); SQLite
+// SQLITE_FULL (the disk or max_page_count is full) or SQLITE_IOERR. The
+// HTTP edge answers such errors 503 with Retry-After.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrUnavailable) || connectionLost(err) {
+		return true
+	}
+	if code, ok := sqliteCode(err); ok {
+		switch code & 0xff {
+		case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR:
+			return true
+		}
+	}
+	return false
+}
+
+// connectionLost reports whether err comes from a PostgreSQL connection
+// that could not be made, was closed by the server, or broke.
+func connectionLost(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false // the caller gave up; pgx ends the connection to stop the query
+	}
+	if code, ok := pgCode(err); ok {
+		switch {
+		case strings.HasPrefix(code, pgConnectionException),
+			code == pgAdminShutdown, code == pgCrashShutdown,
+			code == pgCannotConnectNow, code == pgTooManyConnections:
+			return true
+		}
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		pgconn.SafeToRetry(err)
+}
+
+// errCommitUnknown marks a COMMIT sent on a connection that was lost
+// before its answer came: the transaction may or may not have committed.
+// It is never run again (it could apply twice); the caller learns
+// ErrUnavailable and, where it matters, finds out by reading (the CA's
+// Idempotency-Key returns the stored certificate).
+type errCommitUnknown struct{ err error }
+
+func (e *errCommitUnknown) Error() string {
+	return "store: commit outcome unknown, the connection was lost: " + e.err.Error()
+}
+
+func (e *errCommitUnknown) Unwrap() []error { return []error{ErrUnavailable, e.err} }
+
+// rerunnable reports whether a transaction that failed with err can run
+// again from the start: a retryable error (IsRetryable), or a lost
+// connection before COMMIT was sent (the server rolls back a transaction
+// whose connection ends).
+func rerunnable(err error) bool {
+	if IsRetryable(err) {
+		return true
+	}
+	var cu *errCommitUnknown
+	return connectionLost(err) && !errors.As(err, &cu)
+}
 
 // IsUniqueViolation reports whether err is a unique or primary-key constraint
 // violation: SQLite SQLITE_CONSTRAINT_UNIQUE or SQLITE_CONSTRAINT_PRIMARYKEY,

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Querier runs SQL written with '?' placeholders; on PostgreSQL they are
@@ -130,10 +132,15 @@ const (
 
 // Tx runs fn in a read-write transaction and commits it. When fn, BEGIN or
 // COMMIT fails with a retryable error (IsRetryable: SQLite BUSY/LOCKED,
-// PostgreSQL 40001/40P01) the transaction is rolled back and the whole fn runs
-// again, up to 10 attempts with jittered back-off, stopping early when ctx is
-// done. fn must therefore not keep state across attempts. Any other error from
-// fn rolls the transaction back and is returned as is.
+// PostgreSQL 40001/40P01), or the PostgreSQL connection is lost or cannot be
+// made before COMMIT is sent (the server rolls such a transaction back), the
+// whole fn runs again, on another connection, up to 10 attempts with
+// jittered back-off (about 1.2 s in all), stopping early when ctx is done.
+// fn must therefore not keep state across attempts. A connection lost after
+// COMMIT was sent is not retried: the transaction may have committed, and
+// the error is ErrUnavailable ("commit outcome unknown"). Any other error
+// from fn rolls the transaction back and is returned as is; IsUnavailable
+// tells the errors of a database that cannot serve now.
 func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 	return db.retry(ctx, "transaction", func() error {
 		return db.runTx(ctx, db.writer, nil, fn)
@@ -158,7 +165,7 @@ func (db *DB) Read(ctx context.Context, fn func(q Querier) error) error {
 func (db *DB) retry(ctx context.Context, what string, attempt func() error) error {
 	for n := 1; ; n++ {
 		err := attempt()
-		if err == nil || !IsRetryable(err) {
+		if err == nil || !rerunnable(err) {
 			return err
 		}
 		if n == maxAttempts {
@@ -209,6 +216,9 @@ func (db *DB) runTx(ctx context.Context, pool beginner, opts *sql.TxOptions, fn 
 	}
 	done = true
 	if err := stx.Commit(); err != nil {
+		if connectionLost(err) && !pgconn.SafeToRetry(err) {
+			return &errCommitUnknown{err: err}
+		}
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil

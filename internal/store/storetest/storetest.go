@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,6 +131,42 @@ func Reopen(t testing.TB, db *store.DB, sets ...store.Migrations) *store.DB {
 		t.Fatal("storetest: Reopen: database was not opened by storetest")
 	}
 	return OpenConfig(t, cfg.(store.Config), sets...)
+}
+
+// TerminateSessions ends every PostgreSQL session connected to db's
+// database (pg_terminate_backend from an admin connection), as a server
+// restart or a network cut does to the pooled connections, and returns
+// how many it ended.
+func TerminateSessions(t testing.TB, db *store.DB) int {
+	t.Helper()
+	cfg, ok := configs.Load(db)
+	if !ok {
+		t.Fatal("storetest: TerminateSessions: database was not opened by storetest")
+	}
+	u, err := url.Parse(cfg.(store.Config).URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return TerminateDatabaseSessions(t, strings.TrimPrefix(u.Path, "/"))
+}
+
+// TerminateDatabaseSessions ends every session connected to the named
+// database of the test server (for databases made by PostgresURL and used
+// by other processes).
+func TerminateDatabaseSessions(t testing.TB, name string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := sql.Open("pgx", testenv.Env(t, EnvPostgres, "PostgreSQL admin URL (scripts/with-postgres.sh)"))
+	if err != nil {
+		t.Fatalf("storetest: open admin connection: %v", err)
+	}
+	defer admin.Close()
+	var n int
+	if err := admin.QueryRowContext(ctx, "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", name).Scan(&n); err != nil {
+		t.Fatalf("storetest: terminate sessions of %s: %v", name, err)
+	}
+	return n
 }
 
 func adminExec(ctx context.Context, t testing.TB, adminURL, stmt string) {
