@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -216,7 +217,9 @@ func (db *DB) runTx(ctx context.Context, pool beginner, opts *sql.TxOptions, fn 
 	}
 	done = true
 	if err := stx.Commit(); err != nil {
-		if connectionLost(err) && !pgconn.SafeToRetry(err) {
+		// pgx says SafeToRetry, and database/sql's drivers return
+		// ErrBadConn, only when nothing reached the server.
+		if connectionLost(err) && !pgconn.SafeToRetry(err) && !errors.Is(err, driver.ErrBadConn) {
 			return &errCommitUnknown{err: err}
 		}
 		return fmt.Errorf("store: commit: %w", err)
