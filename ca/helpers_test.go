@@ -72,8 +72,15 @@ func (tn *testNode) stop() {
 
 func (tn *testNode) db() *store.DB { return tn.n.Env().DB }
 
-// do calls the HTTPS API; it returns the status, the body and the headers.
+// do calls the HTTPS API; it returns the status and the body.
 func (tn *testNode) do(method, path, role string, body any, hdr map[string]string) (int, []byte) {
+	tn.t.Helper()
+	status, _, raw := tn.doFull(method, path, role, body, hdr)
+	return status, raw
+}
+
+// doFull is do that also returns the answer's headers.
+func (tn *testNode) doFull(method, path, role string, body any, hdr map[string]string) (int, http.Header, []byte) {
 	tn.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -99,7 +106,7 @@ func (tn *testNode) do(method, path, role string, body any, hdr map[string]strin
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw
+	return resp.StatusCode, resp.Header, raw
 }
 
 // issue posts an issuance request and decodes a success.

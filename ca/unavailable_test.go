@@ -1,14 +1,11 @@
 package ca
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,23 +22,8 @@ import (
 // header and the body.
 func (tn *testNode) issueRaw(ca string, req IssueRequest, idemKey string) (int, string, []byte) {
 	tn.t.Helper()
-	body, _ := json.Marshal(req)
-	r, err := http.NewRequest("POST", "https://"+tn.n.Addresses().HTTPS+"/api/v1/ca/"+ca+"/certificates", bytes.NewReader(body))
-	if err != nil {
-		tn.t.Fatal(err)
-	}
-	r.Header.Set("Content-Type", "application/json")
-	r.Header.Set("Authorization", "Bearer "+tn.tokens["ra"])
-	if idemKey != "" {
-		r.Header.Set("Idempotency-Key", idemKey)
-	}
-	resp, err := tn.c.Do(r)
-	if err != nil {
-		tn.t.Fatalf("issue: %v", err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("Retry-After"), raw
+	status, hdr, raw := tn.doFull("POST", "/api/v1/ca/"+ca+"/certificates", "ra", req, map[string]string{"Idempotency-Key": idemKey})
+	return status, hdr.Get("Retry-After"), raw
 }
 
 // checkUnavailable checks a 503 answer: problem type "unavailable",
@@ -139,11 +121,6 @@ func TestDatabaseFullSQLite(t *testing.T) {
 // store did meet the dead connections.
 func TestDatabaseSessionsLostPostgres(t *testing.T) {
 	dbURL := storetest.PostgresURL(t)
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := strings.TrimPrefix(u.Path, "/")
 	tn := startNodeWith(t, filepath.Join(t.TempDir(), "data"), func(o *node.Options) { o.DB = &dbURL })
 	req := func(round, i int) IssueRequest {
 		host := fmt.Sprintf("lost%d-%d.example.gov.cn", round, i)
@@ -155,7 +132,7 @@ func TestDatabaseSessionsLostPostgres(t *testing.T) {
 	var mu sync.Mutex
 	for round := range 4 {
 		if round > 0 { // round 0 fills the pools
-			if n := storetest.TerminateDatabaseSessions(t, name); n == 0 {
+			if n := storetest.TerminateURLSessions(t, dbURL); n == 0 {
 				t.Fatal("no session to end")
 			}
 		}

@@ -143,18 +143,18 @@ func TerminateSessions(t testing.TB, db *store.DB) int {
 	if !ok {
 		t.Fatal("storetest: TerminateSessions: database was not opened by storetest")
 	}
-	u, err := url.Parse(cfg.(store.Config).URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return TerminateDatabaseSessions(t, strings.TrimPrefix(u.Path, "/"))
+	return TerminateURLSessions(t, cfg.(store.Config).URL)
 }
 
-// TerminateDatabaseSessions ends every session connected to the named
-// database of the test server (for databases made by PostgresURL and used
-// by other processes).
-func TerminateDatabaseSessions(t testing.TB, name string) int {
+// TerminateURLSessions is TerminateSessions for the database of a URL from
+// PostgresURL (one that other processes, or a node under test, use).
+func TerminateURLSessions(t testing.TB, dbURL string) int {
 	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal("storetest: TerminateURLSessions: not a URL") // the URL may hold a password
+	}
+	name := strings.TrimPrefix(u.Path, "/")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	admin, err := sql.Open("pgx", testenv.Env(t, EnvPostgres, "PostgreSQL admin URL (scripts/with-postgres.sh)"))
