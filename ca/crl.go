@@ -583,6 +583,33 @@ func pruneCRLs(ctx context.Context, tx *store.Tx, issuer, kind string) error {
 // replacement (crl.RefreshDue), or after a failed generation, followed by a
 // delta on it; otherwise a delta when the newest is due, missing or on an
 // older base.
+// afterRestore marks for new CRLs at once every CA whose newest CRL is
+// older than the restore of the database from a backup (Env.RestoredAt):
+// CRLs published after the backup was taken, with higher numbers and
+// perhaps more entries, are out there but not in the database, and the
+// restored one must not be served in their place.
+func (s *Service) afterRestore(ctx context.Context) error {
+	at := s.env.RestoredAt
+	if at.IsZero() {
+		return nil
+	}
+	for _, a := range s.authorities() {
+		c, err := latestWhere(ctx, s.env.DB, a.id, "1 = 1")
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if c.thisUpdate.Before(at) {
+			s.env.Logger.Warn("database restored from a backup after this CA's newest CRL: publishing new CRLs now",
+				"ca", a.id, "restored_at", at, "number", c.number, "this_update", c.thisUpdate)
+			s.setStale(a.id, true)
+		}
+	}
+	return nil
+}
+
 func (s *Service) refreshCRLs(ctx context.Context) error {
 	var errs []error
 	for _, a := range s.authorities() {
