@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/hex"
@@ -133,7 +134,7 @@ func backup(ctx context.Context, dataDir, out string) (*manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeSynced(filepath.Join(out, backupManifest), append(b, '\n'), 0o600); err != nil {
+	if err := writeSynced(filepath.Join(out, backupManifest), bytes.NewReader(append(b, '\n'))); err != nil {
 		return nil, err
 	}
 	if err := syncDir(out); err != nil {
@@ -342,27 +343,17 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return writeSynced(dst, in)
 }
 
-func writeSynced(path string, b []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+// writeSynced writes what r holds to a new file at path (owner-only) and
+// syncs it.
+func writeSynced(path string, r io.Reader) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(b); err != nil {
+	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
 		return err
 	}

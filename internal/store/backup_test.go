@@ -22,11 +22,7 @@ import (
 func TestBackupWhileWriting(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := store.Open(ctx, store.Config{URL: filepath.Join(dir, "live.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.SQLite(t)
 	if _, err := db.Exec(ctx, "CREATE TABLE pairs (id INTEGER PRIMARY KEY, a INTEGER NOT NULL, b INTEGER NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +63,7 @@ func TestBackupWhileWriting(t *testing.T) {
 		}
 	})
 	backup := filepath.Join(dir, "backup.db")
-	err = db.Backup(ctx, backup)
+	err := db.Backup(ctx, backup)
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -115,11 +111,7 @@ func TestBackupWhileWriting(t *testing.T) {
 func TestBackupCorruptCopy(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := store.Open(ctx, store.Config{URL: filepath.Join(dir, "live.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.SQLite(t)
 	if _, err := db.Exec(ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
