@@ -12,6 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/emmansun/gmsm/sm3"
@@ -242,6 +244,18 @@ func restore(ctx context.Context, from, dataDir string) (*manifest, error) {
 	if _, err := checkBackupAudit(ctx, from, src); err != nil {
 		return nil, err
 	}
+	// The manifest is not signed: it may name only the files a backup
+	// carries, never a path of its own choosing.
+	for _, f := range m.Files {
+		if !slices.Contains(backupFiles, filepath.FromSlash(f)) {
+			return nil, fmt.Errorf("%s names %q, which is not a file govtrust backs up", backupManifest, f)
+		}
+	}
+	if cfg, err := offlineConfig(from, ""); err != nil {
+		return nil, fmt.Errorf("the backup's configuration: %w", err)
+	} else if cfg.Database.URL != "" {
+		return nil, fmt.Errorf("the backup's configuration names database.url %s; govtrust restore puts the database in the data directory", describeDB(cfg.Database.URL))
+	}
 	dst := filepath.Join(dataDir, backupDB)
 	for _, p := range []string{dst, dst + "-wal"} {
 		if _, err := os.Lstat(p); err == nil {
@@ -255,13 +269,6 @@ func restore(ctx context.Context, from, dataDir string) (*manifest, error) {
 		if _, err := copyTree(filepath.Join(from, filepath.FromSlash(f)), filepath.Join(dataDir, filepath.FromSlash(f))); err != nil {
 			return nil, err
 		}
-	}
-	cfg, err := offlineConfig(dataDir, "")
-	if err != nil {
-		return nil, err
-	}
-	if cfg.Database.URL != "" {
-		return nil, fmt.Errorf("the restored configuration names database.url %s; govtrust restore puts the database in the data directory", describeDB(cfg.Database.URL))
 	}
 	// The database goes in last, under a temporary name first, so that a
 	// restore cut short leaves no database a node would start on.
@@ -290,7 +297,8 @@ func restore(ctx context.Context, from, dataDir string) (*manifest, error) {
 
 // describeDB names a database URL without what may follow a host.
 func describeDB(u string) string {
-	if len(u) > 11 && (u[:11] == "postgres://" || len(u) > 13 && u[:13] == "postgresql://") {
+	l := strings.ToLower(u)
+	if strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://") {
 		return "PostgreSQL"
 	}
 	return fmt.Sprintf("%q", u)

@@ -190,6 +190,45 @@ func TestM09BackupRestoreDrill(t *testing.T) {
 	}
 	p.stop(t)
 
+	// A backup that was changed is refused, and nothing is restored from
+	// it: a byte of the database (SM3), a manifest naming a path outside.
+	for name, change := range map[string]func(dir string) error{
+		"database byte": func(dir string) error {
+			f, err := os.OpenFile(filepath.Join(dir, "govtrust.db"), os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteAt([]byte{0x5a}, 8000)
+			return err
+		},
+		"manifest path": func(dir string) error {
+			b, err := os.ReadFile(filepath.Join(dir, "backup.json"))
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dir, "backup.json"), bytes.Replace(b, []byte(`"govtrust.yaml"`), []byte(`"../escaped"`), 1), 0o600)
+		},
+	} {
+		tampered := filepath.Join(t.TempDir(), "tampered")
+		if _, err := copyTree(backupDir, tampered); err != nil {
+			t.Fatal(err)
+		}
+		if err := change(tampered); err != nil {
+			t.Fatal(err)
+		}
+		target := filepath.Join(t.TempDir(), "target")
+		if out, code := govtrust(t, "restore", "--from", tampered, "--data", target); code == 0 {
+			t.Errorf("restore of a backup with a changed %s succeeded:\n%s", name, out)
+		}
+		if _, err := os.Stat(filepath.Join(target, "govtrust.db")); err == nil {
+			t.Errorf("restore of a backup with a changed %s left a database", name)
+		}
+		if _, err := os.Stat(filepath.Join(filepath.Dir(target), "escaped")); err == nil {
+			t.Errorf("restore of a backup with a changed %s wrote outside the data directory", name)
+		}
+	}
+
 	// The loss, and the restore into a new data directory.
 	restored := filepath.Join(t.TempDir(), "restored")
 	rtoStart := time.Now()

@@ -24,8 +24,14 @@ func (db *DB) Backup(ctx context.Context, path string) error {
 	if db.driver != SQLite {
 		return ErrBackupUnsupported
 	}
-	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("store: backup %s: file exists", path)
+	// Owner-only, as the database is: SQLite would create the file with
+	// 0644 less umask, and VACUUM INTO accepts an empty file.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: backup: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("store: backup: %w", err)
 	}
 	// A connection of its own: the readers are query_only, which VACUUM
 	// INTO counts as writing, and the writer is the store's one connection
@@ -34,6 +40,7 @@ func (db *DB) Backup(ctx context.Context, path string) error {
 	v.Add("_pragma", "busy_timeout(5000)")
 	conn, err := openCachedSQLite(db.path + "?" + v.Encode())
 	if err != nil {
+		_ = os.Remove(path)
 		return fmt.Errorf("store: backup: %w", err)
 	}
 	defer conn.Close()

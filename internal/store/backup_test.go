@@ -70,6 +70,9 @@ func TestBackupWhileWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := fileSum(t, backup)
+	if st, err := os.Stat(backup); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("backup file: %v, mode %v, want 0600", err, st.Mode().Perm())
+	}
 	if err := store.CheckSQLiteFile(ctx, backup); err != nil {
 		t.Fatal(err)
 	}
