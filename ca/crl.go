@@ -578,11 +578,6 @@ func pruneCRLs(ctx context.Context, tx *store.Tx, issuer, kind string) error {
 	return nil
 }
 
-// refreshCRLs brings every CA's CRLs up to date: a scheduled full CRL when
-// there is none, when the newest full CRL or the delta base is due for
-// replacement (crl.RefreshDue), or after a failed generation, followed by a
-// delta on it; otherwise a delta when the newest is due, missing or on an
-// older base.
 // afterRestore marks for new CRLs at once every CA whose newest CRL is
 // older than the restore of the database from a backup (Env.RestoredAt):
 // CRLs published after the backup was taken, with higher numbers and
@@ -610,6 +605,11 @@ func (s *Service) afterRestore(ctx context.Context) error {
 	return nil
 }
 
+// refreshCRLs brings every CA's CRLs up to date: a scheduled full CRL when
+// there is none, when the newest full CRL or the delta base is due for
+// replacement (crl.RefreshDue), or after a failed generation, followed by a
+// delta on it; otherwise a delta when the newest is due, missing or on an
+// older base.
 func (s *Service) refreshCRLs(ctx context.Context) error {
 	var errs []error
 	for _, a := range s.authorities() {
