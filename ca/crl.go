@@ -353,8 +353,9 @@ func (s *Service) scopeOf(a *authority) *crl.IssuingDistributionPoint {
 
 // buildResult is what the read transaction of a generation produced.
 type buildResult struct {
-	prev       int64 // the counter's value; the new CRL takes prev+1
+	prev       int64 // the counter's value
 	havePrev   bool
+	number     int64 // the new CRL's: crl.NextNumber(prev, the time)
 	thisUpdate time.Time
 	seq        int64 // highest revocation sequence in the snapshot
 	base       *storedCRL
@@ -378,9 +379,10 @@ func (s *Service) generateDelta(ctx context.Context, a *authority) (*storedCRL, 
 }
 
 // generate builds, signs and stores a CRL of kind for a. The entries are
-// read in one repeatable-read transaction (db.Read), with the number one
-// more than the counter read there; the counter moves, guarded by its old
-// value, in the transaction that stores the CRL. A concurrent generation
+// read in one repeatable-read transaction (db.Read), with the number that
+// follows the counter read there (crl.NextNumber: derived from the time,
+// and above the counter); the counter moves, guarded by its old value, in
+// the transaction that stores the CRL. A concurrent generation
 // that took the number first makes this one start again, so a CRL made
 // after a revocation always includes it.
 func (s *Service) generate(ctx context.Context, a *authority, kind string, asBase bool) (*storedCRL, error) {
@@ -418,18 +420,20 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("CRL counter: %w", err)
 		}
-		// The publish guard runs here too, before anything is signed, and
-		// again in the transaction that stores the CRL.
-		if err := checkNumber(ctx, q, a.id, r.prev+1); err != nil {
-			return err
-		}
 		if err := q.QueryRow(ctx, "SELECT COALESCE(MAX(revocation_seq), 0) FROM ca_certificates WHERE issuer_id = ?", a.id).Scan(&r.seq); err != nil {
 			return fmt.Errorf("revocation sequence: %w", err)
 		}
 		// thisUpdate is read after the snapshot: every revocation it holds
 		// was dated before it committed, hence before now, as crl.Build
 		// requires of revocationDate.
-		r.thisUpdate = s.env.Clock.Now().UTC().Truncate(time.Second)
+		now := s.env.Clock.Now().UTC()
+		r.thisUpdate = now.Truncate(time.Second)
+		r.number = crl.NextNumber(r.prev, now)
+		// The publish guard runs here too, before anything is signed, and
+		// again in the transaction that stores the CRL.
+		if err := checkNumber(ctx, q, a.id, r.number); err != nil {
+			return err
+		}
 		if st.duringBuild != nil {
 			st.duringBuild(kind)
 		}
@@ -459,7 +463,7 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 			append([]any{a.id}, args...)...).Scan(&count); err != nil {
 			return fmt.Errorf("count revoked: %w", err)
 		}
-		t := crl.Template{Issuer: a.cert, Number: big.NewInt(r.prev + 1), ThisUpdate: r.thisUpdate,
+		t := crl.Template{Issuer: a.cert, Number: big.NewInt(r.number), ThisUpdate: r.thisUpdate,
 			NextUpdate: r.thisUpdate.Add(validity), IDP: idp}
 		if f.delta {
 			t.DeltaBase = big.NewInt(r.base.number)
@@ -470,14 +474,14 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 	})
 	if err != nil {
 		if errors.Is(err, crl.ErrNumberRegression) {
-			s.alertRegression(st, a, kind, r.prev+1, err)
+			s.alertRegression(st, a, kind, r.number, err)
 		}
 		if errors.Is(err, errNoDeltaBase) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("build %s CRL of %s: %w", kind, a.id, err)
 	}
-	c := &storedCRL{number: r.prev + 1, kind: kind, thisUpdate: r.thisUpdate, nextUpdate: r.thisUpdate.Add(validity),
+	c := &storedCRL{number: r.number, kind: kind, thisUpdate: r.thisUpdate, nextUpdate: r.thisUpdate.Add(validity),
 		der: buf.Bytes(), seq: sql.NullInt64{Int64: r.seq, Valid: true}, deltaBase: asBase}
 	details := map[string]any{"kind": kind, "this_update": c.thisUpdate.Format(time.RFC3339),
 		"next_update": c.nextUpdate.Format(time.RFC3339), "size": len(c.der), "revocation_seq": r.seq}
@@ -570,6 +574,33 @@ func pruneCRLs(ctx context.Context, tx *store.Tx, issuer, kind string) error {
 	if _, err := tx.Exec(ctx, `DELETE FROM ca_crls WHERE issuer_id = ? AND kind = ? AND number <= ? AND number <> COALESCE(
 		(SELECT MAX(number) FROM ca_crls WHERE issuer_id = ? AND `+baseWhere+`), 0)`, issuer, kind, cutoff, issuer); err != nil {
 		return fmt.Errorf("prune CRLs: %w", err)
+	}
+	return nil
+}
+
+// afterRestore marks for new CRLs at once every CA whose newest CRL is
+// older than the restore of the database from a backup (Env.RestoredAt):
+// CRLs published after the backup was taken, with higher numbers and
+// perhaps more entries, are out there but not in the database, and the
+// restored one must not be served in their place.
+func (s *Service) afterRestore(ctx context.Context) error {
+	at := s.env.RestoredAt
+	if at.IsZero() {
+		return nil
+	}
+	for _, a := range s.authorities() {
+		c, err := latestWhere(ctx, s.env.DB, a.id, "1 = 1")
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if c.thisUpdate.Before(at) {
+			s.env.Logger.Warn("database restored from a backup after this CA's newest CRL: publishing new CRLs now",
+				"ca", a.id, "restored_at", at, "number", c.number, "this_update", c.thisUpdate)
+			s.setStale(a.id, true)
+		}
 	}
 	return nil
 }

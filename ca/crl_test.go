@@ -101,6 +101,10 @@ func TestCRL(t *testing.T) {
 	for _, ca := range []string{"ecdsa-issuing", "sm2-issuing"} {
 		t.Run(ca, func(t *testing.T) {
 			_, before := tn.fetchCRL(t, ca)
+			generations := func(kind string) float64 {
+				return metricValue(t, tn.svc, "govtrust_ca_crl_generations_total", map[string]string{"ca": ca, "kind": kind, "result": "ok"})
+			}
+			fullBefore, deltaBefore := generations(kindFull), generations(kindDelta)
 			var serials []string
 			want := map[string]int{}
 			// C-01 asks for every reason; SM2 keys come from OpenSSL and
@@ -124,9 +128,10 @@ func TestCRL(t *testing.T) {
 			}
 			der, rl := tn.fetchCRL(t, ca)
 			// Each revocation makes a full CRL and a delta, which share
-			// one number sequence (RFC 5280 §5.2.3).
-			if rl.Number.Cmp(new(big.Int).Add(before.Number, big.NewInt(int64(2*len(reasons))))) != 0 {
-				t.Errorf("CRL number %v after %d revocations, was %v", rl.Number, len(reasons), before.Number)
+			// one increasing number sequence (RFC 5280 §5.2.3).
+			full, delta := generations(kindFull)-fullBefore, generations(kindDelta)-deltaBefore
+			if rl.Number.Cmp(before.Number) <= 0 || full != float64(len(reasons)) || delta != float64(len(reasons)) {
+				t.Errorf("CRL number %v after %d revocations, was %v; %v full CRLs and %v deltas made", rl.Number, len(reasons), before.Number, full, delta)
 			}
 			if len(rl.RevokedCertificateEntries) != len(serials) {
 				t.Fatalf("%d entries, want %d", len(rl.RevokedCertificateEntries), len(serials))
@@ -201,8 +206,7 @@ func sm2OpenSSLVerify(t *testing.T, dir string, tbs, sig []byte, issuerFile stri
 }
 
 // TestRevocationSurvivesRestart: after a restart the revocation is in OCSP
-// and on the CRL, and the CRL numbers go on from where they were (the
-// counter row, not memory, gives them out).
+// and on the CRL, and the CRL numbers go on above the last one.
 func TestRevocationSurvivesRestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	tn := startNode(t, dir)
@@ -225,7 +229,7 @@ func TestRevocationSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if next.number != before.Number.Int64()+1 {
+	if next.number <= before.Number.Int64() {
 		t.Errorf("CRL number %d after restart, last (a delta) was %v", next.number, before.Number)
 	}
 	_, rl := tn.fetchCRL(t, "ecdsa-issuing")
@@ -594,7 +598,7 @@ func TestDeltaExactDuringBuild(t *testing.T) {
 		during[kindFull] = "0b"
 		base := step("base full CRL", s.generateBase, "0a")
 		d1 := step("delta 1", s.generateDelta, "0b")
-		if d1.base != base.number || d1.number != base.number+1 {
+		if d1.base != base.number || d1.number <= base.number {
 			t.Errorf("delta %d on %d, base is %d", d1.number, d1.base, base.number)
 		}
 		during[kindDelta] = "0c"
@@ -835,12 +839,70 @@ func metricValue(t *testing.T, svc *Service, name string, labels map[string]stri
 	return 0
 }
 
+// TestCRLNumbersAfterRestore: a database restored from a backup holds the
+// CRL counter and CRLs of the time of the backup, while the CRLs published
+// since had higher numbers. The next CRLs are numbered above all of those
+// (RELIABILITY.md I5), full and delta, stored and served, because numbers
+// follow the time (crl.NextNumber); with numbers counted from the
+// restored counter they would repeat published ones.
+func TestCRLNumbersAfterRestore(t *testing.T) {
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	tn := startCRLNode(t, filepath.Join(t.TempDir(), "data"), crlNodeOptions{clock: clk})
+	ctx := t.Context()
+	a := tn.svc.cas["sm2-issuing"]
+	var backupLast, backupMax int64
+	if err := tn.db().QueryRow(ctx, "SELECT last FROM ca_crl_numbers WHERE issuer_id = ?", a.id).Scan(&backupLast); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.db().QueryRow(ctx, "SELECT MAX(number) FROM ca_crls WHERE issuer_id = ?", a.id).Scan(&backupMax); err != nil {
+		t.Fatal(err)
+	}
+	// Published after the backup: a day of scheduled CRLs and deltas.
+	var published int64
+	for range 6 {
+		clk.Add(4 * time.Hour)
+		for _, gen := range []func(context.Context, *authority) (*storedCRL, error){tn.svc.generateBase, tn.svc.generateDelta} {
+			c, err := gen(ctx, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			published = max(published, c.number)
+		}
+	}
+	// The restore: the counter and the CRLs as they were at the backup.
+	if _, err := tn.db().Exec(ctx, "UPDATE ca_crl_numbers SET last = ? WHERE issuer_id = ?", backupLast, a.id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tn.db().Exec(ctx, "DELETE FROM ca_crls WHERE issuer_id = ? AND number > ?", a.id, backupMax); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour)
+	full, err := tn.svc.generateBase(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delta, err := tn.svc.generateDelta(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.number <= published || delta.number <= full.number {
+		t.Errorf("after the restore: full CRL %d, delta %d; published before it up to %d", full.number, delta.number, published)
+	}
+	for _, name := range []string{a.id, a.id + "-delta"} {
+		if _, rl := tn.fetchCRL(t, name); rl.Number.Int64() <= published {
+			t.Errorf("served %s CRL number %v, published before the restore up to %d", name, rl.Number, published)
+		}
+	}
+}
+
 // TestCRLNumberRegressionAlert: a CRL whose number would not go up (a
-// counter moved back, as after restoring a backup) is not published, and
-// raises an alert: an error log and the regressions counter.
+// counter moved back, as after restoring a backup, and a clock set back
+// before the last CRL) is not published, and raises an alert: an error log
+// and the regressions counter.
 func TestCRLNumberRegressionAlert(t *testing.T) {
 	logs := &syncBuffer{}
-	tn := startCRLNode(t, filepath.Join(t.TempDir(), "data"), crlNodeOptions{logs: logs})
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	tn := startCRLNode(t, filepath.Join(t.TempDir(), "data"), crlNodeOptions{logs: logs, clock: clk})
 	ctx := t.Context()
 	a := tn.svc.cas["ecdsa-root"]
 	first, err := latestDelta(ctx, tn.db(), a.id)
@@ -848,15 +910,16 @@ func TestCRLNumberRegressionAlert(t *testing.T) {
 		t.Fatal(err)
 	}
 	next, err := tn.svc.generateCRL(ctx, a)
-	if err != nil || next.number != first.number+1 {
-		t.Fatalf("generate: %+v, %v; want number %d", next, err, first.number+1)
+	if err != nil || next.number <= first.number {
+		t.Fatalf("generate: %+v, %v; want a number above %d", next, err, first.number)
 	}
 	if _, err := tn.db().Exec(ctx, "UPDATE ca_crl_numbers SET last = 0 WHERE issuer_id = ?", a.id); err != nil {
 		t.Fatal(err)
 	}
+	clk.Add(-time.Hour)
 	for i, gen := range []func(context.Context, *authority) (*storedCRL, error){tn.svc.generateCRL, tn.svc.generateDelta} {
 		if _, err := gen(ctx, a); !errors.Is(err, crl.ErrNumberRegression) {
-			t.Fatalf("generation %d after the counter went back: %v, want ErrNumberRegression", i, err)
+			t.Fatalf("generation %d after the counter and the clock went back: %v, want ErrNumberRegression", i, err)
 		}
 	}
 	got, err := latestCRL(ctx, tn.db(), a.id)

@@ -160,6 +160,9 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	if err := s.recordCACerts(ctx); err != nil {
 		return err
 	}
+	if err := s.afterRestore(ctx); err != nil {
+		return err
+	}
 	// Every CA, the roots too (their CRL is the ARL of RFC 5280 §5), has a
 	// CRL before anything is served.
 	if err := s.refreshCRLs(ctx); err != nil {

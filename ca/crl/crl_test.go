@@ -762,3 +762,32 @@ func TestRetain(t *testing.T) {
 		}
 	}
 }
+
+// TestNextNumber: numbers follow the time in microseconds, and go up by
+// one when the clock stands still or goes back.
+func TestNextNumber(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	base := t0.UnixMicro()
+	for _, tc := range []struct {
+		name string
+		prev int64
+		at   time.Time
+		want int64
+	}{
+		{"first CRL", 0, t0, base},
+		{"a counter from before time-derived numbers", 41, t0, base},
+		{"same microsecond", base, t0, base + 1},
+		{"a burst ahead of the clock", base + 7, t0.Add(3 * time.Microsecond), base + 8},
+		{"a millisecond later", base + 7, t0.Add(time.Millisecond), base + 1000},
+		{"a day after a restore", base - 5_000_000, t0.Add(24 * time.Hour), base + 86_400_000_000},
+		{"clock set back", base, t0.Add(-time.Hour), base + 1},
+	} {
+		got := NextNumber(tc.prev, tc.at)
+		if got != tc.want {
+			t.Errorf("%s: NextNumber(%d, %v) = %d, want %d", tc.name, tc.prev, tc.at, got, tc.want)
+		}
+		if err := CheckNumber(big.NewInt(tc.prev), big.NewInt(got)); err != nil {
+			t.Errorf("%s: CheckNumber(%d, %d): %v", tc.name, tc.prev, got, err)
+		}
+	}
+}

@@ -6,6 +6,25 @@ import (
 	"time"
 )
 
+// NextNumber is the number of the CRL that follows the one numbered prev
+// (0 for none) and is made at the time at: at in Unix microseconds, or
+// prev+1 when that is not larger.
+//
+// A plain counter repeats numbers when the database that holds it is
+// restored from a backup: the CRLs published between the backup and the
+// restore have numbers the restored counter has not reached, and relying
+// parties that saw them would take the next CRL for an old one
+// (RELIABILITY.md I5). A number derived from the time is above them as long
+// as the clock has moved on since, which it has after a restore; Boulder
+// numbers its CRLs by their time for the same reason. prev+1 keeps the
+// sequence increasing when the clock stands still or goes back. Only a
+// restore and a clock set back together can repeat a number; CheckNumber
+// catches what is still stored. Microseconds since 1970 stay below 2^63
+// until the year 294,000, far inside the 20 octets RFC 5280 allows.
+func NextNumber(prev int64, at time.Time) int64 {
+	return max(prev+1, at.UnixMicro())
+}
+
 // CheckNumber is the publish guard: a CRL may replace the one published for
 // the same issuer and scope only if its number is strictly greater (RFC 5280
 // §5.2.3; Boulder's storer makes the same check against clock skew and

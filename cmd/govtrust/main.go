@@ -43,6 +43,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newUpCmd(), newAuditCmd(), newHSMCmd(), newTokenCmd(), newAccountCmd())
+	root.AddCommand(newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newCACmd())
 	root.AddCommand(newTSCmd())
 	root.AddCommand(newKMSCmd())

@@ -42,8 +42,12 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		return // the answer has started; only the log (and audit) learn of err
 	}
 	p := problemFor(err, RequestID(r.Context()))
-	if p.Status == http.StatusServiceUnavailable && store.IsUnavailable(err) {
+	switch {
+	case p.Status != http.StatusServiceUnavailable:
+	case store.IsUnavailable(err):
 		w.Header().Set("Retry-After", RetryAfterUnavailable)
+	case keysUnavailable(err):
+		w.Header().Set("Retry-After", RetryAfterKeysUnavailable)
 	}
 	WriteProblem(w, p)
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -83,6 +84,15 @@ func newTestServer(t *testing.T, hsts bool) (*httptest.Server, *syncBuffer) {
 		}
 		return fmt.Errorf("ca: issue: %w", err)
 	})
+	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) error {
+		// A key on a token the node has no backend for: the router's own
+		// error, naming the key URI.
+		_, err := hsm.NewRouter().Signer(r.Context(), &hsm.SignerRequest{URI: "pkcs11:token=secret-token;object=ca-key", Service: "ca"})
+		if err == nil {
+			return errors.New("a signer from an empty router")
+		}
+		return fmt.Errorf("ca: sign: %w", err)
+	})
 	srv := httptest.NewUnstartedServer(Edge(mux, EdgeOptions{Server: "test", Logger: logger, MaxBodyBytes: 1024, HSTS: hsts}))
 	srv.Config = NewServer(srv.Config.Handler, ServerOptions{
 		ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 5 * time.Second,
@@ -131,6 +141,7 @@ func TestProblems(t *testing.T) {
 		{"sentinel", "GET", "/conflict", "", "", 409, "already issued"},
 		{"internal error hides detail", "GET", "/internal", "", "", 500, "internal error"},
 		{"database unavailable", "GET", "/database", "", "", 503, "try again shortly"},
+		{"key store unavailable", "GET", "/keys", "", "", 503, "key store cannot serve now"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,11 +168,12 @@ func TestProblems(t *testing.T) {
 				t.Error("405 without an Allow header")
 			}
 			if tt.status == 503 {
-				if resp.Header.Get("Retry-After") != RetryAfterUnavailable || p.Type != TypeURI("unavailable") {
-					t.Errorf("503: Retry-After %q, type %q", resp.Header.Get("Retry-After"), p.Type)
+				retry := map[string]string{"/database": RetryAfterUnavailable, "/keys": RetryAfterKeysUnavailable}[tt.path]
+				if resp.Header.Get("Retry-After") != retry || p.Type != TypeURI("unavailable") {
+					t.Errorf("503: Retry-After %q, type %q; want %q", resp.Header.Get("Retry-After"), p.Type, retry)
 				}
-				if strings.Contains(p.Detail, "127.0.0.1") || strings.Contains(p.Detail, "postgres") {
-					t.Errorf("detail leaks the database address: %q", p.Detail)
+				if strings.Contains(p.Detail, "127.0.0.1") || strings.Contains(p.Detail, "postgres") || strings.Contains(p.Detail, "secret-token") {
+					t.Errorf("detail leaks the database address or the token: %q", p.Detail)
 				}
 			}
 		})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -84,7 +85,8 @@ func slugOf(status int) string {
 
 // StatusOf returns the HTTP status for err: 500 unless err is a *Problem, a
 // body-size error, wraps one of the sentinels above, or is an error of a
-// database that cannot serve now (store.IsUnavailable: 503).
+// database or a key store that cannot serve now (store.IsUnavailable,
+// keysUnavailable: 503).
 func StatusOf(err error) int {
 	var p *Problem
 	if errors.As(err, &p) {
@@ -99,10 +101,18 @@ func StatusOf(err error) int {
 			return s.status
 		}
 	}
-	if store.IsUnavailable(err) {
+	if store.IsUnavailable(err) || keysUnavailable(err) {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// keysUnavailable reports whether err says that a key store cannot serve
+// now: a PKCS#11 module or token gone or not open (hsm.ErrUnavailable), its
+// login failed (hsm.ErrPIN: the node's PIN, never a client's), or the
+// software keystore locked (hsm.ErrLocked). None is the request's fault.
+func keysUnavailable(err error) bool {
+	return errors.Is(err, hsm.ErrUnavailable) || errors.Is(err, hsm.ErrPIN) || errors.Is(err, hsm.ErrLocked)
 }
 
 // databaseUnavailable is the detail of a 503 for store.IsUnavailable: the
@@ -114,6 +124,15 @@ const databaseUnavailable = "the database cannot serve now; try again shortly"
 // database that cannot serve now: a transaction has already been tried for
 // about a second on fresh connections before the answer.
 const RetryAfterUnavailable = "1"
+
+// keysUnavailableDetail is the detail of a 503 for keysUnavailable: the
+// error names modules, tokens and key labels, which are the operator's.
+const keysUnavailableDetail = "a key store cannot serve now; try again later"
+
+// RetryAfterKeysUnavailable is the Retry-After (seconds) of a 503 for a key
+// store that cannot serve now: the node tries a missing token again every
+// 10 s (node.TokenRetry).
+const RetryAfterKeysUnavailable = "10"
 
 // problemFor builds the problem answered for err.
 func problemFor(err error, requestID string) *Problem {
@@ -137,6 +156,8 @@ func problemFor(err error, requestID string) *Problem {
 	switch {
 	case status == http.StatusServiceUnavailable && store.IsUnavailable(err):
 		out.Detail = databaseUnavailable
+	case status == http.StatusServiceUnavailable && keysUnavailable(err):
+		out.Detail = keysUnavailableDetail
 	case status >= 500 && status != http.StatusServiceUnavailable:
 		out.Detail = "internal error; quote the request ID to the operator"
 	case status == http.StatusRequestEntityTooLarge:

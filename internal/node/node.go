@@ -324,6 +324,11 @@ func (n *Node) startServices(ctx context.Context) (string, error) {
 		Clock: n.opts.Clock, Logger: n.logger, Keys: n.keys}
 	n.env.Authz = n.authz
 	n.env.Dual = n.dual
+	restored, err := RestoredAt(ctx, n.db)
+	if err != nil {
+		return "", err
+	}
+	n.env.RestoredAt = restored
 	var names []string
 	for _, s := range n.services {
 		if err := s.Start(ctx, n.env); err != nil {

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -40,6 +41,12 @@ type Env struct {
 	Keys   *Keys
 	Clock  clock.Clock
 	Logger *slog.Logger
+	// RestoredAt is when `govtrust restore` last put this database in place
+	// from a backup (node_meta restored_at); zero if it never did. What was
+	// published after the backup was taken is not in the database: a
+	// service that publishes numbered objects (the CA's CRLs) publishes new
+	// ones at start when its newest is older than this.
+	RestoredAt time.Time
 }
 
 // Service is a part of the platform with a lifecycle.

@@ -118,9 +118,26 @@ func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row 
 // reader pool, outside a transaction: it sees everything committed before
 // it starts and, unlike QueryRow, never waits for the writer (on SQLite the
 // only writer connection, which a transaction holds through its commit and
-// fsync).
-func (db *DB) ReadRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return db.reader.QueryRowContext(ctx, db.bind(query), args...)
+// fsync). The statement runs when Scan is called, and runs again as Read
+// does on a lost connection or a busy database: it only reads.
+func (db *DB) ReadRow(ctx context.Context, query string, args ...any) *Row {
+	return &Row{db: db, ctx: ctx, query: db.bind(query), args: args}
+}
+
+// Row is ReadRow's result.
+type Row struct {
+	db    *DB
+	ctx   context.Context
+	query string
+	args  []any
+}
+
+// Scan runs the statement and copies the row's columns into dest, like
+// sql.Row.Scan: sql.ErrNoRows when there is no row.
+func (r *Row) Scan(dest ...any) error {
+	return r.db.retry(r.ctx, "read", func() error {
+		return r.db.reader.QueryRowContext(r.ctx, r.query, r.args...).Scan(dest...)
+	})
 }
 
 // Retry policy for Tx and Read: bounded attempts with exponential, jittered

@@ -23,8 +23,7 @@ func TestConnectionLostPostgres(t *testing.T) {
 	db := storetest.Postgres(t, beta)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	// A read transaction, which runs again on a lost connection (a single
-	// statement outside one, like count's, is not retried).
+	// A read transaction, which runs again on a lost connection.
 	counter := func() int {
 		t.Helper()
 		var v int
@@ -77,6 +76,20 @@ func TestConnectionLostPostgres(t *testing.T) {
 		storetest.TerminateSessions(t, db)
 		if got := counter(); got != before+2 { // Read after the sessions ended
 			t.Errorf("counter = %d, want %d", got, before+2)
+		}
+		// A single statement on the reader pool (ReadRow) runs again too.
+		warm()
+		retries = db.TxRetries()
+		storetest.TerminateSessions(t, db)
+		var v int
+		if err := db.ReadRow(ctx, "SELECT v FROM beta_counter WHERE id = ?", 1).Scan(&v); err != nil || v != before+3 {
+			t.Errorf("ReadRow after the sessions ended: %d, %v; want %d", v, err, before+3)
+		}
+		if db.TxRetries() == retries {
+			t.Error("TxRetries unchanged: ReadRow did not meet a dead connection (the test proves nothing)")
+		}
+		if err := db.ReadRow(ctx, "SELECT v FROM beta_counter WHERE id = ?", -1).Scan(&v); !errors.Is(err, sql.ErrNoRows) {
+			t.Errorf("ReadRow of no row: %v, want sql.ErrNoRows", err)
 		}
 	})
 
