@@ -183,7 +183,7 @@ func checkBackupAudit(ctx context.Context, dir, dbPath string) (*audit.Report, e
 }
 
 func newRestoreCmd() *cobra.Command {
-	var from, dataDir string
+	var from, dataDir, dbURL, takenAt string
 	cmd := &cobra.Command{
 		Use:   "restore",
 		Short: "Put a backup in place as a new data directory",
@@ -194,14 +194,37 @@ The restore is recorded in the restored database (node_meta restored_at and a
 node.restore audit record); at its first start the CA publishes new CRLs for every
 CA at once, numbered above any published after the backup was taken.
 
+A PostgreSQL database is restored with PostgreSQL's tools (pg_restore, or
+pg_basebackup and recovery); then --db URL [--taken-at TIME] checks its audit chain
+and records the restore in it the same way, before any node starts on it.
+
 What happened after the backup was taken is not in it: certificates issued since are
 unknown to the restored node (OCSP answers "unknown", never "good"), and revocations
 since must be made again. Serials stay unique (64 random bits and more under a
 unique constraint), and so do TSA token serials (time and random bits).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dbURL != "" {
+				if from != "" {
+					return errors.New("give --from (a govtrust backup, SQLite) or --db (a PostgreSQL database restored by its own tools), not both")
+				}
+				var at time.Time
+				if takenAt != "" {
+					var err error
+					if at, err = time.Parse(time.RFC3339, takenAt); err != nil {
+						return fmt.Errorf("--taken-at: %w", err)
+					}
+				}
+				rep, err := markRestoredDB(cmd.Context(), dataDir, dbURL, at)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "recorded the restore in the database (audit chain of %d records verified, head seq %d); start the node on it: govtrust up --db URL\n",
+					rep.Records, rep.HeadSeq)
+				return nil
+			}
 			if from == "" {
-				return errors.New("give --from BACKUP, a directory written by govtrust backup")
+				return errors.New("give --from BACKUP, a directory written by govtrust backup, or --db URL of a PostgreSQL database restored by its own tools")
 			}
 			start := time.Now()
 			m, err := restore(cmd.Context(), from, dataDir)
@@ -214,8 +237,34 @@ unique constraint), and so do TSA token serials (time and random bits).`,
 		},
 	}
 	cmd.Flags().StringVar(&from, "from", "", "backup directory written by govtrust backup")
-	cmd.Flags().StringVar(&dataDir, "data", "./govtrust-data", "data directory to restore into (no database in it yet)")
+	cmd.Flags().StringVar(&dataDir, "data", "./govtrust-data", "data directory to restore into (no database in it yet); with --db, the data directory whose configuration to read")
+	cmd.Flags().StringVar(&dbURL, "db", "", "PostgreSQL database already restored by pg_restore or pg_basebackup: record the restore in it")
+	cmd.Flags().StringVar(&takenAt, "taken-at", "", "with --db: when the backup was taken (RFC 3339), for the record")
 	return cmd
+}
+
+// markRestoredDB records a restore in a PostgreSQL database that
+// PostgreSQL's own tools restored: its audit chain must verify first.
+func markRestoredDB(ctx context.Context, dataDir, dbURL string, takenAt time.Time) (*audit.Report, error) {
+	if !strings.HasPrefix(strings.ToLower(dbURL), "postgres://") && !strings.HasPrefix(strings.ToLower(dbURL), "postgresql://") {
+		return nil, errors.New("--db takes a PostgreSQL URL; a SQLite backup is restored with --from")
+	}
+	db, cfg, err := offlineDB(ctx, dataDir, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rep, err := audit.Verify(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if !rep.OK() {
+		return nil, fmt.Errorf("the restored database's audit chain does not verify: %d problems, first: %v", len(rep.Problems), rep.Problems[0])
+	}
+	err = node.MarkRestored(ctx, db, audit.New(cfg.Node.Name, clock.New()), cfg.Node.Name, time.Now(), node.Restore{
+		TakenAt: takenAt, Source: "PostgreSQL, restored by its own tools", AuditHeadSeq: rep.HeadSeq,
+	})
+	return rep, err
 }
 
 func restore(ctx context.Context, from, dataDir string) (*manifest, error) {
