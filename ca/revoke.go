@@ -216,14 +216,20 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 // returns the stored revocation and false when the certificate was already
 // revoked with the same reason.
 func (s *Service) revokeRow(ctx context.Context, tx *store.Tx, a *authority, serial, reason, actor string, extra map[string]any) (*RevokeResponse, bool, error) {
+	return s.revokeRowAt(ctx, tx, a.id, serial, reason, actor, extra, s.env.Clock.Now())
+}
+
+// revokeRowAt is revokeRow with the revocation dated at (a revocation
+// carried over from a CRL keeps its revocationDate).
+func (s *Service) revokeRowAt(ctx context.Context, tx *store.Tx, issuer, serial, reason, actor string, extra map[string]any, at time.Time) (*RevokeResponse, bool, error) {
 	code := reasonCodes[reason]
-	now := s.env.Clock.Now().UTC().Truncate(time.Second)
-	c, err := scanCert(a.id, tx.QueryRow(ctx, "SELECT "+certColumns+" FROM ca_certificates WHERE issuer_id = ? AND serial = ?", a.id, serial))
+	now := at.UTC().Truncate(time.Second)
+	c, err := scanCert(issuer, tx.QueryRow(ctx, "SELECT "+certColumns+" FROM ca_certificates WHERE issuer_id = ? AND serial = ?", issuer, serial))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, false, fmt.Errorf("%w: certificate %s/%s", ErrNotFound, a.id, serial)
+		return nil, false, fmt.Errorf("%w: certificate %s/%s", ErrNotFound, issuer, serial)
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("read certificate %s/%s: %w", a.id, serial, err)
+		return nil, false, fmt.Errorf("read certificate %s/%s: %w", issuer, serial, err)
 	}
 	if c.status == "revoked" {
 		if c.reason != code {
@@ -236,10 +242,10 @@ func (s *Service) revokeRow(ctx context.Context, tx *store.Tx, a *authority, ser
 		return nil, false, fmt.Errorf("%w: certificate %s has status %q", ErrConflict, serial, c.status)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE ca_certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
-		WHERE issuer_id = ? AND serial = ? AND status = 'good'`, now.Format(timeFormat), code, a.id, serial); err != nil {
-		return nil, false, fmt.Errorf("revoke %s/%s: %w", a.id, serial, err)
+		WHERE issuer_id = ? AND serial = ? AND status = 'good'`, now.Format(timeFormat), code, issuer, serial); err != nil {
+		return nil, false, fmt.Errorf("revoke %s/%s: %w", issuer, serial, err)
 	}
-	if err := s.ocspRevokeTx(ctx, tx, a.id, serial); err != nil {
+	if err := s.ocspRevokeTx(ctx, tx, issuer, serial); err != nil {
 		return nil, false, err
 	}
 	details := map[string]any{"reason": reason, "subject": c.subject, "requester_org": c.requesterOrg}
@@ -247,12 +253,12 @@ func (s *Service) revokeRow(ctx context.Context, tx *store.Tx, a *authority, ser
 		details[k] = v
 	}
 	if _, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: actor, Action: "ca.certificate.revoke",
-		Object: "cert/" + a.id + "/" + serial, Outcome: audit.Success, Details: details}); err != nil {
+		Object: "cert/" + issuer + "/" + serial, Outcome: audit.Success, Details: details}); err != nil {
 		return nil, false, err
 	}
-	insertOutbox(tx, "revoked", a.id, serial, now)
+	insertOutbox(tx, "revoked", issuer, serial, now)
 	if code == reasonKeyCompromise || code == reasonCACompromise {
-		if err := blockKey(ctx, tx, a.id, serial, code, c.der, now); err != nil {
+		if err := blockKey(ctx, tx, issuer, serial, code, c.der, now); err != nil {
 			return nil, false, err
 		}
 	}

@@ -6,10 +6,12 @@ import (
 	"crypto"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +21,7 @@ import (
 	"github.com/emmansun/gmsm/sm3"
 	"github.com/spf13/cobra"
 
+	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/node"
@@ -184,6 +187,7 @@ func checkBackupAudit(ctx context.Context, dir, dbPath string) (*audit.Report, e
 
 func newRestoreCmd() *cobra.Command {
 	var from, dataDir, dbURL, takenAt string
+	var crlFiles []string
 	cmd := &cobra.Command{
 		Use:   "restore",
 		Short: "Put a backup in place as a new data directory",
@@ -193,6 +197,11 @@ against backup.json, PRAGMA integrity_check, the audit hash chain and checkpoint
 The restore is recorded in the restored database (node_meta restored_at and a
 node.restore audit record); at its first start the CA publishes new CRLs for every
 CA at once, numbered above any published after the backup was taken.
+
+--crl FILE (repeatable) carries over the revocations of CRLs the CA published before
+the loss (from its distribution point, the directory, a relying party's cache): each
+CRL must verify with a CA certificate of the backup, and each entry for a certificate
+the backup holds as good is revoked again with its date and reason.
 
 A PostgreSQL database is restored with PostgreSQL's tools (pg_restore, or
 pg_basebackup and recovery); then --db URL [--taken-at TIME] checks its audit chain
@@ -215,19 +224,25 @@ unique constraint), and so do TSA token serials (time and random bits).`,
 						return fmt.Errorf("--taken-at: %w", err)
 					}
 				}
-				rep, err := markRestoredDB(cmd.Context(), dataDir, dbURL, at)
+				crls, err := readCRLFiles(crlFiles)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "recorded the restore in the database (audit chain of %d records verified, head seq %d); start the node on it: govtrust up --db URL\n",
-					rep.Records, rep.HeadSeq)
+				if err := markRestoredDB(cmd.Context(), cmd.OutOrStdout(), dataDir, dbURL, at, crls); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "start the node on it: govtrust up --db URL")
 				return nil
 			}
 			if from == "" {
 				return errors.New("give --from BACKUP, a directory written by govtrust backup, or --db URL of a PostgreSQL database restored by its own tools")
 			}
+			crls, err := readCRLFiles(crlFiles)
+			if err != nil {
+				return err
+			}
 			start := time.Now()
-			m, err := restore(cmd.Context(), from, dataDir)
+			m, err := restore(cmd.Context(), cmd.OutOrStdout(), from, dataDir, crls)
 			if err != nil {
 				return err
 			}
@@ -240,34 +255,89 @@ unique constraint), and so do TSA token serials (time and random bits).`,
 	cmd.Flags().StringVar(&dataDir, "data", "./govtrust-data", "data directory to restore into (no database in it yet); with --db, the data directory whose configuration to read")
 	cmd.Flags().StringVar(&dbURL, "db", "", "PostgreSQL database already restored by pg_restore or pg_basebackup: record the restore in it")
 	cmd.Flags().StringVar(&takenAt, "taken-at", "", "with --db: when the backup was taken (RFC 3339), for the record")
+	cmd.Flags().StringArrayVar(&crlFiles, "crl", nil, "a CRL (DER or PEM) the CA published before the loss: carry its revocations over (repeatable)")
 	return cmd
 }
 
+// readCRLFiles reads CRL files, DER or PEM, before anything is restored.
+func readCRLFiles(files []string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--crl: %w", err)
+		}
+		if p, _ := pem.Decode(b); p != nil {
+			if p.Type != "X509 CRL" {
+				return nil, fmt.Errorf("--crl %s: PEM block %q, want X509 CRL", f, p.Type)
+			}
+			b = p.Bytes
+		}
+		out[f] = b
+	}
+	return out, nil
+}
+
+// carryOver applies the revocations of crls (by file name) to the restored
+// database and reports each.
+func carryOver(ctx context.Context, w io.Writer, db *store.DB, log *audit.Log, crls map[string][]byte) error {
+	for _, f := range slices.Sorted(maps.Keys(crls)) {
+		r, err := ca.CarryOverCRL(ctx, db, log, clock.New(), crls[f])
+		if err != nil {
+			return fmt.Errorf("--crl %s: %w", f, err)
+		}
+		fmt.Fprintf(w, "CRL %s of %s, number %v: %d revoked again, %d already revoked, %d unknown to the backup (issued after it; OCSP answers unknown), %d skipped\n",
+			f, r.CA, r.Number, len(r.Revoked), r.Already, len(r.Unknown), len(r.Skipped))
+		for _, s := range r.Skipped {
+			fmt.Fprintf(w, "  skipped %s\n", s)
+		}
+	}
+	return nil
+}
+
 // markRestoredDB records a restore in a PostgreSQL database that
-// PostgreSQL's own tools restored: its audit chain must verify first.
-func markRestoredDB(ctx context.Context, dataDir, dbURL string, takenAt time.Time) (*audit.Report, error) {
+// PostgreSQL's own tools restored, and carries the CRLs over: its audit
+// chain must verify first, and every CRL with one of its CAs.
+func markRestoredDB(ctx context.Context, w io.Writer, dataDir, dbURL string, takenAt time.Time, crls map[string][]byte) error {
 	if !strings.HasPrefix(strings.ToLower(dbURL), "postgres://") && !strings.HasPrefix(strings.ToLower(dbURL), "postgresql://") {
-		return nil, errors.New("--db takes a PostgreSQL URL; a SQLite backup is restored with --from")
+		return errors.New("--db takes a PostgreSQL URL; a SQLite backup is restored with --from")
 	}
 	db, cfg, err := offlineDB(ctx, dataDir, dbURL)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer db.Close()
 	rep, err := audit.Verify(ctx, db)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !rep.OK() {
-		return nil, fmt.Errorf("the restored database's audit chain does not verify: %d problems, first: %v", len(rep.Problems), rep.Problems[0])
+		return fmt.Errorf("the restored database's audit chain does not verify: %d problems, first: %v", len(rep.Problems), rep.Problems[0])
 	}
-	err = node.MarkRestored(ctx, db, audit.New(cfg.Node.Name, clock.New()), cfg.Node.Name, time.Now(), node.Restore{
+	if err := checkCRLs(ctx, db, crls); err != nil {
+		return err
+	}
+	log := audit.New(cfg.Node.Name, clock.New())
+	if err := node.MarkRestored(ctx, db, log, cfg.Node.Name, time.Now(), node.Restore{
 		TakenAt: takenAt, Source: "PostgreSQL, restored by its own tools", AuditHeadSeq: rep.HeadSeq,
-	})
-	return rep, err
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "recorded the restore in the database (audit chain of %d records verified, head seq %d)\n", rep.Records, rep.HeadSeq)
+	return carryOver(ctx, w, db, log, crls)
 }
 
-func restore(ctx context.Context, from, dataDir string) (*manifest, error) {
+// checkCRLs requires every CRL to verify with a CA certificate in db.
+func checkCRLs(ctx context.Context, db *store.DB, crls map[string][]byte) error {
+	for _, f := range slices.Sorted(maps.Keys(crls)) {
+		if _, err := ca.CRLIssuer(ctx, db, crls[f]); err != nil {
+			return fmt.Errorf("--crl %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+func restore(ctx context.Context, w io.Writer, from, dataDir string, crls map[string][]byte) (*manifest, error) {
 	b, err := os.ReadFile(filepath.Join(from, backupManifest))
 	if err != nil {
 		return nil, fmt.Errorf("not a govtrust backup: %w", err)
@@ -291,6 +361,16 @@ func restore(ctx context.Context, from, dataDir string) (*manifest, error) {
 		return nil, err
 	}
 	if _, err := checkBackupAudit(ctx, from, src); err != nil {
+		return nil, err
+	}
+	if err := func() error {
+		snap, err := store.OpenSnapshot(ctx, src)
+		if err != nil {
+			return err
+		}
+		defer snap.Close()
+		return checkCRLs(ctx, snap, crls)
+	}(); err != nil {
 		return nil, err
 	}
 	// The manifest is not signed: it may name only the files a backup
@@ -336,12 +416,13 @@ func restore(ctx context.Context, from, dataDir string) (*manifest, error) {
 		return nil, err
 	}
 	defer db.Close()
-	if err := node.MarkRestored(ctx, db, audit.New(cfg.Node.Name, clock.New()), cfg.Node.Name, time.Now(), node.Restore{
+	log := audit.New(cfg.Node.Name, clock.New())
+	if err := node.MarkRestored(ctx, db, log, cfg.Node.Name, time.Now(), node.Restore{
 		TakenAt: m.TakenAt, Source: from, DatabaseSM3: m.DatabaseSM3, AuditHeadSeq: m.AuditHeadSeq,
 	}); err != nil {
 		return nil, err
 	}
-	return &m, nil
+	return &m, carryOver(ctx, w, db, log, crls)
 }
 
 // describeDB names a database URL without what may follow a host.

@@ -95,12 +95,15 @@ func TestM09BackupRestoreDrill(t *testing.T) {
 		c.serial, c.der, err = decodeIssued(raw)
 		return c, err
 	}
-	revoke := func(c *issued, reason string) {
+	revoke := func(c *issued, reason string) *ca.RevokeResponse {
 		t.Helper()
 		body, _ := json.Marshal(ca.RevokeRequest{Serial: c.serial, Reason: reason})
-		if status, raw, err := api.post("https://"+p.addrs["https"]+"/api/v1/ca/"+c.ca+"/revocations", body, nil); err != nil || status != http.StatusOK {
+		status, raw, err := api.post("https://"+p.addrs["https"]+"/api/v1/ca/"+c.ca+"/revocations", body, nil)
+		var out ca.RevokeResponse
+		if err != nil || status != http.StatusOK || json.Unmarshal(raw, &out) != nil {
 			t.Fatalf("revoke %s: %d %v %s", c.serial, status, err, raw)
 		}
+		return &out
 	}
 	seen := map[string]bool{} // every serial ever answered, "ca/serial"
 
@@ -175,17 +178,30 @@ func TestM09BackupRestoreDrill(t *testing.T) {
 		seen[c.ca+"/"+c.serial] = true
 	}
 	revoke(after[0], "keyCompromise")
+	// A certificate from before the backup, revoked after it: the backup
+	// has it good; the CRLs published before the loss carry it over.
+	lateTarget := before[1]
+	late := revoke(lateTarget, "affiliationChanged")
 	published := map[string]*big.Int{}
+	var crlFiles []string
 	for _, id := range cas {
 		for range 2 {
 			if code, raw, err := operator.post("https://"+p.addrs["https"]+"/api/v1/ca/"+id+"/crls", nil, nil); err != nil || code != http.StatusCreated {
 				t.Fatalf("generate the %s CRL: %d %v %s", id, code, err, raw)
 			}
 		}
-		published[id], _, _ = crlEntries(t, p.addrs["http"], id, files[id].issuer)
-		delta, _, _ := crlEntries(t, p.addrs["http"], id+"-delta", files[id].issuer)
+		var der []byte
+		published[id], _, der = crlEntries(t, p.addrs["http"], id, files[id].issuer)
+		delta, _, deltaDER := crlEntries(t, p.addrs["http"], id+"-delta", files[id].issuer)
 		if delta.Cmp(published[id]) > 0 {
 			published[id] = delta
+		}
+		for name, b := range map[string][]byte{id + ".crl": der, id + "-delta.crl": deltaDER} {
+			f := filepath.Join(work, name)
+			if err := os.WriteFile(f, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			crlFiles = append(crlFiles, "--crl", f)
 		}
 	}
 	p.stop(t)
@@ -209,6 +225,16 @@ func TestM09BackupRestoreDrill(t *testing.T) {
 			}
 			return os.WriteFile(filepath.Join(dir, "backup.json"), bytes.Replace(b, []byte(`"govtrust.yaml"`), []byte(`"../escaped"`), 1), 0o600)
 		},
+		// A CRL to carry over whose signature does not verify: the backup
+		// itself is left as it is.
+		"CRL signature": func(string) error {
+			b, err := os.ReadFile(crlFiles[1])
+			if err != nil {
+				return err
+			}
+			b[len(b)-5] ^= 1
+			return os.WriteFile(filepath.Join(work, "forged.crl"), b, 0o600)
+		},
 	} {
 		tampered := filepath.Join(t.TempDir(), "tampered")
 		if _, err := copyTree(backupDir, tampered); err != nil {
@@ -218,7 +244,11 @@ func TestM09BackupRestoreDrill(t *testing.T) {
 			t.Fatal(err)
 		}
 		target := filepath.Join(t.TempDir(), "target")
-		if out, code := govtrust(t, "restore", "--from", tampered, "--data", target); code == 0 {
+		args := []string{"restore", "--from", tampered, "--data", target}
+		if name == "CRL signature" {
+			args = append(args, "--crl", filepath.Join(work, "forged.crl"))
+		}
+		if out, code := govtrust(t, args...); code == 0 {
 			t.Errorf("restore of a backup with a changed %s succeeded:\n%s", name, out)
 		}
 		if _, err := os.Stat(filepath.Join(target, "govtrust.db")); err == nil {
@@ -232,9 +262,12 @@ func TestM09BackupRestoreDrill(t *testing.T) {
 	// The loss, and the restore into a new data directory.
 	restored := filepath.Join(t.TempDir(), "restored")
 	rtoStart := time.Now()
-	out, code = govtrust(t, "restore", "--from", backupDir, "--data", restored)
+	out, code = govtrust(t, append([]string{"restore", "--from", backupDir, "--data", restored}, crlFiles...)...)
 	if code != 0 {
 		t.Fatalf("govtrust restore = %d\n%s", code, out)
+	}
+	if !strings.Contains(out, "1 revoked again") {
+		t.Errorf("restore did not report the revocation carried over:\n%s", out)
 	}
 	restoreTook := time.Since(rtoStart)
 	p = up(t, restored)
@@ -271,8 +304,12 @@ func TestM09BackupRestoreDrill(t *testing.T) {
 		if !bytes.Equal(pemDER(got.Certificate), c.der) {
 			t.Errorf("certificate %s/%s differs on the restored node", c.ca, c.serial)
 		}
-		if want := map[bool]string{true: "revoked", false: "good"}[c.revoked != ""]; got.Status != want {
-			t.Errorf("certificate %s/%s: %s on the restored node, was %s at the backup", c.ca, c.serial, got.Status, want)
+		want := map[bool]string{true: "revoked", false: "good"}[c.revoked != "" || c == lateTarget]
+		if got.Status != want {
+			t.Errorf("certificate %s/%s: %s on the restored node, want %s", c.ca, c.serial, got.Status, want)
+		}
+		if c == lateTarget && (got.Reason != "affiliationChanged" || got.RevokedAt != late.RevokedAt) {
+			t.Errorf("revocation carried over from the CRL: %s at %s, was affiliationChanged at %s", got.Reason, got.RevokedAt, late.RevokedAt)
 		}
 	}
 	inBackup := 0
@@ -325,9 +362,12 @@ func TestM09BackupRestoreDrill(t *testing.T) {
 	// number published before the loss.
 	for _, id := range cas {
 		for _, name := range []string{id, id + "-delta"} {
-			number, _, der := crlEntries(t, p.addrs["http"], name, files[id].issuer)
+			number, entries, der := crlEntries(t, p.addrs["http"], name, files[id].issuer)
 			if number.Cmp(published[id]) <= 0 {
 				t.Errorf("%s CRL served by the restored node: number %v, published before the loss up to %v", name, number, published[id])
+			}
+			if id == lateTarget.ca && name == id && entries[lateTarget.serial] != reasonCodes["affiliationChanged"] {
+				t.Errorf("%s CRL of the restored node: the revocation carried over is listed %v", name, entries[lateTarget.serial])
 			}
 			if id == "ecdsa-issuing" {
 				opensslVerifyCRL(t, opensslBin, der, files[id], work)

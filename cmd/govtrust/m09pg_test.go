@@ -10,8 +10,10 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,8 +27,10 @@ import (
 
 // TestM09RestorePostgres is ACCEPTANCE.md M-09 on PostgreSQL, backed up and
 // restored by its own tools (pg_dump -Fc, pg_restore into a new database)
-// and the restore recorded with `govtrust restore --db`: the certificates
-// of the backup are there, one issued after it is unknown to OCSP, the CRLs
+// and the restore recorded with `govtrust restore --db`, carrying over the
+// CRL published after the backup: the certificates of the backup are there
+// (the one revoked after it revoked again), one issued after it is unknown
+// to OCSP, the CRLs
 // served at the first start are numbered above those published after the
 // backup, and the audit chain verifies with the restore in it. Without the
 // record the node would serve the backup's CRLs, numbered below them (the
@@ -88,7 +92,11 @@ func TestM09RestorePostgres(t *testing.T) {
 	// new CRLs at once.
 	after := issue(100)
 	revoke(before[1])
-	published, _, _ := crlEntries(t, p.addrs["http"], "ecdsa-issuing", files.issuer)
+	published, _, fullDER := crlEntries(t, p.addrs["http"], "ecdsa-issuing", files.issuer)
+	crlFile := filepath.Join(work, "published.crl")
+	if err := os.WriteFile(crlFile, fullDER, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if delta, _, _ := crlEntries(t, p.addrs["http"], "ecdsa-issuing-delta", files.issuer); delta.Cmp(published) > 0 {
 		published = delta
 	}
@@ -120,9 +128,9 @@ func TestM09RestorePostgres(t *testing.T) {
 	p.stop(t)
 
 	restored := restoreTo()
-	out, code := govtrust(t, "restore", "--db", restored, "--taken-at", takenAt.Format(time.RFC3339))
-	if code != 0 {
-		t.Fatalf("govtrust restore --db = %d\n%s", code, out)
+	out, code := govtrust(t, "restore", "--db", restored, "--taken-at", takenAt.Format(time.RFC3339), "--crl", crlFile)
+	if code != 0 || !strings.Contains(out, "1 revoked again") {
+		t.Fatalf("govtrust restore --db --crl = %d, want before[1]'s revocation carried over\n%s", code, out)
 	}
 	if out, code := govtrust(t, "restore", "--db", restored, "--from", work); code == 0 {
 		t.Errorf("restore with --db and --from succeeded:\n%s", out)
@@ -141,8 +149,8 @@ func TestM09RestorePostgres(t *testing.T) {
 			t.Fatalf("GET %s on the restored node: %d %v %s", c.serial, code, err, raw)
 		}
 		want := "good"
-		if i == 0 {
-			want = "revoked" // before the backup; before[1]'s revocation came after it
+		if i <= 1 {
+			want = "revoked" // before[0] before the backup; before[1] after it, carried over from the CRL
 		}
 		if got.Status != want {
 			t.Errorf("certificate %s on the restored node: %s, want %s", c.serial, got.Status, want)

@@ -1,0 +1,138 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/ca/crl"
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/clock"
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
+)
+
+// CarriedOver is what CarryOverCRL did with one CRL.
+type CarriedOver struct {
+	// CA is the platform CA that signed the CRL; Number its CRL number.
+	CA     string   `json:"ca"`
+	Number *big.Int `json:"number"`
+	// Revoked are the serials revoked now, with the CRL's date and reason.
+	Revoked []string `json:"revoked"`
+	// Already counts entries the database had revoked with the same reason.
+	Already int `json:"already"`
+	// Unknown are serials the database has no certificate of: issued after
+	// the backup was taken. OCSP answers unknown for them, never good.
+	Unknown []string `json:"unknown"`
+	// Skipped are entries not carried over, with why: revoked in the
+	// database with another reason, or a reason the CA never gives.
+	Skipped []string `json:"skipped"`
+}
+
+// CarryOverCRL applies to a database restored from a backup the
+// revocations of a CRL that its CA published before the loss (fetched from
+// the distribution point, the directory or a relying party's cache), so
+// that what was revoked after the backup was taken is revoked again, at
+// its original date and with its reason, before any node serves it.
+//
+// The CRL must verify with the certificate of a CA in the database.
+// Each entry for a certificate the database holds as good is revoked as
+// the API would (status, OCSP responses dropped, audit record naming the
+// CRL, outbox event, key blocked for keyCompromise), each in its own
+// transaction. Full CRLs and deltas alike can be given; entries with
+// removeFromCRL or certificateHold are skipped.
+func CarryOverCRL(ctx context.Context, db *store.DB, log *audit.Log, clk clock.Clock, der []byte) (*CarriedOver, error) {
+	rl, err := smx509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not a CRL: %w", ErrRequest, err)
+	}
+	issuer, err := crlIssuer(ctx, db, der, rl)
+	if err != nil {
+		return nil, err
+	}
+	s := New()
+	s.env = &node.Env{DB: db, Audit: log, Clock: clk, Logger: slog.New(slog.DiscardHandler)}
+	out := &CarriedOver{CA: issuer, Number: rl.Number, Revoked: []string{}, Unknown: []string{}, Skipped: []string{}}
+	for _, e := range rl.RevokedCertificateEntries {
+		serial := serialHex(e.SerialNumber)
+		reason := reasonName(e.ReasonCode)
+		if _, ok := reasonCodes[reason]; !ok {
+			out.Skipped = append(out.Skipped, serial+": "+reason)
+			continue
+		}
+		var newly bool
+		err := db.Tx(ctx, func(tx *store.Tx) error {
+			var err error
+			_, newly, err = s.revokeRowAt(ctx, tx, issuer, serial, reason, "system",
+				map[string]any{"carried_over_from_crl": rl.Number.String()}, e.RevocationTime)
+			return err
+		})
+		switch {
+		case errors.Is(err, ErrNotFound):
+			out.Unknown = append(out.Unknown, serial)
+		case errors.Is(err, ErrConflict):
+			out.Skipped = append(out.Skipped, serial+": "+err.Error())
+		case err != nil:
+			return out, err
+		case newly:
+			out.Revoked = append(out.Revoked, serial)
+		default:
+			out.Already++
+		}
+	}
+	return out, nil
+}
+
+// CRLIssuer returns the id of the CA in db whose certificate signed the
+// CRL der, or an error if none did: the check of a CRL before a restore
+// carries it over (db may be the backup, opened with store.OpenSnapshot).
+func CRLIssuer(ctx context.Context, db *store.DB, der []byte) (string, error) {
+	rl, err := smx509.ParseRevocationList(der)
+	if err != nil {
+		return "", fmt.Errorf("%w: not a CRL: %w", ErrRequest, err)
+	}
+	return crlIssuer(ctx, db, der, rl)
+}
+
+// crlIssuer returns the id of the CA in the database whose certificate
+// signed the CRL der.
+func crlIssuer(ctx context.Context, db *store.DB, der []byte, rl *smx509.RevocationList) (string, error) {
+	rows, err := db.Query(ctx, "SELECT id, cert FROM ca_authorities ORDER BY id")
+	if err != nil {
+		return "", fmt.Errorf("read CAs: %w", err)
+	}
+	type ca struct {
+		id   string
+		cert []byte
+	}
+	var cas []ca
+	for rows.Next() {
+		var c ca
+		if err := rows.Scan(&c.id, &c.cert); err != nil {
+			rows.Close()
+			return "", fmt.Errorf("read CAs: %w", err)
+		}
+		cas = append(cas, c)
+	}
+	if err := rows.Close(); err != nil {
+		return "", err
+	}
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("read CAs: %w", err)
+	}
+	for _, c := range cas {
+		cert, err := smx509.ParseCertificate(c.cert)
+		if err != nil || !bytes.Equal(cert.RawSubject, rl.RawIssuer) {
+			continue
+		}
+		if _, err := crl.Verify(der, cert); err == nil {
+			return c.id, nil
+		}
+	}
+	return "", fmt.Errorf("%w: the CRL of %s (number %v) does not verify with any CA certificate in this database", ErrRequest, rl.Issuer, rl.Number)
+}
