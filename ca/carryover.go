@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"time"
 
 	"github.com/emmansun/gmsm/smx509"
 
@@ -26,9 +27,11 @@ type CarriedOver struct {
 	Revoked []string `json:"revoked"`
 	// Already counts entries the database had revoked with the same reason.
 	Already int `json:"already"`
-	// Unknown are serials the database has no certificate of: issued after
-	// the backup was taken. OCSP answers unknown for them, never good.
-	Unknown []string `json:"unknown"`
+	// WithoutCertificate are serials the database had no certificate of
+	// (issued after the backup was taken), now kept as revocations
+	// without a certificate (profile carriedOverProfile): listed on the
+	// CA's CRLs until the CA's own notAfter, answered revoked by OCSP.
+	WithoutCertificate []string `json:"without_certificate"`
 	// Skipped are entries not carried over, with why: revoked in the
 	// database with another reason, or a reason the CA never gives.
 	Skipped []string `json:"skipped"`
@@ -44,8 +47,11 @@ type CarriedOver struct {
 // Each entry for a certificate the database holds as good is revoked as
 // the API would (status, OCSP responses dropped, audit record naming the
 // CRL, outbox event, key blocked for keyCompromise), each in its own
-// transaction. Full CRLs and deltas alike can be given; entries with
-// removeFromCRL or certificateHold are skipped.
+// transaction. An entry for a serial the database does not know, a
+// certificate issued after the backup, becomes a revocation without a
+// certificate (carriedOverRow), so that the CA's next CRLs list it again
+// and OCSP answers revoked. Full CRLs and deltas alike can be given;
+// entries with removeFromCRL or certificateHold are skipped.
 func CarryOverCRL(ctx context.Context, db *store.DB, log *audit.Log, clk clock.Clock, der []byte) (*CarriedOver, error) {
 	rl, err := smx509.ParseRevocationList(der)
 	if err != nil {
@@ -55,9 +61,17 @@ func CarryOverCRL(ctx context.Context, db *store.DB, log *audit.Log, clk clock.C
 	if err != nil {
 		return nil, err
 	}
+	var caDER []byte
+	if err := db.QueryRow(ctx, "SELECT cert FROM ca_authorities WHERE id = ?", issuer).Scan(&caDER); err != nil {
+		return nil, fmt.Errorf("read CA %s: %w", issuer, err)
+	}
+	caCert, err := smx509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, fmt.Errorf("CA %s: %w", issuer, err)
+	}
 	s := New()
 	s.env = &node.Env{DB: db, Audit: log, Clock: clk, Logger: slog.New(slog.DiscardHandler)}
-	out := &CarriedOver{CA: issuer, Number: rl.Number, Revoked: []string{}, Unknown: []string{}, Skipped: []string{}}
+	out := &CarriedOver{CA: issuer, Number: rl.Number, Revoked: []string{}, WithoutCertificate: []string{}, Skipped: []string{}}
 	for _, e := range rl.RevokedCertificateEntries {
 		serial := serialHex(e.SerialNumber)
 		reason := reasonName(e.ReasonCode)
@@ -65,16 +79,19 @@ func CarryOverCRL(ctx context.Context, db *store.DB, log *audit.Log, clk clock.C
 			out.Skipped = append(out.Skipped, serial+": "+reason)
 			continue
 		}
-		var newly bool
+		var newly, stub bool
 		err := db.Tx(ctx, func(tx *store.Tx) error {
+			extra := map[string]any{"carried_over_from_crl": rl.Number.String()}
 			var err error
-			_, newly, err = s.revokeRowAt(ctx, tx, issuer, serial, reason, "system",
-				map[string]any{"carried_over_from_crl": rl.Number.String()}, e.RevocationTime)
+			_, newly, err = s.revokeRowAt(ctx, tx, issuer, serial, reason, "system", extra, e.RevocationTime)
+			if stub = errors.Is(err, ErrNotFound); stub {
+				err = s.carriedOverRow(ctx, tx, issuer, serial, reasonCodes[reason], e.RevocationTime, caCert.NotAfter, extra)
+			}
 			return err
 		})
 		switch {
-		case errors.Is(err, ErrNotFound):
-			out.Unknown = append(out.Unknown, serial)
+		case err == nil && stub:
+			out.WithoutCertificate = append(out.WithoutCertificate, serial)
 		case errors.Is(err, ErrConflict):
 			out.Skipped = append(out.Skipped, serial+": "+err.Error())
 		case err != nil:
@@ -86,6 +103,40 @@ func CarryOverCRL(ctx context.Context, db *store.DB, log *audit.Log, clk clock.C
 		}
 	}
 	return out, nil
+}
+
+// carriedOverProfile is the profile of a revocation without a certificate:
+// a serial a published CRL listed that the database had no certificate of.
+const carriedOverProfile = "carried-over-revocation"
+
+// carriedOverRow stores a revocation without a certificate in tx: a
+// ca_certificates row with status revoked, the CRL's date and reason, no
+// DER, no subject, and the CA's own notAfter as its expiry (the
+// certificate's is not known, and the CA never issues past its own, so the
+// entry stays on CRLs at least as long as RFC 5280 §3.3 asks). The
+// insertion sets its revocation sequence like any revocation (the
+// database triggers), so the next delta lists it too. No outbox event: the
+// directory has no certificate to withdraw. The key is not blocked for
+// keyCompromise: it is not known.
+func (s *Service) carriedOverRow(ctx context.Context, tx *store.Tx, issuer, serial string, code int, at, notAfter time.Time, extra map[string]any) error {
+	at = at.UTC().Truncate(time.Second)
+	if _, err := tx.Exec(ctx, `INSERT INTO ca_certificates
+		(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org, created_at, revoked_at, revocation_reason)
+		VALUES (?, ?, '', ?, ?, ?, ?, 'revoked', 'system', '', ?, ?, ?)`,
+		issuer, serial, carriedOverProfile, at.Format(timeFormat), notAfter.UTC().Format(timeFormat), []byte{},
+		s.env.Clock.Now().UTC().Format(timeFormat), at.Format(timeFormat), code); err != nil {
+		return fmt.Errorf("revocation without a certificate %s/%s: %w", issuer, serial, err)
+	}
+	if err := s.ocspRevokeTx(ctx, tx, issuer, serial); err != nil {
+		return err
+	}
+	details := map[string]any{"reason": reasonName(code), "certificate": "not in the database (issued after the backup)"}
+	for k, v := range extra {
+		details[k] = v
+	}
+	_, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: "system", Action: "ca.certificate.revoke",
+		Object: "cert/" + issuer + "/" + serial, Outcome: audit.Success, Details: details})
+	return err
 }
 
 // CRLIssuer returns the id of the CA in db whose certificate signed the

@@ -144,7 +144,12 @@ func (r *IssueRequest) hash(requester string) []byte {
 	return h.Sum(nil)
 }
 
+// pemCert is der in PEM, or "" for a revocation without a certificate
+// (carriedOverRow).
 func pemCert(der []byte) string {
+	if len(der) == 0 {
+		return ""
+	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 

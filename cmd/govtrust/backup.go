@@ -201,7 +201,9 @@ CA at once, numbered above any published after the backup was taken.
 --crl FILE (repeatable) carries over the revocations of CRLs the CA published before
 the loss (from its distribution point, the directory, a relying party's cache): each
 CRL must verify with a CA certificate of the backup, and each entry for a certificate
-the backup holds as good is revoked again with its date and reason.
+the backup holds as good is revoked again with its date and reason; an entry for a
+certificate issued after the backup is kept as a revocation without a certificate, so
+the CA's CRLs list it again and OCSP answers revoked.
 
 A PostgreSQL database is restored with PostgreSQL's tools (pg_restore, or
 pg_basebackup and recovery); then --db URL [--taken-at TIME] checks its audit chain
@@ -286,8 +288,8 @@ func carryOver(ctx context.Context, w io.Writer, db *store.DB, log *audit.Log, c
 		if err != nil {
 			return fmt.Errorf("--crl %s: %w", f, err)
 		}
-		fmt.Fprintf(w, "CRL %s of %s, number %v: %d revoked again, %d already revoked, %d unknown to the backup (issued after it; OCSP answers unknown), %d skipped\n",
-			f, r.CA, r.Number, len(r.Revoked), r.Already, len(r.Unknown), len(r.Skipped))
+		fmt.Fprintf(w, "CRL %s of %s, number %v: %d revoked again, %d already revoked, %d kept without a certificate (issued after the backup), %d skipped\n",
+			f, r.CA, r.Number, len(r.Revoked), r.Already, len(r.WithoutCertificate), len(r.Skipped))
 		for _, s := range r.Skipped {
 			fmt.Fprintf(w, "  skipped %s\n", s)
 		}

@@ -29,8 +29,8 @@ import (
 // restored by its own tools (pg_dump -Fc, pg_restore into a new database)
 // and the restore recorded with `govtrust restore --db`, carrying over the
 // CRL published after the backup: the certificates of the backup are there
-// (the one revoked after it revoked again), one issued after it is unknown
-// to OCSP, the CRLs
+// (the one revoked after it revoked again), one issued and revoked after it
+// is revoked in OCSP and listed without its certificate, the CRLs
 // served at the first start are numbered above those published after the
 // backup, and the audit chain verifies with the restore in it. Without the
 // record the node would serve the backup's CRLs, numbered below them (the
@@ -91,6 +91,7 @@ func TestM09RestorePostgres(t *testing.T) {
 	// After the backup: a certificate, and a revocation, which publishes
 	// new CRLs at once.
 	after := issue(100)
+	revoke(after)
 	revoke(before[1])
 	published, _, fullDER := crlEntries(t, p.addrs["http"], "ecdsa-issuing", files.issuer)
 	crlFile := filepath.Join(work, "published.crl")
@@ -129,7 +130,7 @@ func TestM09RestorePostgres(t *testing.T) {
 
 	restored := restoreTo()
 	out, code := govtrust(t, "restore", "--db", restored, "--taken-at", takenAt.Format(time.RFC3339), "--crl", crlFile)
-	if code != 0 || !strings.Contains(out, "1 revoked again") {
+	if code != 0 || !strings.Contains(out, "1 revoked again") || !strings.Contains(out, "1 kept without a certificate") {
 		t.Fatalf("govtrust restore --db --crl = %d, want before[1]'s revocation carried over\n%s", code, out)
 	}
 	if out, code := govtrust(t, "restore", "--db", restored, "--from", work); code == 0 {
@@ -138,8 +139,14 @@ func TestM09RestorePostgres(t *testing.T) {
 	newDir := filepath.Join(t.TempDir(), "restored")
 	writeNodeConfig(t, newDir, quietConfig)
 	p = up(t, newDir, "--db", restored)
-	if n := served(p); n.Cmp(published) <= 0 {
-		t.Errorf("CRL served by the restored node: number %v, published before the loss up to %v", n, published)
+	number, entries, _ := crlEntries(t, p.addrs["http"], "ecdsa-issuing", files.issuer)
+	if number.Cmp(published) <= 0 {
+		t.Errorf("CRL served by the restored node: number %v, published before the loss up to %v", number, published)
+	}
+	for _, c := range []issued{before[0], before[1], after} {
+		if _, ok := entries[c.serial]; !ok {
+			t.Errorf("CRL of the restored node does not list %s", c.serial)
+		}
 	}
 	api = newAPIClient(t, raToken, newDir)
 	for i, c := range before {
@@ -173,8 +180,8 @@ func TestM09RestorePostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, err := ocsp.ParseResponseForCert(raw, cert, files.issuer); err != nil || r.Status != ocsp.Unknown {
-		t.Errorf("OCSP for the certificate issued after the backup: %v %v, want unknown", r, err)
+	if r, err := ocsp.ParseResponseForCert(raw, cert, files.issuer); err != nil || r.Status != ocsp.Revoked || r.RevocationReason != ocsp.ReasonSuperseded {
+		t.Errorf("OCSP for the certificate issued and revoked after the backup: %v %v, want revoked (superseded), carried over without its certificate", r, err)
 	}
 	p.stop(t)
 	auditVerify(t, "--db", restored)
