@@ -57,17 +57,9 @@ func CarryOverCRL(ctx context.Context, db *store.DB, log *audit.Log, clk clock.C
 	if err != nil {
 		return nil, fmt.Errorf("%w: not a CRL: %w", ErrRequest, err)
 	}
-	issuer, err := crlIssuer(ctx, db, der, rl)
+	issuer, caCert, err := crlIssuer(ctx, db, der, rl)
 	if err != nil {
 		return nil, err
-	}
-	var caDER []byte
-	if err := db.QueryRow(ctx, "SELECT cert FROM ca_authorities WHERE id = ?", issuer).Scan(&caDER); err != nil {
-		return nil, fmt.Errorf("read CA %s: %w", issuer, err)
-	}
-	caCert, err := smx509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, fmt.Errorf("CA %s: %w", issuer, err)
 	}
 	s := New()
 	s.env = &node.Env{DB: db, Audit: log, Clock: clk, Logger: slog.New(slog.DiscardHandler)}
@@ -147,15 +139,16 @@ func CRLIssuer(ctx context.Context, db *store.DB, der []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: not a CRL: %w", ErrRequest, err)
 	}
-	return crlIssuer(ctx, db, der, rl)
+	id, _, err := crlIssuer(ctx, db, der, rl)
+	return id, err
 }
 
-// crlIssuer returns the id of the CA in the database whose certificate
-// signed the CRL der.
-func crlIssuer(ctx context.Context, db *store.DB, der []byte, rl *smx509.RevocationList) (string, error) {
+// crlIssuer returns the id and certificate of the CA in the database whose
+// certificate signed the CRL der.
+func crlIssuer(ctx context.Context, db *store.DB, der []byte, rl *smx509.RevocationList) (string, *smx509.Certificate, error) {
 	rows, err := db.Query(ctx, "SELECT id, cert FROM ca_authorities ORDER BY id")
 	if err != nil {
-		return "", fmt.Errorf("read CAs: %w", err)
+		return "", nil, fmt.Errorf("read CAs: %w", err)
 	}
 	type ca struct {
 		id   string
@@ -166,15 +159,15 @@ func crlIssuer(ctx context.Context, db *store.DB, der []byte, rl *smx509.Revocat
 		var c ca
 		if err := rows.Scan(&c.id, &c.cert); err != nil {
 			rows.Close()
-			return "", fmt.Errorf("read CAs: %w", err)
+			return "", nil, fmt.Errorf("read CAs: %w", err)
 		}
 		cas = append(cas, c)
 	}
 	if err := rows.Close(); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := rows.Err(); err != nil {
-		return "", fmt.Errorf("read CAs: %w", err)
+		return "", nil, fmt.Errorf("read CAs: %w", err)
 	}
 	for _, c := range cas {
 		cert, err := smx509.ParseCertificate(c.cert)
@@ -182,8 +175,8 @@ func crlIssuer(ctx context.Context, db *store.DB, der []byte, rl *smx509.Revocat
 			continue
 		}
 		if _, err := crl.Verify(der, cert); err == nil {
-			return c.id, nil
+			return c.id, cert, nil
 		}
 	}
-	return "", fmt.Errorf("%w: the CRL of %s (number %v) does not verify with any CA certificate in this database", ErrRequest, rl.Issuer, rl.Number)
+	return "", nil, fmt.Errorf("%w: the CRL of %s (number %v) does not verify with any CA certificate in this database", ErrRequest, rl.Issuer, rl.Number)
 }

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/emmansun/gmsm/sm3"
@@ -301,7 +300,7 @@ func carryOver(ctx context.Context, w io.Writer, db *store.DB, log *audit.Log, c
 // PostgreSQL's own tools restored, and carries the CRLs over: its audit
 // chain must verify first, and every CRL with one of its CAs.
 func markRestoredDB(ctx context.Context, w io.Writer, dataDir, dbURL string, takenAt time.Time, crls map[string][]byte) error {
-	if !strings.HasPrefix(strings.ToLower(dbURL), "postgres://") && !strings.HasPrefix(strings.ToLower(dbURL), "postgresql://") {
+	if !store.IsPostgresURL(dbURL) {
 		return errors.New("--db takes a PostgreSQL URL; a SQLite backup is restored with --from")
 	}
 	db, cfg, err := offlineDB(ctx, dataDir, dbURL)
@@ -429,8 +428,7 @@ func restore(ctx context.Context, w io.Writer, from, dataDir string, crls map[st
 
 // describeDB names a database URL without what may follow a host.
 func describeDB(u string) string {
-	l := strings.ToLower(u)
-	if strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://") {
+	if store.IsPostgresURL(u) {
 		return "PostgreSQL"
 	}
 	return fmt.Sprintf("%q", u)

@@ -81,7 +81,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		db  *DB
 		err error
 	)
-	if isPostgresURL(cfg.URL) {
+	if IsPostgresURL(cfg.URL) {
 		db, err = openPostgres(ctx, cfg)
 	} else {
 		db, err = openSQLite(ctx, cfg)
@@ -93,7 +93,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return db, nil
 }
 
-func isPostgresURL(u string) bool {
+// IsPostgresURL reports whether u names a PostgreSQL database (Open's
+// choice of backend); anything else is a SQLite path.
+func IsPostgresURL(u string) bool {
 	l := strings.ToLower(u)
 	return strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://")
 }
