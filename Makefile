@@ -43,12 +43,13 @@ bench: p11
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
 
 ## soak: the crash and concurrency acceptance tests at full size (ACCEPTANCE.md
-## M-01: 32 clients, 50 kills; M-03: 100 kills; B-02: 2 processes, 64 clients,
-## 50,000 issuances; M-08: 5 PostgreSQL restarts under load; G-04: 100,000
-## tokens, 10 kills), on SQLite and a throw-away PostgreSQL. make test runs
-## them smaller.
+## M-01: 32 clients, 50 kills; M-02: the same on PostgreSQL, 75 kills of the
+## node, a backend and the whole server in turn; M-03: 100 kills; B-02: 2
+## processes, 64 clients, 50,000 issuances; M-08: 5 PostgreSQL restarts under
+## load; G-04: 100,000 tokens, 10 kills), on SQLite and a throw-away
+## PostgreSQL. make test runs them smaller.
 soak:
-	GTTEST_SOAK=1 CI=1 scripts/with-postgres.sh $(GO) test -count=1 -v -timeout 90m -run 'TestM01|TestM03|TestB02|TestM08|TestTSAKillG04' ./cmd/govtrust/
+	GTTEST_SOAK=1 CI=1 scripts/with-postgres.sh $(GO) test -count=1 -v -timeout 90m -run 'TestM01|TestM02|TestM03|TestB02|TestM08|TestTSAKillG04' ./cmd/govtrust/
 
 ## soak-tsa: ACCEPTANCE.md G-04 alone: 100,000 tokens while the node is killed (SIGKILL) 10 times.
 soak-tsa:

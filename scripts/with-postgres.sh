@@ -56,7 +56,8 @@ started=
 cleanup() {
 	status=$?
 	if [ -n "$started" ]; then
-		as_pg "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+		as_pg "$bindir/pg_ctl" -D "$data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+			as_pg "$bindir/pg_ctl" -D "$data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
 	fi
 	rm -rf "$dir"
 	exit "$status"
@@ -113,7 +114,12 @@ cat >"$dir/ctl" <<CTL
 #!/bin/sh
 case "\$1" in
 stop) exec $runas "$bindir/pg_ctl" -D "$data" -m fast -w -t 60 stop ;;
-start) exec $runas "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 -o "$opts" start ;;
+start)
+	$runas "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 -o "$opts" start && exit 0
+	echo "server log:" >&2
+	tail -n 30 "$log" >&2
+	exit 1
+	;;
 *) echo "usage: \$0 stop|start" >&2; exit 2 ;;
 esac
 CTL

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -59,9 +60,12 @@ type m01Ledger struct {
 	uncertain map[string][]byte
 	// refused counts requests whose connection was refused (node down:
 	// never sent); lost counts requests whose answer was lost; status5xx
-	// counts answers 5xx.
+	// counts answers 503 (the node up, its database not).
 	refused, lost, status5xx int
 	problems                 []error
+	// sentOK and answeredOK are when (UnixNano) the request of the latest
+	// certificate answered was sent, and when it was answered.
+	sentOK, answeredOK atomic.Int64
 }
 
 type m01Cert struct {
@@ -88,15 +92,94 @@ func (l *m01Ledger) problem(format string, args ...any) {
 // directory serves every certificate still good, byte for byte, and no
 // revoked one.
 func TestM01IssuanceUnderKill(t *testing.T) {
+	runM01(t, m01Run{name: "M-01", kills: scale(8, 50)})
+}
+
+// TestM02IssuanceUnderKillPostgres is ACCEPTANCE.md M-02: M-01 on
+// PostgreSQL, with the database killed as well. The kills take turns: the
+// node (SIGKILL, restarted), one of PostgreSQL's backends (SIGKILL: the
+// postmaster ends every other session and recovers, as after a backend's
+// crash) and the whole server (the postmaster frozen, then it and all its
+// processes SIGKILLed at once, as a power cut would end them, and started
+// again: WAL replay). After a database kill the node stays up and answers
+// 503 until the server is back; every answer other than a certificate, a
+// revocation or a 503 with Retry-After is an error. Checked afterwards as
+// in M-01, with amcheck over every B-tree index (every heap row in its
+// indexes, the unique (issuer, serial) index among them) and
+// verify_heapam over every table in place of PRAGMA integrity_check, after
+// a last crash of the server.
+func TestM02IssuanceUnderKillPostgres(t *testing.T) {
+	pg := startPrivatePostgres(t)
+	runM01(t, m01Run{name: "M-02", pg: pg, kills: scale(9, 75)})
+}
+
+// m01Run is what differs between M-01 and M-02.
+type m01Run struct {
+	name  string
+	kills int
+	// pg is M-02's server: the node stores in it, and it is killed too.
+	pg *privatePostgres
+}
+
+// kind is what the k-th kill of the run kills: "node", "backend" or
+// "server".
+func (r m01Run) kind(k int) string {
+	if r.pg == nil {
+		return "node"
+	}
+	return [...]string{"node", "backend", "server"}[k%3]
+}
+
+// upArgs are the node's flags.
+func (r m01Run) upArgs() []string {
+	if r.pg == nil {
+		return m01LDAP
+	}
+	return append([]string{"--db", r.pg.url}, m01LDAP...)
+}
+
+// storeArgs are the flags of an offline command on the node's store.
+func (r m01Run) storeArgs(dir string) []string {
+	if r.pg == nil {
+		return []string{"--data", dir}
+	}
+	return []string{"--db", r.pg.url, "--data", dir}
+}
+
+// integrity checks the stopped or killed node's database.
+func (r m01Run) integrity(t *testing.T, dir string) {
+	t.Helper()
+	if r.pg == nil {
+		sqliteIntegrity(t, dir)
+		return
+	}
+	r.pg.amcheck(t)
+}
+
+// openDB opens the node's database for the reconciliation.
+func (r m01Run) openDB(t *testing.T, dir string) *sql.DB {
+	t.Helper()
+	driver, dsn := "sqlite", "file:"+filepath.Join(dir, "govtrust.db")+"?mode=ro"
+	if r.pg != nil {
+		driver, dsn = "pgx", r.pg.url
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func runM01(t *testing.T, r m01Run) {
 	opensslBin := testenv.LookPath(t, "openssl")
-	clients, kills := scale(8, 32), scale(8, 50)
+	clients := scale(8, 32)
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("M-01: %d clients, %d kills, seed %d", clients, kills, seed)
+	t.Logf("%s: %d clients, %d kills, seed %d", r.name, clients, r.kills, seed)
 	rng := mrand.New(mrand.NewPCG(seed, 0))
 
 	dir := filepath.Join(t.TempDir(), "data")
 	writeNodeConfig(t, dir, quietConfig)
-	p := up(t, dir, m01LDAP...)
+	p := up(t, dir, r.upArgs()...)
 	api := newAPIClient(t, readToken(t, dir, "ra"), dir)
 	var addr atomic.Pointer[string]
 	setAddr := func(p *proc) { a := p.addrs["https"]; addr.Store(&a) }
@@ -115,35 +198,102 @@ func TestM01IssuanceUnderKill(t *testing.T) {
 			defer wg.Done()
 			for n := 0; !stop.Load(); n++ {
 				if mc.step(*addr.Load(), n) {
-					// The node is down: wait a little rather than spin on
-					// refused connections while it restarts.
+					// The node is down or its database is: wait a little
+					// rather than spin on refusals while it comes back.
 					time.Sleep(20 * time.Millisecond)
 				}
 			}
 		}()
 	}
 	// Each kill lands at a random moment of a random uptime, while every
-	// client has a request in flight or about to be.
-	for k := 0; k < kills; k++ {
+	// client has a request in flight or about to be. After each kill the
+	// run waits for a certificate requested after it before it goes on, and
+	// reports how long after the kill that certificate was answered.
+	recovery := map[string][]time.Duration{}
+	// pgStart: pg_ctl start after a server kill, until ready; afterBack:
+	// from then to the answer of a certificate requested after it.
+	var pgStart, afterBack []time.Duration
+	// dropped counts, by the kind of the latest kill, the requests whose
+	// answer was lost (a dropped connection): only killing the node may
+	// cost any.
+	dropped := map[string]int{}
+	lostSince := func(kind string, mark *int) {
+		L.mu.Lock()
+		dropped[kind] += L.lost - *mark
+		*mark = L.lost
+		L.mu.Unlock()
+	}
+	var lostMark int
+	prev := "none"
+	for k := 0; k < r.kills; k++ {
 		time.Sleep(time.Duration(50+rng.IntN(1200)) * time.Millisecond)
-		p.kill9(t, dir)
-		p = up(t, dir, m01LDAP...)
-		setAddr(p)
+		kind := r.kind(k)
+		lostSince(prev, &lostMark)
+		prev = kind
+		killed := time.Now()
+		switch kind {
+		case "node":
+			p.kill9(t, dir)
+			p = up(t, dir, r.upArgs()...)
+			setAddr(p)
+		case "backend":
+			r.pg.killBackend(t)
+		case "server":
+			r.pg.crash(t)
+			started := time.Now()
+			r.pg.run(t, "start")
+			back := time.Now()
+			pgStart = append(pgStart, back.Sub(started))
+			for L.sentOK.Load() < back.UnixNano() && time.Since(back) < time.Minute {
+				time.Sleep(5 * time.Millisecond)
+			}
+			afterBack = append(afterBack, time.Duration(L.answeredOK.Load()-back.UnixNano()))
+		}
+		for L.sentOK.Load() < killed.UnixNano() && time.Since(killed) < time.Minute {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if L.sentOK.Load() < killed.UnixNano() {
+			t.Fatalf("%s: no certificate answered within a minute of kill %d (%s)", r.name, k+1, kind)
+		}
+		if kind != "server" { // the wait for the killed server's processes to be reaped is the test's own
+			recovery[kind] = append(recovery[kind], time.Duration(L.answeredOK.Load()-killed.UnixNano()))
+		}
 	}
 	time.Sleep(300 * time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
+	lostSince(prev, &lostMark)
 	load := time.Since(start)
+	for kind, n := range dropped {
+		if kind != "node" && n > 0 {
+			t.Errorf("%s: %d answers lost (connection dropped) after killing the %s: the node must answer 503, not drop", r.name, n, kind)
+		}
+	}
 	reportErrors(t, "client", L.problems)
 	if t.Failed() {
 		return
 	}
-	t.Logf("M-01 load: %s, %d kills; %d certificates answered, %d revocations acknowledged; answers lost: %d issuances, %d revocations (%d transport errors, %d 5xx); %d requests refused while down",
-		load.Round(time.Millisecond), kills, len(L.issued), len(L.revoked), len(L.uncertain), len(L.maybeRevoked), L.lost, L.status5xx, L.refused)
+	t.Logf("%s load: %s, %d kills; %d certificates answered, %d revocations acknowledged; answers lost: %d issuances, %d revocations (%d transport errors, %d answers 503); %d requests refused while down",
+		r.name, load.Round(time.Millisecond), r.kills, len(L.issued), len(L.revoked), len(L.uncertain), len(L.maybeRevoked), L.lost, L.status5xx, L.refused)
+	for _, kind := range []string{"node", "backend", "server"} {
+		if d := recovery[kind]; len(d) > 0 {
+			slices.Sort(d)
+			t.Logf("%s: %d kills of the %s; from the kill to the next certificate answered: median %s, max %s",
+				r.name, len(d), kind, d[(len(d)-1)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond))
+		}
+	}
+	if d, b := pgStart, afterBack; len(d) > 0 {
+		slices.Sort(d)
+		slices.Sort(b)
+		t.Logf("%s: after a server kill, PostgreSQL's start (pg_ctl start -w, WAL replay included): median %s, max %s; "+
+			"from then to a certificate requested after it: median %s, max %s",
+			r.name, d[(len(d)-1)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond),
+			b[(len(b)-1)/2].Round(time.Millisecond), b[len(b)-1].Round(time.Millisecond))
+	}
 	if len(L.issued) == 0 || len(L.revoked) == 0 {
 		t.Fatal("the clients got no certificate or no revocation through")
 	}
-	if L.lost == 0 {
+	if L.lost+L.status5xx == 0 {
 		t.Fatal("no answer was lost: no kill landed while a request was in flight")
 	}
 
@@ -181,12 +331,17 @@ func TestM01IssuanceUnderKill(t *testing.T) {
 		}
 		L.issued[k] = first
 	}
-	t.Logf("M-01 retries after restart: %d lost issuances had been committed (200 replay), %d had not (201 on retry)", committed, notCommitted)
+	t.Logf("%s retries after restart: %d lost issuances had been committed (200 replay), %d had not (201 on retry)", r.name, committed, notCommitted)
 
-	// The database as the last kill left it.
+	// The database as the last kill left it (on PostgreSQL, the server
+	// crashed too and recovered).
 	p.kill9(t, dir)
-	sqliteIntegrity(t, dir)
-	p = up(t, dir, m01LDAP...)
+	if r.pg != nil {
+		r.pg.crash(t)
+		r.pg.run(t, "start")
+	}
+	r.integrity(t, dir)
+	p = up(t, dir, r.upArgs()...)
 
 	// Reconcile: API, OCSP (openssl), CRL.
 	bySerial := map[string]*m01Cert{}
@@ -249,7 +404,7 @@ func TestM01IssuanceUnderKill(t *testing.T) {
 		return nil
 	})
 	reportErrors(t, "API", errs)
-	t.Logf("M-01: %d of %d revocations with a lost answer had been applied", appliedLost, len(L.maybeRevoked))
+	t.Logf("%s: %d of %d revocations with a lost answer had been applied", r.name, appliedLost, len(L.maybeRevoked))
 
 	work := t.TempDir()
 	files := fetchCA(t, p.addrs["http"], "ecdsa-issuing", "ecdsa-root", work)
@@ -280,7 +435,7 @@ func TestM01IssuanceUnderKill(t *testing.T) {
 		return nil
 	})
 	reportErrors(t, "OCSP", errs)
-	t.Logf("M-01: %d OCSP answers checked by openssl in %s", len(certs), time.Since(ocspStart).Round(time.Millisecond))
+	t.Logf("%s: %d OCSP answers checked by openssl in %s", r.name, len(certs), time.Since(ocspStart).Round(time.Millisecond))
 
 	_, onCRL, crlDER := crlEntries(t, p.addrs["http"], "ecdsa-issuing", files.issuer)
 	opensslVerifyCRL(t, opensslBin, crlDER, files, work)
@@ -300,11 +455,8 @@ func TestM01IssuanceUnderKill(t *testing.T) {
 
 	// The database: exactly the ledger's certificates under the clients'
 	// keys, no serial twice (issued or reserved), integrity ok.
-	sqliteIntegrity(t, dir)
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "govtrust.db")+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r.integrity(t, dir)
+	db := r.openDB(t, dir)
 	defer db.Close()
 	rows, err := db.Query("SELECT idempotency_key, serial FROM ca_certificates WHERE issuer_id = 'ecdsa-issuing' AND idempotency_key LIKE 'm01-%'")
 	if err != nil {
@@ -330,7 +482,7 @@ func TestM01IssuanceUnderKill(t *testing.T) {
 	}
 	var dups, orphans int
 	for q, dst := range map[string]*int{
-		"SELECT COUNT(*) FROM (SELECT issuer_id, serial FROM ca_certificates GROUP BY issuer_id, serial HAVING COUNT(*) > 1)": &dups,
+		"SELECT COUNT(*) FROM (SELECT issuer_id, serial FROM ca_certificates GROUP BY issuer_id, serial HAVING COUNT(*) > 1) AS d": &dups,
 		// A reserved serial without a certificate: the signature may have
 		// been made, and was never stored or answered.
 		"SELECT COUNT(*) FROM ca_serials s WHERE NOT EXISTS (SELECT 1 FROM ca_certificates c WHERE c.issuer_id = s.issuer_id AND c.serial = s.serial)": &orphans,
@@ -346,7 +498,7 @@ func TestM01IssuanceUnderKill(t *testing.T) {
 
 	// Audit: one issuance event per certificate, one revocation event per
 	// revoked one; the chain verifies.
-	events := auditEvents(t, "--data", dir)
+	events := auditEvents(t, r.storeArgs(dir)...)
 	for s, want := range status {
 		obj := "cert/ecdsa-issuing/" + s
 		if n := events[[2]string{"ca.certificate.issue", obj}]; n != 1 {
@@ -357,9 +509,9 @@ func TestM01IssuanceUnderKill(t *testing.T) {
 			t.Errorf("%d revocation audit events for %s (%s)", revs, s, want)
 		}
 	}
-	auditVerify(t, "--data", dir)
-	t.Logf("M-01 ledger: %d certificates (%d from retries), %d revoked; database: %d under the clients' keys, 0 duplicate serials, %d reserved serials never stored; integrity_check ok; audit verified; LDAP: %d good certificates served byte for byte, no revoked one.",
-		len(L.issued), committed+notCommitted, len(L.revoked)+appliedLost, stored, orphans, inLDAP)
+	auditVerify(t, r.storeArgs(dir)...)
+	t.Logf("%s ledger: %d certificates (%d from retries), %d revoked; database: %d under the clients' keys, 0 duplicate serials, %d reserved serials never stored; integrity checked; audit verified; LDAP: %d good certificates served byte for byte, no revoked one.",
+		r.name, len(L.issued), committed+notCommitted, len(L.revoked)+appliedLost, stored, orphans, inLDAP)
 }
 
 // m01LDAP starts the directory's LDAP listener on a free port in M-01.
@@ -433,7 +585,7 @@ func (c *m01Client) step(addr string, n int) bool {
 		c.mine = c.mine[:len(c.mine)-1]
 		reason := c.reasons[c.rng.IntN(len(c.reasons))]
 		body, _ := json.Marshal(ca.RevokeRequest{Serial: serial, Reason: reason})
-		status, raw, err := c.api.post(base+"/revocations", body, nil)
+		status, hdr, raw, err := c.api.postFull(base+"/revocations", body, nil)
 		L.mu.Lock()
 		defer L.mu.Unlock()
 		switch {
@@ -441,13 +593,15 @@ func (c *m01Client) step(addr string, n int) bool {
 			L.refused++
 			c.mine = append(c.mine, serial) // never sent: again later
 			return true
+		case err == nil && status >= 500 && !unavailable(status, hdr):
+			L.problems = append(L.problems, fmt.Errorf("revoke %s: %d %s", serial, status, raw))
 		case err != nil || status >= 500:
-			if err != nil {
-				L.lost++
-			} else {
-				L.status5xx++
-			}
 			L.maybeRevoked[serial] = reason
+			if err == nil {
+				L.status5xx++
+				return true
+			}
+			L.lost++
 		case status == http.StatusOK:
 			var out ca.RevokeResponse
 			if err := json.Unmarshal(raw, &out); err != nil || out.Serial != serial || out.Reason != reason {
@@ -473,20 +627,23 @@ func (c *m01Client) step(addr string, n int) bool {
 		L.problem("client %d: %v", c.id, err)
 		return false
 	}
-	status, raw, err := c.api.post(base+"/certificates", body, map[string]string{"Idempotency-Key": idem})
+	sent := time.Now()
+	status, hdr, raw, err := c.api.postFull(base+"/certificates", body, map[string]string{"Idempotency-Key": idem})
 	L.mu.Lock()
 	defer L.mu.Unlock()
 	switch {
 	case err != nil && refused(err):
 		L.refused++
 		return true
+	case err == nil && status >= 500 && !unavailable(status, hdr):
+		L.problems = append(L.problems, fmt.Errorf("issue %s: %d %s", idem, status, raw))
 	case err != nil || status >= 500:
-		if err != nil {
-			L.lost++
-		} else {
-			L.status5xx++
-		}
 		L.uncertain[idem] = body
+		if err == nil {
+			L.status5xx++
+			return true
+		}
+		L.lost++
 	case status == http.StatusCreated:
 		serial, der, err := decodeIssued(raw)
 		if err != nil {
@@ -494,12 +651,22 @@ func (c *m01Client) step(addr string, n int) bool {
 			break
 		}
 		L.issued[idem] = &m01Cert{key: idem, serial: serial, der: der}
+		if sent.UnixNano() > L.sentOK.Load() {
+			L.sentOK.Store(sent.UnixNano())
+			L.answeredOK.Store(time.Now().UnixNano())
+		}
 		c.mine = append(c.mine, serial)
 	default:
 		// Even 200 is wrong here: it replays a key never sent before.
 		L.problems = append(L.problems, fmt.Errorf("issue %s: %d %s", idem, status, raw))
 	}
 	return false
+}
+
+// unavailable reports whether an answer is the node's 503 with
+// Retry-After: its store (or key store) cannot serve for now.
+func unavailable(status int, hdr http.Header) bool {
+	return status == http.StatusServiceUnavailable && hdr.Get("Retry-After") != ""
 }
 
 // TestM03RevocationAckSurvivesKill is ACCEPTANCE.md M-03: revoke, and kill

@@ -25,9 +25,11 @@ var ErrBatcherClosed = errors.New("store: batcher closed")
 //
 // A function that fails is rolled back alone (the batch runs again without
 // it) and Do returns its error to its caller only; the others commit. A
-// retryable error (IsRetryable) or a lost connection in any function, or a
-// failed BEGIN or COMMIT, retries the whole batch as DB.Tx does, so like a DB.Tx
-// callback a function must not keep state across attempts. The functions
+// retryable error (IsRetryable) or a lost connection in any function, a
+// failed BEGIN or a COMMIT refused as retryable runs the whole batch again
+// as DB.Tx does, so like a DB.Tx callback a function must not keep state
+// across attempts; a connection lost at COMMIT is answered to every caller
+// as ErrUnavailable with the outcome unknown, never run again. The functions
 // share the transaction's Tx.BeforeCommit hooks (the audit head, the CA's
 // outbox), which run once after the last of them: a hook's error belongs
 // to no one function and is returned to every caller of the batch. Do returns nil

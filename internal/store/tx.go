@@ -3,13 +3,10 @@ package store
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Querier runs SQL written with '?' placeholders; on PostgreSQL they are
@@ -154,11 +151,12 @@ const (
 // made before COMMIT is sent (the server rolls such a transaction back), the
 // whole fn runs again, on another connection, up to 10 attempts with
 // jittered back-off (about 1.2 s in all), stopping early when ctx is done.
-// fn must therefore not keep state across attempts. A connection lost after
-// COMMIT was sent is not retried: the transaction may have committed, and
-// the error is ErrUnavailable ("commit outcome unknown"). Any other error
-// from fn rolls the transaction back and is returned as is; IsUnavailable
-// tells the errors of a database that cannot serve now.
+// fn must therefore not keep state across attempts. A connection lost at
+// COMMIT is not retried, even when the driver says nothing was sent: the
+// transaction may have committed, and the error is ErrUnavailable ("commit
+// outcome unknown"). Any other error from fn rolls the transaction back and
+// is returned as is; IsUnavailable tells the errors of a database that
+// cannot serve now.
 func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 	return db.retry(ctx, "transaction", func() error {
 		return db.runTx(ctx, db.writer, nil, fn)
@@ -234,9 +232,13 @@ func (db *DB) runTx(ctx context.Context, pool beginner, opts *sql.TxOptions, fn 
 	}
 	done = true
 	if err := stx.Commit(); err != nil {
-		// pgx says SafeToRetry, and database/sql's drivers return
-		// ErrBadConn, only when nothing reached the server.
-		if connectionLost(err) && !pgconn.SafeToRetry(err) && !errors.Is(err, driver.ErrBadConn) {
+		// A lost connection at COMMIT leaves the outcome unknown, whatever
+		// the driver says: pgx reports a connection that broke while it
+		// waited for the COMMIT's answer as "conn closed", an error it calls
+		// safe to retry, though the server may have committed
+		// (TestCommitAnswerLostPostgres). Only a read-only transaction,
+		// which changes nothing, may then run again.
+		if connectionLost(err) && (opts == nil || !opts.ReadOnly) {
 			return &errCommitUnknown{err: err}
 		}
 		return fmt.Errorf("store: commit: %w", err)
