@@ -46,14 +46,16 @@ bench: p11
 ## M-01: 32 clients, 50 kills; M-02: the same on PostgreSQL, 75 kills of the
 ## node, a backend and the whole server in turn; M-03: 100 kills; B-02: 2
 ## processes, 64 clients, 50,000 issuances; M-08: 5 PostgreSQL restarts under
-## load; G-04: 100,000 tokens, 10 kills), on SQLite and a throw-away
-## PostgreSQL. make test runs them smaller.
+## load; G-04: 100,000 tokens, 10 kills, and on PostgreSQL 30 kills of the
+## node, a backend and the server), on SQLite and a throw-away PostgreSQL.
+## make test runs them smaller.
 soak:
 	GTTEST_SOAK=1 CI=1 scripts/with-postgres.sh $(GO) test -count=1 -v -timeout 90m -run 'TestM01|TestM02|TestM03|TestB02|TestM08|TestTSAKillG04' ./cmd/govtrust/
 
-## soak-tsa: ACCEPTANCE.md G-04 alone: 100,000 tokens while the node is killed (SIGKILL) 10 times.
+## soak-tsa: ACCEPTANCE.md G-04 alone: 100,000 tokens while the node is killed (SIGKILL) 10 times,
+## then on PostgreSQL with the node, a backend and the whole server killed 30 times in turn.
 soak-tsa:
-	GTTEST_SOAK=1 $(GO) test -run '^TestTSAKillG04$$' -v -timeout 60m ./cmd/govtrust
+	GTTEST_SOAK=1 scripts/with-postgres.sh $(GO) test -run '^TestTSAKillG04' -v -timeout 60m ./cmd/govtrust
 
 ## bench-tsa: TSA tokens/s over HTTP, SM2 and ECDSA, as ratios to raw signing, p50/p99 at half rate.
 bench-tsa:
