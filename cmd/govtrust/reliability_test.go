@@ -247,6 +247,9 @@ func runM01(t *testing.T, r m01Run) {
 			for L.sentOK.Load() < back.UnixNano() && time.Since(back) < time.Minute {
 				time.Sleep(5 * time.Millisecond)
 			}
+			if L.sentOK.Load() < back.UnixNano() {
+				t.Fatalf("%s: no certificate answered within a minute of PostgreSQL being back (kill %d)", r.name, k+1)
+			}
 			afterBack = append(afterBack, time.Duration(L.answeredOK.Load()-back.UnixNano()))
 		}
 		for L.sentOK.Load() < killed.UnixNano() && time.Since(killed) < time.Minute {
