@@ -96,7 +96,12 @@ func New(ctx context.Context, cfg Config) (*KeyManager, error) {
 		return nil, fmt.Errorf("pkcs11: open token %s: %w", km.describe(), err)
 	}
 	if km.token == "" {
-		ti, err := mod.ctx.GetTokenInfo(km.pool.currentSlot())
+		var ti p11.TokenInfo
+		err := mod.gate.enter()
+		if err == nil {
+			ti, err = mod.ctx.GetTokenInfo(km.pool.currentSlot())
+			mod.gate.exit()
+		}
 		if err != nil {
 			km.pool.close()
 			_ = mod.release()

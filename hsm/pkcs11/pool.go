@@ -14,13 +14,18 @@ import (
 	p11 "github.com/miekg/pkcs11"
 )
 
+// errNoToken says that no slot holds the configured token.
+var errNoToken = fmt.Errorf("%w: token not found", hsm.ErrUnavailable)
+
 // errClosed is returned by operations on a closed KeyManager.
 var errClosed = fmt.Errorf("%w: pkcs11 key manager closed", hsm.ErrUnavailable)
 
-// session is a pooled session handle and the pool generation it was opened in.
+// session is a pooled session handle, the pool generation it was opened in
+// and the module's epoch (module.reinit).
 type session struct {
-	h   p11.SessionHandle
-	gen uint64
+	h     p11.SessionHandle
+	gen   uint64
+	epoch uint64
 }
 
 // pool is a bounded pool of read-write sessions on one token. Sessions of an
@@ -37,12 +42,18 @@ type pool struct {
 	// mu serialises start, reset and close. slot, gen and closed are atomics
 	// so that getting or returning a session never waits for a reset that
 	// itself waits for sessions to be returned.
-	mu        sync.Mutex
-	anchor    p11.SessionHandle
-	hasAnchor bool
-	slot      atomic.Uint64
-	gen       atomic.Uint64
-	closed    atomic.Bool
+	mu          sync.Mutex
+	anchor      p11.SessionHandle
+	anchorEpoch uint64
+	hasAnchor   bool
+	slot        atomic.Uint64
+	gen         atomic.Uint64
+	closed      atomic.Bool
+	// ready is true while the token is open and logged in: from a
+	// successful openLocked to the next reset or close. get hands out no
+	// session meanwhile, since one opened before the login sees no private
+	// object ("not found") and would fail its caller for nothing.
+	ready atomic.Bool
 
 	// failed holds the login error (wrapping hsm.ErrPIN) once the token
 	// refused the configured PIN. From then on every operation and Check
@@ -93,11 +104,11 @@ func (p *pool) findSlot() (uint, error) {
 	}
 	switch {
 	case p.slot0 != nil && p.token != "":
-		return 0, fmt.Errorf("%w: no token %q in slot %d", hsm.ErrUnavailable, p.token, *p.slot0)
+		return 0, fmt.Errorf("%w: no token %q in slot %d", errNoToken, p.token, *p.slot0)
 	case p.slot0 != nil:
-		return 0, fmt.Errorf("%w: no initialised token in slot %d", hsm.ErrUnavailable, *p.slot0)
+		return 0, fmt.Errorf("%w: no initialised token in slot %d", errNoToken, *p.slot0)
 	default:
-		return 0, fmt.Errorf("%w: no token labelled %q", hsm.ErrUnavailable, p.token)
+		return 0, fmt.Errorf("%w: no token labelled %q", errNoToken, p.token)
 	}
 }
 
@@ -105,6 +116,10 @@ func (p *pool) findSlot() (uint, error) {
 func (p *pool) start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err := p.mod.gate.enter(); err != nil {
+		return err
+	}
+	defer p.mod.gate.exit()
 	return p.openLocked(false)
 }
 
@@ -117,10 +132,11 @@ func (p *pool) failure() error {
 }
 
 // openLocked finds the token, opens the anchor session and logs in. p.mu is
-// held. The anchor session is never used for operations and stays open until
-// the next reset or close: the login state of a token lasts only while the
-// application has a session open on it (PKCS#11 v2.40 §5.6), and working
-// sessions are closed after errors.
+// held, and the caller is inside the module's gate. The anchor session is
+// never used for operations and stays open until the next reset or close:
+// the login state of a token lasts only while the application has a session
+// open on it (PKCS#11 v2.40 §5.6), and working sessions are closed after
+// errors.
 //
 // relogin is true when the key manager logged in before and lost the login.
 // Then the token's PIN flags are read first, and a login that would spend
@@ -159,7 +175,8 @@ func (p *pool) openLocked(relogin bool) error {
 		}
 		return err
 	}
-	p.anchor, p.hasAnchor = h, true
+	p.anchor, p.anchorEpoch, p.hasAnchor = h, p.mod.epoch.Load(), true
+	p.ready.Store(true)
 	return nil
 }
 
@@ -192,19 +209,28 @@ func (p *pool) checkPINFlags(slot uint, anyFailure bool) error {
 	return nil
 }
 
-// closeAnchorLocked closes the anchor session. p.mu is held.
+// closeAnchorLocked closes the anchor session. p.mu is held, and the
+// caller is inside the module's gate.
 func (p *pool) closeAnchorLocked() {
 	if p.hasAnchor {
-		_ = p.mod.ctx.CloseSession(p.anchor)
+		if p.anchorEpoch == p.mod.epoch.Load() {
+			_ = p.mod.ctx.CloseSession(p.anchor)
+		}
 		p.hasAnchor = false
 	}
 }
 
 // get returns a session of the current generation, opening one if the pool
-// is below its bound, or waiting for one to be returned.
+// is below its bound, or waiting for one to be returned. The module's gate
+// has been entered.
 func (p *pool) get(ctx context.Context) (session, error) {
 	if err := p.failure(); err != nil {
 		return session{}, err
+	}
+	if !p.ready.Load() && !p.closed.Load() {
+		// A reset is under way or failed: do waits for it (reset takes
+		// p.mu) and tries again, or resets itself.
+		return session{gen: p.gen.Load()}, mapErr("open session", p11.Error(p11.CKR_USER_NOT_LOGGED_IN))
 	}
 	for {
 		var s session
@@ -218,13 +244,13 @@ func (p *pool) get(ctx context.Context) (session, error) {
 					<-p.sem
 					return session{}, errClosed
 				}
-				gen := p.gen.Load()
+				gen, epoch := p.gen.Load(), p.mod.epoch.Load()
 				h, err := p.mod.ctx.OpenSession(uint(p.slot.Load()), p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
 				if err != nil {
 					<-p.sem
-					return session{gen: gen}, mapErr("open session", err)
+					return session{gen: gen, epoch: epoch}, mapErr("open session", err)
 				}
-				return session{h: h, gen: gen}, nil
+				return session{h: h, gen: gen, epoch: epoch}, nil
 			case <-ctx.Done():
 				return session{}, ctx.Err()
 			}
@@ -250,15 +276,22 @@ func (p *pool) put(s session, broken bool) {
 	p.idle <- s // never blocks: at most cap(sem) sessions exist
 }
 
+// discard closes s, unless the module was initialised again since it was
+// opened. The caller is inside the module's gate.
 func (p *pool) discard(s session) {
-	_ = p.mod.ctx.CloseSession(s.h)
+	if s.epoch == p.mod.epoch.Load() {
+		_ = p.mod.ctx.CloseSession(s.h)
+	}
 	<-p.sem
 }
 
 // reset drops every idle session and the anchor session, finds the token
 // again (it may have moved to another slot), opens a new anchor session and
-// logs in again. It does nothing when another goroutine already reset the
-// generation gen, and fails at once when a login was refused for the PIN.
+// logs in again. When the library itself is down (moduleDown), it is
+// initialised again first (module.reinit). It does nothing when another
+// goroutine already reset the generation gen, and fails at once when a
+// login was refused for the PIN. The caller must not be inside the module's
+// gate.
 func (p *pool) reset(gen uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -271,19 +304,41 @@ func (p *pool) reset(gen uint64) error {
 	if gen != p.gen.Load() {
 		return nil
 	}
+	p.ready.Store(false)
 	p.gen.Add(1)
-	p.drainLocked()
-	p.closeAnchorLocked()
-	return p.openLocked(true)
+	open := func() (uint64, error) {
+		epoch := p.mod.epoch.Load()
+		if err := p.mod.gate.enter(); err != nil {
+			return epoch, err
+		}
+		defer p.mod.gate.exit()
+		p.drainLocked()
+		p.closeAnchorLocked()
+		return p.mod.epoch.Load(), p.openLocked(true)
+	}
+	epoch, err := open()
+	if err == nil {
+		p.mod.recovering.Store(false)
+	}
+	if !moduleDown(err) && !(p.mod.recovering.Load() && errors.Is(err, errNoToken)) {
+		return err
+	}
+	if rerr := p.mod.reinit(epoch); rerr != nil {
+		return fmt.Errorf("%w (after %w)", rerr, err)
+	}
+	if _, err = open(); err == nil {
+		p.mod.recovering.Store(false)
+	}
+	return err
 }
 
-// drainLocked closes the idle sessions. p.mu is held.
+// drainLocked closes the idle sessions. p.mu is held, and the module's gate
+// entered.
 func (p *pool) drainLocked() {
 	for {
 		select {
 		case s := <-p.idle:
-			_ = p.mod.ctx.CloseSession(s.h)
-			<-p.sem
+			p.discard(s)
 		default:
 			return
 		}
@@ -296,6 +351,13 @@ func (p *pool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed.Store(true)
+	p.ready.Store(false)
+	if err := p.mod.gate.enter(); err != nil {
+		// Being initialised again: every session is gone with it.
+		p.hasAnchor = false
+		return
+	}
+	defer p.mod.gate.exit()
 	p.drainLocked()
 	p.closeAnchorLocked()
 }
@@ -317,29 +379,7 @@ func (p *pool) currentSlot() uint { return uint(p.slot.Load()) }
 func (p *pool) do(ctx context.Context, fn func(h p11.SessionHandle, gen uint64) error) error {
 	var resetDone, handlesDropped bool
 	for {
-		s, err := p.get(ctx)
-		if err != nil {
-			if !resetDone && lost(err) {
-				resetDone = true
-				if rerr := p.reset(s.gen); rerr != nil {
-					return fmt.Errorf("%w (after %w)", rerr, err)
-				}
-				continue
-			}
-			return err
-		}
-		err = fn(s.h, s.gen)
-		if (errors.Is(err, hsm.ErrNotFound) || staleHandle(err)) && !loggedIn(p.mod.ctx, s.h) {
-			// Private objects are invisible to a session that lost its
-			// login, so "not found" or "handle invalid" may mean "logged
-			// out" (SoftHSM2 answers so after C_Logout).
-			err = fmt.Errorf("%w: session not logged in", p11.Error(p11.CKR_USER_NOT_LOGGED_IN))
-		}
-		var pe p11.Error
-		// Any PKCS#11 error may leave an operation active on the session
-		// (C_FindObjectsInit without Final, C_SignInit without C_Sign), so
-		// the session is not reused after one.
-		p.put(s, errors.As(err, &pe))
+		s, err := p.once(ctx, fn)
 		switch {
 		case err == nil:
 			return nil
@@ -357,6 +397,34 @@ func (p *pool) do(ctx context.Context, fn func(h p11.SessionHandle, gen uint64) 
 			return err
 		}
 	}
+}
+
+// once gets a session, runs fn on it and returns the session, all inside
+// the module's gate, so that module.reinit never runs during a call. It
+// returns the session used (or, when none could be had, its generation) and
+// fn's or get's error.
+func (p *pool) once(ctx context.Context, fn func(h p11.SessionHandle, gen uint64) error) (session, error) {
+	if err := p.mod.gate.enter(); err != nil {
+		return session{gen: p.gen.Load()}, err
+	}
+	defer p.mod.gate.exit()
+	s, err := p.get(ctx)
+	if err != nil {
+		return s, err
+	}
+	err = fn(s.h, s.gen)
+	if (errors.Is(err, hsm.ErrNotFound) || staleHandle(err)) && !loggedIn(p.mod.ctx, s.h) {
+		// Private objects are invisible to a session that lost its
+		// login, so "not found" or "handle invalid" may mean "logged
+		// out" (SoftHSM2 answers so after C_Logout).
+		err = fmt.Errorf("%w: session not logged in", p11.Error(p11.CKR_USER_NOT_LOGGED_IN))
+	}
+	var pe p11.Error
+	// Any PKCS#11 error may leave an operation active on the session
+	// (C_FindObjectsInit without Final, C_SignInit without C_Sign), so
+	// the session is not reused after one.
+	p.put(s, errors.As(err, &pe))
+	return s, err
 }
 
 // loggedIn reports whether session h has the user logged in.
