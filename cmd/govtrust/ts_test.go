@@ -166,26 +166,7 @@ func TestTSAKillG04(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query("SELECT serial, token FROM tsa_tokens")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	stored := map[string][]byte{}
-	for rows.Next() {
-		var s string
-		var tok []byte
-		if err := rows.Scan(&s, &tok); err != nil {
-			t.Fatal(err)
-		}
-		stored[s] = tok
-	}
-	missing := 0
-	for s, tok := range ledger {
-		if !bytes.Equal(stored[s], tok) {
-			missing++
-		}
-	}
+	stored, missing := reconcileTokens(t, db, ledger)
 	t.Logf("G-04: %d kills, %d tokens received by clients, %d recorded, %d received but not recorded", kills, len(ledger), len(stored), missing)
 	if missing != 0 {
 		t.Fatalf("%d tokens received by clients are not recorded as received", missing)
@@ -315,12 +296,27 @@ func TestTSAKillG04Postgres(t *testing.T) {
 	}
 	db := pg.admin(t)
 	defer db.Close()
+	stored, missing := reconcileTokens(t, db, ledger)
+	t.Logf("G-04 on PostgreSQL: %d kills (node, backend, server in turn), %d tokens received by clients, %d recorded, %d received but not recorded, %d systemFailure answers while the database was away",
+		kills, len(ledger), len(stored), missing, rejected.Load())
+	if missing != 0 {
+		t.Fatalf("%d tokens received by clients are not recorded as received", missing)
+	}
+	if rejected.Load() == 0 {
+		t.Error("no systemFailure answer: no database kill landed under load (the test proves little)")
+	}
+}
+
+// reconcileTokens reads the TSA's records (serial → token) and counts the
+// tokens of ledger (what clients received) not recorded byte for byte.
+func reconcileTokens(t *testing.T, db *sql.DB, ledger map[string][]byte) (stored map[string][]byte, missing int) {
+	t.Helper()
 	rows, err := db.Query("SELECT serial, token FROM tsa_tokens")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	stored := map[string][]byte{}
+	stored = map[string][]byte{}
 	for rows.Next() {
 		var s string
 		var tok []byte
@@ -332,18 +328,10 @@ func TestTSAKillG04Postgres(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	missing := 0
 	for s, tok := range ledger {
 		if !bytes.Equal(stored[s], tok) {
 			missing++
 		}
 	}
-	t.Logf("G-04 on PostgreSQL: %d kills (node, backend, server in turn), %d tokens received by clients, %d recorded, %d received but not recorded, %d systemFailure answers while the database was away",
-		kills, len(ledger), len(stored), missing, rejected.Load())
-	if missing != 0 {
-		t.Fatalf("%d tokens received by clients are not recorded as received", missing)
-	}
-	if rejected.Load() == 0 {
-		t.Error("no systemFailure answer: no database kill landed under load (the test proves little)")
-	}
+	return stored, missing
 }

@@ -177,8 +177,9 @@ const reinitInterval = time.Second
 // errReinitSoon is reinit's answer within reinitInterval of the last one.
 var errReinitSoon = fmt.Errorf("%w: PKCS#11 module initialised again less than %s ago", hsm.ErrUnavailable, reinitInterval)
 
-// moduleDown reports whether err, from listing the slots, says that the
-// library itself no longer works (a network HSM's client that lost its
+// moduleDown reports whether err, from finding the token and opening its
+// anchor session (pool.openLocked), says that the library itself no longer
+// works (a network HSM's client that lost its
 // server, a library whose state broke) rather than that a token is absent:
 // such a library answers the same to every call until it is finalised and
 // initialised again. p11-kit's client module answers CKR_DEVICE_ERROR to

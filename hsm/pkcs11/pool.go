@@ -17,6 +17,9 @@ import (
 // errNoToken says that no slot holds the configured token.
 var errNoToken = fmt.Errorf("%w: token not found", hsm.ErrUnavailable)
 
+// errNotReady: the pool is being reopened, or its reopening failed.
+var errNotReady = fmt.Errorf("%w: token not logged in (being opened again)", hsm.ErrUnavailable)
+
 // errClosed is returned by operations on a closed KeyManager.
 var errClosed = fmt.Errorf("%w: pkcs11 key manager closed", hsm.ErrUnavailable)
 
@@ -228,9 +231,9 @@ func (p *pool) get(ctx context.Context) (session, error) {
 		return session{}, err
 	}
 	if !p.ready.Load() && !p.closed.Load() {
-		// A reset is under way or failed: do waits for it (reset takes
-		// p.mu) and tries again, or resets itself.
-		return session{gen: p.gen.Load()}, mapErr("open session", p11.Error(p11.CKR_USER_NOT_LOGGED_IN))
+		// A reset is under way or failed: do waits for it and tries
+		// again, or resets itself (resetIfNotReady).
+		return session{gen: p.gen.Load()}, errNotReady
 	}
 	for {
 		var s session
@@ -388,6 +391,11 @@ func (p *pool) do(ctx context.Context, fn func(h p11.SessionHandle, gen uint64) 
 			if p.dropHandles != nil {
 				p.dropHandles()
 			}
+		case errors.Is(err, errNotReady) && !resetDone:
+			resetDone = true
+			if rerr := p.resetIfNotReady(); rerr != nil {
+				return fmt.Errorf("%w (after %w)", rerr, err)
+			}
 		case lost(err) && !resetDone:
 			resetDone = true
 			if rerr := p.reset(s.gen); rerr != nil {
@@ -397,6 +405,20 @@ func (p *pool) do(ctx context.Context, fn func(h p11.SessionHandle, gen uint64) 
 			return err
 		}
 	}
+}
+
+// resetIfNotReady waits for a reset under way (it holds p.mu) and, if the
+// pool is still not logged in afterwards (that reset failed), resets it.
+// Callers that found the pool being reopened thus wait for it instead of
+// each reopening it once more.
+func (p *pool) resetIfNotReady() error {
+	p.mu.Lock()
+	ready, gen := p.ready.Load(), p.gen.Load()
+	p.mu.Unlock()
+	if ready {
+		return nil
+	}
+	return p.reset(gen)
 }
 
 // once gets a session, runs fn on it and returns the session, all inside
