@@ -23,6 +23,7 @@ import (
 	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/clock"
+	"github.com/govtrust/govtrust/internal/fsx"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/store"
 )
@@ -141,7 +142,7 @@ func backup(ctx context.Context, dataDir, out string) (*manifest, error) {
 	if err := writeSynced(filepath.Join(out, backupManifest), bytes.NewReader(append(b, '\n'))); err != nil {
 		return nil, err
 	}
-	if err := syncDir(out); err != nil {
+	if err := fsx.SyncPath(out); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -409,7 +410,7 @@ func restore(ctx context.Context, w io.Writer, from, dataDir string, crls map[st
 	if err := os.Rename(tmp, dst); err != nil {
 		return nil, err
 	}
-	if err := syncDir(dataDir); err != nil {
+	if err := fsx.SyncPath(dataDir); err != nil {
 		return nil, err
 	}
 	db, cfg, err := offlineDB(ctx, dataDir, "")
@@ -500,18 +501,6 @@ func writeSynced(path string, r io.Reader) error {
 		return err
 	}
 	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // fileSM3 returns the hex SM3 and the size of a file.

@@ -35,6 +35,7 @@ import (
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/config"
 	"github.com/govtrust/govtrust/internal/dual"
+	"github.com/govtrust/govtrust/internal/fsx"
 	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/store"
 )
@@ -745,10 +746,5 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 		return err
 	}
 	// The rename is durable only once the directory is synced.
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return fsx.SyncPath(filepath.Dir(path))
 }

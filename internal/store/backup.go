@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/govtrust/govtrust/internal/fsx"
 )
 
 // ErrBackupUnsupported is Backup's answer on PostgreSQL, whose backups are
@@ -50,10 +52,10 @@ func (db *DB) Backup(ctx context.Context, path string) error {
 		_ = os.Remove(path)
 		return fmt.Errorf("store: backup: %w", err)
 	}
-	if err := syncFile(path); err != nil {
+	if err := fsx.SyncPath(path); err != nil {
 		return fmt.Errorf("store: backup: %w", err)
 	}
-	if err := syncFile(filepath.Dir(path)); err != nil {
+	if err := fsx.SyncPath(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("store: backup: %w", err)
 	}
 	return CheckSQLiteFile(ctx, path)
@@ -112,16 +114,4 @@ func CheckSQLiteFile(ctx context.Context, path string) error {
 		return fmt.Errorf("store: integrity_check %s: %s", path, strings.Join(problems, "; "))
 	}
 	return nil
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
