@@ -31,6 +31,12 @@ type Config struct {
 	// UnwrapTTL is how long an unwrapped SM2 private key is held in memory
 	// after it was unwrapped. Default DefaultUnwrapTTL.
 	UnwrapTTL time.Duration
+	// CallTimeout bounds how long an operation waits for the module: for a
+	// session and for the calls it makes. An operation that takes longer
+	// answers hsm.ErrUnavailable, and while any of its calls has not
+	// returned, every later operation and Check answer it at once (see
+	// KeyManager.do). Default DefaultCallTimeout.
+	CallTimeout time.Duration
 }
 
 // Defaults applied by New.
@@ -38,6 +44,11 @@ const (
 	DefaultWrapKeyLabel = "govtrust-wrap"
 	DefaultMaxSessions  = 8
 	DefaultUnwrapTTL    = 5 * time.Minute
+	// DefaultCallTimeout is far above any signature, and above the key
+	// generation of the slowest HSMs; a call that takes longer is taken as
+	// hung (a network HSM's client waiting on a connection whose server
+	// stopped answering).
+	DefaultCallTimeout = 30 * time.Second
 )
 
 // String describes cfg without its PIN, so that a Config printed by mistake
@@ -51,8 +62,8 @@ func (cfg Config) String() string {
 	if cfg.PIN != "" {
 		pin = "set"
 	}
-	return fmt.Sprintf("pkcs11.Config{Module: %q, Token: %q, Slot: %s, PIN: %s, Vendor: %q, WrapKeyLabel: %q, MaxSessions: %d, UnwrapTTL: %v}",
-		cfg.Module, cfg.Token, slot, pin, cfg.Vendor, cfg.WrapKeyLabel, cfg.MaxSessions, cfg.UnwrapTTL)
+	return fmt.Sprintf("pkcs11.Config{Module: %q, Token: %q, Slot: %s, PIN: %s, Vendor: %q, WrapKeyLabel: %q, MaxSessions: %d, UnwrapTTL: %v, CallTimeout: %v}",
+		cfg.Module, cfg.Token, slot, pin, cfg.Vendor, cfg.WrapKeyLabel, cfg.MaxSessions, cfg.UnwrapTTL, cfg.CallTimeout)
 }
 
 // GoString is String, for %#v.

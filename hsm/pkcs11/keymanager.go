@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/govtrust/govtrust/hsm"
@@ -31,6 +32,13 @@ type KeyManager struct {
 	// Close, so that the module is never finalised under a running call.
 	life   sync.RWMutex
 	closed bool
+	// released: Close has closed the pool and released the module (or
+	// set a goroutine to); a Close that found the module hung has not, and
+	// a later Close does.
+	released bool
+	// closing is set by Close before it waits for life, so that no
+	// operation starts meanwhile.
+	closing atomic.Bool
 
 	// mu serialises key creation and deletion on this token, so that label
 	// uniqueness holds for one process. Concurrent creation of one label by
@@ -90,10 +98,34 @@ func New(ctx context.Context, cfg Config) (*KeyManager, error) {
 	}
 	km.sm2keys = newSM2Cache(cfg.UnwrapTTL)
 	km.pool.dropHandles = km.handles.clear
+	if err := km.hungErr(); err != nil {
+		_ = mod.release()
+		return nil, fmt.Errorf("pkcs11: open token %s: %w", km.describe(), err)
+	}
+	// The token is opened under the same bound as an operation (see
+	// bounded): a module that hangs must not hang the node's start. If it
+	// does, the opening goroutine closes what it opened once the module
+	// answers.
+	err = km.bounded(ctx, func(context.Context) error { return km.open() }, func(err error) {
+		if err == nil {
+			km.pool.close()
+			_ = mod.release()
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11: open token %s: %w", km.describe(), err)
+	}
+	return km, nil
+}
+
+// open finds the token, logs in and learns the token's label; on failure
+// it closes the pool and releases the module.
+func (km *KeyManager) open() error {
+	mod := km.mod
 	if err := km.pool.start(); err != nil {
 		km.pool.close()
 		_ = mod.release()
-		return nil, fmt.Errorf("pkcs11: open token %s: %w", km.describe(), err)
+		return err
 	}
 	if km.token == "" {
 		var ti p11.TokenInfo
@@ -105,11 +137,11 @@ func New(ctx context.Context, cfg Config) (*KeyManager, error) {
 		if err != nil {
 			km.pool.close()
 			_ = mod.release()
-			return nil, mapErr("token info", err)
+			return mapErr("token info", err)
 		}
 		km.token = ti.Label
 	}
-	return km, nil
+	return nil
 }
 
 // withDefaults returns cfg with defaults applied.
@@ -122,6 +154,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.UnwrapTTL <= 0 {
 		cfg.UnwrapTTL = DefaultUnwrapTTL
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
 	}
 	return cfg
 }
@@ -144,33 +179,195 @@ func (km *KeyManager) String() string { return "pkcs11 key manager for " + km.de
 // GoString is String, for %#v.
 func (km *KeyManager) GoString() string { return km.String() }
 
-// do runs fn with a session while the key manager is open.
+// do runs fn with a session while the key manager is open, for at most
+// CallTimeout (see bounded).
 func (km *KeyManager) do(ctx context.Context, fn func(h p11.SessionHandle, gen uint64) error) error {
-	km.life.RLock()
-	defer km.life.RUnlock()
-	if km.closed {
+	if km.closing.Load() {
 		return errClosed
 	}
-	return km.pool.do(ctx, fn)
+	if err := km.hungErr(); err != nil {
+		return err
+	}
+	return km.bounded(ctx, func(ctx context.Context) error {
+		km.life.RLock()
+		defer km.life.RUnlock()
+		if km.closed {
+			return errClosed
+		}
+		return km.pool.do(ctx, fn)
+	}, nil)
+}
+
+// bounded runs op, which calls into the module, for at most CallTimeout.
+//
+// A PKCS#11 call cannot be interrupted. One that never returns (a network
+// HSM's client waiting on a server that stopped answering: p11-kit's does)
+// would hold its caller, its session and the module's gate, and every
+// caller after it would queue behind it for a session, for ever. So op runs
+// in a goroutine of its own with a context that ends at the bound, and its
+// caller waits for it only that long:
+//
+//   - an op still waiting for a session then gives up (pool.get honours
+//     its context);
+//   - an op inside a call goes on until the call returns. Its caller has
+//     had hsm.ErrUnavailable: a signature made after that is dropped; a
+//     key created or destroyed after it is an outcome the caller was told
+//     it does not know. abandoned, if not nil, gets op's result then.
+//
+// While an op has run past the bound and not returned, the module counts
+// as hung (module.hung), and every operation on it, Check included (so
+// readyz says so), fails at once (do checks hungErr first) instead of
+// adding a goroutine that would hang too. It recovers by itself when the calls return; a call that never
+// does needs the process restarted, which the readiness check asks for.
+func (km *KeyManager) bounded(ctx context.Context, op func(context.Context) error, abandoned func(error)) error {
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, km.cfg.CallTimeout)
+	defer cancel()
+	c := &call{mod: km.mod, done: make(chan error, 1)}
+	timer := time.AfterFunc(km.cfg.CallTimeout, c.overdue)
+	go func() {
+		err := op(ctx)
+		if c.finish() && abandoned != nil {
+			abandoned(err)
+		}
+		c.done <- err
+	}()
+	timedOut := func() error {
+		return fmt.Errorf("%w: PKCS#11 module %q did not answer within %s", hsm.ErrUnavailable, km.cfg.Module, km.cfg.CallTimeout)
+	}
+	// result is op's error, unless that is only the bound's end seen by
+	// op (waiting for a session): that is the module not answering.
+	result := func(err error) error {
+		if err != nil && ctx.Err() != nil && parent.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return timedOut()
+		}
+		return err
+	}
+	select {
+	case err := <-c.done:
+		timer.Stop()
+		return result(err)
+	case <-ctx.Done():
+	}
+	if c.giveUp() {
+		// op returned as the time ran out: its result stands.
+		timer.Stop()
+		return result(<-c.done)
+	}
+	if err := parent.Err(); err != nil {
+		return fmt.Errorf("pkcs11: %w (the operation goes on in the module)", err)
+	}
+	return timedOut()
+}
+
+// hungErr is the error of every operation while the module is hung.
+func (km *KeyManager) hungErr() error {
+	if n := km.mod.hung.Load(); n > 0 {
+		return fmt.Errorf("%w: %d operation(s) on PKCS#11 module %q have not returned for over %s: the module or its HSM hangs",
+			hsm.ErrUnavailable, n, km.cfg.Module, km.cfg.CallTimeout)
+	}
+	return nil
+}
+
+// call is one bounded operation: whether it returned, whether its caller
+// gave up on it, and whether it counts in its module's hung.
+type call struct {
+	mod  *module
+	done chan error
+
+	mu                     sync.Mutex
+	finished, gone, marked bool
+}
+
+// overdue marks the call hung if it has not returned by its bound.
+func (c *call) overdue() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.finished {
+		c.marked = true
+		c.mod.hung.Add(1)
+	}
+}
+
+// finish records that the operation returned, unmarks it, and reports
+// whether its caller had given up on it.
+func (c *call) finish() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.finished = true
+	if c.marked {
+		c.mod.hung.Add(-1)
+	}
+	return c.gone
+}
+
+// giveUp records that the caller stops waiting, unless the operation has
+// returned already (then it reports true and the caller takes the result).
+func (c *call) giveUp() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.finished {
+		return true
+	}
+	c.gone = true
+	return false
 }
 
 // Close logs out by closing this key manager's sessions, forgets unwrapped
 // keys and releases the module. Signers obtained before fail afterwards.
 //
-// Close waits for token calls under way (they hold life for reading) but
-// never for an SM2 key being unwrapped: such an unwrap may itself be waiting
-// to start its token call, behind Close. purge marks its entry dropped and
-// the unwrapping goroutine zeroes what it unwrapped (see withSM2).
+// Close waits for token calls under way (they hold life for reading), but
+// not beyond CallTimeout: a module that hangs must not hang the node's
+// shutdown. Then, and when the module is hung already, the sessions are
+// left open and the module loaded (finalising a library under a running
+// call could crash the process), and Close says so; called again once the
+// module answers, it releases them. It never waits for an
+// SM2 key being unwrapped: such an unwrap may itself be waiting to start
+// its token call, behind Close. purge marks its entry dropped and the
+// unwrapping goroutine zeroes what it unwrapped (see withSM2).
 func (km *KeyManager) Close() error {
-	km.life.Lock()
+	km.closing.Store(true)
+	km.sm2keys.purge()
+	if !km.lockLife(km.cfg.CallTimeout) {
+		km.pool.abandon()
+		return fmt.Errorf("pkcs11: close %s: operations have not returned within %s; the module is left loaded", km.describe(), km.cfg.CallTimeout)
+	}
 	defer km.life.Unlock()
-	if km.closed {
+	if km.released {
 		return nil
 	}
 	km.closed = true
-	km.sm2keys.purge()
-	km.pool.close()
-	return km.mod.release()
+	if n := km.mod.hung.Load(); n > 0 {
+		km.pool.abandon()
+		return fmt.Errorf("pkcs11: close %s: the module hangs (%d operation(s) have not returned); its sessions are left open and it stays loaded until Close is called again after it answers",
+			km.describe(), n)
+	}
+	// The goroutine releases the module even if Close stops waiting for it.
+	km.released = true
+	done := make(chan error, 1)
+	go func() {
+		km.pool.close()
+		done <- km.mod.release()
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(km.cfg.CallTimeout):
+		return fmt.Errorf("pkcs11: close %s: the module did not answer within %s; it is left loaded", km.describe(), km.cfg.CallTimeout)
+	}
+}
+
+// lockLife takes life for writing, waiting at most d. Operations that
+// start meanwhile see closing and do not take it for reading.
+func (km *KeyManager) lockLife(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !km.life.TryLock() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
 
 // isClosed reports whether Close was called.

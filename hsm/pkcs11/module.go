@@ -45,6 +45,11 @@ type module struct {
 	// client initialised while its server was away lists no slots, and
 	// connects only at the next C_Initialize), not as a token unplugged.
 	recovering atomic.Bool
+	// hung counts the operations of key managers on this module that have
+	// run past their CallTimeout and not yet returned (KeyManager.do).
+	// While it is above zero the module is taken as hung: operations fail
+	// at once instead of piling up behind it.
+	hung atomic.Int32
 
 	// pins holds, per slot, the SHA-256 of the PIN this process logged in
 	// with (see login).

@@ -365,6 +365,13 @@ func (p *pool) close() {
 	p.closeAnchorLocked()
 }
 
+// abandon makes every later get fail without calling the module, which
+// hangs: the sessions stay open, since closing them would hang too.
+func (p *pool) abandon() {
+	p.closed.Store(true)
+	p.ready.Store(false)
+}
+
 // currentSlot returns the slot of the token now.
 func (p *pool) currentSlot() uint { return uint(p.slot.Load()) }
 
@@ -432,6 +439,12 @@ func (p *pool) once(ctx context.Context, fn func(h p11.SessionHandle, gen uint64
 	defer p.mod.gate.exit()
 	s, err := p.get(ctx)
 	if err != nil {
+		return s, err
+	}
+	if err := ctx.Err(); err != nil {
+		// The caller gave up (KeyManager.bounded) while this waited: the
+		// operation is not begun after its caller was told it failed.
+		p.put(s, false)
 		return s, err
 	}
 	err = fn(s.h, s.gen)

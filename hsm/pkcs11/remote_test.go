@@ -12,6 +12,7 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -238,4 +239,146 @@ func TestGate(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// signal sends sig to the server and every process it forked.
+func (rt *remoteToken) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := syscall.Kill(-rt.srv.Process.Pid, sig); err != nil {
+		t.Fatalf("signal %v to the p11-kit server: %v", sig, err)
+	}
+}
+
+// TestRemoteHSMHangs stops a network HSM's server (SIGSTOP) while signers
+// use it: its client module's calls then wait for answers that do not come,
+// as they do when a network HSM or the network to it stalls. Every
+// operation must answer hsm.ErrUnavailable within the key manager's
+// CallTimeout instead of hanging its caller; while calls have not
+// returned, later operations and Check fail at once; once the server
+// answers again (SIGCONT) the same signer signs again; and Close, with
+// the module hung, returns within the bound instead of hanging a
+// shutdown. Before, a sign made while the server was stopped waited as
+// long as the server did, and so did every caller after it.
+func TestRemoteHSMHangs(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	rt := newRemoteToken(t, "hang")
+	cfg := rt.config()
+	cfg.CallTimeout = timeout
+	km := open(t, cfg)
+	ctx := context.Background()
+	info := create(t, km, "ca", hsm.ECDSAP256, hsm.UsageSign, "ca")
+	s := signer(t, km, info.URI, "ca")
+	d := sha256.Sum256([]byte("hang"))
+	sign := func() (time.Duration, error) {
+		start := time.Now()
+		sig, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
+		if err == nil && !ecdsa.VerifyASN1(info.Public.(*ecdsa.PublicKey), d[:], sig) {
+			err = errors.New("signature does not verify")
+		}
+		return time.Since(start), err
+	}
+	if _, err := sign(); err != nil {
+		t.Fatal(err)
+	}
+	// SIGCONT in any case, so that the clean-up's SIGKILL and the calls
+	// still waiting end.
+	t.Cleanup(func() {
+		if rt.srv != nil {
+			_ = syscall.Kill(-rt.srv.Process.Pid, syscall.SIGCONT)
+		}
+	})
+
+	rt.signal(t, syscall.SIGSTOP)
+	const signers = 12 // more than the pool's 8 sessions
+	took := make([]time.Duration, signers)
+	errs := make([]error, signers)
+	var wg sync.WaitGroup
+	for i := range signers {
+		wg.Go(func() { took[i], errs[i] = sign() })
+	}
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(20 * timeout):
+		t.Fatalf("signers still waiting %s after the server stopped (CallTimeout %s)", 20*timeout, timeout)
+	}
+	for i := range signers {
+		if !errors.Is(errs[i], hsm.ErrUnavailable) {
+			t.Errorf("signer %d with the server stopped: %v, want hsm.ErrUnavailable", i, errs[i])
+		}
+		if took[i] > 4*timeout {
+			t.Errorf("signer %d answered after %s (CallTimeout %s)", i, took[i], timeout)
+		}
+	}
+	hung := km.mod.hung.Load()
+	if hung == 0 {
+		t.Fatal("no operation counts as hung")
+	}
+	d2, err := sign()
+	if !errors.Is(err, hsm.ErrUnavailable) || !strings.Contains(err.Error(), "hangs") {
+		t.Errorf("sign with the module hung: %v, want hsm.ErrUnavailable saying it hangs", err)
+	}
+	if d2 > timeout/2 {
+		t.Errorf("sign with the module hung took %s; it should fail at once", d2)
+	}
+	if err := km.Check(ctx); !errors.Is(err, hsm.ErrUnavailable) {
+		t.Errorf("Check with the module hung: %v, want hsm.ErrUnavailable", err)
+	}
+
+	rt.signal(t, syscall.SIGCONT)
+	back := time.Now()
+	for km.mod.hung.Load() > 0 {
+		if time.Since(back) > 10*time.Second {
+			t.Fatalf("10 s after the server went on, %d operations still count as hung", km.mod.hung.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var recovered time.Duration
+	for {
+		_, err := sign()
+		if err == nil {
+			recovered = time.Since(back)
+			break
+		}
+		if !errors.Is(err, hsm.ErrUnavailable) || time.Since(back) > 10*time.Second {
+			t.Fatalf("sign after the server went on: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range 20 {
+		if _, err := sign(); err != nil {
+			t.Fatalf("signature %d after the server went on: %v", i, err)
+		}
+	}
+	if err := km.Check(ctx); err != nil {
+		t.Errorf("Check after the server went on: %v", err)
+	}
+
+	// Close with the module hung returns within the bound, and again
+	// once the module answers releases it.
+	rt.signal(t, syscall.SIGSTOP)
+	if _, err := sign(); !errors.Is(err, hsm.ErrUnavailable) {
+		t.Fatalf("sign with the server stopped again: %v", err)
+	}
+	start := time.Now()
+	cerr := km.Close()
+	if took := time.Since(start); took > 4*timeout {
+		t.Errorf("Close with the module hung took %s (CallTimeout %s)", took, timeout)
+	}
+	if cerr == nil {
+		t.Error("Close with the module hung reported nothing")
+	}
+	if _, err := sign(); !errors.Is(err, hsm.ErrUnavailable) {
+		t.Errorf("sign after Close: %v, want hsm.ErrUnavailable", err)
+	}
+	rt.signal(t, syscall.SIGCONT)
+	for km.mod.hung.Load() > 0 && time.Since(start) < 10*time.Second {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := km.Close(); err != nil {
+		t.Errorf("Close once the module answers again: %v", err)
+	}
+	t.Logf("server stopped: %d signers answered hsm.ErrUnavailable within %s, %d operations counted as hung; signing again %s after the server went on",
+		signers, slices.Max(took).Round(time.Millisecond), hung, recovered.Round(time.Millisecond))
 }

@@ -219,6 +219,9 @@ type PKCS11Config struct {
 	PIN         SecretRef `yaml:"pin"`
 	Vendor      string    `yaml:"vendor"`
 	MaxSessions int       `yaml:"max_sessions"`
+	// CallTimeout bounds an operation on the token (pkcs11.Config.CallTimeout);
+	// default 30s.
+	CallTimeout time.Duration `yaml:"call_timeout"`
 }
 
 // NodeConfig identifies this node.
@@ -468,6 +471,9 @@ func (h *HSMConfig) Validate() error {
 		}
 		if p.MaxSessions < 0 {
 			errs = append(errs, fmt.Errorf("%s.max_sessions: must not be negative", key))
+		}
+		if p.CallTimeout < 0 {
+			errs = append(errs, fmt.Errorf("%s.call_timeout: must not be negative", key))
 		}
 	}
 	return errors.Join(errs...)

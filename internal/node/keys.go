@@ -159,7 +159,7 @@ func (t *Token) openLocked(ctx context.Context) {
 		t.lockout = true
 		return
 	}
-	km, err := pkcs11.New(ctx, pkcs11.Config{Module: t.cfg.Module, Token: t.cfg.Token, PIN: string(pin), Vendor: t.cfg.Vendor, MaxSessions: t.cfg.MaxSessions})
+	km, err := pkcs11.New(ctx, pkcs11.Config{Module: t.cfg.Module, Token: t.cfg.Token, PIN: string(pin), Vendor: t.cfg.Vendor, MaxSessions: t.cfg.MaxSessions, CallTimeout: t.cfg.CallTimeout})
 	clear(pin)
 	if err != nil {
 		t.err = fmt.Errorf("token %s: %w", t.cfg.Token, err)
