@@ -216,7 +216,7 @@ func (s *Signing) embedStatus(ctx context.Context, sd *cms.SignedData, cert, iss
 		}
 		der, err := f.OCSP(ctx, url, req)
 		if err == nil {
-			if _, err = ocspEvidence(der, cert, issuer, "ocsp", url); err == nil {
+			if _, err = ocspEvidence(der, cert, issuer, "ocsp", url, s.Verifier.now()); err == nil {
 				sd.AddOCSP(der)
 				return nil
 			}
@@ -226,7 +226,7 @@ func (s *Signing) embedStatus(ctx context.Context, sd *cms.SignedData, cert, iss
 	for _, url := range cert.CRLDistributionPoints {
 		der, err := f.CRL(ctx, url)
 		if err == nil {
-			if _, err = crlEvidence(der, cert, issuer, "crl", url); err == nil {
+			if _, err = crlEvidence(der, cert, issuer, "crl", url, s.Verifier.now()); err == nil {
 				sd.AddCRL(der)
 				return nil
 			}

@@ -381,7 +381,7 @@ func (v *Verifier) checkCertificate(ctx context.Context, sr *SignerReport, cert 
 	}
 	sr.check(CheckChain, true, "", "chains to %s", chain[len(chain)-1].Subject)
 	for k := 0; k+1 < len(chain); k++ {
-		ev, err := v.status(ctx, chain[k], chain[k+1], sd)
+		ev, err := v.status(ctx, chain[k], chain[k+1], sd, at)
 		if err != nil {
 			sr.check(CheckRevocation, false, ReasonRevocationUnk, "%s: %v", chain[k].Subject, err)
 			continue
@@ -404,28 +404,37 @@ func (v *Verifier) checkCertificate(ctx context.Context, sr *SignerReport, cert 
 	}
 }
 
-// status finds the revocation status of cert: embedded OCSP responses
-// and CRLs first (long-term validation data), then the OCSP responder and
-// the CRL distribution points the certificate names.
-func (v *Verifier) status(ctx context.Context, cert, issuer *smx509.Certificate, sd *cms.SignedData) (Evidence, error) {
+// status finds the revocation status of cert at time at (the signing
+// time): embedded OCSP responses and CRLs first (long-term validation
+// data), then the OCSP responder and the CRL distribution points the
+// certificate names. Evidence that does not speak for at (see fresh) is
+// passed over.
+func (v *Verifier) status(ctx context.Context, cert, issuer *smx509.Certificate, sd *cms.SignedData, at time.Time) (Evidence, error) {
 	var errs []error
 	if sd != nil {
 		for _, r := range sd.Revocation {
 			if r.OCSP != nil {
-				if ev, err := ocspEvidence(r.OCSP, cert, issuer, "embedded-ocsp", ""); err == nil {
+				ev, err := ocspEvidence(r.OCSP, cert, issuer, "embedded-ocsp", "", at)
+				if err == nil {
 					return ev, nil
 				}
+				errs = append(errs, fmt.Errorf("embedded OCSP response: %w", err))
 			}
 		}
 		for _, r := range sd.Revocation {
 			if r.CRL != nil {
-				if ev, err := crlEvidence(r.CRL, cert, issuer, "embedded-crl", ""); err == nil {
+				ev, err := crlEvidence(r.CRL, cert, issuer, "embedded-crl", "", at)
+				if err == nil {
 					return ev, nil
 				}
+				errs = append(errs, fmt.Errorf("embedded CRL: %w", err))
 			}
 		}
 	}
 	if v.Fetch == nil {
+		if len(errs) > 0 {
+			return Evidence{}, fmt.Errorf("offline, and the message embeds no usable revocation data for it: %w", errors.Join(errs...))
+		}
 		return Evidence{}, errors.New("offline, and the message embeds no revocation data for it")
 	}
 	for _, url := range cert.OCSPServer {
@@ -437,7 +446,7 @@ func (v *Verifier) status(ctx context.Context, cert, issuer *smx509.Certificate,
 		der, err := v.Fetch.OCSP(ctx, url, req)
 		if err == nil {
 			var ev Evidence
-			if ev, err = ocspEvidence(der, cert, issuer, "ocsp", url); err == nil {
+			if ev, err = ocspEvidence(der, cert, issuer, "ocsp", url, at); err == nil {
 				return ev, nil
 			}
 		}
@@ -450,7 +459,7 @@ func (v *Verifier) status(ctx context.Context, cert, issuer *smx509.Certificate,
 		der, err := v.Fetch.CRL(ctx, url)
 		if err == nil {
 			var ev Evidence
-			if ev, err = crlEvidence(der, cert, issuer, "crl", url); err == nil {
+			if ev, err = crlEvidence(der, cert, issuer, "crl", url, at); err == nil {
 				return ev, nil
 			}
 		}
@@ -462,10 +471,41 @@ func (v *Verifier) status(ctx context.Context, cert, issuer *smx509.Certificate,
 	return Evidence{}, errors.Join(errs...)
 }
 
-func ocspEvidence(der []byte, cert, issuer *smx509.Certificate, source, url string) (Evidence, error) {
+// evidenceSkew allows for the clocks of a responder or CRL issuer and of
+// the signer or verifier to differ.
+const evidenceSkew = 5 * time.Minute
+
+// fresh reports whether status information that is valid from thisUpdate
+// to nextUpdate (zero: not stated) says what a certificate's status was at
+// time at: it was issued at or after at, or it was still valid at at. A
+// revocation is permanent, so "revoked" is conclusive whenever it was
+// issued; "good" from before at and expired by then says nothing about
+// at: the certificate may have been revoked in between, and the response
+// replayed (an OCSP response or CRL fetched over plain HTTP can be an old
+// one; RFC 6960 §3.2 items 5 and 6, RFC 5280 §6.3.3 (a)).
+func fresh(thisUpdate, nextUpdate, at time.Time) error {
+	if !thisUpdate.Before(at.Add(-evidenceSkew)) {
+		return nil
+	}
+	if !nextUpdate.IsZero() && !at.After(nextUpdate.Add(evidenceSkew)) {
+		return nil
+	}
+	until := "no nextUpdate"
+	if !nextUpdate.IsZero() {
+		until = "valid until " + nextUpdate.UTC().Format(time.RFC3339)
+	}
+	return fmt.Errorf("stale: issued %s, %s, which says nothing about %s", thisUpdate.UTC().Format(time.RFC3339), until, at.UTC().Format(time.RFC3339))
+}
+
+func ocspEvidence(der []byte, cert, issuer *smx509.Certificate, source, url string, at time.Time) (Evidence, error) {
 	r, err := ocsp.ParseResponseForCert(der, cert, issuer)
 	if err != nil {
 		return Evidence{}, err
+	}
+	if r.Status != ocsp.Revoked {
+		if err := fresh(r.ThisUpdate, r.NextUpdate, at); err != nil {
+			return Evidence{}, fmt.Errorf("OCSP response: %w", err)
+		}
 	}
 	p := r.ProducedAt.UTC()
 	ev := Evidence{Source: source, Time: r.ThisUpdate.UTC(), URL: url, ProducedAt: &p, Status: r.Status.String()}
@@ -481,7 +521,7 @@ func ocspEvidence(der []byte, cert, issuer *smx509.Certificate, source, url stri
 	return ev, nil
 }
 
-func crlEvidence(der []byte, cert, issuer *smx509.Certificate, source, url string) (Evidence, error) {
+func crlEvidence(der []byte, cert, issuer *smx509.Certificate, source, url string, at time.Time) (Evidence, error) {
 	rl, err := smx509.ParseRevocationList(der)
 	if err != nil {
 		return Evidence{}, err
@@ -497,6 +537,11 @@ func crlEvidence(der []byte, cert, issuer *smx509.Certificate, source, url strin
 		if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
 			t := e.RevocationTime.UTC()
 			ev.Status, ev.RevokedAt = "revoked", &t
+		}
+	}
+	if ev.Status == "good" {
+		if err := fresh(rl.ThisUpdate, rl.NextUpdate, at); err != nil {
+			return Evidence{}, fmt.Errorf("CRL: %w", err)
 		}
 	}
 	return ev, nil

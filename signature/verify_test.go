@@ -16,6 +16,7 @@ import (
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/ca/ocsp"
 	"github.com/govtrust/govtrust/signature/cms"
 )
 
@@ -154,5 +155,97 @@ func TestForeignAnchors(t *testing.T) {
 	with := (&Service{foreign: anchors}).verifierWith(nil).Verify(context.Background(), &Input{Signature: der})
 	if hasReason(with, ReasonUntrusted) {
 		t.Errorf("with the anchor configured the chain is still untrusted: %v", failed(with))
+	}
+}
+
+// TestStaleRevocationEvidence: revocation evidence speaks for the signing
+// time only if it was issued at or after it, or was still valid then. A
+// "good" OCSP response or CRL that had expired before the signing time
+// (one replayed by whoever embeds or serves it) is not taken as the
+// status; "revoked" is conclusive whenever it was issued.
+func TestStaleRevocationEvidence(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	rk := sm2Key(t)
+	rootTmpl := &smx509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "evidence root"},
+		NotBefore: now.Add(-72 * time.Hour), NotAfter: now.Add(72 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign, SignatureAlgorithm: smx509.SM2WithSM3}
+	rootDER, err := smx509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rk.Public(), rk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := smx509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := sm2Key(t)
+	leaf := mkCert(t, "evidence signer", k, root, rk, false, now.Add(-60*time.Hour), now.Add(60*time.Hour))
+	content := []byte("revocation evidence")
+	signed := func(t *testing.T, add func(sd *cms.SignedData)) []byte {
+		t.Helper()
+		der, err := cms.Sign(content, []*cms.Signer{{Certificate: leaf, Key: k}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sd, err := cms.Parse(der, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(sd)
+		if der, err = sd.Marshal(); err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	ocspResp := func(t *testing.T, status ocsp.Status, this, next time.Time) []byte {
+		t.Helper()
+		tmpl := ocsp.Template{Status: status, SerialNumber: leaf.SerialNumber, ThisUpdate: this, NextUpdate: next, ProducedAt: this}
+		if status == ocsp.Revoked {
+			tmpl.RevokedAt, tmpl.RevocationReason = this.Add(-time.Hour), 1
+		}
+		der, err := ocsp.CreateResponse(root, nil, tmpl, rk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	crl := func(t *testing.T, revoked bool, this, next time.Time) []byte {
+		t.Helper()
+		tmpl := &smx509.RevocationList{Number: big.NewInt(this.Unix()), ThisUpdate: this, NextUpdate: next}
+		if revoked {
+			tmpl.RevokedCertificateEntries = []smx509.RevocationListEntry{{SerialNumber: leaf.SerialNumber, RevocationTime: this.Add(-time.Hour)}}
+		}
+		der, err := smx509.CreateRevocationList(rand.Reader, tmpl, root, rk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	old, oldNext := now.Add(-48*time.Hour), now.Add(-24*time.Hour)
+	cur, curNext := now.Add(-time.Hour), now.Add(23*time.Hour)
+	tests := []struct {
+		name  string
+		add   func(t *testing.T, sd *cms.SignedData)
+		valid bool
+		want  string
+	}{
+		{"good OCSP valid now", func(t *testing.T, sd *cms.SignedData) { sd.AddOCSP(ocspResp(t, ocsp.Good, cur, curNext)) }, true, ""},
+		{"good OCSP expired a day ago", func(t *testing.T, sd *cms.SignedData) { sd.AddOCSP(ocspResp(t, ocsp.Good, old, oldNext)) }, false, ReasonRevocationUnk},
+		{"revoked OCSP expired a day ago", func(t *testing.T, sd *cms.SignedData) { sd.AddOCSP(ocspResp(t, ocsp.Revoked, old, oldNext)) }, false, ReasonRevoked},
+		{"expired good OCSP beside a current one", func(t *testing.T, sd *cms.SignedData) {
+			sd.AddOCSP(ocspResp(t, ocsp.Good, old, oldNext))
+			sd.AddOCSP(ocspResp(t, ocsp.Good, cur, curNext))
+		}, true, ""},
+		{"CRL valid now", func(t *testing.T, sd *cms.SignedData) { sd.AddCRL(crl(t, false, cur, curNext)) }, true, ""},
+		{"CRL expired a day ago", func(t *testing.T, sd *cms.SignedData) { sd.AddCRL(crl(t, false, old, oldNext)) }, false, ReasonRevocationUnk},
+		{"expired CRL listing the certificate", func(t *testing.T, sd *cms.SignedData) { sd.AddCRL(crl(t, true, old, oldNext)) }, false, ReasonRevoked},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			der := signed(t, func(sd *cms.SignedData) { tc.add(t, sd) })
+			r := (&Verifier{Roots: []*smx509.Certificate{root}}).Verify(context.Background(), &Input{Signature: der})
+			if r.Valid != tc.valid || (tc.want != "" && !hasReason(r, tc.want)) {
+				t.Fatalf("valid=%v %v, want valid=%v %s\n%s", r.Valid, failed(r), tc.valid, tc.want, r.Summary)
+			}
+		})
 	}
 }
