@@ -3,17 +3,12 @@ package authz
 import (
 	"context"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"database/sql"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/govtrust/govtrust/internal/audit"
@@ -198,85 +193,3 @@ func (s *Service) BindCertificate(ctx context.Context, accountID string, cert *x
 	})
 	return err
 }
-
-// CRLChecker checks revocation against CRLs loaded from files (DER or PEM),
-// each verified against the issuer before use. A certificate whose issuer
-// has no CRL loaded counts as not checkable, which CertAuth treats as
-// revoked (fail closed).
-type CRLChecker struct {
-	mu   sync.RWMutex
-	crls map[string]*x509.RevocationList // by issuer DN
-	now  func() time.Time
-}
-
-// NewCRLChecker returns an empty checker.
-func NewCRLChecker(now func() time.Time) *CRLChecker {
-	if now == nil {
-		now = time.Now
-	}
-	return &CRLChecker{crls: map[string]*x509.RevocationList{}, now: now}
-}
-
-// Add adds (or replaces, if newer) a CRL.
-func (c *CRLChecker) Add(crl *x509.RevocationList) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := crl.Issuer.String()
-	if old, ok := c.crls[k]; ok && old.Number != nil && crl.Number != nil && old.Number.Cmp(crl.Number) >= 0 {
-		return
-	}
-	c.crls[k] = crl
-}
-
-// LoadDir adds every *.crl and *.pem CRL in dir.
-func (c *CRLChecker) LoadDir(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".crl") || strings.HasSuffix(e.Name(), ".pem")) {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return err
-		}
-		if blk, _ := pem.Decode(b); blk != nil {
-			b = blk.Bytes
-		}
-		crl, err := x509.ParseRevocationList(b)
-		if err != nil {
-			return fmt.Errorf("CRL %s: %w", e.Name(), err)
-		}
-		c.Add(crl)
-	}
-	return nil
-}
-
-// Revoked implements RevocationChecker.
-func (c *CRLChecker) Revoked(_ context.Context, cert, issuer *x509.Certificate) (bool, error) {
-	c.mu.RLock()
-	crl, ok := c.crls[issuerName(cert.Issuer)]
-	c.mu.RUnlock()
-	if !ok {
-		return true, fmt.Errorf("no CRL for issuer %s", cert.Issuer)
-	}
-	if err := crl.CheckSignatureFrom(issuer); err != nil {
-		return true, fmt.Errorf("CRL of %s: %w", cert.Issuer, err)
-	}
-	if !crl.NextUpdate.IsZero() && c.now().After(crl.NextUpdate) {
-		return true, fmt.Errorf("CRL of %s is past its nextUpdate", cert.Issuer)
-	}
-	for _, e := range crl.RevokedCertificateEntries {
-		if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-func issuerName(n pkix.Name) string { return n.String() }

@@ -190,6 +190,7 @@ func (n *Node) openAuthz(ctx context.Context) error {
 	}
 	if roots != nil {
 		crls := authz.NewCRLChecker(n.opts.Clock.Now)
+		crls.Logger = n.logger
 		if err := crls.LoadDir(filepath.Join(n.opts.DataDir, "trust", "crl")); err != nil {
 			return fmt.Errorf("client CA CRLs: %w", err)
 		}
