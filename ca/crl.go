@@ -272,14 +272,34 @@ func (f entryFilter) keep(notAfter time.Time, seq int64) bool {
 	return crl.Retain(notAfter, f.prevThis) || seq > f.prevSeq
 }
 
+// clamped counts the entries of one CRL whose revocation date was after the
+// CRL's thisUpdate and was written as thisUpdate (see revokedEntries).
+type clamped struct {
+	n      int64
+	latest time.Time // the latest revocation date clamped
+}
+
 // revokedEntries yields the revoked certificates of issuer selected by f in
 // serial order from q; crl.Build ranges over it three times in one read
 // transaction.
-func revokedEntries(ctx context.Context, q store.Querier, issuer string, f entryFilter) iter.Seq2[crl.Entry, error] {
+//
+// A revocation dated after thisUpdate, the CRL's own date, is yielded with
+// thisUpdate as its revocationDate, and counted in c (each pass counts
+// afresh). It happens when the wall clock stepped back after the revocation
+// (an NTP correction) or when another process sharing the database, whose
+// clock is ahead, revoked: crl.Build refuses an entry revoked after the
+// CRL's thisUpdate (RFC 5280 §5.1.2.6: the revocation was known when the
+// CRL was issued), and refusing would stop every CRL of the CA until the
+// clock passed the revocation again. thisUpdate stays the clock's time:
+// moving it forward would make a CRL that relying parties reject as not yet
+// valid. The certificate is listed at once, dated as late as the CRL
+// allows; the next CRL made after the clock caught up shows the stored date.
+func revokedEntries(ctx context.Context, q store.Querier, issuer string, f entryFilter, thisUpdate time.Time, c *clamped) iter.Seq2[crl.Entry, error] {
 	where, args := f.where()
 	query := revokedSelect(q.Driver(), "serial, revoked_at, revocation_reason, not_after, revocation_seq", where)
 	args = append([]any{issuer}, args...)
 	return func(yield func(crl.Entry, error) bool) {
+		*c = clamped{}
 		rows, err := q.Query(ctx, query, args...)
 		if err != nil {
 			yield(crl.Entry{}, err)
@@ -305,6 +325,13 @@ func revokedEntries(ctx context.Context, q store.Querier, issuer string, f entry
 			if !f.keep(notAfter, seq) {
 				yield(crl.Entry{}, fmt.Errorf("revoked certificate %s/%s: selected by SQL but not by the retention rule", issuer, serial))
 				return
+			}
+			if t.Truncate(time.Second).After(thisUpdate) { // crl.Build writes whole seconds
+				c.n++
+				if t.After(c.latest) {
+					c.latest = t
+				}
+				t = thisUpdate
 			}
 			if !yield(crl.Entry{Serial: n, RevokedAt: t, Reason: reason}, nil) {
 				return
@@ -410,6 +437,7 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 	idp := s.scopeOf(a)
 	var r buildResult
 	var buf bytes.Buffer
+	var clamp clamped
 	err := s.env.DB.Read(ctx, func(q store.Querier) error {
 		buf.Reset()
 		r = buildResult{}
@@ -425,7 +453,8 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 		}
 		// thisUpdate is read after the snapshot: every revocation it holds
 		// was dated before it committed, hence before now, as crl.Build
-		// requires of revocationDate.
+		// requires of revocationDate, unless the clock stepped back since
+		// (revokedEntries clamps those dates).
 		now := s.env.Clock.Now().UTC()
 		r.thisUpdate = now.Truncate(time.Second)
 		r.number = crl.NextNumber(r.prev, now)
@@ -470,7 +499,7 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 		} else if u := s.dpURL(deltaDPTemplate, a.id); u != "" {
 			t.FreshestCRL = []string{u} // RFC 5280 §5.2.6
 		}
-		return crl.Build(ctx, &buf, t, revokedEntries(ctx, q, a.id, f), count, a.signer)
+		return crl.Build(ctx, &buf, t, revokedEntries(ctx, q, a.id, f, r.thisUpdate, &clamp), count, a.signer)
 	})
 	if err != nil {
 		if errors.Is(err, crl.ErrNumberRegression) {
@@ -532,6 +561,11 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store %s CRL of %s: %w", kind, a.id, err)
+	}
+	if clamp.n > 0 {
+		s.env.Logger.Warn("clock behind revocation dates (stepped back, or another process's clock ahead): revocationDate written as the CRL's thisUpdate",
+			"ca", a.id, "kind", kind, "number", c.number, "entries", clamp.n,
+			"latest_revoked_at", clamp.latest.UTC().Format(time.RFC3339Nano), "this_update", c.thisUpdate.Format(time.RFC3339))
 	}
 	return c, nil
 }

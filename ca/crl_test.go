@@ -1153,3 +1153,70 @@ func TestRetiredCRLsFinish(t *testing.T) {
 		t.Errorf("finished at the CA's own expiry = %v, %v", done, err)
 	}
 }
+
+// TestCRLClockSteppedBack: the wall clock steps back one minute after a
+// revocation (an NTP correction). The full and delta CRLs are still made,
+// with thisUpdate the clock's time (never in the future) and the entry's
+// revocationDate clamped to it; OpenSSL verifies both; one warning per CRL
+// is logged. Once the clock has caught up, the stored date is written.
+func TestCRLClockSteppedBack(t *testing.T) {
+	db := storetest.SQLite(t, append(New().Migrations(), audit.Migrations)...)
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	s, a := crlStoreFixture(t, db, clk, "0a", "0b")
+	logs := &syncBuffer{}
+	s.env.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	if _, err := s.generateBase(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Second)
+	revokedAt := clk.Now()
+	if err := revokeRow(ctx, db, revokedAt, "0a"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(-time.Minute)
+	dir := t.TempDir()
+	caFile := writeFile(t, dir, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.cert.Raw})))
+	check := func(name string, c *storedCRL, wantDate time.Time) {
+		t.Helper()
+		if got := serialsOf(t, c, a); got != "0a" {
+			t.Errorf("%s lists %q, want 0a", name, got)
+		}
+		rl, err := crl.Verify(c.der, a.cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now := clk.Now().Truncate(time.Second); !rl.ThisUpdate.Equal(now) {
+			t.Errorf("%s: thisUpdate %v, want the clock's %v", name, rl.ThisUpdate, now)
+		}
+		if got := rl.RevokedCertificateEntries[0].RevocationTime; !got.Equal(wantDate) {
+			t.Errorf("%s: revocationDate %v, want %v", name, got, wantDate)
+		}
+		f := writeFile(t, dir, name+".pem", pemCRL(c.der))
+		if out := openssl(t, "crl", "-in", f, "-noout", "-CAfile", caFile); !strings.Contains(out, "verify OK") {
+			t.Errorf("openssl crl verify %s: %s", name, out)
+		}
+	}
+	full, err := s.generateCRL(ctx, a)
+	if err != nil {
+		t.Fatalf("full CRL after the clock stepped back: %v", err)
+	}
+	check("full", full, clk.Now().Truncate(time.Second))
+	delta, err := s.generateDelta(ctx, a)
+	if err != nil {
+		t.Fatalf("delta CRL after the clock stepped back: %v", err)
+	}
+	check("delta", delta, clk.Now().Truncate(time.Second))
+	if n := strings.Count(logs.String(), "clock behind revocation dates"); n != 2 {
+		t.Errorf("%d clamp warnings, want one per CRL:\n%s", n, logs)
+	}
+	clk.Add(2 * time.Minute)
+	later, err := s.generateCRL(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("full-later", later, revokedAt)
+	if n := strings.Count(logs.String(), "clock behind revocation dates"); n != 2 {
+		t.Errorf("%d clamp warnings after the clock caught up, want still 2", n)
+	}
+}
