@@ -524,9 +524,12 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 	rec := audit.Record{Actor: "system", Action: action, Object: "crl/" + a.id + "/" + strconv.FormatInt(c.number, 10),
 		Outcome: audit.Success, Details: details}
 	err = s.env.DB.Tx(ctx, func(tx *store.Tx) error {
-		if err := checkNumber(ctx, tx, a.id, c.number); err != nil {
-			return err
-		}
+		// The counter first: if it moved since the snapshot, another
+		// generation (in this process or another one on the same database)
+		// published in between, usually with a higher number, and this one
+		// starts again on a new snapshot. Only with the counter still where
+		// the snapshot saw it does a stored number at or above this one mean
+		// a real regression (a counter moved back), which alerts.
 		var res sql.Result
 		var err error
 		if r.havePrev {
@@ -539,6 +542,9 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 		}
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errCRLRace
+		}
+		if err := checkNumber(ctx, tx, a.id, c.number); err != nil {
+			return err
 		}
 		baseFlag := 0
 		if asBase {

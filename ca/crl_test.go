@@ -1220,3 +1220,52 @@ func TestCRLClockSteppedBack(t *testing.T) {
 		t.Errorf("%d clamp warnings after the clock caught up, want still 2", n)
 	}
 }
+
+// TestCRLTwoProcessRace: two processes on one database (two Services, each
+// with its own lock) make a full CRL at nearly the same time; the one that
+// started later (a higher, time-based number) stores first. The other
+// finds the counter moved, starts again on a new snapshot and publishes
+// above it: an ordinary race, not a number regression, so no alert.
+func TestCRLTwoProcessRace(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+		s1, a := crlStoreFixture(t, db, clk, "0a")
+		logs := &syncBuffer{}
+		s1.env.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		if _, err := s1.generateBase(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		s2 := New()
+		s2.env, s2.vars = s1.env, s1.vars
+		s2.cas[a.id] = a
+		clk.Add(time.Second)
+		var second *storedCRL
+		crlStateOf(s1).duringBuild = func(string) {
+			if second != nil {
+				return
+			}
+			clk.Add(time.Millisecond) // process 2 starts a little later
+			var err error
+			if second, err = s2.generateCRL(ctx, a); err != nil {
+				t.Errorf("process 2: %v", err)
+			}
+		}
+		first, err := s1.generateCRL(ctx, a)
+		if err != nil {
+			t.Fatalf("process 1 lost an ordinary race and failed: %v", err)
+		}
+		if second == nil || first.number <= second.number {
+			t.Fatalf("process 1 published %d, process 2 %v: want process 1 above", first.number, second)
+		}
+		if got, err := latestCRL(ctx, db, a.id); err != nil || got.number != first.number {
+			t.Errorf("newest full CRL %+v (%v), want %d", got, err, first.number)
+		}
+		if v := metricValue(t, s1, "govtrust_ca_crl_number_regressions_total", map[string]string{"ca": a.id, "kind": kindFull}); v != 0 {
+			t.Errorf("regression alert raised %v times for a race between two processes", v)
+		}
+		if strings.Contains(logs.String(), "ALERT") {
+			t.Errorf("alert logged for a race:\n%s", logs)
+		}
+	}, append([]store.Migrations{audit.Migrations}, New().Migrations()...)...)
+}
