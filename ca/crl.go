@@ -914,15 +914,11 @@ func (s *Service) crlLoop(ctx context.Context, done chan<- struct{}) {
 // /pki/{ca}-delta.crl, the newest delta CRL (RFC 5280 §4.2.1.13 and
 // §5.2.6 over HTTP: DER, application/pkix-crl).
 func (s *Service) serveCRL(w http.ResponseWriter, r *http.Request, id string) error {
-	latest := latestCRL
-	if caID, ok := strings.CutSuffix(id, "-delta"); ok {
-		id, latest = caID, latestDelta
-	}
-	a, err := s.authority(id)
+	a, kind, err := s.crlTarget(id)
 	if err != nil {
 		return err
 	}
-	c, err := latest(r.Context(), s.env.DB, a.id)
+	c, err := latestWhere(r.Context(), s.env.DB, a.id, "kind = '"+kind+"'")
 	if err != nil {
 		return err
 	}
@@ -934,4 +930,21 @@ func (s *Service) serveCRL(w http.ResponseWriter, r *http.Request, id string) er
 	w.Header().Set("Content-Length", strconv.Itoa(len(c.der)))
 	_, err = w.Write(c.der)
 	return err
+}
+
+// crlTarget resolves the name of a CRL file, without ".crl": a CA id names
+// its full CRL, and "{ca}-delta" the delta CRL of ca unless it is itself a
+// CA id (ceremony.ValidID allows ids such as "corp-delta", whose full CRL
+// is at /pki/corp-delta.crl, the distribution point its certificates carry).
+func (s *Service) crlTarget(name string) (a *authority, kind string, err error) {
+	a, err = s.authority(name)
+	if err == nil {
+		return a, kindFull, nil
+	}
+	if caID, ok := strings.CutSuffix(name, "-delta"); ok && errors.Is(err, ErrNotFound) {
+		if a, err := s.authority(caID); err == nil {
+			return a, kindDelta, nil
+		}
+	}
+	return nil, "", err
 }

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os/exec"
 	"path/filepath"
@@ -1268,4 +1269,85 @@ func TestCRLTwoProcessRace(t *testing.T) {
 			t.Errorf("alert logged for a race:\n%s", logs)
 		}
 	}, append([]store.Migrations{audit.Migrations}, New().Migrations()...)...)
+}
+
+// serveCRLTest runs serveCRL for /pki/{name}.crl with the given request
+// headers.
+func serveCRLTest(s *Service, method, name string, hdr map[string]string) (*httptest.ResponseRecorder, error) {
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(method, "/pki/"+name+".crl", nil)
+	for k, v := range hdr {
+		r.Header.Set(k, v)
+	}
+	return w, s.serveCRL(w, r, name)
+}
+
+// servedNumber fetches /pki/{name}.crl, verifies it with a's certificate
+// and returns its number and whether it is a delta CRL.
+func servedNumber(t *testing.T, s *Service, name string, a *authority) (int64, bool) {
+	t.Helper()
+	w, err := serveCRLTest(s, http.MethodGet, name, nil)
+	if err != nil || w.Code != http.StatusOK {
+		t.Fatalf("GET /pki/%s.crl: %d, %v", name, w.Code, err)
+	}
+	rl, err := crl.Verify(w.Body.Bytes(), a.cert)
+	if err != nil {
+		t.Fatalf("/pki/%s.crl: %v", name, err)
+	}
+	_, delta := rawExtension(rl.Extensions, asn1.ObjectIdentifier{2, 5, 29, 27})
+	return rl.Number.Int64(), delta
+}
+
+// TestCRLDeltaSuffixCAID: a CA whose id ends in "-delta" (ceremony.ValidID
+// allows corp-delta) serves its full CRL at /pki/corp-delta.crl, the
+// distribution point its certificates carry, and its delta CRL at
+// /pki/corp-delta-delta.crl; for a CA without such a namesake,
+// /pki/{ca}-delta.crl is still the delta CRL.
+func TestCRLDeltaSuffixCAID(t *testing.T) {
+	db := storetest.SQLite(t, append(New().Migrations(), audit.Migrations)...)
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	s, a := crlStoreFixture(t, db, clk, "0a")
+	corp := *a
+	corp.id = "corp-delta"
+	if err := db.Tx(ctx, func(tx *store.Tx) error {
+		return insertAuthority(ctx, tx, authorityRow{id: corp.id, algorithm: "ecdsa-p256", keyURI: "soft:ca/corp-delta", cert: a.cert.Raw, created: clk.Now()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reg := newRegistry()
+	reg.add(a)
+	reg.add(&corp)
+	s.reg.Store(reg)
+	numbers := map[string]int64{}
+	for _, x := range []*authority{a, &corp} {
+		clk.Add(time.Second)
+		if err := s.generateBoth(ctx, x, true); err != nil {
+			t.Fatal(err)
+		}
+		for _, kind := range []string{kindFull, kindDelta} {
+			c, err := latestWhere(ctx, db, x.id, "kind = '"+kind+"'")
+			if err != nil {
+				t.Fatal(err)
+			}
+			numbers[x.id+"/"+kind] = c.number
+		}
+	}
+	for _, c := range []struct {
+		name, want string
+		delta      bool
+	}{
+		{"corp-delta", "corp-delta/full", false},
+		{"corp-delta-delta", "corp-delta/delta", true},
+		{"r", "r/full", false},
+		{"r-delta", "r/delta", true},
+	} {
+		n, delta := servedNumber(t, s, c.name, a)
+		if n != numbers[c.want] || delta != c.delta {
+			t.Errorf("/pki/%s.crl: number %d (delta %v), want the %s CRL %d", c.name, n, delta, c.want, numbers[c.want])
+		}
+	}
+	if _, err := serveCRLTest(s, http.MethodGet, "nobody-delta", nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("/pki/nobody-delta.crl: %v, want ErrNotFound", err)
+	}
 }
