@@ -235,18 +235,21 @@ func revokedSelect(d store.Driver, cols, where string) string {
 
 // entryFilter selects the revoked certificates of one CRL.
 //
-// A full CRL keeps an entry until it has appeared on a full CRL issued
-// after the certificate expired (RFC 5280 §3.3, BR §4.10.1): it drops an
-// entry only when the previous full CRL's snapshot held it (revocation_seq
-// at most that CRL's sequence) and that CRL's thisUpdate is after the
-// certificate's notAfter. The sequence test matters: a certificate revoked
-// after it expired, or while the previous CRL was being built, was never on
-// it. A delta lists every revocation its base did not hold.
+// A full CRL keeps an entry until it has appeared on a regularly scheduled
+// full CRL issued after the certificate expired (RFC 5280 §3.3, BR
+// §4.10.1): it drops an entry only when the newest scheduled full CRL (the
+// delta base) held it in its snapshot (revocation_seq at most that CRL's
+// sequence) and that CRL's thisUpdate is after the certificate's notAfter.
+// The full CRLs made right after revocations do not count: they are not on
+// the schedule relying parties fetch by, and one may follow another within
+// a second. The sequence test matters: a certificate revoked after it
+// expired, or while the scheduled CRL was being built, was never on it. A
+// delta lists every revocation its base did not hold.
 type entryFilter struct {
 	delta bool
-	// prevThis and prevSeq describe the previous full CRL (full) or the
-	// base (delta). prevThis is zero when no previous full CRL knows its
-	// sequence, which keeps every entry.
+	// prevThis and prevSeq describe the newest scheduled full CRL: the base
+	// of a delta, the retention cut-off of a full CRL. prevThis is zero when
+	// no scheduled full CRL knows its sequence, which keeps every entry.
 	prevThis time.Time
 	prevSeq  int64
 }
@@ -478,12 +481,12 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 			r.base = b
 			f.prevSeq = b.seq.Int64
 		} else {
-			prev, err := scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND kind = 'full' ORDER BY number DESC LIMIT 1", a.id), a.id)
+			prev, err := scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND "+baseWhere+" ORDER BY number DESC LIMIT 1", a.id), a.id)
 			switch {
-			case err == nil && prev.seq.Valid:
+			case err == nil:
 				f.prevThis, f.prevSeq = prev.thisUpdate, prev.seq.Int64
-			case err != nil && !errors.Is(err, sql.ErrNoRows):
-				return fmt.Errorf("previous full CRL: %w", err)
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("previous scheduled full CRL: %w", err)
 			}
 		}
 		where, args := f.where()
@@ -709,9 +712,9 @@ func (s *Service) refreshCA(ctx context.Context, a *authority) error {
 // crlsFinished reports whether retired CA generation a has published its
 // last CRL: its own certificate has expired (relying parties can no longer
 // check a CRL it signs), or every certificate it issued expired before its
-// newest full CRL was made (that CRL was the first after the last expiry,
-// which RFC 5280 §3.3 asks an entry to appear in; nothing it could list
-// again is valid). The CRLs stay served; the schedule stops signing them.
+// newest scheduled full CRL was made (that CRL was the first regularly
+// scheduled one after the last expiry, which RFC 5280 §3.3 asks an entry to
+// appear in; nothing it could list again is valid). The CRLs stay served; the schedule stops signing them.
 // Active generations never finish.
 func (s *Service) crlsFinished(ctx context.Context, a *authority, now time.Time) (bool, error) {
 	if a.status != statusRetired {
@@ -735,7 +738,7 @@ func (s *Service) crlsFinished(ctx context.Context, a *authority, now time.Time)
 	if now.Before(lastExpiry) {
 		return false, nil
 	}
-	full, err := latestCRL(ctx, s.env.DB, a.id)
+	full, err := latestBase(ctx, s.env.DB, a.id)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil // one CRL still to make
 	}

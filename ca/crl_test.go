@@ -1351,3 +1351,40 @@ func TestCRLDeltaSuffixCAID(t *testing.T) {
 		t.Errorf("/pki/nobody-delta.crl: %v, want ErrNotFound", err)
 	}
 }
+
+// TestCRLRetentionScheduled: an expired revoked certificate stays listed
+// until a regularly scheduled full CRL issued after its expiry has listed
+// it (RFC 5280 §3.3, BR §4.10.1). Full CRLs made off the schedule (after
+// revocations) after the expiry, even two of them, do not count.
+func TestCRLRetentionScheduled(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+		s, a := crlStoreFixture(t, db, clk, "0a", "0b") // notAfter: now + 1 h
+		if err := revokeRow(ctx, db, clk.Now(), "0a"); err != nil {
+			t.Fatal(err)
+		}
+		gen := func(name string, g func(context.Context, *authority) (*storedCRL, error), want string) {
+			t.Helper()
+			c, err := g(ctx, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := serialsOf(t, c, a); got != want {
+				t.Errorf("%s at %v lists %q, want %q", name, c.thisUpdate, got, want)
+			}
+		}
+		clk.Add(time.Second)
+		gen("scheduled full CRL before the expiry", s.generateBase, "0a")
+		clk.Add(time.Hour) // 0a expired a second ago
+		gen("first unscheduled full CRL after the expiry", s.generateCRL, "0a")
+		clk.Add(time.Second)
+		gen("second unscheduled full CRL after the expiry", s.generateCRL, "0a")
+		clk.Add(16 * time.Hour)
+		gen("first scheduled full CRL after the expiry", s.generateBase, "0a")
+		clk.Add(time.Second)
+		gen("unscheduled full CRL after that", s.generateCRL, "")
+		clk.Add(16 * time.Hour)
+		gen("next scheduled full CRL", s.generateBase, "")
+	}, append([]store.Migrations{audit.Migrations}, New().Migrations()...)...)
+}
