@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -1326,7 +1327,7 @@ func TestCRLDeltaSuffixCAID(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, kind := range []string{kindFull, kindDelta} {
-			c, err := latestWhere(ctx, db, x.id, "kind = '"+kind+"'")
+			c, err := latestWhere(ctx, db, x.id, "kind = '"+kind+"'", false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1387,4 +1388,197 @@ func TestCRLRetentionScheduled(t *testing.T) {
 		clk.Add(16 * time.Hour)
 		gen("next scheduled full CRL", s.generateBase, "")
 	}, append([]store.Migrations{audit.Migrations}, New().Migrations()...)...)
+}
+
+// TestCRLServingHeaders: GET /pki/{ca}.crl and -delta.crl carry an ETag
+// (kind and number), Last-Modified (thisUpdate), max-age and Expires at its
+// end (never after nextUpdate); a conditional GET whose validators hold
+// gets 304 (If-None-Match first, If-Modified-Since without it); HEAD gets
+// the headers without the body; a CRL another process stored is served at
+// once.
+func TestCRLServingHeaders(t *testing.T) {
+	db := storetest.SQLite(t, append(New().Migrations(), audit.Migrations)...)
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	s, a := crlStoreFixture(t, db, clk, "0a")
+	reg := newRegistry()
+	reg.add(a)
+	s.reg.Store(reg)
+	if err := revokeRow(ctx, db, clk.Now(), "0a"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Second)
+	if err := s.generateBoth(ctx, a, true); err != nil {
+		t.Fatal(err)
+	}
+	full, err := latestCRL(ctx, db, a.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delta, err := latestDelta(ctx, db, a.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(method, name string, hdr map[string]string) *httptest.ResponseRecorder {
+		t.Helper()
+		w, err := serveCRLTest(s, method, name, hdr)
+		if err != nil {
+			t.Fatalf("%s /pki/%s.crl %v: %v", method, name, hdr, err)
+		}
+		return w
+	}
+	etag := func(kind string, n int64) string { return `"` + kind + "-" + strconv.FormatInt(n, 10) + `"` }
+	clk.Add(time.Minute)
+	for _, c := range []struct {
+		name, kind string
+		stored     *storedCRL
+	}{{"r", kindFull, full}, {"r-delta", kindDelta, delta}} {
+		w := get(http.MethodGet, c.name, nil)
+		h := w.Result().Header
+		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), c.stored.der) {
+			t.Fatalf("GET %s: %d, %d bytes, want the stored CRL", c.name, w.Code, w.Body.Len())
+		}
+		want := map[string]string{
+			"Content-Type":   "application/pkix-crl",
+			"Content-Length": strconv.Itoa(len(c.stored.der)),
+			"Etag":           etag(c.kind, c.stored.number),
+			"Last-Modified":  c.stored.thisUpdate.Format(http.TimeFormat),
+			"Cache-Control":  "public, max-age=60, no-transform",
+			"Expires":        clk.Now().Add(time.Minute).Format(http.TimeFormat),
+		}
+		for k, v := range want {
+			if h.Get(k) != v {
+				t.Errorf("GET %s: %s %q, want %q", c.name, k, h.Get(k), v)
+			}
+		}
+		w = get(http.MethodHead, c.name, nil)
+		if w.Code != http.StatusOK || w.Body.Len() != 0 || w.Result().Header.Get("Content-Length") != want["Content-Length"] ||
+			w.Result().Header.Get("Etag") != want["Etag"] {
+			t.Errorf("HEAD %s: %d, %d bytes, headers %v", c.name, w.Code, w.Body.Len(), w.Result().Header)
+		}
+		tag := want["Etag"]
+		for _, cond := range []struct {
+			hdr  map[string]string
+			code int
+		}{
+			{map[string]string{"If-None-Match": tag}, http.StatusNotModified},
+			{map[string]string{"If-None-Match": "W/" + tag}, http.StatusNotModified},
+			{map[string]string{"If-None-Match": `"other", ` + tag}, http.StatusNotModified},
+			{map[string]string{"If-None-Match": "*"}, http.StatusNotModified},
+			{map[string]string{"If-None-Match": etag(c.kind, c.stored.number-1)}, http.StatusOK},
+			{map[string]string{"If-Modified-Since": want["Last-Modified"]}, http.StatusNotModified},
+			{map[string]string{"If-Modified-Since": clk.Now().Format(http.TimeFormat)}, http.StatusNotModified},
+			{map[string]string{"If-Modified-Since": c.stored.thisUpdate.Add(-time.Second).Format(http.TimeFormat)}, http.StatusOK},
+			{map[string]string{"If-Modified-Since": "yesterday"}, http.StatusOK},
+			// If-None-Match decides when both are sent (RFC 9110 §13.2.2).
+			{map[string]string{"If-None-Match": `"other"`, "If-Modified-Since": want["Last-Modified"]}, http.StatusOK},
+		} {
+			for _, method := range []string{http.MethodGet, http.MethodHead} {
+				w := get(method, c.name, cond.hdr)
+				if w.Code != cond.code {
+					t.Errorf("%s %s with %v: %d, want %d", method, c.name, cond.hdr, w.Code, cond.code)
+				}
+				if w.Code == http.StatusNotModified && (w.Body.Len() != 0 || w.Result().Header.Get("Etag") != tag ||
+					w.Result().Header.Get("Expires") == "" || w.Result().Header.Get("Content-Type") != "") {
+					t.Errorf("%s %s 304 with %v: body %d bytes, headers %v", method, c.name, cond.hdr, w.Body.Len(), w.Result().Header)
+				}
+			}
+		}
+	}
+	// Ten seconds before nextUpdate: max-age 10, Expires = nextUpdate.
+	clk.Set(full.nextUpdate.Add(-10 * time.Second))
+	if h := get(http.MethodGet, "r", nil).Result().Header; h.Get("Cache-Control") != "public, max-age=10, no-transform" ||
+		h.Get("Expires") != full.nextUpdate.Format(http.TimeFormat) {
+		t.Errorf("10 s before nextUpdate %v: Cache-Control %q, Expires %q", full.nextUpdate, h.Get("Cache-Control"), h.Get("Expires"))
+	}
+	// Another process on the database publishes a full CRL: served at once,
+	// with a new ETag.
+	other := New()
+	other.env, other.vars = s.env, s.vars
+	other.cas[a.id] = a
+	clk.Add(time.Second)
+	next, err := other.generateCRL(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := get(http.MethodGet, "r", map[string]string{"If-None-Match": etag(kindFull, full.number)})
+	if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), next.der) || w.Result().Header.Get("Etag") != etag(kindFull, next.number) {
+		t.Errorf("after another process published %d: %d, ETag %q", next.number, w.Code, w.Result().Header.Get("Etag"))
+	}
+}
+
+// discardWriter is a ResponseWriter that counts the body bytes.
+type discardWriter struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) WriteHeader(code int)        { d.code = code }
+func (d *discardWriter) Write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
+
+// TestCRLServedOnce: concurrent GETs of a large CRL share one copy in
+// memory; they do not each read it from the database. Another process
+// stores an 8 MB CRL; 16 concurrent requests allocate less than 4 times
+// its size in all (each reading it would be 16 times), and once it is
+// loaded, 16 more allocate less than a tenth of it.
+func TestCRLServedOnce(t *testing.T) {
+	db := storetest.SQLite(t, append(New().Migrations(), audit.Migrations)...)
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	s, a := crlStoreFixture(t, db, clk, "0a")
+	reg := newRegistry()
+	reg.add(a)
+	s.reg.Store(reg)
+	c, err := s.generateBase(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The served bytes are not parsed: a blob of the size of a CRL of
+	// 160,000 entries stands for it.
+	const size = 8 << 20
+	big := make([]byte, size)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO ca_crls (issuer_id, number, kind, this_update, next_update, der, created_at, base_number, revocation_seq, delta_base)
+		VALUES (?, ?, 'full', ?, ?, ?, ?, NULL, 0, 0)`, a.id, c.number+1, c.thisUpdate.Format(timeFormat), c.nextUpdate.Format(timeFormat),
+		big, c.thisUpdate.Format(timeFormat)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 16
+	wave := func() uint64 {
+		t.Helper()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		var wg sync.WaitGroup
+		ws := make([]*discardWriter, n)
+		errs := make([]error, n)
+		for i := range n {
+			ws[i] = &discardWriter{h: http.Header{}}
+			wg.Go(func() {
+				errs[i] = s.serveCRL(ws[i], httptest.NewRequest(http.MethodGet, "/pki/r.crl", nil), "r")
+			})
+		}
+		wg.Wait()
+		runtime.ReadMemStats(&after)
+		for i := range n {
+			if errs[i] != nil || ws[i].n != size {
+				t.Fatalf("request %d: %v, %d bytes, want %d", i, errs[i], ws[i].n, size)
+			}
+		}
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	cold := wave()
+	warm := wave()
+	t.Logf("%d concurrent GETs of a %d MiB CRL allocated %.1f MiB (first), %.2f MiB (loaded)", n, size>>20,
+		float64(cold)/(1<<20), float64(warm)/(1<<20))
+	if cold > 4*size {
+		t.Errorf("%d concurrent GETs allocated %d bytes, over 4 times the CRL (%d): each read it", n, cold, size)
+	}
+	if warm > size/10 {
+		t.Errorf("%d GETs of a loaded CRL allocated %d bytes", n, warm)
+	}
 }
