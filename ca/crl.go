@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,8 +99,8 @@ var (
 	errNoDeltaBase = errors.New("ca: no full CRL to base a delta CRL on")
 )
 
-// crlState is the CRL machinery of one Service: schedule, coalescing queues
-// and alert metrics.
+// crlState is the CRL machinery of one Service: schedule, coalescing queues,
+// alert metrics and the CRLs served from memory.
 type crlState struct {
 	schedule crlSchedule
 
@@ -119,6 +120,9 @@ type crlState struct {
 
 	regressions *prometheus.CounterVec
 	generations *prometheus.CounterVec
+
+	// served holds the CRLs GET /pki/{ca}.crl serves.
+	served servedCRLs
 }
 
 // crlStateOf returns s's CRL state, made on first use (tests set its
@@ -165,13 +169,20 @@ type storedCRL struct {
 	deltaBase bool
 }
 
-const storedColumns = "number, kind, this_update, next_update, der, COALESCE(base_number, 0), revocation_seq, delta_base"
+// storedColumns are the columns of a storedCRL but its DER: only serving
+// and exporting a CRL read that (50 MB for 10^6 entries).
+const storedColumns = "number, kind, this_update, next_update, COALESCE(base_number, 0), revocation_seq, delta_base"
 
-func scanStored(row interface{ Scan(...any) error }, issuer string) (*storedCRL, error) {
+// scanStored scans storedColumns, followed by der when withDER.
+func scanStored(row interface{ Scan(...any) error }, issuer string, withDER bool) (*storedCRL, error) {
 	c := &storedCRL{}
 	var this, next string
 	var base int
-	if err := row.Scan(&c.number, &c.kind, &this, &next, &c.der, &c.base, &c.seq, &base); err != nil {
+	dest := []any{&c.number, &c.kind, &this, &next, &c.base, &c.seq, &base}
+	if withDER {
+		dest = append(dest, &c.der)
+	}
+	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
 	c.deltaBase = base != 0
@@ -185,30 +196,38 @@ func scanStored(row interface{ Scan(...any) error }, issuer string) (*storedCRL,
 	return c, nil
 }
 
-// latestCRL returns the newest stored full CRL of issuer, or ErrNotFound.
+// latestCRL returns the newest stored full CRL of issuer with its DER, or
+// ErrNotFound.
 func latestCRL(ctx context.Context, db *store.DB, issuer string) (*storedCRL, error) {
-	return latestWhere(ctx, db, issuer, "kind = 'full'")
+	return latestWhere(ctx, db, issuer, "kind = 'full'", true)
 }
 
-// latestDelta returns the newest stored delta CRL of issuer, or ErrNotFound.
+// latestDelta returns the newest stored delta CRL of issuer with its DER,
+// or ErrNotFound.
 func latestDelta(ctx context.Context, db *store.DB, issuer string) (*storedCRL, error) {
-	return latestWhere(ctx, db, issuer, "kind = 'delta'")
+	return latestWhere(ctx, db, issuer, "kind = 'delta'", true)
 }
 
 // baseWhere selects the full CRLs a delta may be based on.
 const baseWhere = "kind = 'full' AND delta_base = 1 AND revocation_seq IS NOT NULL"
 
 // latestBase returns the newest full CRL of issuer that deltas are based
-// on, or ErrNotFound.
+// on, without its DER, or ErrNotFound.
 func latestBase(ctx context.Context, db *store.DB, issuer string) (*storedCRL, error) {
-	return latestWhere(ctx, db, issuer, baseWhere)
+	return latestWhere(ctx, db, issuer, baseWhere, false)
 }
 
-func latestWhere(ctx context.Context, db *store.DB, issuer, where string) (*storedCRL, error) {
+// latestWhere returns the newest CRL of issuer selected by where, with its
+// DER only if withDER.
+func latestWhere(ctx context.Context, db *store.DB, issuer, where string, withDER bool) (*storedCRL, error) {
+	cols := storedColumns
+	if withDER {
+		cols += ", der"
+	}
 	var c *storedCRL
 	err := db.Read(ctx, func(q store.Querier) error {
 		var err error
-		c, err = scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND "+where+" ORDER BY number DESC LIMIT 1", issuer), issuer)
+		c, err = scanStored(q.QueryRow(ctx, "SELECT "+cols+" FROM ca_crls WHERE issuer_id = ? AND "+where+" ORDER BY number DESC LIMIT 1", issuer), issuer, withDER)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -235,18 +254,21 @@ func revokedSelect(d store.Driver, cols, where string) string {
 
 // entryFilter selects the revoked certificates of one CRL.
 //
-// A full CRL keeps an entry until it has appeared on a full CRL issued
-// after the certificate expired (RFC 5280 §3.3, BR §4.10.1): it drops an
-// entry only when the previous full CRL's snapshot held it (revocation_seq
-// at most that CRL's sequence) and that CRL's thisUpdate is after the
-// certificate's notAfter. The sequence test matters: a certificate revoked
-// after it expired, or while the previous CRL was being built, was never on
-// it. A delta lists every revocation its base did not hold.
+// A full CRL keeps an entry until it has appeared on a regularly scheduled
+// full CRL issued after the certificate expired (RFC 5280 §3.3, BR
+// §4.10.1): it drops an entry only when the newest scheduled full CRL (the
+// delta base) held it in its snapshot (revocation_seq at most that CRL's
+// sequence) and that CRL's thisUpdate is after the certificate's notAfter.
+// The full CRLs made right after revocations do not count: they are not on
+// the schedule relying parties fetch by, and one may follow another within
+// a second. The sequence test matters: a certificate revoked after it
+// expired, or while the scheduled CRL was being built, was never on it. A
+// delta lists every revocation its base did not hold.
 type entryFilter struct {
 	delta bool
-	// prevThis and prevSeq describe the previous full CRL (full) or the
-	// base (delta). prevThis is zero when no previous full CRL knows its
-	// sequence, which keeps every entry.
+	// prevThis and prevSeq describe the newest scheduled full CRL: the base
+	// of a delta, the retention cut-off of a full CRL. prevThis is zero when
+	// no scheduled full CRL knows its sequence, which keeps every entry.
 	prevThis time.Time
 	prevSeq  int64
 }
@@ -272,14 +294,34 @@ func (f entryFilter) keep(notAfter time.Time, seq int64) bool {
 	return crl.Retain(notAfter, f.prevThis) || seq > f.prevSeq
 }
 
+// clamped counts the entries of one CRL whose revocation date was after the
+// CRL's thisUpdate and was written as thisUpdate (see revokedEntries).
+type clamped struct {
+	n      int64
+	latest time.Time // the latest revocation date clamped
+}
+
 // revokedEntries yields the revoked certificates of issuer selected by f in
 // serial order from q; crl.Build ranges over it three times in one read
 // transaction.
-func revokedEntries(ctx context.Context, q store.Querier, issuer string, f entryFilter) iter.Seq2[crl.Entry, error] {
+//
+// A revocation dated after thisUpdate, the CRL's own date, is yielded with
+// thisUpdate as its revocationDate, and counted in c (each pass counts
+// afresh). It happens when the wall clock stepped back after the revocation
+// (an NTP correction) or when another process sharing the database, whose
+// clock is ahead, revoked: crl.Build refuses an entry revoked after the
+// CRL's thisUpdate (RFC 5280 §5.1.2.6: the revocation was known when the
+// CRL was issued), and refusing would stop every CRL of the CA until the
+// clock passed the revocation again. thisUpdate stays the clock's time:
+// moving it forward would make a CRL that relying parties reject as not yet
+// valid. The certificate is listed at once, dated as late as the CRL
+// allows; the next CRL made after the clock caught up shows the stored date.
+func revokedEntries(ctx context.Context, q store.Querier, issuer string, f entryFilter, thisUpdate time.Time, c *clamped) iter.Seq2[crl.Entry, error] {
 	where, args := f.where()
 	query := revokedSelect(q.Driver(), "serial, revoked_at, revocation_reason, not_after, revocation_seq", where)
 	args = append([]any{issuer}, args...)
 	return func(yield func(crl.Entry, error) bool) {
+		*c = clamped{}
 		rows, err := q.Query(ctx, query, args...)
 		if err != nil {
 			yield(crl.Entry{}, err)
@@ -305,6 +347,13 @@ func revokedEntries(ctx context.Context, q store.Querier, issuer string, f entry
 			if !f.keep(notAfter, seq) {
 				yield(crl.Entry{}, fmt.Errorf("revoked certificate %s/%s: selected by SQL but not by the retention rule", issuer, serial))
 				return
+			}
+			if t.Truncate(time.Second).After(thisUpdate) { // crl.Build writes whole seconds
+				c.n++
+				if t.After(c.latest) {
+					c.latest = t
+				}
+				t = thisUpdate
 			}
 			if !yield(crl.Entry{Serial: n, RevokedAt: t, Reason: reason}, nil) {
 				return
@@ -410,6 +459,7 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 	idp := s.scopeOf(a)
 	var r buildResult
 	var buf bytes.Buffer
+	var clamp clamped
 	err := s.env.DB.Read(ctx, func(q store.Querier) error {
 		buf.Reset()
 		r = buildResult{}
@@ -425,7 +475,8 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 		}
 		// thisUpdate is read after the snapshot: every revocation it holds
 		// was dated before it committed, hence before now, as crl.Build
-		// requires of revocationDate.
+		// requires of revocationDate, unless the clock stepped back since
+		// (revokedEntries clamps those dates).
 		now := s.env.Clock.Now().UTC()
 		r.thisUpdate = now.Truncate(time.Second)
 		r.number = crl.NextNumber(r.prev, now)
@@ -439,7 +490,7 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 		}
 		f := entryFilter{delta: kind == kindDelta}
 		if f.delta {
-			b, err := scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND "+baseWhere+" ORDER BY number DESC LIMIT 1", a.id), a.id)
+			b, err := scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND "+baseWhere+" ORDER BY number DESC LIMIT 1", a.id), a.id, false)
 			if errors.Is(err, sql.ErrNoRows) {
 				return errNoDeltaBase
 			}
@@ -449,12 +500,12 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 			r.base = b
 			f.prevSeq = b.seq.Int64
 		} else {
-			prev, err := scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND kind = 'full' ORDER BY number DESC LIMIT 1", a.id), a.id)
+			prev, err := scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND "+baseWhere+" ORDER BY number DESC LIMIT 1", a.id), a.id, false)
 			switch {
-			case err == nil && prev.seq.Valid:
+			case err == nil:
 				f.prevThis, f.prevSeq = prev.thisUpdate, prev.seq.Int64
-			case err != nil && !errors.Is(err, sql.ErrNoRows):
-				return fmt.Errorf("previous full CRL: %w", err)
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("previous scheduled full CRL: %w", err)
 			}
 		}
 		where, args := f.where()
@@ -470,7 +521,7 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 		} else if u := s.dpURL(deltaDPTemplate, a.id); u != "" {
 			t.FreshestCRL = []string{u} // RFC 5280 §5.2.6
 		}
-		return crl.Build(ctx, &buf, t, revokedEntries(ctx, q, a.id, f), count, a.signer)
+		return crl.Build(ctx, &buf, t, revokedEntries(ctx, q, a.id, f, r.thisUpdate, &clamp), count, a.signer)
 	})
 	if err != nil {
 		if errors.Is(err, crl.ErrNumberRegression) {
@@ -495,9 +546,12 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 	rec := audit.Record{Actor: "system", Action: action, Object: "crl/" + a.id + "/" + strconv.FormatInt(c.number, 10),
 		Outcome: audit.Success, Details: details}
 	err = s.env.DB.Tx(ctx, func(tx *store.Tx) error {
-		if err := checkNumber(ctx, tx, a.id, c.number); err != nil {
-			return err
-		}
+		// The counter first: if it moved since the snapshot, another
+		// generation (in this process or another one on the same database)
+		// published in between, usually with a higher number, and this one
+		// starts again on a new snapshot. Only with the counter still where
+		// the snapshot saw it does a stored number at or above this one mean
+		// a real regression (a counter moved back), which alerts.
 		var res sql.Result
 		var err error
 		if r.havePrev {
@@ -510,6 +564,9 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 		}
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
 			return errCRLRace
+		}
+		if err := checkNumber(ctx, tx, a.id, c.number); err != nil {
+			return err
 		}
 		baseFlag := 0
 		if asBase {
@@ -532,6 +589,12 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store %s CRL of %s: %w", kind, a.id, err)
+	}
+	st.served.slot(a.id, kind).offer(newServedCRL(kind, c))
+	if clamp.n > 0 {
+		s.env.Logger.Warn("clock behind revocation dates (stepped back, or another process's clock ahead): revocationDate written as the CRL's thisUpdate",
+			"ca", a.id, "kind", kind, "number", c.number, "entries", clamp.n,
+			"latest_revoked_at", clamp.latest.UTC().Format(time.RFC3339Nano), "this_update", c.thisUpdate.Format(time.RFC3339))
 	}
 	return c, nil
 }
@@ -589,7 +652,7 @@ func (s *Service) afterRestore(ctx context.Context) error {
 		return nil
 	}
 	for _, a := range s.authorities() {
-		c, err := latestWhere(ctx, s.env.DB, a.id, "1 = 1")
+		c, err := latestWhere(ctx, s.env.DB, a.id, "1 = 1", false)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
@@ -641,7 +704,7 @@ func (s *Service) refreshCA(ctx context.Context, a *authority) error {
 		}
 		return crl.RefreshDue(c.thisUpdate, c.nextUpdate, now), nil
 	}
-	full, err := due(latestCRL(ctx, s.env.DB, a.id))
+	full, err := due(latestWhere(ctx, s.env.DB, a.id, "kind = 'full'", false))
 	if err != nil {
 		return err
 	}
@@ -653,7 +716,7 @@ func (s *Service) refreshCA(ctx context.Context, a *authority) error {
 	if full || baseDue || s.isStale(a.id) {
 		return s.generateBoth(ctx, a, true)
 	}
-	d, err := latestDelta(ctx, s.env.DB, a.id)
+	d, err := latestWhere(ctx, s.env.DB, a.id, "kind = 'delta'", false)
 	deltaDue, err := due(d, err)
 	if err != nil {
 		return err
@@ -669,10 +732,10 @@ func (s *Service) refreshCA(ctx context.Context, a *authority) error {
 // crlsFinished reports whether retired CA generation a has published its
 // last CRL: its own certificate has expired (relying parties can no longer
 // check a CRL it signs), or every certificate it issued expired before its
-// newest full CRL was made (that CRL was the first after the last expiry,
-// which RFC 5280 §3.3 asks an entry to appear in; nothing it could list
-// again is valid). The CRLs stay served; the schedule stops signing them.
-// Active generations never finish.
+// newest scheduled full CRL was made (that CRL was the first regularly
+// scheduled one after the last expiry, which RFC 5280 §3.3 asks an entry to
+// appear in; nothing it could list again is valid). The CRLs stay served;
+// the schedule stops signing them. Active generations never finish.
 func (s *Service) crlsFinished(ctx context.Context, a *authority, now time.Time) (bool, error) {
 	if a.status != statusRetired {
 		return false, nil
@@ -695,7 +758,7 @@ func (s *Service) crlsFinished(ctx context.Context, a *authority, now time.Time)
 	if now.Before(lastExpiry) {
 		return false, nil
 	}
-	full, err := latestCRL(ctx, s.env.DB, a.id)
+	full, err := latestBase(ctx, s.env.DB, a.id)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil // one CRL still to make
 	}
@@ -872,26 +935,184 @@ func (s *Service) crlLoop(ctx context.Context, done chan<- struct{}) {
 
 // serveCRL serves /pki/{ca}.crl, the newest full CRL, and
 // /pki/{ca}-delta.crl, the newest delta CRL (RFC 5280 §4.2.1.13 and
-// §5.2.6 over HTTP: DER, application/pkix-crl).
+// §5.2.6 over HTTP: DER, application/pkix-crl), from the copy the CA keeps
+// in memory (servedCRLs), without copying it. The answer carries
+// validators (ETag from the CRL's kind and number, Last-Modified its
+// thisUpdate) and answers a conditional GET or HEAD whose If-None-Match
+// or, without one, If-Modified-Since still holds with 304 (RFC 9110
+// §13.2.2); Expires is the end of the max-age sent, never after
+// nextUpdate.
 func (s *Service) serveCRL(w http.ResponseWriter, r *http.Request, id string) error {
-	latest := latestCRL
-	if caID, ok := strings.CutSuffix(id, "-delta"); ok {
-		id, latest = caID, latestDelta
-	}
-	a, err := s.authority(id)
+	a, kind, err := s.crlTarget(id)
 	if err != nil {
 		return err
 	}
-	c, err := latest(r.Context(), s.env.DB, a.id)
+	c, err := s.servedCRL(r.Context(), a.id, kind)
 	if err != nil {
 		return err
 	}
-	maxAge := int(c.nextUpdate.Sub(s.env.Clock.Now()) / time.Second)
+	now := s.env.Clock.Now()
+	maxAge := int(c.nextUpdate.Sub(now) / time.Second)
 	maxAge = max(0, min(maxAge, crlMaxAge))
-	w.Header().Set("Content-Type", "application/pkix-crl")
-	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(maxAge)+", no-transform")
-	w.Header().Set("Last-Modified", c.thisUpdate.UTC().Format(http.TimeFormat))
-	w.Header().Set("Content-Length", strconv.Itoa(len(c.der)))
+	h := w.Header()
+	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(maxAge)+", no-transform")
+	h.Set("Expires", now.Add(time.Duration(maxAge)*time.Second).UTC().Format(http.TimeFormat))
+	h.Set("Last-Modified", c.lastModified)
+	h.Set("ETag", c.etag)
+	if notModified(r, c.etag, c.thisUpdate) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	h.Set("Content-Type", "application/pkix-crl")
+	h.Set("Content-Length", strconv.Itoa(len(c.der)))
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
 	_, err = w.Write(c.der)
 	return err
+}
+
+// notModified reports whether a GET or HEAD request's validators match the
+// CRL served (RFC 9110 §13.1.2, §13.1.3): If-None-Match with the weak
+// comparison, or "*"; only when it is absent, If-Modified-Since not before
+// thisUpdate (HTTP dates have whole seconds, as thisUpdate does).
+func notModified(r *http.Request, etag string, thisUpdate time.Time) bool {
+	if inm := r.Header.Values("If-None-Match"); len(inm) > 0 {
+		for _, v := range inm {
+			for t := range strings.SplitSeq(v, ",") {
+				t = strings.TrimSpace(t)
+				if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	ims := r.Header.Get("If-Modified-Since")
+	if ims == "" {
+		return false
+	}
+	t, err := http.ParseTime(ims)
+	return err == nil && !thisUpdate.Truncate(time.Second).After(t)
+}
+
+// servedCRL is the newest CRL of one CA and kind as served over HTTP. It is
+// immutable once made: every request shares der.
+type servedCRL struct {
+	number                 int64
+	thisUpdate, nextUpdate time.Time
+	der                    []byte
+	etag, lastModified     string
+}
+
+func newServedCRL(kind string, c *storedCRL) *servedCRL {
+	der := c.der
+	if cap(der)-len(der) > len(der)/8 {
+		der = bytes.Clone(der) // a bytes.Buffer's spare capacity, kept as long as the CRL
+	}
+	return &servedCRL{number: c.number, thisUpdate: c.thisUpdate, nextUpdate: c.nextUpdate, der: der,
+		etag:         `"` + kind + "-" + strconv.FormatInt(c.number, 10) + `"`,
+		lastModified: c.thisUpdate.UTC().Format(http.TimeFormat)}
+}
+
+// servedCRLs keeps, per CA and kind, the one copy of the newest CRL that
+// every GET shares: a public endpoint must not read a CRL of 50 MB from the
+// database once per request. A request reads only the newest stored number
+// (an index lookup): another process on the same database may have
+// published since. A newer number than the copy's is loaded once, by one
+// request while the others for that CRL wait; a CRL this process stores
+// replaces the copy at once (offer).
+type servedCRLs struct {
+	mu    sync.Mutex
+	slots map[string]*servedSlot // "{ca} {kind}"
+}
+
+type servedSlot struct {
+	cur  atomic.Pointer[servedCRL]
+	load chan struct{} // holds a token while one request loads the DER
+}
+
+func (c *servedCRLs) slot(ca, kind string) *servedSlot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.slots == nil {
+		c.slots = map[string]*servedSlot{}
+	}
+	k := ca + " " + kind
+	sl := c.slots[k]
+	if sl == nil {
+		sl = &servedSlot{load: make(chan struct{}, 1)}
+		c.slots[k] = sl
+	}
+	return sl
+}
+
+// offer makes c the served copy unless one with a number at least as high
+// is already there; it returns the copy served now.
+func (sl *servedSlot) offer(c *servedCRL) *servedCRL {
+	for {
+		cur := sl.cur.Load()
+		if cur != nil && cur.number >= c.number {
+			return cur
+		}
+		if sl.cur.CompareAndSwap(cur, c) {
+			return c
+		}
+	}
+}
+
+// fresh returns the served copy if its number is at least newest.
+func (sl *servedSlot) fresh(newest int64) *servedCRL {
+	if cur := sl.cur.Load(); cur != nil && cur.number >= newest {
+		return cur
+	}
+	return nil
+}
+
+// servedCRL returns the newest CRL of kind for CA id, from memory when the
+// database holds none newer; ErrNotFound before the first.
+func (s *Service) servedCRL(ctx context.Context, id, kind string) (*servedCRL, error) {
+	sl := crlStateOf(s).served.slot(id, kind)
+	var newest sql.NullInt64
+	if err := s.env.DB.ReadRow(ctx, "SELECT MAX(number) FROM ca_crls WHERE issuer_id = ? AND kind = ?", id, kind).Scan(&newest); err != nil {
+		return nil, fmt.Errorf("read CRL number of %s: %w", id, err)
+	}
+	if !newest.Valid {
+		return nil, fmt.Errorf("%w: no CRL for %s yet", ErrNotFound, id)
+	}
+	if c := sl.fresh(newest.Int64); c != nil {
+		return c, nil
+	}
+	select {
+	case sl.load <- struct{}{}:
+		defer func() { <-sl.load }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if c := sl.fresh(newest.Int64); c != nil {
+		return c, nil // loaded by the request that held the token
+	}
+	c, err := latestWhere(ctx, s.env.DB, id, "kind = '"+kind+"'", true)
+	if err != nil {
+		return nil, err
+	}
+	return sl.offer(newServedCRL(kind, c)), nil
+}
+
+// crlTarget resolves the name of a CRL file, without ".crl": a CA id names
+// its full CRL, and "{ca}-delta" the delta CRL of ca unless it is itself a
+// CA id (ceremony.ValidID allows ids such as "corp-delta", whose full CRL
+// is at /pki/corp-delta.crl, the distribution point its certificates carry).
+func (s *Service) crlTarget(name string) (a *authority, kind string, err error) {
+	a, err = s.authority(name)
+	if err == nil {
+		return a, kindFull, nil
+	}
+	if caID, ok := strings.CutSuffix(name, "-delta"); ok && errors.Is(err, ErrNotFound) {
+		if a, err := s.authority(caID); err == nil {
+			return a, kindDelta, nil
+		}
+	}
+	return nil, "", err
 }

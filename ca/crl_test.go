@@ -16,10 +16,12 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -1151,5 +1153,432 @@ func TestRetiredCRLsFinish(t *testing.T) {
 	// Its own certificate expired: finished whatever its certificates.
 	if done, err := tn.svc.crlsFinished(ctx, retired, retired.cert.NotAfter); err != nil || !done {
 		t.Errorf("finished at the CA's own expiry = %v, %v", done, err)
+	}
+}
+
+// TestCRLClockSteppedBack: the wall clock steps back one minute after a
+// revocation (an NTP correction). The full and delta CRLs are still made,
+// with thisUpdate the clock's time (never in the future) and the entry's
+// revocationDate clamped to it; OpenSSL verifies both; one warning per CRL
+// is logged. Once the clock has caught up, the stored date is written.
+func TestCRLClockSteppedBack(t *testing.T) {
+	db := storetest.SQLite(t, append(New().Migrations(), audit.Migrations)...)
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	s, a := crlStoreFixture(t, db, clk, "0a", "0b")
+	logs := &syncBuffer{}
+	s.env.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	if _, err := s.generateBase(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Second)
+	revokedAt := clk.Now()
+	if err := revokeRow(ctx, db, revokedAt, "0a"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(-time.Minute)
+	dir := t.TempDir()
+	caFile := writeFile(t, dir, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.cert.Raw})))
+	check := func(name string, c *storedCRL, wantDate time.Time) {
+		t.Helper()
+		if got := serialsOf(t, c, a); got != "0a" {
+			t.Errorf("%s lists %q, want 0a", name, got)
+		}
+		rl, err := crl.Verify(c.der, a.cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now := clk.Now().Truncate(time.Second); !rl.ThisUpdate.Equal(now) {
+			t.Errorf("%s: thisUpdate %v, want the clock's %v", name, rl.ThisUpdate, now)
+		}
+		if got := rl.RevokedCertificateEntries[0].RevocationTime; !got.Equal(wantDate) {
+			t.Errorf("%s: revocationDate %v, want %v", name, got, wantDate)
+		}
+		f := writeFile(t, dir, name+".pem", pemCRL(c.der))
+		if out := openssl(t, "crl", "-in", f, "-noout", "-CAfile", caFile); !strings.Contains(out, "verify OK") {
+			t.Errorf("openssl crl verify %s: %s", name, out)
+		}
+	}
+	full, err := s.generateCRL(ctx, a)
+	if err != nil {
+		t.Fatalf("full CRL after the clock stepped back: %v", err)
+	}
+	check("full", full, clk.Now().Truncate(time.Second))
+	delta, err := s.generateDelta(ctx, a)
+	if err != nil {
+		t.Fatalf("delta CRL after the clock stepped back: %v", err)
+	}
+	check("delta", delta, clk.Now().Truncate(time.Second))
+	if n := strings.Count(logs.String(), "clock behind revocation dates"); n != 2 {
+		t.Errorf("%d clamp warnings, want one per CRL:\n%s", n, logs)
+	}
+	clk.Add(2 * time.Minute)
+	later, err := s.generateCRL(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("full-later", later, revokedAt)
+	if n := strings.Count(logs.String(), "clock behind revocation dates"); n != 2 {
+		t.Errorf("%d clamp warnings after the clock caught up, want still 2", n)
+	}
+}
+
+// TestCRLTwoProcessRace: two processes on one database (two Services, each
+// with its own lock) make a full CRL at nearly the same time; the one that
+// started later (a higher, time-based number) stores first. The other
+// finds the counter moved, starts again on a new snapshot and publishes
+// above it: an ordinary race, not a number regression, so no alert.
+func TestCRLTwoProcessRace(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+		s1, a := crlStoreFixture(t, db, clk, "0a")
+		logs := &syncBuffer{}
+		s1.env.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		if _, err := s1.generateBase(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		s2 := New()
+		s2.env, s2.vars = s1.env, s1.vars
+		s2.cas[a.id] = a
+		clk.Add(time.Second)
+		var second *storedCRL
+		crlStateOf(s1).duringBuild = func(string) {
+			if second != nil {
+				return
+			}
+			clk.Add(time.Millisecond) // process 2 starts a little later
+			var err error
+			if second, err = s2.generateCRL(ctx, a); err != nil {
+				t.Errorf("process 2: %v", err)
+			}
+		}
+		first, err := s1.generateCRL(ctx, a)
+		if err != nil {
+			t.Fatalf("process 1 lost an ordinary race and failed: %v", err)
+		}
+		if second == nil || first.number <= second.number {
+			t.Fatalf("process 1 published %d, process 2 %v: want process 1 above", first.number, second)
+		}
+		if got, err := latestCRL(ctx, db, a.id); err != nil || got.number != first.number {
+			t.Errorf("newest full CRL %+v (%v), want %d", got, err, first.number)
+		}
+		if v := metricValue(t, s1, "govtrust_ca_crl_number_regressions_total", map[string]string{"ca": a.id, "kind": kindFull}); v != 0 {
+			t.Errorf("regression alert raised %v times for a race between two processes", v)
+		}
+		if strings.Contains(logs.String(), "ALERT") {
+			t.Errorf("alert logged for a race:\n%s", logs)
+		}
+	}, append([]store.Migrations{audit.Migrations}, New().Migrations()...)...)
+}
+
+// serveCRLTest runs serveCRL for /pki/{name}.crl with the given request
+// headers.
+func serveCRLTest(s *Service, method, name string, hdr map[string]string) (*httptest.ResponseRecorder, error) {
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(method, "/pki/"+name+".crl", nil)
+	for k, v := range hdr {
+		r.Header.Set(k, v)
+	}
+	return w, s.serveCRL(w, r, name)
+}
+
+// servedNumber fetches /pki/{name}.crl, verifies it with a's certificate
+// and returns its number and whether it is a delta CRL.
+func servedNumber(t *testing.T, s *Service, name string, a *authority) (int64, bool) {
+	t.Helper()
+	w, err := serveCRLTest(s, http.MethodGet, name, nil)
+	if err != nil || w.Code != http.StatusOK {
+		t.Fatalf("GET /pki/%s.crl: %d, %v", name, w.Code, err)
+	}
+	rl, err := crl.Verify(w.Body.Bytes(), a.cert)
+	if err != nil {
+		t.Fatalf("/pki/%s.crl: %v", name, err)
+	}
+	_, delta := rawExtension(rl.Extensions, asn1.ObjectIdentifier{2, 5, 29, 27})
+	return rl.Number.Int64(), delta
+}
+
+// TestCRLDeltaSuffixCAID: a CA whose id ends in "-delta" (ceremony.ValidID
+// allows corp-delta) serves its full CRL at /pki/corp-delta.crl, the
+// distribution point its certificates carry, and its delta CRL at
+// /pki/corp-delta-delta.crl; for a CA without such a namesake,
+// /pki/{ca}-delta.crl is still the delta CRL.
+func TestCRLDeltaSuffixCAID(t *testing.T) {
+	db := storetest.SQLite(t, append(New().Migrations(), audit.Migrations)...)
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	s, a := crlStoreFixture(t, db, clk, "0a")
+	corp := *a
+	corp.id = "corp-delta"
+	if err := db.Tx(ctx, func(tx *store.Tx) error {
+		return insertAuthority(ctx, tx, authorityRow{id: corp.id, algorithm: "ecdsa-p256", keyURI: "soft:ca/corp-delta", cert: a.cert.Raw, created: clk.Now()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reg := newRegistry()
+	reg.add(a)
+	reg.add(&corp)
+	s.reg.Store(reg)
+	numbers := map[string]int64{}
+	for _, x := range []*authority{a, &corp} {
+		clk.Add(time.Second)
+		if err := s.generateBoth(ctx, x, true); err != nil {
+			t.Fatal(err)
+		}
+		for _, kind := range []string{kindFull, kindDelta} {
+			c, err := latestWhere(ctx, db, x.id, "kind = '"+kind+"'", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			numbers[x.id+"/"+kind] = c.number
+		}
+	}
+	for _, c := range []struct {
+		name, want string
+		delta      bool
+	}{
+		{"corp-delta", "corp-delta/full", false},
+		{"corp-delta-delta", "corp-delta/delta", true},
+		{"r", "r/full", false},
+		{"r-delta", "r/delta", true},
+	} {
+		n, delta := servedNumber(t, s, c.name, a)
+		if n != numbers[c.want] || delta != c.delta {
+			t.Errorf("/pki/%s.crl: number %d (delta %v), want the %s CRL %d", c.name, n, delta, c.want, numbers[c.want])
+		}
+	}
+	if _, err := serveCRLTest(s, http.MethodGet, "nobody-delta", nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("/pki/nobody-delta.crl: %v, want ErrNotFound", err)
+	}
+}
+
+// TestCRLRetentionScheduled: an expired revoked certificate stays listed
+// until a regularly scheduled full CRL issued after its expiry has listed
+// it (RFC 5280 §3.3, BR §4.10.1). Full CRLs made off the schedule (after
+// revocations) after the expiry, even two of them, do not count.
+func TestCRLRetentionScheduled(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+		s, a := crlStoreFixture(t, db, clk, "0a", "0b") // notAfter: now + 1 h
+		if err := revokeRow(ctx, db, clk.Now(), "0a"); err != nil {
+			t.Fatal(err)
+		}
+		gen := func(name string, g func(context.Context, *authority) (*storedCRL, error), want string) {
+			t.Helper()
+			c, err := g(ctx, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := serialsOf(t, c, a); got != want {
+				t.Errorf("%s at %v lists %q, want %q", name, c.thisUpdate, got, want)
+			}
+		}
+		clk.Add(time.Second)
+		gen("scheduled full CRL before the expiry", s.generateBase, "0a")
+		clk.Add(time.Hour) // 0a expired a second ago
+		gen("first unscheduled full CRL after the expiry", s.generateCRL, "0a")
+		clk.Add(time.Second)
+		gen("second unscheduled full CRL after the expiry", s.generateCRL, "0a")
+		clk.Add(16 * time.Hour)
+		gen("first scheduled full CRL after the expiry", s.generateBase, "0a")
+		clk.Add(time.Second)
+		gen("unscheduled full CRL after that", s.generateCRL, "")
+		clk.Add(16 * time.Hour)
+		gen("next scheduled full CRL", s.generateBase, "")
+	}, append([]store.Migrations{audit.Migrations}, New().Migrations()...)...)
+}
+
+// TestCRLServingHeaders: GET /pki/{ca}.crl and -delta.crl carry an ETag
+// (kind and number), Last-Modified (thisUpdate), max-age and Expires at its
+// end (never after nextUpdate); a conditional GET whose validators hold
+// gets 304 (If-None-Match first, If-Modified-Since without it); HEAD gets
+// the headers without the body; a CRL another process stored is served at
+// once.
+func TestCRLServingHeaders(t *testing.T) {
+	db := storetest.SQLite(t, append(New().Migrations(), audit.Migrations)...)
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	s, a := crlStoreFixture(t, db, clk, "0a")
+	reg := newRegistry()
+	reg.add(a)
+	s.reg.Store(reg)
+	if err := revokeRow(ctx, db, clk.Now(), "0a"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Second)
+	if err := s.generateBoth(ctx, a, true); err != nil {
+		t.Fatal(err)
+	}
+	full, err := latestCRL(ctx, db, a.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delta, err := latestDelta(ctx, db, a.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(method, name string, hdr map[string]string) *httptest.ResponseRecorder {
+		t.Helper()
+		w, err := serveCRLTest(s, method, name, hdr)
+		if err != nil {
+			t.Fatalf("%s /pki/%s.crl %v: %v", method, name, hdr, err)
+		}
+		return w
+	}
+	etag := func(kind string, n int64) string { return `"` + kind + "-" + strconv.FormatInt(n, 10) + `"` }
+	clk.Add(time.Minute)
+	for _, c := range []struct {
+		name, kind string
+		stored     *storedCRL
+	}{{"r", kindFull, full}, {"r-delta", kindDelta, delta}} {
+		w := get(http.MethodGet, c.name, nil)
+		h := w.Result().Header
+		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), c.stored.der) {
+			t.Fatalf("GET %s: %d, %d bytes, want the stored CRL", c.name, w.Code, w.Body.Len())
+		}
+		want := map[string]string{
+			"Content-Type":   "application/pkix-crl",
+			"Content-Length": strconv.Itoa(len(c.stored.der)),
+			"Etag":           etag(c.kind, c.stored.number),
+			"Last-Modified":  c.stored.thisUpdate.Format(http.TimeFormat),
+			"Cache-Control":  "public, max-age=60, no-transform",
+			"Expires":        clk.Now().Add(time.Minute).Format(http.TimeFormat),
+		}
+		for k, v := range want {
+			if h.Get(k) != v {
+				t.Errorf("GET %s: %s %q, want %q", c.name, k, h.Get(k), v)
+			}
+		}
+		w = get(http.MethodHead, c.name, nil)
+		if w.Code != http.StatusOK || w.Body.Len() != 0 || w.Result().Header.Get("Content-Length") != want["Content-Length"] ||
+			w.Result().Header.Get("Etag") != want["Etag"] {
+			t.Errorf("HEAD %s: %d, %d bytes, headers %v", c.name, w.Code, w.Body.Len(), w.Result().Header)
+		}
+		tag := want["Etag"]
+		for _, cond := range []struct {
+			hdr  map[string]string
+			code int
+		}{
+			{map[string]string{"If-None-Match": tag}, http.StatusNotModified},
+			{map[string]string{"If-None-Match": "W/" + tag}, http.StatusNotModified},
+			{map[string]string{"If-None-Match": `"other", ` + tag}, http.StatusNotModified},
+			{map[string]string{"If-None-Match": "*"}, http.StatusNotModified},
+			{map[string]string{"If-None-Match": etag(c.kind, c.stored.number-1)}, http.StatusOK},
+			{map[string]string{"If-Modified-Since": want["Last-Modified"]}, http.StatusNotModified},
+			{map[string]string{"If-Modified-Since": clk.Now().Format(http.TimeFormat)}, http.StatusNotModified},
+			{map[string]string{"If-Modified-Since": c.stored.thisUpdate.Add(-time.Second).Format(http.TimeFormat)}, http.StatusOK},
+			{map[string]string{"If-Modified-Since": "yesterday"}, http.StatusOK},
+			// If-None-Match decides when both are sent (RFC 9110 §13.2.2).
+			{map[string]string{"If-None-Match": `"other"`, "If-Modified-Since": want["Last-Modified"]}, http.StatusOK},
+		} {
+			for _, method := range []string{http.MethodGet, http.MethodHead} {
+				w := get(method, c.name, cond.hdr)
+				if w.Code != cond.code {
+					t.Errorf("%s %s with %v: %d, want %d", method, c.name, cond.hdr, w.Code, cond.code)
+				}
+				if w.Code == http.StatusNotModified && (w.Body.Len() != 0 || w.Result().Header.Get("Etag") != tag ||
+					w.Result().Header.Get("Expires") == "" || w.Result().Header.Get("Content-Type") != "") {
+					t.Errorf("%s %s 304 with %v: body %d bytes, headers %v", method, c.name, cond.hdr, w.Body.Len(), w.Result().Header)
+				}
+			}
+		}
+	}
+	// Ten seconds before nextUpdate: max-age 10, Expires = nextUpdate.
+	clk.Set(full.nextUpdate.Add(-10 * time.Second))
+	if h := get(http.MethodGet, "r", nil).Result().Header; h.Get("Cache-Control") != "public, max-age=10, no-transform" ||
+		h.Get("Expires") != full.nextUpdate.Format(http.TimeFormat) {
+		t.Errorf("10 s before nextUpdate %v: Cache-Control %q, Expires %q", full.nextUpdate, h.Get("Cache-Control"), h.Get("Expires"))
+	}
+	// Another process on the database publishes a full CRL: served at once,
+	// with a new ETag.
+	other := New()
+	other.env, other.vars = s.env, s.vars
+	other.cas[a.id] = a
+	clk.Add(time.Second)
+	next, err := other.generateCRL(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := get(http.MethodGet, "r", map[string]string{"If-None-Match": etag(kindFull, full.number)})
+	if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), next.der) || w.Result().Header.Get("Etag") != etag(kindFull, next.number) {
+		t.Errorf("after another process published %d: %d, ETag %q", next.number, w.Code, w.Result().Header.Get("Etag"))
+	}
+}
+
+// discardWriter is a ResponseWriter that counts the body bytes.
+type discardWriter struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) WriteHeader(code int)        { d.code = code }
+func (d *discardWriter) Write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
+
+// TestCRLServedOnce: concurrent GETs of a large CRL share one copy in
+// memory; they do not each read it from the database. Another process
+// stores an 8 MB CRL; 16 concurrent requests allocate less than 4 times
+// its size in all (each reading it would be 16 times), and once it is
+// loaded, 16 more allocate less than a tenth of it.
+func TestCRLServedOnce(t *testing.T) {
+	db := storetest.SQLite(t, append(New().Migrations(), audit.Migrations)...)
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	s, a := crlStoreFixture(t, db, clk, "0a")
+	reg := newRegistry()
+	reg.add(a)
+	s.reg.Store(reg)
+	c, err := s.generateBase(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The served bytes are not parsed: a blob of the size of a CRL of
+	// 160,000 entries stands for it.
+	const size = 8 << 20
+	big := make([]byte, size)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO ca_crls (issuer_id, number, kind, this_update, next_update, der, created_at, base_number, revocation_seq, delta_base)
+		VALUES (?, ?, 'full', ?, ?, ?, ?, NULL, 0, 0)`, a.id, c.number+1, c.thisUpdate.Format(timeFormat), c.nextUpdate.Format(timeFormat),
+		big, c.thisUpdate.Format(timeFormat)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 16
+	wave := func() uint64 {
+		t.Helper()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		var wg sync.WaitGroup
+		ws := make([]*discardWriter, n)
+		errs := make([]error, n)
+		for i := range n {
+			ws[i] = &discardWriter{h: http.Header{}}
+			wg.Go(func() {
+				errs[i] = s.serveCRL(ws[i], httptest.NewRequest(http.MethodGet, "/pki/r.crl", nil), "r")
+			})
+		}
+		wg.Wait()
+		runtime.ReadMemStats(&after)
+		for i := range n {
+			if errs[i] != nil || ws[i].n != size {
+				t.Fatalf("request %d: %v, %d bytes, want %d", i, errs[i], ws[i].n, size)
+			}
+		}
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	cold := wave()
+	warm := wave()
+	t.Logf("%d concurrent GETs of a %d MiB CRL allocated %.1f MiB (first), %.2f MiB (loaded)", n, size>>20,
+		float64(cold)/(1<<20), float64(warm)/(1<<20))
+	if cold > 4*size {
+		t.Errorf("%d concurrent GETs allocated %d bytes, over 4 times the CRL (%d): each read it", n, cold, size)
+	}
+	if warm > size/10 {
+		t.Errorf("%d GETs of a loaded CRL allocated %d bytes", n, warm)
 	}
 }

@@ -67,12 +67,14 @@ func RefreshDue(thisUpdate, nextUpdate, now time.Time) bool {
 }
 
 // Retain reports whether a revoked certificate that expires at notAfter must
-// still be listed on the next full CRL, given the thisUpdate of the last full
-// CRL that was published for its scope (zero if none). RFC 5280 §3.3 and BR
-// §4.10.1: an entry stays until it has appeared on one regularly scheduled CRL
-// issued after the certificate expired. Entries are dropped only by this rule,
-// so a published full CRL with thisUpdate after notAfter did list it, and the
-// entry may go; until then it stays.
+// still be listed on the next full CRL, given the thisUpdate of the last
+// regularly scheduled full CRL that was published for its scope and listed it
+// (zero if none). RFC 5280 §3.3 and BR §4.10.1: an entry stays until it has
+// appeared on one regularly scheduled CRL issued after the certificate
+// expired; a CRL issued off the schedule (at once after a revocation) does
+// not count. Entries are dropped only by this rule, so a scheduled full CRL
+// with thisUpdate after notAfter did list it, and the entry may go; until
+// then it stays.
 func Retain(notAfter, lastFullThisUpdate time.Time) bool {
 	return lastFullThisUpdate.IsZero() || !lastFullThisUpdate.After(notAfter)
 }
