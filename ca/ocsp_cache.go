@@ -292,7 +292,7 @@ func scanPairs(ctx context.Context, q store.Querier, query string, into map[stri
 // cacheKey names a pre-signed response.
 type cacheKey struct {
 	ca     string
-	serial string // the serial's content octets, as a string
+	serial string // a positive serial's magnitude, big-endian, as a string
 	hash   ocsp.HashAlg
 }
 
@@ -421,7 +421,15 @@ func hashByName(name string) (ocsp.HashAlg, bool) {
 // when needed. It returns the response, or nil when the answer is not
 // cacheable (unknown serial, a CA certificate) or the cache cannot be used,
 // for the caller to sign on demand.
+//
+// The key holds a serial's magnitude only (big.Int.Bytes), so a serial that
+// is zero or negative never reaches it: no certificate has one (RFC 5280
+// §4.1.2.2), and −N must not be answered with N's response. Such a request
+// is signed on demand: "unknown", for the CertID as asked.
 func (s *Service) presigned(ctx context.Context, st *ocspState, a *authority, req *ocsp.Request) (*cached, error) {
+	if req.SerialNumber.Sign() <= 0 {
+		return nil, nil
+	}
 	k := cacheKey{ca: a.id, serial: string(req.SerialNumber.Bytes()), hash: req.HashAlgorithm}
 	r := st.responder(a.id)
 	gen := int64(0)
