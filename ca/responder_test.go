@@ -640,3 +640,55 @@ func TestRespCache(t *testing.T) {
 		t.Fatal("usable/due windows wrong")
 	}
 }
+
+// TestOCSPRevokedAfterClock: a revocation dated after the answering
+// process's clock (its clock is a moment behind the revoking one's) is
+// answered "revoked", with revocationTime clamped to thisUpdate and
+// thisUpdate this clock's now, never in the future; with and without a
+// nonce, by POST and GET.
+func TestOCSPRevokedAfterClock(t *testing.T) {
+	fake := clock.NewFake(time.Now().Truncate(time.Second).Add(500 * time.Millisecond))
+	tn := startNodeWith(t, filepath.Join(t.TempDir(), "data"), func(o *node.Options) { o.Clock = fake })
+	const id = "ecdsa-issuing"
+	out := tn.issueECDSA(t)
+	leaf, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, raw := tn.revoke(id, "ra", out.Serial, "keyCompromise"); status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", status, raw)
+	}
+	c, err := certBySerial(t.Context(), tn.db(), id, out.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another process a second behind, or this one's clock stepped back:
+	// its memory and the table hold nothing signed before.
+	fake.Add(-2 * time.Second)
+	st := tn.svc.ocspState()
+	for _, nonce := range [][]byte{nil, {1, 2, 3, 4}} {
+		for _, get := range []bool{false, true} {
+			st.cache.flush(id)
+			if _, err := tn.db().Exec(t.Context(), "DELETE FROM ca_ocsp_responses"); err != nil {
+				t.Fatal(err)
+			}
+			_, r := tn.ask(t, id, leaf.SerialNumber, &ocsp.RequestOptions{Nonce: nonce}, get)
+			now := fake.Now().UTC().Truncate(time.Second)
+			if r.Status != ocsp.Revoked || r.RevocationReason != ocsp.ReasonKeyCompromise {
+				t.Fatalf("nonce %x GET %v: %v reason %d", nonce, get, r.Status, r.RevocationReason)
+			}
+			if !r.ThisUpdate.Equal(now) || !r.RevokedAt.Equal(r.ThisUpdate) || !r.RevokedAt.Before(c.revokedAt) {
+				t.Errorf("nonce %x GET %v: thisUpdate %v revocationTime %v (revoked at %v, clock %v)", nonce, get, r.ThisUpdate, r.RevokedAt, c.revokedAt, now)
+			}
+		}
+	}
+	// Once the clock has passed the revocation, the stored date again.
+	fake.Add(3 * time.Second)
+	st.cache.flush(id)
+	if _, err := tn.db().Exec(t.Context(), "DELETE FROM ca_ocsp_responses"); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := tn.ask(t, id, leaf.SerialNumber, nil, false); r.Status != ocsp.Revoked || !r.RevokedAt.Equal(c.revokedAt) {
+		t.Errorf("after the clock caught up: %v revoked at %v, want %v", r.Status, r.RevokedAt, c.revokedAt)
+	}
+}
