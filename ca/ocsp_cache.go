@@ -95,7 +95,11 @@ type ocspState struct {
 	// lastPoll is the wall time (UnixNano) of the last successful poll.
 	lastPoll atomic.Int64
 	// epochs are the ca_ocsp_epochs values last seen (poll loop only).
-	epochs     map[string]int64
+	epochs map[string]int64
+	// known are the CA generations the loop has seen (poll loop only): one
+	// it has not, made by a rollover or an import while running, gets its
+	// responder at the next poll rather than the next maintenance tick.
+	known      map[string]bool
 	refreshing sync.Map // cacheKey -> struct{}: background re-signs in flight
 	// asyncMu orders the start of a background re-sign (async.Add) before
 	// stopOCSP's wait; stopping refuses new ones.
@@ -117,10 +121,22 @@ func (st *ocspState) responder(id string) *responder {
 	return st.responders[id]
 }
 
-func (st *ocspState) setResponder(id string, r *responder) {
+// swapResponder makes r (nil: none, the CA signs) the responder of CA id
+// if old still is, and reports whether it did: of two goroutines that read
+// the same responder and replaced it, the later cannot put an older one
+// back.
+func (st *ocspState) swapResponder(id string, old, r *responder) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.responders[id] = r
+	if st.responders[id] != old {
+		return false
+	}
+	if r == nil {
+		delete(st.responders, id)
+	} else {
+		st.responders[id] = r
+	}
+	return true
 }
 
 // fresh reports whether the memory cache may answer.
@@ -128,14 +144,17 @@ func (st *ocspState) fresh() bool {
 	return time.Since(time.Unix(0, st.lastPoll.Load())) < ocspStaleAfter
 }
 
-// startOCSP makes or loads the delegated responder of every CA, reads the
-// revocation counters and starts the OCSP loop. A responder that cannot be
-// made now is logged and retried by the loop; the CA signs meanwhile.
+// startOCSP makes or loads the delegated responder of every CA generation
+// of the registry (the built-in hierarchies, imported CAs, the generations
+// rollovers made), reads the revocation counters and starts the OCSP loop.
+// A responder that cannot be made now is logged and retried by the loop;
+// the CA signs meanwhile.
 func (s *Service) startOCSP(ctx context.Context) {
-	st := &ocspState{responders: map[string]*responder{}, cache: newRespCache(ocspCacheMax), epochs: map[string]int64{}}
-	for _, sp := range hierarchies {
-		a := s.cas[sp.id]
-		if a == nil {
+	st := &ocspState{responders: map[string]*responder{}, cache: newRespCache(ocspCacheMax), epochs: map[string]int64{}, known: map[string]bool{}}
+	now := s.env.Clock.Now()
+	for _, a := range s.authorities() {
+		st.known[a.id] = true
+		if !ocspServes(a, now) {
 			continue
 		}
 		r, err := s.ensureResponder(ctx, a, nil)
@@ -202,23 +221,26 @@ func (s *Service) ocspLoop(ctx context.Context, st *ocspState) {
 	}
 }
 
-// maintainOCSP rolls responders over when due, destroys superseded
-// responder keys and re-signs the cached responses due.
+// ocspServes reports whether CA generation a still needs a responder and
+// re-signed responses at now: until its own certificate expires (the
+// profiles clamp what it issues to its notAfter, so nothing it issued
+// outlives it, and it can issue no responder certificate after it; a
+// retired generation keeps its OCSP until then, authorities.go).
+func ocspServes(a *authority, now time.Time) bool {
+	return now.Before(a.cert.NotAfter)
+}
+
+// maintainOCSP, for every CA generation of the registry, rolls the
+// responder over when due, destroys superseded responder keys
+// and re-signs the cached responses due.
 func (s *Service) maintainOCSP(ctx context.Context, st *ocspState) {
-	for _, sp := range hierarchies {
-		a := s.cas[sp.id]
-		if a == nil {
+	now := s.env.Clock.Now()
+	for _, a := range s.authorities() {
+		if !ocspServes(a, now) {
 			continue
 		}
-		cur := st.responder(a.id)
-		r, err := s.ensureResponder(ctx, a, cur)
-		if err != nil {
-			s.env.Logger.Error("OCSP responder check failed", "ca", a.id, "err", err)
-		}
-		if r != nil && r != cur {
-			st.setResponder(a.id, r)
-		}
-		if err := s.retireResponders(ctx, a, r); err != nil {
+		s.updateResponder(ctx, st, a)
+		if err := s.retireResponders(ctx, a, st.responder(a.id)); err != nil {
 			s.env.Logger.Error("retiring old OCSP responders failed", "ca", a.id, "err", err)
 		}
 		if err := s.refreshDue(ctx, st, a); err != nil {
@@ -227,9 +249,23 @@ func (s *Service) maintainOCSP(ctx context.Context, st *ocspState) {
 	}
 }
 
+// updateResponder runs ensureResponder for a and installs what it returns,
+// a new or loaded responder.
+func (s *Service) updateResponder(ctx context.Context, st *ocspState, a *authority) {
+	cur := st.responder(a.id)
+	r, err := s.ensureResponder(ctx, a, cur)
+	if err != nil {
+		s.env.Logger.Error("OCSP responder check failed", "ca", a.id, "err", err)
+	}
+	if r != cur && st.swapResponder(a.id, cur, r) && r != nil && (cur == nil || r.generation != cur.generation) {
+		s.env.Logger.Info("OCSP responder in use", "ca", a.id, "generation", r.generation)
+	}
+}
+
 // pollOCSP reads the revocation counters and the responder generations,
-// drops the memory entries of CAs whose counter moved, and loads responders
-// another process made.
+// drops the memory entries of CAs whose counter moved, loads responders
+// another process made, and makes the responder of a CA generation that
+// appeared since the last poll.
 func (s *Service) pollOCSP(ctx context.Context, st *ocspState) error {
 	epochs := map[string]int64{}
 	gens := map[string]int64{}
@@ -252,23 +288,28 @@ func (s *Service) pollOCSP(ctx context.Context, st *ocspState) error {
 		}
 		st.epochs[id] = e
 	}
+	// The memory agrees with the counters from here on; the responder work
+	// below may wait on another process (awaitResponder), and fresh() stops
+	// memory answers if it makes the next poll late.
+	st.lastPoll.Store(time.Now().UnixNano())
+	now := s.env.Clock.Now()
 	for id, g := range gens {
-		a := s.cas[id]
+		a := s.lookup(id)
 		cur := st.responder(id)
-		if a == nil || (cur != nil && cur.generation >= g) {
+		if a == nil || !ocspServes(a, now) || (cur != nil && cur.generation >= g) {
 			continue
 		}
-		r, err := s.ensureResponder(ctx, a, cur)
-		if err != nil {
-			s.env.Logger.Error("loading the OCSP responder another process made failed", "ca", id, "err", err)
+		s.updateResponder(ctx, st, a)
+	}
+	for _, a := range s.authorities() {
+		if st.known[a.id] {
 			continue
 		}
-		if r != nil && r != cur {
-			st.setResponder(id, r)
-			s.env.Logger.Info("OCSP responder loaded", "ca", id, "generation", r.generation)
+		st.known[a.id] = true
+		if ocspServes(a, now) && st.responder(a.id) == nil {
+			s.updateResponder(ctx, st, a)
 		}
 	}
-	st.lastPoll.Store(time.Now().UnixNano())
 	return nil
 }
 
@@ -641,8 +682,7 @@ func (s *Service) ocspRevokeTx(ctx context.Context, tx *store.Tx, issuer, serial
 // ocspRevoked is called after a revocation of a/serial committed and
 // before it is acknowledged: it drops the serial from this process's memory
 // and signs its revoked responses at once (for the CertID hashes clients
-// use most: SHA-1, SHA-256 and SM3). A signing failure is logged: the
-// revocation stands, and the next request signs on demand.
+// use most: SHA-1, SHA-256 and SM3). A signing failure is logged: the revocation stands, and the next request signs on demand.
 func (s *Service) ocspRevoked(ctx context.Context, a *authority, serial string) {
 	st := s.ocspState()
 	if st == nil {

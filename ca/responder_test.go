@@ -641,6 +641,77 @@ func TestRespCache(t *testing.T) {
 	}
 }
 
+// TestOCSPResponderOfNewGeneration: a CA generation a rollover makes while
+// the node runs gets its own delegated responder within a poll, not only at
+// the next maintenance tick; it signs the generation's answers, with and
+// without a nonce; the scheduled sweep re-signs its stored responses after
+// half their validity; and a restart loads it like the built-in CAs'.
+func TestOCSPResponderOfNewGeneration(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	fake := clock.NewFake(time.Now())
+	set := func(o *node.Options) { o.Clock = fake }
+	tn := startNodeWith(t, dir, set)
+	rolled, err := tn.svc.Rollover(t.Context(), "test", "ecdsa-issuing", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2 := rolled.authority
+	st := tn.svc.ocspState()
+	deadline := time.Now().Add(5 * ocspPollInterval)
+	for st.responder(g2.id) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has no delegated responder %v after the rollover", g2.id, 5*ocspPollInterval)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r := tn.responderOf(t, g2.id)
+	if err := ocsp.CheckResponder(g2.cert, r.cert); err != nil || !ocsp.HasNoCheck(r.cert) {
+		t.Fatalf("responder of %s: %v", g2.id, err)
+	}
+	if n := tn.count("SELECT COUNT(*) FROM ca_certificates WHERE issuer_id = ? AND profile = 'ocsp-signer'", g2.id); n != 1 {
+		t.Errorf("%d ocsp-signer certificates recorded under %s", n, g2.id)
+	}
+
+	out := tn.issueECDSA(t) // issued by the active generation, g2
+	leaf, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(leaf.RawIssuer, g2.cert.RawSubject) || leaf.CheckSignatureFrom(g2.cert) != nil {
+		t.Fatal("not issued by the new generation")
+	}
+	var first *ocsp.Response
+	for _, nonce := range [][]byte{nil, {1, 2, 3, 4}} {
+		_, resp := tn.ask(t, g2.id, leaf.SerialNumber, &ocsp.RequestOptions{Nonce: nonce}, false)
+		if resp.Status != ocsp.Good || resp.Certificate == nil || !bytes.Equal(resp.Certificate.Raw, r.cert.Raw) {
+			t.Fatalf("nonce %x: status %v, signed by the delegated responder: %v", nonce, resp.Status, resp.Certificate != nil)
+		}
+		if nonce == nil {
+			first = resp
+		}
+	}
+
+	// The scheduled sweep covers the new generation.
+	fake.Add(ocspValidity/2 + time.Hour)
+	tn.svc.maintainOCSP(t.Context(), st)
+	var this string
+	if err := tn.db().QueryRow(t.Context(), "SELECT this_update FROM ca_ocsp_responses WHERE issuer_id = ? AND serial = ?", g2.id, out.Serial).Scan(&this); err != nil {
+		t.Fatal(err)
+	}
+	if want := fake.Now().UTC().Truncate(time.Second).Format(timeFormat); this != want {
+		t.Errorf("stored thisUpdate %s after the sweep, want %s (was %s)", this, want, first.ThisUpdate.UTC().Format(timeFormat))
+	}
+
+	tn.stop()
+	tn = startNodeWith(t, dir, set)
+	if again := tn.responderOf(t, g2.id); !bytes.Equal(again.cert.Raw, r.cert.Raw) {
+		t.Error("a restart changed the new generation's responder")
+	}
+	if _, resp := tn.ask(t, g2.id, leaf.SerialNumber, &ocsp.RequestOptions{Nonce: []byte{5}}, false); resp.Certificate == nil || !bytes.Equal(resp.Certificate.Raw, r.cert.Raw) {
+		t.Error("after a restart the new generation's answers are not signed by its responder")
+	}
+}
+
 // TestOCSPRevokedAfterClock: a revocation dated after the answering
 // process's clock (its clock is a moment behind the revoking one's) is
 // answered "revoked", with revocationTime clamped to thisUpdate and
