@@ -123,8 +123,8 @@ func (st *ocspState) responder(id string) *responder {
 
 // swapResponder makes r (nil: none, the CA signs) the responder of CA id
 // if old still is, and reports whether it did: of two goroutines that read
-// the same responder and replaced it, the later cannot put an older one
-// back.
+// the same responder and replaced it, the later cannot put an older or a
+// revoked one back.
 func (st *ocspState) swapResponder(id string, old, r *responder) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -231,7 +231,7 @@ func ocspServes(a *authority, now time.Time) bool {
 }
 
 // maintainOCSP, for every CA generation of the registry, rolls the
-// responder over when due, destroys superseded responder keys
+// responder over when due (or revoked), destroys superseded responder keys
 // and re-signs the cached responses due.
 func (s *Service) maintainOCSP(ctx context.Context, st *ocspState) {
 	now := s.env.Clock.Now()
@@ -249,8 +249,10 @@ func (s *Service) maintainOCSP(ctx context.Context, st *ocspState) {
 	}
 }
 
-// updateResponder runs ensureResponder for a and installs what it returns,
-// a new or loaded responder.
+// updateResponder runs ensureResponder for a and installs what it returns:
+// a new or loaded responder, or none when the one in use was revoked and no
+// successor could be made (the CA signs meanwhile; the revoked key signs
+// nothing more).
 func (s *Service) updateResponder(ctx context.Context, st *ocspState, a *authority) {
 	cur := st.responder(a.id)
 	r, err := s.ensureResponder(ctx, a, cur)
@@ -262,20 +264,59 @@ func (s *Service) updateResponder(ctx context.Context, st *ocspState, a *authori
 	}
 }
 
-// pollOCSP reads the revocation counters and the responder generations,
-// drops the memory entries of CAs whose counter moved, loads responders
-// another process made, and makes the responder of a CA generation that
-// appeared since the last poll.
+// replaceRevoked stops signing with cur, a's responder whose certificate is
+// revoked, at once (the CA key signs until a successor is in place, RFC
+// 6960 §2.6), then installs its successor, made or loaded.
+func (s *Service) replaceRevoked(ctx context.Context, st *ocspState, a *authority, cur *responder) {
+	st.swapResponder(a.id, cur, nil)
+	s.updateResponder(ctx, st, a)
+}
+
+// activeResponders is what a poll reads of a CA's active responders.
+type activeResponders struct {
+	newest  int64
+	revoked map[int64]bool // the generations whose certificate is revoked
+}
+
+// pollOCSP reads the revocation counters and the active responders of every
+// CA with the status of their certificates, drops the memory entries of CAs
+// whose counter moved, loads responders another process made, stops using a
+// responder whose certificate was revoked (in any process) and makes its
+// successor, and makes the responder of a CA generation that appeared since
+// the last poll.
 func (s *Service) pollOCSP(ctx context.Context, st *ocspState) error {
 	epochs := map[string]int64{}
-	gens := map[string]int64{}
+	active := map[string]*activeResponders{}
 	err := s.env.DB.Read(ctx, func(q store.Querier) error {
 		clear(epochs)
-		clear(gens)
+		clear(active)
 		if err := scanPairs(ctx, q, "SELECT issuer_id, epoch FROM ca_ocsp_epochs", epochs); err != nil {
 			return err
 		}
-		return scanPairs(ctx, q, "SELECT issuer_id, MAX(generation) FROM ca_ocsp_responders WHERE state = 'active' GROUP BY issuer_id", gens)
+		rows, err := q.Query(ctx, `SELECT r.issuer_id, r.generation, COALESCE(c.status, '') FROM ca_ocsp_responders r
+			LEFT JOIN ca_certificates c ON c.issuer_id = r.issuer_id AND c.serial = r.serial
+			WHERE r.state = 'active'`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, status string
+			var g int64
+			if err := rows.Scan(&id, &g, &status); err != nil {
+				return err
+			}
+			l := active[id]
+			if l == nil {
+				l = &activeResponders{revoked: map[int64]bool{}}
+				active[id] = l
+			}
+			l.newest = max(l.newest, g)
+			if status == "revoked" {
+				l.revoked[g] = true
+			}
+		}
+		return rows.Err()
 	})
 	if err != nil {
 		return fmt.Errorf("OCSP poll: %w", err)
@@ -293,13 +334,17 @@ func (s *Service) pollOCSP(ctx context.Context, st *ocspState) error {
 	// memory answers if it makes the next poll late.
 	st.lastPoll.Store(time.Now().UnixNano())
 	now := s.env.Clock.Now()
-	for id, g := range gens {
+	for id, l := range active {
 		a := s.lookup(id)
 		cur := st.responder(id)
-		if a == nil || !ocspServes(a, now) || (cur != nil && cur.generation >= g) {
-			continue
+		switch {
+		case a == nil || !ocspServes(a, now):
+		case cur != nil && l.revoked[cur.generation]:
+			s.env.Logger.Warn("OCSP responder certificate revoked; rolling over", "ca", id, "generation", cur.generation)
+			s.replaceRevoked(ctx, st, a, cur)
+		case !l.revoked[l.newest] && (cur == nil || cur.generation < l.newest):
+			s.updateResponder(ctx, st, a)
 		}
-		s.updateResponder(ctx, st, a)
 	}
 	for _, a := range s.authorities() {
 		if st.known[a.id] {
@@ -682,7 +727,12 @@ func (s *Service) ocspRevokeTx(ctx context.Context, tx *store.Tx, issuer, serial
 // ocspRevoked is called after a revocation of a/serial committed and
 // before it is acknowledged: it drops the serial from this process's memory
 // and signs its revoked responses at once (for the CertID hashes clients
-// use most: SHA-1, SHA-256 and SM3). A signing failure is logged: the revocation stands, and the next request signs on demand.
+// use most: SHA-1, SHA-256 and SM3). When the serial is the certificate of
+// a's responder in use, the responder is replaced first (ensureResponder
+// makes its successor; the CA key signs if that fails), so nothing this
+// process answers after the acknowledgement is signed by the revoked key;
+// other processes see the revocation at their next poll. A signing failure
+// is logged: the revocation stands, and the next request signs on demand.
 func (s *Service) ocspRevoked(ctx context.Context, a *authority, serial string) {
 	st := s.ocspState()
 	if st == nil {
@@ -694,6 +744,10 @@ func (s *Service) ocspRevoked(ctx context.Context, a *authority, serial string) 
 	}
 	st.cache.drop(a.id, string(b))
 	ctx = context.WithoutCancel(ctx)
+	if r := st.responder(a.id); r != nil && serialHex(r.cert.SerialNumber) == serial {
+		s.env.Logger.Warn("OCSP responder certificate revoked; rolling over", "ca", a.id, "generation", r.generation, "serial", serial)
+		s.replaceRevoked(audit.WithActor(ctx, "system"), st, a, r)
+	}
 	for _, h := range []ocsp.HashAlg{ocsp.SHA1, ocsp.SHA256, ocsp.SM3} {
 		if _, err := s.resign(ctx, st, a, cacheKey{a.id, string(b), h}, st.cache.generation()); err != nil {
 			s.env.Logger.Error("signing the revoked OCSP response failed", "ca", a.id, "serial", serial, "err", err)
