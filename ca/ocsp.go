@@ -173,7 +173,8 @@ func (s *Service) ocspAnswer(ctx context.Context, a *authority, body []byte) ocs
 
 // template is what a response about serial under a states now: the status
 // read from the database, thisUpdate = producedAt = now (whole seconds),
-// nextUpdate = now + ocspValidity. stored is the ca_certificates status the
+// nextUpdate = now + ocspValidity, and a revocationTime after now (a clock
+// behind the revoking one) set to now. stored is the ca_certificates status the
 // answer rests on ("good", "revoked"), empty when the answer may not be
 // cached (unknown serial, a CA certificate).
 func (s *Service) template(ctx context.Context, a *authority, serial *big.Int, hash ocsp.HashAlg, nonce []byte) (t ocsp.Template, stored string, err error) {
@@ -186,6 +187,17 @@ func (s *Service) template(ctx context.Context, a *authority, serial *big.Int, h
 	}
 	t.Status = status
 	if status == ocsp.Revoked {
+		if revokedAt.After(t.ThisUpdate) {
+			// Revoked "after now": this process's clock is behind the one
+			// that revoked (stepped back, or another process on the same
+			// PostgreSQL a moment behind). The answer is revoked all the
+			// same, dated no later than thisUpdate as RFC 6960 §4.2.1
+			// requires; thisUpdate stays this clock's now, since a response
+			// not yet valid is one relying parties reject.
+			s.env.Logger.Warn("ocsp: revocation dated after this process's clock; revocationTime set to thisUpdate",
+				"ca", a.id, "serial", serialHex(serial), "revoked_at", revokedAt.UTC().Format(time.RFC3339), "this_update", t.ThisUpdate.Format(time.RFC3339))
+			revokedAt = t.ThisUpdate
+		}
 		t.RevokedAt, t.RevocationReason = revokedAt, reason
 	}
 	return t, stored, nil

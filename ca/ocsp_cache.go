@@ -95,7 +95,11 @@ type ocspState struct {
 	// lastPoll is the wall time (UnixNano) of the last successful poll.
 	lastPoll atomic.Int64
 	// epochs are the ca_ocsp_epochs values last seen (poll loop only).
-	epochs     map[string]int64
+	epochs map[string]int64
+	// known are the CA generations the loop has seen (poll loop only): one
+	// it has not, made by a rollover or an import while running, gets its
+	// responder at the next poll rather than the next maintenance tick.
+	known      map[string]bool
 	refreshing sync.Map // cacheKey -> struct{}: background re-signs in flight
 	// asyncMu orders the start of a background re-sign (async.Add) before
 	// stopOCSP's wait; stopping refuses new ones.
@@ -117,10 +121,22 @@ func (st *ocspState) responder(id string) *responder {
 	return st.responders[id]
 }
 
-func (st *ocspState) setResponder(id string, r *responder) {
+// swapResponder makes r (nil: none, the CA signs) the responder of CA id
+// if old still is, and reports whether it did: of two goroutines that read
+// the same responder and replaced it, the later cannot put an older or a
+// revoked one back.
+func (st *ocspState) swapResponder(id string, old, r *responder) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.responders[id] = r
+	if st.responders[id] != old {
+		return false
+	}
+	if r == nil {
+		delete(st.responders, id)
+	} else {
+		st.responders[id] = r
+	}
+	return true
 }
 
 // fresh reports whether the memory cache may answer.
@@ -128,14 +144,17 @@ func (st *ocspState) fresh() bool {
 	return time.Since(time.Unix(0, st.lastPoll.Load())) < ocspStaleAfter
 }
 
-// startOCSP makes or loads the delegated responder of every CA, reads the
-// revocation counters and starts the OCSP loop. A responder that cannot be
-// made now is logged and retried by the loop; the CA signs meanwhile.
+// startOCSP makes or loads the delegated responder of every CA generation
+// of the registry (the built-in hierarchies, imported CAs, the generations
+// rollovers made), reads the revocation counters and starts the OCSP loop.
+// A responder that cannot be made now is logged and retried by the loop;
+// the CA signs meanwhile.
 func (s *Service) startOCSP(ctx context.Context) {
-	st := &ocspState{responders: map[string]*responder{}, cache: newRespCache(ocspCacheMax), epochs: map[string]int64{}}
-	for _, sp := range hierarchies {
-		a := s.cas[sp.id]
-		if a == nil {
+	st := &ocspState{responders: map[string]*responder{}, cache: newRespCache(ocspCacheMax), epochs: map[string]int64{}, known: map[string]bool{}}
+	now := s.env.Clock.Now()
+	for _, a := range s.authorities() {
+		st.known[a.id] = true
+		if !ocspServes(a, now) {
 			continue
 		}
 		r, err := s.ensureResponder(ctx, a, nil)
@@ -202,23 +221,26 @@ func (s *Service) ocspLoop(ctx context.Context, st *ocspState) {
 	}
 }
 
-// maintainOCSP rolls responders over when due, destroys superseded
-// responder keys and re-signs the cached responses due.
+// ocspServes reports whether CA generation a still needs a responder and
+// re-signed responses at now: until its own certificate expires (the
+// profiles clamp what it issues to its notAfter, so nothing it issued
+// outlives it, and it can issue no responder certificate after it; a
+// retired generation keeps its OCSP until then, authorities.go).
+func ocspServes(a *authority, now time.Time) bool {
+	return now.Before(a.cert.NotAfter)
+}
+
+// maintainOCSP, for every CA generation of the registry, rolls the
+// responder over when due (or revoked), destroys superseded responder keys
+// and re-signs the cached responses due.
 func (s *Service) maintainOCSP(ctx context.Context, st *ocspState) {
-	for _, sp := range hierarchies {
-		a := s.cas[sp.id]
-		if a == nil {
+	now := s.env.Clock.Now()
+	for _, a := range s.authorities() {
+		if !ocspServes(a, now) {
 			continue
 		}
-		cur := st.responder(a.id)
-		r, err := s.ensureResponder(ctx, a, cur)
-		if err != nil {
-			s.env.Logger.Error("OCSP responder check failed", "ca", a.id, "err", err)
-		}
-		if r != nil && r != cur {
-			st.setResponder(a.id, r)
-		}
-		if err := s.retireResponders(ctx, a, r); err != nil {
+		s.updateResponder(ctx, st, a)
+		if err := s.retireResponders(ctx, a, st.responder(a.id)); err != nil {
 			s.env.Logger.Error("retiring old OCSP responders failed", "ca", a.id, "err", err)
 		}
 		if err := s.refreshDue(ctx, st, a); err != nil {
@@ -227,19 +249,74 @@ func (s *Service) maintainOCSP(ctx context.Context, st *ocspState) {
 	}
 }
 
-// pollOCSP reads the revocation counters and the responder generations,
-// drops the memory entries of CAs whose counter moved, and loads responders
-// another process made.
+// updateResponder runs ensureResponder for a and installs what it returns:
+// a new or loaded responder, or none when the one in use was revoked and no
+// successor could be made (the CA signs meanwhile; the revoked key signs
+// nothing more).
+func (s *Service) updateResponder(ctx context.Context, st *ocspState, a *authority) {
+	cur := st.responder(a.id)
+	r, err := s.ensureResponder(ctx, a, cur)
+	if err != nil {
+		s.env.Logger.Error("OCSP responder check failed", "ca", a.id, "err", err)
+	}
+	if r != cur && st.swapResponder(a.id, cur, r) && r != nil && (cur == nil || r.generation != cur.generation) {
+		s.env.Logger.Info("OCSP responder in use", "ca", a.id, "generation", r.generation)
+	}
+}
+
+// replaceRevoked stops signing with cur, a's responder whose certificate is
+// revoked, at once (the CA key signs until a successor is in place, RFC
+// 6960 §2.6), then installs its successor, made or loaded.
+func (s *Service) replaceRevoked(ctx context.Context, st *ocspState, a *authority, cur *responder) {
+	st.swapResponder(a.id, cur, nil)
+	s.updateResponder(ctx, st, a)
+}
+
+// activeResponders is what a poll reads of a CA's active responders.
+type activeResponders struct {
+	newest  int64
+	revoked map[int64]bool // the generations whose certificate is revoked
+}
+
+// pollOCSP reads the revocation counters and the active responders of every
+// CA with the status of their certificates, drops the memory entries of CAs
+// whose counter moved, loads responders another process made, stops using a
+// responder whose certificate was revoked (in any process) and makes its
+// successor, and makes the responder of a CA generation that appeared since
+// the last poll.
 func (s *Service) pollOCSP(ctx context.Context, st *ocspState) error {
 	epochs := map[string]int64{}
-	gens := map[string]int64{}
+	active := map[string]*activeResponders{}
 	err := s.env.DB.Read(ctx, func(q store.Querier) error {
 		clear(epochs)
-		clear(gens)
+		clear(active)
 		if err := scanPairs(ctx, q, "SELECT issuer_id, epoch FROM ca_ocsp_epochs", epochs); err != nil {
 			return err
 		}
-		return scanPairs(ctx, q, "SELECT issuer_id, MAX(generation) FROM ca_ocsp_responders WHERE state = 'active' GROUP BY issuer_id", gens)
+		rows, err := q.Query(ctx, `SELECT r.issuer_id, r.generation, COALESCE(c.status, '') FROM ca_ocsp_responders r
+			LEFT JOIN ca_certificates c ON c.issuer_id = r.issuer_id AND c.serial = r.serial
+			WHERE r.state = 'active'`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, status string
+			var g int64
+			if err := rows.Scan(&id, &g, &status); err != nil {
+				return err
+			}
+			l := active[id]
+			if l == nil {
+				l = &activeResponders{revoked: map[int64]bool{}}
+				active[id] = l
+			}
+			l.newest = max(l.newest, g)
+			if status == "revoked" {
+				l.revoked[g] = true
+			}
+		}
+		return rows.Err()
 	})
 	if err != nil {
 		return fmt.Errorf("OCSP poll: %w", err)
@@ -252,23 +329,32 @@ func (s *Service) pollOCSP(ctx context.Context, st *ocspState) error {
 		}
 		st.epochs[id] = e
 	}
-	for id, g := range gens {
-		a := s.cas[id]
+	// The memory agrees with the counters from here on; the responder work
+	// below may wait on another process (awaitResponder), and fresh() stops
+	// memory answers if it makes the next poll late.
+	st.lastPoll.Store(time.Now().UnixNano())
+	now := s.env.Clock.Now()
+	for id, l := range active {
+		a := s.lookup(id)
 		cur := st.responder(id)
-		if a == nil || (cur != nil && cur.generation >= g) {
-			continue
-		}
-		r, err := s.ensureResponder(ctx, a, cur)
-		if err != nil {
-			s.env.Logger.Error("loading the OCSP responder another process made failed", "ca", id, "err", err)
-			continue
-		}
-		if r != nil && r != cur {
-			st.setResponder(id, r)
-			s.env.Logger.Info("OCSP responder loaded", "ca", id, "generation", r.generation)
+		switch {
+		case a == nil || !ocspServes(a, now):
+		case cur != nil && l.revoked[cur.generation]:
+			s.env.Logger.Warn("OCSP responder certificate revoked; rolling over", "ca", id, "generation", cur.generation)
+			s.replaceRevoked(ctx, st, a, cur)
+		case !l.revoked[l.newest] && (cur == nil || cur.generation < l.newest):
+			s.updateResponder(ctx, st, a)
 		}
 	}
-	st.lastPoll.Store(time.Now().UnixNano())
+	for _, a := range s.authorities() {
+		if st.known[a.id] {
+			continue
+		}
+		st.known[a.id] = true
+		if ocspServes(a, now) && st.responder(a.id) == nil {
+			s.updateResponder(ctx, st, a)
+		}
+	}
 	return nil
 }
 
@@ -292,7 +378,7 @@ func scanPairs(ctx context.Context, q store.Querier, query string, into map[stri
 // cacheKey names a pre-signed response.
 type cacheKey struct {
 	ca     string
-	serial string // the serial's content octets, as a string
+	serial string // a positive serial's magnitude, big-endian, as a string
 	hash   ocsp.HashAlg
 }
 
@@ -421,7 +507,15 @@ func hashByName(name string) (ocsp.HashAlg, bool) {
 // when needed. It returns the response, or nil when the answer is not
 // cacheable (unknown serial, a CA certificate) or the cache cannot be used,
 // for the caller to sign on demand.
+//
+// The key holds a serial's magnitude only (big.Int.Bytes), so a serial that
+// is zero or negative never reaches it: no certificate has one (RFC 5280
+// §4.1.2.2), and −N must not be answered with N's response. Such a request
+// is signed on demand: "unknown", for the CertID as asked.
 func (s *Service) presigned(ctx context.Context, st *ocspState, a *authority, req *ocsp.Request) (*cached, error) {
+	if req.SerialNumber.Sign() <= 0 {
+		return nil, nil
+	}
 	k := cacheKey{ca: a.id, serial: string(req.SerialNumber.Bytes()), hash: req.HashAlgorithm}
 	r := st.responder(a.id)
 	gen := int64(0)
@@ -633,8 +727,12 @@ func (s *Service) ocspRevokeTx(ctx context.Context, tx *store.Tx, issuer, serial
 // ocspRevoked is called after a revocation of a/serial committed and
 // before it is acknowledged: it drops the serial from this process's memory
 // and signs its revoked responses at once (for the CertID hashes clients
-// use most: SHA-1, SHA-256 and SM3). A signing failure is logged: the
-// revocation stands, and the next request signs on demand.
+// use most: SHA-1, SHA-256 and SM3). When the serial is the certificate of
+// a's responder in use, the responder is replaced first (ensureResponder
+// makes its successor; the CA key signs if that fails), so nothing this
+// process answers after the acknowledgement is signed by the revoked key;
+// other processes see the revocation at their next poll. A signing failure
+// is logged: the revocation stands, and the next request signs on demand.
 func (s *Service) ocspRevoked(ctx context.Context, a *authority, serial string) {
 	st := s.ocspState()
 	if st == nil {
@@ -646,6 +744,10 @@ func (s *Service) ocspRevoked(ctx context.Context, a *authority, serial string) 
 	}
 	st.cache.drop(a.id, string(b))
 	ctx = context.WithoutCancel(ctx)
+	if r := st.responder(a.id); r != nil && serialHex(r.cert.SerialNumber) == serial {
+		s.env.Logger.Warn("OCSP responder certificate revoked; rolling over", "ca", a.id, "generation", r.generation, "serial", serial)
+		s.replaceRevoked(audit.WithActor(ctx, "system"), st, a, r)
+	}
 	for _, h := range []ocsp.HashAlg{ocsp.SHA1, ocsp.SHA256, ocsp.SM3} {
 		if _, err := s.resign(ctx, st, a, cacheKey{a.id, string(b), h}, st.cache.generation()); err != nil {
 			s.env.Logger.Error("signing the revoked OCSP response failed", "ca", a.id, "serial", serial, "err", err)

@@ -359,3 +359,66 @@ func mustRequest(t *testing.T, cert, issuer *smx509.Certificate, nonce []byte) [
 	}
 	return der
 }
+
+// ask queries CA generation id (any generation of the registry) about
+// serial over POST or GET and verifies the answer against its certificate.
+func (tn *testNode) ask(t *testing.T, id string, serial *big.Int, opts *ocsp.RequestOptions, get bool) ([]byte, *ocsp.Response) {
+	t.Helper()
+	a := tn.svc.lookup(id)
+	if a == nil {
+		t.Fatalf("no CA %s", id)
+	}
+	req, err := ocsp.CreateRequestForSerial(serial, a.cert, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp *http.Response
+	var raw []byte
+	if get {
+		resp, raw = tn.ocspGet(id, ocsp.EncodeGETPath(req))
+	} else {
+		resp, raw = tn.ocspPost(id, "application/ocsp-request", req)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP %d", resp.StatusCode)
+	}
+	r, err := ocsp.ParseResponse(raw, a.cert)
+	if err != nil {
+		t.Fatalf("parse response: %v", err)
+	}
+	return raw, r
+}
+
+// TestOCSPNonPositiveSerial: a request for −N (or 0), where N is an issued
+// serial, is answered "unknown" for the serial asked, by POST and GET,
+// whether N's pre-signed "good" answer is absent, in memory or only in the
+// table; nothing is stored for it.
+func TestOCSPNonPositiveSerial(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	out := tn.issueECDSA(t)
+	leaf, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "ecdsa-issuing"
+	check := func(t *testing.T) {
+		for _, serial := range []*big.Int{new(big.Int).Neg(leaf.SerialNumber), big.NewInt(0), big.NewInt(-1)} {
+			for _, get := range []bool{false, true} {
+				_, r := tn.ask(t, id, serial, nil, get)
+				if r.SerialNumber.Cmp(serial) != 0 || r.Status != ocsp.Unknown {
+					t.Errorf("serial %d (GET %v): answer for %d, %v; want unknown for the serial asked", serial, get, r.SerialNumber, r.Status)
+				}
+			}
+		}
+	}
+	t.Run("cold cache", check)
+	if _, r := tn.ask(t, id, leaf.SerialNumber, nil, false); r.Status != ocsp.Good {
+		t.Fatalf("issued serial: %v", r.Status)
+	}
+	t.Run("warm cache", check)
+	tn.svc.ocspState().cache.flush(id)
+	t.Run("stored response only", check)
+	if n := tn.count("SELECT COUNT(*) FROM ca_ocsp_responses WHERE issuer_id = ? AND serial <> ?", id, out.Serial); n != 0 {
+		t.Errorf("%d stored responses besides the issued serial's", n)
+	}
+}

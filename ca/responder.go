@@ -87,6 +87,9 @@ type responderRow struct {
 	keyURI     string
 	cert       []byte
 	created    time.Time
+	// revoked reports that the row's certificate is revoked in
+	// ca_certificates (latestActiveResponder only).
+	revoked bool
 }
 
 // latestResponderRow returns the row of the highest generation of issuer,
@@ -114,12 +117,13 @@ func latestResponderRow(ctx context.Context, q store.Querier, issuer string) (*r
 }
 
 // latestActiveResponder is the active responder of the highest generation
-// of issuer, or nil.
+// of issuer, or nil, with whether its certificate has been revoked.
 func latestActiveResponder(ctx context.Context, q store.Querier, issuer string) (*responderRow, error) {
 	r := &responderRow{state: "active"}
-	var created string
-	err := q.QueryRow(ctx, `SELECT generation, key_uri, cert, created_at FROM ca_ocsp_responders
-		WHERE issuer_id = ? AND state = 'active' ORDER BY generation DESC LIMIT 1`, issuer).Scan(&r.generation, &r.keyURI, &r.cert, &created)
+	var created, status string
+	err := q.QueryRow(ctx, `SELECT r.generation, r.key_uri, r.cert, r.created_at, COALESCE(c.status, '') FROM ca_ocsp_responders r
+		LEFT JOIN ca_certificates c ON c.issuer_id = r.issuer_id AND c.serial = r.serial
+		WHERE r.issuer_id = ? AND r.state = 'active' ORDER BY r.generation DESC LIMIT 1`, issuer).Scan(&r.generation, &r.keyURI, &r.cert, &created, &status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -129,12 +133,20 @@ func latestActiveResponder(ctx context.Context, q store.Querier, issuer string) 
 	if r.created, err = time.Parse(timeFormat, created); err != nil {
 		return nil, fmt.Errorf("OCSP responder %s/%d: bad time: %w", issuer, r.generation, err)
 	}
+	r.revoked = status == "revoked"
 	return r, nil
 }
 
+// errResponderRevoked refuses a responder whose certificate is revoked.
+var errResponderRevoked = errors.New("ca: the OCSP responder's certificate is revoked")
+
 // openResponder resolves the signer of a stored responder and checks it
-// against its certificate and the CA (RFC 6960 §4.2.2.2).
+// against its certificate and the CA (RFC 6960 §4.2.2.2). A responder whose
+// certificate is revoked is refused: its key may be the reason.
 func (s *Service) openResponder(ctx context.Context, a *authority, row *responderRow) (*responder, error) {
+	if row.revoked {
+		return nil, fmt.Errorf("OCSP responder %s/%d: %w", a.id, row.generation, errResponderRevoked)
+	}
 	cert, err := smx509.ParseCertificate(row.cert)
 	if err != nil {
 		return nil, fmt.Errorf("OCSP responder %s/%d: certificate: %w", a.id, row.generation, err)
@@ -156,10 +168,12 @@ func (s *Service) openResponder(ctx context.Context, a *authority, row *responde
 }
 
 // ensureResponder returns the responder a should sign with now: the
-// stored active one unless it is due for rollover (or there is none), in
-// which case the next generation is made, or loaded when another process
-// made it. cur is the responder in use, nil if none; it is returned as it is
-// when nothing changed.
+// stored active one unless it is due for rollover, revoked, or there is
+// none, in which case the next generation is made, or loaded when another
+// process made it. cur is the responder in use, nil if none; it is returned
+// as it is when nothing changed. When the newest responder is revoked and no
+// successor can be had, it returns nil with the error: the CA key signs
+// until one is made (RFC 6960 §2.6), never the revoked one.
 func (s *Service) ensureResponder(ctx context.Context, a *authority, cur *responder) (*responder, error) {
 	now := s.env.Clock.Now().UTC()
 	var row *responderRow
@@ -172,7 +186,13 @@ func (s *Service) ensureResponder(ctx context.Context, a *authority, cur *respon
 		return cur, err
 	}
 	r := cur
-	if row != nil && (cur == nil || cur.generation != row.generation) {
+	switch {
+	case row != nil && row.revoked:
+		// Due at once, whatever its age: a revoked responder (keyCompromise,
+		// or any reason a CA operator had) signs nothing more, and with
+		// id-pkix-ocsp-nocheck relying parties could not notice if it did.
+		r = nil
+	case row != nil && (cur == nil || cur.generation != row.generation):
 		if r, err = s.openResponder(ctx, a, row); err != nil {
 			return cur, err
 		}
@@ -190,7 +210,11 @@ func (s *Service) ensureResponder(ctx context.Context, a *authority, cur *respon
 	if err != nil {
 		return r, err
 	}
-	if r != nil {
+	switch {
+	case row != nil && row.revoked:
+		s.env.Logger.Warn("OCSP responder rolled over: the previous one's certificate is revoked", "ca", a.id,
+			"generation", nr.generation, "previous", row.generation, "not_after", nr.cert.NotAfter.UTC().Format(time.RFC3339))
+	case r != nil:
 		s.env.Logger.Info("OCSP responder rolled over", "ca", a.id, "generation", nr.generation, "previous", r.generation,
 			"not_after", nr.cert.NotAfter.UTC().Format(time.RFC3339))
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/big"
@@ -25,8 +26,11 @@ import (
 
 	"github.com/govtrust/govtrust/ca/ocsp"
 	"github.com/govtrust/govtrust/hsm"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 )
 
@@ -495,6 +499,38 @@ func TestOCSPTwoProcessesPostgres(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
+
+	t.Run("responder revoked in the other process", func(t *testing.T) {
+		a.addAccount("op1", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+		a.addAccount("op2", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+		out := a.issueECDSA(t)
+		leaf, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := b.responderOf(t, "ecdsa-issuing")
+		b.rawQuery(t, "ecdsa-issuing", leaf.SerialNumber, nil) // in b's memory, signed by old
+		a.revokeAsOperators(t, "ecdsa-issuing", serialHex(old.cert.SerialNumber), "keyCompromise")
+		ack := time.Now()
+		for {
+			stale := false
+			for _, nonce := range [][]byte{nil, {3, 3, 3}} {
+				_, r := b.rawQuery(t, "ecdsa-issuing", leaf.SerialNumber, &ocsp.RequestOptions{Nonce: nonce})
+				stale = stale || r.Certificate == nil || bytes.Equal(r.Certificate.Raw, old.cert.Raw)
+			}
+			if !stale {
+				t.Logf("the other process stopped signing with the revoked responder %v after the ack", time.Since(ack).Round(time.Millisecond))
+				break
+			}
+			if time.Since(ack) > 3*ocspPollInterval {
+				t.Fatalf("the other process still signs with the revoked responder %v after the ack", time.Since(ack))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if ra, rb := a.responderOf(t, "ecdsa-issuing"), b.responderOf(t, "ecdsa-issuing"); !bytes.Equal(ra.cert.Raw, rb.cert.Raw) || ra.generation <= old.generation {
+			t.Errorf("responders after the revocation: generations %d and %d (revoked %d)", ra.generation, rb.generation, old.generation)
+		}
+	})
 }
 
 // BenchmarkOCSPAnswer measures the responder's own work per answer, without
@@ -638,5 +674,236 @@ func TestRespCache(t *testing.T) {
 	}
 	if !entry.usable(now, 1) || entry.usable(now, 2) || entry.usable(now.Add(ocspValidity-ocspMinRemaining), 1) || entry.due(now) || !entry.due(now.Add(ocspValidity/2)) {
 		t.Fatal("usable/due windows wrong")
+	}
+}
+
+// TestOCSPResponderOfNewGeneration: a CA generation a rollover makes while
+// the node runs gets its own delegated responder within a poll, not only at
+// the next maintenance tick; it signs the generation's answers, with and
+// without a nonce; the scheduled sweep re-signs its stored responses after
+// half their validity; and a restart loads it like the built-in CAs'.
+func TestOCSPResponderOfNewGeneration(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	fake := clock.NewFake(time.Now())
+	set := func(o *node.Options) { o.Clock = fake }
+	tn := startNodeWith(t, dir, set)
+	rolled, err := tn.svc.Rollover(t.Context(), "test", "ecdsa-issuing", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2 := rolled.authority
+	st := tn.svc.ocspState()
+	deadline := time.Now().Add(5 * ocspPollInterval)
+	for st.responder(g2.id) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has no delegated responder %v after the rollover", g2.id, 5*ocspPollInterval)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r := tn.responderOf(t, g2.id)
+	if err := ocsp.CheckResponder(g2.cert, r.cert); err != nil || !ocsp.HasNoCheck(r.cert) {
+		t.Fatalf("responder of %s: %v", g2.id, err)
+	}
+	if n := tn.count("SELECT COUNT(*) FROM ca_certificates WHERE issuer_id = ? AND profile = 'ocsp-signer'", g2.id); n != 1 {
+		t.Errorf("%d ocsp-signer certificates recorded under %s", n, g2.id)
+	}
+
+	out := tn.issueECDSA(t) // issued by the active generation, g2
+	leaf, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(leaf.RawIssuer, g2.cert.RawSubject) || leaf.CheckSignatureFrom(g2.cert) != nil {
+		t.Fatal("not issued by the new generation")
+	}
+	var first *ocsp.Response
+	for _, nonce := range [][]byte{nil, {1, 2, 3, 4}} {
+		_, resp := tn.ask(t, g2.id, leaf.SerialNumber, &ocsp.RequestOptions{Nonce: nonce}, false)
+		if resp.Status != ocsp.Good || resp.Certificate == nil || !bytes.Equal(resp.Certificate.Raw, r.cert.Raw) {
+			t.Fatalf("nonce %x: status %v, signed by the delegated responder: %v", nonce, resp.Status, resp.Certificate != nil)
+		}
+		if nonce == nil {
+			first = resp
+		}
+	}
+
+	// The scheduled sweep covers the new generation.
+	fake.Add(ocspValidity/2 + time.Hour)
+	tn.svc.maintainOCSP(t.Context(), st)
+	var this string
+	if err := tn.db().QueryRow(t.Context(), "SELECT this_update FROM ca_ocsp_responses WHERE issuer_id = ? AND serial = ?", g2.id, out.Serial).Scan(&this); err != nil {
+		t.Fatal(err)
+	}
+	if want := fake.Now().UTC().Truncate(time.Second).Format(timeFormat); this != want {
+		t.Errorf("stored thisUpdate %s after the sweep, want %s (was %s)", this, want, first.ThisUpdate.UTC().Format(timeFormat))
+	}
+
+	tn.stop()
+	tn = startNodeWith(t, dir, set)
+	if again := tn.responderOf(t, g2.id); !bytes.Equal(again.cert.Raw, r.cert.Raw) {
+		t.Error("a restart changed the new generation's responder")
+	}
+	if _, resp := tn.ask(t, g2.id, leaf.SerialNumber, &ocsp.RequestOptions{Nonce: []byte{5}}, false); resp.Certificate == nil || !bytes.Equal(resp.Certificate.Raw, r.cert.Raw) {
+		t.Error("after a restart the new generation's answers are not signed by its responder")
+	}
+}
+
+// revokeAsOperators revokes serial of CA id as CA operator "op1", with
+// "op2" approving when the revocation needs dual control.
+func (tn *testNode) revokeAsOperators(t *testing.T, id, serial, reason string) {
+	t.Helper()
+	status, raw := tn.revoke(id, "op1", serial, reason)
+	if status == http.StatusAccepted {
+		var p PendingRevocation
+		if err := json.Unmarshal(raw, &p); err != nil {
+			t.Fatal(err)
+		}
+		status, raw = tn.do("POST", "/api/v1/ca/"+id+"/revocations", "op2", map[string]string{"serial": serial, "reason": reason, "approval": p.Approval}, nil)
+	}
+	if status != http.StatusOK {
+		t.Fatalf("revoke %s/%s: %d %s", id, serial, status, raw)
+	}
+}
+
+// TestOCSPRevokedResponder: once a CA operator revokes the delegated
+// responder's own certificate (keyCompromise), nothing is signed with it
+// again: the revoking process has a new responder before the API answers,
+// and responses with and without a nonce, from memory or the table, are
+// signed by it; the responder's certificate is answered revoked. A
+// revocation this process did not make (another process's, seen only in the
+// database) is noticed by the poll within its interval.
+func TestOCSPRevokedResponder(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	tn.addAccount("op1", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	tn.addAccount("op2", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	const id = "ecdsa-issuing"
+	out := tn.issueECDSA(t)
+	leaf, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := tn.svc.ocspState()
+	r0 := tn.responderOf(t, id)
+	if _, r := tn.ask(t, id, leaf.SerialNumber, nil, false); !bytes.Equal(r.Certificate.Raw, r0.cert.Raw) {
+		t.Fatal("not signed by the first responder")
+	}
+	// signedBy checks every kind of answer about the leaf and about the
+	// revoked responder certificate: none by the revoked one.
+	signedBy := func(t *testing.T, revoked, want *responder) {
+		t.Helper()
+		for _, flush := range []bool{false, true} {
+			if flush {
+				st.cache.flush(id)
+			}
+			for _, nonce := range [][]byte{nil, {7, 7, 7, 7}} {
+				for _, get := range []bool{false, true} {
+					_, r := tn.ask(t, id, leaf.SerialNumber, &ocsp.RequestOptions{Nonce: nonce}, get)
+					if r.Status != ocsp.Good || r.Certificate == nil || !bytes.Equal(r.Certificate.Raw, want.cert.Raw) {
+						t.Errorf("flush %v nonce %x GET %v: %v, signed by the responder in use: %v, by the revoked one: %v", flush, nonce, get,
+							r.Status, r.Certificate != nil && bytes.Equal(r.Certificate.Raw, want.cert.Raw), r.Certificate != nil && bytes.Equal(r.Certificate.Raw, revoked.cert.Raw))
+					}
+				}
+			}
+		}
+		_, self := tn.ask(t, id, revoked.cert.SerialNumber, nil, false)
+		if self.Status != ocsp.Revoked || self.RevocationReason != ocsp.ReasonKeyCompromise || !bytes.Equal(self.Certificate.Raw, want.cert.Raw) {
+			t.Errorf("the revoked responder's certificate: %v reason %d", self.Status, self.RevocationReason)
+		}
+	}
+
+	t.Run("revoked through the API", func(t *testing.T) {
+		tn.revokeAsOperators(t, id, serialHex(r0.cert.SerialNumber), "keyCompromise")
+		r1 := st.responder(id)
+		if r1 == nil || r1.generation <= r0.generation || bytes.Equal(r1.cert.Raw, r0.cert.Raw) {
+			t.Fatal("the revoking process still signs with the revoked responder, or with the CA key")
+		}
+		signedBy(t, r0, r1)
+		// The maintenance tick keeps the new one (it is fresh, not due).
+		tn.svc.maintainOCSP(t.Context(), st)
+		if st.responder(id) != r1 {
+			t.Error("maintenance replaced the new responder")
+		}
+	})
+
+	t.Run("revoked by another process", func(t *testing.T) {
+		r1 := tn.responderOf(t, id)
+		serial := serialHex(r1.cert.SerialNumber)
+		// What another process's revocation leaves in the database; this
+		// process's own hook (ocspRevoked) does not run.
+		now := time.Now().UTC().Truncate(time.Second)
+		err := tn.db().Tx(t.Context(), func(tx *store.Tx) error {
+			if _, err := tx.Exec(t.Context(), "UPDATE ca_certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ? WHERE issuer_id = ? AND serial = ?",
+				now.Format(timeFormat), ocsp.ReasonKeyCompromise, id, serial); err != nil {
+				return err
+			}
+			return tn.svc.ocspRevokeTx(t.Context(), tx, id, serial)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for {
+			if r := st.responder(id); r != nil && r.generation > r1.generation {
+				t.Logf("new responder %v after the revocation", time.Since(start).Round(time.Millisecond))
+				signedBy(t, r1, r)
+				break
+			}
+			if time.Since(start) > 3*ocspPollInterval {
+				t.Fatalf("still no new responder %v after the revocation", time.Since(start))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
+// TestOCSPRevokedAfterClock: a revocation dated after the answering
+// process's clock (its clock is a moment behind the revoking one's) is
+// answered "revoked", with revocationTime clamped to thisUpdate and
+// thisUpdate this clock's now, never in the future; with and without a
+// nonce, by POST and GET.
+func TestOCSPRevokedAfterClock(t *testing.T) {
+	fake := clock.NewFake(time.Now().Truncate(time.Second).Add(500 * time.Millisecond))
+	tn := startNodeWith(t, filepath.Join(t.TempDir(), "data"), func(o *node.Options) { o.Clock = fake })
+	const id = "ecdsa-issuing"
+	out := tn.issueECDSA(t)
+	leaf, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, raw := tn.revoke(id, "ra", out.Serial, "keyCompromise"); status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", status, raw)
+	}
+	c, err := certBySerial(t.Context(), tn.db(), id, out.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another process a second behind, or this one's clock stepped back:
+	// its memory and the table hold nothing signed before.
+	fake.Add(-2 * time.Second)
+	st := tn.svc.ocspState()
+	for _, nonce := range [][]byte{nil, {1, 2, 3, 4}} {
+		for _, get := range []bool{false, true} {
+			st.cache.flush(id)
+			if _, err := tn.db().Exec(t.Context(), "DELETE FROM ca_ocsp_responses"); err != nil {
+				t.Fatal(err)
+			}
+			_, r := tn.ask(t, id, leaf.SerialNumber, &ocsp.RequestOptions{Nonce: nonce}, get)
+			now := fake.Now().UTC().Truncate(time.Second)
+			if r.Status != ocsp.Revoked || r.RevocationReason != ocsp.ReasonKeyCompromise {
+				t.Fatalf("nonce %x GET %v: %v reason %d", nonce, get, r.Status, r.RevocationReason)
+			}
+			if !r.ThisUpdate.Equal(now) || !r.RevokedAt.Equal(r.ThisUpdate) || !r.RevokedAt.Before(c.revokedAt) {
+				t.Errorf("nonce %x GET %v: thisUpdate %v revocationTime %v (revoked at %v, clock %v)", nonce, get, r.ThisUpdate, r.RevokedAt, c.revokedAt, now)
+			}
+		}
+	}
+	// Once the clock has passed the revocation, the stored date again.
+	fake.Add(3 * time.Second)
+	st.cache.flush(id)
+	if _, err := tn.db().Exec(t.Context(), "DELETE FROM ca_ocsp_responses"); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := tn.ask(t, id, leaf.SerialNumber, nil, false); r.Status != ocsp.Revoked || !r.RevokedAt.Equal(c.revokedAt) {
+		t.Errorf("after the clock caught up: %v revoked at %v, want %v", r.Status, r.RevokedAt, c.revokedAt)
 	}
 }

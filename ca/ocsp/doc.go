@@ -53,7 +53,12 @@
 // issuer with id-kp-OCSPSigning that was valid at producedAt; both SM2
 // signature OIDs seen in the wild (1.2.156.10197.1.501 and
 // 1.2.156.10197.1.301.1) are accepted. Responses whose status is not
-// successful come back as a [*ResponseError].
+// successful come back as a [*ResponseError]. ParseResponse reads no clock:
+// a verifier then calls [Response.CheckTime] with the time the status must
+// hold at (RFC 6960 §3.2 items 4 to 6: thisUpdate not in the future,
+// nextUpdate not passed, optionally a maximum age, and the delegated
+// responder's certificate valid at that time, within a clock skew that
+// defaults to OpenSSL's five minutes).
 //
 // OpenSSL 3.0 verifies SM2 OCSP signatures with an empty user ID, so an SM2
 // response made here (default ID, as GM/T 0009 requires and the platform

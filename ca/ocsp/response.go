@@ -409,7 +409,8 @@ func HasNoCheck(cert *smx509.Certificate) bool {
 // CheckResponder checks that responder may sign OCSP responses for issuer's
 // certificates as a delegated responder (RFC 6960 §4.2.2.2): issued by
 // issuer (name and signature) and carrying id-kp-OCSPSigning. It does not
-// check validity periods; ParseResponse checks them at producedAt.
+// check validity periods; ParseResponse checks them at producedAt and
+// [Response.CheckTime] at a time of the caller's choosing.
 func CheckResponder(issuer, responder *smx509.Certificate) error {
 	if !bytes.Equal(responder.RawIssuer, issuer.RawSubject) {
 		return fmt.Errorf("%w: responder certificate issuer name differs", ErrResponderNotAuthorized)
@@ -419,6 +420,82 @@ func CheckResponder(issuer, responder *smx509.Certificate) error {
 	}
 	if !hasOCSPSigning(responder) {
 		return fmt.Errorf("%w: responder certificate lacks id-kp-OCSPSigning", ErrResponderNotAuthorized)
+	}
+	return nil
+}
+
+// DefaultSkew is the clock difference [Response.CheckTime] tolerates when
+// [TimeOptions] leaves Skew zero: five minutes, OpenSSL's default
+// (`openssl ocsp -validity_period`, OCSP_check_validity).
+const DefaultSkew = 5 * time.Minute
+
+// ErrResponseTime is wrapped by [Response.CheckTime] errors about the
+// response's own times: thisUpdate in the future, nextUpdate passed,
+// thisUpdate older than MaxAge.
+var ErrResponseTime = errors.New("ocsp: response not current")
+
+// TimeOptions tune [Response.CheckTime].
+type TimeOptions struct {
+	// Skew is the tolerance of every comparison, for the difference between
+	// the verifier's and the responder's clocks: zero means DefaultSkew, a
+	// negative value none.
+	Skew time.Duration
+	// MaxAge, when positive, refuses a response whose thisUpdate is more than
+	// MaxAge (plus Skew) before the time checked, as `openssl ocsp -status_age`
+	// does. A response without nextUpdate (RFC 6960 §4.2.2.1: newer
+	// information is always available) is accepted only with a MaxAge;
+	// RFC 5019 §4 clients reject it, which is what a zero MaxAge does.
+	MaxAge time.Duration
+}
+
+// CheckTime checks that r, as returned by ParseResponse, states the status
+// at time at (now for a live check; for evidence validated later, the time
+// the status must hold at, e.g. a signing time a time-stamp proves), the
+// checks of RFC 6960 §3.2 items 4 to 6 that ParseResponse leaves to the
+// caller because this package reads no clock:
+//   - thisUpdate ≤ at + skew: not a response from the future;
+//   - at < nextUpdate + skew: not expired (RFC 5019 §4: the time must fall
+//     between thisUpdate and nextUpdate); a response without nextUpdate
+//     needs opts.MaxAge;
+//   - at ≤ thisUpdate + MaxAge + skew, when opts.MaxAge is set;
+//   - a delegated responder's certificate (r.Certificate) valid at at:
+//     notBefore − skew ≤ at ≤ notAfter + skew. ParseResponse checked it at
+//     producedAt only, the time the responder claims.
+//
+// opts may be nil (DefaultSkew, no MaxAge). Errors about the response's
+// times wrap [ErrResponseTime], about the responder certificate
+// [ErrResponderNotAuthorized].
+func (r *Response) CheckTime(at time.Time, opts *TimeOptions) error {
+	if at.IsZero() {
+		return errors.New("ocsp: CheckTime: zero time")
+	}
+	var o TimeOptions
+	if opts != nil {
+		o = *opts
+	}
+	skew := o.Skew
+	switch {
+	case skew == 0:
+		skew = DefaultSkew
+	case skew < 0:
+		skew = 0
+	}
+	at = at.UTC()
+	if r.ThisUpdate.After(at.Add(skew)) {
+		return fmt.Errorf("%w: thisUpdate %v is after %v", ErrResponseTime, r.ThisUpdate.UTC(), at)
+	}
+	if r.NextUpdate.IsZero() {
+		if o.MaxAge <= 0 {
+			return fmt.Errorf("%w: no nextUpdate, and no maximum age given", ErrResponseTime)
+		}
+	} else if !at.Before(r.NextUpdate.Add(skew)) {
+		return fmt.Errorf("%w: nextUpdate %v is not after %v", ErrResponseTime, r.NextUpdate.UTC(), at)
+	}
+	if o.MaxAge > 0 && at.After(r.ThisUpdate.Add(o.MaxAge+skew)) {
+		return fmt.Errorf("%w: thisUpdate %v is older than %v at %v", ErrResponseTime, r.ThisUpdate.UTC(), o.MaxAge, at)
+	}
+	if c := r.Certificate; c != nil && (at.Before(c.NotBefore.Add(-skew)) || at.After(c.NotAfter.Add(skew))) {
+		return fmt.Errorf("%w: responder certificate valid %v to %v, not at %v", ErrResponderNotAuthorized, c.NotBefore.UTC(), c.NotAfter.UTC(), at)
 	}
 	return nil
 }
@@ -443,8 +520,10 @@ type singleResponse struct {
 // verifies it for issuer: the CertID must name issuer, and the signature
 // must be issuer's or that of an included delegated responder certificate
 // (see CheckResponder) valid at producedAt. Time checks against the clock
-// (thisUpdate ≤ now < nextUpdate) are the caller's, since this package reads
-// no clock. A non-successful answer returns a *ResponseError.
+// (thisUpdate ≤ now < nextUpdate, the responder certificate valid now) are
+// the caller's, since this package reads no clock: call [Response.CheckTime]
+// with the time that matters. A non-successful answer returns a
+// *ResponseError.
 func ParseResponse(der []byte, issuer *smx509.Certificate) (*Response, error) {
 	return parseResponse(der, nil, issuer)
 }

@@ -556,3 +556,94 @@ func TestGeneralizedTime(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckTime: the time checks ParseResponse leaves to the caller (RFC
+// 6960 §3.2 items 4 to 6) at a time of the caller's choosing, with the skew
+// tolerance and a maximum age.
+func TestCheckTime(t *testing.T) {
+	p := pkiFor(t, "ECDSA")
+	now := time.Now().Truncate(time.Second)
+	// The signer is valid from now-1h to now+30d (newTestPKI); a second one
+	// valid for an hour from now-2h expired an hour ago.
+	shortSigner := issue(t, signerTemplate("short-lived signer", now.Add(-2*time.Hour), now.Add(-time.Hour), true), p.ca, p.signerKey.Public(), p.caKey)
+	parse := func(t *testing.T, tmpl Template, responder *smx509.Certificate) *Response {
+		t.Helper()
+		key := p.signerKey
+		if responder == p.ca {
+			key = p.caKey
+		}
+		der, err := CreateResponse(p.ca, responder, tmpl, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := ParseResponse(der, p.ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	tmpl := Template{Status: Good, SerialNumber: p.leaf.SerialNumber, ThisUpdate: now, NextUpdate: now.Add(24 * time.Hour), ProducedAt: now, RevocationReason: NoReason}
+	good := parse(t, tmpl, p.signer)
+	noNext := tmpl
+	noNext.NextUpdate = time.Time{}
+	open := parse(t, noNext, p.signer)
+	byCA := parse(t, tmpl, p.ca)
+	// Produced while the short-lived signer was valid: ParseResponse accepts
+	// it (producedAt), CheckTime now does not.
+	old := tmpl
+	old.ThisUpdate, old.ProducedAt, old.NextUpdate = now.Add(-90*time.Minute), now.Add(-90*time.Minute), now.Add(22*time.Hour)
+	oldSigner := parse(t, old, shortSigner)
+
+	tests := []struct {
+		name string
+		r    *Response
+		at   time.Time
+		opts *TimeOptions
+		want error // nil: accepted
+	}{
+		{"now", good, now.Add(time.Minute), nil, nil},
+		{"at thisUpdate", good, now, nil, nil},
+		{"thisUpdate a minute ahead, default skew", good, now.Add(-time.Minute), nil, nil},
+		{"thisUpdate a minute ahead, no skew", good, now.Add(-time.Minute), &TimeOptions{Skew: -1}, ErrResponseTime},
+		{"thisUpdate 10 min ahead", good, now.Add(-10 * time.Minute), nil, ErrResponseTime},
+		{"thisUpdate 10 min ahead, 15 min skew", good, now.Add(-10 * time.Minute), &TimeOptions{Skew: 15 * time.Minute}, nil},
+		{"just before nextUpdate", good, now.Add(24*time.Hour - time.Second), &TimeOptions{Skew: -1}, nil},
+		{"at nextUpdate, no skew", good, now.Add(24 * time.Hour), &TimeOptions{Skew: -1}, ErrResponseTime},
+		{"nextUpdate passed within the skew", good, now.Add(24*time.Hour + time.Minute), nil, nil},
+		{"nextUpdate passed", good, now.Add(25 * time.Hour), nil, ErrResponseTime},
+		{"within max age", good, now.Add(time.Hour), &TimeOptions{MaxAge: 2 * time.Hour}, nil},
+		{"older than max age", good, now.Add(3 * time.Hour), &TimeOptions{MaxAge: 2 * time.Hour}, ErrResponseTime},
+		{"no nextUpdate, no max age", open, now, nil, ErrResponseTime},
+		{"no nextUpdate, within max age", open, now.Add(time.Minute), &TimeOptions{MaxAge: time.Hour}, nil},
+		{"no nextUpdate, older than max age", open, now.Add(2 * time.Hour), &TimeOptions{MaxAge: time.Hour}, ErrResponseTime},
+		{"signed by the CA: no certificate to check", byCA, now.Add(time.Hour), nil, nil},
+		{"responder certificate expired at the time checked", oldSigner, now, nil, ErrResponderNotAuthorized},
+		{"responder certificate valid at the time checked", oldSigner, now.Add(-80 * time.Minute), nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.r.CheckTime(tc.at, tc.opts)
+			switch {
+			case tc.want == nil && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != nil && !errors.Is(err, tc.want):
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	// The responder certificate's own start, apart from thisUpdate: a
+	// response whose thisUpdate predates its signer's notBefore (allowed:
+	// thisUpdate is when the status was known), checked before notBefore.
+	early := tmpl
+	early.ThisUpdate = now.Add(-3 * time.Hour)
+	r := parse(t, early, p.signer)
+	if err := r.CheckTime(now.Add(-2*time.Hour), nil); !errors.Is(err, ErrResponderNotAuthorized) {
+		t.Errorf("before the responder certificate's notBefore: %v", err)
+	}
+	if err := r.CheckTime(now.Add(-time.Hour+time.Minute), nil); err != nil {
+		t.Errorf("after the responder certificate's notBefore: %v", err)
+	}
+	if err := good.CheckTime(time.Time{}, nil); err == nil {
+		t.Error("zero time accepted")
+	}
+}
