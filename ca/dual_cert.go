@@ -102,6 +102,9 @@ func (s *Service) encProfileFor(sign *profile.Profile, named string) (*profile.P
 	if enc.KeySource != "kmc" || enc.Purpose != lint.PurposeEnc {
 		return nil, fmt.Errorf("%w: profile %s does not certify a KMC-generated encryption key", ErrPolicy, enc.Name)
 	}
+	if enc.Internal {
+		return nil, fmt.Errorf("%w: profile %s is for the platform's own services and is not issued through the API", ErrPolicy, enc.Name)
+	}
 	return enc, nil
 }
 

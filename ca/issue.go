@@ -230,6 +230,12 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	if prof.CA != nil {
 		return fmt.Errorf("%w: profile %s makes CA certificates, which issuing CAs (pathLenConstraint 0) may not issue", ErrPolicy, prof.Name)
 	}
+	if prof.Internal {
+		// The platform trusts what these certificates sign or serve (OCSP
+		// answers, time stamps, seals, its own listeners): only its
+		// services obtain them, through IssueFor.
+		return fmt.Errorf("%w: profile %s is for the platform's own services and is not issued through the API", ErrPolicy, prof.Name)
+	}
 	csr, err := profile.ParseCSR([]byte(req.CSR))
 	if err != nil {
 		return profileError(err)

@@ -2,6 +2,7 @@ package ca
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -332,4 +334,56 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestInternalProfilesRefused: the profiles whose certificates the platform
+// itself trusts (a delegated OCSP responder with ocsp-nocheck, a
+// time-stamping unit, the seal maker, a node's listener with localhost) are
+// refused through the API to every caller, with a policy problem and
+// nothing stored; the platform's services still obtain them through
+// IssueFor.
+func TestInternalProfilesRefused(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(tmpl *smx509.CertificateRequest) []byte {
+		der, err := smx509.CreateCertificateRequest(rand.Reader, tmpl, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	for _, tc := range []struct {
+		profile string
+		csr     []byte
+		record  map[string]string
+	}{
+		{"ocsp-signer", mk(&smx509.CertificateRequest{Subject: pkix.Name{CommonName: "responder"}}), nil},
+		{"tsa", mk(&smx509.CertificateRequest{Subject: pkix.Name{CommonName: "time-stamping unit"}}), nil},
+		{"seal-maker", mk(&smx509.CertificateRequest{}), map[string]string{"CN": "maker", "O": "测试局"}},
+		{"node-tls", mk(&smx509.CertificateRequest{Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}), nil},
+	} {
+		t.Run(tc.profile, func(t *testing.T) {
+			before := tn.count("SELECT COUNT(*) FROM ca_certificates WHERE profile = ?", tc.profile)
+			status, hdr, raw := tn.doFull("POST", "/api/v1/ca/ecdsa-issuing/certificates", "ra",
+				IssueRequest{CSR: csrPEM(tc.csr), Profile: tc.profile, Record: tc.record}, nil)
+			if status != http.StatusUnprocessableEntity || hdr.Get("Content-Type") != "application/problem+json" ||
+				!strings.Contains(string(raw), "platform's own services") {
+				t.Fatalf("status %d %q: %.300s; want 422 problem+json naming the platform's own services", status, hdr.Get("Content-Type"), raw)
+			}
+			if n := tn.count("SELECT COUNT(*) FROM ca_certificates WHERE profile = ?", tc.profile); n != before {
+				t.Errorf("%d %s certificates stored, want %d", n, tc.profile, before)
+			}
+			der, chain, err := tn.svc.IssueFor(context.Background(), "ecdsa-issuing", tc.profile, tc.csr, tc.record, "service/test")
+			if err != nil {
+				t.Fatalf("IssueFor: %v", err)
+			}
+			if len(der) == 0 || len(chain) != 2 {
+				t.Errorf("IssueFor answered %d octets and a chain of %d", len(der), len(chain))
+			}
+		})
+	}
 }
