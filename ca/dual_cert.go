@@ -126,7 +126,11 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 		return fmt.Errorf("%w: dual certificates are SM2 (GM/T 0015): the request's signing key must be SM2", ErrPolicy)
 	}
 	now := s.env.Clock.Now().UTC()
-	signRes, err := signProf.Apply(profile.Input{CSR: csr, Record: req.Record, Now: now, Issuer: a.cert, CAID: a.id, Vars: s.vars})
+	parents, err := constrainingParents(a)
+	if err != nil {
+		return err
+	}
+	signRes, err := signProf.Apply(profile.Input{CSR: csr, Record: req.Record, Now: now, Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars})
 	if err != nil {
 		return profileError(err)
 	}
@@ -139,7 +143,7 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 	if err != nil {
 		return fmt.Errorf("ca: key management centre returned a bad public key: %w", err)
 	}
-	encRes, err := encProf.Apply(profile.Input{CSR: csr, PublicKey: encPub, Record: req.Record, Now: now, Issuer: a.cert, CAID: a.id, Vars: s.vars})
+	encRes, err := encProf.Apply(profile.Input{CSR: csr, PublicKey: encPub, Record: req.Record, Now: now, Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars})
 	if err != nil {
 		return profileError(err)
 	}

@@ -41,7 +41,11 @@ func (s *Service) IssueFor(ctx context.Context, caID, profileName string, csrDER
 	if err != nil {
 		return nil, nil, profileError(err)
 	}
-	res, err := prof.Apply(profile.Input{CSR: csr, Record: record, Now: s.env.Clock.Now().UTC(), Issuer: a.cert, CAID: a.id, Vars: s.vars})
+	parents, err := constrainingParents(a)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := prof.Apply(profile.Input{CSR: csr, Record: record, Now: s.env.Clock.Now().UTC(), Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars})
 	if err != nil {
 		return nil, nil, profileError(err)
 	}

@@ -243,7 +243,11 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	if req.Dual {
 		return s.issueDual(w, r, a, prof, csr, &req, p)
 	}
-	res, err := prof.Apply(profile.Input{CSR: csr, Record: req.Record, Now: s.env.Clock.Now().UTC(), Issuer: a.cert, CAID: a.id, Vars: s.vars})
+	parents, err := constrainingParents(a)
+	if err != nil {
+		return err
+	}
+	res, err := prof.Apply(profile.Input{CSR: csr, Record: req.Record, Now: s.env.Clock.Now().UTC(), Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars})
 	if err != nil {
 		return profileError(err)
 	}
@@ -265,6 +269,29 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return fmt.Errorf("issue on %s: %w", a.id, err) // 500: nothing was stored
+}
+
+// oidNameConstraints is the DER of the nameConstraints OID (2.5.29.30),
+// tag and length included.
+var oidNameConstraints = []byte{0x06, 0x03, 0x55, 0x1d, 0x1e}
+
+// constrainingParents returns the certificates above a in its chain that
+// may carry nameConstraints, parsed, for profile.Input.Chain: those
+// constraints bind what a issues (RFC 5280 §6.1.3). Built-in hierarchies
+// have none, so the usual answer is nil without parsing anything.
+func constrainingParents(a *authority) ([]*smx509.Certificate, error) {
+	var out []*smx509.Certificate
+	for _, der := range a.chain[min(1, len(a.chain)):] {
+		if !bytes.Contains(der, oidNameConstraints) {
+			continue
+		}
+		c, err := smx509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("ca %s: chain certificate: %w", a.id, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // record stores an issued certificate, its audit record and its outbox

@@ -11,12 +11,14 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emmansun/gmsm/smx509"
 
@@ -385,5 +387,36 @@ func TestInternalProfilesRefused(t *testing.T) {
 				t.Errorf("IssueFor answered %d octets and a chain of %d", len(der), len(chain))
 			}
 		})
+	}
+}
+
+// TestConstrainingParents: the issue paths hand Apply the CAs above the
+// issuer that carry nameConstraints (an imported CA under a constrained
+// offline root), so their constraints bind what it issues; unconstrained
+// ones are not parsed.
+func TestConstrainingParents(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(cn string, permitted ...string) []byte {
+		tmpl := &smx509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+			BasicConstraintsValid: true, IsCA: true, KeyUsage: smx509.KeyUsageCertSign, PermittedDNSDomains: permitted, PermittedDNSDomainsCritical: len(permitted) > 0}
+		der, err := smx509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	own, constrained, root := mk("issuing", "example.gov.cn"), mk("constrained", "gov.cn"), mk("root")
+	got, err := constrainingParents(&authority{id: "x", chain: [][]byte{own, constrained, root}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Subject.CommonName != "constrained" {
+		t.Fatalf("got %d certificates, want the constrained parent only", len(got))
+	}
+	if got, err := constrainingParents(&authority{id: "x", chain: [][]byte{own, root}}); err != nil || got != nil {
+		t.Fatalf("%v, %v; want none", got, err)
 	}
 }

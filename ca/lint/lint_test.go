@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"math/big"
 	"sort"
@@ -78,7 +79,8 @@ type lintCase struct {
 	name   string
 	ec     bool // start from the ECDSA hierarchy instead of SM2
 	exp    Expect
-	der    []byte // when set, lint these octets instead of a mutation
+	der    []byte              // when set, lint these octets instead of a mutation
+	issuer *smx509.Certificate // when set, the issuer instead of the test root
 	mutate func(t *testing.T, r *rawCert)
 	errs   []string
 	warn   string
@@ -247,6 +249,13 @@ func lintCases(t *testing.T) []lintCase {
 		{name: "pathlen on leaf", mutate: ext(oidExtBasicConstraints, true, bcValue(false, 0)), errs: []string{"e_pathlen_not_ca"}},
 		{name: "nc not critical", mutate: all(makeCA, ext(oidExtNameConstraints, false, ncValue())), errs: []string{"e_nc_not_critical"}},
 		{name: "nc on leaf", mutate: ext(oidExtNameConstraints, true, ncValue()), errs: []string{"e_nc_on_leaf"}},
+		{name: "name constraints", issuer: constrainedCA(t, ncValue()), mutate: ext(oidExtSAN, false, sanValue(dnsName("www.evil.com"))),
+			errs: []string{"e_name_constraints_violated"}},
+		{name: "name constraints malformed", issuer: func() *smx509.Certificate {
+			c := *sm2CA.cert
+			c.Extensions = append(append([]pkix.Extension{}, c.Extensions...), pkix.Extension{Id: oidExtNameConstraints, Critical: true, Value: []byte{0x30, 0x02, 0xa0, 0x00}})
+			return &c
+		}(), errs: []string{"e_name_constraints_violated"}},
 		{name: "any eku", mutate: ext(oidExtExtKeyUsage, false, oidSeq(oidEKUClientAuth, oidEKUAny)), warn: "w_eku_any"},
 		{name: "empty subject no san", mutate: func(_ *testing.T, r *rawCert) { r.subject = []byte{0x30, 0} }, errs: []string{"e_san_missing_empty_subject"}},
 		{name: "empty subject san not critical", mutate: all(func(_ *testing.T, r *rawCert) { r.subject = []byte{0x30, 0} },
@@ -375,7 +384,11 @@ func TestLints(t *testing.T) {
 			}
 			// zlint's verdicts on these hand-made faults are tested in
 			// TestZlint; here only govtrust's own lints are compared.
-			fs := Check(der, ca.cert, tc.exp)
+			issuer := ca.cert
+			if tc.issuer != nil {
+				issuer = tc.issuer
+			}
+			fs := Check(der, issuer, tc.exp)
 			got := ownNames(names2(fs, Error))
 			want := append([]string(nil), tc.errs...)
 			sort.Strings(want)

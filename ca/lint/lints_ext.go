@@ -3,6 +3,7 @@ package lint
 import (
 	"bytes"
 	"encoding/asn1"
+	"net"
 	"net/url"
 	"strings"
 )
@@ -238,6 +239,32 @@ func init() {
 				return one("nameConstraints on an end-entity certificate")
 			}
 			return nil
+		})
+
+	register("e_name_constraints_violated", Error, "RFC 5280 §4.2.1.10, §6.1.3 (b), (c)",
+		"the subject and subjectAltName must lie within the issuing CA's permitted subtrees and outside its excluded ones",
+		func(c *ctx) []string {
+			if c.issuer == nil || (c.hasSAN && !c.sanOK) {
+				return nil // self-signed; a malformed SAN is its own finding
+			}
+			names := Names{Subject: c.raw.subject}
+			for _, n := range c.san {
+				switch n.tag {
+				case gnDNS:
+					names.DNS = append(names.DNS, string(n.value))
+				case gnIP:
+					names.IP = append(names.IP, net.IP(n.value))
+				case gnEmail:
+					names.Email = append(names.Email, string(n.value))
+				case gnURI:
+					names.URI = append(names.URI, string(n.value))
+				}
+			}
+			out, err := CheckNameConstraints(c.issuer, names)
+			if err != nil {
+				return one("%v", err)
+			}
+			return out
 		})
 
 	register("w_eku_any", Warning, "RFC 5280 §4.2.1.12; BR §7.1.2.7.10",

@@ -36,6 +36,11 @@ type Input struct {
 	Now time.Time
 	// Issuer is the issuing CA's certificate.
 	Issuer *smx509.Certificate
+	// Chain holds the CA certificates above Issuer that are known, nearest
+	// first. Their nameConstraints bind the new certificate as the
+	// issuer's do (RFC 5280 §6.1.3); certificates without them may be
+	// left out.
+	Chain []*smx509.Certificate
 	// CAID names the issuing CA in URL templates ({ca}).
 	CAID string
 	// Vars fill the other {name}s of URL templates, e.g. "base" =
@@ -141,6 +146,9 @@ func (p *Profile) Apply(in Input) (*Result, error) {
 	}
 	if len(subject.Names) == 0 && sans.count() == 0 {
 		return nil, fmt.Errorf("%w: empty subject and no subjectAltName (RFC 5280 §4.1.2.6)", ErrPolicy)
+	}
+	if err := checkNameConstraints(in, rawSubject, sans); err != nil {
+		return nil, err
 	}
 	nb, na, err := p.validity(in, note)
 	if err != nil {
@@ -580,6 +588,28 @@ func (p *Profile) buildSAN(req *sanRequest, cn string, note func(string, ...any)
 		return nil, fmt.Errorf("%w: %d subjectAltName names, profile %s needs at least %d", ErrPolicy, out.count(), p.Name, rules.Min)
 	}
 	return out, nil
+}
+
+// checkNameConstraints refuses names outside the nameConstraints of the
+// issuer or of a CA above it: every relying party that validates the path
+// would reject the certificate (RFC 5280 §4.2.1.10, §6.1.3 (b), (c)). The
+// subject is checked as a directoryName, the subjectAltName entries by
+// type.
+func checkNameConstraints(in Input, rawSubject []byte, sans *sanSet) error {
+	names := lint.Names{Subject: rawSubject, DNS: sans.dns, IP: sans.ip, Email: sans.email}
+	for _, u := range sans.uri {
+		names.URI = append(names.URI, u.String())
+	}
+	for _, ca := range append([]*smx509.Certificate{in.Issuer}, in.Chain...) {
+		v, err := lint.CheckNameConstraints(ca, names)
+		if err != nil {
+			return fmt.Errorf("%w: the issuing chain's %w", ErrPolicy, err)
+		}
+		if len(v) > 0 {
+			return fmt.Errorf("%w: outside the name constraints of CA %q (RFC 5280 §4.2.1.10): %s", ErrPolicy, ca.Subject.String(), strings.Join(v, "; "))
+		}
+	}
+	return nil
 }
 
 // checkEmail accepts an ASCII addr-spec local@domain (RFC 5280 §4.2.1.6

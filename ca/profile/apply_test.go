@@ -536,6 +536,64 @@ func TestNameConstraints(t *testing.T) {
 	}
 }
 
+// TestIssuerNameConstraints: a CA with nameConstraints (here one made by
+// the sub-ca profile: permitted gov.cn, excluded 218.85.152.0/24) issues
+// only names its relying parties accept; a name outside, from the request
+// or under a CA further up the chain, is a policy refusal, not a
+// certificate every verifier rejects.
+func TestIssuerNameConstraints(t *testing.T) {
+	sm2ca, _ := cas(t)
+	src, _ := BuiltinYAML("sub-ca")
+	y := strings.Replace(string(src), "ca:\n  path_len: 0\n", "ca:\n  path_len: 0\nname_constraints:\n  permitted_dns: [gov.cn]\n  excluded_ip: [218.85.152.0/24]\n", 1)
+	p, err := Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subKey := newSM2(t)
+	res, err := p.Apply(input(sm2ca, makeCSR(t, subKey, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "受限 CA"}})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := &testCA{name: "constrained", cert: issue(t, sm2ca, res), key: subKey}
+	roots := smx509.NewCertPool()
+	roots.AddCert(sm2ca.cert)
+	inter := smx509.NewCertPool()
+	inter.AddCert(sub.cert)
+
+	tlsProf := builtinProfile(t, "server-tls")
+	csr := func(cn string, dns []string, ips ...net.IP) *smx509.CertificateRequest {
+		return makeCSR(t, newSM2(t), &smx509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: dns, IPAddresses: ips})
+	}
+	res, err = tlsProf.Apply(input(sub, csr("www.example.gov.cn", nil, net.ParseIP("218.85.153.1"))))
+	if err != nil {
+		t.Fatalf("names within the constraints: %v", err)
+	}
+	leaf := issue(t, sub, res)
+	if _, err := leaf.Verify(smx509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: "www.example.gov.cn", CurrentTime: testNow}); err != nil {
+		t.Fatalf("the issued certificate does not verify: %v", err)
+	}
+
+	chained := input(sm2ca, csr("www.evil.com", nil))
+	chained.Chain = []*smx509.Certificate{sub.cert}
+	for _, tc := range []struct {
+		name string
+		in   Input
+		want string
+	}{
+		{"CN outside", input(sub, csr("www.evil.com", nil)), `dNSName "www.evil.com" is not within the permitted subtrees "gov.cn"`},
+		{"SAN outside", input(sub, csr("", []string{"a.example.gov.cn", "b.example.org"})), `dNSName "b.example.org"`},
+		{"excluded address", input(sub, csr("", []string{"a.example.gov.cn"}, net.ParseIP("218.85.152.99"))), "iPAddress 218.85.152.99 is within the excluded subtree 218.85.152.0/24"},
+		{"constrained CA above the issuer", chained, `outside the name constraints of CA "CN=受限 CA`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tlsProf.Apply(tc.in)
+			if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v; want ErrPolicy mentioning %s", err, tc.want)
+			}
+		})
+	}
+}
+
 // TestPrivateTLSLoopback: the node-tls profile (tls-server-private, internal
 // addresses allowed) certifies loopback addresses and single-label names,
 // which server-tls refuses; unspecified and multicast addresses stay
