@@ -324,6 +324,10 @@ func lintCases(t *testing.T) []lintCase {
 			mutate: all(ext(oidExtExtKeyUsage, false, oidSeq(oidEKUServerAuth)), subj(ps(oidAttrC, "CN"), ps(oidCN, "other.example.gov.cn")),
 				ext(oidExtSAN, false, sanValue(dnsName("www.example.gov.cn")))),
 			errs: []string{"e_tls_cn_not_in_san"}},
+		{name: "tls cn differs from san in case", exp: Expect{Purpose: PurposeTLSServer},
+			mutate: all(ext(oidExtExtKeyUsage, false, oidSeq(oidEKUServerAuth)), subj(ps(oidAttrC, "CN"), ps(oidCN, "WWW.example.gov.cn")),
+				ext(oidExtSAN, false, sanValue(dnsName("www.example.gov.cn")))),
+			errs: []string{"e_tls_cn_not_in_san"}},
 		{name: "ocsp signer eku", exp: Expect{Purpose: PurposeOCSPSigner}, errs: []string{"e_ocsp_signer_eku_missing"}},
 		{name: "tsa eku", exp: Expect{Purpose: PurposeTSA}, errs: []string{"e_tsa_eku_missing"}},
 	}

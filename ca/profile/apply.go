@@ -412,6 +412,12 @@ func (p *Profile) buildSubject(in Input, note func(string, ...any)) ([]byte, pki
 			}
 			continue
 		}
+		if a.name == "CN" && p.SAN.CNInSAN {
+			if c := canonicalHostCN(v); c != v {
+				note("CN %q written %q, byte for byte its subjectAltName entry (BR §7.1.4.3)", v, c)
+				v = c
+			}
+		}
 		max := rule.MaxLen
 		if max == 0 {
 			max = lint.AttributeMaxLen(a.oid)
@@ -448,6 +454,25 @@ func (p *Profile) buildSubject(in Input, note func(string, ...any)) ([]byte, pki
 	}
 	name.FillFromRDNSequence(&parsed)
 	return der, name, cn, nil
+}
+
+// canonicalHostCN writes a CN that names a host the way its subjectAltName
+// entry is written: an IP address in its canonical text form (IPv4 dotted
+// quad, also for an IPv4-mapped address; RFC 5952 for IPv6), a DNS name in
+// lower case (buildSAN lower-cases dNSNames). BR §7.1.4.3 wants the CN
+// byte for byte one of the SAN values, and zlint compares it so. Non-ASCII
+// values are left for buildSAN to refuse as host names.
+func canonicalHostCN(cn string) string {
+	if ip := net.ParseIP(cn); ip != nil {
+		if v4 := ip.To4(); v4 != nil {
+			return v4.String()
+		}
+		return ip.String()
+	}
+	if isASCII(cn) {
+		return strings.ToLower(cn)
+	}
+	return cn
 }
 
 // checkBRSubject applies the subject rule of BR §7.1.2.7.4 (Organization

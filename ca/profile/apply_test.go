@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -616,5 +617,55 @@ func TestPrivateTLSLoopback(t *testing.T) {
 		if _, err := node.Apply(input(ecca, bad)); !errors.Is(err, ErrPolicy) {
 			t.Errorf("node-tls with %s: %v, want ErrPolicy", ip, err)
 		}
+	}
+}
+
+// TestCNCanonical: a CN that names a host is written exactly as its
+// subjectAltName entry (BR §7.1.4.3 byte-for-byte): a DNS name in lower
+// case, an address in canonical form; the result lints clean, zlint
+// included for ECDSA. Profiles that do not put the CN in the SAN keep it as
+// requested.
+func TestCNCanonical(t *testing.T) {
+	sm2ca, ecca := cas(t)
+	tlsProf := builtinProfile(t, "server-tls")
+	for _, tc := range []struct {
+		ca      *testCA
+		cn      string
+		wantCN  string
+		wantDNS []string
+		wantIP  string
+	}{
+		{sm2ca, "Portal.Example.gov.cn", "portal.example.gov.cn", []string{"portal.example.gov.cn"}, ""},
+		{ecca, "Portal.Example.gov.cn", "portal.example.gov.cn", []string{"portal.example.gov.cn"}, ""},
+		{ecca, "2400:3200:0000::0001", "2400:3200::1", nil, "2400:3200::1"},
+		{ecca, "::ffff:218.85.152.99", "218.85.152.99", nil, "218.85.152.99"},
+	} {
+		t.Run(tc.ca.name+"/"+tc.cn, func(t *testing.T) {
+			var key crypto.Signer = newEC(t, elliptic.P256())
+			if tc.ca == sm2ca {
+				key = newSM2(t)
+			}
+			res, err := tlsProf.Apply(input(tc.ca, makeCSR(t, key, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: tc.cn}})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert := issue(t, tc.ca, res)
+			if cert.Subject.CommonName != tc.wantCN || !slices.Equal(cert.DNSNames, tc.wantDNS) {
+				t.Errorf("CN %q DNS %q, want %q %q", cert.Subject.CommonName, cert.DNSNames, tc.wantCN, tc.wantDNS)
+			}
+			if tc.wantIP != "" && (len(cert.IPAddresses) != 1 || cert.IPAddresses[0].String() != tc.wantIP) {
+				t.Errorf("IP %v, want %s", cert.IPAddresses, tc.wantIP)
+			}
+			if !hasNote(res, "byte for byte") {
+				t.Errorf("no note of the rewritten CN: %q", res.Notes)
+			}
+		})
+	}
+	res, err := builtinProfile(t, "client-tls").Apply(input(sm2ca, makeCSR(t, newSM2(t), &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "App.Example"}})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cn := res.Template.Subject.CommonName; cn != "App.Example" {
+		t.Errorf("client-tls CN %q, want it as requested", cn)
 	}
 }
