@@ -267,6 +267,7 @@ func lintCases(t *testing.T) []lintCase {
 		{name: "dns internal", mutate: ext(oidExtSAN, false, sanValue(dnsName("intranet.local"))), warn: "w_san_dns_internal"},
 		{name: "ip 5 octets", mutate: ext(oidExtSAN, false, sanValue(gn{7, []byte{10, 0, 0, 1, 5}})), errs: []string{"e_san_ip_length", "e_x509_parse"}},
 		{name: "email invalid", mutate: ext(oidExtSAN, false, sanValue(gn{1, []byte("not-a-mailbox")})), errs: []string{"e_san_email_invalid"}},
+		{name: "email control characters", mutate: ext(oidExtSAN, false, sanValue(gn{1, []byte("a\x1bb\x7f\x01@example.gov.cn")})), errs: []string{"e_san_email_invalid"}},
 		{name: "uri relative", mutate: ext(oidExtSAN, false, sanValue(gn{6, []byte("relative/path")})), errs: []string{"e_san_uri_invalid"}},
 		{name: "crldp ftp", mutate: ext(oidExtCRLDP, false, crldpValue("ftp://pki.example.gov.cn/a.crl")), errs: []string{"e_url_invalid"}},
 		{name: "crldp https", mutate: ext(oidExtCRLDP, false, crldpValue("https://pki.example.gov.cn/a.crl")), warn: "w_url_https"},

@@ -354,17 +354,15 @@ func init() {
 		})
 
 	register("e_san_email_invalid", Error, "RFC 5280 §4.2.1.6; RFC 5321 §4.1.2",
-		"rfc822Name must be an ASCII addr-spec local@domain",
+		"rfc822Name must be a Mailbox: Dot-string local part @ a DNS domain",
 		func(c *ctx) []string {
 			var out []string
 			for _, n := range c.san {
 				if n.tag != 1 {
 					continue
 				}
-				v := string(n.value)
-				at := strings.LastIndexByte(v, '@')
-				if at <= 0 || !isIA5(v) || ValidDNSName(v[at+1:], false) != nil || strings.ContainsAny(v[:at], " \t\"<>()[]\\,;:@") {
-					out = append(out, "rfc822Name "+strconvQuote(v)+" is not a mailbox")
+				if err := ValidMailbox(string(n.value)); err != nil {
+					out = append(out, "rfc822Name "+strconvQuote(string(n.value))+" is not a mailbox: "+err.Error())
 				}
 			}
 			return out

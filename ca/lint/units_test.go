@@ -152,6 +152,25 @@ func TestValidDNSName(t *testing.T) {
 	}
 }
 
+// TestValidMailbox: an rfc822Name is an RFC 5321 Mailbox with a Dot-string
+// local part; control characters, quoting and address literals are not.
+func TestValidMailbox(t *testing.T) {
+	for _, ok := range []string{"a@example.gov.cn", "first.last+tag@example.gov.cn", "o'brien@EXAMPLE.gov.cn", "x!#$%&*/=?^_`{|}~-@a.example.cn",
+		strings.Repeat("a", 64) + "@example.gov.cn"} {
+		if err := ValidMailbox(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "no-at", "@example.gov.cn", "a@", "a\x1b@example.gov.cn", "a\x7f@example.gov.cn", "a\x01b@example.gov.cn",
+		"a b@example.gov.cn", "\"a\"@example.gov.cn", ".a@example.gov.cn", "a.@example.gov.cn", "a..b@example.gov.cn", "a@b@example.gov.cn",
+		"a@[218.85.152.99]", "a@example_x.gov.cn", "张@example.gov.cn", strings.Repeat("a", 65) + "@example.gov.cn",
+		"a@" + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 63) + "." + strings.Repeat("e", 61)} {
+		if err := ValidMailbox(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
 func TestCheckURL(t *testing.T) {
 	for u, ok := range map[string]bool{
 		"http://pki.example.gov.cn/crl/a.crl":                                                true,

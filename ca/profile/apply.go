@@ -637,15 +637,11 @@ func checkNameConstraints(in Input, rawSubject []byte, sans *sanSet) error {
 	return nil
 }
 
-// checkEmail accepts an ASCII addr-spec local@domain (RFC 5280 §4.2.1.6
-// rfc822Name is an IA5String mailbox).
+// checkEmail accepts a Mailbox of RFC 5321 §4.1.2 (RFC 5280 §4.2.1.6):
+// Dot-string local part, DNS domain (lint.ValidMailbox).
 func checkEmail(e string) error {
-	at := strings.LastIndexByte(e, '@')
-	if at <= 0 || len(e) > 254 || !isASCII(e) || strings.ContainsAny(e[:at], " \t\r\n\x00\"<>()[]\\,;:@") {
-		return fmt.Errorf("%w: rfc822Name %q is not a mailbox", ErrPolicy, e)
-	}
-	if err := lint.ValidDNSName(e[at+1:], false); err != nil {
-		return fmt.Errorf("%w: rfc822Name %q: %w", ErrPolicy, e, err)
+	if err := lint.ValidMailbox(e); err != nil {
+		return fmt.Errorf("%w: rfc822Name %q is not a mailbox: %w", ErrPolicy, e, err)
 	}
 	return nil
 }
