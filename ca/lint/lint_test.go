@@ -280,6 +280,7 @@ func lintCases(t *testing.T) []lintCase {
 		{name: "spki malformed", ec: true, mutate: spki(spkiDER(oidPublicKeyRSA, []byte{5, 0}, []byte{1, 2, 3})), errs: []string{"e_spki_malformed", "e_x509_parse"}},
 		{name: "ed25519", ec: true, mutate: spki(edSPKI), errs: []string{"e_key_algorithm_not_allowed"}},
 		{name: "rsa without null", ec: true, mutate: rsaSigned(rsaSPKI(n2048, 65537, false)), errs: []string{"e_rsa_params_not_null", "e_x509_parse"}},
+		{name: "rsa 16384", ec: true, mutate: rsaSigned(rsaSPKI(hugeModulus(t, 16384), 65537, true)), errs: []string{"e_rsa_key_too_large"}},
 		{name: "rsa 1024", ec: true, mutate: rsaSigned(rsaSPKI(oddModulus(t, 1024), 65537, true)), errs: []string{"e_rsa_key_too_small"}},
 		{name: "rsa 2047", ec: true, mutate: rsaSigned(rsaSPKI(oddModulus(t, 2047), 65537, true)), errs: []string{"e_rsa_key_too_small", "e_rsa_modulus_not_mod8"}},
 		{name: "rsa 2049", ec: true, mutate: rsaSigned(rsaSPKI(oddModulus(t, 2049), 65537, true)), errs: []string{"e_rsa_modulus_not_mod8"}},

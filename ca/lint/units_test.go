@@ -49,6 +49,11 @@ func TestPublicKey(t *testing.T) {
 		{"rsa1024", spki(r1024.Public()), "e_rsa_key_too_small"},
 		{"p192", spkiDER(oidPublicKeyEC, oidParam(oidCurveP192), append([]byte{4}, make([]byte, 48)...)), "e_ec_curve_not_allowed"},
 		{"garbage", []byte{1, 2, 3}, "e_spki_malformed"},
+		// Refused for its size alone: the factoring lints, which would
+		// find the factor 3, do not run on it (a 400,000-bit modulus fits
+		// a 64 KiB request and cost them seconds).
+		{"rsa8200", rsaSPKI(hugeModulus(t, 8200), 65537, true), "e_rsa_key_too_large"},
+		{"rsa400000", rsaSPKI(hugeModulus(t, 400000), 65537, true), "e_rsa_key_too_large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := PublicKey(tc.der)

@@ -297,6 +297,30 @@ func TestWeakKeys(t *testing.T) {
 			t.Fatalf("ParseCSR: %v", err)
 		}
 	})
+	t.Run("RSA far above 8192 bits", func(t *testing.T) {
+		// A 400,000-bit modulus fits a 64 KiB request. It is refused for
+		// its size before the factoring lints run (which would take
+		// seconds on it, and would find the factor 3 built into it).
+		b := randBytes(t, 50000)
+		b[0] |= 0x80
+		n := new(big.Int).SetBytes(b)
+		n.Sub(n, new(big.Int).Mod(n, big.NewInt(3)))
+		if n.Bit(0) == 0 {
+			n.Sub(n, big.NewInt(3))
+		}
+		spki, err := smx509.MarshalPKIXPublicKey(&rsa.PublicKey{N: n, E: 65537})
+		if err != nil {
+			t.Fatal(err)
+		}
+		der := spkiCSR(spki)
+		if len(der) > MaxCSRSize {
+			t.Fatalf("request of %d octets", len(der))
+		}
+		_, err = ParseCSR(der)
+		if !errors.Is(err, ErrKeyPolicy) || !strings.Contains(err.Error(), "e_rsa_key_too_large") || strings.Contains(err.Error(), "e_rsa_modulus_weak") {
+			t.Fatalf("ParseCSR: %v, want ErrKeyPolicy for the size alone", err)
+		}
+	})
 	t.Run("SM2 point off the curve", func(t *testing.T) {
 		key := newSM2(t)
 		spki, _ := smx509.MarshalPKIXPublicKey(key.Public())
@@ -383,6 +407,26 @@ func handCSR(curve asn1.ObjectIdentifier, point []byte) []byte {
 			b.AddASN1ObjectIdentifier(asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2})
 		})
 		b.AddASN1BitString([]byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01})
+	})
+	return b.BytesOrPanic()
+}
+
+// spkiCSR builds a request around a SubjectPublicKeyInfo, with a dummy
+// signature (the key is checked first).
+func spkiCSR(spki []byte) []byte {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1Int64(0)
+			b.AddBytes(rawName(nameAttr{oidCN, cbasn1.PrintableString, "x"}))
+			b.AddBytes(spki)
+			b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {})
+		})
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11})
+			b.AddASN1NULL()
+		})
+		b.AddASN1BitString(make([]byte, 256))
 	})
 	return b.BytesOrPanic()
 }
