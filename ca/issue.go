@@ -170,10 +170,16 @@ func (s *Service) authority(id string) (*authority, error) {
 }
 
 // replay answers a request that repeats an Idempotency-Key: the stored
-// certificate for the same request, a conflict for a different one.
-func (s *Service) replay(w http.ResponseWriter, a *authority, c *certRow, hash []byte) error {
+// certificate for the same request, with the chain of the generation that
+// issued it (a rollover may have come between), a conflict for a
+// different one.
+func (s *Service) replay(w http.ResponseWriter, c *certRow, hash []byte) error {
 	if !bytes.Equal(c.requestHash, hash) {
 		return fmt.Errorf("%w: Idempotency-Key already used for a different request", ErrConflict)
+	}
+	a, err := s.authority(c.issuer)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
 	}
 	return httpx.WriteJSON(w, http.StatusOK, s.response(a, c.serial, c.der))
 }
@@ -212,9 +218,11 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	}
 	hash := req.hash(p.Account.ID)
 	if idemKey != "" {
-		c, err := certByIdempotencyKey(ctx, s.env.DB, a.id, idemKey)
+		// The key is the requester's own, and names one request across
+		// the lineage's generations.
+		c, err := certByIdempotencyKey(ctx, s.env.DB, a.lineage, p.Account.ID, idemKey)
 		if err == nil {
-			return s.replay(w, a, c, hash)
+			return s.replay(w, c, hash)
 		}
 		if !errors.Is(err, ErrNotFound) {
 			return err
@@ -264,8 +272,8 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 		return httpx.WriteJSON(w, http.StatusCreated, s.response(a, row.serial, der))
 	case store.IsUniqueViolation(err) && idemKey != "":
 		// A concurrent request with the same Idempotency-Key stored first.
-		if c, lerr := certByIdempotencyKey(ctx, s.env.DB, a.id, idemKey); lerr == nil {
-			return s.replay(w, a, c, hash)
+		if c, lerr := certByIdempotencyKey(ctx, s.env.DB, a.lineage, p.Account.ID, idemKey); lerr == nil {
+			return s.replay(w, c, hash)
 		}
 	}
 	return fmt.Errorf("issue on %s: %w", a.id, err) // 500: nothing was stored

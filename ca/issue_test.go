@@ -23,6 +23,8 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/ca/lint"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
 )
 
 // goCSR makes a P-256 request with crypto/x509.
@@ -418,5 +420,49 @@ func TestConstrainingParents(t *testing.T) {
 	}
 	if got, err := constrainingParents(&authority{id: "x", chain: [][]byte{own, root}}); err != nil || got != nil {
 		t.Fatalf("%v, %v; want none", got, err)
+	}
+}
+
+// TestIdempotencyScope: an Idempotency-Key is the requester's own, so
+// another organisation's request with the same key neither blocks nor
+// learns of the first (no 409); and it names one request across a
+// rollover, so a retry after it answers the certificate the previous
+// generation issued, with that generation's chain, instead of issuing a
+// second one.
+func TestIdempotencyScope(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	tn.addAccount("ra-b", "org-b", policy.Confidential, policy.RoleRA)
+	tn.addAccount("operator", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	reqA := IssueRequest{CSR: csrPEM(goCSR(t, "a.example.gov.cn", "a.example.gov.cn")), Profile: "server-tls"}
+	reqB := IssueRequest{CSR: csrPEM(goCSR(t, "b.example.gov.cn", "b.example.gov.cn")), Profile: "server-tls"}
+	hdr := map[string]string{"Idempotency-Key": "order-1"}
+	if status, raw := tn.do("POST", "/api/v1/ca/ecdsa-issuing/certificates", "ra-b", reqB, hdr); status != http.StatusCreated {
+		t.Fatalf("org B: %d %s", status, raw)
+	}
+	status, out, raw := tn.issue("ecdsa-issuing", reqA, "order-1")
+	if status != http.StatusCreated {
+		t.Fatalf("org A with the key org B used: %d %s; want 201", status, raw)
+	}
+	if status, again, raw := tn.issue("ecdsa-issuing", reqA, "order-1"); status != http.StatusOK || again.Serial != out.Serial {
+		t.Fatalf("org A again: %d %s; want 200 with %s", status, raw, out.Serial)
+	}
+
+	status, first, raw := tn.issue("ecdsa-issuing", reqA, "order-2")
+	if status != http.StatusCreated {
+		t.Fatalf("order-2: %d %s", status, raw)
+	}
+	if status, raw := tn.do("POST", "/api/v1/ca/ecdsa-issuing/rollover", "operator", map[string]any{}, nil); status != http.StatusCreated {
+		t.Fatalf("rollover: %d %s", status, raw)
+	}
+	status, retry, raw := tn.issue("ecdsa-issuing", reqA, "order-2")
+	if status != http.StatusOK || retry.Serial != first.Serial || retry.Chain[0] != first.Chain[0] {
+		t.Fatalf("retry after the rollover: %d %.300s; want 200 with %s and the first generation's chain", status, raw, first.Serial)
+	}
+	if n := tn.count("SELECT COUNT(*) FROM ca_certificates WHERE idempotency_key = 'order-2'"); n != 1 {
+		t.Errorf("%d certificates for order-2, want 1", n)
+	}
+	// A new request under the key after the rollover is still a conflict.
+	if status, _, raw := tn.issue("ecdsa-issuing", reqB, "order-2"); status != http.StatusConflict {
+		t.Errorf("different request, same key, after the rollover: %d %s; want 409", status, raw)
 	}
 }
