@@ -231,8 +231,10 @@ const a07PerCombination = 30
 // profile's purpose and maximum validity): zero errors, and every warning
 // or notice must be in a07Justified.
 //
-// Certificates go through POST /api/v1/ca/{ca}/certificates, except two
-// kinds the API does not issue from an issuing CA by design: encryption
+// Certificates go through POST /api/v1/ca/{ca}/certificates, except the
+// internal profiles (ocsp-signer, tsa, node-tls, seal-maker), which the API
+// refuses and the platform's services obtain through Service.IssueFor, and
+// two kinds the API does not issue from an issuing CA by design: encryption
 // certificates (person-enc, org-enc: the key comes from the KMC, which the
 // CA service does not call yet) and sub-CA certificates (issuing CAs have
 // pathLenConstraint 0). Those are issued with the service's own path
@@ -405,6 +407,10 @@ func a07Issue(tn *testNode, profiles map[string]*profile.Profile, keys *accKeys,
 			return nil, fmt.Errorf("apply: %w", err)
 		}
 		if der, err = signLinted(res, a); err != nil {
+			return nil, err
+		}
+	} else if p.Internal {
+		if der, _, err = tn.svc.IssueFor(context.Background(), j.ca, j.profile, csrDER, rec, "service/a07"); err != nil {
 			return nil, err
 		}
 	} else {

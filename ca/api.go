@@ -51,6 +51,9 @@ type ProfileInfo struct {
 	// pathLenConstraint (absent: unconstrained).
 	CA      bool `json:"ca"`
 	PathLen *int `json:"path_len,omitempty"`
+	// Internal is set for profiles only the platform's own services
+	// obtain; POST /api/v1/ca/{ca}/certificates refuses them.
+	Internal bool `json:"internal"`
 }
 
 // Profiles describes the built-in profiles, by name.
@@ -62,7 +65,7 @@ func profileInfos(ps map[string]*profile.Profile) []ProfileInfo {
 		v, _ := p.Validity.MarshalYAML()
 		pi := ProfileInfo{Name: p.Name, Version: p.Version, Description: p.Description, Purpose: string(p.Purpose),
 			KeySource: p.KeySource, Validity: fmt.Sprint(v), KeyUsage: nonNil(p.KeyUsage), ExtKeyUsage: nonNil(p.ExtKeyUsage),
-			KeyTypes: []string{}}
+			KeyTypes: []string{}, Internal: p.Internal}
 		for _, k := range p.KeyTypes {
 			pi.KeyTypes = append(pi.KeyTypes, string(k))
 		}

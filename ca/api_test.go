@@ -58,6 +58,9 @@ func TestProfilesAPI(t *testing.T) {
 			if tls.CA || !contains(tls.ExtKeyUsage, "serverAuth") || !contains(tls.KeyUsage, "digitalSignature") || len(tls.KeyTypes) == 0 {
 				t.Errorf("server-tls: %+v", tls)
 			}
+			if tls.Internal || !byName["ocsp-signer"].Internal || !byName["tsa"].Internal {
+				t.Errorf("internal: server-tls %v, ocsp-signer %v, tsa %v; want false, true, true", tls.Internal, byName["ocsp-signer"].Internal, byName["tsa"].Internal)
+			}
 		})
 	}
 }

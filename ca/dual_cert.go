@@ -102,6 +102,9 @@ func (s *Service) encProfileFor(sign *profile.Profile, named string) (*profile.P
 	if enc.KeySource != "kmc" || enc.Purpose != lint.PurposeEnc {
 		return nil, fmt.Errorf("%w: profile %s does not certify a KMC-generated encryption key", ErrPolicy, enc.Name)
 	}
+	if enc.Internal {
+		return nil, fmt.Errorf("%w: profile %s is for the platform's own services and is not issued through the API", ErrPolicy, enc.Name)
+	}
 	return enc, nil
 }
 
@@ -123,7 +126,11 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 		return fmt.Errorf("%w: dual certificates are SM2 (GM/T 0015): the request's signing key must be SM2", ErrPolicy)
 	}
 	now := s.env.Clock.Now().UTC()
-	signRes, err := signProf.Apply(profile.Input{CSR: csr, Record: req.Record, Now: now, Issuer: a.cert, CAID: a.id, Vars: s.vars})
+	parents, err := constrainingParents(a)
+	if err != nil {
+		return err
+	}
+	signRes, err := signProf.Apply(profile.Input{CSR: csr, Record: req.Record, Now: now, Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars})
 	if err != nil {
 		return profileError(err)
 	}
@@ -136,7 +143,7 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 	if err != nil {
 		return fmt.Errorf("ca: key management centre returned a bad public key: %w", err)
 	}
-	encRes, err := encProf.Apply(profile.Input{CSR: csr, PublicKey: encPub, Record: req.Record, Now: now, Issuer: a.cert, CAID: a.id, Vars: s.vars})
+	encRes, err := encProf.Apply(profile.Input{CSR: csr, PublicKey: encPub, Record: req.Record, Now: now, Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars})
 	if err != nil {
 		return profileError(err)
 	}

@@ -17,6 +17,8 @@ import (
 // (profile, lint, serial and TBS recorded, signature, store, audit as
 // actor). cmd/govtrust hands the CA to those services as a small
 // interface, so they never import this package (ARCHITECTURE.md §1).
+// It is the only path to the internal profiles (ocsp-signer, tsa,
+// node-tls, seal-maker: profile.Profile.Internal), which the API refuses.
 //
 // It returns the certificate and the chain of the CA that signed it (the
 // CA first, up to its root).
@@ -39,7 +41,11 @@ func (s *Service) IssueFor(ctx context.Context, caID, profileName string, csrDER
 	if err != nil {
 		return nil, nil, profileError(err)
 	}
-	res, err := prof.Apply(profile.Input{CSR: csr, Record: record, Now: s.env.Clock.Now().UTC(), Issuer: a.cert, CAID: a.id, Vars: s.vars})
+	parents, err := constrainingParents(a)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := prof.Apply(profile.Input{CSR: csr, Record: record, Now: s.env.Clock.Now().UTC(), Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars})
 	if err != nil {
 		return nil, nil, profileError(err)
 	}

@@ -170,10 +170,16 @@ func (s *Service) authority(id string) (*authority, error) {
 }
 
 // replay answers a request that repeats an Idempotency-Key: the stored
-// certificate for the same request, a conflict for a different one.
-func (s *Service) replay(w http.ResponseWriter, a *authority, c *certRow, hash []byte) error {
+// certificate for the same request, with the chain of the generation that
+// issued it (a rollover may have come between), a conflict for a
+// different one.
+func (s *Service) replay(w http.ResponseWriter, c *certRow, hash []byte) error {
 	if !bytes.Equal(c.requestHash, hash) {
 		return fmt.Errorf("%w: Idempotency-Key already used for a different request", ErrConflict)
+	}
+	a, err := s.authority(c.issuer)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
 	}
 	return httpx.WriteJSON(w, http.StatusOK, s.response(a, c.serial, c.der))
 }
@@ -212,9 +218,11 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	}
 	hash := req.hash(p.Account.ID)
 	if idemKey != "" {
-		c, err := certByIdempotencyKey(ctx, s.env.DB, a.id, idemKey)
+		// The key is the requester's own, and names one request across
+		// the lineage's generations.
+		c, err := certByIdempotencyKey(ctx, s.env.DB, a.lineage, p.Account.ID, idemKey)
 		if err == nil {
-			return s.replay(w, a, c, hash)
+			return s.replay(w, c, hash)
 		}
 		if !errors.Is(err, ErrNotFound) {
 			return err
@@ -230,6 +238,12 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	if prof.CA != nil {
 		return fmt.Errorf("%w: profile %s makes CA certificates, which issuing CAs (pathLenConstraint 0) may not issue", ErrPolicy, prof.Name)
 	}
+	if prof.Internal {
+		// The platform trusts what these certificates sign or serve (OCSP
+		// answers, time stamps, seals, its own listeners): only its
+		// services obtain them, through IssueFor.
+		return fmt.Errorf("%w: profile %s is for the platform's own services and is not issued through the API", ErrPolicy, prof.Name)
+	}
 	csr, err := profile.ParseCSR([]byte(req.CSR))
 	if err != nil {
 		return profileError(err)
@@ -237,7 +251,11 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	if req.Dual {
 		return s.issueDual(w, r, a, prof, csr, &req, p)
 	}
-	res, err := prof.Apply(profile.Input{CSR: csr, Record: req.Record, Now: s.env.Clock.Now().UTC(), Issuer: a.cert, CAID: a.id, Vars: s.vars})
+	parents, err := constrainingParents(a)
+	if err != nil {
+		return err
+	}
+	res, err := prof.Apply(profile.Input{CSR: csr, Record: req.Record, Now: s.env.Clock.Now().UTC(), Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars})
 	if err != nil {
 		return profileError(err)
 	}
@@ -254,11 +272,34 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 		return httpx.WriteJSON(w, http.StatusCreated, s.response(a, row.serial, der))
 	case store.IsUniqueViolation(err) && idemKey != "":
 		// A concurrent request with the same Idempotency-Key stored first.
-		if c, lerr := certByIdempotencyKey(ctx, s.env.DB, a.id, idemKey); lerr == nil {
-			return s.replay(w, a, c, hash)
+		if c, lerr := certByIdempotencyKey(ctx, s.env.DB, a.lineage, p.Account.ID, idemKey); lerr == nil {
+			return s.replay(w, c, hash)
 		}
 	}
 	return fmt.Errorf("issue on %s: %w", a.id, err) // 500: nothing was stored
+}
+
+// oidNameConstraints is the DER of the nameConstraints OID (2.5.29.30),
+// tag and length included.
+var oidNameConstraints = []byte{0x06, 0x03, 0x55, 0x1d, 0x1e}
+
+// constrainingParents returns the certificates above a in its chain that
+// may carry nameConstraints, parsed, for profile.Input.Chain: those
+// constraints bind what a issues (RFC 5280 §6.1.3). Built-in hierarchies
+// have none, so the usual answer is nil without parsing anything.
+func constrainingParents(a *authority) ([]*smx509.Certificate, error) {
+	var out []*smx509.Certificate
+	for _, der := range a.chain[min(1, len(a.chain)):] {
+		if !bytes.Contains(der, oidNameConstraints) {
+			continue
+		}
+		c, err := smx509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("ca %s: chain certificate: %w", a.id, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // record stores an issued certificate, its audit record and its outbox

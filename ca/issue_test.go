@@ -2,6 +2,7 @@ package ca
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,15 +11,20 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/ca/lint"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
 )
 
 // goCSR makes a P-256 request with crypto/x509.
@@ -332,4 +338,131 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestInternalProfilesRefused: the profiles whose certificates the platform
+// itself trusts (a delegated OCSP responder with ocsp-nocheck, a
+// time-stamping unit, the seal maker, a node's listener with localhost) are
+// refused through the API to every caller, with a policy problem and
+// nothing stored; the platform's services still obtain them through
+// IssueFor.
+func TestInternalProfilesRefused(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(tmpl *smx509.CertificateRequest) []byte {
+		der, err := smx509.CreateCertificateRequest(rand.Reader, tmpl, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	for _, tc := range []struct {
+		profile string
+		csr     []byte
+		record  map[string]string
+	}{
+		{"ocsp-signer", mk(&smx509.CertificateRequest{Subject: pkix.Name{CommonName: "responder"}}), nil},
+		{"tsa", mk(&smx509.CertificateRequest{Subject: pkix.Name{CommonName: "time-stamping unit"}}), nil},
+		{"seal-maker", mk(&smx509.CertificateRequest{}), map[string]string{"CN": "maker", "O": "测试局"}},
+		{"node-tls", mk(&smx509.CertificateRequest{Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}), nil},
+	} {
+		t.Run(tc.profile, func(t *testing.T) {
+			before := tn.count("SELECT COUNT(*) FROM ca_certificates WHERE profile = ?", tc.profile)
+			status, hdr, raw := tn.doFull("POST", "/api/v1/ca/ecdsa-issuing/certificates", "ra",
+				IssueRequest{CSR: csrPEM(tc.csr), Profile: tc.profile, Record: tc.record}, nil)
+			if status != http.StatusUnprocessableEntity || hdr.Get("Content-Type") != "application/problem+json" ||
+				!strings.Contains(string(raw), "platform's own services") {
+				t.Fatalf("status %d %q: %.300s; want 422 problem+json naming the platform's own services", status, hdr.Get("Content-Type"), raw)
+			}
+			if n := tn.count("SELECT COUNT(*) FROM ca_certificates WHERE profile = ?", tc.profile); n != before {
+				t.Errorf("%d %s certificates stored, want %d", n, tc.profile, before)
+			}
+			der, chain, err := tn.svc.IssueFor(context.Background(), "ecdsa-issuing", tc.profile, tc.csr, tc.record, "service/test")
+			if err != nil {
+				t.Fatalf("IssueFor: %v", err)
+			}
+			if len(der) == 0 || len(chain) != 2 {
+				t.Errorf("IssueFor answered %d octets and a chain of %d", len(der), len(chain))
+			}
+		})
+	}
+}
+
+// TestConstrainingParents: the issue paths hand Apply the CAs above the
+// issuer that carry nameConstraints (an imported CA under a constrained
+// offline root), so their constraints bind what it issues; unconstrained
+// ones are not parsed.
+func TestConstrainingParents(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(cn string, permitted ...string) []byte {
+		tmpl := &smx509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+			BasicConstraintsValid: true, IsCA: true, KeyUsage: smx509.KeyUsageCertSign, PermittedDNSDomains: permitted, PermittedDNSDomainsCritical: len(permitted) > 0}
+		der, err := smx509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	own, constrained, root := mk("issuing", "example.gov.cn"), mk("constrained", "gov.cn"), mk("root")
+	got, err := constrainingParents(&authority{id: "x", chain: [][]byte{own, constrained, root}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Subject.CommonName != "constrained" {
+		t.Fatalf("got %d certificates, want the constrained parent only", len(got))
+	}
+	if got, err := constrainingParents(&authority{id: "x", chain: [][]byte{own, root}}); err != nil || got != nil {
+		t.Fatalf("%v, %v; want none", got, err)
+	}
+}
+
+// TestIdempotencyScope: an Idempotency-Key is the requester's own, so
+// another organisation's request with the same key neither blocks nor
+// learns of the first (no 409); and it names one request across a
+// rollover, so a retry after it answers the certificate the previous
+// generation issued, with that generation's chain, instead of issuing a
+// second one.
+func TestIdempotencyScope(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	tn.addAccount("ra-b", "org-b", policy.Confidential, policy.RoleRA)
+	tn.addAccount("operator", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	reqA := IssueRequest{CSR: csrPEM(goCSR(t, "a.example.gov.cn", "a.example.gov.cn")), Profile: "server-tls"}
+	reqB := IssueRequest{CSR: csrPEM(goCSR(t, "b.example.gov.cn", "b.example.gov.cn")), Profile: "server-tls"}
+	hdr := map[string]string{"Idempotency-Key": "order-1"}
+	if status, raw := tn.do("POST", "/api/v1/ca/ecdsa-issuing/certificates", "ra-b", reqB, hdr); status != http.StatusCreated {
+		t.Fatalf("org B: %d %s", status, raw)
+	}
+	status, out, raw := tn.issue("ecdsa-issuing", reqA, "order-1")
+	if status != http.StatusCreated {
+		t.Fatalf("org A with the key org B used: %d %s; want 201", status, raw)
+	}
+	if status, again, raw := tn.issue("ecdsa-issuing", reqA, "order-1"); status != http.StatusOK || again.Serial != out.Serial {
+		t.Fatalf("org A again: %d %s; want 200 with %s", status, raw, out.Serial)
+	}
+
+	status, first, raw := tn.issue("ecdsa-issuing", reqA, "order-2")
+	if status != http.StatusCreated {
+		t.Fatalf("order-2: %d %s", status, raw)
+	}
+	if status, raw := tn.do("POST", "/api/v1/ca/ecdsa-issuing/rollover", "operator", map[string]any{}, nil); status != http.StatusCreated {
+		t.Fatalf("rollover: %d %s", status, raw)
+	}
+	status, retry, raw := tn.issue("ecdsa-issuing", reqA, "order-2")
+	if status != http.StatusOK || retry.Serial != first.Serial || retry.Chain[0] != first.Chain[0] {
+		t.Fatalf("retry after the rollover: %d %.300s; want 200 with %s and the first generation's chain", status, raw, first.Serial)
+	}
+	if n := tn.count("SELECT COUNT(*) FROM ca_certificates WHERE idempotency_key = 'order-2'"); n != 1 {
+		t.Errorf("%d certificates for order-2, want 1", n)
+	}
+	// A new request under the key after the rollover is still a conflict.
+	if status, _, raw := tn.issue("ecdsa-issuing", reqB, "order-2"); status != http.StatusConflict {
+		t.Errorf("different request, same key, after the rollover: %d %s; want 409", status, raw)
+	}
 }

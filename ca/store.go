@@ -245,11 +245,13 @@ func writeOutbox(ctx context.Context, tx *store.Tx, rows []outboxRow) error {
 const certColumns = `serial, subject, profile, not_before, not_after, der, status, requester, requester_org,
 	COALESCE(idempotency_key, ''), request_hash, created_at, COALESCE(revoked_at, ''), COALESCE(revocation_reason, -1)`
 
-func scanCert(issuer string, row *sql.Row) (*certRow, error) {
+// scanCert reads a row of certColumns, then into extra the columns the
+// query selects after them.
+func scanCert(issuer string, row *sql.Row, extra ...any) (*certRow, error) {
 	r := &certRow{issuer: issuer}
 	var nb, na, created, revoked string
-	if err := row.Scan(&r.serial, &r.subject, &r.profile, &nb, &na, &r.der, &r.status, &r.requester, &r.requesterOrg,
-		&r.idempotencyKey, &r.requestHash, &created, &revoked, &r.reason); err != nil {
+	if err := row.Scan(append([]any{&r.serial, &r.subject, &r.profile, &nb, &na, &r.der, &r.status, &r.requester, &r.requesterOrg,
+		&r.idempotencyKey, &r.requestHash, &created, &revoked, &r.reason}, extra...)...); err != nil {
 		return nil, err
 	}
 	var err error
@@ -271,9 +273,30 @@ func certBySerial(ctx context.Context, db *store.DB, issuer, serial string) (*ce
 	return readCert(ctx, db, issuer, "serial = ?", serial)
 }
 
-// certByIdempotencyKey returns the certificate issued for key, or ErrNotFound.
-func certByIdempotencyKey(ctx context.Context, db *store.DB, issuer, key string) (*certRow, error) {
-	return readCert(ctx, db, issuer, "idempotency_key = ?", key)
+// certByIdempotencyKey returns the certificate a generation of lineage
+// issued for requester's request with key (the first, should a rollover
+// have raced two such requests), or ErrNotFound. A key is the requester's
+// own: another account's use of it is not found.
+func certByIdempotencyKey(ctx context.Context, db *store.DB, lineage, requester, key string) (*certRow, error) {
+	var r *certRow
+	err := db.Read(ctx, func(q store.Querier) error {
+		var issuer string
+		var err error
+		r, err = scanCert("", q.QueryRow(ctx, "SELECT "+certColumns+`, issuer_id FROM ca_certificates
+			WHERE issuer_id IN (SELECT id FROM ca_authorities WHERE lineage = ?) AND requester = ? AND idempotency_key = ?
+			ORDER BY created_at, issuer_id LIMIT 1`, lineage, requester, key), &issuer)
+		if r != nil {
+			r.issuer = issuer
+		}
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: certificate of %s for Idempotency-Key %q", ErrNotFound, lineage, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read certificate of %s for Idempotency-Key %q: %w", lineage, key, err)
+	}
+	return r, nil
 }
 
 func readCert(ctx context.Context, db *store.DB, issuer, where, arg string) (*certRow, error) {

@@ -26,18 +26,21 @@ import (
 
 // TestStore is the conformance test of the CA tables on SQLite and
 // PostgreSQL: serials are unique per issuer, an Idempotency-Key is unique
-// per issuer while requests without one coexist, and rows read back as
+// per issuer and requester while requests without one coexist, it is
+// found across the generations of a lineage, and rows read back as
 // written.
 func TestStore(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 		tx := func(fn func(tx *store.Tx) error) error { return db.Tx(ctx, fn) }
-		for _, id := range []string{"a", "b"} {
+		for _, id := range []string{"a", "b", "a-g2"} {
 			der := selfSignedCA(t, id)
-			if err := tx(func(tx *store.Tx) error {
-				return insertAuthority(ctx, tx, authorityRow{id: id, algorithm: "sm2", keyURI: "soft:ca/" + id, cert: der, created: now})
-			}); err != nil {
+			row := authorityRow{id: id, algorithm: "sm2", keyURI: "soft:ca/" + id, cert: der, created: now}
+			if id == "a-g2" {
+				row.lineage, row.generation, row.status, row.origin = "a", 2, "retired", "rollover"
+			}
+			if err := tx(func(tx *store.Tx) error { return insertAuthority(ctx, tx, row) }); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -53,7 +56,10 @@ func TestStore(t *testing.T) {
 				notBefore: now, notAfter: now.Add(time.Hour), created: now, der: []byte{1, 2, 3}, idempotencyKey: key, requestHash: []byte{9}}
 		}
 		insert := func(c *certRow) error { return tx(func(tx *store.Tx) error { return insertCert(ctx, tx, c) }) }
-		for _, c := range []*certRow{cert("a", "01aa", ""), cert("a", "01bb", ""), cert("b", "01aa", ""), cert("a", "01cc", "k1"), cert("b", "01dd", "k1")} {
+		other := cert("a", "01ff", "k1")
+		other.requester = "acct-2"
+		g2 := cert("a-g2", "01ab", "k2")
+		for _, c := range []*certRow{cert("a", "01aa", ""), cert("a", "01bb", ""), cert("b", "01aa", ""), cert("a", "01cc", "k1"), cert("b", "01dd", "k1"), other, g2} {
 			if err := insert(c); err != nil {
 				t.Fatalf("insert %s/%s: %v", c.issuer, c.serial, err)
 			}
@@ -63,9 +69,20 @@ func TestStore(t *testing.T) {
 				t.Errorf("%s: %v, want a unique violation", name, err)
 			}
 		}
-		got, err := certByIdempotencyKey(ctx, db, "a", "k1")
-		if err != nil || got.serial != "01cc" || string(got.requestHash) != "\x09" || !got.notAfter.Equal(now.Add(time.Hour)) {
+		got, err := certByIdempotencyKey(ctx, db, "a", "acct", "k1")
+		if err != nil || got.issuer != "a" || got.serial != "01cc" || string(got.requestHash) != "\x09" || !got.notAfter.Equal(now.Add(time.Hour)) {
 			t.Fatalf("by key: %+v, %v", got, err)
+		}
+		if got, err := certByIdempotencyKey(ctx, db, "a", "acct-2", "k1"); err != nil || got.serial != "01ff" {
+			t.Fatalf("by key of another requester: %+v, %v", got, err)
+		}
+		if got, err := certByIdempotencyKey(ctx, db, "a", "acct", "k2"); err != nil || got.issuer != "a-g2" || got.serial != "01ab" {
+			t.Fatalf("by key, another generation of the lineage: %+v, %v", got, err)
+		}
+		for _, c := range [][3]string{{"b", "acct", "k2"}, {"a", "acct-3", "k1"}} {
+			if _, err := certByIdempotencyKey(ctx, db, c[0], c[1], c[2]); !errors.Is(err, ErrNotFound) {
+				t.Errorf("by key %v: %v, want ErrNotFound", c, err)
+			}
 		}
 		got, err = certBySerial(ctx, db, "a", "01aa")
 		if err != nil || got.idempotencyKey != "" || got.status != "good" || string(got.der) != "\x01\x02\x03" || got.requesterOrg != "dept" || got.reason != -1 || !got.revokedAt.IsZero() {
@@ -111,13 +128,13 @@ func TestStore(t *testing.T) {
 			events = append(events, fmt.Sprintf("%s %s %s %d", ev, serial, kind, number))
 		}
 		rows.Close()
-		// The two ca_added events of the authorities come first.
-		if len(events) != 102 || events[2] != "issued 010000 NULL -1" || events[100] != "issued 010062 NULL -1" || events[101] != "crl_published  delta 7" {
-			t.Fatalf("%d outbox events: %q ... %q", len(events), events[:min(3, len(events))], events[max(0, len(events)-2):])
+		// The three ca_added events of the authorities come first.
+		if len(events) != 103 || events[3] != "issued 010000 NULL -1" || events[101] != "issued 010062 NULL -1" || events[102] != "crl_published  delta 7" {
+			t.Fatalf("%d outbox events: %q ... %q", len(events), events[:min(4, len(events))], events[max(0, len(events)-2):])
 		}
-		for i, ev := range events[2:101] {
+		for i, ev := range events[3:102] {
 			if want := fmt.Sprintf("issued 01%04x NULL -1", i); ev != want {
-				t.Fatalf("event %d: %q, want %q", i+2, ev, want)
+				t.Fatalf("event %d: %q, want %q", i+3, ev, want)
 			}
 		}
 	}, New().Migrations()...)

@@ -389,3 +389,19 @@ func oddModulus(t testing.TB, bits int) *big.Int {
 		}
 	}
 }
+
+// hugeModulus is an odd modulus of exactly bits bits divisible by 3: the
+// small-factor lint would refuse it, if it ran.
+func hugeModulus(t testing.TB, bits int) *big.Int {
+	b := randBytes(t, bits/8)
+	b[0] |= 0x80
+	n := new(big.Int).SetBytes(b)
+	n.Sub(n, new(big.Int).Mod(n, big.NewInt(3)))
+	if n.Bit(0) == 0 {
+		n.Sub(n, big.NewInt(3))
+	}
+	if n.BitLen() != bits {
+		t.Fatalf("modulus of %d bits", n.BitLen())
+	}
+	return n
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"math/big"
 	"sort"
@@ -78,7 +79,8 @@ type lintCase struct {
 	name   string
 	ec     bool // start from the ECDSA hierarchy instead of SM2
 	exp    Expect
-	der    []byte // when set, lint these octets instead of a mutation
+	der    []byte              // when set, lint these octets instead of a mutation
+	issuer *smx509.Certificate // when set, the issuer instead of the test root
 	mutate func(t *testing.T, r *rawCert)
 	errs   []string
 	warn   string
@@ -247,6 +249,13 @@ func lintCases(t *testing.T) []lintCase {
 		{name: "pathlen on leaf", mutate: ext(oidExtBasicConstraints, true, bcValue(false, 0)), errs: []string{"e_pathlen_not_ca"}},
 		{name: "nc not critical", mutate: all(makeCA, ext(oidExtNameConstraints, false, ncValue())), errs: []string{"e_nc_not_critical"}},
 		{name: "nc on leaf", mutate: ext(oidExtNameConstraints, true, ncValue()), errs: []string{"e_nc_on_leaf"}},
+		{name: "name constraints", issuer: constrainedCA(t, ncValue()), mutate: ext(oidExtSAN, false, sanValue(dnsName("www.evil.com"))),
+			errs: []string{"e_name_constraints_violated"}},
+		{name: "name constraints malformed", issuer: func() *smx509.Certificate {
+			c := *sm2CA.cert
+			c.Extensions = append(append([]pkix.Extension{}, c.Extensions...), pkix.Extension{Id: oidExtNameConstraints, Critical: true, Value: []byte{0x30, 0x02, 0xa0, 0x00}})
+			return &c
+		}(), errs: []string{"e_name_constraints_violated"}},
 		{name: "any eku", mutate: ext(oidExtExtKeyUsage, false, oidSeq(oidEKUClientAuth, oidEKUAny)), warn: "w_eku_any"},
 		{name: "empty subject no san", mutate: func(_ *testing.T, r *rawCert) { r.subject = []byte{0x30, 0} }, errs: []string{"e_san_missing_empty_subject"}},
 		{name: "empty subject san not critical", mutate: all(func(_ *testing.T, r *rawCert) { r.subject = []byte{0x30, 0} },
@@ -258,6 +267,7 @@ func lintCases(t *testing.T) []lintCase {
 		{name: "dns internal", mutate: ext(oidExtSAN, false, sanValue(dnsName("intranet.local"))), warn: "w_san_dns_internal"},
 		{name: "ip 5 octets", mutate: ext(oidExtSAN, false, sanValue(gn{7, []byte{10, 0, 0, 1, 5}})), errs: []string{"e_san_ip_length", "e_x509_parse"}},
 		{name: "email invalid", mutate: ext(oidExtSAN, false, sanValue(gn{1, []byte("not-a-mailbox")})), errs: []string{"e_san_email_invalid"}},
+		{name: "email control characters", mutate: ext(oidExtSAN, false, sanValue(gn{1, []byte("a\x1bb\x7f\x01@example.gov.cn")})), errs: []string{"e_san_email_invalid"}},
 		{name: "uri relative", mutate: ext(oidExtSAN, false, sanValue(gn{6, []byte("relative/path")})), errs: []string{"e_san_uri_invalid"}},
 		{name: "crldp ftp", mutate: ext(oidExtCRLDP, false, crldpValue("ftp://pki.example.gov.cn/a.crl")), errs: []string{"e_url_invalid"}},
 		{name: "crldp https", mutate: ext(oidExtCRLDP, false, crldpValue("https://pki.example.gov.cn/a.crl")), warn: "w_url_https"},
@@ -270,6 +280,7 @@ func lintCases(t *testing.T) []lintCase {
 		{name: "spki malformed", ec: true, mutate: spki(spkiDER(oidPublicKeyRSA, []byte{5, 0}, []byte{1, 2, 3})), errs: []string{"e_spki_malformed", "e_x509_parse"}},
 		{name: "ed25519", ec: true, mutate: spki(edSPKI), errs: []string{"e_key_algorithm_not_allowed"}},
 		{name: "rsa without null", ec: true, mutate: rsaSigned(rsaSPKI(n2048, 65537, false)), errs: []string{"e_rsa_params_not_null", "e_x509_parse"}},
+		{name: "rsa 16384", ec: true, mutate: rsaSigned(rsaSPKI(hugeModulus(t, 16384), 65537, true)), errs: []string{"e_rsa_key_too_large"}},
 		{name: "rsa 1024", ec: true, mutate: rsaSigned(rsaSPKI(oddModulus(t, 1024), 65537, true)), errs: []string{"e_rsa_key_too_small"}},
 		{name: "rsa 2047", ec: true, mutate: rsaSigned(rsaSPKI(oddModulus(t, 2047), 65537, true)), errs: []string{"e_rsa_key_too_small", "e_rsa_modulus_not_mod8"}},
 		{name: "rsa 2049", ec: true, mutate: rsaSigned(rsaSPKI(oddModulus(t, 2049), 65537, true)), errs: []string{"e_rsa_modulus_not_mod8"}},
@@ -313,6 +324,10 @@ func lintCases(t *testing.T) []lintCase {
 			errs:   []string{"e_tls_server_san_missing"}},
 		{name: "tls cn not in san", exp: Expect{Purpose: PurposeTLSServer}, ec: true,
 			mutate: all(ext(oidExtExtKeyUsage, false, oidSeq(oidEKUServerAuth)), subj(ps(oidAttrC, "CN"), ps(oidCN, "other.example.gov.cn")),
+				ext(oidExtSAN, false, sanValue(dnsName("www.example.gov.cn")))),
+			errs: []string{"e_tls_cn_not_in_san"}},
+		{name: "tls cn differs from san in case", exp: Expect{Purpose: PurposeTLSServer},
+			mutate: all(ext(oidExtExtKeyUsage, false, oidSeq(oidEKUServerAuth)), subj(ps(oidAttrC, "CN"), ps(oidCN, "WWW.example.gov.cn")),
 				ext(oidExtSAN, false, sanValue(dnsName("www.example.gov.cn")))),
 			errs: []string{"e_tls_cn_not_in_san"}},
 		{name: "ocsp signer eku", exp: Expect{Purpose: PurposeOCSPSigner}, errs: []string{"e_ocsp_signer_eku_missing"}},
@@ -375,7 +390,11 @@ func TestLints(t *testing.T) {
 			}
 			// zlint's verdicts on these hand-made faults are tested in
 			// TestZlint; here only govtrust's own lints are compared.
-			fs := Check(der, ca.cert, tc.exp)
+			issuer := ca.cert
+			if tc.issuer != nil {
+				issuer = tc.issuer
+			}
+			fs := Check(der, issuer, tc.exp)
 			got := ownNames(names2(fs, Error))
 			want := append([]string(nil), tc.errs...)
 			sort.Strings(want)

@@ -3,6 +3,7 @@ package lint
 import (
 	"bytes"
 	"encoding/asn1"
+	"net"
 	"net/url"
 	"strings"
 )
@@ -240,6 +241,32 @@ func init() {
 			return nil
 		})
 
+	register("e_name_constraints_violated", Error, "RFC 5280 §4.2.1.10, §6.1.3 (b), (c)",
+		"the subject and subjectAltName must lie within the issuing CA's permitted subtrees and outside its excluded ones",
+		func(c *ctx) []string {
+			if c.issuer == nil || (c.hasSAN && !c.sanOK) {
+				return nil // self-signed; a malformed SAN is its own finding
+			}
+			names := Names{Subject: c.raw.subject}
+			for _, n := range c.san {
+				switch n.tag {
+				case gnDNS:
+					names.DNS = append(names.DNS, string(n.value))
+				case gnIP:
+					names.IP = append(names.IP, net.IP(n.value))
+				case gnEmail:
+					names.Email = append(names.Email, string(n.value))
+				case gnURI:
+					names.URI = append(names.URI, string(n.value))
+				}
+			}
+			out, err := CheckNameConstraints(c.issuer, names)
+			if err != nil {
+				return one("%v", err)
+			}
+			return out
+		})
+
 	register("w_eku_any", Warning, "RFC 5280 §4.2.1.12; BR §7.1.2.7.10",
 		"anyExtendedKeyUsage lets the key be used for any purpose",
 		func(c *ctx) []string {
@@ -327,17 +354,15 @@ func init() {
 		})
 
 	register("e_san_email_invalid", Error, "RFC 5280 §4.2.1.6; RFC 5321 §4.1.2",
-		"rfc822Name must be an ASCII addr-spec local@domain",
+		"rfc822Name must be a Mailbox: Dot-string local part @ a DNS domain",
 		func(c *ctx) []string {
 			var out []string
 			for _, n := range c.san {
 				if n.tag != 1 {
 					continue
 				}
-				v := string(n.value)
-				at := strings.LastIndexByte(v, '@')
-				if at <= 0 || !isIA5(v) || ValidDNSName(v[at+1:], false) != nil || strings.ContainsAny(v[:at], " \t\"<>()[]\\,;:@") {
-					out = append(out, "rfc822Name "+strconvQuote(v)+" is not a mailbox")
+				if err := ValidMailbox(string(n.value)); err != nil {
+					out = append(out, "rfc822Name "+strconvQuote(string(n.value))+" is not a mailbox: "+err.Error())
 				}
 			}
 			return out

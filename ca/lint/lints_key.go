@@ -8,6 +8,14 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
+// MaxRSABits is the largest RSA modulus govtrust certifies.
+const MaxRSABits = 8192
+
+// oversized reports an RSA modulus above MaxRSABits. e_rsa_key_too_large
+// refuses it, and the factoring lints skip it: on a modulus of the size a
+// 64 KiB request can carry (≈ 500,000 bits) they cost seconds of CPU.
+func oversized(k *spkiInfo) bool { return k.n.BitLen() > MaxRSABits }
+
 // parseAlgID reads an AlgorithmIdentifier element.
 func parseAlgID(der []byte) (id asn1.ObjectIdentifier, params []byte, ok bool) {
 	in := cryptobyte.String(der)
@@ -128,6 +136,15 @@ func init() {
 			return nil
 		})
 
+	registerKey("e_rsa_key_too_large", Error, "govtrust policy (BR §6.1.5 sets no maximum)",
+		"RSA moduli must be at most 8192 bits: larger ones buy nothing and make every verification slow",
+		func(c *ctx) []string {
+			if c.key != nil && c.key.kind == keyRSA && c.key.n.BitLen() > MaxRSABits {
+				return one("RSA modulus of %d bits exceeds %d", c.key.n.BitLen(), MaxRSABits)
+			}
+			return nil
+		})
+
 	registerKey("e_rsa_modulus_not_mod8", Error, "BR §6.1.5",
 		"the RSA modulus size in bits must be evenly divisible by 8",
 		func(c *ctx) []string {
@@ -149,7 +166,7 @@ func init() {
 	registerKey("e_rsa_modulus_weak", Error, "BR §6.1.1.3 (weak keys)",
 		"the RSA modulus must have no small prime factor",
 		func(c *ctx) []string {
-			if c.key != nil && c.key.kind == keyRSA {
+			if c.key != nil && c.key.kind == keyRSA && !oversized(c.key) {
 				if p := rsaSmallFactor(c.key.n); p != 0 {
 					return one("RSA modulus divisible by %d", p)
 				}
@@ -160,7 +177,7 @@ func init() {
 	registerKey("e_rsa_fermat_factorable", Error, "BR §6.1.1.3 (4)",
 		"the RSA modulus must not be factorable by 100 rounds of Fermat's method (primes too close)",
 		func(c *ctx) []string {
-			if c.key != nil && c.key.kind == keyRSA && c.key.n.BitLen() >= 64 && rsaFermatFactor(c.key.n) {
+			if c.key != nil && c.key.kind == keyRSA && c.key.n.BitLen() >= 64 && !oversized(c.key) && rsaFermatFactor(c.key.n) {
 				return one("RSA modulus factors by Fermat's method within %d rounds", fermatRounds)
 			}
 			return nil
@@ -169,7 +186,7 @@ func init() {
 	registerKey("e_rsa_roca", Error, "BR §6.1.1.3; CVE-2017-15361",
 		"the RSA modulus must not carry the ROCA (Infineon RSALib) fingerprint",
 		func(c *ctx) []string {
-			if c.key != nil && c.key.kind == keyRSA && rsaROCA(c.key.n) {
+			if c.key != nil && c.key.kind == keyRSA && !oversized(c.key) && rsaROCA(c.key.n) {
 				return one("RSA modulus has the ROCA fingerprint")
 			}
 			return nil

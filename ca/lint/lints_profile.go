@@ -261,13 +261,15 @@ func init() {
 		})
 }
 
-// sanContains reports whether v equals a dNSName (case-insensitively) or
-// the text form of an iPAddress in the subjectAltName.
+// sanContains reports whether v is byte for byte a dNSName or the text
+// form of an iPAddress in the subjectAltName (BR §7.1.4.3: the CN is
+// "byte-for-byte identical" to one of them; a CN differing in case is
+// refused by zlint too).
 func (c *ctx) sanContains(v string) bool {
 	for _, n := range c.san {
 		switch n.tag {
 		case 2:
-			if strings.EqualFold(string(n.value), v) {
+			if string(n.value) == v {
 				return true
 			}
 		case 7:

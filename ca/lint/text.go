@@ -162,6 +162,48 @@ func ValidDNSName(name string, allowWildcard bool) error {
 	return nil
 }
 
+// ValidMailbox checks an rfc822Name (RFC 5280 §4.2.1.6: a Mailbox of
+// RFC 5321 §4.1.2): a Dot-string local part of at most 64 octets (atoms of
+// RFC 5322 atext joined by single dots, so no control character, space or
+// quoting) and a domain that passes ValidDNSName (no address literal); at
+// most 254 octets in all (RFC 5321 §4.5.3.1).
+func ValidMailbox(addr string) error {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return errors.New("no @ between local part and domain")
+	}
+	if len(addr) > 254 {
+		return fmt.Errorf("%d octets exceeds 254", len(addr))
+	}
+	local, domain := addr[:at], addr[at+1:]
+	if local == "" || len(local) > 64 {
+		return fmt.Errorf("local part of %d octets, want 1 to 64", len(local))
+	}
+	for _, atom := range strings.Split(local, ".") {
+		if atom == "" {
+			return errors.New("local part has an empty atom (leading, trailing or double dot)")
+		}
+		for i := 0; i < len(atom); i++ {
+			if !isAtext(atom[i]) {
+				return fmt.Errorf("local part contains %q, outside RFC 5322 atext (quoted local parts are not accepted)", atom[i])
+			}
+		}
+	}
+	if err := ValidDNSName(domain, false); err != nil {
+		return fmt.Errorf("domain: %w", err)
+	}
+	return nil
+}
+
+// isAtext: RFC 5322 §3.2.3 atext, printable ASCII except specials.
+func isAtext(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+}
+
 func allDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {

@@ -49,6 +49,11 @@ func TestPublicKey(t *testing.T) {
 		{"rsa1024", spki(r1024.Public()), "e_rsa_key_too_small"},
 		{"p192", spkiDER(oidPublicKeyEC, oidParam(oidCurveP192), append([]byte{4}, make([]byte, 48)...)), "e_ec_curve_not_allowed"},
 		{"garbage", []byte{1, 2, 3}, "e_spki_malformed"},
+		// Refused for its size alone: the factoring lints, which would
+		// find the factor 3, do not run on it (a 400,000-bit modulus fits
+		// a 64 KiB request and cost them seconds).
+		{"rsa8200", rsaSPKI(hugeModulus(t, 8200), 65537, true), "e_rsa_key_too_large"},
+		{"rsa400000", rsaSPKI(hugeModulus(t, 400000), 65537, true), "e_rsa_key_too_large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := PublicKey(tc.der)
@@ -148,6 +153,25 @@ func TestValidDNSName(t *testing.T) {
 	for name, internal := range map[string]bool{"intranet": true, "a.local": true, "x.internal": true, "a.home.arpa": true, "www.example.gov.cn": false} {
 		if IsInternalName(name) != internal {
 			t.Errorf("IsInternalName(%q) = %v", name, !internal)
+		}
+	}
+}
+
+// TestValidMailbox: an rfc822Name is an RFC 5321 Mailbox with a Dot-string
+// local part; control characters, quoting and address literals are not.
+func TestValidMailbox(t *testing.T) {
+	for _, ok := range []string{"a@example.gov.cn", "first.last+tag@example.gov.cn", "o'brien@EXAMPLE.gov.cn", "x!#$%&*/=?^_`{|}~-@a.example.cn",
+		strings.Repeat("a", 64) + "@example.gov.cn"} {
+		if err := ValidMailbox(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "no-at", "@example.gov.cn", "a@", "a\x1b@example.gov.cn", "a\x7f@example.gov.cn", "a\x01b@example.gov.cn",
+		"a b@example.gov.cn", "\"a\"@example.gov.cn", ".a@example.gov.cn", "a.@example.gov.cn", "a..b@example.gov.cn", "a@b@example.gov.cn",
+		"a@[218.85.152.99]", "a@example_x.gov.cn", "张@example.gov.cn", strings.Repeat("a", 65) + "@example.gov.cn",
+		"a@" + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 63) + "." + strings.Repeat("e", 61)} {
+		if err := ValidMailbox(bad); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }

@@ -36,6 +36,11 @@ type Input struct {
 	Now time.Time
 	// Issuer is the issuing CA's certificate.
 	Issuer *smx509.Certificate
+	// Chain holds the CA certificates above Issuer that are known, nearest
+	// first. Their nameConstraints bind the new certificate as the
+	// issuer's do (RFC 5280 §6.1.3); certificates without them may be
+	// left out.
+	Chain []*smx509.Certificate
 	// CAID names the issuing CA in URL templates ({ca}).
 	CAID string
 	// Vars fill the other {name}s of URL templates, e.g. "base" =
@@ -141,6 +146,9 @@ func (p *Profile) Apply(in Input) (*Result, error) {
 	}
 	if len(subject.Names) == 0 && sans.count() == 0 {
 		return nil, fmt.Errorf("%w: empty subject and no subjectAltName (RFC 5280 §4.1.2.6)", ErrPolicy)
+	}
+	if err := checkNameConstraints(in, rawSubject, sans); err != nil {
+		return nil, err
 	}
 	nb, na, err := p.validity(in, note)
 	if err != nil {
@@ -404,6 +412,12 @@ func (p *Profile) buildSubject(in Input, note func(string, ...any)) ([]byte, pki
 			}
 			continue
 		}
+		if a.name == "CN" && p.SAN.CNInSAN {
+			if c := canonicalHostCN(v); c != v {
+				note("CN %q written %q, byte for byte its subjectAltName entry (BR §7.1.4.3)", v, c)
+				v = c
+			}
+		}
 		max := rule.MaxLen
 		if max == 0 {
 			max = lint.AttributeMaxLen(a.oid)
@@ -440,6 +454,25 @@ func (p *Profile) buildSubject(in Input, note func(string, ...any)) ([]byte, pki
 	}
 	name.FillFromRDNSequence(&parsed)
 	return der, name, cn, nil
+}
+
+// canonicalHostCN writes a CN that names a host the way its subjectAltName
+// entry is written: an IP address in its canonical text form (IPv4 dotted
+// quad, also for an IPv4-mapped address; RFC 5952 for IPv6), a DNS name in
+// lower case (buildSAN lower-cases dNSNames). BR §7.1.4.3 wants the CN
+// byte for byte one of the SAN values, and zlint compares it so. Non-ASCII
+// values are left for buildSAN to refuse as host names.
+func canonicalHostCN(cn string) string {
+	if ip := net.ParseIP(cn); ip != nil {
+		if v4 := ip.To4(); v4 != nil {
+			return v4.String()
+		}
+		return ip.String()
+	}
+	if isASCII(cn) {
+		return strings.ToLower(cn)
+	}
+	return cn
 }
 
 // checkBRSubject applies the subject rule of BR §7.1.2.7.4 (Organization
@@ -582,15 +615,33 @@ func (p *Profile) buildSAN(req *sanRequest, cn string, note func(string, ...any)
 	return out, nil
 }
 
-// checkEmail accepts an ASCII addr-spec local@domain (RFC 5280 §4.2.1.6
-// rfc822Name is an IA5String mailbox).
-func checkEmail(e string) error {
-	at := strings.LastIndexByte(e, '@')
-	if at <= 0 || len(e) > 254 || !isASCII(e) || strings.ContainsAny(e[:at], " \t\r\n\x00\"<>()[]\\,;:@") {
-		return fmt.Errorf("%w: rfc822Name %q is not a mailbox", ErrPolicy, e)
+// checkNameConstraints refuses names outside the nameConstraints of the
+// issuer or of a CA above it: every relying party that validates the path
+// would reject the certificate (RFC 5280 §4.2.1.10, §6.1.3 (b), (c)). The
+// subject is checked as a directoryName, the subjectAltName entries by
+// type.
+func checkNameConstraints(in Input, rawSubject []byte, sans *sanSet) error {
+	names := lint.Names{Subject: rawSubject, DNS: sans.dns, IP: sans.ip, Email: sans.email}
+	for _, u := range sans.uri {
+		names.URI = append(names.URI, u.String())
 	}
-	if err := lint.ValidDNSName(e[at+1:], false); err != nil {
-		return fmt.Errorf("%w: rfc822Name %q: %w", ErrPolicy, e, err)
+	for _, ca := range append([]*smx509.Certificate{in.Issuer}, in.Chain...) {
+		v, err := lint.CheckNameConstraints(ca, names)
+		if err != nil {
+			return fmt.Errorf("%w: the issuing chain's %w", ErrPolicy, err)
+		}
+		if len(v) > 0 {
+			return fmt.Errorf("%w: outside the name constraints of CA %q (RFC 5280 §4.2.1.10): %s", ErrPolicy, ca.Subject.String(), strings.Join(v, "; "))
+		}
+	}
+	return nil
+}
+
+// checkEmail accepts a Mailbox of RFC 5321 §4.1.2 (RFC 5280 §4.2.1.6):
+// Dot-string local part, DNS domain (lint.ValidMailbox).
+func checkEmail(e string) error {
+	if err := lint.ValidMailbox(e); err != nil {
+		return fmt.Errorf("%w: rfc822Name %q is not a mailbox: %w", ErrPolicy, e, err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,10 @@ func TestCSRAbuse(t *testing.T) {
 		{"documentation IP", server, &smx509.CertificateRequest{IPAddresses: []net.IP{net.ParseIP("192.0.2.10")}}, ErrPolicy, "reserved"},
 		{"TLD not in the root zone", server, &smx509.CertificateRequest{DNSNames: []string{"portal.gov.zz"}}, ErrPolicy, "internal name"},
 		{"SAN type not allowed", server, &smx509.CertificateRequest{DNSNames: []string{"a.example.gov.cn"}, EmailAddresses: []string{"a@example.gov.cn"}}, ErrPolicy, "rfc822Name"},
+		{"control characters in rfc822Name", client, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "app"}, EmailAddresses: []string{"a\x1bb\x7f\x01@example.gov.cn"}}, ErrPolicy, "not a mailbox"},
+		{"quoted rfc822Name", client, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "app"}, EmailAddresses: []string{`"a b"@example.gov.cn`}}, ErrPolicy, "atext"},
+		{"rfc822Name double dot", client, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "app"}, EmailAddresses: []string{"a..b@example.gov.cn"}}, ErrPolicy, "empty atom"},
+		{"rfc822Name address literal", client, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "app"}, EmailAddresses: []string{"a@[218.85.152.99]"}}, ErrPolicy, "domain"},
 		{"URI not allowed", server, &smx509.CertificateRequest{DNSNames: []string{"a.example.gov.cn"}, URIs: []*url.URL{{Scheme: "https", Host: "a"}}}, ErrPolicy, "URI"},
 		{"CN not a host", server, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "张三"}, DNSNames: []string{"a.example.gov.cn"}}, ErrPolicy, "CN must be a host name"},
 		{"no SAN at all", server, &smx509.CertificateRequest{}, ErrPolicy, "at least 1"},
@@ -292,6 +297,30 @@ func TestWeakKeys(t *testing.T) {
 			t.Fatalf("ParseCSR: %v", err)
 		}
 	})
+	t.Run("RSA far above 8192 bits", func(t *testing.T) {
+		// A 400,000-bit modulus fits a 64 KiB request. It is refused for
+		// its size before the factoring lints run (which would take
+		// seconds on it, and would find the factor 3 built into it).
+		b := randBytes(t, 50000)
+		b[0] |= 0x80
+		n := new(big.Int).SetBytes(b)
+		n.Sub(n, new(big.Int).Mod(n, big.NewInt(3)))
+		if n.Bit(0) == 0 {
+			n.Sub(n, big.NewInt(3))
+		}
+		spki, err := smx509.MarshalPKIXPublicKey(&rsa.PublicKey{N: n, E: 65537})
+		if err != nil {
+			t.Fatal(err)
+		}
+		der := spkiCSR(spki)
+		if len(der) > MaxCSRSize {
+			t.Fatalf("request of %d octets", len(der))
+		}
+		_, err = ParseCSR(der)
+		if !errors.Is(err, ErrKeyPolicy) || !strings.Contains(err.Error(), "e_rsa_key_too_large") || strings.Contains(err.Error(), "e_rsa_modulus_weak") {
+			t.Fatalf("ParseCSR: %v, want ErrKeyPolicy for the size alone", err)
+		}
+	})
 	t.Run("SM2 point off the curve", func(t *testing.T) {
 		key := newSM2(t)
 		spki, _ := smx509.MarshalPKIXPublicKey(key.Public())
@@ -378,6 +407,26 @@ func handCSR(curve asn1.ObjectIdentifier, point []byte) []byte {
 			b.AddASN1ObjectIdentifier(asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2})
 		})
 		b.AddASN1BitString([]byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01})
+	})
+	return b.BytesOrPanic()
+}
+
+// spkiCSR builds a request around a SubjectPublicKeyInfo, with a dummy
+// signature (the key is checked first).
+func spkiCSR(spki []byte) []byte {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1Int64(0)
+			b.AddBytes(rawName(nameAttr{oidCN, cbasn1.PrintableString, "x"}))
+			b.AddBytes(spki)
+			b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {})
+		})
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11})
+			b.AddASN1NULL()
+		})
+		b.AddASN1BitString(make([]byte, 256))
 	})
 	return b.BytesOrPanic()
 }
@@ -536,6 +585,64 @@ func TestNameConstraints(t *testing.T) {
 	}
 }
 
+// TestIssuerNameConstraints: a CA with nameConstraints (here one made by
+// the sub-ca profile: permitted gov.cn, excluded 218.85.152.0/24) issues
+// only names its relying parties accept; a name outside, from the request
+// or under a CA further up the chain, is a policy refusal, not a
+// certificate every verifier rejects.
+func TestIssuerNameConstraints(t *testing.T) {
+	sm2ca, _ := cas(t)
+	src, _ := BuiltinYAML("sub-ca")
+	y := strings.Replace(string(src), "ca:\n  path_len: 0\n", "ca:\n  path_len: 0\nname_constraints:\n  permitted_dns: [gov.cn]\n  excluded_ip: [218.85.152.0/24]\n", 1)
+	p, err := Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subKey := newSM2(t)
+	res, err := p.Apply(input(sm2ca, makeCSR(t, subKey, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "受限 CA"}})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := &testCA{name: "constrained", cert: issue(t, sm2ca, res), key: subKey}
+	roots := smx509.NewCertPool()
+	roots.AddCert(sm2ca.cert)
+	inter := smx509.NewCertPool()
+	inter.AddCert(sub.cert)
+
+	tlsProf := builtinProfile(t, "server-tls")
+	csr := func(cn string, dns []string, ips ...net.IP) *smx509.CertificateRequest {
+		return makeCSR(t, newSM2(t), &smx509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: dns, IPAddresses: ips})
+	}
+	res, err = tlsProf.Apply(input(sub, csr("www.example.gov.cn", nil, net.ParseIP("218.85.153.1"))))
+	if err != nil {
+		t.Fatalf("names within the constraints: %v", err)
+	}
+	leaf := issue(t, sub, res)
+	if _, err := leaf.Verify(smx509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: "www.example.gov.cn", CurrentTime: testNow}); err != nil {
+		t.Fatalf("the issued certificate does not verify: %v", err)
+	}
+
+	chained := input(sm2ca, csr("www.evil.com", nil))
+	chained.Chain = []*smx509.Certificate{sub.cert}
+	for _, tc := range []struct {
+		name string
+		in   Input
+		want string
+	}{
+		{"CN outside", input(sub, csr("www.evil.com", nil)), `dNSName "www.evil.com" is not within the permitted subtrees "gov.cn"`},
+		{"SAN outside", input(sub, csr("", []string{"a.example.gov.cn", "b.example.org"})), `dNSName "b.example.org"`},
+		{"excluded address", input(sub, csr("", []string{"a.example.gov.cn"}, net.ParseIP("218.85.152.99"))), "iPAddress 218.85.152.99 is within the excluded subtree 218.85.152.0/24"},
+		{"constrained CA above the issuer", chained, `outside the name constraints of CA "CN=受限 CA`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tlsProf.Apply(tc.in)
+			if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v; want ErrPolicy mentioning %s", err, tc.want)
+			}
+		})
+	}
+}
+
 // TestPrivateTLSLoopback: the node-tls profile (tls-server-private, internal
 // addresses allowed) certifies loopback addresses and single-label names,
 // which server-tls refuses; unspecified and multicast addresses stay
@@ -558,5 +665,55 @@ func TestPrivateTLSLoopback(t *testing.T) {
 		if _, err := node.Apply(input(ecca, bad)); !errors.Is(err, ErrPolicy) {
 			t.Errorf("node-tls with %s: %v, want ErrPolicy", ip, err)
 		}
+	}
+}
+
+// TestCNCanonical: a CN that names a host is written exactly as its
+// subjectAltName entry (BR §7.1.4.3 byte-for-byte): a DNS name in lower
+// case, an address in canonical form; the result lints clean, zlint
+// included for ECDSA. Profiles that do not put the CN in the SAN keep it as
+// requested.
+func TestCNCanonical(t *testing.T) {
+	sm2ca, ecca := cas(t)
+	tlsProf := builtinProfile(t, "server-tls")
+	for _, tc := range []struct {
+		ca      *testCA
+		cn      string
+		wantCN  string
+		wantDNS []string
+		wantIP  string
+	}{
+		{sm2ca, "Portal.Example.gov.cn", "portal.example.gov.cn", []string{"portal.example.gov.cn"}, ""},
+		{ecca, "Portal.Example.gov.cn", "portal.example.gov.cn", []string{"portal.example.gov.cn"}, ""},
+		{ecca, "2400:3200:0000::0001", "2400:3200::1", nil, "2400:3200::1"},
+		{ecca, "::ffff:218.85.152.99", "218.85.152.99", nil, "218.85.152.99"},
+	} {
+		t.Run(tc.ca.name+"/"+tc.cn, func(t *testing.T) {
+			var key crypto.Signer = newEC(t, elliptic.P256())
+			if tc.ca == sm2ca {
+				key = newSM2(t)
+			}
+			res, err := tlsProf.Apply(input(tc.ca, makeCSR(t, key, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: tc.cn}})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert := issue(t, tc.ca, res)
+			if cert.Subject.CommonName != tc.wantCN || !slices.Equal(cert.DNSNames, tc.wantDNS) {
+				t.Errorf("CN %q DNS %q, want %q %q", cert.Subject.CommonName, cert.DNSNames, tc.wantCN, tc.wantDNS)
+			}
+			if tc.wantIP != "" && (len(cert.IPAddresses) != 1 || cert.IPAddresses[0].String() != tc.wantIP) {
+				t.Errorf("IP %v, want %s", cert.IPAddresses, tc.wantIP)
+			}
+			if !hasNote(res, "byte for byte") {
+				t.Errorf("no note of the rewritten CN: %q", res.Notes)
+			}
+		})
+	}
+	res, err := builtinProfile(t, "client-tls").Apply(input(sm2ca, makeCSR(t, newSM2(t), &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "App.Example"}})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cn := res.Template.Subject.CommonName; cn != "App.Example" {
+		t.Errorf("client-tls CN %q, want it as requested", cn)
 	}
 }

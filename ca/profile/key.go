@@ -14,10 +14,6 @@ import (
 	"github.com/govtrust/govtrust/ca/lint"
 )
 
-// maxRSABits bounds RSA keys: larger moduli buy nothing and make every
-// verification slow (a cheap denial of service on relying parties).
-const maxRSABits = 8192
-
 // parse splits a KeyType into its family ("sm2", "ecdsa-p256", "ecdsa-p384",
 // "rsa") and, for RSA, the minimum modulus size.
 func (k KeyType) parse() (family string, minBits int, err error) {
@@ -69,7 +65,9 @@ func CheckPublicKey(pub crypto.PublicKey, allowed []KeyType) error {
 
 // checkSPKI runs the key lints on a SubjectPublicKeyInfo and then the
 // profile's type list on the parsed key (pub may be nil when the SPKI did
-// not parse; the lints have refused it by then).
+// not parse; the lints have refused it by then). The lints refuse an RSA
+// modulus above lint.MaxRSABits (a cheap denial of service on relying
+// parties) before any costly check of its factors.
 func checkSPKI(spki []byte, pub crypto.PublicKey, allowed []KeyType) error {
 	if errs := lint.Errors(lint.PublicKey(spki)); len(errs) > 0 {
 		msgs := make([]string, len(errs))
@@ -79,9 +77,6 @@ func checkSPKI(spki []byte, pub crypto.PublicKey, allowed []KeyType) error {
 		return fmt.Errorf("%w: %s", ErrKeyPolicy, strings.Join(msgs, "; "))
 	}
 	family, bits := keyFamily(pub)
-	if family == "rsa" && bits > maxRSABits {
-		return fmt.Errorf("%w: RSA key of %d bits exceeds %d", ErrKeyPolicy, bits, maxRSABits)
-	}
 	if allowed == nil {
 		return nil
 	}

@@ -174,6 +174,13 @@ type Profile struct {
 	AIA         AIA            `yaml:"aia"`
 	Identity    []IdentityRule `yaml:"identity"`
 	OCSPNoCheck bool           `yaml:"ocsp_no_check"`
+	// Internal marks a profile the platform issues only to its own
+	// services (the OCSP responder, the TSA's units, the seal maker, a
+	// node's HTTPS listener) through the CA service's internal path: the
+	// platform trusts what such a certificate signs or serves, so the
+	// issue API refuses it to every caller. Purposes ocsp-signer, tsa and
+	// tls-server-private are internal by nature and must set it.
+	Internal bool `yaml:"internal"`
 }
 
 // maxProfileSize bounds a profile file; real ones are a few KiB.
@@ -349,6 +356,16 @@ func (p *Profile) Validate() error {
 	}
 	p.validateURLs(bad)
 	p.validateIdentity(bad)
+	switch p.Purpose {
+	case lint.PurposeOCSPSigner, lint.PurposeTSA, lint.PurposeTLSPrivate:
+		// A delegated responder speaks for the CA (RFC 6960 §4.2.2.2), the
+		// platform's verifiers accept any time-stamping unit chaining to
+		// its roots, and a private TLS server is one of the platform's
+		// listeners: none may go to a subscriber.
+		if !p.Internal {
+			bad("purpose %s needs internal: true (only the platform's own services hold such certificates)", p.Purpose)
+		}
+	}
 	if p.NameConstraints != nil {
 		if p.CA == nil {
 			bad("name_constraints need a CA profile")

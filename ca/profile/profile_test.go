@@ -38,6 +38,19 @@ func TestBuiltinNames(t *testing.T) {
 	}
 }
 
+// TestBuiltinInternal: the profiles whose certificates the platform itself
+// trusts (a delegated OCSP responder, a time-stamping unit, a node's
+// listener, the seal maker) are internal, so the issue API refuses them;
+// the subscriber profiles are not.
+func TestBuiltinInternal(t *testing.T) {
+	want := map[string]bool{"ocsp-signer": true, "tsa": true, "node-tls": true, "seal-maker": true}
+	for name, p := range Builtin() {
+		if p.Internal != want[name] {
+			t.Errorf("%s: internal %v, want %v", name, p.Internal, want[name])
+		}
+	}
+}
+
 // csrFor builds a request a subscriber of profile p would send.
 func csrFor(t *testing.T, p *Profile, key crypto.Signer) *smx509.CertificateRequest {
 	tmpl := &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "张三"}}
@@ -227,6 +240,9 @@ func TestValidate(t *testing.T) {
 		{"server-tls", "dns: {max: 100}", "dns: {max: 100, internal: true}", "san.dns.internal"},
 		{"client-tls", "email: {max: 1}", "email: {max: 1, internal: true}", "internal applies to dns and ip"},
 		{"sub-ca", "CN: {source: csr, required: true}", "CN: {source: csr}", "requires a CN"},
+		{"ocsp-signer", "internal: true", "internal: false", "needs internal: true"},
+		{"tsa", "internal: true", "internal: false", "needs internal: true"},
+		{"node-tls", "internal: true", "internal: false", "needs internal: true"},
 	} {
 		t.Run(tc.profile+"/"+tc.want, func(t *testing.T) {
 			src, _ := BuiltinYAML(tc.profile)
