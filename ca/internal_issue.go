@@ -23,6 +23,19 @@ import (
 // It returns the certificate and the chain of the CA that signed it (the
 // CA first, up to its root).
 func (s *Service) IssueFor(ctx context.Context, caID, profileName string, csrDER []byte, record map[string]string, actor string) ([]byte, [][]byte, error) {
+	return s.issueFor(ctx, caID, profileName, csrDER, record, actor, true)
+}
+
+// IssueForApplication is IssueFor for a key that a platform service keeps
+// on behalf of an application (the signing API's keys, whose profile the
+// requester chooses): the internal profiles are refused, as the issue API
+// refuses them, since the application, not the platform, decides what
+// such a key signs.
+func (s *Service) IssueForApplication(ctx context.Context, caID, profileName string, csrDER []byte, record map[string]string, actor string) ([]byte, [][]byte, error) {
+	return s.issueFor(ctx, caID, profileName, csrDER, record, actor, false)
+}
+
+func (s *Service) issueFor(ctx context.Context, caID, profileName string, csrDER []byte, record map[string]string, actor string, internal bool) ([]byte, [][]byte, error) {
 	if s.env == nil {
 		return nil, nil, fmt.Errorf("ca: issue for %s: service not started", actor)
 	}
@@ -36,6 +49,9 @@ func (s *Service) IssueFor(ctx context.Context, caID, profileName string, csrDER
 	}
 	if a.parent == "" || prof.CA != nil {
 		return nil, nil, fmt.Errorf("%w: %s cannot issue %s certificates to services", ErrPolicy, a.id, profileName)
+	}
+	if prof.Internal && !internal {
+		return nil, nil, fmt.Errorf("%w: profile %s is for the platform's own services, not for application keys", ErrPolicy, prof.Name)
 	}
 	csr, err := profile.ParseCSR(csrDER)
 	if err != nil {

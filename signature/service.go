@@ -38,9 +38,11 @@ var (
 	ErrPolicy   = fmt.Errorf("signature: refused: %w", httpx.ErrPolicy)
 )
 
-// Issuer issues the certificates of application keys (ca.Service.IssueFor).
+// Issuer issues the certificates of application keys
+// (ca.Service.IssueForApplication: the CA refuses the profiles it keeps for
+// the platform's own services, such as tsa, ocsp-signer and seal-maker).
 type Issuer interface {
-	IssueFor(ctx context.Context, caID, profile string, csrDER []byte, record map[string]string, actor string) (der []byte, chain [][]byte, err error)
+	IssueForApplication(ctx context.Context, caID, profile string, csrDER []byte, record map[string]string, actor string) (der []byte, chain [][]byte, err error)
 }
 
 // Authorities lists the platform's CA certificates (ca.Service.CACertificates):
@@ -264,8 +266,11 @@ func (s *Service) CreateKey(ctx context.Context, req NewKey, actor string) (*Key
 	for k, v := range req.Record {
 		rec[k] = v
 	}
-	der, chain, err := s.issuer.IssueFor(ctx, keySpecs[req.Algorithm], prof, csr, rec, actor)
+	der, chain, err := s.issuer.IssueForApplication(ctx, keySpecs[req.Algorithm], prof, csr, rec, actor)
 	if err != nil {
+		if errors.Is(err, httpx.ErrPolicy) {
+			return nil, fmt.Errorf("%w: certificate: %v", ErrPolicy, err)
+		}
 		return nil, fmt.Errorf("%w: certificate: %v", ErrRequest, err)
 	}
 	if err := k.setCerts(der, chain); err != nil {

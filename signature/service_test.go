@@ -2,13 +2,16 @@ package signature
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/signature/cms"
 )
 
@@ -42,6 +45,29 @@ func TestService(t *testing.T) {
 		}
 		if _, err := tn.n.Env().Keys.Signer(context.Background(), &hsm.SignerRequest{URI: k.keyURI, Service: "tsa"}); err == nil {
 			t.Fatal("the TSA can use an application key")
+		}
+	})
+
+	t.Run("internal profiles refused for application keys", func(t *testing.T) {
+		// A key of the signing API is the application's: a profile the
+		// platform keeps for its own services (an OCSP responder, a TSA
+		// unit, the seal maker, its listeners) would let the application
+		// sign what relying parties trust the platform for.
+		for _, prof := range []string{"ocsp-signer", "tsa", "seal-maker", "node-tls"} {
+			_, err := tn.svc.CreateKey(context.Background(), NewKey{Name: "app " + prof, Owner: appID, Algorithm: hsmAlg("ecdsa-p256"), Profile: prof}, "test")
+			if !errors.Is(err, httpx.ErrPolicy) || !strings.Contains(err.Error(), "platform's own services") {
+				t.Errorf("key with profile %s: %v, want refused by policy as an internal profile", prof, err)
+			}
+			st := tn.call("POST", "/api/v1/signature/keys", tn.bootstrapToken("secadmin"),
+				NewKey{Name: "app " + prof, Owner: appID, Algorithm: hsmAlg("ecdsa-p256"), Profile: prof}, nil)
+			if st != http.StatusUnprocessableEntity {
+				t.Errorf("POST key with profile %s: %d, want 422", prof, st)
+			}
+		}
+		var k Key
+		if st := tn.call("POST", "/api/v1/signature/keys", tn.bootstrapToken("secadmin"),
+			NewKey{Name: "app code signer", Owner: appID, Algorithm: hsmAlg("ecdsa-p256"), Profile: "code-sign"}, &k); st != 201 {
+			t.Errorf("key with profile code-sign: %d", st)
 		}
 	})
 
