@@ -158,7 +158,9 @@ func (s *Service) Stamp(ctx context.Context, profile string, der []byte) ([]byte
 	s.rec.startSigning(&signing)
 	defer s.rec.stopSigning(&signing)
 	for attempt := 1; ; attempt++ {
-		now := s.env.Clock.Now()
+		// genTime as the token encodes it (to the millisecond), so the
+		// record and the look-up hold exactly the token's genTime.
+		now := s.env.Clock.Now().UTC().Truncate(tsp.GenTimePrecision)
 		serial, err := newSerial(now)
 		if err != nil {
 			return nil, "", err

@@ -22,6 +22,7 @@ import (
 	"github.com/digitorus/timestamp"
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/internal/testenv"
 	"github.com/govtrust/govtrust/tsa/client"
@@ -516,5 +517,33 @@ func parsePEMs(t *testing.T, b []byte) []*smx509.Certificate {
 		}
 		out = append(out, c)
 		b = rest
+	}
+}
+
+// The look-up's gen_time is the token's genTime, to the nanosecond: the
+// token encodes milliseconds, so a clock reading with finer digits must not
+// reach the record.
+func TestLookupGenTimeIsTokenGenTime(t *testing.T) {
+	fake := clock.NewFake(time.Now().Truncate(time.Second).Add(123456789 * time.Nanosecond))
+	tn := startNodeClock(t, filepath.Join(t.TempDir(), "data"), "", "", fake)
+	req, _ := tsp.NewRequest(tsp.SM3, tsp.SM3.Sum([]byte("gen_time")), big.NewInt(1), false).Marshal()
+	tok, serial, err := tn.svc.Stamp(context.Background(), "sm2", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, err := tsp.ParseToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := tn.svc.Token(context.Background(), serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := time.Parse(time.RFC3339Nano, rec.GenTime)
+	if err != nil || !got.Equal(pt.Info.GenTime) {
+		t.Fatalf("look-up gen_time %q (%v), token genTime %s", rec.GenTime, err, pt.Info.GenTime.Format(time.RFC3339Nano))
+	}
+	if want := fake.Now().Truncate(time.Millisecond); !pt.Info.GenTime.Equal(want) {
+		t.Fatalf("genTime %s, want the clock to the millisecond %s", pt.Info.GenTime, want)
 	}
 }
