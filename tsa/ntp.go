@@ -20,19 +20,30 @@ import (
 // offset, widened by half the round trip, exceeds the accuracy the tokens
 // state, or no server answers, the TSA refuses with timeNotAvailable.
 
-// ntpEpoch is 1900-01-01, the NTP era 0 origin (RFC 5905 §6).
-var ntpEpoch = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+// ntpUnixOffset is the seconds from 1900-01-01, the origin of NTP era 0
+// (RFC 5905 §6), to the Unix epoch.
+const ntpUnixOffset = 2208988800
 
+// toNTP is the 64-bit NTP timestamp of t: seconds since 1900 modulo 2^32
+// (the era is not on the wire) and a 32-bit fraction.
 func toNTP(t time.Time) uint64 {
-	d := t.Sub(ntpEpoch)
-	sec := uint64(d / time.Second)
-	frac := uint64(d%time.Second) << 32 / uint64(time.Second)
+	sec := uint64(t.Unix() + ntpUnixOffset)
+	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
 	return sec<<32 | frac
 }
 
-func fromNTP(v uint64) time.Time {
-	sec, frac := v>>32, v&0xffffffff
-	return ntpEpoch.Add(time.Duration(sec)*time.Second + time.Duration(frac*uint64(time.Second)>>32))
+// fromNTP reads the NTP timestamp v in the era that puts it closest to
+// near, the local clock (RFC 5905 §6: within 68 years of it). The seconds
+// wrap on 2036-02-07T06:28:16Z, which era 0 alone would read as 1900; the
+// local clock, checked here and not blindly trusted, is much closer than 68
+// years to the truth, which is all this needs (RFC 4330 §3's rule, most
+// significant bit clear = era 1, is the same choice for 1968-2104).
+func fromNTP(v uint64, near time.Time) time.Time {
+	sec, frac := uint32(v>>32), v&0xffffffff
+	n := near.Unix() + ntpUnixOffset
+	// The signed 32-bit difference picks the era closest to near.
+	s := n + int64(int32(sec-uint32(n)))
+	return time.Unix(s-ntpUnixOffset, int64(frac*uint64(time.Second)>>32)).UTC()
 }
 
 // ntpSample is one measurement against one server.
@@ -88,8 +99,8 @@ func queryNTP(ctx context.Context, server string, now func() time.Time, timeout 
 	case string(resp[24:32]) != string(cookie):
 		return ntpSample{}, errors.New("NTP answer does not echo our transmit timestamp")
 	}
-	t2 := fromNTP(binary.BigEndian.Uint64(resp[32:40]))
-	t3 := fromNTP(binary.BigEndian.Uint64(resp[40:48]))
+	t2 := fromNTP(binary.BigEndian.Uint64(resp[32:40]), t1)
+	t3 := fromNTP(binary.BigEndian.Uint64(resp[40:48]), t1)
 	// RFC 5905 §8: offset θ = ((T2 − T1) + (T3 − T4)) / 2, delay δ = (T4 − T1) − (T3 − T2).
 	offset := (t2.Sub(t1) + t3.Sub(t4)) / 2
 	delay := t4.Sub(t1) - t3.Sub(t2)

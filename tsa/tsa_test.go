@@ -547,3 +547,31 @@ func TestLookupGenTimeIsTokenGenTime(t *testing.T) {
 		t.Fatalf("genTime %s, want the clock to the millisecond %s", pt.Info.GenTime, want)
 	}
 }
+
+// NTP timestamps carry seconds modulo 2^32: from 2036-02-07T06:28:16Z on
+// they are read in era 1, the one closest to the local clock, and a server
+// answering then is still in sync with a clock that agrees with it.
+func TestNTPEra(t *testing.T) {
+	wrap := time.Date(2036, 2, 7, 6, 28, 16, 0, time.UTC)
+	for _, at := range []time.Time{
+		time.Date(2026, 11, 22, 10, 0, 0, 250e6, time.UTC),
+		wrap.Add(-500 * time.Millisecond), wrap, wrap.Add(time.Millisecond),
+		time.Date(2036, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		for _, skew := range []time.Duration{0, -time.Hour, 40 * 365 * 24 * time.Hour, -40 * 365 * 24 * time.Hour} {
+			if got := fromNTP(toNTP(at), at.Add(skew)); got.Sub(at).Abs() > time.Nanosecond {
+				t.Errorf("%s read with the local clock %s off: %s", at, skew, got)
+			}
+		}
+	}
+	ntp := newFakeNTP(t)
+	ahead := time.Date(2036, 6, 1, 0, 0, 0, 0, time.UTC).Sub(time.Now())
+	ntp.offset.Store(int64(ahead))
+	smp, err := queryNTP(context.Background(), ntp.addr(), func() time.Time { return time.Now().Add(ahead) }, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if smp.offset.Abs() > time.Second {
+		t.Fatalf("in 2036 a server in agreement measures an offset of %s", smp.offset)
+	}
+}
