@@ -147,7 +147,7 @@ func (s *Service) Stamp(ctx context.Context, profile string, der []byte) ([]byte
 	if len(req.Extensions) > 0 {
 		return nil, "", &tsp.RequestError{Fail: tsp.UnacceptedExtension, Text: "extension " + req.Extensions[0].ID.String() + " is not supported"}
 	}
-	if st := s.clock.get(); !st.ok {
+	if st := s.clock.check(); !st.ok {
 		return nil, "", &tsp.RequestError{Fail: tsp.TimeNotAvailable, Text: "time not available"}
 	}
 	u := s.units.Load().active[profile]

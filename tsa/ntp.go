@@ -19,6 +19,15 @@ import (
 // not steer the clock, the operating system's NTP daemon does). When the
 // offset, widened by half the round trip, exceeds the accuracy the tokens
 // state, or no server answers, the TSA refuses with timeNotAvailable.
+//
+// Between two polls the clock is watched against the monotonic clock,
+// which no one sets: when the wall clock has moved by more than the
+// monotonic clock since the last good poll (a VM resumed with a stale
+// clock, date -s), so that the offset that poll measured, corrected by the
+// step, exceeds the accuracy, or when the last good poll is older than
+// twice tsa.ntp_interval and a poll's time (the loop stuck, in a rollover
+// for instance), the TSA refuses with timeNotAvailable until a poll says
+// otherwise; a step also asks for a poll at once.
 
 // ntpUnixOffset is the seconds from 1900-01-01, the origin of NTP era 0
 // (RFC 5905 §6), to the Unix epoch.
@@ -117,21 +126,81 @@ type timeState struct {
 	// offset and bound are the last measurement: the median offset and
 	// |offset| + delay/2 of the server it came from.
 	offset, bound time.Duration
-	checked       time.Time
+	// checked is the wall clock (without monotonic reading) and mono the
+	// monotonic clock when the measurement ended.
+	checked time.Time
+	mono    time.Duration
 }
 
 // timeWatch keeps timeState current.
 type timeWatch struct {
 	servers  []string
 	accuracy time.Duration
+	// interval is tsa.ntp_interval: a state older than maxAge is stale.
+	interval time.Duration
 	now      func() time.Time
+	// mono reads a monotonic clock; nil is monotonic.
+	mono func() time.Duration
 	// trustSystem is set when no server is configured in dev mode.
 	trustSystem bool
 	// reason is set when no server is configured outside dev mode.
 	noSource string
+	// kick asks the loop for a poll now (buffered, one pending at most).
+	kick chan struct{}
 
 	mu    sync.Mutex
 	state timeState
+}
+
+// monoBase is the origin of monotonic: time.Now carries the monotonic
+// reading that time.Since uses.
+var monoBase = time.Now()
+
+// monotonic is the time since the process started on the monotonic clock,
+// which setting the wall clock does not move.
+func monotonic() time.Duration { return time.Since(monoBase) }
+
+// monoNow reads w.mono, or monotonic when it is nil.
+func (w *timeWatch) monoNow() time.Duration {
+	if w.mono != nil {
+		return w.mono()
+	}
+	return monotonic()
+}
+
+// maxAge is how old the last good poll may be: two intervals, for a tick
+// missed while the loop was busy, and the longest a poll may take (every
+// try of every server timing out).
+func (w *timeWatch) maxAge() time.Duration {
+	return 2*w.interval + time.Duration(len(w.servers)*ntpTries)*ntpTimeout
+}
+
+// check is the state as it stands now: the last poll's, unless that said
+// the time is trusted and since then the wall clock stepped away from the
+// monotonic clock beyond the accuracy, or the poll is stale (maxAge).
+func (w *timeWatch) check() timeState {
+	st := w.get()
+	if !st.ok || w.trustSystem {
+		return st
+	}
+	since := w.monoNow() - st.mono
+	// Wall time without a monotonic reading, or Sub would use that.
+	step := w.now().Round(0).Sub(st.checked) - since
+	offset := st.offset - step
+	switch {
+	case since > w.maxAge():
+		st.ok = false
+		st.reason = fmt.Sprintf("time not checked for %s: the last good NTP poll is older than twice tsa.ntp_interval and a poll's time (%s)", since.Round(time.Millisecond), w.maxAge())
+	case offset.Abs()+st.bound-st.offset.Abs() > w.accuracy:
+		st.ok = false
+		st.reason = fmt.Sprintf("the clock moved %s against the monotonic clock in the %s since the last NTP poll: offset %s (±%s) exceeds the stated accuracy %s",
+			step, since.Round(time.Millisecond), offset, st.bound-st.offset.Abs(), w.accuracy)
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+	return st
 }
 
 // Tries and timeout per server and round.
@@ -144,7 +213,7 @@ const (
 // answers loses the time source; otherwise the median sample decides.
 func (w *timeWatch) poll(ctx context.Context) timeState {
 	if w.trustSystem || w.noSource != "" {
-		st := timeState{ok: w.trustSystem, reason: w.noSource, checked: w.now()}
+		st := timeState{ok: w.trustSystem, reason: w.noSource, checked: w.now().Round(0), mono: w.monoNow()}
 		w.set(st)
 		return st
 	}
@@ -163,7 +232,7 @@ func (w *timeWatch) poll(ctx context.Context) timeState {
 			errs = append(errs, s+": "+err.Error())
 		}
 	}
-	st := timeState{checked: w.now()}
+	st := timeState{checked: w.now().Round(0), mono: w.monoNow()}
 	if len(samples) == 0 {
 		st.reason = "time source lost: no NTP server answered (" + strings.Join(errs, "; ") + ")"
 		w.set(st)

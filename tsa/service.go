@@ -127,7 +127,8 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 		return err
 	}
 	s.rec = newRecorder(env.DB)
-	s.clock = &timeWatch{servers: s.cfg.NTPServers, accuracy: s.cfg.Accuracy, now: env.Clock.Now}
+	s.clock = &timeWatch{servers: s.cfg.NTPServers, accuracy: s.cfg.Accuracy, interval: s.cfg.NTPInterval,
+		now: env.Clock.Now, kick: make(chan struct{}, 1)}
 	if len(s.cfg.NTPServers) == 0 {
 		if mode == config.ModeDev {
 			s.clock.trustSystem = true
@@ -145,7 +146,8 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	return nil
 }
 
-// loop re-checks the clock every tsa.ntp_interval and rolls units over
+// loop re-checks the clock every tsa.ntp_interval, and at once when a
+// request saw the clock step (timeWatch.check), and rolls units over
 // when their key-use period ends.
 func (s *Service) loop(ctx context.Context) {
 	defer close(s.done)
@@ -157,6 +159,7 @@ func (s *Service) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.clock.kick:
 		}
 		st := s.clock.poll(ctx)
 		if st.ok != prev {
@@ -189,7 +192,7 @@ func (s *Service) Ready(ctx context.Context) error {
 			return fmt.Errorf("tsa %s: key %s: %w", sp.name, u.keyURI, err)
 		}
 	}
-	if st := s.clock.get(); !st.ok {
+	if st := s.clock.check(); !st.ok {
 		return errors.New("tsa: " + st.reason)
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -321,6 +322,91 @@ func TestTrustedTime(t *testing.T) {
 	expect("source lost", true)
 }
 
+// Between polls the wall clock is checked against the monotonic clock: a
+// step that takes the offset beyond the accuracy, or a last good poll
+// older than twice the interval and a poll's time, is timeNotAvailable
+// (and a step asks for a poll), without waiting for the next poll.
+func TestClockBetweenPolls(t *testing.T) {
+	ntp := newFakeNTP(t)
+	wall := clock.NewFake(time.Now())
+	var mono time.Duration
+	var mu sync.Mutex
+	w := &timeWatch{servers: []string{ntp.addr()}, accuracy: time.Second, interval: 64 * time.Second, now: wall.Now,
+		mono: func() time.Duration { mu.Lock(); defer mu.Unlock(); return mono }, kick: make(chan struct{}, 1)}
+	advance := func(wallBy, monoBy time.Duration) {
+		wall.Add(wallBy)
+		mu.Lock()
+		mono += monoBy
+		mu.Unlock()
+	}
+	expect := func(state string, ok bool, reason string) {
+		t.Helper()
+		st := w.check()
+		if st.ok != ok || !strings.Contains(st.reason, reason) {
+			t.Fatalf("%s: %+v", state, st)
+		}
+	}
+	// The fake wall clock stands still while the real one (the server's)
+	// runs: the poll measures the test's own time, well under 1 s.
+	if st := w.poll(context.Background()); !st.ok {
+		t.Fatalf("in sync: %+v", st)
+	}
+	expect("just polled", true, "")
+	advance(30*time.Second, 30*time.Second)
+	expect("30 s on, both clocks", true, "")
+	advance(-time.Hour, 0)
+	expect("stepped back an hour", false, "moved -1h0m0s against the monotonic clock")
+	select {
+	case <-w.kick:
+	default:
+		t.Fatal("a step did not ask for a poll")
+	}
+	advance(time.Hour, 0)
+	expect("stepped back again", true, "")
+	advance(600*time.Millisecond, 0)
+	expect("600 ms ahead, within 1 s", true, "")
+	advance(600*time.Millisecond, 0)
+	expect("1.2 s ahead", false, "exceeds the stated accuracy 1s")
+	advance(-1200*time.Millisecond, 0)
+	advance(2*64*time.Second+3*time.Second-30*time.Second, 2*64*time.Second+3*time.Second-30*time.Second)
+	expect("just within the age", true, "")
+	advance(time.Second, time.Second)
+	expect("stale", false, "time not checked for 2m12s")
+	// A poll brings the time back (the fake clock back to the server's).
+	wall.Set(time.Now())
+	if st := w.poll(context.Background()); !st.ok {
+		t.Fatalf("polled again: %+v", st)
+	}
+	expect("polled again", true, "")
+}
+
+// The node: a clock stepped back between polls gets timeNotAvailable, and
+// /readyz says why, before the next scheduled poll (an hour away).
+func TestClockStepRefusesTokens(t *testing.T) {
+	ntp := newFakeNTP(t)
+	wall := &steppedClock{}
+	tn := startNodeClock(t, filepath.Join(t.TempDir(), "data"), fmt.Sprintf("tsa:\n  ntp_servers: [%q]\n  ntp_interval: 1h\n  accuracy: 1s\n", ntp.addr()), "", wall)
+	req, _ := tsp.NewRequest(tsp.SM3, tsp.SM3.Sum([]byte("step")), big.NewInt(1), false).Marshal()
+	if _, _, err := tn.svc.Stamp(context.Background(), "sm2", req); err != nil {
+		t.Fatalf("in sync: %v", err)
+	}
+	wall.offset.Add(int64(-time.Hour)) // date -s, or a VM resumed with a stale clock
+	if _, _, err := tn.svc.Stamp(context.Background(), "sm2", req); tsp.FailureOf(err) != tsp.TimeNotAvailable {
+		t.Fatalf("after a step back of an hour: %v, want timeNotAvailable", err)
+	}
+	// The step asked for a poll, which may have answered already: either
+	// reason is right.
+	status, body := tn.get("http://"+tn.n.Addresses().HTTP+"/readyz", "")
+	if status != http.StatusServiceUnavailable || !strings.Contains(string(body), "moved -1h0m0s") && !strings.Contains(string(body), "exceeds the stated accuracy") {
+		t.Fatalf("readyz %d %s", status, body)
+	}
+}
+
+// steppedClock is the system clock plus an offset a test steps.
+type steppedClock struct{ offset atomic.Int64 }
+
+func (c *steppedClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())).UTC() }
+
 // Production mode without a time reference issues nothing.
 func TestNoReferenceInProduction(t *testing.T) {
 	w := &timeWatch{noSource: "no time reference", now: time.Now}
@@ -565,7 +651,7 @@ func TestNTPEra(t *testing.T) {
 		}
 	}
 	ntp := newFakeNTP(t)
-	ahead := time.Date(2036, 6, 1, 0, 0, 0, 0, time.UTC).Sub(time.Now())
+	ahead := time.Until(time.Date(2036, 6, 1, 0, 0, 0, 0, time.UTC))
 	ntp.offset.Store(int64(ahead))
 	smp, err := queryNTP(context.Background(), ntp.addr(), func() time.Time { return time.Now().Add(ahead) }, time.Second)
 	if err != nil {
