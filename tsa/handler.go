@@ -161,6 +161,11 @@ func (s *Service) Stamp(ctx context.Context, profile string, der []byte) ([]byte
 		// genTime as the token encodes it (to the millisecond), so the
 		// record and the look-up hold exactly the token's genTime.
 		now := s.env.Clock.Now().UTC().Truncate(tsp.GenTimePrecision)
+		// Never a token the unit's certificate does not cover (RFC 3161
+		// has no failure for it: systemFailure, and /readyz says why).
+		if err := u.validAt(now); err != nil {
+			return nil, "", err
+		}
 		serial, err := newSerial(now)
 		if err != nil {
 			return nil, "", err

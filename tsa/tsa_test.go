@@ -23,6 +23,8 @@ import (
 	"github.com/digitorus/timestamp"
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/ca"
+	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/internal/testenv"
@@ -659,5 +661,148 @@ func TestNTPEra(t *testing.T) {
 	}
 	if smp.offset.Abs() > time.Second {
 		t.Fatalf("in 2036 a server in agreement measures an offset of %s", smp.offset)
+	}
+}
+
+// In the issuing CAs' last months a unit's certificate is clamped to its
+// CA's notAfter. A unit whose certificate ends within the margin is
+// replaced when a CA can issue one that ends later (ecdsa, whose CA is
+// rolled over), and kept otherwise (sm2: a new unit would end no later);
+// no token is made once the certificate has ended: systemFailure, and
+// /readyz says why.
+func TestUnitCertificateEnd(t *testing.T) {
+	fake := clock.NewFake(time.Now())
+	tn := startNodeClock(t, filepath.Join(t.TempDir(), "data"), "", "", fake)
+	ctx := context.Background()
+	_, ecdsaCA := tn.caPEM("ecdsa-issuing")
+	_, sm2CA := tn.caPEM("sm2-issuing")
+	caEnd := ecdsaCA.NotAfter
+	if !sm2CA.NotAfter.Equal(caEnd) {
+		t.Fatalf("issuing CAs end %s and %s", sm2CA.NotAfter, caEnd)
+	}
+	roots := tn.roots("ecdsa-root")
+	active := func(profile string) *unit { return tn.svc.units.Load().active[profile] }
+	stamp := func(profile string, h *tsp.HashAlg) ([]byte, error) {
+		req, _ := tsp.NewRequest(h, h.Sum([]byte("end")), big.NewInt(1), true).Marshal()
+		tok, _, err := tn.svc.Stamp(ctx, profile, req)
+		return tok, err
+	}
+
+	// Six months before the CAs end: the key-use period is over, the new
+	// units end with their CAs.
+	fake.Set(caEnd.Add(-180 * 24 * time.Hour))
+	if err := tn.svc.rollDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"sm2", "ecdsa"} {
+		if u := active(p); u.generation != 2 || !u.cert.NotAfter.Equal(caEnd) {
+			t.Fatalf("%s: unit %d ends %s, want 2 ending with its CA %s", p, u.generation, u.cert.NotAfter, caEnd)
+		}
+	}
+	// The ECDSA CA is rolled over; 20 days before the end (within the
+	// 30-day margin of a six-month certificate) only the ECDSA unit can
+	// get a certificate that ends later.
+	if _, err := tn.ca.Rollover(ctx, "test", "ecdsa-issuing", ""); err != nil {
+		t.Fatal(err)
+	}
+	fake.Set(caEnd.Add(-20 * 24 * time.Hour))
+	if err := tn.svc.rollDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u := active("ecdsa"); u.generation != 3 || !u.cert.NotAfter.After(caEnd.Add(365*24*time.Hour)) {
+		t.Fatalf("ecdsa: unit %d ends %s, want 3 from the new CA generation", u.generation, u.cert.NotAfter)
+	}
+	if u := active("sm2"); u.generation != 2 {
+		t.Fatalf("sm2: unit %d, want 2 kept (no CA ends later)", u.generation)
+	}
+	if err := tn.svc.Ready(ctx); err != nil {
+		t.Fatalf("ready 20 days before the end: %v", err)
+	}
+	if _, err := stamp("sm2", tsp.SM3); err != nil {
+		t.Fatalf("sm2 before its certificate ends: %v", err)
+	}
+
+	// A day after the end: sm2 answers systemFailure, ECDSA tokens verify.
+	fake.Set(caEnd.Add(24 * time.Hour))
+	if err := tn.svc.rollDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stamp("sm2", tsp.SM3); err == nil || tsp.FailureOf(err) != tsp.SystemFailure {
+		t.Fatalf("sm2 after its certificate ended: %v, want systemFailure", err)
+	}
+	if err := tn.svc.Ready(ctx); err == nil || !strings.Contains(err.Error(), "tsa sm2: the certificate of unit 2 is valid from") {
+		t.Fatalf("ready after the sm2 certificate ended: %v", err)
+	}
+	tok, err := stamp("ecdsa", tsp.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, err := tsp.ParseToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pt.Verify(tsp.VerifyOptions{Roots: roots, Data: []byte("end")}); err != nil {
+		t.Fatalf("ECDSA token after the rollover: %v", err)
+	}
+}
+
+// failingIssuer is the CA, refusing the certificates of one issuing CA.
+type failingIssuer struct {
+	*ca.Service
+	refuse string
+}
+
+func (f failingIssuer) IssueFor(ctx context.Context, caID, profile string, csr []byte, record map[string]string, actor string) ([]byte, [][]byte, error) {
+	if caID == f.refuse {
+		return nil, nil, errors.New("refused for the test")
+	}
+	return f.Service.IssueFor(ctx, caID, profile, csr, record, actor)
+}
+
+// A profile whose rollover fails does not hold up the others, and leaves
+// no key behind.
+func TestRollDueContinuesAfterFailure(t *testing.T) {
+	fake := clock.NewFake(time.Now())
+	tn := startNodeClock(t, filepath.Join(t.TempDir(), "data"), "", "", fake)
+	ctx := context.Background()
+	keys := func() int {
+		ks, err := tn.n.Env().Keys.ListKeys(ctx, &hsm.ListKeysRequest{Service: keyService})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ks)
+	}
+	before := keys()
+	tn.svc.issuer = failingIssuer{Service: tn.ca, refuse: "sm2-issuing"} // sm2 comes first
+	fake.Add(366 * 24 * time.Hour)
+	err := tn.svc.rollDue(ctx)
+	if err == nil || !strings.Contains(err.Error(), "tsa sm2: unit 1 key-use period ended") || !strings.Contains(err.Error(), "refused for the test") {
+		t.Fatalf("rollDue: %v", err)
+	}
+	if g := tn.svc.units.Load().active["ecdsa"].generation; g != 2 {
+		t.Fatalf("ecdsa unit %d after sm2 failed, want 2", g)
+	}
+	if g := tn.svc.units.Load().active["sm2"].generation; g != 1 {
+		t.Fatalf("sm2 unit %d, want 1 kept", g)
+	}
+	if n := keys(); n != before+1 {
+		t.Fatalf("%d TSA keys, want %d (the ECDSA one added, the failed SM2 one deleted)", n, before+1)
+	}
+}
+
+// The margin before a unit certificate's end: 30 days, a tenth of a long
+// life, never more than half a short one.
+func TestExpiryMargin(t *testing.T) {
+	day := 24 * time.Hour
+	for _, c := range []struct{ life, want time.Duration }{
+		{5 * 365 * day, 5 * 365 * day / 10},
+		{180 * day, 30 * day},
+		{40 * day, 20 * day},
+		{time.Hour, 30 * time.Minute},
+	} {
+		now := time.Now()
+		if got := expiryMargin(&smx509.Certificate{NotBefore: now, NotAfter: now.Add(c.life)}); got != c.want {
+			t.Errorf("life %s: margin %s, want %s", c.life, got, c.want)
+		}
 	}
 }
