@@ -13,9 +13,12 @@
 // cannot be used here, nor these by the CA) and a certificate the platform
 // CA issues under its built-in profile tsa (critical EKU timeStamping
 // only), obtained at first start through the Issuer interface that
-// cmd/govtrust wires to the CA. A unit signs for keyUsePeriod, then a new
-// unit takes over (rollover); the retired certificates stay published at
-// GET /tsa/{profile}/certs so tokens made before verify after.
+// cmd/govtrust wires to the CA. A unit signs for keyUsePeriod, or until
+// its certificate ends within expiryMargin when a CA can issue one that
+// ends later, then a new unit takes over (rollover); the retired
+// certificates stay published at GET /tsa/{profile}/certs so tokens made
+// before verify after. No token is made outside the signing unit's
+// certificate validity (systemFailure).
 //
 // Serials are 17 octets: 0x01, the time in milliseconds (48 bits) and 80
 // random bits, unique under a database constraint: no counter has to

@@ -147,7 +147,7 @@ func (s *Service) Stamp(ctx context.Context, profile string, der []byte) ([]byte
 	if len(req.Extensions) > 0 {
 		return nil, "", &tsp.RequestError{Fail: tsp.UnacceptedExtension, Text: "extension " + req.Extensions[0].ID.String() + " is not supported"}
 	}
-	if st := s.clock.get(); !st.ok {
+	if st := s.clock.check(); !st.ok {
 		return nil, "", &tsp.RequestError{Fail: tsp.TimeNotAvailable, Text: "time not available"}
 	}
 	u := s.units.Load().active[profile]
@@ -158,7 +158,14 @@ func (s *Service) Stamp(ctx context.Context, profile string, der []byte) ([]byte
 	s.rec.startSigning(&signing)
 	defer s.rec.stopSigning(&signing)
 	for attempt := 1; ; attempt++ {
-		now := s.env.Clock.Now()
+		// genTime as the token encodes it (to the millisecond), so the
+		// record and the look-up hold exactly the token's genTime.
+		now := s.env.Clock.Now().UTC().Truncate(tsp.GenTimePrecision)
+		// Never a token the unit's certificate does not cover (RFC 3161
+		// has no failure for it: systemFailure, and /readyz says why).
+		if err := u.validAt(now); err != nil {
+			return nil, "", err
+		}
 		serial, err := newSerial(now)
 		if err != nil {
 			return nil, "", err

@@ -22,6 +22,7 @@ import (
 	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/testenv"
 	"github.com/govtrust/govtrust/tsa/tsp"
@@ -34,6 +35,7 @@ type testNode struct {
 	t   *testing.T
 	dir string
 	n   *node.Node
+	ca  *ca.Service
 	svc *Service
 	c   *http.Client
 }
@@ -48,10 +50,16 @@ func startNode(t *testing.T, dir, config string) *testNode {
 // startNodeDB is startNode on the database dbURL ("" for SQLite in dir).
 func startNodeDB(t *testing.T, dir, config, dbURL string) *testNode {
 	t.Helper()
+	return startNodeClock(t, dir, config, dbURL, nil)
+}
+
+// startNodeClock is startNodeDB with the node clock clk (nil: the real one).
+func startNodeClock(t *testing.T, dir, config, dbURL string, clk clock.Clock) *testNode {
+	t.Helper()
 	c := ca.New()
 	svc := New(c)
 	opts := node.Options{DataDir: dir, HTTP: ptr("127.0.0.1:0"), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
-		LogOutput: io.Discard, Environ: []string{}}
+		LogOutput: io.Discard, Environ: []string{}, Clock: clk}
 	if dbURL != "" {
 		opts.DB = &dbURL
 	}
@@ -68,7 +76,7 @@ func startNodeDB(t *testing.T, dir, config, dbURL string) *testNode {
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
-	tn := &testNode{t: t, dir: dir, n: n, svc: svc,
+	tn := &testNode{t: t, dir: dir, n: n, ca: c, svc: svc,
 		c: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
 	t.Cleanup(tn.stop)
 	return tn

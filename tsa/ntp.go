@@ -19,20 +19,40 @@ import (
 // not steer the clock, the operating system's NTP daemon does). When the
 // offset, widened by half the round trip, exceeds the accuracy the tokens
 // state, or no server answers, the TSA refuses with timeNotAvailable.
+//
+// Between two polls the clock is watched against the monotonic clock,
+// which no one sets: when the wall clock has moved by more than the
+// monotonic clock since the last good poll (a VM resumed with a stale
+// clock, date -s), so that the offset that poll measured, corrected by the
+// step, exceeds the accuracy, or when the last good poll is older than
+// twice tsa.ntp_interval and a poll's time (the loop stuck, in a rollover
+// for instance), the TSA refuses with timeNotAvailable until a poll says
+// otherwise; a step also asks for a poll at once.
 
-// ntpEpoch is 1900-01-01, the NTP era 0 origin (RFC 5905 §6).
-var ntpEpoch = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+// ntpUnixOffset is the seconds from 1900-01-01, the origin of NTP era 0
+// (RFC 5905 §6), to the Unix epoch.
+const ntpUnixOffset = 2208988800
 
+// toNTP is the 64-bit NTP timestamp of t: seconds since 1900 modulo 2^32
+// (the era is not on the wire) and a 32-bit fraction.
 func toNTP(t time.Time) uint64 {
-	d := t.Sub(ntpEpoch)
-	sec := uint64(d / time.Second)
-	frac := uint64(d%time.Second) << 32 / uint64(time.Second)
+	sec := uint64(t.Unix() + ntpUnixOffset)
+	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
 	return sec<<32 | frac
 }
 
-func fromNTP(v uint64) time.Time {
-	sec, frac := v>>32, v&0xffffffff
-	return ntpEpoch.Add(time.Duration(sec)*time.Second + time.Duration(frac*uint64(time.Second)>>32))
+// fromNTP reads the NTP timestamp v in the era that puts it closest to
+// near, the local clock (RFC 5905 §6: within 68 years of it). The seconds
+// wrap on 2036-02-07T06:28:16Z, which era 0 alone would read as 1900; the
+// local clock, checked here and not blindly trusted, is much closer than 68
+// years to the truth, which is all this needs (RFC 4330 §3's rule, most
+// significant bit clear = era 1, is the same choice for 1968-2104).
+func fromNTP(v uint64, near time.Time) time.Time {
+	sec, frac := uint32(v>>32), v&0xffffffff
+	n := near.Unix() + ntpUnixOffset
+	// The signed 32-bit difference picks the era closest to near.
+	s := n + int64(int32(sec-uint32(n)))
+	return time.Unix(s-ntpUnixOffset, int64(frac*uint64(time.Second)>>32)).UTC()
 }
 
 // ntpSample is one measurement against one server.
@@ -88,8 +108,8 @@ func queryNTP(ctx context.Context, server string, now func() time.Time, timeout 
 	case string(resp[24:32]) != string(cookie):
 		return ntpSample{}, errors.New("NTP answer does not echo our transmit timestamp")
 	}
-	t2 := fromNTP(binary.BigEndian.Uint64(resp[32:40]))
-	t3 := fromNTP(binary.BigEndian.Uint64(resp[40:48]))
+	t2 := fromNTP(binary.BigEndian.Uint64(resp[32:40]), t1)
+	t3 := fromNTP(binary.BigEndian.Uint64(resp[40:48]), t1)
 	// RFC 5905 §8: offset θ = ((T2 − T1) + (T3 − T4)) / 2, delay δ = (T4 − T1) − (T3 − T2).
 	offset := (t2.Sub(t1) + t3.Sub(t4)) / 2
 	delay := t4.Sub(t1) - t3.Sub(t2)
@@ -106,21 +126,81 @@ type timeState struct {
 	// offset and bound are the last measurement: the median offset and
 	// |offset| + delay/2 of the server it came from.
 	offset, bound time.Duration
-	checked       time.Time
+	// checked is the wall clock (without monotonic reading) and mono the
+	// monotonic clock when the measurement ended.
+	checked time.Time
+	mono    time.Duration
 }
 
 // timeWatch keeps timeState current.
 type timeWatch struct {
 	servers  []string
 	accuracy time.Duration
+	// interval is tsa.ntp_interval: a state older than maxAge is stale.
+	interval time.Duration
 	now      func() time.Time
+	// mono reads a monotonic clock; nil is monotonic.
+	mono func() time.Duration
 	// trustSystem is set when no server is configured in dev mode.
 	trustSystem bool
 	// reason is set when no server is configured outside dev mode.
 	noSource string
+	// kick asks the loop for a poll now (buffered, one pending at most).
+	kick chan struct{}
 
 	mu    sync.Mutex
 	state timeState
+}
+
+// monoBase is the origin of monotonic: time.Now carries the monotonic
+// reading that time.Since uses.
+var monoBase = time.Now()
+
+// monotonic is the time since the process started on the monotonic clock,
+// which setting the wall clock does not move.
+func monotonic() time.Duration { return time.Since(monoBase) }
+
+// monoNow reads w.mono, or monotonic when it is nil.
+func (w *timeWatch) monoNow() time.Duration {
+	if w.mono != nil {
+		return w.mono()
+	}
+	return monotonic()
+}
+
+// maxAge is how old the last good poll may be: two intervals, for a tick
+// missed while the loop was busy, and the longest a poll may take (every
+// try of every server timing out).
+func (w *timeWatch) maxAge() time.Duration {
+	return 2*w.interval + time.Duration(len(w.servers)*ntpTries)*ntpTimeout
+}
+
+// check is the state as it stands now: the last poll's, unless that said
+// the time is trusted and since then the wall clock stepped away from the
+// monotonic clock beyond the accuracy, or the poll is stale (maxAge).
+func (w *timeWatch) check() timeState {
+	st := w.get()
+	if !st.ok || w.trustSystem {
+		return st
+	}
+	since := w.monoNow() - st.mono
+	// Wall time without a monotonic reading, or Sub would use that.
+	step := w.now().Round(0).Sub(st.checked) - since
+	offset := st.offset - step
+	switch {
+	case since > w.maxAge():
+		st.ok = false
+		st.reason = fmt.Sprintf("time not checked for %s: the last good NTP poll is older than twice tsa.ntp_interval and a poll's time (%s)", since.Round(time.Millisecond), w.maxAge())
+	case offset.Abs()+st.bound-st.offset.Abs() > w.accuracy:
+		st.ok = false
+		st.reason = fmt.Sprintf("the clock moved %s against the monotonic clock in the %s since the last NTP poll: offset %s (±%s) exceeds the stated accuracy %s",
+			step, since.Round(time.Millisecond), offset, st.bound-st.offset.Abs(), w.accuracy)
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+	return st
 }
 
 // Tries and timeout per server and round.
@@ -133,7 +213,7 @@ const (
 // answers loses the time source; otherwise the median sample decides.
 func (w *timeWatch) poll(ctx context.Context) timeState {
 	if w.trustSystem || w.noSource != "" {
-		st := timeState{ok: w.trustSystem, reason: w.noSource, checked: w.now()}
+		st := timeState{ok: w.trustSystem, reason: w.noSource, checked: w.now().Round(0), mono: w.monoNow()}
 		w.set(st)
 		return st
 	}
@@ -152,7 +232,7 @@ func (w *timeWatch) poll(ctx context.Context) timeState {
 			errs = append(errs, s+": "+err.Error())
 		}
 	}
-	st := timeState{checked: w.now()}
+	st := timeState{checked: w.now().Round(0), mono: w.monoNow()}
 	if len(samples) == 0 {
 		st.reason = "time source lost: no NTP server answered (" + strings.Join(errs, "; ") + ")"
 		w.set(st)

@@ -98,8 +98,8 @@ func (s *Service) Migrations() []store.Migrations {
 	return []store.Migrations{store.EmbeddedMigrations("tsa", migrations, "migrations")}
 }
 
-// Start loads or creates the units (rolling over those past their key-use
-// period), checks the clock once and starts the watch loop.
+// Start loads or creates the units (rolling over those due), checks the
+// clock once and starts the watch loop.
 func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	s.env = env
 	s.cfg = config.Defaults().TSA
@@ -127,7 +127,8 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 		return err
 	}
 	s.rec = newRecorder(env.DB)
-	s.clock = &timeWatch{servers: s.cfg.NTPServers, accuracy: s.cfg.Accuracy, now: env.Clock.Now}
+	s.clock = &timeWatch{servers: s.cfg.NTPServers, accuracy: s.cfg.Accuracy, interval: s.cfg.NTPInterval,
+		now: env.Clock.Now, kick: make(chan struct{}, 1)}
 	if len(s.cfg.NTPServers) == 0 {
 		if mode == config.ModeDev {
 			s.clock.trustSystem = true
@@ -145,8 +146,9 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	return nil
 }
 
-// loop re-checks the clock every tsa.ntp_interval and rolls units over
-// when their key-use period ends.
+// loop re-checks the clock every tsa.ntp_interval, and at once when a
+// request saw the clock step (timeWatch.check), and rolls units over
+// when they are due (rollReason).
 func (s *Service) loop(ctx context.Context) {
 	defer close(s.done)
 	t := time.NewTicker(s.cfg.NTPInterval)
@@ -157,6 +159,7 @@ func (s *Service) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.clock.kick:
 		}
 		st := s.clock.poll(ctx)
 		if st.ok != prev {
@@ -168,18 +171,19 @@ func (s *Service) loop(ctx context.Context) {
 			prev = st.ok
 		}
 		if err := s.rollDue(ctx); err != nil {
-			s.env.Logger.Error("tsa: scheduled rollover failed; the current unit keeps signing", "error", err)
+			s.env.Logger.Error("tsa: scheduled rollover failed; the current unit keeps signing while its certificate is valid", "error", err)
 		}
 	}
 }
 
 // Ready implements node.Service: every profile has a unit whose key
-// resolves, and the time is trusted.
+// resolves and whose certificate is valid now, and the time is trusted.
 func (s *Service) Ready(ctx context.Context) error {
 	set := s.units.Load()
 	if set == nil || s.clock == nil {
 		return errors.New("tsa: not started")
 	}
+	now := s.env.Clock.Now()
 	for _, sp := range specs {
 		u := set.active[sp.name]
 		if u == nil {
@@ -188,8 +192,11 @@ func (s *Service) Ready(ctx context.Context) error {
 		if _, err := s.env.Keys.Signer(ctx, &hsm.SignerRequest{URI: u.keyURI, Service: keyService}); err != nil {
 			return fmt.Errorf("tsa %s: key %s: %w", sp.name, u.keyURI, err)
 		}
+		if err := u.validAt(now); err != nil {
+			return fmt.Errorf("%w; requests get systemFailure", err)
+		}
 	}
-	if st := s.clock.get(); !st.ok {
+	if st := s.clock.check(); !st.ok {
 		return errors.New("tsa: " + st.reason)
 	}
 	return nil

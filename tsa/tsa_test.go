@@ -16,12 +16,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/digitorus/timestamp"
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/ca"
+	"github.com/govtrust/govtrust/hsm"
+	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/internal/testenv"
 	"github.com/govtrust/govtrust/tsa/client"
@@ -320,6 +324,91 @@ func TestTrustedTime(t *testing.T) {
 	expect("source lost", true)
 }
 
+// Between polls the wall clock is checked against the monotonic clock: a
+// step that takes the offset beyond the accuracy, or a last good poll
+// older than twice the interval and a poll's time, is timeNotAvailable
+// (and a step asks for a poll), without waiting for the next poll.
+func TestClockBetweenPolls(t *testing.T) {
+	ntp := newFakeNTP(t)
+	wall := clock.NewFake(time.Now())
+	var mono time.Duration
+	var mu sync.Mutex
+	w := &timeWatch{servers: []string{ntp.addr()}, accuracy: time.Second, interval: 64 * time.Second, now: wall.Now,
+		mono: func() time.Duration { mu.Lock(); defer mu.Unlock(); return mono }, kick: make(chan struct{}, 1)}
+	advance := func(wallBy, monoBy time.Duration) {
+		wall.Add(wallBy)
+		mu.Lock()
+		mono += monoBy
+		mu.Unlock()
+	}
+	expect := func(state string, ok bool, reason string) {
+		t.Helper()
+		st := w.check()
+		if st.ok != ok || !strings.Contains(st.reason, reason) {
+			t.Fatalf("%s: %+v", state, st)
+		}
+	}
+	// The fake wall clock stands still while the real one (the server's)
+	// runs: the poll measures the test's own time, well under 1 s.
+	if st := w.poll(context.Background()); !st.ok {
+		t.Fatalf("in sync: %+v", st)
+	}
+	expect("just polled", true, "")
+	advance(30*time.Second, 30*time.Second)
+	expect("30 s on, both clocks", true, "")
+	advance(-time.Hour, 0)
+	expect("stepped back an hour", false, "moved -1h0m0s against the monotonic clock")
+	select {
+	case <-w.kick:
+	default:
+		t.Fatal("a step did not ask for a poll")
+	}
+	advance(time.Hour, 0)
+	expect("stepped back again", true, "")
+	advance(600*time.Millisecond, 0)
+	expect("600 ms ahead, within 1 s", true, "")
+	advance(600*time.Millisecond, 0)
+	expect("1.2 s ahead", false, "exceeds the stated accuracy 1s")
+	advance(-1200*time.Millisecond, 0)
+	advance(2*64*time.Second+3*time.Second-30*time.Second, 2*64*time.Second+3*time.Second-30*time.Second)
+	expect("just within the age", true, "")
+	advance(time.Second, time.Second)
+	expect("stale", false, "time not checked for 2m12s")
+	// A poll brings the time back (the fake clock back to the server's).
+	wall.Set(time.Now())
+	if st := w.poll(context.Background()); !st.ok {
+		t.Fatalf("polled again: %+v", st)
+	}
+	expect("polled again", true, "")
+}
+
+// The node: a clock stepped back between polls gets timeNotAvailable, and
+// /readyz says why, before the next scheduled poll (an hour away).
+func TestClockStepRefusesTokens(t *testing.T) {
+	ntp := newFakeNTP(t)
+	wall := &steppedClock{}
+	tn := startNodeClock(t, filepath.Join(t.TempDir(), "data"), fmt.Sprintf("tsa:\n  ntp_servers: [%q]\n  ntp_interval: 1h\n  accuracy: 1s\n", ntp.addr()), "", wall)
+	req, _ := tsp.NewRequest(tsp.SM3, tsp.SM3.Sum([]byte("step")), big.NewInt(1), false).Marshal()
+	if _, _, err := tn.svc.Stamp(context.Background(), "sm2", req); err != nil {
+		t.Fatalf("in sync: %v", err)
+	}
+	wall.offset.Add(int64(-time.Hour)) // date -s, or a VM resumed with a stale clock
+	if _, _, err := tn.svc.Stamp(context.Background(), "sm2", req); tsp.FailureOf(err) != tsp.TimeNotAvailable {
+		t.Fatalf("after a step back of an hour: %v, want timeNotAvailable", err)
+	}
+	// The step asked for a poll, which may have answered already: either
+	// reason is right.
+	status, body := tn.get("http://"+tn.n.Addresses().HTTP+"/readyz", "")
+	if status != http.StatusServiceUnavailable || !strings.Contains(string(body), "moved -1h0m0s") && !strings.Contains(string(body), "exceeds the stated accuracy") {
+		t.Fatalf("readyz %d %s", status, body)
+	}
+}
+
+// steppedClock is the system clock plus an offset a test steps.
+type steppedClock struct{ offset atomic.Int64 }
+
+func (c *steppedClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())).UTC() }
+
 // Production mode without a time reference issues nothing.
 func TestNoReferenceInProduction(t *testing.T) {
 	w := &timeWatch{noSource: "no time reference", now: time.Now}
@@ -516,5 +605,204 @@ func parsePEMs(t *testing.T, b []byte) []*smx509.Certificate {
 		}
 		out = append(out, c)
 		b = rest
+	}
+}
+
+// The look-up's gen_time is the token's genTime, to the nanosecond: the
+// token encodes milliseconds, so a clock reading with finer digits must not
+// reach the record.
+func TestLookupGenTimeIsTokenGenTime(t *testing.T) {
+	fake := clock.NewFake(time.Now().Truncate(time.Second).Add(123456789 * time.Nanosecond))
+	tn := startNodeClock(t, filepath.Join(t.TempDir(), "data"), "", "", fake)
+	req, _ := tsp.NewRequest(tsp.SM3, tsp.SM3.Sum([]byte("gen_time")), big.NewInt(1), false).Marshal()
+	tok, serial, err := tn.svc.Stamp(context.Background(), "sm2", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, err := tsp.ParseToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := tn.svc.Token(context.Background(), serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := time.Parse(time.RFC3339Nano, rec.GenTime)
+	if err != nil || !got.Equal(pt.Info.GenTime) {
+		t.Fatalf("look-up gen_time %q (%v), token genTime %s", rec.GenTime, err, pt.Info.GenTime.Format(time.RFC3339Nano))
+	}
+	if want := fake.Now().Truncate(time.Millisecond); !pt.Info.GenTime.Equal(want) {
+		t.Fatalf("genTime %s, want the clock to the millisecond %s", pt.Info.GenTime, want)
+	}
+}
+
+// NTP timestamps carry seconds modulo 2^32: from 2036-02-07T06:28:16Z on
+// they are read in era 1, the one closest to the local clock, and a server
+// answering then is still in sync with a clock that agrees with it.
+func TestNTPEra(t *testing.T) {
+	wrap := time.Date(2036, 2, 7, 6, 28, 16, 0, time.UTC)
+	for _, at := range []time.Time{
+		time.Date(2026, 11, 22, 10, 0, 0, 250e6, time.UTC),
+		wrap.Add(-500 * time.Millisecond), wrap, wrap.Add(time.Millisecond),
+		time.Date(2036, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		for _, skew := range []time.Duration{0, -time.Hour, 40 * 365 * 24 * time.Hour, -40 * 365 * 24 * time.Hour} {
+			if got := fromNTP(toNTP(at), at.Add(skew)); got.Sub(at).Abs() > time.Nanosecond {
+				t.Errorf("%s read with the local clock %s off: %s", at, skew, got)
+			}
+		}
+	}
+	ntp := newFakeNTP(t)
+	ahead := time.Until(time.Date(2036, 6, 1, 0, 0, 0, 0, time.UTC))
+	ntp.offset.Store(int64(ahead))
+	smp, err := queryNTP(context.Background(), ntp.addr(), func() time.Time { return time.Now().Add(ahead) }, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if smp.offset.Abs() > time.Second {
+		t.Fatalf("in 2036 a server in agreement measures an offset of %s", smp.offset)
+	}
+}
+
+// In the issuing CAs' last months a unit's certificate is clamped to its
+// CA's notAfter. A unit whose certificate ends within the margin is
+// replaced when a CA can issue one that ends later (ecdsa, whose CA is
+// rolled over), and kept otherwise (sm2: a new unit would end no later);
+// no token is made once the certificate has ended: systemFailure, and
+// /readyz says why.
+func TestUnitCertificateEnd(t *testing.T) {
+	fake := clock.NewFake(time.Now())
+	tn := startNodeClock(t, filepath.Join(t.TempDir(), "data"), "", "", fake)
+	ctx := context.Background()
+	_, ecdsaCA := tn.caPEM("ecdsa-issuing")
+	_, sm2CA := tn.caPEM("sm2-issuing")
+	caEnd := ecdsaCA.NotAfter
+	if !sm2CA.NotAfter.Equal(caEnd) {
+		t.Fatalf("issuing CAs end %s and %s", sm2CA.NotAfter, caEnd)
+	}
+	roots := tn.roots("ecdsa-root")
+	active := func(profile string) *unit { return tn.svc.units.Load().active[profile] }
+	stamp := func(profile string, h *tsp.HashAlg) ([]byte, error) {
+		req, _ := tsp.NewRequest(h, h.Sum([]byte("end")), big.NewInt(1), true).Marshal()
+		tok, _, err := tn.svc.Stamp(ctx, profile, req)
+		return tok, err
+	}
+
+	// Six months before the CAs end: the key-use period is over, the new
+	// units end with their CAs.
+	fake.Set(caEnd.Add(-180 * 24 * time.Hour))
+	if err := tn.svc.rollDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"sm2", "ecdsa"} {
+		if u := active(p); u.generation != 2 || !u.cert.NotAfter.Equal(caEnd) {
+			t.Fatalf("%s: unit %d ends %s, want 2 ending with its CA %s", p, u.generation, u.cert.NotAfter, caEnd)
+		}
+	}
+	// The ECDSA CA is rolled over; 20 days before the end (within the
+	// 30-day margin of a six-month certificate) only the ECDSA unit can
+	// get a certificate that ends later.
+	if _, err := tn.ca.Rollover(ctx, "test", "ecdsa-issuing", ""); err != nil {
+		t.Fatal(err)
+	}
+	fake.Set(caEnd.Add(-20 * 24 * time.Hour))
+	if err := tn.svc.rollDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u := active("ecdsa"); u.generation != 3 || !u.cert.NotAfter.After(caEnd.Add(365*24*time.Hour)) {
+		t.Fatalf("ecdsa: unit %d ends %s, want 3 from the new CA generation", u.generation, u.cert.NotAfter)
+	}
+	if u := active("sm2"); u.generation != 2 {
+		t.Fatalf("sm2: unit %d, want 2 kept (no CA ends later)", u.generation)
+	}
+	if err := tn.svc.Ready(ctx); err != nil {
+		t.Fatalf("ready 20 days before the end: %v", err)
+	}
+	if _, err := stamp("sm2", tsp.SM3); err != nil {
+		t.Fatalf("sm2 before its certificate ends: %v", err)
+	}
+
+	// A day after the end: sm2 answers systemFailure, ECDSA tokens verify.
+	fake.Set(caEnd.Add(24 * time.Hour))
+	if err := tn.svc.rollDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stamp("sm2", tsp.SM3); err == nil || tsp.FailureOf(err) != tsp.SystemFailure {
+		t.Fatalf("sm2 after its certificate ended: %v, want systemFailure", err)
+	}
+	if err := tn.svc.Ready(ctx); err == nil || !strings.Contains(err.Error(), "tsa sm2: the certificate of unit 2 is valid from") {
+		t.Fatalf("ready after the sm2 certificate ended: %v", err)
+	}
+	tok, err := stamp("ecdsa", tsp.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, err := tsp.ParseToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pt.Verify(tsp.VerifyOptions{Roots: roots, Data: []byte("end")}); err != nil {
+		t.Fatalf("ECDSA token after the rollover: %v", err)
+	}
+}
+
+// failingIssuer is the CA, refusing the certificates of one issuing CA.
+type failingIssuer struct {
+	*ca.Service
+	refuse string
+}
+
+func (f failingIssuer) IssueFor(ctx context.Context, caID, profile string, csr []byte, record map[string]string, actor string) ([]byte, [][]byte, error) {
+	if caID == f.refuse {
+		return nil, nil, errors.New("refused for the test")
+	}
+	return f.Service.IssueFor(ctx, caID, profile, csr, record, actor)
+}
+
+// A profile whose rollover fails does not hold up the others, and leaves
+// no key behind.
+func TestRollDueContinuesAfterFailure(t *testing.T) {
+	fake := clock.NewFake(time.Now())
+	tn := startNodeClock(t, filepath.Join(t.TempDir(), "data"), "", "", fake)
+	ctx := context.Background()
+	keys := func() int {
+		ks, err := tn.n.Env().Keys.ListKeys(ctx, &hsm.ListKeysRequest{Service: keyService})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ks)
+	}
+	before := keys()
+	tn.svc.issuer = failingIssuer{Service: tn.ca, refuse: "sm2-issuing"} // sm2 comes first
+	fake.Add(366 * 24 * time.Hour)
+	err := tn.svc.rollDue(ctx)
+	if err == nil || !strings.Contains(err.Error(), "tsa sm2: unit 1 key-use period ended") || !strings.Contains(err.Error(), "refused for the test") {
+		t.Fatalf("rollDue: %v", err)
+	}
+	if g := tn.svc.units.Load().active["ecdsa"].generation; g != 2 {
+		t.Fatalf("ecdsa unit %d after sm2 failed, want 2", g)
+	}
+	if g := tn.svc.units.Load().active["sm2"].generation; g != 1 {
+		t.Fatalf("sm2 unit %d, want 1 kept", g)
+	}
+	if n := keys(); n != before+1 {
+		t.Fatalf("%d TSA keys, want %d (the ECDSA one added, the failed SM2 one deleted)", n, before+1)
+	}
+}
+
+// The margin before a unit certificate's end: 30 days, a tenth of a long
+// life, never more than half a short one.
+func TestExpiryMargin(t *testing.T) {
+	day := 24 * time.Hour
+	for _, c := range []struct{ life, want time.Duration }{
+		{5 * 365 * day, 5 * 365 * day / 10},
+		{180 * day, 30 * day},
+		{40 * day, 20 * day},
+		{time.Hour, 30 * time.Minute},
+	} {
+		now := time.Now()
+		if got := expiryMargin(&smx509.Certificate{NotBefore: now, NotAfter: now.Add(c.life)}); got != c.want {
+			t.Errorf("life %s: margin %s, want %s", c.life, got, c.want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -25,6 +26,22 @@ import (
 // is shorter than its certificate's validity).
 const keyUsePeriod = 365 * 24 * time.Hour
 
+// rolloverMargin is the least time before its certificate's notAfter at
+// which a unit is replaced: a token stays verifiable with a certificate
+// valid at the time of verification (OpenSSL's ts -verify checks the chain
+// then, not at genTime) for at least this long after it was made. The
+// margin used is the larger of this and a tenth of the certificate's life,
+// at most half of that life, so that a short certificate is used for half
+// of it before being replaced (expiryMargin).
+const rolloverMargin = 30 * 24 * time.Hour
+
+// expiryMargin is the time before c's notAfter at which its unit is
+// replaced (rolloverMargin).
+func expiryMargin(c *smx509.Certificate) time.Duration {
+	life := c.NotAfter.Sub(c.NotBefore)
+	return min(max(rolloverMargin, life/10), life/2)
+}
+
 const timeFormat = time.RFC3339Nano
 
 // unit is a time-stamping unit: a key and its certificate.
@@ -37,8 +54,23 @@ type unit struct {
 	chain   [][]byte
 	status  string
 	created time.Time
-	// signer is set for the active unit.
+	// signer and ca (the issuing CA's certificate, chain[0]) are set for
+	// the active unit.
 	signer *tsp.Signer
+	ca     *smx509.Certificate
+	// stuck is set once the TSA has logged that no CA can replace this
+	// unit before its certificate ends (rollReason).
+	stuck atomic.Bool
+}
+
+// validAt reports whether t is within the unit certificate's validity: a
+// token is never made outside it (it would not verify).
+func (u *unit) validAt(t time.Time) error {
+	if t.Before(u.cert.NotBefore) || t.After(u.cert.NotAfter) {
+		return fmt.Errorf("tsa %s: the certificate of unit %d is valid from %s to %s, not at %s",
+			u.profile, u.generation, u.cert.NotBefore.UTC().Format(time.RFC3339), u.cert.NotAfter.UTC().Format(time.RFC3339), t.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // unitSet is what the handlers read: the active unit of each profile and
@@ -84,7 +116,9 @@ func certLen(b []byte) int {
 }
 
 // loadUnits reads the units, creating the first one of each profile, and
-// rolls over those whose key-use period has ended.
+// rolls over those due; a failed rollover is logged, and the unit it
+// would have replaced signs on while its certificate is valid (the loop
+// tries again; /readyz says when it is not valid).
 func (s *Service) loadUnits(ctx context.Context) error {
 	set := &unitSet{active: map[string]*unit{}, all: map[string][]*unit{}}
 	rows, err := s.env.DB.Query(ctx, "SELECT profile, generation, key_uri, cert, chain, status, created_at FROM tsa_units ORDER BY profile, generation DESC")
@@ -130,7 +164,10 @@ func (s *Service) loadUnits(ctx context.Context) error {
 			}
 		}
 	}
-	return s.rollDue(ctx)
+	if err := s.rollDue(ctx); err != nil {
+		s.env.Logger.Error("tsa: rollover at start failed; the current unit keeps signing while its certificate is valid", "error", err)
+	}
+	return nil
 }
 
 // resolve makes the unit's signer from its key (once, at load or
@@ -151,22 +188,83 @@ func (s *Service) resolve(ctx context.Context, u *unit) error {
 	if u.signer, err = tsp.NewSigner(u.cert, chain, key); err != nil {
 		return fmt.Errorf("tsa: unit %s/%d: %w", u.profile, u.generation, err)
 	}
+	if len(chain) > 0 {
+		u.ca = chain[0]
+	}
 	return nil
 }
 
-// rollDue rolls over every profile whose active unit has signed for
-// keyUsePeriod.
+// rollDue rolls over every profile whose active unit is due (rollReason).
+// A profile whose rollover fails keeps its unit and does not hold up the
+// others; the failures are returned together.
 func (s *Service) rollDue(ctx context.Context) error {
-	now := s.env.Clock.Now()
+	var errs []error
 	for _, sp := range specs {
 		u := s.units.Load().active[sp.name]
-		if u != nil && now.Sub(u.created) >= keyUsePeriod {
-			if _, err := s.Rollover(ctx, sp.name, "system"); err != nil {
-				return err
+		if u == nil {
+			continue
+		}
+		why := s.rollReason(u, s.env.Clock.Now())
+		if why == "" {
+			continue
+		}
+		if _, err := s.Rollover(ctx, sp.name, "system"); err != nil {
+			errs = append(errs, fmt.Errorf("tsa %s: unit %d %s: %w", sp.name, u.generation, why, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// caLister is the CA service's list of its CA certificates, every
+// generation (ca.Service.CACertificates); the TSA reads it, when its
+// Issuer has it, to learn of a newer generation of a unit's issuing CA.
+type caLister interface {
+	CACertificates() []*smx509.Certificate
+}
+
+// issuerEnd is the latest notAfter a new unit's certificate could have:
+// that of the unit's issuing CA or of a newer generation of it (the same
+// name) valid at now, which the CA issues from once rolled over.
+func (s *Service) issuerEnd(u *unit, now time.Time) time.Time {
+	var end time.Time
+	if u.ca != nil {
+		end = u.ca.NotAfter
+	}
+	if l, ok := s.issuer.(caLister); ok {
+		for _, c := range l.CACertificates() {
+			same := bytes.Equal(c.RawSubject, u.cert.RawIssuer) || c.Subject.String() == u.cert.Issuer.String()
+			if same && !now.Before(c.NotBefore) && c.NotAfter.After(end) {
+				end = c.NotAfter
 			}
 		}
 	}
-	return nil
+	return end
+}
+
+// rollReason says why u is due for rollover at now, "" when it is not:
+// its key has signed for keyUsePeriod, or its certificate ends within
+// expiryMargin and a CA can issue one that ends later. The CA clamps a
+// unit certificate to its own notAfter, so in the CA's last years a new
+// unit would end no later than the current one: then the unit is not
+// replaced (that would only make keys), it signs until its certificate
+// ends, requests then get systemFailure and /readyz says why, and this is
+// logged once, until the issuing CA is rolled over.
+func (s *Service) rollReason(u *unit, now time.Time) string {
+	if now.Sub(u.created) >= keyUsePeriod {
+		return "key-use period ended"
+	}
+	end := u.cert.NotAfter
+	if now.Add(expiryMargin(u.cert)).Before(end) {
+		return ""
+	}
+	if !s.issuerEnd(u, now).After(end) {
+		if !u.stuck.Swap(true) {
+			s.env.Logger.Error("tsa: unit certificate ends soon and no CA certificate ends later; tokens get systemFailure from then on until the issuing CA is rolled over",
+				"profile", u.profile, "generation", u.generation, "not_after", end.UTC().Format(time.RFC3339))
+		}
+		return ""
+	}
+	return "certificate ends " + end.UTC().Format(time.RFC3339)
 }
 
 // Rollover makes a new unit for profile (a new key, a certificate from the
@@ -197,6 +295,18 @@ func (s *Service) Rollover(ctx context.Context, profile, actor string) (*smx509.
 	if _, err := s.env.Keys.CreateKey(ctx, &hsm.CreateKeyRequest{URI: u.keyURI, Algorithm: sp.alg, Usage: hsm.UsageSign, Service: keyService}); err != nil {
 		return nil, fmt.Errorf("tsa: create key %s: %w", u.keyURI, err)
 	}
+	keep := false
+	defer func() {
+		// A rollover that fails before its record (the CA refusing, say)
+		// leaves no key behind: a scheduled one is tried again on every
+		// tick. Once the record is attempted the key stays, in case the
+		// commit went through (a leftover key is never reused, above).
+		if !keep {
+			if err := s.env.Keys.DeleteKey(ctx, &hsm.DeleteKeyRequest{URI: u.keyURI, Service: keyService}); err != nil {
+				s.env.Logger.Error("tsa: rollover failed and its new key could not be deleted", "key", u.keyURI, "error", err)
+			}
+		}
+	}()
 	key, err := s.env.Keys.Signer(ctx, &hsm.SignerRequest{URI: u.keyURI, Service: keyService})
 	if err != nil {
 		return nil, fmt.Errorf("tsa: key %s: %w", u.keyURI, err)
@@ -220,6 +330,7 @@ func (s *Service) Rollover(ctx context.Context, profile, actor string) (*smx509.
 	rec := audit.Record{Actor: actor, Action: "tsa.unit.create", Object: fmt.Sprintf("tsa/%s/%d", profile, gen), Outcome: audit.Success,
 		Details: map[string]any{"key_uri": u.keyURI, "serial": fmt.Sprintf("%x", u.cert.SerialNumber), "issuer": sp.ca,
 			"not_after": u.cert.NotAfter.UTC().Format(time.RFC3339)}}
+	keep = true
 	_, err = s.env.Audit.Do(ctx, s.env.DB, rec, func(tx *store.Tx) error {
 		if _, err := tx.Exec(ctx, "UPDATE tsa_units SET status = 'retired' WHERE profile = ? AND status = 'active'", profile); err != nil {
 			return err

@@ -127,32 +127,34 @@ func signingCertificateV2(cert *smx509.Certificate, h *HashAlg) ([]byte, error) 
 	return b.Bytes()
 }
 
-// signatureAlgorithm is the SignerInfo signatureAlgorithm, as gmsm's pkcs7
-// writes it (INTEROP.md's tested construction): 1.2.156.10197.1.301.1 for
-// SM2 (GM/T 0010), ecdsa-with-SHA* for ECDSA, sha*WithRSAEncryption for
-// RSA, each with NULL parameters.
-func (s *Signer) signatureAlgorithm() (asn1.ObjectIdentifier, error) {
+// signatureAlgorithm is the SignerInfo signatureAlgorithm and whether it
+// has NULL parameters: 1.2.156.10197.1.301.1 (GM/T 0010) with NULL for
+// SM2, as gmsm's pkcs7 writes it (INTEROP.md's tested construction);
+// ecdsa-with-SHA* without parameters (RFC 5758 §3.2: "the encoding MUST
+// omit the parameters field"); sha*WithRSAEncryption with NULL (RFC 4055
+// §5).
+func (s *Signer) signatureAlgorithm() (oid asn1.ObjectIdentifier, null bool, err error) {
 	switch pub := s.key.Public().(type) {
 	case *ecdsa.PublicKey:
 		switch {
 		case s.sm2:
-			return oidSM2Sign, nil
+			return oidSM2Sign, true, nil
 		case s.hash == SHA384:
-			return oidECDSAWithSHA384, nil
+			return oidECDSAWithSHA384, false, nil
 		case pub.Curve == elliptic.P521():
-			return nil, errors.New("tsp: P-521 TSA keys are not supported")
+			return nil, false, errors.New("tsp: P-521 TSA keys are not supported")
 		}
-		return oidECDSAWithSHA256, nil
+		return oidECDSAWithSHA256, false, nil
 	case *rsa.PublicKey:
-		return oidSHA256WithRSA, nil
+		return oidSHA256WithRSA, true, nil
 	}
-	return nil, fmt.Errorf("tsp: unsupported TSA key type %T", s.key.Public())
+	return nil, false, fmt.Errorf("tsp: unsupported TSA key type %T", s.key.Public())
 }
 
 // precompute encodes the parts of every token that depend only on the
 // certificate and the key.
 func (s *Signer) precompute() error {
-	sigOID, err := s.signatureAlgorithm()
+	sigOID, sigNull, err := s.signatureAlgorithm()
 	if err != nil {
 		return err
 	}
@@ -166,11 +168,14 @@ func (s *Signer) precompute() error {
 		out, err = b.Bytes()
 		return out
 	}
-	s.digestAlg = enc(func(b *cryptobyte.Builder) { addAlgorithm(b, s.hash.OID, true) })
+	// The digest: SM3 with NULL as gmsm writes it; SHA-2 without
+	// parameters (RFC 5754 §2: "MUST generate SHA2 AlgorithmIdentifiers
+	// with absent parameters").
+	s.digestAlg = enc(func(b *cryptobyte.Builder) { addAlgorithm(b, s.hash.OID, s.sm2) })
 	s.digestAlgs = enc(func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(s.digestAlg) })
 	})
-	s.sigAlg = enc(func(b *cryptobyte.Builder) { addAlgorithm(b, sigOID, true) })
+	s.sigAlg = enc(func(b *cryptobyte.Builder) { addAlgorithm(b, sigOID, sigNull) })
 	// RFC 5652 §5.3: version 1 with issuerAndSerialNumber; the issuer is
 	// copied from the certificate octet for octet.
 	s.sid = enc(func(b *cryptobyte.Builder) {
@@ -215,7 +220,8 @@ var oidAttrSigningTime = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 5}
 //
 // The token is the construction INTEROP.md tested on gmsm's pkcs7, encoded
 // here directly (TestSignMatchesPKCS7 checks it octet for octet against
-// gmsm's): a ContentInfo id-signedData with SignedData version 3 (RFC 5652
+// gmsm's, whose algorithm identifiers all have NULL parameters: here only
+// SM2's, SM3's and RSA's do, see precompute): a ContentInfo id-signedData with SignedData version 3 (RFC 5652
 // §5.1: eContentType is not id-data), one digest algorithm, the TSTInfo as
 // eContent of type id-ct-TSTInfo, the certificates when asked, and one
 // SignerInfo version 1 (issuerAndSerialNumber) whose signed attributes are

@@ -63,6 +63,19 @@ func pkcs7Token(t testing.TB, s *Signer, info *TSTInfo, withCerts bool) []byte {
 	if err := sd.AddSigner(s.cert, s.key, cfg); err != nil {
 		t.Fatal(err)
 	}
+	// gmsm writes NULL parameters in every algorithm identifier; the TSA
+	// does for SM2 and SM3 (gmsm's construction) and RSA signatures (RFC
+	// 4055 §5) only: ecdsa-with-SHA* (RFC 5758 §3.2) and SHA-2 digests
+	// (RFC 5754 §2) have none.
+	if !s.sm2 {
+		for i := range raw.DigestAlgorithmIdentifiers {
+			raw.DigestAlgorithmIdentifiers[i].Parameters = asn1.RawValue{}
+		}
+		raw.SignerInfos[0].DigestAlgorithm.Parameters = asn1.RawValue{}
+		if _, rsaKey := s.key.Public().(*rsa.PublicKey); !rsaKey {
+			raw.SignerInfos[0].DigestEncryptionAlgorithm.Parameters = asn1.RawValue{}
+		}
+	}
 	if withCerts {
 		for _, c := range s.chain {
 			sd.AddCertificate(c)
@@ -200,6 +213,79 @@ func BenchmarkSign(b *testing.B) {
 				_, err := p.key.Sign(rand.Reader, d, crypto.SHA256)
 				return err
 			})
+		})
+	}
+}
+
+// algID is an AlgorithmIdentifier with its parameters as received.
+type algID struct {
+	Algorithm  asn1.ObjectIdentifier
+	Parameters asn1.RawValue `asn1:"optional"`
+}
+
+// TestAlgorithmParameters reads the algorithm identifiers of tokens
+// without certificates: ECDSA's signatureAlgorithm has no parameters (RFC
+// 5758 §3.2), nor have SHA-2 digests (RFC 5754 §2); RSA's signature (RFC
+// 4055 §5) and SM2's and SM3's (gmsm's construction, INTEROP.md) have NULL.
+func TestAlgorithmParameters(t *testing.T) {
+	type signerInfo struct {
+		Version     int
+		SID         asn1.RawValue
+		Digest      algID
+		SignedAttrs asn1.RawValue
+		Signature   algID
+		Value       []byte
+	}
+	type signedData struct {
+		Version     int
+		Digests     []algID `asn1:"set"`
+		Content     asn1.RawValue
+		SignerInfos []signerInfo `asn1:"set"`
+	}
+	type contentInfo struct {
+		Type    asn1.ObjectIdentifier
+		Content signedData `asn1:"explicit,tag:0"`
+	}
+	for _, c := range []struct {
+		alg                 string
+		pki                 *testPKI
+		digestNull, sigNull bool
+		digestOID, sigOID   asn1.ObjectIdentifier
+	}{
+		{"sm2", newPKI(t, "sm2", true), true, true, SM3.OID, oidSM2Sign},
+		{"ecdsa", newPKI(t, "ecdsa", true), false, false, SHA256.OID, oidECDSAWithSHA256},
+		{"rsa", rsaPKI(t), false, true, SHA256.OID, oidSHA256WithRSA},
+	} {
+		t.Run(c.alg, func(t *testing.T) {
+			s, err := NewSigner(c.pki.tsa, nil, c.pki.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := s.Sign(&TSTInfo{Policy: testPolicy, SerialNumber: big.NewInt(1),
+				MessageImprint: MessageImprint{HashAlgorithm: SHA256.OID, HashedMessage: SHA256.Sum([]byte("doc"))}, GenTime: time.Now()}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ci contentInfo
+			if rest, err := asn1.Unmarshal(tok, &ci); err != nil || len(rest) != 0 {
+				t.Fatalf("token: %v", err)
+			}
+			si := ci.Content.SignerInfos[0]
+			check := func(what string, a algID, oid asn1.ObjectIdentifier, null bool) {
+				t.Helper()
+				if !a.Algorithm.Equal(oid) {
+					t.Errorf("%s %s, want %s", what, a.Algorithm, oid)
+				}
+				if hasNull := bytes.Equal(a.Parameters.FullBytes, []byte{5, 0}); hasNull != null || !null && len(a.Parameters.FullBytes) != 0 {
+					t.Errorf("%s parameters %x, want NULL: %v", what, a.Parameters.FullBytes, null)
+				}
+			}
+			check("digestAlgorithms", ci.Content.Digests[0], c.digestOID, c.digestNull)
+			check("SignerInfo digestAlgorithm", si.Digest, c.digestOID, c.digestNull)
+			check("SignerInfo signatureAlgorithm", si.Signature, c.sigOID, c.sigNull)
+			if _, err := ParseToken(tok); err != nil {
+				t.Fatal(err)
+			}
 		})
 	}
 }

@@ -13,11 +13,14 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata")
@@ -306,5 +309,68 @@ func TestWriteSeeds(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// ESSCertIDv2's hashAlgorithm is DEFAULT sha256: DER omits it (X.690
+// §11.5), so the verifier refuses it written out (no TSA writes it:
+// OpenSSL and Bouncy Castle leave it out); SHA-256 with NULL parameters is
+// another value, valid DER (RFC 5754 §2), and verifies, as does the
+// default left out and another hash written out.
+func TestESSCertIDv2DefaultHash(t *testing.T) {
+	p := newPKI(t, "ecdsa", true)
+	for _, c := range []struct {
+		name string
+		alg  func(b *cryptobyte.Builder)
+		ok   bool
+	}{
+		{"default omitted", nil, true},
+		{"default written out", func(b *cryptobyte.Builder) { addAlgorithm(b, SHA256.OID, false) }, false},
+		{"sha256 with NULL", func(b *cryptobyte.Builder) { addAlgorithm(b, SHA256.OID, true) }, true},
+		{"sha384", func(b *cryptobyte.Builder) { addAlgorithm(b, SHA384.OID, false) }, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := NewSigner(p.tsa, nil, p.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := SHA256
+			if c.name == "sha384" {
+				h = SHA384
+			}
+			var b cryptobyte.Builder
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+						if c.alg != nil {
+							c.alg(b)
+						}
+						b.AddASN1OctetString(h.Sum(p.tsa.Raw))
+					})
+				})
+			})
+			if s.ess, err = b.Bytes(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.precompute(); err != nil {
+				t.Fatal(err)
+			}
+			req := NewRequest(SHA256, SHA256.Sum([]byte("ess")), big.NewInt(3), true)
+			der, err := s.Sign(&TSTInfo{Policy: testPolicy, MessageImprint: req.MessageImprint, SerialNumber: big.NewInt(9), GenTime: time.Now(), Nonce: req.Nonce}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := ParseToken(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = tok.Verify(VerifyOptions{Roots: p.roots, Request: req})
+			if c.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !c.ok && (!errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), "DEFAULT")) {
+				t.Fatalf("verify: %v, want the explicit DEFAULT refused", err)
+			}
+		})
 	}
 }

@@ -35,8 +35,10 @@ type TSTInfo struct {
 	Raw []byte
 }
 
-// genTimePrecision is the resolution of genTime in the tokens made here.
-const genTimePrecision = time.Millisecond
+// GenTimePrecision is the resolution of genTime in the tokens made here:
+// Marshal truncates GenTime to it, so a TSA that records the genTime of a
+// token truncates it first.
+const GenTimePrecision = time.Millisecond
 
 // Marshal returns the DER of the TSTInfo. ordering FALSE is omitted
 // (DEFAULT, X.690 §11.5).
@@ -159,7 +161,7 @@ func formatGenTime(t time.Time) string { return string(appendGenTime(nil, t)) }
 
 // appendGenTime appends formatGenTime's form of t to b.
 func appendGenTime(b []byte, t time.Time) []byte {
-	t = t.UTC().Truncate(genTimePrecision)
+	t = t.UTC().Truncate(GenTimePrecision)
 	b = t.AppendFormat(b, "20060102150405")
 	if ms := t.Nanosecond() / int(time.Millisecond); ms != 0 {
 		b = append(b, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10))

@@ -328,6 +328,14 @@ func (t *Token) Verify(opts VerifyOptions) (*smx509.Certificate, error) {
 	return cert, nil
 }
 
+// derSHA256NoParams is the AlgorithmIdentifier id-sha256 without
+// parameters, the DEFAULT of ESSCertIDv2's hashAlgorithm (RFC 5035 §4).
+var derSHA256NoParams = func() []byte {
+	var b cryptobyte.Builder
+	addAlgorithm(&b, SHA256.OID, false)
+	return b.BytesOrPanic()
+}()
+
 func mustOID(oid asn1.ObjectIdentifier) []byte {
 	b, err := asn1.Marshal(oid)
 	if err != nil {
@@ -357,7 +365,18 @@ func (t *Token) checkESS(cert *smx509.Certificate) error {
 	if hasV2 {
 		h = SHA256
 		if id.PeekASN1Tag(cbasn1.SEQUENCE) {
-			oid, err := parseAlgorithm(&id)
+			var alg cryptobyte.String
+			id.ReadASN1Element(&alg, cbasn1.SEQUENCE)
+			// hashAlgorithm DEFAULT {algorithm id-sha256}: DER leaves the
+			// default out (X.690 §11.5), and neither OpenSSL nor Bouncy
+			// Castle writes it, so written out it is refused like any
+			// other non-DER encoding. SHA-256 with NULL parameters is
+			// another value than the default, valid DER, and accepted
+			// (RFC 5754 §2: implementations MUST accept both forms).
+			if bytes.Equal(alg, derSHA256NoParams) {
+				return errors.New("ESSCertIDv2 hashAlgorithm encodes the DEFAULT sha256, which DER omits (X.690 §11.5)")
+			}
+			oid, err := parseAlgorithm(&alg)
 			if err != nil {
 				return errors.New("malformed ESSCertIDv2 hashAlgorithm")
 			}
