@@ -84,6 +84,22 @@ func (r *registry) with(old, a *authority) *registry {
 	return n
 }
 
+// lineageOf returns the generations of the lineage of CA id: id first, then
+// the others, newest first; nil when id is unknown.
+func (r *registry) lineageOf(id string) []*authority {
+	a := r.byID[id]
+	if a == nil {
+		return nil
+	}
+	out := []*authority{a}
+	for i := len(r.order) - 1; i >= 0; i-- {
+		if x := r.order[i]; x.lineage == a.lineage && x != a {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 func (s *Service) registry() *registry {
 	if r := s.reg.Load(); r != nil {
 		return r

@@ -7,12 +7,15 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 )
@@ -267,5 +270,60 @@ func TestRolloverSeenByOtherProcess(t *testing.T) {
 	}
 	if err := cert.CheckSignatureFrom(rolled.authority.cert); err != nil {
 		t.Errorf("certificate from the other process not signed by the new generation: %v", err)
+	}
+}
+
+// TestLineageAfterRollover: after a rollover, a certificate issued on the
+// lineage id (signed by the new generation) is read and revoked on that
+// id, by the RA of its organisation and by a CA operator, and the issue
+// answer names the generation that signed; an unknown serial stays 404.
+func TestLineageAfterRollover(t *testing.T) {
+	tn := startNode(t, t.TempDir())
+	tn.addAccount("operator", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	old := tn.issueECDSA(t)
+	if old.CA != "ecdsa-issuing" {
+		t.Errorf("issue answer names %q, want ecdsa-issuing", old.CA)
+	}
+	rolled, err := tn.svc.Rollover(t.Context(), "test", "ecdsa-issuing", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := tn.issueECDSA(t)
+	if leaf.CA != rolled.id {
+		t.Errorf("issue answer names %q, want the new generation %s", leaf.CA, rolled.id)
+	}
+	for _, tc := range []struct{ on, serial, want string }{
+		{"ecdsa-issuing", leaf.Serial, rolled.id}, // the lineage id, newer generation
+		{rolled.id, leaf.Serial, rolled.id},
+		{rolled.id, old.Serial, "ecdsa-issuing"}, // a newer generation's id, older one
+	} {
+		st, raw := tn.do("GET", "/api/v1/ca/"+tc.on+"/certificates/"+tc.serial, "ra", nil, nil)
+		var got CertificateResponse
+		if st != http.StatusOK || json.Unmarshal(raw, &got) != nil || got.CA != tc.want || got.Serial != tc.serial {
+			t.Errorf("RA GET %s on %s: %d %s; want 200 from %s", tc.serial, tc.on, st, raw, tc.want)
+		}
+	}
+	if st, raw := tn.do("GET", "/api/v1/ca/ecdsa-issuing/certificates/01ff", "operator", nil, nil); st != http.StatusNotFound {
+		t.Errorf("operator GET of an unknown serial: %d %s; want 404", st, raw)
+	}
+	if st, raw := tn.revoke("ecdsa-issuing", "ra", leaf.Serial, "keyCompromise"); st != http.StatusOK {
+		t.Fatalf("RA revokes on the lineage id: %d %s", st, raw)
+	}
+	if c, err := certBySerial(t.Context(), tn.db(), rolled.id, leaf.Serial); err != nil || c.status != "revoked" {
+		t.Fatalf("stored under %s: %+v %v", rolled.id, c, err)
+	}
+	crl, err := latestCRL(t.Context(), tn.db(), rolled.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := serialsOf(t, crl, rolled.authority); !strings.Contains(got, leaf.Serial) {
+		t.Errorf("CRL of %s lists %q, not %s", rolled.id, got, leaf.Serial)
+	}
+	second := tn.issueECDSA(t)
+	if st, raw := tn.revoke("ecdsa-issuing", "operator", second.Serial, "superseded"); st != http.StatusOK {
+		t.Errorf("operator revokes on the lineage id: %d %s", st, raw)
+	}
+	if st, raw := tn.revoke("ecdsa-issuing", "operator", "01ff", "superseded"); st != http.StatusNotFound {
+		t.Errorf("operator revokes an unknown serial: %d %s; want 404", st, raw)
 	}
 }

@@ -107,7 +107,9 @@ type RevokeResponse struct {
 // body is read here and put back for the handler. An unknown serial, a
 // body that does not parse and a CA certificate all get no organisation: no
 // RA may act on them (and none learns whether the serial exists), while a
-// CA operator passes and the handler gives the precise answer.
+// CA operator passes and the handler gives the precise answer. The serial
+// is looked up in every generation of the {ca} lineage (findCert), as the
+// handler does.
 func (s *Service) revocationResource(r *http.Request) (policy.Resource, error) {
 	caID := r.PathValue("ca")
 	res := policy.Resource{Type: "certificate", ID: caID + "/?"}
@@ -125,7 +127,7 @@ func (s *Service) revocationResource(r *http.Request) (policy.Resource, error) {
 		return res, nil
 	}
 	res.ID = caID + "/" + serial
-	if c, err := certBySerial(r.Context(), s.env.DB, caID, serial); err == nil {
+	if _, c, err := s.findCert(r.Context(), caID, serial); err == nil {
 		if !isCACert(c) {
 			res.Org = c.requesterOrg
 		}
@@ -133,6 +135,30 @@ func (s *Service) revocationResource(r *http.Request) (policy.Resource, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// findCert finds certificate serial among those issued by the lineage of
+// CA id: the generation id first, then the lineage's other generations,
+// newest first. Clients issue on the lineage id and the active generation
+// signs (authorities.go), so a certificate is read and revoked on the id it
+// was issued from whichever generation signed it; serials are 128 random
+// bits, so two generations do not share one. It returns the generation that
+// issued the certificate.
+func (s *Service) findCert(ctx context.Context, id, serial string) (*authority, *certRow, error) {
+	gens := s.registry().lineageOf(id)
+	if len(gens) == 0 {
+		return nil, nil, fmt.Errorf("%w: no CA %q", ErrNotFound, id)
+	}
+	for _, g := range gens {
+		c, err := certBySerial(ctx, s.env.DB, g.id, serial)
+		if err == nil {
+			return g, c, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, nil, err
+		}
+	}
+	return nil, nil, fmt.Errorf("%w: certificate %s/%s", ErrNotFound, id, serial)
 }
 
 // isCACert reports whether a stored certificate is a CA certificate: issued
@@ -153,11 +179,13 @@ func isCACert(c *certRow) bool {
 // Revoking a revoked certificate again with the same reason answers 200 with
 // the stored revocation, so a client that lost the answer may retry; with
 // another reason it is a conflict (409): a reason is not changed after
-// the fact here. A CA certificate goes to revokeCA (dual control).
+// the fact here. A CA certificate goes to revokeCA (dual control). {ca} may
+// name any generation of the lineage that issued the certificate
+// (findCert).
 func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	a, err := s.authority(r.PathValue("ca"))
-	if err != nil {
+	caID := r.PathValue("ca")
+	if _, err := s.authority(caID); err != nil {
 		return err
 	}
 	var req RevokeRequest
@@ -172,13 +200,15 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 	if p == nil {
 		return errors.New("revoke: no principal in context")
 	}
-	c, err := certBySerial(ctx, s.env.DB, a.id, serial)
+	a, c, err := s.findCert(ctx, caID, serial)
 	if errors.Is(err, ErrNotFound) {
-		for _, sub := range s.authorities() {
-			if sub.parent == a.id && serialHex(sub.cert.SerialNumber) == serial {
-				// CAs made before their certificates were recorded as issued
-				// have no row to revoke.
-				return fmt.Errorf("%w: %s is the certificate of CA %s, which is not recorded among %s's issued certificates", ErrPolicy, serial, sub.id, a.id)
+		for _, g := range s.registry().lineageOf(caID) {
+			for _, sub := range s.authorities() {
+				if sub.parent == g.id && !sub.external && serialHex(sub.cert.SerialNumber) == serial {
+					// CAs made before their certificates were recorded as
+					// issued have no row to revoke.
+					return fmt.Errorf("%w: %s is the certificate of CA %s, which is not recorded among %s's issued certificates", ErrPolicy, serial, sub.id, g.id)
+				}
 			}
 		}
 	}
