@@ -434,12 +434,14 @@ func (s *Service) generateDelta(ctx context.Context, a *authority) (*storedCRL, 
 // the transaction that stores the CRL. A concurrent generation
 // that took the number first makes this one start again, so a CRL made
 // after a revocation always includes it.
-func (s *Service) generate(ctx context.Context, a *authority, kind string, asBase bool) (*storedCRL, error) {
+// A record also gives is appended in the transaction that stores the CRL
+// (forceCRL's, naming who asked).
+func (s *Service) generate(ctx context.Context, a *authority, kind string, asBase bool, also ...func(*storedCRL) audit.Record) (*storedCRL, error) {
 	st := crlStateOf(s)
 	s.crlMu.Lock()
 	defer s.crlMu.Unlock()
 	for attempt := 1; ; attempt++ {
-		c, err := s.generateOnce(ctx, st, a, kind, asBase)
+		c, err := s.generateOnce(ctx, st, a, kind, asBase, also)
 		if !errors.Is(err, errCRLRace) || attempt >= maxCRLAttempts {
 			result := "ok"
 			if err != nil {
@@ -451,7 +453,7 @@ func (s *Service) generate(ctx context.Context, a *authority, kind string, asBas
 	}
 }
 
-func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, kind string, asBase bool) (*storedCRL, error) {
+func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, kind string, asBase bool, also []func(*storedCRL) audit.Record) (*storedCRL, error) {
 	validity := st.schedule.full
 	if kind == kindDelta {
 		validity = st.schedule.delta
@@ -581,8 +583,15 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 			return err
 		}
 		insertCRLOutbox(tx, a.id, kind, c.number, c.thisUpdate)
-		_, err = s.env.Audit.Append(ctx, tx, rec)
-		return err
+		if _, err = s.env.Audit.Append(ctx, tx, rec); err != nil {
+			return err
+		}
+		for _, f := range also {
+			if _, err := s.env.Audit.Append(ctx, tx, f(c)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if errors.Is(err, crl.ErrNumberRegression) {
 		s.alertRegression(st, a, kind, c.number, err)

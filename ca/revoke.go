@@ -388,8 +388,14 @@ func (s *Service) revokeCA(w http.ResponseWriter, r *http.Request, a *authority,
 			return fmt.Errorf("%w: certificate %s was already revoked at %s with reason %s", ErrConflict, c.serial,
 				c.revokedAt.Format(time.RFC3339), reasonName(c.reason))
 		}
+		// The stored revocation, with the approval it was executed under
+		// (not whatever the retry states).
+		approval, err := s.storedApproval(ctx, a, c)
+		if err != nil {
+			return err
+		}
 		return httpx.WriteJSON(w, http.StatusOK, &RevokeResponse{Serial: c.serial, RevokedAt: c.revokedAt.Format(time.RFC3339),
-			Reason: reasonName(c.reason), Approval: req.Approval})
+			Reason: reasonName(c.reason), Approval: approval})
 	}
 	payload, err := RevocationPayload(a.id, c.serial, reason)
 	if err != nil {
@@ -429,6 +435,27 @@ func (s *Service) revokeCA(w http.ResponseWriter, r *http.Request, a *authority,
 	return httpx.WriteJSON(w, http.StatusOK, out)
 }
 
+// storedApproval returns the dual-control request under which revoked CA
+// certificate c was revoked: the executed request for its revocation
+// payload, or "" when there is none (a revocation carried over from a CRL).
+func (s *Service) storedApproval(ctx context.Context, a *authority, c *certRow) (string, error) {
+	payload, err := RevocationPayload(a.id, c.serial, reasonName(c.reason))
+	if err != nil {
+		return "", err
+	}
+	hash := dual.Hash(payload)
+	done, err := s.env.Dual.List(ctx, dual.Filter{Kind: caRevokeKind, Status: dual.StatusExecuted, Limit: 1000})
+	if err != nil {
+		return "", err
+	}
+	for _, d := range done {
+		if bytes.Equal(d.PayloadHash, hash) {
+			return d.ID, nil
+		}
+	}
+	return "", nil
+}
+
 // requestCARevocation opens (or finds the open) dual-control request for a
 // CA certificate revocation and answers 202.
 func (s *Service) requestCARevocation(ctx context.Context, w http.ResponseWriter, a *authority, c *certRow, reason string, payload []byte, p *authz.Principal) error {
@@ -449,19 +476,27 @@ func (s *Service) requestCARevocation(ctx context.Context, w http.ResponseWriter
 			break
 		}
 	}
+	rec := func(d *dual.Request) audit.Record {
+		return audit.Record{Actor: p.Actor(), Action: caRevokeAction,
+			Object: "cert/" + a.id + "/" + c.serial, Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
+			Details: map[string]any{"stage": "approval requested", "reason": reason, "subject": c.subject,
+				"approval": d.ID, "payload_hash": hex.EncodeToString(d.PayloadHash)}}
+	}
 	if d == nil {
+		// The request and the record of why it was made commit together.
 		var err error
-		d, err = s.env.Dual.Create(ctx, dual.NewRequest{Kind: caRevokeKind, Requester: p.Account.ID, Payload: payload,
+		d, err = s.env.Dual.CreateWith(ctx, dual.NewRequest{Kind: caRevokeKind, Requester: p.Account.ID, Payload: payload,
 			Required: 1, TTL: caRevokeTTL, ApproverRole: string(policy.RoleCAOperator),
-			Summary: fmt.Sprintf("revoke the CA certificate %s/%s (%s) with reason %s", a.id, c.serial, c.subject, reason)})
+			Summary: fmt.Sprintf("revoke the CA certificate %s/%s (%s) with reason %s", a.id, c.serial, c.subject, reason)},
+			func(tx *store.Tx, d *dual.Request) error {
+				_, err := s.env.Audit.Append(ctx, tx, rec(d))
+				return err
+			})
 		if err != nil {
 			return err
 		}
-	}
-	if _, err := s.env.Audit.Write(ctx, s.env.DB, audit.Record{Actor: p.Actor(), Action: caRevokeAction,
-		Object: "cert/" + a.id + "/" + c.serial, Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
-		Details: map[string]any{"stage": "approval requested", "reason": reason, "subject": c.subject,
-			"approval": d.ID, "payload_hash": hex.EncodeToString(d.PayloadHash)}}); err != nil {
+	} else if _, err := s.env.Audit.Write(ctx, s.env.DB, rec(d)); err != nil {
+		// Asked again: nothing changes but the record of the asking.
 		return err
 	}
 	w.Header().Set("Location", "/api/v1/approvals/"+d.ID)

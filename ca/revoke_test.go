@@ -357,6 +357,12 @@ func TestRevokeCACertificate(t *testing.T) {
 		if st, raw := revokeWith("op2", sub, "cACompromise", pending.Approval); st != http.StatusOK || json.Unmarshal(raw, &again) != nil || again.RevokedAt != out.RevokedAt {
 			t.Fatalf("retry: %d %s", st, raw)
 		}
+		// It answers the approval the revocation was executed under, not
+		// one the retry states.
+		if st, raw := revokeWith("op2", sub, "cACompromise", "0123456789abcdef0123456789abcdef"); st != http.StatusOK ||
+			json.Unmarshal(raw, &again) != nil || again.Approval != pending.Approval {
+			t.Fatalf("retry with another approval: %d %s; want 200 with approval %s", st, raw, pending.Approval)
+		}
 		if n := tn.count("SELECT COUNT(*) FROM ca_outbox WHERE event = 'revoked' AND serial = ?", sub); n != 1 {
 			t.Errorf("%d outbox events, want 1", n)
 		}
@@ -400,4 +406,54 @@ func TestRevokeCACertificate(t *testing.T) {
 			t.Fatalf("stored %s reason %d", c.status, c.reason)
 		}
 	})
+}
+
+// TestRequestAuditedWithChange: the record of a CA operator's request to
+// revoke a CA certificate commits with the dual-control request, and the
+// record of who forced a CRL with the CRL: when the record cannot be
+// written (here a trigger refuses it), the change is not made either.
+func TestRequestAuditedWithChange(t *testing.T) {
+	tn := startNode(t, t.TempDir())
+	ctx := t.Context()
+	tn.addAccount("op1", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	sub := tn.addSubCA(t, "ecdsa-root", "govtrust ECDSA Test Sub CA")
+	exec := func(q string) {
+		t.Helper()
+		if err := tn.db().Tx(ctx, func(tx *store.Tx) error { _, err := tx.Exec(ctx, q); return err }); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+
+	exec(`CREATE TRIGGER refuse_request_record BEFORE INSERT ON audit_log
+		WHEN NEW.action = 'ca.authority.revoke' AND NEW.details LIKE '%approval requested%'
+		BEGIN SELECT RAISE(ABORT, 'audit record refused'); END`)
+	if st, raw := tn.revoke("ecdsa-root", "op1", sub, "cACompromise"); st != http.StatusInternalServerError {
+		t.Errorf("request without its record: %d %s; want 500", st, raw)
+	}
+	if n := tn.count("SELECT COUNT(*) FROM dual_requests WHERE kind = 'ca.authority.revoke'"); n != 0 {
+		t.Errorf("%d dual-control requests made without their record, want 0", n)
+	}
+	exec("DROP TRIGGER refuse_request_record")
+	if st, raw := tn.revoke("ecdsa-root", "op1", sub, "cACompromise"); st != http.StatusAccepted {
+		t.Errorf("request: %d %s; want 202", st, raw)
+	}
+
+	crls := "SELECT COUNT(*) FROM ca_crls WHERE issuer_id = 'ecdsa-issuing'"
+	before := tn.count(crls)
+	exec(`CREATE TRIGGER refuse_forced_record BEFORE INSERT ON audit_log
+		WHEN NEW.action = 'ca.crl.generate' AND NEW.actor = 'account/op1'
+		BEGIN SELECT RAISE(ABORT, 'audit record refused'); END`)
+	if st, raw := tn.do("POST", "/api/v1/ca/ecdsa-issuing/crls", "op1", nil, nil); st != http.StatusInternalServerError {
+		t.Errorf("forced CRL without its record: %d %s; want 500", st, raw)
+	}
+	if n := tn.count(crls); n != before {
+		t.Errorf("%d CRLs stored without the record of who forced them", n-before)
+	}
+	exec("DROP TRIGGER refuse_forced_record")
+	if st, raw := tn.do("POST", "/api/v1/ca/ecdsa-issuing/crls", "op1", nil, nil); st != http.StatusCreated {
+		t.Errorf("forced CRL: %d %s; want 201", st, raw)
+	}
+	if n := tn.audited("account/op1", "ca.crl.generate", audit.Success); n != 1 {
+		t.Errorf("%d records of the forced CRL by op1, want 1", n)
+	}
 }
