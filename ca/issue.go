@@ -38,9 +38,10 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 		return policy.Resource{Type: "ca", ID: r.PathValue("ca"), Org: s.principalOrg(r)}, nil
 	}
 	// A certificate is read in the organisation of the account that
-	// requested it; an unknown one gets none, so no RA learns whether a
-	// serial exists elsewhere. The serial is looked up in every generation
-	// of the {ca} lineage, as the handler does (findCert).
+	// requested it, and by that account (its owner); an unknown one gets
+	// neither, so no RA learns whether a serial exists elsewhere. The
+	// serial is looked up in every generation of the {ca} lineage, as the
+	// handler does (findCert).
 	certRes := func(r *http.Request) (policy.Resource, error) {
 		caID := r.PathValue("ca")
 		res := policy.Resource{Type: "certificate", ID: caID + "/" + r.PathValue("serial")}
@@ -51,7 +52,7 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 		_, c, err := s.findCert(r.Context(), caID, serial)
 		switch {
 		case err == nil:
-			res.Org = c.requesterOrg
+			res.Org, res.Owner = c.requesterOrg, certOwner(c)
 		case !errors.Is(err, ErrNotFound):
 			return res, err
 		}

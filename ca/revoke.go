@@ -102,14 +102,15 @@ type RevokeResponse struct {
 }
 
 // revocationResource finds the certificate a revocation names, placed in the
-// organisation of the account that requested it, so the policy lets an RA
-// revoke only its own organisation's certificates (ACCEPTANCE.md C-12). The
+// organisation of the account that requested it and owned by that account,
+// so the policy lets an RA revoke only its own organisation's certificates
+// and an account the certificates it requested (ACCEPTANCE.md C-12). The
 // body is read here and put back for the handler. An unknown serial, a
-// body that does not parse and a CA certificate all get no organisation: no
-// RA may act on them (and none learns whether the serial exists), while a
-// CA operator passes and the handler gives the precise answer. The serial
-// is looked up in every generation of the {ca} lineage (findCert), as the
-// handler does.
+// body that does not parse and a CA certificate all get no organisation
+// and no owner: no RA may act on them (and none learns whether the serial
+// exists), while a CA operator passes and the handler gives the precise
+// answer. The serial is looked up in every generation of the {ca} lineage
+// (findCert), as the handler does.
 func (s *Service) revocationResource(r *http.Request) (policy.Resource, error) {
 	caID := r.PathValue("ca")
 	res := policy.Resource{Type: "certificate", ID: caID + "/?"}
@@ -129,12 +130,24 @@ func (s *Service) revocationResource(r *http.Request) (policy.Resource, error) {
 	res.ID = caID + "/" + serial
 	if _, c, err := s.findCert(r.Context(), caID, serial); err == nil {
 		if !isCACert(c) {
-			res.Org = c.requesterOrg
+			res.Org, res.Owner = c.requesterOrg, certOwner(c)
 		}
 	} else if !errors.Is(err, ErrNotFound) {
 		return res, err
 	}
 	return res, nil
+}
+
+// certOwner is the account that owns certificate c: the one that requested
+// it through the API, whose id is stored as the requester with its
+// organisation. Certificates the platform issued to itself (IssueFor, the
+// node's TLS and OCSP certificates, CA certificates: no organisation) have
+// no owner.
+func certOwner(c *certRow) string {
+	if c.requesterOrg == "" {
+		return ""
+	}
+	return c.requester
 }
 
 // findCert finds certificate serial among those issued by the lineage of

@@ -408,6 +408,81 @@ func TestRevokeCACertificate(t *testing.T) {
 	})
 }
 
+// addApplication creates an application account of org, as the CLI would,
+// keeps its token under name and returns its id.
+func (tn *testNode) addApplication(name, org string) string {
+	tn.t.Helper()
+	ctx := audit.WithActor(context.Background(), "cli:test")
+	az := tn.n.Env().Authz
+	acc, err := az.CreateAccount(ctx, authz.NewAccount{Name: name, Kind: authz.KindApplication, Org: org,
+		Clearance: policy.Internal, Roles: []policy.Role{policy.RoleApplication}})
+	if err != nil {
+		tn.t.Fatalf("account %s: %v", name, err)
+	}
+	tok, _, err := az.CreateToken(ctx, acc.ID, "test", nil, time.Hour)
+	if err != nil {
+		tn.t.Fatalf("token %s: %v", name, err)
+	}
+	tn.tokens[name] = tok
+	return acc.ID
+}
+
+// TestRevokeByOwner is ACCEPTANCE.md C-12's owner case: the application
+// account that requested a certificate for itself reads and revokes it;
+// another application account of the same organisation does neither; a
+// certificate the platform issued to a service (IssueFor) has no owner,
+// whatever its requester.
+func TestRevokeByOwner(t *testing.T) {
+	tn := startNode(t, t.TempDir())
+	id := tn.addApplication("app1", authz.BootstrapDemoOrg)
+	tn.addApplication("app2", authz.BootstrapDemoOrg)
+	st, raw := tn.do("POST", "/api/v1/ca/ecdsa-issuing/certificates", "app1",
+		IssueRequest{CSR: csrPEM(goCSR(t, "app.example.gov.cn", "app.example.gov.cn")), Profile: "server-tls"}, nil)
+	var own IssueResponse
+	if st != http.StatusCreated || json.Unmarshal(raw, &own) != nil {
+		t.Fatalf("owner issues: %d %s", st, raw)
+	}
+	get := func(role, serial string) int {
+		st, _ := tn.do("GET", "/api/v1/ca/ecdsa-issuing/certificates/"+serial, role, nil, nil)
+		return st
+	}
+	if st := get("app1", own.Serial); st != http.StatusOK {
+		t.Errorf("owner reads its certificate: %d, want 200", st)
+	}
+	if st := get("app2", own.Serial); st != http.StatusForbidden {
+		t.Errorf("another application reads it: %d, want 403", st)
+	}
+	if st, raw := tn.revoke("ecdsa-issuing", "app2", own.Serial, "keyCompromise"); st != http.StatusForbidden {
+		t.Errorf("another application revokes it: %d %s, want 403", st, raw)
+	}
+	st, raw = tn.revoke("ecdsa-issuing", "app1", own.Serial, "keyCompromise")
+	var out RevokeResponse
+	if st != http.StatusOK || json.Unmarshal(raw, &out) != nil || out.Reason != "keyCompromise" {
+		t.Fatalf("owner revokes its certificate: %d %s, want 200", st, raw)
+	}
+	if n := tn.count(revokeRecords+" AND actor = 'account/app1' AND outcome = 'success' AND object = ?", "cert/ecdsa-issuing/"+own.Serial); n != 1 {
+		t.Errorf("%d success records by the owner, want 1", n)
+	}
+
+	// A service's certificate, even one whose requester string is the
+	// account's id, belongs to no account.
+	der, _, err := tn.svc.IssueFor(t.Context(), "ecdsa-issuing", "server-tls", goCSR(t, "svc.example.gov.cn", "svc.example.gov.cn"), nil, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := serialHex(cert.SerialNumber)
+	if st := get("app1", svc); st != http.StatusForbidden {
+		t.Errorf("account reads a service's certificate: %d, want 403", st)
+	}
+	if st, raw := tn.revoke("ecdsa-issuing", "app1", svc, "keyCompromise"); st != http.StatusForbidden {
+		t.Errorf("account revokes a service's certificate: %d %s, want 403", st, raw)
+	}
+}
+
 // TestRequestAuditedWithChange: the record of a CA operator's request to
 // revoke a CA certificate commits with the dual-control request, and the
 // record of who forced a CRL with the CRL: when the record cannot be
