@@ -191,10 +191,11 @@ func isCACert(c *certRow) bool {
 // (its failure does not undo the revocation, see afterRevocation).
 // Revoking a revoked certificate again with the same reason answers 200 with
 // the stored revocation, so a client that lost the answer may retry; with
-// another reason it is a conflict (409): a reason is not changed after
-// the fact here. A CA certificate goes to revokeCA (dual control). {ca} may
-// name any generation of the lineage that issued the certificate
-// (findCert).
+// another reason it is a conflict (409), except that a certificate revoked
+// for a reason other than a compromise may be revoked again for
+// keyCompromise (revokeRowAt). A CA certificate goes to revokeCA (dual
+// control). {ca} may name any generation of the lineage that issued the
+// certificate (findCert).
 func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	caID := r.PathValue("ca")
@@ -275,11 +276,14 @@ func (s *Service) revokeRowAt(ctx context.Context, tx *store.Tx, issuer, serial,
 		return nil, false, fmt.Errorf("read certificate %s/%s: %w", issuer, serial, err)
 	}
 	if c.status == "revoked" {
-		if c.reason != code {
-			return nil, false, fmt.Errorf("%w: certificate %s was already revoked at %s with reason %s", ErrConflict, serial,
-				c.revokedAt.Format(time.RFC3339), reasonName(c.reason))
+		if c.reason == code {
+			return &RevokeResponse{Serial: serial, RevokedAt: c.revokedAt.Format(time.RFC3339), Reason: reasonName(c.reason)}, false, nil
 		}
-		return &RevokeResponse{Serial: serial, RevokedAt: c.revokedAt.Format(time.RFC3339), Reason: reasonName(c.reason)}, false, nil
+		if code == reasonKeyCompromise && !compromiseReasons[c.reason] && !isCACert(c) {
+			return s.toKeyCompromise(ctx, tx, issuer, c, actor, extra, now)
+		}
+		return nil, false, fmt.Errorf("%w: certificate %s was already revoked at %s with reason %s; only a revocation for another reason than a compromise may become keyCompromise",
+			ErrConflict, serial, c.revokedAt.Format(time.RFC3339), reasonName(c.reason))
 	}
 	if c.status != "good" {
 		return nil, false, fmt.Errorf("%w: certificate %s has status %q", ErrConflict, serial, c.status)
@@ -306,6 +310,57 @@ func (s *Service) revokeRowAt(ctx context.Context, tx *store.Tx, issuer, serial,
 		}
 	}
 	return &RevokeResponse{Serial: serial, RevokedAt: now.Format(time.RFC3339), Reason: reason}, true, nil
+}
+
+// compromiseReasons are the CRLReasons that already say the key is
+// compromised.
+var compromiseReasons = map[int]bool{reasonKeyCompromise: true, reasonCACompromise: true}
+
+// toKeyCompromise changes the reason of end-entity certificate c, revoked
+// for another reason than a compromise, to keyCompromise, in tx: the
+// compromise of a key is often learnt after its certificate was revoked as
+// superseded or unspecified, and relying parties that check the reason
+// (and the CA's own blocked keys) must then see it (Mozilla Root Store
+// Policy §6.1.1 asks CAs to update the reason so). The revocation keeps its
+// date; it takes a new revocation sequence, so the next full CRL and the
+// delta on an older base list it with the new reason; the stored OCSP
+// responses are dropped, the key is blocked, and the change is audited.
+// Every other change of reason is refused (revokeRowAt).
+func (s *Service) toKeyCompromise(ctx context.Context, tx *store.Tx, issuer string, c *certRow, actor string, extra map[string]any, now time.Time) (*RevokeResponse, bool, error) {
+	// The counter row is taken as the revocation triggers take it
+	// (migrations 00003): sequence order stays commit order.
+	if _, err := tx.Exec(ctx, `INSERT INTO ca_revocation_counters (issuer_id, last) VALUES (?, 1)
+		ON CONFLICT (issuer_id) DO UPDATE SET last = ca_revocation_counters.last + 1`, issuer); err != nil {
+		return nil, false, fmt.Errorf("revocation sequence of %s: %w", issuer, err)
+	}
+	res, err := tx.Exec(ctx, `UPDATE ca_certificates SET revocation_reason = ?,
+		revocation_seq = (SELECT last FROM ca_revocation_counters WHERE issuer_id = ?)
+		WHERE issuer_id = ? AND serial = ? AND status = 'revoked' AND revocation_reason = ?`,
+		reasonKeyCompromise, issuer, issuer, c.serial, c.reason)
+	if err != nil {
+		return nil, false, fmt.Errorf("change the revocation reason of %s/%s: %w", issuer, c.serial, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return nil, false, fmt.Errorf("%w: the revocation of %s/%s changed meanwhile", ErrConflict, issuer, c.serial)
+	}
+	if err := s.ocspRevokeTx(ctx, tx, issuer, c.serial); err != nil {
+		return nil, false, err
+	}
+	details := map[string]any{"reason": "keyCompromise", "previous_reason": reasonName(c.reason),
+		"revoked_at": c.revokedAt.Format(time.RFC3339), "subject": c.subject, "requester_org": c.requesterOrg}
+	for k, v := range extra {
+		details[k] = v
+	}
+	if _, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: actor, Action: "ca.certificate.revoke",
+		Object: "cert/" + issuer + "/" + c.serial, Outcome: audit.Success, Details: details}); err != nil {
+		return nil, false, err
+	}
+	if len(c.der) > 0 { // a revocation without a certificate has no key to block
+		if err := blockKey(ctx, tx, issuer, c.serial, reasonKeyCompromise, c.der, now); err != nil {
+			return nil, false, err
+		}
+	}
+	return &RevokeResponse{Serial: c.serial, RevokedAt: c.revokedAt.Format(time.RFC3339), Reason: "keyCompromise"}, true, nil
 }
 
 // Dual control of CA certificate revocation.

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"math/big"
 	"net/http"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/ca/ocsp"
 	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
@@ -481,6 +483,105 @@ func TestRevokeByOwner(t *testing.T) {
 	if st, raw := tn.revoke("ecdsa-issuing", "app1", svc, "keyCompromise"); st != http.StatusForbidden {
 		t.Errorf("account revokes a service's certificate: %d %s, want 403", st, raw)
 	}
+}
+
+// TestRevokeReasonToKeyCompromise: a certificate revoked as superseded is
+// revoked again for keyCompromise: same revocation date, the new reason on
+// the next full CRL, on the delta over the base that listed it as
+// superseded and in OCSP, the key blocked, the change audited. Every other
+// change of reason stays a conflict.
+func TestRevokeReasonToKeyCompromise(t *testing.T) {
+	onBothStores(t, func(t *testing.T, tn *testNode) {
+		ctx := t.Context()
+		a := tn.svc.lookup("ecdsa-issuing")
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{DNSNames: []string{"k.example.gov.cn"}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, leaf, raw := tn.issue(a.id, IssueRequest{CSR: csrPEM(csr), Profile: "server-tls"}, "")
+		if st != http.StatusCreated {
+			t.Fatalf("issue: %d %s", st, raw)
+		}
+		var first RevokeResponse
+		if st, raw := tn.revoke(a.id, "ra", leaf.Serial, "superseded"); st != http.StatusOK || json.Unmarshal(raw, &first) != nil {
+			t.Fatalf("superseded: %d %s", st, raw)
+		}
+		// The delta base lists it as superseded.
+		if _, err := tn.svc.generateBase(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		reasonOn := func(c *storedCRL) int {
+			t.Helper()
+			rl, err := smx509.ParseRevocationList(c.der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range rl.RevokedCertificateEntries {
+				if serialHex(e.SerialNumber) == leaf.Serial {
+					return e.ReasonCode
+				}
+			}
+			return -1
+		}
+		for _, reason := range []string{"affiliationChanged", "unspecified", "cACompromise"} {
+			if st, raw := tn.revoke(a.id, "ra", leaf.Serial, reason); st == http.StatusOK {
+				t.Errorf("superseded → %s: %d %s; want refused", reason, st, raw)
+			}
+		}
+		if n := tn.count("SELECT COUNT(*) FROM ca_blocked_keys"); n != 0 {
+			t.Fatalf("%d blocked keys before the compromise", n)
+		}
+
+		st, raw = tn.revoke(a.id, "ra", leaf.Serial, "keyCompromise")
+		var kc RevokeResponse
+		if st != http.StatusOK || json.Unmarshal(raw, &kc) != nil || kc.Reason != "keyCompromise" || kc.RevokedAt != first.RevokedAt {
+			t.Fatalf("superseded → keyCompromise: %d %s; want 200 dated %s", st, raw, first.RevokedAt)
+		}
+		c, err := certBySerial(ctx, tn.db(), a.id, leaf.Serial)
+		if err != nil || c.reason != reasonKeyCompromise || c.revokedAt.Format(time.RFC3339) != first.RevokedAt {
+			t.Fatalf("stored %+v %v", c, err)
+		}
+		if n := tn.count(revokeRecords+" AND object = ? AND details LIKE ?", "cert/"+a.id+"/"+leaf.Serial, `%"previous_reason":"superseded"%`); n != 1 {
+			t.Errorf("%d records of the change of reason, want 1", n)
+		}
+		// The answer waited for the new full CRL and a delta.
+		full, err := latestCRL(ctx, tn.db(), a.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := reasonOn(full); r != reasonKeyCompromise {
+			t.Errorf("full CRL %d gives reason %d, want keyCompromise", full.number, r)
+		}
+		delta, err := tn.svc.generateDelta(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := reasonOn(delta); r != reasonKeyCompromise {
+			t.Errorf("delta CRL %d on base %d gives reason %d, want keyCompromise", delta.number, delta.base, r)
+		}
+		n, _ := new(big.Int).SetString(leaf.Serial, 16)
+		if st, at, reason, _, err := tn.svc.certStatus(ctx, a, n); err != nil || st != ocsp.Revoked || reason != reasonKeyCompromise ||
+			at.UTC().Format(time.RFC3339) != first.RevokedAt {
+			t.Errorf("OCSP: %v at %v reason %d, %v", st, at, reason, err)
+		}
+		if st, _, raw := tn.issue(a.id, IssueRequest{CSR: csrPEM(csr), Profile: "server-tls"}, ""); st != http.StatusUnprocessableEntity {
+			t.Errorf("the compromised key certified again: %d %s", st, raw)
+		}
+		// The same again is a retry; back is a conflict.
+		if st, raw := tn.revoke(a.id, "ra", leaf.Serial, "keyCompromise"); st != http.StatusOK {
+			t.Errorf("keyCompromise again: %d %s", st, raw)
+		}
+		if st, raw := tn.revoke(a.id, "ra", leaf.Serial, "superseded"); st != http.StatusConflict {
+			t.Errorf("keyCompromise → superseded: %d %s; want 409", st, raw)
+		}
+		if n := tn.count(revokeRecords+" AND object = ? AND outcome = 'success'", "cert/"+a.id+"/"+leaf.Serial); n != 2 {
+			t.Errorf("%d successful revocation records, want 2", n)
+		}
+	})
 }
 
 // TestRequestAuditedWithChange: the record of a CA operator's request to
