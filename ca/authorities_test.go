@@ -3,6 +3,7 @@ package ca
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -270,6 +271,50 @@ func TestRolloverSeenByOtherProcess(t *testing.T) {
 	}
 	if err := cert.CheckSignatureFrom(rolled.authority.cert); err != nil {
 		t.Errorf("certificate from the other process not signed by the new generation: %v", err)
+	}
+}
+
+// TestRevokedCASeenByOtherProcess: two processes on one PostgreSQL; the
+// certificate of ecdsa-issuing is revoked through the first. The second
+// refuses to issue from it at once (its serial reservation reads the CA's
+// status) and shows it revoked after its next registry poll, without a
+// restart.
+func TestRevokedCASeenByOtherProcess(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	set := func(o *node.Options) { o.DB = &url }
+	a := startNodeWith(t, filepath.Join(t.TempDir(), "a"), set)
+	b := startNodeWith(t, filepath.Join(t.TempDir(), "b"), set)
+	a.addAccount("op1", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	a.addAccount("op2", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	b.tokens = a.tokens // the bootstrap tokens are written by the first process only
+	sub := serialHex(a.svc.lookup("ecdsa-issuing").cert.SerialNumber)
+	a.revokeCAByTwo(t, "ecdsa-root", sub, "cessationOfOperation")
+
+	if cur, err := b.svc.current("ecdsa-issuing"); err == nil {
+		// The poll has not run yet: the registry still names it, and the
+		// database refuses.
+		status, _, raw := b.issue("ecdsa-issuing", IssueRequest{CSR: csrPEM(goCSR(t, "b.example.gov.cn", "b.example.gov.cn")), Profile: "server-tls"}, "")
+		if status != http.StatusUnprocessableEntity || !bytes.Contains(raw, []byte("revoked")) {
+			t.Errorf("issue on the other process from %s before its poll: %d %.300s; want 422", cur.id, status, raw)
+		}
+	}
+	deadline := time.Now().Add(4 * registryPoll)
+	for {
+		_, err := b.svc.current("ecdsa-issuing")
+		if errors.Is(err, ErrPolicy) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the other process still issues from ecdsa-issuing %s after its revocation (%v)", 4*registryPoll, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := b.caStatus(t, "ecdsa-issuing"); st != "revoked" {
+		t.Errorf("the other process shows ecdsa-issuing %q, want revoked", st)
+	}
+	status, _, raw := b.issue("ecdsa-issuing", IssueRequest{CSR: csrPEM(goCSR(t, "b2.example.gov.cn", "b2.example.gov.cn")), Profile: "server-tls"}, "")
+	if status != http.StatusUnprocessableEntity {
+		t.Errorf("issue on the other process after its poll: %d %.300s; want 422", status, raw)
 	}
 }
 

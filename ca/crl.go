@@ -738,15 +738,15 @@ func (s *Service) refreshCA(ctx context.Context, a *authority) error {
 	return nil
 }
 
-// crlsFinished reports whether retired CA generation a has published its
-// last CRL: its own certificate has expired (relying parties can no longer
+// crlsFinished reports whether retired (or revoked) CA generation a has
+// published its last CRL: its own certificate has expired (relying parties can no longer
 // check a CRL it signs), or every certificate it issued expired before its
 // newest scheduled full CRL was made (that CRL was the first regularly
 // scheduled one after the last expiry, which RFC 5280 §3.3 asks an entry to
 // appear in; nothing it could list again is valid). The CRLs stay served;
 // the schedule stops signing them. Active generations never finish.
 func (s *Service) crlsFinished(ctx context.Context, a *authority, now time.Time) (bool, error) {
-	if a.status != statusRetired {
+	if a.status == statusActive {
 		return false, nil
 	}
 	if !now.Before(a.cert.NotAfter) {

@@ -382,7 +382,11 @@ type CAInfo struct {
 	Subject   string `json:"subject"`
 	Parent    string `json:"parent,omitempty"`
 	NotAfter  string `json:"not_after"`
-	Status    string `json:"status"`
+	// Status is active (issues), retired (replaced by a rollover), revoked
+	// (its certificate was revoked: it issues nothing more) or expired;
+	// the last three still sign CRLs and OCSP responses for what they
+	// issued.
+	Status string `json:"status"`
 	// Lineage is the CA id clients issue from; Generation counts its
 	// rollovers (authorities.go).
 	Lineage    string `json:"lineage"`
@@ -393,7 +397,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 	out := make([]CAInfo, 0, len(s.authorities()))
 	for _, a := range s.authorities() {
 		status := a.status
-		if s.env.Clock.Now().After(a.cert.NotAfter) {
+		if status != statusRevoked && s.env.Clock.Now().After(a.cert.NotAfter) {
 			status = "expired"
 		}
 		out = append(out, CAInfo{ID: a.id, Algorithm: string(a.alg), Subject: a.cert.Subject.String(), Parent: a.parent,

@@ -299,6 +299,15 @@ func (s *Service) revokeRowAt(ctx context.Context, tx *store.Tx, issuer, serial,
 	for k, v := range extra {
 		details[k] = v
 	}
+	if isCACert(c) {
+		ids, err := markRevokedCAs(ctx, tx, issuer, serial)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(ids) > 0 {
+			details["revoked_cas"] = ids
+		}
+	}
 	if _, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: actor, Action: "ca.certificate.revoke",
 		Object: "cert/" + issuer + "/" + serial, Outcome: audit.Success, Details: details}); err != nil {
 		return nil, false, err
@@ -361,6 +370,46 @@ func (s *Service) toKeyCompromise(ctx context.Context, tx *store.Tx, issuer stri
 		}
 	}
 	return &RevokeResponse{Serial: c.serial, RevokedAt: c.revokedAt.Format(time.RFC3339), Reason: "keyCompromise"}, true, nil
+}
+
+// markRevokedCAs marks revoked, in tx, every CA generation whose own
+// certificate is issuer/serial (see "Revoked CAs" in authorities.go), and
+// returns their ids. The registries of the processes on the database pick
+// the status up (syncRegistry).
+func markRevokedCAs(ctx context.Context, tx *store.Tx, issuer, serial string) ([]string, error) {
+	rows, err := loadAuthorities(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, r := range rows {
+		if r.parent != issuer || len(r.chain) > 0 || r.status == statusRevoked {
+			continue
+		}
+		cert, err := smx509.ParseCertificate(r.cert)
+		if err != nil {
+			return nil, fmt.Errorf("CA %s: certificate: %w", r.id, err)
+		}
+		if serialHex(cert.SerialNumber) != serial {
+			continue
+		}
+		if _, err := tx.Exec(ctx, "UPDATE ca_authorities SET status = ? WHERE id = ?", statusRevoked, r.id); err != nil {
+			return nil, fmt.Errorf("mark CA %s revoked: %w", r.id, err)
+		}
+		ids = append(ids, r.id)
+	}
+	return ids, nil
+}
+
+// publishRevokedCAs makes this process's registry show the CA generations
+// a revocation of a CA certificate has just marked revoked, before the
+// revocation is answered (other processes see them at their next poll,
+// watch.go; until then the serial reservation refuses their issuance,
+// reserveSerial). A failure is logged: the poll retries.
+func (s *Service) publishRevokedCAs(ctx context.Context) {
+	if err := s.syncRegistry(ctx); err != nil {
+		s.env.Logger.Error("ca: a revoked CA generation is not yet shown; the registry poll retries", "err", err)
+	}
 }
 
 // Dual control of CA certificate revocation.
@@ -496,6 +545,9 @@ func (s *Service) revokeCA(w http.ResponseWriter, r *http.Request, a *authority,
 		return err
 	}
 	out.Approval = d.ID
+	if newly {
+		s.publishRevokedCAs(ctx)
+	}
 	s.ocspRevoked(ctx, a, out.Serial)
 	if newly || s.isStale(a.id) {
 		s.afterRevocation(ctx, a)

@@ -8,8 +8,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"math/big"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/dual"
+	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -408,6 +411,161 @@ func TestRevokeCACertificate(t *testing.T) {
 			t.Fatalf("stored %s reason %d", c.status, c.reason)
 		}
 	})
+}
+
+// revokeCAByTwo has two CA operators (op1 asks, op2 approves and executes)
+// revoke CA certificate serial, issued by issuer, for reason; it returns
+// the executed revocation.
+func (tn *testNode) revokeCAByTwo(t *testing.T, issuer, serial, reason string) (*PendingRevocation, *RevokeResponse) {
+	t.Helper()
+	var p PendingRevocation
+	st, raw := tn.revoke(issuer, "op1", serial, reason)
+	if st != http.StatusAccepted || json.Unmarshal(raw, &p) != nil {
+		t.Fatalf("request: %d %s; want 202", st, raw)
+	}
+	st, raw = tn.do("POST", "/api/v1/ca/"+issuer+"/revocations", "op2", map[string]string{"serial": serial, "reason": reason, "approval": p.Approval}, nil)
+	var out RevokeResponse
+	if st != http.StatusOK || json.Unmarshal(raw, &out) != nil {
+		t.Fatalf("approve and execute: %d %s; want 200", st, raw)
+	}
+	return &p, &out
+}
+
+// caStatus is the status GET /api/v1/ca shows for CA id.
+func (tn *testNode) caStatus(t *testing.T, id string) string {
+	t.Helper()
+	st, raw := tn.do("GET", "/api/v1/ca", "ra", nil, nil)
+	var out struct{ CAs []CAInfo }
+	if st != http.StatusOK || json.Unmarshal(raw, &out) != nil {
+		t.Fatalf("GET /api/v1/ca: %d %s", st, raw)
+	}
+	for _, c := range out.CAs {
+		if c.ID == id {
+			return c.Status
+		}
+	}
+	t.Fatalf("GET /api/v1/ca does not list %s: %s", id, raw)
+	return ""
+}
+
+// TestRevokedCAStopsIssuing: once two CA operators have revoked the
+// certificate of ecdsa-issuing (cACompromise), the CA issues nothing more,
+// through the API, IssueFor or the node's TLS certificate, with a policy
+// error; GET /api/v1/ca shows it revoked, also after a restart; it still
+// revokes what it issued and signs CRLs and OCSP responses for it; a retry
+// of the revocation answers the approval it was executed under; and a
+// rollover gives the lineage a new generation that issues.
+func TestRevokedCAStopsIssuing(t *testing.T) {
+	onBothStores(t, func(t *testing.T, tn *testNode) {
+		ctx := t.Context()
+		tn.addAccount("op1", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+		tn.addAccount("op2", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+		before := tn.issueECDSA(t)
+		sub := serialHex(tn.svc.lookup("ecdsa-issuing").cert.SerialNumber)
+		p, out := tn.revokeCAByTwo(t, "ecdsa-root", sub, "cACompromise")
+		if out.Approval != p.Approval || out.Reason != "cACompromise" {
+			t.Fatalf("revocation %+v", out)
+		}
+		if n := tn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'ca.certificate.revoke' AND object = ? AND details LIKE ?",
+			"cert/ecdsa-root/"+sub, `%"revoked_cas":["ecdsa-issuing"]%`); n != 1 {
+			t.Errorf("%d revocation records naming the revoked CA, want 1", n)
+		}
+
+		refused := func(t *testing.T) {
+			t.Helper()
+			st, _, raw := tn.issue("ecdsa-issuing", IssueRequest{CSR: csrPEM(goCSR(t, "after.example.gov.cn", "after.example.gov.cn")), Profile: "server-tls"}, "")
+			if st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "revoked") {
+				t.Errorf("issue from the revoked CA: %d %.300s; want 422 naming the revocation", st, raw)
+			}
+			if _, _, err := tn.svc.IssueFor(ctx, "ecdsa-issuing", "server-tls", goCSR(t, "svc.example.gov.cn", "svc.example.gov.cn"), nil, "service/test"); !errors.Is(err, ErrPolicy) {
+				t.Errorf("IssueFor from the revoked CA: %v; want a policy error", err)
+			}
+			if _, err := tn.svc.TLSCertificate(ctx, &node.TLSRequest{DNSNames: []string{"localhost"}}); !errors.Is(err, ErrPolicy) {
+				t.Errorf("node TLS certificate from the revoked CA: %v; want a policy error", err)
+			}
+			if st := tn.caStatus(t, "ecdsa-issuing"); st != "revoked" {
+				t.Errorf("GET /api/v1/ca shows ecdsa-issuing %q, want revoked", st)
+			}
+		}
+		refused(t)
+
+		// A retry answers the stored revocation and its approval, not the
+		// approval it states.
+		st, raw := tn.do("POST", "/api/v1/ca/ecdsa-root/revocations", "op1",
+			map[string]string{"serial": sub, "reason": "cACompromise", "approval": "0123456789abcdef0123456789abcdef"}, nil)
+		var again RevokeResponse
+		if st != http.StatusOK || json.Unmarshal(raw, &again) != nil || again.Approval != p.Approval || again.RevokedAt != out.RevokedAt {
+			t.Errorf("retry with another approval: %d %s; want 200 with approval %s", st, raw, p.Approval)
+		}
+
+		// It still answers for what it issued: revocation, CRL, OCSP.
+		if st, raw := tn.revoke("ecdsa-issuing", "ra", before.Serial, "keyCompromise"); st != http.StatusOK {
+			t.Fatalf("revoke a certificate of the revoked CA: %d %s", st, raw)
+		}
+		a := tn.svc.lookup("ecdsa-issuing")
+		c, err := latestCRL(ctx, tn.db(), a.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := serialsOf(t, c, a); !strings.Contains(got, before.Serial) {
+			t.Errorf("CRL %d of the revoked CA lists %q, not %s", c.number, got, before.Serial)
+		}
+		n, _ := new(big.Int).SetString(before.Serial, 16)
+		if st, _, reason, _, err := tn.svc.certStatus(ctx, a, n); err != nil || st != ocsp.Revoked || reason != reasonKeyCompromise {
+			t.Errorf("OCSP status: %v reason %d, %v", st, reason, err)
+		}
+
+		// The status is in the database: a restart keeps refusing.
+		dir, url := tn.dir, tn.n.Env().Config.Database.URL
+		tn.stop()
+		tn2 := startNodeWith(t, dir, func(o *node.Options) {
+			if url != "" {
+				o.DB = &url
+			}
+		})
+		tn2.tokens = tn.tokens
+		tn = tn2
+		refused(t)
+
+		// A rollover gives the lineage a new key, which issues.
+		st, raw = tn.do("POST", "/api/v1/ca/ecdsa-issuing/rollover", "op1", map[string]string{}, nil)
+		var rolled RolloverResponse
+		if st != http.StatusCreated || json.Unmarshal(raw, &rolled) != nil || rolled.Previous != "ecdsa-issuing" {
+			t.Fatalf("rollover of the revoked lineage: %d %s", st, raw)
+		}
+		after := tn.issueECDSA(t)
+		if after.CA != rolled.ID {
+			t.Errorf("issued by %q after the rollover, want %s", after.CA, rolled.ID)
+		}
+		if st := tn.caStatus(t, "ecdsa-issuing"); st != "revoked" {
+			t.Errorf("after the rollover ecdsa-issuing shows %q, want revoked", st)
+		}
+	})
+}
+
+// TestRevokedCAAbove: a CA below a revoked CA issues nothing either (no
+// chain through the revoked certificate validates), nor is a CA below it
+// rolled over.
+func TestRevokedCAAbove(t *testing.T) {
+	tn := startNode(t, t.TempDir())
+	reg := newRegistry()
+	for _, a := range tn.svc.authorities() {
+		c := *a
+		if c.id == "ecdsa-root" {
+			c.status = statusRevoked
+		}
+		reg.add(&c)
+	}
+	tn.svc.reg.Store(reg)
+	if _, err := tn.svc.current("ecdsa-issuing"); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "ecdsa-root") {
+		t.Errorf("issuing CA below a revoked root: %v; want a policy error naming ecdsa-root", err)
+	}
+	if _, err := tn.svc.Rollover(t.Context(), "test", "ecdsa-issuing", ""); !errors.Is(err, ErrPolicy) {
+		t.Errorf("rollover under a revoked root: %v; want a policy error", err)
+	}
+	if _, err := tn.svc.current("sm2-issuing"); err != nil {
+		t.Errorf("the other hierarchy: %v", err)
+	}
 }
 
 // addApplication creates an application account of org, as the CLI would,
