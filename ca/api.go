@@ -108,7 +108,8 @@ func crlInfo(caID string, c *storedCRL) *CRLInfo {
 // forceCRL handles POST /api/v1/ca/{ca}/crls: a CA operator has a new full
 // CRL made now (after revocations made elsewhere, or before a planned
 // outage), numbered and stored like the scheduled ones. The CRL's own
-// record is written by the system; this one names who asked.
+// record is written by the system; this one, in the same transaction,
+// names who asked.
 func (s *Service) forceCRL(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	a, err := s.authority(r.PathValue("ca"))
@@ -119,19 +120,18 @@ func (s *Service) forceCRL(w http.ResponseWriter, r *http.Request) error {
 	if p == nil {
 		return errors.New("crl: no principal in context")
 	}
-	c, err := s.generateCRL(ctx, a)
+	c, err := s.generate(ctx, a, kindFull, false, func(c *storedCRL) audit.Record {
+		info := crlInfo(a.id, c)
+		return audit.Record{Actor: p.Actor(), Action: "ca.crl.generate",
+			Object: "crl/" + a.id + "/" + strconv.FormatInt(c.number, 10), Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
+			Details: map[string]any{"forced": true, "this_update": info.ThisUpdate, "next_update": info.NextUpdate}}
+	})
 	if err != nil {
 		s.setStale(a.id, true)
 		return err
 	}
 	s.setStale(a.id, false)
-	info := crlInfo(a.id, c)
-	if _, err := s.env.Audit.Write(ctx, s.env.DB, audit.Record{Actor: p.Actor(), Action: "ca.crl.generate",
-		Object: "crl/" + a.id + "/" + strconv.FormatInt(c.number, 10), Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
-		Details: map[string]any{"forced": true, "this_update": info.ThisUpdate, "next_update": info.NextUpdate}}); err != nil {
-		return err
-	}
-	return httpx.WriteJSON(w, http.StatusCreated, info)
+	return httpx.WriteJSON(w, http.StatusCreated, crlInfo(a.id, c))
 }
 
 // Read-only access to a CA database for offline tools (`govtrust ca list,

@@ -21,10 +21,14 @@ import (
 	"github.com/govtrust/govtrust/internal/store"
 )
 
-// Statuses of a CA generation.
+// Statuses of a CA generation: active issues; retired (replaced by a
+// rollover) and revoked (its own certificate revoked by its issuer, see
+// "Revoked CAs" below) issue nothing more but go on signing the CRLs and
+// OCSP responses of the certificates they issued.
 const (
 	statusActive  = "active"
 	statusRetired = "retired"
+	statusRevoked = "revoked"
 )
 
 // Rollover design (issue #5 §3). A rollover makes a new generation with a
@@ -46,6 +50,21 @@ const (
 // generation; GET /api/v1/ca lists every generation with its lineage and
 // status, and the issuance answer carries the chain of the generation that
 // signed. A retired generation keeps its key, CRLs and OCSP.
+
+// Revoked CAs. When the certificate of a platform CA generation is revoked
+// by its issuer (revokeCA, under dual control; or carried over from a
+// CRL), the transaction that revokes it also marks the generation revoked
+// in ca_authorities (markRevokedCAs). A revoked generation, and every CA
+// below it, issues nothing more: s.current refuses it with a policy error,
+// so the API, IssueFor, the node's TLS certificate and rollovers under it
+// all stop, and the serial reservation (reserveSerial) refuses it in the
+// database too, for a process whose registry has not yet seen the change.
+// The revoking process publishes the new registry before it answers, the
+// others at their next poll (watch.go). Like a retired generation it keeps
+// its key and goes on signing the CRLs and OCSP responses of the
+// certificates it issued until they expire; GET /api/v1/ca shows it
+// "revoked". A rollover of its lineage makes a new generation with a new
+// key, which takes over the lineage id.
 
 // registry is an immutable snapshot of the platform's CAs; rollovers
 // replace it whole (Service.reg).
@@ -69,12 +88,17 @@ func (r *registry) add(a *authority) {
 	}
 }
 
-// with returns a copy of r in which old is retired and a added.
-func (r *registry) with(old, a *authority) *registry {
+// with returns a copy of r in which generation old, if still active, is
+// retired and a added (in place of a generation of a's id the watch may
+// have loaded already).
+func (r *registry) with(old string, a *authority) *registry {
 	n := newRegistry()
 	for _, x := range r.order {
-		if x == old {
-			retired := *old
+		if x.id == a.id {
+			continue
+		}
+		if x.id == old && x.status == statusActive {
+			retired := *x
 			retired.status = statusRetired
 			x = &retired
 		}
@@ -82,6 +106,50 @@ func (r *registry) with(old, a *authority) *registry {
 	}
 	n.add(a)
 	return n
+}
+
+// lineageOf returns the generations of the lineage of CA id: id first, then
+// the others, newest first; nil when id is unknown.
+func (r *registry) lineageOf(id string) []*authority {
+	a := r.byID[id]
+	if a == nil {
+		return nil
+	}
+	out := []*authority{a}
+	for i := len(r.order) - 1; i >= 0; i-- {
+		if x := r.order[i]; x.lineage == a.lineage && x != a {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// newest returns the generation of lineage with the highest generation
+// number, or nil.
+func (r *registry) newest(lineage string) *authority {
+	var n *authority
+	for _, x := range r.order {
+		if x.lineage == lineage && (n == nil || x.generation > n.generation) {
+			n = x
+		}
+	}
+	return n
+}
+
+// revokedAbove returns the first CA, a itself or one of the platform CAs
+// above it, whose certificate is revoked, or nil. A CA below a revoked CA
+// cannot issue either: no chain through the revoked certificate validates
+// (RFC 5280 §6.1.3).
+func (r *registry) revokedAbove(a *authority) *authority {
+	for x, n := a, 0; x != nil && n < 16; x, n = r.byID[x.parent], n+1 {
+		if x.status == statusRevoked {
+			return x
+		}
+		if x.external || x.parent == "" {
+			break
+		}
+	}
+	return nil
 }
 
 func (s *Service) registry() *registry {
@@ -98,17 +166,38 @@ func (s *Service) authorities() []*authority { return s.registry().order }
 func (s *Service) lookup(id string) *authority { return s.registry().byID[id] }
 
 // current returns the active generation of the lineage of id (id may name
-// any generation): the CA that issues for it.
+// any generation): the CA that issues for it. A lineage whose newest
+// generation is revoked, or whose issuer is, has none: every issuance path
+// (the API, IssueFor, the node's TLS certificate, rollovers) asks here and
+// is refused.
 func (s *Service) current(id string) (*authority, error) {
 	reg := s.registry()
 	a := reg.byID[id]
 	if a == nil {
 		return nil, fmt.Errorf("%w: no CA %q", ErrNotFound, id)
 	}
-	if cur := reg.active[a.lineage]; cur != nil {
-		return cur, nil
+	cur := reg.active[a.lineage]
+	if cur == nil {
+		if n := reg.newest(a.lineage); n != nil && n.status == statusRevoked {
+			return nil, revokedCAError(n, n)
+		}
+		return nil, fmt.Errorf("%w: CA %s has no active generation", ErrPolicy, a.lineage)
 	}
-	return nil, fmt.Errorf("%w: CA %s has no active generation", ErrPolicy, a.lineage)
+	if r := reg.revokedAbove(cur); r != nil {
+		return nil, revokedCAError(cur, r)
+	}
+	return cur, nil
+}
+
+// revokedCAError is the refusal to issue from a because the certificate of
+// r (a itself or a CA above it) is revoked.
+func revokedCAError(a, r *authority) error {
+	what := "its certificate"
+	if r != a {
+		what = "the certificate of " + r.id + ", a CA above it,"
+	}
+	return fmt.Errorf("%w: CA %s is revoked: %s (serial %s) was revoked by %s; it issues nothing more and only signs the CRLs and OCSP responses of the certificates it issued",
+		ErrPolicy, a.id, what, serialHex(r.cert.SerialNumber), r.parent)
 }
 
 // loadAll loads every CA row, creating the built-in hierarchies on first
@@ -299,17 +388,29 @@ type rolled struct {
 func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*rolled, error) {
 	s.rollMu.Lock()
 	defer s.rollMu.Unlock()
-	old, err := s.current(id)
-	if err != nil {
-		return nil, err
-	}
 	reg := s.registry()
+	named := reg.byID[id]
+	if named == nil {
+		return nil, fmt.Errorf("%w: no CA %q", ErrNotFound, id)
+	}
+	// The generation replaced is the active one or, in a lineage whose CA
+	// certificate was revoked, the revoked one: the new generation, with a
+	// new key, takes over the lineage's name.
+	old := reg.active[named.lineage]
+	if old == nil {
+		if old = reg.newest(named.lineage); old == nil || old.status != statusRevoked {
+			return nil, fmt.Errorf("%w: CA %s has no active generation", ErrPolicy, named.lineage)
+		}
+	}
 	parent := reg.byID[old.parent]
 	switch {
 	case old.parent == "":
 		return nil, fmt.Errorf("%w: %s is a root; a root is rolled over by ceremony (govtrust ca init-root, cross-sign)", ErrPolicy, old.id)
 	case parent == nil || old.external:
 		return nil, fmt.Errorf("%w: the parent of %s is offline; roll it over by ceremony (govtrust ca init-sub, import)", ErrPolicy, old.id)
+	}
+	if r := reg.revokedAbove(parent); r != nil {
+		return nil, revokedCAError(parent, r)
 	}
 	gen := 0
 	for _, x := range reg.order {
@@ -361,7 +462,9 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 		Details: map[string]any{"previous": old.id, "new": newID, "generation": gen, "key_uri": keyURI,
 			"serial": serialHex(cert.SerialNumber), "fingerprint": ceremony.Fingerprint(der), "not_after": cert.NotAfter.Format(time.RFC3339)}}
 	_, err = s.env.Audit.Do(ctx, s.env.DB, rec, func(tx *store.Tx) error {
-		if _, err := tx.Exec(ctx, "UPDATE ca_authorities SET status = ? WHERE id = ?", statusRetired, old.id); err != nil {
+		// Only an active generation is retired: a revoked one (here, or
+		// in another process meanwhile) stays revoked.
+		if _, err := tx.Exec(ctx, "UPDATE ca_authorities SET status = ? WHERE id = ? AND status = ?", statusRetired, old.id, statusActive); err != nil {
 			return fmt.Errorf("retire %s: %w", old.id, err)
 		}
 		if err := insertAuthority(ctx, tx, authorityRow{id: newID, algorithm: string(old.alg), keyURI: keyURI, cert: der, parent: parent.id,
@@ -383,7 +486,14 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 	}
 	// The parent's CRL now covers one more certificate; nothing is revoked,
 	// so it need not change.
-	s.reg.Store(reg.with(old, a))
+	// On the registry as it is now: the watch (watch.go) may have published
+	// another change meanwhile.
+	for {
+		cur := s.reg.Load()
+		if s.reg.CompareAndSwap(cur, cur.with(old.id, a)) {
+			break
+		}
+	}
 	s.env.Logger.Info("certificate authority rolled over", "lineage", old.lineage, "previous", old.id, "new", newID, "key", keyURI)
 	return &rolled{authority: a, previous: old.id}, nil
 }

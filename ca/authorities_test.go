@@ -3,16 +3,20 @@ package ca
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 )
@@ -267,5 +271,104 @@ func TestRolloverSeenByOtherProcess(t *testing.T) {
 	}
 	if err := cert.CheckSignatureFrom(rolled.authority.cert); err != nil {
 		t.Errorf("certificate from the other process not signed by the new generation: %v", err)
+	}
+}
+
+// TestRevokedCASeenByOtherProcess: two processes on one PostgreSQL; the
+// certificate of ecdsa-issuing is revoked through the first. The second
+// refuses to issue from it at once (its serial reservation reads the CA's
+// status) and shows it revoked after its next registry poll, without a
+// restart.
+func TestRevokedCASeenByOtherProcess(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	set := func(o *node.Options) { o.DB = &url }
+	a := startNodeWith(t, filepath.Join(t.TempDir(), "a"), set)
+	b := startNodeWith(t, filepath.Join(t.TempDir(), "b"), set)
+	a.addAccount("op1", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	a.addAccount("op2", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	b.tokens = a.tokens // the bootstrap tokens are written by the first process only
+	sub := serialHex(a.svc.lookup("ecdsa-issuing").cert.SerialNumber)
+	a.revokeCAByTwo(t, "ecdsa-root", sub, "cessationOfOperation")
+
+	if cur, err := b.svc.current("ecdsa-issuing"); err == nil {
+		// The poll has not run yet: the registry still names it, and the
+		// database refuses.
+		status, _, raw := b.issue("ecdsa-issuing", IssueRequest{CSR: csrPEM(goCSR(t, "b.example.gov.cn", "b.example.gov.cn")), Profile: "server-tls"}, "")
+		if status != http.StatusUnprocessableEntity || !bytes.Contains(raw, []byte("revoked")) {
+			t.Errorf("issue on the other process from %s before its poll: %d %.300s; want 422", cur.id, status, raw)
+		}
+	}
+	deadline := time.Now().Add(4 * registryPoll)
+	for {
+		_, err := b.svc.current("ecdsa-issuing")
+		if errors.Is(err, ErrPolicy) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the other process still issues from ecdsa-issuing %s after its revocation (%v)", 4*registryPoll, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := b.caStatus(t, "ecdsa-issuing"); st != "revoked" {
+		t.Errorf("the other process shows ecdsa-issuing %q, want revoked", st)
+	}
+	status, _, raw := b.issue("ecdsa-issuing", IssueRequest{CSR: csrPEM(goCSR(t, "b2.example.gov.cn", "b2.example.gov.cn")), Profile: "server-tls"}, "")
+	if status != http.StatusUnprocessableEntity {
+		t.Errorf("issue on the other process after its poll: %d %.300s; want 422", status, raw)
+	}
+}
+
+// TestLineageAfterRollover: after a rollover, a certificate issued on the
+// lineage id (signed by the new generation) is read and revoked on that
+// id, by the RA of its organisation and by a CA operator, and the issue
+// answer names the generation that signed; an unknown serial stays 404.
+func TestLineageAfterRollover(t *testing.T) {
+	tn := startNode(t, t.TempDir())
+	tn.addAccount("operator", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	old := tn.issueECDSA(t)
+	if old.CA != "ecdsa-issuing" {
+		t.Errorf("issue answer names %q, want ecdsa-issuing", old.CA)
+	}
+	rolled, err := tn.svc.Rollover(t.Context(), "test", "ecdsa-issuing", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := tn.issueECDSA(t)
+	if leaf.CA != rolled.id {
+		t.Errorf("issue answer names %q, want the new generation %s", leaf.CA, rolled.id)
+	}
+	for _, tc := range []struct{ on, serial, want string }{
+		{"ecdsa-issuing", leaf.Serial, rolled.id}, // the lineage id, newer generation
+		{rolled.id, leaf.Serial, rolled.id},
+		{rolled.id, old.Serial, "ecdsa-issuing"}, // a newer generation's id, older one
+	} {
+		st, raw := tn.do("GET", "/api/v1/ca/"+tc.on+"/certificates/"+tc.serial, "ra", nil, nil)
+		var got CertificateResponse
+		if st != http.StatusOK || json.Unmarshal(raw, &got) != nil || got.CA != tc.want || got.Serial != tc.serial {
+			t.Errorf("RA GET %s on %s: %d %s; want 200 from %s", tc.serial, tc.on, st, raw, tc.want)
+		}
+	}
+	if st, raw := tn.do("GET", "/api/v1/ca/ecdsa-issuing/certificates/01ff", "operator", nil, nil); st != http.StatusNotFound {
+		t.Errorf("operator GET of an unknown serial: %d %s; want 404", st, raw)
+	}
+	if st, raw := tn.revoke("ecdsa-issuing", "ra", leaf.Serial, "keyCompromise"); st != http.StatusOK {
+		t.Fatalf("RA revokes on the lineage id: %d %s", st, raw)
+	}
+	if c, err := certBySerial(t.Context(), tn.db(), rolled.id, leaf.Serial); err != nil || c.status != "revoked" {
+		t.Fatalf("stored under %s: %+v %v", rolled.id, c, err)
+	}
+	crl, err := latestCRL(t.Context(), tn.db(), rolled.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := serialsOf(t, crl, rolled.authority); !strings.Contains(got, leaf.Serial) {
+		t.Errorf("CRL of %s lists %q, not %s", rolled.id, got, leaf.Serial)
+	}
+	second := tn.issueECDSA(t)
+	if st, raw := tn.revoke("ecdsa-issuing", "operator", second.Serial, "superseded"); st != http.StatusOK {
+		t.Errorf("operator revokes on the lineage id: %d %s", st, raw)
+	}
+	if st, raw := tn.revoke("ecdsa-issuing", "operator", "01ff", "superseded"); st != http.StatusNotFound {
+		t.Errorf("operator revokes an unknown serial: %d %s; want 404", st, raw)
 	}
 }

@@ -41,15 +41,18 @@ func blockKey(ctx context.Context, tx *store.Tx, issuer, serial string, reason i
 
 // reserveSerial records serial and its linted TBS unless spki (DER
 // SubjectPublicKeyInfo) is the key of a certificate revoked for key
-// compromise, which it refuses with ErrPolicy. The check and the insert are
-// one statement, in the transaction that reserves the serial (issueLinted),
-// so every issuance path checks the key without a statement (on PostgreSQL
-// a round trip) of its own. A serial already taken is a unique violation.
+// compromise, or the issuer's own certificate is revoked (a process whose
+// registry has not yet seen a revocation made by another, watch.go), which
+// it refuses with ErrPolicy. The checks and the insert are one statement,
+// in the transaction that reserves the serial (issueLinted), so every
+// issuance path checks them without a statement (on PostgreSQL a round
+// trip) of its own. A serial already taken is a unique violation.
 func reserveSerial(ctx context.Context, tx *store.Tx, issuer, serial, profile string, tbs []byte, now time.Time, spki []byte) error {
 	sum := sha256.Sum256(spki)
 	res, err := tx.Exec(ctx, `INSERT INTO ca_serials (issuer_id, serial, profile, tbs, created_at)
-		SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM ca_blocked_keys WHERE spki_sha256 = ?)`,
-		issuer, serial, profile, tbs, now.Format(timeFormat), sum[:])
+		SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM ca_blocked_keys WHERE spki_sha256 = ?)
+		AND NOT EXISTS (SELECT 1 FROM ca_authorities WHERE id = ? AND status = ?)`,
+		issuer, serial, profile, tbs, now.Format(timeFormat), sum[:], issuer, statusRevoked)
 	if err != nil {
 		return err
 	}
@@ -57,6 +60,10 @@ func reserveSerial(ctx context.Context, tx *store.Tx, issuer, serial, profile st
 		return fmt.Errorf("record serial: %w", err)
 	} else if n == 1 {
 		return nil
+	}
+	var status string
+	if err := tx.QueryRow(ctx, "SELECT status FROM ca_authorities WHERE id = ?", issuer).Scan(&status); err == nil && status == statusRevoked {
+		return fmt.Errorf("%w: CA %s is revoked: its certificate was revoked; it issues nothing more and only signs the CRLs and OCSP responses of the certificates it issued", ErrPolicy, issuer)
 	}
 	// Nothing inserted: the key is blocked. Name the certificate.
 	var blockedIssuer, blockedSerial string

@@ -434,12 +434,14 @@ func (s *Service) generateDelta(ctx context.Context, a *authority) (*storedCRL, 
 // the transaction that stores the CRL. A concurrent generation
 // that took the number first makes this one start again, so a CRL made
 // after a revocation always includes it.
-func (s *Service) generate(ctx context.Context, a *authority, kind string, asBase bool) (*storedCRL, error) {
+// A record also gives is appended in the transaction that stores the CRL
+// (forceCRL's, naming who asked).
+func (s *Service) generate(ctx context.Context, a *authority, kind string, asBase bool, also ...func(*storedCRL) audit.Record) (*storedCRL, error) {
 	st := crlStateOf(s)
 	s.crlMu.Lock()
 	defer s.crlMu.Unlock()
 	for attempt := 1; ; attempt++ {
-		c, err := s.generateOnce(ctx, st, a, kind, asBase)
+		c, err := s.generateOnce(ctx, st, a, kind, asBase, also)
 		if !errors.Is(err, errCRLRace) || attempt >= maxCRLAttempts {
 			result := "ok"
 			if err != nil {
@@ -451,7 +453,7 @@ func (s *Service) generate(ctx context.Context, a *authority, kind string, asBas
 	}
 }
 
-func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, kind string, asBase bool) (*storedCRL, error) {
+func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, kind string, asBase bool, also []func(*storedCRL) audit.Record) (*storedCRL, error) {
 	validity := st.schedule.full
 	if kind == kindDelta {
 		validity = st.schedule.delta
@@ -581,8 +583,15 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 			return err
 		}
 		insertCRLOutbox(tx, a.id, kind, c.number, c.thisUpdate)
-		_, err = s.env.Audit.Append(ctx, tx, rec)
-		return err
+		if _, err = s.env.Audit.Append(ctx, tx, rec); err != nil {
+			return err
+		}
+		for _, f := range also {
+			if _, err := s.env.Audit.Append(ctx, tx, f(c)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if errors.Is(err, crl.ErrNumberRegression) {
 		s.alertRegression(st, a, kind, c.number, err)
@@ -729,15 +738,15 @@ func (s *Service) refreshCA(ctx context.Context, a *authority) error {
 	return nil
 }
 
-// crlsFinished reports whether retired CA generation a has published its
-// last CRL: its own certificate has expired (relying parties can no longer
+// crlsFinished reports whether retired (or revoked) CA generation a has
+// published its last CRL: its own certificate has expired (relying parties can no longer
 // check a CRL it signs), or every certificate it issued expired before its
 // newest scheduled full CRL was made (that CRL was the first regularly
 // scheduled one after the last expiry, which RFC 5280 §3.3 asks an entry to
 // appear in; nothing it could list again is valid). The CRLs stay served;
 // the schedule stops signing them. Active generations never finish.
 func (s *Service) crlsFinished(ctx context.Context, a *authority, now time.Time) (bool, error) {
-	if a.status != statusRetired {
+	if a.status == statusActive {
 		return false, nil
 	}
 	if !now.Before(a.cert.NotAfter) {

@@ -38,8 +38,10 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 		return policy.Resource{Type: "ca", ID: r.PathValue("ca"), Org: s.principalOrg(r)}, nil
 	}
 	// A certificate is read in the organisation of the account that
-	// requested it; an unknown one gets none, so no RA learns whether a
-	// serial exists elsewhere.
+	// requested it, and by that account (its owner); an unknown one gets
+	// neither, so no RA learns whether a serial exists elsewhere. The
+	// serial is looked up in every generation of the {ca} lineage, as the
+	// handler does (findCert).
 	certRes := func(r *http.Request) (policy.Resource, error) {
 		caID := r.PathValue("ca")
 		res := policy.Resource{Type: "certificate", ID: caID + "/" + r.PathValue("serial")}
@@ -47,10 +49,10 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 		if err != nil || s.lookup(caID) == nil {
 			return res, nil
 		}
-		c, err := certBySerial(r.Context(), s.env.DB, caID, serial)
+		_, c, err := s.findCert(r.Context(), caID, serial)
 		switch {
 		case err == nil:
-			res.Org = c.requesterOrg
+			res.Org, res.Owner = c.requesterOrg, certOwner(c)
 		case !errors.Is(err, ErrNotFound):
 			return res, err
 		}
@@ -119,6 +121,10 @@ type IssueResponse struct {
 	Serial      string   `json:"serial"`
 	Certificate string   `json:"certificate"`
 	Chain       []string `json:"chain"`
+	// CA is the generation that signed (the lineage's active one, see
+	// authorities.go): its CRL and OCSP responder answer for the
+	// certificate, which may also be read and revoked on the lineage id.
+	CA string `json:"ca"`
 }
 
 // hash is what makes two requests with one Idempotency-Key the same request:
@@ -154,7 +160,7 @@ func pemCert(der []byte) string {
 }
 
 func (s *Service) response(a *authority, serial string, der []byte) *IssueResponse {
-	out := &IssueResponse{Serial: serial, Certificate: pemCert(der)}
+	out := &IssueResponse{Serial: serial, Certificate: pemCert(der), CA: a.id}
 	for _, c := range a.chain {
 		out.Chain = append(out.Chain, pemCert(c))
 	}
@@ -322,6 +328,8 @@ func (s *Service) record(ctx context.Context, tx *store.Tx, actor string, c *cer
 
 // CertificateResponse is the answer of GET .../certificates/{serial}.
 type CertificateResponse struct {
+	// CA is the generation that issued the certificate.
+	CA          string `json:"ca,omitempty"`
 	Serial      string `json:"serial"`
 	Certificate string `json:"certificate"`
 	Status      string `json:"status"`
@@ -345,20 +353,21 @@ func normalSerial(s string) (string, error) {
 	return serialHex(n), nil
 }
 
+// get handles GET /api/v1/ca/{ca}/certificates/{serial}; {ca} may name
+// any generation of the lineage that issued the certificate (findCert).
 func (s *Service) get(w http.ResponseWriter, r *http.Request) error {
-	a, err := s.authority(r.PathValue("ca"))
-	if err != nil {
+	if _, err := s.authority(r.PathValue("ca")); err != nil {
 		return err
 	}
 	serial, err := normalSerial(r.PathValue("serial"))
 	if err != nil {
 		return err
 	}
-	c, err := certBySerial(r.Context(), s.env.DB, a.id, serial)
+	a, c, err := s.findCert(r.Context(), r.PathValue("ca"), serial)
 	if err != nil {
 		return err
 	}
-	out := &CertificateResponse{Serial: c.serial, Certificate: pemCert(c.der), Status: c.status,
+	out := &CertificateResponse{CA: a.id, Serial: c.serial, Certificate: pemCert(c.der), Status: c.status,
 		Profile: c.profile, Subject: c.subject, NotBefore: c.notBefore.Format(timeFormat), NotAfter: c.notAfter.Format(timeFormat)}
 	if c.status == "revoked" {
 		out.RevokedAt, out.Reason = c.revokedAt.Format(time.RFC3339), reasonName(c.reason)
@@ -373,7 +382,11 @@ type CAInfo struct {
 	Subject   string `json:"subject"`
 	Parent    string `json:"parent,omitempty"`
 	NotAfter  string `json:"not_after"`
-	Status    string `json:"status"`
+	// Status is active (issues), retired (replaced by a rollover), revoked
+	// (its certificate was revoked: it issues nothing more) or expired;
+	// the last three still sign CRLs and OCSP responses for what they
+	// issued.
+	Status string `json:"status"`
 	// Lineage is the CA id clients issue from; Generation counts its
 	// rollovers (authorities.go).
 	Lineage    string `json:"lineage"`
@@ -384,7 +397,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 	out := make([]CAInfo, 0, len(s.authorities()))
 	for _, a := range s.authorities() {
 		status := a.status
-		if s.env.Clock.Now().After(a.cert.NotAfter) {
+		if status != statusRevoked && s.env.Clock.Now().After(a.cert.NotAfter) {
 			status = "expired"
 		}
 		out = append(out, CAInfo{ID: a.id, Algorithm: string(a.alg), Subject: a.cert.Subject.String(), Parent: a.parent,

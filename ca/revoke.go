@@ -102,12 +102,15 @@ type RevokeResponse struct {
 }
 
 // revocationResource finds the certificate a revocation names, placed in the
-// organisation of the account that requested it, so the policy lets an RA
-// revoke only its own organisation's certificates (ACCEPTANCE.md C-12). The
+// organisation of the account that requested it and owned by that account,
+// so the policy lets an RA revoke only its own organisation's certificates
+// and an account the certificates it requested (ACCEPTANCE.md C-12). The
 // body is read here and put back for the handler. An unknown serial, a
-// body that does not parse and a CA certificate all get no organisation: no
-// RA may act on them (and none learns whether the serial exists), while a
-// CA operator passes and the handler gives the precise answer.
+// body that does not parse and a CA certificate all get no organisation
+// and no owner: no RA may act on them (and none learns whether the serial
+// exists), while a CA operator passes and the handler gives the precise
+// answer. The serial is looked up in every generation of the {ca} lineage
+// (findCert), as the handler does.
 func (s *Service) revocationResource(r *http.Request) (policy.Resource, error) {
 	caID := r.PathValue("ca")
 	res := policy.Resource{Type: "certificate", ID: caID + "/?"}
@@ -125,14 +128,50 @@ func (s *Service) revocationResource(r *http.Request) (policy.Resource, error) {
 		return res, nil
 	}
 	res.ID = caID + "/" + serial
-	if c, err := certBySerial(r.Context(), s.env.DB, caID, serial); err == nil {
+	if _, c, err := s.findCert(r.Context(), caID, serial); err == nil {
 		if !isCACert(c) {
-			res.Org = c.requesterOrg
+			res.Org, res.Owner = c.requesterOrg, certOwner(c)
 		}
 	} else if !errors.Is(err, ErrNotFound) {
 		return res, err
 	}
 	return res, nil
+}
+
+// certOwner is the account that owns certificate c: the one that requested
+// it through the API, whose id is stored as the requester with its
+// organisation. Certificates the platform issued to itself (IssueFor, the
+// node's TLS and OCSP certificates, CA certificates: no organisation) have
+// no owner.
+func certOwner(c *certRow) string {
+	if c.requesterOrg == "" {
+		return ""
+	}
+	return c.requester
+}
+
+// findCert finds certificate serial among those issued by the lineage of
+// CA id: the generation id first, then the lineage's other generations,
+// newest first. Clients issue on the lineage id and the active generation
+// signs (authorities.go), so a certificate is read and revoked on the id it
+// was issued from whichever generation signed it; serials are 128 random
+// bits, so two generations do not share one. It returns the generation that
+// issued the certificate.
+func (s *Service) findCert(ctx context.Context, id, serial string) (*authority, *certRow, error) {
+	gens := s.registry().lineageOf(id)
+	if len(gens) == 0 {
+		return nil, nil, fmt.Errorf("%w: no CA %q", ErrNotFound, id)
+	}
+	for _, g := range gens {
+		c, err := certBySerial(ctx, s.env.DB, g.id, serial)
+		if err == nil {
+			return g, c, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, nil, err
+		}
+	}
+	return nil, nil, fmt.Errorf("%w: certificate %s/%s", ErrNotFound, id, serial)
 }
 
 // isCACert reports whether a stored certificate is a CA certificate: issued
@@ -152,12 +191,15 @@ func isCACert(c *certRow) bool {
 // (its failure does not undo the revocation, see afterRevocation).
 // Revoking a revoked certificate again with the same reason answers 200 with
 // the stored revocation, so a client that lost the answer may retry; with
-// another reason it is a conflict (409): a reason is not changed after
-// the fact here. A CA certificate goes to revokeCA (dual control).
+// another reason it is a conflict (409), except that a certificate revoked
+// for a reason other than a compromise may be revoked again for
+// keyCompromise (revokeRowAt). A CA certificate goes to revokeCA (dual
+// control). {ca} may name any generation of the lineage that issued the
+// certificate (findCert).
 func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	a, err := s.authority(r.PathValue("ca"))
-	if err != nil {
+	caID := r.PathValue("ca")
+	if _, err := s.authority(caID); err != nil {
 		return err
 	}
 	var req RevokeRequest
@@ -172,13 +214,15 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 	if p == nil {
 		return errors.New("revoke: no principal in context")
 	}
-	c, err := certBySerial(ctx, s.env.DB, a.id, serial)
+	a, c, err := s.findCert(ctx, caID, serial)
 	if errors.Is(err, ErrNotFound) {
-		for _, sub := range s.authorities() {
-			if sub.parent == a.id && serialHex(sub.cert.SerialNumber) == serial {
-				// CAs made before their certificates were recorded as issued
-				// have no row to revoke.
-				return fmt.Errorf("%w: %s is the certificate of CA %s, which is not recorded among %s's issued certificates", ErrPolicy, serial, sub.id, a.id)
+		for _, g := range s.registry().lineageOf(caID) {
+			for _, sub := range s.authorities() {
+				if sub.parent == g.id && !sub.external && serialHex(sub.cert.SerialNumber) == serial {
+					// CAs made before their certificates were recorded as
+					// issued have no row to revoke.
+					return fmt.Errorf("%w: %s is the certificate of CA %s, which is not recorded among %s's issued certificates", ErrPolicy, serial, sub.id, g.id)
+				}
 			}
 		}
 	}
@@ -232,11 +276,14 @@ func (s *Service) revokeRowAt(ctx context.Context, tx *store.Tx, issuer, serial,
 		return nil, false, fmt.Errorf("read certificate %s/%s: %w", issuer, serial, err)
 	}
 	if c.status == "revoked" {
-		if c.reason != code {
-			return nil, false, fmt.Errorf("%w: certificate %s was already revoked at %s with reason %s", ErrConflict, serial,
-				c.revokedAt.Format(time.RFC3339), reasonName(c.reason))
+		if c.reason == code {
+			return &RevokeResponse{Serial: serial, RevokedAt: c.revokedAt.Format(time.RFC3339), Reason: reasonName(c.reason)}, false, nil
 		}
-		return &RevokeResponse{Serial: serial, RevokedAt: c.revokedAt.Format(time.RFC3339), Reason: reasonName(c.reason)}, false, nil
+		if code == reasonKeyCompromise && !compromiseReasons[c.reason] && !isCACert(c) {
+			return s.toKeyCompromise(ctx, tx, issuer, c, actor, extra, now)
+		}
+		return nil, false, fmt.Errorf("%w: certificate %s was already revoked at %s with reason %s; only a revocation for another reason than a compromise may become keyCompromise",
+			ErrConflict, serial, c.revokedAt.Format(time.RFC3339), reasonName(c.reason))
 	}
 	if c.status != "good" {
 		return nil, false, fmt.Errorf("%w: certificate %s has status %q", ErrConflict, serial, c.status)
@@ -252,6 +299,15 @@ func (s *Service) revokeRowAt(ctx context.Context, tx *store.Tx, issuer, serial,
 	for k, v := range extra {
 		details[k] = v
 	}
+	if isCACert(c) {
+		ids, err := markRevokedCAs(ctx, tx, issuer, serial)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(ids) > 0 {
+			details["revoked_cas"] = ids
+		}
+	}
 	if _, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: actor, Action: "ca.certificate.revoke",
 		Object: "cert/" + issuer + "/" + serial, Outcome: audit.Success, Details: details}); err != nil {
 		return nil, false, err
@@ -263,6 +319,97 @@ func (s *Service) revokeRowAt(ctx context.Context, tx *store.Tx, issuer, serial,
 		}
 	}
 	return &RevokeResponse{Serial: serial, RevokedAt: now.Format(time.RFC3339), Reason: reason}, true, nil
+}
+
+// compromiseReasons are the CRLReasons that already say the key is
+// compromised.
+var compromiseReasons = map[int]bool{reasonKeyCompromise: true, reasonCACompromise: true}
+
+// toKeyCompromise changes the reason of end-entity certificate c, revoked
+// for another reason than a compromise, to keyCompromise, in tx: the
+// compromise of a key is often learnt after its certificate was revoked as
+// superseded or unspecified, and relying parties that check the reason
+// (and the CA's own blocked keys) must then see it (Mozilla Root Store
+// Policy §6.1.1 asks CAs to update the reason so). The revocation keeps its
+// date; it takes a new revocation sequence, so the next full CRL and the
+// delta on an older base list it with the new reason; the stored OCSP
+// responses are dropped, the key is blocked, and the change is audited.
+// Every other change of reason is refused (revokeRowAt).
+func (s *Service) toKeyCompromise(ctx context.Context, tx *store.Tx, issuer string, c *certRow, actor string, extra map[string]any, now time.Time) (*RevokeResponse, bool, error) {
+	// The counter row is taken as the revocation triggers take it
+	// (migrations 00003): sequence order stays commit order.
+	if _, err := tx.Exec(ctx, `INSERT INTO ca_revocation_counters (issuer_id, last) VALUES (?, 1)
+		ON CONFLICT (issuer_id) DO UPDATE SET last = ca_revocation_counters.last + 1`, issuer); err != nil {
+		return nil, false, fmt.Errorf("revocation sequence of %s: %w", issuer, err)
+	}
+	res, err := tx.Exec(ctx, `UPDATE ca_certificates SET revocation_reason = ?,
+		revocation_seq = (SELECT last FROM ca_revocation_counters WHERE issuer_id = ?)
+		WHERE issuer_id = ? AND serial = ? AND status = 'revoked' AND revocation_reason = ?`,
+		reasonKeyCompromise, issuer, issuer, c.serial, c.reason)
+	if err != nil {
+		return nil, false, fmt.Errorf("change the revocation reason of %s/%s: %w", issuer, c.serial, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return nil, false, fmt.Errorf("%w: the revocation of %s/%s changed meanwhile", ErrConflict, issuer, c.serial)
+	}
+	if err := s.ocspRevokeTx(ctx, tx, issuer, c.serial); err != nil {
+		return nil, false, err
+	}
+	details := map[string]any{"reason": "keyCompromise", "previous_reason": reasonName(c.reason),
+		"revoked_at": c.revokedAt.Format(time.RFC3339), "subject": c.subject, "requester_org": c.requesterOrg}
+	for k, v := range extra {
+		details[k] = v
+	}
+	if _, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: actor, Action: "ca.certificate.revoke",
+		Object: "cert/" + issuer + "/" + c.serial, Outcome: audit.Success, Details: details}); err != nil {
+		return nil, false, err
+	}
+	if len(c.der) > 0 { // a revocation without a certificate has no key to block
+		if err := blockKey(ctx, tx, issuer, c.serial, reasonKeyCompromise, c.der, now); err != nil {
+			return nil, false, err
+		}
+	}
+	return &RevokeResponse{Serial: c.serial, RevokedAt: c.revokedAt.Format(time.RFC3339), Reason: "keyCompromise"}, true, nil
+}
+
+// markRevokedCAs marks revoked, in tx, every CA generation whose own
+// certificate is issuer/serial (see "Revoked CAs" in authorities.go), and
+// returns their ids. The registries of the processes on the database pick
+// the status up (syncRegistry).
+func markRevokedCAs(ctx context.Context, tx *store.Tx, issuer, serial string) ([]string, error) {
+	rows, err := loadAuthorities(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, r := range rows {
+		if r.parent != issuer || len(r.chain) > 0 || r.status == statusRevoked {
+			continue
+		}
+		cert, err := smx509.ParseCertificate(r.cert)
+		if err != nil {
+			return nil, fmt.Errorf("CA %s: certificate: %w", r.id, err)
+		}
+		if serialHex(cert.SerialNumber) != serial {
+			continue
+		}
+		if _, err := tx.Exec(ctx, "UPDATE ca_authorities SET status = ? WHERE id = ?", statusRevoked, r.id); err != nil {
+			return nil, fmt.Errorf("mark CA %s revoked: %w", r.id, err)
+		}
+		ids = append(ids, r.id)
+	}
+	return ids, nil
+}
+
+// publishRevokedCAs makes this process's registry show the CA generations
+// a revocation of a CA certificate has just marked revoked, before the
+// revocation is answered (other processes see them at their next poll,
+// watch.go; until then the serial reservation refuses their issuance,
+// reserveSerial). A failure is logged: the poll retries.
+func (s *Service) publishRevokedCAs(ctx context.Context) {
+	if err := s.syncRegistry(ctx); err != nil {
+		s.env.Logger.Error("ca: a revoked CA generation is not yet shown; the registry poll retries", "err", err)
+	}
 }
 
 // Dual control of CA certificate revocation.
@@ -358,8 +505,14 @@ func (s *Service) revokeCA(w http.ResponseWriter, r *http.Request, a *authority,
 			return fmt.Errorf("%w: certificate %s was already revoked at %s with reason %s", ErrConflict, c.serial,
 				c.revokedAt.Format(time.RFC3339), reasonName(c.reason))
 		}
+		// The stored revocation, with the approval it was executed under
+		// (not whatever the retry states).
+		approval, err := s.storedApproval(ctx, a, c)
+		if err != nil {
+			return err
+		}
 		return httpx.WriteJSON(w, http.StatusOK, &RevokeResponse{Serial: c.serial, RevokedAt: c.revokedAt.Format(time.RFC3339),
-			Reason: reasonName(c.reason), Approval: req.Approval})
+			Reason: reasonName(c.reason), Approval: approval})
 	}
 	payload, err := RevocationPayload(a.id, c.serial, reason)
 	if err != nil {
@@ -392,11 +545,35 @@ func (s *Service) revokeCA(w http.ResponseWriter, r *http.Request, a *authority,
 		return err
 	}
 	out.Approval = d.ID
+	if newly {
+		s.publishRevokedCAs(ctx)
+	}
 	s.ocspRevoked(ctx, a, out.Serial)
 	if newly || s.isStale(a.id) {
 		s.afterRevocation(ctx, a)
 	}
 	return httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// storedApproval returns the dual-control request under which revoked CA
+// certificate c was revoked: the executed request for its revocation
+// payload, or "" when there is none (a revocation carried over from a CRL).
+func (s *Service) storedApproval(ctx context.Context, a *authority, c *certRow) (string, error) {
+	payload, err := RevocationPayload(a.id, c.serial, reasonName(c.reason))
+	if err != nil {
+		return "", err
+	}
+	hash := dual.Hash(payload)
+	done, err := s.env.Dual.List(ctx, dual.Filter{Kind: caRevokeKind, Status: dual.StatusExecuted, Limit: 1000})
+	if err != nil {
+		return "", err
+	}
+	for _, d := range done {
+		if bytes.Equal(d.PayloadHash, hash) {
+			return d.ID, nil
+		}
+	}
+	return "", nil
 }
 
 // requestCARevocation opens (or finds the open) dual-control request for a
@@ -419,19 +596,27 @@ func (s *Service) requestCARevocation(ctx context.Context, w http.ResponseWriter
 			break
 		}
 	}
+	rec := func(d *dual.Request) audit.Record {
+		return audit.Record{Actor: p.Actor(), Action: caRevokeAction,
+			Object: "cert/" + a.id + "/" + c.serial, Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
+			Details: map[string]any{"stage": "approval requested", "reason": reason, "subject": c.subject,
+				"approval": d.ID, "payload_hash": hex.EncodeToString(d.PayloadHash)}}
+	}
 	if d == nil {
+		// The request and the record of why it was made commit together.
 		var err error
-		d, err = s.env.Dual.Create(ctx, dual.NewRequest{Kind: caRevokeKind, Requester: p.Account.ID, Payload: payload,
+		d, err = s.env.Dual.CreateWith(ctx, dual.NewRequest{Kind: caRevokeKind, Requester: p.Account.ID, Payload: payload,
 			Required: 1, TTL: caRevokeTTL, ApproverRole: string(policy.RoleCAOperator),
-			Summary: fmt.Sprintf("revoke the CA certificate %s/%s (%s) with reason %s", a.id, c.serial, c.subject, reason)})
+			Summary: fmt.Sprintf("revoke the CA certificate %s/%s (%s) with reason %s", a.id, c.serial, c.subject, reason)},
+			func(tx *store.Tx, d *dual.Request) error {
+				_, err := s.env.Audit.Append(ctx, tx, rec(d))
+				return err
+			})
 		if err != nil {
 			return err
 		}
-	}
-	if _, err := s.env.Audit.Write(ctx, s.env.DB, audit.Record{Actor: p.Actor(), Action: caRevokeAction,
-		Object: "cert/" + a.id + "/" + c.serial, Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
-		Details: map[string]any{"stage": "approval requested", "reason": reason, "subject": c.subject,
-			"approval": d.ID, "payload_hash": hex.EncodeToString(d.PayloadHash)}}); err != nil {
+	} else if _, err := s.env.Audit.Write(ctx, s.env.DB, rec(d)); err != nil {
+		// Asked again: nothing changes but the record of the asking.
 		return err
 	}
 	w.Header().Set("Location", "/api/v1/approvals/"+d.ID)

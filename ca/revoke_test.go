@@ -8,18 +8,23 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"math/big"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/ca/ocsp"
 	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/dual"
+	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -357,6 +362,12 @@ func TestRevokeCACertificate(t *testing.T) {
 		if st, raw := revokeWith("op2", sub, "cACompromise", pending.Approval); st != http.StatusOK || json.Unmarshal(raw, &again) != nil || again.RevokedAt != out.RevokedAt {
 			t.Fatalf("retry: %d %s", st, raw)
 		}
+		// It answers the approval the revocation was executed under, not
+		// one the retry states.
+		if st, raw := revokeWith("op2", sub, "cACompromise", "0123456789abcdef0123456789abcdef"); st != http.StatusOK ||
+			json.Unmarshal(raw, &again) != nil || again.Approval != pending.Approval {
+			t.Fatalf("retry with another approval: %d %s; want 200 with approval %s", st, raw, pending.Approval)
+		}
 		if n := tn.count("SELECT COUNT(*) FROM ca_outbox WHERE event = 'revoked' AND serial = ?", sub); n != 1 {
 			t.Errorf("%d outbox events, want 1", n)
 		}
@@ -400,4 +411,383 @@ func TestRevokeCACertificate(t *testing.T) {
 			t.Fatalf("stored %s reason %d", c.status, c.reason)
 		}
 	})
+}
+
+// revokeCAByTwo has two CA operators (op1 asks, op2 approves and executes)
+// revoke CA certificate serial, issued by issuer, for reason; it returns
+// the executed revocation.
+func (tn *testNode) revokeCAByTwo(t *testing.T, issuer, serial, reason string) (*PendingRevocation, *RevokeResponse) {
+	t.Helper()
+	var p PendingRevocation
+	st, raw := tn.revoke(issuer, "op1", serial, reason)
+	if st != http.StatusAccepted || json.Unmarshal(raw, &p) != nil {
+		t.Fatalf("request: %d %s; want 202", st, raw)
+	}
+	st, raw = tn.do("POST", "/api/v1/ca/"+issuer+"/revocations", "op2", map[string]string{"serial": serial, "reason": reason, "approval": p.Approval}, nil)
+	var out RevokeResponse
+	if st != http.StatusOK || json.Unmarshal(raw, &out) != nil {
+		t.Fatalf("approve and execute: %d %s; want 200", st, raw)
+	}
+	return &p, &out
+}
+
+// caStatus is the status GET /api/v1/ca shows for CA id.
+func (tn *testNode) caStatus(t *testing.T, id string) string {
+	t.Helper()
+	st, raw := tn.do("GET", "/api/v1/ca", "ra", nil, nil)
+	var out struct{ CAs []CAInfo }
+	if st != http.StatusOK || json.Unmarshal(raw, &out) != nil {
+		t.Fatalf("GET /api/v1/ca: %d %s", st, raw)
+	}
+	for _, c := range out.CAs {
+		if c.ID == id {
+			return c.Status
+		}
+	}
+	t.Fatalf("GET /api/v1/ca does not list %s: %s", id, raw)
+	return ""
+}
+
+// TestRevokedCAStopsIssuing: once two CA operators have revoked the
+// certificate of ecdsa-issuing (cACompromise), the CA issues nothing more,
+// through the API, IssueFor or the node's TLS certificate, with a policy
+// error; GET /api/v1/ca shows it revoked, also after a restart; it still
+// revokes what it issued and signs CRLs and OCSP responses for it; a retry
+// of the revocation answers the approval it was executed under; and a
+// rollover gives the lineage a new generation that issues.
+func TestRevokedCAStopsIssuing(t *testing.T) {
+	onBothStores(t, func(t *testing.T, tn *testNode) {
+		ctx := t.Context()
+		tn.addAccount("op1", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+		tn.addAccount("op2", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+		before := tn.issueECDSA(t)
+		sub := serialHex(tn.svc.lookup("ecdsa-issuing").cert.SerialNumber)
+		p, out := tn.revokeCAByTwo(t, "ecdsa-root", sub, "cACompromise")
+		if out.Approval != p.Approval || out.Reason != "cACompromise" {
+			t.Fatalf("revocation %+v", out)
+		}
+		if n := tn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'ca.certificate.revoke' AND object = ? AND details LIKE ?",
+			"cert/ecdsa-root/"+sub, `%"revoked_cas":["ecdsa-issuing"]%`); n != 1 {
+			t.Errorf("%d revocation records naming the revoked CA, want 1", n)
+		}
+
+		refused := func(t *testing.T) {
+			t.Helper()
+			st, _, raw := tn.issue("ecdsa-issuing", IssueRequest{CSR: csrPEM(goCSR(t, "after.example.gov.cn", "after.example.gov.cn")), Profile: "server-tls"}, "")
+			if st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "revoked") {
+				t.Errorf("issue from the revoked CA: %d %.300s; want 422 naming the revocation", st, raw)
+			}
+			if _, _, err := tn.svc.IssueFor(ctx, "ecdsa-issuing", "server-tls", goCSR(t, "svc.example.gov.cn", "svc.example.gov.cn"), nil, "service/test"); !errors.Is(err, ErrPolicy) {
+				t.Errorf("IssueFor from the revoked CA: %v; want a policy error", err)
+			}
+			if _, err := tn.svc.TLSCertificate(ctx, &node.TLSRequest{DNSNames: []string{"localhost"}}); !errors.Is(err, ErrPolicy) {
+				t.Errorf("node TLS certificate from the revoked CA: %v; want a policy error", err)
+			}
+			if st := tn.caStatus(t, "ecdsa-issuing"); st != "revoked" {
+				t.Errorf("GET /api/v1/ca shows ecdsa-issuing %q, want revoked", st)
+			}
+		}
+		refused(t)
+
+		// A retry answers the stored revocation and its approval, not the
+		// approval it states.
+		st, raw := tn.do("POST", "/api/v1/ca/ecdsa-root/revocations", "op1",
+			map[string]string{"serial": sub, "reason": "cACompromise", "approval": "0123456789abcdef0123456789abcdef"}, nil)
+		var again RevokeResponse
+		if st != http.StatusOK || json.Unmarshal(raw, &again) != nil || again.Approval != p.Approval || again.RevokedAt != out.RevokedAt {
+			t.Errorf("retry with another approval: %d %s; want 200 with approval %s", st, raw, p.Approval)
+		}
+
+		// It still answers for what it issued: revocation, CRL, OCSP.
+		if st, raw := tn.revoke("ecdsa-issuing", "ra", before.Serial, "keyCompromise"); st != http.StatusOK {
+			t.Fatalf("revoke a certificate of the revoked CA: %d %s", st, raw)
+		}
+		a := tn.svc.lookup("ecdsa-issuing")
+		c, err := latestCRL(ctx, tn.db(), a.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := serialsOf(t, c, a); !strings.Contains(got, before.Serial) {
+			t.Errorf("CRL %d of the revoked CA lists %q, not %s", c.number, got, before.Serial)
+		}
+		n, _ := new(big.Int).SetString(before.Serial, 16)
+		if st, _, reason, _, err := tn.svc.certStatus(ctx, a, n); err != nil || st != ocsp.Revoked || reason != reasonKeyCompromise {
+			t.Errorf("OCSP status: %v reason %d, %v", st, reason, err)
+		}
+
+		// The status is in the database: a restart keeps refusing.
+		dir, url := tn.dir, tn.n.Env().Config.Database.URL
+		tn.stop()
+		tn2 := startNodeWith(t, dir, func(o *node.Options) {
+			if url != "" {
+				o.DB = &url
+			}
+		})
+		tn2.tokens = tn.tokens
+		tn = tn2
+		refused(t)
+
+		// A rollover gives the lineage a new key, which issues.
+		st, raw = tn.do("POST", "/api/v1/ca/ecdsa-issuing/rollover", "op1", map[string]string{}, nil)
+		var rolled RolloverResponse
+		if st != http.StatusCreated || json.Unmarshal(raw, &rolled) != nil || rolled.Previous != "ecdsa-issuing" {
+			t.Fatalf("rollover of the revoked lineage: %d %s", st, raw)
+		}
+		after := tn.issueECDSA(t)
+		if after.CA != rolled.ID {
+			t.Errorf("issued by %q after the rollover, want %s", after.CA, rolled.ID)
+		}
+		if st := tn.caStatus(t, "ecdsa-issuing"); st != "revoked" {
+			t.Errorf("after the rollover ecdsa-issuing shows %q, want revoked", st)
+		}
+	})
+}
+
+// TestRevokedCAAbove: a CA below a revoked CA issues nothing either (no
+// chain through the revoked certificate validates), nor is a CA below it
+// rolled over.
+func TestRevokedCAAbove(t *testing.T) {
+	tn := startNode(t, t.TempDir())
+	reg := newRegistry()
+	for _, a := range tn.svc.authorities() {
+		c := *a
+		if c.id == "ecdsa-root" {
+			c.status = statusRevoked
+		}
+		reg.add(&c)
+	}
+	tn.svc.reg.Store(reg)
+	if _, err := tn.svc.current("ecdsa-issuing"); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "ecdsa-root") {
+		t.Errorf("issuing CA below a revoked root: %v; want a policy error naming ecdsa-root", err)
+	}
+	if _, err := tn.svc.Rollover(t.Context(), "test", "ecdsa-issuing", ""); !errors.Is(err, ErrPolicy) {
+		t.Errorf("rollover under a revoked root: %v; want a policy error", err)
+	}
+	if _, err := tn.svc.current("sm2-issuing"); err != nil {
+		t.Errorf("the other hierarchy: %v", err)
+	}
+}
+
+// addApplication creates an application account of org, as the CLI would,
+// keeps its token under name and returns its id.
+func (tn *testNode) addApplication(name, org string) string {
+	tn.t.Helper()
+	ctx := audit.WithActor(context.Background(), "cli:test")
+	az := tn.n.Env().Authz
+	acc, err := az.CreateAccount(ctx, authz.NewAccount{Name: name, Kind: authz.KindApplication, Org: org,
+		Clearance: policy.Internal, Roles: []policy.Role{policy.RoleApplication}})
+	if err != nil {
+		tn.t.Fatalf("account %s: %v", name, err)
+	}
+	tok, _, err := az.CreateToken(ctx, acc.ID, "test", nil, time.Hour)
+	if err != nil {
+		tn.t.Fatalf("token %s: %v", name, err)
+	}
+	tn.tokens[name] = tok
+	return acc.ID
+}
+
+// TestRevokeByOwner is ACCEPTANCE.md C-12's owner case: the application
+// account that requested a certificate for itself reads and revokes it;
+// another application account of the same organisation does neither; a
+// certificate the platform issued to a service (IssueFor) has no owner,
+// whatever its requester.
+func TestRevokeByOwner(t *testing.T) {
+	tn := startNode(t, t.TempDir())
+	id := tn.addApplication("app1", authz.BootstrapDemoOrg)
+	tn.addApplication("app2", authz.BootstrapDemoOrg)
+	st, raw := tn.do("POST", "/api/v1/ca/ecdsa-issuing/certificates", "app1",
+		IssueRequest{CSR: csrPEM(goCSR(t, "app.example.gov.cn", "app.example.gov.cn")), Profile: "server-tls"}, nil)
+	var own IssueResponse
+	if st != http.StatusCreated || json.Unmarshal(raw, &own) != nil {
+		t.Fatalf("owner issues: %d %s", st, raw)
+	}
+	get := func(role, serial string) int {
+		st, _ := tn.do("GET", "/api/v1/ca/ecdsa-issuing/certificates/"+serial, role, nil, nil)
+		return st
+	}
+	if st := get("app1", own.Serial); st != http.StatusOK {
+		t.Errorf("owner reads its certificate: %d, want 200", st)
+	}
+	if st := get("app2", own.Serial); st != http.StatusForbidden {
+		t.Errorf("another application reads it: %d, want 403", st)
+	}
+	if st, raw := tn.revoke("ecdsa-issuing", "app2", own.Serial, "keyCompromise"); st != http.StatusForbidden {
+		t.Errorf("another application revokes it: %d %s, want 403", st, raw)
+	}
+	st, raw = tn.revoke("ecdsa-issuing", "app1", own.Serial, "keyCompromise")
+	var out RevokeResponse
+	if st != http.StatusOK || json.Unmarshal(raw, &out) != nil || out.Reason != "keyCompromise" {
+		t.Fatalf("owner revokes its certificate: %d %s, want 200", st, raw)
+	}
+	if n := tn.count(revokeRecords+" AND actor = 'account/app1' AND outcome = 'success' AND object = ?", "cert/ecdsa-issuing/"+own.Serial); n != 1 {
+		t.Errorf("%d success records by the owner, want 1", n)
+	}
+
+	// A service's certificate, even one whose requester string is the
+	// account's id, belongs to no account.
+	der, _, err := tn.svc.IssueFor(t.Context(), "ecdsa-issuing", "server-tls", goCSR(t, "svc.example.gov.cn", "svc.example.gov.cn"), nil, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := serialHex(cert.SerialNumber)
+	if st := get("app1", svc); st != http.StatusForbidden {
+		t.Errorf("account reads a service's certificate: %d, want 403", st)
+	}
+	if st, raw := tn.revoke("ecdsa-issuing", "app1", svc, "keyCompromise"); st != http.StatusForbidden {
+		t.Errorf("account revokes a service's certificate: %d %s, want 403", st, raw)
+	}
+}
+
+// TestRevokeReasonToKeyCompromise: a certificate revoked as superseded is
+// revoked again for keyCompromise: same revocation date, the new reason on
+// the next full CRL, on the delta over the base that listed it as
+// superseded and in OCSP, the key blocked, the change audited. Every other
+// change of reason stays a conflict.
+func TestRevokeReasonToKeyCompromise(t *testing.T) {
+	onBothStores(t, func(t *testing.T, tn *testNode) {
+		ctx := t.Context()
+		a := tn.svc.lookup("ecdsa-issuing")
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{DNSNames: []string{"k.example.gov.cn"}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, leaf, raw := tn.issue(a.id, IssueRequest{CSR: csrPEM(csr), Profile: "server-tls"}, "")
+		if st != http.StatusCreated {
+			t.Fatalf("issue: %d %s", st, raw)
+		}
+		var first RevokeResponse
+		if st, raw := tn.revoke(a.id, "ra", leaf.Serial, "superseded"); st != http.StatusOK || json.Unmarshal(raw, &first) != nil {
+			t.Fatalf("superseded: %d %s", st, raw)
+		}
+		// The delta base lists it as superseded.
+		if _, err := tn.svc.generateBase(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		reasonOn := func(c *storedCRL) int {
+			t.Helper()
+			rl, err := smx509.ParseRevocationList(c.der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range rl.RevokedCertificateEntries {
+				if serialHex(e.SerialNumber) == leaf.Serial {
+					return e.ReasonCode
+				}
+			}
+			return -1
+		}
+		for _, reason := range []string{"affiliationChanged", "unspecified", "cACompromise"} {
+			if st, raw := tn.revoke(a.id, "ra", leaf.Serial, reason); st == http.StatusOK {
+				t.Errorf("superseded → %s: %d %s; want refused", reason, st, raw)
+			}
+		}
+		if n := tn.count("SELECT COUNT(*) FROM ca_blocked_keys"); n != 0 {
+			t.Fatalf("%d blocked keys before the compromise", n)
+		}
+
+		st, raw = tn.revoke(a.id, "ra", leaf.Serial, "keyCompromise")
+		var kc RevokeResponse
+		if st != http.StatusOK || json.Unmarshal(raw, &kc) != nil || kc.Reason != "keyCompromise" || kc.RevokedAt != first.RevokedAt {
+			t.Fatalf("superseded → keyCompromise: %d %s; want 200 dated %s", st, raw, first.RevokedAt)
+		}
+		c, err := certBySerial(ctx, tn.db(), a.id, leaf.Serial)
+		if err != nil || c.reason != reasonKeyCompromise || c.revokedAt.Format(time.RFC3339) != first.RevokedAt {
+			t.Fatalf("stored %+v %v", c, err)
+		}
+		if n := tn.count(revokeRecords+" AND object = ? AND details LIKE ?", "cert/"+a.id+"/"+leaf.Serial, `%"previous_reason":"superseded"%`); n != 1 {
+			t.Errorf("%d records of the change of reason, want 1", n)
+		}
+		// The answer waited for the new full CRL and a delta.
+		full, err := latestCRL(ctx, tn.db(), a.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := reasonOn(full); r != reasonKeyCompromise {
+			t.Errorf("full CRL %d gives reason %d, want keyCompromise", full.number, r)
+		}
+		delta, err := tn.svc.generateDelta(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := reasonOn(delta); r != reasonKeyCompromise {
+			t.Errorf("delta CRL %d on base %d gives reason %d, want keyCompromise", delta.number, delta.base, r)
+		}
+		n, _ := new(big.Int).SetString(leaf.Serial, 16)
+		if st, at, reason, _, err := tn.svc.certStatus(ctx, a, n); err != nil || st != ocsp.Revoked || reason != reasonKeyCompromise ||
+			at.UTC().Format(time.RFC3339) != first.RevokedAt {
+			t.Errorf("OCSP: %v at %v reason %d, %v", st, at, reason, err)
+		}
+		if st, _, raw := tn.issue(a.id, IssueRequest{CSR: csrPEM(csr), Profile: "server-tls"}, ""); st != http.StatusUnprocessableEntity {
+			t.Errorf("the compromised key certified again: %d %s", st, raw)
+		}
+		// The same again is a retry; back is a conflict.
+		if st, raw := tn.revoke(a.id, "ra", leaf.Serial, "keyCompromise"); st != http.StatusOK {
+			t.Errorf("keyCompromise again: %d %s", st, raw)
+		}
+		if st, raw := tn.revoke(a.id, "ra", leaf.Serial, "superseded"); st != http.StatusConflict {
+			t.Errorf("keyCompromise → superseded: %d %s; want 409", st, raw)
+		}
+		if n := tn.count(revokeRecords+" AND object = ? AND outcome = 'success'", "cert/"+a.id+"/"+leaf.Serial); n != 2 {
+			t.Errorf("%d successful revocation records, want 2", n)
+		}
+	})
+}
+
+// TestRequestAuditedWithChange: the record of a CA operator's request to
+// revoke a CA certificate commits with the dual-control request, and the
+// record of who forced a CRL with the CRL: when the record cannot be
+// written (here a trigger refuses it), the change is not made either.
+func TestRequestAuditedWithChange(t *testing.T) {
+	tn := startNode(t, t.TempDir())
+	ctx := t.Context()
+	tn.addAccount("op1", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	sub := tn.addSubCA(t, "ecdsa-root", "govtrust ECDSA Test Sub CA")
+	exec := func(q string) {
+		t.Helper()
+		if err := tn.db().Tx(ctx, func(tx *store.Tx) error { _, err := tx.Exec(ctx, q); return err }); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+
+	exec(`CREATE TRIGGER refuse_request_record BEFORE INSERT ON audit_log
+		WHEN NEW.action = 'ca.authority.revoke' AND NEW.details LIKE '%approval requested%'
+		BEGIN SELECT RAISE(ABORT, 'audit record refused'); END`)
+	if st, raw := tn.revoke("ecdsa-root", "op1", sub, "cACompromise"); st != http.StatusInternalServerError {
+		t.Errorf("request without its record: %d %s; want 500", st, raw)
+	}
+	if n := tn.count("SELECT COUNT(*) FROM dual_requests WHERE kind = 'ca.authority.revoke'"); n != 0 {
+		t.Errorf("%d dual-control requests made without their record, want 0", n)
+	}
+	exec("DROP TRIGGER refuse_request_record")
+	if st, raw := tn.revoke("ecdsa-root", "op1", sub, "cACompromise"); st != http.StatusAccepted {
+		t.Errorf("request: %d %s; want 202", st, raw)
+	}
+
+	crls := "SELECT COUNT(*) FROM ca_crls WHERE issuer_id = 'ecdsa-issuing'"
+	before := tn.count(crls)
+	exec(`CREATE TRIGGER refuse_forced_record BEFORE INSERT ON audit_log
+		WHEN NEW.action = 'ca.crl.generate' AND NEW.actor = 'account/op1'
+		BEGIN SELECT RAISE(ABORT, 'audit record refused'); END`)
+	if st, raw := tn.do("POST", "/api/v1/ca/ecdsa-issuing/crls", "op1", nil, nil); st != http.StatusInternalServerError {
+		t.Errorf("forced CRL without its record: %d %s; want 500", st, raw)
+	}
+	if n := tn.count(crls); n != before {
+		t.Errorf("%d CRLs stored without the record of who forced them", n-before)
+	}
+	exec("DROP TRIGGER refuse_forced_record")
+	if st, raw := tn.do("POST", "/api/v1/ca/ecdsa-issuing/crls", "op1", nil, nil); st != http.StatusCreated {
+		t.Errorf("forced CRL: %d %s; want 201", st, raw)
+	}
+	if n := tn.audited("account/op1", "ca.crl.generate", audit.Success); n != 1 {
+		t.Errorf("%d records of the forced CRL by op1, want 1", n)
+	}
 }

@@ -46,19 +46,36 @@ func (s *Service) stopWatch() {
 }
 
 // syncRegistry reloads the registry when ca_authorities holds a CA this
-// process does not know or a status that differs from the one it knows.
-// Known generations keep their authority (signer, chain); new ones are
-// opened like at start.
+// process does not know or a status that differs from the one it knows
+// (a rollover retires a generation, a revocation of its certificate
+// revokes it). Known generations keep their authority (signer, chain); new
+// ones are opened like at start. A registry published meanwhile by this
+// process (a rollover) makes it read again.
 func (s *Service) syncRegistry(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		done, err := s.syncRegistryOnce(ctx)
+		if done || err != nil || attempt == 3 {
+			return err
+		}
+	}
+}
+
+// syncRegistryOnce is one attempt of syncRegistry; it reports false when
+// the registry changed under it.
+func (s *Service) syncRegistryOnce(ctx context.Context) (bool, error) {
 	var rows []*authorityRow
 	if err := s.env.DB.Read(ctx, func(q store.Querier) error {
 		var err error
 		rows, err = loadAuthorities(ctx, q)
 		return err
 	}); err != nil {
-		return err
+		return false, err
 	}
-	old := s.registry()
+	cur := s.reg.Load()
+	old := cur
+	if old == nil {
+		old = newRegistry()
+	}
 	changed := false
 	for _, r := range rows {
 		if a := old.byID[r.id]; a == nil || a.status != r.status {
@@ -67,7 +84,7 @@ func (s *Service) syncRegistry(ctx context.Context) error {
 		}
 	}
 	if !changed {
-		return nil
+		return true, nil
 	}
 	reg := newRegistry()
 	pending := rows
@@ -89,21 +106,22 @@ func (s *Service) syncRegistry(ctx context.Context) error {
 			}
 			a, err := s.open(ctx, r, reg)
 			if err != nil {
-				return err
+				return false, err
 			}
 			reg.add(a)
 		}
 		if len(later) == len(pending) {
-			return nil // a parent this process cannot open yet: next poll
+			return true, nil // a parent this process cannot open yet: next poll
 		}
 		pending = later
 	}
-	if s.reg.CompareAndSwap(old, reg) {
-		for _, a := range reg.order {
-			if prev := old.byID[a.id]; prev == nil || prev.status != a.status {
-				s.env.Logger.Info("certificate authority generation loaded from the database", "ca", a.id, "lineage", a.lineage, "status", a.status)
-			}
+	if !s.reg.CompareAndSwap(cur, reg) {
+		return false, nil
+	}
+	for _, a := range reg.order {
+		if prev := old.byID[a.id]; prev == nil || prev.status != a.status {
+			s.env.Logger.Info("certificate authority generation loaded from the database", "ca", a.id, "lineage", a.lineage, "status", a.status)
 		}
 	}
-	return nil
+	return true, nil
 }

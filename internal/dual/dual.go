@@ -307,6 +307,13 @@ func fromNanos(n int64) time.Time {
 
 // Create records a request and audits it as its requester.
 func (s *Store) Create(ctx context.Context, n NewRequest) (*Request, error) {
+	return s.CreateWith(ctx, n, nil)
+}
+
+// CreateWith is Create that also runs also, when not nil, in the
+// transaction that records the request (the caller's own audit record of
+// why it asked): if either fails, neither is recorded.
+func (s *Store) CreateWith(ctx context.Context, n NewRequest, also func(tx *store.Tx, r *Request) error) (*Request, error) {
 	if err := n.Validate(); err != nil {
 		return nil, err
 	}
@@ -333,7 +340,10 @@ func (s *Store) Create(ctx context.Context, n NewRequest) (*Request, error) {
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.Kind, r.Requester, r.Summary, r.ApproverRole, r.PayloadHash, r.Required,
 			string(StatusPending), nanos(r.Created), nanos(r.Expires))
-		return err
+		if err != nil || also == nil {
+			return err
+		}
+		return also(tx, r)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dual: create %s request: %w", n.Kind, err)

@@ -138,8 +138,11 @@ var grants = map[Role]map[string][]grant{
 var everyone = map[string][]grant{
 	"signature.verify":   {{"platform.any.verify", anyResource}},
 	"signature.key.read": {{"platform.signature.key-owner", ownResource}},
-	"dual.reject":        {{"platform.dual.withdraw", ownResource}},
-	"dual.read":          {{"platform.dual.withdraw", ownResource}},
+	// The account that requested a certificate reads and revokes it.
+	"ca.certificate.read":   {{"platform.certificate.owner", ownResource}},
+	"ca.certificate.revoke": {{"platform.certificate.owner", ownResource}},
+	"dual.reject":           {{"platform.dual.withdraw", ownResource}},
+	"dual.read":             {{"platform.dual.withdraw", ownResource}},
 }
 
 // expectedClass is the catalogue as documented: every seeded action and its

@@ -39,6 +39,7 @@ var platformIDs = []string{
 	"platform.auditor.review",
 	"platform.ca-operator.ca",
 	"platform.ra.certificates",
+	"platform.certificate.owner",
 	"platform.ra.key-recovery",
 	"platform.key-recovery.recover",
 	"platform.seal-admin.org",
