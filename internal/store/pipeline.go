@@ -66,21 +66,32 @@ func (db *DB) TxPipelined(ctx context.Context, fn func(tx *Tx) error) (Pending, 
 			return fmt.Errorf("store: writer connection: %w", err)
 		}
 		defer conn.Close()
+		// The connection must not run another transaction at NORMAL. It
+		// is set back to the configured level when this transaction ends,
+		// even by a panic of fn; when that fails, or fn panicked (the
+		// connection's state is then not worth trusting), database/sql is
+		// told to close it: a new connection gets the level from its DSN.
+		returned := false
+		defer func() {
+			if returned {
+				_, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous="+db.synchronous)
+				if err == nil {
+					return
+				}
+			}
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}()
 		// Both PRAGMAs go through the connection's statement cache
 		// (sqlitecache.go); TestSQLitePragmaRepeated checks that a reused
 		// one still takes effect.
 		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
+			returned = true
 			return fmt.Errorf("store: pipelined transaction: %w", err)
 		}
 		err = db.runTx(ctx, conn, nil, fn)
+		returned = true
 		if err == nil {
 			p = Pending{db: db, seq: db.wal.committed()}
-		}
-		// The connection must not run another transaction at NORMAL: put
-		// the configured level back, or have database/sql close it (a new
-		// connection gets the level from its DSN).
-		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous="+db.synchronous); rerr != nil {
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 		return err
 	})
