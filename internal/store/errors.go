@@ -78,15 +78,19 @@ func connectionLost(err error) bool {
 		pgconn.SafeToRetry(err)
 }
 
-// errCommitUnknown marks a COMMIT sent on a connection that was lost
-// before its answer came: the transaction may or may not have committed.
-// It is never run again (it could apply twice); the caller learns
-// ErrUnavailable and, where it matters, finds out by reading (the CA's
-// Idempotency-Key returns the stored certificate).
-type errCommitUnknown struct{ err error }
+// errCommitUnknown marks a COMMIT whose outcome is unknown: it was sent
+// and no answer came back (the connection was lost, or the caller's
+// context ended while it waited). The transaction may or may not have
+// committed. It is never run again (it could apply twice); the caller
+// learns ErrUnavailable and, where it matters, finds out by reading (the
+// CA's Idempotency-Key returns the stored certificate).
+type errCommitUnknown struct {
+	why string // "the connection was lost", ...
+	err error
+}
 
 func (e *errCommitUnknown) Error() string {
-	return "store: commit outcome unknown, the connection was lost: " + e.err.Error()
+	return "store: commit outcome unknown, " + e.why + ": " + e.err.Error()
 }
 
 func (e *errCommitUnknown) Unwrap() []error { return []error{ErrUnavailable, e.err} }

@@ -232,14 +232,26 @@ func (db *DB) runTx(ctx context.Context, pool beginner, opts *sql.TxOptions, fn 
 	}
 	done = true
 	if err := stx.Commit(); err != nil {
-		// A lost connection at COMMIT leaves the outcome unknown, whatever
-		// the driver says: pgx reports a connection that broke while it
-		// waited for the COMMIT's answer as "conn closed", an error it calls
-		// safe to retry, though the server may have committed
-		// (TestCommitAnswerLostPostgres). Only a read-only transaction,
-		// which changes nothing, may then run again.
-		if connectionLost(err) && (opts == nil || !opts.ReadOnly) {
-			return &errCommitUnknown{err: err}
+		if opts != nil && opts.ReadOnly {
+			return fmt.Errorf("store: commit: %w", err)
+		}
+		switch {
+		case connectionLost(err):
+			// A lost connection at COMMIT leaves the outcome unknown,
+			// whatever the driver says: pgx reports a connection that
+			// broke while it waited for the COMMIT's answer as "conn
+			// closed", an error it calls safe to retry, though the server
+			// may have committed (TestCommitAnswerLostPostgres).
+			return &errCommitUnknown{why: "the connection was lost", err: err}
+		case db.driver == Postgres:
+			if _, answered := pgCode(err); !answered {
+				// No answer from the server (no SQLSTATE): the COMMIT may
+				// have been sent and applied while pgx gave up, as it does
+				// when ctx ends (TestCommitContextEndsPostgres). Only a
+				// read-only transaction, which changes nothing, may run
+				// again after such an error.
+				return &errCommitUnknown{why: "no answer from the server", err: err}
+			}
 		}
 		return fmt.Errorf("store: commit: %w", err)
 	}
