@@ -16,6 +16,7 @@ import (
 // PostgreSQL SQLSTATE codes (PostgreSQL documentation, Appendix A).
 const (
 	pgUniqueViolation      = "23505"
+	pgUndefinedObject      = "42704" // unrecognized configuration parameter, among others
 	pgSerializationFailure = "40001"
 	pgDeadlockDetected     = "40P01"
 	// Class 08, connection exception; 57P01 admin_shutdown, 57P02
