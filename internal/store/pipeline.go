@@ -26,10 +26,15 @@ type Pending struct {
 // later fsync can vouch for them. A round that fails before any fsync
 // (the WAL file could not be opened) fails only the Waits it was to serve;
 // the pages are still the kernel's to write, and a later round may
-// succeed. Wait cannot be cancelled, as an fsync cannot.
+// succeed. A failed fsync also makes the DB refuse every write (see
+// DB.Tx), and once the DB refuses writes every Wait fails. Wait cannot be
+// cancelled, as an fsync cannot.
 func (p Pending) Wait() error {
 	if p.seq == 0 {
 		return nil
+	}
+	if err := p.db.writeFailure(); err != nil {
+		return err
 	}
 	return p.db.wal.wait(p.seq, p.db.syncWAL)
 }
@@ -135,6 +140,9 @@ type walSync struct {
 	err    error      // the first failed fsync, for good
 	parked int        // waiters blocked on the running round
 	syncs  atomic.Uint64
+	// onFail, when set, learns of a failed fsync before any waiter does
+	// (DB.fail).
+	onFail func(error)
 }
 
 // syncRound is one fsync and the commits it covers.
@@ -189,6 +197,9 @@ func (s *walSync) wait(seq uint64, fsync func() error) error {
 
 		err := fsync()
 		s.syncs.Add(1)
+		if err != nil && !errors.Is(err, errNoFsync) && s.onFail != nil {
+			s.onFail(err)
+		}
 
 		s.mu.Lock()
 		s.round = nil

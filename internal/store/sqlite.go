@@ -121,7 +121,9 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 		_ = writer.Close()
 		return nil, fmt.Errorf("store: open sqlite reader %s: %w", path, err)
 	}
-	return &DB{driver: SQLite, writer: writer, reader: reader, path: path, synchronous: level}, nil
+	db := &DB{driver: SQLite, writer: writer, reader: reader, path: path, synchronous: level}
+	db.wal.onFail = db.fail
+	return db, nil
 }
 
 func cloneValues(v url.Values) url.Values {
