@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -226,5 +227,68 @@ func TestWALFsyncFailureStopsWrites(t *testing.T) {
 	}
 	if !strings.Contains(logged.String(), "restart the node") || !strings.Contains(logged.String(), "EIO") {
 		t.Errorf("the log does not tell the operator what failed and to restart:\n%s", logged.String())
+	}
+}
+
+// TestWALDescriptor: syncWAL keeps one descriptor of the -wal file, opened
+// with the DB, and opens the new file when the path names another one (as
+// after SQLite deleted the WAL with its last connection and a new
+// connection created it again).
+func TestWALDescriptor(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "w.db")
+	db, err := Open(ctx, Config{URL: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	first := db.walFile
+	if first == nil {
+		t.Fatal("no descriptor of the -wal file after Open")
+	}
+	for range 3 {
+		p, err := db.TxPipelined(ctx, func(tx *Tx) error {
+			_, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS t (v INTEGER)")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if db.walFile != first {
+		t.Error("syncWAL opened the -wal file again while it was the same file")
+	}
+
+	// Another file at the path: a stand-in, since the pools keep their
+	// connections and SQLite keeps the WAL while one is open.
+	other := filepath.Join(t.TempDir(), "other.db")
+	if err := os.WriteFile(other+"-wal", []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kept := db.path
+	db.path = other
+	defer func() { db.path = kept }()
+	if err := db.syncWAL(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(other + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.walFile == first || !os.SameFile(fi, db.walInfo) {
+		t.Error("syncWAL kept the descriptor of a file the path no longer names")
+	}
+	if _, err := first.Stat(); err == nil {
+		t.Error("the replaced descriptor was not closed")
+	}
+	// No file at the path: that round fails alone (errNoFsync).
+	if err := os.Remove(other + "-wal"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.syncWAL(); !errors.Is(err, errNoFsync) {
+		t.Errorf("syncWAL without a -wal file = %v, want errNoFsync", err)
 	}
 }

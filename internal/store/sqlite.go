@@ -123,6 +123,13 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	db := &DB{driver: SQLite, writer: writer, reader: reader, path: path, synchronous: level}
 	db.wal.onFail = db.fail
+	// TxPipelined's descriptor of the -wal file, opened now so that it sees
+	// every failed writeback from here on (syncWAL). SQLite created the
+	// file when the writer switched to WAL; were it missing, the first
+	// sync opens it.
+	db.walMu.Lock()
+	_, _ = db.walDescriptor()
+	db.walMu.Unlock()
 	return db, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,12 @@ type DB struct {
 	// sqliteSynchronous); wal is TxPipelined's group sync of the WAL.
 	synchronous string
 	wal         walSync
+	// walMu guards walFile, TxPipelined's descriptor of the -wal file
+	// (syncWAL), and walInfo, what it was when opened.
+	walMu   sync.Mutex
+	walFile *os.File
+	walInfo os.FileInfo
+
 	// failed is set, for good, when a write of the SQLite file did not
 	// reach the disk (fail); every write is then refused.
 	failed atomic.Pointer[errWriteFailed]
@@ -121,6 +128,12 @@ func (db *DB) Close() error {
 	if db.reader != db.writer {
 		err = errors.Join(err, db.reader.Close())
 	}
+	db.walMu.Lock()
+	if db.walFile != nil {
+		err = errors.Join(err, db.walFile.Close())
+		db.walFile = nil
+	}
+	db.walMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
