@@ -112,15 +112,84 @@ func TestCommitAnswerLostPostgres(t *testing.T) {
 	})
 }
 
+// TestCommitContextEndsPostgres: the caller's context ends while COMMIT
+// waits for its answer, which the server has received and applies. pgx
+// gives up (an error with no SQLSTATE: no answer from the server), and the
+// store must say the outcome is unknown, not run the transaction again,
+// and not pass the error off as a plain failure that committed nothing.
+// (Before, it returned "store: commit: timeout: context canceled", which
+// is not ErrUnavailable, though the row had changed.)
+func TestCommitContextEndsPostgres(t *testing.T) {
+	cfg := storetest.PostgresConfig(t)
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startCommitDropper(t, u.Host)
+	u.Host = proxy.addr()
+	cfg.URL = u.String()
+	db := storetest.OpenConfig(t, cfg, beta)
+	bg, cancelBG := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancelBG()
+	var before int
+	if err := db.ReadRow(bg, "SELECT v FROM beta_counter WHERE id = 1").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(bg)
+	defer cancel()
+	proxy.stallArmed.Store(true)
+	go func() {
+		select {
+		case <-proxy.stalled: // the server has the COMMIT; its answer is held
+			cancel()
+		case <-bg.Done():
+		}
+	}()
+	attempts := 0
+	err = db.Tx(ctx, func(tx *store.Tx) error {
+		attempts++
+		_, err := tx.Exec(ctx, "UPDATE beta_counter SET v = v + 1 WHERE id = 1")
+		return err
+	})
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "outcome unknown") {
+		t.Errorf("Tx whose context ended during COMMIT: %v, want ErrUnavailable with the commit outcome unknown", err)
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Tx error = %v, want it to wrap context.Canceled (the test proves nothing otherwise)", err)
+	}
+	if attempts != 1 {
+		t.Errorf("%d attempts: a COMMIT that may have applied ran again", attempts)
+	}
+	// The server answered the COMMIT (to the proxy): it committed.
+	for proxy.held.Load() == 0 && bg.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var after int
+	if err := db.ReadRow(bg, "SELECT v FROM beta_counter WHERE id = 1").Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before+1 {
+		t.Errorf("counter %d, want %d (committed once, answer never seen)", after, before+1)
+	}
+}
+
 // commitDropper is a TCP proxy in front of PostgreSQL. Armed, it passes the
 // next COMMIT (simple query protocol, as pgx sends it) to the server, reads
 // the server's whole answer up to ReadyForQuery, and then closes the
-// client's connection instead of passing the answer on.
+// client's connection instead of passing the answer on. Armed to stall
+// (stallArmed), it passes the next COMMIT on, signals stalled, and keeps
+// the answer and every later message from the client, whose connection it
+// leaves open; held counts the answers so kept.
 type commitDropper struct {
 	ln      net.Listener
 	target  string
 	armed   atomic.Bool
 	dropped atomic.Int32
+
+	stallArmed atomic.Bool
+	stalled    chan struct{}
+	held       atomic.Int32
 }
 
 func startCommitDropper(t *testing.T, target string) *commitDropper {
@@ -129,7 +198,7 @@ func startCommitDropper(t *testing.T, target string) *commitDropper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &commitDropper{ln: ln, target: target}
+	p := &commitDropper{ln: ln, target: target, stalled: make(chan struct{}, 1)}
 	var conns sync.WaitGroup
 	t.Cleanup(func() {
 		ln.Close()
@@ -182,7 +251,7 @@ func (p *commitDropper) handle(client net.Conn) {
 			return
 		}
 	}
-	var drop atomic.Bool
+	var drop, stall atomic.Bool
 	done := make(chan struct{})
 	go func() { // server → client
 		defer close(done)
@@ -191,6 +260,12 @@ func (p *commitDropper) handle(client net.Conn) {
 			msg, err := readMessage(sr, true)
 			if err != nil {
 				return
+			}
+			if stall.Load() {
+				if msg[0] == 'Z' {
+					p.held.Add(1)
+				}
+				continue
 			}
 			if drop.Load() {
 				if msg[0] == 'Z' { // the COMMIT's answer is complete
@@ -209,11 +284,19 @@ func (p *commitDropper) handle(client net.Conn) {
 		if err != nil {
 			break
 		}
-		if msg[0] == 'Q' && strings.EqualFold(strings.TrimRight(string(msg[5:]), "\x00 ;"), "commit") && p.armed.CompareAndSwap(true, false) {
+		commit := msg[0] == 'Q' && strings.EqualFold(strings.TrimRight(string(msg[5:]), "\x00 ;"), "commit")
+		if commit && p.armed.CompareAndSwap(true, false) {
 			drop.Store(true)
+		}
+		stallNow := commit && p.stallArmed.CompareAndSwap(true, false)
+		if stallNow {
+			stall.Store(true)
 		}
 		if _, err := server.Write(msg); err != nil {
 			break
+		}
+		if stallNow {
+			p.stalled <- struct{}{}
 		}
 	}
 	server.Close()

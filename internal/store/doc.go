@@ -31,7 +31,10 @@
 // setting that breaks this, so production mode can refuse to start.
 // [DB.TxPipelined] moves a SQLite commit's fsync out of the writer's way
 // for callers that can let a commit be read before it is durable; its
-// [Pending.Wait] gives the durability of FULL back.
+// [Pending.Wait] gives the durability of FULL back. A write of the SQLite
+// file that does not reach the disk (a failed fsync of the WAL, SQLITE_IOERR
+// at a commit) makes the DB refuse every later write until the node is
+// restarted, as PostgreSQL stops after a failed fsync: see [DB.Tx].
 //
 // A caution for SQLite: the writer pool has exactly one connection, so inside a
 // [DB.Tx] callback use only the *Tx it is given; calling db.Exec or starting

@@ -21,7 +21,7 @@ var ErrUnsafe = errors.New("unsafe for production")
 // Durability reads the live durability settings: on SQLite PRAGMA
 // synchronous and journal_mode of the writer connection, on PostgreSQL
 // synchronous_commit, fsync and full_page_writes as a session sees them (so
-// ALTER DATABASE/ROLE ... SET overrides count).
+// ALTER DATABASE/ROLE ... SET overrides count) and data_sync_retry.
 func (db *DB) Durability(ctx context.Context) ([]Setting, error) {
 	if db.driver == SQLite {
 		return db.sqliteDurability(ctx)
@@ -65,46 +65,59 @@ func (db *DB) sqliteDurability(ctx context.Context) ([]Setting, error) {
 }
 
 func (db *DB) postgresDurability(ctx context.Context) ([]Setting, error) {
-	show := func(name string) (string, error) {
+	values := map[string]string{}
+	for _, name := range []string{"synchronous_commit", "fsync", "full_page_writes", "data_sync_retry"} {
 		var v string
-		// SHOW takes no parameters; name is one of the constants below.
-		if err := db.writer.QueryRowContext(ctx, "SHOW "+name).Scan(&v); err != nil {
-			return "", fmt.Errorf("store: show postgres %s: %w", name, err)
+		// SHOW takes no parameters; name is one of the constants above.
+		err := db.writer.QueryRowContext(ctx, "SHOW "+name).Scan(&v)
+		if code, ok := pgCode(err); ok && code == pgUndefinedObject && name == "data_sync_retry" {
+			v = "" // a server older than the setting: it retries
+		} else if err != nil {
+			return nil, fmt.Errorf("store: show postgres %s: %w", name, err)
 		}
-		return v, nil
+		values[name] = v
 	}
-	sc, err := show("synchronous_commit")
-	if err != nil {
-		return nil, err
-	}
-	fsync, err := show("fsync")
-	if err != nil {
-		return nil, err
-	}
-	fpw, err := show("full_page_writes")
-	if err != nil {
-		return nil, err
+	return postgresSettings(values), nil
+}
+
+// postgresSettings judges the values SHOW gave (data_sync_retry is empty
+// on a server that lacks it).
+func postgresSettings(v map[string]string) []Setting {
+	dsr := v["data_sync_retry"]
+	if dsr == "" {
+		dsr = "absent"
 	}
 	return []Setting{
 		{
 			// PostgreSQL §30.4 "Asynchronous Commit": with off, recently
 			// acknowledged transactions can be lost after a crash. local,
 			// remote_write, on and remote_apply all flush the local WAL first.
-			Name: "synchronous_commit", Value: sc,
-			Safe: sc != "off",
+			Name: "synchronous_commit", Value: v["synchronous_commit"],
+			Safe: v["synchronous_commit"] != "off",
 			Why:  "need on (or remote_apply with a synchronous standby): ALTER SYSTEM/DATABASE/ROLE ... SET synchronous_commit = on",
 		},
 		{
-			Name: "fsync", Value: fsync,
-			Safe: fsync == "on",
+			Name: "fsync", Value: v["fsync"],
+			Safe: v["fsync"] == "on",
 			Why:  "need on: fsync=off risks an unrecoverable, corrupt cluster after a crash (postgresql.conf)",
 		},
 		{
-			Name: "full_page_writes", Value: fpw,
-			Safe: fpw == "on",
+			Name: "full_page_writes", Value: v["full_page_writes"],
+			Safe: v["full_page_writes"] == "on",
 			Why:  "need on: torn pages after a crash cannot be repaired without it (postgresql.conf)",
 		},
-	}, nil
+		{
+			// With on, a failed fsync of a data file is retried, but the
+			// kernel may have dropped the pages and a retry then succeeds
+			// on what is left, losing committed data without a word
+			// ("fsyncgate"); off PANICs and replays the WAL. The setting
+			// came with PostgreSQL 12 (and 9.4.21, 9.5.16, 9.6.12, 10.7,
+			// 11.2); an older server always retries.
+			Name: "data_sync_retry", Value: dsr,
+			Safe: dsr == "off",
+			Why:  "need off, so that a failed fsync stops the server and WAL replay repairs the data: postgresql.conf, server start; a server without the setting retries and must be upgraded",
+		},
+	}
 }
 
 // CheckProduction returns an error naming every unsafe durability setting,

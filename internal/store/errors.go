@@ -16,6 +16,7 @@ import (
 // PostgreSQL SQLSTATE codes (PostgreSQL documentation, Appendix A).
 const (
 	pgUniqueViolation      = "23505"
+	pgUndefinedObject      = "42704" // unrecognized configuration parameter, among others
 	pgSerializationFailure = "40001"
 	pgDeadlockDetected     = "40P01"
 	// Class 08, connection exception; 57P01 admin_shutdown, 57P02
@@ -78,29 +79,59 @@ func connectionLost(err error) bool {
 		pgconn.SafeToRetry(err)
 }
 
-// errCommitUnknown marks a COMMIT sent on a connection that was lost
-// before its answer came: the transaction may or may not have committed.
-// It is never run again (it could apply twice); the caller learns
-// ErrUnavailable and, where it matters, finds out by reading (the CA's
-// Idempotency-Key returns the stored certificate).
-type errCommitUnknown struct{ err error }
+// errCommitUnknown marks a COMMIT whose outcome is unknown: it was sent
+// and no answer came back (the connection was lost, or the caller's
+// context ended while it waited), or SQLite failed to write or sync it.
+// The transaction may or may not have committed. It is never run again (it
+// could apply twice); the caller learns ErrUnavailable and, where it
+// matters, finds out by reading (the CA's Idempotency-Key returns the
+// stored certificate).
+type errCommitUnknown struct {
+	why string // "the connection was lost", ...
+	err error
+}
 
 func (e *errCommitUnknown) Error() string {
-	return "store: commit outcome unknown, the connection was lost: " + e.err.Error()
+	return "store: commit outcome unknown, " + e.why + ": " + e.err.Error()
 }
 
 func (e *errCommitUnknown) Unwrap() []error { return []error{ErrUnavailable, e.err} }
 
+// errWriteFailed is the error of every write to a DB after a write of its
+// SQLite file did not reach the disk (DB.fail).
+type errWriteFailed struct {
+	path  string
+	cause error
+}
+
+func (e *errWriteFailed) Error() string {
+	return "store: the database refuses writes until the node is restarted: a write to " + e.path +
+		" did not reach the disk (" + e.cause.Error() + "), so no later commit can be known to be durable"
+}
+
+func (e *errWriteFailed) Unwrap() []error { return []error{ErrUnavailable, e.cause} }
+
 // rerunnable reports whether a transaction that failed with err can run
 // again from the start: a retryable error (IsRetryable), or a lost
 // connection before COMMIT was sent (the server rolls back a transaction
-// whose connection ends).
+// whose connection ends). A commit of unknown outcome and a DB that
+// refuses writes are not.
 func rerunnable(err error) bool {
-	if IsRetryable(err) {
-		return true
+	var (
+		cu *errCommitUnknown
+		wf *errWriteFailed
+	)
+	if errors.As(err, &cu) || errors.As(err, &wf) {
+		return false
 	}
-	var cu *errCommitUnknown
-	return connectionLost(err) && !errors.As(err, &cu)
+	return IsRetryable(err) || connectionLost(err)
+}
+
+// isIOErr reports whether err is SQLite's SQLITE_IOERR, with any extended
+// code (SQLITE_IOERR_WRITE, SQLITE_IOERR_FSYNC, ...).
+func isIOErr(err error) bool {
+	code, ok := sqliteCode(err)
+	return ok && code&0xff == sqlite3.SQLITE_IOERR
 }
 
 // IsUniqueViolation reports whether err is a unique or primary-key constraint

@@ -26,10 +26,15 @@ type Pending struct {
 // later fsync can vouch for them. A round that fails before any fsync
 // (the WAL file could not be opened) fails only the Waits it was to serve;
 // the pages are still the kernel's to write, and a later round may
-// succeed. Wait cannot be cancelled, as an fsync cannot.
+// succeed. A failed fsync also makes the DB refuse every write (see
+// DB.Tx), and once the DB refuses writes every Wait fails. Wait cannot be
+// cancelled, as an fsync cannot.
 func (p Pending) Wait() error {
 	if p.seq == 0 {
 		return nil
+	}
+	if err := p.db.writeFailure(); err != nil {
+		return err
 	}
 	return p.db.wal.wait(p.seq, p.db.syncWAL)
 }
@@ -66,21 +71,32 @@ func (db *DB) TxPipelined(ctx context.Context, fn func(tx *Tx) error) (Pending, 
 			return fmt.Errorf("store: writer connection: %w", err)
 		}
 		defer conn.Close()
+		// The connection must not run another transaction at NORMAL. It
+		// is set back to the configured level when this transaction ends,
+		// even by a panic of fn; when that fails, or fn panicked (the
+		// connection's state is then not worth trusting), database/sql is
+		// told to close it: a new connection gets the level from its DSN.
+		returned := false
+		defer func() {
+			if returned {
+				_, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous="+db.synchronous)
+				if err == nil {
+					return
+				}
+			}
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}()
 		// Both PRAGMAs go through the connection's statement cache
 		// (sqlitecache.go); TestSQLitePragmaRepeated checks that a reused
 		// one still takes effect.
 		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
+			returned = true
 			return fmt.Errorf("store: pipelined transaction: %w", err)
 		}
 		err = db.runTx(ctx, conn, nil, fn)
+		returned = true
 		if err == nil {
 			p = Pending{db: db, seq: db.wal.committed()}
-		}
-		// The connection must not run another transaction at NORMAL: put
-		// the configured level back, or have database/sql close it (a new
-		// connection gets the level from its DSN).
-		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous="+db.synchronous); rerr != nil {
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 		return err
 	})
@@ -96,21 +112,73 @@ func (db *DB) WALSyncs() uint64 { return db.wal.syncs.Load() }
 var errNoFsync = errors.New("no fsync was made")
 
 // syncWAL fsyncs the WAL file. fsync acts on the file, not on the
-// descriptor, so it makes durable what SQLite's own descriptor wrote. The
-// file is opened for each sync: SQLite may delete and re-create it.
+// descriptor, so it makes durable what SQLite's own descriptor wrote.
+//
+// The descriptor is kept open from one sync to the next, not opened for
+// each: on Linux a failed writeback is reported once to each open file
+// description that existed when it failed (errseq_t, since 4.13), and a
+// descriptor opened after another one has been told sees nothing. A new
+// descriptor per fsync could report success for pages the kernel dropped
+// while another descriptor (SQLite's, a checkpoint's) learned of it. The
+// one kept sees every failure after it was opened; what failed before, and
+// was reported to SQLite, made its commit fail with SQLITE_IOERR, which
+// makes the DB refuse writes (DB.fail) just as a failure here does. Closing
+// a descriptor of the -wal file does not drop SQLite's POSIX locks: SQLite
+// takes them on the database and -shm files, never on the -wal file.
+//
+// SQLite does not replace the -wal file while the database is open: after
+// a checkpoint it writes the WAL again from its start, in the same file
+// (journal_size_limit, not set here, and wal_checkpoint(TRUNCATE) truncate
+// it, which keeps the file). It deletes the file when the last connection
+// of any process closes, after checkpointing it into the database and
+// syncing both (https://sqlite.org/wal.html); a connection opened later
+// creates a new one. The pools keep their connections, but database/sql
+// closes one that failed (TxPipelined closes the writer's when it cannot
+// restore it), so each sync checks that the path still names the file
+// held, and opens the new one if not. A commit made before the round began
+// is then either in the file synced or was checkpointed and synced by
+// SQLite before its WAL was deleted.
 func (db *DB) syncWAL() error {
-	f, err := os.Open(db.path + "-wal")
+	// Held through the fsync, so that Close does not close the descriptor
+	// under it.
+	db.walMu.Lock()
+	defer db.walMu.Unlock()
+	f, err := db.walDescriptor()
 	if err != nil {
 		return fmt.Errorf("store: sync WAL: %w: %w", errNoFsync, err)
 	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := f.Sync(); err != nil {
 		return fmt.Errorf("store: sync WAL: %w", err)
 	}
 	return nil
+}
+
+// walDescriptor returns the kept descriptor of the -wal file, opened
+// anew if there was none or the path now names another file. db.walMu is
+// held.
+func (db *DB) walDescriptor() (*os.File, error) {
+	name := db.path + "-wal"
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if db.walFile != nil {
+		if os.SameFile(fi, db.walInfo) {
+			return db.walFile, nil
+		}
+		_ = db.walFile.Close() // replaced: its content was checkpointed
+		db.walFile, db.walInfo = nil, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err = f.Stat(); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	db.walFile, db.walInfo = f, fi
+	return f, nil
 }
 
 // walSync is group fsync: commits are numbered, one waiter at a time runs
@@ -124,6 +192,9 @@ type walSync struct {
 	err    error      // the first failed fsync, for good
 	parked int        // waiters blocked on the running round
 	syncs  atomic.Uint64
+	// onFail, when set, learns of a failed fsync before any waiter does
+	// (DB.fail).
+	onFail func(error)
 }
 
 // syncRound is one fsync and the commits it covers.
@@ -178,6 +249,9 @@ func (s *walSync) wait(seq uint64, fsync func() error) error {
 
 		err := fsync()
 		s.syncs.Add(1)
+		if err != nil && !errors.Is(err, errNoFsync) && s.onFail != nil {
+			s.onFail(err)
+		}
 
 		s.mu.Lock()
 		s.round = nil

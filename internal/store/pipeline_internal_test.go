@@ -1,9 +1,15 @@
 package store
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -120,5 +126,169 @@ func TestWALSyncNoFsync(t *testing.T) {
 	}
 	if s.err != nil {
 		t.Errorf("a failed open was held against later rounds: %v", s.err)
+	}
+}
+
+// TestWALFsyncFailureStopsWrites: after the fsync of a pipelined commit's
+// WAL failed, the DB refuses every write, a FULL transaction included,
+// though its own fsync would succeed: SQLite's recovery stops at the first
+// WAL frame that did not reach the disk and discards every commit after
+// it. Readiness (Ping) fails, reads go on, and the operator is told once.
+// (Before, only Pending.Wait failed; DB.Tx went on acknowledging commits
+// that a crash would take back.)
+func TestWALFsyncFailureStopsWrites(t *testing.T) {
+	ctx := context.Background()
+	var logged bytes.Buffer
+	path := filepath.Join(t.TempDir(), "f.db")
+	db, err := Open(ctx, Config{URL: path, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(ctx, "CREATE TABLE t (k TEXT PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(k string) func(tx *Tx) error {
+		return func(tx *Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO t (k) VALUES (?)", k)
+			return err
+		}
+	}
+	p, err := db.TxPipelined(ctx, insert("A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fsync that was to make A durable fails (EIO from writeback).
+	eio := errors.New("EIO")
+	if err := db.wal.wait(p.seq, func() error { return eio }); !errors.Is(err, eio) {
+		t.Fatalf("wait = %v, want %v", err, eio)
+	}
+
+	refused := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "refuses writes until the node is restarted") {
+			t.Errorf("%s after a failed WAL fsync: %v, want ErrUnavailable saying the database refuses writes", what, err)
+		}
+	}
+	retries := db.TxRetries()
+	refused("Tx (FULL)", db.Tx(ctx, insert("B")))
+	if db.TxRetries() != retries {
+		t.Error("a refused transaction was retried")
+	}
+	_, err = db.TxPipelined(ctx, insert("C"))
+	refused("TxPipelined", err)
+	_, err = db.Exec(ctx, "INSERT INTO t (k) VALUES ('D')")
+	refused("Exec", err)
+	b := db.NewBatcher(0)
+	refused("Batcher.Do", b.Do(ctx, insert("E")))
+	b.Close()
+	refused("Pending.Wait", p.Wait())
+	refused("Ping (readiness)", db.Ping(ctx))
+	var k string
+	if err := db.QueryRow(ctx, "INSERT INTO t (k) VALUES ('F') RETURNING k").Scan(&k); err == nil {
+		t.Error("QueryRow wrote after a failed WAL fsync")
+	}
+
+	// Reads go on: A was committed (not durable), nothing after it was.
+	var keys []string
+	err = db.Read(ctx, func(q Querier) error {
+		rows, err := q.Query(ctx, "SELECT k FROM t ORDER BY k")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				return err
+			}
+			keys = append(keys, k)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		t.Fatalf("Read after a failed WAL fsync: %v", err)
+	}
+	if strings.Join(keys, ",") != "A" {
+		t.Errorf("rows %v, want [A]", keys)
+	}
+	var n int
+	if err := db.ReadRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil {
+		t.Errorf("ReadRow after a failed WAL fsync: %v", err)
+	}
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil {
+		t.Errorf("QueryRow read after a failed WAL fsync: %v", err)
+	}
+
+	// Told once, at ERROR, to restart.
+	db.fail(errors.New("a second failure"))
+	if got := strings.Count(logged.String(), "level=ERROR"); got != 1 {
+		t.Errorf("%d ERROR records, want 1:\n%s", got, logged.String())
+	}
+	if !strings.Contains(logged.String(), "restart the node") || !strings.Contains(logged.String(), "EIO") {
+		t.Errorf("the log does not tell the operator what failed and to restart:\n%s", logged.String())
+	}
+}
+
+// TestWALDescriptor: syncWAL keeps one descriptor of the -wal file, opened
+// with the DB, and opens the new file when the path names another one (as
+// after SQLite deleted the WAL with its last connection and a new
+// connection created it again).
+func TestWALDescriptor(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "w.db")
+	db, err := Open(ctx, Config{URL: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	first := db.walFile
+	if first == nil {
+		t.Fatal("no descriptor of the -wal file after Open")
+	}
+	for range 3 {
+		p, err := db.TxPipelined(ctx, func(tx *Tx) error {
+			_, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS t (v INTEGER)")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if db.walFile != first {
+		t.Error("syncWAL opened the -wal file again while it was the same file")
+	}
+
+	// Another file at the path: a stand-in, since the pools keep their
+	// connections and SQLite keeps the WAL while one is open.
+	other := filepath.Join(t.TempDir(), "other.db")
+	if err := os.WriteFile(other+"-wal", []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kept := db.path
+	db.path = other
+	defer func() { db.path = kept }()
+	if err := db.syncWAL(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(other + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.walFile == first || !os.SameFile(fi, db.walInfo) {
+		t.Error("syncWAL kept the descriptor of a file the path no longer names")
+	}
+	if _, err := first.Stat(); err == nil {
+		t.Error("the replaced descriptor was not closed")
+	}
+	// No file at the path: that round fails alone (errNoFsync).
+	if err := os.Remove(other + "-wal"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.syncWAL(); !errors.Is(err, errNoFsync) {
+		t.Errorf("syncWAL without a -wal file = %v, want errNoFsync", err)
 	}
 }

@@ -106,6 +106,49 @@ func TestTxPipelinedSQLite(t *testing.T) {
 	}
 }
 
+// TestTxPipelinedPanic: a panic in the callback goes on to the caller,
+// and the writer connection does not stay at NORMAL: the next transaction
+// commits at the configured level. (Before, the connection went back to
+// the pool at NORMAL and every later DB.Tx committed without its fsync.)
+func TestTxPipelinedPanic(t *testing.T) {
+	ctx := context.Background()
+	for _, level := range []string{"FULL", "EXTRA"} {
+		t.Run(level, func(t *testing.T) {
+			db := storetest.OpenConfig(t, store.Config{URL: filepath.Join(t.TempDir(), "p.db"), Synchronous: level}, alpha)
+			want := writerSynchronous(t, db)
+			var got any
+			func() {
+				defer func() { got = recover() }()
+				_, _ = db.TxPipelined(ctx, func(tx *store.Tx) error {
+					if _, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES (?)", "panicked"); err != nil {
+						return err
+					}
+					panic("boom")
+				})
+			}()
+			if got != "boom" {
+				t.Fatalf("recovered %v, want the callback's panic", got)
+			}
+			if s := writerSynchronous(t, db); s != want {
+				t.Errorf("writer synchronous after a panicking TxPipelined = %d, want %d", s, want)
+			}
+			if n := count(t, db, "SELECT count(*) FROM alpha_items WHERE name = 'panicked'"); n != 0 {
+				t.Errorf("%d rows of the panicked transaction", n)
+			}
+			p, err := db.TxPipelined(ctx, func(tx *store.Tx) error {
+				_, err := tx.Exec(ctx, "INSERT INTO alpha_items (name) VALUES (?)", "after")
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 func walSize(t *testing.T, path string) int64 {
 	t.Helper()
 	fi, err := os.Stat(path + "-wal")

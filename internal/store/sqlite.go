@@ -121,7 +121,16 @@ func openSQLite(ctx context.Context, cfg Config) (*DB, error) {
 		_ = writer.Close()
 		return nil, fmt.Errorf("store: open sqlite reader %s: %w", path, err)
 	}
-	return &DB{driver: SQLite, writer: writer, reader: reader, path: path, synchronous: level}, nil
+	db := &DB{driver: SQLite, writer: writer, reader: reader, path: path, synchronous: level}
+	db.wal.onFail = db.fail
+	// TxPipelined's descriptor of the -wal file, opened now so that it sees
+	// every failed writeback from here on (syncWAL). SQLite created the
+	// file when the writer switched to WAL; were it missing, the first
+	// sync opens it.
+	db.walMu.Lock()
+	_, _ = db.walDescriptor()
+	db.walMu.Unlock()
+	return db, nil
 }
 
 func cloneValues(v url.Values) url.Values {

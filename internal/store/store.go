@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,7 +50,8 @@ type Config struct {
 	// MaxConns is the PostgreSQL pool size; default 16, at least 2 (Migrate
 	// holds one connection for its lock while goose uses another).
 	MaxConns int
-	// Logger receives one event per applied migration; nil means no logging.
+	// Logger receives one event per applied migration, and an ERROR when
+	// the DB stops taking writes (DB.Tx); nil means no logging.
 	Logger *slog.Logger
 }
 
@@ -66,6 +68,15 @@ type DB struct {
 	// sqliteSynchronous); wal is TxPipelined's group sync of the WAL.
 	synchronous string
 	wal         walSync
+	// walMu guards walFile, TxPipelined's descriptor of the -wal file
+	// (syncWAL), and walInfo, what it was when opened.
+	walMu   sync.Mutex
+	walFile *os.File
+	walInfo os.FileInfo
+
+	// failed is set, for good, when a write of the SQLite file did not
+	// reach the disk (fail); every write is then refused.
+	failed atomic.Pointer[errWriteFailed]
 
 	migrateMu sync.Mutex
 	retries   atomic.Uint64
@@ -117,14 +128,24 @@ func (db *DB) Close() error {
 	if db.reader != db.writer {
 		err = errors.Join(err, db.reader.Close())
 	}
+	db.walMu.Lock()
+	if db.walFile != nil {
+		err = errors.Join(err, db.walFile.Close())
+		db.walFile = nil
+	}
+	db.walMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil
 }
 
-// Ping checks that the writer and reader pools reach the database.
+// Ping checks that the writer and reader pools reach the database, and
+// that the DB still takes writes (see DB.Tx): the node's /readyz asks it.
 func (db *DB) Ping(ctx context.Context) error {
+	if err := db.writeFailure(); err != nil {
+		return err
+	}
 	if err := db.writer.PingContext(ctx); err != nil {
 		return fmt.Errorf("store: ping %s writer: %w", db.driver, err)
 	}
@@ -132,6 +153,44 @@ func (db *DB) Ping(ctx context.Context) error {
 		if err := db.reader.PingContext(ctx); err != nil {
 			return fmt.Errorf("store: ping %s reader: %w", db.driver, err)
 		}
+	}
+	return nil
+}
+
+// fail makes the DB refuse every write from now on, after a write of its
+// SQLite file failed to reach the disk: an fsync of the WAL that failed
+// (Pending.Wait), or SQLITE_IOERR at a commit. It logs that once.
+//
+// Continuing would lose acknowledged commits. The kernel may have dropped
+// the pages it could not write, and a later fsync does not report them
+// again (PostgreSQL's "fsyncgate"; PostgreSQL PANICs since, see
+// data_sync_retry). SQLite chains the checksums of the WAL's frames, so
+// crash recovery stops at the first frame that did not reach the disk and
+// discards every commit after it, those at FULL whose own fsync succeeded
+// included. A SQLite commit that failed with IOERR may also come back: its
+// frames can be in the file, and recovery takes every frame whose
+// checksum holds. Only a restart, whose recovery reads what the disk
+// holds, says which commits are durable.
+func (db *DB) fail(cause error) {
+	e := &errWriteFailed{path: db.path, cause: cause}
+	if !db.failed.CompareAndSwap(nil, e) {
+		return
+	}
+	if db.logger != nil {
+		db.logger.LogAttrs(context.Background(), slog.LevelError,
+			"store: a write did not reach the disk; the database refuses writes until the node is restarted",
+			slog.String("path", db.path), slog.String("error", cause.Error()),
+			slog.String("action", "check the disk and the kernel log, then restart the node, "+
+				"best by restarting the host: SQLite's recovery then decides which commits are durable, "+
+				"and Linux may keep pages it failed to write in its cache as if they were written"))
+	}
+}
+
+// writeFailure returns the error of a DB that refuses writes (fail), or
+// nil.
+func (db *DB) writeFailure() error {
+	if e := db.failed.Load(); e != nil {
+		return e
 	}
 	return nil
 }

@@ -659,10 +659,15 @@ func TestDurabilityPostgres(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		want := map[string]string{"synchronous_commit": "on", "fsync": "on", "full_page_writes": "on", "data_sync_retry": "off"}
 		for _, s := range settings {
-			if !s.Safe || s.Value != "on" {
-				t.Errorf("setting %+v, want on and safe", s)
+			if !s.Safe || s.Value != want[s.Name] {
+				t.Errorf("setting %+v, want %s and safe", s, want[s.Name])
 			}
+			delete(want, s.Name)
+		}
+		if len(want) > 0 {
+			t.Errorf("Durability does not report %v", want)
 		}
 	})
 	t.Run("synchronous_commit=off", func(t *testing.T) {

@@ -93,22 +93,48 @@ func (db *DB) bind(query string) string {
 }
 
 // Exec runs one statement on the writer outside a transaction (it commits on
-// its own). On SQLite do not call it from inside a Tx callback.
+// its own). On SQLite do not call it from inside a Tx callback. Like Tx it
+// refuses to run, and SQLITE_IOERR makes the DB refuse writes, once a
+// write has failed to reach the disk.
 func (db *DB) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return db.writer.ExecContext(ctx, db.bind(query), args...)
+	if err := db.writeFailure(); err != nil {
+		return nil, err
+	}
+	res, err := db.writer.ExecContext(ctx, db.bind(query), args...)
+	if err != nil && db.driver == SQLite && isIOErr(err) {
+		db.fail(err)
+		return nil, &errCommitUnknown{why: "the write failed", err: db.writeFailure()}
+	}
+	if err == nil {
+		if ferr := db.writeFailure(); ferr != nil {
+			return nil, &errCommitUnknown{why: "the database stopped taking writes as it ran", err: ferr}
+		}
+	}
+	return res, err
 }
 
 // Query runs one query on the writer outside a transaction, so it sees
 // everything committed so far. Close the rows promptly: on SQLite they hold
-// the only writer connection.
+// the only writer connection. On a DB that refuses writes (see Tx) it runs
+// on the reader pool, whose SQLite connections are query_only.
 func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return db.writer.QueryContext(ctx, db.bind(query), args...)
+	return db.pool().QueryContext(ctx, db.bind(query), args...)
 }
 
 // QueryRow runs one statement that returns at most one row on the writer
-// (INSERT ... RETURNING works), outside a transaction.
+// (INSERT ... RETURNING works), outside a transaction. On a DB that
+// refuses writes (see Tx) it runs on the reader pool, where a read works
+// and a write fails.
 func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return db.writer.QueryRowContext(ctx, db.bind(query), args...)
+	return db.pool().QueryRowContext(ctx, db.bind(query), args...)
+}
+
+// pool is the writer, or the reader once the DB refuses writes.
+func (db *DB) pool() *sql.DB {
+	if db.failed.Load() != nil {
+		return db.reader
+	}
+	return db.writer
 }
 
 // ReadRow runs one read-only statement that returns at most one row on the
@@ -157,6 +183,13 @@ const (
 // outcome unknown"). Any other error from fn rolls the transaction back and
 // is returned as is; IsUnavailable tells the errors of a database that
 // cannot serve now.
+//
+// On SQLite, once a write of the file has failed to reach the disk (an
+// fsync of the WAL in Pending.Wait failed, or a COMMIT failed with
+// SQLITE_IOERR), Tx, TxPipelined, Exec and every Batcher refuse to write,
+// for good, with an ErrUnavailable that says so, and Ping fails: no later
+// commit could be known to be durable (see DB.fail). Reads go on. The
+// node must be restarted.
 func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 	return db.retry(ctx, "transaction", func() error {
 		return db.runTx(ctx, db.writer, nil, fn)
@@ -206,6 +239,12 @@ type beginner interface {
 }
 
 func (db *DB) runTx(ctx context.Context, pool beginner, opts *sql.TxOptions, fn func(tx *Tx) error) (err error) {
+	write := opts == nil || !opts.ReadOnly
+	if write {
+		if err := db.writeFailure(); err != nil {
+			return err
+		}
+	}
 	stx, err := pool.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
@@ -232,16 +271,40 @@ func (db *DB) runTx(ctx context.Context, pool beginner, opts *sql.TxOptions, fn 
 	}
 	done = true
 	if err := stx.Commit(); err != nil {
-		// A lost connection at COMMIT leaves the outcome unknown, whatever
-		// the driver says: pgx reports a connection that broke while it
-		// waited for the COMMIT's answer as "conn closed", an error it calls
-		// safe to retry, though the server may have committed
-		// (TestCommitAnswerLostPostgres). Only a read-only transaction,
-		// which changes nothing, may then run again.
-		if connectionLost(err) && (opts == nil || !opts.ReadOnly) {
-			return &errCommitUnknown{err: err}
+		if !write {
+			return fmt.Errorf("store: commit: %w", err)
+		}
+		switch {
+		case db.driver == SQLite && isIOErr(err):
+			// SQLite may have written the frames it could not sync:
+			// recovery would take them (see DB.fail).
+			db.fail(err)
+			return &errCommitUnknown{why: "the write failed", err: db.writeFailure()}
+		case connectionLost(err):
+			// A lost connection at COMMIT leaves the outcome unknown,
+			// whatever the driver says: pgx reports a connection that
+			// broke while it waited for the COMMIT's answer as "conn
+			// closed", an error it calls safe to retry, though the server
+			// may have committed (TestCommitAnswerLostPostgres).
+			return &errCommitUnknown{why: "the connection was lost", err: err}
+		case db.driver == Postgres:
+			if _, answered := pgCode(err); !answered {
+				// No answer from the server (no SQLSTATE): the COMMIT may
+				// have been sent and applied while pgx gave up, as it does
+				// when ctx ends (TestCommitContextEndsPostgres). Only a
+				// read-only transaction, which changes nothing, may run
+				// again after such an error.
+				return &errCommitUnknown{why: "no answer from the server", err: err}
+			}
 		}
 		return fmt.Errorf("store: commit: %w", err)
+	}
+	if write {
+		if ferr := db.writeFailure(); ferr != nil {
+			// Committed while another write failed: it follows frames that
+			// may be lost, and cannot be acknowledged.
+			return &errCommitUnknown{why: "the database stopped taking writes as it committed", err: ferr}
+		}
 	}
 	return nil
 }
