@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -68,6 +69,9 @@ type RevokeRequest struct {
 	// revocation of a CA certificate (see revokeCA); end-entity
 	// revocations take none.
 	Approval string `json:"approval,omitempty"`
+	// AlsoRevoked lists, as "ca/serial", the other certificates of the key
+	// that a keyCompromise revocation revoked with it (ca/keysweep.go).
+	AlsoRevoked []string `json:"also_revoked,omitempty"`
 }
 
 // Validate implements httpx.Validator.
@@ -99,6 +103,9 @@ type RevokeResponse struct {
 	// Approval is the dual-control request under which a CA certificate
 	// was revoked.
 	Approval string `json:"approval,omitempty"`
+	// AlsoRevoked lists, as "ca/serial", the other certificates of the key
+	// that a keyCompromise revocation revoked with it (ca/keysweep.go).
+	AlsoRevoked []string `json:"also_revoked,omitempty"`
 }
 
 // revocationResource finds the certificate a revocation names, placed in the
@@ -252,7 +259,27 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 	if newly || s.isStale(a.id) {
 		s.afterRevocation(ctx, a)
 	}
+	s.afterSameKey(ctx, out.AlsoRevoked)
 	return httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// afterSameKey does for each certificate revoked with another of its key
+// (revokeSameKey) what the revocation of that one does once committed:
+// the OCSP answers from memory dropped and re-signed, a new CRL.
+func (s *Service) afterSameKey(ctx context.Context, refs []string) {
+	cas := map[string]*authority{}
+	for _, ref := range refs {
+		id, serial, _ := strings.Cut(ref, "/")
+		a, err := s.authority(id)
+		if err != nil {
+			continue
+		}
+		s.ocspRevoked(ctx, a, serial)
+		cas[id] = a
+	}
+	for _, a := range cas {
+		s.afterRevocation(ctx, a)
+	}
 }
 
 // revokeRow revokes issuer a's certificate serial with reason in tx: the
@@ -266,6 +293,19 @@ func (s *Service) revokeRow(ctx context.Context, tx *store.Tx, a *authority, ser
 // revokeRowAt is revokeRow with the revocation dated at (a revocation
 // carried over from a CRL keeps its revocationDate).
 func (s *Service) revokeRowAt(ctx context.Context, tx *store.Tx, issuer, serial, reason, actor string, extra map[string]any, at time.Time) (*RevokeResponse, bool, error) {
+	return s.revokeRowOpts(ctx, tx, issuer, serial, reason, actor, extra, at, true)
+}
+
+// errCACertOfKey: revokeSameKey met a CA certificate of the key, which it
+// leaves to dual control.
+var errCACertOfKey = errors.New("a CA certificate of the key")
+
+// revokeRowOpts is revokeRowAt; with sweep, a revocation for
+// keyCompromise (also one asked again, or one whose reason becomes
+// keyCompromise) revokes every other unexpired certificate of the key with
+// it (revokeSameKey, which calls this without sweep and is refused CA
+// certificates).
+func (s *Service) revokeRowOpts(ctx context.Context, tx *store.Tx, issuer, serial, reason, actor string, extra map[string]any, at time.Time, sweep bool) (*RevokeResponse, bool, error) {
 	code := reasonCodes[reason]
 	now := at.UTC().Truncate(time.Second)
 	c, err := scanCert(issuer, tx.QueryRow(ctx, "SELECT "+certColumns+" FROM ca_certificates WHERE issuer_id = ? AND serial = ?", issuer, serial))
@@ -275,12 +315,28 @@ func (s *Service) revokeRowAt(ctx context.Context, tx *store.Tx, issuer, serial,
 	if err != nil {
 		return nil, false, fmt.Errorf("read certificate %s/%s: %w", issuer, serial, err)
 	}
+	if !sweep && isCACert(c) {
+		return nil, false, errCACertOfKey
+	}
+	withSameKey := func(out *RevokeResponse, newly bool, err error) (*RevokeResponse, bool, error) {
+		if err != nil || !sweep || code != reasonKeyCompromise {
+			return out, newly, err
+		}
+		also, err := s.revokeSameKey(ctx, tx, issuer, serial, c.der, actor, s.env.Clock.Now().UTC().Truncate(time.Second))
+		if err != nil {
+			return nil, false, err
+		}
+		out.AlsoRevoked = also
+		return out, newly, nil
+	}
 	if c.status == "revoked" {
 		if c.reason == code {
-			return &RevokeResponse{Serial: serial, RevokedAt: c.revokedAt.Format(time.RFC3339), Reason: reasonName(c.reason)}, false, nil
+			// Asked again: the other certificates of a key revoked for
+			// keyCompromise before they were revoked with it are now.
+			return withSameKey(&RevokeResponse{Serial: serial, RevokedAt: c.revokedAt.Format(time.RFC3339), Reason: reasonName(c.reason)}, false, nil)
 		}
 		if code == reasonKeyCompromise && !compromiseReasons[c.reason] && !isCACert(c) {
-			return s.toKeyCompromise(ctx, tx, issuer, c, actor, extra, now)
+			return withSameKey(s.toKeyCompromise(ctx, tx, issuer, c, actor, extra, now))
 		}
 		return nil, false, fmt.Errorf("%w: certificate %s was already revoked at %s with reason %s; only a revocation for another reason than a compromise may become keyCompromise",
 			ErrConflict, serial, c.revokedAt.Format(time.RFC3339), reasonName(c.reason))
@@ -318,7 +374,7 @@ func (s *Service) revokeRowAt(ctx context.Context, tx *store.Tx, issuer, serial,
 			return nil, false, err
 		}
 	}
-	return &RevokeResponse{Serial: serial, RevokedAt: now.Format(time.RFC3339), Reason: reason}, true, nil
+	return withSameKey(&RevokeResponse{Serial: serial, RevokedAt: now.Format(time.RFC3339), Reason: reason}, true, nil)
 }
 
 // compromiseReasons are the CRLReasons that already say the key is

@@ -160,6 +160,16 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	if err := s.recordCACerts(ctx); err != nil {
 		return err
 	}
+	if n, err := s.fillKeyHashes(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		env.Logger.Info("key hashes of earlier certificates recorded", "certificates", n)
+	}
+	if n, err := s.sweepBlockedKeys(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		env.Logger.Warn("certificates of keys revoked for keyCompromise revoked with them", "certificates", n)
+	}
 	if err := s.afterRestore(ctx); err != nil {
 		return err
 	}

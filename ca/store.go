@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -125,11 +126,12 @@ func insertAuthority(ctx context.Context, tx *store.Tx, r authorityRow) error {
 // CRLs, OCSP and serial uniqueness treat it like any certificate. It is
 // idempotent: it reports whether a row was added.
 func recordCACert(ctx context.Context, tx *store.Tx, issuer string, cert *smx509.Certificate, prof string, now time.Time) (bool, error) {
+	kh := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 	res, err := tx.Exec(ctx, `INSERT INTO ca_certificates
-		(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, 'good', 'system', '', ?) ON CONFLICT DO NOTHING`,
+		(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org, created_at, spki_sha256)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'good', 'system', '', ?, ?) ON CONFLICT DO NOTHING`,
 		issuer, serialHex(cert.SerialNumber), cert.Subject.String(), prof, cert.NotBefore.UTC().Format(timeFormat),
-		cert.NotAfter.UTC().Format(timeFormat), cert.Raw, now.UTC().Format(timeFormat))
+		cert.NotAfter.UTC().Format(timeFormat), cert.Raw, now.UTC().Format(timeFormat), kh[:])
 	if err != nil {
 		return false, fmt.Errorf("record CA certificate %s/%x: %w", issuer, cert.SerialNumber.Bytes(), err)
 	}
@@ -162,11 +164,18 @@ func insertCert(ctx context.Context, tx *store.Tx, r *certRow) error {
 	if r.idempotencyKey != "" {
 		key, hash = r.idempotencyKey, r.requestHash
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO ca_certificates
-		(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org, idempotency_key, request_hash, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	kh, err := keyHash(r.der)
+	if err != nil {
+		// Not a certificate whose key can be read (issuance parses what it
+		// signed before it gets here; only tests store other bytes): an
+		// empty hash, as fillKeyHashes gives such a row, matches no key.
+		kh = []byte{}
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO ca_certificates
+		(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org, idempotency_key, request_hash, created_at, spki_sha256)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.issuer, r.serial, r.subject, r.profile, r.notBefore.UTC().Format(timeFormat), r.notAfter.UTC().Format(timeFormat),
-		r.der, r.status, r.requester, r.requesterOrg, key, hash, r.created.UTC().Format(timeFormat))
+		r.der, r.status, r.requester, r.requesterOrg, key, hash, r.created.UTC().Format(timeFormat), kh)
 	return err
 }
 

@@ -1,0 +1,205 @@
+package ca
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/ca/ocsp"
+)
+
+// TestKeyCompromiseRevokesSameKey: a certificate revoked for keyCompromise
+// takes every other unexpired certificate of its key with it, in the same
+// transaction (BR §4.9.1.1): revoked with reason keyCompromise, audited as
+// such, announced in the outbox, answered "revoked" by OCSP at once, and
+// named in the answer's also_revoked. A certificate of another key, or one
+// of the key already revoked for another reason, is left as it is. The
+// same holds when a reason becomes keyCompromise, and at start for keys
+// revoked before their other certificates could be found
+// (sweepBlockedKeys).
+func TestKeyCompromiseRevokesSameKey(t *testing.T) {
+	onBothStores(t, func(t *testing.T, tn *testNode) {
+		ctx := t.Context()
+		a := tn.svc.lookup("ecdsa-issuing")
+		newKey := func() *ecdsa.PrivateKey {
+			k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return k
+		}
+		issue := func(k *ecdsa.PrivateKey, host string) string {
+			t.Helper()
+			csr, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{DNSNames: []string{host}}, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, out, raw := tn.issue(a.id, IssueRequest{CSR: csrPEM(csr), Profile: "server-tls"}, "")
+			if st != http.StatusCreated {
+				t.Fatalf("issue %s: %d %s", host, st, raw)
+			}
+			return out.Serial
+		}
+		status := func(serial string) (string, int) {
+			t.Helper()
+			c, err := certBySerial(ctx, tn.db(), a.id, serial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c.status, c.reason
+		}
+		ocspStatus := func(serial string) ocsp.Status {
+			t.Helper()
+			n, _ := new(big.Int).SetString(serial, 16)
+			return tn.query(t, a.id, n, nil).Status
+		}
+		revoke := func(serial, reason string) RevokeResponse {
+			t.Helper()
+			st, raw := tn.revoke(a.id, "ra", serial, reason)
+			var out RevokeResponse
+			if st != http.StatusOK || json.Unmarshal(raw, &out) != nil {
+				t.Fatalf("revoke %s %s: %d %s", serial, reason, st, raw)
+			}
+			return out
+		}
+		swept := func(serial, by string) {
+			t.Helper()
+			if st, reason := status(serial); st != "revoked" || reason != reasonKeyCompromise {
+				t.Errorf("%s: %s reason %d, want revoked for keyCompromise", serial, st, reason)
+			}
+			if got := ocspStatus(serial); got != ocsp.Revoked {
+				t.Errorf("OCSP for %s: %v, want revoked", serial, got)
+			}
+			if n := tn.count(revokeRecords+" AND object = ? AND details LIKE ?", "cert/"+a.id+"/"+serial, `%"key_compromised_in":"cert/`+a.id+`/`+by+`"%`); n != 1 {
+				t.Errorf("%s: %d audit records naming the compromise in %s, want 1", serial, n, by)
+			}
+			if n := tn.count("SELECT COUNT(*) FROM ca_outbox WHERE event = 'revoked' AND serial = ?", serial); n != 1 {
+				t.Errorf("%s: %d outbox events, want 1", serial, n)
+			}
+		}
+
+		k1, k2 := newKey(), newKey()
+		s1, s2, s3 := issue(k1, "a1.example.gov.cn"), issue(k1, "a2.example.gov.cn"), issue(k1, "a3.example.gov.cn")
+		other := issue(k2, "b.example.gov.cn")
+		if got := ocspStatus(s2); got != ocsp.Good {
+			t.Fatalf("OCSP for %s before: %v", s2, got)
+		}
+		revoke(s3, "superseded")
+		out := revoke(s1, "keyCompromise")
+		if !slices.Equal(out.AlsoRevoked, []string{a.id + "/" + s2}) {
+			t.Errorf("also_revoked %v, want [%s/%s]", out.AlsoRevoked, a.id, s2)
+		}
+		swept(s2, s1)
+		if st, reason := status(s3); st != "revoked" || reason != 4 {
+			t.Errorf("%s, revoked as superseded before: %s reason %d", s3, st, reason)
+		}
+		if st, _ := status(other); st != "good" {
+			t.Errorf("the certificate of another key: %s", st)
+		}
+		if again := revoke(s1, "keyCompromise"); len(again.AlsoRevoked) != 0 {
+			t.Errorf("asked again: also_revoked %v, want none", again.AlsoRevoked)
+		}
+
+		// A reason that becomes keyCompromise sweeps too.
+		k3 := newKey()
+		u1, u2 := issue(k3, "c1.example.gov.cn"), issue(k3, "c2.example.gov.cn")
+		revoke(u1, "superseded")
+		if st, _ := status(u2); st != "good" {
+			t.Fatalf("%s after its sibling was superseded: %s", u2, st)
+		}
+		if out := revoke(u1, "keyCompromise"); !slices.Equal(out.AlsoRevoked, []string{a.id + "/" + u2}) {
+			t.Errorf("superseded → keyCompromise: also_revoked %v, want [%s/%s]", out.AlsoRevoked, a.id, u2)
+		}
+		swept(u2, u1)
+
+		// A key revoked before its other certificates could be found (a
+		// row without its hash, as before migration 00011): the start-up
+		// sweep revokes them.
+		k4 := newKey()
+		v1, v2 := issue(k4, "d1.example.gov.cn"), issue(k4, "d2.example.gov.cn")
+		if _, err := tn.db().Exec(ctx, "UPDATE ca_certificates SET spki_sha256 = NULL WHERE issuer_id = ? AND serial IN (?, ?)", a.id, v1, v2); err != nil {
+			t.Fatal(err)
+		}
+		if out := revoke(v1, "keyCompromise"); len(out.AlsoRevoked) != 0 {
+			t.Fatalf("also_revoked %v without the hashes", out.AlsoRevoked)
+		}
+		if st, _ := status(v2); st != "good" {
+			t.Fatalf("%s: %s before the sweep", v2, st)
+		}
+		if n, err := tn.svc.fillKeyHashes(ctx); err != nil || n != 2 {
+			t.Fatalf("fillKeyHashes: %d, %v; want 2", n, err)
+		}
+		if n, err := tn.svc.sweepBlockedKeys(ctx); err != nil || n != 1 {
+			t.Fatalf("sweepBlockedKeys: %d, %v; want 1", n, err)
+		}
+		tn.svc.afterSameKey(ctx, []string{a.id + "/" + v2})
+		swept(v2, v1)
+		if n, err := tn.svc.sweepBlockedKeys(ctx); err != nil || n != 0 {
+			t.Errorf("second sweep: %d, %v; want 0", n, err)
+		}
+		if st, _ := status(other); st != "good" {
+			t.Errorf("the certificate of another key after the sweeps: %s", st)
+		}
+	})
+}
+
+// TestSPKIOf: the SubjectPublicKeyInfo read from a certificate's DER
+// without parsing it is the one the parser finds, for SM2, ECDSA and RSA
+// certificates, with and without a version field; anything else is
+// refused.
+func TestSPKIOf(t *testing.T) {
+	sm2Key, err := sm2.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, key := range map[string]crypto.Signer{"sm2": sm2Key, "rsa": rsaKey, "ecdsa": ecKey} {
+		tmpl := &smx509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+		der, err := smx509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := smx509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := spkiOf(der)
+		if err != nil || !bytes.Equal(got, c.RawSubjectPublicKeyInfo) {
+			t.Errorf("%s: spkiOf %x, %v; want %x", name, got, err, c.RawSubjectPublicKeyInfo)
+		}
+		h, err := keyHash(der)
+		if want := sha256.Sum256(c.RawSubjectPublicKeyInfo); err != nil || !bytes.Equal(h, want[:]) {
+			t.Errorf("%s: keyHash %x, %v", name, h, err)
+		}
+	}
+	for _, bad := range [][]byte{{0x30, 0x00}, {0x30, 0x03, 0x30, 0x01, 0x00}, []byte("not DER")} {
+		if _, err := spkiOf(bad); err == nil {
+			t.Errorf("spkiOf(%x) accepted", bad)
+		}
+	}
+	if h, err := keyHash(nil); h != nil || err != nil {
+		t.Errorf("keyHash of a row without a certificate: %x, %v", h, err)
+	}
+}
