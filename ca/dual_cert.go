@@ -1,9 +1,11 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -205,4 +207,72 @@ func marshalCSRResponse(sign, enc *smx509.Certificate, envelope []byte) ([]byte,
 		EncryptedKey: asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: envelope},
 		EncryptCerts: asn1.RawValue{FullBytes: encSet},
 	})
+}
+
+// The KMC's view of the certificates the CA issued: to recover a key it
+// checks the escrowed key's encryption certificate and the recipient's
+// certificate against the CA's records. cmd/govtrust hands these methods to
+// the KMC through an interface of the KMC's own.
+
+// IssuedCertificate is a certificate as the CA recorded it.
+type IssuedCertificate struct {
+	CA, Serial string
+	DER        []byte
+	// Status is good or revoked.
+	Status    string
+	Profile   string
+	Requester string
+	Created   time.Time
+	RevokedAt time.Time
+}
+
+func issuedOf(c *certRow) *IssuedCertificate {
+	return &IssuedCertificate{CA: c.issuer, Serial: c.serial, DER: c.der, Status: c.status, Profile: c.profile,
+		Requester: c.requester, Created: c.created, RevokedAt: c.revokedAt}
+}
+
+// IssuedCertificate returns certificate serial of CA generation caID, or
+// ErrNotFound.
+func (s *Service) IssuedCertificate(ctx context.Context, caID, serial string) (*IssuedCertificate, error) {
+	n, err := normalSerial(serial)
+	if err != nil {
+		return nil, err
+	}
+	c, err := certBySerial(ctx, s.env.DB, caID, n)
+	if err != nil {
+		return nil, err
+	}
+	return issuedOf(c), nil
+}
+
+// FindIssued returns the CA's record of the certificate der when a platform
+// CA issued exactly it: its signature verifies under the certificate of a
+// platform CA generation named as its issuer, and that CA recorded these
+// bytes under its serial. Anything else (another CA's certificate, a
+// self-signed one, a platform serial on other bytes) is ErrNotFound.
+func (s *Service) FindIssued(ctx context.Context, der []byte) (*IssuedCertificate, error) {
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate: %w", ErrRequest, err)
+	}
+	if cert.SerialNumber == nil || cert.SerialNumber.Sign() <= 0 {
+		return nil, fmt.Errorf("%w: no platform CA issued this certificate (serial %v)", ErrNotFound, cert.SerialNumber)
+	}
+	serial := serialHex(cert.SerialNumber)
+	for _, a := range s.authorities() {
+		if !bytes.Equal(a.cert.RawSubject, cert.RawIssuer) || cert.CheckSignatureFrom(a.cert) != nil {
+			continue
+		}
+		c, err := certBySerial(ctx, s.env.DB, a.id, serial)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Equal(c.der, der) {
+			return issuedOf(c), nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no platform CA issued this certificate (issuer %s, serial %s)", ErrNotFound, cert.Issuer, serial)
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	crand "crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"crypto/x509/pkix"
 	encasn1 "encoding/asn1"
 	"encoding/base64"
@@ -55,12 +56,17 @@ type kmcNode struct {
 
 func startKMCNode(t testing.TB, db *string) *kmcNode {
 	t.Helper()
+	return startNodeOf(t, db, services()...)
+}
+
+func startNodeOf(t testing.TB, db *string, svcs ...node.Service) *kmcNode {
+	t.Helper()
 	dir := t.TempDir()
 	s := func(v string) *string { return &v }
 	clk := clock.NewFake(time.Now())
 	logs := &lockedWriter{}
 	n, err := node.Start(context.Background(), node.Options{DataDir: dir, HTTP: s("127.0.0.1:0"), HTTPS: s("127.0.0.1:0"), LDAP: s(""),
-		DB: db, LogOutput: logs, Environ: []string{}, Clock: clk}, services()...)
+		DB: db, LogOutput: logs, Environ: []string{}, Clock: clk}, svcs...)
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
@@ -106,6 +112,25 @@ func (kn *kmcNode) account(name, org string, role policy.Role) {
 		kn.t.Fatal(err)
 	}
 	kn.tokens[name] = tok
+}
+
+// bindCert binds the issuer and subject of certificate (PEM) to account
+// name, as a security administrator binds a person's certificate.
+func (kn *kmcNode) bindCert(name, certPEM string) {
+	kn.t.Helper()
+	az := kn.n.Env().Authz
+	acc, err := az.AccountByName(context.Background(), name)
+	if err != nil {
+		kn.t.Fatal(err)
+	}
+	b, _ := pem.Decode([]byte(certPEM))
+	c, err := smx509.ParseCertificate(b.Bytes)
+	if err != nil {
+		kn.t.Fatal(err)
+	}
+	if err := az.BindCertificate(context.Background(), acc.ID, &x509.Certificate{Issuer: c.Issuer, Subject: c.Subject}); err != nil {
+		kn.t.Fatal(err)
+	}
 }
 
 func (kn *kmcNode) do(method, path, who string, body any) (int, []byte) {
@@ -350,16 +375,21 @@ func dualCertificate(t *testing.T, db *string) {
 	// The encryption certificate is revoked; its key stays recoverable.
 	kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": out.Encryption.Serial, "reason": "keyCompromise"}, nil)
 
-	// The recipient: an officer with an SM2 signing certificate.
+	// The recipient of a judicial recovery: a key recovery officer whose
+	// SM2 signing certificate, issued by the platform, is bound to the
+	// officer's account.
 	recipFile, recipCSR, _ := sm2Subscriber(t, dir, "recipient")
 	var recip ca.IssueResponse
 	kn.must("POST", "/api/v1/ca/sm2-issuing/certificates", "ra",
 		map[string]any{"csr": recipCSR, "profile": "person-sign", "record": map[string]string{"CN": "李四", "id-card": "110105198001010016"}}, &recip)
+	kn.account("kro3", "demo", policy.RoleKeyRecovery)
+	kn.bindCert("kro3", recip.Certificate)
 
 	var pend kmc.PendingRecovery
 	kn.must("POST", "/api/v1/kmc/escrow/sm2-issuing/"+out.Encryption.Serial+"/recoveries", "ra",
 		kmc.RecoveryRequest{RecipientCertificate: recip.Certificate, Reason: "court order", CaseReference: "(2026) 京01刑初42号"}, &pend)
-	if pend.Required != 2 || pend.Approval == "" {
+	if pend.Required != 2 || pend.Approval == "" || pend.Mode != kmc.ModeJudicial || pend.RecipientSerial != recip.Serial ||
+		pend.RecipientStatus != "good" || !strings.Contains(pend.Summary, "key recovery officer kro3") {
 		t.Fatalf("pending %+v", pend)
 	}
 	approve := map[string]string{"payload_hash": pend.PayloadHash}
@@ -556,4 +586,131 @@ func (kn *kmcNode) post(path, who string, body any) (int, []byte) {
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, out
+}
+
+// dualIssue enrols a dual pair for csr and record.
+func (kn *kmcNode) dualIssue(csr string, record map[string]string) *ca.DualIssueResponse {
+	kn.t.Helper()
+	var out ca.DualIssueResponse
+	kn.must("POST", "/api/v1/ca/sm2-issuing/certificates", "ra", map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": true}, &out)
+	return &out
+}
+
+// signCert issues a person-sign certificate for csr and record.
+func (kn *kmcNode) signCert(csr string, record map[string]string) *ca.IssueResponse {
+	kn.t.Helper()
+	var out ca.IssueResponse
+	kn.must("POST", "/api/v1/ca/sm2-issuing/certificates", "ra", map[string]any{"csr": csr, "profile": "person-sign", "record": record}, &out)
+	return &out
+}
+
+// approveAll has kro1 and kro2 approve a pending recovery.
+func (kn *kmcNode) approveAll(p *kmc.PendingRecovery) {
+	kn.t.Helper()
+	approve := map[string]string{"payload_hash": p.PayloadHash}
+	kn.must("POST", "/api/v1/approvals/"+p.Approval+"/approve", "kro1", approve, nil)
+	kn.must("POST", "/api/v1/approvals/"+p.Approval+"/approve", "kro2", approve, nil)
+}
+
+func (kn *kmcNode) count(query string, args ...any) int {
+	kn.t.Helper()
+	var n int
+	if err := kn.n.Env().DB.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		kn.t.Fatal(err)
+	}
+	return n
+}
+
+// TestKeyRecoveryRecipient: a subscriber's escrowed key goes only to a
+// signing certificate a platform CA issued and has not revoked, of the
+// same subscriber (or, judicial, of a key recovery officer: see
+// TestDualCertificate), checked when asked and again when carried out.
+func TestKeyRecoveryRecipient(t *testing.T) {
+	kn := startKMCNode(t, nil)
+	dir := t.TempDir()
+	kn.account("kro1", "demo", policy.RoleKeyRecovery)
+	kn.account("kro2", "demo", policy.RoleKeyRecovery)
+	_, csr, _ := sm2Subscriber(t, dir, "subscriber")
+	record := map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"}
+	out := kn.dualIssue(csr, record)
+	signCert, encCert := pemCert(t, out.Certificate), pemCert(t, out.Encryption.Certificate)
+	path := "/api/v1/kmc/escrow/sm2-issuing/" + out.Encryption.Serial + "/recoveries"
+	ask := func(recipient string) (int, []byte) {
+		return kn.do("POST", path, "ra", kmc.RecoveryRequest{RecipientCertificate: recipient, Reason: "user lost token", CaseReference: "case-1"})
+	}
+
+	// The registration officer's own key in a self-signed certificate with
+	// the subscriber's subject and identity extensions.
+	raKey, _ := sm2.GenerateKey(crand.Reader)
+	tmpl := &smx509.Certificate{SerialNumber: big.NewInt(1), Subject: signCert.Subject, ExtraExtensions: signCert.Extensions[:0],
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour), KeyUsage: smx509.KeyUsageDigitalSignature}
+	for _, e := range signCert.Extensions {
+		if strings.HasPrefix(e.Id.String(), "1.2.156.10260.") {
+			tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, e)
+		}
+	}
+	der, err := smx509.CreateCertificate(crand.Reader, tmpl, tmpl, &raKey.PublicKey, raKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	selfSigned := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	// A platform certificate of another person, and one of the same name
+	// with another resident ID number.
+	_, otherCSR, _ := sm2Subscriber(t, dir, "other")
+	other := kn.signCert(otherCSR, map[string]string{"CN": "李四", "id-card": "110105198001010016"})
+	_, namesakeCSR, _ := sm2Subscriber(t, dir, "namesake")
+	namesake := kn.signCert(namesakeCSR, map[string]string{"CN": "张三", "O": "测试局", "id-card": "110105198001010016"})
+	for _, c := range []struct{ name, pem, want string }{
+		{"self-signed with the subscriber's names", selfSigned, "not issued by a platform CA"},
+		{"another person's", other.Certificate, "neither the subscriber's"},
+		{"a namesake's", namesake.Certificate, "neither the subscriber's"},
+		{"the encryption certificate", out.Encryption.Certificate, "must be a signing certificate"},
+	} {
+		if st, raw := ask(c.pem); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), c.want) {
+			t.Errorf("recipient %s: %d %s", c.name, st, raw)
+		}
+	}
+	if n := kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'kms.key.recover' AND outcome = 'denied'"); n < 4 {
+		t.Errorf("%d refusals audited, want 4", n)
+	}
+
+	// The subscriber lost the token: a new signing key and certificate, same
+	// registration record. Revoked between the request and its execution.
+	_, lostCSR, _ := sm2Subscriber(t, dir, "new1")
+	newSign := kn.signCert(lostCSR, record)
+	var pend kmc.PendingRecovery
+	st, raw := ask(newSign.Certificate)
+	if st != http.StatusAccepted {
+		t.Fatalf("recovery to the subscriber's new signing certificate: %d %s", st, raw)
+	}
+	json.Unmarshal(raw, &pend)
+	issuer := pemCert(t, newSign.Certificate).Issuer.String()
+	if pend.Mode != kmc.ModeUser || pend.RecipientCA != "sm2-issuing" || pend.RecipientSerial != newSign.Serial || pend.RecipientStatus != "good" ||
+		!strings.Contains(pend.Summary, "sm2-issuing/"+newSign.Serial) || !strings.Contains(pend.Summary, "issued by "+issuer) ||
+		!strings.Contains(pend.Summary, "status good") {
+		t.Fatalf("pending %+v", pend)
+	}
+	kn.approveAll(&pend)
+	kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": newSign.Serial, "reason": "keyCompromise"}, nil)
+	execute := "/api/v1/kmc/recoveries/" + pend.Approval + "/execute"
+	if st, raw := kn.do("POST", execute, "ra", nil); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "revoked") {
+		t.Fatalf("execution to a certificate revoked since the request: %d %s", st, raw)
+	}
+
+	// The legitimate case.
+	newFile, newCSR, newKey := sm2Subscriber(t, dir, "new2")
+	_ = newFile
+	newSign = kn.signCert(newCSR, record)
+	st, raw = ask(newSign.Certificate)
+	if st != http.StatusAccepted {
+		t.Fatalf("recovery to the subscriber's new signing certificate: %d %s", st, raw)
+	}
+	json.Unmarshal(raw, &pend)
+	kn.approveAll(&pend)
+	var rec kmc.RecoveryResponse
+	kn.must("POST", "/api/v1/kmc/recoveries/"+pend.Approval+"/execute", "ra", nil, &rec)
+	k, err := sm2.ParseEnvelopedPrivateKey(newKey, rec.EnvelopedKey)
+	if err != nil || !k.PublicKey.Equal(encCert.PublicKey) {
+		t.Fatalf("the recovered key does not open with the new signing key or is not the encryption key (%v)", err)
+	}
 }

@@ -60,11 +60,41 @@ const (
 	StatusActive  = "active"  // bound to its encryption certificate
 )
 
+// Certificates is the KMC's view of the platform's certificate authorities
+// (ARCHITECTURE.md §1: cmd/govtrust wires the CA in). Not-found errors
+// wrap httpx.ErrNotFound.
+type Certificates interface {
+	// IssuedCertificate returns certificate serial of CA caID as the CA
+	// recorded it.
+	IssuedCertificate(ctx context.Context, caID, serial string) (*Certificate, error)
+	// FindIssued returns the CA's record of the certificate der when a
+	// platform CA issued exactly these bytes (its signature verifies under
+	// that CA's certificate and the CA recorded them).
+	FindIssued(ctx context.Context, der []byte) (*Certificate, error)
+}
+
+// Certificate is a certificate as the CA recorded it.
+type Certificate struct {
+	CA, Serial string
+	DER        []byte
+	// Status is "good" or "revoked".
+	Status string
+	// Requester is the account that asked for it; Created when it was
+	// recorded.
+	Requester string
+	Created   time.Time
+}
+
 // Service is the key management centre.
 type Service struct {
-	env *node.Env
-	cfg config.KMCConfig
+	env   *node.Env
+	cfg   config.KMCConfig
+	certs Certificates
 }
+
+// UseCertificates wires the platform's CA in. Without it the KMC generates
+// and escrows keys, but refuses recoveries (it cannot check certificates).
+func (s *Service) UseCertificates(c Certificates) { s.certs = c }
 
 var (
 	_ node.Service   = (*Service)(nil)
