@@ -714,3 +714,60 @@ func TestKeyRecoveryRecipient(t *testing.T) {
 		t.Fatalf("the recovered key does not open with the new signing key or is not the encryption key (%v)", err)
 	}
 }
+
+// TestKeyRecoveryEscrowIntegrity: the escrow row's CA and serial are not
+// integrity-protected; a recovery delivers a key only if the certificate
+// they name certifies it, when asked and when carried out.
+func TestKeyRecoveryEscrowIntegrity(t *testing.T) {
+	kn := startKMCNode(t, nil)
+	dir := t.TempDir()
+	kn.account("kro1", "demo", policy.RoleKeyRecovery)
+	kn.account("kro2", "demo", policy.RoleKeyRecovery)
+	_, csrA, _ := sm2Subscriber(t, dir, "a")
+	_, csrB, keyB := sm2Subscriber(t, dir, "b")
+	a := kn.dualIssue(csrA, map[string]string{"CN": "张三", "id-card": "11010519491231002X"})
+	b := kn.dualIssue(csrB, map[string]string{"CN": "王五", "id-card": "110105198001010016"})
+	db := kn.n.Env().DB
+	swap := func() {
+		t.Helper()
+		// Escrow A's row made to name B's encryption certificate (and B's
+		// moved aside).
+		for _, q := range []string{
+			"UPDATE kmc_escrow SET enc_serial = 'moved' WHERE enc_serial = '" + b.Encryption.Serial + "'",
+			"UPDATE kmc_escrow SET enc_serial = '" + b.Encryption.Serial + "' WHERE enc_serial = '" + a.Encryption.Serial + "'",
+			"UPDATE kmc_escrow SET enc_serial = '" + a.Encryption.Serial + "' WHERE enc_serial = 'moved'",
+		} {
+			if _, err := db.Exec(context.Background(), q); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	path := "/api/v1/kmc/escrow/sm2-issuing/" + b.Encryption.Serial + "/recoveries"
+	body := kmc.RecoveryRequest{RecipientCertificate: b.Certificate, Reason: "lost", CaseReference: "c"}
+
+	swap()
+	if st, raw := kn.do("POST", path, "ra", body); st != http.StatusConflict || !strings.Contains(string(raw), "public keys differ") {
+		t.Fatalf("recovery through an altered escrow row: %d %s", st, raw)
+	}
+	swap() // back
+
+	var pend kmc.PendingRecovery
+	kn.must("POST", path, "ra", body, &pend)
+	kn.approveAll(&pend)
+	swap()
+	st, raw := kn.do("POST", "/api/v1/kmc/recoveries/"+pend.Approval+"/execute", "ra", nil)
+	if st != http.StatusConflict {
+		var rec kmc.RecoveryResponse
+		json.Unmarshal(raw, &rec)
+		if k, err := sm2.ParseEnvelopedPrivateKey(keyB, rec.EnvelopedKey); err == nil && !k.PublicKey.Equal(pemCert(t, b.Encryption.Certificate).PublicKey) {
+			t.Errorf("another subscriber's key was delivered for %s", b.Encryption.Serial)
+		}
+		t.Fatalf("execution through an altered escrow row: %d %s", st, raw)
+	}
+	swap() // back
+	var rec kmc.RecoveryResponse
+	kn.must("POST", "/api/v1/kmc/recoveries/"+pend.Approval+"/execute", "ra", nil, &rec)
+	if k, err := sm2.ParseEnvelopedPrivateKey(keyB, rec.EnvelopedKey); err != nil || !k.PublicKey.Equal(pemCert(t, b.Encryption.Certificate).PublicKey) {
+		t.Fatalf("recovered key: %v", err)
+	}
+}

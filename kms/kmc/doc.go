@@ -31,8 +31,9 @@
 // (user recovery, as GM/T 0014 RestoreKeyReq.userPubKey is the subscriber's
 // signing key) or bound to a key recovery officer's account (judicial
 // recovery); the KMC asks the CA through its Certificates interface, when
-// the recovery is asked for and again when it is carried out. Every step is
-// audited. An escrowed key stays recoverable until
+// the recovery is asked for and again when it is carried out, and checks
+// that the encryption certificate the escrow names certifies the escrowed
+// key. Every step is audited. An escrowed key stays recoverable until
 // kmc.retention after its certificate's notAfter, whether the certificate
 // was revoked or not.
 package kmc

@@ -245,8 +245,11 @@ func (s *Service) checkRecipient(ctx context.Context, enc *smx509.Certificate, d
 		ErrPolicy, issued.CA, issued.Serial, c.Subject, enc.Subject)
 }
 
-// encCertificate loads the encryption certificate of escrow e from the CA:
-// its subject and identity extensions name the subscriber.
+// encCertificate loads the encryption certificate of escrow e from the CA
+// and requires it to certify the escrowed public key (bound to the
+// wrapped key by the wrapping's associated data): the escrow row's ca and
+// serial are not integrity-protected, the CA's certificate and the
+// wrapped key are.
 func (s *Service) encCertificate(ctx context.Context, e *escrow) (*smx509.Certificate, error) {
 	c, err := s.certs.IssuedCertificate(ctx, e.ca, e.encSerial)
 	if errors.Is(err, httpx.ErrNotFound) {
@@ -258,6 +261,11 @@ func (s *Service) encCertificate(ctx context.Context, e *escrow) (*smx509.Certif
 	cert, err := smx509.ParseCertificate(c.DER)
 	if err != nil {
 		return nil, fmt.Errorf("kmc: encryption certificate %s/%s: %w", e.ca, e.encSerial, err)
+	}
+	if !bytes.Equal(cert.RawSubjectPublicKeyInfo, e.publicKey) {
+		s.env.Logger.Error("kmc: an escrow names a certificate of another key; the escrow record may have been altered",
+			"escrow", e.id, "ca", e.ca, "enc_serial", e.encSerial)
+		return nil, fmt.Errorf("%w: escrow %s does not hold the key of certificate %s/%s (the public keys differ)", ErrConflict, e.id, e.ca, e.encSerial)
 	}
 	return cert, nil
 }
@@ -376,7 +384,8 @@ type RecoveryResponse struct {
 
 // executeRecovery carries out an approved recovery. Everything checked
 // when it was asked is checked again now, since the approvals may have
-// taken days: the escrow and its retention, and the recipient certificate (still issued, not revoked, valid,
+// taken days: the escrow and its retention, the encryption certificate's
+// key, and the recipient certificate (still issued, not revoked, valid,
 // and still the subscriber's or a key recovery officer's).
 func (s *Service) executeRecovery(w http.ResponseWriter, r *http.Request) error {
 	p := authz.PrincipalFrom(r.Context())
@@ -401,6 +410,11 @@ func (s *Service) executeRecovery(w http.ResponseWriter, r *http.Request) error 
 	now := s.env.Clock.Now()
 	e, err := s.findEscrow(ctx, pl.CA, pl.Serial)
 	if err != nil {
+		return err
+	}
+	if e.id != pl.Escrow {
+		err := fmt.Errorf("%w: certificate %s/%s is now bound to escrow %s, not to %s which was approved", ErrConflict, pl.CA, pl.Serial, e.id, pl.Escrow)
+		s.denied(ctx, "kmc-escrow/"+pl.Escrow, err, map[string]any{"approval": id})
 		return err
 	}
 	if err := s.recoverable(e, now); err != nil {
@@ -432,8 +446,8 @@ func (s *Service) executeRecovery(w http.ResponseWriter, r *http.Request) error 
 		}
 		defer zero(k)
 		spki, err := smx509.MarshalPKIXPublicKey(&k.PublicKey)
-		if err != nil || !bytes.Equal(spki, e.publicKey) {
-			return errors.Join(err, fmt.Errorf("kmc: escrow %s: the unwrapped key does not match its public key", e.id))
+		if err != nil || !bytes.Equal(spki, e.publicKey) || !bytes.Equal(spki, enc.RawSubjectPublicKeyInfo) {
+			return errors.Join(err, fmt.Errorf("kmc: escrow %s: the unwrapped key does not match its certificate's public key", e.id))
 		}
 		if env, err = sm2.MarshalEnvelopedPrivateKey(rand.Reader, rc.pub, k); err != nil {
 			return fmt.Errorf("kmc: envelope: %w", err)
