@@ -16,6 +16,7 @@ import (
 
 	"github.com/govtrust/govtrust/ca/lint"
 	"github.com/govtrust/govtrust/ca/profile"
+	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/store"
@@ -37,6 +38,7 @@ type KMC interface {
 	// BindCertificate tells the KMC which certificates were issued for
 	// the key, so that it can be recovered by the encryption
 	// certificate's serial and kept for the retention after notAfter.
+	// Binding again to the same certificates succeeds.
 	BindCertificate(ctx context.Context, escrowID, caID, encSerial, signSerial string, notAfter time.Time) error
 }
 
@@ -114,6 +116,12 @@ func (s *Service) encProfileFor(sign *profile.Profile, named string) (*profile.P
 // The signing profile and the CSR have been checked by issue, which also
 // refuses an Idempotency-Key: a replay would have to return the enveloped
 // key again, which the CA does not keep.
+//
+// Once the KMC has escrowed a key, the rest runs to its end whatever the
+// client does (context.WithoutCancel, bounded by dualFinishTimeout): the
+// escrow is bound to the issued certificates, and if the KMC cannot record
+// that the encryption certificate is revoked, since its key is then
+// delivered to no one and could not be recovered.
 func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority, signProf *profile.Profile, csr *smx509.CertificateRequest,
 	req *IssueRequest, p *authz.Principal) error {
 	ctx := r.Context()
@@ -141,6 +149,10 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 	if err != nil {
 		return fmt.Errorf("ca: key management centre: %w", err)
 	}
+	// From here the KMC holds a key for this request: finish whatever the
+	// client does, within a bound.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dualFinishTimeout)
+	defer cancel()
 	encPub, err := smx509.ParsePKIXPublicKey(key.PublicKey)
 	if err != nil {
 		return fmt.Errorf("ca: key management centre returned a bad public key: %w", err)
@@ -170,8 +182,8 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 	if err != nil {
 		return fmt.Errorf("issue on %s: signing certificate %s issued, encryption certificate failed: %w", a.id, signSerial, err)
 	}
-	if err := s.kmc.BindCertificate(ctx, key.EscrowID, a.id, encSerial, signSerial, encCert.NotAfter); err != nil {
-		return fmt.Errorf("ca: key management centre: bind %s to %s/%s: %w", key.EscrowID, a.id, encSerial, err)
+	if err := s.bindEscrow(ctx, key.EscrowID, a.id, encSerial, signSerial, encCert.NotAfter); err != nil {
+		return s.undeliverable(ctx, a, p, key.EscrowID, signSerial, encSerial, err)
 	}
 	csrResp, err := marshalCSRResponse(signCert, encCert, key.EnvelopedKey)
 	if err != nil {
@@ -181,6 +193,71 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 		EnvelopedKey: key.EnvelopedKey, SKFBlob: key.SKFBlob, CSRResponse: csrResp}
 	w.Header().Set("Cache-Control", "no-store")
 	return httpx.WriteJSON(w, http.StatusCreated, out)
+}
+
+// dualFinishTimeout bounds what a dual request does after the KMC escrowed
+// its key (issuance, binding, and the revocation if binding fails).
+const dualFinishTimeout = 2 * time.Minute
+
+// Binding the escrow is tried bindAttempts times while the KMC answers
+// that it cannot serve now, bindBackoff apart and more.
+const (
+	bindAttempts = 5
+	bindBackoff  = 200 * time.Millisecond
+)
+
+// bindEscrow binds the escrow to the issued certificates, trying again
+// while the error is transient (transientKMC).
+func (s *Service) bindEscrow(ctx context.Context, escrowID, caID, encSerial, signSerial string, notAfter time.Time) error {
+	wait := bindBackoff
+	for attempt := 1; ; attempt++ {
+		err := s.kmc.BindCertificate(ctx, escrowID, caID, encSerial, signSerial, notAfter)
+		if err == nil || !transientKMC(err) || attempt == bindAttempts {
+			return err
+		}
+		s.env.Logger.Warn("ca: binding the escrow failed; trying again", "escrow", escrowID, "attempt", attempt, "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		wait *= 2
+	}
+}
+
+// transientKMC reports whether a KMC error may go away by trying again:
+// the KMC, its database or its key store cannot serve now.
+func transientKMC(err error) bool {
+	return errors.Is(err, httpx.ErrUnavailable) || store.IsUnavailable(err) || store.IsRetryable(err) ||
+		errors.Is(err, hsm.ErrUnavailable)
+}
+
+// undeliverable handles an encryption certificate whose escrow the KMC did
+// not record: its key is not delivered (the answer is an error), so the
+// certificate is revoked (cessationOfOperation); the signing certificate
+// stays valid, its key being the holder's. The KMC's sweep still binds the
+// escrow to the revoked certificate later, by its public key, so that
+// anything encrypted to it meanwhile stays recoverable.
+func (s *Service) undeliverable(ctx context.Context, a *authority, p *authz.Principal, escrowID, signSerial, encSerial string, cause error) error {
+	s.env.Logger.Error("ca: the KMC did not record the escrow of an issued encryption certificate; revoking it",
+		"ca", a.id, "enc_serial", encSerial, "sign_serial", signSerial, "escrow", escrowID, "error", cause)
+	err := s.env.DB.Tx(ctx, func(tx *store.Tx) error {
+		_, _, err := s.revokeRow(ctx, tx, a, encSerial, "cessationOfOperation", p.Actor(),
+			map[string]any{"cause": "the key management centre did not record the escrow; the key was not delivered", "escrow": escrowID,
+				"sign_serial": signSerial})
+		return err
+	})
+	if err != nil {
+		s.env.Logger.Error("ca: revoking the undelivered encryption certificate failed", "ca", a.id, "enc_serial", encSerial, "error", err)
+		return fmt.Errorf("ca: signing certificate %s/%s and encryption certificate %s/%s were issued, but the key management centre did not record the escrow and revoking the encryption certificate failed too: revoke %s, whose key was not delivered (escrow %s): %w",
+			a.id, signSerial, a.id, encSerial, encSerial, escrowID, httpx.ErrUnavailable)
+	}
+	s.ocspRevoked(ctx, a, encSerial)
+	s.afterRevocation(ctx, a)
+	return fmt.Errorf("ca: the key management centre did not record the escrow of encryption certificate %s/%s, so its key was not delivered and the certificate was revoked (cessationOfOperation); signing certificate %s/%s was issued and stays valid; ask again for a new pair: %w",
+		a.id, encSerial, a.id, signSerial, httpx.ErrUnavailable)
 }
 
 // marshalCSRResponse builds the GM/T 0092-2020 CSRResponse
@@ -211,8 +288,9 @@ func marshalCSRResponse(sign, enc *smx509.Certificate, envelope []byte) ([]byte,
 
 // The KMC's view of the certificates the CA issued: to recover a key it
 // checks the escrowed key's encryption certificate and the recipient's
-// certificate against the CA's records. cmd/govtrust hands these methods to
-// the KMC through an interface of the KMC's own.
+// certificate against the CA's records, and it finds the certificate of an
+// escrow whose binding was lost by its public key. cmd/govtrust hands these
+// methods to the KMC through an interface of the KMC's own.
 
 // IssuedCertificate is a certificate as the CA recorded it.
 type IssuedCertificate struct {
@@ -275,4 +353,53 @@ func (s *Service) FindIssued(ctx context.Context, der []byte) (*IssuedCertificat
 		}
 	}
 	return nil, fmt.Errorf("%w: no platform CA issued this certificate (issuer %s, serial %s)", ErrNotFound, cert.Issuer, serial)
+}
+
+// CertificatesForKey returns the certificates CA generation caID (every CA
+// when caID is "") recorded between from and to that certify the public
+// key spki (SubjectPublicKeyInfo DER).
+func (s *Service) CertificatesForKey(ctx context.Context, caID string, spki []byte, from, to time.Time) ([]*IssuedCertificate, error) {
+	q := "SELECT issuer_id, serial, der FROM ca_certificates WHERE created_at >= ? AND created_at <= ?"
+	args := []any{from.UTC().Format(timeFormat), to.UTC().Format(timeFormat)}
+	if caID != "" {
+		q += " AND issuer_id = ?"
+		args = append(args, caID)
+	}
+	type key struct{ issuer, serial string }
+	var keys []key
+	err := s.env.DB.Read(ctx, func(tx store.Querier) error {
+		keys = nil
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k key
+			var der []byte
+			if err := rows.Scan(&k.issuer, &k.serial, &der); err != nil {
+				return err
+			}
+			cert, err := smx509.ParseCertificate(der)
+			if err != nil {
+				return fmt.Errorf("certificate %s/%s: %w", k.issuer, k.serial, err)
+			}
+			if bytes.Equal(cert.RawSubjectPublicKeyInfo, spki) {
+				keys = append(keys, k)
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ca: certificates for a key: %w", err)
+	}
+	var out []*IssuedCertificate
+	for _, k := range keys {
+		c, err := certBySerial(ctx, s.env.DB, k.issuer, k.serial)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, issuedOf(c))
+	}
+	return out, nil
 }

@@ -30,7 +30,8 @@ func (c kmcClient) BindCertificate(ctx context.Context, escrowID, caID, encSeria
 
 // caCertificates hands the CA's records to the KMC through the KMC's own
 // Certificates interface: the KMC checks recovery recipients and
-// encryption certificates against them.
+// encryption certificates against them and finds the certificate of an
+// escrow whose binding was lost.
 type caCertificates struct{ c *ca.Service }
 
 var _ kmc.Certificates = caCertificates{}
@@ -53,4 +54,16 @@ func (x caCertificates) FindIssued(ctx context.Context, der []byte) (*kmc.Certif
 		return nil, err
 	}
 	return kmcCertificate(c), nil
+}
+
+func (x caCertificates) CertificatesForKey(ctx context.Context, caID string, spki []byte, from, to time.Time) ([]*kmc.Certificate, error) {
+	cs, err := x.c.CertificatesForKey(ctx, caID, spki, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*kmc.Certificate, len(cs))
+	for i, c := range cs {
+		out[i] = kmcCertificate(c)
+	}
+	return out, nil
 }

@@ -8,11 +8,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	encasn1 "encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -36,6 +39,7 @@ import (
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/internal/testenv"
 	"github.com/govtrust/govtrust/kms/kmc"
@@ -57,6 +61,17 @@ type kmcNode struct {
 func startKMCNode(t testing.TB, db *string) *kmcNode {
 	t.Helper()
 	return startNodeOf(t, db, services()...)
+}
+
+// startKMCNodeWith starts a node with the CA and the KMC only, wired as
+// services() wires them but for the CA's view of the KMC, which wrap may
+// replace (a KMC that fails or is slow); it returns the KMC too.
+func startKMCNodeWith(t testing.TB, wrap func(ca.KMC) ca.KMC) (*kmcNode, *kmc.Service) {
+	t.Helper()
+	c, k := ca.New(), kmc.New()
+	c.UseKMC(wrap(kmcClient{k}))
+	k.UseCertificates(caCertificates{c})
+	return startNodeOf(t, nil, c, k), k
 }
 
 func startNodeOf(t testing.TB, db *string, svcs ...node.Service) *kmcNode {
@@ -770,4 +785,151 @@ func TestKeyRecoveryEscrowIntegrity(t *testing.T) {
 	if k, err := sm2.ParseEnvelopedPrivateKey(keyB, rec.EnvelopedKey); err != nil || !k.PublicKey.Equal(pemCert(t, b.Encryption.Certificate).PublicKey) {
 		t.Fatalf("recovered key: %v", err)
 	}
+}
+
+// flakyBind is the platform KMC whose BindCertificate fails the first
+// failures times with err, or is slow (delay, then the real Bind with the
+// caller's context).
+type flakyBind struct {
+	ca.KMC
+	mu       sync.Mutex
+	failures int
+	err      error
+	delay    time.Duration
+	calls    int
+}
+
+func (f *flakyBind) BindCertificate(ctx context.Context, id, caID, enc, sign string, notAfter time.Time) error {
+	f.mu.Lock()
+	f.calls++
+	fail := f.calls <= f.failures
+	f.mu.Unlock()
+	if fail {
+		return f.err
+	}
+	time.Sleep(f.delay)
+	return f.KMC.BindCertificate(ctx, id, caID, enc, sign, notAfter)
+}
+
+func (kn *kmcNode) escrowStatus() (status, encSerial string) {
+	kn.t.Helper()
+	var enc sql.NullString
+	if err := kn.n.Env().DB.QueryRow(context.Background(), "SELECT status, enc_serial FROM kmc_escrow").Scan(&status, &enc); err != nil {
+		kn.t.Fatal(err)
+	}
+	return status, enc.String
+}
+
+func (kn *kmcNode) certStatus(profile string) (serial, status string) {
+	kn.t.Helper()
+	if err := kn.n.Env().DB.QueryRow(context.Background(), "SELECT serial, status FROM ca_certificates WHERE profile = ?", profile).Scan(&serial, &status); err != nil {
+		kn.t.Fatal(err)
+	}
+	return serial, status
+}
+
+// TestDualBindFailure: when the KMC cannot record the escrow of an issued
+// pair, the binding is tried again while the error is transient; if it
+// still fails, the encryption certificate (whose key is not delivered) is
+// revoked, the answer names both certificates, and the KMC's sweep binds
+// the escrow to the revoked certificate later by its public key.
+func TestDualBindFailure(t *testing.T) {
+	record := map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"}
+	t.Run("transient", func(t *testing.T) {
+		f := &flakyBind{failures: 2, err: fmt.Errorf("kmc: %w", store.ErrUnavailable)}
+		kn, _ := startKMCNodeWith(t, func(k ca.KMC) ca.KMC { f.KMC = k; return f })
+		_, csr, _ := sm2Subscriber(t, t.TempDir(), "subscriber")
+		kn.dualIssue(csr, record)
+		if st, enc := kn.escrowStatus(); st != kmc.StatusActive || enc == "" || f.calls != 3 {
+			t.Fatalf("escrow %s (%s) after %d binds", st, enc, f.calls)
+		}
+	})
+	t.Run("fails", func(t *testing.T) {
+		f := &flakyBind{failures: 1 << 30, err: errors.New("simulated: the KMC's database is gone")}
+		kn, k := startKMCNodeWith(t, func(k ca.KMC) ca.KMC { f.KMC = k; return f })
+		kn.account("kro1", "demo", policy.RoleKeyRecovery)
+		kn.account("kro2", "demo", policy.RoleKeyRecovery)
+		db := kn.n.Env().DB
+		// failed makes a dual request whose binding fails and returns the
+		// serials of its encryption and signing certificates.
+		seen := map[string]bool{}
+		encProf, signProf := "person-enc", "person-sign"
+		failed := func(name string) (string, string) {
+			t.Helper()
+			_, csr, _ := sm2Subscriber(t, t.TempDir(), name)
+			st, raw := kn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra", map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": true})
+			var encSerial, encStatus, signSerial, signStatus string
+			for _, c := range []struct{ profile, serial, status *string }{{&encProf, &encSerial, &encStatus}, {&signProf, &signSerial, &signStatus}} {
+				rows, _ := db.Query(context.Background(), "SELECT serial, status FROM ca_certificates WHERE profile = ?", *c.profile)
+				for rows.Next() {
+					var serial, status string
+					rows.Scan(&serial, &status)
+					if !seen[serial] {
+						seen[serial], *c.serial, *c.status = true, serial, status
+					}
+				}
+				rows.Close()
+			}
+			if st != http.StatusServiceUnavailable || !strings.Contains(string(raw), encSerial) || !strings.Contains(string(raw), signSerial) ||
+				strings.Contains(string(raw), "enveloped_key") {
+				t.Fatalf("dual issuance whose escrow is not recorded: %d %s", st, raw)
+			}
+			if encStatus != "revoked" || signStatus != "good" {
+				t.Fatalf("encryption certificate %s, signing certificate %s", encStatus, signStatus)
+			}
+			if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE status = 'pending'"); n != 1 {
+				t.Fatalf("%d pending escrows", n)
+			}
+			return encSerial, signSerial
+		}
+		recover := func(encSerial, signSerial string) {
+			t.Helper()
+			var signDER []byte
+			db.QueryRow(context.Background(), "SELECT der FROM ca_certificates WHERE serial = ?", signSerial).Scan(&signDER)
+			var pend kmc.PendingRecovery
+			kn.must("POST", "/api/v1/kmc/escrow/sm2-issuing/"+encSerial+"/recoveries", "ra", kmc.RecoveryRequest{
+				RecipientCertificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signDER})), Reason: "never delivered", CaseReference: "c"}, &pend)
+			if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE status = 'active' AND enc_serial = ? AND sign_serial = ?", encSerial, signSerial); n != 1 {
+				t.Fatalf("escrow of %s not bound", encSerial)
+			}
+		}
+		// A recovery of the revoked encryption certificate finds the escrow
+		// of its key at once.
+		recover(failed("subscriber1"))
+		// An hour later the sweep binds an escrow nobody asked for.
+		enc2, sign2 := failed("subscriber2")
+		kn.clock.Add(kmc.PendingMaxAge + time.Minute)
+		if bound, err := k.Sweep(context.Background()); err != nil || bound != 1 {
+			t.Fatalf("sweep: bound %d, %v", bound, err)
+		}
+		recover(enc2, sign2)
+	})
+	t.Run("client gives up", func(t *testing.T) {
+		f := &flakyBind{delay: 700 * time.Millisecond}
+		kn, _ := startKMCNodeWith(t, func(k ca.KMC) ca.KMC { f.KMC = k; return f })
+		kn.c.Timeout = 300 * time.Millisecond
+		_, csr, _ := sm2Subscriber(t, t.TempDir(), "subscriber")
+		b, _ := json.Marshal(map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": true})
+		req, _ := http.NewRequest("POST", "https://"+kn.n.Addresses().HTTPS+"/api/v1/ca/sm2-issuing/certificates", bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+kn.tokens["ra"])
+		if resp, err := kn.c.Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatal("the client did not give up")
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st, enc := kn.escrowStatus()
+			if st == kmc.StatusActive && enc != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("escrow %s after the client gave up", st)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if _, status := kn.certStatus("person-enc"); status != "good" {
+			t.Fatalf("encryption certificate %s", status)
+		}
+	})
 }

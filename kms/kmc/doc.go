@@ -36,4 +36,8 @@
 // key. Every step is audited. An escrowed key stays recoverable until
 // kmc.retention after its certificate's notAfter, whether the certificate
 // was revoked or not.
+//
+// An escrow whose binding to its certificates was lost (the CA's request
+// ended abnormally) is bound later to the certificate of its public key, by
+// a recovery request naming that certificate or by the sweep (sweep.go).
 package kmc

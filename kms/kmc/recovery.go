@@ -38,7 +38,15 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 		res := policy.Resource{Type: "kmc-escrow", ID: ca + "/" + serial}
 		var org string
 		err := s.env.DB.ReadRow(r.Context(), `SELECT org FROM kmc_escrow WHERE ca = ? AND (enc_serial = ? OR sign_serial = ?)`, ca, serial, serial).Scan(&org)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		if errors.Is(err, sql.ErrNoRows) {
+			// An encryption certificate whose escrow is still pending
+			// (requestRecovery binds it).
+			_, org, _, _, _, err = s.pendingOf(r.Context(), ca, serial)
+			if errors.Is(err, ErrNotFound) {
+				err = nil
+			}
+		}
+		if err != nil {
 			return res, err
 		}
 		res.Org = org
@@ -292,6 +300,12 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 	}
 	ca, serial := r.PathValue("ca"), strings.ToLower(r.PathValue("serial"))
 	e, err := s.findEscrow(ctx, ca, serial)
+	if errors.Is(err, ErrNotFound) {
+		// The CA issued the certificate but its escrow was never bound.
+		if err = s.lateBind(ctx, ca, serial); err == nil {
+			e, err = s.findEscrow(ctx, ca, serial)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, ErrSigningKey) {
 			s.denied(ctx, "cert/"+ca+"/"+serial, errors.New("signing key"), nil)
