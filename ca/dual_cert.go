@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -40,6 +41,9 @@ type KMC interface {
 	// certificate's serial and kept for the retention after notAfter.
 	// Binding again to the same certificates succeeds.
 	BindCertificate(ctx context.Context, escrowID, caID, encSerial, signSerial string, notAfter time.Time) error
+	// AbandonKey tells the KMC that no certificate was issued for the key
+	// (the request failed after ApplyKey): it wipes the escrowed key.
+	AbandonKey(ctx context.Context, escrowID, reason string) error
 }
 
 // KMCRequest asks the KMC for an encryption key pair.
@@ -117,11 +121,15 @@ func (s *Service) encProfileFor(sign *profile.Profile, named string) (*profile.P
 // refuses an Idempotency-Key: a replay would have to return the enveloped
 // key again, which the CA does not keep.
 //
-// Once the KMC has escrowed a key, the rest runs to its end whatever the
-// client does (context.WithoutCancel, bounded by dualFinishTimeout): the
-// escrow is bound to the issued certificates, and if the KMC cannot record
-// that the encryption certificate is revoked, since its key is then
-// delivered to no one and could not be recovered.
+// Both profiles are applied before the KMC is asked for a key (the
+// encryption profile to a stand-in key), so that a request either refuses
+// leaves no escrowed key behind. Once the KMC has escrowed a key, the rest
+// runs to its end whatever the client does (context.WithoutCancel, bounded
+// by dualFinishTimeout): a failure before the encryption certificate is
+// issued abandons the escrow (the KMC wipes its key); once it is issued,
+// the escrow is bound to it, and if the KMC cannot record that the
+// encryption certificate is revoked, since its key is then delivered to no
+// one and could not be recovered.
 func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority, signProf *profile.Profile, csr *smx509.CertificateRequest,
 	req *IssueRequest, p *authz.Principal) error {
 	ctx := r.Context()
@@ -144,6 +152,14 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 	if err != nil {
 		return profileError(err)
 	}
+	standIn, err := sm2.GenerateKey(rand.Reader)
+	if err != nil {
+		return fmt.Errorf("ca: stand-in key: %w", err)
+	}
+	encIn := profile.Input{CSR: csr, PublicKey: standIn.Public(), Record: req.Record, Now: now, Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars}
+	if _, err := encProf.Apply(encIn); err != nil {
+		return profileError(err)
+	}
 	key, err := s.kmc.ApplyKey(ctx, &KMCRequest{SigningPublicKey: csr.RawSubjectPublicKeyInfo, Subject: signRes.Template.Subject.String(),
 		Org: p.Account.Org, Requester: p.Account.ID, CA: a.id, SKF: req.SKF})
 	if err != nil {
@@ -153,13 +169,22 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 	// client does, within a bound.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dualFinishTimeout)
 	defer cancel()
+	// abandon tells the KMC that no certificate will certify the key.
+	abandon := func(cause error) error {
+		if err := s.kmc.AbandonKey(ctx, key.EscrowID, cause.Error()); err != nil {
+			s.env.Logger.Error("ca: the KMC did not abandon the escrow of a failed dual request; its sweep will",
+				"escrow", key.EscrowID, "cause", cause.Error(), "error", err)
+		}
+		return cause
+	}
 	encPub, err := smx509.ParsePKIXPublicKey(key.PublicKey)
 	if err != nil {
-		return fmt.Errorf("ca: key management centre returned a bad public key: %w", err)
+		return abandon(fmt.Errorf("ca: key management centre returned a bad public key: %w", err))
 	}
-	encRes, err := encProf.Apply(profile.Input{CSR: csr, PublicKey: encPub, Record: req.Record, Now: now, Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars})
+	encIn.PublicKey = encPub
+	encRes, err := encProf.Apply(encIn)
 	if err != nil {
-		return profileError(err)
+		return abandon(profileError(err))
 	}
 	encRes.Notes = append(encRes.Notes, "encryption key generated and escrowed by the KMC (escrow "+key.EscrowID+")")
 	issueOne := func(prof *profile.Profile, res *profile.Result) (string, []byte, *smx509.Certificate, error) {
@@ -176,11 +201,17 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 	}
 	signSerial, signDER, signCert, err := issueOne(signProf, signRes)
 	if err != nil {
-		return fmt.Errorf("issue on %s: %w", a.id, err)
+		return abandon(fmt.Errorf("issue on %s: %w", a.id, err))
 	}
 	encSerial, encDER, encCert, err := issueOne(encProf, encRes)
 	if err != nil {
-		return fmt.Errorf("issue on %s: signing certificate %s issued, encryption certificate failed: %w", a.id, signSerial, err)
+		err = fmt.Errorf("issue on %s: signing certificate %s issued, encryption certificate failed: %w", a.id, signSerial, err)
+		if encCert != nil {
+			// Signed, but whether it was stored is not known: the KMC's
+			// sweep binds the escrow to it if it was, else abandons it.
+			return err
+		}
+		return abandon(err)
 	}
 	if err := s.bindEscrow(ctx, key.EscrowID, a.id, encSerial, signSerial, encCert.NotAfter); err != nil {
 		return s.undeliverable(ctx, a, p, key.EscrowID, signSerial, encSerial, err)

@@ -28,6 +28,10 @@ func (c kmcClient) BindCertificate(ctx context.Context, escrowID, caID, encSeria
 	return c.k.Bind(ctx, escrowID, caID, encSerial, signSerial, notAfter)
 }
 
+func (c kmcClient) AbandonKey(ctx context.Context, escrowID, reason string) error {
+	return c.k.Abandon(ctx, escrowID, reason)
+}
+
 // caCertificates hands the CA's records to the KMC through the KMC's own
 // Certificates interface: the KMC checks recovery recipients and
 // encryption certificates against them and finds the certificate of an

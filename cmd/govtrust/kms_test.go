@@ -35,6 +35,7 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/govtrust/govtrust/ca"
+	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/clock"
@@ -899,8 +900,8 @@ func TestDualBindFailure(t *testing.T) {
 		// An hour later the sweep binds an escrow nobody asked for.
 		enc2, sign2 := failed("subscriber2")
 		kn.clock.Add(kmc.PendingMaxAge + time.Minute)
-		if bound, err := k.Sweep(context.Background()); err != nil || bound != 1 {
-			t.Fatalf("sweep: bound %d, %v", bound, err)
+		if bound, abandoned, err := k.Sweep(context.Background()); err != nil || bound != 1 || abandoned != 0 {
+			t.Fatalf("sweep: bound %d, abandoned %d, %v", bound, abandoned, err)
 		}
 		recover(enc2, sign2)
 	})
@@ -932,4 +933,59 @@ func TestDualBindFailure(t *testing.T) {
 			t.Fatalf("encryption certificate %s", status)
 		}
 	})
+}
+
+// TestDualRefusedLeavesNoEscrow: a dual request refused by a profile never
+// reaches the KMC; one that fails after the KMC escrowed its key abandons
+// the escrow (its wrapped key wiped, audited); and the sweep abandons
+// escrows left pending by requests that ended abnormally.
+func TestDualRefusedLeavesNoEscrow(t *testing.T) {
+	kn, k := startKMCNodeWith(t, func(k ca.KMC) ca.KMC { return k })
+	dir := t.TempDir()
+	_, csr, _ := sm2Subscriber(t, dir, "subscriber")
+	record := map[string]string{"CN": "张三", "id-card": "11010519491231002X"}
+	for range 3 {
+		st, raw := kn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra",
+			map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": true, "enc_profile": "org-enc"})
+		if st != http.StatusUnprocessableEntity && st != http.StatusBadRequest {
+			t.Fatalf("dual with org-enc for a person: %d %s", st, raw)
+		}
+	}
+	if n := kn.count("SELECT COUNT(*) FROM kmc_escrow"); n != 0 {
+		t.Fatalf("%d escrows for refused requests", n)
+	}
+
+	// The signing key was reported compromised: the signing certificate is
+	// refused after the KMC escrowed the encryption key.
+	first := kn.signCert(csr, record)
+	kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": first.Serial, "reason": "keyCompromise"}, nil)
+	st, raw := kn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra", map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": true})
+	if st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "compromised") {
+		t.Fatalf("dual with a compromised signing key: %d %s", st, raw)
+	}
+	if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE status = 'abandoned' AND wrapped IS NULL"); n != 1 {
+		t.Fatalf("escrow of the refused request not abandoned (%d)", kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE wrapped IS NOT NULL"))
+	}
+	if n := kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'kmc.key.abandon'"); n != 1 {
+		t.Fatalf("%d kmc.key.abandon audit records", n)
+	}
+
+	// A request that died after ApplyKey; an hour later the sweep finds no
+	// certificate for the key and abandons it.
+	ctx := audit.WithActor(context.Background(), "test")
+	key, _ := sm2.GenerateKey(crand.Reader)
+	spki, _ := smx509.MarshalPKIXPublicKey(&key.PublicKey)
+	if _, err := k.ApplyKey(ctx, &kmc.ApplyKeyRequest{SigningPublicKey: spki, Subject: "CN=x", Org: "demo", Requester: "ra", CA: "sm2-issuing"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, abandoned, err := k.Sweep(ctx); err != nil || abandoned != 0 {
+		t.Fatalf("sweep of a fresh escrow: abandoned %d, %v", abandoned, err)
+	}
+	kn.clock.Add(kmc.PendingMaxAge + time.Minute)
+	if bound, abandoned, err := k.Sweep(ctx); err != nil || bound != 0 || abandoned != 1 {
+		t.Fatalf("sweep: bound %d, abandoned %d, %v", bound, abandoned, err)
+	}
+	if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE wrapped IS NOT NULL"); n != 0 {
+		t.Fatalf("%d escrowed keys left for no certificate", n)
+	}
 }

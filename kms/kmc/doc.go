@@ -37,7 +37,9 @@
 // kmc.retention after its certificate's notAfter, whether the certificate
 // was revoked or not.
 //
-// An escrow whose binding to its certificates was lost (the CA's request
-// ended abnormally) is bound later to the certificate of its public key, by
-// a recovery request naming that certificate or by the sweep (sweep.go).
+// An escrow no certificate was issued for is abandoned: its wrapped key is
+// wiped (Abandon, by the CA when its request fails after ApplyKey, or by the
+// sweep, sweep.go). One whose binding to its certificates was lost (the
+// CA's request ended abnormally) is bound later to the certificate of its
+// public key, by a recovery request naming that certificate or by the sweep.
 package kmc

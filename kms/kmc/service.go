@@ -50,6 +50,7 @@ var (
 const (
 	ActionGenerate = "kmc.key.generate"
 	ActionBind     = "kmc.key.bind"
+	ActionAbandon  = "kmc.key.abandon"
 	ActionRecover  = "kms.key.recover"
 	// RecoverKind is the dual-control kind of a key recovery.
 	RecoverKind = "kms.key.recover"
@@ -59,6 +60,9 @@ const (
 const (
 	StatusPending = "pending" // generated, certificate not yet issued
 	StatusActive  = "active"  // bound to its encryption certificate
+	// StatusAbandoned: no certificate was issued for the key (the request
+	// failed after ApplyKey); its wrapped key is wiped.
+	StatusAbandoned = "abandoned"
 )
 
 // Certificates is the KMC's view of the platform's certificate authorities
@@ -296,7 +300,8 @@ func (s *Service) ApplyKey(ctx context.Context, req *ApplyKeyRequest) (*ApplyKey
 // certificate and its signing twin), which makes the key recoverable by
 // the encryption certificate's serial until retention after notAfter.
 // Binding an escrow again to the same certificates succeeds (a caller that
-// lost the answer tries again); to others is a conflict.
+// lost the answer tries again); to others, or an abandoned escrow, is a
+// conflict.
 func (s *Service) Bind(ctx context.Context, escrowID, ca, encSerial, signSerial string, notAfter time.Time) error {
 	return s.bind(ctx, escrowID, ca, encSerial, signSerial, notAfter, nil)
 }
@@ -330,6 +335,40 @@ func (s *Service) bind(ctx context.Context, escrowID, ca, encSerial, signSerial 
 		maps.Copy(details, extra)
 		_, err = s.env.Audit.Append(ctx, tx, audit.Record{Actor: audit.ActorFrom(ctx), Action: ActionBind, Object: "kmc-escrow/" + escrowID,
 			Outcome: audit.Success, RequestID: httpx.RequestID(ctx), Details: details})
+		return err
+	})
+}
+
+// Abandon marks a pending escrow abandoned and wipes its wrapped key: no
+// certificate was issued for it (the CA's request failed after ApplyKey, or
+// the sweep found none). Abandoning an abandoned escrow again succeeds; an
+// escrow bound to a certificate is never abandoned (a conflict).
+func (s *Service) Abandon(ctx context.Context, escrowID, reason string) error {
+	return s.env.DB.Tx(ctx, func(tx *store.Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE kmc_escrow SET status = ?, wrapped = NULL WHERE id = ? AND status = ?`,
+			StatusAbandoned, escrowID, StatusPending)
+		if err != nil {
+			return fmt.Errorf("kmc: abandon %s: %w", escrowID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("kmc: abandon %s: %w", escrowID, err)
+		}
+		if n != 1 {
+			var status string
+			err := tx.QueryRow(ctx, `SELECT status FROM kmc_escrow WHERE id = ?`, escrowID).Scan(&status)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("%w: escrow %s", ErrNotFound, escrowID)
+			case err != nil:
+				return fmt.Errorf("kmc: abandon %s: %w", escrowID, err)
+			case status == StatusAbandoned:
+				return nil
+			}
+			return fmt.Errorf("%w: escrow %s is %s; only a pending escrow is abandoned", ErrConflict, escrowID, status)
+		}
+		_, err = s.env.Audit.Append(ctx, tx, audit.Record{Actor: audit.ActorFrom(ctx), Action: ActionAbandon, Object: "kmc-escrow/" + escrowID,
+			Outcome: audit.Success, RequestID: httpx.RequestID(ctx), Details: map[string]any{"reason": reason, "wrapped_key": "wiped"}})
 		return err
 	})
 }

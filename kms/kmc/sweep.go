@@ -15,14 +15,15 @@ import (
 )
 
 // Pending escrows (the queries name status 'pending' literally, so that
-// the partial index kmc_escrow_pending serves them). The CA asks for a key
-// (ApplyKey), issues the two certificates and binds the escrow to them
-// within a couple of minutes. An escrow still pending PendingMaxAge after
-// it was generated was left by a request that ended abnormally (the
-// process stopped, the KMC could not be reached): the sweep asks the CA for
-// a certificate of the escrowed public key issued in that time and binds
-// the escrow to it when there is one (its key stays recoverable, even if
-// the CA revoked it).
+// the partial index kmc_escrow_pending serves them). The CA asks for a key (ApplyKey), issues the two
+// certificates and binds the escrow to them within a couple of minutes; it
+// abandons the escrow itself when the request fails on the way. An escrow
+// still pending PendingMaxAge after it was generated was left by a request
+// that ended abnormally (the process stopped, the KMC could not be
+// reached): the sweep asks the CA for a certificate of the escrowed public
+// key issued in that time, binds the escrow to it when there is one (its
+// key stays recoverable, even if the CA revoked it), and abandons the
+// escrow (wiping its wrapped key, audited) when there is none.
 const (
 	PendingMaxAge = time.Hour
 	// sweepInterval is how often the sweep runs (and once at start).
@@ -36,7 +37,7 @@ func (s *Service) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
 	for {
-		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+		if _, _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 			s.env.Logger.Error("kmc: sweep of pending escrows failed; trying again later", "error", err)
 		}
 		select {
@@ -48,11 +49,11 @@ func (s *Service) sweepLoop(ctx context.Context) {
 }
 
 // Sweep settles the escrows pending for longer than PendingMaxAge (see
-// above) and returns how many it bound. It does nothing without the CA
-// wired in (UseCertificates).
-func (s *Service) Sweep(ctx context.Context) (bound int, err error) {
+// above) and returns how many it bound and abandoned. It does nothing
+// without the CA wired in (UseCertificates).
+func (s *Service) Sweep(ctx context.Context) (bound, abandoned int, err error) {
 	if s.certs == nil {
-		return 0, nil
+		return 0, 0, nil
 	}
 	ctx = audit.WithActor(ctx, "system")
 	cutoff := s.env.Clock.Now().Add(-PendingMaxAge)
@@ -86,7 +87,7 @@ func (s *Service) Sweep(ctx context.Context) (bound int, err error) {
 		return rows.Err()
 	})
 	if err != nil {
-		return 0, fmt.Errorf("kmc: pending escrows: %w", err)
+		return 0, 0, fmt.Errorf("kmc: pending escrows: %w", err)
 	}
 	var errs []error
 	for _, p := range list {
@@ -99,6 +100,11 @@ func (s *Service) Sweep(ctx context.Context) (bound int, err error) {
 			continue
 		}
 		if len(certs) == 0 {
+			if err := s.Abandon(ctx, p.id, fmt.Sprintf("no certificate was issued for the key within %s of its generation", PendingMaxAge)); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			abandoned++
 			continue
 		}
 		err = s.bindFound(ctx, p.id, p.signSPKI, from, certs[0], "sweep")
@@ -110,7 +116,7 @@ func (s *Service) Sweep(ctx context.Context) (bound int, err error) {
 			bound++
 		}
 	}
-	return bound, errors.Join(errs...)
+	return bound, abandoned, errors.Join(errs...)
 }
 
 // bindFound binds pending escrow id to enc, the certificate of its public
