@@ -1,9 +1,12 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/govtrust/govtrust/ca/lint"
 	"github.com/govtrust/govtrust/ca/profile"
+	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/store"
@@ -35,7 +39,11 @@ type KMC interface {
 	// BindCertificate tells the KMC which certificates were issued for
 	// the key, so that it can be recovered by the encryption
 	// certificate's serial and kept for the retention after notAfter.
+	// Binding again to the same certificates succeeds.
 	BindCertificate(ctx context.Context, escrowID, caID, encSerial, signSerial string, notAfter time.Time) error
+	// AbandonKey tells the KMC that no certificate was issued for the key
+	// (the request failed after ApplyKey): it wipes the escrowed key.
+	AbandonKey(ctx context.Context, escrowID, reason string) error
 }
 
 // KMCRequest asks the KMC for an encryption key pair.
@@ -112,6 +120,16 @@ func (s *Service) encProfileFor(sign *profile.Profile, named string) (*profile.P
 // The signing profile and the CSR have been checked by issue, which also
 // refuses an Idempotency-Key: a replay would have to return the enveloped
 // key again, which the CA does not keep.
+//
+// Both profiles are applied before the KMC is asked for a key (the
+// encryption profile to a stand-in key), so that a request either refuses
+// leaves no escrowed key behind. Once the KMC has escrowed a key, the rest
+// runs to its end whatever the client does (context.WithoutCancel, bounded
+// by dualFinishTimeout): a failure before the encryption certificate is
+// issued abandons the escrow (the KMC wipes its key); once it is issued,
+// the escrow is bound to it, and if the KMC cannot record that the
+// encryption certificate is revoked, since its key is then delivered to no
+// one and could not be recovered.
 func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority, signProf *profile.Profile, csr *smx509.CertificateRequest,
 	req *IssueRequest, p *authz.Principal) error {
 	ctx := r.Context()
@@ -134,18 +152,39 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 	if err != nil {
 		return profileError(err)
 	}
+	standIn, err := sm2.GenerateKey(rand.Reader)
+	if err != nil {
+		return fmt.Errorf("ca: stand-in key: %w", err)
+	}
+	encIn := profile.Input{CSR: csr, PublicKey: standIn.Public(), Record: req.Record, Now: now, Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars}
+	if _, err := encProf.Apply(encIn); err != nil {
+		return profileError(err)
+	}
 	key, err := s.kmc.ApplyKey(ctx, &KMCRequest{SigningPublicKey: csr.RawSubjectPublicKeyInfo, Subject: signRes.Template.Subject.String(),
 		Org: p.Account.Org, Requester: p.Account.ID, CA: a.id, SKF: req.SKF})
 	if err != nil {
 		return fmt.Errorf("ca: key management centre: %w", err)
 	}
+	// From here the KMC holds a key for this request: finish whatever the
+	// client does, within a bound.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dualFinishTimeout)
+	defer cancel()
+	// abandon tells the KMC that no certificate will certify the key.
+	abandon := func(cause error) error {
+		if err := s.kmc.AbandonKey(ctx, key.EscrowID, cause.Error()); err != nil {
+			s.env.Logger.Error("ca: the KMC did not abandon the escrow of a failed dual request; its sweep will",
+				"escrow", key.EscrowID, "cause", cause.Error(), "error", err)
+		}
+		return cause
+	}
 	encPub, err := smx509.ParsePKIXPublicKey(key.PublicKey)
 	if err != nil {
-		return fmt.Errorf("ca: key management centre returned a bad public key: %w", err)
+		return abandon(fmt.Errorf("ca: key management centre returned a bad public key: %w", err))
 	}
-	encRes, err := encProf.Apply(profile.Input{CSR: csr, PublicKey: encPub, Record: req.Record, Now: now, Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars})
+	encIn.PublicKey = encPub
+	encRes, err := encProf.Apply(encIn)
 	if err != nil {
-		return profileError(err)
+		return abandon(profileError(err))
 	}
 	encRes.Notes = append(encRes.Notes, "encryption key generated and escrowed by the KMC (escrow "+key.EscrowID+")")
 	issueOne := func(prof *profile.Profile, res *profile.Result) (string, []byte, *smx509.Certificate, error) {
@@ -162,14 +201,20 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 	}
 	signSerial, signDER, signCert, err := issueOne(signProf, signRes)
 	if err != nil {
-		return fmt.Errorf("issue on %s: %w", a.id, err)
+		return abandon(fmt.Errorf("issue on %s: %w", a.id, err))
 	}
 	encSerial, encDER, encCert, err := issueOne(encProf, encRes)
 	if err != nil {
-		return fmt.Errorf("issue on %s: signing certificate %s issued, encryption certificate failed: %w", a.id, signSerial, err)
+		err = fmt.Errorf("issue on %s: signing certificate %s issued, encryption certificate failed: %w", a.id, signSerial, err)
+		if encCert != nil {
+			// Signed, but whether it was stored is not known: the KMC's
+			// sweep binds the escrow to it if it was, else abandons it.
+			return err
+		}
+		return abandon(err)
 	}
-	if err := s.kmc.BindCertificate(ctx, key.EscrowID, a.id, encSerial, signSerial, encCert.NotAfter); err != nil {
-		return fmt.Errorf("ca: key management centre: bind %s to %s/%s: %w", key.EscrowID, a.id, encSerial, err)
+	if err := s.bindEscrow(ctx, key.EscrowID, a.id, encSerial, signSerial, encCert.NotAfter); err != nil {
+		return s.undeliverable(ctx, a, p, key.EscrowID, signSerial, encSerial, err)
 	}
 	csrResp, err := marshalCSRResponse(signCert, encCert, key.EnvelopedKey)
 	if err != nil {
@@ -179,6 +224,71 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 		EnvelopedKey: key.EnvelopedKey, SKFBlob: key.SKFBlob, CSRResponse: csrResp}
 	w.Header().Set("Cache-Control", "no-store")
 	return httpx.WriteJSON(w, http.StatusCreated, out)
+}
+
+// dualFinishTimeout bounds what a dual request does after the KMC escrowed
+// its key (issuance, binding, and the revocation if binding fails).
+const dualFinishTimeout = 2 * time.Minute
+
+// Binding the escrow is tried bindAttempts times while the KMC answers
+// that it cannot serve now, bindBackoff apart and more.
+const (
+	bindAttempts = 5
+	bindBackoff  = 200 * time.Millisecond
+)
+
+// bindEscrow binds the escrow to the issued certificates, trying again
+// while the error is transient (transientKMC).
+func (s *Service) bindEscrow(ctx context.Context, escrowID, caID, encSerial, signSerial string, notAfter time.Time) error {
+	wait := bindBackoff
+	for attempt := 1; ; attempt++ {
+		err := s.kmc.BindCertificate(ctx, escrowID, caID, encSerial, signSerial, notAfter)
+		if err == nil || !transientKMC(err) || attempt == bindAttempts {
+			return err
+		}
+		s.env.Logger.Warn("ca: binding the escrow failed; trying again", "escrow", escrowID, "attempt", attempt, "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		wait *= 2
+	}
+}
+
+// transientKMC reports whether a KMC error may go away by trying again:
+// the KMC, its database or its key store cannot serve now.
+func transientKMC(err error) bool {
+	return errors.Is(err, httpx.ErrUnavailable) || store.IsUnavailable(err) || store.IsRetryable(err) ||
+		errors.Is(err, hsm.ErrUnavailable)
+}
+
+// undeliverable handles an encryption certificate whose escrow the KMC did
+// not record: its key is not delivered (the answer is an error), so the
+// certificate is revoked (cessationOfOperation); the signing certificate
+// stays valid, its key being the holder's. The KMC's sweep still binds the
+// escrow to the revoked certificate later, by its public key, so that
+// anything encrypted to it meanwhile stays recoverable.
+func (s *Service) undeliverable(ctx context.Context, a *authority, p *authz.Principal, escrowID, signSerial, encSerial string, cause error) error {
+	s.env.Logger.Error("ca: the KMC did not record the escrow of an issued encryption certificate; revoking it",
+		"ca", a.id, "enc_serial", encSerial, "sign_serial", signSerial, "escrow", escrowID, "error", cause)
+	err := s.env.DB.Tx(ctx, func(tx *store.Tx) error {
+		_, _, err := s.revokeRow(ctx, tx, a, encSerial, "cessationOfOperation", p.Actor(),
+			map[string]any{"cause": "the key management centre did not record the escrow; the key was not delivered", "escrow": escrowID,
+				"sign_serial": signSerial})
+		return err
+	})
+	if err != nil {
+		s.env.Logger.Error("ca: revoking the undelivered encryption certificate failed", "ca", a.id, "enc_serial", encSerial, "error", err)
+		return fmt.Errorf("ca: signing certificate %s/%s and encryption certificate %s/%s were issued, but the key management centre did not record the escrow and revoking the encryption certificate failed too: revoke %s, whose key was not delivered (escrow %s): %w",
+			a.id, signSerial, a.id, encSerial, encSerial, escrowID, httpx.ErrUnavailable)
+	}
+	s.ocspRevoked(ctx, a, encSerial)
+	s.afterRevocation(ctx, a)
+	return fmt.Errorf("ca: the key management centre did not record the escrow of encryption certificate %s/%s, so its key was not delivered and the certificate was revoked (cessationOfOperation); signing certificate %s/%s was issued and stays valid; ask again for a new pair: %w",
+		a.id, encSerial, a.id, signSerial, httpx.ErrUnavailable)
 }
 
 // marshalCSRResponse builds the GM/T 0092-2020 CSRResponse
@@ -205,4 +315,122 @@ func marshalCSRResponse(sign, enc *smx509.Certificate, envelope []byte) ([]byte,
 		EncryptedKey: asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: envelope},
 		EncryptCerts: asn1.RawValue{FullBytes: encSet},
 	})
+}
+
+// The KMC's view of the certificates the CA issued: to recover a key it
+// checks the escrowed key's encryption certificate and the recipient's
+// certificate against the CA's records, and it finds the certificate of an
+// escrow whose binding was lost by its public key. cmd/govtrust hands these
+// methods to the KMC through an interface of the KMC's own.
+
+// IssuedCertificate is a certificate as the CA recorded it.
+type IssuedCertificate struct {
+	CA, Serial string
+	DER        []byte
+	// Status is good or revoked.
+	Status    string
+	Profile   string
+	Requester string
+	Created   time.Time
+	RevokedAt time.Time
+}
+
+func issuedOf(c *certRow) *IssuedCertificate {
+	return &IssuedCertificate{CA: c.issuer, Serial: c.serial, DER: c.der, Status: c.status, Profile: c.profile,
+		Requester: c.requester, Created: c.created, RevokedAt: c.revokedAt}
+}
+
+// IssuedCertificate returns certificate serial of CA generation caID, or
+// ErrNotFound.
+func (s *Service) IssuedCertificate(ctx context.Context, caID, serial string) (*IssuedCertificate, error) {
+	n, err := normalSerial(serial)
+	if err != nil {
+		return nil, err
+	}
+	c, err := certBySerial(ctx, s.env.DB, caID, n)
+	if err != nil {
+		return nil, err
+	}
+	return issuedOf(c), nil
+}
+
+// FindIssued returns the CA's record of the certificate der when a platform
+// CA issued exactly it: its signature verifies under the certificate of a
+// platform CA generation named as its issuer, and that CA recorded these
+// bytes under its serial. Anything else (another CA's certificate, a
+// self-signed one, a platform serial on other bytes) is ErrNotFound.
+func (s *Service) FindIssued(ctx context.Context, der []byte) (*IssuedCertificate, error) {
+	cert, err := smx509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate: %w", ErrRequest, err)
+	}
+	if cert.SerialNumber == nil || cert.SerialNumber.Sign() <= 0 {
+		return nil, fmt.Errorf("%w: no platform CA issued this certificate (serial %v)", ErrNotFound, cert.SerialNumber)
+	}
+	serial := serialHex(cert.SerialNumber)
+	for _, a := range s.authorities() {
+		if !bytes.Equal(a.cert.RawSubject, cert.RawIssuer) || cert.CheckSignatureFrom(a.cert) != nil {
+			continue
+		}
+		c, err := certBySerial(ctx, s.env.DB, a.id, serial)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Equal(c.der, der) {
+			return issuedOf(c), nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no platform CA issued this certificate (issuer %s, serial %s)", ErrNotFound, cert.Issuer, serial)
+}
+
+// CertificatesForKey returns the certificates CA generation caID (every CA
+// when caID is "") recorded between from and to that certify the public
+// key spki (SubjectPublicKeyInfo DER).
+func (s *Service) CertificatesForKey(ctx context.Context, caID string, spki []byte, from, to time.Time) ([]*IssuedCertificate, error) {
+	q := "SELECT issuer_id, serial, der FROM ca_certificates WHERE created_at >= ? AND created_at <= ?"
+	args := []any{from.UTC().Format(timeFormat), to.UTC().Format(timeFormat)}
+	if caID != "" {
+		q += " AND issuer_id = ?"
+		args = append(args, caID)
+	}
+	type key struct{ issuer, serial string }
+	var keys []key
+	err := s.env.DB.Read(ctx, func(tx store.Querier) error {
+		keys = nil
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k key
+			var der []byte
+			if err := rows.Scan(&k.issuer, &k.serial, &der); err != nil {
+				return err
+			}
+			cert, err := smx509.ParseCertificate(der)
+			if err != nil {
+				return fmt.Errorf("certificate %s/%s: %w", k.issuer, k.serial, err)
+			}
+			if bytes.Equal(cert.RawSubjectPublicKeyInfo, spki) {
+				keys = append(keys, k)
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ca: certificates for a key: %w", err)
+	}
+	var out []*IssuedCertificate
+	for _, k := range keys {
+		c, err := certBySerial(ctx, s.env.DB, k.issuer, k.serial)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, issuedOf(c))
+	}
+	return out, nil
 }

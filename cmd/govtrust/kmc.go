@@ -27,3 +27,47 @@ func (c kmcClient) ApplyKey(ctx context.Context, req *ca.KMCRequest) (*ca.KMCKey
 func (c kmcClient) BindCertificate(ctx context.Context, escrowID, caID, encSerial, signSerial string, notAfter time.Time) error {
 	return c.k.Bind(ctx, escrowID, caID, encSerial, signSerial, notAfter)
 }
+
+func (c kmcClient) AbandonKey(ctx context.Context, escrowID, reason string) error {
+	return c.k.Abandon(ctx, escrowID, reason)
+}
+
+// caCertificates hands the CA's records to the KMC through the KMC's own
+// Certificates interface: the KMC checks recovery recipients and
+// encryption certificates against them and finds the certificate of an
+// escrow whose binding was lost.
+type caCertificates struct{ c *ca.Service }
+
+var _ kmc.Certificates = caCertificates{}
+
+func kmcCertificate(c *ca.IssuedCertificate) *kmc.Certificate {
+	return &kmc.Certificate{CA: c.CA, Serial: c.Serial, DER: c.DER, Status: c.Status, Requester: c.Requester, Created: c.Created}
+}
+
+func (x caCertificates) IssuedCertificate(ctx context.Context, caID, serial string) (*kmc.Certificate, error) {
+	c, err := x.c.IssuedCertificate(ctx, caID, serial)
+	if err != nil {
+		return nil, err
+	}
+	return kmcCertificate(c), nil
+}
+
+func (x caCertificates) FindIssued(ctx context.Context, der []byte) (*kmc.Certificate, error) {
+	c, err := x.c.FindIssued(ctx, der)
+	if err != nil {
+		return nil, err
+	}
+	return kmcCertificate(c), nil
+}
+
+func (x caCertificates) CertificatesForKey(ctx context.Context, caID string, spki []byte, from, to time.Time) ([]*kmc.Certificate, error) {
+	cs, err := x.c.CertificatesForKey(ctx, caID, spki, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*kmc.Certificate, len(cs))
+	for i, c := range cs {
+		out[i] = kmcCertificate(c)
+	}
+	return out, nil
+}

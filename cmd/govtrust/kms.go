@@ -216,7 +216,7 @@ func newKMSRecoverCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&caID, "ca", "", "CA of the encryption certificate")
 	f.StringVar(&serial, "serial", "", "serial (hex) of the encryption certificate whose key is recovered")
-	f.StringVar(&recipient, "recipient", "", "PEM certificate (SM2) of the person who receives the key")
+	f.StringVar(&recipient, "recipient", "", "PEM signing certificate (SM2, issued by a platform CA, not revoked) that receives the key: the subscriber's own, or a key recovery officer's for a judicial recovery")
 	f.StringVar(&reason, "reason", "", "why the key is recovered")
 	f.StringVar(&caseRef, "case", "", "case reference (judicial or administrative)")
 	f.StringVar(&execute, "execute", "", "carry out this approved recovery")

@@ -6,12 +6,16 @@ import (
 	"crypto/ecdsa"
 	crand "crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	encasn1 "encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -31,10 +35,12 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/govtrust/govtrust/ca"
+	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/internal/testenv"
 	"github.com/govtrust/govtrust/kms/kmc"
@@ -55,12 +61,28 @@ type kmcNode struct {
 
 func startKMCNode(t testing.TB, db *string) *kmcNode {
 	t.Helper()
+	return startNodeOf(t, db, services()...)
+}
+
+// startKMCNodeWith starts a node with the CA and the KMC only, wired as
+// services() wires them but for the CA's view of the KMC, which wrap may
+// replace (a KMC that fails or is slow); it returns the KMC too.
+func startKMCNodeWith(t testing.TB, wrap func(ca.KMC) ca.KMC) (*kmcNode, *kmc.Service) {
+	t.Helper()
+	c, k := ca.New(), kmc.New()
+	c.UseKMC(wrap(kmcClient{k}))
+	k.UseCertificates(caCertificates{c})
+	return startNodeOf(t, nil, c, k), k
+}
+
+func startNodeOf(t testing.TB, db *string, svcs ...node.Service) *kmcNode {
+	t.Helper()
 	dir := t.TempDir()
 	s := func(v string) *string { return &v }
 	clk := clock.NewFake(time.Now())
 	logs := &lockedWriter{}
 	n, err := node.Start(context.Background(), node.Options{DataDir: dir, HTTP: s("127.0.0.1:0"), HTTPS: s("127.0.0.1:0"), LDAP: s(""),
-		DB: db, LogOutput: logs, Environ: []string{}, Clock: clk}, services()...)
+		DB: db, LogOutput: logs, Environ: []string{}, Clock: clk}, svcs...)
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
@@ -106,6 +128,25 @@ func (kn *kmcNode) account(name, org string, role policy.Role) {
 		kn.t.Fatal(err)
 	}
 	kn.tokens[name] = tok
+}
+
+// bindCert binds the issuer and subject of certificate (PEM) to account
+// name, as a security administrator binds a person's certificate.
+func (kn *kmcNode) bindCert(name, certPEM string) {
+	kn.t.Helper()
+	az := kn.n.Env().Authz
+	acc, err := az.AccountByName(context.Background(), name)
+	if err != nil {
+		kn.t.Fatal(err)
+	}
+	b, _ := pem.Decode([]byte(certPEM))
+	c, err := smx509.ParseCertificate(b.Bytes)
+	if err != nil {
+		kn.t.Fatal(err)
+	}
+	if err := az.BindCertificate(context.Background(), acc.ID, &x509.Certificate{Issuer: c.Issuer, Subject: c.Subject}); err != nil {
+		kn.t.Fatal(err)
+	}
 }
 
 func (kn *kmcNode) do(method, path, who string, body any) (int, []byte) {
@@ -350,16 +391,21 @@ func dualCertificate(t *testing.T, db *string) {
 	// The encryption certificate is revoked; its key stays recoverable.
 	kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": out.Encryption.Serial, "reason": "keyCompromise"}, nil)
 
-	// The recipient: an officer with an SM2 signing certificate.
+	// The recipient of a judicial recovery: a key recovery officer whose
+	// SM2 signing certificate, issued by the platform, is bound to the
+	// officer's account.
 	recipFile, recipCSR, _ := sm2Subscriber(t, dir, "recipient")
 	var recip ca.IssueResponse
 	kn.must("POST", "/api/v1/ca/sm2-issuing/certificates", "ra",
 		map[string]any{"csr": recipCSR, "profile": "person-sign", "record": map[string]string{"CN": "李四", "id-card": "110105198001010016"}}, &recip)
+	kn.account("kro3", "demo", policy.RoleKeyRecovery)
+	kn.bindCert("kro3", recip.Certificate)
 
 	var pend kmc.PendingRecovery
 	kn.must("POST", "/api/v1/kmc/escrow/sm2-issuing/"+out.Encryption.Serial+"/recoveries", "ra",
 		kmc.RecoveryRequest{RecipientCertificate: recip.Certificate, Reason: "court order", CaseReference: "(2026) 京01刑初42号"}, &pend)
-	if pend.Required != 2 || pend.Approval == "" {
+	if pend.Required != 2 || pend.Approval == "" || pend.Mode != kmc.ModeJudicial || pend.RecipientSerial != recip.Serial ||
+		pend.RecipientStatus != "good" || !strings.Contains(pend.Summary, "key recovery officer kro3") {
 		t.Fatalf("pending %+v", pend)
 	}
 	approve := map[string]string{"payload_hash": pend.PayloadHash}
@@ -556,4 +602,390 @@ func (kn *kmcNode) post(path, who string, body any) (int, []byte) {
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, out
+}
+
+// dualIssue enrols a dual pair for csr and record.
+func (kn *kmcNode) dualIssue(csr string, record map[string]string) *ca.DualIssueResponse {
+	kn.t.Helper()
+	var out ca.DualIssueResponse
+	kn.must("POST", "/api/v1/ca/sm2-issuing/certificates", "ra", map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": true}, &out)
+	return &out
+}
+
+// signCert issues a person-sign certificate for csr and record.
+func (kn *kmcNode) signCert(csr string, record map[string]string) *ca.IssueResponse {
+	kn.t.Helper()
+	var out ca.IssueResponse
+	kn.must("POST", "/api/v1/ca/sm2-issuing/certificates", "ra", map[string]any{"csr": csr, "profile": "person-sign", "record": record}, &out)
+	return &out
+}
+
+// approveAll has kro1 and kro2 approve a pending recovery.
+func (kn *kmcNode) approveAll(p *kmc.PendingRecovery) {
+	kn.t.Helper()
+	approve := map[string]string{"payload_hash": p.PayloadHash}
+	kn.must("POST", "/api/v1/approvals/"+p.Approval+"/approve", "kro1", approve, nil)
+	kn.must("POST", "/api/v1/approvals/"+p.Approval+"/approve", "kro2", approve, nil)
+}
+
+func (kn *kmcNode) count(query string, args ...any) int {
+	kn.t.Helper()
+	var n int
+	if err := kn.n.Env().DB.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		kn.t.Fatal(err)
+	}
+	return n
+}
+
+// TestKeyRecoveryRecipient: a subscriber's escrowed key goes only to a
+// signing certificate a platform CA issued and has not revoked, of the
+// same subscriber (or, judicial, of a key recovery officer: see
+// TestDualCertificate), checked when asked and again when carried out.
+func TestKeyRecoveryRecipient(t *testing.T) {
+	kn := startKMCNode(t, nil)
+	dir := t.TempDir()
+	kn.account("kro1", "demo", policy.RoleKeyRecovery)
+	kn.account("kro2", "demo", policy.RoleKeyRecovery)
+	_, csr, _ := sm2Subscriber(t, dir, "subscriber")
+	record := map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"}
+	out := kn.dualIssue(csr, record)
+	signCert, encCert := pemCert(t, out.Certificate), pemCert(t, out.Encryption.Certificate)
+	path := "/api/v1/kmc/escrow/sm2-issuing/" + out.Encryption.Serial + "/recoveries"
+	ask := func(recipient string) (int, []byte) {
+		return kn.do("POST", path, "ra", kmc.RecoveryRequest{RecipientCertificate: recipient, Reason: "user lost token", CaseReference: "case-1"})
+	}
+
+	// The registration officer's own key in a self-signed certificate with
+	// the subscriber's subject and identity extensions.
+	raKey, _ := sm2.GenerateKey(crand.Reader)
+	tmpl := &smx509.Certificate{SerialNumber: big.NewInt(1), Subject: signCert.Subject, ExtraExtensions: signCert.Extensions[:0],
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour), KeyUsage: smx509.KeyUsageDigitalSignature}
+	for _, e := range signCert.Extensions {
+		if strings.HasPrefix(e.Id.String(), "1.2.156.10260.") {
+			tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, e)
+		}
+	}
+	der, err := smx509.CreateCertificate(crand.Reader, tmpl, tmpl, &raKey.PublicKey, raKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	selfSigned := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	// A platform certificate of another person, and one of the same name
+	// with another resident ID number.
+	_, otherCSR, _ := sm2Subscriber(t, dir, "other")
+	other := kn.signCert(otherCSR, map[string]string{"CN": "李四", "id-card": "110105198001010016"})
+	_, namesakeCSR, _ := sm2Subscriber(t, dir, "namesake")
+	namesake := kn.signCert(namesakeCSR, map[string]string{"CN": "张三", "O": "测试局", "id-card": "110105198001010016"})
+	for _, c := range []struct{ name, pem, want string }{
+		{"self-signed with the subscriber's names", selfSigned, "not issued by a platform CA"},
+		{"another person's", other.Certificate, "neither the subscriber's"},
+		{"a namesake's", namesake.Certificate, "neither the subscriber's"},
+		{"the encryption certificate", out.Encryption.Certificate, "must be a signing certificate"},
+	} {
+		if st, raw := ask(c.pem); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), c.want) {
+			t.Errorf("recipient %s: %d %s", c.name, st, raw)
+		}
+	}
+	if n := kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'kms.key.recover' AND outcome = 'denied'"); n < 4 {
+		t.Errorf("%d refusals audited, want 4", n)
+	}
+
+	// The subscriber lost the token: a new signing key and certificate, same
+	// registration record. Revoked between the request and its execution.
+	_, lostCSR, _ := sm2Subscriber(t, dir, "new1")
+	newSign := kn.signCert(lostCSR, record)
+	var pend kmc.PendingRecovery
+	st, raw := ask(newSign.Certificate)
+	if st != http.StatusAccepted {
+		t.Fatalf("recovery to the subscriber's new signing certificate: %d %s", st, raw)
+	}
+	json.Unmarshal(raw, &pend)
+	issuer := pemCert(t, newSign.Certificate).Issuer.String()
+	if pend.Mode != kmc.ModeUser || pend.RecipientCA != "sm2-issuing" || pend.RecipientSerial != newSign.Serial || pend.RecipientStatus != "good" ||
+		!strings.Contains(pend.Summary, "sm2-issuing/"+newSign.Serial) || !strings.Contains(pend.Summary, "issued by "+issuer) ||
+		!strings.Contains(pend.Summary, "status good") {
+		t.Fatalf("pending %+v", pend)
+	}
+	kn.approveAll(&pend)
+	kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": newSign.Serial, "reason": "keyCompromise"}, nil)
+	execute := "/api/v1/kmc/recoveries/" + pend.Approval + "/execute"
+	if st, raw := kn.do("POST", execute, "ra", nil); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "revoked") {
+		t.Fatalf("execution to a certificate revoked since the request: %d %s", st, raw)
+	}
+
+	// The legitimate case.
+	newFile, newCSR, newKey := sm2Subscriber(t, dir, "new2")
+	_ = newFile
+	newSign = kn.signCert(newCSR, record)
+	st, raw = ask(newSign.Certificate)
+	if st != http.StatusAccepted {
+		t.Fatalf("recovery to the subscriber's new signing certificate: %d %s", st, raw)
+	}
+	json.Unmarshal(raw, &pend)
+	kn.approveAll(&pend)
+	var rec kmc.RecoveryResponse
+	kn.must("POST", "/api/v1/kmc/recoveries/"+pend.Approval+"/execute", "ra", nil, &rec)
+	k, err := sm2.ParseEnvelopedPrivateKey(newKey, rec.EnvelopedKey)
+	if err != nil || !k.PublicKey.Equal(encCert.PublicKey) {
+		t.Fatalf("the recovered key does not open with the new signing key or is not the encryption key (%v)", err)
+	}
+}
+
+// TestKeyRecoveryEscrowIntegrity: the escrow row's CA and serial are not
+// integrity-protected; a recovery delivers a key only if the certificate
+// they name certifies it, when asked and when carried out.
+func TestKeyRecoveryEscrowIntegrity(t *testing.T) {
+	kn := startKMCNode(t, nil)
+	dir := t.TempDir()
+	kn.account("kro1", "demo", policy.RoleKeyRecovery)
+	kn.account("kro2", "demo", policy.RoleKeyRecovery)
+	_, csrA, _ := sm2Subscriber(t, dir, "a")
+	_, csrB, keyB := sm2Subscriber(t, dir, "b")
+	a := kn.dualIssue(csrA, map[string]string{"CN": "张三", "id-card": "11010519491231002X"})
+	b := kn.dualIssue(csrB, map[string]string{"CN": "王五", "id-card": "110105198001010016"})
+	db := kn.n.Env().DB
+	swap := func() {
+		t.Helper()
+		// Escrow A's row made to name B's encryption certificate (and B's
+		// moved aside).
+		for _, q := range []string{
+			"UPDATE kmc_escrow SET enc_serial = 'moved' WHERE enc_serial = '" + b.Encryption.Serial + "'",
+			"UPDATE kmc_escrow SET enc_serial = '" + b.Encryption.Serial + "' WHERE enc_serial = '" + a.Encryption.Serial + "'",
+			"UPDATE kmc_escrow SET enc_serial = '" + a.Encryption.Serial + "' WHERE enc_serial = 'moved'",
+		} {
+			if _, err := db.Exec(context.Background(), q); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	path := "/api/v1/kmc/escrow/sm2-issuing/" + b.Encryption.Serial + "/recoveries"
+	body := kmc.RecoveryRequest{RecipientCertificate: b.Certificate, Reason: "lost", CaseReference: "c"}
+
+	swap()
+	if st, raw := kn.do("POST", path, "ra", body); st != http.StatusConflict || !strings.Contains(string(raw), "public keys differ") {
+		t.Fatalf("recovery through an altered escrow row: %d %s", st, raw)
+	}
+	swap() // back
+
+	var pend kmc.PendingRecovery
+	kn.must("POST", path, "ra", body, &pend)
+	kn.approveAll(&pend)
+	swap()
+	st, raw := kn.do("POST", "/api/v1/kmc/recoveries/"+pend.Approval+"/execute", "ra", nil)
+	if st != http.StatusConflict {
+		var rec kmc.RecoveryResponse
+		json.Unmarshal(raw, &rec)
+		if k, err := sm2.ParseEnvelopedPrivateKey(keyB, rec.EnvelopedKey); err == nil && !k.PublicKey.Equal(pemCert(t, b.Encryption.Certificate).PublicKey) {
+			t.Errorf("another subscriber's key was delivered for %s", b.Encryption.Serial)
+		}
+		t.Fatalf("execution through an altered escrow row: %d %s", st, raw)
+	}
+	swap() // back
+	var rec kmc.RecoveryResponse
+	kn.must("POST", "/api/v1/kmc/recoveries/"+pend.Approval+"/execute", "ra", nil, &rec)
+	if k, err := sm2.ParseEnvelopedPrivateKey(keyB, rec.EnvelopedKey); err != nil || !k.PublicKey.Equal(pemCert(t, b.Encryption.Certificate).PublicKey) {
+		t.Fatalf("recovered key: %v", err)
+	}
+}
+
+// flakyBind is the platform KMC whose BindCertificate fails the first
+// failures times with err, or is slow (delay, then the real Bind with the
+// caller's context).
+type flakyBind struct {
+	ca.KMC
+	mu       sync.Mutex
+	failures int
+	err      error
+	delay    time.Duration
+	calls    int
+}
+
+func (f *flakyBind) BindCertificate(ctx context.Context, id, caID, enc, sign string, notAfter time.Time) error {
+	f.mu.Lock()
+	f.calls++
+	fail := f.calls <= f.failures
+	f.mu.Unlock()
+	if fail {
+		return f.err
+	}
+	time.Sleep(f.delay)
+	return f.KMC.BindCertificate(ctx, id, caID, enc, sign, notAfter)
+}
+
+func (kn *kmcNode) escrowStatus() (status, encSerial string) {
+	kn.t.Helper()
+	var enc sql.NullString
+	if err := kn.n.Env().DB.QueryRow(context.Background(), "SELECT status, enc_serial FROM kmc_escrow").Scan(&status, &enc); err != nil {
+		kn.t.Fatal(err)
+	}
+	return status, enc.String
+}
+
+func (kn *kmcNode) certStatus(profile string) (serial, status string) {
+	kn.t.Helper()
+	if err := kn.n.Env().DB.QueryRow(context.Background(), "SELECT serial, status FROM ca_certificates WHERE profile = ?", profile).Scan(&serial, &status); err != nil {
+		kn.t.Fatal(err)
+	}
+	return serial, status
+}
+
+// TestDualBindFailure: when the KMC cannot record the escrow of an issued
+// pair, the binding is tried again while the error is transient; if it
+// still fails, the encryption certificate (whose key is not delivered) is
+// revoked, the answer names both certificates, and the KMC's sweep binds
+// the escrow to the revoked certificate later by its public key.
+func TestDualBindFailure(t *testing.T) {
+	record := map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"}
+	t.Run("transient", func(t *testing.T) {
+		f := &flakyBind{failures: 2, err: fmt.Errorf("kmc: %w", store.ErrUnavailable)}
+		kn, _ := startKMCNodeWith(t, func(k ca.KMC) ca.KMC { f.KMC = k; return f })
+		_, csr, _ := sm2Subscriber(t, t.TempDir(), "subscriber")
+		kn.dualIssue(csr, record)
+		if st, enc := kn.escrowStatus(); st != kmc.StatusActive || enc == "" || f.calls != 3 {
+			t.Fatalf("escrow %s (%s) after %d binds", st, enc, f.calls)
+		}
+	})
+	t.Run("fails", func(t *testing.T) {
+		f := &flakyBind{failures: 1 << 30, err: errors.New("simulated: the KMC's database is gone")}
+		kn, k := startKMCNodeWith(t, func(k ca.KMC) ca.KMC { f.KMC = k; return f })
+		kn.account("kro1", "demo", policy.RoleKeyRecovery)
+		kn.account("kro2", "demo", policy.RoleKeyRecovery)
+		db := kn.n.Env().DB
+		// failed makes a dual request whose binding fails and returns the
+		// serials of its encryption and signing certificates.
+		seen := map[string]bool{}
+		encProf, signProf := "person-enc", "person-sign"
+		failed := func(name string) (string, string) {
+			t.Helper()
+			_, csr, _ := sm2Subscriber(t, t.TempDir(), name)
+			st, raw := kn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra", map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": true})
+			var encSerial, encStatus, signSerial, signStatus string
+			for _, c := range []struct{ profile, serial, status *string }{{&encProf, &encSerial, &encStatus}, {&signProf, &signSerial, &signStatus}} {
+				rows, _ := db.Query(context.Background(), "SELECT serial, status FROM ca_certificates WHERE profile = ?", *c.profile)
+				for rows.Next() {
+					var serial, status string
+					rows.Scan(&serial, &status)
+					if !seen[serial] {
+						seen[serial], *c.serial, *c.status = true, serial, status
+					}
+				}
+				rows.Close()
+			}
+			if st != http.StatusServiceUnavailable || !strings.Contains(string(raw), encSerial) || !strings.Contains(string(raw), signSerial) ||
+				strings.Contains(string(raw), "enveloped_key") {
+				t.Fatalf("dual issuance whose escrow is not recorded: %d %s", st, raw)
+			}
+			if encStatus != "revoked" || signStatus != "good" {
+				t.Fatalf("encryption certificate %s, signing certificate %s", encStatus, signStatus)
+			}
+			if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE status = 'pending'"); n != 1 {
+				t.Fatalf("%d pending escrows", n)
+			}
+			return encSerial, signSerial
+		}
+		recover := func(encSerial, signSerial string) {
+			t.Helper()
+			var signDER []byte
+			db.QueryRow(context.Background(), "SELECT der FROM ca_certificates WHERE serial = ?", signSerial).Scan(&signDER)
+			var pend kmc.PendingRecovery
+			kn.must("POST", "/api/v1/kmc/escrow/sm2-issuing/"+encSerial+"/recoveries", "ra", kmc.RecoveryRequest{
+				RecipientCertificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signDER})), Reason: "never delivered", CaseReference: "c"}, &pend)
+			if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE status = 'active' AND enc_serial = ? AND sign_serial = ?", encSerial, signSerial); n != 1 {
+				t.Fatalf("escrow of %s not bound", encSerial)
+			}
+		}
+		// A recovery of the revoked encryption certificate finds the escrow
+		// of its key at once.
+		recover(failed("subscriber1"))
+		// An hour later the sweep binds an escrow nobody asked for.
+		enc2, sign2 := failed("subscriber2")
+		kn.clock.Add(kmc.PendingMaxAge + time.Minute)
+		if bound, abandoned, err := k.Sweep(context.Background()); err != nil || bound != 1 || abandoned != 0 {
+			t.Fatalf("sweep: bound %d, abandoned %d, %v", bound, abandoned, err)
+		}
+		recover(enc2, sign2)
+	})
+	t.Run("client gives up", func(t *testing.T) {
+		f := &flakyBind{delay: 700 * time.Millisecond}
+		kn, _ := startKMCNodeWith(t, func(k ca.KMC) ca.KMC { f.KMC = k; return f })
+		kn.c.Timeout = 300 * time.Millisecond
+		_, csr, _ := sm2Subscriber(t, t.TempDir(), "subscriber")
+		b, _ := json.Marshal(map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": true})
+		req, _ := http.NewRequest("POST", "https://"+kn.n.Addresses().HTTPS+"/api/v1/ca/sm2-issuing/certificates", bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+kn.tokens["ra"])
+		if resp, err := kn.c.Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatal("the client did not give up")
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st, enc := kn.escrowStatus()
+			if st == kmc.StatusActive && enc != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("escrow %s after the client gave up", st)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if _, status := kn.certStatus("person-enc"); status != "good" {
+			t.Fatalf("encryption certificate %s", status)
+		}
+	})
+}
+
+// TestDualRefusedLeavesNoEscrow: a dual request refused by a profile never
+// reaches the KMC; one that fails after the KMC escrowed its key abandons
+// the escrow (its wrapped key wiped, audited); and the sweep abandons
+// escrows left pending by requests that ended abnormally.
+func TestDualRefusedLeavesNoEscrow(t *testing.T) {
+	kn, k := startKMCNodeWith(t, func(k ca.KMC) ca.KMC { return k })
+	dir := t.TempDir()
+	_, csr, _ := sm2Subscriber(t, dir, "subscriber")
+	record := map[string]string{"CN": "张三", "id-card": "11010519491231002X"}
+	for range 3 {
+		st, raw := kn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra",
+			map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": true, "enc_profile": "org-enc"})
+		if st != http.StatusUnprocessableEntity && st != http.StatusBadRequest {
+			t.Fatalf("dual with org-enc for a person: %d %s", st, raw)
+		}
+	}
+	if n := kn.count("SELECT COUNT(*) FROM kmc_escrow"); n != 0 {
+		t.Fatalf("%d escrows for refused requests", n)
+	}
+
+	// The signing key was reported compromised: the signing certificate is
+	// refused after the KMC escrowed the encryption key.
+	first := kn.signCert(csr, record)
+	kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": first.Serial, "reason": "keyCompromise"}, nil)
+	st, raw := kn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra", map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": true})
+	if st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "compromised") {
+		t.Fatalf("dual with a compromised signing key: %d %s", st, raw)
+	}
+	if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE status = 'abandoned' AND wrapped IS NULL"); n != 1 {
+		t.Fatalf("escrow of the refused request not abandoned (%d)", kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE wrapped IS NOT NULL"))
+	}
+	if n := kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'kmc.key.abandon'"); n != 1 {
+		t.Fatalf("%d kmc.key.abandon audit records", n)
+	}
+
+	// A request that died after ApplyKey; an hour later the sweep finds no
+	// certificate for the key and abandons it.
+	ctx := audit.WithActor(context.Background(), "test")
+	key, _ := sm2.GenerateKey(crand.Reader)
+	spki, _ := smx509.MarshalPKIXPublicKey(&key.PublicKey)
+	if _, err := k.ApplyKey(ctx, &kmc.ApplyKeyRequest{SigningPublicKey: spki, Subject: "CN=x", Org: "demo", Requester: "ra", CA: "sm2-issuing"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, abandoned, err := k.Sweep(ctx); err != nil || abandoned != 0 {
+		t.Fatalf("sweep of a fresh escrow: abandoned %d, %v", abandoned, err)
+	}
+	kn.clock.Add(kmc.PendingMaxAge + time.Minute)
+	if bound, abandoned, err := k.Sweep(ctx); err != nil || bound != 0 || abandoned != 1 {
+		t.Fatalf("sweep: bound %d, abandoned %d, %v", bound, abandoned, err)
+	}
+	if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE wrapped IS NOT NULL"); n != 0 {
+		t.Fatalf("%d escrowed keys left for no certificate", n)
+	}
 }

@@ -56,6 +56,7 @@ func newUpCmd() *cobra.Command {
 func services() []node.Service {
 	c, k := ca.New(), kmc.New()
 	c.UseKMC(kmcClient{k})
+	k.UseCertificates(caCertificates{c})
 	t := tsa.New(c)
 	return []node.Service{c, t, kms.New(), k, signature.New(c, c, t), directory.New(caSource{}), seal.New(c, c, t)}
 }

@@ -151,27 +151,53 @@ func (s *Service) authenticateCert(ctx context.Context, peer []*x509.Certificate
 		}
 	}
 	leaf := chain[0]
-	var accountID, created, mac string
-	issuer, subject := leaf.Issuer.String(), leaf.Subject.String()
-	err = s.db.Read(ctx, func(q store.Querier) error {
-		return q.QueryRow(ctx, "SELECT account_id, created_at, mac FROM authz_cert_bindings WHERE issuer = ? AND subject = ?", issuer, subject).
-			Scan(&accountID, &created, &mac)
-	})
-	if errors.Is(err, sql.ErrNoRows) {
+	accountID, err := s.certBinding(ctx, leaf.Issuer.String(), leaf.Subject.String())
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrTampered) {
 		return nil, ErrUnauthenticated
 	}
 	if err != nil {
 		return nil, err
-	}
-	if err := s.mac.Check(mac, "authz_cert_bindings", issuer, subject, accountID, created); err != nil {
-		s.alert(ctx, "cert-binding/"+subject, err)
-		return nil, ErrUnauthenticated
 	}
 	a, err := s.Account(ctx, accountID)
 	if err != nil || a.Disabled {
 		return nil, ErrUnauthenticated
 	}
 	return &Principal{Account: a, Roles: a.Roles, Via: "cert/" + leaf.SerialNumber.Text(16)}, nil
+}
+
+// certBinding returns the account a certificate issuer and subject (RFC 4514
+// strings) are bound to: ErrNotFound when none is, ErrTampered (alerted)
+// when the binding fails its integrity check.
+func (s *Service) certBinding(ctx context.Context, issuer, subject string) (string, error) {
+	var accountID, created, mac string
+	err := s.db.Read(ctx, func(q store.Querier) error {
+		return q.QueryRow(ctx, "SELECT account_id, created_at, mac FROM authz_cert_bindings WHERE issuer = ? AND subject = ?", issuer, subject).
+			Scan(&accountID, &created, &mac)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("%w: no account is bound to certificate subject %s", ErrNotFound, subject)
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := s.mac.Check(mac, "authz_cert_bindings", issuer, subject, accountID, created); err != nil {
+		s.alert(ctx, "cert-binding/"+subject, err)
+		return "", fmt.Errorf("%w: binding of certificate subject %s", ErrTampered, subject)
+	}
+	return accountID, nil
+}
+
+// CertificateAccount returns the account a certificate's issuer and subject
+// (RFC 4514 strings) are bound to (BindCertificate), for services that
+// deliver to a person's certificate (the KMC's judicial key recovery):
+// ErrNotFound when none is, ErrTampered when the binding fails its
+// integrity check.
+func (s *Service) CertificateAccount(ctx context.Context, issuer, subject string) (*Account, error) {
+	id, err := s.certBinding(ctx, issuer, subject)
+	if err != nil {
+		return nil, err
+	}
+	return s.Account(ctx, id)
 }
 
 // BindCertificate binds a client certificate's issuer and subject to an

@@ -26,7 +26,20 @@
 // certificate serial), why, the case reference and the recipient's
 // certificate; kmc.recovery_approvals distinct key recovery officers approve
 // exactly that request; then the key is delivered only as an SM2EnvelopedKey
-// to the recipient certificate's public key. Every step is audited. An
-// escrowed key stays recoverable until kmc.retention after its certificate's
-// notAfter, whether the certificate was revoked or not.
+// to the recipient certificate's public key. The recipient must be a signing
+// certificate a platform CA issued and has not revoked, of the subscriber
+// (user recovery, as GM/T 0014 RestoreKeyReq.userPubKey is the subscriber's
+// signing key) or bound to a key recovery officer's account (judicial
+// recovery); the KMC asks the CA through its Certificates interface, when
+// the recovery is asked for and again when it is carried out, and checks
+// that the encryption certificate the escrow names certifies the escrowed
+// key. Every step is audited. An escrowed key stays recoverable until
+// kmc.retention after its certificate's notAfter, whether the certificate
+// was revoked or not.
+//
+// An escrow no certificate was issued for is abandoned: its wrapped key is
+// wiped (Abandon, by the CA when its request fails after ApplyKey, or by the
+// sweep, sweep.go). One whose binding to its certificates was lost (the
+// CA's request ended abnormally) is bound later to the certificate of its
+// public key, by a recovery request naming that certificate or by the sweep.
 package kmc

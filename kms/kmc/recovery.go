@@ -2,16 +2,20 @@ package kmc
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,7 +38,15 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 		res := policy.Resource{Type: "kmc-escrow", ID: ca + "/" + serial}
 		var org string
 		err := s.env.DB.ReadRow(r.Context(), `SELECT org FROM kmc_escrow WHERE ca = ? AND (enc_serial = ? OR sign_serial = ?)`, ca, serial, serial).Scan(&org)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		if errors.Is(err, sql.ErrNoRows) {
+			// An encryption certificate whose escrow is still pending
+			// (requestRecovery binds it).
+			_, org, _, _, _, err = s.pendingOf(r.Context(), ca, serial)
+			if errors.Is(err, ErrNotFound) {
+				err = nil
+			}
+		}
+		if err != nil {
 			return res, err
 		}
 		res.Org = org
@@ -59,7 +71,10 @@ func (s *Service) APIRoutes(m *authz.Mux) {
 // RecoveryRequest is the body of POST /api/v1/kmc/escrow/{ca}/{serial}/recoveries.
 type RecoveryRequest struct {
 	// RecipientCertificate (PEM, SM2) receives the recovered key, enveloped
-	// to its public key.
+	// to its public key. It must be a signing certificate a platform CA
+	// issued and has not revoked, and either the subscriber's own (user
+	// recovery) or bound to a key recovery officer's account (judicial
+	// recovery): see checkRecipient.
 	RecipientCertificate string `json:"recipient_certificate"`
 	Reason               string `json:"reason"`
 	CaseReference        string `json:"case_reference"`
@@ -78,6 +93,17 @@ func (r *RecoveryRequest) Validate() error {
 	return nil
 }
 
+// Recovery modes (GM/T 0034-2014 §12.4 user and §12.5 judicial key
+// recovery), decided by the recipient certificate.
+const (
+	// ModeUser delivers the key to the subscriber's own signing
+	// certificate (GM/T 0014 RestoreKeyReq.userPubKey).
+	ModeUser = "user"
+	// ModeJudicial delivers it to a key recovery officer's certificate,
+	// for a judicial or official request.
+	ModeJudicial = "judicial"
+)
+
 // recoveryPayload is what the approvers approve, canonical (fixed field
 // order, encoding/json).
 type recoveryPayload struct {
@@ -92,6 +118,15 @@ type recoveryPayload struct {
 	Recipient     string `json:"recipient"`        // subject of the recipient certificate
 	RecipientCert []byte `json:"recipient_cert"`   // DER
 	RecipientHash string `json:"recipient_sha256"` // for people comparing
+	// Mode is ModeUser or ModeJudicial; RecipientCA and RecipientSerial
+	// name the recipient certificate on the platform CA that issued it,
+	// RecipientIssuer is its issuer's name; Officer is the key recovery
+	// officer's account name in a judicial recovery.
+	Mode            string `json:"mode,omitempty"`
+	RecipientCA     string `json:"recipient_ca,omitempty"`
+	RecipientSerial string `json:"recipient_serial,omitempty"`
+	RecipientIssuer string `json:"recipient_issuer,omitempty"`
+	Officer         string `json:"officer,omitempty"`
 }
 
 // PendingRecovery is the 202 answer of a recovery request.
@@ -102,40 +137,178 @@ type PendingRecovery struct {
 	Required    int    `json:"required"`
 	Expires     string `json:"expires"`
 	Summary     string `json:"summary"`
+	// Mode, RecipientCA, RecipientSerial and RecipientStatus say to whom
+	// the key would go.
+	Mode            string `json:"mode"`
+	RecipientCA     string `json:"recipient_ca"`
+	RecipientSerial string `json:"recipient_serial"`
+	RecipientStatus string `json:"recipient_status"`
 }
 
-func parseRecipient(pemText string, now time.Time) (*smx509.Certificate, *ecdsa.PublicKey, error) {
+// parseRecipientPEM reads the recipient certificate of a request.
+func parseRecipientPEM(pemText string) ([]byte, error) {
 	b, _ := pem.Decode([]byte(pemText))
 	if b == nil || b.Type != "CERTIFICATE" {
-		return nil, nil, fmt.Errorf("%w: recipient_certificate is not a PEM certificate", ErrRequest)
+		return nil, fmt.Errorf("%w: recipient_certificate is not a PEM certificate", ErrRequest)
 	}
-	c, err := smx509.ParseCertificate(b.Bytes)
+	if _, err := smx509.ParseCertificate(b.Bytes); err != nil {
+		return nil, fmt.Errorf("%w: recipient_certificate: %w", ErrRequest, err)
+	}
+	return b.Bytes, nil
+}
+
+// recipient is a recipient certificate checked by checkRecipient.
+type recipient struct {
+	cert    *smx509.Certificate
+	pub     *ecdsa.PublicKey
+	issued  *Certificate
+	mode    string
+	officer string
+}
+
+// oidIdentityArc is the arc of the GM/T 0015 subject-identity extensions
+// (resident ID, social insurance, business registration, organisation
+// code, tax number: 1.2.156.10260.4.1.x).
+var oidIdentityArc = asn1.ObjectIdentifier{1, 2, 156, 10260, 4}
+
+// sameSubscriber reports whether c names the holder of the encryption
+// certificate enc: the same subject and every GM/T 0015 identity
+// extension of enc with the same value (two people of one name and
+// organisation differ by their ID numbers).
+func sameSubscriber(enc, c *smx509.Certificate) bool {
+	if enc.Subject.String() != c.Subject.String() {
+		return false
+	}
+	for _, e := range enc.Extensions {
+		if len(e.Id) < len(oidIdentityArc) || !e.Id[:len(oidIdentityArc)].Equal(oidIdentityArc) {
+			continue
+		}
+		found := false
+		for _, f := range c.Extensions {
+			if f.Id.Equal(e.Id) && bytes.Equal(f.Value, e.Value) {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// checkRecipient decides whether the key certified by enc may be delivered
+// to the certificate der now (GM/T 0014 RestoreKeyReq delivers only to the
+// subscriber's signing key; GM/T 0034 §12.5 judicial recovery to the
+// officer's). The certificate must certify an SM2 signing key
+// (digitalSignature, not a CA), be valid now, have been issued by a
+// platform CA (signature and the CA's record) and not be revoked (the
+// CA's record, read now); and it must be the subscriber's (ModeUser:
+// sameSubscriber) or bound to the account of an enabled key recovery
+// officer (ModeJudicial: internal/authz certificate bindings). Refusals
+// are ErrPolicy and say why.
+func (s *Service) checkRecipient(ctx context.Context, enc *smx509.Certificate, der []byte, now time.Time) (*recipient, error) {
+	c, err := smx509.ParseCertificate(der)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: recipient_certificate: %w", ErrRequest, err)
+		return nil, fmt.Errorf("%w: recipient certificate: %w", ErrRequest, err)
 	}
 	pub, ok := c.PublicKey.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != sm2.P256() {
-		return nil, nil, fmt.Errorf("%w: the recipient certificate must certify an SM2 key (the key is delivered as an SM2EnvelopedKey)", ErrPolicy)
+	switch {
+	case !ok || pub.Curve != sm2.P256():
+		return nil, fmt.Errorf("%w: the recipient certificate must certify an SM2 key (the key is delivered as an SM2EnvelopedKey)", ErrPolicy)
+	case now.Before(c.NotBefore) || now.After(c.NotAfter):
+		return nil, fmt.Errorf("%w: the recipient certificate is not valid now (%s to %s)", ErrPolicy,
+			c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+	case c.IsCA || c.KeyUsage&smx509.KeyUsageDigitalSignature == 0:
+		return nil, fmt.Errorf("%w: the recipient certificate must be a signing certificate (digitalSignature): the key is enveloped to the holder's signing key (GM/T 0014 RestoreKeyReq)", ErrPolicy)
 	}
-	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
-		return nil, nil, fmt.Errorf("%w: the recipient certificate is not valid now", ErrPolicy)
+	issued, err := s.certs.FindIssued(ctx, der)
+	if errors.Is(err, httpx.ErrNotFound) {
+		return nil, fmt.Errorf("%w: the recipient certificate (issuer %s, serial %x) was not issued by a platform CA; the key is delivered only to a certificate the platform issued",
+			ErrPolicy, c.Issuer, c.SerialNumber)
 	}
-	return c, pub, nil
+	if err != nil {
+		return nil, fmt.Errorf("kmc: recipient certificate: %w", err)
+	}
+	if issued.Status != "good" {
+		return nil, fmt.Errorf("%w: the recipient certificate %s/%s is %s", ErrPolicy, issued.CA, issued.Serial, issued.Status)
+	}
+	r := &recipient{cert: c, pub: pub, issued: issued}
+	if sameSubscriber(enc, c) {
+		r.mode = ModeUser
+		return r, nil
+	}
+	acc, err := s.env.Authz.CertificateAccount(ctx, c.Issuer.String(), c.Subject.String())
+	switch {
+	case errors.Is(err, authz.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("kmc: recipient certificate's account: %w", err)
+	case acc.Disabled || !slices.Contains(acc.Roles, policy.RoleKeyRecovery):
+		return nil, fmt.Errorf("%w: the recipient certificate %s/%s is bound to account %s, which is not an enabled key recovery officer",
+			ErrPolicy, issued.CA, issued.Serial, acc.Name)
+	default:
+		r.mode, r.officer = ModeJudicial, acc.Name
+		return r, nil
+	}
+	return nil, fmt.Errorf("%w: the recipient certificate %s/%s (%s) is neither the subscriber's (subject %s and the same identity numbers) nor bound to a key recovery officer's account",
+		ErrPolicy, issued.CA, issued.Serial, c.Subject, enc.Subject)
+}
+
+// encCertificate loads the encryption certificate of escrow e from the CA
+// and requires it to certify the escrowed public key (bound to the
+// wrapped key by the wrapping's associated data): the escrow row's ca and
+// serial are not integrity-protected, the CA's certificate and the
+// wrapped key are.
+func (s *Service) encCertificate(ctx context.Context, e *escrow) (*smx509.Certificate, error) {
+	c, err := s.certs.IssuedCertificate(ctx, e.ca, e.encSerial)
+	if errors.Is(err, httpx.ErrNotFound) {
+		return nil, fmt.Errorf("%w: escrow %s names certificate %s/%s, which the CA does not have", ErrConflict, e.id, e.ca, e.encSerial)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kmc: encryption certificate %s/%s: %w", e.ca, e.encSerial, err)
+	}
+	cert, err := smx509.ParseCertificate(c.DER)
+	if err != nil {
+		return nil, fmt.Errorf("kmc: encryption certificate %s/%s: %w", e.ca, e.encSerial, err)
+	}
+	if !bytes.Equal(cert.RawSubjectPublicKeyInfo, e.publicKey) {
+		s.env.Logger.Error("kmc: an escrow names a certificate of another key; the escrow record may have been altered",
+			"escrow", e.id, "ca", e.ca, "enc_serial", e.encSerial)
+		return nil, fmt.Errorf("%w: escrow %s does not hold the key of certificate %s/%s (the public keys differ)", ErrConflict, e.id, e.ca, e.encSerial)
+	}
+	return cert, nil
+}
+
+// denied audits a refused recovery step.
+func (s *Service) denied(ctx context.Context, object string, err error, details map[string]any) {
+	d := map[string]any{"reason": err.Error()}
+	maps.Copy(d, details)
+	if _, aerr := s.env.Audit.Write(ctx, s.env.DB, audit.Record{Actor: audit.ActorFrom(ctx), Action: ActionRecover, Object: object,
+		Outcome: audit.Denied, RequestID: httpx.RequestID(ctx), Details: d}); aerr != nil {
+		s.env.Logger.Error("kmc: audit of a refused recovery failed", "error", aerr)
+	}
 }
 
 func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error {
 	p := authz.PrincipalFrom(r.Context())
 	ctx := audit.WithActor(r.Context(), p.Actor())
+	if s.certs == nil {
+		return fmt.Errorf("kmc: no certificate authority is wired in to check certificates: %w", httpx.ErrUnavailable)
+	}
 	var req RecoveryRequest
 	if err := httpx.DecodeJSON(r, &req); err != nil {
 		return err
 	}
 	ca, serial := r.PathValue("ca"), strings.ToLower(r.PathValue("serial"))
 	e, err := s.findEscrow(ctx, ca, serial)
+	if errors.Is(err, ErrNotFound) {
+		// The CA issued the certificate but its escrow was never bound.
+		if err = s.lateBind(ctx, ca, serial); err == nil {
+			e, err = s.findEscrow(ctx, ca, serial)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, ErrSigningKey) {
-			_, _ = s.env.Audit.Write(ctx, s.env.DB, audit.Record{Actor: p.Actor(), Action: ActionRecover, Object: "cert/" + ca + "/" + serial,
-				Outcome: audit.Denied, RequestID: httpx.RequestID(ctx), Details: map[string]any{"reason": "signing key"}})
+			s.denied(ctx, "cert/"+ca+"/"+serial, errors.New("signing key"), nil)
 		}
 		return err
 	}
@@ -143,20 +316,49 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 	if err := s.recoverable(e, now); err != nil {
 		return err
 	}
-	cert, _, err := parseRecipient(req.RecipientCertificate, now)
+	der, err := parseRecipientPEM(req.RecipientCertificate)
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(cert.Raw)
-	pl := recoveryPayload{Kind: RecoverKind, Escrow: e.id, CA: ca, Serial: serial, Subject: e.subject, Requester: p.Account.ID,
-		Reason: req.Reason, CaseReference: req.CaseReference, Recipient: cert.Subject.String(), RecipientCert: cert.Raw,
-		RecipientHash: hex.EncodeToString(sum[:])}
+	enc, err := s.encCertificate(ctx, e)
+	if err != nil {
+		if errors.Is(err, ErrConflict) {
+			s.denied(ctx, "kmc-escrow/"+e.id, err, nil)
+		}
+		return err
+	}
+	rc, err := s.checkRecipient(ctx, enc, der, now)
+	if err != nil {
+		if errors.Is(err, ErrPolicy) {
+			sum := sha256.Sum256(der)
+			s.denied(ctx, "kmc-escrow/"+e.id, err, map[string]any{"ca": ca, "serial": serial, "recipient_sha256": hex.EncodeToString(sum[:])})
+		}
+		return err
+	}
+	sum := sha256.Sum256(der)
+	pl := recoveryPayload{Kind: RecoverKind, Escrow: e.id, CA: ca, Serial: serial, Subject: enc.Subject.String(), Requester: p.Account.ID,
+		Reason: req.Reason, CaseReference: req.CaseReference, Recipient: rc.cert.Subject.String(), RecipientCert: der,
+		RecipientHash: hex.EncodeToString(sum[:]), Mode: rc.mode, RecipientCA: rc.issued.CA, RecipientSerial: rc.issued.Serial,
+		RecipientIssuer: rc.cert.Issuer.String(), Officer: rc.officer}
 	payload, err := json.Marshal(pl)
 	if err != nil {
 		return err
 	}
-	summary := fmt.Sprintf("recover the escrowed encryption key of %s (certificate %s/%s) for %s (certificate SHA-256 %s); reason: %s; case %s",
-		e.subject, ca, serial, pl.Recipient, pl.RecipientHash, req.Reason, req.CaseReference)
+	pubSum := sha256.Sum256(e.publicKey)
+	requestedBy := "account " + rc.issued.Requester
+	if acc, err := s.env.Authz.Account(ctx, rc.issued.Requester); err == nil {
+		requestedBy = acc.Name
+	}
+	var to string
+	if rc.mode == ModeUser {
+		to = "user key recovery (GM/T 0034 §12.4), to the subscriber's own signing certificate"
+	} else {
+		to = "judicial key recovery (GM/T 0034 §12.5), to the certificate of key recovery officer " + rc.officer
+	}
+	summary := fmt.Sprintf("%s: recover the escrowed encryption key of %s (certificate %s/%s, public key SHA-256 %x) for %s: certificate %s/%s issued by %s, status %s, valid until %s, issued %s at the request of %s (certificate SHA-256 %s); reason: %s; case %s",
+		to, pl.Subject, ca, serial, pubSum, pl.Recipient, rc.issued.CA, rc.issued.Serial, pl.RecipientIssuer, rc.issued.Status,
+		rc.cert.NotAfter.UTC().Format(time.RFC3339), rc.issued.Created.UTC().Format(time.RFC3339), requestedBy,
+		pl.RecipientHash, req.Reason, req.CaseReference)
 	d, err := s.env.Dual.Create(ctx, dualRequest(p.Account.ID, payload, s.cfg.RecoveryApprovals, s.cfg.RecoveryTTL, summary))
 	if err != nil {
 		return err
@@ -167,7 +369,8 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 	}
 	w.Header().Set("Location", "/api/v1/approvals/"+d.ID)
 	return httpx.WriteJSON(w, http.StatusAccepted, &PendingRecovery{Approval: d.ID, Status: string(d.Status),
-		PayloadHash: hex.EncodeToString(d.PayloadHash), Required: d.Required, Expires: d.Expires.Format(time.RFC3339), Summary: summary})
+		PayloadHash: hex.EncodeToString(d.PayloadHash), Required: d.Required, Expires: d.Expires.Format(time.RFC3339), Summary: summary,
+		Mode: rc.mode, RecipientCA: rc.issued.CA, RecipientSerial: rc.issued.Serial, RecipientStatus: rc.issued.Status})
 }
 
 // recoverable refuses keys not yet bound to a certificate or past retention.
@@ -193,9 +396,17 @@ type RecoveryResponse struct {
 	Recipient    string `json:"recipient"`
 }
 
+// executeRecovery carries out an approved recovery. Everything checked
+// when it was asked is checked again now, since the approvals may have
+// taken days: the escrow and its retention, the encryption certificate's
+// key, and the recipient certificate (still issued, not revoked, valid,
+// and still the subscriber's or a key recovery officer's).
 func (s *Service) executeRecovery(w http.ResponseWriter, r *http.Request) error {
 	p := authz.PrincipalFrom(r.Context())
 	ctx := audit.WithActor(r.Context(), p.Actor())
+	if s.certs == nil {
+		return fmt.Errorf("kmc: no certificate authority is wired in to check certificates: %w", httpx.ErrUnavailable)
+	}
 	id := r.PathValue("id")
 	var payload []byte
 	var escrowID string
@@ -215,14 +426,32 @@ func (s *Service) executeRecovery(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	if e.id != pl.Escrow {
+		err := fmt.Errorf("%w: certificate %s/%s is now bound to escrow %s, not to %s which was approved", ErrConflict, pl.CA, pl.Serial, e.id, pl.Escrow)
+		s.denied(ctx, "kmc-escrow/"+pl.Escrow, err, map[string]any{"approval": id})
+		return err
+	}
 	if err := s.recoverable(e, now); err != nil {
 		return err
 	}
-	cert, err := smx509.ParseCertificate(pl.RecipientCert)
+	enc, err := s.encCertificate(ctx, e)
 	if err != nil {
-		return fmt.Errorf("kmc: recovery %s: %w", id, err)
+		if errors.Is(err, ErrConflict) {
+			s.denied(ctx, "kmc-escrow/"+e.id, err, map[string]any{"approval": id})
+		}
+		return err
 	}
-	recipient, _ := cert.PublicKey.(*ecdsa.PublicKey)
+	rc, err := s.checkRecipient(ctx, enc, pl.RecipientCert, now)
+	if err == nil && pl.Mode != "" && (rc.mode != pl.Mode || rc.issued.CA != pl.RecipientCA || rc.issued.Serial != pl.RecipientSerial) {
+		err = fmt.Errorf("%w: the recipient certificate is no longer what was approved (%s recovery to %s/%s)", ErrPolicy, pl.Mode, pl.RecipientCA, pl.RecipientSerial)
+	}
+	if err != nil {
+		if errors.Is(err, ErrPolicy) {
+			err = fmt.Errorf("%w (checked again at execution)", err)
+			s.denied(ctx, "kmc-escrow/"+e.id, err, map[string]any{"approval": id, "recipient_sha256": pl.RecipientHash})
+		}
+		return err
+	}
 	var env []byte
 	err = s.env.Dual.Do(ctx, id, payload, func(tx *store.Tx) error {
 		k, err := s.unwrap(ctx, tx, e)
@@ -231,10 +460,10 @@ func (s *Service) executeRecovery(w http.ResponseWriter, r *http.Request) error 
 		}
 		defer zero(k)
 		spki, err := smx509.MarshalPKIXPublicKey(&k.PublicKey)
-		if err != nil || !bytes.Equal(spki, e.publicKey) {
-			return errors.Join(err, fmt.Errorf("kmc: escrow %s: the unwrapped key does not match its public key", e.id))
+		if err != nil || !bytes.Equal(spki, e.publicKey) || !bytes.Equal(spki, enc.RawSubjectPublicKeyInfo) {
+			return errors.Join(err, fmt.Errorf("kmc: escrow %s: the unwrapped key does not match its certificate's public key", e.id))
 		}
-		if env, err = sm2.MarshalEnvelopedPrivateKey(rand.Reader, recipient, k); err != nil {
+		if env, err = sm2.MarshalEnvelopedPrivateKey(rand.Reader, rc.pub, k); err != nil {
 			return fmt.Errorf("kmc: envelope: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE kmc_recoveries SET executed_at = ? WHERE id = ?`, fmtTime(now), id); err != nil {
@@ -243,7 +472,8 @@ func (s *Service) executeRecovery(w http.ResponseWriter, r *http.Request) error 
 		_, err = s.env.Audit.Append(ctx, tx, audit.Record{Actor: p.Actor(), Action: ActionRecover, Object: "kmc-escrow/" + e.id,
 			Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
 			Details: map[string]any{"approval": id, "ca": pl.CA, "serial": pl.Serial, "subject": pl.Subject, "requester": pl.Requester,
-				"reason": pl.Reason, "case_reference": pl.CaseReference, "recipient": pl.Recipient, "recipient_sha256": pl.RecipientHash}})
+				"reason": pl.Reason, "case_reference": pl.CaseReference, "recipient": pl.Recipient, "recipient_sha256": pl.RecipientHash,
+				"mode": rc.mode, "recipient_ca": rc.issued.CA, "recipient_serial": rc.issued.Serial, "officer": rc.officer}})
 		return err
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -49,6 +50,7 @@ var (
 const (
 	ActionGenerate = "kmc.key.generate"
 	ActionBind     = "kmc.key.bind"
+	ActionAbandon  = "kmc.key.abandon"
 	ActionRecover  = "kms.key.recover"
 	// RecoverKind is the dual-control kind of a key recovery.
 	RecoverKind = "kms.key.recover"
@@ -58,13 +60,53 @@ const (
 const (
 	StatusPending = "pending" // generated, certificate not yet issued
 	StatusActive  = "active"  // bound to its encryption certificate
+	// StatusAbandoned: no certificate was issued for the key (the request
+	// failed after ApplyKey); its wrapped key is wiped.
+	StatusAbandoned = "abandoned"
 )
+
+// Certificates is the KMC's view of the platform's certificate authorities
+// (ARCHITECTURE.md §1: cmd/govtrust wires the CA in). Not-found errors
+// wrap httpx.ErrNotFound.
+type Certificates interface {
+	// IssuedCertificate returns certificate serial of CA caID as the CA
+	// recorded it.
+	IssuedCertificate(ctx context.Context, caID, serial string) (*Certificate, error)
+	// FindIssued returns the CA's record of the certificate der when a
+	// platform CA issued exactly these bytes (its signature verifies under
+	// that CA's certificate and the CA recorded them).
+	FindIssued(ctx context.Context, der []byte) (*Certificate, error)
+	// CertificatesForKey returns the certificates CA caID (any CA when
+	// "") recorded between from and to that certify the public key spki.
+	CertificatesForKey(ctx context.Context, caID string, spki []byte, from, to time.Time) ([]*Certificate, error)
+}
+
+// Certificate is a certificate as the CA recorded it.
+type Certificate struct {
+	CA, Serial string
+	DER        []byte
+	// Status is "good" or "revoked".
+	Status string
+	// Requester is the account that asked for it; Created when it was
+	// recorded.
+	Requester string
+	Created   time.Time
+}
 
 // Service is the key management centre.
 type Service struct {
-	env *node.Env
-	cfg config.KMCConfig
+	env   *node.Env
+	cfg   config.KMCConfig
+	certs Certificates
+	// stop ends the sweep loop, done is closed when it has.
+	stop context.CancelFunc
+	done chan struct{}
 }
+
+// UseCertificates wires the platform's CA in. Without it the KMC generates
+// and escrows keys, but refuses recoveries (it cannot check certificates)
+// and does not sweep pending escrows.
+func (s *Service) UseCertificates(c Certificates) { s.certs = c }
 
 var (
 	_ node.Service   = (*Service)(nil)
@@ -102,6 +144,9 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	if err != nil {
 		return fmt.Errorf("kmc: escrow key %s: %w", s.cfg.EscrowKey, err)
 	}
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop, s.done = cancel, make(chan struct{})
+	go s.sweepLoop(loopCtx)
 	return nil
 }
 
@@ -116,12 +161,31 @@ func (s *Service) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Stop implements node.Service.
-func (s *Service) Stop(context.Context) error { return nil }
+// Stop implements node.Service: it ends the sweep loop and waits for it.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.stop == nil {
+		return nil
+	}
+	s.stop()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kmc: stop sweep: %w", ctx.Err())
+	}
+}
 
 const timeFormat = time.RFC3339Nano
 
 func fmtTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+// nullString is NULL for "", else s.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
 
 // ApplyKeyRequest is the CA's request for an encryption key pair
 // (GM/T 0014 ApplyKeyReq, GM-STANDARDS.md §2.3).
@@ -215,8 +279,8 @@ func (s *Service) ApplyKey(ctx context.Context, req *ApplyKeyRequest) (*ApplyKey
 	pubHash := sha256.Sum256(spki)
 	err = s.env.DB.Tx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO kmc_escrow (id, algorithm, public_key, wrapped, escrow_key, sign_public_key, subject, org,
-			requester, status, created_at) VALUES (?, 'sm2', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			id, spki, wrapped, s.cfg.EscrowKey, req.SigningPublicKey, req.Subject, req.Org, req.Requester, StatusPending,
+			requester, ca, status, created_at) VALUES (?, 'sm2', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			id, spki, wrapped, s.cfg.EscrowKey, req.SigningPublicKey, req.Subject, req.Org, req.Requester, nullString(req.CA), StatusPending,
 			fmtTime(s.env.Clock.Now())); err != nil {
 			return err
 		}
@@ -235,19 +299,76 @@ func (s *Service) ApplyKey(ctx context.Context, req *ApplyKeyRequest) (*ApplyKey
 // Bind records the certificates issued for an escrowed key (the encryption
 // certificate and its signing twin), which makes the key recoverable by
 // the encryption certificate's serial until retention after notAfter.
+// Binding an escrow again to the same certificates succeeds (a caller that
+// lost the answer tries again); to others, or an abandoned escrow, is a
+// conflict.
 func (s *Service) Bind(ctx context.Context, escrowID, ca, encSerial, signSerial string, notAfter time.Time) error {
+	return s.bind(ctx, escrowID, ca, encSerial, signSerial, notAfter, nil)
+}
+
+func (s *Service) bind(ctx context.Context, escrowID, ca, encSerial, signSerial string, notAfter time.Time, extra map[string]any) error {
 	return s.env.DB.Tx(ctx, func(tx *store.Tx) error {
 		res, err := tx.Exec(ctx, `UPDATE kmc_escrow SET ca = ?, enc_serial = ?, sign_serial = ?, not_after = ?, status = ?
-			WHERE id = ? AND status = ?`, ca, encSerial, signSerial, fmtTime(notAfter), StatusActive, escrowID, StatusPending)
+			WHERE id = ? AND status = ?`, ca, encSerial, nullString(signSerial), fmtTime(notAfter), StatusActive, escrowID, StatusPending)
 		if err != nil {
 			return fmt.Errorf("kmc: bind %s: %w", escrowID, err)
 		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			return errors.Join(err, fmt.Errorf("%w: escrow %s is not pending", ErrConflict, escrowID))
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("kmc: bind %s: %w", escrowID, err)
 		}
+		if n != 1 {
+			var status string
+			var caCol, enc, sign sql.NullString
+			err := tx.QueryRow(ctx, `SELECT status, ca, enc_serial, sign_serial FROM kmc_escrow WHERE id = ?`, escrowID).Scan(&status, &caCol, &enc, &sign)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("%w: escrow %s", ErrNotFound, escrowID)
+			case err != nil:
+				return fmt.Errorf("kmc: bind %s: %w", escrowID, err)
+			case status == StatusActive && caCol.String == ca && enc.String == encSerial && sign.String == signSerial:
+				return nil
+			}
+			return fmt.Errorf("%w: escrow %s is %s (certificate %s/%s), not pending", ErrConflict, escrowID, status, caCol.String, enc.String)
+		}
+		details := map[string]any{"ca": ca, "enc_serial": encSerial, "sign_serial": signSerial, "not_after": fmtTime(notAfter)}
+		maps.Copy(details, extra)
 		_, err = s.env.Audit.Append(ctx, tx, audit.Record{Actor: audit.ActorFrom(ctx), Action: ActionBind, Object: "kmc-escrow/" + escrowID,
-			Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
-			Details: map[string]any{"ca": ca, "enc_serial": encSerial, "sign_serial": signSerial, "not_after": fmtTime(notAfter)}})
+			Outcome: audit.Success, RequestID: httpx.RequestID(ctx), Details: details})
+		return err
+	})
+}
+
+// Abandon marks a pending escrow abandoned and wipes its wrapped key: no
+// certificate was issued for it (the CA's request failed after ApplyKey, or
+// the sweep found none). Abandoning an abandoned escrow again succeeds; an
+// escrow bound to a certificate is never abandoned (a conflict).
+func (s *Service) Abandon(ctx context.Context, escrowID, reason string) error {
+	return s.env.DB.Tx(ctx, func(tx *store.Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE kmc_escrow SET status = ?, wrapped = NULL WHERE id = ? AND status = ?`,
+			StatusAbandoned, escrowID, StatusPending)
+		if err != nil {
+			return fmt.Errorf("kmc: abandon %s: %w", escrowID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("kmc: abandon %s: %w", escrowID, err)
+		}
+		if n != 1 {
+			var status string
+			err := tx.QueryRow(ctx, `SELECT status FROM kmc_escrow WHERE id = ?`, escrowID).Scan(&status)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("%w: escrow %s", ErrNotFound, escrowID)
+			case err != nil:
+				return fmt.Errorf("kmc: abandon %s: %w", escrowID, err)
+			case status == StatusAbandoned:
+				return nil
+			}
+			return fmt.Errorf("%w: escrow %s is %s; only a pending escrow is abandoned", ErrConflict, escrowID, status)
+		}
+		_, err = s.env.Audit.Append(ctx, tx, audit.Record{Actor: audit.ActorFrom(ctx), Action: ActionAbandon, Object: "kmc-escrow/" + escrowID,
+			Outcome: audit.Success, RequestID: httpx.RequestID(ctx), Details: map[string]any{"reason": reason, "wrapped_key": "wiped"}})
 		return err
 	})
 }
