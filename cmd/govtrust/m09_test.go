@@ -78,11 +78,7 @@ func TestM09BackupRestoreDrill(t *testing.T) {
 		revoked    string // reason, when revoked before the backup
 	}
 	var seq atomic.Int64
-	issue := func(caID string) (*issued, error) {
-		var key crypto.Signer = ecKey
-		if caID == "sm2-issuing" {
-			key = smKey
-		}
+	issueWith := func(caID string, key crypto.Signer) (*issued, error) {
 		body, err := issueBody(key, fmt.Sprintf("h%d.m09.example.gov.cn", seq.Add(1)))
 		if err != nil {
 			return nil, err
@@ -94,6 +90,13 @@ func TestM09BackupRestoreDrill(t *testing.T) {
 		c := &issued{ca: caID}
 		c.serial, c.der, err = decodeIssued(raw)
 		return c, err
+	}
+	issue := func(caID string) (*issued, error) {
+		var key crypto.Signer = ecKey
+		if caID == "sm2-issuing" {
+			key = smKey
+		}
+		return issueWith(caID, key)
 	}
 	revoke := func(c *issued, reason string) *ca.RevokeResponse {
 		t.Helper()
@@ -169,8 +172,20 @@ func TestM09BackupRestoreDrill(t *testing.T) {
 
 	// After the backup: more certificates, a revocation, new CRLs.
 	var after []*issued
+	// after[0] is revoked for keyCompromise below: a key of its own, since
+	// that revokes every certificate of the key (ca/keysweep.go).
+	ownKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 10 {
-		c, err := issue(cas[i%2])
+		var c *issued
+		var err error
+		if i == 0 {
+			c, err = issueWith(cas[0], ownKey)
+		} else {
+			c, err = issue(cas[i%2])
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -700,14 +700,6 @@ func TestM03RevocationAckSurvivesKill(t *testing.T) {
 		cert                     *smx509.Certificate
 	}
 	cas := []string{"ecdsa-issuing", "sm2-issuing"}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	smKey, err := sm2.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	reasons := []string{"keyCompromise", "superseded", "affiliationChanged", "cessationOfOperation", "privilegeWithdrawn"}
 	crlBefore := map[string]*big.Int{}
 	files := map[string]*caFiles{
@@ -720,9 +712,17 @@ func TestM03RevocationAckSurvivesKill(t *testing.T) {
 	targets := make([]*target, reps)
 	for i := range targets {
 		tg := &target{ca: cas[i%2], reason: reasons[i%len(reasons)]}
-		var key crypto.Signer = ecKey
+		// A key per certificate: a keyCompromise revocation revokes every
+		// certificate of its key with it (ca/keysweep.go).
+		var key crypto.Signer
+		var err error
 		if tg.ca == "sm2-issuing" {
-			key = smKey
+			key, err = sm2.GenerateKey(rand.Reader)
+		} else {
+			key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 		body, err := issueBody(key, fmt.Sprintf("r%d.m03.example.gov.cn", i))
 		if err != nil {
