@@ -219,10 +219,17 @@ func (f *File) Validate() error {
 	} else if *f.PathLength < 0 || *f.PathLength > 8 {
 		bad("path_length %d: want 0 to 8", *f.PathLength)
 	}
+	seenPolicy := map[string]bool{}
 	for _, p := range f.Policies {
-		if _, err := parseOID(p); err != nil {
+		oid, err := parseOID(p)
+		switch {
+		case err != nil:
 			bad("certificate_policies: %w", err)
+		case seenPolicy[oid.String()]:
+			// RFC 5280 §4.2.1.4: a policy OID appears at most once.
+			bad("certificate_policies: %s is listed twice", p)
 		}
+		seenPolicy[oid.String()] = true
 	}
 	for name, urls := range map[string][]string{"crl_urls": f.CRLURLs, "ca_issuers_urls": f.CAIssuersURLs, "ocsp_urls": f.OCSPURLs} {
 		for _, u := range urls {

@@ -6,7 +6,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/asn1"
+	"encoding/pem"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/internal/testenv"
 )
 
 // TestExamplesValid: every example ceremony file of testdata decodes and
@@ -47,6 +51,7 @@ func TestValidate(t *testing.T) {
 		{"no path length", "path_length: 0", "", "path_length is required"},
 		{"validity", "days: 3650", "days: 0", "validity"},
 		{"policy OID", `["2.5.29.32.0"]`, `["anyPolicy"]`, "not a dotted OID"},
+		{"policy twice", `["2.5.29.32.0"]`, `["2.5.29.32.0", "2.5.29.32.0"]`, "listed twice"},
 		{"https CRL", "http://pki.example.gov.cn/pki/gov-ecdsa-root.crl", "https://pki.example.gov.cn/x.crl", "crl_urls"},
 		{"no issuer", "issuer:", "nobody:", "field nobody not found"},
 		{"key mode", "mode: create", "mode: maybe", `key.mode "maybe"`},
@@ -181,6 +186,125 @@ func TestSignAndCheck(t *testing.T) {
 			cross.PathLength = &one
 			if _, err := CrossSign(cross, b, root, rootSigner, now); err == nil || !strings.Contains(err.Error(), "path_length") {
 				t.Errorf("cross-certificate with path_length 1 under a pathlen-1 root: %v", err)
+			}
+		})
+	}
+}
+
+// testKey makes a key of alg ("ecdsa" or "sm2").
+func testKey(t *testing.T, alg string) crypto.Signer {
+	t.Helper()
+	if alg == "sm2" {
+		k, err := sm2.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// loadExample loads testdata/<name>-<alg>.yaml.
+func loadExample(t *testing.T, name, alg string) *File {
+	t.Helper()
+	f, err := Load("testdata/" + name + "-" + alg + ".yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// hierarchy is a root, a sub-CA and a second root cross-certified by the
+// first, made by the example ceremonies of alg.
+type hierarchy struct {
+	rootKey, subKey, bKey crypto.Signer
+	root, sub, rootB      *smx509.Certificate
+	cross                 *smx509.Certificate
+	subFile, crossFile    *File
+}
+
+func makeHierarchy(t *testing.T, alg string, now time.Time) *hierarchy {
+	t.Helper()
+	h := &hierarchy{rootKey: testKey(t, alg), subKey: testKey(t, alg), bKey: testKey(t, alg)}
+	parse := func(der []byte, err error) *smx509.Certificate {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := smx509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	h.root = parse(SelfSign(loadExample(t, "root", alg), h.rootKey, now))
+	h.subFile = loadExample(t, "sub", alg)
+	csr, err := CSR(h.subFile, h.subKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sub = parse(SignCSR(h.subFile, csr, h.root, h.rootKey, now))
+	fb := loadExample(t, "root", alg)
+	fb.Subject.CN += " B"
+	fb.PathLength = new(int)
+	h.rootB = parse(SelfSign(fb, h.bKey, now))
+	h.crossFile = &File{Kind: Cross, CA: "b", Algorithm: h.subFile.Algorithm, Validity: Validity{Days: 365}, PathLength: new(int),
+		Policies: []string{"2.5.29.32.0", "1.2.156.112559.1.1.6.1"}, Issuer: &Issuer{Certificate: "x", KeyURI: "soft:x"},
+		SubjectCertificate: "y", Key: Key{Mode: Create}}
+	h.cross = parse(CrossSign(h.crossFile, h.rootB, h.root, h.rootKey, now))
+	return h
+}
+
+// writePEM writes a certificate as PEM under dir.
+func writePEM(t *testing.T, dir, name string, der []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestPoliciesWritten: the certificate_policies of the ceremony file are
+// in the root, sub-CA and cross-certificates, as Go and OpenSSL read them
+// (Go ≥ 1.24 writes only Certificate.Policies, so PolicyIdentifiers in a
+// template was silently dropped).
+func TestPoliciesWritten(t *testing.T) {
+	openssl := testenv.LookPath(t, "openssl")
+	for _, alg := range []string{"ecdsa", "sm2"} {
+		t.Run(alg, func(t *testing.T) {
+			h := makeHierarchy(t, alg, time.Now())
+			dir := t.TempDir()
+			for _, c := range []struct {
+				name string
+				cert *smx509.Certificate
+				want []string
+			}{
+				{"root", h.root, []string{"2.5.29.32.0"}},
+				{"sub", h.sub, []string{"2.5.29.32.0"}},
+				{"cross", h.cross, []string{"2.5.29.32.0", "1.2.156.112559.1.1.6.1"}},
+			} {
+				var got []string
+				for _, p := range c.cert.Policies {
+					got = append(got, p.String())
+				}
+				if strings.Join(got, " ") != strings.Join(c.want, " ") {
+					t.Errorf("%s: policies %v, want %v", c.name, got, c.want)
+				}
+				out, err := exec.Command(openssl, "x509", "-in", writePEM(t, dir, c.name+".pem", c.cert.Raw), "-noout", "-text").CombinedOutput()
+				if err != nil {
+					t.Fatalf("openssl x509 %s: %v\n%s", c.name, err, out)
+				}
+				if !strings.Contains(string(out), "X509v3 Certificate Policies") || !strings.Contains(string(out), "Policy: X509v3 Any Policy") {
+					t.Errorf("%s: OpenSSL finds no certificatePolicies:\n%s", c.name, out)
+				}
+				if len(c.want) > 1 && !strings.Contains(string(out), "Policy: "+c.want[1]) {
+					t.Errorf("%s: OpenSSL does not list %s:\n%s", c.name, c.want[1], out)
+				}
 			}
 		})
 	}

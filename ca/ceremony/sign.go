@@ -7,6 +7,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
@@ -78,7 +80,7 @@ func SelfSign(f *File, signer crypto.Signer, now time.Time) ([]byte, error) {
 	if err := cert.CheckSignatureFrom(cert); err != nil {
 		return nil, fmt.Errorf("root does not verify with its own key: %w", err)
 	}
-	if errs := lint.Errors(lint.Certificate(cert, cert)); len(errs) > 0 {
+	if errs := lint.Errors(lint.Check(der, cert, f.expect())); len(errs) > 0 {
 		return nil, fmt.Errorf("lint: %v", errs)
 	}
 	return der, nil
@@ -160,9 +162,7 @@ func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, issue
 	if tmpl.NotAfter.After(issuer.NotAfter) {
 		return nil, fmt.Errorf("validity ends %s, after the issuer's certificate (%s)", tmpl.NotAfter.Format(time.RFC3339), issuer.NotAfter.UTC().Format(time.RFC3339))
 	}
-	pathLen := *f.PathLength
-	exp := lint.Expect{Purpose: lint.PurposeCA, KeyUsage: caKeyUsage, PathLen: &pathLen}
-	linted, err := lint.Precheck(tmpl, issuer, pub, exp)
+	linted, err := lint.Precheck(tmpl, issuer, pub, f.expect())
 	if err != nil {
 		return nil, err
 	}
@@ -219,11 +219,57 @@ func (f *File) template(now time.Time, subj []byte, pub crypto.PublicKey) (*smx5
 		IssuingCertificateURL: f.CAIssuersURLs,
 		OCSPServer:            f.OCSPURLs,
 	}
-	for _, p := range f.Policies {
-		oid, _ := parseOID(p) // validated
-		t.PolicyIdentifiers = append(t.PolicyIdentifiers, oid)
+	if len(f.Policies) > 0 {
+		ext, err := policiesExtension(f.policyOIDs())
+		if err != nil {
+			return nil, err
+		}
+		t.ExtraExtensions = append(t.ExtraExtensions, ext)
 	}
 	return t, nil
+}
+
+// oidCertificatePolicies is id-ce-certificatePolicies (RFC 5280 §4.2.1.4).
+var oidCertificatePolicies = asn1.ObjectIdentifier{2, 5, 29, 32}
+
+// policiesExtension encodes certificatePolicies with one PolicyInformation
+// per OID and no qualifiers. It is written by hand, as ca/profile does:
+// smx509.CreateCertificate, like crypto/x509 since Go 1.24
+// (x509usepolicies=1), writes only the Policies field and silently drops
+// PolicyIdentifiers, so the encoding must not depend on which field the
+// library reads.
+func policiesExtension(oids []asn1.ObjectIdentifier) (pkix.Extension, error) {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		for _, id := range oids {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(id) })
+		}
+	})
+	v, err := b.Bytes()
+	if err != nil {
+		return pkix.Extension{}, fmt.Errorf("encode certificatePolicies: %w", err)
+	}
+	return pkix.Extension{Id: oidCertificatePolicies, Value: v}, nil
+}
+
+// policyOIDs are the file's certificate_policies (validated), never nil:
+// the lint expects exactly these, and none when the file gives none.
+func (f *File) policyOIDs() []asn1.ObjectIdentifier {
+	out := make([]asn1.ObjectIdentifier, 0, len(f.Policies))
+	for _, p := range f.Policies {
+		oid, _ := parseOID(p) // validated
+		out = append(out, oid)
+	}
+	return out
+}
+
+// expect is what the lint requires of the ceremony's certificate: a CA
+// with the platform's key usages, the file's path length, exactly its
+// policies and, when it gives them, exactly its URLs.
+func (f *File) expect() lint.Expect {
+	pathLen := *f.PathLength
+	return lint.Expect{Purpose: lint.PurposeCA, KeyUsage: caKeyUsage, PathLen: &pathLen, Policies: f.policyOIDs(),
+		CRLDistributionPoints: f.CRLURLs, OCSPServers: f.OCSPURLs, IssuingCertificateURLs: f.CAIssuersURLs}
 }
 
 // newSerial is 0x01 and 16 random bytes, like every serial of the platform
