@@ -36,9 +36,10 @@ type KeyMode string
 // Key modes.
 const (
 	// CreateIfAbsent uses the key at the URI when it exists and makes it
-	// otherwise (the default).
+	// otherwise (for a ceremony run again after an interruption).
 	CreateIfAbsent KeyMode = "create-if-absent"
-	// Create makes the key and fails if the URI already names one.
+	// Create makes the key and fails if the URI already names one (the
+	// default: a typing error in key.uri must not adopt another CA's key).
 	Create KeyMode = "create"
 	// Existing uses the key at the URI and fails if there is none.
 	Existing KeyMode = "existing"
@@ -153,7 +154,7 @@ func Parse(data []byte) (*File, error) {
 	sum := sm3.Sum(data)
 	f.SM3 = sum[:]
 	if f.Key.Mode == "" {
-		f.Key.Mode = CreateIfAbsent
+		f.Key.Mode = Create
 	}
 	if err := f.Validate(); err != nil {
 		return nil, err
@@ -257,6 +258,9 @@ func (f *File) Validate() error {
 		}
 		if f.Kind == Sub && f.SubjectCertificate != "" {
 			bad("subject_certificate is only for cross ceremonies")
+		}
+		if f.Kind == Sub && f.Issuer != nil && f.Issuer.KeyURI != "" && f.Issuer.KeyURI == f.Key.URI {
+			bad("key.uri is issuer.key_uri: a sub-CA has a key of its own, never its issuer's")
 		}
 	}
 	return errors.Join(errs...)

@@ -56,6 +56,7 @@ func TestValidate(t *testing.T) {
 		{"no issuer", "issuer:", "nobody:", "field nobody not found"},
 		{"key mode", "mode: create", "mode: maybe", `key.mode "maybe"`},
 		{"country", "C: CN", "C: China", "subject.C"},
+		{"issuer's key", "uri: soft:ca/gov-ecdsa-sub", "uri: soft:ca/gov-ecdsa-root", "key.uri is issuer.key_uri"},
 		{"CN too long", "CN: 某某市政务 ECDSA 签发 CA", "CN: " + strings.Repeat("长", 65), "subject.CN"},
 	}
 	for _, c := range cases {
@@ -307,5 +308,58 @@ func TestPoliciesWritten(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestIssuerKeyRefused: no ceremony certifies its issuer's own key under
+// another name (a sub-CA request made with the root's key, or a "cross"
+// root that has the issuer's key), and a key.mode left out means create.
+func TestIssuerKeyRefused(t *testing.T) {
+	for _, alg := range []string{"ecdsa", "sm2"} {
+		t.Run(alg, func(t *testing.T) {
+			now := time.Now()
+			rootKey := testKey(t, alg)
+			rootDER, err := SelfSign(loadExample(t, "root", alg), rootKey, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			root, _ := smx509.ParseCertificate(rootDER)
+			sub := loadExample(t, "sub", alg)
+			csr, err := CSR(sub, rootKey) // the request is signed by the root's key
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := SignCSR(sub, csr, root, rootKey, now); err == nil || !strings.Contains(err.Error(), "issuer's own key") {
+				t.Errorf("SignCSR of a request for the issuer's key: %v", err)
+			}
+			// A second root with the first's key and another name.
+			twin := loadExample(t, "root", alg)
+			twin.Subject.CN += " twin"
+			twinDER, err := SelfSign(twin, rootKey, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			twinCert, _ := smx509.ParseCertificate(twinDER)
+			cross := &File{Kind: Cross, CA: "twin", Algorithm: sub.Algorithm, Validity: Validity{Days: 365}, PathLength: new(int),
+				Issuer: &Issuer{Certificate: "x", KeyURI: "soft:x"}, SubjectCertificate: "y", Key: Key{Mode: Create}}
+			if _, err := CrossSign(cross, twinCert, root, rootKey, now); err == nil || !strings.Contains(err.Error(), "issuer's own key") {
+				t.Errorf("CrossSign of a root with the issuer's key: %v", err)
+			}
+		})
+	}
+	b, err := os.ReadFile("testdata/sub-sm2.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := strings.Replace(string(b), "  mode: create\n", "", 1)
+	if src == string(b) {
+		t.Fatal("no key.mode in the example")
+	}
+	f, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Key.Mode != Create {
+		t.Errorf("default key.mode %q, want %q", f.Key.Mode, Create)
 	}
 }

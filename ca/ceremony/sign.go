@@ -146,6 +146,11 @@ func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, issue
 	if !issuer.IsCA || issuer.KeyUsage&smx509.KeyUsageCertSign == 0 {
 		return nil, errors.New("issuer.certificate is not a CA certificate with keyCertSign")
 	}
+	if samePublicKey(pub, issuer.PublicKey) {
+		// A second certificate for the issuer's key under another name
+		// would be a CA that no CRL of the issuer's covers.
+		return nil, errors.New("the key to certify is the issuer's own key: a CA certificate certifies another CA's key")
+	}
 	tmpl, err := f.template(now, subj, pub)
 	if err != nil {
 		return nil, err

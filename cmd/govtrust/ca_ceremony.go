@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -64,8 +68,12 @@ func withCeremony(dataDir, dbURL *string, fn func(ctx context.Context, cmd *cobr
 }
 
 // ceremonyKey returns the signer of the ceremony's key, making the key as
-// the file's key.mode says.
+// the file's key.mode says. A key of another CA of the data directory is
+// refused before anything is made or used.
 func ceremonyKey(ctx context.Context, env *ceremonyEnv, f *ceremony.File) (crypto.Signer, bool, error) {
+	if err := env.checkKeyOwner(ctx, f.CA, f.Key.URI, nil); err != nil {
+		return nil, false, err
+	}
 	req := &hsm.SignerRequest{URI: f.Key.URI, Service: "ca"}
 	created := false
 	if f.Key.Mode != ceremony.Existing {
@@ -82,7 +90,82 @@ func ceremonyKey(ctx context.Context, env *ceremonyEnv, f *ceremony.File) (crypt
 	if err != nil {
 		return nil, false, fmt.Errorf("key %s: %w", f.Key.URI, err)
 	}
+	if !created {
+		// The key was there already: it may be another CA's under another
+		// URI (a PKCS#11 object with two labels).
+		if err := env.checkKeyOwner(ctx, f.CA, "", s.Public()); err != nil {
+			return nil, false, err
+		}
+	}
 	return s, created, nil
+}
+
+// keyCeremonies are the audit actions of the ceremonies that make or
+// certify a CA key; their records name the CA (object ca/<id>), the key URI
+// when the key is this data directory's, and the public key's SHA-256.
+var keyCeremonies = []string{"ca.ceremony.root", "ca.ceremony.request", "ca.ceremony.sign-sub", "ca.ceremony.cross-sign"}
+
+// checkKeyOwner refuses, for a ceremony of CA id, a key that belongs to
+// another CA of the data directory: one recorded in ca_authorities (by URI
+// or public key), or one an earlier ceremony here made or certified for
+// another CA. An empty uri or a nil pub is not compared.
+func (env *ceremonyEnv) checkKeyOwner(ctx context.Context, id, uri string, pub crypto.PublicKey) error {
+	h, err := ca.FindKeyHolder(ctx, env.db, uri, pub)
+	if err != nil {
+		return err
+	}
+	what := "the key"
+	if uri != "" {
+		what = "key " + uri
+	}
+	if h != nil && h.ID != id && h.Lineage != id {
+		return fmt.Errorf("%s is the key of CA %s of this data directory; a new CA needs a key of its own", what, h.ID)
+	}
+	sum := ""
+	if pub != nil {
+		if sum, err = publicKeySHA256(pub); err != nil {
+			return err
+		}
+	}
+	return env.db.Read(ctx, func(q store.Querier) error {
+		rows, err := q.Query(ctx, "SELECT seq, object, details FROM audit_log WHERE outcome = ? AND action IN (?, ?, ?, ?)",
+			audit.Success, keyCeremonies[0], keyCeremonies[1], keyCeremonies[2], keyCeremonies[3])
+		if err != nil {
+			return fmt.Errorf("read ceremony records: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var seq int64
+			var object, details string
+			if err := rows.Scan(&seq, &object, &details); err != nil {
+				return fmt.Errorf("read ceremony records: %w", err)
+			}
+			var d struct {
+				KeyURI    string `json:"key_uri"`
+				PublicKey string `json:"public_key_sha256"`
+			}
+			if json.Unmarshal([]byte(details), &d) != nil {
+				continue
+			}
+			other, _ := strings.CutPrefix(object, "ca/")
+			if other == id || !((uri != "" && d.KeyURI == uri) || (sum != "" && d.PublicKey == sum)) {
+				continue
+			}
+			return fmt.Errorf("%s was made or certified for CA %s by a ceremony of this data directory (audit record %d); a new CA needs a key of its own", what, other, seq)
+		}
+		return rows.Err()
+	})
+}
+
+// publicKeySHA256 is the hex SHA-256 of a key's SubjectPublicKeyInfo (DER),
+// as `openssl pkey -pubin -outform DER | sha256sum` computes it.
+func publicKeySHA256(pub crypto.PublicKey) (string, error) {
+	spki, err := smx509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("public key: %w", err)
+	}
+	sum := sha256.Sum256(spki)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // issuerOf reads the ceremony's issuer certificate and key.
@@ -149,8 +232,12 @@ fingerprint printed, and an audit record with the ceremony file's SM3 hash.
 				return err
 			}
 			fp := ceremony.Fingerprint(der)
+			pk, err := publicKeySHA256(signer.Public())
+			if err != nil {
+				return err
+			}
 			if err := env.record(ctx, "ca.ceremony.root", f, map[string]any{"key_uri": f.Key.URI, "key_created": created,
-				"fingerprint": fp, "certificate": out}); err != nil {
+				"public_key_sha256": pk, "fingerprint": fp, "certificate": out}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "root %s: certificate %s\nSHA-256 fingerprint: %s\nceremony SM3: %s\n", f.CA, out, fp, f.SM3Hex())
@@ -200,7 +287,12 @@ Then on the node: govtrust ca import --cert sub.pem --chain root.pem ...`,
 				if err := writePEM(csrOut, "CERTIFICATE REQUEST", der); err != nil {
 					return err
 				}
-				if err := env.record(ctx, "ca.ceremony.request", f, map[string]any{"key_uri": f.Key.URI, "key_created": created, "request": csrOut}); err != nil {
+				pk, err := publicKeySHA256(signer.Public())
+				if err != nil {
+					return err
+				}
+				if err := env.record(ctx, "ca.ceremony.request", f, map[string]any{"key_uri": f.Key.URI, "key_created": created,
+					"public_key_sha256": pk, "request": csrOut}); err != nil {
 					return err
 				}
 				fmt.Fprintf(w, "sub-CA %s: key %s, request %s\nceremony SM3: %s\n", f.CA, f.Key.URI, csrOut, f.SM3Hex())
@@ -212,6 +304,13 @@ Then on the node: govtrust ca import --cert sub.pem --chain root.pem ...`,
 			csr, err := readPEMFile(sign, "CERTIFICATE REQUEST")
 			if err != nil {
 				return err
+			}
+			req, err := smx509.ParseCertificateRequest(csr)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sign, err)
+			}
+			if err := env.checkKeyOwner(ctx, f.CA, "", req.PublicKey); err != nil {
+				return fmt.Errorf("the request's key: %w", err)
 			}
 			issuer, signer, err := issuerOf(ctx, env, f)
 			if err != nil {
@@ -250,6 +349,9 @@ func crossSignCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("subject_certificate: %w", err)
 			}
+			if err := env.checkKeyOwner(ctx, f.CA, "", subj[0].PublicKey); err != nil {
+				return fmt.Errorf("subject_certificate: %w", err)
+			}
 			issuer, signer, err := issuerOf(ctx, env, f)
 			if err != nil {
 				return err
@@ -282,7 +384,11 @@ func finishSigned(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *
 		return err
 	}
 	fp := ceremony.Fingerprint(der)
-	if err := env.record(ctx, action, f, map[string]any{"issuer_key_uri": f.Issuer.KeyURI, "fingerprint": fp,
+	pk, err := publicKeySHA256(cert.PublicKey)
+	if err != nil {
+		return err
+	}
+	if err := env.record(ctx, action, f, map[string]any{"issuer_key_uri": f.Issuer.KeyURI, "fingerprint": fp, "public_key_sha256": pk,
 		"serial": fmt.Sprintf("%x", cert.SerialNumber.Bytes()), "subject": cert.Subject.String(), "certificate": out, "recorded_under": issuerID}); err != nil {
 		return err
 	}

@@ -180,6 +180,13 @@ func TestOfflineRootCeremony(t *testing.T) {
 			runOpenSSL(t, crlArgs...)
 			p.stop(t)
 
+			// The node's built-in issuing CA's key is not a new sub-CA's.
+			builtin := editCeremony(t, work, "sub-"+alg+".yaml", "builtin-key.yaml", "ca: "+sub, "ca: another-sub",
+				"uri: soft:ca/"+sub+"\n  mode: create", "uri: soft:ca/"+alg+"-issuing\n  mode: existing")
+			if out, code := govtrust(t, "ca", "init-sub", "--ceremony", builtin, "--data", nodeDir, "--csr-out", at("builtin.csr")); code == 0 || !strings.Contains(out, "is the key of CA "+alg+"-issuing") {
+				t.Fatalf("init-sub with the built-in issuing CA's key = %d\n%s", code, out)
+			}
+
 			// Every step is in the audit logs with the ceremony file's SM3.
 			for _, c := range []struct {
 				dir, action, file string
@@ -218,4 +225,65 @@ func countAudit(t *testing.T, dir, action, hash string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// editCeremony writes a copy of the example ceremony file from as to, with
+// each pair of edits applied (each must apply).
+func editCeremony(t *testing.T, dir, from, to string, edits ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, from))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for i := 0; i+1 < len(edits); i += 2 {
+		n := strings.Replace(s, edits[i], edits[i+1], 1)
+		if n == s {
+			t.Fatalf("%s: %q not found", from, edits[i])
+		}
+		s = n
+	}
+	p := filepath.Join(dir, to)
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestCeremonyRefusesAnotherCAsKey: a ceremony never gives a new CA the key
+// of a CA the data directory already has: a sub ceremony whose key.uri
+// names another root's key (even in create-if-absent mode) is refused before
+// any request is made, and a request whose key an earlier ceremony
+// certified for another CA is not signed.
+func TestCeremonyRefusesAnotherCAsKey(t *testing.T) {
+	work := t.TempDir()
+	copyCeremonies(t, work)
+	at := func(n string) string { return filepath.Join(work, n) }
+	rootDir, nodeDir := at("root"), at("node")
+	mustGovtrust(t, "ca", "init-root", "--ceremony", at("root-ecdsa.yaml"), "--data", rootDir, "--out", at("root.pem"))
+	rootB := editCeremony(t, work, "root-ecdsa.yaml", "root-b.yaml", "ca: gov-ecdsa-root", "ca: gov-ecdsa-root-b",
+		"uri: soft:ca/gov-ecdsa-root", "uri: soft:ca/gov-ecdsa-root-b", "ECDSA 根 CA", "ECDSA 根 CA B")
+	mustGovtrust(t, "ca", "init-root", "--ceremony", rootB, "--data", rootDir, "--out", at("root-b.pem"))
+
+	// The other root's key as the sub-CA's key.
+	bad := editCeremony(t, work, "sub-ecdsa.yaml", "bad-sub.yaml", "uri: soft:ca/gov-ecdsa-sub\n  mode: create", "uri: soft:ca/gov-ecdsa-root-b\n  mode: create-if-absent")
+	out, code := govtrust(t, "ca", "init-sub", "--ceremony", bad, "--data", rootDir, "--csr-out", at("bad.csr"))
+	if code == 0 || !strings.Contains(out, "made or certified for CA gov-ecdsa-root-b") {
+		t.Fatalf("init-sub with another root's key = %d\n%s", code, out)
+	}
+	if _, err := os.Stat(at("bad.csr")); err == nil {
+		t.Fatal("a request was written")
+	}
+
+	// One key certified as two sub-CAs.
+	mustGovtrust(t, "ca", "init-sub", "--ceremony", at("sub-ecdsa.yaml"), "--data", nodeDir, "--csr-out", at("sub.csr"))
+	mustGovtrust(t, "ca", "init-sub", "--ceremony", at("sub-ecdsa.yaml"), "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))
+	second := editCeremony(t, work, "sub-ecdsa.yaml", "second-sub.yaml", "ca: gov-ecdsa-sub", "ca: gov-ecdsa-sub-2")
+	out, code = govtrust(t, "ca", "init-sub", "--ceremony", second, "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub2.pem"))
+	if code == 0 || !strings.Contains(out, "made or certified for CA gov-ecdsa-sub") {
+		t.Fatalf("signing one key as a second sub-CA = %d\n%s", code, out)
+	}
+	if _, err := os.Stat(at("sub2.pem")); err == nil {
+		t.Fatal("a certificate was written")
+	}
 }
