@@ -204,6 +204,11 @@ func checkCross(a *authority, cross, issuer *smx509.Certificate, now time.Time) 
 		return fmt.Errorf("%w: the certificate comes from %s's own issuer %q: a cross-certificate comes from another CA", ErrPolicy, a.id, a.cert.Issuer)
 	case !cross.BasicConstraintsValid || !cross.IsCA || cross.KeyUsage&smx509.KeyUsageCertSign == 0:
 		return fmt.Errorf("%w: not a CA certificate (basicConstraints cA and keyCertSign)", ErrPolicy)
+	case len(a.cert.SubjectKeyId) > 0 && !bytes.Equal(cross.SubjectKeyId, a.cert.SubjectKeyId):
+		// The CA's certificates name its identifier in their
+		// authorityKeyIdentifier; a path builder passes over an issuer
+		// whose identifier differs (RFC 5280 §4.2.1.1, §4.2.1.2).
+		return fmt.Errorf("%w: the certificate's subjectKeyIdentifier %x is not %s's %x: paths through it would not reach the CA's certificates", ErrPolicy, cross.SubjectKeyId, a.id, a.cert.SubjectKeyId)
 	case !now.Before(cross.NotAfter):
 		return fmt.Errorf("%w: the certificate expired at %s", ErrPolicy, cross.NotAfter.UTC().Format(time.RFC3339))
 	case !bytes.Equal(cross.RawIssuer, issuer.RawSubject):

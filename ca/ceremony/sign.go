@@ -110,12 +110,17 @@ func SignCSR(f *File, csrDER []byte, issuer *smx509.Certificate, signer crypto.S
 	if err := checkAlgorithm(f.Algorithm, csr.PublicKey); err != nil {
 		return nil, fmt.Errorf("request key: %w", err)
 	}
-	return f.signUnder(now, subj, csr.PublicKey, issuer, signer)
+	return f.signUnder(now, subj, csr.PublicKey, nil, issuer, signer)
 }
 
 // CrossSign certifies the subject and key of another root (subject) under
 // issuer: the cross-certificate of RFC 5280 §3.2, with the subject's name
-// and subjectKeyIdentifier unchanged so paths through either root meet.
+// and subjectKeyIdentifier unchanged so paths through either root meet: the
+// certificates the subject issued name that identifier in their
+// authorityKeyIdentifier, and path builders (OpenSSL's X509_check_akid)
+// pass over an issuer whose identifier differs. A root made by another tool
+// may use another method than RFC 7093's (SHA-1, RFC 5280 §4.2.1.2), so
+// the identifier is copied, never recomputed.
 func CrossSign(f *File, subject, issuer *smx509.Certificate, signer crypto.Signer, now time.Time) ([]byte, error) {
 	if f.Kind != Cross {
 		return nil, fmt.Errorf("cross-signing is a cross ceremony, not %s", f.Kind)
@@ -135,11 +140,12 @@ func CrossSign(f *File, subject, issuer *smx509.Certificate, signer crypto.Signe
 			return nil, errors.New("subject: the ceremony's subject is not subject_certificate's; leave it out or copy it exactly")
 		}
 	}
-	return f.signUnder(now, subject.RawSubject, subject.PublicKey, issuer, signer)
+	return f.signUnder(now, subject.RawSubject, subject.PublicKey, subject.SubjectKeyId, issuer, signer)
 }
 
-// signUnder signs a CA certificate for pub under issuer, linted first.
-func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, issuer *smx509.Certificate, signer crypto.Signer) ([]byte, error) {
+// signUnder signs a CA certificate for pub under issuer, linted first; ski,
+// when not empty, is its subjectKeyIdentifier (computed otherwise).
+func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, ski []byte, issuer *smx509.Certificate, signer crypto.Signer) ([]byte, error) {
 	if !samePublicKey(signer.Public(), issuer.PublicKey) {
 		return nil, errors.New("issuer.key_uri is not the key of issuer.certificate")
 	}
@@ -154,6 +160,9 @@ func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, issue
 	tmpl, err := f.template(now, subj, pub)
 	if err != nil {
 		return nil, err
+	}
+	if len(ski) > 0 {
+		tmpl.SubjectKeyId = bytes.Clone(ski)
 	}
 	// Go omits the AKI when issuer and subject names are equal (a renewed
 	// or same-named cross-certified root); RFC 5280 §4.2.1.1 wants it in
