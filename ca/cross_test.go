@@ -116,6 +116,7 @@ func TestCrossCertificates(t *testing.T) {
 		{"issuer's name, another key", "ecdsa-root", "operator", pemCert(ceremonytest.CrossSign(t, root, fake, fakeKey)), otherPEM, http.StatusUnprocessableEntity, "does not verify"},
 		{"the CA's own certificate", "ecdsa-issuing", "operator", pemCert(sub.Raw), pemCert(root.Raw), http.StatusUnprocessableEntity, "own issuer"},
 		{"not a CA certificate", "ecdsa-root", "operator", pemCert(endEntity(t, root, other, otherKey)), otherPEM, http.StatusUnprocessableEntity, "not a CA certificate"},
+		{"path length too small", "ecdsa-root", "operator", pemCert(crossCert(t, root, other, otherKey, root.SubjectKeyId, 0)), otherPEM, http.StatusUnprocessableEntity, "pathLenConstraint 0"},
 		{"another subjectKeyIdentifier", "ecdsa-root", "operator", pemCert(crossCert(t, root, other, otherKey, bytes.Repeat([]byte{7}, 20), 1)), otherPEM, http.StatusUnprocessableEntity, "subjectKeyIdentifier"},
 	} {
 		status, raw := tn.do("POST", "/api/v1/ca/"+c.ca+"/cross-certificates", c.role, CrossRequest{Certificate: c.cert, Issuer: c.issuer}, nil)

@@ -453,3 +453,68 @@ func TestCrossKeepsSubjectKeyID(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckCAPath: ca import refuses a CA its chain does not allow
+// (pathLenConstraint, RFC 5280 §6.1.4 (l)) and a link whose identifiers do
+// not match, and accepts the same CA under a chain that allows it.
+func TestCheckCAPath(t *testing.T) {
+	for _, alg := range []string{"ecdsa", "sm2"} {
+		t.Run(alg, func(t *testing.T) {
+			now := time.Now()
+			// ca makes a CA certificate for key under parent (self-signed
+			// when parent is nil) with path length pathLen.
+			ca := func(cn string, key crypto.Signer, parent *smx509.Certificate, parentKey crypto.Signer, pathLen int) *smx509.Certificate {
+				t.Helper()
+				tmpl := &smx509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: cn}, NotBefore: now.Add(-time.Hour),
+					NotAfter: now.AddDate(5, 0, 0), IsCA: true, BasicConstraintsValid: true, MaxPathLen: pathLen, MaxPathLenZero: pathLen == 0,
+					KeyUsage: caKeyUsage}
+				if parent == nil {
+					parent, parentKey = tmpl, key
+				}
+				der, err := smx509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, _ := smx509.ParseCertificate(der)
+				return c
+			}
+			rootKey, interKey, subKey := testKey(t, alg), testKey(t, alg), testKey(t, alg)
+			chain := func(certs ...*smx509.Certificate) []*smx509.Certificate { return certs }
+
+			// A root that allows no CA below it.
+			root0 := ca("Root pathlen 0", rootKey, nil, nil, 0)
+			sub := ca("Sub", subKey, root0, rootKey, 0)
+			if err := CheckCA(sub, chain(root0), subKey.Public(), now); err == nil || !strings.Contains(err.Error(), "pathLenConstraint") {
+				t.Errorf("sub-CA under a pathlen-0 root: %v", err)
+			}
+			// Three levels: the intermediate's path length 0 leaves no room
+			// for the imported CA; the root's 1 would not either.
+			root2 := ca("Root pathlen 2", rootKey, nil, nil, 2)
+			inter0 := ca("Inter pathlen 0", interKey, root2, rootKey, 0)
+			sub = ca("Sub", subKey, inter0, interKey, 0)
+			if err := CheckCA(sub, chain(inter0, root2), subKey.Public(), now); err == nil || !strings.Contains(err.Error(), "Inter pathlen 0") {
+				t.Errorf("sub-CA under a pathlen-0 intermediate: %v", err)
+			}
+			root1 := ca("Root pathlen 1", rootKey, nil, nil, 1)
+			inter1 := ca("Inter pathlen 1", interKey, root1, rootKey, 1)
+			sub = ca("Sub", subKey, inter1, interKey, 0)
+			if err := CheckCA(sub, chain(inter1, root1), subKey.Public(), now); err == nil || !strings.Contains(err.Error(), "Root pathlen 1") {
+				t.Errorf("sub-CA two levels under a pathlen-1 root: %v", err)
+			}
+			inter1 = ca("Inter pathlen 1", interKey, root2, rootKey, 1)
+			sub = ca("Sub", subKey, inter1, interKey, 0)
+			if err := CheckCA(sub, chain(inter1, root2), subKey.Public(), now); err != nil {
+				t.Errorf("sub-CA under a chain that allows it: %v", err)
+			}
+
+			// The right signature, but an authorityKeyIdentifier that is not
+			// the root's subjectKeyIdentifier.
+			fake := *root2
+			fake.SubjectKeyId = bytes.Repeat([]byte{9}, 20)
+			sub = ca("Sub", subKey, &fake, rootKey, 0)
+			if err := CheckCA(sub, chain(root2), subKey.Public(), now); err == nil || !strings.Contains(err.Error(), "authorityKeyIdentifier") {
+				t.Errorf("sub-CA with another AKI: %v", err)
+			}
+		})
+	}
+}

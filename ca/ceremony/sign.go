@@ -362,7 +362,12 @@ func Fingerprint(der []byte) string {
 // did not make: the key is the certificate's, the certificate is a CA
 // allowed to sign certificates and CRLs (RFC 5280 §4.2.1.3, §4.2.1.9) and
 // valid at now, and chain (issuer first, ending in a self-signed root)
-// verifies link by link with every link a CA with keyCertSign.
+// verifies link by link with every link a CA with keyCertSign whose
+// subjectKeyIdentifier is the authorityKeyIdentifier below it (when both
+// are present) and whose pathLenConstraint leaves room for the CA and for
+// the certificates it will issue (RFC 5280 §6.1.4 (l), (m)). Last, the
+// chain is validated as a relying party would, with the root as the only
+// trust anchor.
 func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.PublicKey, now time.Time) error {
 	if !samePublicKey(pub, cert.PublicKey) {
 		return errors.New("the key is not the certificate's key")
@@ -377,6 +382,10 @@ func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.P
 		return errors.New("no chain: give the issuer's certificate up to the root")
 	}
 	child := cert
+	// below counts the CA certificates under chain[i] that are not
+	// self-issued, the imported one included: it will issue certificates,
+	// so it is an intermediate of every path through it.
+	below := 0
 	for i, c := range append(chain, chain[len(chain)-1]) {
 		if err := child.CheckSignatureFrom(c); err != nil {
 			if i == len(chain) {
@@ -387,16 +396,48 @@ func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.P
 		if !bytes.Equal(child.RawIssuer, c.RawSubject) {
 			return fmt.Errorf("chain link %d: issuer name of %s is not the subject of %s", i, child.Subject, c.Subject)
 		}
+		if len(child.AuthorityKeyId) > 0 && len(c.SubjectKeyId) > 0 && !bytes.Equal(child.AuthorityKeyId, c.SubjectKeyId) {
+			return fmt.Errorf("chain link %d: the authorityKeyIdentifier %x of %s is not the subjectKeyIdentifier %x of %s (RFC 5280 §4.2.1.1)",
+				i, child.AuthorityKeyId, child.Subject, c.SubjectKeyId, c.Subject)
+		}
 		if !c.IsCA || c.KeyUsage&smx509.KeyUsageCertSign == 0 {
 			return fmt.Errorf("chain certificate %s is not a CA with keyCertSign", c.Subject)
 		}
 		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
 			return fmt.Errorf("chain certificate %s is not valid now", c.Subject)
 		}
+		if i == len(chain) {
+			break // the root's link to itself
+		}
+		if !bytes.Equal(child.RawSubject, child.RawIssuer) {
+			below++
+		}
+		if limit, ok := PathLen(c); ok && below > limit {
+			return fmt.Errorf("chain certificate %s allows %d CA certificate(s) below it (pathLenConstraint), the imported CA would be number %d: every certificate it issued would fail validation (RFC 5280 §6.1.4 (l))",
+				c.Subject, limit, below)
+		}
 		child = c
 	}
 	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
 		return errors.New("the certificate is not valid now")
 	}
+	roots, inter := smx509.NewCertPool(), smx509.NewCertPool()
+	roots.AddCert(chain[len(chain)-1])
+	for _, c := range chain[:len(chain)-1] {
+		inter.AddCert(c)
+	}
+	if _, err := cert.Verify(smx509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []smx509.ExtKeyUsage{smx509.ExtKeyUsageAny}}); err != nil {
+		return fmt.Errorf("the chain does not validate: %w", err)
+	}
 	return nil
+}
+
+// PathLen returns the pathLenConstraint of a CA certificate, and false when
+// it has none (RFC 5280 §4.2.1.9).
+func PathLen(c *smx509.Certificate) (int, bool) {
+	if !c.BasicConstraintsValid || c.MaxPathLen < 0 || (c.MaxPathLen == 0 && !c.MaxPathLenZero) {
+		return 0, false
+	}
+	return c.MaxPathLen, true
 }
