@@ -248,7 +248,8 @@ func TestCrossCertificateSM2(t *testing.T) {
 		t.Fatal(err)
 	}
 	cf, err := ceremony.Parse([]byte("kind: cross\nca: cross-sm2\nalgorithm: sm2\nvalidity:\n  days: 1825\npath_length: 1\n" +
-		"subject_certificate: subject.pem\nissuer:\n  certificate: issuer.pem\n  key_uri: soft:ca/other-sm2\n"))
+		"subject_certificate: subject.pem\nsubject_certificate_sha256: " + ceremony.Fingerprint(tn.svc.lookup("sm2-root").cert.Raw) +
+		"\nissuer:\n  certificate: issuer.pem\n  key_uri: soft:ca/other-sm2\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,8 +70,13 @@ type File struct {
 	Issuer *Issuer `yaml:"issuer"`
 	// SubjectCertificate is, for a cross ceremony, the certificate of the
 	// root whose subject and key are certified (a path relative to the
-	// ceremony file).
-	SubjectCertificate string `yaml:"subject_certificate"`
+	// ceremony file); SubjectCertificateSHA256 pins it (required).
+	SubjectCertificate       string `yaml:"subject_certificate"`
+	SubjectCertificateSHA256 string `yaml:"subject_certificate_sha256"`
+	// RequestSHA256 pins, in a sub ceremony, the request the signing step
+	// signs: the first step prints it, and the file is reviewed again with
+	// it before the second (required there).
+	RequestSHA256 string `yaml:"request_sha256"`
 
 	// SM3 is the SM3 hash of the file as read: what reviewers signed off.
 	SM3 []byte `yaml:"-"`
@@ -108,9 +113,41 @@ type Validity struct {
 // Issuer is the CA that signs a sub or cross certificate.
 type Issuer struct {
 	// Certificate is the issuer's certificate (PEM or DER), relative to the
-	// ceremony file.
-	Certificate string `yaml:"certificate"`
-	KeyURI      string `yaml:"key_uri"`
+	// ceremony file; CertificateSHA256, when given, pins it.
+	Certificate       string `yaml:"certificate"`
+	CertificateSHA256 string `yaml:"certificate_sha256"`
+	KeyURI            string `yaml:"key_uri"`
+}
+
+// Pins are SHA-256 fingerprints of the DER of a file the ceremony reads,
+// written as `openssl x509 -fingerprint -sha256` prints them (colon-separated
+// hex, any case) or as plain hex (`openssl dgst -sha256` of the DER).
+var pinRE = regexp.MustCompile(`^(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$`)
+
+// CheckPin refuses der unless its SHA-256 is pin; field names the pin in
+// the message.
+func CheckPin(field, pin string, der []byte) error {
+	if pin == "" {
+		return fmt.Errorf("%s is required: the SHA-256 fingerprint of the file the ceremony reads", field)
+	}
+	got := Fingerprint(der)
+	if !strings.EqualFold(strings.ReplaceAll(pin, ":", ""), strings.ReplaceAll(got, ":", "")) {
+		return fmt.Errorf("%s: the file read has SHA-256 %s, not the reviewed %s; refusing", field, got, pin)
+	}
+	return nil
+}
+
+// CheckSM3 refuses to run a ceremony file other than the reviewed one:
+// reviewed is the hex SM3 hash the reviewers signed off (`openssl dgst -sm3`).
+func (f *File) CheckSM3(reviewed string) error {
+	reviewed = strings.TrimSpace(reviewed)
+	if reviewed == "" {
+		return errors.New("the reviewed SM3 hash of the ceremony file is required (openssl dgst -sm3 FILE)")
+	}
+	if !strings.EqualFold(reviewed, f.SM3Hex()) {
+		return fmt.Errorf("the ceremony file's SM3 hash is %s, not the reviewed %s: this is not the file that was reviewed; refusing", f.SM3Hex(), reviewed)
+	}
+	return nil
 }
 
 // idRE is the CA id syntax of CONTRACT.md.
@@ -238,6 +275,23 @@ func (f *File) Validate() error {
 				bad("%s: %q: want an http:// or ldap:// URL (RFC 5280 §4.2.1.13: relying parties fetch them without TLS)", name, u)
 			}
 		}
+	}
+	for name, pin := range map[string]string{"subject_certificate_sha256": f.SubjectCertificateSHA256, "request_sha256": f.RequestSHA256} {
+		if pin != "" && !pinRE.MatchString(pin) {
+			bad("%s %q: want a SHA-256 fingerprint (64 hex digits, colons allowed)", name, pin)
+		}
+	}
+	if f.Issuer != nil && f.Issuer.CertificateSHA256 != "" && !pinRE.MatchString(f.Issuer.CertificateSHA256) {
+		bad("issuer.certificate_sha256 %q: want a SHA-256 fingerprint (64 hex digits, colons allowed)", f.Issuer.CertificateSHA256)
+	}
+	if f.Kind != Sub && f.RequestSHA256 != "" {
+		bad("request_sha256 is only for sub ceremonies")
+	}
+	if f.Kind != Cross && f.SubjectCertificateSHA256 != "" {
+		bad("subject_certificate_sha256 is only for cross ceremonies")
+	}
+	if f.Kind == Cross && f.SubjectCertificateSHA256 == "" {
+		bad("subject_certificate_sha256 is required for a cross ceremony: the fingerprint of the root it certifies")
 	}
 	switch f.Kind {
 	case Root:

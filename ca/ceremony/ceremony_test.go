@@ -61,6 +61,9 @@ func TestValidate(t *testing.T) {
 		{"key mode", "mode: create", "mode: maybe", `key.mode "maybe"`},
 		{"country", "C: CN", "C: China", "subject.C"},
 		{"issuer's key", "uri: soft:ca/gov-ecdsa-sub", "uri: soft:ca/gov-ecdsa-root", "key.uri is issuer.key_uri"},
+		{"request pin", "path_length: 0", "path_length: 0\nrequest_sha256: AB:CD", "request_sha256"},
+		{"issuer pin", "  key_uri: soft:ca/gov-ecdsa-root", "  key_uri: soft:ca/gov-ecdsa-root\n  certificate_sha256: sha256", "issuer.certificate_sha256"},
+		{"subject pin outside cross", "path_length: 0", "path_length: 0\nsubject_certificate_sha256: " + strings.Repeat("ab", 32), "only for cross"},
 		{"CN too long", "CN: 某某市政务 ECDSA 签发 CA", "CN: " + strings.Repeat("长", 65), "subject.CN"},
 	}
 	for _, c := range cases {
@@ -146,6 +149,7 @@ func TestSignAndCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			sub.RequestSHA256 = Fingerprint(csr)
 			subDER, err := SignCSR(sub, csr, root, rootSigner, now)
 			if err != nil {
 				t.Fatal(err)
@@ -178,7 +182,7 @@ func TestSignAndCheck(t *testing.T) {
 			}
 			b, _ := smx509.ParseCertificate(rootB)
 			cross := &File{Kind: Cross, CA: "b", Algorithm: sub.Algorithm, Validity: Validity{Days: 365}, PathLength: new(int),
-				Issuer: &Issuer{Certificate: "x", KeyURI: "soft:x"}, SubjectCertificate: "y", Key: Key{Mode: CreateIfAbsent}}
+				Issuer: &Issuer{Certificate: "x", KeyURI: "soft:x"}, SubjectCertificate: "y", SubjectCertificateSHA256: Fingerprint(b.Raw), Key: Key{Mode: CreateIfAbsent}}
 			der, err := CrossSign(cross, b, root, rootSigner, now)
 			if err != nil {
 				t.Fatal(err)
@@ -252,6 +256,7 @@ func makeHierarchy(t *testing.T, alg string, now time.Time) *hierarchy {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.subFile.RequestSHA256 = Fingerprint(csr)
 	h.sub = parse(SignCSR(h.subFile, csr, h.root, h.rootKey, now))
 	fb := loadExample(t, "root", alg)
 	fb.Subject.CN += " B"
@@ -259,7 +264,7 @@ func makeHierarchy(t *testing.T, alg string, now time.Time) *hierarchy {
 	h.rootB = parse(SelfSign(fb, h.bKey, now))
 	h.crossFile = &File{Kind: Cross, CA: "b", Algorithm: h.subFile.Algorithm, Validity: Validity{Days: 365}, PathLength: new(int),
 		Policies: []string{"2.5.29.32.0", "1.2.156.112559.1.1.6.1"}, Issuer: &Issuer{Certificate: "x", KeyURI: "soft:x"},
-		SubjectCertificate: "y", Key: Key{Mode: Create}}
+		SubjectCertificate: "y", SubjectCertificateSHA256: Fingerprint(h.rootB.Raw), Key: Key{Mode: Create}}
 	h.cross = parse(CrossSign(h.crossFile, h.rootB, h.root, h.rootKey, now))
 	return h
 }
@@ -333,6 +338,7 @@ func TestIssuerKeyRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			sub.RequestSHA256 = Fingerprint(csr)
 			if _, err := SignCSR(sub, csr, root, rootKey, now); err == nil || !strings.Contains(err.Error(), "issuer's own key") {
 				t.Errorf("SignCSR of a request for the issuer's key: %v", err)
 			}
@@ -345,7 +351,7 @@ func TestIssuerKeyRefused(t *testing.T) {
 			}
 			twinCert, _ := smx509.ParseCertificate(twinDER)
 			cross := &File{Kind: Cross, CA: "twin", Algorithm: sub.Algorithm, Validity: Validity{Days: 365}, PathLength: new(int),
-				Issuer: &Issuer{Certificate: "x", KeyURI: "soft:x"}, SubjectCertificate: "y", Key: Key{Mode: Create}}
+				Issuer: &Issuer{Certificate: "x", KeyURI: "soft:x"}, SubjectCertificate: "y", SubjectCertificateSHA256: Fingerprint(twinDER), Key: Key{Mode: Create}}
 			if _, err := CrossSign(cross, twinCert, root, rootKey, now); err == nil || !strings.Contains(err.Error(), "issuer's own key") {
 				t.Errorf("CrossSign of a root with the issuer's key: %v", err)
 			}
@@ -422,7 +428,7 @@ func TestCrossKeepsSubjectKeyID(t *testing.T) {
 			a, _ := smx509.ParseCertificate(aDER)
 			b, leaf := otherToolRoot(t, alg, now)
 			f := &File{Kind: Cross, CA: "b", Algorithm: loadExample(t, "root", alg).Algorithm, Validity: Validity{Days: 1825}, PathLength: new(int),
-				Issuer: &Issuer{Certificate: "a.pem", KeyURI: "soft:ca/a"}, SubjectCertificate: "b.pem", Key: Key{Mode: Create}}
+				Issuer: &Issuer{Certificate: "a.pem", KeyURI: "soft:ca/a"}, SubjectCertificate: "b.pem", SubjectCertificateSHA256: Fingerprint(b.Raw), Key: Key{Mode: Create}}
 			crossDER, err := CrossSign(f, b, a, aKey, now)
 			if err != nil {
 				t.Fatal(err)
@@ -516,5 +522,46 @@ func TestCheckCAPath(t *testing.T) {
 				t.Errorf("sub-CA with another AKI: %v", err)
 			}
 		})
+	}
+}
+
+// TestPins: the signing steps sign only the files the ceremony pins, in
+// either notation, and CheckSM3 takes only the reviewed hash.
+func TestPins(t *testing.T) {
+	now := time.Now()
+	h := makeHierarchy(t, "ecdsa", now)
+	csr, err := CSR(h.subFile, h.subKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := *h.subFile
+	for pin, want := range map[string]string{
+		"":                      "request_sha256 is required",
+		Fingerprint(h.root.Raw): "not the reviewed",
+		strings.ToLower(strings.ReplaceAll(Fingerprint(csr), ":", "")): "",
+	} {
+		sub.RequestSHA256 = pin
+		_, err := SignCSR(&sub, csr, h.root, h.rootKey, now)
+		if (want == "" && err != nil) || (want != "" && (err == nil || !strings.Contains(err.Error(), want))) {
+			t.Errorf("request pin %q: %v, want %q", pin, err, want)
+		}
+	}
+	sub.RequestSHA256 = Fingerprint(csr)
+	sub.Issuer = &Issuer{Certificate: "root.pem", CertificateSHA256: Fingerprint(h.rootB.Raw), KeyURI: "soft:x"}
+	if _, err := SignCSR(&sub, csr, h.root, h.rootKey, now); err == nil || !strings.Contains(err.Error(), "issuer.certificate_sha256") {
+		t.Errorf("issuer pin of another certificate: %v", err)
+	}
+	cross := *h.crossFile
+	cross.SubjectCertificateSHA256 = Fingerprint(h.root.Raw)
+	if _, err := CrossSign(&cross, h.rootB, h.root, h.rootKey, now); err == nil || !strings.Contains(err.Error(), "subject_certificate_sha256") {
+		t.Errorf("cross-signing a root that is not the pinned one: %v", err)
+	}
+	if err := h.subFile.CheckSM3(strings.ToUpper(h.subFile.SM3Hex())); err != nil {
+		t.Errorf("reviewed hash in upper case: %v", err)
+	}
+	for _, bad := range []string{"", strings.Repeat("0", 64)} {
+		if err := h.subFile.CheckSM3(bad); err == nil {
+			t.Errorf("CheckSM3(%q) accepted", bad)
+		}
 	}
 }

@@ -86,12 +86,16 @@ func SelfSign(f *File, signer crypto.Signer, now time.Time) ([]byte, error) {
 	return der, nil
 }
 
-// SignCSR makes a sub-CA certificate from its request: the subject must be
-// the ceremony's (byte for byte), the key of the ceremony's algorithm, and
-// the request's self-signature must verify (proof of possession).
+// SignCSR makes a sub-CA certificate from its request: the request must be
+// the one the file pins (request_sha256), its subject the ceremony's (byte
+// for byte), its key of the ceremony's algorithm, and its self-signature
+// must verify (proof of possession).
 func SignCSR(f *File, csrDER []byte, issuer *smx509.Certificate, signer crypto.Signer, now time.Time) ([]byte, error) {
 	if f.Kind != Sub {
 		return nil, fmt.Errorf("signing a request is a sub ceremony, not %s", f.Kind)
+	}
+	if err := CheckPin("request_sha256", f.RequestSHA256, csrDER); err != nil {
+		return nil, err
 	}
 	csr, err := smx509.ParseCertificateRequest(csrDER)
 	if err != nil {
@@ -125,6 +129,9 @@ func CrossSign(f *File, subject, issuer *smx509.Certificate, signer crypto.Signe
 	if f.Kind != Cross {
 		return nil, fmt.Errorf("cross-signing is a cross ceremony, not %s", f.Kind)
 	}
+	if err := CheckPin("subject_certificate_sha256", f.SubjectCertificateSHA256, subject.Raw); err != nil {
+		return nil, err
+	}
 	if err := subject.CheckSignatureFrom(subject); err != nil || !subject.IsCA {
 		return nil, errors.New("subject_certificate is not a self-signed CA certificate")
 	}
@@ -146,6 +153,11 @@ func CrossSign(f *File, subject, issuer *smx509.Certificate, signer crypto.Signe
 // signUnder signs a CA certificate for pub under issuer, linted first; ski,
 // when not empty, is its subjectKeyIdentifier (computed otherwise).
 func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, ski []byte, issuer *smx509.Certificate, signer crypto.Signer) ([]byte, error) {
+	if f.Issuer != nil && f.Issuer.CertificateSHA256 != "" {
+		if err := CheckPin("issuer.certificate_sha256", f.Issuer.CertificateSHA256, issuer.Raw); err != nil {
+			return nil, err
+		}
+	}
 	if !samePublicKey(signer.Public(), issuer.PublicKey) {
 		return nil, errors.New("issuer.key_uri is not the key of issuer.certificate")
 	}
