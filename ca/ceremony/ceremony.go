@@ -17,6 +17,7 @@ import (
 	"github.com/emmansun/gmsm/sm3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/govtrust/govtrust/ca/lint"
 	"github.com/govtrust/govtrust/hsm"
 )
 
@@ -320,19 +321,35 @@ func (f *File) Validate() error {
 	return errors.Join(errs...)
 }
 
+// countryRE is an ISO 3166-1 alpha-2 code as X.520 countryName takes it: two
+// capital ASCII letters (a PrintableString).
+var countryRE = regexp.MustCompile(`^[A-Z]{2}$`)
+
+// validate checks the subject as the certificate lint will, so that a
+// subject the lint refuses stops the ceremony before its key is made.
 func (s Subject) validate() error {
 	var errs []error
 	if s.CN == "" {
 		errs = append(errs, errors.New("subject.CN is required"))
 	}
-	if s.C != "" && (len(s.C) != 2 || strings.ToUpper(s.C) != s.C) {
-		errs = append(errs, fmt.Errorf("subject.C %q: want a two-letter upper-case country code (ISO 3166)", s.C))
+	if s.C != "" && !countryRE.MatchString(s.C) {
+		errs = append(errs, fmt.Errorf("subject.C %q: want a two-letter upper-case country code (ISO 3166), such as CN", s.C))
 	}
-	for name, v := range map[string]string{"ST": s.ST, "L": s.L, "O": s.O, "OU": s.OU, "CN": s.CN} {
-		// RFC 5280 Appendix A upper bounds: 64 characters (ub-common-name,
-		// ub-organization-name...; ST and L 128).
-		if !utf8.ValidString(v) || utf8.RuneCountInString(v) > 64 {
-			errs = append(errs, fmt.Errorf("subject.%s: want valid UTF-8 of at most 64 characters", name))
+	for _, a := range []struct {
+		name string
+		oid  asn1.ObjectIdentifier
+		v    string
+	}{{"ST", oidST, s.ST}, {"L", oidL, s.L}, {"O", oidO, s.O}, {"OU", oidOU, s.OU}, {"CN", oidCN, s.CN}} {
+		if a.v == "" {
+			continue
+		}
+		// The UTF8String attributes: RFC 5280 Appendix A upper bounds
+		// (ub-common-name 64, ub-state-name 128...), no control characters
+		// or bidirectional overrides (RFC 5280 §7.1).
+		if r, why, bad := lint.BadRune(a.v); bad {
+			errs = append(errs, fmt.Errorf("subject.%s: %s U+%04X", a.name, why, r))
+		} else if n, limit := utf8.RuneCountInString(a.v), lint.AttributeMaxLen(a.oid); limit > 0 && n > limit {
+			errs = append(errs, fmt.Errorf("subject.%s: %d characters, at most %d (RFC 5280 Appendix A)", a.name, n, limit))
 		}
 	}
 	return errors.Join(errs...)

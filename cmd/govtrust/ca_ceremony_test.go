@@ -386,3 +386,19 @@ func TestCeremonyBoundToReviewedFile(t *testing.T) {
 		t.Fatalf("openssl verify cross-certificate: %s", got)
 	}
 }
+
+// TestCeremonyBadSubjectNoKey: a subject the certificate lint would refuse
+// stops the root ceremony when the file is read, before the data directory
+// is opened or a key made.
+func TestCeremonyBadSubjectNoKey(t *testing.T) {
+	work := t.TempDir()
+	copyCeremonies(t, work)
+	bad := editCeremony(t, work, "root-sm2.yaml", "bad-root.yaml", "C: CN", `C: "@@"`)
+	out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, bad, "--data", filepath.Join(work, "root"), "--out", filepath.Join(work, "root.pem"))...)
+	if code == 0 || !strings.Contains(out, "subject.C") {
+		t.Fatalf("init-root with C=@@ = %d\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(work, "root")); err == nil {
+		t.Fatal("the data directory was opened")
+	}
+}
