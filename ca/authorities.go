@@ -430,14 +430,31 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 		keyURI = "soft:ca/" + newID
 	}
 	ctx = audit.WithActor(ctx, actor)
-	if _, err := s.env.Keys.CreateKey(ctx, &hsm.CreateKeyRequest{URI: keyURI, Algorithm: old.alg, Usage: hsm.UsageSign, Service: keyService}); err != nil {
+	if _, err := s.env.Keys.Backend(keyURI); err != nil {
+		return nil, fmt.Errorf("%w: key_uri %s: no key backend of this node serves it", ErrRequest, keyURI)
+	}
+	// The key and its audit record are made whole even if the client
+	// leaves meanwhile: a key made but not reported would be left behind.
+	kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	_, err := s.env.Keys.CreateKey(kctx, &hsm.CreateKeyRequest{URI: keyURI, Algorithm: old.alg, Usage: hsm.UsageSign, Service: keyService})
+	kcancel()
+	if err != nil {
+		switch {
+		case errors.Is(err, hsm.ErrExists): // another CA's key, or a concurrent rollover's
+			return nil, fmt.Errorf("%w: rollover %s: key %s exists; a new generation needs a new key: %w", ErrConflict, old.id, keyURI, err)
+		case errors.Is(err, hsm.ErrUnsupported):
+			return nil, fmt.Errorf("%w: rollover %s: key %s: %w", ErrPolicy, old.id, keyURI, err)
+		}
 		return nil, fmt.Errorf("rollover %s: create key %s: %w", old.id, keyURI, err)
 	}
 	committed := false
 	defer func() {
 		// A key no CA row names would block the next attempt (create
-		// refuses an existing key): destroy it if the rollover failed.
+		// refuses an existing key): destroy it if the rollover failed,
+		// even when the client has gone (its context is cancelled).
 		if !committed {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
 			if err := s.env.Keys.DeleteKey(ctx, &hsm.DeleteKeyRequest{URI: keyURI, Service: keyService}); err != nil {
 				s.env.Logger.Error("rollover failed and its new key could not be deleted", "key", keyURI, "err", err)
 			}
@@ -475,6 +492,9 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 		return err
 	})
 	if err != nil {
+		if store.IsUniqueViolation(err) { // another process made generation gen first
+			return nil, fmt.Errorf("%w: rollover %s: generation %s exists: %w", ErrConflict, old.id, newID, err)
+		}
 		return nil, fmt.Errorf("rollover %s: record: %w", old.id, err)
 	}
 	committed = true

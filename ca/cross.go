@@ -15,6 +15,7 @@ import (
 	"github.com/emmansun/gmsm/pkcs7"
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/ca/ceremony"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/httpx"
@@ -123,7 +124,7 @@ func (s *Service) importCross(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := s.env.Clock.Now()
-	if err := checkCross(a, cross, issuer, now); err != nil {
+	if err := checkCross(a, cross, issuer, s.levelsBelow(a), now); err != nil {
 		return err
 	}
 	actor := "system"
@@ -189,9 +190,30 @@ func parsePEMCert(text, field string) (*smx509.Certificate, error) {
 	return c, nil
 }
 
+// levelsBelow is the number of levels of CAs of the registry below a
+// (every generation counts): a path through a cross-certificate for a to
+// a certificate of the lowest of them has that many intermediates below the
+// cross-certificate.
+func (s *Service) levelsBelow(a *authority) int {
+	reg := s.registry()
+	levels := 0
+	for _, x := range reg.order {
+		n := 0
+		// A chain of parents is at most as long as the registry.
+		for p, steps := x, 0; p != nil && steps <= len(reg.order); p, steps = reg.byID[p.parent], steps+1 {
+			if p.id == a.id {
+				levels = max(levels, n)
+				break
+			}
+			n++
+		}
+	}
+	return levels
+}
+
 // checkCross refuses anything but a valid cross-certificate for a, signed
-// by issuer.
-func checkCross(a *authority, cross, issuer *smx509.Certificate, now time.Time) error {
+// by issuer, that leaves room for the levels of CAs below a.
+func checkCross(a *authority, cross, issuer *smx509.Certificate, levels int, now time.Time) error {
 	switch {
 	case !bytes.Equal(cross.RawSubject, a.cert.RawSubject):
 		return fmt.Errorf("%w: the certificate's subject %q is not %s's %q", ErrPolicy, cross.Subject, a.id, a.cert.Subject)
@@ -204,15 +226,29 @@ func checkCross(a *authority, cross, issuer *smx509.Certificate, now time.Time) 
 		return fmt.Errorf("%w: the certificate comes from %s's own issuer %q: a cross-certificate comes from another CA", ErrPolicy, a.id, a.cert.Issuer)
 	case !cross.BasicConstraintsValid || !cross.IsCA || cross.KeyUsage&smx509.KeyUsageCertSign == 0:
 		return fmt.Errorf("%w: not a CA certificate (basicConstraints cA and keyCertSign)", ErrPolicy)
+	case len(a.cert.SubjectKeyId) > 0 && !bytes.Equal(cross.SubjectKeyId, a.cert.SubjectKeyId):
+		// The CA's certificates name its identifier in their
+		// authorityKeyIdentifier; a path builder passes over an issuer
+		// whose identifier differs (RFC 5280 §4.2.1.1, §4.2.1.2).
+		return fmt.Errorf("%w: the certificate's subjectKeyIdentifier %x is not %s's %x: paths through it would not reach the CA's certificates", ErrPolicy, cross.SubjectKeyId, a.id, a.cert.SubjectKeyId)
 	case !now.Before(cross.NotAfter):
 		return fmt.Errorf("%w: the certificate expired at %s", ErrPolicy, cross.NotAfter.UTC().Format(time.RFC3339))
 	case !bytes.Equal(cross.RawIssuer, issuer.RawSubject):
 		return fmt.Errorf("%w: issuer: the certificate was issued by %q, not by %q", ErrPolicy, cross.Issuer, issuer.Subject)
 	}
+	// RFC 5280 §6.1.4 (l): through the cross-certificate, every CA below a
+	// is an intermediate under it.
+	if limit, ok := ceremony.PathLen(cross); ok && levels > limit {
+		return fmt.Errorf("%w: the certificate's pathLenConstraint %d leaves no room for the %d level(s) of CAs below %s: their certificates would not validate through it",
+			ErrPolicy, limit, levels, a.id)
+	}
 	// CheckSignatureFrom also refuses an issuer that may not sign
 	// certificates (not a CA, or no keyCertSign).
 	if err := cross.CheckSignatureFrom(issuer); err != nil {
 		return fmt.Errorf("%w: the issuer's signature on the certificate does not verify: %v", ErrPolicy, err)
+	}
+	if len(cross.AuthorityKeyId) > 0 && len(issuer.SubjectKeyId) > 0 && !bytes.Equal(cross.AuthorityKeyId, issuer.SubjectKeyId) {
+		return fmt.Errorf("%w: issuer: the certificate's authorityKeyIdentifier %x is not the issuer's subjectKeyIdentifier %x", ErrPolicy, cross.AuthorityKeyId, issuer.SubjectKeyId)
 	}
 	return nil
 }

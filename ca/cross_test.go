@@ -48,6 +48,26 @@ func endEntity(t *testing.T, subject, issuer *smx509.Certificate, key *ecdsa.Pri
 	return der
 }
 
+// crossCert is a cross-certificate for subject's name and key under issuer
+// made without the ceremony: with subjectKeyIdentifier ski and
+// pathLenConstraint pathLen (-1: none).
+func crossCert(t *testing.T, subject, issuer *smx509.Certificate, key *ecdsa.PrivateKey, ski []byte, pathLen int) []byte {
+	t.Helper()
+	parent, err := x509.ParseCertificate(issuer.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), RawSubject: subject.RawSubject,
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0), BasicConstraintsValid: true, IsCA: true,
+		MaxPathLen: pathLen, MaxPathLenZero: pathLen == 0, SubjectKeyId: ski, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, subject.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
 // TestCrossCertificates: a CA operator publishes a cross-certificate another
 // root issued to ecdsa-root; /pki/ecdsa-root-cross.p7c serves it, and
 // OpenSSL, trusting only the other root, verifies a certificate of
@@ -96,6 +116,8 @@ func TestCrossCertificates(t *testing.T) {
 		{"issuer's name, another key", "ecdsa-root", "operator", pemCert(ceremonytest.CrossSign(t, root, fake, fakeKey)), otherPEM, http.StatusUnprocessableEntity, "does not verify"},
 		{"the CA's own certificate", "ecdsa-issuing", "operator", pemCert(sub.Raw), pemCert(root.Raw), http.StatusUnprocessableEntity, "own issuer"},
 		{"not a CA certificate", "ecdsa-root", "operator", pemCert(endEntity(t, root, other, otherKey)), otherPEM, http.StatusUnprocessableEntity, "not a CA certificate"},
+		{"path length too small", "ecdsa-root", "operator", pemCert(crossCert(t, root, other, otherKey, root.SubjectKeyId, 0)), otherPEM, http.StatusUnprocessableEntity, "pathLenConstraint 0"},
+		{"another subjectKeyIdentifier", "ecdsa-root", "operator", pemCert(crossCert(t, root, other, otherKey, bytes.Repeat([]byte{7}, 20), 1)), otherPEM, http.StatusUnprocessableEntity, "subjectKeyIdentifier"},
 	} {
 		status, raw := tn.do("POST", "/api/v1/ca/"+c.ca+"/cross-certificates", c.role, CrossRequest{Certificate: c.cert, Issuer: c.issuer}, nil)
 		if status != c.want || !strings.Contains(string(raw), c.why) {
@@ -226,7 +248,8 @@ func TestCrossCertificateSM2(t *testing.T) {
 		t.Fatal(err)
 	}
 	cf, err := ceremony.Parse([]byte("kind: cross\nca: cross-sm2\nalgorithm: sm2\nvalidity:\n  days: 1825\npath_length: 1\n" +
-		"subject_certificate: subject.pem\nissuer:\n  certificate: issuer.pem\n  key_uri: soft:ca/other-sm2\n"))
+		"subject_certificate: subject.pem\nsubject_certificate_sha256: " + ceremony.Fingerprint(tn.svc.lookup("sm2-root").cert.Raw) +
+		"\nissuer:\n  certificate: issuer.pem\n  key_uri: soft:ca/other-sm2\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

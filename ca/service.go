@@ -245,10 +245,25 @@ func (s *Service) Stop(ctx context.Context) error {
 }
 
 // loadOrCreate returns the built-in CA of sp from its row, or creates its
-// key and certificate on first start. A key without a row means an
+// key and certificate on first start. Creation is serialised across the
+// processes of a database (lockCreation) and the row read again once the
+// lock is held, so a process that started with another on an empty
+// database runs the CA the other made. A key without a row means an
 // interrupted or tampered installation: it fails rather than create a
 // second key.
 func (s *Service) loadOrCreate(ctx context.Context, sp spec, row *authorityRow, reg *registry) (*authority, error) {
+	if row == nil {
+		unlock, err := s.lockCreation(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		if row, err = loadAuthority(ctx, s.env.DB, sp.id); errors.Is(err, ErrNotFound) {
+			row = nil
+		} else if err != nil {
+			return nil, err
+		}
+	}
 	if row != nil {
 		if row.keyURI != "soft:ca/"+sp.id || row.algorithm != string(sp.alg) || row.parent != sp.parent {
 			return nil, fmt.Errorf("stored CA (key %s, %s, parent %q) differs from the built-in hierarchy", row.keyURI, row.algorithm, row.parent)
@@ -271,6 +286,30 @@ func (s *Service) loadOrCreate(ctx context.Context, sp spec, row *authorityRow, 
 		a.chain = append(a.chain, parent.chain...)
 	}
 	return a, nil
+}
+
+// creationLockID is the PostgreSQL advisory lock key that serialises the
+// first-run creation of the built-in CAs across processes ("gt-ca-mk").
+const creationLockID int64 = 0x67742d63612d6d6b
+
+// lockCreation takes the cross-process lock of CA creation and returns its
+// release. On PostgreSQL it is a transaction-level advisory lock, released
+// with the transaction or the session, so a crashed process cannot leave it
+// held. A SQLite database is one node's (a cluster shares PostgreSQL), and
+// a node loads its CAs one after the other.
+func (s *Service) lockCreation(ctx context.Context) (func(), error) {
+	if s.env.DB.Driver() != store.Postgres {
+		return func() {}, nil
+	}
+	tx, err := s.env.DB.Writer().BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("CA creation lock: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", creationLockID); err != nil {
+		_ = tx.Rollback()
+		return nil, fmt.Errorf("CA creation lock: %w", err)
+	}
+	return func() { _ = tx.Rollback() }, nil
 }
 
 // samePublicKey compares two public keys by their SubjectPublicKeyInfo.

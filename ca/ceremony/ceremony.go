@@ -17,6 +17,7 @@ import (
 	"github.com/emmansun/gmsm/sm3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/govtrust/govtrust/ca/lint"
 	"github.com/govtrust/govtrust/hsm"
 )
 
@@ -36,9 +37,10 @@ type KeyMode string
 // Key modes.
 const (
 	// CreateIfAbsent uses the key at the URI when it exists and makes it
-	// otherwise (the default).
+	// otherwise (for a ceremony run again after an interruption).
 	CreateIfAbsent KeyMode = "create-if-absent"
-	// Create makes the key and fails if the URI already names one.
+	// Create makes the key and fails if the URI already names one (the
+	// default: a typing error in key.uri must not adopt another CA's key).
 	Create KeyMode = "create"
 	// Existing uses the key at the URI and fails if there is none.
 	Existing KeyMode = "existing"
@@ -69,8 +71,13 @@ type File struct {
 	Issuer *Issuer `yaml:"issuer"`
 	// SubjectCertificate is, for a cross ceremony, the certificate of the
 	// root whose subject and key are certified (a path relative to the
-	// ceremony file).
-	SubjectCertificate string `yaml:"subject_certificate"`
+	// ceremony file); SubjectCertificateSHA256 pins it (required).
+	SubjectCertificate       string `yaml:"subject_certificate"`
+	SubjectCertificateSHA256 string `yaml:"subject_certificate_sha256"`
+	// RequestSHA256 pins, in a sub ceremony, the request the signing step
+	// signs: the first step prints it, and the file is reviewed again with
+	// it before the second (required there).
+	RequestSHA256 string `yaml:"request_sha256"`
 
 	// SM3 is the SM3 hash of the file as read: what reviewers signed off.
 	SM3 []byte `yaml:"-"`
@@ -107,9 +114,41 @@ type Validity struct {
 // Issuer is the CA that signs a sub or cross certificate.
 type Issuer struct {
 	// Certificate is the issuer's certificate (PEM or DER), relative to the
-	// ceremony file.
-	Certificate string `yaml:"certificate"`
-	KeyURI      string `yaml:"key_uri"`
+	// ceremony file; CertificateSHA256, when given, pins it.
+	Certificate       string `yaml:"certificate"`
+	CertificateSHA256 string `yaml:"certificate_sha256"`
+	KeyURI            string `yaml:"key_uri"`
+}
+
+// Pins are SHA-256 fingerprints of the DER of a file the ceremony reads,
+// written as `openssl x509 -fingerprint -sha256` prints them (colon-separated
+// hex, any case) or as plain hex (`openssl dgst -sha256` of the DER).
+var pinRE = regexp.MustCompile(`^(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$`)
+
+// CheckPin refuses der unless its SHA-256 is pin; field names the pin in
+// the message.
+func CheckPin(field, pin string, der []byte) error {
+	if pin == "" {
+		return fmt.Errorf("%s is required: the SHA-256 fingerprint of the file the ceremony reads", field)
+	}
+	got := Fingerprint(der)
+	if !strings.EqualFold(strings.ReplaceAll(pin, ":", ""), strings.ReplaceAll(got, ":", "")) {
+		return fmt.Errorf("%s: the file read has SHA-256 %s, not the reviewed %s; refusing", field, got, pin)
+	}
+	return nil
+}
+
+// CheckSM3 refuses to run a ceremony file other than the reviewed one:
+// reviewed is the hex SM3 hash the reviewers signed off (`openssl dgst -sm3`).
+func (f *File) CheckSM3(reviewed string) error {
+	reviewed = strings.TrimSpace(reviewed)
+	if reviewed == "" {
+		return errors.New("the reviewed SM3 hash of the ceremony file is required (openssl dgst -sm3 FILE)")
+	}
+	if !strings.EqualFold(reviewed, f.SM3Hex()) {
+		return fmt.Errorf("the ceremony file's SM3 hash is %s, not the reviewed %s: this is not the file that was reviewed; refusing", f.SM3Hex(), reviewed)
+	}
+	return nil
 }
 
 // idRE is the CA id syntax of CONTRACT.md.
@@ -153,7 +192,7 @@ func Parse(data []byte) (*File, error) {
 	sum := sm3.Sum(data)
 	f.SM3 = sum[:]
 	if f.Key.Mode == "" {
-		f.Key.Mode = CreateIfAbsent
+		f.Key.Mode = Create
 	}
 	if err := f.Validate(); err != nil {
 		return nil, err
@@ -219,10 +258,17 @@ func (f *File) Validate() error {
 	} else if *f.PathLength < 0 || *f.PathLength > 8 {
 		bad("path_length %d: want 0 to 8", *f.PathLength)
 	}
+	seenPolicy := map[string]bool{}
 	for _, p := range f.Policies {
-		if _, err := parseOID(p); err != nil {
+		oid, err := parseOID(p)
+		switch {
+		case err != nil:
 			bad("certificate_policies: %w", err)
+		case seenPolicy[oid.String()]:
+			// RFC 5280 §4.2.1.4: a policy OID appears at most once.
+			bad("certificate_policies: %s is listed twice", p)
 		}
+		seenPolicy[oid.String()] = true
 	}
 	for name, urls := range map[string][]string{"crl_urls": f.CRLURLs, "ca_issuers_urls": f.CAIssuersURLs, "ocsp_urls": f.OCSPURLs} {
 		for _, u := range urls {
@@ -230,6 +276,23 @@ func (f *File) Validate() error {
 				bad("%s: %q: want an http:// or ldap:// URL (RFC 5280 §4.2.1.13: relying parties fetch them without TLS)", name, u)
 			}
 		}
+	}
+	for name, pin := range map[string]string{"subject_certificate_sha256": f.SubjectCertificateSHA256, "request_sha256": f.RequestSHA256} {
+		if pin != "" && !pinRE.MatchString(pin) {
+			bad("%s %q: want a SHA-256 fingerprint (64 hex digits, colons allowed)", name, pin)
+		}
+	}
+	if f.Issuer != nil && f.Issuer.CertificateSHA256 != "" && !pinRE.MatchString(f.Issuer.CertificateSHA256) {
+		bad("issuer.certificate_sha256 %q: want a SHA-256 fingerprint (64 hex digits, colons allowed)", f.Issuer.CertificateSHA256)
+	}
+	if f.Kind != Sub && f.RequestSHA256 != "" {
+		bad("request_sha256 is only for sub ceremonies")
+	}
+	if f.Kind != Cross && f.SubjectCertificateSHA256 != "" {
+		bad("subject_certificate_sha256 is only for cross ceremonies")
+	}
+	if f.Kind == Cross && f.SubjectCertificateSHA256 == "" {
+		bad("subject_certificate_sha256 is required for a cross ceremony: the fingerprint of the root it certifies")
 	}
 	switch f.Kind {
 	case Root:
@@ -251,23 +314,42 @@ func (f *File) Validate() error {
 		if f.Kind == Sub && f.SubjectCertificate != "" {
 			bad("subject_certificate is only for cross ceremonies")
 		}
+		if f.Kind == Sub && f.Issuer != nil && f.Issuer.KeyURI != "" && f.Issuer.KeyURI == f.Key.URI {
+			bad("key.uri is issuer.key_uri: a sub-CA has a key of its own, never its issuer's")
+		}
 	}
 	return errors.Join(errs...)
 }
 
+// countryRE is an ISO 3166-1 alpha-2 code as X.520 countryName takes it: two
+// capital ASCII letters (a PrintableString).
+var countryRE = regexp.MustCompile(`^[A-Z]{2}$`)
+
+// validate checks the subject as the certificate lint will, so that a
+// subject the lint refuses stops the ceremony before its key is made.
 func (s Subject) validate() error {
 	var errs []error
 	if s.CN == "" {
 		errs = append(errs, errors.New("subject.CN is required"))
 	}
-	if s.C != "" && (len(s.C) != 2 || strings.ToUpper(s.C) != s.C) {
-		errs = append(errs, fmt.Errorf("subject.C %q: want a two-letter upper-case country code (ISO 3166)", s.C))
+	if s.C != "" && !countryRE.MatchString(s.C) {
+		errs = append(errs, fmt.Errorf("subject.C %q: want a two-letter upper-case country code (ISO 3166), such as CN", s.C))
 	}
-	for name, v := range map[string]string{"ST": s.ST, "L": s.L, "O": s.O, "OU": s.OU, "CN": s.CN} {
-		// RFC 5280 Appendix A upper bounds: 64 characters (ub-common-name,
-		// ub-organization-name...; ST and L 128).
-		if !utf8.ValidString(v) || utf8.RuneCountInString(v) > 64 {
-			errs = append(errs, fmt.Errorf("subject.%s: want valid UTF-8 of at most 64 characters", name))
+	for _, a := range []struct {
+		name string
+		oid  asn1.ObjectIdentifier
+		v    string
+	}{{"ST", oidST, s.ST}, {"L", oidL, s.L}, {"O", oidO, s.O}, {"OU", oidOU, s.OU}, {"CN", oidCN, s.CN}} {
+		if a.v == "" {
+			continue
+		}
+		// The UTF8String attributes: RFC 5280 Appendix A upper bounds
+		// (ub-common-name 64, ub-state-name 128...), no control characters
+		// or bidirectional overrides (RFC 5280 §7.1).
+		if r, why, bad := lint.BadRune(a.v); bad {
+			errs = append(errs, fmt.Errorf("subject.%s: %s U+%04X", a.name, why, r))
+		} else if n, limit := utf8.RuneCountInString(a.v), lint.AttributeMaxLen(a.oid); limit > 0 && n > limit {
+			errs = append(errs, fmt.Errorf("subject.%s: %d characters, at most %d (RFC 5280 Appendix A)", a.name, n, limit))
 		}
 	}
 	return errors.Join(errs...)

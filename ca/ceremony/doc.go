@@ -12,7 +12,11 @@
 //
 // The file is decoded strictly (unknown keys are errors) and validated
 // before any key is touched; its SM3 hash (GB/T 32905) identifies the
-// reviewed text in the audit records of the ceremony. Every certificate is
+// reviewed text in the audit records of the ceremony, and a run checks it
+// against the hash the reviewers signed off (File.CheckSM3). The files a
+// ceremony reads besides are pinned in it by SHA-256 fingerprint: the
+// request a sub-CA's signing step signs, the root a cross ceremony
+// certifies, and optionally the issuer's certificate (CheckPin). Every certificate is
 // linted before the real signature (lint.Precheck, RELIABILITY.md §1.1) and
 // the signed TBSCertificate is checked equal to the linted one.
 //

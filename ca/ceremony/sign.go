@@ -7,6 +7,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
@@ -78,18 +80,22 @@ func SelfSign(f *File, signer crypto.Signer, now time.Time) ([]byte, error) {
 	if err := cert.CheckSignatureFrom(cert); err != nil {
 		return nil, fmt.Errorf("root does not verify with its own key: %w", err)
 	}
-	if errs := lint.Errors(lint.Certificate(cert, cert)); len(errs) > 0 {
+	if errs := lint.Errors(lint.Check(der, cert, f.expect())); len(errs) > 0 {
 		return nil, fmt.Errorf("lint: %v", errs)
 	}
 	return der, nil
 }
 
-// SignCSR makes a sub-CA certificate from its request: the subject must be
-// the ceremony's (byte for byte), the key of the ceremony's algorithm, and
-// the request's self-signature must verify (proof of possession).
+// SignCSR makes a sub-CA certificate from its request: the request must be
+// the one the file pins (request_sha256), its subject the ceremony's (byte
+// for byte), its key of the ceremony's algorithm, and its self-signature
+// must verify (proof of possession).
 func SignCSR(f *File, csrDER []byte, issuer *smx509.Certificate, signer crypto.Signer, now time.Time) ([]byte, error) {
 	if f.Kind != Sub {
 		return nil, fmt.Errorf("signing a request is a sub ceremony, not %s", f.Kind)
+	}
+	if err := CheckPin("request_sha256", f.RequestSHA256, csrDER); err != nil {
+		return nil, err
 	}
 	csr, err := smx509.ParseCertificateRequest(csrDER)
 	if err != nil {
@@ -108,15 +114,23 @@ func SignCSR(f *File, csrDER []byte, issuer *smx509.Certificate, signer crypto.S
 	if err := checkAlgorithm(f.Algorithm, csr.PublicKey); err != nil {
 		return nil, fmt.Errorf("request key: %w", err)
 	}
-	return f.signUnder(now, subj, csr.PublicKey, issuer, signer)
+	return f.signUnder(now, subj, csr.PublicKey, nil, issuer, signer)
 }
 
 // CrossSign certifies the subject and key of another root (subject) under
 // issuer: the cross-certificate of RFC 5280 §3.2, with the subject's name
-// and subjectKeyIdentifier unchanged so paths through either root meet.
+// and subjectKeyIdentifier unchanged so paths through either root meet: the
+// certificates the subject issued name that identifier in their
+// authorityKeyIdentifier, and path builders (OpenSSL's X509_check_akid)
+// pass over an issuer whose identifier differs. A root made by another tool
+// may use another method than RFC 7093's (SHA-1, RFC 5280 §4.2.1.2), so
+// the identifier is copied, never recomputed.
 func CrossSign(f *File, subject, issuer *smx509.Certificate, signer crypto.Signer, now time.Time) ([]byte, error) {
 	if f.Kind != Cross {
 		return nil, fmt.Errorf("cross-signing is a cross ceremony, not %s", f.Kind)
+	}
+	if err := CheckPin("subject_certificate_sha256", f.SubjectCertificateSHA256, subject.Raw); err != nil {
+		return nil, err
 	}
 	if err := subject.CheckSignatureFrom(subject); err != nil || !subject.IsCA {
 		return nil, errors.New("subject_certificate is not a self-signed CA certificate")
@@ -133,20 +147,34 @@ func CrossSign(f *File, subject, issuer *smx509.Certificate, signer crypto.Signe
 			return nil, errors.New("subject: the ceremony's subject is not subject_certificate's; leave it out or copy it exactly")
 		}
 	}
-	return f.signUnder(now, subject.RawSubject, subject.PublicKey, issuer, signer)
+	return f.signUnder(now, subject.RawSubject, subject.PublicKey, subject.SubjectKeyId, issuer, signer)
 }
 
-// signUnder signs a CA certificate for pub under issuer, linted first.
-func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, issuer *smx509.Certificate, signer crypto.Signer) ([]byte, error) {
+// signUnder signs a CA certificate for pub under issuer, linted first; ski,
+// when not empty, is its subjectKeyIdentifier (computed otherwise).
+func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, ski []byte, issuer *smx509.Certificate, signer crypto.Signer) ([]byte, error) {
+	if f.Issuer != nil && f.Issuer.CertificateSHA256 != "" {
+		if err := CheckPin("issuer.certificate_sha256", f.Issuer.CertificateSHA256, issuer.Raw); err != nil {
+			return nil, err
+		}
+	}
 	if !samePublicKey(signer.Public(), issuer.PublicKey) {
 		return nil, errors.New("issuer.key_uri is not the key of issuer.certificate")
 	}
 	if !issuer.IsCA || issuer.KeyUsage&smx509.KeyUsageCertSign == 0 {
 		return nil, errors.New("issuer.certificate is not a CA certificate with keyCertSign")
 	}
+	if samePublicKey(pub, issuer.PublicKey) {
+		// A second certificate for the issuer's key under another name
+		// would be a CA that no CRL of the issuer's covers.
+		return nil, errors.New("the key to certify is the issuer's own key: a CA certificate certifies another CA's key")
+	}
 	tmpl, err := f.template(now, subj, pub)
 	if err != nil {
 		return nil, err
+	}
+	if len(ski) > 0 {
+		tmpl.SubjectKeyId = bytes.Clone(ski)
 	}
 	// Go omits the AKI when issuer and subject names are equal (a renewed
 	// or same-named cross-certified root); RFC 5280 §4.2.1.1 wants it in
@@ -160,9 +188,7 @@ func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, issue
 	if tmpl.NotAfter.After(issuer.NotAfter) {
 		return nil, fmt.Errorf("validity ends %s, after the issuer's certificate (%s)", tmpl.NotAfter.Format(time.RFC3339), issuer.NotAfter.UTC().Format(time.RFC3339))
 	}
-	pathLen := *f.PathLength
-	exp := lint.Expect{Purpose: lint.PurposeCA, KeyUsage: caKeyUsage, PathLen: &pathLen}
-	linted, err := lint.Precheck(tmpl, issuer, pub, exp)
+	linted, err := lint.Precheck(tmpl, issuer, pub, f.expect())
 	if err != nil {
 		return nil, err
 	}
@@ -219,11 +245,57 @@ func (f *File) template(now time.Time, subj []byte, pub crypto.PublicKey) (*smx5
 		IssuingCertificateURL: f.CAIssuersURLs,
 		OCSPServer:            f.OCSPURLs,
 	}
-	for _, p := range f.Policies {
-		oid, _ := parseOID(p) // validated
-		t.PolicyIdentifiers = append(t.PolicyIdentifiers, oid)
+	if len(f.Policies) > 0 {
+		ext, err := policiesExtension(f.policyOIDs())
+		if err != nil {
+			return nil, err
+		}
+		t.ExtraExtensions = append(t.ExtraExtensions, ext)
 	}
 	return t, nil
+}
+
+// oidCertificatePolicies is id-ce-certificatePolicies (RFC 5280 §4.2.1.4).
+var oidCertificatePolicies = asn1.ObjectIdentifier{2, 5, 29, 32}
+
+// policiesExtension encodes certificatePolicies with one PolicyInformation
+// per OID and no qualifiers. It is written by hand, as ca/profile does:
+// smx509.CreateCertificate, like crypto/x509 since Go 1.24
+// (x509usepolicies=1), writes only the Policies field and silently drops
+// PolicyIdentifiers, so the encoding must not depend on which field the
+// library reads.
+func policiesExtension(oids []asn1.ObjectIdentifier) (pkix.Extension, error) {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		for _, id := range oids {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(id) })
+		}
+	})
+	v, err := b.Bytes()
+	if err != nil {
+		return pkix.Extension{}, fmt.Errorf("encode certificatePolicies: %w", err)
+	}
+	return pkix.Extension{Id: oidCertificatePolicies, Value: v}, nil
+}
+
+// policyOIDs are the file's certificate_policies (validated), never nil:
+// the lint expects exactly these, and none when the file gives none.
+func (f *File) policyOIDs() []asn1.ObjectIdentifier {
+	out := make([]asn1.ObjectIdentifier, 0, len(f.Policies))
+	for _, p := range f.Policies {
+		oid, _ := parseOID(p) // validated
+		out = append(out, oid)
+	}
+	return out
+}
+
+// expect is what the lint requires of the ceremony's certificate: a CA
+// with the platform's key usages, the file's path length, exactly its
+// policies and, when it gives them, exactly its URLs.
+func (f *File) expect() lint.Expect {
+	pathLen := *f.PathLength
+	return lint.Expect{Purpose: lint.PurposeCA, KeyUsage: caKeyUsage, PathLen: &pathLen, Policies: f.policyOIDs(),
+		CRLDistributionPoints: f.CRLURLs, OCSPServers: f.OCSPURLs, IssuingCertificateURLs: f.CAIssuersURLs}
 }
 
 // newSerial is 0x01 and 16 random bytes, like every serial of the platform
@@ -302,7 +374,12 @@ func Fingerprint(der []byte) string {
 // did not make: the key is the certificate's, the certificate is a CA
 // allowed to sign certificates and CRLs (RFC 5280 §4.2.1.3, §4.2.1.9) and
 // valid at now, and chain (issuer first, ending in a self-signed root)
-// verifies link by link with every link a CA with keyCertSign.
+// verifies link by link with every link a CA with keyCertSign whose
+// subjectKeyIdentifier is the authorityKeyIdentifier below it (when both
+// are present) and whose pathLenConstraint leaves room for the CA and for
+// the certificates it will issue (RFC 5280 §6.1.4 (l), (m)). Last, the
+// chain is validated as a relying party would, with the root as the only
+// trust anchor.
 func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.PublicKey, now time.Time) error {
 	if !samePublicKey(pub, cert.PublicKey) {
 		return errors.New("the key is not the certificate's key")
@@ -317,6 +394,10 @@ func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.P
 		return errors.New("no chain: give the issuer's certificate up to the root")
 	}
 	child := cert
+	// below counts the CA certificates under chain[i] that are not
+	// self-issued, the imported one included: it will issue certificates,
+	// so it is an intermediate of every path through it.
+	below := 0
 	for i, c := range append(chain, chain[len(chain)-1]) {
 		if err := child.CheckSignatureFrom(c); err != nil {
 			if i == len(chain) {
@@ -327,16 +408,48 @@ func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.P
 		if !bytes.Equal(child.RawIssuer, c.RawSubject) {
 			return fmt.Errorf("chain link %d: issuer name of %s is not the subject of %s", i, child.Subject, c.Subject)
 		}
+		if len(child.AuthorityKeyId) > 0 && len(c.SubjectKeyId) > 0 && !bytes.Equal(child.AuthorityKeyId, c.SubjectKeyId) {
+			return fmt.Errorf("chain link %d: the authorityKeyIdentifier %x of %s is not the subjectKeyIdentifier %x of %s (RFC 5280 §4.2.1.1)",
+				i, child.AuthorityKeyId, child.Subject, c.SubjectKeyId, c.Subject)
+		}
 		if !c.IsCA || c.KeyUsage&smx509.KeyUsageCertSign == 0 {
 			return fmt.Errorf("chain certificate %s is not a CA with keyCertSign", c.Subject)
 		}
 		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
 			return fmt.Errorf("chain certificate %s is not valid now", c.Subject)
 		}
+		if i == len(chain) {
+			break // the root's link to itself
+		}
+		if !bytes.Equal(child.RawSubject, child.RawIssuer) {
+			below++
+		}
+		if limit, ok := PathLen(c); ok && below > limit {
+			return fmt.Errorf("chain certificate %s allows %d CA certificate(s) below it (pathLenConstraint), the imported CA would be number %d: every certificate it issued would fail validation (RFC 5280 §6.1.4 (l))",
+				c.Subject, limit, below)
+		}
 		child = c
 	}
 	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
 		return errors.New("the certificate is not valid now")
 	}
+	roots, inter := smx509.NewCertPool(), smx509.NewCertPool()
+	roots.AddCert(chain[len(chain)-1])
+	for _, c := range chain[:len(chain)-1] {
+		inter.AddCert(c)
+	}
+	if _, err := cert.Verify(smx509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []smx509.ExtKeyUsage{smx509.ExtKeyUsageAny}}); err != nil {
+		return fmt.Errorf("the chain does not validate: %w", err)
+	}
 	return nil
+}
+
+// PathLen returns the pathLenConstraint of a CA certificate, and false when
+// it has none (RFC 5280 §4.2.1.9).
+func PathLen(c *smx509.Certificate) (int, bool) {
+	if !c.BasicConstraintsValid || c.MaxPathLen < 0 || (c.MaxPathLen == 0 && !c.MaxPathLenZero) {
+		return 0, false
+	}
+	return c.MaxPathLen, true
 }

@@ -260,7 +260,8 @@ instead, read-only, for ceremonies and stopped nodes. API errors are printed
 with their problem details and request ID, and exit with status 1.
 
 init-root, init-sub, cross-sign and import run key ceremonies from a reviewed
-YAML ceremony file, offline on a data directory.`,
+YAML ceremony file (--sm3: the hash the reviewers signed off), offline on a
+data directory.`,
 	}
 	cmd.AddCommand(newCAListCmd(), newCAProfilesCmd(), newCAIssueCmd(), newCAShowCmd(), newCARevokeCmd(), newCACRLCmd(), newCACrossCmd())
 	cmd.AddCommand(caCeremonyCommands()...)

@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -64,8 +68,12 @@ func withCeremony(dataDir, dbURL *string, fn func(ctx context.Context, cmd *cobr
 }
 
 // ceremonyKey returns the signer of the ceremony's key, making the key as
-// the file's key.mode says.
+// the file's key.mode says. A key of another CA of the data directory is
+// refused before anything is made or used.
 func ceremonyKey(ctx context.Context, env *ceremonyEnv, f *ceremony.File) (crypto.Signer, bool, error) {
+	if err := env.checkKeyOwner(ctx, f.CA, f.Key.URI, nil); err != nil {
+		return nil, false, err
+	}
 	req := &hsm.SignerRequest{URI: f.Key.URI, Service: "ca"}
 	created := false
 	if f.Key.Mode != ceremony.Existing {
@@ -82,7 +90,82 @@ func ceremonyKey(ctx context.Context, env *ceremonyEnv, f *ceremony.File) (crypt
 	if err != nil {
 		return nil, false, fmt.Errorf("key %s: %w", f.Key.URI, err)
 	}
+	if !created {
+		// The key was there already: it may be another CA's under another
+		// URI (a PKCS#11 object with two labels).
+		if err := env.checkKeyOwner(ctx, f.CA, "", s.Public()); err != nil {
+			return nil, false, err
+		}
+	}
 	return s, created, nil
+}
+
+// keyCeremonies are the audit actions of the ceremonies that make or
+// certify a CA key; their records name the CA (object ca/<id>), the key URI
+// when the key is this data directory's, and the public key's SHA-256.
+var keyCeremonies = []string{"ca.ceremony.root", "ca.ceremony.request", "ca.ceremony.sign-sub", "ca.ceremony.cross-sign"}
+
+// checkKeyOwner refuses, for a ceremony of CA id, a key that belongs to
+// another CA of the data directory: one recorded in ca_authorities (by URI
+// or public key), or one an earlier ceremony here made or certified for
+// another CA. An empty uri or a nil pub is not compared.
+func (env *ceremonyEnv) checkKeyOwner(ctx context.Context, id, uri string, pub crypto.PublicKey) error {
+	h, err := ca.FindKeyHolder(ctx, env.db, uri, pub)
+	if err != nil {
+		return err
+	}
+	what := "the key"
+	if uri != "" {
+		what = "key " + uri
+	}
+	if h != nil && h.ID != id && h.Lineage != id {
+		return fmt.Errorf("%s is the key of CA %s of this data directory; a new CA needs a key of its own", what, h.ID)
+	}
+	sum := ""
+	if pub != nil {
+		if sum, err = publicKeySHA256(pub); err != nil {
+			return err
+		}
+	}
+	return env.db.Read(ctx, func(q store.Querier) error {
+		rows, err := q.Query(ctx, "SELECT seq, object, details FROM audit_log WHERE outcome = ? AND action IN (?, ?, ?, ?)",
+			audit.Success, keyCeremonies[0], keyCeremonies[1], keyCeremonies[2], keyCeremonies[3])
+		if err != nil {
+			return fmt.Errorf("read ceremony records: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var seq int64
+			var object, details string
+			if err := rows.Scan(&seq, &object, &details); err != nil {
+				return fmt.Errorf("read ceremony records: %w", err)
+			}
+			var d struct {
+				KeyURI    string `json:"key_uri"`
+				PublicKey string `json:"public_key_sha256"`
+			}
+			if json.Unmarshal([]byte(details), &d) != nil {
+				continue
+			}
+			other, _ := strings.CutPrefix(object, "ca/")
+			if other == id || !((uri != "" && d.KeyURI == uri) || (sum != "" && d.PublicKey == sum)) {
+				continue
+			}
+			return fmt.Errorf("%s was made or certified for CA %s by a ceremony of this data directory (audit record %d); a new CA needs a key of its own", what, other, seq)
+		}
+		return rows.Err()
+	})
+}
+
+// publicKeySHA256 is the hex SHA-256 of a key's SubjectPublicKeyInfo (DER),
+// as `openssl pkey -pubin -outform DER | sha256sum` computes it.
+func publicKeySHA256(pub crypto.PublicKey) (string, error) {
+	spki, err := smx509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("public key: %w", err)
+	}
+	sum := sha256.Sum256(spki)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // issuerOf reads the ceremony's issuer certificate and key.
@@ -90,6 +173,11 @@ func issuerOf(ctx context.Context, env *ceremonyEnv, f *ceremony.File) (*smx509.
 	certs, err := readCerts(f.Path(f.Issuer.Certificate))
 	if err != nil {
 		return nil, nil, fmt.Errorf("issuer.certificate: %w", err)
+	}
+	if f.Issuer.CertificateSHA256 != "" {
+		if err := ceremony.CheckPin("issuer.certificate_sha256", f.Issuer.CertificateSHA256, certs[0].Raw); err != nil {
+			return nil, nil, err
+		}
 	}
 	s, err := env.keys.Signer(ctx, &hsm.SignerRequest{URI: f.Issuer.KeyURI, Service: "ca"})
 	if err != nil {
@@ -110,19 +198,39 @@ func (env *ceremonyEnv) record(ctx context.Context, action string, f *ceremony.F
 	return nil
 }
 
-func loadCeremony(path string, want ceremony.Kind) (*ceremony.File, error) {
+// loadCeremony reads the ceremony file and refuses it unless it is the
+// reviewed one (reviewed: its SM3 hash, --sm3) and of kind want.
+func loadCeremony(path, reviewed string, want ceremony.Kind) (*ceremony.File, error) {
 	f, err := ceremony.Load(path)
 	if err != nil {
 		return nil, err
 	}
-	if f.Kind != want {
+	if err := f.CheckSM3(reviewed); err != nil {
+		return nil, fmt.Errorf("ceremony file %s: %w", path, err)
+	}
+	if want != "" && f.Kind != want {
 		return nil, fmt.Errorf("ceremony file %s is a %s ceremony; this command runs %s ceremonies", path, f.Kind, want)
 	}
 	return f, nil
 }
 
+// ceremonyRun is the RunE of a ceremony command: the file is loaded and
+// checked against its reviewed hash before the data directory and its keys
+// are opened, and fn runs with it.
+func ceremonyRun(dataDir, dbURL, file, reviewed *string, kind ceremony.Kind, fn func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		f, err := loadCeremony(*file, *reviewed, kind)
+		if err != nil {
+			return err
+		}
+		return withCeremony(dataDir, dbURL, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
+			return fn(ctx, cmd, env, f)
+		})(cmd, args)
+	}
+}
+
 func initRootCmd() *cobra.Command {
-	var dataDir, dbURL, file, out string
+	var dataDir, dbURL, file, sum, out string
 	cmd := &cobra.Command{
 		Use:   "init-root",
 		Short: "Root ceremony: make the root key in the key store and its self-signed certificate",
@@ -130,13 +238,9 @@ func initRootCmd() *cobra.Command {
 key backends), the self-signed certificate written to --out (PEM), its SHA-256
 fingerprint printed, and an audit record with the ceremony file's SM3 hash.
 
-  govtrust ca init-root --ceremony root.yaml --data /secure/root --out root.pem`,
+  govtrust ca init-root --ceremony root.yaml --sm3 REVIEWED-SM3 --data /secure/root --out root.pem`,
 		Args: cobra.NoArgs,
-		RunE: withCeremony(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
-			f, err := loadCeremony(file, ceremony.Root)
-			if err != nil {
-				return err
-			}
+		RunE: ceremonyRun(&dataDir, &dbURL, &file, &sum, ceremony.Root, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File) error {
 			signer, created, err := ceremonyKey(ctx, env, f)
 			if err != nil {
 				return err
@@ -149,46 +253,57 @@ fingerprint printed, and an audit record with the ceremony file's SM3 hash.
 				return err
 			}
 			fp := ceremony.Fingerprint(der)
+			pk, err := publicKeySHA256(signer.Public())
+			if err != nil {
+				return err
+			}
 			if err := env.record(ctx, "ca.ceremony.root", f, map[string]any{"key_uri": f.Key.URI, "key_created": created,
-				"fingerprint": fp, "certificate": out}); err != nil {
+				"public_key_sha256": pk, "fingerprint": fp, "certificate": out}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "root %s: certificate %s\nSHA-256 fingerprint: %s\nceremony SM3: %s\n", f.CA, out, fp, f.SM3Hex())
 			return nil
 		}),
 	}
-	ceremonyFlags(cmd, &dataDir, &dbURL, &file)
+	ceremonyFlags(cmd, &dataDir, &dbURL, &file, &sum)
 	cmd.Flags().StringVar(&out, "out", "", "write the root certificate (PEM) here")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
 }
 
 func initSubCmd() *cobra.Command {
-	var dataDir, dbURL, file, csrOut, sign, out string
+	var dataDir, dbURL, file, sum, csrOut, sign, out string
 	cmd := &cobra.Command{
 		Use:   "init-sub",
 		Short: "Sub-CA ceremony: make the sub-CA key and request, or sign a sub-CA request with the issuer's key",
 		Long: `Two steps of one ceremony file, on two machines:
 
-On the node that will run the sub-CA: make its key and PKCS#10 request.
-  govtrust ca init-sub --ceremony sub.yaml --data NODE-DATA --csr-out sub.csr
+On the node that will run the sub-CA: make its key and PKCS#10 request; the
+request's SHA-256 fingerprint is printed.
+  govtrust ca init-sub --ceremony sub.yaml --sm3 REVIEWED-SM3 --data NODE-DATA --csr-out sub.csr
 
-On the root's machine: sign the request with the issuer's key (issuer section);
-the request's subject must be the ceremony's, byte for byte.
-  govtrust ca init-sub --ceremony sub.yaml --data ROOT-DATA --sign sub.csr --out sub.pem
+Add it to the ceremony file as request_sha256 and review the file again. On
+the root's machine: sign that request (and no other) with the issuer's key
+(issuer section); its subject must be the ceremony's, byte for byte.
+  govtrust ca init-sub --ceremony sub.yaml --sm3 REVIEWED-SM3 --data ROOT-DATA --sign sub.csr --out sub.pem
 
 Then on the node: govtrust ca import --cert sub.pem --chain root.pem ...`,
 		Args: cobra.NoArgs,
-		RunE: withCeremony(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
-			f, err := loadCeremony(file, ceremony.Sub)
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			switch {
-			case (csrOut == "") == (sign == ""):
+		PreRunE: func(*cobra.Command, []string) error {
+			if (csrOut == "") == (sign == "") {
 				return errors.New("give --csr-out (make the key and request) or --sign REQUEST --out CERT (sign it)")
-			case csrOut != "":
+			}
+			if sign != "" && out == "" {
+				return errors.New("--sign needs --out")
+			}
+			return nil
+		},
+		RunE: ceremonyRun(&dataDir, &dbURL, &file, &sum, ceremony.Sub, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File) error {
+			w := cmd.OutOrStdout()
+			if sign != "" && f.RequestSHA256 == "" {
+				return fmt.Errorf("ceremony file %s has no request_sha256: add the fingerprint the request step printed and review the file again before signing", file)
+			}
+			if csrOut != "" {
 				signer, created, err := ceremonyKey(ctx, env, f)
 				if err != nil {
 					return err
@@ -200,18 +315,31 @@ Then on the node: govtrust ca import --cert sub.pem --chain root.pem ...`,
 				if err := writePEM(csrOut, "CERTIFICATE REQUEST", der); err != nil {
 					return err
 				}
-				if err := env.record(ctx, "ca.ceremony.request", f, map[string]any{"key_uri": f.Key.URI, "key_created": created, "request": csrOut}); err != nil {
+				pk, err := publicKeySHA256(signer.Public())
+				if err != nil {
 					return err
 				}
-				fmt.Fprintf(w, "sub-CA %s: key %s, request %s\nceremony SM3: %s\n", f.CA, f.Key.URI, csrOut, f.SM3Hex())
+				if err := env.record(ctx, "ca.ceremony.request", f, map[string]any{"key_uri": f.Key.URI, "key_created": created,
+					"public_key_sha256": pk, "request": csrOut}); err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "sub-CA %s: key %s, request %s\nrequest SHA-256: %s (add it to the ceremony file as request_sha256 for the signing step)\nceremony SM3: %s\n",
+					f.CA, f.Key.URI, csrOut, ceremony.Fingerprint(der), f.SM3Hex())
 				return nil
-			}
-			if out == "" {
-				return errors.New("--sign needs --out")
 			}
 			csr, err := readPEMFile(sign, "CERTIFICATE REQUEST")
 			if err != nil {
 				return err
+			}
+			if err := ceremony.CheckPin("request_sha256", f.RequestSHA256, csr); err != nil {
+				return fmt.Errorf("%s: %w", sign, err)
+			}
+			req, err := smx509.ParseCertificateRequest(csr)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sign, err)
+			}
+			if err := env.checkKeyOwner(ctx, f.CA, "", req.PublicKey); err != nil {
+				return fmt.Errorf("the request's key: %w", err)
 			}
 			issuer, signer, err := issuerOf(ctx, env, f)
 			if err != nil {
@@ -224,7 +352,7 @@ Then on the node: govtrust ca import --cert sub.pem --chain root.pem ...`,
 			return finishSigned(ctx, cmd, env, f, "ca.ceremony.sign-sub", "sub-ca", der, out)
 		}),
 	}
-	ceremonyFlags(cmd, &dataDir, &dbURL, &file)
+	ceremonyFlags(cmd, &dataDir, &dbURL, &file, &sum)
 	cmd.Flags().StringVar(&csrOut, "csr-out", "", "make the sub-CA key and write its request (PEM) here")
 	cmd.Flags().StringVar(&sign, "sign", "", "sign this sub-CA request (PEM) with the issuer's key")
 	cmd.Flags().StringVar(&out, "out", "", "with --sign: write the sub-CA certificate (PEM) here")
@@ -232,22 +360,25 @@ Then on the node: govtrust ca import --cert sub.pem --chain root.pem ...`,
 }
 
 func crossSignCmd() *cobra.Command {
-	var dataDir, dbURL, file, out string
+	var dataDir, dbURL, file, sum, out string
 	cmd := &cobra.Command{
 		Use:   "cross-sign",
 		Short: "Cross ceremony: certify an existing root's subject and key under another root",
 		Long: `Certify the root in subject_certificate under the issuer of the ceremony file
-(RFC 5280 §3.2 cross-certificate), on the issuer's machine.
+(RFC 5280 §3.2 cross-certificate), on the issuer's machine; the file pins
+subject_certificate by its SHA-256 fingerprint.
 
-  govtrust ca cross-sign --ceremony cross.yaml --data ROOT-A-DATA --out b-by-a.pem`,
+  govtrust ca cross-sign --ceremony cross.yaml --sm3 REVIEWED-SM3 --data ROOT-A-DATA --out b-by-a.pem`,
 		Args: cobra.NoArgs,
-		RunE: withCeremony(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
-			f, err := loadCeremony(file, ceremony.Cross)
-			if err != nil {
-				return err
-			}
+		RunE: ceremonyRun(&dataDir, &dbURL, &file, &sum, ceremony.Cross, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File) error {
 			subj, err := readCerts(f.Path(f.SubjectCertificate))
 			if err != nil {
+				return fmt.Errorf("subject_certificate: %w", err)
+			}
+			if err := ceremony.CheckPin("subject_certificate_sha256", f.SubjectCertificateSHA256, subj[0].Raw); err != nil {
+				return err
+			}
+			if err := env.checkKeyOwner(ctx, f.CA, "", subj[0].PublicKey); err != nil {
 				return fmt.Errorf("subject_certificate: %w", err)
 			}
 			issuer, signer, err := issuerOf(ctx, env, f)
@@ -261,7 +392,7 @@ func crossSignCmd() *cobra.Command {
 			return finishSigned(ctx, cmd, env, f, "ca.ceremony.cross-sign", "cross-ca", der, out)
 		}),
 	}
-	ceremonyFlags(cmd, &dataDir, &dbURL, &file)
+	ceremonyFlags(cmd, &dataDir, &dbURL, &file, &sum)
 	cmd.Flags().StringVar(&out, "out", "", "write the cross-certificate (PEM) here")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
@@ -282,7 +413,11 @@ func finishSigned(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *
 		return err
 	}
 	fp := ceremony.Fingerprint(der)
-	if err := env.record(ctx, action, f, map[string]any{"issuer_key_uri": f.Issuer.KeyURI, "fingerprint": fp,
+	pk, err := publicKeySHA256(cert.PublicKey)
+	if err != nil {
+		return err
+	}
+	if err := env.record(ctx, action, f, map[string]any{"issuer_key_uri": f.Issuer.KeyURI, "fingerprint": fp, "public_key_sha256": pk,
 		"serial": fmt.Sprintf("%x", cert.SerialNumber.Bytes()), "subject": cert.Subject.String(), "certificate": out, "recorded_under": issuerID}); err != nil {
 		return err
 	}
@@ -295,21 +430,30 @@ func finishSigned(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *
 }
 
 func importCACmd() *cobra.Command {
-	var dataDir, dbURL, certFile, chainFile, keyURI, id, file string
+	var dataDir, dbURL, certFile, chainFile, keyURI, id, file, sum string
 	cmd := &cobra.Command{
 		Use:   "import",
 		Short: "Record a CA made by ceremony in a stopped node's data directory; the next start serves it",
 		Long: `Check that the key is the certificate's, that the certificate may sign
 certificates and CRLs, and that the chain verifies up to a self-signed root;
-then record the CA (audited). With --ceremony, the CA id comes from the
-ceremony file and its SM3 hash is recorded.
+then record the CA (audited). With --ceremony (and its reviewed SM3 hash,
+--sm3), the CA id and key URI come from the ceremony file and its hash is
+recorded.
 
-  govtrust ca import --cert sub.pem --chain root.pem --key-uri soft:ca/dept-sub --id dept-sub --data NODE-DATA`,
+  govtrust ca import --cert sub.pem --chain root.pem --key-uri soft:ca/dept-sub --id dept-sub --data NODE-DATA
+  govtrust ca import --cert sub.pem --chain root.pem --ceremony sub.yaml --sm3 REVIEWED-SM3 --data NODE-DATA`,
 		Args: cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			if file != "" {
+				_, err := loadCeremony(file, sum, "")
+				return err
+			}
+			return nil
+		},
 		RunE: withCeremony(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
 			req := ca.ImportRequest{ID: id, KeyURI: keyURI, Now: time.Now()}
 			if file != "" {
-				f, err := ceremony.Load(file)
+				f, err := loadCeremony(file, sum, "")
 				if err != nil {
 					return err
 				}
@@ -354,17 +498,20 @@ ceremony file and its SM3 hash is recorded.
 	f.StringVar(&keyURI, "key-uri", "", "the CA key in the node's key backends")
 	f.StringVar(&id, "id", "", "the CA id (lowercase letters, digits, '-')")
 	f.StringVar(&file, "ceremony", "", "the sub ceremony file (gives the id and key URI, and records its SM3)")
+	f.StringVar(&sum, "sm3", "", "with --ceremony: the reviewed SM3 hash of the ceremony file (openssl dgst -sm3); another file is refused")
 	_ = cmd.MarkFlagRequired("cert")
 	_ = cmd.MarkFlagRequired("chain")
 	return cmd
 }
 
-func ceremonyFlags(cmd *cobra.Command, dataDir, dbURL, file *string) {
+func ceremonyFlags(cmd *cobra.Command, dataDir, dbURL, file, sum *string) {
 	f := cmd.Flags()
 	f.StringVar(dataDir, "data", "./govtrust-data", "data directory holding the key store (created if absent)")
 	f.StringVar(dbURL, "db", "", "database URL instead of the data directory's")
 	f.StringVar(file, "ceremony", "", "the reviewed ceremony file (YAML)")
+	f.StringVar(sum, "sm3", "", "the SM3 hash of the ceremony file the reviewers signed off (openssl dgst -sm3); another file is refused before any key is touched")
 	_ = cmd.MarkFlagRequired("ceremony")
+	_ = cmd.MarkFlagRequired("sm3")
 }
 
 // writePEM writes one PEM block, refusing to overwrite a file.

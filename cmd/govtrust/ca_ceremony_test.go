@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +75,7 @@ func TestOfflineRootCeremony(t *testing.T) {
 			at := func(n string) string { return filepath.Join(work, n) }
 			sub := "gov-" + alg + "-sub"
 
-			out := mustGovtrust(t, "ca", "init-root", "--ceremony", at("root-"+alg+".yaml"), "--data", rootDir, "--out", at("root.pem"))
+			out := mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, at("root-"+alg+".yaml"), "--data", rootDir, "--out", at("root.pem"))...)
 			fp := runOpenSSL(t, "x509", "-in", at("root.pem"), "-noout", "-fingerprint", "-sha256")
 			if got := strings.TrimSpace(fp[strings.Index(fp, "=")+1:]); !strings.Contains(out, "SHA-256 fingerprint: "+got) {
 				t.Fatalf("init-root printed\n%s\nopenssl says %s", out, fp)
@@ -84,17 +85,19 @@ func TestOfflineRootCeremony(t *testing.T) {
 			}
 			// A second run of the same root ceremony (key.mode: create) must not
 			// replace the key.
-			if out, code := govtrust(t, "ca", "init-root", "--ceremony", at("root-"+alg+".yaml"), "--data", rootDir, "--out", at("root2.pem")); code == 0 || !strings.Contains(out, "exists") {
+			if out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, at("root-"+alg+".yaml"), "--data", rootDir, "--out", at("root2.pem"))...); code == 0 || !strings.Contains(out, "exists") {
 				t.Fatalf("second init-root = %d\n%s", code, out)
 			}
 
-			mustGovtrust(t, "ca", "init-sub", "--ceremony", at("sub-"+alg+".yaml"), "--data", nodeDir, "--csr-out", at("sub.csr"))
-			mustGovtrust(t, "ca", "init-sub", "--ceremony", at("sub-"+alg+".yaml"), "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))
+			out = mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, at("sub-"+alg+".yaml"), "--data", nodeDir, "--csr-out", at("sub.csr"))...)
+			// The file is reviewed again with the request's fingerprint.
+			signFile := pinRequest(t, work, "sub-"+alg+".yaml", "sub-"+alg+"-sign.yaml", out)
+			mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, signFile, "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))...)
 			// The wrong chain is refused before anything is recorded.
-			if out, code := govtrust(t, "ca", "import", "--cert", at("sub.pem"), "--chain", at("sub.pem"), "--ceremony", at("sub-"+alg+".yaml"), "--data", nodeDir); code == 0 {
+			if out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "import", "--cert", at("sub.pem"), "--chain", at("sub.pem")}, signFile, "--data", nodeDir)...); code == 0 {
 				t.Fatalf("import with a wrong chain succeeded:\n%s", out)
 			}
-			out = mustGovtrust(t, "ca", "import", "--cert", at("sub.pem"), "--chain", at("root.pem"), "--ceremony", at("sub-"+alg+".yaml"), "--data", nodeDir)
+			out = mustGovtrust(t, ceremonyArgs(t, []string{"ca", "import", "--cert", at("sub.pem"), "--chain", at("root.pem")}, signFile, "--data", nodeDir)...)
 			if !strings.Contains(out, "imported CA "+sub) {
 				t.Fatalf("import printed\n%s", out)
 			}
@@ -180,14 +183,21 @@ func TestOfflineRootCeremony(t *testing.T) {
 			runOpenSSL(t, crlArgs...)
 			p.stop(t)
 
+			// The node's built-in issuing CA's key is not a new sub-CA's.
+			builtin := editCeremony(t, work, "sub-"+alg+".yaml", "builtin-key.yaml", "ca: "+sub, "ca: another-sub",
+				"uri: soft:ca/"+sub+"\n  mode: create", "uri: soft:ca/"+alg+"-issuing\n  mode: existing")
+			if out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, builtin, "--data", nodeDir, "--csr-out", at("builtin.csr"))...); code == 0 || !strings.Contains(out, "is the key of CA "+alg+"-issuing") {
+				t.Fatalf("init-sub with the built-in issuing CA's key = %d\n%s", code, out)
+			}
+
 			// Every step is in the audit logs with the ceremony file's SM3.
 			for _, c := range []struct {
 				dir, action, file string
 			}{
 				{rootDir, "ca.ceremony.root", "root-" + alg + ".yaml"},
-				{rootDir, "ca.ceremony.sign-sub", "sub-" + alg + ".yaml"},
+				{rootDir, "ca.ceremony.sign-sub", "sub-" + alg + "-sign.yaml"},
 				{nodeDir, "ca.ceremony.request", "sub-" + alg + ".yaml"},
-				{nodeDir, "ca.authority.import", "sub-" + alg + ".yaml"},
+				{nodeDir, "ca.authority.import", "sub-" + alg + "-sign.yaml"},
 			} {
 				hash := sm3File(t, at(c.file))
 				if n := countAudit(t, c.dir, c.action, hash); n != 1 {
@@ -218,4 +228,177 @@ func countAudit(t *testing.T, dir, action, hash string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// ceremonyArgs are cmd, then --ceremony path --sm3 <its SM3, computed by
+// OpenSSL>, then more.
+func ceremonyArgs(t *testing.T, cmd []string, path string, more ...string) []string {
+	t.Helper()
+	return append(append(cmd, "--ceremony", path, "--sm3", sm3File(t, path)), more...)
+}
+
+// pinRequest writes a copy of the ceremony file from as to with the
+// request_sha256 that the output of init-sub --csr-out printed.
+func pinRequest(t *testing.T, dir, from, to, csrOut string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(csrOut, "request SHA-256: ")
+	if !ok {
+		t.Fatalf("init-sub --csr-out printed no request fingerprint:\n%s", csrOut)
+	}
+	fp, _, _ := strings.Cut(rest, " ")
+	b, err := os.ReadFile(filepath.Join(dir, from))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, to)
+	if err := os.WriteFile(p, append(b, []byte("request_sha256: \""+fp+"\"\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// editCeremony writes a copy of the example ceremony file from as to, with
+// each pair of edits applied (each must apply).
+func editCeremony(t *testing.T, dir, from, to string, edits ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, from))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for i := 0; i+1 < len(edits); i += 2 {
+		n := strings.Replace(s, edits[i], edits[i+1], 1)
+		if n == s {
+			t.Fatalf("%s: %q not found", from, edits[i])
+		}
+		s = n
+	}
+	p := filepath.Join(dir, to)
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestCeremonyRefusesAnotherCAsKey: a ceremony never gives a new CA the key
+// of a CA the data directory already has: a sub ceremony whose key.uri
+// names another root's key (even in create-if-absent mode) is refused before
+// any request is made, and a request whose key an earlier ceremony
+// certified for another CA is not signed.
+func TestCeremonyRefusesAnotherCAsKey(t *testing.T) {
+	work := t.TempDir()
+	copyCeremonies(t, work)
+	at := func(n string) string { return filepath.Join(work, n) }
+	rootDir, nodeDir := at("root"), at("node")
+	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, at("root-ecdsa.yaml"), "--data", rootDir, "--out", at("root.pem"))...)
+	rootB := editCeremony(t, work, "root-ecdsa.yaml", "root-b.yaml", "ca: gov-ecdsa-root", "ca: gov-ecdsa-root-b",
+		"uri: soft:ca/gov-ecdsa-root", "uri: soft:ca/gov-ecdsa-root-b", "ECDSA 根 CA", "ECDSA 根 CA B")
+	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, rootB, "--data", rootDir, "--out", at("root-b.pem"))...)
+
+	// The other root's key as the sub-CA's key.
+	bad := editCeremony(t, work, "sub-ecdsa.yaml", "bad-sub.yaml", "uri: soft:ca/gov-ecdsa-sub\n  mode: create", "uri: soft:ca/gov-ecdsa-root-b\n  mode: create-if-absent")
+	out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, bad, "--data", rootDir, "--csr-out", at("bad.csr"))...)
+	if code == 0 || !strings.Contains(out, "made or certified for CA gov-ecdsa-root-b") {
+		t.Fatalf("init-sub with another root's key = %d\n%s", code, out)
+	}
+	if _, err := os.Stat(at("bad.csr")); err == nil {
+		t.Fatal("a request was written")
+	}
+
+	// One key certified as two sub-CAs.
+	out = mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, at("sub-ecdsa.yaml"), "--data", nodeDir, "--csr-out", at("sub.csr"))...)
+	signFile := pinRequest(t, work, "sub-ecdsa.yaml", "sub-sign.yaml", out)
+	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, signFile, "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))...)
+	second := editCeremony(t, work, "sub-sign.yaml", "second-sub.yaml", "ca: gov-ecdsa-sub", "ca: gov-ecdsa-sub-2")
+	out, code = govtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, second, "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub2.pem"))...)
+	if code == 0 || !strings.Contains(out, "made or certified for CA gov-ecdsa-sub") {
+		t.Fatalf("signing one key as a second sub-CA = %d\n%s", code, out)
+	}
+	if _, err := os.Stat(at("sub2.pem")); err == nil {
+		t.Fatal("a certificate was written")
+	}
+}
+
+// TestCeremonyBoundToReviewedFile: a ceremony runs only the file whose SM3
+// hash the reviewers signed off (--sm3, checked before any key is made),
+// and only on the files it pins: the request it signs (request_sha256), the
+// root it cross-certifies (subject_certificate_sha256) and, when given, the
+// issuer's certificate (issuer.certificate_sha256).
+func TestCeremonyBoundToReviewedFile(t *testing.T) {
+	work := t.TempDir()
+	copyCeremonies(t, work)
+	at := func(n string) string { return filepath.Join(work, n) }
+	rootDir, nodeDir, bDir := at("root"), at("node"), at("root-b")
+	// Root A allows a cross-certified root and its issuing CAs below it.
+	rootA := editCeremony(t, work, "root-ecdsa.yaml", "root-a.yaml", "path_length: 1", "path_length: 2")
+
+	if out, code := govtrust(t, "ca", "init-root", "--ceremony", rootA, "--data", rootDir, "--out", at("root.pem")); code == 0 || !strings.Contains(out, "sm3") {
+		t.Fatalf("init-root without --sm3 = %d\n%s", code, out)
+	}
+	reviewed := sm3File(t, rootA)
+	editCeremony(t, work, "root-a.yaml", "root-a.yaml", "days: 7300", "days: 7301") // changed after the review
+	if out, code := govtrust(t, "ca", "init-root", "--ceremony", rootA, "--sm3", reviewed, "--data", rootDir, "--out", at("root.pem")); code == 0 || !strings.Contains(out, "not the reviewed") {
+		t.Fatalf("init-root of a file changed after its review = %d\n%s", code, out)
+	}
+	if _, err := os.Stat(rootDir); err == nil {
+		t.Fatal("the data directory was opened for a file that is not the reviewed one")
+	}
+	// Reviewed again: the key was never made, so key.mode create succeeds.
+	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, rootA, "--data", rootDir, "--out", at("root.pem"))...)
+
+	// The request step, then signing: not without the request's pin, not
+	// another request.
+	out := mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, at("sub-ecdsa.yaml"), "--data", nodeDir, "--csr-out", at("sub.csr"))...)
+	if out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, at("sub-ecdsa.yaml"), "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))...); code == 0 || !strings.Contains(out, "no request_sha256") {
+		t.Fatalf("signing without request_sha256 = %d\n%s", code, out)
+	}
+	signFile := pinRequest(t, work, "sub-ecdsa.yaml", "sub-sign.yaml", out)
+	runOpenSSL(t, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", at("other.key"),
+		"-utf8", "-subj", "/C=CN/O=某某市人民政府/OU=电子政务中心/CN=某某市政务 ECDSA 签发 CA", "-out", at("other.csr"))
+	if out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, signFile, "--data", rootDir, "--sign", at("other.csr"), "--out", at("sub.pem"))...); code == 0 || !strings.Contains(out, "not the reviewed") {
+		t.Fatalf("signing another request = %d\n%s", code, out)
+	}
+	// A wrong issuer pin.
+	wrongIssuer := editCeremony(t, work, "sub-sign.yaml", "sub-wrong-issuer.yaml", "  # certificate_sha256: \"...\"", "  certificate_sha256: \""+strings.Repeat("AB:", 31)+"AB\"")
+	if out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, wrongIssuer, "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))...); code == 0 || !strings.Contains(out, "issuer.certificate_sha256") {
+		t.Fatalf("signing under an issuer certificate that is not the pinned one = %d\n%s", code, out)
+	}
+	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, signFile, "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))...)
+
+	// Cross-certify root B (made on another machine): only the pinned one.
+	rootB := editCeremony(t, work, "root-ecdsa.yaml", "root-b.yaml", "ca: gov-ecdsa-root", "ca: gov-ecdsa-root-b",
+		"uri: soft:ca/gov-ecdsa-root", "uri: soft:ca/gov-ecdsa-root-b", "ECDSA 根 CA", "ECDSA 根 CA B")
+	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, rootB, "--data", bDir, "--out", at("root-b.pem"))...)
+	if out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "cross-sign"}, at("cross-ecdsa.yaml"), "--data", rootDir, "--out", at("b-by-a.pem"))...); code == 0 || !strings.Contains(out, "not the reviewed") {
+		t.Fatalf("cross-sign of a root that is not the pinned one = %d\n%s", code, out)
+	}
+	fp := runOpenSSL(t, "x509", "-in", at("root-b.pem"), "-noout", "-fingerprint", "-sha256")
+	b, err := os.ReadFile(at("cross-ecdsa.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := regexp.MustCompile(`subject_certificate_sha256: "[0-9A-F:]+"`).ReplaceAllString(string(b), `subject_certificate_sha256: "`+strings.TrimSpace(fp[strings.Index(fp, "=")+1:])+`"`)
+	if err := os.WriteFile(at("cross.yaml"), []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "cross-sign"}, at("cross.yaml"), "--data", rootDir, "--out", at("b-by-a.pem"))...)
+	if got := runOpenSSL(t, "verify", "-CAfile", at("root.pem"), at("b-by-a.pem")); !strings.Contains(got, ": OK") {
+		t.Fatalf("openssl verify cross-certificate: %s", got)
+	}
+}
+
+// TestCeremonyBadSubjectNoKey: a subject the certificate lint would refuse
+// stops the root ceremony when the file is read, before the data directory
+// is opened or a key made.
+func TestCeremonyBadSubjectNoKey(t *testing.T) {
+	work := t.TempDir()
+	copyCeremonies(t, work)
+	bad := editCeremony(t, work, "root-sm2.yaml", "bad-root.yaml", "C: CN", `C: "@@"`)
+	out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, bad, "--data", filepath.Join(work, "root"), "--out", filepath.Join(work, "root.pem"))...)
+	if code == 0 || !strings.Contains(out, "subject.C") {
+		t.Fatalf("init-root with C=@@ = %d\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(work, "root")); err == nil {
+		t.Fatal("the data directory was opened")
+	}
 }

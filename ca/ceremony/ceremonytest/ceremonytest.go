@@ -53,7 +53,8 @@ func ExternalRoot(t testing.TB, cn string) (*smx509.Certificate, *ecdsa.PrivateK
 func CrossSign(t testing.TB, subject, issuer *smx509.Certificate, key *ecdsa.PrivateKey) []byte {
 	t.Helper()
 	f, err := ceremony.Parse([]byte("kind: cross\nca: cross-test\nalgorithm: ecdsa-p256\nvalidity:\n  days: 1825\npath_length: 1\n" +
-		"subject_certificate: subject.pem\nissuer:\n  certificate: issuer.pem\n  key_uri: soft:ca/other\n"))
+		"subject_certificate: subject.pem\nsubject_certificate_sha256: " + ceremony.Fingerprint(subject.Raw) +
+		"\nissuer:\n  certificate: issuer.pem\n  certificate_sha256: " + ceremony.Fingerprint(issuer.Raw) + "\n  key_uri: soft:ca/other\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
