@@ -203,12 +203,8 @@ func revokedCAError(a, r *authority) error {
 // loadAll loads every CA row, creating the built-in hierarchies on first
 // start, and resolves each signer once.
 func (s *Service) loadAll(ctx context.Context) (*registry, error) {
-	var rows []*authorityRow
-	if err := s.env.DB.Read(ctx, func(q store.Querier) error {
-		var err error
-		rows, err = loadAuthorities(ctx, q)
-		return err
-	}); err != nil {
+	rows, err := readAuthorities(ctx, s.env.DB)
+	if err != nil {
 		return nil, err
 	}
 	byID := map[string]*authorityRow{}
@@ -623,12 +619,8 @@ func Import(ctx context.Context, db *store.DB, log *audit.Log, keys hsm.KeyManag
 // returns the issuer's id, or "" when no CA here issued it.
 func RecordCACertificate(ctx context.Context, db *store.DB, log *audit.Log, cert *smx509.Certificate, prof string, now time.Time) (string, error) {
 	var issuer string
-	var rows []*authorityRow
-	if err := db.Read(ctx, func(q store.Querier) error {
-		var err error
-		rows, err = loadAuthorities(ctx, q)
-		return err
-	}); err != nil {
+	rows, err := readAuthorities(ctx, db)
+	if err != nil {
 		return "", err
 	}
 	for _, r := range rows {
@@ -643,7 +635,7 @@ func RecordCACertificate(ctx context.Context, db *store.DB, log *audit.Log, cert
 	}
 	rec := audit.Record{Actor: audit.ActorFrom(ctx), Action: "ca.certificate.record", Object: "cert/" + issuer + "/" + serialHex(cert.SerialNumber),
 		Outcome: audit.Success, Details: map[string]any{"profile": prof, "subject": cert.Subject.String()}}
-	_, err := log.Do(ctx, db, rec, func(tx *store.Tx) error {
+	_, err = log.Do(ctx, db, rec, func(tx *store.Tx) error {
 		_, err := recordCACert(ctx, tx, issuer, cert, prof, now)
 		return err
 	})

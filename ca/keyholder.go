@@ -22,12 +22,8 @@ type KeyHolder struct {
 // for a CA's key under another name is a second CA no CRL of the first
 // covers.
 func FindKeyHolder(ctx context.Context, db *store.DB, uri string, pub crypto.PublicKey) (*KeyHolder, error) {
-	var rows []*authorityRow
-	if err := db.Read(ctx, func(q store.Querier) error {
-		var err error
-		rows, err = loadAuthorities(ctx, q)
-		return err
-	}); err != nil {
+	rows, err := readAuthorities(ctx, db)
+	if err != nil {
 		return nil, err
 	}
 	for _, r := range rows {

@@ -69,6 +69,17 @@ func loadAuthority(ctx context.Context, db *store.DB, id string) (*authorityRow,
 }
 
 // loadAuthorities returns every CA row, oldest first.
+// readAuthorities is loadAuthorities in a read transaction of db.
+func readAuthorities(ctx context.Context, db *store.DB) ([]*authorityRow, error) {
+	var rows []*authorityRow
+	err := db.Read(ctx, func(q store.Querier) error {
+		var err error
+		rows, err = loadAuthorities(ctx, q)
+		return err
+	})
+	return rows, err
+}
+
 func loadAuthorities(ctx context.Context, q store.Querier) ([]*authorityRow, error) {
 	rows, err := q.Query(ctx, "SELECT "+authorityColumns+" FROM ca_authorities ORDER BY created_at, id")
 	if err != nil {

@@ -3,8 +3,6 @@ package ca
 import (
 	"context"
 	"time"
-
-	"github.com/govtrust/govtrust/internal/store"
 )
 
 // registryPoll is how often a CA process looks for CA generations other
@@ -63,12 +61,8 @@ func (s *Service) syncRegistry(ctx context.Context) error {
 // syncRegistryOnce is one attempt of syncRegistry; it reports false when
 // the registry changed under it.
 func (s *Service) syncRegistryOnce(ctx context.Context) (bool, error) {
-	var rows []*authorityRow
-	if err := s.env.DB.Read(ctx, func(q store.Querier) error {
-		var err error
-		rows, err = loadAuthorities(ctx, q)
-		return err
-	}); err != nil {
+	rows, err := readAuthorities(ctx, s.env.DB)
+	if err != nil {
 		return false, err
 	}
 	cur := s.reg.Load()
