@@ -922,10 +922,20 @@ func (s *Service) crlLoop(ctx context.Context, done chan<- struct{}) {
 		defer t.Stop()
 		ticks = t.C
 	}
+	// Revocations the KMC could not be told of when they were made
+	// (ca/dual_cert.go): soon after start (the KMC starts after the CA),
+	// then every kmcNoticeEvery.
+	kmcTimer := time.NewTimer(kmcNoticeFirst)
+	defer kmcTimer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-kmcTimer.C:
+			if _, err := s.kmcNotices(ctx); err != nil {
+				s.env.Logger.Warn("telling the KMC of revocations failed; trying again", "err", err)
+			}
+			kmcTimer.Reset(kmcNoticeEvery)
 		case <-ticks:
 			err := s.refreshCRLs(ctx)
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"database/sql"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -44,7 +45,39 @@ type KMC interface {
 	// AbandonKey tells the KMC that no certificate was issued for the key
 	// (the request failed after ApplyKey): it wipes the escrowed key.
 	AbandonKey(ctx context.Context, escrowID, reason string) error
+	// RevokeKey tells the KMC, in the CA's transaction tx, that the CA
+	// revoked an encryption certificate (GM/T 0014 RevokeKeyReq;
+	// GM-STANDARDS.md §2.2): the KMC records it with the revocation, or
+	// queues it durably in tx to send after commit. ErrKMCLater says it
+	// cannot take it now and nothing was written; the CA then tells it
+	// later (kmcNotices).
+	RevokeKey(ctx context.Context, tx *store.Tx, rev *KeyRevocation) error
+	// EscrowBindings returns, read in q, the escrows bound to the
+	// certificates of a pair (nil when the KMC keeps them elsewhere): the
+	// CA records at start the pairs it issued before it kept them itself.
+	EscrowBindings(ctx context.Context, q store.Querier) ([]EscrowBinding, error)
 }
+
+// KeyRevocation is the CA's notice of an encryption certificate's
+// revocation (GM/T 0014 RevokeKeyReq names the certificate by its serial).
+type KeyRevocation struct {
+	CA, EncSerial string
+	// PublicKey is the certificate's SubjectPublicKeyInfo (DER).
+	PublicKey []byte
+	RevokedAt time.Time
+	// Reason is the RFC 5280 CRLReason name.
+	Reason string
+	Actor  string
+}
+
+// EscrowBinding is an escrow the KMC bound to the certificates of a pair.
+type EscrowBinding struct {
+	EscrowID, CA, EncSerial, SignSerial string
+}
+
+// ErrKMCLater: the KMC cannot take a revocation notice now (it has not
+// started yet: the CA starts first); nothing was written.
+var ErrKMCLater = errors.New("ca: the key management centre takes the notice later")
 
 // KMCRequest asks the KMC for an encryption key pair.
 type KMCRequest struct {
@@ -187,23 +220,33 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 		return abandon(profileError(err))
 	}
 	encRes.Notes = append(encRes.Notes, "encryption key generated and escrowed by the KMC (escrow "+key.EscrowID+")")
-	issueOne := func(prof *profile.Profile, res *profile.Result) (string, []byte, *smx509.Certificate, error) {
+	// issueOne issues under prof; the encryption certificate (twin is the
+	// signing certificate's serial) is stored with the pair's link, in one
+	// transaction, so that no encryption certificate exists without it.
+	issueOne := func(prof *profile.Profile, res *profile.Result, twin string) (string, []byte, *smx509.Certificate, error) {
 		var serial string
 		record := func(ctx context.Context, tx *store.Tx, sn string, der []byte, cert *smx509.Certificate) error {
 			serial = sn
+			now := s.env.Clock.Now().UTC()
 			row := &certRow{issuer: a.id, serial: sn, subject: cert.Subject.String(), profile: prof.Name, status: "good",
 				requester: p.Account.ID, requesterOrg: p.Account.Org, notBefore: cert.NotBefore, notAfter: cert.NotAfter,
-				created: s.env.Clock.Now().UTC(), der: der}
-			return s.record(ctx, tx, p.Actor(), row, res.Notes)
+				created: now, der: der}
+			if err := s.record(ctx, tx, p.Actor(), row, res.Notes); err != nil {
+				return err
+			}
+			if twin == "" {
+				return nil
+			}
+			return insertPair(ctx, tx, a.id, twin, sn, key.EscrowID, now)
 		}
 		der, cert, err := s.issueLinted(ctx, a, issuance{res: res, profile: prof.Name, record: record})
 		return serial, der, cert, err
 	}
-	signSerial, signDER, signCert, err := issueOne(signProf, signRes)
+	signSerial, signDER, signCert, err := issueOne(signProf, signRes, "")
 	if err != nil {
 		return abandon(fmt.Errorf("issue on %s: %w", a.id, err))
 	}
-	encSerial, encDER, encCert, err := issueOne(encProf, encRes)
+	encSerial, encDER, encCert, err := issueOne(encProf, encRes, signSerial)
 	if err != nil {
 		err = fmt.Errorf("issue on %s: signing certificate %s issued, encryption certificate failed: %w", a.id, signSerial, err)
 		if encCert != nil {
@@ -333,11 +376,17 @@ type IssuedCertificate struct {
 	Requester string
 	Created   time.Time
 	RevokedAt time.Time
+	// Reason is the RFC 5280 CRLReason name of a revoked certificate.
+	Reason string
 }
 
 func issuedOf(c *certRow) *IssuedCertificate {
-	return &IssuedCertificate{CA: c.issuer, Serial: c.serial, DER: c.der, Status: c.status, Profile: c.profile,
+	out := &IssuedCertificate{CA: c.issuer, Serial: c.serial, DER: c.der, Status: c.status, Profile: c.profile,
 		Requester: c.requester, Created: c.created, RevokedAt: c.revokedAt}
+	if c.status == "revoked" {
+		out.Reason = reasonName(c.reason)
+	}
+	return out
 }
 
 // IssuedCertificate returns certificate serial of CA generation caID, or
@@ -433,4 +482,322 @@ func (s *Service) CertificatesForKey(ctx context.Context, caID string, spki []by
 		out = append(out, issuedOf(c))
 	}
 	return out, nil
+}
+
+// Dual pairs after issuance (ca_dual_pairs, migration 00012).
+//
+// The signing and the encryption certificate of a pair are one subscriber
+// credential, and the encryption private key was delivered enveloped to
+// the signing key: whoever has the signing private key can open the
+// envelope. So revoking the signing certificate revokes the encryption
+// certificate with it, in the same transaction and with the same reason
+// (each with its own audit record, naming the signing certificate, and
+// outbox event; the answer lists it in also_revoked). Revoking only the
+// encryption certificate leaves the signing certificate as it is: the
+// subscriber's signing key is not exposed by it, and GM/T 0014 key update
+// gives a signing certificate a new encryption certificate.
+//
+// The KMC is told of every revocation of an encryption certificate of a
+// pair (GM/T 0014 RevokeKeyReq, GM-STANDARDS.md §2.2) through
+// KMC.RevokeKey, in the revoking transaction: the platform's KMC shares
+// the database and records it there, so the revocation and the KMC's
+// record of it commit together. When the KMC cannot take it then (it has
+// not started yet: revocations the CA makes while starting), the pair is
+// marked kmc_pending in that transaction and kmcNotices tells it later.
+
+// insertPair records the pair of signing certificate sign and encryption
+// certificate enc of issuer in tx.
+func insertPair(ctx context.Context, tx *store.Tx, issuer, sign, enc, escrowID string, now time.Time) error {
+	var escrow any
+	if escrowID != "" {
+		escrow = escrowID
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO ca_dual_pairs (issuer_id, sign_serial, enc_serial, escrow_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+		issuer, sign, enc, escrow, now.UTC().Format(timeFormat)); err != nil {
+		return fmt.Errorf("record the dual pair %s/%s and %s: %w", issuer, sign, enc, err)
+	}
+	return nil
+}
+
+// revokePair does, in tx, what the revocation of issuer/serial (committed
+// in tx, or asked again) means for the dual pairs it belongs to: the KMC
+// is told when it is an encryption certificate (tellKMC), and the
+// encryption certificates of a signing certificate are revoked with it
+// (revokePartner). It returns the certificates it revoked, as "ca/serial".
+func (s *Service) revokePair(ctx context.Context, tx *store.Tx, issuer, serial, actor string, at time.Time) ([]string, error) {
+	var sign string
+	err := tx.QueryRow(ctx, "SELECT sign_serial FROM ca_dual_pairs WHERE issuer_id = ? AND enc_serial = ?", issuer, serial).Scan(&sign)
+	switch {
+	case err == nil:
+		return nil, s.tellKMC(ctx, tx, issuer, serial, actor)
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("dual pair of %s/%s: %w", issuer, serial, err)
+	}
+	rows, err := tx.Query(ctx, "SELECT enc_serial FROM ca_dual_pairs WHERE issuer_id = ? AND sign_serial = ?", issuer, serial)
+	if err != nil {
+		return nil, fmt.Errorf("dual pair of %s/%s: %w", issuer, serial, err)
+	}
+	var encs []string
+	for rows.Next() {
+		var e string
+		if err := rows.Scan(&e); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		encs = append(encs, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(encs) == 0 {
+		return nil, nil
+	}
+	c, err := scanCert(issuer, tx.QueryRow(ctx, "SELECT "+certColumns+" FROM ca_certificates WHERE issuer_id = ? AND serial = ?", issuer, serial))
+	if err != nil {
+		return nil, fmt.Errorf("read certificate %s/%s: %w", issuer, serial, err)
+	}
+	var out []string
+	for _, enc := range encs {
+		revoked, err := s.revokePartner(ctx, tx, issuer, serial, enc, reasonName(c.reason), actor, at)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, revoked...)
+	}
+	return out, nil
+}
+
+// revokePartner revokes, in tx, encryption certificate enc of the pair of
+// signing certificate sign, revoked for reason. An encryption certificate
+// already revoked keeps its revocation, unless reason is keyCompromise and
+// its own is not a compromise (it becomes keyCompromise, as revokeRowOne
+// allows); an expired one is left alone.
+func (s *Service) revokePartner(ctx context.Context, tx *store.Tx, issuer, sign, enc, reason, actor string, at time.Time) ([]string, error) {
+	c, err := scanCert(issuer, tx.QueryRow(ctx, "SELECT "+certColumns+" FROM ca_certificates WHERE issuer_id = ? AND serial = ?", issuer, enc))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read certificate %s/%s: %w", issuer, enc, err)
+	}
+	code := reasonCodes[reason]
+	switch {
+	case c.status == "good" && !c.notAfter.After(at):
+		return nil, nil
+	case c.status == "revoked" && c.reason != code && !(code == reasonKeyCompromise && !compromiseReasons[c.reason]):
+		return nil, nil
+	case c.status != "good" && c.status != "revoked":
+		return nil, nil
+	}
+	out, newly, err := s.revokeRowOpts(ctx, tx, issuer, enc, reason, actor, map[string]any{"revoked_with": "cert/" + issuer + "/" + sign,
+		"cause": "the signing certificate of its dual pair was revoked; the encryption key was delivered enveloped to the signing key"}, at, false)
+	if err != nil {
+		return nil, fmt.Errorf("revoke %s/%s, the encryption certificate of %s: %w", issuer, enc, sign, err)
+	}
+	if !newly {
+		return out.AlsoRevoked, nil
+	}
+	return append([]string{issuer + "/" + enc}, out.AlsoRevoked...), nil
+}
+
+// tellKMC tells the KMC, in tx, of the revocation (or the new reason) of
+// encryption certificate enc of issuer, unless it was told of that reason
+// already; when it cannot take it now, the pair is left kmc_pending for
+// kmcNotices.
+func (s *Service) tellKMC(ctx context.Context, tx *store.Tx, issuer, enc, actor string) error {
+	var told sql.NullInt64
+	if err := tx.QueryRow(ctx, "SELECT kmc_reason FROM ca_dual_pairs WHERE issuer_id = ? AND enc_serial = ?", issuer, enc).Scan(&told); err != nil {
+		return fmt.Errorf("dual pair of %s/%s: %w", issuer, enc, err)
+	}
+	c, err := scanCert(issuer, tx.QueryRow(ctx, "SELECT "+certColumns+" FROM ca_certificates WHERE issuer_id = ? AND serial = ?", issuer, enc))
+	if err != nil {
+		return fmt.Errorf("read certificate %s/%s: %w", issuer, enc, err)
+	}
+	if c.status != "revoked" || (told.Valid && int(told.Int64) == c.reason) {
+		return nil
+	}
+	later := func(cause error) error {
+		s.env.Logger.Warn("ca: the KMC is told of a revoked encryption certificate later", "ca", issuer, "enc_serial", enc, "cause", cause)
+		_, err := tx.Exec(ctx, "UPDATE ca_dual_pairs SET kmc_pending = 1 WHERE issuer_id = ? AND enc_serial = ?", issuer, enc)
+		return err
+	}
+	if s.kmc == nil {
+		return later(errors.New("no key management centre is wired in"))
+	}
+	spki, _ := spkiOf(c.der)
+	err = s.kmc.RevokeKey(ctx, tx, &KeyRevocation{CA: issuer, EncSerial: enc, PublicKey: spki, RevokedAt: c.revokedAt,
+		Reason: reasonName(c.reason), Actor: actor})
+	if errors.Is(err, ErrKMCLater) {
+		return later(err)
+	}
+	if err != nil {
+		return fmt.Errorf("tell the key management centre of the revocation of %s/%s: %w", issuer, enc, err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE ca_dual_pairs SET kmc_pending = 0, kmc_reason = ? WHERE issuer_id = ? AND enc_serial = ?",
+		c.reason, issuer, enc); err != nil {
+		return fmt.Errorf("dual pair of %s/%s: %w", issuer, enc, err)
+	}
+	return nil
+}
+
+// kmcNotices runs kmcNoticeFirst after the CA started, then every
+// kmcNoticeEvery (crlLoop).
+const (
+	kmcNoticeFirst = 2 * time.Second
+	kmcNoticeEvery = time.Minute
+)
+
+// kmcNotices tells the KMC of the revocations it could not take when they
+// were made (kmc_pending), a transaction each, and returns how many it
+// told. It finds nothing to do almost always (kmc_pending is indexed);
+// it stops at the first ErrKMCLater.
+func (s *Service) kmcNotices(ctx context.Context) (int, error) {
+	if s.kmc == nil {
+		return 0, nil
+	}
+	type ref struct{ issuer, enc string }
+	var todo []ref
+	err := s.env.DB.Read(ctx, func(q store.Querier) error {
+		todo = todo[:0]
+		rows, err := q.Query(ctx, "SELECT issuer_id, enc_serial FROM ca_dual_pairs WHERE kmc_pending = 1 LIMIT 500")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r ref
+			if err := rows.Scan(&r.issuer, &r.enc); err != nil {
+				return err
+			}
+			todo = append(todo, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("ca: revocations the KMC was not told of: %w", err)
+	}
+	n := 0
+	for _, r := range todo {
+		var pending int
+		err := s.env.DB.Tx(ctx, func(tx *store.Tx) error {
+			if err := s.tellKMC(ctx, tx, r.issuer, r.enc, "system"); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, "SELECT kmc_pending FROM ca_dual_pairs WHERE issuer_id = ? AND enc_serial = ?", r.issuer, r.enc).Scan(&pending)
+		})
+		if err != nil {
+			return n, fmt.Errorf("ca: tell the KMC of the revocation of %s/%s: %w", r.issuer, r.enc, err)
+		}
+		if pending == 1 {
+			return n, nil
+		}
+		n++
+	}
+	return n, nil
+}
+
+// fillPairs records, at start, the pairs issued before the CA kept them
+// (migration 00012), from the KMC's bindings of its escrows; a pair whose
+// encryption certificate is revoked is marked for the KMC to be told
+// (kmcNotices; the KMC ignores a notice it has had). It returns how many
+// it recorded.
+func (s *Service) fillPairs(ctx context.Context) (int, error) {
+	if s.kmc == nil {
+		return 0, nil
+	}
+	var binds []EscrowBinding
+	known := map[[2]string]bool{}
+	err := s.env.DB.Read(ctx, func(q store.Querier) error {
+		clear(known)
+		var err error
+		if binds, err = s.kmc.EscrowBindings(ctx, q); err != nil || len(binds) == 0 {
+			return err
+		}
+		rows, err := q.Query(ctx, "SELECT issuer_id, enc_serial FROM ca_dual_pairs")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k [2]string
+			if err := rows.Scan(&k[0], &k[1]); err != nil {
+				return err
+			}
+			known[k] = true
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("ca: dual pairs from the KMC's escrows: %w", err)
+	}
+	n := 0
+	for _, b := range binds {
+		if known[[2]string{b.CA, b.EncSerial}] {
+			continue
+		}
+		var added int64
+		err := s.env.DB.Tx(ctx, func(tx *store.Tx) error {
+			res, err := tx.Exec(ctx, `INSERT INTO ca_dual_pairs (issuer_id, sign_serial, enc_serial, escrow_id, created_at, kmc_pending)
+				SELECT e.issuer_id, ?, e.serial, ?, e.created_at, CASE WHEN e.status = 'revoked' THEN 1 ELSE 0 END
+				FROM ca_certificates e JOIN ca_certificates g ON g.issuer_id = e.issuer_id AND g.serial = ?
+				WHERE e.issuer_id = ? AND e.serial = ?
+				ON CONFLICT (issuer_id, enc_serial) DO NOTHING`, b.SignSerial, b.EscrowID, b.SignSerial, b.CA, b.EncSerial)
+			if err != nil {
+				return err
+			}
+			added, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return n, fmt.Errorf("ca: dual pair %s/%s from escrow %s: %w", b.CA, b.EncSerial, b.EscrowID, err)
+		}
+		n += int(added)
+	}
+	return n, nil
+}
+
+// sweepPairs revokes, at start, the good unexpired encryption certificates
+// of pairs whose signing certificate is revoked (revoked before revokePair
+// existed, or recorded by fillPairs only now), as revoking the signing
+// certificate now would, a transaction each, and returns how many.
+func (s *Service) sweepPairs(ctx context.Context) (int, error) {
+	type ref struct{ issuer, sign string }
+	var found []ref
+	err := s.env.DB.Read(ctx, func(q store.Querier) error {
+		found = found[:0]
+		rows, err := q.Query(ctx, `SELECT p.issuer_id, p.sign_serial FROM ca_dual_pairs p
+			JOIN ca_certificates g ON g.issuer_id = p.issuer_id AND g.serial = p.sign_serial
+			JOIN ca_certificates e ON e.issuer_id = p.issuer_id AND e.serial = p.enc_serial
+			WHERE g.status = 'revoked' AND e.status = 'good' AND e.not_after > ?`, s.env.Clock.Now().UTC().Format(timeFormat))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r ref
+			if err := rows.Scan(&r.issuer, &r.sign); err != nil {
+				return err
+			}
+			found = append(found, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("ca: encryption certificates of revoked signing certificates: %w", err)
+	}
+	n := 0
+	for _, r := range found {
+		var also []string
+		err := s.env.DB.Tx(ctx, func(tx *store.Tx) error {
+			var err error
+			also, err = s.revokePair(ctx, tx, r.issuer, r.sign, "system", s.env.Clock.Now())
+			return err
+		})
+		if err != nil {
+			return n, fmt.Errorf("ca: encryption certificate of revoked %s/%s: %w", r.issuer, r.sign, err)
+		}
+		n += len(also)
+	}
+	return n, nil
 }

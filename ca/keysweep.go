@@ -148,7 +148,7 @@ func (s *Service) revokeSameKey(ctx context.Context, tx *store.Tx, issuer, seria
 	}
 	var out []string
 	for _, r := range found {
-		_, newly, err := s.revokeRowOpts(ctx, tx, r.issuer, r.serial, "keyCompromise", actor,
+		res, newly, err := s.revokeRowOpts(ctx, tx, r.issuer, r.serial, "keyCompromise", actor,
 			map[string]any{"key_compromised_in": "cert/" + issuer + "/" + serial}, now, false)
 		if errors.Is(err, errCACertOfKey) {
 			s.env.Logger.Warn("a CA certificate carries a key revoked for keyCompromise; revoke it under dual control",
@@ -161,6 +161,9 @@ func (s *Service) revokeSameKey(ctx context.Context, tx *store.Tx, issuer, seria
 		if newly {
 			out = append(out, r.issuer+"/"+r.serial)
 		}
+		// The encryption certificate of a pair whose signing
+		// certificate this is (revokePair).
+		out = append(out, res.AlsoRevoked...)
 	}
 	return out, nil
 }

@@ -103,8 +103,10 @@ type RevokeResponse struct {
 	// Approval is the dual-control request under which a CA certificate
 	// was revoked.
 	Approval string `json:"approval,omitempty"`
-	// AlsoRevoked lists, as "ca/serial", the other certificates of the key
-	// that a keyCompromise revocation revoked with it (ca/keysweep.go).
+	// AlsoRevoked lists, as "ca/serial", the other certificates revoked
+	// with it: those of the same key, for keyCompromise (ca/keysweep.go),
+	// and the encryption certificate of a dual pair's signing certificate
+	// (revokePair).
 	AlsoRevoked []string `json:"also_revoked,omitempty"`
 }
 
@@ -305,7 +307,29 @@ var errCACertOfKey = errors.New("a CA certificate of the key")
 // keyCompromise) revokes every other unexpired certificate of the key with
 // it (revokeSameKey, which calls this without sweep and is refused CA
 // certificates).
+//
+// The certificates of a dual pair (ca_dual_pairs) follow it (revokePair):
+// revoking a signing certificate revokes its encryption certificate with
+// it, with the same reason, and the KMC is told in tx of every revocation
+// of an encryption certificate whose key it escrows.
 func (s *Service) revokeRowOpts(ctx context.Context, tx *store.Tx, issuer, serial, reason, actor string, extra map[string]any, at time.Time, sweep bool) (*RevokeResponse, bool, error) {
+	out, newly, err := s.revokeRowOne(ctx, tx, issuer, serial, reason, actor, extra, at, sweep)
+	if err != nil {
+		return nil, false, err
+	}
+	if !newly {
+		at = s.env.Clock.Now()
+	}
+	also, err := s.revokePair(ctx, tx, issuer, serial, actor, at)
+	if err != nil {
+		return nil, false, err
+	}
+	out.AlsoRevoked = append(out.AlsoRevoked, also...)
+	return out, newly, nil
+}
+
+// revokeRowOne is revokeRowOpts but for the dual pairs.
+func (s *Service) revokeRowOne(ctx context.Context, tx *store.Tx, issuer, serial, reason, actor string, extra map[string]any, at time.Time, sweep bool) (*RevokeResponse, bool, error) {
 	code := reasonCodes[reason]
 	now := at.UTC().Truncate(time.Second)
 	c, err := scanCert(issuer, tx.QueryRow(ctx, "SELECT "+certColumns+" FROM ca_certificates WHERE issuer_id = ? AND serial = ?", issuer, serial))

@@ -170,6 +170,16 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	} else if n > 0 {
 		env.Logger.Warn("certificates of keys revoked for keyCompromise revoked with them", "certificates", n)
 	}
+	if n, err := s.fillPairs(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		env.Logger.Info("dual pairs issued earlier recorded from the KMC's escrows", "pairs", n)
+	}
+	if n, err := s.sweepPairs(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		env.Logger.Warn("encryption certificates of revoked signing certificates revoked with them", "certificates", n)
+	}
 	if err := s.afterRestore(ctx); err != nil {
 		return err
 	}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/govtrust/govtrust/ca"
+	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/kms/kmc"
 )
 
@@ -32,6 +34,29 @@ func (c kmcClient) AbandonKey(ctx context.Context, escrowID, reason string) erro
 	return c.k.Abandon(ctx, escrowID, reason)
 }
 
+// RevokeKey records the revocation with the KMC's escrow in the CA's
+// transaction: both services share the database (GM/T 0014 RevokeKeyReq).
+func (c kmcClient) RevokeKey(ctx context.Context, tx *store.Tx, rev *ca.KeyRevocation) error {
+	err := c.k.RevokeKey(ctx, tx, &kmc.KeyRevocation{CA: rev.CA, EncSerial: rev.EncSerial, PublicKey: rev.PublicKey,
+		RevokedAt: rev.RevokedAt, Reason: rev.Reason, Actor: rev.Actor})
+	if errors.Is(err, kmc.ErrNotStarted) {
+		return errors.Join(ca.ErrKMCLater, err)
+	}
+	return err
+}
+
+func (c kmcClient) EscrowBindings(ctx context.Context, q store.Querier) ([]ca.EscrowBinding, error) {
+	bs, err := c.k.Bindings(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ca.EscrowBinding, len(bs))
+	for i, b := range bs {
+		out[i] = ca.EscrowBinding{EscrowID: b.EscrowID, CA: b.CA, EncSerial: b.EncSerial, SignSerial: b.SignSerial}
+	}
+	return out, nil
+}
+
 // caCertificates hands the CA's records to the KMC through the KMC's own
 // Certificates interface: the KMC checks recovery recipients and
 // encryption certificates against them and finds the certificate of an
@@ -41,7 +66,8 @@ type caCertificates struct{ c *ca.Service }
 var _ kmc.Certificates = caCertificates{}
 
 func kmcCertificate(c *ca.IssuedCertificate) *kmc.Certificate {
-	return &kmc.Certificate{CA: c.CA, Serial: c.Serial, DER: c.DER, Status: c.Status, Requester: c.Requester, Created: c.Created}
+	return &kmc.Certificate{CA: c.CA, Serial: c.Serial, DER: c.DER, Status: c.Status, Requester: c.Requester, Created: c.Created,
+		RevokedAt: c.RevokedAt, Reason: c.Reason}
 }
 
 func (x caCertificates) IssuedCertificate(ctx context.Context, caID, serial string) (*kmc.Certificate, error) {

@@ -35,6 +35,7 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/govtrust/govtrust/ca"
+	"github.com/govtrust/govtrust/ca/ocsp"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
@@ -77,7 +78,12 @@ func startKMCNodeWith(t testing.TB, wrap func(ca.KMC) ca.KMC) (*kmcNode, *kmc.Se
 
 func startNodeOf(t testing.TB, db *string, svcs ...node.Service) *kmcNode {
 	t.Helper()
-	dir := t.TempDir()
+	return startNodeAt(t, t.TempDir(), db, svcs...)
+}
+
+// startNodeAt is startNodeOf on data directory dir.
+func startNodeAt(t testing.TB, dir string, db *string, svcs ...node.Service) *kmcNode {
+	t.Helper()
 	s := func(v string) *string { return &v }
 	clk := clock.NewFake(time.Now())
 	logs := &lockedWriter{}
@@ -881,6 +887,15 @@ func TestDualBindFailure(t *testing.T) {
 			if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE status = 'pending'"); n != 1 {
 				t.Fatalf("%d pending escrows", n)
 			}
+			// The pair was recorded with the encryption certificate, and
+			// the KMC, told of its revocation, keeps it with the escrow
+			// still waiting for its binding.
+			if n := kn.count("SELECT COUNT(*) FROM ca_dual_pairs WHERE sign_serial = ? AND enc_serial = ? AND kmc_pending = 0", signSerial, encSerial); n != 1 {
+				t.Fatalf("pair %s/%s not recorded", signSerial, encSerial)
+			}
+			if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE status = 'pending' AND revocation_reason = 'cessationOfOperation' AND revoked_at IS NOT NULL"); n != 1 {
+				t.Fatal("the pending escrow does not record the revocation")
+			}
 			return encSerial, signSerial
 		}
 		recover := func(encSerial, signSerial string) {
@@ -890,8 +905,8 @@ func TestDualBindFailure(t *testing.T) {
 			var pend kmc.PendingRecovery
 			kn.must("POST", "/api/v1/kmc/escrow/sm2-issuing/"+encSerial+"/recoveries", "ra", kmc.RecoveryRequest{
 				RecipientCertificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signDER})), Reason: "never delivered", CaseReference: "c"}, &pend)
-			if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE status = 'active' AND enc_serial = ? AND sign_serial = ?", encSerial, signSerial); n != 1 {
-				t.Fatalf("escrow of %s not bound", encSerial)
+			if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE status = 'revoked' AND revocation_reason = 'cessationOfOperation' AND enc_serial = ? AND sign_serial = ?", encSerial, signSerial); n != 1 {
+				t.Fatalf("escrow of %s not bound as revoked", encSerial)
 			}
 		}
 		// A recovery of the revoked encryption certificate finds the escrow
@@ -987,5 +1002,238 @@ func TestDualRefusedLeavesNoEscrow(t *testing.T) {
 	}
 	if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE wrapped IS NOT NULL"); n != 0 {
 		t.Fatalf("%d escrowed keys left for no certificate", n)
+	}
+}
+
+// ocspStatus asks the node's OCSP responder of caID about certificate
+// certPEM issued by issuerPEM.
+func (kn *kmcNode) ocspStatus(caID, certPEM, issuerPEM string) *ocsp.Response {
+	kn.t.Helper()
+	cert, issuer := pemCert(kn.t.(*testing.T), certPEM), pemCert(kn.t.(*testing.T), issuerPEM)
+	der, err := ocsp.CreateRequest(cert, issuer, nil)
+	if err != nil {
+		kn.t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+kn.n.Addresses().HTTP+"/ocsp/"+caID, "application/ocsp-request", bytes.NewReader(der))
+	if err != nil {
+		kn.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r, err := ocsp.ParseResponseForCert(raw, cert, issuer)
+	if err != nil {
+		kn.t.Fatalf("OCSP for %s: %v", cert.SerialNumber, err)
+	}
+	return r
+}
+
+// certRevocation returns the status and the CRLReason code of a
+// certificate as the CA recorded it.
+func (kn *kmcNode) certRevocation(serial string) (string, int) {
+	kn.t.Helper()
+	var status string
+	var reason sql.NullInt64
+	if err := kn.n.Env().DB.QueryRow(context.Background(), "SELECT status, revocation_reason FROM ca_certificates WHERE serial = ?", serial).
+		Scan(&status, &reason); err != nil {
+		kn.t.Fatal(err)
+	}
+	return status, int(reason.Int64)
+}
+
+// escrowOf returns the status, revocation date and reason of the escrow of
+// encryption certificate encSerial.
+func (kn *kmcNode) escrowOf(encSerial string) (status, revokedAt, reason string) {
+	kn.t.Helper()
+	var at, why sql.NullString
+	if err := kn.n.Env().DB.QueryRow(context.Background(), "SELECT status, revoked_at, revocation_reason FROM kmc_escrow WHERE enc_serial = ?", encSerial).
+		Scan(&status, &at, &why); err != nil {
+		kn.t.Fatal(err)
+	}
+	return status, at.String, why.String
+}
+
+// TestDualPairRevocation: revoking the signing certificate of a dual pair
+// revokes its encryption certificate with it (same transaction, same
+// reason, its own audit record naming the signing certificate, its outbox
+// event, OCSP at once), and the KMC records the revocation with the escrow
+// (GM/T 0014 RevokeKeyReq); revoking only the encryption certificate
+// leaves the signing certificate good, and the KMC records it too. The
+// revoked key stays recoverable, and the approval summary says it is
+// revoked.
+func TestDualPairRevocation(t *testing.T) { dualPairRevocation(t, nil) }
+
+// TestDualPairRevocationPostgres runs the same on PostgreSQL.
+func TestDualPairRevocationPostgres(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	dualPairRevocation(t, &url)
+}
+
+func dualPairRevocation(t *testing.T, db *string) {
+	kn := startKMCNode(t, db)
+	kn.account("kro1", "demo", policy.RoleKeyRecovery)
+	kn.account("kro2", "demo", policy.RoleKeyRecovery)
+	record := map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"}
+	dbh := kn.n.Env().DB
+	ctx := context.Background()
+
+	t.Run("signing certificate", func(t *testing.T) {
+		_, csr, _ := sm2Subscriber(t, t.TempDir(), "a")
+		out := kn.dualIssue(csr, record)
+		sign, enc, caID := out.Serial, out.Encryption.Serial, out.CA
+		if n := kn.count("SELECT COUNT(*) FROM ca_dual_pairs WHERE issuer_id = ? AND sign_serial = ? AND enc_serial = ?", caID, sign, enc); n != 1 {
+			t.Fatalf("pair %s/%s not recorded", sign, enc)
+		}
+		// OCSP answers made before the revocation, kept in memory.
+		if r := kn.ocspStatus(caID, out.Encryption.Certificate, out.Chain[0]); r.Status != ocsp.Good {
+			t.Fatalf("OCSP before revocation: %v", r.Status)
+		}
+		var rev ca.RevokeResponse
+		kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": sign, "reason": "keyCompromise"}, &rev)
+		if len(rev.AlsoRevoked) != 1 || rev.AlsoRevoked[0] != caID+"/"+enc {
+			t.Fatalf("also_revoked %v, want [%s/%s]", rev.AlsoRevoked, caID, enc)
+		}
+		if st, reason := kn.certRevocation(enc); st != "revoked" || reason != ocsp.ReasonKeyCompromise {
+			t.Fatalf("encryption certificate %s (reason %d)", st, reason)
+		}
+		if r := kn.ocspStatus(caID, out.Encryption.Certificate, out.Chain[0]); r.Status != ocsp.Revoked || r.RevocationReason != ocsp.ReasonKeyCompromise {
+			t.Fatalf("OCSP for the encryption certificate: %v reason %d", r.Status, r.RevocationReason)
+		}
+		var details string
+		if err := dbh.QueryRow(ctx, "SELECT details FROM audit_log WHERE action = 'ca.certificate.revoke' AND object = ?", "cert/"+caID+"/"+enc).
+			Scan(&details); err != nil || !strings.Contains(details, "cert/"+caID+"/"+sign) {
+			t.Fatalf("audit of the encryption certificate's revocation: %q %v", details, err)
+		}
+		if n := kn.count("SELECT COUNT(*) FROM ca_outbox WHERE event = 'revoked' AND serial = ?", enc); n != 1 {
+			t.Fatalf("%d outbox events for %s", n, enc)
+		}
+		if st, at, reason := kn.escrowOf(enc); st != kmc.StatusRevoked || at == "" || reason != "keyCompromise" {
+			t.Fatalf("escrow %s at %q for %q", st, at, reason)
+		}
+		if n := kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'kmc.key.revoke' AND details LIKE ?", "%"+enc+"%"); n != 1 {
+			t.Fatalf("%d kmc.key.revoke records", n)
+		}
+		// Asked again: nothing new.
+		rev = ca.RevokeResponse{}
+		kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": sign, "reason": "keyCompromise"}, &rev)
+		if len(rev.AlsoRevoked) != 0 || kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'kmc.key.revoke' AND details LIKE ?", "%"+enc+"%") != 1 {
+			t.Fatalf("asked again: also_revoked %v", rev.AlsoRevoked)
+		}
+	})
+
+	t.Run("encryption certificate", func(t *testing.T) {
+		_, csr, _ := sm2Subscriber(t, t.TempDir(), "b")
+		out := kn.dualIssue(csr, record)
+		sign, enc, caID := out.Serial, out.Encryption.Serial, out.CA
+		var rev ca.RevokeResponse
+		kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": enc, "reason": "superseded"}, &rev)
+		if len(rev.AlsoRevoked) != 0 {
+			t.Fatalf("also_revoked %v", rev.AlsoRevoked)
+		}
+		if st, _ := kn.certRevocation(sign); st != "good" {
+			t.Fatalf("signing certificate %s", st)
+		}
+		if r := kn.ocspStatus(caID, out.Certificate, out.Chain[0]); r.Status != ocsp.Good {
+			t.Fatalf("OCSP for the signing certificate: %v", r.Status)
+		}
+		if st, at, reason := kn.escrowOf(enc); st != kmc.StatusRevoked || at == "" || reason != "superseded" {
+			t.Fatalf("escrow %s at %q for %q", st, at, reason)
+		}
+		// The key stays recoverable, to the subscriber's signing
+		// certificate; the approvers see that its certificate is revoked.
+		var pend kmc.PendingRecovery
+		kn.must("POST", "/api/v1/kmc/escrow/sm2-issuing/"+enc+"/recoveries", "ra",
+			kmc.RecoveryRequest{RecipientCertificate: out.Certificate, Reason: "new token", CaseReference: "c-2"}, &pend)
+		if !strings.Contains(pend.Summary, "REVOKED") || !strings.Contains(pend.Summary, "superseded") {
+			t.Fatalf("summary %q", pend.Summary)
+		}
+		kn.approveAll(&pend)
+		var rec kmc.RecoveryResponse
+		kn.must("POST", "/api/v1/kmc/recoveries/"+pend.Approval+"/execute", "ra", nil, &rec)
+		if len(rec.EnvelopedKey) == 0 {
+			t.Fatal("no key recovered")
+		}
+		// The signing certificate's key compromised afterwards: the
+		// encryption certificate's reason becomes keyCompromise, and the
+		// KMC learns it.
+		kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": sign, "reason": "keyCompromise"}, &rev)
+		if st, reason := kn.certRevocation(enc); st != "revoked" || reason != ocsp.ReasonKeyCompromise {
+			t.Fatalf("encryption certificate %s (reason %d)", st, reason)
+		}
+		if st, _, reason := kn.escrowOf(enc); st != kmc.StatusRevoked || reason != "keyCompromise" {
+			t.Fatalf("escrow %s for %q", st, reason)
+		}
+	})
+
+	t.Run("other reason", func(t *testing.T) {
+		// An encryption certificate revoked for its own reason keeps it
+		// when the signing certificate goes for another.
+		_, csr, _ := sm2Subscriber(t, t.TempDir(), "c")
+		out := kn.dualIssue(csr, record)
+		kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": out.Encryption.Serial, "reason": "superseded"}, nil)
+		kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": out.Serial, "reason": "affiliationChanged"}, nil)
+		if st, reason := kn.certRevocation(out.Encryption.Serial); st != "revoked" || reason != ocsp.ReasonSuperseded {
+			t.Fatalf("encryption certificate %s (reason %d)", st, reason)
+		}
+	})
+}
+
+// TestDualPairsBeforeMigration: pairs issued before the CA recorded them
+// (migration 00012) are recorded at start from the KMC's escrows; an
+// encryption certificate whose signing certificate was revoked before is
+// revoked then (the KMC, which starts after the CA, is told a moment
+// later), and the KMC learns of an encryption certificate revoked without
+// it being told.
+func TestDualPairsBeforeMigration(t *testing.T) { dualPairsBeforeMigration(t, nil) }
+
+// TestDualPairsBeforeMigrationPostgres runs the same on PostgreSQL.
+func TestDualPairsBeforeMigrationPostgres(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	dualPairsBeforeMigration(t, &url)
+}
+
+func dualPairsBeforeMigration(t *testing.T, dbURL *string) {
+	dir := t.TempDir()
+	kn := startNodeAt(t, dir, dbURL, services()...)
+	record := map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"}
+	_, csrA, _ := sm2Subscriber(t, t.TempDir(), "a")
+	_, csrB, _ := sm2Subscriber(t, t.TempDir(), "b")
+	a, b := kn.dualIssue(csrA, record), kn.dualIssue(csrB, record)
+	db := kn.n.Env().DB
+	ctx := context.Background()
+	// What the code before the pairs left: no pair rows, a signing
+	// certificate revoked alone, an encryption certificate revoked
+	// without the KMC knowing.
+	for _, q := range []string{"DELETE FROM ca_dual_pairs",
+		"UPDATE ca_certificates SET status = 'revoked', revoked_at = '2026-01-01T00:00:00Z', revocation_reason = 3 WHERE serial = '" + a.Serial + "'",
+		"UPDATE ca_certificates SET status = 'revoked', revoked_at = '2026-01-01T00:00:00Z', revocation_reason = 4 WHERE serial = '" + b.Encryption.Serial + "'"} {
+		if _, err := db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kn.n.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kn = startNodeAt(t, dir, dbURL, services()...)
+	if n := kn.count("SELECT COUNT(*) FROM ca_dual_pairs"); n != 2 {
+		t.Fatalf("%d pairs recorded from the escrows", n)
+	}
+	if st, reason := kn.certRevocation(a.Encryption.Serial); st != "revoked" || reason != 3 {
+		t.Fatalf("encryption certificate of the revoked signing certificate: %s (reason %d)", st, reason)
+	}
+	if st, _ := kn.certRevocation(b.Serial); st != "good" {
+		t.Fatalf("signing certificate of the revoked encryption certificate: %s", st)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for kn.count("SELECT COUNT(*) FROM ca_dual_pairs WHERE kmc_pending = 1") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the KMC was never told")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st, _, reason := kn.escrowOf(a.Encryption.Serial); st != kmc.StatusRevoked || reason != "affiliationChanged" {
+		t.Fatalf("escrow of %s: %s %q", a.Encryption.Serial, st, reason)
+	}
+	if st, at, reason := kn.escrowOf(b.Encryption.Serial); st != kmc.StatusRevoked || reason != "superseded" || !strings.HasPrefix(at, "2026-01-01") {
+		t.Fatalf("escrow of %s: %s %q %q", b.Encryption.Serial, st, at, reason)
 	}
 }

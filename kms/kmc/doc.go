@@ -37,6 +37,11 @@
 // kmc.retention after its certificate's notAfter, whether the certificate
 // was revoked or not.
 //
+// The CA tells the KMC of every revocation of an encryption certificate
+// (RevokeKey, GM/T 0014 RevokeKeyReq), in its revoking transaction: the
+// escrow becomes revoked, with the date and the reason, audited; the key
+// stays recoverable, and the approvers' summary says it is revoked.
+//
 // An escrow no certificate was issued for is abandoned: its wrapped key is
 // wiped (Abandon, by the CA when its request fails after ApplyKey, or by the
 // sweep, sweep.go). One whose binding to its certificates was lost (the

@@ -355,8 +355,12 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 	} else {
 		to = "judicial key recovery (GM/T 0034 §12.5), to the certificate of key recovery officer " + rc.officer
 	}
-	summary := fmt.Sprintf("%s: recover the escrowed encryption key of %s (certificate %s/%s, public key SHA-256 %x) for %s: certificate %s/%s issued by %s, status %s, valid until %s, issued %s at the request of %s (certificate SHA-256 %s); reason: %s; case %s",
-		to, pl.Subject, ca, serial, pubSum, pl.Recipient, rc.issued.CA, rc.issued.Serial, pl.RecipientIssuer, rc.issued.Status,
+	keyStatus := "not revoked"
+	if e.status == StatusRevoked {
+		keyStatus = fmt.Sprintf("REVOKED at %s (%s)", e.revokedAt, e.reason)
+	}
+	summary := fmt.Sprintf("%s: recover the escrowed encryption key of %s (certificate %s/%s, %s; public key SHA-256 %x) for %s: certificate %s/%s issued by %s, status %s, valid until %s, issued %s at the request of %s (certificate SHA-256 %s); reason: %s; case %s",
+		to, pl.Subject, ca, serial, keyStatus, pubSum, pl.Recipient, rc.issued.CA, rc.issued.Serial, pl.RecipientIssuer, rc.issued.Status,
 		rc.cert.NotAfter.UTC().Format(time.RFC3339), rc.issued.Created.UTC().Format(time.RFC3339), requestedBy,
 		pl.RecipientHash, req.Reason, req.CaseReference)
 	d, err := s.env.Dual.Create(ctx, dualRequest(p.Account.ID, payload, s.cfg.RecoveryApprovals, s.cfg.RecoveryTTL, summary))
@@ -375,7 +379,7 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 
 // recoverable refuses keys not yet bound to a certificate or past retention.
 func (s *Service) recoverable(e *escrow, now time.Time) error {
-	if e.status != StatusActive {
+	if e.status != StatusActive && e.status != StatusRevoked {
 		return fmt.Errorf("%w: escrow %s has no issued certificate", ErrPolicy, e.id)
 	}
 	if now.After(e.notAfter.Add(s.cfg.Retention)) {

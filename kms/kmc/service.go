@@ -51,7 +51,10 @@ const (
 	ActionGenerate = "kmc.key.generate"
 	ActionBind     = "kmc.key.bind"
 	ActionAbandon  = "kmc.key.abandon"
-	ActionRecover  = "kms.key.recover"
+	// ActionRevoke records the CA's notice that the escrow's encryption
+	// certificate was revoked (GM/T 0014 RevokeKeyReq).
+	ActionRevoke  = "kmc.key.revoke"
+	ActionRecover = "kms.key.recover"
 	// RecoverKind is the dual-control kind of a key recovery.
 	RecoverKind = "kms.key.recover"
 )
@@ -63,7 +66,16 @@ const (
 	// StatusAbandoned: no certificate was issued for the key (the request
 	// failed after ApplyKey); its wrapped key is wiped.
 	StatusAbandoned = "abandoned"
+	// StatusRevoked: bound to its encryption certificate, which the CA
+	// revoked (GM/T 0014 RevokeKeyReq; revoked_at and revocation_reason
+	// say when and why). The key stays recoverable, as an active one, so
+	// that what was encrypted to it can still be read.
+	StatusRevoked = "revoked"
 )
+
+// ErrNotStarted: the KMC has not started yet (the CA starts before it and
+// tells it of revocations made then once it has).
+var ErrNotStarted = fmt.Errorf("kmc: not started: %w", httpx.ErrUnavailable)
 
 // Certificates is the KMC's view of the platform's certificate authorities
 // (ARCHITECTURE.md §1: cmd/govtrust wires the CA in). Not-found errors
@@ -91,6 +103,10 @@ type Certificate struct {
 	// recorded.
 	Requester string
 	Created   time.Time
+	// RevokedAt and Reason (an RFC 5280 CRLReason name) are set when
+	// Status is "revoked".
+	RevokedAt time.Time
+	Reason    string
 }
 
 // Service is the key management centre.
@@ -303,13 +319,25 @@ func (s *Service) ApplyKey(ctx context.Context, req *ApplyKeyRequest) (*ApplyKey
 // lost the answer tries again); to others, or an abandoned escrow, is a
 // conflict.
 func (s *Service) Bind(ctx context.Context, escrowID, ca, encSerial, signSerial string, notAfter time.Time) error {
-	return s.bind(ctx, escrowID, ca, encSerial, signSerial, notAfter, nil)
+	return s.bind(ctx, escrowID, ca, encSerial, signSerial, notAfter, nil, nil)
 }
 
-func (s *Service) bind(ctx context.Context, escrowID, ca, encSerial, signSerial string, notAfter time.Time, extra map[string]any) error {
+// bind binds pending escrow escrowID. The escrow becomes revoked rather
+// than active when the CA has already revoked the encryption certificate:
+// rev says so when the certificate was read from the CA (the sweep, a
+// recovery request), and RevokeKey may have recorded the revocation on the
+// pending escrow before (a revocation that overtook the binding).
+func (s *Service) bind(ctx context.Context, escrowID, ca, encSerial, signSerial string, notAfter time.Time, rev *Certificate, extra map[string]any) error {
+	var revokedAt, reason any
+	if rev != nil && rev.Status == "revoked" {
+		revokedAt, reason = fmtTime(rev.RevokedAt), rev.Reason
+	}
 	return s.env.DB.Tx(ctx, func(tx *store.Tx) error {
-		res, err := tx.Exec(ctx, `UPDATE kmc_escrow SET ca = ?, enc_serial = ?, sign_serial = ?, not_after = ?, status = ?
-			WHERE id = ? AND status = ?`, ca, encSerial, nullString(signSerial), fmtTime(notAfter), StatusActive, escrowID, StatusPending)
+		res, err := tx.Exec(ctx, `UPDATE kmc_escrow SET ca = ?, enc_serial = ?, sign_serial = ?, not_after = ?,
+			revoked_at = COALESCE(revoked_at, ?), revocation_reason = COALESCE(revocation_reason, ?),
+			status = CASE WHEN COALESCE(revoked_at, ?) IS NULL THEN 'active' ELSE 'revoked' END
+			WHERE id = ? AND status = ?`, ca, encSerial, nullString(signSerial), fmtTime(notAfter), revokedAt, reason, revokedAt,
+			escrowID, StatusPending)
 		if err != nil {
 			return fmt.Errorf("kmc: bind %s: %w", escrowID, err)
 		}
@@ -326,17 +354,126 @@ func (s *Service) bind(ctx context.Context, escrowID, ca, encSerial, signSerial 
 				return fmt.Errorf("%w: escrow %s", ErrNotFound, escrowID)
 			case err != nil:
 				return fmt.Errorf("kmc: bind %s: %w", escrowID, err)
-			case status == StatusActive && caCol.String == ca && enc.String == encSerial && sign.String == signSerial:
+			case (status == StatusActive || status == StatusRevoked) && caCol.String == ca && enc.String == encSerial && sign.String == signSerial:
 				return nil
 			}
 			return fmt.Errorf("%w: escrow %s is %s (certificate %s/%s), not pending", ErrConflict, escrowID, status, caCol.String, enc.String)
 		}
-		details := map[string]any{"ca": ca, "enc_serial": encSerial, "sign_serial": signSerial, "not_after": fmtTime(notAfter)}
+		var status string
+		var at, why sql.NullString
+		if err := tx.QueryRow(ctx, `SELECT status, revoked_at, revocation_reason FROM kmc_escrow WHERE id = ?`, escrowID).Scan(&status, &at, &why); err != nil {
+			return fmt.Errorf("kmc: bind %s: %w", escrowID, err)
+		}
+		details := map[string]any{"ca": ca, "enc_serial": encSerial, "sign_serial": signSerial, "not_after": fmtTime(notAfter), "status": status}
 		maps.Copy(details, extra)
-		_, err = s.env.Audit.Append(ctx, tx, audit.Record{Actor: audit.ActorFrom(ctx), Action: ActionBind, Object: "kmc-escrow/" + escrowID,
-			Outcome: audit.Success, RequestID: httpx.RequestID(ctx), Details: details})
+		if _, err = s.env.Audit.Append(ctx, tx, audit.Record{Actor: audit.ActorFrom(ctx), Action: ActionBind, Object: "kmc-escrow/" + escrowID,
+			Outcome: audit.Success, RequestID: httpx.RequestID(ctx), Details: details}); err != nil {
+			return err
+		}
+		if status != StatusRevoked {
+			return nil
+		}
+		_, err = s.env.Audit.Append(ctx, tx, audit.Record{Actor: audit.ActorFrom(ctx), Action: ActionRevoke, Object: "kmc-escrow/" + escrowID,
+			Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
+			Details: map[string]any{"ca": ca, "enc_serial": encSerial, "reason": why.String, "revoked_at": at.String,
+				"note": "the encryption certificate was revoked before the escrow was bound to it"}})
 		return err
 	})
+}
+
+// KeyRevocation is the CA's notice that it revoked an encryption
+// certificate (GM/T 0014 RevokeKeyReq, GM-STANDARDS.md §2.2/§2.3).
+type KeyRevocation struct {
+	CA, EncSerial string
+	// PublicKey is the certificate's SubjectPublicKeyInfo (DER): it finds
+	// an escrow not yet bound to the certificate.
+	PublicKey []byte
+	RevokedAt time.Time
+	// Reason is the RFC 5280 CRLReason name.
+	Reason string
+	// Actor is who revoked, for the audit record.
+	Actor string
+}
+
+// RevokeKey records, in the CA's transaction tx, that the encryption
+// certificate of an escrow was revoked: the escrow becomes revoked, with
+// the date and reason, and the change is audited (kmc.key.revoke), so the
+// revocation and the KMC's record of it commit together. A change of
+// reason (to keyCompromise) updates the reason and keeps the date; the
+// same notice again changes nothing. An escrow not yet bound to the
+// certificate (its binding was lost, or is still on its way) gets the
+// revocation recorded and becomes revoked when it is bound. A certificate
+// of no escrow is nothing to record. The key stays recoverable.
+func (s *Service) RevokeKey(ctx context.Context, tx *store.Tx, r *KeyRevocation) error {
+	if s.env == nil {
+		return ErrNotStarted
+	}
+	var id, status string
+	var prev sql.NullString
+	err := tx.QueryRow(ctx, `SELECT id, status, revocation_reason FROM kmc_escrow WHERE ca = ? AND enc_serial = ?`, r.CA, r.EncSerial).
+		Scan(&id, &status, &prev)
+	if errors.Is(err, sql.ErrNoRows) && len(r.PublicKey) > 0 {
+		err = tx.QueryRow(ctx, `SELECT id, status, revocation_reason FROM kmc_escrow WHERE status = 'pending' AND public_key = ?`, r.PublicKey).
+			Scan(&id, &status, &prev)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("kmc: escrow of %s/%s: %w", r.CA, r.EncSerial, err)
+	}
+	if prev.Valid && prev.String == r.Reason {
+		return nil
+	}
+	newStatus := StatusRevoked
+	if status == StatusPending {
+		newStatus = StatusPending // bind makes it revoked
+	}
+	if _, err := tx.Exec(ctx, `UPDATE kmc_escrow SET status = ?, revoked_at = COALESCE(revoked_at, ?), revocation_reason = ? WHERE id = ?`,
+		newStatus, fmtTime(r.RevokedAt), r.Reason, id); err != nil {
+		return fmt.Errorf("kmc: revoke escrow %s: %w", id, err)
+	}
+	details := map[string]any{"ca": r.CA, "enc_serial": r.EncSerial, "reason": r.Reason, "revoked_at": fmtTime(r.RevokedAt),
+		"status": newStatus, "key": "kept: recoverable until the retention ends"}
+	if prev.Valid {
+		details["previous_reason"] = prev.String
+	}
+	actor := r.Actor
+	if actor == "" {
+		actor = audit.ActorFrom(ctx)
+	}
+	_, err = s.env.Audit.Append(ctx, tx, audit.Record{Actor: actor, Action: ActionRevoke, Object: "kmc-escrow/" + id,
+		Outcome: audit.Success, RequestID: httpx.RequestID(ctx), Details: details})
+	return err
+}
+
+// Binding is an escrow bound to its certificates.
+type Binding struct {
+	EscrowID, CA, EncSerial, SignSerial string
+}
+
+// Bindings returns, read in q, every escrow bound to an encryption and a
+// signing certificate. It needs no start: the CA reads them at its own
+// start to record the pairs it issued before it kept them itself.
+func (s *Service) Bindings(ctx context.Context, q store.Querier) ([]Binding, error) {
+	rows, err := q.Query(ctx, `SELECT id, ca, enc_serial, sign_serial FROM kmc_escrow
+		WHERE status IN ('active', 'revoked') AND enc_serial IS NOT NULL AND sign_serial IS NOT NULL`)
+	if err != nil {
+		return nil, fmt.Errorf("kmc: bindings: %w", err)
+	}
+	defer rows.Close()
+	var out []Binding
+	for rows.Next() {
+		var b Binding
+		if err := rows.Scan(&b.EscrowID, &b.CA, &b.EncSerial, &b.SignSerial); err != nil {
+			return nil, fmt.Errorf("kmc: bindings: %w", err)
+		}
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("kmc: bindings: %w", err)
+	}
+	return out, nil
 }
 
 // Abandon marks a pending escrow abandoned and wipes its wrapped key: no
@@ -379,6 +516,9 @@ type escrow struct {
 	ca, encSerial, signSerial           string
 	publicKey                           []byte
 	notAfter                            time.Time
+	// revokedAt and reason are set when the CA revoked the encryption
+	// certificate (status revoked).
+	revokedAt, reason string
 }
 
 // findEscrow finds the escrow of certificate serial on ca. A signing
@@ -386,10 +526,10 @@ type escrow struct {
 func (s *Service) findEscrow(ctx context.Context, ca, serial string) (*escrow, error) {
 	var e escrow
 	var notAfter sql.NullString
-	var encSerial, signSerial, caCol sql.NullString
-	err := s.env.DB.ReadRow(ctx, `SELECT id, subject, org, requester, status, ca, enc_serial, sign_serial, public_key, not_after
-		FROM kmc_escrow WHERE ca = ? AND (enc_serial = ? OR sign_serial = ?)`, ca, serial, serial).
-		Scan(&e.id, &e.subject, &e.org, &e.requester, &e.status, &caCol, &encSerial, &signSerial, &e.publicKey, &notAfter)
+	var encSerial, signSerial, caCol, revokedAt, reason sql.NullString
+	err := s.env.DB.ReadRow(ctx, `SELECT id, subject, org, requester, status, ca, enc_serial, sign_serial, public_key, not_after,
+		revoked_at, revocation_reason FROM kmc_escrow WHERE ca = ? AND (enc_serial = ? OR sign_serial = ?)`, ca, serial, serial).
+		Scan(&e.id, &e.subject, &e.org, &e.requester, &e.status, &caCol, &encSerial, &signSerial, &e.publicKey, &notAfter, &revokedAt, &reason)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: no escrowed key for certificate %s on %s", ErrNotFound, serial, ca)
 	}
@@ -397,6 +537,7 @@ func (s *Service) findEscrow(ctx context.Context, ca, serial string) (*escrow, e
 		return nil, fmt.Errorf("kmc: escrow of %s/%s: %w", ca, serial, err)
 	}
 	e.ca, e.encSerial, e.signSerial = caCol.String, encSerial.String, signSerial.String
+	e.revokedAt, e.reason = revokedAt.String, reason.String
 	if notAfter.Valid {
 		e.notAfter, _ = time.Parse(timeFormat, notAfter.String)
 	}

@@ -140,7 +140,7 @@ func (s *Service) bindFound(ctx context.Context, id string, signSPKI []byte, fro
 			signSerial = twin.Serial
 		}
 	}
-	err = s.bind(ctx, id, enc.CA, enc.Serial, signSerial, na, map[string]any{"bound_by": how + ": the CA's certificate of the escrowed public key",
+	err = s.bind(ctx, id, enc.CA, enc.Serial, signSerial, na, enc, map[string]any{"bound_by": how + ": the CA's certificate of the escrowed public key",
 		"certificate_status": enc.Status})
 	if err == nil {
 		s.env.Logger.Warn("kmc: a pending escrow was bound to the certificate of its key", "by", how, "escrow", id, "ca", enc.CA,
