@@ -798,6 +798,11 @@ func (s *Service) sweepPairs(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("ca: encryption certificate of revoked %s/%s: %w", r.issuer, r.sign, err)
 		}
 		n += len(also)
+		for _, ref := range also {
+			// Start's first CRLs are then made anew, not only when due.
+			id, _, _ := strings.Cut(ref, "/")
+			s.setStale(id, true)
+		}
 	}
 	return n, nil
 }

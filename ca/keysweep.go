@@ -215,6 +215,8 @@ func (s *Service) sweepBlockedKeys(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("ca: revoke %s/%s, of a compromised key: %w", r.issuer, r.serial, err)
 		case newly:
 			n++
+			// Start's first CRLs are then made anew, not only when due.
+			s.setStale(r.issuer, true)
 		}
 	}
 	return n, nil

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"math/big"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -202,4 +203,52 @@ func TestSPKIOf(t *testing.T) {
 	if h, err := keyHash(nil); h != nil || err != nil {
 		t.Errorf("keyHash of a row without a certificate: %x, %v", h, err)
 	}
+}
+
+// TestStartSweepPublishedOnCRL: a certificate the start-up sweep revokes
+// (the other certificate of a key revoked for keyCompromise before its
+// hash was recorded) is on the CRL the node serves once started, not only
+// on the next one due, hours later (ACCEPTANCE.md C-01).
+func TestStartSweepPublishedOnCRL(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	tn := startNode(t, dir)
+	ctx := t.Context()
+	a := tn.svc.lookup("ecdsa-issuing")
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(host string) string {
+		t.Helper()
+		csr, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{DNSNames: []string{host}}, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, out, raw := tn.issue(a.id, IssueRequest{CSR: csrPEM(csr), Profile: "server-tls"}, "")
+		if st != http.StatusCreated {
+			t.Fatalf("issue: %d %s", st, raw)
+		}
+		return out.Serial
+	}
+	v1, v2 := issue("s1.example.gov.cn"), issue("s2.example.gov.cn")
+	if _, err := tn.db().Exec(ctx, "UPDATE ca_certificates SET spki_sha256 = NULL WHERE issuer_id = ? AND serial IN (?, ?)", a.id, v1, v2); err != nil {
+		t.Fatal(err)
+	}
+	if st, raw := tn.revoke(a.id, "ra", v1, "keyCompromise"); st != http.StatusOK {
+		t.Fatalf("revoke: %d %s", st, raw)
+	}
+	tn.stop()
+	tn2 := startNode(t, dir)
+	defer tn2.stop()
+	c, err := certBySerial(ctx, tn2.db(), a.id, v2)
+	if err != nil || c.status != "revoked" {
+		t.Fatalf("%s after the restart: %+v %v", v2, c, err)
+	}
+	_, rl := tn2.fetchCRL(t, a.id)
+	for _, e := range rl.RevokedCertificateEntries {
+		if serialHex(e.SerialNumber) == v2 {
+			return
+		}
+	}
+	t.Errorf("%s, revoked by the start-up sweep, is not on the served CRL (number %v, %d entries)", v2, rl.Number, len(rl.RevokedCertificateEntries))
 }

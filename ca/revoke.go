@@ -302,6 +302,10 @@ func (s *Service) revokeRowAt(ctx context.Context, tx *store.Tx, issuer, serial,
 // leaves to dual control.
 var errCACertOfKey = errors.New("a CA certificate of the key")
 
+// errRowChanged: the certificate was revoked by another transaction after
+// revokeRowOne read it (revokeRowOpts decides again once).
+var errRowChanged = errors.New("certificate revoked meanwhile")
+
 // revokeRowOpts is revokeRowAt; with sweep, a revocation for
 // keyCompromise (also one asked again, or one whose reason becomes
 // keyCompromise) revokes every other unexpired certificate of the key with
@@ -314,6 +318,15 @@ var errCACertOfKey = errors.New("a CA certificate of the key")
 // of an encryption certificate whose key it escrows.
 func (s *Service) revokeRowOpts(ctx context.Context, tx *store.Tx, issuer, serial, reason, actor string, extra map[string]any, at time.Time, sweep bool) (*RevokeResponse, bool, error) {
 	out, newly, err := s.revokeRowOne(ctx, tx, issuer, serial, reason, actor, extra, at, sweep)
+	if errors.Is(err, errRowChanged) {
+		// Revoked by another transaction between the read and the update:
+		// decided again on the row as it committed (the same revocation
+		// again, a reason that becomes keyCompromise, or a conflict).
+		out, newly, err = s.revokeRowOne(ctx, tx, issuer, serial, reason, actor, extra, at, sweep)
+		if errors.Is(err, errRowChanged) {
+			err = fmt.Errorf("%w: certificate %s/%s changed while it was being revoked", ErrConflict, issuer, serial)
+		}
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -368,9 +381,19 @@ func (s *Service) revokeRowOne(ctx context.Context, tx *store.Tx, issuer, serial
 	if c.status != "good" {
 		return nil, false, fmt.Errorf("%w: certificate %s has status %q", ErrConflict, serial, c.status)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE ca_certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
-		WHERE issuer_id = ? AND serial = ? AND status = 'good'`, now.Format(timeFormat), code, issuer, serial); err != nil {
+	res, err := tx.Exec(ctx, `UPDATE ca_certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
+		WHERE issuer_id = ? AND serial = ? AND status = 'good'`, now.Format(timeFormat), code, issuer, serial)
+	if err != nil {
 		return nil, false, fmt.Errorf("revoke %s/%s: %w", issuer, serial, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, false, fmt.Errorf("revoke %s/%s: %w", issuer, serial, err)
+	} else if n != 1 {
+		// On PostgreSQL (READ COMMITTED) the update waited for another
+		// transaction that revoked the row after it was read, and found it
+		// no longer good: nothing was written here, so no audit record, no
+		// event and no "newly".
+		return nil, false, errRowChanged
 	}
 	if err := s.ocspRevokeTx(ctx, tx, issuer, serial); err != nil {
 		return nil, false, err
