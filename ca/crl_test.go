@@ -521,6 +521,9 @@ func crlStoreFixture(t *testing.T, db *store.DB, clk *clock.Fake, serials ...str
 	s.vars = map[string]string{"base": "http://pki.example.gov.cn"}
 	a := &authority{id: "r", cert: cert, signer: key}
 	s.cas["r"] = a
+	reg := newRegistry()
+	reg.add(a)
+	s.reg.Store(reg)
 	now := clk.Now()
 	if err := db.Tx(ctx, func(tx *store.Tx) error {
 		if err := insertAuthority(ctx, tx, authorityRow{id: "r", algorithm: "ecdsa-p256", keyURI: "soft:ca/r", cert: der, created: now}); err != nil {
@@ -1403,9 +1406,6 @@ func TestCRLServingHeaders(t *testing.T) {
 	ctx := context.Background()
 	clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
 	s, a := crlStoreFixture(t, db, clk, "0a")
-	reg := newRegistry()
-	reg.add(a)
-	s.reg.Store(reg)
 	if err := revokeRow(ctx, db, clk.Now(), "0a"); err != nil {
 		t.Fatal(err)
 	}
@@ -1530,9 +1530,6 @@ func TestCRLServedOnce(t *testing.T) {
 	ctx := context.Background()
 	clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
 	s, a := crlStoreFixture(t, db, clk, "0a")
-	reg := newRegistry()
-	reg.add(a)
-	s.reg.Store(reg)
 	c, err := s.generateBase(ctx, a)
 	if err != nil {
 		t.Fatal(err)

@@ -85,6 +85,22 @@ func (rt *remoteToken) config() Config {
 	return Config{Module: rt.client, Token: rt.label, PIN: testPIN}
 }
 
+// verifiedSigner makes an ECDSA signing key on km and returns it with a
+// function that signs once through the token and checks the signature.
+func verifiedSigner(t *testing.T, km *KeyManager) (*hsm.KeyInfo, func() error) {
+	t.Helper()
+	info := create(t, km, "ca", hsm.ECDSAP256, hsm.UsageSign, "ca")
+	s := signer(t, km, info.URI, "ca")
+	d := sha256.Sum256([]byte(info.URI))
+	return info, func() error {
+		sig, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
+		if err == nil && !ecdsa.VerifyASN1(info.Public.(*ecdsa.PublicKey), d[:], sig) {
+			return errors.New("signature does not verify")
+		}
+		return err
+	}
+}
+
 // TestRemoteHSMLostAndBack takes a network HSM away while a signer is in
 // use and brings it back. While it is away every operation fails with
 // hsm.ErrUnavailable (never a panic, never another key); once it is back,
@@ -102,16 +118,7 @@ func TestRemoteHSMLostAndBack(t *testing.T) {
 	rt := newRemoteToken(t, "remote")
 	km := open(t, rt.config())
 	ctx := context.Background()
-	info := create(t, km, "ca", hsm.ECDSAP256, hsm.UsageSign, "ca")
-	s := signer(t, km, info.URI, "ca")
-	d := sha256.Sum256([]byte("remote"))
-	sign := func() error {
-		sig, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
-		if err == nil && !ecdsa.VerifyASN1(info.Public.(*ecdsa.PublicKey), d[:], sig) {
-			return errors.New("signature does not verify")
-		}
-		return err
-	}
+	info, sign := verifiedSigner(t, km)
 	if err := sign(); err != nil {
 		t.Fatal(err)
 	}
@@ -160,8 +167,11 @@ func TestRemoteHSMLostAndBack(t *testing.T) {
 	}
 	if s2, err := km.Signer(ctx, &hsm.SignerRequest{URI: info.URI, Service: "ca"}); err != nil {
 		t.Errorf("Signer after the HSM came back: %v", err)
-	} else if _, err := s2.Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
-		t.Errorf("new signer: %v", err)
+	} else {
+		d := sha256.Sum256([]byte("new signer"))
+		if _, err := s2.Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
+			t.Errorf("new signer: %v", err)
+		}
 	}
 	t.Logf("HSM away: %d signatures answered hsm.ErrUnavailable; signing again %s after the server was back (module initialised %d times more)",
 		unavailable, recovered.Round(time.Millisecond), km.mod.epoch.Load()-epoch)
@@ -266,15 +276,10 @@ func TestRemoteHSMHangs(t *testing.T) {
 	cfg.CallTimeout = timeout
 	km := open(t, cfg)
 	ctx := context.Background()
-	info := create(t, km, "ca", hsm.ECDSAP256, hsm.UsageSign, "ca")
-	s := signer(t, km, info.URI, "ca")
-	d := sha256.Sum256([]byte("hang"))
+	_, signOnce := verifiedSigner(t, km)
 	sign := func() (time.Duration, error) {
 		start := time.Now()
-		sig, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
-		if err == nil && !ecdsa.VerifyASN1(info.Public.(*ecdsa.PublicKey), d[:], sig) {
-			err = errors.New("signature does not verify")
-		}
+		err := signOnce()
 		return time.Since(start), err
 	}
 	if _, err := sign(); err != nil {

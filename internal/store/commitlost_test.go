@@ -25,8 +25,11 @@ import (
 // Tx and Batcher.Do say ErrUnavailable with the outcome unknown, and the
 // row changed exactly once. (pgx reports this case as "conn closed", an
 // error it calls safe to retry; the store ran such a transaction a second
-// time, which applied it twice: found by ACCEPTANCE.md M-02.)
-func TestCommitAnswerLostPostgres(t *testing.T) {
+
+// proxiedPostgres opens the test's PostgreSQL database, migrated with beta,
+// through a commitDropper.
+func proxiedPostgres(t *testing.T) (*store.DB, *commitDropper) {
+	t.Helper()
 	cfg := storetest.PostgresConfig(t)
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
@@ -35,7 +38,12 @@ func TestCommitAnswerLostPostgres(t *testing.T) {
 	proxy := startCommitDropper(t, u.Host)
 	u.Host = proxy.addr()
 	cfg.URL = u.String()
-	db := storetest.OpenConfig(t, cfg, beta)
+	return storetest.OpenConfig(t, cfg, beta), proxy
+}
+
+// time, which applied it twice: found by ACCEPTANCE.md M-02.)
+func TestCommitAnswerLostPostgres(t *testing.T) {
+	db, proxy := proxiedPostgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	counter := func() int {
@@ -120,15 +128,7 @@ func TestCommitAnswerLostPostgres(t *testing.T) {
 // (Before, it returned "store: commit: timeout: context canceled", which
 // is not ErrUnavailable, though the row had changed.)
 func TestCommitContextEndsPostgres(t *testing.T) {
-	cfg := storetest.PostgresConfig(t)
-	u, err := url.Parse(cfg.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := startCommitDropper(t, u.Host)
-	u.Host = proxy.addr()
-	cfg.URL = u.String()
-	db := storetest.OpenConfig(t, cfg, beta)
+	db, proxy := proxiedPostgres(t)
 	bg, cancelBG := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancelBG()
 	var before int
@@ -147,7 +147,7 @@ func TestCommitContextEndsPostgres(t *testing.T) {
 		}
 	}()
 	attempts := 0
-	err = db.Tx(ctx, func(tx *store.Tx) error {
+	err := db.Tx(ctx, func(tx *store.Tx) error {
 		attempts++
 		_, err := tx.Exec(ctx, "UPDATE beta_counter SET v = v + 1 WHERE id = 1")
 		return err
