@@ -725,15 +725,16 @@ func (s *Service) ocspRevokeTx(ctx context.Context, tx *store.Tx, issuer, serial
 }
 
 // ocspRevoked is called after a revocation of a/serial committed and
-// before it is acknowledged: it drops the serial from this process's memory
-// and signs its revoked responses at once (for the CertID hashes clients
-// use most: SHA-1, SHA-256 and SM3). When the serial is the certificate of
+// before it is acknowledged: it tells the OnRevoked hooks, drops the
+// serial from this process's memory and signs its revoked responses at
+// once (for the CertID hashes clients use most: SHA-1, SHA-256 and SM3). When the serial is the certificate of
 // a's responder in use, the responder is replaced first (ensureResponder
 // makes its successor; the CA key signs if that fails), so nothing this
 // process answers after the acknowledgement is signed by the revoked key;
 // other processes see the revocation at their next poll. A signing failure
 // is logged: the revocation stands, and the next request signs on demand.
 func (s *Service) ocspRevoked(ctx context.Context, a *authority, serial string) {
+	s.tellRevoked(a, serial)
 	st := s.ocspState()
 	if st == nil {
 		return

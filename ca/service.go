@@ -121,6 +121,9 @@ type Service struct {
 	ocspIssuers sync.Map
 	// cross serves /pki/{ca}-cross.p7c (cross.go).
 	cross crossCache
+	// revokedHooks are told of revocations (revocation_watch.go).
+	hookMu       sync.Mutex
+	revokedHooks []func(*smx509.Certificate, *big.Int)
 }
 
 var (

@@ -154,6 +154,9 @@ func (s *Service) Stamp(ctx context.Context, profile string, der []byte) ([]byte
 	if u == nil {
 		return nil, "", errNoUnit
 	}
+	if why := u.revoked.Load(); why != nil {
+		return nil, "", errors.New(*why)
+	}
 	var signing bool
 	s.rec.startSigning(&signing)
 	defer s.rec.stopSigning(&signing)
@@ -183,6 +186,11 @@ func (s *Service) Stamp(ctx context.Context, profile string, der []byte) ([]byte
 		}
 		if err != nil {
 			return nil, "", fmt.Errorf("tsa: record token %s: %w", hexSerial, err)
+		}
+		// A revocation acknowledged while this token was being made: it is
+		// recorded, never returned (the CA's hook marks before the ack).
+		if why := u.revoked.Load(); why != nil {
+			return nil, "", errors.New(*why)
 		}
 		return tok, hexSerial, nil
 	}

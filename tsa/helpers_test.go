@@ -56,8 +56,14 @@ func startNodeDB(t *testing.T, dir, config, dbURL string) *testNode {
 // startNodeClock is startNodeDB with the node clock clk (nil: the real one).
 func startNodeClock(t *testing.T, dir, config, dbURL string, clk clock.Clock) *testNode {
 	t.Helper()
+	return startNodeFull(t, dir, config, dbURL, clk, New)
+}
+
+// startNodeFull is startNodeClock with the TSA made by mk from the CA.
+func startNodeFull(t *testing.T, dir, config, dbURL string, clk clock.Clock, mk func(Issuer) *Service) *testNode {
+	t.Helper()
 	c := ca.New()
-	svc := New(c)
+	svc := mk(c)
 	opts := node.Options{DataDir: dir, HTTP: ptr("127.0.0.1:0"), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
 		LogOutput: io.Discard, Environ: []string{}, Clock: clk}
 	if dbURL != "" {

@@ -76,6 +76,14 @@ type Service struct {
 	rec      *recorder
 	clock    *timeWatch
 
+	// revKick wakes the loop to roll over a unit marked revoked;
+	// revPoll is how often the loop reads the units' revocation status.
+	revKick chan struct{}
+	revPoll time.Duration
+	// revFailing is set while the status cannot be read (revocationPass,
+	// which only Start and then the loop run).
+	revFailing bool
+
 	stop func()
 	done chan struct{}
 }
@@ -123,9 +131,20 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 		return errors.New("tsa: no certificate issuer wired in")
 	}
 	ctx = audit.WithActor(ctx, "system")
+	s.revKick = make(chan struct{}, 1)
+	if s.revPoll == 0 {
+		s.revPoll = revocationPoll
+	}
 	if err := s.loadUnits(ctx); err != nil {
 		return err
 	}
+	// A unit whose certificate was revoked (while the node was down, say)
+	// never signs: the hook marks it on a revocation in this process, the
+	// loop's poll on one in another, and this check before the first token.
+	if n, ok := s.issuer.(revocationNotifier); ok {
+		n.OnRevoked(s.revokedHook)
+	}
+	s.revocationPass(ctx)
 	s.rec = newRecorder(env.DB)
 	s.clock = &timeWatch{servers: s.cfg.NTPServers, accuracy: s.cfg.Accuracy, interval: s.cfg.NTPInterval,
 		now: env.Clock.Now, kick: make(chan struct{}, 1)}
@@ -148,16 +167,25 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 
 // loop re-checks the clock every tsa.ntp_interval, and at once when a
 // request saw the clock step (timeWatch.check), and rolls units over
-// when they are due (rollReason).
+// when they are due (rollReason); it reads the units' revocation status
+// every revPoll and rolls a revoked unit over at once.
 func (s *Service) loop(ctx context.Context) {
 	defer close(s.done)
 	t := time.NewTicker(s.cfg.NTPInterval)
 	defer t.Stop()
+	rt := time.NewTicker(s.revPoll)
+	defer rt.Stop()
 	prev := s.clock.get().ok
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-rt.C:
+			s.revocationPass(ctx)
+			continue
+		case <-s.revKick:
+			s.rollRevoked(ctx)
+			continue
 		case <-t.C:
 		case <-s.clock.kick:
 		}
@@ -171,7 +199,7 @@ func (s *Service) loop(ctx context.Context) {
 			prev = st.ok
 		}
 		if err := s.rollDue(ctx); err != nil {
-			s.env.Logger.Error("tsa: scheduled rollover failed; the current unit keeps signing while its certificate is valid", "error", err)
+			s.env.Logger.Error("tsa: scheduled rollover failed; a unit keeps signing while its certificate is valid and its chain not revoked", "error", err)
 		}
 	}
 }
@@ -194,6 +222,9 @@ func (s *Service) Ready(ctx context.Context) error {
 		}
 		if err := u.validAt(now); err != nil {
 			return fmt.Errorf("%w; requests get systemFailure", err)
+		}
+		if why := u.revoked.Load(); why != nil {
+			return errors.New(*why + "; requests get systemFailure until a rollover succeeds")
 		}
 	}
 	if st := s.clock.check(); !st.ok {

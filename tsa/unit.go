@@ -61,6 +61,9 @@ type unit struct {
 	// stuck is set once the TSA has logged that no CA can replace this
 	// unit before its certificate ends (rollReason).
 	stuck atomic.Bool
+	// revoked says why the unit must not sign once its certificate or a
+	// CA certificate of its chain was revoked (revocation.go).
+	revoked atomic.Pointer[string]
 }
 
 // validAt reports whether t is within the unit certificate's validity: a
@@ -250,6 +253,9 @@ func (s *Service) issuerEnd(u *unit, now time.Time) time.Time {
 // ends, requests then get systemFailure and /readyz says why, and this is
 // logged once, until the issuing CA is rolled over.
 func (s *Service) rollReason(u *unit, now time.Time) string {
+	if why := u.revoked.Load(); why != nil {
+		return *why
+	}
 	if now.Sub(u.created) >= keyUsePeriod {
 		return "key-use period ended"
 	}

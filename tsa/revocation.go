@@ -1,0 +1,153 @@
+package tsa
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/httpx"
+)
+
+// revocationPoll is how often the TSA reads the CA's record of its units'
+// certificates and chains: a revocation made by another process is seen
+// within it (one made in this process at once, through the CA's hook).
+const revocationPoll = 5 * time.Second
+
+// revocationReader is the CA's record of a certificate it issued
+// (ca.Service.Revoked): a zero time when good; an error wrapping
+// httpx.ErrNotFound when no platform CA issued it (a root, an offline CA).
+type revocationReader interface {
+	Revoked(ctx context.Context, der []byte) (time.Time, string, error)
+}
+
+// revocationNotifier tells of each revocation this process commits, before
+// it is acknowledged (ca.Service.OnRevoked).
+type revocationNotifier interface {
+	OnRevoked(func(issuer *smx509.Certificate, serial *big.Int))
+}
+
+// links are the (certificate, its issuer) pairs a unit's tokens rest on:
+// the unit certificate under its CA, then each CA certificate of the chain
+// under the next; the chain's last (the root) has no issuer here.
+func (u *unit) links() [][2][]byte {
+	certs := append([][]byte{u.cert.Raw}, u.chain...)
+	out := make([][2][]byte, 0, len(certs)-1)
+	for i := 0; i+1 < len(certs); i++ {
+		out = append(out, [2][]byte{certs[i], certs[i+1]})
+	}
+	return out
+}
+
+// markRevoked stops u from signing (Stamp answers systemFailure, /readyz
+// says why) and wakes the loop to roll it over. It reports whether u was
+// not marked before.
+func (s *Service) markRevoked(u *unit, why string) bool {
+	msg := fmt.Sprintf("tsa %s: unit %d must not sign: %s", u.profile, u.generation, why)
+	if !u.revoked.CompareAndSwap(nil, &msg) {
+		return false
+	}
+	s.env.Logger.Error("tsa: unit certificate chain revoked; the unit stops signing and is rolled over",
+		"profile", u.profile, "generation", u.generation, "reason", why)
+	select {
+	case s.revKick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// revokedHook is the CA's in-process hook (revocationNotifier): a
+// revocation of a unit's certificate, or of a CA certificate of its chain,
+// marks the unit before the revocation is acknowledged.
+func (s *Service) revokedHook(issuer *smx509.Certificate, serial *big.Int) {
+	set := s.units.Load()
+	if set == nil {
+		return
+	}
+	for _, u := range set.active {
+		for _, l := range u.links() {
+			if !bytes.Equal(l[1], issuer.Raw) {
+				continue
+			}
+			c, err := smx509.ParseCertificate(l[0])
+			if err == nil && c.SerialNumber.Cmp(serial) == 0 {
+				s.markRevoked(u, fmt.Sprintf("certificate %x (%s) was revoked", serial, c.Subject.CommonName))
+			}
+		}
+	}
+}
+
+// checkRevocations reads the CA's record of every certificate the active
+// units rest on and marks those revoked (markRevoked). A certificate no
+// platform CA issued is not checked here. Errors are returned together;
+// a unit whose status could not be read keeps signing.
+func (s *Service) checkRevocations(ctx context.Context) error {
+	rr, ok := s.issuer.(revocationReader)
+	if !ok {
+		return nil
+	}
+	var errs []error
+	for _, u := range s.units.Load().active {
+		if u.revoked.Load() != nil {
+			continue
+		}
+		for _, l := range u.links() {
+			at, reason, err := rr.Revoked(ctx, l[0])
+			if errors.Is(err, httpx.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("tsa %s: unit %d: revocation status: %w", u.profile, u.generation, err))
+				break
+			}
+			if !at.IsZero() {
+				c, _ := smx509.ParseCertificate(l[0])
+				what := "a certificate of its chain"
+				if c != nil {
+					what = fmt.Sprintf("certificate %x (%s)", c.SerialNumber, c.Subject.CommonName)
+				}
+				s.markRevoked(u, fmt.Sprintf("%s was revoked (%s) at %s", what, reason, at.UTC().Format(time.RFC3339)))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rollRevoked rolls over every active unit marked revoked. When the CA
+// cannot issue (its own certificate revoked, say) the profile answers
+// systemFailure until it can: rollDue tries again every tsa.ntp_interval,
+// and POST /api/v1/tsa/{profile}/rollover at once.
+func (s *Service) rollRevoked(ctx context.Context) {
+	ctx = audit.WithActor(ctx, "system")
+	for _, sp := range specs {
+		u := s.units.Load().active[sp.name]
+		if u == nil || u.revoked.Load() == nil {
+			continue
+		}
+		if _, err := s.Rollover(ctx, sp.name, "system"); err != nil {
+			s.env.Logger.Error("tsa: rollover of a revoked unit failed; the profile answers systemFailure until one succeeds",
+				"profile", sp.name, "generation", u.generation, "error", err)
+		}
+	}
+}
+
+// revocationPass is one check of the units' chains, then the rollovers
+// it calls for. A failed check is logged when it starts failing and when
+// it works again, not at every poll of a database that is away.
+func (s *Service) revocationPass(ctx context.Context) {
+	err := s.checkRevocations(ctx)
+	switch {
+	case err != nil && !s.revFailing:
+		s.env.Logger.Warn("tsa: could not read the revocation status of a unit; it signs on meanwhile", "error", err)
+	case err == nil && s.revFailing:
+		s.env.Logger.Info("tsa: the revocation status of the units is read again")
+	}
+	s.revFailing = err != nil
+	s.rollRevoked(ctx)
+}

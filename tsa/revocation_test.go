@@ -1,0 +1,359 @@
+package tsa
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"math/big"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/tsa/tsp"
+)
+
+// operators creates two CA operators and returns their tokens.
+func (tn *testNode) operators() (string, string) {
+	tn.t.Helper()
+	ctx := audit.WithActor(context.Background(), "cli:test")
+	az := tn.n.Env().Authz
+	var toks []string
+	for _, name := range []string{"op1", "op2"} {
+		acc, err := az.CreateAccount(ctx, authz.NewAccount{Name: name, Kind: authz.KindPerson, Org: authz.BootstrapOrg,
+			Clearance: policy.Confidential, Roles: []policy.Role{policy.RoleCAOperator}})
+		if err != nil {
+			tn.t.Fatal(err)
+		}
+		tok, _, err := az.CreateToken(ctx, acc.ID, "test", nil, time.Hour)
+		if err != nil {
+			tn.t.Fatal(err)
+		}
+		toks = append(toks, tok)
+	}
+	return toks[0], toks[1]
+}
+
+// api sends a JSON request to the HTTPS listener with token tok.
+func (tn *testNode) api(method, path, tok string, body any) (int, []byte) {
+	tn.t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, "https://"+tn.n.Addresses().HTTPS+path, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := tn.c.Do(req)
+	if err != nil {
+		tn.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw
+}
+
+// revoke has CA operators revoke cert at its issuing CA caID (op2
+// approving a CA certificate's revocation).
+func (tn *testNode) revoke(caID string, cert *smx509.Certificate, reason, op1, op2 string) {
+	tn.t.Helper()
+	body := map[string]string{"serial": hex.EncodeToString(cert.SerialNumber.Bytes()), "reason": reason}
+	path := "/api/v1/ca/" + caID + "/revocations"
+	status, raw := tn.api("POST", path, op1, body)
+	if status == http.StatusAccepted {
+		var p struct{ Approval string }
+		if err := json.Unmarshal(raw, &p); err != nil {
+			tn.t.Fatal(err)
+		}
+		body["approval"] = p.Approval
+		status, raw = tn.api("POST", path, op2, body)
+	}
+	if status != http.StatusOK {
+		tn.t.Fatalf("revoke %s at %s: %d %s", cert.Subject.CommonName, caID, status, raw)
+	}
+}
+
+// signerOf verifies a granted reply of profile and returns the TSA
+// certificate that signed it; nil for a rejection, with its failure info.
+func (tn *testNode) signerOf(profile string, body []byte) (*smx509.Certificate, tsp.FailureInfo) {
+	tn.t.Helper()
+	r, err := tsp.ParseResponse(body)
+	if err != nil {
+		tn.t.Fatalf("parse response: %v", err)
+	}
+	if r.Token == nil {
+		return nil, failure(r)
+	}
+	tok, err := tsp.ParseToken(r.Token)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	var inter []*smx509.Certificate
+	for _, u := range tn.svc.units.Load().all[profile] {
+		inter = append(inter, u.cert)
+		for _, der := range u.chain {
+			c, _ := smx509.ParseCertificate(der)
+			inter = append(inter, c)
+		}
+	}
+	c, err := tok.Verify(tsp.VerifyOptions{Roots: tn.roots(profile + "-root"), Intermediates: inter})
+	if err != nil {
+		tn.t.Fatalf("verify a granted token: %v", err)
+	}
+	return c, -1
+}
+
+// cn names a certificate in a message.
+func cn(c *smx509.Certificate) string {
+	if c == nil {
+		return "none"
+	}
+	return c.Subject.CommonName
+}
+
+// failure is the one failure info bit of a rejection, -1 otherwise.
+func failure(r *tsp.Response) tsp.FailureInfo {
+	if len(r.Failures) != 1 {
+		return -1
+	}
+	return r.Failures[0]
+}
+
+// waitGeneration waits until profile's active unit is generation gen.
+func (tn *testNode) waitGeneration(profile string, gen int, within time.Duration) *unit {
+	tn.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		u := tn.svc.units.Load().active[profile]
+		if u.generation == gen {
+			return u
+		}
+		if time.Now().After(deadline) {
+			tn.t.Fatalf("%s unit still generation %d %s after the revocation, want %d", profile, u.generation, within, gen)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func stampReq(t *testing.T, h *tsp.HashAlg, data string) []byte {
+	t.Helper()
+	req, err := tsp.NewRequest(h, h.Sum([]byte(data)), big.NewInt(7), true).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// TestRevokedUnitStopsAtOnce: once a CA operator revokes the SM2 unit's
+// certificate (keyCompromise), no reply to a request sent after the
+// revocation was acknowledged carries a token of that unit, while clients
+// stamp throughout; the unit is rolled over within moments (the CA's hook
+// wakes the TSA) and tokens are granted again, signed by the new unit; the
+// ECDSA profile is untouched.
+func TestRevokedUnitStopsAtOnce(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"), "")
+	op1, op2 := tn.operators()
+	u1 := tn.svc.units.Load().active["sm2"]
+	req := stampReq(t, tsp.SM3, "revoked unit")
+
+	type reply struct {
+		sent   time.Time
+		signer *smx509.Certificate
+		fail   tsp.FailureInfo
+	}
+	var (
+		mu      sync.Mutex
+		replies []reply
+		stop    atomic.Bool
+		wg      sync.WaitGroup
+	)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				sent := time.Now()
+				resp, err := tn.c.Post("http://"+tn.n.Addresses().HTTP+"/tsa", QueryType, bytes.NewReader(req))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				r, err := tsp.ParseResponse(body)
+				if err != nil {
+					t.Errorf("parse response: %v", err)
+					return
+				}
+				rep := reply{sent: sent}
+				if r.Token != nil {
+					tok, err := tsp.ParseToken(r.Token)
+					if err != nil || len(tok.Certificates) == 0 {
+						t.Errorf("token: %v, %d certificates", err, len(tok.Certificates))
+						return
+					}
+					rep.signer = tok.Certificates[0]
+				} else {
+					rep.fail = failure(r)
+				}
+				mu.Lock()
+				replies = append(replies, rep)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	tn.revoke("sm2-issuing", u1.cert, "keyCompromise", op1, op2)
+	acked := time.Now()
+	u2 := tn.waitGeneration("sm2", 2, 5*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+
+	var before, total, refused, byNew int
+	for _, r := range replies {
+		switch {
+		case r.sent.Before(acked):
+			before++
+		case r.signer == nil:
+			if r.fail != tsp.SystemFailure {
+				t.Errorf("a request after the revocation got failure info %v, want systemFailure", r.fail)
+			}
+			refused++
+		case bytes.Equal(r.signer.Raw, u1.cert.Raw):
+			t.Errorf("a request sent %s after the revocation was acknowledged got a token of the revoked unit", r.sent.Sub(acked))
+		default:
+			if !bytes.Equal(r.signer.Raw, u2.cert.Raw) {
+				t.Errorf("a token signed by %s", r.signer.Subject.CommonName)
+			}
+			byNew++
+		}
+		total++
+	}
+	t.Logf("%d replies before the acknowledgement, %d after: %d systemFailure, %d by the new unit", before, total-before, refused, byNew)
+	if before == 0 || byNew == 0 {
+		t.Fatalf("%d replies before the revocation, %d tokens by the new unit: the test did not exercise both", before, byNew)
+	}
+	c, _ := tn.signerOf("sm2", func() []byte { _, b := tn.stamp("/tsa", req); return b }())
+	if c == nil || !bytes.Equal(c.Raw, u2.cert.Raw) {
+		t.Fatal("after the rollover the token is not signed by the new unit")
+	}
+	if g := tn.svc.units.Load().active["ecdsa"].generation; g != 1 {
+		t.Errorf("the ECDSA unit is generation %d, want 1", g)
+	}
+	if status, body := tn.get("http://"+tn.n.Addresses().HTTP+"/readyz", ""); status != http.StatusOK {
+		t.Errorf("readyz after the rollover: %d %s", status, body)
+	}
+}
+
+// hookless hides the CA's in-process revocation hook from the TSA, as a
+// TSA in another process than the revoking CA has none.
+type hookless struct{ *caIssuer }
+
+// caIssuer is what the TSA uses of the CA besides its hook.
+type caIssuer = struct {
+	Issuer
+	revocationReader
+	caLister
+}
+
+func newHookless(i Issuer) *Service {
+	return New(hookless{&caIssuer{Issuer: i, revocationReader: i.(revocationReader), caLister: i.(caLister)}})
+}
+
+// TestRevokedUnitSeenFromDatabase: a revocation the TSA is not told of
+// (made by another process) is found by its poll of the CA's records, and
+// by the check at start when the node was down: the unit is rolled over
+// and never signs again.
+func TestRevokedUnitSeenFromDatabase(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	tn := startNodeFull(t, dir, "", "", nil, func(i Issuer) *Service {
+		s := newHookless(i)
+		s.revPoll = 300 * time.Millisecond
+		return s
+	})
+	op1, op2 := tn.operators()
+	u1 := tn.svc.units.Load().active["ecdsa"]
+	tn.revoke("ecdsa-issuing", u1.cert, "superseded", op1, op2)
+	u2 := tn.waitGeneration("ecdsa", 2, 5*time.Second)
+	req := stampReq(t, tsp.SHA256, "poll")
+	if c, f := tn.signerOf("ecdsa", func() []byte { _, b := tn.stamp("/tsa/ecdsa", req); return b }()); c == nil || !bytes.Equal(c.Raw, u2.cert.Raw) {
+		t.Fatalf("after the poll: signer %s, failure %v; want the new unit", cn(c), f)
+	}
+
+	// The node down when the revocation is made: the next start rolls the
+	// unit over before its first token.
+	tn.stop()
+	tn = startNodeFull(t, dir, "", "", nil, func(i Issuer) *Service {
+		s := newHookless(i)
+		s.revPoll = time.Hour
+		return s
+	})
+	s1 := tn.svc.units.Load().active["sm2"]
+	tn.revoke("sm2-issuing", s1.cert, "keyCompromise", op1, op2)
+	// Not told, not polled: this node's TSA still signs with it (the window
+	// revPoll bounds; 5 s by default).
+	req = stampReq(t, tsp.SM3, "restart")
+	if c, _ := tn.signerOf("sm2", func() []byte { _, b := tn.stamp("/tsa", req); return b }()); c == nil || !bytes.Equal(c.Raw, s1.cert.Raw) {
+		t.Fatal("the hookless TSA stopped before any check: the test does not show the check at start")
+	}
+	tn.stop()
+	tn = startNode(t, dir, "")
+	s2 := tn.svc.units.Load().active["sm2"]
+	if s2.generation != s1.generation+1 {
+		t.Fatalf("after a restart the sm2 unit is generation %d, want %d", s2.generation, s1.generation+1)
+	}
+	if c, _ := tn.signerOf("sm2", func() []byte { _, b := tn.stamp("/tsa", req); return b }()); c == nil || !bytes.Equal(c.Raw, s2.cert.Raw) {
+		t.Fatal("the first token after the restart is not signed by the new unit")
+	}
+}
+
+// TestRevokedIssuingCA: when two CA operators revoke the certificate of
+// sm2-issuing (cACompromise), the SM2 unit, whose chain rests on it, stops
+// at once: the CA refuses to issue its successor, so requests get
+// systemFailure and /readyz says why, while the ECDSA profile goes on.
+// Once the CA lineage is rolled over, the TSA's next scheduled check makes a
+// unit under the new generation and tokens are granted again.
+func TestRevokedIssuingCA(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"), "")
+	op1, op2 := tn.operators()
+	u1 := tn.svc.units.Load().active["sm2"]
+	tn.revoke("sm2-root", u1.ca, "cACompromise", op1, op2)
+
+	req := stampReq(t, tsp.SM3, "ca revoked")
+	if c, f := tn.signerOf("sm2", func() []byte { _, b := tn.stamp("/tsa", req); return b }()); c != nil || f != tsp.SystemFailure {
+		t.Fatalf("after its CA's revocation: signer %s, failure %v; want systemFailure", cn(c), f)
+	}
+	status, body := tn.get("http://"+tn.n.Addresses().HTTP+"/readyz", "")
+	if status == http.StatusOK || !strings.Contains(string(body), "revoked") {
+		t.Errorf("readyz: %d %s; want not ready, saying revoked", status, body)
+	}
+	ecReq := stampReq(t, tsp.SHA256, "ecdsa goes on")
+	if c, _ := tn.signerOf("ecdsa", func() []byte { _, b := tn.stamp("/tsa/ecdsa", ecReq); return b }()); c == nil {
+		t.Fatal("the ECDSA profile stopped too")
+	}
+
+	if status, raw := tn.api("POST", "/api/v1/ca/sm2-issuing/rollover", op1, map[string]string{}); status != http.StatusCreated {
+		t.Fatalf("CA rollover: %d %s", status, raw)
+	}
+	if err := tn.svc.rollDue(context.Background()); err != nil {
+		t.Fatalf("rollDue after the CA's rollover: %v", err)
+	}
+	u2 := tn.svc.units.Load().active["sm2"]
+	if u2.generation != u1.generation+1 || bytes.Equal(u2.ca.Raw, u1.ca.Raw) {
+		t.Fatalf("unit %d under %x after the CA's rollover", u2.generation, u2.ca.SerialNumber)
+	}
+	if c, _ := tn.signerOf("sm2", func() []byte { _, b := tn.stamp("/tsa", req); return b }()); c == nil || !bytes.Equal(c.Raw, u2.cert.Raw) {
+		t.Fatal("no token from the new unit")
+	}
+	if status, body := tn.get("http://"+tn.n.Addresses().HTTP+"/readyz", ""); status != http.StatusOK {
+		t.Errorf("readyz after both rollovers: %d %s", status, body)
+	}
+}
