@@ -320,12 +320,34 @@ func TestRevokedUnitSeenFromDatabase(t *testing.T) {
 // at once: the CA refuses to issue its successor, so requests get
 // systemFailure and /readyz says why, while the ECDSA profile goes on.
 // Once the CA lineage is rolled over, the TSA's next scheduled check makes a
-// unit under the new generation and tokens are granted again.
+// unit under the new generation and tokens are granted again. The same
+// with a TSA that is not told (another process's revocation), which finds
+// the CA certificate's revocation in the CA's records at its poll.
 func TestRevokedIssuingCA(t *testing.T) {
-	tn := startNode(t, filepath.Join(t.TempDir(), "data"), "")
+	t.Run("hook", func(t *testing.T) { testRevokedIssuingCA(t, 0, New) })
+	t.Run("poll", func(t *testing.T) {
+		testRevokedIssuingCA(t, 5*time.Second, func(i Issuer) *Service {
+			s := newHookless(i)
+			s.revPoll = 200 * time.Millisecond
+			return s
+		})
+	})
+}
+
+// testRevokedIssuingCA runs TestRevokedIssuingCA with the TSA mk makes,
+// which must have marked the unit within wait of the acknowledgement.
+func testRevokedIssuingCA(t *testing.T, wait time.Duration, mk func(Issuer) *Service) {
+	tn := startNodeFull(t, filepath.Join(t.TempDir(), "data"), "", "", nil, mk)
 	op1, op2 := tn.operators()
 	u1 := tn.svc.units.Load().active["sm2"]
 	tn.revoke("sm2-root", u1.ca, "cACompromise", op1, op2)
+	deadline := time.Now().Add(wait)
+	for u1.revoked.Load() == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the unit is not marked %s after its CA's revocation", wait)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	req := stampReq(t, tsp.SM3, "ca revoked")
 	if c, f := tn.signerOf("sm2", func() []byte { _, b := tn.stamp("/tsa", req); return b }()); c != nil || f != tsp.SystemFailure {
