@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
@@ -579,6 +580,11 @@ func Import(ctx context.Context, db *store.DB, log *audit.Log, keys hsm.KeyManag
 				return fmt.Errorf("%w: CA %s exists", ErrConflict, req.ID)
 			case r.keyURI == req.KeyURI:
 				return fmt.Errorf("%w: key %s is the key of CA %s", ErrConflict, req.KeyURI, r.id)
+			case certifiesKey(r.cert, req.Cert.PublicKey):
+				// The same key under another URI (a PKCS#11 key has many):
+				// a second CA with this key would be one no CRL of the
+				// first covers.
+				return fmt.Errorf("%w: key %s is the key of CA %s (the same public key, recorded as %s); a new CA needs a key of its own", ErrConflict, req.KeyURI, r.id, r.keyURI)
 			case string(r.cert) == string(req.Chain[0].Raw):
 				res.Parent = r.id
 			}
@@ -611,6 +617,13 @@ func Import(ctx context.Context, db *store.DB, log *audit.Log, keys hsm.KeyManag
 		return nil, fmt.Errorf("import %s: %w", req.ID, err)
 	}
 	return res, nil
+}
+
+// certifiesKey reports whether the certificate der certifies pub (their
+// SubjectPublicKeyInfo are the same).
+func certifiesKey(der []byte, pub crypto.PublicKey) bool {
+	c, err := smx509.ParseCertificate(der)
+	return err == nil && samePublicKey(c.PublicKey, pub)
 }
 
 // RecordCACertificate records a CA certificate signed offline (a sub-CA or a
