@@ -420,6 +420,9 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 	if !ceremony.ValidID(newID) || reg.byID[newID] != nil {
 		return nil, fmt.Errorf("%w: cannot name generation %d of %s", ErrConflict, gen, old.lineage)
 	}
+	if err := CheckCAID(ctx, s.env.DB, newID); err != nil {
+		return nil, fmt.Errorf("rollover %s: generation %d: %w", old.id, gen, err)
+	}
 	if keyURI == "" {
 		if !strings.HasPrefix(old.keyURI, "soft:") {
 			return nil, fmt.Errorf("%w: key_uri is required when the CA key is not in the software keystore", ErrRequest)
@@ -478,6 +481,9 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 	_, err = s.env.Audit.Do(ctx, s.env.DB, rec, func(tx *store.Tx) error {
 		// Only an active generation is retired: a revoked one (here, or
 		// in another process meanwhile) stays revoked.
+		if err := checkDeltaTwins(ctx, tx, newID); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, "UPDATE ca_authorities SET status = ? WHERE id = ? AND status = ?", statusRetired, old.id, statusActive); err != nil {
 			return fmt.Errorf("retire %s: %w", old.id, err)
 		}
@@ -588,6 +594,9 @@ func Import(ctx context.Context, db *store.DB, log *audit.Log, keys hsm.KeyManag
 			case string(r.cert) == string(req.Chain[0].Raw):
 				res.Parent = r.id
 			}
+		}
+		if err := checkDeltaTwins(ctx, tx, req.ID); err != nil {
+			return err
 		}
 		if res.Parent == "" {
 			// The issuer is an offline root: keep its chain so the node can

@@ -161,3 +161,75 @@ func TestImportRefusesAnotherCAsKey(t *testing.T) {
 		t.Errorf("import of a CA with a key of its own: %v", err)
 	}
 }
+
+// TestImportRefusesDeltaNameClash: /pki/{x}-delta.crl is the delta CRL of
+// CA x and the full CRL of a CA x-delta, so ids x and x-delta are never
+// both CAs: the second of such a pair is refused on import, in either
+// order, and beside a built-in CA before its first start has made it.
+func TestImportRefusesDeltaNameClash(t *testing.T) {
+	e := newImportEnv(t, nil)
+	imp := func(id string) error {
+		uri := "soft:ca/" + id
+		return e.importCA(id, uri, e.subCA(t, "CA "+id, e.newKey(t, uri)))
+	}
+	for _, c := range []struct{ first, second, clash string }{
+		{"corp", "corp-delta", "corp"},
+		{"dept-delta", "dept", "dept-delta"},
+		{"", "ecdsa-issuing-delta", "ecdsa-issuing"},
+	} {
+		if c.first != "" {
+			if err := imp(c.first); err != nil {
+				t.Fatalf("import %s: %v", c.first, err)
+			}
+		}
+		err := imp(c.second)
+		if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "CA "+c.clash+" exists") {
+			t.Errorf("import %s beside %s: %v, want a conflict naming %s", c.second, c.clash, err, c.clash)
+		}
+	}
+	var n int
+	if err := e.db.QueryRow(context.Background(), "SELECT COUNT(*) FROM ca_authorities").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("%d CAs recorded, want corp and dept-delta", n)
+	}
+	if err := CheckCAID(context.Background(), e.db, "corp-delta"); !errors.Is(err, ErrConflict) {
+		t.Errorf("CheckCAID(corp-delta): %v, want a conflict", err)
+	}
+	if err := CheckCAID(context.Background(), e.db, "corp-2"); err != nil {
+		t.Errorf("CheckCAID(corp-2): %v", err)
+	}
+}
+
+// TestRolloverRefusesDeltaNameClash: a rollover whose new generation's id
+// would share /pki/{id}-delta.crl with a CA already there (ecdsa-issuing-g2
+// beside an imported ecdsa-issuing-g2-delta) is refused before a key is
+// made, in the process that has the CA loaded and in one that has not.
+func TestRolloverRefusesDeltaNameClash(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	tn := startNode(t, dir)
+	e := &importEnv{db: tn.db(), log: tn.n.Env().Audit, keys: tn.n.Env().Keys}
+	e.root, e.key = ceremonytest.ExternalRoot(t, "Offline Root")
+	const id = "ecdsa-issuing-g2-delta"
+	if err := e.importCA(id, "soft:ca/"+id, e.subCA(t, "CA "+id, e.newKey(t, "soft:ca/"+id))); err != nil {
+		t.Fatalf("import %s: %v", id, err)
+	}
+	ctx := audit.WithActor(context.Background(), "test")
+	for round := range 2 {
+		_, err := tn.svc.Rollover(ctx, "test", "ecdsa-issuing", "")
+		if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "CA "+id+" exists") {
+			t.Fatalf("round %d: rollover of ecdsa-issuing beside %s: %v, want a conflict", round, id, err)
+		}
+		if _, err := tn.n.Env().Keys.PublicKey(ctx, &hsm.PublicKeyRequest{URI: "soft:ca/ecdsa-issuing-g2"}); !errors.Is(err, hsm.ErrNotFound) {
+			t.Fatalf("round %d: the refused rollover left a key: %v", round, err)
+		}
+		if round == 0 {
+			tn.stop()
+			tn = startNode(t, dir)
+		}
+	}
+	if tn.svc.lookup(id) == nil {
+		t.Fatalf("%s is not loaded", id)
+	}
+}
