@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
@@ -419,6 +420,9 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 	if !ceremony.ValidID(newID) || reg.byID[newID] != nil {
 		return nil, fmt.Errorf("%w: cannot name generation %d of %s", ErrConflict, gen, old.lineage)
 	}
+	if err := CheckCAID(ctx, s.env.DB, newID); err != nil {
+		return nil, fmt.Errorf("rollover %s: generation %d: %w", old.id, gen, err)
+	}
 	if keyURI == "" {
 		if !strings.HasPrefix(old.keyURI, "soft:") {
 			return nil, fmt.Errorf("%w: key_uri is required when the CA key is not in the software keystore", ErrRequest)
@@ -477,6 +481,9 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 	_, err = s.env.Audit.Do(ctx, s.env.DB, rec, func(tx *store.Tx) error {
 		// Only an active generation is retired: a revoked one (here, or
 		// in another process meanwhile) stays revoked.
+		if err := checkDeltaTwins(ctx, tx, newID); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, "UPDATE ca_authorities SET status = ? WHERE id = ? AND status = ?", statusRetired, old.id, statusActive); err != nil {
 			return fmt.Errorf("retire %s: %w", old.id, err)
 		}
@@ -579,9 +586,17 @@ func Import(ctx context.Context, db *store.DB, log *audit.Log, keys hsm.KeyManag
 				return fmt.Errorf("%w: CA %s exists", ErrConflict, req.ID)
 			case r.keyURI == req.KeyURI:
 				return fmt.Errorf("%w: key %s is the key of CA %s", ErrConflict, req.KeyURI, r.id)
+			case certifiesKey(r.cert, req.Cert.PublicKey):
+				// The same key under another URI (a PKCS#11 key has many):
+				// a second CA with this key would be one no CRL of the
+				// first covers.
+				return fmt.Errorf("%w: key %s is the key of CA %s (the same public key, recorded as %s); a new CA needs a key of its own", ErrConflict, req.KeyURI, r.id, r.keyURI)
 			case string(r.cert) == string(req.Chain[0].Raw):
 				res.Parent = r.id
 			}
+		}
+		if err := checkDeltaTwins(ctx, tx, req.ID); err != nil {
+			return err
 		}
 		if res.Parent == "" {
 			// The issuer is an offline root: keep its chain so the node can
@@ -611,6 +626,13 @@ func Import(ctx context.Context, db *store.DB, log *audit.Log, keys hsm.KeyManag
 		return nil, fmt.Errorf("import %s: %w", req.ID, err)
 	}
 	return res, nil
+}
+
+// certifiesKey reports whether the certificate der certifies pub (their
+// SubjectPublicKeyInfo are the same).
+func certifiesKey(der []byte, pub crypto.PublicKey) bool {
+	c, err := smx509.ParseCertificate(der)
+	return err == nil && samePublicKey(c.PublicKey, pub)
 }
 
 // RecordCACertificate records a CA certificate signed offline (a sub-CA or a

@@ -9,6 +9,7 @@ import (
 	"iter"
 	"math/big"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1123,6 +1124,8 @@ func (s *Service) servedCRL(ctx context.Context, id, kind string) (*servedCRL, e
 // its full CRL, and "{ca}-delta" the delta CRL of ca unless it is itself a
 // CA id (ceremony.ValidID allows ids such as "corp-delta", whose full CRL
 // is at /pki/corp-delta.crl, the distribution point its certificates carry).
+// CAs corp and corp-delta would both claim /pki/corp-delta.crl: no way of
+// making a CA makes the second of such a pair (checkDeltaTwins).
 func (s *Service) crlTarget(name string) (a *authority, kind string, err error) {
 	a, err = s.authority(name)
 	if err == nil {
@@ -1134,4 +1137,49 @@ func (s *Service) crlTarget(name string) (a *authority, kind string, err error) 
 		}
 	}
 	return nil, "", err
+}
+
+// deltaTwins returns the ids whose CRL files would take or hide those of CA
+// id: id+"-delta" (its full CRL is id's delta CRL) and, for an id ending in
+// "-delta", the id without it (whose delta CRL is id's full CRL).
+func deltaTwins(id string) []string {
+	twins := []string{id + "-delta"}
+	if base, ok := strings.CutSuffix(id, "-delta"); ok {
+		twins = append(twins, base)
+	}
+	return twins
+}
+
+// checkDeltaTwins refuses a new CA id when one of its delta twins
+// (deltaTwins) is a CA of q or a built-in CA (made at the first start, so
+// perhaps not yet a row).
+func checkDeltaTwins(ctx context.Context, q store.Querier, id string) error {
+	for _, twin := range deltaTwins(id) {
+		exists := slices.ContainsFunc(hierarchies, func(sp spec) bool { return sp.id == twin })
+		if !exists {
+			switch err := q.QueryRow(ctx, "SELECT 1 FROM ca_authorities WHERE id = ?", twin).Scan(new(int)); {
+			case err == nil:
+				exists = true
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("look up CA %s: %w", twin, err)
+			}
+		}
+		if exists {
+			base, delta := id, twin
+			if twin+"-delta" == id {
+				base, delta = twin, id
+			}
+			return fmt.Errorf("%w: CA id %s: CA %s exists, and /pki/%s.crl would be both the delta CRL of %s and the full CRL of %s; choose another id",
+				ErrConflict, id, twin, delta, base, delta)
+		}
+	}
+	return nil
+}
+
+// CheckCAID refuses id as the id of a new CA of db when its CRL files would
+// take or hide those of a CA there (/pki/{x}-delta.crl is the delta CRL of x
+// and the full CRL of x-delta). The ceremonies that make a CA key call it
+// before making anything; Import and rollovers check again as they record.
+func CheckCAID(ctx context.Context, db *store.DB, id string) error {
+	return db.Read(ctx, func(q store.Querier) error { return checkDeltaTwins(ctx, q, id) })
 }

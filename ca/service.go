@@ -158,6 +158,11 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	}
 	for _, a := range reg.order {
 		s.cas[a.id] = a
+		// A pair made before such pairs were refused (checkDeltaTwins).
+		if twin := reg.byID[a.id+"-delta"]; twin != nil {
+			env.Logger.Error("two CA ids share a CRL URL: it serves the full CRL of the second, and the delta CRL of the first is not served",
+				"url", "/pki/"+twin.id+".crl", "first", a.id, "second", twin.id)
+		}
 	}
 	s.reg.Store(reg)
 	if err := s.recordCACerts(ctx); err != nil {

@@ -68,9 +68,13 @@ func withCeremony(dataDir, dbURL *string, fn func(ctx context.Context, cmd *cobr
 }
 
 // ceremonyKey returns the signer of the ceremony's key, making the key as
-// the file's key.mode says. A key of another CA of the data directory is
-// refused before anything is made or used.
+// the file's key.mode says. A key of another CA of the data directory, or
+// a CA id whose CRL files would clash with another CA's there
+// (ca.CheckCAID), is refused before anything is made or used.
 func ceremonyKey(ctx context.Context, env *ceremonyEnv, f *ceremony.File) (crypto.Signer, bool, error) {
+	if err := ca.CheckCAID(ctx, env.db, f.CA); err != nil {
+		return nil, false, err
+	}
 	if err := env.checkKeyOwner(ctx, f.CA, f.Key.URI, nil); err != nil {
 		return nil, false, err
 	}

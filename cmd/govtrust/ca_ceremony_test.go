@@ -319,6 +319,27 @@ func TestCeremonyRefusesAnotherCAsKey(t *testing.T) {
 	}
 }
 
+// TestCeremonyRefusesDeltaNameClash: a sub ceremony for a CA whose id is
+// another CA's with "-delta" appended (here a built-in CA's, whose delta CRL
+// is at /pki/ecdsa-issuing-delta.crl) is refused before a key or a request
+// is made.
+func TestCeremonyRefusesDeltaNameClash(t *testing.T) {
+	work := t.TempDir()
+	copyCeremonies(t, work)
+	at := func(n string) string { return filepath.Join(work, n) }
+	bad := editCeremony(t, work, "sub-ecdsa.yaml", "delta-sub.yaml", "ca: gov-ecdsa-sub", "ca: ecdsa-issuing-delta")
+	out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, bad, "--data", at("node"), "--csr-out", at("delta.csr"))...)
+	if code == 0 || !strings.Contains(out, "CA ecdsa-issuing exists") {
+		t.Fatalf("init-sub for ecdsa-issuing-delta = %d\n%s", code, out)
+	}
+	if _, err := os.Stat(at("delta.csr")); err == nil {
+		t.Fatal("a request was written")
+	}
+	if n := countAudit(t, at("node"), "hsm.key.create", ""); n != 0 {
+		t.Fatalf("%d keys made", n)
+	}
+}
+
 // TestCeremonyBoundToReviewedFile: a ceremony runs only the file whose SM3
 // hash the reviewers signed off (--sm3, checked before any key is made),
 // and only on the files it pins: the request it signs (request_sha256), the

@@ -36,13 +36,21 @@ var bootstrapRoles = []string{"sysadmin", "secadmin", "auditor", "ra"}
 
 // bootstrap initialises a new installation once (tokens, node_meta) and
 // sets up audit checkpoints. The HTTPS certificate is chosen later, once the
-// services have started (setupTLS), since the CA service provides it.
+// services have started (setupTLS), since the CA service provides it. Nodes
+// sharing a PostgreSQL database may start together for the first time: the
+// check and the first run are serialised across them (lockBootstrap), so
+// exactly one initialises, and the others find it done.
 func (n *Node) bootstrap(ctx context.Context) (string, error) {
 	if err := n.openAuthz(ctx); err != nil {
 		return "", err
 	}
+	unlock, err := n.lockBootstrap(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	var initialized string
-	err := n.db.QueryRow(ctx, "SELECT value FROM node_meta WHERE key = 'initialized_at'").Scan(&initialized)
+	err = n.db.QueryRow(ctx, "SELECT value FROM node_meta WHERE key = 'initialized_at'").Scan(&initialized)
 	first := errors.Is(err, sql.ErrNoRows)
 	if err != nil && !first {
 		return "", fmt.Errorf("bootstrap: %w", err)
@@ -59,6 +67,30 @@ func (n *Node) bootstrap(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return detail + ", " + cpDetail, nil
+}
+
+// bootstrapLockID is the PostgreSQL advisory lock key that serialises the
+// bootstrap of the nodes of a database ("gt-nd-bs").
+const bootstrapLockID int64 = 0x67742d6e642d6273
+
+// lockBootstrap takes the cross-process lock of the bootstrap and returns
+// its release. On PostgreSQL it is a transaction-level advisory lock,
+// released with the transaction or the session, so a crashed node cannot
+// leave it held; it covers the first-run check, the first run and the
+// creation of the audit checkpoint key. A SQLite database is one node's.
+func (n *Node) lockBootstrap(ctx context.Context) (func(), error) {
+	if n.db.Driver() != store.Postgres {
+		return func() {}, nil
+	}
+	tx, err := n.db.Writer().BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap lock: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", bootstrapLockID); err != nil {
+		_ = tx.Rollback()
+		return nil, fmt.Errorf("bootstrap lock: %w", err)
+	}
+	return func() { _ = tx.Rollback() }, nil
 }
 
 func (n *Node) initialize(ctx context.Context) error {
