@@ -245,7 +245,7 @@ func (s *Service) Make(ctx context.Context, p *authz.Principal, id string) (*Rec
 	if err := json.Unmarshal(a.spec, &sp); err != nil {
 		return nil, err
 	}
-	m, err := s.makerKey(ctx, p.Actor())
+	m, err := s.makerFor(ctx, p.Actor())
 	if err != nil {
 		return nil, err
 	}
