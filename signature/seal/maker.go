@@ -10,6 +10,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/big"
+	"sync/atomic"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -24,24 +26,43 @@ import (
 // certificate of the seal-maker profile; it signs every SESeal. It is made
 // at the first seal (generation 1 uses the key seal.maker_key names) and
 // replaced by a new key with a new certificate (the next generation)
-// before its certificate ends (renewReason). The one replaced is retired,
-// not revoked: the seals it made carry its certificate and verify with it
-// while it is valid. The new maker is recorded and swapped in while the
-// old one still makes seals, so there is no moment without a maker.
+// before its certificate ends (renewReason) and at once when the CA
+// revokes it or a CA certificate of its chain. The one replaced is
+// retired, not revoked: the seals it made carry its certificate and
+// verify with it while it is valid. The new maker is recorded and swapped
+// in while the old one still makes seals, so there is no moment without a
+// maker, except when the CA revoked it: then no seal is made (503) until
+// a renewal succeeds.
 
-// revocationPoll is how often the seal service takes a maker another node
-// renewed, and renews one that is due.
+// revocationPoll is how often the seal service reads the CA's record of
+// its maker's certificate and chain, takes a maker another node renewed,
+// and renews one that is due: a revocation made by another process is
+// seen within it (one made in this process at once, through the CA's
+// hook; Make also reads the record before each seal).
 const revocationPoll = 5 * time.Second
 
 // ErrMakerUnavailable is a Make refused because the seal maker cannot make
-// seals now (its certificate ended, and no new one yet): 503.
+// seals now (its certificate revoked or ended, and no new one yet): 503.
 var ErrMakerUnavailable = fmt.Errorf("seal: the seal maker cannot make seals now: %w", httpx.ErrUnavailable)
 
 // makerService is the actor of the maker's renewals.
 const makerService = "service/seal"
 
+// revocationReader is the CA's record of a certificate it issued
+// (ca.Service.Revoked): a zero time when good; an error wrapping
+// httpx.ErrNotFound when no platform CA issued it (a root, an offline CA).
+type revocationReader interface {
+	Revoked(ctx context.Context, der []byte) (time.Time, string, error)
+}
+
+// revocationNotifier tells of each revocation this process commits, before
+// it is acknowledged (ca.Service.OnRevoked).
+type revocationNotifier interface {
+	OnRevoked(func(issuer *smx509.Certificate, serial *big.Int))
+}
+
 // maker is one generation of the seal maker. It is replaced, never
-// changed.
+// changed, but for revoked.
 type maker struct {
 	base       string // the configured seal.maker_key of its lineage
 	keyURI     string
@@ -50,10 +71,28 @@ type maker struct {
 	cert       []byte
 	parsed     *smx509.Certificate
 	chain      [][]byte // the issuing CA's chain, CA first
+	// revoked says why the maker must not make seals once its certificate
+	// or a CA certificate of its chain was revoked.
+	revoked atomic.Pointer[string]
+}
+
+// links are the (certificate, its issuer) pairs the maker's seals rest on:
+// its certificate under its CA, then each CA certificate of the chain under
+// the next; the chain's last (the root) has no issuer here.
+func (m *maker) links() [][2][]byte {
+	certs := append([][]byte{m.cert}, m.chain...)
+	out := make([][2][]byte, 0, len(certs)-1)
+	for i := 0; i+1 < len(certs); i++ {
+		out = append(out, [2][]byte{certs[i], certs[i+1]})
+	}
+	return out
 }
 
 // validAt says why no seal may be made with m at now, nil when one may.
 func (m *maker) validAt(now time.Time) error {
+	if why := m.revoked.Load(); why != nil {
+		return fmt.Errorf("%w: %s; no seal is made until a new maker certificate is obtained", ErrMakerUnavailable, *why)
+	}
 	c := m.parsed
 	switch {
 	case now.After(c.NotAfter):
@@ -73,8 +112,8 @@ func renewAt(c *smx509.Certificate) time.Time {
 }
 
 // makerFor returns the maker to make a seal with: the active one (made at
-// the first seal). A maker that is due for renewal makes this seal and the
-// loop renews it.
+// the first seal), after reading the CA's record of its certificates. A
+// maker that is due for renewal makes this seal and the loop renews it.
 func (s *Service) makerFor(ctx context.Context, actor string) (*maker, error) {
 	m := s.maker.Load()
 	if m == nil {
@@ -82,6 +121,9 @@ func (s *Service) makerFor(ctx context.Context, actor string) (*maker, error) {
 		if m, err = s.firstMaker(ctx, actor); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.checkMaker(ctx, m); err != nil {
+		s.env.Logger.Warn("seal: could not read the revocation status of the seal maker; it makes this seal", "error", err)
 	}
 	if err := m.validAt(s.env.Clock.Now()); err != nil {
 		s.kick()
@@ -203,13 +245,16 @@ func (s *Service) loadMaker(ctx context.Context) (*maker, error) {
 	return m, nil
 }
 
-// renewReason says why m is due for renewal at now, "" when it is not: two
-// thirds of its certificate's validity have passed (renewAt) and a CA can
-// issue one that ends later. The CA clamps a
+// renewReason says why m is due for renewal at now, "" when it is not: it
+// was revoked, or two thirds of its certificate's validity have passed
+// (renewAt) and a CA can issue one that ends later. The CA clamps a
 // certificate to its own notAfter, so in the CA's last years a new one
 // would end no later: then the maker is not renewed (that would only make
 // keys), makes seals until its certificate ends, and this is logged once.
 func (s *Service) renewReason(m *maker, now time.Time) string {
+	if why := m.revoked.Load(); why != nil {
+		return *why
+	}
 	c := m.parsed
 	if now.Before(renewAt(c)) {
 		return ""
@@ -343,6 +388,46 @@ func nextKeyURI(base string, gen int) (string, error) {
 	return u.String(), nil
 }
 
+// checkMaker reads the CA's record of every certificate m rests on and
+// marks it revoked (markRevoked). A certificate no platform CA issued is
+// not checked here. An error is a record that could not be read.
+func (s *Service) checkMaker(ctx context.Context, m *maker) error {
+	rr, ok := s.issuer.(revocationReader)
+	if !ok || m.revoked.Load() != nil {
+		return nil
+	}
+	for _, l := range m.links() {
+		at, reason, err := rr.Revoked(ctx, l[0])
+		if errors.Is(err, httpx.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("seal: maker %d: revocation status: %w", m.generation, err)
+		}
+		if !at.IsZero() {
+			what := "a certificate of its chain"
+			if c, _ := smx509.ParseCertificate(l[0]); c != nil {
+				what = fmt.Sprintf("certificate %x (%s)", c.SerialNumber, c.Subject.CommonName)
+			}
+			s.markRevoked(m, fmt.Sprintf("%s was revoked (%s) at %s", what, reason, at.UTC().Format(time.RFC3339)))
+			return nil
+		}
+	}
+	return nil
+}
+
+// markRevoked stops m from making seals (Make answers 503, /readyz says
+// why) and wakes the loop to renew it.
+func (s *Service) markRevoked(m *maker, why string) {
+	msg := fmt.Sprintf("seal maker %d must not make seals: %s", m.generation, why)
+	if !m.revoked.CompareAndSwap(nil, &msg) {
+		return
+	}
+	s.env.Logger.Error("seal: the seal maker's certificate chain was revoked; no seal is made until it is renewed",
+		"generation", m.generation, "reason", why)
+	s.kick()
+}
+
 // kick wakes the loop.
 func (s *Service) kick() {
 	select {
@@ -351,8 +436,28 @@ func (s *Service) kick() {
 	}
 }
 
+// revokedHook is the CA's in-process hook (revocationNotifier): a
+// revocation of the maker's certificate, or of a CA certificate of its
+// chain, stops it before the revocation is acknowledged.
+func (s *Service) revokedHook(issuer *smx509.Certificate, serial *big.Int) {
+	m := s.maker.Load()
+	if m == nil {
+		return
+	}
+	for _, l := range m.links() {
+		if !bytes.Equal(l[1], issuer.Raw) {
+			continue
+		}
+		c, err := smx509.ParseCertificate(l[0])
+		if err == nil && c.SerialNumber.Cmp(serial) == 0 {
+			s.markRevoked(m, fmt.Sprintf("certificate %x (%s) was revoked", serial, c.Subject.CommonName))
+		}
+	}
+}
+
 // makerPass is one round of the loop (and the check at start): take the
-// maker another node recorded, and renew it when due. Failures are logged when they
+// maker another node recorded, read the CA's record of the maker's
+// certificates, and renew it when due. Failures are logged when they
 // start and when they end, not at every poll.
 func (s *Service) makerPass(ctx context.Context) {
 	var errs []error
@@ -365,6 +470,9 @@ func (s *Service) makerPass(ctx context.Context) {
 		s.env.Logger.Info("seal: seal maker recorded by another node taken", "generation", m.generation, "key", m.keyURI)
 	}
 	if m != nil {
+		if err := s.checkMaker(ctx, m); err != nil {
+			errs = append(errs, err)
+		}
 		if why := s.renewReason(m, s.env.Clock.Now()); why != "" {
 			if _, err := s.renew(ctx, m, why); err != nil {
 				msg := err.Error()
@@ -378,7 +486,7 @@ func (s *Service) makerPass(ctx context.Context) {
 	err = errors.Join(errs...)
 	switch {
 	case err != nil && (s.passErr == "" || s.passErr != err.Error()):
-		s.env.Logger.Error("seal: seal maker check failed; a maker whose certificate is valid makes seals meanwhile", "error", err)
+		s.env.Logger.Error("seal: seal maker check failed; a maker whose certificate is valid and not known revoked makes seals meanwhile", "error", err)
 	case err == nil && s.passErr != "":
 		s.env.Logger.Info("seal: seal maker check works again")
 	}
@@ -388,8 +496,8 @@ func (s *Service) makerPass(ctx context.Context) {
 	}
 }
 
-// loop runs makerPass every revPoll, and at once when kicked (a maker
-// Make saw due for renewal).
+// loop runs makerPass every revPoll, and at once when kicked (a revocation
+// the hook or Make saw, a maker due for renewal).
 func (s *Service) loop(ctx context.Context) {
 	defer close(s.done)
 	t := time.NewTicker(s.revPoll)

@@ -3,6 +3,7 @@ package seal
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,8 +14,10 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/ca"
+	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/clock"
+	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/signature/ses"
@@ -32,6 +35,22 @@ func (tn *testNode) token(id string) string {
 	return tok
 }
 
+// operators creates two CA operators and returns their tokens.
+func (tn *testNode) operators() (string, string) {
+	tn.t.Helper()
+	az := tn.n.Env().Authz
+	var toks []string
+	for _, name := range []string{"op1", "op2"} {
+		acc, err := az.CreateAccount(context.Background(), authz.NewAccount{Name: name, Kind: authz.KindPerson, Org: authz.BootstrapOrg,
+			Clearance: policy.Confidential, Roles: []policy.Role{policy.RoleCAOperator}})
+		if err != nil {
+			tn.t.Fatal(err)
+		}
+		toks = append(toks, tn.token(acc.ID))
+	}
+	return toks[0], toks[1]
+}
+
 // send sends JSON to the HTTPS API and returns the status, the body and
 // its content type.
 func (tn *testNode) send(method, path, token string, body any) (int, []byte, string) {
@@ -47,6 +66,26 @@ func (tn *testNode) send(method, path, token string, body any) (int, []byte, str
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, raw, resp.Header.Get("Content-Type")
+}
+
+// revoke has CA operators revoke cert at its issuing CA caID (op2
+// approving a CA certificate's revocation).
+func (tn *testNode) revoke(caID string, cert *smx509.Certificate, reason, op1, op2 string) {
+	tn.t.Helper()
+	body := map[string]string{"serial": hex.EncodeToString(cert.SerialNumber.Bytes()), "reason": reason}
+	path := "/api/v1/ca/" + caID + "/revocations"
+	status, raw, _ := tn.send("POST", path, op1, body)
+	if status == http.StatusAccepted {
+		var p struct{ Approval string }
+		if err := json.Unmarshal(raw, &p); err != nil {
+			tn.t.Fatal(err)
+		}
+		body["approval"] = p.Approval
+		status, raw, _ = tn.send("POST", path, op2, body)
+	}
+	if status != http.StatusOK {
+		tn.t.Fatalf("revoke %s at %s: %d %s", cert.Subject.CommonName, caID, status, raw)
+	}
 }
 
 // admins are two seal administrators of org demo (applicant, approver).
@@ -81,15 +120,34 @@ func (ad *admins) approved(name string, off *softOfficial) (string, string) {
 	return a.ID, tok1
 }
 
+// make makes the approved application id: the seal on 201, otherwise the
+// status with the problem+json answer (a test failure when it is not one).
+func (tn *testNode) make(id, tok string) (*Record, int, *httpx.Problem) {
+	tn.t.Helper()
+	st, raw, ct := tn.send("POST", "/api/v1/seal-applications/"+id+"/make", tok, nil)
+	if st == http.StatusCreated {
+		var r Record
+		if err := json.Unmarshal(raw, &r); err != nil {
+			tn.t.Fatal(err)
+		}
+		return &r, st, nil
+	}
+	var p httpx.Problem
+	if ct != httpx.ProblemContentType || json.Unmarshal(raw, &p) != nil {
+		tn.t.Fatalf("make: %d %s %s: not problem+json", st, ct, raw)
+	}
+	return nil, st, &p
+}
+
 // mustMake makes a seal listing off and returns it.
 func (ad *admins) mustMake(name string, off *softOfficial) *Record {
 	ad.tn.t.Helper()
 	id, tok := ad.approved(name, off)
-	var r Record
-	if st := ad.tn.call("POST", "/api/v1/seal-applications/"+id+"/make", tok, nil, &r); st != 201 {
-		ad.tn.t.Fatalf("make %s: %d", name, st)
+	r, st, p := ad.tn.make(id, tok)
+	if r == nil {
+		ad.tn.t.Fatalf("make %s: %d %+v", name, st, p)
 	}
-	return &r
+	return r
 }
 
 // makerOf is the maker certificate a seal carries.
@@ -206,8 +264,8 @@ func TestMakerRenewedBeforeExpiry(t *testing.T) {
 	}
 	renewed := makerOf(t, r)
 	now := clk.Now()
-	op, _ := tn.account("ca-op", policy.RoleCAOperator)
-	tn.freshCRLs(tn.token(op))
+	op, _ := tn.operators()
+	tn.freshCRLs(op)
 	switch {
 	case sameKey(renewed, first) || renewed.Equal(first):
 		t.Fatal("past two thirds of its validity the seal maker was not renewed: seals are still made with its key")
@@ -249,6 +307,162 @@ func TestMakerRenewedBeforeExpiry(t *testing.T) {
 	if len(rows) != 2 || rows[0].status != "retired" || !strings.Contains(rows[0].why, "two thirds") || rows[1].status != "active" {
 		t.Fatalf("seal_maker rows %+v", rows)
 	}
+}
+
+// TestMakerRevokedStopsAtOnce: once a CA operator revokes the seal maker's
+// certificate, no seal is made with it (the CA's hook stops it before the
+// revocation is acknowledged); the maker is renewed at once, without
+// waiting for a poll, and the next seal carries the new certificate, which
+// verifies.
+func TestMakerRevokedStopsAtOnce(t *testing.T) {
+	tn := startNodeFull(t, t.TempDir(), "", nil, func(c *ca.Service, ts *tsa.Service) *Service {
+		s := New(c, c, ts)
+		s.revPoll = time.Hour // the hook alone
+		return s
+	})
+	op1, op2 := tn.operators()
+	ad := tn.admins()
+	off := tn.softOfficial("张三")
+	first := makerOf(t, ad.mustMake("福州市数据管理局", off))
+	id, tok := ad.approved("福州市财政局", off)
+
+	tn.revoke("sm2-issuing", first, "keyCompromise", op1, op2)
+	if m := tn.svc.maker.Load(); m.generation == 1 && m.revoked.Load() == nil {
+		t.Fatal("the revocation was acknowledged before the seal maker was stopped")
+	}
+	r, st, p := tn.make(id, tok)
+	switch {
+	case r != nil && sameKey(makerOf(t, r), first):
+		t.Fatal("a seal was made with the revoked maker certificate after the revocation was acknowledged")
+	case r == nil && (st != http.StatusServiceUnavailable || !strings.Contains(p.Detail, "revoked")):
+		t.Fatalf("make after the revocation: %d %+v; want 503 saying revoked, or a seal by a new maker", st, p)
+	}
+	m := tn.waitGeneration(2, 5*time.Second)
+	if r == nil {
+		if r, st, p = tn.make(id, tok); r == nil {
+			t.Fatalf("make after the renewal: %d %+v", st, p)
+		}
+	}
+	if mk := makerOf(t, r); sameKey(mk, first) || !bytes.Equal(mk.Raw, m.cert) {
+		t.Fatalf("the seal is made by %x, want the new maker %x", mk.SerialNumber, m.parsed.SerialNumber)
+	}
+	mustValid(t, tn.useSeal(r, off))
+	if r := tn.readyz(); r != "ok" {
+		t.Errorf("readyz after the renewal: seal %q", r)
+	}
+}
+
+// TestMakerIssuingCARevoked: when the certificate of the maker's issuing
+// CA is revoked, no seal is made (503 problem+json saying why, /readyz not
+// ready): the CA cannot issue a new maker certificate. Once the CA lineage
+// is rolled over, the next poll renews the maker under the new generation
+// and seals are made again.
+func TestMakerIssuingCARevoked(t *testing.T) {
+	tn := startNodeFull(t, t.TempDir(), "", nil, func(c *ca.Service, ts *tsa.Service) *Service {
+		s := New(c, c, ts)
+		s.revPoll = 200 * time.Millisecond
+		return s
+	})
+	op1, op2 := tn.operators()
+	ad := tn.admins()
+	off := tn.softOfficial("张三")
+	first := makerOf(t, ad.mustMake("福州市数据管理局", off))
+	issuing := tn.svc.maker.Load().chain[0]
+	caCert, err := smx509.ParseCertificate(issuing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, tok := ad.approved("福州市财政局", off)
+
+	tn.revoke("sm2-root", caCert, "cACompromise", op1, op2)
+	r, st, p := tn.make(id, tok)
+	if r != nil || st != http.StatusServiceUnavailable || !strings.Contains(p.Detail, "revoked") {
+		t.Fatalf("make after the issuing CA's revocation: %d %+v; want 503 saying revoked", st, p)
+	}
+	time.Sleep(500 * time.Millisecond) // a few polls, each failing to renew
+	if r, st, p = tn.make(id, tok); r != nil || st != http.StatusServiceUnavailable || !strings.Contains(p.Detail, "renewal failed") {
+		t.Fatalf("make while the CA cannot renew the maker: %d %+v; want 503 saying why", st, p)
+	}
+	if r := tn.readyz(); !strings.Contains(r, "revoked") {
+		t.Errorf("readyz: seal %q; want not ready, saying revoked", r)
+	}
+
+	if st, raw, _ := tn.send("POST", "/api/v1/ca/sm2-issuing/rollover", op1, map[string]string{}); st != http.StatusCreated {
+		t.Fatalf("CA rollover: %d %s", st, raw)
+	}
+	m := tn.waitGeneration(2, 5*time.Second)
+	if r, st, p = tn.make(id, tok); r == nil {
+		t.Fatalf("make after the CA's rollover: %d %+v", st, p)
+	}
+	mk := makerOf(t, r)
+	if sameKey(mk, first) || !bytes.Equal(mk.Raw, m.cert) || bytes.Equal(m.chain[0], issuing) {
+		t.Fatal("the seal is not made by a new maker under the new CA generation")
+	}
+	// The official's certificate fell with its CA: a seal for one
+	// certified under the new generation verifies.
+	off2 := tn.softOfficial("李四")
+	mustValid(t, tn.useSeal(ad.mustMake("福州市教育局", off2), off2))
+	if r := tn.readyz(); r != "ok" {
+		t.Errorf("readyz after the renewal: seal %q", r)
+	}
+}
+
+// hookless hides the CA's in-process revocation hook from the seal
+// service, as one in another process than the revoking CA has none.
+type hookless struct {
+	Issuer
+	revocationReader
+}
+
+// TestMakerRevokedElsewhere: a revocation the service is not told of
+// (made by another process) is found by its poll of the CA's records, and
+// by the check at start when the node was down: the maker is renewed
+// before the next seal.
+func TestMakerRevokedElsewhere(t *testing.T) {
+	dir, addr := t.TempDir(), ""
+	start := func(poll time.Duration, hook bool) *testNode {
+		tn := startNodeFull(t, dir, addr, nil, func(c *ca.Service, ts *tsa.Service) *Service {
+			s := New(c, c, ts)
+			if !hook {
+				s = New(hookless{c, c}, c, ts)
+			}
+			s.revPoll = poll
+			return s
+		})
+		addr = tn.n.Addresses().HTTP
+		return tn
+	}
+	tn := start(300*time.Millisecond, false)
+	op1, op2 := tn.operators()
+	ad := tn.admins()
+	off := tn.softOfficial("张三")
+	first := makerOf(t, ad.mustMake("福州市数据管理局", off))
+	tn.revoke("sm2-issuing", first, "superseded", op1, op2)
+	m2 := tn.waitGeneration(2, 5*time.Second) // the poll, no seal made meanwhile
+
+	// The node down when the revocation is made: the next start renews the
+	// maker before its first seal.
+	tn.stop()
+	tn = start(time.Hour, false)
+	ad.tn = tn
+	if g := tn.svc.maker.Load().generation; g != 2 {
+		t.Fatalf("after a restart the maker is generation %d, want 2", g)
+	}
+	tn.revoke("sm2-issuing", m2.parsed, "keyCompromise", op1, op2)
+	if tn.svc.maker.Load().revoked.Load() != nil {
+		t.Fatal("the hookless service was told of the revocation: the test does not show the check at start")
+	}
+	tn.stop()
+	tn = start(time.Hour, true)
+	ad.tn = tn
+	if m := tn.svc.maker.Load(); m == nil || m.generation != 3 {
+		t.Fatalf("after a restart the maker is %+v, want generation 3", m)
+	}
+	r := ad.mustMake("福州市财政局", off)
+	if mk := makerOf(t, r); !bytes.Equal(mk.Raw, tn.svc.maker.Load().cert) {
+		t.Fatal("the first seal after the restart is not made by the new maker")
+	}
+	mustValid(t, tn.useSeal(r, off))
 }
 
 // TestMakerStore reads and writes the maker registry on SQLite and

@@ -261,6 +261,11 @@ func (s *Service) Make(ctx context.Context, p *authz.Principal, id string) (*Rec
 	if err != nil {
 		return nil, fmt.Errorf("seal: make: %w", err)
 	}
+	// The CA's hook may have marked the maker while it signed: a seal made
+	// then is not recorded.
+	if err := m.validAt(now); err != nil {
+		return nil, s.withRenewError(err)
+	}
 	holders := make([]string, 0, len(sp.Holders))
 	for _, h := range sp.Holders {
 		holders = append(holders, h.Account)

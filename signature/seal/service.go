@@ -129,11 +129,16 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 		}
 	}
 	s.fetch = &signature.HTTPFetcher{Client: httpClient()}
-	// A maker due for renewal (while the node was down, say) is renewed
-	// before the first seal, then by the loop.
+	// A maker whose certificate chain was revoked (while the node was down,
+	// say) makes no seal: the hook marks it on a revocation in this
+	// process, the loop's poll on one in another, Make reads the CA's
+	// record before each seal, and this pass before the first.
 	s.revKick = make(chan struct{}, 1)
 	if s.revPoll == 0 {
 		s.revPoll = revocationPoll
+	}
+	if n, ok := s.issuer.(revocationNotifier); ok {
+		n.OnRevoked(s.revokedHook)
 	}
 	s.makerPass(audit.WithActor(ctx, "system"))
 	loopCtx, cancel := context.WithCancel(audit.WithActor(context.WithoutCancel(ctx), "system"))
@@ -143,7 +148,7 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 }
 
 // Ready implements node.Service: not ready while the seal maker cannot
-// make seals (its certificate ended and not yet renewed).
+// make seals (its certificate revoked or ended and not yet renewed).
 func (s *Service) Ready(ctx context.Context) error {
 	if s.env == nil {
 		return errors.New("seal: not started")
