@@ -90,7 +90,7 @@ bench-directory:
 
 ## seal: issue 10, electronic seals (codec, registry, agent on the SM2 token, OFD); bench-seal: 1 MB sealing and verification.
 seal: p11
-	CI=1 GTTEST_P11_MODULE=$(CACHE)/libgovtrust-p11.so $(GO) test ./signature/ses ./signature/ofd/... ./signature/seal/... ./internal/config
+	CI=1 GTTEST_P11_MODULE=$(CACHE)/libgovtrust-p11.so scripts/with-postgres.sh $(GO) test ./signature/ses ./signature/ofd/... ./signature/seal/... ./internal/config
 	CI=1 GTTEST_P11_MODULE=$(CACHE)/libgovtrust-p11.so $(GO) test -run 'TestOpenAPI|TestSealCommands' ./cmd/govtrust
 
 bench-seal:

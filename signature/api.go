@@ -169,6 +169,11 @@ func (s *Service) sign(w http.ResponseWriter, r *http.Request) error {
 	if h.key.Disabled || p == nil || p.Account.ID != h.key.Owner {
 		return fmt.Errorf("%w: key %s is not the caller's to use", ErrPolicy, h.key.ID)
 	}
+	// A relying party would reject a signature under a certificate that
+	// has expired or was revoked: none is made.
+	if err := s.usable(ctx, h); err != nil {
+		return err
+	}
 	o := req.Options()
 	if o.Mode == ModeRaw && o.Hash == nil && o.Data != nil {
 		o.Hash = cms.DefaultDigest(h.signer.Public())

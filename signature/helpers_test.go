@@ -20,6 +20,8 @@ import (
 	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/clock"
+	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/testenv"
 	"github.com/govtrust/govtrust/tsa"
@@ -39,12 +41,19 @@ type testNode struct {
 
 func startNode(t testing.TB) *testNode {
 	t.Helper()
+	return startNodeWith(t, nil, func(c *ca.Service, ts *tsa.Service) *Service { return New(c, c, ts) })
+}
+
+// startNodeWith is startNode with the node's clock (nil: the system's) and
+// this service made by mk from the CA and the TSA.
+func startNodeWith(t testing.TB, clk clock.Clock, mk func(*ca.Service, *tsa.Service) *Service) *testNode {
+	t.Helper()
 	dir := t.TempDir()
 	c := ca.New()
 	ts := tsa.New(c)
-	svc := New(c, c, ts)
+	svc := mk(c, ts)
 	opts := node.Options{DataDir: dir, HTTP: ptr(testenv.FreeAddr(t)), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
-		LogOutput: io.Discard, Environ: []string{}}
+		LogOutput: io.Discard, Environ: []string{}, Clock: clk}
 	n, err := node.Start(context.Background(), opts, c, ts, svc)
 	if err != nil {
 		t.Fatalf("start node: %v", err)
@@ -190,3 +199,51 @@ func mustValid(t testing.TB, r *Report) {
 }
 
 func hsmAlg(s string) hsm.Algorithm { return hsm.Algorithm(s) }
+
+// token makes another bearer token for account id (one made before the
+// node's clock was moved on has expired).
+func (tn *testNode) token(id string) string {
+	tn.t.Helper()
+	tok, _, err := tn.n.Env().Authz.CreateToken(context.Background(), id, "test", nil, time.Hour)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	return tok
+}
+
+// problem sends JSON to the HTTPS API and returns the status and, for an
+// error, the problem+json answer (a test failure when it is not one).
+func (tn *testNode) problem(method, path, token string, body any) (int, *httpx.Problem) {
+	tn.t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	req, _ := http.NewRequest(method, "https://"+tn.n.Addresses().HTTPS+path, bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := tn.c.Do(req)
+	if err != nil {
+		tn.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode < 300 {
+		return resp.StatusCode, nil
+	}
+	var p httpx.Problem
+	if ct := resp.Header.Get("Content-Type"); ct != httpx.ProblemContentType || json.Unmarshal(raw, &p) != nil {
+		tn.t.Fatalf("%s %s: %d %s %s: not problem+json", method, path, resp.StatusCode, ct, raw)
+	}
+	return resp.StatusCode, &p
+}
+
+// revoke has CA operator opTok revoke the certificate of k at caID.
+func (tn *testNode) revoke(k *Key, caID, reason, opTok string) {
+	tn.t.Helper()
+	cert := pemCert(tn.t, k.Certificate)
+	if st := tn.call("POST", "/api/v1/ca/"+caID+"/revocations", opTok,
+		map[string]string{"serial": cert.SerialNumber.Text(16), "reason": reason}, nil); st != http.StatusOK {
+		tn.t.Fatalf("revoke the certificate of key %s: %d", k.ID, st)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -64,6 +65,9 @@ type Service struct {
 
 	mu      sync.Mutex
 	signers map[string]*heldKey // key id -> resolved key (hot path holds the signer)
+	// revRecheck is how long a held key's revocation status read from the
+	// CA is trusted (revocationRecheck when 0).
+	revRecheck time.Duration
 }
 
 var (
@@ -104,6 +108,12 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 		s.foreign = foreign
 	}
 	s.fetch = &HTTPFetcher{Client: &http.Client{Timeout: timeout}}
+	// A key whose certificate the CA revokes signs no more: the hook stops
+	// a held key before the revocation is acknowledged; usable reads the
+	// CA's record at a key's first signature and every revocationRecheck.
+	if n, ok := s.issuer.(revocationNotifier); ok {
+		n.OnRevoked(s.revokedHook)
+	}
 	return nil
 }
 
@@ -199,6 +209,12 @@ type Key struct {
 type heldKey struct {
 	key    *Key
 	signer crypto.Signer
+	// revoked says why the key must not sign once its certificate or a CA
+	// certificate of its chain was revoked (revocation.go); checked is when
+	// the CA's record of them was last read and found good.
+	revoked atomic.Pointer[string]
+	checkMu sync.Mutex
+	checked time.Time
 }
 
 // keySpec is where a key algorithm's certificates come from.

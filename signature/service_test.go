@@ -8,11 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/signature/cms"
+	"github.com/govtrust/govtrust/tsa"
 )
 
 // TestService runs the signing and verification API end to end on one
@@ -226,4 +229,74 @@ func TestService(t *testing.T) {
 			t.Fatalf("unstamped after revocation: %v", failed(r))
 		}
 	})
+}
+
+// refused asserts that signing with key k is refused with a 422
+// problem+json whose detail contains want.
+func (tn *testNode) refused(k *Key, tok, want string) {
+	tn.t.Helper()
+	st, p := tn.problem("POST", "/api/v1/signature/keys/"+k.ID+"/sign", tok, SignRequest{Data: []byte("after")})
+	if st != http.StatusUnprocessableEntity || p == nil || !strings.Contains(p.Detail, want) {
+		tn.t.Fatalf("sign with key %s: %d %+v; want 422 saying %q", k.ID, st, p, want)
+	}
+}
+
+// TestSignRefusesRevokedKey: once the CA revoked a key's certificate the
+// signing API makes no signature with it (a relying party would reject
+// it): a key in use is stopped by the CA's in-process hook, one revoked
+// before its first use by the check of the CA's record; both answer 422.
+func TestSignRefusesRevokedKey(t *testing.T) {
+	tn := startNode(t)
+	appID, appTok := tn.account("billing-app", authz.KindApplication, "application")
+	_, opTok := tn.account("ca-op", authz.KindPerson, policy.Role("ca-operator"))
+	used := tn.newKey(appID, "sm2")
+	unused := tn.newKey(appID, "ecdsa-p256")
+	other := tn.newKey(appID, "sm2")
+	tn.sign(used.ID, appTok, SignRequest{Data: []byte("before")})
+	tn.sign(other.ID, appTok, SignRequest{Data: []byte("before")})
+
+	tn.revoke(used, "sm2-issuing", "keyCompromise", opTok)
+	tn.refused(used, appTok, "revoked")
+	tn.revoke(unused, "ecdsa-issuing", "cessationOfOperation", opTok)
+	tn.refused(unused, appTok, "revoked")
+	tn.sign(other.ID, appTok, SignRequest{Data: []byte("after")})
+}
+
+// hookless hides the CA's in-process revocation hook, as a signing service
+// in another process than the revoking CA has none.
+type hookless struct {
+	Issuer
+	revocationReader
+}
+
+// TestSignRevokedElsewhere: a revocation the service is not told of (made
+// by another process) is found in the CA's record within revRecheck.
+func TestSignRevokedElsewhere(t *testing.T) {
+	tn := startNodeWith(t, nil, func(c *ca.Service, ts *tsa.Service) *Service {
+		s := New(hookless{c, c}, c, ts)
+		s.revRecheck = 300 * time.Millisecond
+		return s
+	})
+	appID, appTok := tn.account("billing-app", authz.KindApplication, "application")
+	_, opTok := tn.account("ca-op", authz.KindPerson, policy.Role("ca-operator"))
+	k := tn.newKey(appID, "sm2")
+	tn.sign(k.ID, appTok, SignRequest{Data: []byte("before")})
+	tn.revoke(k, "sm2-issuing", "superseded", opTok)
+	time.Sleep(400 * time.Millisecond)
+	tn.refused(k, appTok, "revoked")
+}
+
+// TestSignRefusesExpiredKey: a key whose certificate has ended signs no
+// more (422), nor before its certificate begins.
+func TestSignRefusesExpiredKey(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	tn := startNodeWith(t, clk, func(c *ca.Service, ts *tsa.Service) *Service { return New(c, c, ts) })
+	appID, appTok := tn.account("billing-app", authz.KindApplication, "application")
+	k := tn.newKey(appID, "sm2")
+	tn.sign(k.ID, appTok, SignRequest{Data: []byte("while valid")})
+	cert := pemCert(t, k.Certificate)
+	clk.Set(cert.NotAfter.Add(time.Minute))
+	tn.refused(k, tn.token(appID), "expired")
+	clk.Set(cert.NotBefore.Add(-time.Minute))
+	tn.refused(k, tn.token(appID), "not yet valid")
 }

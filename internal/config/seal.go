@@ -12,6 +12,7 @@ type SealConfig struct {
 	// MakerKey is the key URI of the seal maker's key (service "seal"),
 	// which signs every SESeal the platform makes; created on first use
 	// when missing, with its certificate from MakerCA (profile seal-maker).
+	// Its renewals are new keys named after it (signature/seal).
 	MakerKey string `yaml:"maker_key"`
 	// MakerCA is the CA that certifies the maker key.
 	MakerCA string `yaml:"maker_ca"`

@@ -26,6 +26,7 @@ import (
 	"github.com/govtrust/govtrust/hsm/pkcs11"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/testenv"
 	"github.com/govtrust/govtrust/signature/seal/agent"
@@ -47,25 +48,40 @@ type testNode struct {
 
 func startNode(t testing.TB) *testNode {
 	t.Helper()
+	return startNodeFull(t, t.TempDir(), "", nil, func(c *ca.Service, ts *tsa.Service) *Service { return New(c, c, ts) })
+}
+
+// startNodeFull is startNode on data directory dir, listening for HTTP on
+// addr (a free port when ""), with the node's clock clk (nil: the
+// system's) and this service made by mk from the CA and the TSA.
+func startNodeFull(t testing.TB, dir, addr string, clk clock.Clock, mk func(*ca.Service, *tsa.Service) *Service) *testNode {
+	t.Helper()
 	font := testenv.File(t, fontPath, "CJK font (Debian fonts-wqy-microhei)")
-	dir := t.TempDir()
+	if addr == "" {
+		addr = testenv.FreeAddr(t)
+	}
 	c := ca.New()
 	ts := tsa.New(c)
-	svc := New(c, c, ts)
-	opts := node.Options{DataDir: dir, HTTP: ptr(testenv.FreeAddr(t)), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
-		LogOutput: io.Discard, Environ: []string{"GOVTRUST_SEAL_FONT=" + font}}
+	svc := mk(c, ts)
+	opts := node.Options{DataDir: dir, HTTP: ptr(addr), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
+		LogOutput: io.Discard, Environ: []string{"GOVTRUST_SEAL_FONT=" + font}, Clock: clk}
 	n, err := node.Start(context.Background(), opts, c, ts, svc)
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
 	tn := &testNode{t: t, dir: dir, n: n, svc: svc, ca: c,
 		c: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
-	t.Cleanup(func() {
-		if err := n.Shutdown(context.Background()); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	t.Cleanup(tn.stop)
 	return tn
+}
+
+func (tn *testNode) stop() {
+	if tn.n != nil {
+		if err := tn.n.Shutdown(context.Background()); err != nil {
+			tn.t.Errorf("shutdown: %v", err)
+		}
+		tn.n = nil
+	}
 }
 
 // account creates an account of org demo with roles and returns its id

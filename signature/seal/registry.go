@@ -245,7 +245,7 @@ func (s *Service) Make(ctx context.Context, p *authz.Principal, id string) (*Rec
 	if err := json.Unmarshal(a.spec, &sp); err != nil {
 		return nil, err
 	}
-	m, err := s.makerKey(ctx, p.Actor())
+	m, err := s.makerFor(ctx, p.Actor())
 	if err != nil {
 		return nil, err
 	}
@@ -260,6 +260,11 @@ func (s *Service) Make(ctx context.Context, p *authz.Principal, id string) (*Rec
 	made, err := ses.MakeSeal(info, m.cert, m.signer)
 	if err != nil {
 		return nil, fmt.Errorf("seal: make: %w", err)
+	}
+	// The CA's hook may have marked the maker while it signed: a seal made
+	// then is not recorded.
+	if err := m.validAt(now); err != nil {
+		return nil, s.withRenewError(err)
 	}
 	holders := make([]string, 0, len(sp.Holders))
 	for _, h := range sp.Holders {

@@ -2,10 +2,7 @@ package seal
 
 import (
 	"context"
-	"crypto"
 	"crypto/rand"
-	"crypto/x509/pkix"
-	"database/sql"
 	"embed"
 	"encoding/hex"
 	"errors"
@@ -13,10 +10,12 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/emmansun/gmsm/smx509"
 
-	"github.com/govtrust/govtrust/hsm"
+	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/config"
 	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/node"
@@ -74,16 +73,23 @@ type Service struct {
 	font    *Font
 	fetch   signature.Fetcher
 
+	// makerMu serialises making and renewing the maker; maker is the
+	// active one (nil until the first seal), replaced whole (maker.go).
 	makerMu sync.Mutex
-	maker   *maker
+	maker   atomic.Pointer[maker]
+	// renewErr is why the last renewal failed (nil once one succeeds);
+	// stuck is set once it was logged that no CA can renew the maker.
+	renewErr atomic.Pointer[string]
+	stuck    atomic.Bool
+	// revKick wakes the loop; revPoll is how often it runs (makerPass);
+	// passErr is the last failure it logged (the loop's alone).
+	revKick chan struct{}
+	revPoll time.Duration
+	passErr string
+	stop    func()
+	done    chan struct{}
 
 	sessions sessions
-}
-
-type maker struct {
-	signer crypto.Signer
-	cert   []byte
-	chain  [][]byte
 }
 
 var (
@@ -123,19 +129,46 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 		}
 	}
 	s.fetch = &signature.HTTPFetcher{Client: httpClient()}
+	// A maker whose certificate chain was revoked (while the node was down,
+	// say) makes no seal: the hook marks it on a revocation in this
+	// process, the loop's poll on one in another, Make reads the CA's
+	// record before each seal, and this pass before the first.
+	s.revKick = make(chan struct{}, 1)
+	if s.revPoll == 0 {
+		s.revPoll = revocationPoll
+	}
+	if n, ok := s.issuer.(revocationNotifier); ok {
+		n.OnRevoked(s.revokedHook)
+	}
+	s.makerPass(audit.WithActor(ctx, "system"))
+	loopCtx, cancel := context.WithCancel(audit.WithActor(context.WithoutCancel(ctx), "system"))
+	s.stop, s.done = cancel, make(chan struct{})
+	go s.loop(loopCtx)
 	return nil
 }
 
-// Ready implements node.Service.
+// Ready implements node.Service: not ready while the seal maker cannot
+// make seals (its certificate revoked or ended and not yet renewed).
 func (s *Service) Ready(ctx context.Context) error {
 	if s.env == nil {
 		return errors.New("seal: not started")
 	}
-	return nil
+	return s.makerReady()
 }
 
 // Stop implements node.Service.
-func (s *Service) Stop(ctx context.Context) error { return nil }
+func (s *Service) Stop(ctx context.Context) error {
+	if s.stop == nil {
+		return nil
+	}
+	s.stop()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("seal: stop: %w", ctx.Err())
+	}
+}
 
 // Verifier returns the signature verifier with the platform's anchors and
 // online revocation checking.
@@ -149,60 +182,6 @@ func (s *Service) Verifier() *signature.Verifier {
 		}
 	}
 	return v
-}
-
-// makerKey returns the seal maker's signer and certificate, creating the
-// key (service "seal", sign only) and having it certified under the
-// seal-maker profile on first use.
-func (s *Service) makerKey(ctx context.Context, actor string) (*maker, error) {
-	s.makerMu.Lock()
-	defer s.makerMu.Unlock()
-	if s.maker != nil {
-		return s.maker, nil
-	}
-	uri := s.cfg.MakerKey
-	signer, err := s.env.Keys.Signer(ctx, &hsm.SignerRequest{URI: uri, Service: keyService})
-	if errors.Is(err, hsm.ErrNotFound) {
-		if _, err = s.env.Keys.CreateKey(ctx, &hsm.CreateKeyRequest{URI: uri, Algorithm: hsm.SM2, Usage: hsm.UsageSign, Service: keyService}); err != nil {
-			return nil, fmt.Errorf("seal: create maker key: %w", err)
-		}
-		signer, err = s.env.Keys.Signer(ctx, &hsm.SignerRequest{URI: uri, Service: keyService})
-	}
-	if err != nil {
-		return nil, fmt.Errorf("seal: maker key %s: %w", uri, err)
-	}
-	m := &maker{signer: signer}
-	var chain []byte
-	err = s.env.DB.Read(ctx, func(q store.Querier) error {
-		return q.QueryRow(ctx, `SELECT cert, chain FROM seal_maker WHERE key_uri = ?`, uri).Scan(&m.cert, &chain)
-	})
-	switch {
-	case err == nil:
-		m.chain = splitDER(chain)
-		s.maker = m
-		return m, nil
-	case !errors.Is(err, sql.ErrNoRows):
-		return nil, err
-	}
-	csr, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "govtrust seal maker"}}, signer)
-	if err != nil {
-		return nil, fmt.Errorf("seal: maker CSR: %w", err)
-	}
-	m.cert, m.chain, err = s.issuer.IssueFor(ctx, s.cfg.MakerCA, "seal-maker", csr,
-		map[string]string{"CN": "govtrust seal maker", "O": "govtrust"}, actor)
-	if err != nil {
-		return nil, fmt.Errorf("seal: maker certificate: %w", err)
-	}
-	err = s.env.DB.Tx(ctx, func(tx *store.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO seal_maker (key_uri, cert, chain, created_at) VALUES (?, ?, ?, ?)`,
-			uri, m.cert, joinDER(m.chain), s.env.Clock.Now().UTC().Format(timeFormat))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("seal: record maker certificate: %w", err)
-	}
-	s.maker = m
-	return m, nil
 }
 
 // joinDER and splitDER keep a list of DER certificates in one column:
