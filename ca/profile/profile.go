@@ -349,6 +349,7 @@ func (p *Profile) Validate() error {
 	p.validateUsage(bad)
 	p.validateSubject(bad)
 	p.validateSAN(bad)
+	p.validateBR(bad)
 	for _, s := range p.Policies {
 		if _, err := parseOID(s); err != nil {
 			bad("policy: %v", err)
@@ -550,6 +551,48 @@ func (p *Profile) validateSAN(bad func(string, ...any)) {
 	if r, ok := p.Subject["CN"]; p.Purpose == lint.PurposeTLSServer && ok && strings.HasPrefix(r.Source, "fixed:") {
 		bad("a tls-server profile cannot fix the CN")
 	}
+}
+
+// validateBR refuses tls-server profiles whose certificates the CA/B Forum
+// Baseline Requirements forbid. The lints refuse such certificates too (for
+// every key type, lints_br.go), but a profile that could only produce
+// refusals, or refusals depending on the request, is a configuration error
+// better reported when it is loaded.
+func (p *Profile) validateBR(bad func(string, ...any)) {
+	if p.Purpose != lint.PurposeTLSServer {
+		return
+	}
+	listed := func(attr string) bool {
+		r, ok := p.Subject[attr]
+		return ok && r.Source != "forbidden"
+	}
+	if (listed("L") || listed("ST")) && !listed("O") {
+		bad("a tls-server profile with L or ST needs O (BR §7.1.2.7.4: no locality or province without an organisation)")
+	}
+	if listed("OU") {
+		bad("a tls-server profile has no OU (BR §7.1.2.7.4: organizationalUnitName must not be present)")
+	}
+	if p.SAN.Email.Max > 0 || p.SAN.URI.Max > 0 {
+		bad("a tls-server profile allows only dns and ip names (BR §7.1.2.7.12: no rfc822Name or URI)")
+	}
+	if !hasHTTPTemplate(p.CRLDP) {
+		bad("a tls-server profile needs an http crl_distribution_points URL (BR §7.1.2.11.2)")
+	}
+	if !hasHTTPTemplate(p.AIA.OCSP) || !hasHTTPTemplate(p.AIA.CAIssuers) {
+		bad("a tls-server profile needs http aia.ocsp and aia.ca_issuers URLs (BR §7.1.2.7.7)")
+	}
+}
+
+// hasHTTPTemplate reports whether one of the URL templates expands to an
+// http URL.
+func hasHTTPTemplate(tmpls []string) bool {
+	for _, t := range tmpls {
+		u := varRE.ReplaceAllStringFunc(t, func(m string) string { return sampleVar(m[1 : len(m)-1]) })
+		if strings.HasPrefix(u, "http://") {
+			return true
+		}
+	}
+	return false
 }
 
 // sampleVars expand URL templates during validation.
