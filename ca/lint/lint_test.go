@@ -362,6 +362,12 @@ func lintCases(t *testing.T) []lintCase {
 			mutate: all(tlsServer, subj(ps(oidAttrC, "CN"), u8(oidO, "govtrust"), ps(oidCN, "www.example.gov.cn")), del(oidExtCRLDP), del(oidExtAIA))},
 		{name: "br without profile by serverAuth", mutate: all(tlsServer, subj(ps(oidAttrC, "CN"), u8(oidAttrL, "福州市"), ps(oidCN, "www.example.gov.cn"))),
 			errs: []string{"e_br_tls_locality_without_org"}},
+		{name: "ocsp signing on client", exp: Expect{Purpose: PurposeTLSClient},
+			mutate: all(ext(oidExtExtKeyUsage, false, oidSeq(oidEKUClientAuth, oidEKUOCSPSigning)), ext(oidExtOCSPNoCheck, false, []byte{5, 0})),
+			errs:   []string{"e_ocsp_signing_outside_ocsp_signer"}},
+		{name: "ocsp signing on ca", exp: Expect{Purpose: PurposeCA, PathLen: &zero},
+			mutate: all(makeCA, ext(oidExtExtKeyUsage, false, oidSeq(oidEKUOCSPSigning)), ext(oidExtOCSPNoCheck, false, []byte{5, 0})),
+			errs:   []string{"e_ocsp_signing_outside_ocsp_signer"}},
 		{name: "ocsp signer eku", exp: Expect{Purpose: PurposeOCSPSigner}, errs: []string{"e_ocsp_signer_eku_missing"}},
 		{name: "tsa eku", exp: Expect{Purpose: PurposeTSA}, errs: []string{"e_tsa_eku_missing"}},
 	}

@@ -449,6 +449,22 @@ func init() {
 			return nil
 		})
 
+	register("e_ocsp_signing_outside_ocsp_signer", Error, "RFC 6960 §4.2.2.2; profile",
+		"id-kp-OCSPSigning and id-pkix-ocsp-nocheck belong to delegated OCSP responder certificates only: any other certificate carrying them could answer for its issuer's certificates, unchecked",
+		func(c *ctx) []string {
+			if c.exp.Purpose == "" || c.exp.Purpose == PurposeOCSPSigner {
+				return nil
+			}
+			var out []string
+			if c.hasEKUOID(oidEKUOCSPSigning) {
+				out = append(out, "id-kp-OCSPSigning in a certificate of purpose "+string(c.exp.Purpose))
+			}
+			if _, ok := c.raw.ext(oidExtOCSPNoCheck); ok {
+				out = append(out, "id-pkix-ocsp-nocheck in a certificate of purpose "+string(c.exp.Purpose))
+			}
+			return out
+		})
+
 	register("e_tsa_eku_not_sole", Error, "RFC 3161 §2.3",
 		"a TSA certificate must have id-kp-timeStamping as its only extended key usage",
 		func(c *ctx) []string {

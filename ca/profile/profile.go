@@ -474,6 +474,14 @@ func (p *Profile) validateUsage(bad func(string, ...any)) {
 	if p.OCSPNoCheck && !has("OCSPSigning") {
 		bad("ocsp_no_check without OCSPSigning would exempt a non-responder from revocation checking")
 	}
+	// A certificate with id-kp-OCSPSigning issued by a CA is a delegated
+	// responder for all of that CA's certificates (RFC 6960 §4.2.2.2):
+	// on a subscriber's or a sub-CA's certificate it would let its holder
+	// answer "good" for any of them (the 2020 delegated-responder
+	// incident), and with ocsp_no_check nobody could revoke it.
+	if (has("OCSPSigning") || p.OCSPNoCheck) && p.Purpose != lint.PurposeOCSPSigner {
+		bad("OCSPSigning and ocsp_no_check belong to ocsp-signer profiles only (RFC 6960 §4.2.2.2: the holder would answer for every certificate of the CA)")
+	}
 }
 
 func (p *Profile) validateSubject(bad func(string, ...any)) {

@@ -205,6 +205,8 @@ func TestValidate(t *testing.T) {
 		{"any eku", "ext_key_usage: [clientAuth]", "ext_key_usage: [clientAuth, 2.5.29.37.0]", "anyExtendedKeyUsage"},
 		{"timestamping outside tsa", "ext_key_usage: [clientAuth]", "ext_key_usage: [clientAuth, timeStamping]", "tsa profiles only"},
 		{"nocheck without ocsp", "validity: 365d", "validity: 365d\nocsp_no_check: true", "ocsp_no_check"},
+		{"ocsp signing outside ocsp-signer", "ext_key_usage: [clientAuth]", "ext_key_usage: [clientAuth, OCSPSigning]\nocsp_no_check: true", "ocsp-signer profiles only"},
+		{"ocsp signing without nocheck outside ocsp-signer", "ext_key_usage: [clientAuth]", "ext_key_usage: [clientAuth, OCSPSigning]", "ocsp-signer profiles only"},
 		{"subject attribute", "CN: {source: csr", "EMAIL: {source: csr", "EMAIL"},
 		{"subject source", `{source: "fixed:CN", required: true}`, `{source: "ldap:c"}`, "source"},
 		{"fixed country", `"fixed:CN"`, `"fixed:cn"`, "two capital letters"},
@@ -244,6 +246,7 @@ func TestValidate(t *testing.T) {
 		{"ocsp-signer", "internal: true", "internal: false", "needs internal: true"},
 		{"tsa", "internal: true", "internal: false", "needs internal: true"},
 		{"node-tls", "internal: true", "internal: false", "needs internal: true"},
+		{"sub-ca", "policies:", "ext_key_usage: [OCSPSigning]\nocsp_no_check: true\npolicies:", "ocsp-signer profiles only"},
 		// The BR's server certificate shape (lints_br.go refuses the
 		// certificates too, for SM2 as for the other key types).
 		{"server-tls", `O:  {source: "record:O"}`, `O:  {source: forbidden}`, "with L or ST needs O"},
