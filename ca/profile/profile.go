@@ -410,6 +410,32 @@ func (p *Profile) validateUsage(bad func(string, ...any)) {
 	if !isCA && ku&(cs|crl) != 0 {
 		bad("keyCertSign and cRLSign are for CA profiles only")
 	}
+	// The key usage must suit every key type the profile accepts, or every
+	// certificate for that type would fail the lints (zlint's
+	// e_ecdsa_allowed_ku, e_rsa_allowed_ku_*, the own e_gmt0015_ku_mixed).
+	for _, kt := range p.KeyTypes {
+		family, _, err := kt.parse()
+		if err != nil {
+			continue // reported by Validate
+		}
+		switch {
+		case family == "ecdsa-p256" || family == "ecdsa-p384":
+			if ku&(ke|de) != 0 {
+				bad("key type %s: an EC key has no keyEncipherment or dataEncipherment (RFC 8813 §3)", kt)
+			}
+		case family == "rsa":
+			if ku&(ka|eo|do) != 0 {
+				bad("key type %s: an RSA key has no keyAgreement, encipherOnly or decipherOnly (RFC 3279 §2.3.1)", kt)
+			}
+			if isCA && ku&(ke|de) != 0 {
+				bad("key type %s: an RSA CA key signs only, no keyEncipherment or dataEncipherment (RFC 3279 §2.3.1)", kt)
+			}
+		case family == "sm2" && !isCA:
+			if ku&(ds|nr) != 0 && ku&(ke|de|ka|eo|do) != 0 {
+				bad("key type sm2: an SM2 end-entity key either signs (digitalSignature, nonRepudiation) or encrypts (keyEncipherment, dataEncipherment, keyAgreement), never both (GM/T 0015 dual certificates)")
+			}
+		}
+	}
 	if p.CA != nil && p.CA.PathLen != nil && *p.CA.PathLen < 0 {
 		bad("ca.path_len must not be negative")
 	}

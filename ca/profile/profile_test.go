@@ -219,6 +219,9 @@ func TestValidate(t *testing.T) {
 		{"identity shared oid", "validity: 365d", "validity: 365d\nidentity: [{type: uscc}, {type: org-code}]", "share"},
 		{"san min", "email: {max: 1}", "email: {max: 1}\n  min: 2", "san.min"},
 		{"kmc outside enc", "validity: 365d", "validity: 365d\nkey_source: kmc", "kmc"},
+		// Key usage that contradicts a listed key type (every certificate
+		// for it would fail the lints).
+		{"sm2 sign and encrypt", "key_usage: [digitalSignature]", "key_usage: [digitalSignature, keyAgreement]", "SM2 end-entity key either signs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			y := strings.Replace(validYAML, tc.from, tc.to, 1)
@@ -246,6 +249,10 @@ func TestValidate(t *testing.T) {
 		{"ocsp-signer", "internal: true", "internal: false", "needs internal: true"},
 		{"tsa", "internal: true", "internal: false", "needs internal: true"},
 		{"node-tls", "internal: true", "internal: false", "needs internal: true"},
+		{"person-enc", "key_types: [sm2]", "key_types: [sm2, ecdsa-p256]", "EC key has no keyEncipherment"},
+		{"client-tls", "key_usage: [digitalSignature]", "key_usage: [digitalSignature, keyAgreement]", "RSA key has no keyAgreement"},
+		{"sub-ca", "key_types: [sm2, ecdsa-p256, ecdsa-p384]\nkey_usage: [digitalSignature, keyCertSign, cRLSign]",
+			"key_types: [rsa-2048]\nkey_usage: [digitalSignature, keyEncipherment, keyCertSign, cRLSign]", "RSA CA key signs only"},
 		{"sub-ca", "policies:", "ext_key_usage: [OCSPSigning]\nocsp_no_check: true\npolicies:", "ocsp-signer profiles only"},
 		// The BR's server certificate shape (lints_br.go refuses the
 		// certificates too, for SM2 as for the other key types).
