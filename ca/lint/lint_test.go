@@ -368,6 +368,7 @@ func lintCases(t *testing.T) []lintCase {
 		{name: "ocsp signing on ca", exp: Expect{Purpose: PurposeCA, PathLen: &zero},
 			mutate: all(makeCA, ext(oidExtExtKeyUsage, false, oidSeq(oidEKUOCSPSigning)), ext(oidExtOCSPNoCheck, false, []byte{5, 0})),
 			errs:   []string{"e_ocsp_signing_outside_ocsp_signer"}},
+		{name: "san dns bad a-label", mutate: ext(oidExtSAN, false, sanValue(dnsName("xn--1234.example.com"))), errs: []string{"e_san_dns_invalid"}},
 		{name: "ocsp signer eku", exp: Expect{Purpose: PurposeOCSPSigner}, errs: []string{"e_ocsp_signer_eku_missing"}},
 		{name: "tsa eku", exp: Expect{Purpose: PurposeTSA}, errs: []string{"e_tsa_eku_missing"}},
 	}

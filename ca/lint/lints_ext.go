@@ -312,8 +312,8 @@ func init() {
 			return nil
 		})
 
-	register("e_san_dns_invalid", Error, "RFC 5280 §4.2.1.6; RFC 1034 §3.5; RFC 6125 §6.4.3",
-		"dNSName must be LDH labels (no underscore), wildcard only as the whole leftmost label",
+	register("e_san_dns_invalid", Error, "RFC 5280 §4.2.1.6; RFC 1034 §3.5; RFC 6125 §6.4.3; RFC 5891 §5.4",
+		"dNSName must be LDH labels (no underscore), wildcard only as the whole leftmost label, an xn-- label a valid IDNA A-label",
 		func(c *ctx) []string {
 			var out []string
 			for _, n := range c.san {
