@@ -149,6 +149,14 @@ func lintCases(t *testing.T) []lintCase {
 		del(oidExtExtKeyUsage),
 	)
 	oidCN, oidO := oidAttrCN, oidAttrO
+	// tlsServer turns the leaf into a BR-shaped TLS server certificate
+	// (C, ST, O, a CN among the SANs, CRLDP and AIA kept).
+	tlsServer := all(
+		ext(oidExtExtKeyUsage, false, oidSeq(oidEKUServerAuth)),
+		ext(oidExtKeyUsage, true, kuValue(kuDigitalSignature)),
+		subj(ps(oidAttrC, "CN"), u8(oidAttrST, "福建省"), u8(oidO, "某某局"), ps(oidCN, "www.example.gov.cn")),
+		ext(oidExtSAN, false, sanValue(dnsName("www.example.gov.cn"))),
+	)
 	badPoint := append([]byte(nil), sm2Info.key...)
 	badPoint[len(badPoint)-1] ^= 1
 	ecInfo, _ := parseSPKI(ecSPKI)
@@ -320,7 +328,7 @@ func lintCases(t *testing.T) []lintCase {
 		{name: "tls client eku", exp: Expect{Purpose: PurposeTLSClient}, mutate: ext(oidExtExtKeyUsage, false, oidSeq(asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 4})),
 			errs: []string{"e_tls_eku_missing"}},
 		{name: "tls server without san", exp: Expect{Purpose: PurposeTLSServer}, ec: true,
-			mutate: all(ext(oidExtExtKeyUsage, false, oidSeq(oidEKUServerAuth)), ext(oidExtKeyUsage, true, kuValue(kuDigitalSignature)), subj(ps(oidAttrC, "CN"), u8(oidO, "某某局"))),
+			mutate: all(ext(oidExtExtKeyUsage, false, oidSeq(oidEKUServerAuth)), ext(oidExtKeyUsage, true, kuValue(kuDigitalSignature)), subj(ps(oidAttrC, "CN"), u8(oidAttrST, "福建省"), u8(oidO, "某某局"))),
 			errs:   []string{"e_tls_server_san_missing"}},
 		{name: "tls cn not in san", exp: Expect{Purpose: PurposeTLSServer}, ec: true,
 			mutate: all(ext(oidExtExtKeyUsage, false, oidSeq(oidEKUServerAuth)), subj(ps(oidAttrC, "CN"), ps(oidCN, "other.example.gov.cn")),
@@ -330,6 +338,37 @@ func lintCases(t *testing.T) []lintCase {
 			mutate: all(ext(oidExtExtKeyUsage, false, oidSeq(oidEKUServerAuth)), subj(ps(oidAttrC, "CN"), ps(oidCN, "WWW.example.gov.cn")),
 				ext(oidExtSAN, false, sanValue(dnsName("www.example.gov.cn")))),
 			errs: []string{"e_tls_cn_not_in_san"}},
+		// The BR's server certificate shape, for SM2 (which zlint cannot
+		// parse) as for the other key types.
+		{name: "br locality without org", exp: Expect{Purpose: PurposeTLSServer},
+			mutate: all(tlsServer, subj(ps(oidAttrC, "CN"), u8(oidAttrST, "福建省"), u8(oidAttrL, "福州市"), ps(oidCN, "www.example.gov.cn"))),
+			errs:   []string{"e_br_tls_locality_without_org"}},
+		{name: "br org without locality", exp: Expect{Purpose: PurposeTLSServer},
+			mutate: all(tlsServer, subj(ps(oidAttrC, "CN"), u8(oidO, "某某局"), ps(oidCN, "www.example.gov.cn"))),
+			errs:   []string{"e_br_tls_org_without_locality"}},
+		{name: "br ou", exp: Expect{Purpose: PurposeTLSServer},
+			mutate: all(tlsServer, subj(ps(oidAttrC, "CN"), u8(oidAttrST, "福建省"), u8(oidO, "某某局"), u8(oidAttrOU, "信息中心"), ps(oidCN, "www.example.gov.cn"))),
+			errs:   []string{"e_br_tls_ou_present"}},
+		{name: "br email and uri san", exp: Expect{Purpose: PurposeTLSServer},
+			mutate: all(tlsServer, ext(oidExtSAN, false, sanValue(dnsName("www.example.gov.cn"), gn{1, []byte("a@example.gov.cn")}, gn{6, []byte("https://www.example.gov.cn/")}))),
+			errs:   []string{"e_br_tls_san_not_host"}},
+		{name: "br crldp and aia missing", exp: Expect{Purpose: PurposeTLSServer},
+			mutate: all(tlsServer, del(oidExtCRLDP), del(oidExtAIA)),
+			errs:   []string{"e_br_tls_crldp_missing", "e_br_tls_aia_missing"}},
+		{name: "br shape on ecdsa too", exp: Expect{Purpose: PurposeTLSServer}, ec: true,
+			mutate: all(tlsServer, subj(ps(oidAttrC, "CN"), u8(oidAttrL, "福州市"), ps(oidCN, "www.example.gov.cn"))),
+			errs:   []string{"e_br_tls_locality_without_org"}},
+		{name: "br not for private tls", exp: Expect{Purpose: PurposeTLSPrivate},
+			mutate: all(tlsServer, subj(ps(oidAttrC, "CN"), u8(oidO, "govtrust"), ps(oidCN, "www.example.gov.cn")), del(oidExtCRLDP), del(oidExtAIA))},
+		{name: "br without profile by serverAuth", mutate: all(tlsServer, subj(ps(oidAttrC, "CN"), u8(oidAttrL, "福州市"), ps(oidCN, "www.example.gov.cn"))),
+			errs: []string{"e_br_tls_locality_without_org"}},
+		{name: "ocsp signing on client", exp: Expect{Purpose: PurposeTLSClient},
+			mutate: all(ext(oidExtExtKeyUsage, false, oidSeq(oidEKUClientAuth, oidEKUOCSPSigning)), ext(oidExtOCSPNoCheck, false, []byte{5, 0})),
+			errs:   []string{"e_ocsp_signing_outside_ocsp_signer"}},
+		{name: "ocsp signing on ca", exp: Expect{Purpose: PurposeCA, PathLen: &zero},
+			mutate: all(makeCA, ext(oidExtExtKeyUsage, false, oidSeq(oidEKUOCSPSigning)), ext(oidExtOCSPNoCheck, false, []byte{5, 0})),
+			errs:   []string{"e_ocsp_signing_outside_ocsp_signer"}},
+		{name: "san dns bad a-label", mutate: ext(oidExtSAN, false, sanValue(dnsName("xn--1234.example.com"))), errs: []string{"e_san_dns_invalid"}},
 		{name: "ocsp signer eku", exp: Expect{Purpose: PurposeOCSPSigner}, errs: []string{"e_ocsp_signer_eku_missing"}},
 		{name: "tsa eku", exp: Expect{Purpose: PurposeTSA}, errs: []string{"e_tsa_eku_missing"}},
 	}

@@ -312,8 +312,8 @@ func init() {
 			return nil
 		})
 
-	register("e_san_dns_invalid", Error, "RFC 5280 §4.2.1.6; RFC 1034 §3.5; RFC 6125 §6.4.3",
-		"dNSName must be LDH labels (no underscore), wildcard only as the whole leftmost label",
+	register("e_san_dns_invalid", Error, "RFC 5280 §4.2.1.6; RFC 1034 §3.5; RFC 6125 §6.4.3; RFC 5891 §5.4",
+		"dNSName must be LDH labels (no underscore), wildcard only as the whole leftmost label, an xn-- label a valid IDNA A-label",
 		func(c *ctx) []string {
 			var out []string
 			for _, n := range c.san {
@@ -447,6 +447,22 @@ func init() {
 				return one("id-pkix-ocsp-nocheck without id-kp-OCSPSigning")
 			}
 			return nil
+		})
+
+	register("e_ocsp_signing_outside_ocsp_signer", Error, "RFC 6960 §4.2.2.2; profile",
+		"id-kp-OCSPSigning and id-pkix-ocsp-nocheck belong to delegated OCSP responder certificates only: any other certificate carrying them could answer for its issuer's certificates, unchecked",
+		func(c *ctx) []string {
+			if c.exp.Purpose == "" || c.exp.Purpose == PurposeOCSPSigner {
+				return nil
+			}
+			var out []string
+			if c.hasEKUOID(oidEKUOCSPSigning) {
+				out = append(out, "id-kp-OCSPSigning in a certificate of purpose "+string(c.exp.Purpose))
+			}
+			if _, ok := c.raw.ext(oidExtOCSPNoCheck); ok {
+				out = append(out, "id-pkix-ocsp-nocheck in a certificate of purpose "+string(c.exp.Purpose))
+			}
+			return out
 		})
 
 	register("e_tsa_eku_not_sole", Error, "RFC 3161 §2.3",

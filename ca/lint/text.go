@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	zutil "github.com/zmap/zlint/v3/util"
+	"golang.org/x/net/idna"
 )
 
 // isPrintableString reports whether s uses only the PrintableString
@@ -112,8 +113,8 @@ func AttributeMaxLen(id asn1.ObjectIdentifier) int { return attrInfos[id.String(
 // ValidDNSName checks a dNSName against the preferred name syntax of
 // RFC 1034 §3.5 as RFC 5280 §4.2.1.6 requires: LDH labels of 1–63 octets,
 // no leading or trailing hyphen, at most 253 octets, lower or upper case
-// ASCII only (IDNs in their A-label form), no underscore, no trailing dot.
-// A wildcard is allowed only as the whole leftmost label of a name with at
+// ASCII only (IDNs in their A-label form), no underscore, no trailing dot;
+// an "xn--" label must be a valid A-label (checkALabel). A wildcard is allowed only as the whole leftmost label of a name with at
 // least two more labels (RFC 6125 §6.4.3, BR 7.1.2.7.12), and only when
 // allowWildcard is set.
 func ValidDNSName(name string, allowWildcard bool) error {
@@ -156,8 +157,38 @@ func ValidDNSName(name string, allowWildcard bool) error {
 			}
 		}
 	}
+	for _, l := range labels {
+		if len(l) >= 4 && strings.EqualFold(l[:4], "xn--") {
+			if err := checkALabel(l); err != nil {
+				return fmt.Errorf("DNS name %q: label %q is not a valid IDNA A-label (RFC 5890 §2.3.2.1, RFC 5891 §5.4): %w", name, l, err)
+			}
+		}
+	}
 	if last := labels[len(labels)-1]; allDigits(last) {
 		return fmt.Errorf("DNS name %q ends in a numeric label (an IP address belongs in iPAddress)", name)
+	}
+	return nil
+}
+
+// checkALabel checks an "xn--" label: its Punycode must decode to a
+// U-label that IDNA2008 (x/net/idna's registration profile) accepts, that
+// is not plain ASCII, and that encodes back to the same label (so each
+// name has one A-label form, as relying parties compare them).
+func checkALabel(l string) error {
+	a := strings.ToLower(l)
+	u, err := idna.Registration.ToUnicode(a)
+	if err != nil {
+		return err
+	}
+	if isIA5(u) {
+		return errors.New("it decodes to no non-ASCII character")
+	}
+	back, err := idna.Registration.ToASCII(u)
+	if err != nil {
+		return err
+	}
+	if back != a {
+		return fmt.Errorf("it decodes to %q, whose A-label is %q", u, back)
 	}
 	return nil
 }

@@ -144,6 +144,15 @@ func TestValidDNSName(t *testing.T) {
 		{"example.gov.cn.", false, false},
 		{"10.0.0.1", false, false},
 		{"例子.cn", false, false},
+		// "xn--" labels must be valid A-labels (zlint's
+		// e_international_dns_name_not_unicode, which SM2 escaped).
+		{"a.xn--55qx5d.cn", false, true},
+		{"XN--55QX5D.cn", false, true},
+		{"xn--1234.example.com", false, false},   // not Punycode
+		{"xn--zz-.example.com", false, false},    // decodes to ASCII "zz"
+		{"xn--a.example.com", false, false},      // decodes to U+0080
+		{"xn--.example.com", false, false},       // empty
+		{"xn--ab-m1t.example.com", false, false}, // a ZWJ outside its context (RFC 5892 CONTEXTJ)
 		{strings.Repeat("a", 64) + ".cn", false, false},
 	} {
 		if err := ValidDNSName(tc.name, tc.wildcard); (err == nil) != tc.ok {

@@ -14,7 +14,8 @@ import (
 // zlint runs alongside govtrust's own lints on ECDSA and RSA certificates.
 // Its parser (zcrypto) refuses SM2 keys ("unsupported elliptic curve",
 // INTEROP.md §1), so SM2 certificates get only the own lints, which cover
-// the same RFC 5280 ground structurally.
+// the same RFC 5280 ground structurally and the BR's TLS server
+// certificate shape (lints_br.go).
 //
 // Which zlint sources run (ZlintSources), and why:
 //

@@ -477,12 +477,16 @@ func canonicalHostCN(cn string) string {
 
 // checkBRSubject applies the subject rule of BR §7.1.2.7.4 (Organization
 // Validated) to TLS server certificates: an organizationName needs a
-// localityName or a stateOrProvinceName beside it. zlint's BR lints refuse
+// localityName or a stateOrProvinceName beside it, and a localityName or
+// stateOrProvinceName needs an organizationName. zlint's BR lints refuse
 // such a certificate; the profile refuses the request first, with a reason
 // the RA can act on (complete the registration record).
 func (p *Profile) checkBRSubject(n pkix.Name) error {
 	if p.Purpose == lint.PurposeTLSServer && len(n.Organization) > 0 && len(n.Locality) == 0 && len(n.Province) == 0 {
 		return fmt.Errorf("%w: a TLS server certificate naming an organisation needs its locality or province too (BR §7.1.2.7.4); the registration record has neither L nor ST", ErrPolicy)
+	}
+	if p.Purpose == lint.PurposeTLSServer && len(n.Organization) == 0 && (len(n.Locality) > 0 || len(n.Province) > 0) {
+		return fmt.Errorf("%w: a TLS server certificate names a locality or province only beside an organisation (BR §7.1.2.7.4); the registration record has L or ST but no O", ErrPolicy)
 	}
 	return nil
 }

@@ -349,6 +349,7 @@ func (p *Profile) Validate() error {
 	p.validateUsage(bad)
 	p.validateSubject(bad)
 	p.validateSAN(bad)
+	p.validateBR(bad)
 	for _, s := range p.Policies {
 		if _, err := parseOID(s); err != nil {
 			bad("policy: %v", err)
@@ -408,6 +409,32 @@ func (p *Profile) validateUsage(bad func(string, ...any)) {
 	}
 	if !isCA && ku&(cs|crl) != 0 {
 		bad("keyCertSign and cRLSign are for CA profiles only")
+	}
+	// The key usage must suit every key type the profile accepts, or every
+	// certificate for that type would fail the lints (zlint's
+	// e_ecdsa_allowed_ku, e_rsa_allowed_ku_*, the own e_gmt0015_ku_mixed).
+	for _, kt := range p.KeyTypes {
+		family, _, err := kt.parse()
+		if err != nil {
+			continue // reported by Validate
+		}
+		switch {
+		case family == "ecdsa-p256" || family == "ecdsa-p384":
+			if ku&(ke|de) != 0 {
+				bad("key type %s: an EC key has no keyEncipherment or dataEncipherment (RFC 8813 §3)", kt)
+			}
+		case family == "rsa":
+			if ku&(ka|eo|do) != 0 {
+				bad("key type %s: an RSA key has no keyAgreement, encipherOnly or decipherOnly (RFC 3279 §2.3.1)", kt)
+			}
+			if isCA && ku&(ke|de) != 0 {
+				bad("key type %s: an RSA CA key signs only, no keyEncipherment or dataEncipherment (RFC 3279 §2.3.1)", kt)
+			}
+		case family == "sm2" && !isCA:
+			if ku&(ds|nr) != 0 && ku&(ke|de|ka|eo|do) != 0 {
+				bad("key type sm2: an SM2 end-entity key either signs (digitalSignature, nonRepudiation) or encrypts (keyEncipherment, dataEncipherment, keyAgreement), never both (GM/T 0015 dual certificates)")
+			}
+		}
 	}
 	if p.CA != nil && p.CA.PathLen != nil && *p.CA.PathLen < 0 {
 		bad("ca.path_len must not be negative")
@@ -472,6 +499,14 @@ func (p *Profile) validateUsage(bad func(string, ...any)) {
 	}
 	if p.OCSPNoCheck && !has("OCSPSigning") {
 		bad("ocsp_no_check without OCSPSigning would exempt a non-responder from revocation checking")
+	}
+	// A certificate with id-kp-OCSPSigning issued by a CA is a delegated
+	// responder for all of that CA's certificates (RFC 6960 §4.2.2.2):
+	// on a subscriber's or a sub-CA's certificate it would let its holder
+	// answer "good" for any of them (the 2020 delegated-responder
+	// incident), and with ocsp_no_check nobody could revoke it.
+	if (has("OCSPSigning") || p.OCSPNoCheck) && p.Purpose != lint.PurposeOCSPSigner {
+		bad("OCSPSigning and ocsp_no_check belong to ocsp-signer profiles only (RFC 6960 §4.2.2.2: the holder would answer for every certificate of the CA)")
 	}
 }
 
@@ -550,6 +585,48 @@ func (p *Profile) validateSAN(bad func(string, ...any)) {
 	if r, ok := p.Subject["CN"]; p.Purpose == lint.PurposeTLSServer && ok && strings.HasPrefix(r.Source, "fixed:") {
 		bad("a tls-server profile cannot fix the CN")
 	}
+}
+
+// validateBR refuses tls-server profiles whose certificates the CA/B Forum
+// Baseline Requirements forbid. The lints refuse such certificates too (for
+// every key type, lints_br.go), but a profile that could only produce
+// refusals, or refusals depending on the request, is a configuration error
+// better reported when it is loaded.
+func (p *Profile) validateBR(bad func(string, ...any)) {
+	if p.Purpose != lint.PurposeTLSServer {
+		return
+	}
+	listed := func(attr string) bool {
+		r, ok := p.Subject[attr]
+		return ok && r.Source != "forbidden"
+	}
+	if (listed("L") || listed("ST")) && !listed("O") {
+		bad("a tls-server profile with L or ST needs O (BR §7.1.2.7.4: no locality or province without an organisation)")
+	}
+	if listed("OU") {
+		bad("a tls-server profile has no OU (BR §7.1.2.7.4: organizationalUnitName must not be present)")
+	}
+	if p.SAN.Email.Max > 0 || p.SAN.URI.Max > 0 {
+		bad("a tls-server profile allows only dns and ip names (BR §7.1.2.7.12: no rfc822Name or URI)")
+	}
+	if !hasHTTPTemplate(p.CRLDP) {
+		bad("a tls-server profile needs an http crl_distribution_points URL (BR §7.1.2.11.2)")
+	}
+	if !hasHTTPTemplate(p.AIA.OCSP) || !hasHTTPTemplate(p.AIA.CAIssuers) {
+		bad("a tls-server profile needs http aia.ocsp and aia.ca_issuers URLs (BR §7.1.2.7.7)")
+	}
+}
+
+// hasHTTPTemplate reports whether one of the URL templates expands to an
+// http URL.
+func hasHTTPTemplate(tmpls []string) bool {
+	for _, t := range tmpls {
+		u := varRE.ReplaceAllStringFunc(t, func(m string) string { return sampleVar(m[1 : len(m)-1]) })
+		if strings.HasPrefix(u, "http://") {
+			return true
+		}
+	}
+	return false
 }
 
 // sampleVars expand URL templates during validation.

@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/x509/pkix"
 	"errors"
+	"math/big"
 	"net"
 	"slices"
 	"sort"
@@ -204,6 +205,8 @@ func TestValidate(t *testing.T) {
 		{"any eku", "ext_key_usage: [clientAuth]", "ext_key_usage: [clientAuth, 2.5.29.37.0]", "anyExtendedKeyUsage"},
 		{"timestamping outside tsa", "ext_key_usage: [clientAuth]", "ext_key_usage: [clientAuth, timeStamping]", "tsa profiles only"},
 		{"nocheck without ocsp", "validity: 365d", "validity: 365d\nocsp_no_check: true", "ocsp_no_check"},
+		{"ocsp signing outside ocsp-signer", "ext_key_usage: [clientAuth]", "ext_key_usage: [clientAuth, OCSPSigning]\nocsp_no_check: true", "ocsp-signer profiles only"},
+		{"ocsp signing without nocheck outside ocsp-signer", "ext_key_usage: [clientAuth]", "ext_key_usage: [clientAuth, OCSPSigning]", "ocsp-signer profiles only"},
 		{"subject attribute", "CN: {source: csr", "EMAIL: {source: csr", "EMAIL"},
 		{"subject source", `{source: "fixed:CN", required: true}`, `{source: "ldap:c"}`, "source"},
 		{"fixed country", `"fixed:CN"`, `"fixed:cn"`, "two capital letters"},
@@ -216,6 +219,9 @@ func TestValidate(t *testing.T) {
 		{"identity shared oid", "validity: 365d", "validity: 365d\nidentity: [{type: uscc}, {type: org-code}]", "share"},
 		{"san min", "email: {max: 1}", "email: {max: 1}\n  min: 2", "san.min"},
 		{"kmc outside enc", "validity: 365d", "validity: 365d\nkey_source: kmc", "kmc"},
+		// Key usage that contradicts a listed key type (every certificate
+		// for it would fail the lints).
+		{"sm2 sign and encrypt", "key_usage: [digitalSignature]", "key_usage: [digitalSignature, keyAgreement]", "SM2 end-entity key either signs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			y := strings.Replace(validYAML, tc.from, tc.to, 1)
@@ -243,6 +249,20 @@ func TestValidate(t *testing.T) {
 		{"ocsp-signer", "internal: true", "internal: false", "needs internal: true"},
 		{"tsa", "internal: true", "internal: false", "needs internal: true"},
 		{"node-tls", "internal: true", "internal: false", "needs internal: true"},
+		{"person-enc", "key_types: [sm2]", "key_types: [sm2, ecdsa-p256]", "EC key has no keyEncipherment"},
+		{"client-tls", "key_usage: [digitalSignature]", "key_usage: [digitalSignature, keyAgreement]", "RSA key has no keyAgreement"},
+		{"sub-ca", "key_types: [sm2, ecdsa-p256, ecdsa-p384]\nkey_usage: [digitalSignature, keyCertSign, cRLSign]",
+			"key_types: [rsa-2048]\nkey_usage: [digitalSignature, keyEncipherment, keyCertSign, cRLSign]", "RSA CA key signs only"},
+		{"sub-ca", "policies:", "ext_key_usage: [OCSPSigning]\nocsp_no_check: true\npolicies:", "ocsp-signer profiles only"},
+		// The BR's server certificate shape (lints_br.go refuses the
+		// certificates too, for SM2 as for the other key types).
+		{"server-tls", `O:  {source: "record:O"}`, `O:  {source: forbidden}`, "with L or ST needs O"},
+		{"server-tls", "CN: {source: csr}", "OU: {source: csr}\n  CN: {source: csr}", "has no OU"},
+		{"server-tls", "  min: 1", "  email: {max: 1}\n  min: 1", "only dns and ip"},
+		{"server-tls", "  min: 1", "  uri: {max: 1}\n  min: 1", "only dns and ip"},
+		{"server-tls", "crl_distribution_points:\n  - \"{base}/pki/{ca}.crl\"\n", "", "crl_distribution_points URL"},
+		{"server-tls", `ocsp: ["{base}/ocsp/{ca}"]`, `ocsp: []`, "aia.ocsp and aia.ca_issuers"},
+		{"server-tls", `ca_issuers: ["{base}/pki/{ca}.crt"]`, `ca_issuers: ["{ldap}/cn={ca}"]`, "aia.ocsp and aia.ca_issuers"},
 	} {
 		t.Run(tc.profile+"/"+tc.want, func(t *testing.T) {
 			src, _ := BuiltinYAML(tc.profile)
@@ -253,6 +273,51 @@ func TestValidate(t *testing.T) {
 			_, err := Parse([]byte(y))
 			if !errors.Is(err, ErrProfile) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want ErrProfile mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestBRLocalityWithoutOrg: a tls-server certificate may name a locality or
+// province only beside an organisation (BR §7.1.2.7.4). zlint refuses such
+// an ECDSA certificate, but cannot parse SM2 ones; the profile refuses the
+// request for every key type, with a reason the RA can act on, and the own
+// lints refuse the certificate (lints_br.go).
+func TestBRLocalityWithoutOrg(t *testing.T) {
+	p := builtinProfile(t, "server-tls")
+	sm2CA, ecCA := cas(t)
+	for _, c := range []struct {
+		ca  *testCA
+		key crypto.Signer
+	}{{sm2CA, newSM2(t)}, {ecCA, newEC(t, elliptic.P256())}} {
+		t.Run(c.ca.name, func(t *testing.T) {
+			csr := makeCSR(t, c.key, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "www.example.gov.cn"}, DNSNames: []string{"www.example.gov.cn"}})
+			in := input(c.ca, csr)
+			in.Record = map[string]string{"ST": "福建省", "L": "福州市"}
+			if _, err := p.Apply(in); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "L or ST but no O") {
+				t.Fatalf("err %v, want a policy refusal (L or ST without O)", err)
+			}
+			in.Record = map[string]string{}
+			res, err := p.Apply(in)
+			if err != nil {
+				t.Fatalf("without ST and L: %v", err)
+			}
+			// The lints see the same fault on a certificate made without
+			// the profile's check.
+			res.Template.RawSubject = nil
+			res.Template.Subject.Province = []string{"福建省"}
+			res.Template.Subject.Locality = []string{"福州市"}
+			res.Template.SerialNumber = new(big.Int).SetBytes(append([]byte{0x01}, randBytes(t, 17)...))
+			linted, err := lint.Precheck(res.Template, c.ca.cert, res.PublicKey, res.Expect)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, f := range lint.Errors(linted.Findings) {
+				found = found || f.Lint == "e_br_tls_locality_without_org"
+			}
+			if !found {
+				t.Fatalf("e_br_tls_locality_without_org did not fire: %v", linted.Findings)
 			}
 		})
 	}
