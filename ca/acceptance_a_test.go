@@ -152,6 +152,11 @@ func accRecord(i int) map[string]string {
 	} else {
 		r["L"] = accPlaces[i%len(accPlaces)][1]
 	}
+	if i%2 == 0 {
+		// The mailbox the RA verified: person profiles take it from here
+		// (accRequest repeats it in the request for some).
+		r["mail"] = fmt.Sprintf("user%d@example.gov.cn", i)
+	}
 	if i%4 == 0 {
 		r["tax"], r["social-insurance"] = "350100M000100Y4", "A1234567"
 	}

@@ -315,6 +315,11 @@ func (s *Service) record(ctx context.Context, tx *store.Tx, actor string, c *cer
 		return err
 	}
 	details := map[string]any{"profile": c.profile, "subject": c.subject, "not_after": c.notAfter.Format(timeFormat)}
+	// The version says which rules made the certificate: a profile's
+	// name stays while its rules change (server-tls is at "2").
+	if p := s.profiles[c.profile]; p != nil {
+		details["profile_version"] = p.Version
+	}
 	if len(notes) > 0 {
 		details["notes"] = notes
 	}

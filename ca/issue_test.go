@@ -23,6 +23,7 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/ca/lint"
+	"github.com/govtrust/govtrust/ca/profile"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
 )
@@ -114,6 +115,17 @@ func TestIssue(t *testing.T) {
 		if n := tn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'ca.certificate.issue' AND outcome = 'success' AND object = ?",
 			"cert/sm2-issuing/"+out.Serial); n != 1 {
 			t.Errorf("%d success audit records for the certificate, want 1", n)
+		}
+		// The audit record names the profile's version too: the name
+		// alone does not say which rules made the certificate.
+		var details string
+		if err := tn.db().QueryRow(context.Background(), "SELECT details FROM audit_log WHERE action = 'ca.certificate.issue' AND object = ?",
+			"cert/sm2-issuing/"+out.Serial).Scan(&details); err != nil {
+			t.Fatal(err)
+		}
+		want := `"profile_version":"` + profile.Builtin()["person-sign"].Version + `"`
+		if !strings.Contains(details, want) {
+			t.Errorf("audit details %s lack %s", details, want)
 		}
 		if n := tn.count("SELECT COUNT(*) FROM ca_outbox WHERE event = 'issued' AND issuer_id = 'sm2-issuing' AND serial = ?", out.Serial); n != 1 {
 			t.Errorf("%d outbox events, want 1", n)

@@ -95,13 +95,17 @@ type StoredCertificate struct {
 	// Status is good or revoked.
 	Status  string
 	Profile string
+	// RequesterOrg is the organisation of the account that requested it
+	// through the API; empty for the certificates the platform issues to
+	// its own services.
+	RequesterOrg string
 }
 
 // CertificateRecord returns the certificate issuer/serial, or ErrNotFound.
 func CertificateRecord(ctx context.Context, q store.Querier, issuer, serial string) (*StoredCertificate, error) {
 	c := &StoredCertificate{IssuerID: issuer, Serial: serial}
-	err := q.QueryRow(ctx, "SELECT der, status, profile FROM ca_certificates WHERE issuer_id = ? AND serial = ?", issuer, serial).
-		Scan(&c.DER, &c.Status, &c.Profile)
+	err := q.QueryRow(ctx, "SELECT der, status, profile, requester_org FROM ca_certificates WHERE issuer_id = ? AND serial = ?", issuer, serial).
+		Scan(&c.DER, &c.Status, &c.Profile, &c.RequesterOrg)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: certificate %s/%s", ErrNotFound, issuer, serial)
 	}

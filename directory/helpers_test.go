@@ -57,7 +57,7 @@ func (caSource) Certificate(ctx context.Context, q store.Querier, issuer, serial
 	if err != nil {
 		return nil, err
 	}
-	return &directory.Certificate{DER: c.DER, Revoked: c.Status == "revoked"}, nil
+	return &directory.Certificate{DER: c.DER, Revoked: c.Status == "revoked", RequesterOrg: c.RequesterOrg}, nil
 }
 
 func (caSource) Authority(ctx context.Context, q store.Querier, id string) (*directory.Authority, error) {
@@ -128,6 +128,10 @@ func startNodeDB(t testing.TB, dir, extra, ldapAddr, dbURL string, set ...func(*
 		tn.tokens[role] = tok
 	}
 	t.Cleanup(tn.stop)
+	// The registration officer of department gaj (orgYAML): the directory
+	// files a certificate under a person only when an account of the
+	// person's department requested it.
+	tn.addAccountIn("ra-gaj", "gaj", policy.RoleRA)
 	return tn
 }
 
@@ -142,9 +146,15 @@ func (tn *testNode) stop() {
 
 func (tn *testNode) addAccount(name string, roles ...policy.Role) {
 	tn.t.Helper()
+	tn.addAccountIn(name, authz.BootstrapOrg, roles...)
+}
+
+// addAccountIn creates account name in organisation org with a token.
+func (tn *testNode) addAccountIn(name, org string, roles ...policy.Role) {
+	tn.t.Helper()
 	ctx := audit.WithActor(context.Background(), "cli:test")
 	az := tn.n.Env().Authz
-	acc, err := az.CreateAccount(ctx, authz.NewAccount{Name: name, Kind: authz.KindPerson, Org: authz.BootstrapOrg, Clearance: policy.Confidential, Roles: roles})
+	acc, err := az.CreateAccount(ctx, authz.NewAccount{Name: name, Kind: authz.KindPerson, Org: org, Clearance: policy.Confidential, Roles: roles})
 	if err != nil {
 		tn.t.Fatalf("account %s: %v", name, err)
 	}
@@ -199,7 +209,7 @@ type issued struct {
 }
 
 // issuePerson issues a person-sign certificate (SM2, LDAP CRLDP) for
-// mail from sm2-issuing as the bootstrap RA.
+// mail from sm2-issuing as the registration officer of department gaj.
 func (tn *testNode) issuePerson(cn, mail string) *issued {
 	tn.t.Helper()
 	key, err := sm2.GenerateKey(rand.Reader)
@@ -212,9 +222,9 @@ func (tn *testNode) issuePerson(cn, mail string) *issued {
 	}
 	body, _ := json.Marshal(map[string]any{
 		"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})), "profile": "person-sign",
-		"record": map[string]string{"CN": cn, "O": "测试局", "id-card": "11010519491231002X"},
+		"record": map[string]string{"CN": cn, "O": "测试局", "id-card": "11010519491231002X", "mail": mail},
 	})
-	status, raw := tn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra", "application/json", body)
+	status, raw := tn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra-gaj", "application/json", body)
 	if status != http.StatusCreated {
 		tn.t.Fatalf("issue: %d %s", status, raw)
 	}
@@ -230,7 +240,7 @@ func (tn *testNode) issuePerson(cn, mail string) *issued {
 func (tn *testNode) revoke(serial string) {
 	tn.t.Helper()
 	body, _ := json.Marshal(map[string]string{"serial": serial, "reason": "keyCompromise"})
-	if status, raw := tn.do("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", "application/json", body); status != http.StatusOK {
+	if status, raw := tn.do("POST", "/api/v1/ca/sm2-issuing/revocations", "ra-gaj", "application/json", body); status != http.StatusOK {
 		tn.t.Fatalf("revoke: %d %s", status, raw)
 	}
 }

@@ -122,7 +122,7 @@ func (s *Service) apply(ctx context.Context, b *batch, ev Event) error {
 		if c.Revoked {
 			return s.removeCert(ctx, b, ev.Issuer, ev.Serial, c.DER)
 		}
-		return s.putCert(ctx, b, ev.Issuer, ev.Serial, c.DER)
+		return s.putCert(ctx, b, ev.Issuer, ev.Serial, c.DER, c.RequesterOrg)
 	}
 	// An event kind this version does not know is consumed without effect
 	// rather than blocking the queue; the log says so.
@@ -206,10 +206,20 @@ func sameAttrs(a, b *Entry) bool {
 // §2.39).
 var oidUID = asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}
 
-// holders returns the person and application entries a certificate belongs
-// to: those whose mail is one of its e-mail addresses, or whose uid is the
-// uid of its subject.
-func (s *Service) holders(der []byte) []string {
+// holders returns the person and application entries a certificate
+// belongs to: those whose mail is one of its e-mail addresses, or whose
+// uid is the uid of its subject, and, unless anyOrg, that belong to org
+// (inOrg). A certificate names a mailbox or a uid because its
+// requester said so (an RA officer's registration record, an application's
+// own request), and a requester speaks only for its own organisation: a
+// certificate requested in one department is never filed as the
+// certificate of a person or application of another, whatever address it
+// carries. Removal passes anyOrg: a certificate leaves every entry it is
+// in.
+func (s *Service) holders(der []byte, org string, anyOrg bool) []string {
+	if org == "" && !anyOrg {
+		return nil
+	}
 	c, err := smx509.ParseCertificate(der)
 	if err != nil {
 		return nil
@@ -217,9 +227,16 @@ func (s *Service) holders(der []byte) []string {
 	var out []string
 	add := func(ns []string) {
 		for _, n := range ns {
-			if e := s.tree.get(n); e != nil && (e.Kind == KindPerson || e.Kind == KindApplication) && !slices.Contains(out, n) {
-				out = append(out, n)
+			e := s.tree.get(n)
+			if e == nil || (e.Kind != KindPerson && e.Kind != KindApplication) || slices.Contains(out, n) {
+				continue
 			}
+			if !anyOrg && !s.inOrg(e, org) {
+				s.env.Logger.Warn("directory: certificate not filed under an entry of another organisation",
+					"entry", e.DN, "requester_org", org, "subject", c.Subject.String())
+				continue
+			}
+			out = append(out, n)
 		}
 	}
 	for _, m := range c.EmailAddresses {
@@ -235,9 +252,43 @@ func (s *Service) holders(der []byte) []string {
 	return out
 }
 
+// maxDepartmentDepth bounds the walk up the department tree (seeAlso
+// links written by an administrator could form a loop).
+const maxDepartmentDepth = 32
+
+// inOrg reports whether entry e (a person or an application, placed
+// below its department, ou=<code>,ou=departments,<base>) belongs to the
+// organisation org: an account's organisation is a department code, and
+// it covers that department and the departments below it (seeAlso names
+// a department's parent).
+func (s *Service) inOrg(e *Entry, org string) bool {
+	want, _, err := normalizeDN(s.DepartmentDN(org))
+	if err != nil {
+		return false
+	}
+	dept := e.parent
+	for range maxDepartmentDepth {
+		if dept == want {
+			return true
+		}
+		d := s.tree.get(dept)
+		if d == nil || d.Kind != KindDepartment {
+			return false
+		}
+		up := d.First("seeAlso")
+		if up == "" {
+			return false
+		}
+		if dept, _, err = normalizeDN(up); err != nil {
+			return false
+		}
+	}
+	return false
+}
+
 // putCert writes the certificate's own entry below its CA and adds it to
-// the userCertificate of its holders.
-func (s *Service) putCert(ctx context.Context, b *batch, issuer, serial string, der []byte) error {
+// the userCertificate of its holders in org, the requester's organisation.
+func (s *Service) putCert(ctx context.Context, b *batch, issuer, serial string, der []byte, org string) error {
 	caNorm, _, _ := normalizeDN(s.CADN(issuer))
 	if ca, err := b.get(ctx, caNorm); err != nil {
 		return err
@@ -263,7 +314,7 @@ func (s *Service) putCert(ctx context.Context, b *batch, issuer, serial string, 
 	if err := b.put(ctx, e); err != nil {
 		return err
 	}
-	for _, n := range s.holders(der) {
+	for _, n := range s.holders(der, org, false) {
 		h, err := b.get(ctx, n)
 		if err != nil || h == nil {
 			if err != nil {
@@ -339,7 +390,7 @@ func (s *Service) removeCert(ctx context.Context, b *batch, issuer, serial strin
 	if err := b.remove(ctx, norm); err != nil {
 		return err
 	}
-	for _, n := range s.holders(der) {
+	for _, n := range s.holders(der, "", true) {
 		h, err := b.get(ctx, n)
 		if err != nil {
 			return err

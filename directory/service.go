@@ -63,6 +63,11 @@ type Event struct {
 type Certificate struct {
 	DER     []byte
 	Revoked bool
+	// RequesterOrg is the organisation of the account that requested the
+	// certificate (empty for the platform's own). The publisher files the
+	// certificate under a person or application only of that
+	// organisation: see holders.
+	RequesterOrg string
 }
 
 // Authority is a CA: its certificate and newest CRLs, the bytes its HTTP

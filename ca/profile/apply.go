@@ -140,6 +140,9 @@ func (p *Profile) Apply(in Input) (*Result, error) {
 	if err := p.checkBRSubject(subject); err != nil {
 		return nil, err
 	}
+	if sanReq, err = p.sanFromRecord(sanReq, in.Record); err != nil {
+		return nil, err
+	}
 	sans, err := p.buildSAN(sanReq, cn, note)
 	if err != nil {
 		return nil, err
@@ -498,6 +501,90 @@ type sanSet struct {
 }
 
 func (s *sanSet) count() int { return len(s.dns) + len(s.email) + len(s.ip) + len(s.uri) }
+
+// sanFromRecord puts the registration record's names in place of the
+// request's for the SAN types whose source is the record: the RA verified
+// those (a person's mailbox, say), the request's are the requester's word.
+// A request that names something else of such a type is refused, naming
+// the record key, so that nobody obtains a certificate for another's
+// mailbox by asking for it; repeating the record's name is harmless.
+func (p *Profile) sanFromRecord(req *sanRequest, record map[string]string) (*sanRequest, error) {
+	out := *req
+	differs := func(kind, asked, key, rec string) error {
+		if rec == "" {
+			return fmt.Errorf("%w: %s %q in the request: profile %s takes it from the registration record only, and the record has no %s", ErrPolicy, kind, asked, p.Name, key)
+		}
+		return fmt.Errorf("%w: %s %q in the request is not the registration record's %s %q (profile %s takes it from the record)", ErrPolicy, kind, asked, key, rec, p.Name)
+	}
+	if key, ok := p.SAN.Email.recordKey("email"); ok {
+		rec := record[key]
+		for _, e := range req.email {
+			if err := checkEmail(e); err != nil {
+				return nil, err
+			}
+			if !sameMailbox(e, rec) {
+				return nil, differs("rfc822Name", e, key, rec)
+			}
+		}
+		out.email = nil
+		if rec != "" {
+			out.email = []string{rec}
+		}
+	}
+	if key, ok := p.SAN.DNS.recordKey("dns"); ok {
+		rec := record[key]
+		for _, d := range req.dns {
+			if rec == "" || !strings.EqualFold(d, rec) {
+				return nil, differs("dNSName", d, key, rec)
+			}
+		}
+		out.dns = nil
+		if rec != "" {
+			out.dns = []string{rec}
+		}
+	}
+	if key, ok := p.SAN.IP.recordKey("ip"); ok {
+		rec := record[key]
+		ip := net.ParseIP(rec)
+		if rec != "" && ip == nil {
+			return nil, fmt.Errorf("%w: the registration record's %s %q is not an IP address", ErrPolicy, key, rec)
+		}
+		for _, b := range req.ip {
+			if ip == nil || !net.IP(b).Equal(ip) {
+				return nil, differs("iPAddress", net.IP(b).String(), key, rec)
+			}
+		}
+		out.ip = nil
+		if ip != nil {
+			if v4 := ip.To4(); v4 != nil {
+				ip = v4
+			}
+			out.ip = [][]byte{ip}
+		}
+	}
+	if key, ok := p.SAN.URI.recordKey("uri"); ok {
+		rec := record[key]
+		for _, u := range req.uri {
+			if u != rec {
+				return nil, differs("URI", u, key, rec)
+			}
+		}
+		out.uri = nil
+		if rec != "" {
+			out.uri = []string{rec}
+		}
+	}
+	return &out, nil
+}
+
+// sameMailbox compares two mailboxes: the local part exactly (RFC 5321
+// §2.4 leaves its case to the receiving host), the domain without regard
+// to case.
+func sameMailbox(a, b string) bool {
+	la, da, _ := strings.Cut(a, "@")
+	lb, db, _ := strings.Cut(b, "@")
+	return la == lb && strings.EqualFold(da, db)
+}
 
 // buildSAN keeps the requested names the profile allows and refuses the
 // rest: a request whose names cannot all be honoured gets an error, not a

@@ -717,3 +717,62 @@ func TestCNCanonical(t *testing.T) {
 		t.Errorf("client-tls CN %q, want it as requested", cn)
 	}
 }
+
+// TestSANFromRecord: person-sign and person-enc take the rfc822Name from
+// the registration record's mail. A request that names another mailbox is
+// refused, naming the record field, so an RA officer or applicant cannot
+// put 张三's mailbox into 李四's certificate (for the encryption
+// certificate, the one others encrypt to) by asking for it.
+func TestSANFromRecord(t *testing.T) {
+	sm2ca, _ := cas(t)
+	for _, name := range []string{"person-sign", "person-enc"} {
+		p := builtinProfile(t, name)
+		apply := func(t *testing.T, tmpl *smx509.CertificateRequest, rec map[string]string) (*Result, error) {
+			t.Helper()
+			in := input(sm2ca, makeCSR(t, newSM2(t), tmpl))
+			in.Record = rec
+			if p.KeySource == "kmc" {
+				in.PublicKey = newSM2(t).Public()
+			}
+			return p.Apply(in)
+		}
+		lisi := record()
+		lisi["CN"], lisi["mail"] = "李四", "lisi@example.gov.cn"
+		t.Run(name+"/another's mailbox refused", func(t *testing.T) {
+			_, err := apply(t, &smx509.CertificateRequest{EmailAddresses: []string{"zhangsan@example.gov.cn"}}, lisi)
+			if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "registration record's mail") {
+				t.Fatalf("err %v, want ErrPolicy naming the record's mail", err)
+			}
+		})
+		t.Run(name+"/mailbox without a record mail refused", func(t *testing.T) {
+			rec := record()
+			delete(rec, "mail")
+			_, err := apply(t, &smx509.CertificateRequest{EmailAddresses: []string{"zhangsan@example.gov.cn"}}, rec)
+			if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "record has no mail") {
+				t.Fatalf("err %v, want ErrPolicy: the record has no mail", err)
+			}
+			res, err := apply(t, &smx509.CertificateRequest{}, rec)
+			if err != nil || len(res.Template.EmailAddresses) != 0 {
+				t.Fatalf("no mail anywhere: %v, %v", err, res)
+			}
+		})
+		t.Run(name+"/record's mailbox written", func(t *testing.T) {
+			for _, asked := range [][]string{nil, {"lisi@EXAMPLE.gov.cn"}} {
+				res, err := apply(t, &smx509.CertificateRequest{EmailAddresses: asked}, lisi)
+				if err != nil {
+					t.Fatalf("request %q: %v", asked, err)
+				}
+				if got := res.Template.EmailAddresses; !slices.Equal(got, []string{"lisi@example.gov.cn"}) {
+					t.Errorf("request %q: rfc822Name %q, want the record's", asked, got)
+				}
+			}
+		})
+		t.Run(name+"/record's mailbox checked", func(t *testing.T) {
+			rec := record()
+			rec["mail"] = "a..b@example.gov.cn"
+			if _, err := apply(t, &smx509.CertificateRequest{}, rec); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "not a mailbox") {
+				t.Fatalf("err %v", err)
+			}
+		})
+	}
+}

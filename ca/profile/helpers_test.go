@@ -132,7 +132,7 @@ func makeCSRDER(t testing.TB, key crypto.Signer, tmpl *smx509.CertificateRequest
 func record() map[string]string {
 	return map[string]string{
 		"CN": "张三", "O": "某某市人民政府", "OU": "信息中心", "ST": "福建省", "L": "福州市",
-		"id-card": "11010519491231002X", "uscc": "91350100M000100Y43", "tax": "350100M000100Y4",
+		"mail": "zhangsan@example.gov.cn", "id-card": "11010519491231002X", "uscc": "91350100M000100Y43", "tax": "350100M000100Y4",
 		"social-insurance": "A1234567",
 	}
 }

@@ -93,6 +93,30 @@ type SANType struct {
 	Max      int  `yaml:"max"`      // most names of this kind; 0 forbids them
 	Wildcard bool `yaml:"wildcard"` // dNSName only: "*.example.gov.cn" allowed
 	Internal bool `yaml:"internal"` // dNSName: single-label and reserved-suffix names allowed; iPAddress: reserved (private...) addresses allowed
+	// Source is where the names come from: "csr" (the default: the
+	// request's names, checked against the rules above) or "record" /
+	// "record:KEY" (the RA's registration record: one name under KEY,
+	// by default "mail" for email, "dns", "ip" or "uri"). With a record
+	// source a request may repeat the record's name but never name
+	// another: that is refused, not silently replaced.
+	Source string `yaml:"source"`
+}
+
+// recordKey returns the registration record key of a record-sourced SAN
+// type kind ("email", "dns", "ip", "uri"), and whether the source is the
+// record.
+func (t SANType) recordKey(kind string) (string, bool) {
+	src, arg, _ := strings.Cut(t.Source, ":")
+	if src != "record" {
+		return "", false
+	}
+	if arg != "" {
+		return arg, true
+	}
+	if kind == "email" {
+		return "mail", true
+	}
+	return kind, true
 }
 
 // SANRules are the subjectAltName names a request may carry.
@@ -565,6 +589,15 @@ func (p *Profile) validateSAN(bad func(string, ...any)) {
 		}
 		if t.name != "dns" && t.name != "ip" && t.v.Internal {
 			bad("san.%s: internal applies to dns and ip only", t.name)
+		}
+		switch src, arg, hasArg := strings.Cut(t.v.Source, ":"); {
+		case src == "" && !hasArg, src == "csr" && !hasArg:
+		case src == "record" && (!hasArg || arg != ""):
+			if t.v.Max == 0 {
+				bad("san.%s.source record with max 0: the profile allows no such name", t.name)
+			}
+		default:
+			bad("san.%s.source %q is not csr, record or record:KEY", t.name, t.v.Source)
 		}
 		// BR §7.1.2.7.12 keeps Internal Names and Reserved IP Addresses
 		// out of TLS server certificates, and zlint's BR lints refuse them.

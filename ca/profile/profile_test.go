@@ -218,6 +218,9 @@ func TestValidate(t *testing.T) {
 		{"identity kind", "validity: 365d", "validity: 365d\nidentity: [{type: passport}]", "passport"},
 		{"identity shared oid", "validity: 365d", "validity: 365d\nidentity: [{type: uscc}, {type: org-code}]", "share"},
 		{"san min", "email: {max: 1}", "email: {max: 1}\n  min: 2", "san.min"},
+		{"san source", "email: {max: 1}", "email: {max: 1, source: ldap}", "san.email.source"},
+		{"san source empty key", "email: {max: 1}", `email: {max: 1, source: "record:"}`, "san.email.source"},
+		{"san record source forbidden type", "email: {max: 1}", "email: {max: 1}\n  uri: {source: record}", "san.uri.source record with max 0"},
 		{"kmc outside enc", "validity: 365d", "validity: 365d\nkey_source: kmc", "kmc"},
 		// Key usage that contradicts a listed key type (every certificate
 		// for it would fail the lints).

@@ -51,7 +51,7 @@ func (caSource) Certificate(ctx context.Context, q store.Querier, issuer, serial
 	if err != nil {
 		return nil, err
 	}
-	return &directory.Certificate{DER: c.DER, Revoked: c.Status == "revoked"}, nil
+	return &directory.Certificate{DER: c.DER, Revoked: c.Status == "revoked", RequesterOrg: c.RequesterOrg}, nil
 }
 
 func (caSource) Authority(ctx context.Context, q store.Querier, id string) (*directory.Authority, error) {
