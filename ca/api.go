@@ -181,17 +181,52 @@ func Authorities(ctx context.Context, db *store.DB, now time.Time) ([]CAInfo, er
 	return out, nil
 }
 
-// Certificate returns certificate serial (hex) of caID as the API shows it.
+// Certificate returns certificate serial (hex) of caID as the API shows it:
+// caID may name any generation of the lineage that issued it, as in
+// GET /api/v1/ca/{ca}/certificates/{serial} (findCert), and CA is the
+// generation that did.
 func Certificate(ctx context.Context, db *store.DB, caID, serial string) (*CertificateResponse, error) {
 	n, err := normalSerial(serial)
 	if err != nil {
 		return nil, err
 	}
-	c, err := certBySerial(ctx, db, caID, n)
+	rows, err := readAuthorities(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	out := &CertificateResponse{Serial: c.serial, Certificate: pemCert(c.der), Status: c.status,
+	// The generation named first, then the others of its lineage, newest
+	// first (registry.lineageOf).
+	var named *authorityRow
+	for _, r := range rows {
+		if r.id == caID {
+			named = r
+		}
+	}
+	if named == nil {
+		return nil, fmt.Errorf("%w: no CA %q", ErrNotFound, caID)
+	}
+	gens := []string{named.id}
+	for i := len(rows) - 1; i >= 0; i-- {
+		if r := rows[i]; r.lineage == named.lineage && r != named {
+			gens = append(gens, r.id)
+		}
+	}
+	var c *certRow
+	var issuer string
+	for _, g := range gens {
+		c, err = certBySerial(ctx, db, g, n)
+		if err == nil {
+			issuer = g
+			break
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+	}
+	if c == nil {
+		return nil, fmt.Errorf("%w: certificate %s/%s", ErrNotFound, caID, n)
+	}
+	out := &CertificateResponse{CA: issuer, Serial: c.serial, Certificate: pemCert(c.der), Status: c.status,
 		Profile: c.profile, Subject: c.subject, NotBefore: c.notBefore.Format(timeFormat), NotAfter: c.notAfter.Format(timeFormat)}
 	if c.status == "revoked" {
 		out.RevokedAt, out.Reason = c.revokedAt.Format(time.RFC3339), reasonName(c.reason)

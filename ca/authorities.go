@@ -444,6 +444,8 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 			return nil, fmt.Errorf("%w: rollover %s: key %s exists; a new generation needs a new key: %w", ErrConflict, old.id, keyURI, err)
 		case errors.Is(err, hsm.ErrUnsupported):
 			return nil, fmt.Errorf("%w: rollover %s: key %s: %w", ErrPolicy, old.id, keyURI, err)
+		case errors.Is(err, hsm.ErrBadURI): // a name the backend refuses (soft:UPPER, soft:../x)
+			return nil, fmt.Errorf("%w: key_uri %s: %w", ErrRequest, keyURI, err)
 		}
 		return nil, fmt.Errorf("rollover %s: create key %s: %w", old.id, keyURI, err)
 	}

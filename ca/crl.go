@@ -600,7 +600,11 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 	if err != nil {
 		return nil, fmt.Errorf("store %s CRL of %s: %w", kind, a.id, err)
 	}
-	st.served.slot(a.id, kind).offer(newServedCRL(kind, c))
+	if sc, err := s.newServedCRL(ctx, a.id, kind, c); err != nil {
+		s.env.Logger.Warn("CRL stored; the served copy is loaded by the next request", "ca", a.id, "kind", kind, "number", c.number, "err", err)
+	} else {
+		st.served.slot(a.id, kind).offer(sc)
+	}
 	if clamp.n > 0 {
 		s.env.Logger.Warn("clock behind revocation dates (stepped back, or another process's clock ahead): revocationDate written as the CRL's thisUpdate",
 			"ca", a.id, "kind", kind, "number", c.number, "entries", clamp.n,
@@ -979,7 +983,7 @@ func (s *Service) serveCRL(w http.ResponseWriter, r *http.Request, id string) er
 	h.Set("Expires", now.Add(time.Duration(maxAge)*time.Second).UTC().Format(http.TimeFormat))
 	h.Set("Last-Modified", c.lastModified)
 	h.Set("ETag", c.etag)
-	if notModified(r, c.etag, c.thisUpdate) {
+	if notModified(r, c.etag, c.thisUpdate, c.strongDate) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
@@ -996,8 +1000,10 @@ func (s *Service) serveCRL(w http.ResponseWriter, r *http.Request, id string) er
 // notModified reports whether a GET or HEAD request's validators match the
 // CRL served (RFC 9110 §13.1.2, §13.1.3): If-None-Match with the weak
 // comparison, or "*"; only when it is absent, If-Modified-Since not before
-// thisUpdate (HTTP dates have whole seconds, as thisUpdate does).
-func notModified(r *http.Request, etag string, thisUpdate time.Time) bool {
+// thisUpdate (HTTP dates have whole seconds, as thisUpdate does), and only
+// if strongDate (see servedCRL), so that a client holding an earlier CRL
+// of the same second never gets 304 for this one.
+func notModified(r *http.Request, etag string, thisUpdate time.Time, strongDate bool) bool {
 	if inm := r.Header.Values("If-None-Match"); len(inm) > 0 {
 		for _, v := range inm {
 			for t := range strings.SplitSeq(v, ",") {
@@ -1010,7 +1016,7 @@ func notModified(r *http.Request, etag string, thisUpdate time.Time) bool {
 		return false
 	}
 	ims := r.Header.Get("If-Modified-Since")
-	if ims == "" {
+	if ims == "" || !strongDate {
 		return false
 	}
 	t, err := http.ParseTime(ims)
@@ -1019,21 +1025,50 @@ func notModified(r *http.Request, etag string, thisUpdate time.Time) bool {
 
 // servedCRL is the newest CRL of one CA and kind as served over HTTP. It is
 // immutable once made: every request shares der.
+//
+// strongDate tells whether Last-Modified (thisUpdate, to the second) tells
+// this CRL from every earlier one of its CA and kind. It does not when an
+// earlier one has a thisUpdate in the same second (a revocation's CRL made
+// within a second of the previous one) or later (the clock stepped back).
+// thisUpdate stays the clock's time, never in the future (relying parties
+// refuse a CRL not yet valid, and a burst of revocations would push it
+// further ahead), so instead a client revalidating with If-Modified-Since
+// alone gets the whole CRL until one of a later second replaces it. The
+// ETag, which carries the number, always tells CRLs apart.
 type servedCRL struct {
 	number                 int64
 	thisUpdate, nextUpdate time.Time
 	der                    []byte
 	etag, lastModified     string
+	strongDate             bool
 }
 
-func newServedCRL(kind string, c *storedCRL) *servedCRL {
+// newServedCRL makes the served copy of c, the CRL of kind of CA id.
+func (s *Service) newServedCRL(ctx context.Context, id, kind string, c *storedCRL) (*servedCRL, error) {
+	// this_update is stored in RFC 3339 UTC ("...T10:00:00Z", with a
+	// fraction only if one was stored): comparing with the text up to the
+	// seconds finds every one in that second or later.
+	second := c.thisUpdate.UTC().Truncate(time.Second)
+	var clash int
+	err := s.env.DB.ReadRow(ctx, "SELECT COUNT(*) FROM ca_crls WHERE issuer_id = ? AND kind = ? AND number < ? AND this_update >= ?",
+		id, kind, c.number, second.Format("2006-01-02T15:04:05")).Scan(&clash)
+	if err != nil {
+		return nil, fmt.Errorf("read CRL dates of %s: %w", id, err)
+	}
+	// Older CRLs are pruned (crlKeep), so the query may miss one made
+	// before the clock stepped back. The number tells that too: it is the
+	// clock's time in microseconds unless the counter was already past it
+	// (crl.NextNumber), which, beyond thisUpdate's second, means an earlier
+	// CRL was made at a later reading of some clock.
+	ahead := c.number >= second.Add(time.Second).UnixMicro()
 	der := c.der
 	if cap(der)-len(der) > len(der)/8 {
 		der = bytes.Clone(der) // a bytes.Buffer's spare capacity, kept as long as the CRL
 	}
 	return &servedCRL{number: c.number, thisUpdate: c.thisUpdate, nextUpdate: c.nextUpdate, der: der,
 		etag:         `"` + kind + "-" + strconv.FormatInt(c.number, 10) + `"`,
-		lastModified: c.thisUpdate.UTC().Format(http.TimeFormat)}
+		lastModified: c.thisUpdate.UTC().Format(http.TimeFormat),
+		strongDate:   clash == 0 && !ahead}, nil
 }
 
 // servedCRLs keeps, per CA and kind, the one copy of the newest CRL that
@@ -1117,7 +1152,11 @@ func (s *Service) servedCRL(ctx context.Context, id, kind string) (*servedCRL, e
 	if err != nil {
 		return nil, err
 	}
-	return sl.offer(newServedCRL(kind, c)), nil
+	sc, err := s.newServedCRL(ctx, id, kind, c)
+	if err != nil {
+		return nil, err
+	}
+	return sl.offer(sc), nil
 }
 
 // crlTarget resolves the name of a CRL file, without ".crl": a CA id names

@@ -1509,6 +1509,114 @@ func TestCRLServingHeaders(t *testing.T) {
 	}
 }
 
+// TestCRLIfModifiedSinceNewerSameSecond: a client that revalidates with
+// If-Modified-Since alone (wget -N, curl -z, a cache without ETag) never
+// gets 304 for a CRL it does not hold. A revocation's CRL made in the same
+// second as the one the client holds, one made after the clock stepped
+// back, and one whose earlier, later-dated CRLs were pruned are all sent
+// whole; a CRL whose second no earlier one shares answers 304 again, and
+// If-None-Match still does throughout. Full and delta CRLs alike.
+func TestCRLIfModifiedSinceNewerSameSecond(t *testing.T) {
+	db := storetest.SQLite(t, append(New().Migrations(), audit.Migrations)...)
+	ctx := context.Background()
+	clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+	s, a := crlStoreFixture(t, db, clk, "0a", "0b")
+	type held struct{ lastModified, etag string }
+	fetch := func(name string, hdr map[string]string) (*httptest.ResponseRecorder, held) {
+		t.Helper()
+		w, err := serveCRLTest(s, http.MethodGet, name, hdr)
+		if err != nil {
+			t.Fatalf("GET /pki/%s.crl: %v", name, err)
+		}
+		h := w.Result().Header
+		return w, held{h.Get("Last-Modified"), h.Get("Etag")}
+	}
+	// expect checks the answer to a client holding h, for both CRL files.
+	expect := func(step, name string, h held, imsCode int) {
+		t.Helper()
+		if w, _ := fetch(name, map[string]string{"If-Modified-Since": h.lastModified}); w.Code != imsCode {
+			t.Errorf("%s: GET %s If-Modified-Since %s: %d, want %d", step, name, h.lastModified, w.Code, imsCode)
+		}
+	}
+	if err := s.generateBoth(ctx, a, true); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"r", "r-delta"}
+	first := map[string]held{}
+	for _, n := range names {
+		_, first[n] = fetch(n, nil)
+		expect("unchanged", n, first[n], http.StatusNotModified)
+	}
+	// A revocation 100 ms later; its CRLs have the same thisUpdate.
+	clk.Add(100 * time.Millisecond)
+	if err := revokeRow(ctx, db, clk.Now(), "0a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.generateBoth(ctx, a, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		w, now := fetch(n, nil)
+		if now.lastModified != first[n].lastModified || now.etag == first[n].etag {
+			t.Fatalf("%s: Last-Modified %s, ETag %s after %s, %s: want the same second, a new CRL", n, now.lastModified, now.etag, first[n].lastModified, first[n].etag)
+		}
+		rl, err := crl.Verify(w.Body.Bytes(), a.cert)
+		if err != nil || len(rl.RevokedCertificateEntries) != 1 {
+			t.Fatalf("%s after the revocation: %v, %d entries", n, err, len(rl.RevokedCertificateEntries))
+		}
+		expect("same second", n, first[n], http.StatusOK)
+		if w, _ := fetch(n, map[string]string{"If-None-Match": now.etag}); w.Code != http.StatusNotModified {
+			t.Errorf("same second: GET %s If-None-Match %s: %d, want 304", n, now.etag, w.Code)
+		}
+	}
+	// A second later: a CRL of its own second is a strong validator again.
+	clk.Add(time.Second)
+	if err := s.generateBoth(ctx, a, false); err != nil {
+		t.Fatal(err)
+	}
+	latest := map[string]held{}
+	for _, n := range names {
+		_, latest[n] = fetch(n, nil)
+		expect("next second, held", n, latest[n], http.StatusNotModified)
+		expect("next second, older held", n, first[n], http.StatusOK)
+	}
+	// The clock steps back a minute; a revocation's CRLs are dated before
+	// the ones clients hold.
+	clk.Add(-time.Minute)
+	if err := revokeRow(ctx, db, clk.Now(), "0b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.generateBoth(ctx, a, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		expect("clock stepped back", n, latest[n], http.StatusOK)
+	}
+	// More CRLs than are kept (crlKeep), a second apart, all before the
+	// clock catches up: the later-dated ones are pruned, the number still
+	// tells.
+	for range crlKeep + 1 {
+		clk.Add(time.Second)
+		if err := s.generateBoth(ctx, a, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range names {
+		expect("clock stepped back, pruned", n, latest[n], http.StatusOK)
+	}
+	// Once the clock is past the dates of the old CRLs, dates are strong
+	// again.
+	clk.Add(time.Minute)
+	if err := s.generateBoth(ctx, a, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		_, h := fetch(n, nil)
+		expect("clock caught up", n, h, http.StatusNotModified)
+		expect("clock caught up, older held", n, latest[n], http.StatusOK)
+	}
+}
+
 // discardWriter is a ResponseWriter that counts the body bytes.
 type discardWriter struct {
 	h    http.Header

@@ -69,9 +69,6 @@ type RevokeRequest struct {
 	// revocation of a CA certificate (see revokeCA); end-entity
 	// revocations take none.
 	Approval string `json:"approval,omitempty"`
-	// AlsoRevoked lists, as "ca/serial", the other certificates of the key
-	// that a keyCompromise revocation revoked with it (ca/keysweep.go).
-	AlsoRevoked []string `json:"also_revoked,omitempty"`
 }
 
 // Validate implements httpx.Validator.

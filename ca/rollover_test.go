@@ -16,7 +16,7 @@ import (
 
 // TestRolloverRefusals: a rollover's ordinary mistakes are the client's
 // (a key_uri that names a key already, a stale registry's generation id, a
-// key backend the node does not have), and a rollover whose client goes
+// key backend the node does not have, a key name the backend refuses), and a rollover whose client goes
 // away once its key is made leaves no key that would block the next one.
 func TestRolloverRefusals(t *testing.T) {
 	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
@@ -36,6 +36,10 @@ func TestRolloverRefusals(t *testing.T) {
 		{"another issuing CA's key", "soft:ca/sm2-issuing", http.StatusConflict, "exists"},
 		{"stale registry", "", http.StatusConflict, "exists"},
 		{"no such backend", "pkcs11:token=nowhere;object=k", http.StatusBadRequest, "no key backend"},
+		// Names the software keystore refuses.
+		{"upper-case key name", "soft:UPPER", http.StatusBadRequest, "key_uri soft:UPPER"},
+		{"key name climbing out", "soft:../../etc", http.StatusBadRequest, "key_uri soft:../../etc"},
+		{"key name like an option", "soft:-x", http.StatusBadRequest, "key_uri soft:-x"},
 	} {
 		body := map[string]any{}
 		if c.uri != "" {

@@ -471,9 +471,15 @@ func newCAShowCmd() *cobra.Command {
 			if o.asJSON {
 				return printJSON(w, c)
 			}
+			// The generation that signed it, which after a rollover may
+			// not be the one named.
+			issuer := c.CA
+			if issuer == "" {
+				issuer = args[0]
+			}
 			tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 			fmt.Fprintf(tw, "ca:\t%s\nserial:\t%s\nsubject:\t%s\nprofile:\t%s\nstatus:\t%s\nnot before:\t%s\nnot after:\t%s\n",
-				args[0], c.Serial, c.Subject, c.Profile, c.Status, shortTime(c.NotBefore), shortTime(c.NotAfter))
+				issuer, c.Serial, c.Subject, c.Profile, c.Status, shortTime(c.NotBefore), shortTime(c.NotAfter))
 			if c.Status == "revoked" {
 				fmt.Fprintf(tw, "revoked at:\t%s\nreason:\t%s\n", c.RevokedAt, c.Reason)
 			}

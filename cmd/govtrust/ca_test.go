@@ -313,3 +313,64 @@ func TestCACommands(t *testing.T) {
 		t.Fatalf("B-03: %d certificates stored for the key (%v), want 1", n, err)
 	}
 }
+
+// TestCAShowAfterRollover: after a rollover of ecdsa-issuing, `govtrust ca
+// show ecdsa-issuing SERIAL` finds a certificate the new generation issued,
+// online and offline alike (the lineage's generations are searched, as the
+// API does), and both print the generation that signed it, not the id
+// given.
+func TestCAShowAfterRollover(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	up(t, dir).stop(t)
+	op := addOperator(t, dir, "op")
+	p := up(t, dir)
+	base := "https://" + p.addrs["https"]
+	opTok, err := os.ReadFile(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opc := newAPIClient(t, strings.TrimSpace(string(opTok)), dir)
+	if st, body, err := opc.post(base+"/api/v1/ca/ecdsa-issuing/rollover", []byte(`{}`), nil); err != nil || st != 201 {
+		t.Fatalf("rollover: %d %v %s", st, err, body)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := issueBody(key, "portal.example.gov.cn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := newAPIClient(t, readToken(t, dir, "ra"), dir)
+	st, raw, err := ra.post(base+"/api/v1/ca/ecdsa-issuing/certificates", body, nil)
+	if err != nil || st != 201 && st != 200 {
+		t.Fatalf("issue: %d %v %s", st, err, raw)
+	}
+	var issued struct{ Serial, CA string }
+	if err := json.Unmarshal(raw, &issued); err != nil || issued.CA != "ecdsa-issuing-g2" {
+		t.Fatalf("issued %+v (%v), want by ecdsa-issuing-g2", issued, err)
+	}
+	signedBy := regexp.MustCompile(`(?m)^ca:\s+ecdsa-issuing-g2$`)
+	for _, args := range [][]string{
+		{"ca", "show", "ecdsa-issuing", issued.Serial, "--url", base, "--cacert", filepath.Join(dir, "bootstrap", "tls-chain.pem"),
+			"--token-file", filepath.Join(dir, "bootstrap", "ra.token")},
+		nil, // offline, once the node has stopped
+	} {
+		mode := "online"
+		if args == nil {
+			p.stop(t)
+			mode, args = "offline", []string{"ca", "show", "--data", dir, "ecdsa-issuing", issued.Serial}
+		}
+		out, code := govtrust(t, args...)
+		if code != 0 || !signedBy.MatchString(out) || !regexp.MustCompile(`status:\s+good`).MatchString(out) {
+			t.Errorf("%s ca show ecdsa-issuing %s = %d, want ca: ecdsa-issuing-g2:\n%s", mode, issued.Serial, code, out)
+		}
+	}
+	// The generation's own id finds it too; another lineage's does not.
+	if out, code := govtrust(t, "ca", "show", "--data", dir, "ecdsa-issuing-g2", issued.Serial); code != 0 || !signedBy.MatchString(out) {
+		t.Errorf("offline ca show ecdsa-issuing-g2 = %d:\n%s", code, out)
+	}
+	if out, code := govtrust(t, "ca", "show", "--data", dir, "sm2-issuing", issued.Serial); code == 0 || !strings.Contains(out, "not found") {
+		t.Errorf("offline ca show sm2-issuing = %d, want not found:\n%s", code, out)
+	}
+}

@@ -77,16 +77,28 @@ func (s *Service) SetCertAuth(c *CertAuth) { s.certs = c }
 func (s *Service) Authenticate(r *http.Request) (*Principal, error) {
 	ctx := r.Context()
 	if h := r.Header.Get("Authorization"); h != "" {
-		tok, ok := strings.CutPrefix(h, "Bearer ")
+		tok, ok := bearerToken(h)
 		if !ok {
 			return nil, ErrUnauthenticated
 		}
-		return s.AuthenticateBearer(ctx, strings.TrimSpace(tok))
+		return s.AuthenticateBearer(ctx, tok)
 	}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && s.certs != nil {
 		return s.authenticateCert(ctx, r.TLS.PeerCertificates)
 	}
 	return nil, ErrUnauthenticated
+}
+
+// bearerToken returns the token of an Authorization value of the Bearer
+// scheme (RFC 6750 §2.1). The scheme name is case-insensitive and separated
+// from the credentials by one or more spaces (RFC 9110 §11.1, §11.4):
+// "bearer gt_x" is as good as "Bearer gt_x".
+func bearerToken(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
 }
 
 // AuthenticateBearer authenticates a bearer token of either kind.

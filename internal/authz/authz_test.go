@@ -195,6 +195,43 @@ func TestGuardHTTP(t *testing.T) {
 	}, sets...)
 }
 
+// TestBearerSchemeCaseInsensitive: the auth scheme name is
+// case-insensitive (RFC 9110 §11.1) and followed by one or more spaces
+// (§11.4): "bearer", "BEARER" and "Bearer  " carry the token as well as
+// "Bearer "; another scheme, or a bare token, does not.
+func TestBearerSchemeCaseInsensitive(t *testing.T) {
+	db := storetest.SQLite(t, sets...)
+	f := newFixture(t, db)
+	_, tok := f.account(t, "sys", "platform", policy.Confidential, policy.RoleSysAdmin)
+	srv := newGuardedServer(t, f)
+	for _, c := range []struct {
+		header string
+		want   int
+	}{
+		{"Bearer " + tok, 200},
+		{"bearer " + tok, 200},
+		{"BEARER " + tok, 200},
+		{"bEaReR " + tok, 200},
+		{"Bearer   " + tok, 200},
+		{"Basic " + tok, 401},
+		{"Bearer" + tok, 401},
+		{"Bearer", 401},
+		{tok, 401},
+		{"bearer gt_nope", 401},
+	} {
+		req, _ := http.NewRequest("GET", srv.URL+"/metrics", nil)
+		req.Header.Set("Authorization", c.header)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("Authorization %q: %d, want %d", strings.Replace(c.header, tok, "TOKEN", 1), resp.StatusCode, c.want)
+		}
+	}
+}
+
 // A role binding or token edited directly in the database is detected and
 // refused, and the refusal audited.
 func TestIntegrity(t *testing.T) {

@@ -2,7 +2,6 @@ package authz
 
 import (
 	"context"
-	"strings"
 
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz/policy"
@@ -31,7 +30,10 @@ func (s *Service) Bus(action string, resource func(*Message) (policy.Resource, e
 	return func(ctx context.Context, m *Message) error {
 		var tok string
 		if v := m.Header["Authorization"]; len(v) == 1 {
-			tok, _ = strings.CutPrefix(v[0], "Bearer ")
+			var ok bool
+			if tok, ok = bearerToken(v[0]); !ok {
+				tok = v[0] // a bare token, as before
+			}
 		}
 		p, err := s.AuthenticateBearer(ctx, tok)
 		if err != nil {
