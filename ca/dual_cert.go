@@ -190,8 +190,17 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 		return fmt.Errorf("ca: stand-in key: %w", err)
 	}
 	encIn := profile.Input{CSR: csr, PublicKey: standIn.Public(), Record: req.Record, Now: now, Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars}
-	if _, err := encProf.Apply(encIn); err != nil {
+	encTry, err := encProf.Apply(encIn)
+	if err != nil {
 		return profileError(err)
+	}
+	// Both certificates are bound to the requester's organisation before
+	// the KMC makes a key.
+	if err := s.checkOrgBinding(ctx, p, signProf, req.Record, signRes.Template); err != nil {
+		return err
+	}
+	if err := s.checkOrgBinding(ctx, p, encProf, req.Record, encTry.Template); err != nil {
+		return err
 	}
 	key, err := s.kmc.ApplyKey(ctx, &KMCRequest{SigningPublicKey: csr.RawSubjectPublicKeyInfo, Subject: signRes.Template.Subject.String(),
 		Org: p.Account.Org, Requester: p.Account.ID, CA: a.id, SKF: req.SKF})

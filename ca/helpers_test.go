@@ -41,9 +41,15 @@ func startNode(t *testing.T, dir string) *testNode {
 // settings of environ.
 func startNodeEnv(t *testing.T, dir string, environ ...string) *testNode {
 	t.Helper()
+	return startNodeOpts(t, node.Options{DataDir: dir, HTTP: ptr("127.0.0.1:0"), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
+		LogOutput: io.Discard, Environ: append([]string{}, environ...)})
+}
+
+// startNodeOpts starts a node with the CA service and opts.
+func startNodeOpts(t *testing.T, opts node.Options) *testNode {
+	t.Helper()
+	dir := opts.DataDir
 	svc := New()
-	opts := node.Options{DataDir: dir, HTTP: ptr("127.0.0.1:0"), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
-		LogOutput: io.Discard, Environ: append([]string{}, environ...)}
 	n, err := node.Start(context.Background(), opts, svc)
 	if err != nil {
 		t.Fatalf("start node: %v", err)

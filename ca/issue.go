@@ -34,6 +34,13 @@ const maxIdempotencyKey = 128
 
 // APIRoutes implements node.APIRouter.
 func (s *Service) APIRoutes(m *authz.Mux) {
+	// Issuance is a request on the CA, made for the caller's own
+	// organisation: the resource is the CA within that organisation, so the
+	// policy's org rules (platform.ra.certificates,
+	// platform.application.issue) only ask that the caller has one. What
+	// makes the certificate that organisation's is the handler's check of
+	// its organisation values against the registry (orgbinding.go), which
+	// needs the body and the profile: a finder sees neither.
 	caRes := func(r *http.Request) (policy.Resource, error) {
 		return policy.Resource{Type: "ca", ID: r.PathValue("ca"), Org: s.principalOrg(r)}, nil
 	}
@@ -264,6 +271,9 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	res, err := prof.Apply(profile.Input{CSR: csr, Record: req.Record, Now: s.env.Clock.Now().UTC(), Issuer: a.cert, Chain: parents, CAID: a.id, Vars: s.vars})
 	if err != nil {
 		return profileError(err)
+	}
+	if err := s.checkOrgBinding(ctx, p, prof, req.Record, res.Template); err != nil {
+		return err
 	}
 	var row *certRow
 	record := func(ctx context.Context, tx *store.Tx, serial string, der []byte, cert *smx509.Certificate) error {

@@ -91,6 +91,9 @@ type Service struct {
 	vars map[string]string
 	// rollMu serialises rollovers in this process.
 	rollMu sync.Mutex
+	// orgWarned holds the unregistered organisations already warned about
+	// in dev mode (orgbinding.go), so the log says it once per org.
+	orgWarned sync.Map
 
 	// crlMu serialises CRL generation in this process; stale marks CAs
 	// whose last CRL generation failed.

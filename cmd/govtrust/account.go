@@ -126,6 +126,71 @@ directory and its keys, and each change is audited as cli:<user>.`,
 		}),
 	}
 	cmd.AddCommand(create, list, roleCmd("grant", "Grant a role (combinations that must not be held together are refused)", true),
-		roleCmd("revoke", "Revoke a role", false), disable)
+		roleCmd("revoke", "Revoke a role", false), disable, newOrgCmd(&dataDir, &dbURL))
+	return cmd
+}
+
+// newOrgCmd is `govtrust account org`: the organisation registry, to which
+// the CA binds what registration officers and application accounts request.
+func newOrgCmd(dataDir, dbURL *string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "org",
+		Short: "The organisation registry: each organisation's legal name (certificate O) and codes",
+		Long: `The organisation registry, offline on the data directory (the API has the same:
+PUT /api/v1/orgs/{id}, GET /api/v1/orgs, for system administrators).
+
+For each organisation id that accounts carry (--org of account create), the legal
+name its certificates carry as subject O and its codes: the unified social credit
+code (uscc), the organisation code and the taxpayer number. The CA issues to the
+registration officers and application accounts of an organisation only
+certificates whose O and identity extensions are these values.`,
+	}
+	var o authz.Org
+	set := &cobra.Command{
+		Use:   "set ORG",
+		Short: "Register an organisation, or replace its values (a code not given is no longer registered)",
+		Args:  cobra.ExactArgs(1),
+		RunE: withAuthz(dataDir, dbURL, func(ctx context.Context, cmd *cobra.Command, svc *authz.Service, args []string) error {
+			o.ID = args[0]
+			got, err := svc.SetOrg(ctx, o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "registered organisation %s: %s\n", got.ID, got.LegalName)
+			return nil
+		}),
+	}
+	set.Flags().StringVar(&o.LegalName, "legal-name", "", "legal name, what certificates carry as O")
+	set.Flags().StringVar(&o.USCC, "uscc", "", "unified social credit code (统一社会信用代码, GB 32100)")
+	set.Flags().StringVar(&o.OrgCode, "org-code", "", "organisation code (组织机构代码, GB 11714)")
+	set.Flags().StringVar(&o.Tax, "tax", "", "taxpayer identification number (纳税人识别号)")
+	_ = set.MarkFlagRequired("legal-name")
+
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the registered organisations",
+		Args:  cobra.NoArgs,
+		RunE: withAuthz(dataDir, dbURL, func(ctx context.Context, cmd *cobra.Command, svc *authz.Service, _ []string) error {
+			orgs, err := svc.Orgs(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if orgs == nil {
+					orgs = []*authz.Org{}
+				}
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(orgs)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ORG\tLEGAL NAME\tUSCC\tORG CODE\tTAX\tUPDATED BY")
+			for _, o := range orgs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, o.LegalName, dash(o.USCC), dash(o.OrgCode), dash(o.Tax), o.UpdatedBy)
+			}
+			return tw.Flush()
+		}),
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(set, list)
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/govtrust/govtrust/ca"
+	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/tsa"
 )
@@ -119,6 +120,11 @@ func TestOpenAPISchemasMatchGo(t *testing.T) {
 		"POST /api/v1/ca/{ca}/revocations 200":     reflect.TypeFor[ca.RevokeResponse](),
 		"POST /api/v1/ca/{ca}/revocations 202":     reflect.TypeFor[ca.PendingRevocation](),
 		"GET /api/v1/tsa/tokens/{serial} 200":      reflect.TypeFor[tsa.TokenRecord](),
+		"GET /api/v1/orgs 200": reflect.TypeFor[struct {
+			Orgs []authz.Org `json:"orgs"`
+		}](),
+		"PUT /api/v1/orgs/{id} request": reflect.TypeFor[authz.OrgRequest](),
+		"PUT /api/v1/orgs/{id} 200":     reflect.TypeFor[authz.Org](),
 	}
 	seen := map[string]bool{}
 	check := func(key string, c content) {
@@ -135,7 +141,7 @@ func TestOpenAPISchemasMatchGo(t *testing.T) {
 		compareSchema(t, key, s, typ)
 	}
 	for path, ops := range doc.Paths {
-		if !strings.HasPrefix(path, "/api/v1/ca") && !strings.Contains(path, "tsa") {
+		if !strings.HasPrefix(path, "/api/v1/ca") && !strings.Contains(path, "tsa") && !strings.HasPrefix(path, "/api/v1/orgs") {
 			continue
 		}
 		for method, op := range ops {

@@ -36,6 +36,11 @@ func (a *adminAPI) routes(m *authz.Mux) {
 	m.Handle("POST /api/v1/tokens", authz.Rule{Action: "authz.token.create"}, a.createToken)
 	m.Handle("DELETE /api/v1/tokens/{id}", authz.Rule{Action: "authz.token.revoke"}, a.revokeToken)
 	m.Handle("GET /api/v1/policies", authz.Rule{Action: "authz.policy.read"}, a.policies)
+	orgRes := func(r *http.Request) (policy.Resource, error) {
+		return policy.Resource{Type: "org", ID: r.PathValue("id"), Org: r.PathValue("id")}, nil
+	}
+	m.Handle("GET /api/v1/orgs", authz.Rule{Action: "org.registry.list"}, a.listOrgs)
+	m.Handle("PUT /api/v1/orgs/{id}", authz.Rule{Action: "org.registry.set", Resource: orgRes}, a.setOrg)
 
 	approval := func(r *http.Request) (policy.Resource, error) {
 		req, err := a.dual.Get(r.Context(), r.PathValue("id"))
@@ -101,6 +106,29 @@ func (a *adminAPI) listAccounts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return httpx.WriteJSON(w, http.StatusOK, map[string]any{"accounts": accs})
+}
+
+func (a *adminAPI) listOrgs(w http.ResponseWriter, r *http.Request) error {
+	orgs, err := a.n.authz.Orgs(r.Context())
+	if err != nil {
+		return err
+	}
+	if orgs == nil {
+		orgs = []*authz.Org{}
+	}
+	return httpx.WriteJSON(w, http.StatusOK, map[string]any{"orgs": orgs})
+}
+
+func (a *adminAPI) setOrg(w http.ResponseWriter, r *http.Request) error {
+	var req authz.OrgRequest
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		return err
+	}
+	o, err := a.n.authz.SetOrg(r.Context(), authz.Org{ID: r.PathValue("id"), LegalName: req.LegalName, USCC: req.USCC, OrgCode: req.OrgCode, Tax: req.Tax})
+	if err != nil {
+		return err
+	}
+	return httpx.WriteJSON(w, http.StatusOK, o)
 }
 
 type createAccountReq struct {

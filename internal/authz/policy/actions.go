@@ -203,6 +203,9 @@ var seed = []Action{
 	{"authz.policy.read", ClassRead, "Read the authorization policies in force"},
 	{"authz.policy.reload", ClassAdmin, "Reload the site's authorization policies"},
 
+	{"org.registry.set", ClassAdmin, "Register an organisation's legal name and codes, which its certificates must carry"},
+	{"org.registry.list", ClassRead, "List the registered organisations with their legal names and codes"},
+
 	{"hsm.key.create", ClassKey, "Create a key in the key manager"},
 	{"hsm.key.delete", ClassKey, "Destroy a key in the key manager"},
 	{"hsm.key.list", ClassRead, "List the key manager's keys (public parts only)"},

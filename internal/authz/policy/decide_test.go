@@ -44,6 +44,8 @@ var grants = map[Role]map[string][]grant{
 		"directory.entry.read":  {{"platform.sysadmin.directory", anyResource}},
 		"directory.entry.write": {{"platform.sysadmin.directory", anyResource}},
 		"directory.import":      {{"platform.sysadmin.directory", anyResource}},
+		"org.registry.set":      {{"platform.sysadmin.orgs", anyResource}},
+		"org.registry.list":     {{"platform.sysadmin.orgs", anyResource}},
 	},
 	RoleSecAdmin: {
 		"authz.token.create":    {{"platform.secadmin.authz", anyResource}},
@@ -155,6 +157,7 @@ var expectedClass = map[string]Class{
 	"authz.account.list": ClassRead, "dual.read": ClassRead,
 	"authz.role.grant": ClassAdmin, "authz.role.revoke": ClassAdmin,
 	"authz.policy.read": ClassRead, "authz.policy.reload": ClassAdmin,
+	"org.registry.set": ClassAdmin, "org.registry.list": ClassRead,
 	"hsm.key.create": ClassKey, "hsm.key.delete": ClassKey, "hsm.key.list": ClassRead,
 	"dual.request": ClassWrite, "dual.approve": ClassApprove, "dual.reject": ClassWrite,
 	"ca.certificate.issue": ClassWrite, "ca.certificate.revoke": ClassWrite, "ca.certificate.read": ClassRead,

@@ -32,6 +32,7 @@ var platformIDs = []string{
 	"platform.sysadmin.node",
 	"platform.sysadmin.monitor",
 	"platform.sysadmin.directory",
+	"platform.sysadmin.orgs",
 	"platform.secadmin.authz",
 	"platform.secadmin.hsm",
 	"platform.secadmin.kms",
