@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/govtrust/govtrust/internal/gbcode"
 )
 
 // IdentityKind names a GM/T 0015 subject-identity extension as profiles and
@@ -161,9 +163,9 @@ func ValidateIdentity(kind IdentityKind, value string) error {
 	case IdentityIDCard:
 		return checkResidentID(value)
 	case IdentityUSCC:
-		return checkUSCC(value)
+		return gbcode.CheckUSCC(value)
 	case IdentityOrgCode:
-		return checkOrgCode(value)
+		return gbcode.CheckOrgCode("org-code", value)
 	case IdentityTax:
 		// Taxpayer numbers are the USCC since 2015, before that 15 (or 17,
 		// 20) characters. Only the shape is checked.
@@ -212,68 +214,6 @@ func checkResidentID(s string) error {
 	check := "10X98765432"[sum%11]
 	if s[17] != check {
 		return fmt.Errorf("id-card: check character %c, want %c (GB 11643)", s[17], check)
-	}
-	return nil
-}
-
-// checkUSCC checks an 18-character unified social credit code (GB 32100-2015).
-func checkUSCC(s string) error {
-	const alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-	if len(s) != 18 {
-		return fmt.Errorf("uscc: %d characters, want 18", len(s))
-	}
-	weights := [17]int{1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28}
-	sum := 0
-	for i := 0; i < 17; i++ {
-		v := strings.IndexByte(alphabet, s[i])
-		if v < 0 {
-			return fmt.Errorf("uscc: character %d (%q) is not in the GB 32100 alphabet", i+1, s[i])
-		}
-		sum += v * weights[i]
-	}
-	c := (31 - sum%31) % 31
-	if s[17] != alphabet[c] {
-		return fmt.Errorf("uscc: check character %c, want %c (GB 32100)", s[17], alphabet[c])
-	}
-	return nil
-}
-
-// checkOrgCode checks an organisation code (GB 11714-1997): eight digits or
-// capital letters and a check character, optionally written "XXXXXXXX-C".
-func checkOrgCode(s string) error {
-	body := s
-	if len(s) == 10 && s[8] == '-' {
-		body = s[:8] + s[9:]
-	}
-	if len(body) != 9 {
-		return fmt.Errorf("org-code: %q is not 9 characters (or 8-hyphen-1)", s)
-	}
-	weights := [8]int{3, 7, 9, 10, 5, 8, 4, 2}
-	sum := 0
-	for i := 0; i < 8; i++ {
-		c := body[i]
-		var v int
-		switch {
-		case '0' <= c && c <= '9':
-			v = int(c - '0')
-		case 'A' <= c && c <= 'Z':
-			v = int(c-'A') + 10
-		default:
-			return fmt.Errorf("org-code: character %d is not a digit or capital letter", i+1)
-		}
-		sum += v * weights[i]
-	}
-	var want byte
-	switch c := 11 - sum%11; c {
-	case 10:
-		want = 'X'
-	case 11:
-		want = '0'
-	default:
-		want = byte('0' + c)
-	}
-	if body[8] != want {
-		return fmt.Errorf("org-code: check character %c, want %c (GB 11714)", body[8], want)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/gbcode"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -62,12 +63,12 @@ func (o *Org) Validate() error {
 		return errors.New("legal_name: 1-128 printable characters without leading or trailing spaces (what certificates carry as O)")
 	}
 	if o.USCC != "" {
-		if err := checkUSCC(o.USCC); err != nil {
+		if err := gbcode.CheckUSCC(o.USCC); err != nil {
 			return err
 		}
 	}
 	if o.OrgCode != "" {
-		if err := checkOrgCode(o.OrgCode); err != nil {
+		if err := gbcode.CheckOrgCode("org_code", o.OrgCode); err != nil {
 			return err
 		}
 	}
@@ -202,61 +203,4 @@ func upperAlnum(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-// checkUSCC checks a unified social credit code (GB 32100-2015): 18
-// characters of its alphabet, the last the check character.
-func checkUSCC(s string) error {
-	const alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-	if len(s) != 18 {
-		return fmt.Errorf("uscc: %d characters, want 18", len(s))
-	}
-	weights := [17]int{1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28}
-	sum := 0
-	for i := 0; i < 17; i++ {
-		v := strings.IndexByte(alphabet, s[i])
-		if v < 0 {
-			return fmt.Errorf("uscc: character %d (%q) is not in the GB 32100 alphabet", i+1, s[i])
-		}
-		sum += v * weights[i]
-	}
-	if c := (31 - sum%31) % 31; s[17] != alphabet[c] {
-		return fmt.Errorf("uscc: check character %c, want %c (GB 32100)", s[17], alphabet[c])
-	}
-	return nil
-}
-
-// checkOrgCode checks an organisation code (GB 11714-1997): eight digits or
-// capital letters and a check character, optionally written "XXXXXXXX-C".
-func checkOrgCode(s string) error {
-	body := s
-	if len(s) == 10 && s[8] == '-' {
-		body = s[:8] + s[9:]
-	}
-	if len(body) != 9 {
-		return fmt.Errorf("org_code: %q is not 9 characters (or 8-hyphen-1)", s)
-	}
-	weights := [8]int{3, 7, 9, 10, 5, 8, 4, 2}
-	sum := 0
-	for i := 0; i < 8; i++ {
-		c := body[i]
-		var v int
-		switch {
-		case '0' <= c && c <= '9':
-			v = int(c - '0')
-		case 'A' <= c && c <= 'Z':
-			v = int(c-'A') + 10
-		default:
-			return fmt.Errorf("org_code: character %d is not a digit or capital letter", i+1)
-		}
-		sum += v * weights[i]
-	}
-	want := byte('0' + (11-sum%11)%11)
-	if sum%11 == 1 {
-		want = 'X'
-	}
-	if body[8] != want {
-		return fmt.Errorf("org_code: check character %c, want %c (GB 11714)", body[8], want)
-	}
-	return nil
 }
