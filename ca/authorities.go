@@ -600,6 +600,9 @@ func Import(ctx context.Context, db *store.DB, log *audit.Log, keys hsm.KeyManag
 		if err := checkDeltaTwins(ctx, tx, req.ID); err != nil {
 			return err
 		}
+		if err := checkRolloverName(ctx, tx, req.ID); err != nil {
+			return err
+		}
 		if res.Parent == "" {
 			// The issuer is an offline root: keep its chain so the node can
 			// serve the full chain; the parent is named after it.

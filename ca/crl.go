@@ -9,6 +9,7 @@ import (
 	"iter"
 	"math/big"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -1211,6 +1212,35 @@ func checkDeltaTwins(ctx context.Context, q store.Querier, id string) error {
 			return fmt.Errorf("%w: CA id %s: CA %s exists, and /pki/%s.crl would be both the delta CRL of %s and the full CRL of %s; choose another id",
 				ErrConflict, id, twin, delta, base, delta)
 		}
+	}
+	return nil
+}
+
+// rolloverName matches the ids rollovers give generations: <lineage>-gN,
+// and their delta twins.
+var rolloverName = regexp.MustCompile(`^(.+)-g[0-9]+(-delta)?$`)
+
+// checkRolloverName refuses an imported CA id that a rollover of an
+// existing lineage would need (<lineage>-gN, or its -delta twin): taken, it
+// would stop that lineage's rollovers for good, and rollover is how a
+// lineage recovers from a revoked CA certificate.
+func checkRolloverName(ctx context.Context, q store.Querier, id string) error {
+	m := rolloverName.FindStringSubmatch(id)
+	if m == nil {
+		return nil
+	}
+	lineage := m[1]
+	exists := slices.ContainsFunc(hierarchies, func(sp spec) bool { return sp.id == lineage })
+	if !exists {
+		switch err := q.QueryRow(ctx, "SELECT 1 FROM ca_authorities WHERE lineage = ? LIMIT 1", lineage).Scan(new(int)); {
+		case err == nil:
+			exists = true
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("look up lineage %s: %w", lineage, err)
+		}
+	}
+	if exists {
+		return fmt.Errorf("%w: CA id %s is the name a rollover of %s gives a generation; choose another id", ErrConflict, id, lineage)
 	}
 	return nil
 }

@@ -202,6 +202,30 @@ func TestImportRefusesDeltaNameClash(t *testing.T) {
 	}
 }
 
+// TestImportRefusesRolloverName: an imported CA may not take the id a
+// rollover of an existing lineage gives a generation (<lineage>-gN) or its
+// delta twin: that lineage could never be rolled over again.
+func TestImportRefusesRolloverName(t *testing.T) {
+	e := newImportEnv(t, nil)
+	imp := func(id string) error {
+		uri := "soft:ca/" + id
+		return e.importCA(id, uri, e.subCA(t, "CA "+id, e.newKey(t, uri)))
+	}
+	if err := imp("corp"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"corp-g2", "corp-g2-delta", "sm2-issuing-g3", "ecdsa-issuing-g2-delta"} {
+		if err := imp(id); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "rollover") {
+			t.Errorf("import %s: %v, want a conflict naming the rollover", id, err)
+		}
+	}
+	for _, id := range []string{"other-g2", "corp-gx"} {
+		if err := imp(id); err != nil {
+			t.Errorf("import %s (no lineage of that name): %v", id, err)
+		}
+	}
+}
+
 // TestRolloverRefusesDeltaNameClash: a rollover whose new generation's id
 // would share /pki/{id}-delta.crl with a CA already there (ecdsa-issuing-g2
 // beside an imported ecdsa-issuing-g2-delta) is refused before a key is
@@ -212,8 +236,13 @@ func TestRolloverRefusesDeltaNameClash(t *testing.T) {
 	e := &importEnv{db: tn.db(), log: tn.n.Env().Audit, keys: tn.n.Env().Keys}
 	e.root, e.key = ceremonytest.ExternalRoot(t, "Offline Root")
 	const id = "ecdsa-issuing-g2-delta"
-	if err := e.importCA(id, "soft:ca/"+id, e.subCA(t, "CA "+id, e.newKey(t, "soft:ca/"+id))); err != nil {
+	// Such an id is refused on import now (TestImportRefusesRolloverName):
+	// recorded before that, under another id renamed here.
+	if err := e.importCA("before-fix", "soft:ca/"+id, e.subCA(t, "CA "+id, e.newKey(t, "soft:ca/"+id))); err != nil {
 		t.Fatalf("import %s: %v", id, err)
+	}
+	if _, err := e.db.Exec(context.Background(), "UPDATE ca_authorities SET id = ?, lineage = ? WHERE id = 'before-fix'", id, id); err != nil {
+		t.Fatal(err)
 	}
 	ctx := audit.WithActor(context.Background(), "test")
 	for round := range 2 {

@@ -2,10 +2,13 @@ package ca
 
 import (
 	"bytes"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/govtrust/govtrust/internal/node"
 )
 
 // With ca.public_url and ca.public_ldap_url, certificates and CRLs name the
@@ -37,5 +40,23 @@ func TestPublicURLs(t *testing.T) {
 	_, rl := tn.fetchCRL(t, "sm2-issuing")
 	if idp := idpDistributionPoint(t, rl); !bytes.Contains(idp, []byte(wantHTTP)) || bytes.Contains(idp, []byte("127.0.0.1")) {
 		t.Errorf("CRL issuing distribution point % x, want it to name %s", idp, wantHTTP)
+	}
+}
+
+// An https ca.public_url, which the configuration accepts, puts https CRL
+// and AIA URLs in certificates; the Baseline Requirements (and the CA's BR
+// lints, and zlint) want http ones in TLS server certificates, so every
+// server-tls request is refused. The CA says so once at start, naming the
+// profile, rather than only in each refusal.
+func TestHTTPSPublicURLWarnsForServerTLS(t *testing.T) {
+	var logs syncBuffer
+	tn := startNodeOpts(t, node.Options{DataDir: filepath.Join(t.TempDir(), "data"), HTTP: ptr("127.0.0.1:0"), HTTPS: ptr("127.0.0.1:0"), LDAP: ptr(""),
+		LogOutput: &logs, Environ: []string{"GOVTRUST_CA_PUBLIC_URL=https://pki.example.gov.cn"}})
+	if out := logs.String(); !strings.Contains(out, "ca.public_url is https") || !strings.Contains(out, `"profile":"server-tls"`) {
+		t.Errorf("no start-up error naming server-tls for an https ca.public_url:\n%.2000s", out)
+	}
+	status, _, raw := tn.issue("ecdsa-issuing", IssueRequest{CSR: csrPEM(goCSR(t, "www.example.gov.cn", "www.example.gov.cn")), Profile: "server-tls"}, "")
+	if status != http.StatusUnprocessableEntity || !bytes.Contains(raw, []byte("e_br_tls_crldp_missing")) {
+		t.Errorf("server-tls with an https ca.public_url: %d %.300s; want 422 from the BR lints", status, raw)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,6 +155,15 @@ func (s *Service) Migrations() []store.Migrations {
 func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	s.env = env
 	s.vars = urlVars(env)
+	if strings.HasPrefix(s.vars["base"], "https:") {
+		for name, p := range s.profiles {
+			if p.Purpose == lint.PurposeTLSServer {
+				// BR §7.1.2.7 and zlint: CRL distribution points and AIA
+				// URLs are http; so say the CA's own BR lints.
+				env.Logger.Error("ca.public_url is https: the Baseline Requirements ask for http CRL and AIA URLs in TLS server certificates, so every request for this profile will be refused (422) until ca.public_url is an http URL", "profile", name, "public_url", s.vars["base"])
+			}
+		}
+	}
 	ctx = audit.WithActor(ctx, "system")
 	reg, err := s.loadAll(ctx)
 	if err != nil {

@@ -186,6 +186,12 @@ func (s *Service) sign(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrRequest, err)
 	}
+	// A revocation acknowledged while this signature was being made (a
+	// time-stamp round trip can take a while): the CA's hook marked the
+	// key before the acknowledgement, and the signature is not returned.
+	if why := h.revoked.Load(); why != nil {
+		return fmt.Errorf("%w: %s", ErrPolicy, *why)
+	}
 	// Audited before it is returned: no signature leaves unrecorded.
 	digest := o.Digest
 	hashName := req.Hash

@@ -119,12 +119,17 @@ func (s *Service) checkRevocations(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// rollRevoked rolls over every active unit marked revoked. When the CA
-// cannot issue (its own certificate revoked, say) the profile answers
-// systemFailure until it can: rollDue tries again every tsa.ntp_interval,
-// and POST /api/v1/tsa/{profile}/rollover at once.
+// rollRevoked rolls over every active unit marked revoked, once another
+// node's successor, when there is one, has been taken over instead
+// (reloadUnits). When the CA cannot issue (its own certificate revoked,
+// say) the profile answers systemFailure until it can: rollDue tries
+// again every tsa.ntp_interval, and POST /api/v1/tsa/{profile}/rollover
+// at once.
 func (s *Service) rollRevoked(ctx context.Context) {
 	ctx = audit.WithActor(ctx, "system")
+	if err := s.reloadUnits(ctx); err != nil {
+		s.env.Logger.Warn("tsa: could not read the units other nodes made", "error", err)
+	}
 	for _, sp := range specs {
 		u := s.units.Load().active[sp.name]
 		if u == nil || u.revoked.Load() == nil {
@@ -137,17 +142,22 @@ func (s *Service) rollRevoked(ctx context.Context) {
 	}
 }
 
-// revocationPass is one check of the units' chains, then the rollovers
-// it calls for. A failed check is logged when it starts failing and when
-// it works again, not at every poll of a database that is away.
+// revocationPass takes over the units other nodes made (reloadUnits) and
+// checks the active units' chains; a unit newly marked revoked wakes the
+// loop, which rolls it over once (rollRevoked); later attempts are
+// rollDue's, every tsa.ntp_interval, not one key and one certificate
+// request per poll. A failed pass is logged when it starts failing and
+// when it works again, not at every poll of a database that is away.
 func (s *Service) revocationPass(ctx context.Context) {
-	err := s.checkRevocations(ctx)
+	err := s.reloadUnits(ctx)
+	if err == nil {
+		err = s.checkRevocations(ctx)
+	}
 	switch {
 	case err != nil && !s.revFailing:
-		s.env.Logger.Warn("tsa: could not read the revocation status of a unit; it signs on meanwhile", "error", err)
+		s.env.Logger.Warn("tsa: could not read the units or their revocation status; they sign on meanwhile", "error", err)
 	case err == nil && s.revFailing:
-		s.env.Logger.Info("tsa: the revocation status of the units is read again")
+		s.env.Logger.Info("tsa: the units and their revocation status are read again")
 	}
 	s.revFailing = err != nil
-	s.rollRevoked(ctx)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/tsa/tsp"
 )
 
@@ -377,5 +379,101 @@ func testRevokedIssuingCA(t *testing.T, wait time.Duration, mk func(Issuer) *Ser
 	}
 	if status, body := tn.get("http://"+tn.n.Addresses().HTTP+"/readyz", ""); status != http.StatusOK {
 		t.Errorf("readyz after both rollovers: %d %s", status, body)
+	}
+}
+
+// TestRevokedUnitTwoNodes: two nodes share a PostgreSQL database. The first
+// revokes the SM2 unit both sign with and rolls it over at once (its hook);
+// the second, told nothing, finds the revocation at its poll and takes the
+// first node's successor over instead of making one of its own: one new
+// unit certificate in all, and both nodes sign with it.
+func TestRevokedUnitTwoNodes(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	a := startNodeDB(t, filepath.Join(t.TempDir(), "a"), "", url)
+	b := startNodeFull(t, filepath.Join(t.TempDir(), "b"), "", url, nil, func(i Issuer) *Service {
+		s := newHookless(i)
+		s.revPoll = 200 * time.Millisecond
+		return s
+	})
+	op1, op2 := a.operators()
+	u1 := a.svc.units.Load().active["sm2"]
+	if g := b.svc.units.Load().active["sm2"].generation; g != u1.generation {
+		t.Fatalf("the nodes start with units %d and %d", u1.generation, g)
+	}
+	ctx := context.Background()
+	unitCerts := func() int {
+		var n int
+		if err := a.n.Env().DB.QueryRow(ctx, "SELECT COUNT(*) FROM ca_certificates WHERE profile = 'tsa'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := unitCerts()
+	a.revoke("sm2-issuing", u1.cert, "keyCompromise", op1, op2)
+	ua := a.svc.units.Load().active["sm2"]
+	if ua.generation != u1.generation+1 {
+		t.Fatalf("the revoking node's unit is %d, want %d", ua.generation, u1.generation+1)
+	}
+	ub := b.waitGeneration("sm2", ua.generation, 5*time.Second)
+	if !bytes.Equal(ub.cert.Raw, ua.cert.Raw) {
+		t.Fatal("the second node signs with another unit of the same generation")
+	}
+	time.Sleep(time.Second) // five more polls
+	if n := unitCerts() - before; n != 1 {
+		t.Errorf("%d unit certificates issued after the revocation, want 1 (the second node made its own)", n)
+	}
+	req := stampReq(t, tsp.SM3, "two nodes")
+	if c, _ := b.signerOf("sm2", func() []byte { _, body := b.stamp("/tsa", req); return body }()); c == nil || !bytes.Equal(c.Raw, ua.cert.Raw) {
+		t.Fatalf("the second node's token is signed by %s, want the successor", cn(c))
+	}
+}
+
+// countingLog counts the log records whose message contains substr.
+type countingLog struct {
+	slog.Handler
+	substr string
+	n      *atomic.Int64
+}
+
+func (h countingLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h countingLog) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.substr) {
+		h.n.Add(1)
+	}
+	return nil
+}
+
+// TestRevokedCARolloverNotRetriedEachPoll: while the issuing CA's
+// certificate is revoked the unit cannot be replaced; that is tried once
+// when the unit is marked, then every tsa.ntp_interval (rollDue), not at
+// every revocation poll (a key made and deleted, a refused request and an
+// error logged each time).
+func TestRevokedCARolloverNotRetriedEachPoll(t *testing.T) {
+	for _, hook := range []bool{true, false} {
+		t.Run(map[bool]string{true: "hook", false: "poll"}[hook], func(t *testing.T) {
+			tn := startNodeFull(t, filepath.Join(t.TempDir(), "data"), "", "", nil, func(i Issuer) *Service {
+				s := New(i)
+				if !hook {
+					s = newHookless(i)
+				}
+				s.revPoll = 100 * time.Millisecond
+				return s
+			})
+			var failed atomic.Int64
+			env := *tn.svc.env
+			env.Logger = slog.New(countingLog{slog.DiscardHandler, "rollover of a revoked unit failed", &failed})
+			tn.svc.env = &env
+			op1, op2 := tn.operators()
+			u1 := tn.svc.units.Load().active["sm2"]
+			tn.revoke("sm2-root", u1.ca, "cACompromise", op1, op2)
+			time.Sleep(2 * time.Second) // twenty polls
+			if n := failed.Load(); n != 1 {
+				t.Errorf("%d failed rollovers logged in twenty polls, want 1", n)
+			}
+			if u1.revoked.Load() == nil || tn.svc.units.Load().active["sm2"] != u1 {
+				t.Error("the unit is not kept, marked, while no successor can be made")
+			}
+		})
 	}
 }

@@ -145,6 +145,7 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 		n.OnRevoked(s.revokedHook)
 	}
 	s.revocationPass(ctx)
+	s.rollRevoked(ctx)
 	s.rec = newRecorder(env.DB)
 	s.clock = &timeWatch{servers: s.cfg.NTPServers, accuracy: s.cfg.Accuracy, interval: s.cfg.NTPInterval,
 		now: env.Clock.Now, kick: make(chan struct{}, 1)}

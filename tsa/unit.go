@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509/pkix"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -123,36 +124,9 @@ func certLen(b []byte) int {
 // would have replaced signs on while its certificate is valid (the loop
 // tries again; /readyz says when it is not valid).
 func (s *Service) loadUnits(ctx context.Context) error {
-	set := &unitSet{active: map[string]*unit{}, all: map[string][]*unit{}}
-	rows, err := s.env.DB.Query(ctx, "SELECT profile, generation, key_uri, cert, chain, status, created_at FROM tsa_units ORDER BY profile, generation DESC")
+	set, err := s.readUnits(ctx)
 	if err != nil {
-		return fmt.Errorf("tsa: load units: %w", err)
-	}
-	for rows.Next() {
-		u := &unit{}
-		var cert, chain []byte
-		var created string
-		if err := rows.Scan(&u.profile, &u.generation, &u.keyURI, &cert, &chain, &u.status, &created); err != nil {
-			rows.Close()
-			return fmt.Errorf("tsa: load units: %w", err)
-		}
-		if u.cert, err = smx509.ParseCertificate(cert); err != nil {
-			rows.Close()
-			return fmt.Errorf("tsa: unit %s/%d certificate: %w", u.profile, u.generation, err)
-		}
-		if u.chain, err = splitChain(chain); err != nil {
-			rows.Close()
-			return fmt.Errorf("tsa: unit %s/%d chain: %w", u.profile, u.generation, err)
-		}
-		u.created, _ = time.Parse(timeFormat, created)
-		set.all[u.profile] = append(set.all[u.profile], u)
-		if u.status == "active" {
-			set.active[u.profile] = u
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("tsa: load units: %w", err)
+		return err
 	}
 	for _, u := range set.active {
 		if err := s.resolve(ctx, u); err != nil {
@@ -169,6 +143,97 @@ func (s *Service) loadUnits(ctx context.Context) error {
 	}
 	if err := s.rollDue(ctx); err != nil {
 		s.env.Logger.Error("tsa: rollover at start failed; the current unit keeps signing while its certificate is valid", "error", err)
+	}
+	return nil
+}
+
+// readUnits reads every unit recorded, newest first, without resolving
+// their keys.
+func (s *Service) readUnits(ctx context.Context) (*unitSet, error) {
+	set := &unitSet{active: map[string]*unit{}, all: map[string][]*unit{}}
+	rows, err := s.env.DB.Query(ctx, "SELECT profile, generation, key_uri, cert, chain, status, created_at FROM tsa_units ORDER BY profile, generation DESC")
+	if err != nil {
+		return nil, fmt.Errorf("tsa: load units: %w", err)
+	}
+	for rows.Next() {
+		u := &unit{}
+		var cert, chain []byte
+		var created string
+		if err := rows.Scan(&u.profile, &u.generation, &u.keyURI, &cert, &chain, &u.status, &created); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("tsa: load units: %w", err)
+		}
+		if u.cert, err = smx509.ParseCertificate(cert); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("tsa: unit %s/%d certificate: %w", u.profile, u.generation, err)
+		}
+		if u.chain, err = splitChain(chain); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("tsa: unit %s/%d chain: %w", u.profile, u.generation, err)
+		}
+		u.created, _ = time.Parse(timeFormat, created)
+		set.all[u.profile] = append(set.all[u.profile], u)
+		if u.status == "active" {
+			set.active[u.profile] = u
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("tsa: load units: %w", err)
+	}
+	return set, nil
+}
+
+// reloadUnits takes over what other nodes sharing the database recorded:
+// an active unit newer than this process's (another node's rollover)
+// replaces it, and the list of units is the database's. Units this
+// process already holds keep their objects (signer, revocation mark).
+func (s *Service) reloadUnits(ctx context.Context) error {
+	s.rollMu.Lock()
+	defer s.rollMu.Unlock()
+	fresh, err := s.readUnits(ctx)
+	if err != nil {
+		return err
+	}
+	cur := s.units.Load()
+	next := &unitSet{active: map[string]*unit{}, all: map[string][]*unit{}}
+	changed := false
+	for profile, list := range fresh.all {
+		known := map[int]*unit{}
+		for _, u := range cur.all[profile] {
+			known[u.generation] = u
+		}
+		for _, u := range list {
+			if k := known[u.generation]; k != nil {
+				u = k
+			} else {
+				changed = true
+			}
+			next.all[profile] = append(next.all[profile], u)
+		}
+	}
+	for profile, c := range cur.active {
+		next.active[profile] = c
+		a := fresh.active[profile]
+		if a == nil || a.generation <= c.generation {
+			continue
+		}
+		for _, u := range next.all[profile] {
+			if u.generation == a.generation {
+				a = u
+			}
+		}
+		if a.signer == nil {
+			if err := s.resolve(ctx, a); err != nil {
+				return err
+			}
+		}
+		next.active[profile] = a
+		changed = true
+		s.env.Logger.Info("tsa: unit made by another node taken over", "profile", profile, "generation", a.generation, "replaces", c.generation)
+	}
+	if changed {
+		s.units.Store(next)
 	}
 	return nil
 }
@@ -197,10 +262,15 @@ func (s *Service) resolve(ctx context.Context, u *unit) error {
 	return nil
 }
 
-// rollDue rolls over every profile whose active unit is due (rollReason).
+// rollDue rolls over every profile whose active unit is due (rollReason),
+// a revoked one included.
 // A profile whose rollover fails keeps its unit and does not hold up the
 // others; the failures are returned together.
 func (s *Service) rollDue(ctx context.Context) error {
+	// A successor another node made is taken over, not made again.
+	if err := s.reloadUnits(ctx); err != nil {
+		return err
+	}
 	var errs []error
 	for _, sp := range specs {
 		u := s.units.Load().active[sp.name]
@@ -286,10 +356,13 @@ func (s *Service) Rollover(ctx context.Context, profile, actor string) (*smx509.
 	s.rollMu.Lock()
 	defer s.rollMu.Unlock()
 	old := s.units.Load()
-	gen := 1
-	if all := old.all[profile]; len(all) > 0 {
-		gen = all[0].generation + 1
+	// The next generation after every one recorded, by this node or
+	// another sharing the database (in memory it could be behind).
+	var last sql.NullInt64
+	if err := s.env.DB.QueryRow(ctx, "SELECT MAX(generation) FROM tsa_units WHERE profile = ?", profile).Scan(&last); err != nil {
+		return nil, fmt.Errorf("tsa: units of %s: %w", profile, err)
 	}
+	gen := int(last.Int64) + 1
 	// A random suffix: a key left over by a crash between key creation and
 	// the unit's record is never reused or overwritten.
 	suffix := make([]byte, 4)

@@ -342,8 +342,21 @@ func (s *Service) renew(ctx context.Context, old *maker, why string) (*maker, er
 		return s.insertMaker(ctx, tx, m)
 	})
 	if err != nil {
+		// The commit's outcome may be unknown (a connection lost at
+		// COMMIT): what the database now holds decides. The new key is
+		// deleted only when another maker is known to be active.
+		cur, lerr := s.loadMaker(ctx)
+		switch {
+		case lerr != nil || cur == nil:
+			return nil, fmt.Errorf("seal: record maker %d (its key %s is kept until the record is known): %w", m.generation, m.keyURI, err)
+		case cur.keyURI == m.keyURI:
+			// The record went through after all.
+			s.maker.Store(cur)
+			s.stuck.Store(false)
+			return cur, nil
+		}
 		keep = false
-		if cur, lerr := s.loadMaker(ctx); lerr == nil && cur != nil && cur.keyURI != old.keyURI {
+		if cur.keyURI != old.keyURI {
 			// Another node recorded its renewal first.
 			s.maker.Store(cur)
 			return cur, nil
