@@ -420,7 +420,7 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 	if !ceremony.ValidID(newID) || reg.byID[newID] != nil {
 		return nil, fmt.Errorf("%w: cannot name generation %d of %s", ErrConflict, gen, old.lineage)
 	}
-	if err := CheckCAID(ctx, s.env.DB, newID); err != nil {
+	if err := s.env.DB.Read(ctx, func(q store.Querier) error { return checkDeltaTwins(ctx, q, newID) }); err != nil {
 		return nil, fmt.Errorf("rollover %s: generation %d: %w", old.id, gen, err)
 	}
 	if keyURI == "" {
@@ -600,7 +600,7 @@ func Import(ctx context.Context, db *store.DB, log *audit.Log, keys hsm.KeyManag
 		if err := checkDeltaTwins(ctx, tx, req.ID); err != nil {
 			return err
 		}
-		if err := checkRolloverName(ctx, tx, req.ID); err != nil {
+		if err := checkRolloverName(ctx, tx, req.ID, res.Parent != ""); err != nil {
 			return err
 		}
 		if res.Parent == "" {

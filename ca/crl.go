@@ -1216,39 +1216,76 @@ func checkDeltaTwins(ctx context.Context, q store.Querier, id string) error {
 	return nil
 }
 
-// rolloverName matches the ids rollovers give generations: <lineage>-gN,
-// and their delta twins.
-var rolloverName = regexp.MustCompile(`^(.+)-g[0-9]+(-delta)?$`)
+// rolloverName matches the ids rollovers give generations,
+// <lineage>-gN with N from 2 (strconv.Itoa), and their delta twins.
+var rolloverName = regexp.MustCompile(`^(.+)-g([2-9]|[1-9][0-9]+)(-delta)?$`)
 
-// checkRolloverName refuses an imported CA id that a rollover of an
-// existing lineage would need (<lineage>-gN, or its -delta twin): taken, it
-// would stop that lineage's rollovers for good, and rollover is how a
-// lineage recovers from a revoked CA certificate.
-func checkRolloverName(ctx context.Context, q store.Querier, id string) error {
-	m := rolloverName.FindStringSubmatch(id)
-	if m == nil {
-		return nil
-	}
-	lineage := m[1]
-	exists := slices.ContainsFunc(hierarchies, func(sp spec) bool { return sp.id == lineage })
-	if !exists {
-		switch err := q.QueryRow(ctx, "SELECT 1 FROM ca_authorities WHERE lineage = ? LIMIT 1", lineage).Scan(new(int)); {
-		case err == nil:
-			exists = true
-		case !errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("look up lineage %s: %w", lineage, err)
+// rollable reports whether lineage is a CA that Rollover rolls over: one
+// whose parent is a platform CA (a root, or a CA under an offline root, is
+// rolled over by ceremony, under ids its operators choose).
+func rollable(ctx context.Context, q store.Querier, lineage string) (bool, error) {
+	for _, sp := range hierarchies {
+		if sp.id == lineage {
+			return sp.parent != "", nil
 		}
 	}
-	if exists {
-		return fmt.Errorf("%w: CA id %s is the name a rollover of %s gives a generation; choose another id", ErrConflict, id, lineage)
+	err := q.QueryRow(ctx, `SELECT 1 FROM ca_authorities a JOIN ca_authorities p ON p.id = a.parent WHERE a.lineage = ? LIMIT 1`, lineage).Scan(new(int))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
 	}
-	return nil
+	return false, fmt.Errorf("look up lineage %s: %w", lineage, err)
+}
+
+// checkRolloverName refuses a new CA id that takes a name a rollover
+// needs: taken, it would stop that lineage's rollovers for good, and
+// rollover is how a lineage recovers from a revoked CA certificate. id is
+// refused when it is a generation name (<lineage>-gN or its -delta twin)
+// of a rollable lineage; and, when the new CA itself will be rollable
+// (platformParent), when a CA already holds one of its own generation
+// names.
+func checkRolloverName(ctx context.Context, q store.Querier, id string, platformParent bool) error {
+	if m := rolloverName.FindStringSubmatch(id); m != nil {
+		ok, err := rollable(ctx, q, m[1])
+		if err != nil {
+			return err
+		}
+		if ok {
+			return fmt.Errorf("%w: CA id %s is the name a rollover of %s gives a generation; choose another id", ErrConflict, id, m[1])
+		}
+	}
+	if !platformParent {
+		return nil
+	}
+	rows, err := q.Query(ctx, "SELECT id FROM ca_authorities")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var other string
+		if err := rows.Scan(&other); err != nil {
+			return err
+		}
+		if m := rolloverName.FindStringSubmatch(other); m != nil && m[1] == id {
+			return fmt.Errorf("%w: CA id %s: CA %s holds a name the rollovers of %s would give a generation; choose another id", ErrConflict, id, other, id)
+		}
+	}
+	return rows.Err()
 }
 
 // CheckCAID refuses id as the id of a new CA of db when its CRL files would
 // take or hide those of a CA there (/pki/{x}-delta.crl is the delta CRL of x
-// and the full CRL of x-delta). The ceremonies that make a CA key call it
+// and the full CRL of x-delta), or when it is a name a rollover of a CA
+// there needs (checkRolloverName). The ceremonies that make a CA key call it
 // before making anything; Import and rollovers check again as they record.
 func CheckCAID(ctx context.Context, db *store.DB, id string) error {
-	return db.Read(ctx, func(q store.Querier) error { return checkDeltaTwins(ctx, q, id) })
+	return db.Read(ctx, func(q store.Querier) error {
+		if err := checkDeltaTwins(ctx, q, id); err != nil {
+			return err
+		}
+		return checkRolloverName(ctx, q, id, false)
+	})
 }

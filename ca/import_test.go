@@ -202,27 +202,45 @@ func TestImportRefusesDeltaNameClash(t *testing.T) {
 	}
 }
 
-// TestImportRefusesRolloverName: an imported CA may not take the id a
-// rollover of an existing lineage gives a generation (<lineage>-gN) or its
-// delta twin: that lineage could never be rolled over again.
+// TestImportRefusesRolloverName: a new CA may not take the id a rollover
+// of an existing lineage gives a generation (<lineage>-gN, N >= 2) or its
+// delta twin, when that lineage is one Rollover rolls (a platform parent):
+// it could never be rolled over again. Ceremonies are told before they
+// make a key (CheckCAID). A lineage under an offline root is rolled over by
+// ceremony under ids its operators choose, so its -gN ids stay free; and a
+// CA that will be rollable is refused when a CA already holds one of its
+// generation names (the other order).
 func TestImportRefusesRolloverName(t *testing.T) {
 	e := newImportEnv(t, nil)
+	ctx := context.Background()
 	imp := func(id string) error {
 		uri := "soft:ca/" + id
 		return e.importCA(id, uri, e.subCA(t, "CA "+id, e.newKey(t, uri)))
 	}
-	if err := imp("corp"); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"corp-g2", "corp-g2-delta", "sm2-issuing-g3", "ecdsa-issuing-g2-delta"} {
+	for _, id := range []string{"sm2-issuing-g3", "ecdsa-issuing-g2-delta", "sm2-issuing-g12"} {
 		if err := imp(id); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "rollover") {
 			t.Errorf("import %s: %v, want a conflict naming the rollover", id, err)
 		}
-	}
-	for _, id := range []string{"other-g2", "corp-gx"} {
-		if err := imp(id); err != nil {
-			t.Errorf("import %s (no lineage of that name): %v", id, err)
+		if err := CheckCAID(ctx, e.db, id); !errors.Is(err, ErrConflict) {
+			t.Errorf("CheckCAID(%s): %v, want the conflict before a ceremony makes a key", id, err)
 		}
+	}
+	if err := imp("corp"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"corp-g2", "corp-g3-delta", "sm2-root-g2", "other-g2", "sm2-issuing-g1", "sm2-issuing-gx"} {
+		if err := imp(id); err != nil {
+			t.Errorf("import %s (no rollable lineage of that name): %v", id, err)
+		}
+	}
+	// The other order: corp-g2 exists, so a rollable CA corp-like lineage
+	// "corp" may not be made; one under an offline root may.
+	err := e.db.Read(ctx, func(q store.Querier) error { return checkRolloverName(ctx, q, "corp", true) })
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "corp-g") {
+		t.Errorf("a rollable corp beside corp-g2: %v, want a conflict naming it", err)
+	}
+	if err := e.db.Read(ctx, func(q store.Querier) error { return checkRolloverName(ctx, q, "corp", false) }); err != nil {
+		t.Errorf("a corp under an offline root beside corp-g2: %v", err)
 	}
 }
 

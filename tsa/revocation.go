@@ -149,10 +149,9 @@ func (s *Service) rollRevoked(ctx context.Context) {
 // request per poll. A failed pass is logged when it starts failing and
 // when it works again, not at every poll of a database that is away.
 func (s *Service) revocationPass(ctx context.Context) {
-	err := s.reloadUnits(ctx)
-	if err == nil {
-		err = s.checkRevocations(ctx)
-	}
+	// A reload that fails (an unreadable row, another node's unit whose
+	// key does not resolve here) does not stop the revocation checks.
+	err := errors.Join(s.reloadUnits(ctx), s.checkRevocations(ctx))
 	switch {
 	case err != nil && !s.revFailing:
 		s.env.Logger.Warn("tsa: could not read the units or their revocation status; they sign on meanwhile", "error", err)

@@ -477,3 +477,36 @@ func TestRevokedCARolloverNotRetriedEachPoll(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadFailureKeepsChecking: a unit another node recorded whose key
+// does not resolve here (one bad row) leaves its own profile's unit in
+// place and is reported, but does not stop the revocation poll, nor the
+// rollovers, of the other profile.
+func TestReloadFailureKeepsChecking(t *testing.T) {
+	tn := startNodeFull(t, filepath.Join(t.TempDir(), "data"), "", "", nil, func(i Issuer) *Service {
+		s := newHookless(i)
+		s.revPoll = 100 * time.Millisecond
+		return s
+	})
+	op1, op2 := tn.operators()
+	ctx := context.Background()
+	db := tn.n.Env().DB
+	s1 := tn.svc.units.Load().active["sm2"]
+	if _, err := db.Exec(ctx, "UPDATE tsa_units SET status = 'retired' WHERE profile = 'sm2' AND status = 'active'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, "INSERT INTO tsa_units (profile, generation, key_uri, cert, chain, status, created_at) VALUES ('sm2', ?, 'soft:tsa/not-here', ?, ?, 'active', ?)",
+		s1.generation+1, s1.cert.Raw, []byte{}, time.Now().UTC().Format(timeFormat)); err != nil {
+		t.Fatal(err)
+	}
+	e1 := tn.svc.units.Load().active["ecdsa"]
+	tn.revoke("ecdsa-issuing", e1.cert, "keyCompromise", op1, op2)
+	tn.waitGeneration("ecdsa", e1.generation+1, 3*time.Second)
+	if u := tn.svc.units.Load().active["sm2"]; u != s1 {
+		t.Errorf("the sm2 unit changed to %d, want %d kept", u.generation, s1.generation)
+	}
+	err := tn.svc.rollDue(ctx)
+	if err == nil || !strings.Contains(err.Error(), "not-here") {
+		t.Errorf("rollDue: %v, want the unresolvable unit reported", err)
+	}
+}

@@ -187,7 +187,9 @@ func (s *Service) readUnits(ctx context.Context) (*unitSet, error) {
 // reloadUnits takes over what other nodes sharing the database recorded:
 // an active unit newer than this process's (another node's rollover)
 // replaces it, and the list of units is the database's. Units this
-// process already holds keep their objects (signer, revocation mark).
+// process already holds keep their objects (signer, revocation mark). A
+// newer unit whose key does not resolve here leaves its profile's unit as
+// it is and is reported; the other profiles are reloaded all the same.
 func (s *Service) reloadUnits(ctx context.Context) error {
 	s.rollMu.Lock()
 	defer s.rollMu.Unlock()
@@ -198,6 +200,7 @@ func (s *Service) reloadUnits(ctx context.Context) error {
 	cur := s.units.Load()
 	next := &unitSet{active: map[string]*unit{}, all: map[string][]*unit{}}
 	changed := false
+	var errs []error
 	for profile, list := range fresh.all {
 		known := map[int]*unit{}
 		for _, u := range cur.all[profile] {
@@ -225,7 +228,10 @@ func (s *Service) reloadUnits(ctx context.Context) error {
 		}
 		if a.signer == nil {
 			if err := s.resolve(ctx, a); err != nil {
-				return err
+				// This profile keeps its unit; the others, and the
+				// revocation checks, go on (the error is reported).
+				errs = append(errs, err)
+				continue
 			}
 		}
 		next.active[profile] = a
@@ -235,7 +241,7 @@ func (s *Service) reloadUnits(ctx context.Context) error {
 	if changed {
 		s.units.Store(next)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // resolve makes the unit's signer from its key (once, at load or
@@ -267,11 +273,12 @@ func (s *Service) resolve(ctx context.Context, u *unit) error {
 // A profile whose rollover fails keeps its unit and does not hold up the
 // others; the failures are returned together.
 func (s *Service) rollDue(ctx context.Context) error {
-	// A successor another node made is taken over, not made again.
-	if err := s.reloadUnits(ctx); err != nil {
-		return err
-	}
+	// A successor another node made is taken over, not made again; a
+	// reload that fails does not hold up the rollovers that are due.
 	var errs []error
+	if err := s.reloadUnits(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	for _, sp := range specs {
 		u := s.units.Load().active[sp.name]
 		if u == nil {

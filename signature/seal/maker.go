@@ -343,25 +343,24 @@ func (s *Service) renew(ctx context.Context, old *maker, why string) (*maker, er
 	})
 	if err != nil {
 		// The commit's outcome may be unknown (a connection lost at
-		// COMMIT): what the database now holds decides. The new key is
-		// deleted only when another maker is known to be active.
+		// COMMIT), and a commit can become visible after this read: the
+		// new key stays whatever the read shows (an unused key is
+		// harmless; an active maker without its key stops every seal).
 		cur, lerr := s.loadMaker(ctx)
 		switch {
 		case lerr != nil || cur == nil:
-			return nil, fmt.Errorf("seal: record maker %d (its key %s is kept until the record is known): %w", m.generation, m.keyURI, err)
+			return nil, fmt.Errorf("seal: record maker %d (its key %s is kept): %w", m.generation, m.keyURI, err)
 		case cur.keyURI == m.keyURI:
 			// The record went through after all.
 			s.maker.Store(cur)
 			s.stuck.Store(false)
 			return cur, nil
-		}
-		keep = false
-		if cur.keyURI != old.keyURI {
+		case cur.keyURI != old.keyURI:
 			// Another node recorded its renewal first.
 			s.maker.Store(cur)
 			return cur, nil
 		}
-		return nil, fmt.Errorf("seal: record maker %d: %w", m.generation, err)
+		return nil, fmt.Errorf("seal: record maker %d (its key %s is kept): %w", m.generation, m.keyURI, err)
 	}
 	s.maker.Store(m)
 	s.stuck.Store(false)
