@@ -166,21 +166,8 @@ func (s *Service) Orgs(ctx context.Context) ([]*Org, error) {
 	var out []*Org
 	err := s.db.Read(ctx, func(q store.Querier) error {
 		out = out[:0]
-		rows, err := q.Query(ctx, "SELECT id FROM authz_orgs ORDER BY id")
+		ids, err := readIDs(ctx, q, "SELECT id FROM authz_orgs ORDER BY id")
 		if err != nil {
-			return err
-		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		for _, id := range ids {

@@ -310,25 +310,35 @@ func (s *Service) account(ctx context.Context, q store.Querier, id string) (*Acc
 	return &a, rows.Err()
 }
 
+// readIDs runs query, which selects one id column, and returns the ids,
+// the rows closed before the caller reads each (a reader may hold one
+// connection).
+func readIDs(ctx context.Context, q store.Querier, query string) ([]string, error) {
+	rows, err := q.Query(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // Accounts lists every account (with verified roles).
 func (s *Service) Accounts(ctx context.Context) ([]*Account, error) {
 	var out []*Account
 	err := s.db.Read(ctx, func(q store.Querier) error {
 		out = out[:0]
-		rows, err := q.Query(ctx, "SELECT id FROM authz_accounts ORDER BY name")
+		ids, err := readIDs(ctx, q, "SELECT id FROM authz_accounts ORDER BY name")
 		if err != nil {
 			return err
 		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
 		for _, id := range ids {
 			a, err := s.account(ctx, q, id)
 			if err != nil {
@@ -336,7 +346,7 @@ func (s *Service) Accounts(ctx context.Context) ([]*Account, error) {
 			}
 			out = append(out, a)
 		}
-		return rows.Err()
+		return nil
 	})
 	if err != nil {
 		return nil, err
