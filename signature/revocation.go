@@ -1,9 +1,7 @@
 package signature
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math/big"
 	"time"
@@ -11,6 +9,7 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/internal/httpx"
+	"github.com/govtrust/govtrust/internal/revwatch"
 )
 
 // revocationRecheck is how long the CA's record of a held key's
@@ -20,27 +19,12 @@ import (
 // the node started always reads it).
 const revocationRecheck = 5 * time.Second
 
-// revocationReader is the CA's record of a certificate it issued
-// (ca.Service.Revoked): a zero time when good; an error wrapping
-// httpx.ErrNotFound when no platform CA issued it (a root, an offline CA).
-type revocationReader interface {
-	Revoked(ctx context.Context, der []byte) (time.Time, string, error)
-}
-
-// revocationNotifier tells of each revocation this process commits, before
-// it is acknowledged (ca.Service.OnRevoked).
-type revocationNotifier interface {
-	OnRevoked(func(issuer *smx509.Certificate, serial *big.Int))
-}
-
-// links are the (certificate, its issuer) pairs a key's signatures rest
-// on: the key's certificate under its CA, then each CA certificate of the
-// chain under the next; the chain's last (the root) has no issuer here.
-func (k *Key) links() [][2]*smx509.Certificate {
-	certs := append([]*smx509.Certificate{k.cert}, k.chain...)
-	out := make([][2]*smx509.Certificate, 0, len(certs)-1)
-	for i := 0; i+1 < len(certs); i++ {
-		out = append(out, [2]*smx509.Certificate{certs[i], certs[i+1]})
+// certs are the certificates a key's signatures rest on: its own, then
+// its CA's chain (revwatch.Hit, revwatch.Check).
+func (k *Key) certs() [][]byte {
+	out := [][]byte{k.cert.Raw}
+	for _, c := range k.chain {
+		out = append(out, c.Raw)
 	}
 	return out
 }
@@ -51,7 +35,7 @@ func (h *heldKey) markRevoked(why string) {
 	h.revoked.CompareAndSwap(nil, &msg)
 }
 
-// revokedHook is the CA's in-process hook (revocationNotifier): a
+// revokedHook is the CA's in-process hook (revwatch.Notifier): a
 // revocation of a held key's certificate, or of a CA certificate of its
 // chain, stops the key before the revocation is acknowledged. A key not
 // held yet reads the CA's record at its first signature.
@@ -63,10 +47,8 @@ func (s *Service) revokedHook(issuer *smx509.Certificate, serial *big.Int) {
 	}
 	s.mu.Unlock()
 	for _, h := range held {
-		for _, l := range h.key.links() {
-			if bytes.Equal(l[1].Raw, issuer.Raw) && l[0].SerialNumber.Cmp(serial) == 0 {
-				h.markRevoked(fmt.Sprintf("certificate %x (%s) was revoked", serial, l[0].Subject.CommonName))
-			}
+		if why := revwatch.Hit(h.key.certs(), issuer, serial); why != "" {
+			h.markRevoked(why)
 		}
 	}
 }
@@ -94,7 +76,7 @@ func (s *Service) usable(ctx context.Context, h *heldKey) error {
 				ErrPolicy, h.key.ID, what, c.NotBefore.UTC().Format(time.RFC3339))
 		}
 	}
-	rr, ok := s.issuer.(revocationReader)
+	rr, ok := s.issuer.(revwatch.Reader)
 	if !ok {
 		return nil
 	}
@@ -107,20 +89,14 @@ func (s *Service) usable(ctx context.Context, h *heldKey) error {
 	if !h.checked.IsZero() && time.Since(h.checked) < recheck {
 		return nil
 	}
-	for _, l := range h.key.links() {
-		at, reason, err := rr.Revoked(ctx, l[0].Raw)
-		if errors.Is(err, httpx.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			s.env.Logger.Warn("signature: could not read the revocation status of a key's certificate", "key", h.key.ID, "error", err)
-			return fmt.Errorf("signature: key %s: the revocation status of its certificates cannot be read now: %w", h.key.ID, httpx.ErrUnavailable)
-		}
-		if !at.IsZero() {
-			h.markRevoked(fmt.Sprintf("certificate %x (%s) was revoked (%s) at %s",
-				l[0].SerialNumber, l[0].Subject.CommonName, reason, at.UTC().Format(time.RFC3339)))
-			return fmt.Errorf("%w: %s", ErrPolicy, *h.revoked.Load())
-		}
+	why, err := revwatch.Check(ctx, rr, h.key.certs())
+	if err != nil {
+		s.env.Logger.Warn("signature: could not read the revocation status of a key's certificate", "key", h.key.ID, "error", err)
+		return fmt.Errorf("signature: key %s: the revocation status of its certificates cannot be read now: %w", h.key.ID, httpx.ErrUnavailable)
+	}
+	if why != "" {
+		h.markRevoked(why)
+		return fmt.Errorf("%w: %s", ErrPolicy, *h.revoked.Load())
 	}
 	h.checked = time.Now()
 	return nil

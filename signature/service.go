@@ -23,6 +23,7 @@ import (
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/revwatch"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -111,7 +112,7 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	// A key whose certificate the CA revokes signs no more: the hook stops
 	// a held key before the revocation is acknowledged; usable reads the
 	// CA's record at a key's first signature and every revocationRecheck.
-	if n, ok := s.issuer.(revocationNotifier); ok {
+	if n, ok := s.issuer.(revwatch.Notifier); ok {
 		n.OnRevoked(s.revokedHook)
 	}
 	return nil

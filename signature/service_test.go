@@ -14,6 +14,7 @@ import (
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/httpx"
+	"github.com/govtrust/govtrust/internal/revwatch"
 	"github.com/govtrust/govtrust/signature/cms"
 	"github.com/govtrust/govtrust/tsa"
 )
@@ -266,7 +267,7 @@ func TestSignRefusesRevokedKey(t *testing.T) {
 // in another process than the revoking CA has none.
 type hookless struct {
 	Issuer
-	revocationReader
+	revwatch.Reader
 }
 
 // TestSignRevokedElsewhere: a revocation the service is not told of (made

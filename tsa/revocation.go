@@ -1,7 +1,6 @@
 package tsa
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,7 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/internal/audit"
-	"github.com/govtrust/govtrust/internal/httpx"
+	"github.com/govtrust/govtrust/internal/revwatch"
 )
 
 // revocationPoll is how often the TSA reads the CA's record of its units'
@@ -19,30 +18,9 @@ import (
 // within it (one made in this process at once, through the CA's hook).
 const revocationPoll = 5 * time.Second
 
-// revocationReader is the CA's record of a certificate it issued
-// (ca.Service.Revoked): a zero time when good; an error wrapping
-// httpx.ErrNotFound when no platform CA issued it (a root, an offline CA).
-type revocationReader interface {
-	Revoked(ctx context.Context, der []byte) (time.Time, string, error)
-}
-
-// revocationNotifier tells of each revocation this process commits, before
-// it is acknowledged (ca.Service.OnRevoked).
-type revocationNotifier interface {
-	OnRevoked(func(issuer *smx509.Certificate, serial *big.Int))
-}
-
-// links are the (certificate, its issuer) pairs a unit's tokens rest on:
-// the unit certificate under its CA, then each CA certificate of the chain
-// under the next; the chain's last (the root) has no issuer here.
-func (u *unit) links() [][2][]byte {
-	certs := append([][]byte{u.cert.Raw}, u.chain...)
-	out := make([][2][]byte, 0, len(certs)-1)
-	for i := 0; i+1 < len(certs); i++ {
-		out = append(out, [2][]byte{certs[i], certs[i+1]})
-	}
-	return out
-}
+// certs are the certificates a unit's tokens rest on: its own, then its
+// issuing CA's chain (revwatch.Hit, revwatch.Check).
+func (u *unit) certs() [][]byte { return append([][]byte{u.cert.Raw}, u.chain...) }
 
 // markRevoked stops u from signing (Stamp answers systemFailure, /readyz
 // says why) and wakes the loop to roll it over. It reports whether u was
@@ -61,7 +39,7 @@ func (s *Service) markRevoked(u *unit, why string) bool {
 	return true
 }
 
-// revokedHook is the CA's in-process hook (revocationNotifier): a
+// revokedHook is the CA's in-process hook (revwatch.Notifier): a
 // revocation of a unit's certificate, or of a CA certificate of its chain,
 // marks the unit before the revocation is acknowledged.
 func (s *Service) revokedHook(issuer *smx509.Certificate, serial *big.Int) {
@@ -70,14 +48,8 @@ func (s *Service) revokedHook(issuer *smx509.Certificate, serial *big.Int) {
 		return
 	}
 	for _, u := range set.active {
-		for _, l := range u.links() {
-			if !bytes.Equal(l[1], issuer.Raw) {
-				continue
-			}
-			c, err := smx509.ParseCertificate(l[0])
-			if err == nil && c.SerialNumber.Cmp(serial) == 0 {
-				s.markRevoked(u, fmt.Sprintf("certificate %x (%s) was revoked", serial, c.Subject.CommonName))
-			}
+		if why := revwatch.Hit(u.certs(), issuer, serial); why != "" {
+			s.markRevoked(u, why)
 		}
 	}
 }
@@ -87,7 +59,7 @@ func (s *Service) revokedHook(issuer *smx509.Certificate, serial *big.Int) {
 // platform CA issued is not checked here. Errors are returned together;
 // a unit whose status could not be read keeps signing.
 func (s *Service) checkRevocations(ctx context.Context) error {
-	rr, ok := s.issuer.(revocationReader)
+	rr, ok := s.issuer.(revwatch.Reader)
 	if !ok {
 		return nil
 	}
@@ -96,24 +68,12 @@ func (s *Service) checkRevocations(ctx context.Context) error {
 		if u.revoked.Load() != nil {
 			continue
 		}
-		for _, l := range u.links() {
-			at, reason, err := rr.Revoked(ctx, l[0])
-			if errors.Is(err, httpx.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("tsa %s: unit %d: revocation status: %w", u.profile, u.generation, err))
-				break
-			}
-			if !at.IsZero() {
-				c, _ := smx509.ParseCertificate(l[0])
-				what := "a certificate of its chain"
-				if c != nil {
-					what = fmt.Sprintf("certificate %x (%s)", c.SerialNumber, c.Subject.CommonName)
-				}
-				s.markRevoked(u, fmt.Sprintf("%s was revoked (%s) at %s", what, reason, at.UTC().Format(time.RFC3339)))
-				break
-			}
+		why, err := revwatch.Check(ctx, rr, u.certs())
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("tsa %s: unit %d: revocation status: %w", u.profile, u.generation, err))
+		case why != "":
+			s.markRevoked(u, why)
 		}
 	}
 	return errors.Join(errs...)

@@ -21,6 +21,7 @@ import (
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/revwatch"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/tsa/tsp"
 )
@@ -262,12 +263,12 @@ type hookless struct{ *caIssuer }
 // caIssuer is what the TSA uses of the CA besides its hook.
 type caIssuer = struct {
 	Issuer
-	revocationReader
+	revwatch.Reader
 	caLister
 }
 
 func newHookless(i Issuer) *Service {
-	return New(hookless{&caIssuer{Issuer: i, revocationReader: i.(revocationReader), caLister: i.(caLister)}})
+	return New(hookless{&caIssuer{Issuer: i, Reader: i.(revwatch.Reader), caLister: i.(caLister)}})
 }
 
 // TestRevokedUnitSeenFromDatabase: a revocation the TSA is not told of

@@ -17,6 +17,7 @@ import (
 	"github.com/govtrust/govtrust/internal/config"
 	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/revwatch"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -141,7 +142,7 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	// A unit whose certificate was revoked (while the node was down, say)
 	// never signs: the hook marks it on a revocation in this process, the
 	// loop's poll on one in another, and this check before the first token.
-	if n, ok := s.issuer.(revocationNotifier); ok {
+	if n, ok := s.issuer.(revwatch.Notifier); ok {
 		n.OnRevoked(s.revokedHook)
 	}
 	s.revocationPass(ctx)

@@ -19,6 +19,7 @@ import (
 	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/httpx"
+	"github.com/govtrust/govtrust/internal/revwatch"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -48,19 +49,6 @@ var ErrMakerUnavailable = fmt.Errorf("seal: the seal maker cannot make seals now
 // makerService is the actor of the maker's renewals.
 const makerService = "service/seal"
 
-// revocationReader is the CA's record of a certificate it issued
-// (ca.Service.Revoked): a zero time when good; an error wrapping
-// httpx.ErrNotFound when no platform CA issued it (a root, an offline CA).
-type revocationReader interface {
-	Revoked(ctx context.Context, der []byte) (time.Time, string, error)
-}
-
-// revocationNotifier tells of each revocation this process commits, before
-// it is acknowledged (ca.Service.OnRevoked).
-type revocationNotifier interface {
-	OnRevoked(func(issuer *smx509.Certificate, serial *big.Int))
-}
-
 // maker is one generation of the seal maker. It is replaced, never
 // changed, but for revoked.
 type maker struct {
@@ -76,17 +64,9 @@ type maker struct {
 	revoked atomic.Pointer[string]
 }
 
-// links are the (certificate, its issuer) pairs the maker's seals rest on:
-// its certificate under its CA, then each CA certificate of the chain under
-// the next; the chain's last (the root) has no issuer here.
-func (m *maker) links() [][2][]byte {
-	certs := append([][]byte{m.cert}, m.chain...)
-	out := make([][2][]byte, 0, len(certs)-1)
-	for i := 0; i+1 < len(certs); i++ {
-		out = append(out, [2][]byte{certs[i], certs[i+1]})
-	}
-	return out
-}
+// certs are the certificates the maker's seals rest on: its own, then its
+// issuing CA's chain (revwatch.Hit, revwatch.Check).
+func (m *maker) certs() [][]byte { return append([][]byte{m.cert}, m.chain...) }
 
 // validAt says why no seal may be made with m at now, nil when one may.
 func (m *maker) validAt(now time.Time) error {
@@ -404,26 +384,16 @@ func nextKeyURI(base string, gen int) (string, error) {
 // marks it revoked (markRevoked). A certificate no platform CA issued is
 // not checked here. An error is a record that could not be read.
 func (s *Service) checkMaker(ctx context.Context, m *maker) error {
-	rr, ok := s.issuer.(revocationReader)
+	rr, ok := s.issuer.(revwatch.Reader)
 	if !ok || m.revoked.Load() != nil {
 		return nil
 	}
-	for _, l := range m.links() {
-		at, reason, err := rr.Revoked(ctx, l[0])
-		if errors.Is(err, httpx.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("seal: maker %d: revocation status: %w", m.generation, err)
-		}
-		if !at.IsZero() {
-			what := "a certificate of its chain"
-			if c, _ := smx509.ParseCertificate(l[0]); c != nil {
-				what = fmt.Sprintf("certificate %x (%s)", c.SerialNumber, c.Subject.CommonName)
-			}
-			s.markRevoked(m, fmt.Sprintf("%s was revoked (%s) at %s", what, reason, at.UTC().Format(time.RFC3339)))
-			return nil
-		}
+	why, err := revwatch.Check(ctx, rr, m.certs())
+	if err != nil {
+		return fmt.Errorf("seal: maker %d: revocation status: %w", m.generation, err)
+	}
+	if why != "" {
+		s.markRevoked(m, why)
 	}
 	return nil
 }
@@ -448,21 +418,13 @@ func (s *Service) kick() {
 	}
 }
 
-// revokedHook is the CA's in-process hook (revocationNotifier): a
+// revokedHook is the CA's in-process hook (revwatch.Notifier): a
 // revocation of the maker's certificate, or of a CA certificate of its
 // chain, stops it before the revocation is acknowledged.
 func (s *Service) revokedHook(issuer *smx509.Certificate, serial *big.Int) {
-	m := s.maker.Load()
-	if m == nil {
-		return
-	}
-	for _, l := range m.links() {
-		if !bytes.Equal(l[1], issuer.Raw) {
-			continue
-		}
-		c, err := smx509.ParseCertificate(l[0])
-		if err == nil && c.SerialNumber.Cmp(serial) == 0 {
-			s.markRevoked(m, fmt.Sprintf("certificate %x (%s) was revoked", serial, c.Subject.CommonName))
+	if m := s.maker.Load(); m != nil {
+		if why := revwatch.Hit(m.certs(), issuer, serial); why != "" {
+			s.markRevoked(m, why)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/httpx"
+	"github.com/govtrust/govtrust/internal/revwatch"
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/signature/ses"
@@ -411,7 +412,7 @@ func TestMakerIssuingCARevoked(t *testing.T) {
 // service, as one in another process than the revoking CA has none.
 type hookless struct {
 	Issuer
-	revocationReader
+	revwatch.Reader
 }
 
 // TestMakerRevokedElsewhere: a revocation the service is not told of

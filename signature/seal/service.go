@@ -19,6 +19,7 @@ import (
 	"github.com/govtrust/govtrust/internal/config"
 	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/revwatch"
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/signature"
 )
@@ -137,7 +138,7 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	if s.revPoll == 0 {
 		s.revPoll = revocationPoll
 	}
-	if n, ok := s.issuer.(revocationNotifier); ok {
+	if n, ok := s.issuer.(revwatch.Notifier); ok {
 		n.OnRevoked(s.revokedHook)
 	}
 	s.makerPass(audit.WithActor(ctx, "system"))
