@@ -54,7 +54,7 @@ func (s *Service) checkOrgBinding(ctx context.Context, p *authz.Principal, prof 
 		return nil
 	}
 	orgID := p.Account.Org
-	org, err := s.env.Authz.Org(ctx, orgID)
+	org, err := s.env.Authz.OrgOf(ctx, p)
 	switch {
 	case errors.Is(err, authz.ErrNotFound):
 		if s.env.Config != nil && s.env.Config.Mode == config.ModeProduction {

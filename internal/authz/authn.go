@@ -25,6 +25,10 @@ type Principal struct {
 	// Via says how the caller proved itself: "token/<id>", "cert/<serial>",
 	// "sso/<session>".
 	Via string
+	// epoch is the authz_epoch the request read before authenticating
+	// (hasEpoch), which kept organisations are matched against (orgcache.go).
+	epoch    int64
+	hasEpoch bool
 }
 
 // Actor names the principal in audit records.

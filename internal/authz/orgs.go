@@ -141,13 +141,19 @@ func (s *Service) Org(ctx context.Context, id string) (*Org, error) {
 	return o, err
 }
 
+// errNotRegistered is the ErrNotFound of an organisation the registry
+// does not have.
+func errNotRegistered(id string) error {
+	return fmt.Errorf("%w: organisation %q is not registered", ErrNotFound, id)
+}
+
 func (s *Service) org(ctx context.Context, q store.Querier, id string) (*Org, error) {
 	var o Org
 	var at, mac string
 	err := q.QueryRow(ctx, "SELECT id, legal_name, uscc, org_code, tax, updated_by, updated_at, mac FROM authz_orgs WHERE id = ?", id).
 		Scan(&o.ID, &o.LegalName, &o.USCC, &o.OrgCode, &o.Tax, &o.UpdatedBy, &at, &mac)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: organisation %q is not registered", ErrNotFound, id)
+		return nil, errNotRegistered(id)
 	}
 	if err != nil {
 		return nil, err

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 )
@@ -83,6 +85,49 @@ func TestOrgRegistry(t *testing.T) {
 		}
 		if _, err := f.svc.Org(f.ctx, "czj"); err != nil {
 			t.Fatal(err)
+		}
+	}, sets...)
+}
+
+// TestOrgOfCache: OrgOf serves an organisation read under the epoch the
+// request authenticated under without a query, and a registry write by
+// another process on the same database (its own Service) is seen by the
+// next request (migration 00004's triggers change the epoch): a new value,
+// a registration of an organisation that had none.
+func TestOrgOfCache(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		other := New(db, audit.New("n2", f.clock), NewIntegrityForTest([]byte("0123456789abcdef0123456789abcdef")), f.svc.engine, f.clock)
+		_, tok := f.account(t, "ra-gaj", "gaj", policy.Internal, policy.RoleRA)
+		request := func() (*Org, error) {
+			t.Helper()
+			p, err := f.svc.AuthenticateBearer(f.ctx, tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f.svc.OrgOf(f.ctx, p)
+		}
+		if _, err := request(); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unregistered: %v", err)
+		}
+		if _, err := request(); !errors.Is(err, ErrNotFound) || f.svc.orgs.hits != 1 {
+			t.Fatalf("unregistered again: %v, %d hits (want 1)", err, f.svc.orgs.hits)
+		}
+		if _, err := other.SetOrg(f.ctx, Org{ID: "gaj", LegalName: "某市公安局"}); err != nil {
+			t.Fatal(err)
+		}
+		if o, err := request(); err != nil || o.LegalName != "某市公安局" {
+			t.Fatalf("after another process registered it: %+v %v", o, err)
+		}
+		if _, err := other.SetOrg(f.ctx, Org{ID: "gaj", LegalName: "某市公安局（新）"}); err != nil {
+			t.Fatal(err)
+		}
+		hits := f.svc.orgs.hits
+		if o, err := request(); err != nil || o.LegalName != "某市公安局（新）" || f.svc.orgs.hits != hits {
+			t.Fatalf("after another process changed it: %+v %v (served from memory: %t)", o, err, f.svc.orgs.hits != hits)
+		}
+		if o, err := request(); err != nil || o.LegalName != "某市公安局（新）" || f.svc.orgs.hits != hits+1 {
+			t.Fatalf("unchanged: %+v %v, %d hits", o, err, f.svc.orgs.hits-hits)
 		}
 	}, sets...)
 }

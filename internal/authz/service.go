@@ -62,6 +62,7 @@ type Service struct {
 	certs  *CertAuth
 	sso    Verifier
 	tokens tokenCache
+	orgs   orgCache
 }
 
 // New returns the security service.

@@ -192,6 +192,7 @@ func (s *Service) authenticateToken(ctx context.Context, tok string) (*Principal
 	epoch, epochErr := s.epoch(ctx)
 	if epochErr == nil {
 		if p, ok := s.tokens.get(h, epoch, s.clock.Now()); ok {
+			p.epoch, p.hasEpoch = epoch, true
 			return p, nil
 		}
 	}
@@ -234,6 +235,7 @@ func (s *Service) authenticateToken(ctx context.Context, tok string) (*Principal
 	p := &Principal{Account: a, Roles: roles, Via: "token/" + r.id}
 	if epochErr == nil && len(a.Tampered) == 0 {
 		s.tokens.put(h, epoch, p, exp)
+		p.epoch, p.hasEpoch = epoch, true
 	}
 	return p, nil
 }
