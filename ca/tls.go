@@ -40,8 +40,10 @@ import (
 //     served).
 //
 // Renewing at two thirds of a 30-day validity leaves ten days to notice a
-// renewal that keeps failing (/readyz and the log say so) before clients
-// see an expired certificate.
+// renewal that keeps failing (the log says so at every check) before
+// clients see an expired certificate; /readyz reports it once the served
+// certificate has expired, or at once when it or a CA above it is revoked
+// (node.ErrTLSUnusable), since clients that check revocation refuse it.
 //
 // The key is a software keystore key (soft:tls/<node>/<time>-<random>, key
 // service "tls"), not a file: it rests encrypted under the master key like
@@ -62,12 +64,46 @@ const (
 
 var _ node.TLSProvider = (*Service)(nil)
 
-// TLSCertificate implements node.TLSProvider.
+// TLSCertificate implements node.TLSProvider. When no certificate can be
+// given and the one being served is revoked, or chains to a revoked CA,
+// the error is a node.ErrTLSUnusable, so /readyz says so until one can.
 func (s *Service) TLSCertificate(ctx context.Context, req *node.TLSRequest) (*node.TLSCertificate, error) {
 	if s.env == nil {
 		return nil, errors.New("ca: not started")
 	}
 	ctx = audit.WithActor(ctx, "system")
+	c, err := s.nodeTLS(ctx, req)
+	if err != nil && req.Current != nil {
+		if why := s.revokedInChain(ctx, req.Current.Chain); why != "" {
+			err = fmt.Errorf("%w: %s, and no replacement could be made: %w", node.ErrTLSUnusable, why, err)
+		}
+	}
+	return c, err
+}
+
+// revokedInChain names the first certificate of chain that a platform CA
+// revoked, or "" (none, or the CA's records could not be read: a failure
+// to renew is then reported as it is).
+func (s *Service) revokedInChain(ctx context.Context, chain [][]byte) string {
+	for i, der := range chain {
+		at, reason, err := s.Revoked(ctx, der)
+		if err != nil || at.IsZero() {
+			continue
+		}
+		what := "the served certificate"
+		if i > 0 {
+			what = "a CA certificate of its chain"
+			if c, err := x509.ParseCertificate(der); err == nil {
+				what += " (" + c.Subject.String() + ")"
+			}
+		}
+		return fmt.Sprintf("%s was revoked (%s) at %s", what, reason, at.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+// nodeTLS is TLSCertificate's answer.
+func (s *Service) nodeTLS(ctx context.Context, req *node.TLSRequest) (*node.TLSCertificate, error) {
 	a, err := s.current(nodeTLSLineage)
 	if err != nil {
 		return nil, err

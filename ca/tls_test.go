@@ -21,6 +21,8 @@ import (
 
 	"github.com/govtrust/govtrust/ca/lint"
 	"github.com/govtrust/govtrust/hsm"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/testenv"
@@ -307,5 +309,48 @@ func TestNodeTLSRestart(t *testing.T) {
 	clk.Add(21 * 24 * time.Hour)
 	if renewed := serving(); renewed.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Fatal("restart after two thirds of the validity kept the old certificate")
+	}
+}
+
+// TestNodeTLSRevokedCA: when ecdsa-issuing is revoked the CA can issue no
+// replacement; the node keeps serving its certificate but /readyz reports
+// https-certificate, naming the revoked CA, until a new generation of
+// ecdsa-issuing issues one.
+func TestNodeTLSRevokedCA(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	ctx := t.Context()
+	tn.addAccount("op1", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	tn.addAccount("op2", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	readyz := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + tn.n.Addresses().HTTP + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := readyz(); status != http.StatusOK {
+		t.Fatalf("readyz %d %s before the revocation", status, body)
+	}
+	sub := serialHex(tn.svc.lookup("ecdsa-issuing").cert.SerialNumber)
+	tn.revokeCAByTwo(t, "ecdsa-root", sub, "cACompromise")
+	if err := tn.n.RefreshTLS(ctx); err == nil {
+		t.Fatal("RefreshTLS succeeded although ecdsa-issuing is revoked")
+	}
+	status, body := readyz()
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "https-certificate") || !strings.Contains(body, "revoked") {
+		t.Fatalf("readyz %d %s while serving a certificate of a revoked CA; want 503 naming https-certificate and the revocation", status, body)
+	}
+
+	if _, err := tn.svc.Rollover(ctx, "test", "ecdsa-issuing", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.n.RefreshTLS(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := readyz(); status != http.StatusOK {
+		t.Errorf("readyz %d %s after a new generation issued the HTTPS certificate", status, body)
 	}
 }

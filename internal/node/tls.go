@@ -35,6 +35,14 @@ type TLSProvider interface {
 	TLSCertificate(ctx context.Context, req *TLSRequest) (*TLSCertificate, error)
 }
 
+// ErrTLSUnusable marks a TLSProvider error saying that the certificate
+// being served may no longer be served (it, or a CA certificate above it,
+// was revoked) and that no replacement could be made. The node keeps
+// serving it, since a client that does not check revocation still connects
+// and one that does refuses it either way, and /readyz reports
+// https-certificate until a replacement is installed.
+var ErrTLSUnusable = errors.New("the served HTTPS certificate may no longer be served")
+
 // TLSRequest says what the HTTPS listener needs a certificate for.
 type TLSRequest struct {
 	// DNSNames and IPAddresses are the names clients reach the listener
@@ -81,6 +89,10 @@ type tlsState struct {
 	// fallback says why the bootstrap certificate is served although a
 	// provider exists (nil once it delivered); /readyz reports it.
 	fallback atomic.Pointer[error]
+	// unusable says why the served certificate may no longer be served
+	// while no replacement exists (an ErrTLSUnusable answer of the
+	// provider; nil once a refresh succeeds); /readyz reports it.
+	unusable atomic.Pointer[error]
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -143,10 +155,15 @@ func (n *Node) setupTLS(ctx context.Context) (string, error) {
 }
 
 // ready reports an HTTPS listener that serves the bootstrap certificate
-// because its provider failed, or an expired certificate because renewals
-// kept failing (each failure is logged; clients now refuse the listener).
+// because its provider failed, a certificate that is revoked (or chains to
+// a revoked CA) because no replacement could be made, or an expired
+// certificate because renewals kept failing (each failure is logged;
+// clients now refuse the listener).
 func (t *tlsState) ready(now time.Time) error {
 	if p := t.fallback.Load(); p != nil {
+		return *p
+	}
+	if p := t.unusable.Load(); p != nil {
 		return *p
 	}
 	if c := t.served.Load(); c != nil && c.Leaf != nil && !now.Before(c.Leaf.NotAfter) {
@@ -175,12 +192,17 @@ func (n *Node) refreshTLS(ctx context.Context) error {
 	req.Current = t.current
 	c, err := t.provider.TLSCertificate(ctx, &req)
 	if err != nil {
-		return fmt.Errorf("HTTPS certificate from %s: %w", t.from, err)
+		err = fmt.Errorf("HTTPS certificate from %s: %w", t.from, err)
+		if errors.Is(err, ErrTLSUnusable) && t.current != nil {
+			t.unusable.Store(&err)
+		}
+		return err
 	}
 	if c == nil {
 		return fmt.Errorf("HTTPS certificate from %s: none given", t.from)
 	}
 	if t.current != nil && sameChain(c, t.current) {
+		t.unusable.Store(nil)
 		return nil
 	}
 	cert, err := n.checkTLS(c, &t.req)
@@ -190,6 +212,7 @@ func (n *Node) refreshTLS(ctx context.Context) error {
 	t.served.Store(cert)
 	t.current = c
 	t.fallback.Store(nil)
+	t.unusable.Store(nil)
 	n.logger.Info("HTTPS certificate installed", "provider", t.from, "serial", fmt.Sprintf("%x", cert.Leaf.SerialNumber.Bytes()),
 		"issuer", cert.Leaf.Issuer.String(), "not_after", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	return n.writeTLSFiles(c)
