@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/govtrust/govtrust/tsa/tsp"
 )
 
 // The TSA's trusted time (RFC 3628 §7.3.2, "clock synchronized with UTC
@@ -245,16 +247,26 @@ func (w *timeWatch) check() timeState {
 	case since > w.maxAge():
 		st.ok = false
 		st.reason = fmt.Sprintf("time not checked for %s: the last good NTP poll is older than twice tsa.ntp_interval and a poll's time (%s)", since.Round(time.Millisecond), w.maxAge())
-	case offset.Abs()+st.width > w.accuracy:
+	case !w.within(offset, st.width):
 		st.ok = false
-		st.reason = fmt.Sprintf("the clock moved %s against the monotonic clock in the %s since the last NTP poll: offset %s (±%s) exceeds the stated accuracy %s",
-			step, since.Round(time.Millisecond), offset, st.width, w.accuracy)
+		st.reason = fmt.Sprintf("the clock moved %s against the monotonic clock in the %s since the last NTP poll: offset %s (±%s, + genTime resolution %s) exceeds the stated accuracy %s",
+			step, since.Round(time.Millisecond), offset, st.width, tsp.GenTimePrecision, w.accuracy)
 		select {
 		case w.kick <- struct{}{}:
 		default:
 		}
 	}
 	return st
+}
+
+// within reports whether a token made now is as accurate as it says: the
+// clock is offset ± width from UTC, and genTime, truncated to
+// tsp.GenTimePrecision after the clock is read, up to that much earlier
+// still; the sum must not exceed the stated accuracy (RFC 3161 §2.4.2: the
+// time is genTime ± accuracy). An accuracy not above GenTimePrecision can
+// never be met.
+func (w *timeWatch) within(offset, width time.Duration) bool {
+	return offset.Abs()+width+tsp.GenTimePrecision <= w.accuracy
 }
 
 // Tries and timeout per server and round.
@@ -298,9 +310,9 @@ func (w *timeWatch) poll(ctx context.Context) timeState {
 	sort.Slice(samples, func(i, j int) bool { return samples[i].offset < samples[j].offset })
 	m := samples[len(samples)/2]
 	st.offset, st.width = m.offset, m.width()
-	if m.offset.Abs()+st.width > w.accuracy {
-		st.reason = fmt.Sprintf("clock offset %s (±%s: round trip/2 %s + server root delay/2 %s + root dispersion %s) from %s exceeds the stated accuracy %s",
-			m.offset, st.width, m.delay/2, m.rootDelay/2, m.rootDisp, m.server, w.accuracy)
+	if !w.within(m.offset, st.width) {
+		st.reason = fmt.Sprintf("clock offset %s (±%s: round trip/2 %s + server root delay/2 %s + root dispersion %s) from %s, + genTime resolution %s, exceeds the stated accuracy %s",
+			m.offset, st.width, m.delay/2, m.rootDelay/2, m.rootDisp, m.server, tsp.GenTimePrecision, w.accuracy)
 	} else {
 		st.ok = true
 	}

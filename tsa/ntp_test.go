@@ -122,3 +122,41 @@ func TestReadyzSaysWhyTime(t *testing.T) {
 		}
 	}
 }
+
+// genTime is the clock truncated to tsp.GenTimePrecision: the true time is
+// up to that much further from it than from the clock, so it counts in the
+// bound compared with the accuracy, at the poll and between polls.
+func TestGenTimePrecisionInBound(t *testing.T) {
+	ntp := newFakeNTP(t)
+	at := time.Now().Round(time.Second)
+	// Offset and round trip exactly zero: the bound is the root
+	// dispersion, 999.5 ms, within 1 s; with genTime's 1 ms it is not.
+	ntp.at.Store(at.UnixNano())
+	ntp.rootDisp.Store(int64(999500 * time.Microsecond))
+	wall := clock.NewFake(at)
+	var mono time.Duration
+	w := &timeWatch{servers: []string{ntp.addr()}, accuracy: time.Second, interval: time.Minute, now: wall.Now,
+		mono: func() time.Duration { return mono }, kick: make(chan struct{}, 1)}
+	if st := w.poll(context.Background()); st.ok || !strings.Contains(st.reason, "genTime resolution 1ms, exceeds the stated accuracy 1s") {
+		t.Fatalf("poll, 999.5 ms root dispersion: %+v", st)
+	}
+	// 998.5 ms is within; a step of 0.6 ms between polls is not.
+	ntp.rootDisp.Store(int64(998500 * time.Microsecond))
+	if st := w.poll(context.Background()); !st.ok {
+		t.Fatalf("poll, 998.5 ms root dispersion: %+v", st)
+	}
+	wall.Add(400 * time.Microsecond)
+	if st := w.check(); !st.ok {
+		t.Fatalf("0.4 ms step: %+v", st)
+	}
+	wall.Add(200 * time.Microsecond)
+	if st := w.check(); st.ok || !strings.Contains(st.reason, "genTime resolution 1ms) exceeds the stated accuracy 1s") {
+		t.Fatalf("0.6 ms step: %+v", st)
+	}
+	// An accuracy of 1 ms, genTime's resolution, is never met.
+	ntp.rootDisp.Store(0)
+	w.accuracy = time.Millisecond
+	if st := w.poll(context.Background()); st.ok {
+		t.Fatalf("accuracy 1 ms: %+v", st)
+	}
+}
