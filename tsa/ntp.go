@@ -275,6 +275,26 @@ const (
 	ntpTimeout = time.Second
 )
 
+// ntpRetryMin is the wait before the first retry of a failed poll.
+const ntpRetryMin = time.Second
+
+// retry is the wait before the poll after one that left the time ok or not
+// (RFC 5905 §7.3 polls no more often than the interval; a few lost packets
+// need not cost one): backoff is the wait that led to that poll when it was
+// a retry, zero otherwise, and the wait returned is the next backoff. A
+// failed poll is tried again after ntpRetryMin, then twice as long each
+// time, up to tsa.ntp_interval; a good one, or a failure that asking again
+// cannot mend (no server configured), waits the interval.
+func (w *timeWatch) retry(ok bool, backoff time.Duration) (wait time.Duration, retrying bool) {
+	if ok || w.trustSystem || len(w.servers) == 0 {
+		return w.interval, false
+	}
+	if backoff = max(2*backoff, ntpRetryMin); backoff >= w.interval {
+		return w.interval, true
+	}
+	return backoff, true
+}
+
 // poll asks every server and updates the state: a round in which no server
 // answers loses the time source; otherwise the median sample decides.
 func (w *timeWatch) poll(ctx context.Context) timeState {

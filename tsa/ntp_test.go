@@ -160,3 +160,84 @@ func TestGenTimePrecisionInBound(t *testing.T) {
 		t.Fatalf("accuracy 1 ms: %+v", st)
 	}
 }
+
+// A failed poll is tried again after 1 s, then twice as long each time up
+// to the interval; a good one waits the interval, and so does a failure
+// that asking again cannot mend.
+func TestPollRetryBackoff(t *testing.T) {
+	w := &timeWatch{servers: []string{"127.0.0.1:1"}, interval: 64 * time.Second}
+	var got []time.Duration
+	wait, retrying := w.retry(false, 0)
+	for range 9 {
+		got = append(got, wait)
+		if !retrying {
+			t.Fatalf("a failed poll is not retried: %v", got)
+		}
+		wait, retrying = w.retry(false, wait)
+	}
+	if want := "[1s 2s 4s 8s 16s 32s 1m4s 1m4s 1m4s]"; fmt.Sprint(got) != want {
+		t.Errorf("waits after failed polls %v, want %s", got, want)
+	}
+	if wait, retrying := w.retry(true, 32*time.Second); wait != w.interval || retrying {
+		t.Errorf("after a good poll: %s %v", wait, retrying)
+	}
+	for _, w := range []*timeWatch{{interval: time.Minute, noSource: "none"}, {interval: time.Minute, trustSystem: true}} {
+		if wait, retrying := w.retry(false, 0); wait != time.Minute || retrying {
+			t.Errorf("no servers: %s %v", wait, retrying)
+		}
+	}
+}
+
+// A few seconds without answers, at start, cost no more than a few
+// seconds of timeNotAvailable: the failed poll is tried again after 1 s,
+// not at the next tsa.ntp_interval (an hour here). A healthy TSA does not
+// poll more often than the interval, and a failing one backs off.
+func TestPollRetriedAfterFailure(t *testing.T) {
+	ntp := newFakeNTP(t)
+	ntp.drop.Store(true) // packets lost: Start's poll fails
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"), fmt.Sprintf("tsa:\n  ntp_servers: [%q]\n  ntp_interval: 1h\n  accuracy: 1s\n", ntp.addr()))
+	readyz := func() (int, string) {
+		status, body := tn.get("http://"+tn.n.Addresses().HTTP+"/readyz", "")
+		return status, string(body)
+	}
+	if status, body := readyz(); status != http.StatusServiceUnavailable || !strings.Contains(body, "time source lost") {
+		t.Fatalf("readyz while no answer: %d %s", status, body)
+	}
+	ntp.drop.Store(false)
+	waitReady := func(state string, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			status, body := readyz()
+			if status == http.StatusOK {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: readyz %d %s after %s", state, status, body, within)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitReady("answers again", 5*time.Second)
+	// Healthy: the next poll is an hour away.
+	n := ntp.requests.Load()
+	time.Sleep(2500 * time.Millisecond)
+	if m := ntp.requests.Load(); m != n {
+		t.Fatalf("%d requests in 2.5 s while healthy, interval 1h", m-n)
+	}
+	// The server loses its reference (an unusable answer, asked once a
+	// poll); a poll out of turn sees it, then the retries back off: polls
+	// at 0, 1, 3 s, the next at 7 s.
+	ntp.zeroRef.Store(true)
+	n = ntp.requests.Load()
+	tn.svc.clock.kick <- struct{}{}
+	time.Sleep(6 * time.Second)
+	if m := ntp.requests.Load() - n; m != 3 {
+		t.Errorf("%d polls in 6 s of failure, want 3 (after 0, 1 and 3 s)", m)
+	}
+	if status, body := readyz(); status != http.StatusServiceUnavailable || !strings.Contains(body, "reference timestamp zero") {
+		t.Fatalf("readyz while the server is unsynchronised: %d %s", status, body)
+	}
+	ntp.zeroRef.Store(false)
+	waitReady("synchronised again", 4*time.Second)
+}
