@@ -206,10 +206,27 @@ func mustRun(t *testing.T, name string, args ...string) string {
 }
 
 // fakeNTP is an NTP server on UDP loopback whose clock is the real one plus
-// an offset the test sets.
+// an offset the test sets; the other fields make it a bad server.
 type fakeNTP struct {
 	conn   net.PacketConn
 	offset atomic.Int64
+	// at, when not zero, is the server's clock (UnixNano), standing still.
+	at atomic.Int64
+	// rootDelay and rootDisp are sent as the root delay and dispersion.
+	rootDelay, rootDisp atomic.Int64
+	// ref is the reference timestamp's distance before the transmit time
+	// (negative: after it); zeroRef sends zero.
+	ref     atomic.Int64
+	zeroRef atomic.Bool
+	// hold is added to the transmit timestamp (T3 = T2 + hold).
+	hold atomic.Int64
+	// drop makes the server read requests without answering them.
+	drop atomic.Bool
+	// kiss answers with the kiss-o'-death RATE; otherCookie echoes
+	// another transmit timestamp than the request's.
+	kiss, otherCookie atomic.Bool
+	// requests counts the requests read, dropped or not.
+	requests atomic.Int64
 }
 
 func newFakeNTP(t *testing.T) *fakeNTP {
@@ -219,12 +236,16 @@ func newFakeNTP(t *testing.T) *fakeNTP {
 		t.Fatal(err)
 	}
 	f := &fakeNTP{conn: conn}
+	f.ref.Store(int64(10 * time.Second))
 	go f.serve()
 	t.Cleanup(func() { conn.Close() })
 	return f
 }
 
 func (f *fakeNTP) addr() string { return f.conn.LocalAddr().String() }
+
+// ntpShortOf is d in the NTP short format (16.16 seconds).
+func ntpShortOf(d int64) uint32 { return uint32(uint64(d) << 16 / uint64(time.Second)) }
 
 func (f *fakeNTP) serve() {
 	buf := make([]byte, 128)
@@ -233,16 +254,33 @@ func (f *fakeNTP) serve() {
 		if err != nil {
 			return
 		}
-		if n < 48 {
+		f.requests.Add(1)
+		if n < 48 || f.drop.Load() {
 			continue
 		}
 		now := time.Now().Add(time.Duration(f.offset.Load()))
+		if at := f.at.Load(); at != 0 {
+			now = time.Unix(0, at)
+		}
 		resp := make([]byte, 48)
 		resp[0] = 0<<6 | 4<<3 | 4 // LI 0, VN 4, mode server
 		resp[1] = 1               // stratum 1
+		binary.BigEndian.PutUint32(resp[4:8], ntpShortOf(f.rootDelay.Load()))
+		binary.BigEndian.PutUint32(resp[8:12], ntpShortOf(f.rootDisp.Load()))
+		xmt := now.Add(time.Duration(f.hold.Load()))
+		if !f.zeroRef.Load() {
+			binary.BigEndian.PutUint64(resp[16:24], toNTP(xmt.Add(-time.Duration(f.ref.Load()))))
+		}
 		copy(resp[24:32], buf[40:48])
+		if f.kiss.Load() {
+			resp[1] = 0
+			copy(resp[12:16], "RATE")
+		}
+		if f.otherCookie.Load() {
+			resp[24] ^= 1
+		}
 		binary.BigEndian.PutUint64(resp[32:40], toNTP(now))
-		binary.BigEndian.PutUint64(resp[40:48], toNTP(now))
+		binary.BigEndian.PutUint64(resp[40:48], toNTP(xmt))
 		_, _ = f.conn.WriteTo(resp, from)
 	}
 }

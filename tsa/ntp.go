@@ -11,14 +11,22 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/govtrust/govtrust/tsa/tsp"
 )
 
 // The TSA's trusted time (RFC 3628 §7.3.2, "clock synchronized with UTC
 // within the declared accuracy"): the clock is compared with NTP servers
 // (an SNTP client, RFC 4330, is enough to measure the offset; the TSA does
 // not steer the clock, the operating system's NTP daemon does). When the
-// offset, widened by half the round trip, exceeds the accuracy the tokens
-// state, or no server answers, the TSA refuses with timeNotAvailable.
+// offset, widened by half the round trip and by the server's own root
+// distance (root delay/2 + root dispersion, RFC 5905 §11.2.1), exceeds the
+// accuracy the tokens state, or no server gives a usable answer, the TSA
+// refuses with timeNotAvailable. An answer is unusable, as RFC 5905
+// §A.5.1.1 has it, from a server that is unsynchronised (leap 3, stratum
+// 0 or above 15, reference timestamp zero or later than its transmit
+// time) or whose root distance reaches MAXDISP, and when its timestamps
+// are inconsistent (a negative round trip).
 //
 // Between two polls the clock is watched against the monotonic clock,
 // which no one sets: when the wall clock has moved by more than the
@@ -59,7 +67,30 @@ func fromNTP(v uint64, near time.Time) time.Time {
 type ntpSample struct {
 	server        string
 	offset, delay time.Duration
+	// rootDelay and rootDisp are the server's own round trip to, and
+	// error against, its primary reference (RFC 5905 §7.3).
+	rootDelay, rootDisp time.Duration
 }
+
+// width is how far the true offset may be from the one measured: half the
+// round trip (the asymmetry the path may hide) plus the server's root
+// distance, rootdelay/2 + rootdisp (RFC 5905 §11.2.1 without the terms for
+// the time since the measurement, which check accounts for).
+func (s ntpSample) width() time.Duration { return s.delay/2 + s.rootDelay/2 + s.rootDisp }
+
+// ntpMaxDisp is MAXDISP (RFC 5905 §7.2): a server whose root distance
+// reaches it is not synchronised, whatever its stratum says.
+const ntpMaxDisp = 16 * time.Second
+
+// ntpShort reads the NTP short format (RFC 5905 §6): unsigned 16.16 seconds.
+func ntpShort(b []byte) time.Duration {
+	return time.Duration(uint64(binary.BigEndian.Uint32(b)) * uint64(time.Second) >> 16)
+}
+
+// errNTPReply marks an answer to our request (it echoes our transmit
+// timestamp) that cannot be used: asking the same server again at once
+// would get the same (a lost packet is asked again, ntpTries).
+var errNTPReply = errors.New("unusable NTP answer")
 
 // queryNTP asks server once (RFC 4330 §5): a client-mode packet whose
 // transmit timestamp is random, so an answer must echo it as its originate
@@ -94,38 +125,63 @@ func queryNTP(ctx context.Context, server string, now func() time.Time, timeout 
 	if err != nil {
 		return ntpSample{}, err
 	}
+	// Not our answer (a stale or forged one, which the next try, from
+	// another port, will not see): a lost packet.
 	if n < 48 {
 		return ntpSample{}, errors.New("short NTP answer")
 	}
+	if string(resp[24:32]) != string(cookie) {
+		return ntpSample{}, errors.New("NTP answer does not echo our transmit timestamp")
+	}
 	li, vn, mode, stratum := resp[0]>>6, resp[0]>>3&7, resp[0]&7, resp[1]
+	rootDelay, rootDisp := ntpShort(resp[4:8]), ntpShort(resp[8:12])
+	ref := binary.BigEndian.Uint64(resp[16:24])
+	bad := func(format string, args ...any) (ntpSample, error) {
+		return ntpSample{}, fmt.Errorf("%w: "+format, append([]any{errNTPReply}, args...)...)
+	}
 	switch {
 	case mode != 4:
-		return ntpSample{}, fmt.Errorf("NTP answer mode %d is not server", mode)
+		return bad("mode %d is not server", mode)
 	case vn < 3 || vn > 4:
-		return ntpSample{}, fmt.Errorf("NTP version %d", vn)
-	case li == 3 || stratum == 0 || stratum > 15:
-		return ntpSample{}, fmt.Errorf("server unsynchronised (leap %d, stratum %d)", li, stratum)
-	case string(resp[24:32]) != string(cookie):
-		return ntpSample{}, errors.New("NTP answer does not echo our transmit timestamp")
+		return bad("version %d", vn)
+	case stratum == 0:
+		// RFC 5905 §7.4: the reference ID is a kiss code (RATE, DENY…);
+		// this server is asked once a poll at most, and polls back off.
+		return bad("server unsynchronised (stratum 0, kiss code %q)", strings.TrimRight(string(resp[12:16]), "\x00"))
+	case li == 3 || stratum > 15:
+		return bad("server unsynchronised (leap %d, stratum %d)", li, stratum)
+	case ref == 0:
+		// RFC 5905 §A.5.1.1: a server that never set its clock.
+		return bad("server unsynchronised (reference timestamp zero)")
+	case rootDelay/2+rootDisp >= ntpMaxDisp:
+		return bad("server root distance %s (root delay/2 %s + root dispersion %s) reaches MAXDISP %s (RFC 5905 §A.5.1.1)",
+			rootDelay/2+rootDisp, rootDelay/2, rootDisp, ntpMaxDisp)
 	}
 	t2 := fromNTP(binary.BigEndian.Uint64(resp[32:40]), t1)
 	t3 := fromNTP(binary.BigEndian.Uint64(resp[40:48]), t1)
+	if reft := fromNTP(ref, t1); reft.After(t3) {
+		return bad("server reference time %s is later than its transmit time %s (RFC 5905 §A.5.1.1)", reft.Format(time.RFC3339Nano), t3.Format(time.RFC3339Nano))
+	}
 	// RFC 5905 §8: offset θ = ((T2 − T1) + (T3 − T4)) / 2, delay δ = (T4 − T1) − (T3 − T2).
 	offset := (t2.Sub(t1) + t3.Sub(t4)) / 2
 	delay := t4.Sub(t1) - t3.Sub(t2)
 	if delay < 0 {
-		delay = 0
+		// The server says it held the request longer than the whole round
+		// trip took: its timestamps are inconsistent, and the offset
+		// computed from them cannot be bounded.
+		return bad("inconsistent timestamps: the server's hold time T3−T2 %s exceeds the round trip T4−T1 %s", t3.Sub(t2), t4.Sub(t1))
 	}
-	return ntpSample{server: server, offset: offset, delay: delay}, nil
+	return ntpSample{server: server, offset: offset, delay: delay, rootDelay: rootDelay, rootDisp: rootDisp}, nil
 }
 
 // timeState is what the TSA knows about its clock.
 type timeState struct {
 	ok     bool
 	reason string
-	// offset and bound are the last measurement: the median offset and
-	// |offset| + delay/2 of the server it came from.
-	offset, bound time.Duration
+	// offset and width are the last measurement: the median offset and
+	// the width of the sample it came from (ntpSample.width), so that the
+	// true offset is within offset ± width.
+	offset, width time.Duration
 	// checked is the wall clock (without monotonic reading) and mono the
 	// monotonic clock when the measurement ended.
 	checked time.Time
@@ -191,10 +247,10 @@ func (w *timeWatch) check() timeState {
 	case since > w.maxAge():
 		st.ok = false
 		st.reason = fmt.Sprintf("time not checked for %s: the last good NTP poll is older than twice tsa.ntp_interval and a poll's time (%s)", since.Round(time.Millisecond), w.maxAge())
-	case offset.Abs()+st.bound-st.offset.Abs() > w.accuracy:
+	case !w.within(offset, st.width):
 		st.ok = false
-		st.reason = fmt.Sprintf("the clock moved %s against the monotonic clock in the %s since the last NTP poll: offset %s (±%s) exceeds the stated accuracy %s",
-			step, since.Round(time.Millisecond), offset, st.bound-st.offset.Abs(), w.accuracy)
+		st.reason = fmt.Sprintf("the clock moved %s against the monotonic clock in the %s since the last NTP poll: offset %s (±%s, + genTime resolution %s) exceeds the stated accuracy %s",
+			step, since.Round(time.Millisecond), offset, st.width, tsp.GenTimePrecision, w.accuracy)
 		select {
 		case w.kick <- struct{}{}:
 		default:
@@ -203,11 +259,41 @@ func (w *timeWatch) check() timeState {
 	return st
 }
 
+// within reports whether a token made now is as accurate as it says: the
+// clock is offset ± width from UTC, and genTime, truncated to
+// tsp.GenTimePrecision after the clock is read, up to that much earlier
+// still; the sum must not exceed the stated accuracy (RFC 3161 §2.4.2: the
+// time is genTime ± accuracy). An accuracy not above GenTimePrecision can
+// never be met.
+func (w *timeWatch) within(offset, width time.Duration) bool {
+	return offset.Abs()+width+tsp.GenTimePrecision <= w.accuracy
+}
+
 // Tries and timeout per server and round.
 const (
 	ntpTries   = 3
 	ntpTimeout = time.Second
 )
+
+// ntpRetryMin is the wait before the first retry of a failed poll.
+const ntpRetryMin = time.Second
+
+// retry is the wait before the poll after one that left the time ok or not
+// (RFC 5905 §7.3 polls no more often than the interval; a few lost packets
+// need not cost one): backoff is the wait that led to that poll when it was
+// a retry, zero otherwise, and the wait returned is the next backoff. A
+// failed poll is tried again after ntpRetryMin, then twice as long each
+// time, up to tsa.ntp_interval; a good one, or a failure that asking again
+// cannot mend (no server configured), waits the interval.
+func (w *timeWatch) retry(ok bool, backoff time.Duration) (wait time.Duration, retrying bool) {
+	if ok || w.trustSystem || len(w.servers) == 0 {
+		return w.interval, false
+	}
+	if backoff = max(2*backoff, ntpRetryMin); backoff >= w.interval {
+		return w.interval, true
+	}
+	return backoff, true
+}
 
 // poll asks every server and updates the state: a round in which no server
 // answers loses the time source; otherwise the median sample decides.
@@ -227,6 +313,9 @@ func (w *timeWatch) poll(ctx context.Context) timeState {
 				samples = append(samples, smp)
 				break
 			}
+			if errors.Is(err, errNTPReply) {
+				break // the server answered: asking again now gets the same
+			}
 		}
 		if err != nil {
 			errs = append(errs, s+": "+err.Error())
@@ -234,16 +323,16 @@ func (w *timeWatch) poll(ctx context.Context) timeState {
 	}
 	st := timeState{checked: w.now().Round(0), mono: w.monoNow()}
 	if len(samples) == 0 {
-		st.reason = "time source lost: no NTP server answered (" + strings.Join(errs, "; ") + ")"
+		st.reason = "time source lost: no NTP server gave a usable answer (" + strings.Join(errs, "; ") + ")"
 		w.set(st)
 		return st
 	}
 	sort.Slice(samples, func(i, j int) bool { return samples[i].offset < samples[j].offset })
 	m := samples[len(samples)/2]
-	st.offset = m.offset
-	st.bound = m.offset.Abs() + m.delay/2
-	if st.bound > w.accuracy {
-		st.reason = fmt.Sprintf("clock offset %s (±%s) from %s exceeds the stated accuracy %s", m.offset, m.delay/2, m.server, w.accuracy)
+	st.offset, st.width = m.offset, m.width()
+	if !w.within(m.offset, st.width) {
+		st.reason = fmt.Sprintf("clock offset %s (±%s: round trip/2 %s + server root delay/2 %s + root dispersion %s) from %s, + genTime resolution %s, exceeds the stated accuracy %s",
+			m.offset, st.width, m.delay/2, m.rootDelay/2, m.rootDisp, m.server, tsp.GenTimePrecision, w.accuracy)
 	} else {
 		st.ok = true
 	}

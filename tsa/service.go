@@ -167,17 +167,22 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	return nil
 }
 
-// loop re-checks the clock every tsa.ntp_interval, and at once when a
-// request saw the clock step (timeWatch.check), and rolls units over
-// when they are due (rollReason); it reads the units' revocation status
-// every revPoll and rolls a revoked unit over at once.
+// loop re-checks the clock every tsa.ntp_interval, sooner after a failed
+// poll (timeWatch.retry: after 1 s, doubling up to the interval), and at
+// once when a request saw the clock step (timeWatch.check); it rolls units
+// over when they are due (rollReason) every tsa.ntp_interval, and reads
+// the units' revocation status every revPoll and rolls a revoked unit over
+// at once.
 func (s *Service) loop(ctx context.Context) {
 	defer close(s.done)
+	prev := s.clock.get().ok
+	wait, retrying := s.clock.retry(prev, 0)
+	pt := time.NewTimer(wait)
+	defer pt.Stop()
 	t := time.NewTicker(s.cfg.NTPInterval)
 	defer t.Stop()
 	rt := time.NewTicker(s.revPoll)
 	defer rt.Stop()
-	prev := s.clock.get().ok
 	for {
 		select {
 		case <-ctx.Done():
@@ -189,6 +194,11 @@ func (s *Service) loop(ctx context.Context) {
 			s.rollRevoked(ctx)
 			continue
 		case <-t.C:
+			if err := s.rollDue(ctx); err != nil {
+				s.env.Logger.Error("tsa: scheduled rollover failed; a unit keeps signing while its certificate is valid and its chain not revoked", "error", err)
+			}
+			continue
+		case <-pt.C:
 		case <-s.clock.kick:
 		}
 		st := s.clock.poll(ctx)
@@ -200,9 +210,13 @@ func (s *Service) loop(ctx context.Context) {
 			}
 			prev = st.ok
 		}
-		if err := s.rollDue(ctx); err != nil {
-			s.env.Logger.Error("tsa: scheduled rollover failed; a unit keeps signing while its certificate is valid and its chain not revoked", "error", err)
+		// The next poll is timed from this one, kicked or not: the
+		// interval after a good poll, the next backoff after a failed one.
+		if !retrying {
+			wait = 0
 		}
+		wait, retrying = s.clock.retry(st.ok, wait)
+		pt.Reset(wait)
 	}
 }
 

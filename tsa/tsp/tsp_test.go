@@ -8,10 +8,12 @@ import (
 	"crypto/rand"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,6 +55,12 @@ func newKey(t testing.TB, alg string) crypto.Signer {
 // non-conforming TSA certificate.
 func newPKI(t testing.TB, alg string, ekuCritical bool) *testPKI {
 	t.Helper()
+	return newPKIWith(t, alg, ekuCritical, nil)
+}
+
+// newPKIWith is newPKI with edit applied to the TSA certificate's template.
+func newPKIWith(t testing.TB, alg string, ekuCritical bool, edit func(*smx509.Certificate)) *testPKI {
+	t.Helper()
 	rootKey := newKey(t, alg)
 	now := time.Now()
 	rootTmpl := &smx509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test root " + alg},
@@ -68,6 +76,9 @@ func newPKI(t testing.TB, alg string, ekuCritical bool) *testPKI {
 	tmpl := &smx509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "test tsa " + alg},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(12 * time.Hour), KeyUsage: smx509.KeyUsageDigitalSignature,
 		ExtraExtensions: []pkix.Extension{{Id: oidExtKeyUsage, Critical: ekuCritical, Value: eku}}}
+	if edit != nil {
+		edit(tmpl)
+	}
 	der, err := smx509.CreateCertificate(rand.Reader, tmpl, root, key.Public(), rootKey)
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +179,80 @@ func TestNonCriticalEKURefused(t *testing.T) {
 	}
 	if _, err := tok.Verify(VerifyOptions{Roots: p.roots}); !errors.Is(err, ErrVerify) {
 		t.Fatalf("verify = %v, want ErrVerify for a non-critical EKU", err)
+	}
+}
+
+// The signer must be an end entity whose key usage, when present, is
+// digitalSignature and/or nonRepudiation alone (OpenSSL's
+// X509_PURPOSE_TIMESTAMP_SIGN; a CA certificate is refused too, which
+// OpenSSL does not check). openssl ts -verify, when installed, agrees on
+// the key usages.
+func TestTSACertKeyUsage(t *testing.T) {
+	openssl, _ := exec.LookPath("openssl")
+	for _, c := range []struct {
+		name string
+		edit func(*smx509.Certificate)
+		ok   bool
+	}{
+		{"digitalSignature", nil, true},
+		{"nonRepudiation", func(c *smx509.Certificate) { c.KeyUsage = smx509.KeyUsageContentCommitment }, true},
+		{"both, as profile tsa", func(c *smx509.Certificate) {
+			c.KeyUsage = smx509.KeyUsageDigitalSignature | smx509.KeyUsageContentCommitment
+		}, true},
+		{"no key usage", func(c *smx509.Certificate) { c.KeyUsage = 0 }, true},
+		{"cA false", func(c *smx509.Certificate) { c.BasicConstraintsValid = true }, true},
+		{"keyEncipherment", func(c *smx509.Certificate) { c.KeyUsage = smx509.KeyUsageKeyEncipherment }, false},
+		{"digitalSignature and keyAgreement", func(c *smx509.Certificate) {
+			c.KeyUsage = smx509.KeyUsageDigitalSignature | smx509.KeyUsageKeyAgreement
+		}, false},
+		{"digitalSignature and keyCertSign", func(c *smx509.Certificate) {
+			c.KeyUsage = smx509.KeyUsageDigitalSignature | smx509.KeyUsageCertSign
+		}, false},
+		{"CA", func(c *smx509.Certificate) {
+			c.IsCA, c.BasicConstraintsValid = true, true
+			c.KeyUsage = smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign
+		}, false},
+		{"CA with digitalSignature", func(c *smx509.Certificate) {
+			c.IsCA, c.BasicConstraintsValid = true, true
+			c.KeyUsage = smx509.KeyUsageDigitalSignature
+		}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPKIWith(t, "ecdsa", true, c.edit)
+			data := []byte("x")
+			req := NewRequest(SHA256, SHA256.Sum(data), big.NewInt(1), true)
+			der := p.stamp(t, req, true)
+			tok, err := ParseToken(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = tok.Verify(VerifyOptions{Roots: p.roots, Request: req, Data: data})
+			if c.ok != (err == nil) {
+				t.Fatalf("Verify = %v, want ok %v", err, c.ok)
+			}
+			if err != nil && !errors.Is(err, ErrVerify) {
+				t.Fatalf("Verify = %v, want ErrVerify", err)
+			}
+			if openssl == "" || c.name == "CA with digitalSignature" {
+				// OpenSSL's purpose check does not look at cA: the one
+				// case refused here that it accepts.
+				return
+			}
+			dir := t.TempDir()
+			write := func(name string, b []byte) string {
+				f := filepath.Join(dir, name)
+				if err := os.WriteFile(f, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return f
+			}
+			root := write("root.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw}))
+			out, err := exec.Command(openssl, "ts", "-verify", "-token_in", "-in", write("t.tst", der),
+				"-data", write("data", data), "-CAfile", root).CombinedOutput()
+			if c.ok != (err == nil) {
+				t.Fatalf("openssl ts -verify: %v %s, want ok %v", err, out, c.ok)
+			}
+		})
 	}
 }
 

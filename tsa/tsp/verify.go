@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
@@ -240,7 +241,8 @@ type VerifyOptions struct {
 // contentType and messageDigest attributes, the ESS signing-certificate
 // attribute against the TSA certificate, the certificate's chain to
 // opts.Roots at genTime (or opts.CurrentTime) with id-kp-timeStamping as
-// its only, critical, extended key usage (RFC 3161 §2.3), and the match
+// its only, critical, extended key usage (RFC 3161 §2.3), the certificate
+// an end entity for signing (checkTSACert), and the match
 // with the request, data or digest. It returns the TSA certificate.
 func (t *Token) Verify(opts VerifyOptions) (*smx509.Certificate, error) {
 	fail := func(format string, args ...any) error {
@@ -444,9 +446,24 @@ func verifySignature(cert *smx509.Certificate, sigAlg asn1.ObjectIdentifier, dig
 	return fmt.Errorf("unsupported TSA key %T", cert.PublicKey)
 }
 
-// checkTSACert requires id-kp-timeStamping as the only extended key
-// usage, marked critical (RFC 3161 §2.3).
+// oidExtKeyUsageBits is id-ce-keyUsage (RFC 5280 §4.2.1.3).
+var oidExtKeyUsageBits = asn1.ObjectIdentifier{2, 5, 29, 15}
+
+// checkTSACert requires an end-entity certificate (RFC 5280 §4.2.1.9: a CA
+// certificate signs certificates, not tokens), a key usage, when present,
+// of digitalSignature and/or nonRepudiation and nothing else, and
+// id-kp-timeStamping as the only extended key usage, marked critical (RFC
+// 3161 §2.3): OpenSSL's X509_PURPOSE_TIMESTAMP_SIGN with cA refused.
 func checkTSACert(cert *smx509.Certificate) error {
+	if cert.BasicConstraintsValid && cert.IsCA {
+		return errors.New("TSA certificate is a CA certificate (basicConstraints cA TRUE)")
+	}
+	const signing = smx509.KeyUsageDigitalSignature | smx509.KeyUsageContentCommitment
+	for _, e := range cert.Extensions {
+		if e.Id.Equal(oidExtKeyUsageBits) && (cert.KeyUsage&signing == 0 || cert.KeyUsage&^signing != 0) {
+			return fmt.Errorf("TSA certificate key usage %s is not digitalSignature and/or nonRepudiation alone", keyUsageNames(cert.KeyUsage))
+		}
+	}
 	for _, e := range cert.Extensions {
 		if e.Id.Equal(oidExtKeyUsage) {
 			if !e.Critical {
@@ -459,4 +476,20 @@ func checkTSACert(cert *smx509.Certificate) error {
 		}
 	}
 	return errors.New("TSA certificate has no extended key usage")
+}
+
+// keyUsageNames names the bits of ku (RFC 5280 §4.2.1.3).
+func keyUsageNames(ku smx509.KeyUsage) string {
+	names := []string{"digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment",
+		"keyAgreement", "keyCertSign", "cRLSign", "encipherOnly", "decipherOnly"}
+	var out []string
+	for i, n := range names {
+		if ku&(1<<i) != 0 {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return "(none)"
+	}
+	return strings.Join(out, ", ")
 }
