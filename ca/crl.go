@@ -838,14 +838,18 @@ func (s *Service) crlsFinished(ctx context.Context, a *authority, now time.Time)
 // so the delta's number is above the full one's and it lists whatever
 // committed while the full CRL was built.
 func (s *Service) generateBoth(ctx context.Context, a *authority, asBase bool) error {
-	gen := s.generateCRL
-	if asBase {
-		gen = s.generateBase
+	_, err := s.generatePair(ctx, a, asBase)
+	return err
+}
+
+// generatePair is generateBoth, with also appended with the full CRL (see
+// generate); it returns the full CRL, also when the delta failed.
+func (s *Service) generatePair(ctx context.Context, a *authority, asBase bool, also ...func(*storedCRL) audit.Record) (*storedCRL, error) {
+	full, err := s.generate(ctx, a, kindFull, asBase, also...)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := gen(ctx, a); err != nil {
-		return err
-	}
-	_, err := s.generateDelta(ctx, a)
+	_, err = s.generateDelta(ctx, a)
 	if errors.Is(err, errNoDeltaBase) && !asBase {
 		// No scheduled full CRL with a sequence yet (a database from before
 		// delta CRLs): make one.
@@ -853,7 +857,7 @@ func (s *Service) generateBoth(ctx context.Context, a *authority, asBase bool) e
 			_, err = s.generateDelta(ctx, a)
 		}
 	}
-	return err
+	return full, err
 }
 
 func (s *Service) isStale(id string) bool {

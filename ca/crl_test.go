@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -37,6 +38,8 @@ import (
 	"github.com/govtrust/govtrust/ca/ocsp"
 	"github.com/govtrust/govtrust/ca/profile"
 	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/store"
@@ -1811,6 +1814,32 @@ func TestCRLCatchUpAtStart(t *testing.T) {
 	if !listed(full, out.Serial) || !listed(delta, out.Serial) || delta.Number.Cmp(full.Number) <= 0 {
 		t.Errorf("after restart: serial %s on the full CRL %v: %v, on the delta %v: %v; want both, the delta above",
 			out.Serial, full.Number, listed(full, out.Serial), delta.Number, listed(delta, out.Serial))
+	}
+}
+
+// TestForceCRLMakesDelta: a CRL forced by an operator comes with a delta
+// numbered above it and listing what it lists, so that clients following
+// the delta see what the forced full CRL was made for.
+func TestForceCRLMakesDelta(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	tn.addAccount("operator", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	out := tn.issueECDSA(t)
+	tn.revokeCommitted(t, out.Serial)
+	status, raw := tn.do("POST", "/api/v1/ca/ecdsa-issuing/crls", "operator", nil, nil)
+	var info CRLInfo
+	if status != http.StatusCreated || json.Unmarshal(raw, &info) != nil {
+		t.Fatalf("force: %d %s", status, raw)
+	}
+	_, full := tn.fetchCRL(t, "ecdsa-issuing")
+	_, delta := tn.fetchCRL(t, "ecdsa-issuing-delta")
+	if full.Number.Int64() != info.Number || !listed(full, out.Serial) {
+		t.Errorf("served full CRL %v (answer %d) lists %s: %v", full.Number, info.Number, out.Serial, listed(full, out.Serial))
+	}
+	if delta.Number.Cmp(full.Number) <= 0 || !listed(delta, out.Serial) {
+		t.Errorf("served delta %v, full CRL %v: delta lists %s: %v; want the delta above, listing it", delta.Number, full.Number, out.Serial, listed(delta, out.Serial))
+	}
+	if n := tn.audited("account/operator", "ca.crl.generate", audit.Success); n != 1 {
+		t.Errorf("%d records of the forced CRL by the operator, want 1", n)
 	}
 }
 
