@@ -107,9 +107,11 @@ func crlInfo(caID string, c *storedCRL) *CRLInfo {
 
 // forceCRL handles POST /api/v1/ca/{ca}/crls: a CA operator has a new full
 // CRL made now (after revocations made elsewhere, or before a planned
-// outage), numbered and stored like the scheduled ones. The CRL's own
-// record is written by the system; this one, in the same transaction,
-// names who asked.
+// outage), numbered and stored like the scheduled ones, and then a delta
+// (generatePair), so that the served delta is not left numbered below the
+// new full CRL with older content. The full CRL's own record is written by
+// the system; this one, in the same transaction, names who asked. The
+// answer describes the full CRL.
 func (s *Service) forceCRL(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	a, err := s.authority(r.PathValue("ca"))
@@ -120,7 +122,7 @@ func (s *Service) forceCRL(w http.ResponseWriter, r *http.Request) error {
 	if p == nil {
 		return errors.New("crl: no principal in context")
 	}
-	c, err := s.generate(ctx, a, kindFull, false, func(c *storedCRL) audit.Record {
+	c, err := s.generatePair(ctx, a, false, func(c *storedCRL) audit.Record {
 		info := crlInfo(a.id, c)
 		return audit.Record{Actor: p.Actor(), Action: "ca.crl.generate",
 			Object: "crl/" + a.id + "/" + strconv.FormatInt(c.number, 10), Outcome: audit.Success, RequestID: httpx.RequestID(ctx),

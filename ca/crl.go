@@ -686,8 +686,9 @@ func (s *Service) afterRestore(ctx context.Context) error {
 // refreshCRLs brings every CA's CRLs up to date: a scheduled full CRL when
 // there is none, when the newest full CRL or the delta base is due for
 // replacement (crl.RefreshDue), or after a failed generation, followed by a
-// delta on it; otherwise a delta when the newest is due, missing or on an
-// older base.
+// delta on it; a full CRL and a delta when a revocation committed that the
+// newest full CRL or delta does not hold (revocationsBehind); otherwise a
+// delta when the newest is due, missing or on an older base.
 func (s *Service) refreshCRLs(ctx context.Context) error {
 	var errs []error
 	for _, a := range s.authorities() {
@@ -706,35 +707,41 @@ func (s *Service) refreshCA(ctx context.Context, a *authority) error {
 	if done, err := s.crlsFinished(ctx, a, now); err != nil || done {
 		return err
 	}
-	due := func(c *storedCRL, err error) (bool, error) {
+	latest := func(where string) (*storedCRL, bool, error) {
+		c, err := latestWhere(ctx, s.env.DB, a.id, where, false)
 		if errors.Is(err, ErrNotFound) {
-			return true, nil
+			return nil, true, nil
 		}
 		if err != nil {
-			return false, err
+			return nil, false, err
 		}
 		if !now.Before(crl.RefreshDeadline(c.thisUpdate, c.nextUpdate)) {
 			s.env.Logger.Error("ALERT: CRL still served past three quarters of its interval", "ca", a.id, "kind", c.kind,
 				"number", c.number, "this_update", c.thisUpdate, "next_update", c.nextUpdate)
 		}
-		return crl.RefreshDue(c.thisUpdate, c.nextUpdate, now), nil
+		return c, crl.RefreshDue(c.thisUpdate, c.nextUpdate, now), nil
 	}
-	full, err := due(latestWhere(ctx, s.env.DB, a.id, "kind = 'full'", false))
+	full, fullDue, err := latest("kind = 'full'")
 	if err != nil {
 		return err
 	}
-	base, err := latestBase(ctx, s.env.DB, a.id)
-	baseDue, err := due(base, err)
+	base, baseDue, err := latest(baseWhere)
 	if err != nil {
 		return err
 	}
-	if full || baseDue || s.isStale(a.id) {
+	if fullDue || baseDue || s.isStale(a.id) {
 		return s.generateBoth(ctx, a, true)
 	}
-	d, err := latestWhere(ctx, s.env.DB, a.id, "kind = 'delta'", false)
-	deltaDue, err := due(d, err)
+	d, deltaDue, err := latest("kind = 'delta'")
 	if err != nil {
 		return err
+	}
+	behind, err := s.revocationsBehind(ctx, a, full, d)
+	if err != nil {
+		return err
+	}
+	if behind {
+		return s.generateBoth(ctx, a, false)
 	}
 	if deltaDue || d.base != base.number {
 		if _, err := s.generateDelta(ctx, a); err != nil {
@@ -742,6 +749,50 @@ func (s *Service) refreshCA(ctx context.Context, a *authority) error {
 		}
 	}
 	return nil
+}
+
+// revocationsBehind reports whether a revocation of a has committed that
+// full or delta (a's newest CRLs of each kind; delta nil if there is none)
+// does not hold: the process that committed it ended before the CRLs of
+// afterRevocation were made (killed, out of memory), their generation
+// failed, or another process on the same database revoked and has not
+// published yet. Revocation sequences follow commit order
+// (migrations/*/00003_crl.sql), so a CRL holds every revocation up to the
+// sequence it records; the index on (issuer_id, revocation_seq) answers the
+// MAX. Once the CRLs made here record the sequence, the next tick finds
+// nothing to do, on every process sharing the database.
+//
+// While this process has a generation for a's revocations queued or
+// running, the answer is no: that generation holds every revocation
+// committed before it starts; if it fails, it marks a stale for the next
+// tick; a revocation committed by another process after it started is
+// seen at the next tick.
+func (s *Service) revocationsBehind(ctx context.Context, a *authority, full, delta *storedCRL) (bool, error) {
+	var seq int64
+	if err := s.env.DB.ReadRow(ctx, "SELECT COALESCE(MAX(revocation_seq), 0) FROM ca_certificates WHERE issuer_id = ?", a.id).Scan(&seq); err != nil {
+		return false, fmt.Errorf("revocation sequence of %s: %w", a.id, err)
+	}
+	held := full.seq.Int64 // 0 for a CRL made before sequences
+	var deltaSeq any
+	if delta != nil {
+		held, deltaSeq = min(held, delta.seq.Int64), delta.seq.Int64
+	}
+	if seq <= held || s.revocationQueued(a.id) {
+		return false, nil
+	}
+	s.env.Logger.Warn("revocations committed that the newest CRLs do not list (the process that made them ended first, their CRLs failed, or another process revoked): publishing a full CRL and a delta now",
+		"ca", a.id, "revocation_seq", seq, "full", full.number, "full_seq", full.seq.Int64, "delta_seq", deltaSeq)
+	return true, nil
+}
+
+// revocationQueued reports whether afterRevocation has a generation of
+// CA id's CRLs waiting or running in this process.
+func (s *Service) revocationQueued(id string) bool {
+	st := crlStateOf(s)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	q := st.queues[id]
+	return q != nil && (q.running || q.next != nil)
 }
 
 // crlsFinished reports whether retired (or revoked) CA generation a has
@@ -787,14 +838,18 @@ func (s *Service) crlsFinished(ctx context.Context, a *authority, now time.Time)
 // so the delta's number is above the full one's and it lists whatever
 // committed while the full CRL was built.
 func (s *Service) generateBoth(ctx context.Context, a *authority, asBase bool) error {
-	gen := s.generateCRL
-	if asBase {
-		gen = s.generateBase
+	_, err := s.generatePair(ctx, a, asBase)
+	return err
+}
+
+// generatePair is generateBoth, with also appended with the full CRL (see
+// generate); it returns the full CRL, also when the delta failed.
+func (s *Service) generatePair(ctx context.Context, a *authority, asBase bool, also ...func(*storedCRL) audit.Record) (*storedCRL, error) {
+	full, err := s.generate(ctx, a, kindFull, asBase, also...)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := gen(ctx, a); err != nil {
-		return err
-	}
-	_, err := s.generateDelta(ctx, a)
+	_, err = s.generateDelta(ctx, a)
 	if errors.Is(err, errNoDeltaBase) && !asBase {
 		// No scheduled full CRL with a sequence yet (a database from before
 		// delta CRLs): make one.
@@ -802,7 +857,7 @@ func (s *Service) generateBoth(ctx context.Context, a *authority, asBase bool) e
 			_, err = s.generateDelta(ctx, a)
 		}
 	}
-	return err
+	return full, err
 }
 
 func (s *Service) isStale(id string) bool {

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -37,6 +38,8 @@ import (
 	"github.com/govtrust/govtrust/ca/ocsp"
 	"github.com/govtrust/govtrust/ca/profile"
 	"github.com/govtrust/govtrust/internal/audit"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/store"
@@ -1687,5 +1690,253 @@ func TestCRLServedOnce(t *testing.T) {
 	}
 	if warm > size/10 {
 		t.Errorf("%d GETs of a loaded CRL allocated %d bytes", n, warm)
+	}
+}
+
+// TestCRLCatchUpCommittedRevocation (RELIABILITY.md I4, ACCEPTANCE.md C-01):
+// a revocation committed whose CRLs were never made (its process died
+// between the commit and afterRevocation, or another process on the same
+// database revoked) is listed by the full CRL and the delta of the next
+// refresh, the delta numbered above the full CRL and still on the scheduled
+// base. A refresh with nothing new makes no CRL, on either of two processes
+// sharing the database, before and after the catch-up.
+func TestCRLCatchUpCommittedRevocation(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clk := clock.NewFake(time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC))
+		s1, a := crlStoreFixture(t, db, clk, "0a", "0b")
+		a.status = statusActive
+		s2 := New() // a second process on the same database
+		s2.env, s2.vars = s1.env, s1.vars
+		s2.cas[a.id] = a
+		s2.reg.Store(s1.registry())
+		crls := func() int {
+			t.Helper()
+			var n int
+			if err := db.ReadRow(ctx, "SELECT COUNT(*) FROM ca_crls WHERE issuer_id = ?", a.id).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		refresh := func(s *Service) {
+			t.Helper()
+			clk.Add(time.Second)
+			if err := s.refreshCRLs(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		refresh(s1) // the first CRLs, as at Start
+		base, err := latestBase(ctx, db, a.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle := func(when string) {
+			t.Helper()
+			n := crls()
+			refresh(s1)
+			refresh(s2)
+			refresh(s1)
+			if got := crls(); got != n {
+				t.Errorf("%s: refreshes with nothing new made %d CRLs", when, got-n)
+			}
+		}
+		idle("before the revocation")
+
+		if err := revokeRow(ctx, db, clk.Now(), "0a"); err != nil { // no afterRevocation
+			t.Fatal(err)
+		}
+		refresh(s2)
+		full, err := latestCRL(ctx, db, a.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		delta, err := latestDelta(ctx, db, a.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := serialsOf(t, full, a); got != "0a" {
+			t.Errorf("full CRL %d after the refresh lists %q, want 0a", full.number, got)
+		}
+		if got := serialsOf(t, delta, a); got != "0a" {
+			t.Errorf("delta CRL %d after the refresh lists %q, want 0a", delta.number, got)
+		}
+		if delta.number <= full.number || delta.base != base.number || full.deltaBase {
+			t.Errorf("delta %d on %d, full %d (a base: %v); want the delta above the full CRL and on the scheduled base %d",
+				delta.number, delta.base, full.number, full.deltaBase, base.number)
+		}
+		idle("after the catch-up")
+
+		// A catch-up full CRL without its delta (the process died between
+		// the two) is caught up too.
+		if err := revokeRow(ctx, db, clk.Now(), "0b"); err != nil {
+			t.Fatal(err)
+		}
+		clk.Add(time.Second)
+		if _, err := s1.generateCRL(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		refresh(s1)
+		d, err := latestDelta(ctx, db, a.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := serialsOf(t, d, a); got != "0a 0b" {
+			t.Errorf("delta %d after a full CRL without its delta lists %q, want 0a 0b", d.number, got)
+		}
+		idle("after the second catch-up")
+	}, append([]store.Migrations{audit.Migrations}, New().Migrations()...)...)
+}
+
+// revokeCommitted revokes serial of ecdsa-issuing in the database as the
+// revoke handler's transaction does, without the CRLs that follow it: the
+// process that revoked died right after the commit.
+func (tn *testNode) revokeCommitted(t *testing.T, serial string) {
+	t.Helper()
+	if _, err := tn.db().Exec(t.Context(), `UPDATE ca_certificates SET status = 'revoked', revoked_at = ?, revocation_reason = 1
+		WHERE issuer_id = 'ecdsa-issuing' AND serial = ?`, time.Now().UTC().Format(timeFormat), serial); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCRLCatchUpAtStart: a revocation committed by a process killed before
+// its CRLs is on the served full CRL and delta as soon as the CA starts
+// again, without waiting for a tick.
+func TestCRLCatchUpAtStart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	tn := startNode(t, dir)
+	out := tn.issueECDSA(t)
+	tn.revokeCommitted(t, out.Serial)
+	tn.stop()
+
+	tn = startNode(t, dir)
+	_, full := tn.fetchCRL(t, "ecdsa-issuing")
+	_, delta := tn.fetchCRL(t, "ecdsa-issuing-delta")
+	if !listed(full, out.Serial) || !listed(delta, out.Serial) || delta.Number.Cmp(full.Number) <= 0 {
+		t.Errorf("after restart: serial %s on the full CRL %v: %v, on the delta %v: %v; want both, the delta above",
+			out.Serial, full.Number, listed(full, out.Serial), delta.Number, listed(delta, out.Serial))
+	}
+}
+
+// TestForceCRLMakesDelta: a CRL forced by an operator comes with a delta
+// numbered above it and listing what it lists, so that clients following
+// the delta see what the forced full CRL was made for.
+func TestForceCRLMakesDelta(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	tn.addAccount("operator", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	out := tn.issueECDSA(t)
+	tn.revokeCommitted(t, out.Serial)
+	status, raw := tn.do("POST", "/api/v1/ca/ecdsa-issuing/crls", "operator", nil, nil)
+	var info CRLInfo
+	if status != http.StatusCreated || json.Unmarshal(raw, &info) != nil {
+		t.Fatalf("force: %d %s", status, raw)
+	}
+	_, full := tn.fetchCRL(t, "ecdsa-issuing")
+	_, delta := tn.fetchCRL(t, "ecdsa-issuing-delta")
+	if full.Number.Int64() != info.Number || !listed(full, out.Serial) {
+		t.Errorf("served full CRL %v (answer %d) lists %s: %v", full.Number, info.Number, out.Serial, listed(full, out.Serial))
+	}
+	if delta.Number.Cmp(full.Number) <= 0 || !listed(delta, out.Serial) {
+		t.Errorf("served delta %v, full CRL %v: delta lists %s: %v; want the delta above, listing it", delta.Number, full.Number, out.Serial, listed(delta, out.Serial))
+	}
+	if n := tn.audited("account/operator", "ca.crl.generate", audit.Success); n != 1 {
+		t.Errorf("%d records of the forced CRL by the operator, want 1", n)
+	}
+}
+
+// TestCRLCatchUpTwoProcessesPostgres: two CA processes on one PostgreSQL
+// database; a third revoked and died before its CRLs. The first process to
+// tick publishes a full CRL and a delta listing the revocation, the other
+// serves them, and further ticks of both make no CRL.
+func TestCRLCatchUpTwoProcessesPostgres(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	set := func(o *node.Options) { o.DB = &url }
+	a := startNodeWith(t, filepath.Join(t.TempDir(), "a"), set)
+	b := startNodeWith(t, filepath.Join(t.TempDir(), "b"), set)
+	out := a.issueECDSA(t)
+	a.revokeCommitted(t, out.Serial)
+	if err := b.svc.refreshCRLs(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tn := range []*testNode{a, b} {
+		_, full := tn.fetchCRL(t, "ecdsa-issuing")
+		_, delta := tn.fetchCRL(t, "ecdsa-issuing-delta")
+		if !listed(full, out.Serial) || !listed(delta, out.Serial) || delta.Number.Cmp(full.Number) <= 0 {
+			t.Errorf("serial %s on the full CRL %v: %v, on the delta %v: %v; want both, the delta above",
+				out.Serial, full.Number, listed(full, out.Serial), delta.Number, listed(delta, out.Serial))
+		}
+	}
+	const crls = "SELECT COUNT(*) FROM ca_crls"
+	n := a.count(crls)
+	for range 2 {
+		for _, tn := range []*testNode{a, b} {
+			if err := tn.svc.refreshCRLs(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := a.count(crls); got != n {
+		t.Errorf("ticks with nothing new made %d CRLs", got-n)
+	}
+}
+
+// TestCRLCatchUpLeavesQueuedRevocation: a tick while the CRLs of a
+// revocation made by this process are being built does not build them a
+// second time (for a large CA that would double the work at the worst
+// moment): the revocation's generation lists it.
+func TestCRLCatchUpLeavesQueuedRevocation(t *testing.T) {
+	sched := defaultCRLSchedule
+	sched.wait = 50 * time.Millisecond
+	tn := startCRLNode(t, filepath.Join(t.TempDir(), "data"), crlNodeOptions{schedule: &sched})
+	out := tn.issueECDSA(t)
+	const crls = "SELECT COUNT(*) FROM ca_crls WHERE issuer_id = 'ecdsa-issuing'"
+	before := tn.count(crls)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	crlStateOf(tn.svc).duringBuild = func(string) {
+		once.Do(func() {
+			close(entered)
+			<-release
+		})
+	}
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	if status, raw := tn.revoke("ecdsa-issuing", "ra", out.Serial, "superseded"); status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", status, raw)
+	}
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no CRL generation started within 10 s of the revocation")
+	}
+	ticked := make(chan error, 1)
+	go func() { ticked <- tn.svc.refreshCRLs(context.Background()) }()
+	select {
+	case err := <-ticked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tick waits for the revocation's CRL generation")
+	}
+	close(release)
+	released = true
+	for deadline := time.Now().Add(30 * time.Second); tn.count(crls) < before+2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the revocation's CRLs were not made")
+		}
+	}
+	if err := tn.svc.refreshCRLs(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := tn.count(crls) - before; got != 2 {
+		t.Errorf("%d CRLs made for one revocation and two ticks, want 2 (a full CRL and its delta)", got)
+	}
+	_, delta := tn.fetchCRL(t, "ecdsa-issuing-delta")
+	if !listed(delta, out.Serial) {
+		t.Errorf("delta %v does not list %s", delta.Number, out.Serial)
 	}
 }
