@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/smx509"
+
 	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/authz"
@@ -300,4 +302,75 @@ func TestSignRefusesExpiredKey(t *testing.T) {
 	tn.refused(k, tn.token(appID), "expired")
 	clk.Set(cert.NotBefore.Add(-time.Minute))
 	tn.refused(k, tn.token(appID), "not yet valid")
+}
+
+// TestPlatformCRLsAsEvidence: the platform CA's own CRLs, embedded in a
+// signature made through the API and verified offline: the full CRLs
+// (critical issuingDistributionPoint naming the certificates' distribution
+// point) prove the signer and its CA good, the delta CRLs at
+// /pki/{ca}-delta.crl, which anyone can fetch and embed, prove nothing;
+// once the certificate is revoked, the next full CRL proves it revoked.
+func TestPlatformCRLsAsEvidence(t *testing.T) {
+	tn := startNode(t)
+	appID, appTok := tn.account("billing-app", authz.KindApplication, "application")
+	_, opTok := tn.account("ca-op", authz.KindPerson, policy.Role("ca-operator"))
+	k := tn.newKey(appID, "sm2")
+	sig := tn.sign(k.ID, appTok, SignRequest{Data: []byte("embedded CRLs")})
+	leaf, issuing, root := pemCert(t, k.Certificate), pemCert(t, k.Chain[0]), pemCert(t, k.Chain[len(k.Chain)-1])
+	fetch := func(c *smx509.Certificate, suffix string) []byte {
+		t.Helper()
+		for _, u := range c.CRLDistributionPoints {
+			if strings.HasPrefix(u, "http") {
+				der, err := (&HTTPFetcher{}).CRL(context.Background(), strings.TrimSuffix(u, ".crl")+suffix)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return der
+			}
+		}
+		t.Fatalf("%s names no HTTP CRL distribution point", c.Subject)
+		return nil
+	}
+	verify := func(crls ...[]byte) *Report {
+		t.Helper()
+		sd, err := cms.Parse(sig, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range crls {
+			sd.AddCRL(c)
+		}
+		der, err := sd.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := &Verifier{Roots: []*smx509.Certificate{root}, Intermediates: []*smx509.Certificate{issuing}}
+		return v.Verify(context.Background(), &Input{Signature: der})
+	}
+	leafFull, leafDelta := fetch(leaf, ".crl"), fetch(leaf, "-delta.crl")
+	rootFull, rootDelta := fetch(issuing, ".crl"), fetch(issuing, "-delta.crl")
+
+	r := verify(leafFull, rootFull)
+	mustValid(t, r)
+	for _, ev := range r.Signers[0].Revocation {
+		if ev.Status != "good" || ev.Source != "embedded-crl" {
+			t.Errorf("%s: %s from %s, want good from the embedded CRL", ev.Subject, ev.Status, ev.Source)
+		}
+	}
+	for name, crls := range map[string][][]byte{
+		"the issuing CA's delta for the signer": {leafDelta, rootFull},
+		"the root's delta for the issuing CA":   {leafFull, rootDelta},
+	} {
+		if r := verify(crls...); r.Valid || !hasReason(r, ReasonRevocationUnk) {
+			t.Errorf("%s: valid=%v %v, want %s\n%s", name, r.Valid, failed(r), ReasonRevocationUnk, r.Summary)
+		}
+	}
+
+	tn.revoke(k, "sm2-issuing", "keyCompromise", opTok)
+	if st := tn.call("POST", "/api/v1/ca/sm2-issuing/crls", opTok, nil, nil); st != http.StatusCreated {
+		t.Fatalf("new full CRL: %d", st)
+	}
+	if r := verify(fetch(leaf, ".crl"), rootFull); r.Valid || !hasReason(r, ReasonRevoked) {
+		t.Errorf("the full CRL after the revocation: valid=%v %v, want %s\n%s", r.Valid, failed(r), ReasonRevoked, r.Summary)
+	}
 }

@@ -206,6 +206,10 @@ func tsaCert(t *tsp.Token) *smx509.Certificate {
 }
 
 // embedStatus fetches an OCSP response (else a CRL) for cert and embeds it.
+// Only evidence the verifier would take is embedded: a CRL from one of
+// cert's distribution points must list it, or be complete for it
+// (crlEvidence: not a delta CRL, an issuingDistributionPoint that covers
+// it, no critical extension not processed) and current.
 func (s *Signing) embedStatus(ctx context.Context, sd *cms.SignedData, cert, issuer *smx509.Certificate) error {
 	f := s.Verifier.Fetch
 	var errs []error

@@ -16,6 +16,7 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/ca/ocsp"
+	"github.com/govtrust/govtrust/internal/crlscope"
 	"github.com/govtrust/govtrust/signature/cms"
 	"github.com/govtrust/govtrust/tsa/tsp"
 )
@@ -407,28 +408,49 @@ func (v *Verifier) checkCertificate(ctx context.Context, sr *SignerReport, cert 
 // status finds the revocation status of cert at time at (the signing
 // time): embedded OCSP responses and CRLs first (long-term validation
 // data), then the OCSP responder and the CRL distribution points the
-// certificate names. Evidence that does not speak for at (see fresh) is
-// passed over.
+// certificate names; among the embedded evidence, a revocation wins.
+// Evidence that does not speak for at (see fresh) is passed over, and so
+// is a CRL that does not list cert and is not complete for it (see
+// crlEvidence).
 func (v *Verifier) status(ctx context.Context, cert, issuer *smx509.Certificate, sd *cms.SignedData, at time.Time) (Evidence, error) {
 	var errs []error
 	if sd != nil {
+		// Embedded evidence: a revocation any of it proves wins over the
+		// "good" of the rest (a CRL listing the certificate beside an OCSP
+		// response or a CRL made before); else the first usable, OCSP
+		// before CRLs.
+		var first *Evidence
+		use := func(ev Evidence) bool {
+			if ev.Status == "revoked" {
+				return true
+			}
+			if first == nil {
+				first = &ev
+			}
+			return false
+		}
 		for _, r := range sd.Revocation {
 			if r.OCSP != nil {
 				ev, err := ocspEvidence(r.OCSP, cert, issuer, "embedded-ocsp", "", at)
-				if err == nil {
+				if err != nil {
+					errs = append(errs, fmt.Errorf("embedded OCSP response: %w", err))
+				} else if use(ev) {
 					return ev, nil
 				}
-				errs = append(errs, fmt.Errorf("embedded OCSP response: %w", err))
 			}
 		}
 		for _, r := range sd.Revocation {
 			if r.CRL != nil {
 				ev, err := crlEvidence(r.CRL, cert, issuer, "embedded-crl", "", at)
-				if err == nil {
+				if err != nil {
+					errs = append(errs, fmt.Errorf("embedded CRL: %w", err))
+				} else if use(ev) {
 					return ev, nil
 				}
-				errs = append(errs, fmt.Errorf("embedded CRL: %w", err))
 			}
+		}
+		if first != nil {
+			return *first, nil
 		}
 	}
 	if v.Fetch == nil {
@@ -521,6 +543,19 @@ func ocspEvidence(der []byte, cert, issuer *smx509.Certificate, source, url stri
 	return ev, nil
 }
 
+// crlEvidence is what the CRL der says of cert, which issuer issued, at
+// time at. A CRL of the issuer that lists cert proves it revoked, whatever
+// the CRL's kind and scope: a delta CRL, or a CRL of another partition,
+// lists only serials the issuer revoked (but a delta's removeFromCRL entry
+// takes a certificate off its base and revokes nothing). Absence proves
+// "good" only on a CRL complete for cert (RFC 5280 §5.2.4, §5.2.5, §6.3.3
+// (b)): not a delta CRL, which lists only the changes since its base; with
+// an issuingDistributionPoint, if any, that covers cert (user or CA
+// certificates only, attribute certificates only, some reasons only, a
+// distribution point name cert does not name); fresh at at. A CRL with a
+// critical extension or entry extension not processed here (an indirect
+// CRL among them) is not used at all (§5.2, §5.3). The rules are
+// internal/crlscope's, as for client certificates.
 func crlEvidence(der []byte, cert, issuer *smx509.Certificate, source, url string, at time.Time) (Evidence, error) {
 	rl, err := smx509.ParseRevocationList(der)
 	if err != nil {
@@ -532,18 +567,43 @@ func crlEvidence(der []byte, cert, issuer *smx509.Certificate, source, url strin
 	if err := rl.CheckSignatureFrom(issuer); err != nil {
 		return Evidence{}, fmt.Errorf("CRL signature: %w", err)
 	}
-	ev := Evidence{Source: source, Time: rl.ThisUpdate.UTC(), URL: url, Status: "good"}
+	what := "the CRL"
+	if rl.Number != nil {
+		what = "CRL " + rl.Number.String()
+	}
+	sc, err := crlscope.Read(rl.Extensions, rl.RawIssuer)
+	if err != nil {
+		return Evidence{}, fmt.Errorf("%s not usable: %w", what, err)
+	}
+	if sc.Base != nil {
+		what = fmt.Sprintf("delta CRL %v (base %v)", rl.Number, sc.Base) // Read checked the number
+	}
+	ev := Evidence{Source: source, Time: rl.ThisUpdate.UTC(), URL: url}
 	for _, e := range rl.RevokedCertificateEntries {
-		if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+		if err := crlscope.CheckEntry(e.Extensions); err != nil {
+			return Evidence{}, fmt.Errorf("%s not usable: entry %x: %w", what, e.SerialNumber, err)
+		}
+		if ev.RevokedAt == nil && e.SerialNumber.Cmp(cert.SerialNumber) == 0 && (sc.Base == nil || e.ReasonCode != crlscope.ReasonRemoveFromCRL) {
 			t := e.RevocationTime.UTC()
 			ev.Status, ev.RevokedAt = "revoked", &t
 		}
 	}
-	if ev.Status == "good" {
-		if err := fresh(rl.ThisUpdate, rl.NextUpdate, at); err != nil {
-			return Evidence{}, fmt.Errorf("CRL: %w", err)
-		}
+	if ev.RevokedAt != nil {
+		return ev, nil
 	}
+	if sc.Base != nil {
+		return Evidence{}, fmt.Errorf("%s does not list the certificate, which proves nothing: a delta CRL lists only the changes since its base CRL (RFC 5280 §5.2.4)", what)
+	}
+	switch m := sc.IDP.Covers(cert.BasicConstraintsValid && cert.IsCA, crlscope.DistributionPoints(cert.RawIssuer, cert.Extensions)); {
+	case m == 0:
+		return Evidence{}, fmt.Errorf("%s does not cover the certificate: its issuingDistributionPoint limits it to other certificates or distribution points (RFC 5280 §5.2.5)", what)
+	case m != crlscope.AllReasons:
+		return Evidence{}, fmt.Errorf("%s covers the certificate for some revocation reasons only (issuingDistributionPoint onlySomeReasons, RFC 5280 §5.2.5)", what)
+	}
+	if err := fresh(rl.ThisUpdate, rl.NextUpdate, at); err != nil {
+		return Evidence{}, fmt.Errorf("CRL: %w", err)
+	}
+	ev.Status = "good"
 	return ev, nil
 }
 

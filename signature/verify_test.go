@@ -6,17 +6,24 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/govtrust/govtrust/ca/ocsp"
+	"github.com/govtrust/govtrust/internal/crlscope"
 	"github.com/govtrust/govtrust/signature/cms"
 )
 
@@ -238,6 +245,11 @@ func TestStaleRevocationEvidence(t *testing.T) {
 		{"CRL valid now", func(t *testing.T, sd *cms.SignedData) { sd.AddCRL(crl(t, false, cur, curNext)) }, true, ""},
 		{"CRL expired a day ago", func(t *testing.T, sd *cms.SignedData) { sd.AddCRL(crl(t, false, old, oldNext)) }, false, ReasonRevocationUnk},
 		{"expired CRL listing the certificate", func(t *testing.T, sd *cms.SignedData) { sd.AddCRL(crl(t, true, old, oldNext)) }, false, ReasonRevoked},
+		// Embedded evidence that disagrees: the revocation wins.
+		{"good OCSP beside a CRL listing the certificate", func(t *testing.T, sd *cms.SignedData) {
+			sd.AddOCSP(ocspResp(t, ocsp.Good, cur, curNext))
+			sd.AddCRL(crl(t, true, cur, curNext))
+		}, false, ReasonRevoked},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -245,6 +257,211 @@ func TestStaleRevocationEvidence(t *testing.T) {
 			r := (&Verifier{Roots: []*smx509.Certificate{root}}).Verify(context.Background(), &Input{Signature: der})
 			if r.Valid != tc.valid || (tc.want != "" && !hasReason(r, tc.want)) {
 				t.Fatalf("valid=%v %v, want valid=%v %s\n%s", r.Valid, failed(r), tc.valid, tc.want, r.Summary)
+			}
+		})
+	}
+}
+
+// crlHierarchy is an SM2 root that signs CRLs, and a leaf it issued whose
+// CRL distribution points are dps.
+func crlHierarchy(t *testing.T, dps ...string) (root *smx509.Certificate, rootKey *sm2.PrivateKey, leaf *smx509.Certificate, leafKey *sm2.PrivateKey) {
+	t.Helper()
+	now := time.Now().Truncate(time.Second)
+	rootKey, leafKey = sm2Key(t), sm2Key(t)
+	rootTmpl := &smx509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "scope root"},
+		NotBefore: now.Add(-72 * time.Hour), NotAfter: now.Add(72 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign, SignatureAlgorithm: smx509.SM2WithSM3}
+	der, err := smx509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root, err = smx509.ParseCertificate(der); err != nil {
+		t.Fatal(err)
+	}
+	leafTmpl := &smx509.Certificate{SerialNumber: big.NewInt(0x5c09e), Subject: pkix.Name{CommonName: "scoped signer"},
+		NotBefore: now.Add(-60 * time.Hour), NotAfter: now.Add(60 * time.Hour), KeyUsage: smx509.KeyUsageDigitalSignature,
+		CRLDistributionPoints: dps, SignatureAlgorithm: smx509.SM2WithSM3}
+	if der, err = smx509.CreateCertificate(rand.Reader, leafTmpl, root, leafKey.Public(), rootKey); err != nil {
+		t.Fatal(err)
+	}
+	if leaf, err = smx509.ParseCertificate(der); err != nil {
+		t.Fatal(err)
+	}
+	return root, rootKey, leaf, leafKey
+}
+
+// scopedCRL is a CRL of root, current, with the extensions given; listed
+// are the serials on it with their reason.
+func scopedCRL(t *testing.T, root *smx509.Certificate, key *sm2.PrivateKey, number int64, ext []pkix.Extension, listed ...smx509.RevocationListEntry) []byte {
+	t.Helper()
+	now := time.Now().Truncate(time.Second)
+	tmpl := &smx509.RevocationList{Number: big.NewInt(number), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(2 * time.Hour),
+		ExtraExtensions: ext, RevokedCertificateEntries: listed}
+	der, err := smx509.CreateRevocationList(rand.Reader, tmpl, root, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// Extensions of the CRLs the scope tests make (RFC 5280 §5.2.4, §5.2.5).
+func deltaExt(base int64) pkix.Extension {
+	v, _ := asn1.Marshal(big.NewInt(base))
+	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 27}, Critical: true, Value: v}
+}
+
+// idpExt is an issuingDistributionPoint: a fullName of one URI when uri is
+// set, then the DER fields given as they are (onlyContainsUserCerts
+// [1] 0x81 0x01 0xff, onlyContainsCACerts [2] 0x82 ..., onlySomeReasons
+// [3] 0x83 ...).
+func idpExt(uri string, fields ...byte) pkix.Extension {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		if uri != "" {
+			b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+					b.AddASN1(cbasn1.Tag(6).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte(uri)) })
+				})
+			})
+		}
+		b.AddBytes(fields)
+	})
+	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 28}, Critical: true, Value: b.BytesOrPanic()}
+}
+
+// TestEmbeddedCRLScope: a CRL that does not list the signer proves it good
+// only when it is complete for it (RFC 5280 §5.2.4, §5.2.5, §6.3.3): not a
+// delta CRL (the signer could embed the CA's current delta, which does not
+// list a certificate revoked before its base), not a CRL whose
+// issuingDistributionPoint leaves the certificate out, not a CRL with a
+// critical extension the verifier does not process. A listing on any CRL
+// of the issuer, a delta among them, is a revocation, and wins over the
+// "good" of another embedded CRL.
+func TestEmbeddedCRLScope(t *testing.T) {
+	const dp = "http://crl.example.gov.cn/pki/scope.crl"
+	root, rk, leaf, k := crlHierarchy(t, dp)
+	content := []byte("signed, perhaps after revocation")
+	listed := func(reason int) smx509.RevocationListEntry {
+		return smx509.RevocationListEntry{SerialNumber: leaf.SerialNumber, RevocationTime: time.Now().Add(-10 * time.Hour), ReasonCode: reason}
+	}
+	other := smx509.RevocationListEntry{SerialNumber: big.NewInt(0x7777), RevocationTime: time.Now().Add(-time.Hour)}
+	crl := func(number int64, ext []pkix.Extension, entries ...smx509.RevocationListEntry) []byte {
+		return scopedCRL(t, root, rk, number, ext, entries...)
+	}
+	unknownCritical := pkix.Extension{Id: asn1.ObjectIdentifier{1, 2, 3, 4, 5}, Critical: true, Value: []byte{5, 0}}
+	certIssuer := other
+	certIssuer.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 29}, Critical: true, Value: []byte{0x30, 0}}}
+	complete := crl(100, []pkix.Extension{idpExt(dp)}, other)
+	for _, tc := range []struct {
+		name   string
+		crls   [][]byte
+		status string // "good", "revoked", "" (no usable evidence)
+	}{
+		{"delta CRL not listing the revoked signer", [][]byte{crl(101, []pkix.Extension{deltaExt(100)}, other)}, ""},
+		{"ARL (onlyContainsCACerts) not listing a leaf", [][]byte{crl(102, []pkix.Extension{idpExt("", 0x82, 1, 0xff)})}, ""},
+		{"CRL of another distribution point", [][]byte{crl(103, []pkix.Extension{idpExt("http://crl.example.gov.cn/pki/other.crl")})}, ""},
+		{"CRL for keyCompromise only", [][]byte{crl(104, []pkix.Extension{idpExt(dp, 0x83, 2, 6, 0x40)})}, ""},
+		{"CRL with an unknown critical extension", [][]byte{crl(105, []pkix.Extension{unknownCritical})}, ""},
+		{"CRL with an unknown critical entry extension", [][]byte{crl(106, nil, certIssuer)}, ""},
+		{"delta taking the signer off its base", [][]byte{crl(107, []pkix.Extension{deltaExt(100)}, listed(crlscope.ReasonRemoveFromCRL))}, ""},
+		{"complete CRL of its distribution point", [][]byte{complete}, "good"},
+		{"complete CRL of user certificates", [][]byte{crl(108, []pkix.Extension{idpExt("", 0x81, 1, 0xff)})}, "good"},
+		{"complete CRL without scope", [][]byte{crl(109, nil, other)}, "good"},
+		{"delta listing the signer", [][]byte{crl(110, []pkix.Extension{deltaExt(100)}, listed(1))}, "revoked"},
+		{"ARL listing the signer", [][]byte{crl(111, []pkix.Extension{idpExt("", 0x82, 1, 0xff)}, listed(1))}, "revoked"},
+		{"complete CRL, then a delta listing the signer", [][]byte{complete, crl(112, []pkix.Extension{deltaExt(100)}, listed(1))}, "revoked"},
+		{"a delta listing the signer, then a complete CRL", [][]byte{crl(113, []pkix.Extension{deltaExt(100)}, listed(1)), complete}, "revoked"},
+		{"a delta not listing the signer, then a complete CRL", [][]byte{crl(114, []pkix.Extension{deltaExt(100)}), complete}, "good"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			der, err := cms.Sign(content, []*cms.Signer{{Certificate: leaf, Key: k}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sd, err := cms.Parse(der, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range tc.crls {
+				sd.AddCRL(c)
+			}
+			if der, err = sd.Marshal(); err != nil {
+				t.Fatal(err)
+			}
+			r := (&Verifier{Roots: []*smx509.Certificate{root}}).Verify(context.Background(), &Input{Signature: der})
+			switch tc.status {
+			case "good":
+				mustValid(t, r)
+				if ev := r.Signers[0].Revocation; len(ev) != 1 || ev[0].Status != "good" || ev[0].Source != "embedded-crl" {
+					t.Fatalf("revocation evidence %+v, want good from the embedded CRL", ev)
+				}
+			case "revoked":
+				if r.Valid || !hasReason(r, ReasonRevoked) {
+					t.Fatalf("valid=%v %v, want %s\n%s", r.Valid, failed(r), ReasonRevoked, r.Summary)
+				}
+			default:
+				if r.Valid || !hasReason(r, ReasonRevocationUnk) {
+					t.Fatalf("valid=%v %v, want %s\n%s", r.Valid, failed(r), ReasonRevocationUnk, r.Summary)
+				}
+			}
+		})
+	}
+}
+
+// TestLTVEmbedsOnlyCompleteCRLs: LTV signing embeds a CRL from the
+// signer's distribution points only when it can prove the certificate's
+// status (crlEvidence's rules): a delta CRL served there is passed over
+// for the complete CRL, and alone it is an error, not embedded evidence
+// that a verifier would refuse.
+func TestLTVEmbedsOnlyCompleteCRLs(t *testing.T) {
+	var deltaDER, fullDER []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/delta.crl":
+			_, _ = w.Write(deltaDER)
+		case "/full.crl":
+			_, _ = w.Write(fullDER)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	full, delta := srv.URL+"/full.crl", srv.URL+"/delta.crl"
+	for _, tc := range []struct {
+		name string
+		dps  []string
+		want string // "full", or "" when nothing can be embedded
+	}{
+		{"delta named first", []string{delta, full}, "full"},
+		{"delta only", []string{delta}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, rk, leaf, k := crlHierarchy(t, tc.dps...)
+			fullDER = scopedCRL(t, root, rk, 200, []pkix.Extension{idpExt(full)})
+			deltaDER = scopedCRL(t, root, rk, 201, []pkix.Extension{idpExt(full), deltaExt(200)})
+			der, err := cms.Sign([]byte("LTV"), []*cms.Signer{{Certificate: leaf, Key: k}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sd, err := cms.Parse(der, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &Signing{Key: k, Cert: leaf, Verifier: &Verifier{Roots: []*smx509.Certificate{root}, Fetch: &HTTPFetcher{}}}
+			err = s.embedStatus(context.Background(), sd, leaf, root)
+			var got [][]byte
+			for _, r := range sd.Revocation {
+				got = append(got, r.CRL)
+			}
+			switch tc.want {
+			case "full":
+				if err != nil || len(got) != 1 || !bytes.Equal(got[0], fullDER) {
+					t.Fatalf("embedStatus: %v, %d CRLs embedded, want the complete CRL alone", err, len(got))
+				}
+			default:
+				if err == nil || !strings.Contains(err.Error(), "delta CRL") || len(got) != 0 {
+					t.Fatalf("embedStatus: %v, %d CRLs embedded, want an error about the delta CRL and nothing embedded", err, len(got))
+				}
 			}
 		})
 	}

@@ -25,8 +25,29 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/govtrust/govtrust/ca/crl"
+	"github.com/govtrust/govtrust/internal/crlscope"
 	"github.com/govtrust/govtrust/internal/testenv"
 )
+
+// What the tests write into certificates and CRLs (RFC 5280 §4.2.1.13,
+// §5.2.4, §5.2.5, §5.3.1); crlscope reads them.
+var (
+	oidExtDeltaCRL = asn1.ObjectIdentifier{2, 5, 29, 27}
+	oidExtIDP      = asn1.ObjectIdentifier{2, 5, 29, 28}
+	oidExtCRLDP    = asn1.ObjectIdentifier{2, 5, 29, 31}
+	tagDPName      = cbasn1.Tag(0).Constructed().ContextSpecific()
+	tagFullName    = cbasn1.Tag(0).Constructed().ContextSpecific()
+	tagRelative    = cbasn1.Tag(1).Constructed().ContextSpecific()
+)
+
+const reasonRemoveFromCRL = crlscope.ReasonRemoveFromCRL
+
+// directoryName is the DER GeneralName directoryName of a DER Name.
+func directoryName(name []byte) string {
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.Tag(4).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes(name) })
+	return string(b.BytesOrPanic())
+}
 
 // crlCA is a client CA made at test time, with the CRLs it signs.
 type crlCA struct {
@@ -299,7 +320,7 @@ func TestCRLCheckerScope(t *testing.T) {
 	leafThere := ca.leaf(t, 0x52, false, fullDPName(there))
 	leafNoDP := ca.leaf(t, 0x53, false)
 	subCA := ca.leaf(t, 0x55, true, fullDPName(here))
-	caName, _ := directoryName(ca.cert.RawSubject)
+	caName := directoryName(ca.cert.RawSubject)
 	keyCompromise := []byte{6, 0x40}       // bit 1
 	otherReasons := []byte{7, 0xbf, 0x80}  // bits 0 and 2..8
 	all := []int64{0x51, 0x52, 0x53, 0x55} // certificates of the table
@@ -589,22 +610,4 @@ fullname = URI:` + dp + "\n",
 			t.Errorf("certificate %x: OpenSSL says %q, want %s", serial, out, want)
 		}
 	}
-}
-
-// FuzzCRLScope feeds the issuingDistributionPoint and cRLDistributionPoints
-// parsers arbitrary bytes: an error or nothing, never a panic.
-func FuzzCRLScope(f *testing.F) {
-	here := fullDPName(uriName("http://crl.example.gov.cn/here.crl"))
-	f.Add(idpExt(idpSpec{dpName: here, onlyUser: true}))
-	f.Add(idpExt(idpSpec{dpName: relativeDPName("part 7"), reasons: []byte{6, 0x40}}))
-	f.Add(idpExt(idpSpec{onlyCA: true, indirect: true}))
-	f.Add([]byte{0x30, 0x06, 0x30, 0x04, 0xa0, 0x02, 0x80, 0x00})
-	issuer, _ := asn1.Marshal(pkix.Name{CommonName: "client CA"}.ToRDNSequence())
-	f.Fuzz(func(t *testing.T, b []byte) {
-		cert := &x509.Certificate{RawIssuer: issuer, Extensions: []pkix.Extension{{Id: oidExtCRLDP, Value: b}}}
-		dps := distributionPoints(cert)
-		if p, err := parseIDP(b, issuer); err == nil {
-			p.covers(cert, dps)
-		}
-	})
 }
