@@ -84,6 +84,10 @@ type Service struct {
 	// revFailing is set while the status cannot be read (revocationPass,
 	// which only Start and then the loop run).
 	revFailing bool
+	// pubMu orders the CA's revocation hook and the publication of a
+	// unit that may sign (publish): each revocation is seen by one or
+	// the other.
+	pubMu sync.Mutex
 
 	stop func()
 	done chan struct{}
