@@ -181,3 +181,26 @@ func TestProductionRefusesExamplePolicy(t *testing.T) {
 		t.Fatalf("production with an own policy OID: %v", err)
 	}
 }
+
+// A policy OID DER cannot encode (config.Validate refuses it; a TSA given
+// one all the same) stops the start with an error naming it, instead of a
+// node that says it is ready and fails every request.
+func TestUnencodablePolicyRefused(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"), "")
+	for _, p := range []string{"1.45.7", "0.40.1", "3.1"} {
+		env := *tn.n.Env()
+		cfg := *env.Config
+		cfg.TSA.Policies = []string{"1.2.156.99999.1.1", p}
+		env.Config = &cfg
+		s := New(tn.ca)
+		err := s.Start(context.Background(), &env)
+		if err == nil {
+			s.Stop(context.Background())
+			t.Errorf("tsa.policies %s: the TSA started", p)
+			continue
+		}
+		if !strings.Contains(err.Error(), "tsa.policies") || !strings.Contains(err.Error(), p) {
+			t.Errorf("tsa.policies %s: %v, want an error naming the setting and the OID", p, err)
+		}
+	}
+}

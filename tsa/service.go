@@ -125,6 +125,11 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 		if err != nil {
 			return fmt.Errorf("tsa.policies: %w", err)
 		}
+		// Every token encodes its policy: one DER cannot encode would
+		// fail every request while the node said it was ready.
+		if _, err := asn1.Marshal(oid); err != nil {
+			return fmt.Errorf("tsa.policies: %s cannot be encoded (the first arc 0, 1 or 2, the second below 40 under 0 or 1: X.690 §8.19.4): %w", p, err)
+		}
 		if mode == config.ModeProduction && exampleArc(oid) {
 			// Tokens name their policy for ever: one from the example arc
 			// would say nothing about whose rules they were issued under.
