@@ -127,7 +127,9 @@ func insertSQL(n int) string {
 // errSerialTaken, or with the reason it is not recorded. As with
 // store.Batcher, a ctx that ends while the batch commits does not cut the
 // wait short: nil always means durable. A caller that holds one of
-// r.signing (see startSigning) gives it back once its row is queued.
+// r.signing (see startSigning) gives it back once its row is queued. A row
+// queued as the recorder closes, after the loop's last look at the queue,
+// is not recorded and gets errRecorderClosed once the recorder is done.
 func (r *recorder) record(ctx context.Context, row tokenRow, held *bool) error {
 	release := func() {
 		if held != nil && *held {
@@ -150,7 +152,20 @@ func (r *recorder) record(ctx context.Context, row tokenRow, held *bool) error {
 	case <-r.closed:
 		return errRecorderClosed
 	}
-	return <-req.err
+	// Every request the loop takes is answered before done is closed (the
+	// loop's drain, or the answerer for a batch, each before it ends), so
+	// an answer is never lost to done: it is read first.
+	select {
+	case err := <-req.err:
+		return err
+	case <-r.done:
+		select {
+		case err := <-req.err:
+			return err
+		default:
+			return errRecorderClosed
+		}
+	}
 }
 
 // startSigning tells the recorder a token is being made and will be
@@ -175,7 +190,8 @@ func (r *recorder) stats() (batches, tokens uint64) { return r.batches.Load(), r
 
 // close stops the recorder after the batch in progress, once every
 // committed batch is answered; requests already queued are answered with
-// errRecorderClosed.
+// errRecorderClosed (record: those queued too late for the loop's drain
+// too).
 func (r *recorder) close() {
 	r.closeOnce.Do(func() { close(r.closed) })
 	<-r.done

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/internal/node"
@@ -180,4 +181,113 @@ func TestProductionRefusesExamplePolicy(t *testing.T) {
 	if err := start("tsa:\n  policies: [1.2.156.99999.1.1]\n  ntp_servers: [127.0.0.1:1]\n"); err != nil {
 		t.Fatalf("production with an own policy OID: %v", err)
 	}
+}
+
+// A policy OID DER cannot encode (config.Validate refuses it; a TSA given
+// one all the same) stops the start with an error naming it, instead of a
+// node that says it is ready and fails every request.
+func TestUnencodablePolicyRefused(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"), "")
+	for _, p := range []string{"1.45.7", "0.40.1", "3.1"} {
+		env := *tn.n.Env()
+		cfg := *env.Config
+		cfg.TSA.Policies = []string{"1.2.156.99999.1.1", p}
+		env.Config = &cfg
+		s := New(tn.ca)
+		err := s.Start(context.Background(), &env)
+		if err == nil {
+			s.Stop(context.Background())
+			t.Errorf("tsa.policies %s: the TSA started", p)
+			continue
+		}
+		if !strings.Contains(err.Error(), "tsa.policies") || !strings.Contains(err.Error(), p) {
+			t.Errorf("tsa.policies %s: %v, want an error naming the setting and the OID", p, err)
+		}
+	}
+}
+
+// A row queued as the recorder closes, after the loop's last look at the
+// queue, is never taken: its caller gets errRecorderClosed once the
+// recorder is done, instead of waiting for ever; a row taken and answered
+// gets its answer.
+func TestRecorderQueuedAfterStop(t *testing.T) {
+	row := tokenRow{serial: "q1", profile: "sm2", generation: 1, policy: "1.2.3", hashAlg: "sm3",
+		imprint: make([]byte, 32), genTime: "2026-11-21T10:00:00Z", token: []byte{1}}
+	// stopped is a recorder whose loop and answerer are the test's.
+	stopped := func() *recorder {
+		return &recorder{reqs: make(chan *recordReq, recordMaxBatch), closed: make(chan struct{}), done: make(chan struct{})}
+	}
+	r := stopped()
+	res := make(chan error, 1)
+	go func() { res <- r.record(context.Background(), row, nil) }()
+	for len(r.reqs) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// The loop drained the queue before this row came, and returned; the
+	// answerer answered its last batch.
+	close(r.closed)
+	close(r.done)
+	select {
+	case err := <-res:
+		if !errors.Is(err, errRecorderClosed) {
+			t.Fatalf("a row queued after the loop stopped: %v, want errRecorderClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a row queued after the loop stopped: record waits for ever")
+	}
+
+	// Taken and answered, then done: the answer.
+	r = stopped()
+	go func() { res <- r.record(context.Background(), row, nil) }()
+	q := <-r.reqs
+	q.err <- nil
+	close(r.closed)
+	close(r.done)
+	if err := <-res; err != nil {
+		t.Fatalf("a recorded row reported as %v", err)
+	}
+}
+
+// Closing the recorder while callers record: each returns, nil for a row
+// that is recorded and errRecorderClosed for one that is not.
+func TestRecorderCloseAnswersEveryCaller(t *testing.T) {
+	db := storetest.SQLite(t, store.EmbeddedMigrations("tsa", migrations, "migrations"))
+	r := newRecorder(db)
+	ctx := context.Background()
+	const n = 400
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = r.record(ctx, tokenRow{serial: fmt.Sprintf("c%d", i), profile: "sm2", generation: 1, policy: "1.2.3",
+				hashAlg: "sm3", imprint: make([]byte, 32), genTime: "2026-11-21T10:00:00Z", token: []byte{1}}, nil)
+		})
+		if i == n/2 {
+			go r.close()
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("record calls still waiting 20 s after the recorder closed")
+	}
+	r.close()
+	var recorded, closed int
+	for i, err := range errs {
+		var k int
+		if qerr := db.QueryRow(ctx, "SELECT COUNT(*) FROM tsa_tokens WHERE serial = ?", fmt.Sprintf("c%d", i)).Scan(&k); qerr != nil {
+			t.Fatal(qerr)
+		}
+		switch {
+		case err == nil && k == 1:
+			recorded++
+		case errors.Is(err, errRecorderClosed) && k == 0:
+			closed++
+		default:
+			t.Errorf("row %d: %v, %d rows", i, err, k)
+		}
+	}
+	t.Logf("%d recorded, %d refused as closed", recorded, closed)
 }

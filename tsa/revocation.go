@@ -23,14 +23,15 @@ const revocationPoll = 5 * time.Second
 func (u *unit) certs() [][]byte { return append([][]byte{u.cert.Raw}, u.chain...) }
 
 // markRevoked stops u from signing (Stamp answers systemFailure, /readyz
-// says why) and wakes the loop to roll it over. It reports whether u was
-// not marked before.
+// says why) and wakes the loop to roll it over when it is active (a
+// retired unit is marked for the requests still in flight on it). It
+// reports whether u was not marked before.
 func (s *Service) markRevoked(u *unit, why string) bool {
 	msg := fmt.Sprintf("tsa %s: unit %d must not sign: %s", u.profile, u.generation, why)
 	if !u.revoked.CompareAndSwap(nil, &msg) {
 		return false
 	}
-	s.env.Logger.Error("tsa: unit certificate chain revoked; the unit stops signing and is rolled over",
+	s.env.Logger.Error("tsa: unit certificate chain revoked; the unit signs no more, and is rolled over if active",
 		"profile", u.profile, "generation", u.generation, "reason", why)
 	select {
 	case s.revKick <- struct{}{}:
@@ -41,17 +42,56 @@ func (s *Service) markRevoked(u *unit, why string) bool {
 
 // revokedHook is the CA's in-process hook (revwatch.Notifier): a
 // revocation of a unit's certificate, or of a CA certificate of its chain,
-// marks the unit before the revocation is acknowledged.
+// marks the unit before the revocation is acknowledged. Every unit this
+// process holds is looked at, the retired ones too: a request that took
+// a unit just before a rollover may still be signing with it, and Stamp
+// reads the mark again once the token is recorded. It runs under pubMu,
+// so a unit being published is either in the set it reads or checked
+// against the CA's record after this revocation committed (publish).
 func (s *Service) revokedHook(issuer *smx509.Certificate, serial *big.Int) {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
 	set := s.units.Load()
 	if set == nil {
 		return
 	}
-	for _, u := range set.active {
-		if why := revwatch.Hit(u.certs(), issuer, serial); why != "" {
-			s.markRevoked(u, why)
+	for _, list := range set.all {
+		for _, u := range list {
+			if why := revwatch.Hit(u.certs(), issuer, serial); why != "" {
+				s.markRevoked(u, why)
+			}
 		}
 	}
+}
+
+// publish makes next the set the handlers read. fresh are its units that
+// were not in the set before and may sign (a rollover's new unit, another
+// node's unit taken over): each is checked against the CA's record first
+// and marked when its chain is revoked, so it is marked before any request
+// can take it. The CA's hook tells of a revocation after it commits and
+// before it is acknowledged; as hook and publish exclude each other
+// (pubMu), a revocation acknowledged before the unit is published was
+// committed before this check, and one acknowledged after is seen by the
+// hook in next. A unit whose status could not be read is published all the
+// same (it signs on, as checkRevocations has it, until the next poll reads
+// it); the error is returned.
+func (s *Service) publish(ctx context.Context, next *unitSet, fresh ...*unit) error {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	var errs []error
+	if rr, ok := s.issuer.(revwatch.Reader); ok {
+		for _, u := range fresh {
+			why, err := revwatch.Check(ctx, rr, u.certs())
+			switch {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("tsa %s: unit %d: revocation status: %w", u.profile, u.generation, err))
+			case why != "":
+				s.markRevoked(u, why)
+			}
+		}
+	}
+	s.units.Store(next)
+	return errors.Join(errs...)
 }
 
 // checkRevocations reads the CA's record of every certificate the active

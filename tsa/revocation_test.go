@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -509,5 +510,136 @@ func TestReloadFailureKeepsChecking(t *testing.T) {
 	err := tn.svc.rollDue(ctx)
 	if err == nil || !strings.Contains(err.Error(), "not-here") {
 		t.Errorf("rollDue: %v, want the unresolvable unit reported", err)
+	}
+}
+
+// racyIssuer is the CA; during, when set, runs once a unit certificate is
+// issued and before the rollover that asked for it publishes the unit,
+// and every later request is refused (so that no further rollover
+// replaces a marked unit while the test looks at it).
+type racyIssuer struct {
+	Issuer
+	revwatch.Notifier
+	revwatch.Reader
+	caLister
+	during atomic.Pointer[func(der []byte, chain [][]byte)]
+	refuse atomic.Bool
+}
+
+func (r *racyIssuer) IssueFor(ctx context.Context, caID, profile string, csr []byte, rec map[string]string, actor string) ([]byte, [][]byte, error) {
+	if r.refuse.Load() {
+		return nil, nil, errors.New("refused for the test")
+	}
+	der, chain, err := r.Issuer.IssueFor(ctx, caID, profile, csr, rec, actor)
+	if f := r.during.Swap(nil); err == nil && f != nil {
+		(*f)(der, chain)
+		r.refuse.Store(true)
+	}
+	return der, chain, err
+}
+
+// TestRevocationDuringRollover: a revocation of the new unit's
+// certificate, or of its issuing CA, acknowledged after the CA issued the
+// certificate and before the rollover made the unit active (the hook then
+// does not know the unit) still stops the unit before its first token:
+// the rollover checks the CA's record before it publishes the unit.
+func TestRevocationDuringRollover(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// revoke revokes the new certificate der or its CA (chain[0]).
+		revoke func(tn *testNode, der []byte, chain [][]byte, op1, op2 string)
+	}{
+		{"unit", func(tn *testNode, der []byte, _ [][]byte, op1, op2 string) {
+			c, err := smx509.ParseCertificate(der)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			tn.revoke("sm2-issuing", c, "keyCompromise", op1, op2)
+		}},
+		{"issuing CA", func(tn *testNode, _ []byte, chain [][]byte, op1, op2 string) {
+			c, err := smx509.ParseCertificate(chain[0])
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			tn.revoke("sm2-root", c, "cACompromise", op1, op2)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ri *racyIssuer
+			tn := startNodeFull(t, filepath.Join(t.TempDir(), "data"), "", "", nil, func(i Issuer) *Service {
+				ri = &racyIssuer{Issuer: i, Notifier: i.(revwatch.Notifier), Reader: i.(revwatch.Reader), caLister: i.(caLister)}
+				return New(ri)
+			})
+			op1, op2 := tn.operators()
+			u1 := tn.svc.units.Load().active["sm2"]
+			f := func(der []byte, chain [][]byte) { tc.revoke(tn, der, chain, op1, op2) } // acknowledged here
+			ri.during.Store(&f)
+			if _, err := tn.svc.Rollover(context.Background(), "sm2", "test"); err != nil {
+				t.Fatal(err)
+			}
+			u2 := tn.svc.units.Load().active["sm2"]
+			if u2.generation != u1.generation+1 {
+				t.Fatalf("unit %d after the rollover, want %d", u2.generation, u1.generation+1)
+			}
+			if u2.revoked.Load() == nil {
+				t.Error("the new unit is published unmarked although its chain was revoked before")
+			}
+			if tok, _, err := tn.svc.Stamp(context.Background(), "sm2", stampReq(t, tsp.SM3, "after the revocation")); err == nil {
+				t.Fatalf("the new unit, whose chain was revoked and the revocation acknowledged during the rollover, granted a token (%d octets)", len(tok))
+			}
+			r, _ := tn.stamp("/tsa", stampReq(t, tsp.SM3, "over HTTP"))
+			if f := failure(r); f != tsp.SystemFailure {
+				t.Errorf("POST /tsa after the revocation: failure %v, want systemFailure", f)
+			}
+		})
+	}
+}
+
+// TestRevokedRetiredUnitInFlight: a request that took the active unit
+// just before a rollover is still being answered when that unit's
+// certificate is revoked: the hook marks the retired unit too, and the
+// request, which reads the mark once its token is recorded, gets no token.
+func TestRevokedRetiredUnitInFlight(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"), "")
+	op1, op2 := tn.operators()
+	ctx := context.Background()
+	u1 := tn.svc.units.Load().active["sm2"]
+	// A recorder whose loop is the test: the request waits, signed, for
+	// its record.
+	real := tn.svc.rec
+	held := &recorder{reqs: make(chan *recordReq, 1), closed: make(chan struct{}), done: make(chan struct{})}
+	tn.svc.rec = held
+	type result struct {
+		tok []byte
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		tok, _, err := tn.svc.Stamp(ctx, "sm2", stampReq(t, tsp.SM3, "in flight"))
+		res <- result{tok, err}
+	}()
+	q := <-held.reqs
+	if q.row.generation != u1.generation {
+		t.Fatalf("the request signs with unit %d, want %d", q.row.generation, u1.generation)
+	}
+	if _, err := tn.svc.Rollover(ctx, "sm2", "test"); err != nil {
+		t.Fatal(err)
+	}
+	tn.revoke("sm2-issuing", u1.cert, "keyCompromise", op1, op2)
+	if u1.revoked.Load() == nil {
+		t.Error("the retired unit is not marked when the revocation is acknowledged")
+	}
+	q.err <- nil // recorded
+	var r result
+	select {
+	case r = <-res:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stamp did not return")
+	}
+	tn.svc.rec = real
+	if r.err == nil {
+		t.Fatalf("a request in flight on the retired unit returned a token (%d octets) after its revocation was acknowledged", len(r.tok))
 	}
 }

@@ -84,6 +84,10 @@ type Service struct {
 	// revFailing is set while the status cannot be read (revocationPass,
 	// which only Start and then the loop run).
 	revFailing bool
+	// pubMu orders the CA's revocation hook and the publication of a
+	// unit that may sign (publish): each revocation is seen by one or
+	// the other.
+	pubMu sync.Mutex
 
 	stop func()
 	done chan struct{}
@@ -120,6 +124,11 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 		oid, err := parseOID(p)
 		if err != nil {
 			return fmt.Errorf("tsa.policies: %w", err)
+		}
+		// Every token encodes its policy: one DER cannot encode would
+		// fail every request while the node said it was ready.
+		if _, err := asn1.Marshal(oid); err != nil {
+			return fmt.Errorf("tsa.policies: %s cannot be encoded (the first arc 0, 1 or 2, the second below 40 under 0 or 1: X.690 §8.19.4): %w", p, err)
 		}
 		if mode == config.ModeProduction && exampleArc(oid) {
 			// Tokens name their policy for ever: one from the example arc

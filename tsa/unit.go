@@ -201,6 +201,7 @@ func (s *Service) reloadUnits(ctx context.Context) error {
 	next := &unitSet{active: map[string]*unit{}, all: map[string][]*unit{}}
 	changed := false
 	var errs []error
+	var taken []*unit
 	for profile, list := range fresh.all {
 		known := map[int]*unit{}
 		for _, u := range cur.all[profile] {
@@ -235,11 +236,13 @@ func (s *Service) reloadUnits(ctx context.Context) error {
 			}
 		}
 		next.active[profile] = a
+		taken = append(taken, a)
 		changed = true
 		s.env.Logger.Info("tsa: unit made by another node taken over", "profile", profile, "generation", a.generation, "replaces", c.generation)
 	}
 	if changed {
-		s.units.Store(next)
+		// A unit taken over is checked before it can sign (publish).
+		errs = append(errs, s.publish(ctx, next, taken...))
 	}
 	return errors.Join(errs...)
 }
@@ -352,9 +355,10 @@ func (s *Service) rollReason(u *unit, now time.Time) string {
 
 // Rollover makes a new unit for profile (a new key, a certificate from the
 // CA), records it as active and the previous one as retired in one
-// transaction, then switches signing to it. Requests in flight finish with
-// the old unit, later ones use the new: there is no moment without an
-// active unit.
+// transaction, then switches signing to it, marked first when its chain
+// was revoked meanwhile (publish). Requests in flight finish with the old
+// unit, later ones use the new: there is no moment without an active
+// unit.
 func (s *Service) Rollover(ctx context.Context, profile, actor string) (*smx509.Certificate, error) {
 	sp := specByName(profile)
 	if sp == nil {
@@ -437,7 +441,14 @@ func (s *Service) Rollover(ctx context.Context, profile, actor string) (*smx509.
 	}
 	next.active[profile] = u
 	next.all[profile] = append([]*unit{u}, old.all[profile]...)
-	s.units.Store(next)
+	// A revocation of the new certificate, or of its CA, acknowledged
+	// since the CA issued it marks the unit before it is published
+	// (publish); the check goes on when the caller has gone, the unit
+	// being recorded.
+	if err := s.publish(context.WithoutCancel(ctx), next, u); err != nil {
+		s.env.Logger.Warn("tsa: the new unit's revocation status could not be read; it signs, and the next poll reads it again",
+			"profile", profile, "generation", gen, "error", err)
+	}
 	s.env.Logger.Info("tsa: unit active", "profile", profile, "generation", gen, "key", u.keyURI)
 	return u.cert, nil
 }

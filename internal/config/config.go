@@ -130,7 +130,7 @@ func (t *TSAConfig) Validate() error {
 	}
 	for _, p := range t.Policies {
 		if !validOID(p) {
-			errs = append(errs, fmt.Errorf("tsa.policies: %q is not a dotted object identifier", p))
+			errs = append(errs, fmt.Errorf("tsa.policies: %q is not an object identifier DER can encode (dotted arcs, the first 0, 1 or 2, the second below 40 under 0 or 1)", p))
 		}
 	}
 	if t.Accuracy < time.Millisecond || t.Accuracy > time.Hour {
@@ -151,7 +151,9 @@ func (t *TSAConfig) Validate() error {
 }
 
 // validOID reports whether s is a dotted OID whose arcs fit an int (the
-// ASN.1 decoders' limit) and whose first arcs are valid (X.660).
+// ASN.1 decoders' limit) and that DER can encode: the first arc is 0, 1
+// or 2 (X.660), and under 0 or 1 the second is below 40, as the first two
+// arcs share one subidentifier, 40 * first + second (X.690 §8.19.4).
 func validOID(s string) bool {
 	parts := strings.Split(s, ".")
 	if len(parts) < 2 {
@@ -162,6 +164,9 @@ func validOID(s string) bool {
 			return false
 		}
 		if i == 0 && p != "0" && p != "1" && p != "2" {
+			return false
+		}
+		if i == 1 && parts[0] != "2" && (len(p) > 2 || len(p) == 2 && p >= "40") {
 			return false
 		}
 	}

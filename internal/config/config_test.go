@@ -1,9 +1,11 @@
 package config
 
 import (
+	"encoding/asn1"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +121,7 @@ func TestValidate(t *testing.T) {
 		"tsa.policies":       func(c *Config) { c.TSA.Policies = []string{"1.2.x"} },
 		"tsa.no policy":      func(c *Config) { c.TSA.Policies = nil },
 		"tsa.big arc":        func(c *Config) { c.TSA.Policies = []string{"2.25.329800735698586629295641978511506172918"} },
+		"tsa.unencodable":    func(c *Config) { c.TSA.Policies = []string{"1.45.7"} },
 		"tsa.accuracy":       func(c *Config) { c.TSA.Accuracy = 0 },
 		"tsa.max_body_bytes": func(c *Config) { c.TSA.MaxBodyBytes = 10 << 20 },
 	}
@@ -147,6 +150,36 @@ func TestValidate(t *testing.T) {
 	}
 	if c.CA.PublicURL != "http://pki.example.gov.cn" {
 		t.Errorf("ca.public_url kept its trailing slash: %q", c.CA.PublicURL)
+	}
+}
+
+// validOID accepts exactly the dotted OIDs whose arcs fit an int and that
+// DER can encode (encoding/asn1 is the reference): the second arc below 40
+// under the first arcs 0 and 1 (X.690 §8.19.4), any under 2.
+func TestValidOID(t *testing.T) {
+	for _, tc := range []struct {
+		oid string
+		ok  bool
+	}{
+		{"0.0", true}, {"0.39", true}, {"1.39.1", true}, {"2.40.1", true}, {"2.999.3161.1", true},
+		{"2.100000000.1", true}, {"1.2.156.10197.1.301.1", true},
+		{"1.45.7", false}, {"0.40", false}, {"1.40", false}, {"1.100.2", false}, {"0.999999999", false},
+		{"3.1", false}, {"1", false}, {"1..2", false}, {"1.02", false}, {"1.2.x", false}, {"1.2.1234567890", false},
+	} {
+		if got := validOID(tc.oid); got != tc.ok {
+			t.Errorf("validOID(%q) = %v, want %v", tc.oid, got, tc.ok)
+		}
+		if !tc.ok {
+			continue
+		}
+		var oid asn1.ObjectIdentifier
+		for _, p := range strings.Split(tc.oid, ".") {
+			n, _ := strconv.Atoi(p)
+			oid = append(oid, n)
+		}
+		if _, err := asn1.Marshal(oid); err != nil {
+			t.Errorf("validOID accepts %q, which asn1.Marshal refuses: %v", tc.oid, err)
+		}
 	}
 }
 
