@@ -110,8 +110,9 @@ type TSAConfig struct {
 	// put in tokens whose request names none.
 	Policies []string `yaml:"policies"`
 	// Accuracy is stated in every token; when the clock's offset from the
-	// time reference (plus half the round trip) exceeds it, the TSA answers
-	// timeNotAvailable instead of issuing tokens.
+	// time reference, widened by its error bound (half the round trip, the
+	// server's root distance) and genTime's 1ms resolution, exceeds it, the
+	// TSA answers timeNotAvailable instead of issuing tokens.
 	Accuracy time.Duration `yaml:"accuracy"`
 	// NTPServers are the time reference (host:port, port 123 by default).
 	// Empty: the system clock is trusted as it is, in dev mode only.
@@ -133,8 +134,11 @@ func (t *TSAConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("tsa.policies: %q is not an object identifier DER can encode (dotted arcs, the first 0, 1 or 2, the second below 40 under 0 or 1)", p))
 		}
 	}
-	if t.Accuracy < time.Millisecond || t.Accuracy > time.Hour {
-		errs = append(errs, fmt.Errorf("tsa.accuracy: %s must be between 1ms and 1h", t.Accuracy))
+	// genTime has millisecond resolution: a token's time is up to 1ms
+	// before the clock's, and that counts against the accuracy with the
+	// clock's own error, so 1ms itself could never be met.
+	if t.Accuracy <= time.Millisecond || t.Accuracy > time.Hour {
+		errs = append(errs, fmt.Errorf("tsa.accuracy: %s must be above 1ms (genTime's resolution, which counts against it) and at most 1h", t.Accuracy))
 	}
 	for _, s := range t.NTPServers {
 		if s == "" || strings.ContainsAny(s, " /") {

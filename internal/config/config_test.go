@@ -123,6 +123,7 @@ func TestValidate(t *testing.T) {
 		"tsa.big arc":        func(c *Config) { c.TSA.Policies = []string{"2.25.329800735698586629295641978511506172918"} },
 		"tsa.unencodable":    func(c *Config) { c.TSA.Policies = []string{"1.45.7"} },
 		"tsa.accuracy":       func(c *Config) { c.TSA.Accuracy = 0 },
+		"tsa.accuracy 1ms":   func(c *Config) { c.TSA.Accuracy = time.Millisecond },
 		"tsa.max_body_bytes": func(c *Config) { c.TSA.MaxBodyBytes = 10 << 20 },
 	}
 	for name, m := range mut {
