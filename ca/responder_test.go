@@ -628,7 +628,7 @@ func TestOCSPRefresh(t *testing.T) {
 	}
 	k := cacheKey{a.id, string(leaf.SerialNumber.Bytes()), ocsp.SHA1}
 	stale := newCached(first, r0.ThisUpdate.Add(48*time.Hour), r0.NextUpdate.Add(48*time.Hour), 1)
-	if stored, err := storeResponse(t.Context(), tn.db(), k, "good", stale); err != nil || stored {
+	if stored, err := storeResponse(t.Context(), tn.db(), k, certState{status: "good"}, stale); err != nil || stored {
 		t.Fatalf("good answer stored for a revoked certificate: %v %v", stored, err)
 	}
 	if _, r := tn.rawQuery(t, a.id, leaf.SerialNumber, nil); r.Status != ocsp.Revoked {
@@ -906,4 +906,154 @@ func TestOCSPRevokedAfterClock(t *testing.T) {
 	if _, r := tn.ask(t, id, leaf.SerialNumber, nil, false); r.Status != ocsp.Revoked || !r.RevokedAt.Equal(c.revokedAt) {
 		t.Errorf("after the clock caught up: %v revoked at %v, want %v", r.Status, r.RevokedAt, c.revokedAt)
 	}
+}
+
+// TestOCSPReasonChangeNotOverwritten: a re-sign that read "revoked,
+// superseded" and signed before the reason became keyCompromise (resign's
+// sequence, with the change committed between its read and its store)
+// stores nothing: not over the keyCompromise response ocspRevoked stored for
+// SHA-1, even with the same thisUpdate, and not for SHA-384, which
+// ocspRevoked does not re-sign. After a memory flush (what another process
+// sees) every hash answers keyCompromise (RELIABILITY.md §1: the reason must
+// survive re-signing).
+func TestOCSPReasonChangeNotOverwritten(t *testing.T) {
+	onBothStores(t, func(t *testing.T, tn *testNode) {
+		ctx := t.Context()
+		a := tn.svc.lookup("ecdsa-issuing")
+		out := tn.issueECDSA(t)
+		if st, raw := tn.revoke(a.id, "ra", out.Serial, "superseded"); st != http.StatusOK {
+			t.Fatalf("superseded: %d %s", st, raw)
+		}
+		serial, _ := new(big.Int).SetString(out.Serial, 16)
+		ost := tn.svc.ocspState()
+		r := ost.responder(a.id)
+		type signed struct {
+			k     cacheKey
+			state certState
+			c     *cached
+		}
+		var stale []signed
+		for _, h := range []ocsp.HashAlg{ocsp.SHA1, ocsp.SHA384} {
+			// resign, step 1: read the state and sign.
+			tpl, state, err := tn.svc.template(ctx, a, serial, h, nil)
+			if err != nil || state.status != "revoked" || tpl.RevocationReason != ocsp.ReasonSuperseded {
+				t.Fatalf("template: %v %+v %d", err, state, tpl.RevocationReason)
+			}
+			der, err := tn.svc.signOCSP(a, r, tpl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stale = append(stale, signed{cacheKey{a.id, string(serial.Bytes()), h}, state, newCached(der, tpl.ThisUpdate, tpl.NextUpdate, r.generation)})
+		}
+		// Meanwhile the reason becomes keyCompromise: its transaction deletes
+		// the stored responses, ocspRevoked stores the SHA-1 keyCompromise one.
+		if st, raw := tn.revoke(a.id, "ra", out.Serial, "keyCompromise"); st != http.StatusOK {
+			t.Fatalf("keyCompromise: %d %s", st, raw)
+		}
+		fresh, err := loadResponse(ctx, tn.db(), stale[0].k)
+		if err != nil || fresh == nil {
+			t.Fatalf("keyCompromise response not stored: %v", err)
+		}
+		// resign, step 2: store what was signed from the old read, with the
+		// thisUpdate of the fresh one (signed in the same second).
+		for _, s := range stale {
+			c := newCached(s.c.der, fresh.thisUpdate, fresh.nextUpdate, s.c.generation)
+			if stored, err := storeResponse(ctx, tn.db(), s.k, s.state, c); err != nil || stored {
+				t.Errorf("hash %v: response of the superseded state stored=%v (%v)", s.k.hash, stored, err)
+			}
+		}
+		if got, err := loadResponse(ctx, tn.db(), stale[0].k); err != nil || got == nil || !bytes.Equal(got.der, fresh.der) {
+			t.Errorf("SHA-1 row replaced (%v)", err)
+		}
+		if got, err := loadResponse(ctx, tn.db(), stale[1].k); err != nil || got != nil {
+			t.Errorf("SHA-384 row stored from the superseded state (%v)", err)
+		}
+		ost.cache.flush(a.id)
+		for _, h := range []ocsp.HashAlg{ocsp.SHA1, ocsp.SHA384} {
+			_, resp := tn.rawQuery(t, a.id, serial, &ocsp.RequestOptions{Hash: h})
+			if resp.Status != ocsp.Revoked || resp.RevocationReason != ocsp.ReasonKeyCompromise {
+				t.Errorf("hash %v after a memory flush: %v reason %d, want keyCompromise", h, resp.Status, resp.RevocationReason)
+			}
+		}
+	})
+}
+
+// TestOCSPStoreOlderState: storeResponse stores a response only for the
+// certificate's current state, compared in full (status, revocation date,
+// reason, revocation_seq), whatever its thisUpdate (a process whose clock
+// is ahead), and reports stored=false when the table keeps a later
+// response (the WHERE of its ON CONFLICT updated nothing).
+func TestOCSPStoreOlderState(t *testing.T) {
+	onBothStores(t, func(t *testing.T, tn *testNode) {
+		ctx := t.Context()
+		a := tn.svc.lookup("ecdsa-issuing")
+		out := tn.issueECDSA(t)
+		serial, _ := new(big.Int).SetString(out.Serial, 16)
+		k := cacheKey{a.id, string(serial.Bytes()), ocsp.SHA256}
+		r := tn.svc.ocspState().responder(a.id)
+		sign := func(ahead time.Duration) (*cached, certState) {
+			t.Helper()
+			tpl, state, err := tn.svc.template(ctx, a, serial, k.hash, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tpl.ThisUpdate, tpl.ProducedAt, tpl.NextUpdate = tpl.ThisUpdate.Add(ahead), tpl.ProducedAt.Add(ahead), tpl.NextUpdate.Add(ahead)
+			der, err := tn.svc.signOCSP(a, r, tpl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return newCached(der, tpl.ThisUpdate, tpl.NextUpdate, r.generation), state
+		}
+		put := func(c *cached, state certState) bool {
+			t.Helper()
+			stored, err := storeResponse(ctx, tn.db(), k, state, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return stored
+		}
+		good, goodState := sign(time.Hour)
+		if st, raw := tn.revoke(a.id, "ra", out.Serial, "cessationOfOperation"); st != http.StatusOK {
+			t.Fatalf("revoke: %d %s", st, raw)
+		}
+		ceased, ceasedState := sign(time.Hour)
+		if st, raw := tn.revoke(a.id, "ra", out.Serial, "keyCompromise"); st != http.StatusOK {
+			t.Fatalf("keyCompromise: %d %s", st, raw)
+		}
+		compromised, compromisedState := sign(0)
+		if ceasedState.status != compromisedState.status || ceasedState.revokedAt != compromisedState.revokedAt || ceasedState.seq >= compromisedState.seq {
+			t.Fatalf("states: %+v then %+v", ceasedState, compromisedState)
+		}
+		if put(good, goodState) {
+			t.Error("a good response stored for a revoked certificate")
+		}
+		if put(ceased, ceasedState) {
+			t.Error("a cessationOfOperation response stored after the change to keyCompromise")
+		}
+		// The same reason and date under another revocation sequence is
+		// another state as well.
+		if older := (certState{compromisedState.status, compromisedState.revokedAt, compromisedState.reason, ceasedState.seq}); put(compromised, older) {
+			t.Error("stored for a revocation sequence that is not the row's")
+		}
+		if !put(compromised, compromisedState) {
+			t.Fatal("the response of the current state not stored")
+		}
+		// Of two responses of the current state the later stays, and the
+		// earlier is reported not stored.
+		later, _ := sign(time.Minute)
+		if !put(later, compromisedState) {
+			t.Error("a later response of the current state not stored")
+		}
+		if put(compromised, compromisedState) {
+			t.Error("an earlier response reported stored over a later one")
+		}
+		got, err := loadResponse(ctx, tn.db(), k)
+		if err != nil || got == nil || !bytes.Equal(got.der, later.der) {
+			t.Fatalf("stored response is not the later one (%v)", err)
+		}
+		resp, err := ocsp.ParseResponse(got.der, a.cert)
+		if err != nil || resp.RevocationReason != ocsp.ReasonKeyCompromise {
+			t.Errorf("stored: %v reason %d", err, resp.RevocationReason)
+		}
+	})
 }
