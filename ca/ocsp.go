@@ -165,6 +165,7 @@ func (s *Service) ocspAnswer(ctx context.Context, a *authority, body []byte) ocs
 	if st != nil {
 		r = st.responder(a.id)
 	}
+	r = ocspSigner(a, r, &t)
 	der, err := s.signOCSP(a, r, t)
 	if err != nil {
 		s.env.Logger.Error("ocsp: sign failed", "ca", a.id, "err", err)
@@ -205,9 +206,46 @@ func (s *Service) template(ctx context.Context, a *authority, serial *big.Int, h
 	return t, stored, nil
 }
 
+// ocspSigner picks who signs t, a response of a, and clamps t's nextUpdate
+// to the end of that signer's certificate. r, a's delegated responder in
+// use (nil: none), signs when its certificate is valid from t's thisUpdate
+// to its nextUpdate. Otherwise its rollover has failed until its last day
+// (responders roll over 30 days before their end, responder.go): the CA key
+// signs (nil, RFC 6960 §2.6) until a successor is made, rather than answer
+// with a response that outlives its responder's certificate or, once that
+// has expired, not at all. A responder whose certificate ends no earlier
+// than its CA's (clamped to the CA's life) keeps signing: the CA key would
+// cover no more. No response's nextUpdate is after the notAfter of the
+// certificate it is verified with.
+func ocspSigner(a *authority, r *responder, t *ocsp.Template) *responder {
+	if r != nil && !r.covers(t.ThisUpdate, t.NextUpdate) &&
+		(!r.covers(t.ThisUpdate, t.ThisUpdate) || r.cert.NotAfter.Before(a.cert.NotAfter)) {
+		r = nil
+	}
+	end := a.cert.NotAfter
+	if r != nil {
+		end = r.cert.NotAfter
+	}
+	if t.NextUpdate.After(end) && end.After(t.ThisUpdate) {
+		t.NextUpdate = end
+	}
+	return r
+}
+
+// signerGeneration is the generation of the responder that signs a's
+// responses made at now (ocspSigner; 0: the CA key), which a cached
+// response must have been signed by to be served.
+func signerGeneration(a *authority, r *responder, now time.Time) int64 {
+	this := now.UTC().Truncate(time.Second)
+	if r = ocspSigner(a, r, &ocsp.Template{ThisUpdate: this, NextUpdate: this.Add(ocspValidity)}); r != nil {
+		return r.generation
+	}
+	return 0
+}
+
 // signOCSP signs t with r, the CA's delegated responder, whose certificate
 // goes into the response (RFC 6960 §4.2.2.2); with the CA's own key when r
-// is nil (RFC 6960 §2.6).
+// is nil (RFC 6960 §2.6). r is what ocspSigner picked for t.
 func (s *Service) signOCSP(a *authority, r *responder, t ocsp.Template) ([]byte, error) {
 	if r == nil {
 		return ocsp.CreateResponse(a.cert, nil, t, a.signer)

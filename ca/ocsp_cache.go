@@ -265,6 +265,13 @@ func (s *Service) updateResponder(ctx context.Context, st *ocspState, a *authori
 	if r != cur && st.swapResponder(a.id, cur, r) && r != nil && (cur == nil || r.generation != cur.generation) {
 		s.env.Logger.Info("OCSP responder in use", "ca", a.id, "generation", r.generation)
 	}
+	if r != nil && signerGeneration(a, r, s.env.Clock.Now()) != r.generation {
+		// Its rollover kept failing (err above) until its certificate
+		// cannot outlast a response signed now: ocspSigner has the CA key
+		// sign meanwhile.
+		s.env.Logger.Error("OCSP responder certificate ends before the responses it would sign; the CA key signs OCSP until a successor is made",
+			"ca", a.id, "generation", r.generation, "not_after", r.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
 }
 
 // replaceRevoked stops signing with cur, a's responder whose certificate is
@@ -520,15 +527,11 @@ func (s *Service) presigned(ctx context.Context, st *ocspState, a *authority, re
 		return nil, nil
 	}
 	k := cacheKey{ca: a.id, serial: string(req.SerialNumber.Bytes()), hash: req.HashAlgorithm}
-	r := st.responder(a.id)
-	gen := int64(0)
-	if r != nil {
-		gen = r.generation
-	}
-	now := s.env.Clock.Now()
 	if !st.fresh() {
 		return nil, nil
 	}
+	now := s.env.Clock.Now()
+	gen := signerGeneration(a, st.responder(a.id), now)
 	if c := st.cache.get(k); c != nil && c.usable(now, gen) {
 		if c.due(now) {
 			s.refreshAsync(st, a, k)
@@ -564,7 +567,7 @@ func (s *Service) resign(ctx context.Context, st *ocspState, a *authority, k cac
 	if state.status == "" {
 		return nil, nil
 	}
-	r := st.responder(a.id)
+	r := ocspSigner(a, st.responder(a.id), &t)
 	der, err := s.signOCSP(a, r, t)
 	if err != nil {
 		return nil, err
@@ -613,13 +616,13 @@ func (s *Service) refreshAsync(st *ocspState, a *authority, k cacheKey) {
 }
 
 // refreshDue re-signs up to ocspRefreshBatch stored responses of a that
-// are past half their validity or were signed by an older responder.
+// are past half their validity or were signed by another signer than the
+// one that signs now (an older responder, or the CA key while a responder
+// was missing, or the responder whose certificate ends too soon,
+// ocspSigner).
 func (s *Service) refreshDue(ctx context.Context, st *ocspState, a *authority) error {
-	gen := int64(0)
-	if r := st.responder(a.id); r != nil {
-		gen = r.generation
-	}
 	now := s.env.Clock.Now().UTC()
+	gen := signerGeneration(a, st.responder(a.id), now)
 	var keys []cacheKey
 	err := s.env.DB.Read(ctx, func(q store.Querier) error {
 		keys = keys[:0]

@@ -1057,3 +1057,144 @@ func TestOCSPStoreOlderState(t *testing.T) {
 		}
 	})
 }
+
+// refuseCreate is a key manager that signs with the keys it has but makes
+// no new one (a token full, or a key backend whose key generation is
+// refused while signing works).
+type refuseCreate struct{ hsm.KeyManager }
+
+func (refuseCreate) CreateKey(context.Context, *hsm.CreateKeyRequest) (*hsm.KeyInfo, error) {
+	return nil, errors.New("test: key creation refused")
+}
+
+// TestOCSPResponderRolloverFails: while the responder's rollover keeps
+// failing (CreateKey refused, signing works), it signs as long as its
+// certificate outlasts the responses; from its last day on, and once it has
+// expired, the CA key signs (RFC 6960 §2.6) instead of answering with a
+// response that outlives the responder certificate, or internalError; when
+// key creation works again its successor signs and replaces what the CA
+// key signed. No response's nextUpdate is after the end of the certificate
+// it is verified with.
+func TestOCSPResponderRolloverFails(t *testing.T) {
+	fake := clock.NewFake(time.Now())
+	tn := startNodeWith(t, filepath.Join(t.TempDir(), "data"), func(o *node.Options) { o.Clock = fake })
+	const id = "ecdsa-issuing"
+	a := tn.svc.lookup(id)
+	out := tn.issueECDSA(t)
+	leaf, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := tn.svc.ocspState()
+	old := tn.responderOf(t, id)
+	keys := tn.n.Env().Keys
+	keys.Router.Mount("soft", "", refuseCreate{keys.Soft})
+	// ask queries with and without a nonce, by POST, and returns the
+	// certificate the responses were signed with (nil: the CA's key).
+	ask := func(when string) *smx509.Certificate {
+		t.Helper()
+		var signer *smx509.Certificate
+		for i, nonce := range [][]byte{nil, {7, 7, 7, 7}} {
+			_, r := tn.rawQuery(t, id, leaf.SerialNumber, &ocsp.RequestOptions{Nonce: nonce})
+			if r.Status != ocsp.Good {
+				t.Fatalf("%s, nonce %x: %v", when, nonce, r.Status)
+			}
+			end := a.cert.NotAfter
+			if r.Certificate != nil {
+				end = r.Certificate.NotAfter
+			}
+			if r.NextUpdate.After(end) || !r.ProducedAt.Before(end) {
+				t.Errorf("%s, nonce %x: producedAt %v nextUpdate %v, signer's certificate ends %v", when, nonce, r.ProducedAt, r.NextUpdate, end)
+			}
+			if i == 0 {
+				signer = r.Certificate
+			} else if (signer == nil) != (r.Certificate == nil) || signer != nil && !bytes.Equal(signer.Raw, r.Certificate.Raw) {
+				t.Errorf("%s: the pre-signed and the nonce responses have different signers", when)
+			}
+		}
+		return signer
+	}
+	if c := ask("at start"); c == nil || !bytes.Equal(c.Raw, old.cert.Raw) {
+		t.Fatal("not signed by the responder at start")
+	}
+
+	// Due for rollover, which fails: the responder signs on while its
+	// certificate outlasts the responses.
+	fake.Set(old.rollAt().Add(time.Hour))
+	tn.svc.maintainOCSP(t.Context(), st)
+	if cur := tn.responderOf(t, id); cur != old {
+		t.Fatalf("responder changed to generation %d with key creation refused", cur.generation)
+	}
+	if c := ask("after the failed rollover"); c == nil || !bytes.Equal(c.Raw, old.cert.Raw) {
+		t.Fatal("not signed by the responder after the failed rollover")
+	}
+
+	// Its last day, then past its end: the CA key signs.
+	for _, at := range []time.Time{old.cert.NotAfter.Add(-12 * time.Hour), old.cert.NotAfter.Add(time.Hour)} {
+		fake.Set(at)
+		tn.svc.maintainOCSP(t.Context(), st)
+		if c := ask(at.Sub(old.cert.NotAfter).String() + " from the responder's end"); c != nil {
+			t.Errorf("%v from the responder's end: signed by %q, want the CA key", at.Sub(old.cert.NotAfter), c.Subject.CommonName)
+		}
+	}
+	if n := tn.count("SELECT COUNT(*) FROM ca_ocsp_responses WHERE issuer_id = ? AND serial = ? AND generation = 0", id, out.Serial); n != 1 {
+		t.Errorf("%d stored responses signed by the CA key, want 1", n)
+	}
+
+	// Key creation works again: the successor signs, and the next sweep
+	// re-signs what the CA key signed.
+	keys.Router.Mount("soft", "", keys.Soft)
+	tn.svc.maintainOCSP(t.Context(), st)
+	cur := tn.responderOf(t, id)
+	if cur.generation != old.generation+1 {
+		t.Fatalf("generation %d after key creation came back, want %d", cur.generation, old.generation+1)
+	}
+	if c := ask("with the successor"); c == nil || !bytes.Equal(c.Raw, cur.cert.Raw) {
+		t.Error("not signed by the successor")
+	}
+	if n := tn.count("SELECT COUNT(*) FROM ca_ocsp_responses WHERE issuer_id = ? AND generation <> ?", id, cur.generation); n != 0 {
+		t.Errorf("%d stored responses not signed by the successor", n)
+	}
+}
+
+// TestOCSPSigner: who signs a response valid from thisUpdate to nextUpdate,
+// and its nextUpdate: the responder while its certificate covers the
+// response, the CA key when it does not and the CA's certificate lasts
+// longer; nextUpdate never after the end of the signer's certificate.
+func TestOCSPSigner(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	day := 24 * time.Hour
+	ca := &authority{cert: &smx509.Certificate{NotBefore: now.Add(-365 * day), NotAfter: now.Add(365 * day)}}
+	shortCA := &authority{cert: &smx509.Certificate{NotBefore: now.Add(-365 * day), NotAfter: now.Add(12 * time.Hour)}}
+	resp := func(from, to time.Time) *responder {
+		return &responder{generation: 7, cert: &smx509.Certificate{NotBefore: from, NotAfter: to}}
+	}
+	for _, c := range []struct {
+		name     string
+		a        *authority
+		r        *responder
+		delegate bool
+		next     time.Time
+	}{
+		{"no responder", ca, nil, false, now.Add(ocspValidity)},
+		{"responder covers", ca, resp(now.Add(-day), now.Add(30*day)), true, now.Add(ocspValidity)},
+		{"responder ends at nextUpdate", ca, resp(now.Add(-day), now.Add(ocspValidity)), true, now.Add(ocspValidity)},
+		{"responder ends before nextUpdate", ca, resp(now.Add(-day), now.Add(12*time.Hour)), false, now.Add(ocspValidity)},
+		{"responder expired", ca, resp(now.Add(-90*day), now.Add(-time.Hour)), false, now.Add(ocspValidity)},
+		{"responder not yet valid", ca, resp(now.Add(time.Minute), now.Add(90*day)), false, now.Add(ocspValidity)},
+		{"responder ends with its CA", shortCA, resp(now.Add(-day), now.Add(12*time.Hour)), true, now.Add(12 * time.Hour)},
+		{"CA key, CA ends before nextUpdate", shortCA, nil, false, now.Add(12 * time.Hour)},
+	} {
+		tpl := ocsp.Template{ThisUpdate: now, NextUpdate: now.Add(ocspValidity)}
+		got := ocspSigner(c.a, c.r, &tpl)
+		if (got != nil) != c.delegate || got != nil && got != c.r {
+			t.Errorf("%s: delegated responder %v, want %v", c.name, got != nil, c.delegate)
+		}
+		if !tpl.NextUpdate.Equal(c.next) {
+			t.Errorf("%s: nextUpdate %v, want %v", c.name, tpl.NextUpdate, c.next)
+		}
+		if g, want := signerGeneration(c.a, c.r, now), map[bool]int64{true: 7}[c.delegate]; g != want {
+			t.Errorf("%s: signer generation %d, want %d", c.name, g, want)
+		}
+	}
+}
