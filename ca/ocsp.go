@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/govtrust/govtrust/ca/ocsp"
+	"github.com/govtrust/govtrust/internal/store"
 )
 
 // ocspValidity is the interval from thisUpdate to nextUpdate of an OCSP
@@ -163,6 +165,7 @@ func (s *Service) ocspAnswer(ctx context.Context, a *authority, body []byte) ocs
 	if st != nil {
 		r = st.responder(a.id)
 	}
+	r = ocspSigner(a, r, &t)
 	der, err := s.signOCSP(a, r, t)
 	if err != nil {
 		s.env.Logger.Error("ocsp: sign failed", "ca", a.id, "err", err)
@@ -174,16 +177,16 @@ func (s *Service) ocspAnswer(ctx context.Context, a *authority, body []byte) ocs
 // template is what a response about serial under a states now: the status
 // read from the database, thisUpdate = producedAt = now (whole seconds),
 // nextUpdate = now + ocspValidity, and a revocationTime after now (a clock
-// behind the revoking one) set to now. stored is the ca_certificates status the
-// answer rests on ("good", "revoked"), empty when the answer may not be
-// cached (unknown serial, a CA certificate).
-func (s *Service) template(ctx context.Context, a *authority, serial *big.Int, hash ocsp.HashAlg, nonce []byte) (t ocsp.Template, stored string, err error) {
+// behind the revoking one) set to now. stored is the ca_certificates state
+// the answer rests on, its status empty when the answer may not be cached
+// (unknown serial).
+func (s *Service) template(ctx context.Context, a *authority, serial *big.Int, hash ocsp.HashAlg, nonce []byte) (t ocsp.Template, stored certState, err error) {
 	now := s.env.Clock.Now().UTC().Truncate(time.Second)
 	t = ocsp.Template{Status: ocsp.Unknown, SerialNumber: serial, HashAlgorithm: hash,
 		ThisUpdate: now, NextUpdate: now.Add(ocspValidity), ProducedAt: now, Nonce: nonce, RevocationReason: ocsp.NoReason}
 	status, revokedAt, reason, stored, err := s.certStatus(ctx, a, serial)
 	if err != nil {
-		return t, "", err
+		return t, certState{}, err
 	}
 	t.Status = status
 	if status == ocsp.Revoked {
@@ -203,9 +206,46 @@ func (s *Service) template(ctx context.Context, a *authority, serial *big.Int, h
 	return t, stored, nil
 }
 
+// ocspSigner picks who signs t, a response of a, and clamps t's nextUpdate
+// to the end of that signer's certificate. r, a's delegated responder in
+// use (nil: none), signs when its certificate is valid from t's thisUpdate
+// to its nextUpdate. Otherwise its rollover has failed until its last day
+// (responders roll over 30 days before their end, responder.go): the CA key
+// signs (nil, RFC 6960 §2.6) until a successor is made, rather than answer
+// with a response that outlives its responder's certificate or, once that
+// has expired, not at all. A responder whose certificate ends no earlier
+// than its CA's (clamped to the CA's life) keeps signing: the CA key would
+// cover no more. No response's nextUpdate is after the notAfter of the
+// certificate it is verified with.
+func ocspSigner(a *authority, r *responder, t *ocsp.Template) *responder {
+	if r != nil && !r.covers(t.ThisUpdate, t.NextUpdate) &&
+		(!r.covers(t.ThisUpdate, t.ThisUpdate) || r.cert.NotAfter.Before(a.cert.NotAfter)) {
+		r = nil
+	}
+	end := a.cert.NotAfter
+	if r != nil {
+		end = r.cert.NotAfter
+	}
+	if t.NextUpdate.After(end) && end.After(t.ThisUpdate) {
+		t.NextUpdate = end
+	}
+	return r
+}
+
+// signerGeneration is the generation of the responder that signs a's
+// responses made at now (ocspSigner; 0: the CA key), which a cached
+// response must have been signed by to be served.
+func signerGeneration(a *authority, r *responder, now time.Time) int64 {
+	this := now.UTC().Truncate(time.Second)
+	if r = ocspSigner(a, r, &ocsp.Template{ThisUpdate: this, NextUpdate: this.Add(ocspValidity)}); r != nil {
+		return r.generation
+	}
+	return 0
+}
+
 // signOCSP signs t with r, the CA's delegated responder, whose certificate
 // goes into the response (RFC 6960 §4.2.2.2); with the CA's own key when r
-// is nil (RFC 6960 §2.6).
+// is nil (RFC 6960 §2.6). r is what ocspSigner picked for t.
 func (s *Service) signOCSP(a *authority, r *responder, t ocsp.Template) ([]byte, error) {
 	if r == nil {
 		return ocsp.CreateResponse(a.cert, nil, t, a.signer)
@@ -213,29 +253,69 @@ func (s *Service) signOCSP(a *authority, r *responder, t ocsp.Template) ([]byte,
 	return ocsp.CreateResponse(a.cert, r.cert, t, r.signer)
 }
 
+// certState is the row of ca_certificates an OCSP answer rests on: its
+// status and, for a revoked certificate, the revocation's date, reason and
+// sequence (revocation_seq, which a revocation and a change of its reason
+// both move). A pre-signed response is stored only while the row still
+// holds exactly this state (storeResponse): a status alone would let a
+// response signed before a change of reason (superseded to keyCompromise,
+// revoke.go) be stored after it. status is empty for an answer that is not
+// cached (a serial the CA never issued).
+type certState struct {
+	status    string // "good" or "revoked"
+	revokedAt string // as stored; empty unless revoked
+	reason    int    // -1 unless revoked
+	seq       int64  // revocation_seq
+}
+
+// readCertState reads the state of issuer/serial, sql.ErrNoRows when there
+// is no such certificate. lock takes the row FOR SHARE on PostgreSQL (in a
+// transaction: a concurrent revocation or change of reason waits for it).
+func readCertState(ctx context.Context, q store.Querier, issuer, serial string, lock bool) (certState, error) {
+	query := `SELECT status, COALESCE(revoked_at, ''), COALESCE(revocation_reason, -1), revocation_seq
+		FROM ca_certificates WHERE issuer_id = ? AND serial = ?`
+	if lock && q.Driver() == store.Postgres {
+		query += " FOR SHARE"
+	}
+	var c certState
+	err := q.QueryRow(ctx, query, issuer, serial).Scan(&c.status, &c.revokedAt, &c.reason, &c.seq)
+	return c, err
+}
+
 // certStatus looks serial up under a: good or revoked as stored, unknown
 // when a never issued it (a serial never issued is never "good", RFC 6960
-// §2.2). stored is the ca_certificates status behind the answer, empty for
-// unknown serials. The CA certificates a root issued are rows of
-// ca_certificates like any (authorities.go), so a revoked one answers
-// revoked.
-func (s *Service) certStatus(ctx context.Context, a *authority, n *big.Int) (status ocsp.Status, revokedAt time.Time, reason int, stored string, err error) {
+// §2.2). stored is the ca_certificates state behind the answer, with an
+// empty status for unknown serials. The CA certificates a root issued are
+// rows of ca_certificates like any (authorities.go), so a revoked one
+// answers revoked.
+func (s *Service) certStatus(ctx context.Context, a *authority, n *big.Int) (status ocsp.Status, revokedAt time.Time, reason int, stored certState, err error) {
 	if n.Sign() <= 0 {
-		return ocsp.Unknown, time.Time{}, 0, "", nil
+		return ocsp.Unknown, time.Time{}, 0, certState{}, nil
 	}
 	serial := serialHex(n)
-	c, err := certBySerial(ctx, s.env.DB, a.id, serial)
+	var c certState
+	err = s.env.DB.Read(ctx, func(q store.Querier) error {
+		var err error
+		c, err = readCertState(ctx, q, a.id, serial, false)
+		return err
+	})
 	switch {
-	case errors.Is(err, ErrNotFound):
-		return ocsp.Unknown, time.Time{}, 0, "", nil
+	case errors.Is(err, sql.ErrNoRows):
+		return ocsp.Unknown, time.Time{}, 0, certState{}, nil
 	case err != nil:
-		return 0, time.Time{}, 0, "", err
+		return 0, time.Time{}, 0, certState{}, fmt.Errorf("read certificate %s/%s: %w", a.id, serial, err)
 	case c.status == "revoked":
-		return ocsp.Revoked, c.revokedAt, c.reason, c.status, nil
+		var at time.Time
+		if c.revokedAt != "" {
+			if at, err = time.Parse(timeFormat, c.revokedAt); err != nil {
+				return 0, time.Time{}, 0, certState{}, fmt.Errorf("certificate %s/%s: bad revocation time: %w", a.id, serial, err)
+			}
+		}
+		return ocsp.Revoked, at, c.reason, c, nil
 	case c.status == "good":
-		return ocsp.Good, time.Time{}, 0, c.status, nil
+		return ocsp.Good, time.Time{}, 0, c, nil
 	}
-	return 0, time.Time{}, 0, "", fmt.Errorf("certificate %s/%s: unknown status %q", a.id, serial, c.status)
+	return 0, time.Time{}, 0, certState{}, fmt.Errorf("certificate %s/%s: unknown status %q", a.id, serial, c.status)
 }
 
 // ocspMatches reports whether req's CertID names CA a, with a's CertID

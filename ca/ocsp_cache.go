@@ -42,11 +42,14 @@ import (
 //     in revoke.go), so once the revocation commits no process can load a
 //     stale good answer from the table;
 //   - a response is stored in the table only in a transaction that finds the
-//     certificate's status unchanged, reading it FOR SHARE on PostgreSQL
-//     (SQLite write transactions are serial): a re-sign that read "good"
-//     before a concurrent revocation committed either waits for it and sees
-//     "revoked", or commits first and has its row deleted by the
-//     revocation's DELETE;
+//     certificate's state unchanged (certState: the status and, when revoked,
+//     the date, reason and revocation_seq), reading it FOR SHARE on
+//     PostgreSQL (SQLite write transactions are serial): a re-sign that read
+//     "good" before a concurrent revocation, or "revoked, superseded" before
+//     a change of reason to keyCompromise (which takes the same hooks),
+//     committed either waits for it and sees the new state, or commits first
+//     and has its row deleted by the change's DELETE; whatever the clocks
+//     and however close the two signatures;
 //   - the process that revoked drops the serial from its memory before it
 //     answers, and signs the revoked responses at once;
 //   - every process polls ca_ocsp_epochs every ocspPollInterval (1 s) and
@@ -261,6 +264,13 @@ func (s *Service) updateResponder(ctx context.Context, st *ocspState, a *authori
 	}
 	if r != cur && st.swapResponder(a.id, cur, r) && r != nil && (cur == nil || r.generation != cur.generation) {
 		s.env.Logger.Info("OCSP responder in use", "ca", a.id, "generation", r.generation)
+	}
+	if r != nil && signerGeneration(a, r, s.env.Clock.Now()) != r.generation {
+		// Its rollover kept failing (err above) until its certificate
+		// cannot outlast a response signed now: ocspSigner has the CA key
+		// sign meanwhile.
+		s.env.Logger.Error("OCSP responder certificate ends before the responses it would sign; the CA key signs OCSP until a successor is made",
+			"ca", a.id, "generation", r.generation, "not_after", r.cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 }
 
@@ -517,15 +527,11 @@ func (s *Service) presigned(ctx context.Context, st *ocspState, a *authority, re
 		return nil, nil
 	}
 	k := cacheKey{ca: a.id, serial: string(req.SerialNumber.Bytes()), hash: req.HashAlgorithm}
-	r := st.responder(a.id)
-	gen := int64(0)
-	if r != nil {
-		gen = r.generation
-	}
-	now := s.env.Clock.Now()
 	if !st.fresh() {
 		return nil, nil
 	}
+	now := s.env.Clock.Now()
+	gen := signerGeneration(a, st.responder(a.id), now)
 	if c := st.cache.get(k); c != nil && c.usable(now, gen) {
 		if c.due(now) {
 			s.refreshAsync(st, a, k)
@@ -548,19 +554,20 @@ func (s *Service) presigned(ctx context.Context, st *ocspState, a *authority, re
 }
 
 // resign signs a fresh response for k without a nonce, stores it in the
-// table if the status it states is still the stored one, and in memory if
-// no invalidation happened since fill was read. It returns nil for an answer
-// that is not cached.
+// table if the certificate's state it was signed from (status, and the
+// revocation's date, reason and sequence) is still the stored one, and in
+// memory if it was stored and no invalidation happened since fill was read.
+// It returns nil for an answer that is not cached.
 func (s *Service) resign(ctx context.Context, st *ocspState, a *authority, k cacheKey, fill uint64) (*cached, error) {
 	serial := new(big.Int).SetBytes([]byte(k.serial))
-	t, status, err := s.template(ctx, a, serial, k.hash, nil)
+	t, state, err := s.template(ctx, a, serial, k.hash, nil)
 	if err != nil {
 		return nil, err
 	}
-	if status == "" {
+	if state.status == "" {
 		return nil, nil
 	}
-	r := st.responder(a.id)
+	r := ocspSigner(a, st.responder(a.id), &t)
 	der, err := s.signOCSP(a, r, t)
 	if err != nil {
 		return nil, err
@@ -570,15 +577,17 @@ func (s *Service) resign(ctx context.Context, st *ocspState, a *authority, k cac
 		gen = r.generation
 	}
 	c := newCached(der, t.ThisUpdate, t.NextUpdate, gen)
-	stored, err := storeResponse(ctx, s.env.DB, k, status, c)
+	stored, err := storeResponse(ctx, s.env.DB, k, state, c)
 	if err != nil {
 		return nil, err
 	}
 	if stored {
 		st.cache.put(k, c, fill)
 	}
-	// Not stored: the status changed under us. The answer is still the
-	// truth as read at the start of this request, so it is returned.
+	// Not stored: the certificate's state changed under us (revoked, or its
+	// reason changed), or the table holds a later response. The answer is
+	// still the truth as read at the start of this request, so it is
+	// returned, but neither level of the cache keeps it.
 	return c, nil
 }
 
@@ -607,13 +616,13 @@ func (s *Service) refreshAsync(st *ocspState, a *authority, k cacheKey) {
 }
 
 // refreshDue re-signs up to ocspRefreshBatch stored responses of a that
-// are past half their validity or were signed by an older responder.
+// are past half their validity or were signed by another signer than the
+// one that signs now (an older responder, or the CA key while a responder
+// was missing, or the responder whose certificate ends too soon,
+// ocspSigner).
 func (s *Service) refreshDue(ctx context.Context, st *ocspState, a *authority) error {
-	gen := int64(0)
-	if r := st.responder(a.id); r != nil {
-		gen = r.generation
-	}
 	now := s.env.Clock.Now().UTC()
+	gen := signerGeneration(a, st.responder(a.id), now)
 	var keys []cacheKey
 	err := s.env.DB.Read(ctx, func(q store.Querier) error {
 		keys = keys[:0]
@@ -673,38 +682,43 @@ func loadResponse(ctx context.Context, db *store.DB, k cacheKey) (*cached, error
 	return newCached(der, t1, t2, gen), nil
 }
 
-// storeResponse stores c for k if the certificate's status is still status
-// (see the comment at the top of this file for why the read locks the
-// row). A newer stored response is not replaced by an older one.
-func storeResponse(ctx context.Context, db *store.DB, k cacheKey, status string, c *cached) (bool, error) {
+// storeResponse stores c for k if the certificate's row still holds state,
+// the one c was signed from: status, revocation date, reason and sequence,
+// so that neither a "good" answer read before a revocation nor a "revoked"
+// one read before a change of reason (revoke.go toKeyCompromise) is stored
+// after it (see the comment at the top of this file for why the read locks
+// the row). A response already stored with a later thisUpdate is not
+// replaced. It reports whether c is now the stored response.
+func storeResponse(ctx context.Context, db *store.DB, k cacheKey, state certState, c *cached) (bool, error) {
 	serial := hex.EncodeToString([]byte(k.serial))
 	stored := false
 	err := db.Tx(ctx, func(tx *store.Tx) error {
 		stored = false
-		q := "SELECT status FROM ca_certificates WHERE issuer_id = ? AND serial = ?"
-		if tx.Driver() == store.Postgres {
-			q += " FOR SHARE"
-		}
-		var now string
-		err := tx.QueryRow(ctx, q, k.ca, serial).Scan(&now)
+		now, err := readCertState(ctx, tx, k.ca, serial, true)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("status of %s/%s: %w", k.ca, serial, err)
 		}
-		if now != status {
+		if state.status == "" || now != state {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO ca_ocsp_responses (issuer_id, serial, hash_alg, generation, status, this_update, next_update, der)
+		res, err := tx.Exec(ctx, `INSERT INTO ca_ocsp_responses (issuer_id, serial, hash_alg, generation, status, this_update, next_update, der)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (issuer_id, serial, hash_alg) DO UPDATE SET generation = excluded.generation, status = excluded.status,
 				this_update = excluded.this_update, next_update = excluded.next_update, der = excluded.der
 			WHERE ca_ocsp_responses.this_update <= excluded.this_update`,
-			k.ca, serial, hashNames[k.hash], c.generation, status, c.thisUpdate.UTC().Format(timeFormat), c.nextUpdate.UTC().Format(timeFormat), c.der); err != nil {
+			k.ca, serial, hashNames[k.hash], c.generation, state.status, c.thisUpdate.UTC().Format(timeFormat), c.nextUpdate.UTC().Format(timeFormat), c.der)
+		if err != nil {
 			return fmt.Errorf("store OCSP response %s/%s: %w", k.ca, serial, err)
 		}
-		stored = true
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("store OCSP response %s/%s: %w", k.ca, serial, err)
+		}
+		// 0: the stored response is newer (the WHERE of DO UPDATE).
+		stored = n == 1
 		return nil
 	})
 	return stored, err

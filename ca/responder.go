@@ -44,7 +44,12 @@ import (
 //
 // Until a CA has a delegated responder (creation failed at start, the key
 // backend was down), its own key signs, which RFC 6960 §2.6 allows and
-// ACCEPTANCE.md C-02 accepts; the responder loop keeps trying.
+// ACCEPTANCE.md C-02 accepts; the responder loop keeps trying. The same
+// holds when a rollover keeps failing until the responder's certificate
+// would end before the nextUpdate of a response signed now (its last day):
+// the CA key signs, and an error is logged every maintenance tick, until a
+// successor is made (ocspSigner); no response's nextUpdate is after the end
+// of the certificate it is verified with.
 
 // responderClaimTimeout is how long a pending claim blocks other processes
 // before they may take it over.
@@ -69,6 +74,12 @@ type responder struct {
 	cert       *smx509.Certificate
 	signer     crypto.Signer
 	created    time.Time
+}
+
+// covers reports whether r's certificate is valid from this to next, the
+// validity of a response it would sign.
+func (r *responder) covers(this, next time.Time) bool {
+	return !this.Before(r.cert.NotBefore) && !next.After(r.cert.NotAfter)
 }
 
 // rollAt is when r is due for replacement: two thirds into its
@@ -171,7 +182,8 @@ func (s *Service) openResponder(ctx context.Context, a *authority, row *responde
 // stored active one unless it is due for rollover, revoked, or there is
 // none, in which case the next generation is made, or loaded when another
 // process made it. cur is the responder in use, nil if none; it is returned
-// as it is when nothing changed. When the newest responder is revoked and no
+// as it is when nothing changed, and when its rollover fails (ocspSigner
+// stops signing with it once its certificate cannot cover a response). When the newest responder is revoked and no
 // successor can be had, it returns nil with the error: the CA key signs
 // until one is made (RFC 6960 §2.6), never the revoked one.
 func (s *Service) ensureResponder(ctx context.Context, a *authority, cur *responder) (*responder, error) {

@@ -628,7 +628,7 @@ func TestOCSPRefresh(t *testing.T) {
 	}
 	k := cacheKey{a.id, string(leaf.SerialNumber.Bytes()), ocsp.SHA1}
 	stale := newCached(first, r0.ThisUpdate.Add(48*time.Hour), r0.NextUpdate.Add(48*time.Hour), 1)
-	if stored, err := storeResponse(t.Context(), tn.db(), k, "good", stale); err != nil || stored {
+	if stored, err := storeResponse(t.Context(), tn.db(), k, certState{status: "good"}, stale); err != nil || stored {
 		t.Fatalf("good answer stored for a revoked certificate: %v %v", stored, err)
 	}
 	if _, r := tn.rawQuery(t, a.id, leaf.SerialNumber, nil); r.Status != ocsp.Revoked {
@@ -905,5 +905,296 @@ func TestOCSPRevokedAfterClock(t *testing.T) {
 	}
 	if _, r := tn.ask(t, id, leaf.SerialNumber, nil, false); r.Status != ocsp.Revoked || !r.RevokedAt.Equal(c.revokedAt) {
 		t.Errorf("after the clock caught up: %v revoked at %v, want %v", r.Status, r.RevokedAt, c.revokedAt)
+	}
+}
+
+// TestOCSPReasonChangeNotOverwritten: a re-sign that read "revoked,
+// superseded" and signed before the reason became keyCompromise (resign's
+// sequence, with the change committed between its read and its store)
+// stores nothing: not over the keyCompromise response ocspRevoked stored for
+// SHA-1, even with the same thisUpdate, and not for SHA-384, which
+// ocspRevoked does not re-sign. After a memory flush (what another process
+// sees) every hash answers keyCompromise (RELIABILITY.md §1: the reason must
+// survive re-signing).
+func TestOCSPReasonChangeNotOverwritten(t *testing.T) {
+	onBothStores(t, func(t *testing.T, tn *testNode) {
+		ctx := t.Context()
+		a := tn.svc.lookup("ecdsa-issuing")
+		out := tn.issueECDSA(t)
+		if st, raw := tn.revoke(a.id, "ra", out.Serial, "superseded"); st != http.StatusOK {
+			t.Fatalf("superseded: %d %s", st, raw)
+		}
+		serial, _ := new(big.Int).SetString(out.Serial, 16)
+		ost := tn.svc.ocspState()
+		r := ost.responder(a.id)
+		type signed struct {
+			k     cacheKey
+			state certState
+			c     *cached
+		}
+		var stale []signed
+		for _, h := range []ocsp.HashAlg{ocsp.SHA1, ocsp.SHA384} {
+			// resign, step 1: read the state and sign.
+			tpl, state, err := tn.svc.template(ctx, a, serial, h, nil)
+			if err != nil || state.status != "revoked" || tpl.RevocationReason != ocsp.ReasonSuperseded {
+				t.Fatalf("template: %v %+v %d", err, state, tpl.RevocationReason)
+			}
+			der, err := tn.svc.signOCSP(a, r, tpl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stale = append(stale, signed{cacheKey{a.id, string(serial.Bytes()), h}, state, newCached(der, tpl.ThisUpdate, tpl.NextUpdate, r.generation)})
+		}
+		// Meanwhile the reason becomes keyCompromise: its transaction deletes
+		// the stored responses, ocspRevoked stores the SHA-1 keyCompromise one.
+		if st, raw := tn.revoke(a.id, "ra", out.Serial, "keyCompromise"); st != http.StatusOK {
+			t.Fatalf("keyCompromise: %d %s", st, raw)
+		}
+		fresh, err := loadResponse(ctx, tn.db(), stale[0].k)
+		if err != nil || fresh == nil {
+			t.Fatalf("keyCompromise response not stored: %v", err)
+		}
+		// resign, step 2: store what was signed from the old read, with the
+		// thisUpdate of the fresh one (signed in the same second).
+		for _, s := range stale {
+			c := newCached(s.c.der, fresh.thisUpdate, fresh.nextUpdate, s.c.generation)
+			if stored, err := storeResponse(ctx, tn.db(), s.k, s.state, c); err != nil || stored {
+				t.Errorf("hash %v: response of the superseded state stored=%v (%v)", s.k.hash, stored, err)
+			}
+		}
+		if got, err := loadResponse(ctx, tn.db(), stale[0].k); err != nil || got == nil || !bytes.Equal(got.der, fresh.der) {
+			t.Errorf("SHA-1 row replaced (%v)", err)
+		}
+		if got, err := loadResponse(ctx, tn.db(), stale[1].k); err != nil || got != nil {
+			t.Errorf("SHA-384 row stored from the superseded state (%v)", err)
+		}
+		ost.cache.flush(a.id)
+		for _, h := range []ocsp.HashAlg{ocsp.SHA1, ocsp.SHA384} {
+			_, resp := tn.rawQuery(t, a.id, serial, &ocsp.RequestOptions{Hash: h})
+			if resp.Status != ocsp.Revoked || resp.RevocationReason != ocsp.ReasonKeyCompromise {
+				t.Errorf("hash %v after a memory flush: %v reason %d, want keyCompromise", h, resp.Status, resp.RevocationReason)
+			}
+		}
+	})
+}
+
+// TestOCSPStoreOlderState: storeResponse stores a response only for the
+// certificate's current state, compared in full (status, revocation date,
+// reason, revocation_seq), whatever its thisUpdate (a process whose clock
+// is ahead), and reports stored=false when the table keeps a later
+// response (the WHERE of its ON CONFLICT updated nothing).
+func TestOCSPStoreOlderState(t *testing.T) {
+	onBothStores(t, func(t *testing.T, tn *testNode) {
+		ctx := t.Context()
+		a := tn.svc.lookup("ecdsa-issuing")
+		out := tn.issueECDSA(t)
+		serial, _ := new(big.Int).SetString(out.Serial, 16)
+		k := cacheKey{a.id, string(serial.Bytes()), ocsp.SHA256}
+		r := tn.svc.ocspState().responder(a.id)
+		sign := func(ahead time.Duration) (*cached, certState) {
+			t.Helper()
+			tpl, state, err := tn.svc.template(ctx, a, serial, k.hash, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tpl.ThisUpdate, tpl.ProducedAt, tpl.NextUpdate = tpl.ThisUpdate.Add(ahead), tpl.ProducedAt.Add(ahead), tpl.NextUpdate.Add(ahead)
+			der, err := tn.svc.signOCSP(a, r, tpl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return newCached(der, tpl.ThisUpdate, tpl.NextUpdate, r.generation), state
+		}
+		put := func(c *cached, state certState) bool {
+			t.Helper()
+			stored, err := storeResponse(ctx, tn.db(), k, state, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return stored
+		}
+		good, goodState := sign(time.Hour)
+		if st, raw := tn.revoke(a.id, "ra", out.Serial, "cessationOfOperation"); st != http.StatusOK {
+			t.Fatalf("revoke: %d %s", st, raw)
+		}
+		ceased, ceasedState := sign(time.Hour)
+		if st, raw := tn.revoke(a.id, "ra", out.Serial, "keyCompromise"); st != http.StatusOK {
+			t.Fatalf("keyCompromise: %d %s", st, raw)
+		}
+		compromised, compromisedState := sign(0)
+		if ceasedState.status != compromisedState.status || ceasedState.revokedAt != compromisedState.revokedAt || ceasedState.seq >= compromisedState.seq {
+			t.Fatalf("states: %+v then %+v", ceasedState, compromisedState)
+		}
+		if put(good, goodState) {
+			t.Error("a good response stored for a revoked certificate")
+		}
+		if put(ceased, ceasedState) {
+			t.Error("a cessationOfOperation response stored after the change to keyCompromise")
+		}
+		// The same reason and date under another revocation sequence is
+		// another state as well.
+		if older := (certState{compromisedState.status, compromisedState.revokedAt, compromisedState.reason, ceasedState.seq}); put(compromised, older) {
+			t.Error("stored for a revocation sequence that is not the row's")
+		}
+		if !put(compromised, compromisedState) {
+			t.Fatal("the response of the current state not stored")
+		}
+		// Of two responses of the current state the later stays, and the
+		// earlier is reported not stored.
+		later, _ := sign(time.Minute)
+		if !put(later, compromisedState) {
+			t.Error("a later response of the current state not stored")
+		}
+		if put(compromised, compromisedState) {
+			t.Error("an earlier response reported stored over a later one")
+		}
+		got, err := loadResponse(ctx, tn.db(), k)
+		if err != nil || got == nil || !bytes.Equal(got.der, later.der) {
+			t.Fatalf("stored response is not the later one (%v)", err)
+		}
+		resp, err := ocsp.ParseResponse(got.der, a.cert)
+		if err != nil || resp.RevocationReason != ocsp.ReasonKeyCompromise {
+			t.Errorf("stored: %v reason %d", err, resp.RevocationReason)
+		}
+	})
+}
+
+// refuseCreate is a key manager that signs with the keys it has but makes
+// no new one (a token full, or a key backend whose key generation is
+// refused while signing works).
+type refuseCreate struct{ hsm.KeyManager }
+
+func (refuseCreate) CreateKey(context.Context, *hsm.CreateKeyRequest) (*hsm.KeyInfo, error) {
+	return nil, errors.New("test: key creation refused")
+}
+
+// TestOCSPResponderRolloverFails: while the responder's rollover keeps
+// failing (CreateKey refused, signing works), it signs as long as its
+// certificate outlasts the responses; from its last day on, and once it has
+// expired, the CA key signs (RFC 6960 §2.6) instead of answering with a
+// response that outlives the responder certificate, or internalError; when
+// key creation works again its successor signs and replaces what the CA
+// key signed. No response's nextUpdate is after the end of the certificate
+// it is verified with.
+func TestOCSPResponderRolloverFails(t *testing.T) {
+	fake := clock.NewFake(time.Now())
+	tn := startNodeWith(t, filepath.Join(t.TempDir(), "data"), func(o *node.Options) { o.Clock = fake })
+	const id = "ecdsa-issuing"
+	a := tn.svc.lookup(id)
+	out := tn.issueECDSA(t)
+	leaf, err := smx509.ParseCertificate(pemDER(t, out.Certificate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := tn.svc.ocspState()
+	old := tn.responderOf(t, id)
+	keys := tn.n.Env().Keys
+	keys.Router.Mount("soft", "", refuseCreate{keys.Soft})
+	// ask queries with and without a nonce, by POST, and returns the
+	// certificate the responses were signed with (nil: the CA's key).
+	ask := func(when string) *smx509.Certificate {
+		t.Helper()
+		var signer *smx509.Certificate
+		for i, nonce := range [][]byte{nil, {7, 7, 7, 7}} {
+			_, r := tn.rawQuery(t, id, leaf.SerialNumber, &ocsp.RequestOptions{Nonce: nonce})
+			if r.Status != ocsp.Good {
+				t.Fatalf("%s, nonce %x: %v", when, nonce, r.Status)
+			}
+			end := a.cert.NotAfter
+			if r.Certificate != nil {
+				end = r.Certificate.NotAfter
+			}
+			if r.NextUpdate.After(end) || !r.ProducedAt.Before(end) {
+				t.Errorf("%s, nonce %x: producedAt %v nextUpdate %v, signer's certificate ends %v", when, nonce, r.ProducedAt, r.NextUpdate, end)
+			}
+			if i == 0 {
+				signer = r.Certificate
+			} else if (signer == nil) != (r.Certificate == nil) || signer != nil && !bytes.Equal(signer.Raw, r.Certificate.Raw) {
+				t.Errorf("%s: the pre-signed and the nonce responses have different signers", when)
+			}
+		}
+		return signer
+	}
+	if c := ask("at start"); c == nil || !bytes.Equal(c.Raw, old.cert.Raw) {
+		t.Fatal("not signed by the responder at start")
+	}
+
+	// Due for rollover, which fails: the responder signs on while its
+	// certificate outlasts the responses.
+	fake.Set(old.rollAt().Add(time.Hour))
+	tn.svc.maintainOCSP(t.Context(), st)
+	if cur := tn.responderOf(t, id); cur != old {
+		t.Fatalf("responder changed to generation %d with key creation refused", cur.generation)
+	}
+	if c := ask("after the failed rollover"); c == nil || !bytes.Equal(c.Raw, old.cert.Raw) {
+		t.Fatal("not signed by the responder after the failed rollover")
+	}
+
+	// Its last day, then past its end: the CA key signs.
+	for _, at := range []time.Time{old.cert.NotAfter.Add(-12 * time.Hour), old.cert.NotAfter.Add(time.Hour)} {
+		fake.Set(at)
+		tn.svc.maintainOCSP(t.Context(), st)
+		if c := ask(at.Sub(old.cert.NotAfter).String() + " from the responder's end"); c != nil {
+			t.Errorf("%v from the responder's end: signed by %q, want the CA key", at.Sub(old.cert.NotAfter), c.Subject.CommonName)
+		}
+	}
+	if n := tn.count("SELECT COUNT(*) FROM ca_ocsp_responses WHERE issuer_id = ? AND serial = ? AND generation = 0", id, out.Serial); n != 1 {
+		t.Errorf("%d stored responses signed by the CA key, want 1", n)
+	}
+
+	// Key creation works again: the successor signs, and the next sweep
+	// re-signs what the CA key signed.
+	keys.Router.Mount("soft", "", keys.Soft)
+	tn.svc.maintainOCSP(t.Context(), st)
+	cur := tn.responderOf(t, id)
+	if cur.generation != old.generation+1 {
+		t.Fatalf("generation %d after key creation came back, want %d", cur.generation, old.generation+1)
+	}
+	if c := ask("with the successor"); c == nil || !bytes.Equal(c.Raw, cur.cert.Raw) {
+		t.Error("not signed by the successor")
+	}
+	if n := tn.count("SELECT COUNT(*) FROM ca_ocsp_responses WHERE issuer_id = ? AND generation <> ?", id, cur.generation); n != 0 {
+		t.Errorf("%d stored responses not signed by the successor", n)
+	}
+}
+
+// TestOCSPSigner: who signs a response valid from thisUpdate to nextUpdate,
+// and its nextUpdate: the responder while its certificate covers the
+// response, the CA key when it does not and the CA's certificate lasts
+// longer; nextUpdate never after the end of the signer's certificate.
+func TestOCSPSigner(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	day := 24 * time.Hour
+	ca := &authority{cert: &smx509.Certificate{NotBefore: now.Add(-365 * day), NotAfter: now.Add(365 * day)}}
+	shortCA := &authority{cert: &smx509.Certificate{NotBefore: now.Add(-365 * day), NotAfter: now.Add(12 * time.Hour)}}
+	resp := func(from, to time.Time) *responder {
+		return &responder{generation: 7, cert: &smx509.Certificate{NotBefore: from, NotAfter: to}}
+	}
+	for _, c := range []struct {
+		name     string
+		a        *authority
+		r        *responder
+		delegate bool
+		next     time.Time
+	}{
+		{"no responder", ca, nil, false, now.Add(ocspValidity)},
+		{"responder covers", ca, resp(now.Add(-day), now.Add(30*day)), true, now.Add(ocspValidity)},
+		{"responder ends at nextUpdate", ca, resp(now.Add(-day), now.Add(ocspValidity)), true, now.Add(ocspValidity)},
+		{"responder ends before nextUpdate", ca, resp(now.Add(-day), now.Add(12*time.Hour)), false, now.Add(ocspValidity)},
+		{"responder expired", ca, resp(now.Add(-90*day), now.Add(-time.Hour)), false, now.Add(ocspValidity)},
+		{"responder not yet valid", ca, resp(now.Add(time.Minute), now.Add(90*day)), false, now.Add(ocspValidity)},
+		{"responder ends with its CA", shortCA, resp(now.Add(-day), now.Add(12*time.Hour)), true, now.Add(12 * time.Hour)},
+		{"CA key, CA ends before nextUpdate", shortCA, nil, false, now.Add(12 * time.Hour)},
+	} {
+		tpl := ocsp.Template{ThisUpdate: now, NextUpdate: now.Add(ocspValidity)}
+		got := ocspSigner(c.a, c.r, &tpl)
+		if (got != nil) != c.delegate || got != nil && got != c.r {
+			t.Errorf("%s: delegated responder %v, want %v", c.name, got != nil, c.delegate)
+		}
+		if !tpl.NextUpdate.Equal(c.next) {
+			t.Errorf("%s: nextUpdate %v, want %v", c.name, tpl.NextUpdate, c.next)
+		}
+		if g, want := signerGeneration(c.a, c.r, now), map[bool]int64{true: 7}[c.delegate]; g != want {
+			t.Errorf("%s: signer generation %d, want %d", c.name, g, want)
+		}
 	}
 }
