@@ -114,7 +114,7 @@ func SignCSR(f *File, csrDER []byte, issuer *smx509.Certificate, signer crypto.S
 	if err := checkAlgorithm(f.Algorithm, csr.PublicKey); err != nil {
 		return nil, fmt.Errorf("request key: %w", err)
 	}
-	return f.signUnder(now, subj, csr.PublicKey, nil, issuer, signer)
+	return f.signUnder(now, subj, csr.PublicKey, nil, nil, issuer, signer)
 }
 
 // CrossSign certifies the subject and key of another root (subject) under
@@ -125,6 +125,13 @@ func SignCSR(f *File, csrDER []byte, issuer *smx509.Certificate, signer crypto.S
 // pass over an issuer whose identifier differs. A root made by another tool
 // may use another method than RFC 7093's (SHA-1, RFC 5280 §4.2.1.2), so
 // the identifier is copied, never recomputed.
+//
+// Relying parties that trust the issuer reach the subject's certificates
+// through the cross-certificate, never through the subject's own
+// certificate, so the cross-certificate carries the limits the subject
+// root put on itself: a path_length above the subject's pathLenConstraint
+// is refused, and the subject's nameConstraints, policyConstraints,
+// inhibitAnyPolicy and extKeyUsage are copied into it (Constraints).
 func CrossSign(f *File, subject, issuer *smx509.Certificate, signer crypto.Signer, now time.Time) ([]byte, error) {
 	if f.Kind != Cross {
 		return nil, fmt.Errorf("cross-signing is a cross ceremony, not %s", f.Kind)
@@ -147,12 +154,46 @@ func CrossSign(f *File, subject, issuer *smx509.Certificate, signer crypto.Signe
 			return nil, errors.New("subject: the ceremony's subject is not subject_certificate's; leave it out or copy it exactly")
 		}
 	}
-	return f.signUnder(now, subject.RawSubject, subject.PublicKey, subject.SubjectKeyId, issuer, signer)
+	if limit, ok := PathLen(subject); ok && *f.PathLength > limit {
+		return nil, fmt.Errorf("path_length %d: subject_certificate allows %d CA certificate(s) below it (pathLenConstraint %d); a cross-certificate may not widen the limits of the root it certifies",
+			*f.PathLength, limit, limit)
+	}
+	return f.signUnder(now, subject.RawSubject, subject.PublicKey, subject.SubjectKeyId, Constraints(subject), issuer, signer)
+}
+
+// Extensions that constrain the certificates below a CA (RFC 5280 §4.2.1).
+var (
+	oidNameConstraints   = asn1.ObjectIdentifier{2, 5, 29, 30}
+	oidPolicyConstraints = asn1.ObjectIdentifier{2, 5, 29, 36}
+	oidInhibitAnyPolicy  = asn1.ObjectIdentifier{2, 5, 29, 54}
+	oidExtKeyUsage       = asn1.ObjectIdentifier{2, 5, 29, 37}
+)
+
+// Constraints returns copies of the extensions of CA certificate c that
+// limit the certificates below it besides basicConstraints:
+// nameConstraints, policyConstraints and inhibitAnyPolicy, marked critical
+// as RFC 5280 §4.2.1.10, §4.2.1.11 and §4.2.1.14 require of a conforming
+// CA whatever c says, and extKeyUsage as c has it. A certificate for c's
+// name that must limit what is below it as c does carries them: a
+// cross-certificate (CrossSign), a new generation of a CA (the ca
+// package's rollover).
+func Constraints(c *smx509.Certificate) []pkix.Extension {
+	var out []pkix.Extension
+	for _, e := range c.Extensions {
+		switch {
+		case e.Id.Equal(oidNameConstraints), e.Id.Equal(oidPolicyConstraints), e.Id.Equal(oidInhibitAnyPolicy):
+			out = append(out, pkix.Extension{Id: e.Id, Critical: true, Value: bytes.Clone(e.Value)})
+		case e.Id.Equal(oidExtKeyUsage):
+			out = append(out, pkix.Extension{Id: e.Id, Critical: e.Critical, Value: bytes.Clone(e.Value)})
+		}
+	}
+	return out
 }
 
 // signUnder signs a CA certificate for pub under issuer, linted first; ski,
-// when not empty, is its subjectKeyIdentifier (computed otherwise).
-func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, ski []byte, issuer *smx509.Certificate, signer crypto.Signer) ([]byte, error) {
+// when not empty, is its subjectKeyIdentifier (computed otherwise), and
+// extra are added to the extensions the file describes.
+func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, ski []byte, extra []pkix.Extension, issuer *smx509.Certificate, signer crypto.Signer) ([]byte, error) {
 	if f.Issuer != nil && f.Issuer.CertificateSHA256 != "" {
 		if err := CheckPin("issuer.certificate_sha256", f.Issuer.CertificateSHA256, issuer.Raw); err != nil {
 			return nil, err
@@ -176,6 +217,7 @@ func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, ski [
 	if len(ski) > 0 {
 		tmpl.SubjectKeyId = bytes.Clone(ski)
 	}
+	tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, extra...)
 	// Go omits the AKI when issuer and subject names are equal (a renewed
 	// or same-named cross-certified root); RFC 5280 §4.2.1.1 wants it in
 	// every certificate not self-signed.
