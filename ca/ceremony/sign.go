@@ -20,7 +20,9 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/govtrust/govtrust/ca/crl"
 	"github.com/govtrust/govtrust/ca/lint"
+	"github.com/govtrust/govtrust/ca/profile"
 	"github.com/govtrust/govtrust/hsm"
 )
 
@@ -415,13 +417,18 @@ func Fingerprint(der []byte) string {
 // CheckCA checks what a node requires before it runs a CA certificate it
 // did not make: the key is the certificate's, the certificate is a CA
 // allowed to sign certificates and CRLs (RFC 5280 §4.2.1.3, §4.2.1.9) and
-// valid at now, and chain (issuer first, ending in a self-signed root)
-// verifies link by link with every link a CA with keyCertSign whose
-// subjectKeyIdentifier is the authorityKeyIdentifier below it (when both
-// are present) and whose pathLenConstraint leaves room for the CA and for
-// the certificates it will issue (RFC 5280 §6.1.4 (l), (m)). Last, the
-// chain is validated as a relying party would, with the root as the only
-// trust anchor.
+// valid at now, one the platform can operate as an issuer (the issuer
+// checks of the CRL builder, crl.CheckIssuer, and of the profiles,
+// profile.CheckIssuer: a subjectKeyIdentifier, RFC 5280 §4.2.1.2), and
+// chain (issuer first, ending in a self-signed root) verifies link by link
+// with every link a CA with keyCertSign whose subjectKeyIdentifier is the
+// authorityKeyIdentifier below it (when both are present) and whose
+// pathLenConstraint leaves room for the CA and for the certificates it
+// will issue (RFC 5280 §6.1.4 (l), (m)). The
+// certificate then passes the lints a ceremony runs on the certificates it
+// signs (package lint, its own and zlint's, as a CA certificate with its
+// own pathLenConstraint). Last, the chain is validated as a relying party
+// would, with the root as the only trust anchor.
 func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.PublicKey, now time.Time) error {
 	if !samePublicKey(pub, cert.PublicKey) {
 		return errors.New("the key is not the certificate's key")
@@ -431,6 +438,12 @@ func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.P
 	}
 	if cert.KeyUsage&smx509.KeyUsageCertSign == 0 || cert.KeyUsage&smx509.KeyUsageCRLSign == 0 {
 		return errors.New("the certificate's key usage lacks keyCertSign or cRLSign")
+	}
+	if err := crl.CheckIssuer(cert); err != nil {
+		return fmt.Errorf("the node could not sign the CA's CRLs: %w", err)
+	}
+	if err := profile.CheckIssuer(cert); err != nil {
+		return fmt.Errorf("the node could not issue certificates from the CA: %w", err)
 	}
 	if len(chain) == 0 {
 		return errors.New("no chain: give the issuer's certificate up to the root")
@@ -475,6 +488,19 @@ func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.P
 	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
 		return errors.New("the certificate is not valid now")
 	}
+	exp := lint.Expect{Purpose: lint.PurposeCA}
+	if n, ok := PathLen(cert); ok {
+		exp.PathLen = &n
+	}
+	var errs []lint.Finding
+	for _, f := range lint.Errors(lint.Check(cert.Raw, chain[0], exp)) {
+		if _, waived := importWaived[f.Lint]; !waived {
+			errs = append(errs, f)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("the certificate fails the lints the node holds CA certificates to: %v", errs)
+	}
 	roots, inter := smx509.NewCertPool(), smx509.NewCertPool()
 	roots.AddCert(chain[len(chain)-1])
 	for _, c := range chain[:len(chain)-1] {
@@ -485,6 +511,13 @@ func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.P
 		return fmt.Errorf("the chain does not validate: %w", err)
 	}
 	return nil
+}
+
+// importWaived are the lints CheckCA does not hold a certificate made
+// elsewhere to, each with the reason.
+var importWaived = map[string]string{
+	"e_serial_low_entropy": "the serial is the issuing CA's practice, which the node cannot change and does not rely on; " +
+		"the serials the node and its ceremonies make are linted when they are signed",
 }
 
 // PathLen returns the pathLenConstraint of a CA certificate, and false when

@@ -125,8 +125,8 @@ func (p *Profile) Apply(in Input) (*Result, error) {
 	if (fam == "sm2") != (ifam == "sm2") {
 		return nil, fmt.Errorf("%w: a %s key under a %s CA: SM2 keys are certified by SM2 CAs with SM2-with-SM3 (GM/T 0015), and a hierarchy has one algorithm (ARCHITECTURE.md §2)", ErrKeyPolicy, fam, ifam)
 	}
-	if len(in.Issuer.SubjectKeyId) == 0 {
-		return nil, errors.New("apply: issuer certificate has no subjectKeyIdentifier (RFC 5280 §4.2.1.1 needs it for the AKI)")
+	if err := CheckIssuer(in.Issuer); err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
 	}
 
 	sanReq, err := csrExtensions(in.CSR, note)
@@ -271,6 +271,17 @@ func (p *Profile) Apply(in Input) (*Result, error) {
 		r.Expect.PathLen = p.CA.PathLen
 	}
 	return r, nil
+}
+
+// CheckIssuer refuses an issuing CA certificate that Apply refuses
+// whatever the request: one without subjectKeyIdentifier, which every
+// certificate it issues names in its authorityKeyIdentifier (RFC 5280
+// §4.2.1.1, §4.2.1.2).
+func CheckIssuer(issuer *smx509.Certificate) error {
+	if len(issuer.SubjectKeyId) == 0 {
+		return errors.New("issuer certificate has no subjectKeyIdentifier (RFC 5280 §4.2.1.1 needs it for the AKI)")
+	}
+	return nil
 }
 
 // subjectKeyID is RFC 7093 §2 method 1: the leftmost 160 bits of the
