@@ -370,3 +370,32 @@ func TestImportRefusesInoperableCA(t *testing.T) {
 		t.Errorf("GET /pki/dept-sub.crl: %d", resp.StatusCode)
 	}
 }
+
+// TestImportRefusesSM2UnderECDSA: a hierarchy has one algorithm
+// (ARCHITECTURE.md §2) and an SM2 certificate is signed with SM2-with-SM3
+// (GM/T 0015): ca import refuses an SM2 CA certificate an ECDSA root
+// signed, which the node would otherwise run.
+func TestImportRefusesSM2UnderECDSA(t *testing.T) {
+	e := newImportEnv(t, nil)
+	const uri = "soft:ca/sm2-under-ecdsa"
+	info, err := e.keys.CreateKey(context.Background(), &hsm.CreateKeyRequest{URI: uri, Algorithm: hsm.SM2, Usage: hsm.UsageSign, Service: keyService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &smx509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{Country: []string{"CN"}, Organization: []string{"Other PKI"}, CommonName: "SM2 Sub"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(2, 0, 0), BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
+		KeyUsage: smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign | smx509.KeyUsageDigitalSignature}
+	der, err := smx509.CreateCertificate(rand.Reader, tmpl, e.root, info.Public, e.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := smx509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.importCA("sm2-under-ecdsa", uri, sub)
+	if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "sm2 key under a ecdsa-p256 CA") {
+		t.Errorf("import of an SM2 CA signed by an ECDSA root: %v, want a policy refusal", err)
+	}
+}

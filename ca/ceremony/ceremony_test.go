@@ -647,3 +647,43 @@ func TestCrossKeepsSubjectConstraints(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckCAKeyFamily: a hierarchy has one algorithm (ARCHITECTURE.md §2,
+// GM/T 0015): CheckCA refuses an SM2 CA an ECDSA root signed and an ECDSA
+// CA an SM2 root signed, and accepts each under a root of its own family.
+func TestCheckCAKeyFamily(t *testing.T) {
+	now := time.Now()
+	roots := map[string]*smx509.Certificate{}
+	rootKeys := map[string]crypto.Signer{}
+	for _, alg := range []string{"ecdsa", "sm2"} {
+		rootKeys[alg] = testKey(t, alg)
+		der, err := SelfSign(loadExample(t, "root", alg), rootKeys[alg], now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots[alg], _ = smx509.ParseCertificate(der)
+	}
+	for _, c := range []struct{ sub, root, want string }{
+		{"sm2", "ecdsa", "sm2 key under a ecdsa-p256 CA"},
+		{"ecdsa", "sm2", "ecdsa-p256 key under a sm2 CA"},
+		{"sm2", "sm2", ""},
+		{"ecdsa", "ecdsa", ""},
+	} {
+		subKey := testKey(t, c.sub)
+		serial, err := newSerial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &smx509.Certificate{SerialNumber: serial, Subject: pkix.Name{Country: []string{"CN"}, CommonName: "Sub " + c.sub},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(2, 0, 0), IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true, KeyUsage: caKeyUsage}
+		der, err := smx509.CreateCertificate(rand.Reader, tmpl, roots[c.root], subKey.Public(), rootKeys[c.root])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, _ := smx509.ParseCertificate(der)
+		err = CheckCA(sub, []*smx509.Certificate{roots[c.root]}, subKey.Public(), now)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s CA under a %s root: %v, want %q", c.sub, c.root, err, c.want)
+		}
+	}
+}

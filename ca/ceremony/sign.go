@@ -419,8 +419,10 @@ func Fingerprint(der []byte) string {
 // allowed to sign certificates and CRLs (RFC 5280 §4.2.1.3, §4.2.1.9) and
 // valid at now, one the platform can operate as an issuer (the issuer
 // checks of the CRL builder, crl.CheckIssuer, and of the profiles,
-// profile.CheckIssuer: a subjectKeyIdentifier, RFC 5280 §4.2.1.2), and
-// chain (issuer first, ending in a self-signed root) verifies link by link
+// profile.CheckIssuer: a subjectKeyIdentifier, RFC 5280 §4.2.1.2) whose
+// key is of its issuer's family (profile.CheckKeyFamily: one algorithm per
+// hierarchy, SM2 certificates signed by SM2 CAs, GM/T 0015), and chain
+// (issuer first, ending in a self-signed root) verifies link by link
 // with every link a CA with keyCertSign whose subjectKeyIdentifier is the
 // authorityKeyIdentifier below it (when both are present) and whose
 // pathLenConstraint leaves room for the CA and for the certificates it
@@ -447,6 +449,9 @@ func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.P
 	}
 	if len(chain) == 0 {
 		return errors.New("no chain: give the issuer's certificate up to the root")
+	}
+	if err := profile.CheckKeyFamily(cert.PublicKey, chain[0]); err != nil {
+		return fmt.Errorf("the certificate's key and its issuer's: %w", err)
 	}
 	child := cert
 	// below counts the CA certificates under chain[i] that are not
