@@ -1,12 +1,15 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/ca/ceremony"
+	"github.com/govtrust/govtrust/ca/profile"
 	"github.com/govtrust/govtrust/hsm"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
@@ -378,7 +382,7 @@ type rolled struct {
 
 // Rollover replaces the active generation of the lineage of id with a new
 // key and a certificate from the same parent (see "Rollover design"
-// above). Issuance in flight on the old generation completes on it; every
+// above) that keeps the CA's identity (carryIdentity). Issuance in flight on the old generation completes on it; every
 // request after the switch is signed by the new one. Roots are rolled over
 // by ceremony (their successor must be distributed, usually with a
 // cross-certificate), not here.
@@ -467,7 +471,7 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 		return nil, fmt.Errorf("rollover %s: signer %s: %w", old.id, keyURI, err)
 	}
 	now := s.env.Clock.Now().UTC()
-	der, err := s.signSubCAName(pkixName(old.cert), signer, parent, now)
+	der, err := s.signSubCAName(pkixName(old.cert), old.cert, signer, parent, now)
 	if err != nil {
 		return nil, fmt.Errorf("rollover %s: %w", old.id, err)
 	}
@@ -525,6 +529,77 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 
 // pkixName is a certificate's subject as a pkix.Name.
 func pkixName(c *smx509.Certificate) pkix.Name { return c.Subject }
+
+// The extensions a new generation takes from the one it replaces
+// (carryIdentity): certificatePolicies, policyMappings and those of
+// ceremony.Constraints (nameConstraints, policyConstraints,
+// inhibitAnyPolicy, extKeyUsage).
+var (
+	oidCarryPolicies       = asn1.ObjectIdentifier{2, 5, 29, 32}
+	oidCarryPolicyMappings = asn1.ObjectIdentifier{2, 5, 29, 33}
+	oidCarryExtKeyUsage    = asn1.ObjectIdentifier{2, 5, 29, 37}
+	carriedExtensions      = []asn1.ObjectIdentifier{oidCarryPolicies, oidCarryPolicyMappings, oidCarryExtKeyUsage,
+		{2, 5, 29, 30}, {2, 5, 29, 36}, {2, 5, 29, 54}}
+)
+
+// carryIdentity makes res, the sub-ca profile's template for the next
+// generation of the CA whose certificate is prev, keep what was reviewed
+// when prev was made (a ceremony file, or the built-in hierarchy): a
+// rollover changes the key, not the CA. From prev it takes the subject
+// (byte for byte: every attribute, in its order and encoding), the
+// certificatePolicies and policyMappings extensions (with their
+// qualifiers), the pathLenConstraint or its absence, the nameConstraints,
+// policyConstraints, inhibitAnyPolicy and extKeyUsage
+// (ceremony.Constraints), and the length of its validity, from the
+// profile's notBefore and clamped to the parent's notAfter (parent issued
+// prev). The lint expectations follow, so the lints check the carried
+// values. The built-in generations, made with the profile, carry what the
+// profile gives them.
+func carryIdentity(res *profile.Result, prev, parent *smx509.Certificate, now time.Time) error {
+	t := res.Template
+	t.RawSubject, t.Subject = bytes.Clone(prev.RawSubject), prev.Subject
+	isCarried := func(id asn1.ObjectIdentifier) bool {
+		return slices.ContainsFunc(carriedExtensions, func(c asn1.ObjectIdentifier) bool { return c.Equal(id) })
+	}
+	t.ExtraExtensions = slices.DeleteFunc(t.ExtraExtensions, func(e pkix.Extension) bool { return isCarried(e.Id) })
+	t.PermittedDNSDomainsCritical, t.PermittedDNSDomains, t.ExcludedDNSDomains = false, nil, nil
+	t.PermittedIPRanges, t.ExcludedIPRanges, t.PermittedEmailAddresses, t.ExcludedEmailAddresses = nil, nil, nil, nil
+	t.PermittedURIDomains, t.ExcludedURIDomains = nil, nil
+	t.ExtKeyUsage, t.UnknownExtKeyUsage = nil, nil
+	for _, e := range prev.Extensions {
+		if e.Id.Equal(oidCarryPolicies) || e.Id.Equal(oidCarryPolicyMappings) {
+			t.ExtraExtensions = append(t.ExtraExtensions, pkix.Extension{Id: e.Id, Critical: e.Critical, Value: bytes.Clone(e.Value)})
+		}
+	}
+	constraints := ceremony.Constraints(prev)
+	t.ExtraExtensions = append(t.ExtraExtensions, constraints...)
+	res.Expect.Policies = append([]asn1.ObjectIdentifier{}, prev.PolicyIdentifiers...)
+	res.Expect.ExtKeyUsage = []asn1.ObjectIdentifier{}
+	for _, e := range constraints {
+		if e.Id.Equal(oidCarryExtKeyUsage) {
+			if _, err := asn1.Unmarshal(e.Value, &res.Expect.ExtKeyUsage); err != nil {
+				return fmt.Errorf("extKeyUsage of the current generation: %w", err)
+			}
+		}
+	}
+	if n, ok := ceremony.PathLen(prev); ok {
+		t.MaxPathLen, t.MaxPathLenZero = n, n == 0
+		res.Expect.PathLen = &n
+	} else {
+		t.MaxPathLen, t.MaxPathLenZero = -1, false
+		res.Expect.PathLen = nil
+	}
+	length := prev.NotAfter.Sub(prev.NotBefore)
+	t.NotAfter = t.NotBefore.Add(length)
+	if t.NotAfter.After(parent.NotAfter) {
+		t.NotAfter = parent.NotAfter.UTC()
+	}
+	if !t.NotAfter.After(now) {
+		return fmt.Errorf("%w: the parent's certificate expires at %s: no room for a new generation", ErrPolicy, parent.NotAfter.UTC().Format(time.RFC3339))
+	}
+	res.Expect.MaxValidity = max(res.Expect.MaxValidity, length+time.Second)
+	return nil
+}
 
 // ImportRequest is a CA made elsewhere (a sub-CA certificate signed by an
 // offline root in a ceremony) to be run by this node.

@@ -7,9 +7,11 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"log/slog"
 	"math/big"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -278,5 +280,122 @@ func TestRolloverRefusesDeltaNameClash(t *testing.T) {
 	}
 	if tn.svc.lookup(id) == nil {
 		t.Fatalf("%s is not loaded", id)
+	}
+}
+
+// TestImportRefusesInoperableCA: ca import refuses a CA certificate the
+// node could not operate as an issuer, with the reason, rather than record
+// a CA whose first CRL fails at the next start (which stops the node) and
+// whose issuance fails: one without subjectKeyIdentifier (RFC 5280
+// §4.2.1.2), and one the lints a ceremony runs refuse (basicConstraints
+// not critical, RFC 5280 §4.2.1.9). The certificates are made by OpenSSL,
+// as an offline root's operators might; the same one with the extensions
+// right (and an 8-octet serial, the issuer's practice) is imported, and
+// the node starts and serves every CA.
+func TestImportRefusesInoperableCA(t *testing.T) {
+	bin := testenv.LookPath(t, "openssl")
+	dir := filepath.Join(t.TempDir(), "data")
+	tn := startNode(t, dir)
+	e := &importEnv{db: tn.db(), log: tn.n.Env().Audit, keys: tn.n.Env().Keys}
+	e.root, e.key = ceremonytest.ExternalRoot(t, "Offline Root")
+	tmp := t.TempDir()
+	keyDER, err := x509.MarshalECPrivateKey(e.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootPEM := writeFile(t, tmp, "root.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.root.Raw})))
+	rootKey := writeFile(t, tmp, "root.key", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})))
+	// sign makes the CA certificate of a new key at soft:ca/<id> with the
+	// OpenSSL extension lines ext.
+	sign := func(id, ext string) (string, *smx509.Certificate) {
+		t.Helper()
+		uri := "soft:ca/" + id
+		e.newKey(t, uri)
+		signer, err := e.keys.Signer(context.Background(), &hsm.SignerRequest{URI: uri, Service: keyService})
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{Subject: pkix.Name{Country: []string{"CN"}, Organization: []string{"Other PKI"}, CommonName: id}}, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		csrP := writeFile(t, tmp, id+".csr", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})))
+		extP := writeFile(t, tmp, id+".cnf", ext)
+		out := filepath.Join(tmp, id+".pem")
+		if b, err := exec.Command(bin, "x509", "-req", "-in", csrP, "-CA", rootPEM, "-CAkey", rootKey, "-set_serial", "0x0123456789abcdef",
+			"-days", "365", "-sha256", "-extfile", extP, "-out", out).CombinedOutput(); err != nil {
+			t.Fatalf("openssl: %v\n%s", err, b)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := smx509.ParseCertificate(pemDER(t, string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return uri, cert
+	}
+	const good = "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n"
+	for _, c := range []struct{ id, ext, want string }{
+		{"noski-sub", strings.Replace(good, "subjectKeyIdentifier=hash", "subjectKeyIdentifier=none", 1), "subjectKeyIdentifier"},
+		{"bc-sub", strings.Replace(good, "critical,CA:TRUE", "CA:TRUE", 1), "e_bc_not_critical_ca"},
+	} {
+		uri, cert := sign(c.id, c.ext)
+		err := e.importCA(c.id, uri, cert)
+		if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("import %s: %v, want a policy refusal naming %s", c.id, err, c.want)
+		}
+	}
+	uri, cert := sign("dept-sub", good)
+	if err := e.importCA("dept-sub", uri, cert); err != nil {
+		t.Fatalf("import of a CA with the extensions right: %v", err)
+	}
+	tn.stop()
+	tn = startNode(t, dir)
+	for _, id := range []string{"noski-sub", "bc-sub"} {
+		if tn.svc.lookup(id) != nil {
+			t.Errorf("CA %s loaded", id)
+		}
+	}
+	if status, _, raw := tn.issue("dept-sub", IssueRequest{CSR: csrPEM(goCSR(t, "app")), Profile: "client-tls"}, ""); status != http.StatusCreated {
+		t.Errorf("issue from the imported CA: %d %s", status, raw)
+	}
+	resp, err := tn.c.Get("http://" + tn.n.Addresses().HTTP + "/pki/dept-sub.crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /pki/dept-sub.crl: %d", resp.StatusCode)
+	}
+}
+
+// TestImportRefusesSM2UnderECDSA: a hierarchy has one algorithm
+// (ARCHITECTURE.md §2) and an SM2 certificate is signed with SM2-with-SM3
+// (GM/T 0015): ca import refuses an SM2 CA certificate an ECDSA root
+// signed, which the node would otherwise run.
+func TestImportRefusesSM2UnderECDSA(t *testing.T) {
+	e := newImportEnv(t, nil)
+	const uri = "soft:ca/sm2-under-ecdsa"
+	info, err := e.keys.CreateKey(context.Background(), &hsm.CreateKeyRequest{URI: uri, Algorithm: hsm.SM2, Usage: hsm.UsageSign, Service: keyService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &smx509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{Country: []string{"CN"}, Organization: []string{"Other PKI"}, CommonName: "SM2 Sub"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(2, 0, 0), BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
+		KeyUsage: smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign | smx509.KeyUsageDigitalSignature}
+	der, err := smx509.CreateCertificate(rand.Reader, tmpl, e.root, info.Public, e.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := smx509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.importCA("sm2-under-ecdsa", uri, sub)
+	if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "sm2 key under a ecdsa-p256 CA") {
+		t.Errorf("import of an SM2 CA signed by an ECDSA root: %v, want a policy refusal", err)
 	}
 }

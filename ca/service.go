@@ -456,12 +456,21 @@ func selfSign(sp spec, signer crypto.Signer, now time.Time) ([]byte, error) {
 // (pathLenConstraint 0) from a request the new key signs itself, linted and
 // TBS-checked like any issuance.
 func (s *Service) signSubCA(sp spec, signer crypto.Signer, parent *authority, now time.Time) ([]byte, error) {
-	return s.signSubCAName(caName(sp.cn), signer, parent, now)
+	return s.signSubCAName(caName(sp.cn), nil, signer, parent, now)
 }
 
 // signSubCAName is signSubCA for any subject: C is fixed, O and OU come from
-// name, CN through the request (the sub-ca profile's subject rules).
-func (s *Service) signSubCAName(name pkix.Name, signer crypto.Signer, parent *authority, now time.Time) ([]byte, error) {
+// name, CN through the request (the sub-ca profile's subject rules). With
+// prev, the certificate of the generation a rollover replaces, the new
+// certificate keeps prev's reviewed identity instead: its subject, policies,
+// constraints and validity length (carryIdentity); the profile still gives
+// the key usage, the URLs and the identifiers.
+func (s *Service) signSubCAName(name pkix.Name, prev *smx509.Certificate, signer crypto.Signer, parent *authority, now time.Time) ([]byte, error) {
+	if prev != nil && name.CommonName == "" {
+		// The request's subject is replaced by prev's; the profile only
+		// needs one to build its template.
+		name.CommonName = "CA"
+	}
 	csrDER, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: name.CommonName}}, signer)
 	if err != nil {
 		return nil, fmt.Errorf("sub-CA request: %w", err)
@@ -485,6 +494,11 @@ func (s *Service) signSubCAName(name pkix.Name, signer crypto.Signer, parent *au
 		Issuer: parent.cert, CAID: parent.id, Vars: s.vars})
 	if err != nil {
 		return nil, fmt.Errorf("sub-ca profile: %w", err)
+	}
+	if prev != nil {
+		if err := carryIdentity(res, prev, parent.cert, now); err != nil {
+			return nil, err
+		}
 	}
 	return signLinted(res, parent)
 }

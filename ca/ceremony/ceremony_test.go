@@ -571,3 +571,119 @@ func TestPins(t *testing.T) {
 		}
 	}
 }
+
+// TestCrossKeepsSubjectConstraints: a cross-certificate may not widen the
+// limits the root it certifies put on itself. Root B allows no CA below it
+// and only example.com, and requires explicit policies with anyPolicy
+// inhibited: a cross ceremony with a longer path_length is refused, and
+// the cross-certificate it makes carries B's nameConstraints,
+// policyConstraints and inhibitAnyPolicy, so OpenSSL trusting only A
+// refuses through it a certificate B issued outside example.com and
+// accepts one inside.
+func TestCrossKeepsSubjectConstraints(t *testing.T) {
+	openssl := testenv.LookPath(t, "openssl")
+	now := time.Now()
+	aKey := testKey(t, "ecdsa")
+	af := loadExample(t, "root", "ecdsa")
+	four := 4
+	af.PathLength = &four
+	aDER, err := SelfSign(af, aKey, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := smx509.ParseCertificate(aDER)
+	bKey := testKey(t, "ecdsa")
+	// policyConstraints requireExplicitPolicy 2, inhibitAnyPolicy 1.
+	policyConstraints := []byte{0x30, 0x03, 0x80, 0x01, 0x02}
+	inhibitAny := []byte{0x02, 0x01, 0x01}
+	bt := &smx509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{Country: []string{"CN"}, CommonName: "Constrained Root B"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0), IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
+		KeyUsage: smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign, PermittedDNSDomainsCritical: true, PermittedDNSDomains: []string{"example.com"},
+		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 36}, Critical: true, Value: policyConstraints},
+			{Id: asn1.ObjectIdentifier{2, 5, 29, 54}, Critical: true, Value: inhibitAny}}}
+	bDER, err := smx509.CreateCertificate(rand.Reader, bt, bt, bKey.Public(), bKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := smx509.ParseCertificate(bDER)
+	f := &File{Kind: Cross, CA: "b", Algorithm: af.Algorithm, Validity: Validity{Days: 1825}, PathLength: new(int), Policies: []string{"1.2.156.112559.1.1"},
+		Issuer: &Issuer{Certificate: "a.pem", KeyURI: "soft:ca/a"}, SubjectCertificate: "b.pem", SubjectCertificateSHA256: Fingerprint(b.Raw), Key: Key{Mode: Create}}
+	three := 3
+	wide := *f
+	wide.PathLength = &three
+	if _, err := CrossSign(&wide, b, a, aKey, now); err == nil || !strings.Contains(err.Error(), "path_length 3") {
+		t.Errorf("path_length 3 over a root with pathLenConstraint 0: %v", err)
+	}
+	crossDER, err := CrossSign(f, b, a, aKey, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cross, _ := smx509.ParseCertificate(crossDER)
+	if !cross.PermittedDNSDomainsCritical || len(cross.PermittedDNSDomains) != 1 || cross.PermittedDNSDomains[0] != "example.com" {
+		t.Errorf("cross-certificate name constraints: critical %v, permitted %v", cross.PermittedDNSDomainsCritical, cross.PermittedDNSDomains)
+	}
+	if cross.RequireExplicitPolicy != 2 || cross.InhibitAnyPolicy != 1 {
+		t.Errorf("cross-certificate policy constraints: requireExplicitPolicy %d, inhibitAnyPolicy %d", cross.RequireExplicitPolicy, cross.InhibitAnyPolicy)
+	}
+	dir := t.TempDir()
+	aPEM, crossPEM := writePEM(t, dir, "a.pem", a.Raw), writePEM(t, dir, "cross.pem", crossDER)
+	policy, err := smx509.ParseOID("1.2.156.112559.1.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"www.example.com", "www.other.org"} {
+		lk := testKey(t, "ecdsa")
+		lt := &smx509.Certificate{SerialNumber: big.NewInt(10), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0), KeyUsage: smx509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []smx509.ExtKeyUsage{smx509.ExtKeyUsageServerAuth}, Policies: []smx509.OID{policy}}
+		der, err := smx509.CreateCertificate(rand.Reader, lt, b, lk.Public(), bKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(openssl, "verify", "-CAfile", aPEM, "-untrusted", crossPEM, writePEM(t, dir, host+".pem", der)).CombinedOutput()
+		ok := err == nil && strings.Contains(string(out), ": OK")
+		if want := host == "www.example.com"; ok != want {
+			t.Errorf("openssl verify %s through the cross-certificate: ok %v, want %v\n%s", host, ok, want, out)
+		}
+	}
+}
+
+// TestCheckCAKeyFamily: a hierarchy has one algorithm (ARCHITECTURE.md §2,
+// GM/T 0015): CheckCA refuses an SM2 CA an ECDSA root signed and an ECDSA
+// CA an SM2 root signed, and accepts each under a root of its own family.
+func TestCheckCAKeyFamily(t *testing.T) {
+	now := time.Now()
+	roots := map[string]*smx509.Certificate{}
+	rootKeys := map[string]crypto.Signer{}
+	for _, alg := range []string{"ecdsa", "sm2"} {
+		rootKeys[alg] = testKey(t, alg)
+		der, err := SelfSign(loadExample(t, "root", alg), rootKeys[alg], now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots[alg], _ = smx509.ParseCertificate(der)
+	}
+	for _, c := range []struct{ sub, root, want string }{
+		{"sm2", "ecdsa", "sm2 key under a ecdsa-p256 CA"},
+		{"ecdsa", "sm2", "ecdsa-p256 key under a sm2 CA"},
+		{"sm2", "sm2", ""},
+		{"ecdsa", "ecdsa", ""},
+	} {
+		subKey := testKey(t, c.sub)
+		serial, err := newSerial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &smx509.Certificate{SerialNumber: serial, Subject: pkix.Name{Country: []string{"CN"}, CommonName: "Sub " + c.sub},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(2, 0, 0), IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true, KeyUsage: caKeyUsage}
+		der, err := smx509.CreateCertificate(rand.Reader, tmpl, roots[c.root], subKey.Public(), rootKeys[c.root])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, _ := smx509.ParseCertificate(der)
+		err = CheckCA(sub, []*smx509.Certificate{roots[c.root]}, subKey.Public(), now)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s CA under a %s root: %v, want %q", c.sub, c.root, err, c.want)
+		}
+	}
+}

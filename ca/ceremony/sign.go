@@ -20,7 +20,9 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/govtrust/govtrust/ca/crl"
 	"github.com/govtrust/govtrust/ca/lint"
+	"github.com/govtrust/govtrust/ca/profile"
 	"github.com/govtrust/govtrust/hsm"
 )
 
@@ -114,7 +116,7 @@ func SignCSR(f *File, csrDER []byte, issuer *smx509.Certificate, signer crypto.S
 	if err := checkAlgorithm(f.Algorithm, csr.PublicKey); err != nil {
 		return nil, fmt.Errorf("request key: %w", err)
 	}
-	return f.signUnder(now, subj, csr.PublicKey, nil, issuer, signer)
+	return f.signUnder(now, subj, csr.PublicKey, nil, nil, issuer, signer)
 }
 
 // CrossSign certifies the subject and key of another root (subject) under
@@ -125,6 +127,13 @@ func SignCSR(f *File, csrDER []byte, issuer *smx509.Certificate, signer crypto.S
 // pass over an issuer whose identifier differs. A root made by another tool
 // may use another method than RFC 7093's (SHA-1, RFC 5280 §4.2.1.2), so
 // the identifier is copied, never recomputed.
+//
+// Relying parties that trust the issuer reach the subject's certificates
+// through the cross-certificate, never through the subject's own
+// certificate, so the cross-certificate carries the limits the subject
+// root put on itself: a path_length above the subject's pathLenConstraint
+// is refused, and the subject's nameConstraints, policyConstraints,
+// inhibitAnyPolicy and extKeyUsage are copied into it (Constraints).
 func CrossSign(f *File, subject, issuer *smx509.Certificate, signer crypto.Signer, now time.Time) ([]byte, error) {
 	if f.Kind != Cross {
 		return nil, fmt.Errorf("cross-signing is a cross ceremony, not %s", f.Kind)
@@ -147,12 +156,46 @@ func CrossSign(f *File, subject, issuer *smx509.Certificate, signer crypto.Signe
 			return nil, errors.New("subject: the ceremony's subject is not subject_certificate's; leave it out or copy it exactly")
 		}
 	}
-	return f.signUnder(now, subject.RawSubject, subject.PublicKey, subject.SubjectKeyId, issuer, signer)
+	if limit, ok := PathLen(subject); ok && *f.PathLength > limit {
+		return nil, fmt.Errorf("path_length %d: subject_certificate allows %d CA certificate(s) below it (pathLenConstraint %d); a cross-certificate may not widen the limits of the root it certifies",
+			*f.PathLength, limit, limit)
+	}
+	return f.signUnder(now, subject.RawSubject, subject.PublicKey, subject.SubjectKeyId, Constraints(subject), issuer, signer)
+}
+
+// Extensions that constrain the certificates below a CA (RFC 5280 §4.2.1).
+var (
+	oidNameConstraints   = asn1.ObjectIdentifier{2, 5, 29, 30}
+	oidPolicyConstraints = asn1.ObjectIdentifier{2, 5, 29, 36}
+	oidInhibitAnyPolicy  = asn1.ObjectIdentifier{2, 5, 29, 54}
+	oidExtKeyUsage       = asn1.ObjectIdentifier{2, 5, 29, 37}
+)
+
+// Constraints returns copies of the extensions of CA certificate c that
+// limit the certificates below it besides basicConstraints:
+// nameConstraints, policyConstraints and inhibitAnyPolicy, marked critical
+// as RFC 5280 §4.2.1.10, §4.2.1.11 and §4.2.1.14 require of a conforming
+// CA whatever c says, and extKeyUsage as c has it. A certificate for c's
+// name that must limit what is below it as c does carries them: a
+// cross-certificate (CrossSign), a new generation of a CA (the ca
+// package's rollover).
+func Constraints(c *smx509.Certificate) []pkix.Extension {
+	var out []pkix.Extension
+	for _, e := range c.Extensions {
+		switch {
+		case e.Id.Equal(oidNameConstraints), e.Id.Equal(oidPolicyConstraints), e.Id.Equal(oidInhibitAnyPolicy):
+			out = append(out, pkix.Extension{Id: e.Id, Critical: true, Value: bytes.Clone(e.Value)})
+		case e.Id.Equal(oidExtKeyUsage):
+			out = append(out, pkix.Extension{Id: e.Id, Critical: e.Critical, Value: bytes.Clone(e.Value)})
+		}
+	}
+	return out
 }
 
 // signUnder signs a CA certificate for pub under issuer, linted first; ski,
-// when not empty, is its subjectKeyIdentifier (computed otherwise).
-func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, ski []byte, issuer *smx509.Certificate, signer crypto.Signer) ([]byte, error) {
+// when not empty, is its subjectKeyIdentifier (computed otherwise), and
+// extra are added to the extensions the file describes.
+func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, ski []byte, extra []pkix.Extension, issuer *smx509.Certificate, signer crypto.Signer) ([]byte, error) {
 	if f.Issuer != nil && f.Issuer.CertificateSHA256 != "" {
 		if err := CheckPin("issuer.certificate_sha256", f.Issuer.CertificateSHA256, issuer.Raw); err != nil {
 			return nil, err
@@ -176,6 +219,7 @@ func (f *File) signUnder(now time.Time, subj []byte, pub crypto.PublicKey, ski [
 	if len(ski) > 0 {
 		tmpl.SubjectKeyId = bytes.Clone(ski)
 	}
+	tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, extra...)
 	// Go omits the AKI when issuer and subject names are equal (a renewed
 	// or same-named cross-certified root); RFC 5280 §4.2.1.1 wants it in
 	// every certificate not self-signed.
@@ -373,13 +417,20 @@ func Fingerprint(der []byte) string {
 // CheckCA checks what a node requires before it runs a CA certificate it
 // did not make: the key is the certificate's, the certificate is a CA
 // allowed to sign certificates and CRLs (RFC 5280 §4.2.1.3, §4.2.1.9) and
-// valid at now, and chain (issuer first, ending in a self-signed root)
-// verifies link by link with every link a CA with keyCertSign whose
-// subjectKeyIdentifier is the authorityKeyIdentifier below it (when both
-// are present) and whose pathLenConstraint leaves room for the CA and for
-// the certificates it will issue (RFC 5280 §6.1.4 (l), (m)). Last, the
-// chain is validated as a relying party would, with the root as the only
-// trust anchor.
+// valid at now, one the platform can operate as an issuer (the issuer
+// checks of the CRL builder, crl.CheckIssuer, and of the profiles,
+// profile.CheckIssuer: a subjectKeyIdentifier, RFC 5280 §4.2.1.2) whose
+// key is of its issuer's family (profile.CheckKeyFamily: one algorithm per
+// hierarchy, SM2 certificates signed by SM2 CAs, GM/T 0015), and chain
+// (issuer first, ending in a self-signed root) verifies link by link
+// with every link a CA with keyCertSign whose subjectKeyIdentifier is the
+// authorityKeyIdentifier below it (when both are present) and whose
+// pathLenConstraint leaves room for the CA and for the certificates it
+// will issue (RFC 5280 §6.1.4 (l), (m)). The
+// certificate then passes the lints a ceremony runs on the certificates it
+// signs (package lint, its own and zlint's, as a CA certificate with its
+// own pathLenConstraint). Last, the chain is validated as a relying party
+// would, with the root as the only trust anchor.
 func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.PublicKey, now time.Time) error {
 	if !samePublicKey(pub, cert.PublicKey) {
 		return errors.New("the key is not the certificate's key")
@@ -390,8 +441,17 @@ func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.P
 	if cert.KeyUsage&smx509.KeyUsageCertSign == 0 || cert.KeyUsage&smx509.KeyUsageCRLSign == 0 {
 		return errors.New("the certificate's key usage lacks keyCertSign or cRLSign")
 	}
+	if err := crl.CheckIssuer(cert); err != nil {
+		return fmt.Errorf("the node could not sign the CA's CRLs: %w", err)
+	}
+	if err := profile.CheckIssuer(cert); err != nil {
+		return fmt.Errorf("the node could not issue certificates from the CA: %w", err)
+	}
 	if len(chain) == 0 {
 		return errors.New("no chain: give the issuer's certificate up to the root")
+	}
+	if err := profile.CheckKeyFamily(cert.PublicKey, chain[0]); err != nil {
+		return fmt.Errorf("the certificate's key and its issuer's: %w", err)
 	}
 	child := cert
 	// below counts the CA certificates under chain[i] that are not
@@ -433,6 +493,19 @@ func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.P
 	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
 		return errors.New("the certificate is not valid now")
 	}
+	exp := lint.Expect{Purpose: lint.PurposeCA}
+	if n, ok := PathLen(cert); ok {
+		exp.PathLen = &n
+	}
+	var errs []lint.Finding
+	for _, f := range lint.Errors(lint.Check(cert.Raw, chain[0], exp)) {
+		if _, waived := importWaived[f.Lint]; !waived {
+			errs = append(errs, f)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("the certificate fails the lints the node holds CA certificates to: %v", errs)
+	}
 	roots, inter := smx509.NewCertPool(), smx509.NewCertPool()
 	roots.AddCert(chain[len(chain)-1])
 	for _, c := range chain[:len(chain)-1] {
@@ -443,6 +516,13 @@ func CheckCA(cert *smx509.Certificate, chain []*smx509.Certificate, pub crypto.P
 		return fmt.Errorf("the chain does not validate: %w", err)
 	}
 	return nil
+}
+
+// importWaived are the lints CheckCA does not hold a certificate made
+// elsewhere to, each with the reason.
+var importWaived = map[string]string{
+	"e_serial_low_entropy": "the serial is the issuing CA's practice, which the node cannot change and does not rely on; " +
+		"the serials the node and its ceremonies make are linted when they are signed",
 }
 
 // PathLen returns the pathLenConstraint of a CA certificate, and false when

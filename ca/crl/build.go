@@ -262,7 +262,7 @@ var (
 
 // prepare validates t against the profile and encodes the fixed parts.
 func prepare(t Template, signer crypto.Signer) (*prepared, error) {
-	if err := checkIssuer(t.Issuer); err != nil {
+	if err := CheckIssuer(t.Issuer); err != nil {
 		return nil, err
 	}
 	if !validNumber(t.Number) {
@@ -394,9 +394,11 @@ func addDistributionPointName(b *cryptobyte.Builder, uris []string) {
 
 func validNumber(n *big.Int) bool { return n != nil && n.Sign() > 0 && n.Cmp(maxNumber) < 0 }
 
-// checkIssuer refuses issuers whose CRLs relying parties would reject:
+// CheckIssuer refuses issuers whose CRLs relying parties would reject:
 // RFC 5280 §4.2.1.3 (cRLSign), §4.2.1.9 (CA), §5.2.1 (AKI needs the SKI).
-func checkIssuer(c *smx509.Certificate) error {
+// Build runs it; a CA certificate the platform is to run is checked with
+// it before it is accepted (ceremony.CheckCA).
+func CheckIssuer(c *smx509.Certificate) error {
 	switch {
 	case c == nil:
 		return fmt.Errorf("%w: no issuer certificate", ErrInvalid)

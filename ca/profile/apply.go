@@ -120,13 +120,11 @@ func (p *Profile) Apply(in Input) (*Result, error) {
 	if err := checkSPKI(spki, pub, p.KeyTypes); err != nil {
 		return nil, err
 	}
-	fam, _ := keyFamily(pub)
-	ifam, _ := keyFamily(in.Issuer.PublicKey)
-	if (fam == "sm2") != (ifam == "sm2") {
-		return nil, fmt.Errorf("%w: a %s key under a %s CA: SM2 keys are certified by SM2 CAs with SM2-with-SM3 (GM/T 0015), and a hierarchy has one algorithm (ARCHITECTURE.md §2)", ErrKeyPolicy, fam, ifam)
+	if err := CheckKeyFamily(pub, in.Issuer); err != nil {
+		return nil, err
 	}
-	if len(in.Issuer.SubjectKeyId) == 0 {
-		return nil, errors.New("apply: issuer certificate has no subjectKeyIdentifier (RFC 5280 §4.2.1.1 needs it for the AKI)")
+	if err := CheckIssuer(in.Issuer); err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
 	}
 
 	sanReq, err := csrExtensions(in.CSR, note)
@@ -271,6 +269,30 @@ func (p *Profile) Apply(in Input) (*Result, error) {
 		r.Expect.PathLen = p.CA.PathLen
 	}
 	return r, nil
+}
+
+// CheckKeyFamily refuses a key of another family than its issuer's: SM2
+// keys are certified by SM2 CAs with SM2-with-SM3 (GM/T 0015), other keys
+// by CAs that are not SM2, and a hierarchy has one algorithm
+// (ARCHITECTURE.md §2). Errors wrap ErrKeyPolicy.
+func CheckKeyFamily(pub crypto.PublicKey, issuer *smx509.Certificate) error {
+	fam, _ := keyFamily(pub)
+	ifam, _ := keyFamily(issuer.PublicKey)
+	if (fam == "sm2") != (ifam == "sm2") {
+		return fmt.Errorf("%w: a %s key under a %s CA: SM2 keys are certified by SM2 CAs with SM2-with-SM3 (GM/T 0015), and a hierarchy has one algorithm (ARCHITECTURE.md §2)", ErrKeyPolicy, fam, ifam)
+	}
+	return nil
+}
+
+// CheckIssuer refuses an issuing CA certificate that Apply refuses
+// whatever the request: one without subjectKeyIdentifier, which every
+// certificate it issues names in its authorityKeyIdentifier (RFC 5280
+// §4.2.1.1, §4.2.1.2).
+func CheckIssuer(issuer *smx509.Certificate) error {
+	if len(issuer.SubjectKeyId) == 0 {
+		return errors.New("issuer certificate has no subjectKeyIdentifier (RFC 5280 §4.2.1.1 needs it for the AKI)")
+	}
+	return nil
 }
 
 // subjectKeyID is RFC 7093 §2 method 1: the leftmost 160 bits of the
