@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"database/sql"
 	"errors"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -75,4 +79,51 @@ func reserveSerial(ctx context.Context, tx *store.Tx, issuer, serial, profile st
 		return fmt.Errorf("look up compromised keys: %w", err)
 	}
 	return fmt.Errorf("%w: the public key was reported compromised (certificate %s/%s revoked for key compromise) and is not certified again", ErrPolicy, blockedIssuer, blockedSerial)
+}
+
+// checkKeyHolder refuses (ErrPolicy, 422) a request of p for public key
+// pub when the key is in a good unexpired certificate requested for
+// another organisation than p's, or by the platform for its own services
+// (no organisation). A CSR is not secret: its proof of possession proves
+// that the key's holder signed it once, not that the caller is that
+// holder, so an account of another organisation that saw it could
+// otherwise have the key certified to itself and then report it
+// compromised (revoke.go keeps such a report within the reporter's
+// authority as well). A key is certified to one holder: the accounts of
+// one organisation share its keys, CA operators may certify a key to
+// several (say, after a subscriber moved), and the platform's own
+// issuance (IssueFor, IssueForApplication, the node's and the OCSP
+// responders' certificates, the KMC's encryption keys of a dual pair)
+// makes its keys itself and does not come here. A certificate revoked,
+// for whatever reason, no longer holds its key. The refusal names neither
+// the certificate nor its organisation, which the caller may not read;
+// the log does.
+//
+// The check is a read before the serial is reserved: two first requests
+// for one key from two organisations at the same moment may both pass.
+func (s *Service) checkKeyHolder(ctx context.Context, p *authz.Principal, pub crypto.PublicKey) error {
+	if p.Has(policy.RoleCAOperator) {
+		return nil
+	}
+	spki, err := smx509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return fmt.Errorf("%w: public key: %w", ErrRequest, err)
+	}
+	sum := sha256.Sum256(spki)
+	var issuer, serial, org string
+	err = s.env.DB.ReadRow(ctx, `SELECT issuer_id, serial, requester_org FROM ca_certificates
+		WHERE spki_sha256 = ? AND status = 'good' AND not_after > ? AND (requester_org = '' OR requester_org <> ?)
+		LIMIT 1`, sum[:], s.env.Clock.Now().UTC().Format(timeFormat), p.Account.Org).Scan(&issuer, &serial, &org)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("ca: certificates of the request's key: %w", err)
+	}
+	if org == "" {
+		org = "(the platform's own)"
+	}
+	s.env.Logger.Warn("ca: request for a key certified to another organisation refused", "request_id", httpx.RequestID(ctx),
+		"account", p.Account.Name, "org", p.Account.Org, "certificate", issuer+"/"+serial, "certificate_org", org)
+	return fmt.Errorf("%w: the request's public key is certified to another organisation; a key is certified to one holder: make a new key pair for this request (a CA operator may certify a key to more than one)", ErrPolicy)
 }

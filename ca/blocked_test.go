@@ -2,11 +2,19 @@ package ca
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
 )
 
 // TestCompromisedKeyRefused revokes certificates for key compromise and
@@ -63,4 +71,142 @@ func testCompromisedKeyRefused(t *testing.T, tn *testNode) {
 	if n := tn.count("SELECT COUNT(*) FROM ca_blocked_keys"); n != 1 {
 		t.Errorf("%d blocked keys, want 1", n)
 	}
+}
+
+// TestKeyCertifiedToOneOrganisation: a key is certified to one holder. A
+// request whose key is in a good unexpired certificate requested for
+// another organisation (or by the platform for itself) is refused (422
+// problem+json, naming neither the certificate nor the organisation) before
+// a serial is reserved; the same organisation's accounts, CA operators and
+// the platform's own issuance (IssueFor) are not refused, and a key whose
+// other organisation's certificates are all revoked may be certified.
+func TestKeyCertifiedToOneOrganisation(t *testing.T) {
+	tn := startNode(t, t.TempDir())
+	tn.addAccount("ra-other", "other-dept", policy.Internal, policy.RoleRA)
+	tn.addAccount("operator", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	tn.addApplication("app1", authz.BootstrapDemoOrg)
+	issue := func(role string, k *ecdsa.PrivateKey, host string) (int, string, []byte) {
+		t.Helper()
+		st, hdr, raw := tn.doFull("POST", "/api/v1/ca/ecdsa-issuing/certificates", role,
+			IssueRequest{CSR: csrPEM(hostCSR(t, k, host)), Profile: "server-tls"}, nil)
+		var out IssueResponse
+		if st == http.StatusCreated {
+			if err := json.Unmarshal(raw, &out); err != nil {
+				t.Fatal(err)
+			}
+		} else if hdr.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d with %q, want problem+json", role, st, hdr.Get("Content-Type"))
+		}
+		return st, out.Serial, raw
+	}
+	refused := func(role string, k *ecdsa.PrivateKey, host string) string {
+		t.Helper()
+		serials := tn.count("SELECT COUNT(*) FROM ca_serials")
+		st, _, raw := issue(role, k, host)
+		if st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "certified to another organisation") {
+			t.Errorf("%s certifies a key of another holder: %d %s; want 422", role, st, raw)
+		}
+		if n := tn.count("SELECT COUNT(*) FROM ca_serials"); n != serials {
+			t.Errorf("%d serials reserved for a refused request", n-serials)
+		}
+		return string(raw)
+	}
+	issued := func(role string, k *ecdsa.PrivateKey, host string) string {
+		t.Helper()
+		st, serial, raw := issue(role, k, host)
+		if st != http.StatusCreated {
+			t.Fatalf("%s: %d %s; want 201", role, st, raw)
+		}
+		return serial
+	}
+
+	k := newECKey(t)
+	first := issued("ra", k, "a.example.gov.cn")
+	if raw := strings.ToLower(refused("ra-other", k, "b.example.gov.cn")); strings.Contains(raw, strings.ToLower(first)) || strings.Contains(raw, authz.BootstrapDemoOrg) {
+		t.Errorf("the refusal names the other organisation or its certificate: %s", raw)
+	}
+	issued("app1", k, "c.example.gov.cn")     // the same organisation
+	issued("operator", k, "d.example.gov.cn") // a CA operator certifies any key
+	if _, _, err := tn.svc.IssueFor(t.Context(), "ecdsa-issuing", "server-tls", hostCSR(t, k, "svc.example.gov.cn"), nil, "service/test"); err != nil {
+		t.Errorf("IssueFor: %v", err)
+	}
+	refused("ra-other", k, "b.example.gov.cn")
+
+	// The platform's own certificates hold their keys too.
+	svcKey := newECKey(t)
+	if _, _, err := tn.svc.IssueFor(t.Context(), "ecdsa-issuing", "server-tls", hostCSR(t, svcKey, "svc2.example.gov.cn"), nil, "service/test"); err != nil {
+		t.Fatal(err)
+	}
+	refused("ra", svcKey, "svc2.example.gov.cn")
+
+	// Once the other organisation's certificates of a key are revoked (not
+	// for a compromise), the key may be certified to another.
+	k2 := newECKey(t)
+	old := issued("ra", k2, "e.example.gov.cn")
+	refused("ra-other", k2, "f.example.gov.cn")
+	if st, raw := tn.revoke("ecdsa-issuing", "ra", old, "superseded"); st != http.StatusOK {
+		t.Fatalf("revoke: %d %s", st, raw)
+	}
+	issued("ra-other", k2, "f.example.gov.cn")
+}
+
+// TestCSRReplayedByAnotherOrganisation: a CSR is not secret. A
+// registration officer of another organisation who saw one (and never held
+// its key) cannot have the key certified to its organisation (422), so it
+// holds no certificate whose keyCompromise revocation would revoke the
+// first organisation's certificates and block its key; that organisation
+// keeps its certificate and certifies the key again.
+func TestCSRReplayedByAnotherOrganisation(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	tn.addAccount("ra-other", "other-dept", policy.Internal, policy.RoleRA)
+	csr := csrPEM(goCSR(t, "portal.example.gov.cn", "portal.example.gov.cn"))
+	st, victim, raw := tn.issue("ecdsa-issuing", IssueRequest{CSR: csr, Profile: "server-tls"}, "")
+	if st != http.StatusCreated {
+		t.Fatalf("issue: %d %s", st, raw)
+	}
+	before := tn.count("SELECT COUNT(*) FROM ca_certificates")
+	st, hdr, raw := tn.doFull("POST", "/api/v1/ca/ecdsa-issuing/certificates", "ra-other", IssueRequest{CSR: csr, Profile: "server-tls"}, nil)
+	if st != http.StatusUnprocessableEntity || hdr.Get("Content-Type") != "application/problem+json" ||
+		!strings.Contains(string(raw), "certified to another organisation") {
+		t.Fatalf("replayed CSR in another organisation: %d %q %s; want 422 problem+json", st, hdr.Get("Content-Type"), raw)
+	}
+	if strings.Contains(strings.ToLower(string(raw)), strings.ToLower(victim.Serial)) || strings.Contains(string(raw), authz.BootstrapDemoOrg) {
+		t.Errorf("the refusal tells the other organisation whose certificate holds the key: %s", raw)
+	}
+	if n := tn.count("SELECT COUNT(*) FROM ca_certificates"); n != before {
+		t.Errorf("%d certificates after the refusal, %d before", n, before)
+	}
+	// It has nothing to revoke for keyCompromise; the victim's
+	// certificate is not its to revoke.
+	if st, raw := tn.revoke("ecdsa-issuing", "ra-other", victim.Serial, "keyCompromise"); st != http.StatusForbidden {
+		t.Fatalf("revoke by the other organisation's RA: %d %s", st, raw)
+	}
+	c, err := certBySerial(t.Context(), tn.db(), "ecdsa-issuing", victim.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.status != "good" {
+		t.Errorf("victim certificate: %s", c.status)
+	}
+	if st, _, raw := tn.issue("ecdsa-issuing", IssueRequest{CSR: csr, Profile: "server-tls"}, ""); st != http.StatusCreated {
+		t.Errorf("the key's organisation certifies it again: %d %s", st, raw)
+	}
+}
+
+func newECKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func hostCSR(t *testing.T, k *ecdsa.PrivateKey, host string) []byte {
+	t.Helper()
+	der, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{DNSNames: []string{host}}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }

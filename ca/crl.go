@@ -150,11 +150,12 @@ func crlStateOf(s *Service) *crlState {
 }
 
 // Collectors returns the CA's Prometheus metrics: CRL number regressions
-// (an alert) and CRL generations. The node must register them on its
+// (an alert), CRL generations and keyCompromise reports left to a CA
+// operator (an alert, keysweep.go). The node must register them on its
 // registry for /metrics to show them.
 func (s *Service) Collectors() []prometheus.Collector {
 	st := crlStateOf(s)
-	return []prometheus.Collector{st.regressions, st.generations}
+	return []prometheus.Collector{st.regressions, st.generations, s.keyReferrals()}
 }
 
 // storedCRL is a row of ca_crls.

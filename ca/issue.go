@@ -261,6 +261,9 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return profileError(err)
 	}
+	if err := s.checkKeyHolder(ctx, p, csr.PublicKey); err != nil {
+		return err
+	}
 	if req.Dual {
 		return s.issueDual(w, r, a, prof, csr, &req, p)
 	}

@@ -404,6 +404,37 @@ func TestInternalProfilesRefused(t *testing.T) {
 	}
 }
 
+// TestIssueCSRFraming: the csr field is one PEM CERTIFICATE REQUEST block.
+// Two blocks, trailing text or text before the block get 400 problem+json
+// and nothing is issued (before, the first block was certified and the rest
+// ignored).
+func TestIssueCSRFraming(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	a := csrPEM(goCSR(t, "a.example.gov.cn", "a.example.gov.cn"))
+	b := csrPEM(goCSR(t, "b.example.gov.cn", "b.example.gov.cn"))
+	for _, tc := range []struct{ name, csr, msg string }{
+		{"two blocks", a + b, "after the PEM CERTIFICATE REQUEST block"},
+		{"two blocks and junk", a + b + "trailing junk", "after the PEM CERTIFICATE REQUEST block"},
+		{"trailing junk", a + "trailing junk", "after the PEM CERTIFICATE REQUEST block"},
+		{"text before", "my request:\n" + a, "before the PEM block"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tn.count("SELECT COUNT(*) FROM ca_certificates")
+			status, hdr, raw := tn.doFull("POST", "/api/v1/ca/ecdsa-issuing/certificates", "ra",
+				IssueRequest{CSR: tc.csr, Profile: "server-tls"}, nil)
+			if status != http.StatusBadRequest || hdr.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(raw), tc.msg) {
+				t.Fatalf("status %d %q: %.300s; want 400 problem+json saying %q", status, hdr.Get("Content-Type"), raw, tc.msg)
+			}
+			if n := tn.count("SELECT COUNT(*) FROM ca_certificates"); n != before {
+				t.Errorf("%d certificates stored, want %d", n, before)
+			}
+		})
+	}
+	if status, _, raw := tn.issue("ecdsa-issuing", IssueRequest{CSR: "\n  " + a + "\n\n", Profile: "server-tls"}, ""); status != http.StatusCreated {
+		t.Fatalf("one block in whitespace: %d %s", status, raw)
+	}
+}
+
 // TestConstrainingParents: the issue paths hand Apply the CAs above the
 // issuer that carry nameConstraints (an imported CA under a constrained
 // offline root), so their constraints bind what it issues; unconstrained

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,10 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/ca/ocsp"
+	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store/storetest"
 )
 
 // TestKeyCompromiseRevokesSameKey: a certificate revoked for keyCompromise
@@ -251,4 +256,161 @@ func TestStartSweepPublishedOnCRL(t *testing.T) {
 		}
 	}
 	t.Errorf("%s, revoked by the start-up sweep, is not on the served CRL (number %v, %d entries)", v2, rl.Number, len(rl.RevokedCertificateEntries))
+}
+
+// TestKeyCompromiseWithinAuthority: a keyCompromise revocation by a
+// principal that is not a CA operator revokes the other certificates of
+// the key that it could revoke itself, and blocks the key only when every
+// unexpired certificate of the key is within its authority. Certificates
+// of the key outside it (another account's, another organisation's: a key
+// certified twice before issuance refused that, or by a CA operator) are
+// left good, listed in not_revoked, and referred to a CA operator by an
+// audit record, an ALERT log line and a metric; a CA operator's
+// keyCompromise revocation of any certificate of the key (one already
+// revoked included) then sweeps them all and blocks the key. An RA alone
+// with its key sweeps and blocks as before.
+func TestKeyCompromiseWithinAuthority(t *testing.T) {
+	for _, pg := range []bool{false, true} {
+		name := map[bool]string{false: "sqlite", true: "postgres"}[pg]
+		t.Run(name, func(t *testing.T) {
+			logs := &syncBuffer{}
+			tn := startNodeWith(t, filepath.Join(t.TempDir(), "data"), func(o *node.Options) {
+				o.LogOutput = logs
+				if pg {
+					url := storetest.PostgresURL(t)
+					o.DB = &url
+				}
+			})
+			testKeyCompromiseWithinAuthority(t, tn, logs)
+		})
+	}
+}
+
+func testKeyCompromiseWithinAuthority(t *testing.T, tn *testNode, logs *syncBuffer) {
+	ctx := t.Context()
+	tn.addAccount("operator", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	tn.addApplication("app1", authz.BootstrapDemoOrg)
+	a := tn.svc.lookup("ecdsa-issuing")
+	key := newECKey(t)
+	issue := func(role string, k *ecdsa.PrivateKey, host string) string {
+		t.Helper()
+		st, raw := tn.do("POST", "/api/v1/ca/"+a.id+"/certificates", role, IssueRequest{CSR: csrPEM(hostCSR(t, k, host)), Profile: "server-tls"}, nil)
+		var out IssueResponse
+		if st != http.StatusCreated || json.Unmarshal(raw, &out) != nil {
+			t.Fatalf("%s issues %s: %d %s", role, host, st, raw)
+		}
+		return out.Serial
+	}
+	revoke := func(role, serial string) RevokeResponse {
+		t.Helper()
+		st, raw := tn.revoke(a.id, role, serial, "keyCompromise")
+		var out RevokeResponse
+		if st != http.StatusOK || json.Unmarshal(raw, &out) != nil {
+			t.Fatalf("%s revokes %s: %d %s", role, serial, st, raw)
+		}
+		return out
+	}
+	status := func(serial string) string {
+		t.Helper()
+		c, err := certBySerial(ctx, tn.db(), a.id, serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.status == "revoked" {
+			return reasonName(c.reason)
+		}
+		return c.status
+	}
+	refs := func(serials ...string) []string {
+		out := make([]string, len(serials))
+		for i, s := range serials {
+			out[i] = a.id + "/" + s
+		}
+		slices.Sort(out)
+		return out
+	}
+	sorted := func(s []string) []string { return slices.Sorted(slices.Values(s)) }
+	blocked := func() int { return tn.count("SELECT COUNT(*) FROM ca_blocked_keys") }
+	referrals := func() int {
+		return tn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'ca.key.compromise.referred'")
+	}
+
+	// The demo organisation's RA certifies the key twice and an
+	// application account of the same organisation once; a CA operator (of
+	// the platform organisation), who may certify any key, once more.
+	v1, v2 := issue("ra", key, "v1.example.gov.cn"), issue("ra", key, "v2.example.gov.cn")
+	w := issue("app1", key, "w.example.gov.cn")
+	op := issue("operator", key, "op.example.gov.cn")
+
+	// The application owns only w.
+	out := revoke("app1", w)
+	if out.Reason != "keyCompromise" || len(out.AlsoRevoked) != 0 || !slices.Equal(sorted(out.NotRevoked), refs(v1, v2, op)) {
+		t.Errorf("application's keyCompromise: %+v; want no also_revoked and not_revoked %v", out, refs(v1, v2, op))
+	}
+	for _, s := range []string{v1, v2, op} {
+		if got := status(s); got != "good" {
+			t.Errorf("%s, outside the application's authority: %s", s, got)
+		}
+	}
+	if status(w) != "keyCompromise" {
+		t.Errorf("%s: %s", w, status(w))
+	}
+	if n := blocked(); n != 0 {
+		t.Errorf("%d blocked keys after a revocation whose key other accounts hold certificates of", n)
+	}
+	if n := referrals(); n != 1 {
+		t.Errorf("%d referral audit records, want 1", n)
+	}
+	if n := tn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'ca.key.compromise.referred' AND object = ? AND details LIKE ? AND details LIKE ?",
+		"cert/"+a.id+"/"+w, "%"+op+"%", "%"+authz.BootstrapOrg+"%"); n != 1 {
+		t.Errorf("the referral does not name the certificate %s and its organisation", op)
+	}
+	if !strings.Contains(logs.String(), "ALERT: a key certified to other holders was reported compromised") || !strings.Contains(logs.String(), op) {
+		t.Errorf("no ALERT log line naming %s", op)
+	}
+	if v := metricValue(t, tn.svc, "govtrust_ca_key_compromise_referrals_total", map[string]string{"ca": a.id}); v != 1 {
+		t.Errorf("referrals metric %v, want 1", v)
+	}
+
+	// The demo RA may revoke v1 and v2 (its organisation's), not op.
+	out = revoke("ra", v1)
+	if !slices.Equal(out.AlsoRevoked, refs(v2)) || !slices.Equal(out.NotRevoked, refs(op)) {
+		t.Errorf("RA's keyCompromise: also_revoked %v, not_revoked %v; want %v and %v", out.AlsoRevoked, out.NotRevoked, refs(v2), refs(op))
+	}
+	if status(v2) != "keyCompromise" || status(op) != "good" || blocked() != 0 {
+		t.Errorf("after the RA's revocation: v2 %s, op %s, %d blocked keys; want keyCompromise, good, 0", status(v2), status(op), blocked())
+	}
+	// Not blocked, but the key is certified to the platform organisation:
+	// the RA cannot certify it again.
+	if st, raw := tn.do("POST", "/api/v1/ca/"+a.id+"/certificates", "ra", IssueRequest{CSR: csrPEM(hostCSR(t, key, "again.example.gov.cn")), Profile: "server-tls"}, nil); st != http.StatusUnprocessableEntity {
+		t.Errorf("RA certifies a key certified to another organisation: %d %s", st, raw)
+	}
+
+	// A CA operator's keyCompromise on any certificate of the key, even
+	// one already revoked, sweeps the rest and blocks the key.
+	out = revoke("operator", w)
+	if !slices.Equal(out.AlsoRevoked, refs(op)) || len(out.NotRevoked) != 0 {
+		t.Errorf("operator's keyCompromise: also_revoked %v, not_revoked %v; want %v and none", out.AlsoRevoked, out.NotRevoked, refs(op))
+	}
+	if status(op) != "keyCompromise" || blocked() != 1 {
+		t.Errorf("after the operator's revocation: op %s, %d blocked keys; want keyCompromise, 1", status(op), blocked())
+	}
+	if n := referrals(); n != 2 {
+		t.Errorf("%d referral audit records, want 2 (the application's and the RA's)", n)
+	}
+
+	// An RA whose key's certificates are all its organisation's sweeps and
+	// blocks at once, as does a CA operator across organisations.
+	k2, k3 := newECKey(t), newECKey(t)
+	x1, x2 := issue("ra", k2, "x1.example.gov.cn"), issue("ra", k2, "x2.example.gov.cn")
+	if out := revoke("ra", x1); !slices.Equal(out.AlsoRevoked, refs(x2)) || len(out.NotRevoked) != 0 || blocked() != 2 {
+		t.Errorf("RA alone with its key: also_revoked %v, not_revoked %v, %d blocked keys; want %v, none, 2", out.AlsoRevoked, out.NotRevoked, blocked(), refs(x2))
+	}
+	y1, y2 := issue("ra", k3, "y1.example.gov.cn"), issue("operator", k3, "y2.example.gov.cn")
+	if out := revoke("operator", y1); !slices.Equal(out.AlsoRevoked, refs(y2)) || len(out.NotRevoked) != 0 || blocked() != 3 {
+		t.Errorf("operator across organisations: also_revoked %v, not_revoked %v, %d blocked keys; want %v, none, 3", out.AlsoRevoked, out.NotRevoked, blocked(), refs(y2))
+	}
+	if n := referrals(); n != 2 {
+		t.Errorf("%d referral audit records, want still 2", n)
+	}
 }

@@ -105,6 +105,16 @@ type RevokeResponse struct {
 	// and the encryption certificate of a dual pair's signing certificate
 	// (revokePair).
 	AlsoRevoked []string `json:"also_revoked,omitempty"`
+	// NotRevoked lists, as "ca/serial", the other good unexpired
+	// certificates of a key revoked for keyCompromise that were left
+	// good: those the caller may not revoke itself, which a CA operator is
+	// alerted to decide on, and CA certificates of the key, which are
+	// revoked under dual control (ca/keysweep.go).
+	NotRevoked []string `json:"not_revoked,omitempty"`
+
+	// referred lists the unexpired certificates of the key outside the
+	// caller's authority (keyScope), for the alert (referKey).
+	referred []string
 }
 
 // revocationResource finds the certificate a revocation names, placed in the
@@ -154,6 +164,20 @@ func certOwner(c *certRow) string {
 		return ""
 	}
 	return c.requester
+}
+
+// mayRevoke reports, for p, whether it may revoke certificate c itself: the
+// decision the policy makes on the revocation route (revocationResource),
+// for a certificate of the key of the one it revokes (keyScope).
+func (s *Service) mayRevoke(p *authz.Principal) func(c *certRow) bool {
+	return func(c *certRow) bool {
+		res := policy.Resource{Type: "certificate", ID: c.issuer + "/" + c.serial}
+		if !isCACert(c) {
+			res.Org, res.Owner = c.requesterOrg, certOwner(c)
+		}
+		return s.env.Authz.Engine().Decide(policy.Request{Principal: p.Policy(), Action: "ca.certificate.revoke", Resource: res,
+			Context: map[string]string{"via": p.Via}}).Allow
+	}
 }
 
 // findCert finds certificate serial among those issued by the lineage of
@@ -246,13 +270,17 @@ func (s *Service) revoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	var out *RevokeResponse
 	var newly bool
+	sc := keyScope{sweep: true, may: s.mayRevoke(p)}
 	err = s.env.DB.Tx(ctx, func(tx *store.Tx) error {
 		var err error
-		out, newly, err = s.revokeRow(ctx, tx, a, serial, req.reason(), p.Actor(), nil)
+		out, newly, err = s.revokeRowScoped(ctx, tx, a.id, serial, req.reason(), p.Actor(), nil, s.env.Clock.Now(), sc)
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	if len(out.referred) > 0 {
+		s.alertReferral(ctx, a.id, serial, p.Actor(), out)
 	}
 	s.ocspRevoked(ctx, a, serial)
 	if newly || s.isStale(a.id) {
@@ -307,19 +335,41 @@ var errRowChanged = errors.New("certificate revoked meanwhile")
 // keyCompromise (also one asked again, or one whose reason becomes
 // keyCompromise) revokes every other unexpired certificate of the key with
 // it (revokeSameKey, which calls this without sweep and is refused CA
-// certificates).
+// certificates). The revoker's authority is not limited (the platform, a
+// CA operator): revokeRowScoped limits it.
 //
 // The certificates of a dual pair (ca_dual_pairs) follow it (revokePair):
 // revoking a signing certificate revokes its encryption certificate with
 // it, with the same reason, and the KMC is told in tx of every revocation
 // of an encryption certificate whose key it escrows.
 func (s *Service) revokeRowOpts(ctx context.Context, tx *store.Tx, issuer, serial, reason, actor string, extra map[string]any, at time.Time, sweep bool) (*RevokeResponse, bool, error) {
-	out, newly, err := s.revokeRowOne(ctx, tx, issuer, serial, reason, actor, extra, at, sweep)
+	return s.revokeRowScoped(ctx, tx, issuer, serial, reason, actor, extra, at, keyScope{sweep: sweep})
+}
+
+// keyScope is what a revocation for keyCompromise does to the key beyond
+// the certificate it names (see "A report within the reporter's authority"
+// in keysweep.go).
+type keyScope struct {
+	// sweep revokes the other good unexpired certificates of the key
+	// (revokeSameKey).
+	sweep bool
+	// may reports whether the revoker could revoke certificate c itself;
+	// nil: any (the platform). Certificates of the key it may not revoke
+	// are left, and keep the key from being blocked.
+	may func(c *certRow) bool
+	// keepKey leaves the key unblocked: the revocation that swept this
+	// one left certificates of the key outside the revoker's authority.
+	keepKey bool
+}
+
+// revokeRowScoped is revokeRowOpts within scope sc.
+func (s *Service) revokeRowScoped(ctx context.Context, tx *store.Tx, issuer, serial, reason, actor string, extra map[string]any, at time.Time, sc keyScope) (*RevokeResponse, bool, error) {
+	out, newly, err := s.revokeRowOne(ctx, tx, issuer, serial, reason, actor, extra, at, sc)
 	if errors.Is(err, errRowChanged) {
 		// Revoked by another transaction between the read and the update:
 		// decided again on the row as it committed (the same revocation
 		// again, a reason that becomes keyCompromise, or a conflict).
-		out, newly, err = s.revokeRowOne(ctx, tx, issuer, serial, reason, actor, extra, at, sweep)
+		out, newly, err = s.revokeRowOne(ctx, tx, issuer, serial, reason, actor, extra, at, sc)
 		if errors.Is(err, errRowChanged) {
 			err = fmt.Errorf("%w: certificate %s/%s changed while it was being revoked", ErrConflict, issuer, serial)
 		}
@@ -338,8 +388,8 @@ func (s *Service) revokeRowOpts(ctx context.Context, tx *store.Tx, issuer, seria
 	return out, newly, nil
 }
 
-// revokeRowOne is revokeRowOpts but for the dual pairs.
-func (s *Service) revokeRowOne(ctx context.Context, tx *store.Tx, issuer, serial, reason, actor string, extra map[string]any, at time.Time, sweep bool) (*RevokeResponse, bool, error) {
+// revokeRowOne is revokeRowScoped but for the dual pairs.
+func (s *Service) revokeRowOne(ctx context.Context, tx *store.Tx, issuer, serial, reason, actor string, extra map[string]any, at time.Time, sc keyScope) (*RevokeResponse, bool, error) {
 	code := reasonCodes[reason]
 	now := at.UTC().Truncate(time.Second)
 	c, err := scanCert(issuer, tx.QueryRow(ctx, "SELECT "+certColumns+" FROM ca_certificates WHERE issuer_id = ? AND serial = ?", issuer, serial))
@@ -349,28 +399,51 @@ func (s *Service) revokeRowOne(ctx context.Context, tx *store.Tx, issuer, serial
 	if err != nil {
 		return nil, false, fmt.Errorf("read certificate %s/%s: %w", issuer, serial, err)
 	}
-	if !sweep && isCACert(c) {
+	if !sc.sweep && isCACert(c) {
 		return nil, false, errCACertOfKey
 	}
+	// The key is blocked unless certificates of it lie outside the
+	// revoker's authority (keysweep.go).
+	block := !sc.keepKey
+	var outside []*certRow
+	if sc.sweep && sc.may != nil && code == reasonKeyCompromise {
+		if outside, err = s.outsideAuthority(ctx, tx, c, sc.may); err != nil {
+			return nil, false, err
+		}
+		block = block && len(outside) == 0
+	}
 	withSameKey := func(out *RevokeResponse, newly bool, err error) (*RevokeResponse, bool, error) {
-		if err != nil || !sweep || code != reasonKeyCompromise {
+		if err != nil || !sc.sweep || code != reasonKeyCompromise {
 			return out, newly, err
 		}
-		also, err := s.revokeSameKey(ctx, tx, issuer, serial, c.der, actor, s.env.Clock.Now().UTC().Truncate(time.Second))
+		later := s.env.Clock.Now().UTC().Truncate(time.Second)
+		also, left, err := s.revokeSameKey(ctx, tx, issuer, serial, c.der, actor, later, sc.may, !block)
 		if err != nil {
 			return nil, false, err
 		}
-		out.AlsoRevoked = also
+		out.AlsoRevoked, out.NotRevoked = also, left
+		if len(outside) > 0 {
+			if out.referred, err = s.referKey(ctx, tx, c, actor, outside, left); err != nil {
+				return nil, false, err
+			}
+		}
 		return out, newly, nil
 	}
 	if c.status == "revoked" {
 		if c.reason == code {
 			// Asked again: the other certificates of a key revoked for
-			// keyCompromise before they were revoked with it are now.
+			// keyCompromise before they were revoked with it are now, and
+			// the key is blocked if an earlier report within a narrower
+			// authority left it unblocked.
+			if code == reasonKeyCompromise && sc.sweep && block && len(c.der) > 0 {
+				if err := blockKey(ctx, tx, issuer, serial, code, c.der, now); err != nil {
+					return nil, false, err
+				}
+			}
 			return withSameKey(&RevokeResponse{Serial: serial, RevokedAt: c.revokedAt.Format(time.RFC3339), Reason: reasonName(c.reason)}, false, nil)
 		}
 		if code == reasonKeyCompromise && !compromiseReasons[c.reason] && !isCACert(c) {
-			return withSameKey(s.toKeyCompromise(ctx, tx, issuer, c, actor, extra, now))
+			return withSameKey(s.toKeyCompromise(ctx, tx, issuer, c, actor, extra, now, block))
 		}
 		return nil, false, fmt.Errorf("%w: certificate %s was already revoked at %s with reason %s; only a revocation for another reason than a compromise may become keyCompromise",
 			ErrConflict, serial, c.revokedAt.Format(time.RFC3339), reasonName(c.reason))
@@ -413,7 +486,7 @@ func (s *Service) revokeRowOne(ctx context.Context, tx *store.Tx, issuer, serial
 		return nil, false, err
 	}
 	insertOutbox(tx, "revoked", issuer, serial, now)
-	if code == reasonKeyCompromise || code == reasonCACompromise {
+	if (code == reasonKeyCompromise || code == reasonCACompromise) && block {
 		if err := blockKey(ctx, tx, issuer, serial, code, c.der, now); err != nil {
 			return nil, false, err
 		}
@@ -433,9 +506,9 @@ var compromiseReasons = map[int]bool{reasonKeyCompromise: true, reasonCACompromi
 // Policy §6.1.1 asks CAs to update the reason so). The revocation keeps its
 // date; it takes a new revocation sequence, so the next full CRL and the
 // delta on an older base list it with the new reason; the stored OCSP
-// responses are dropped, the key is blocked, and the change is audited.
-// Every other change of reason is refused (revokeRowAt).
-func (s *Service) toKeyCompromise(ctx context.Context, tx *store.Tx, issuer string, c *certRow, actor string, extra map[string]any, now time.Time) (*RevokeResponse, bool, error) {
+// responses are dropped, the key is blocked (with block), and the change is
+// audited. Every other change of reason is refused (revokeRowAt).
+func (s *Service) toKeyCompromise(ctx context.Context, tx *store.Tx, issuer string, c *certRow, actor string, extra map[string]any, now time.Time, block bool) (*RevokeResponse, bool, error) {
 	// The counter row is taken as the revocation triggers take it
 	// (migrations 00003): sequence order stays commit order.
 	if _, err := tx.Exec(ctx, `INSERT INTO ca_revocation_counters (issuer_id, last) VALUES (?, 1)
@@ -464,7 +537,7 @@ func (s *Service) toKeyCompromise(ctx context.Context, tx *store.Tx, issuer stri
 		Object: "cert/" + issuer + "/" + c.serial, Outcome: audit.Success, Details: details}); err != nil {
 		return nil, false, err
 	}
-	if len(c.der) > 0 { // a revocation without a certificate has no key to block
+	if len(c.der) > 0 && block { // a revocation without a certificate has no key to block
 		if err := blockKey(ctx, tx, issuer, c.serial, reasonKeyCompromise, c.der, now); err != nil {
 			return nil, false, err
 		}

@@ -116,6 +116,9 @@ type Service struct {
 	// crlState is the CRL schedule, coalescing queues and metrics
 	// (crl.go).
 	crlState atomic.Pointer[crlState]
+	// keyAlerts counts keyCompromise reports left to a CA operator
+	// (keysweep.go).
+	keyAlerts keyAlerts
 	// stopWatchFn ends the registry watch (watch.go), which closes
 	// watchDone.
 	stopWatchFn context.CancelFunc

@@ -1,9 +1,9 @@
 package profile
 
 import (
+	"bytes"
 	"encoding/pem"
 	"fmt"
-	"strings"
 
 	"github.com/emmansun/gmsm/smx509"
 	"golang.org/x/crypto/cryptobyte"
@@ -14,22 +14,42 @@ import (
 // hundred SANs stays far below it.
 const MaxCSRSize = 64 << 10
 
-// ParseCSR decodes a PKCS #10 request (DER, or PEM "CERTIFICATE REQUEST").
-// It reads the SubjectPublicKeyInfo first and runs the key lints on it, so a
-// key on a curve the Go parser does not know (P-192, secp256k1) is refused
-// as a key-policy error naming the curve rather than as a parse failure.
-// It does not check the signature; Apply does.
+// pemSpace is the whitespace allowed around a PEM request; pemBegin starts
+// a PEM block (RFC 7468 §2).
+var (
+	pemSpace = " \t\r\n"
+	pemBegin = []byte("-----BEGIN")
+)
+
+// ParseCSR decodes a PKCS #10 request: DER, or exactly one PEM
+// "CERTIFICATE REQUEST" block with nothing but whitespace before and after
+// it. A second block, trailing text or text before the block is refused
+// rather than dropped, so that what is certified is all that was sent
+// (pem.Decode alone returns the first block and the rest). It reads the
+// SubjectPublicKeyInfo first and runs the key lints on it, so a key on a
+// curve the Go parser does not know (P-192, secp256k1) is refused as a
+// key-policy error naming the curve rather than as a parse failure. It
+// does not check the signature; Apply does.
 func ParseCSR(data []byte) (*smx509.CertificateRequest, error) {
 	if len(data) > MaxCSRSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrBadCSR, len(data), MaxCSRSize)
 	}
 	der := data
-	if strings.HasPrefix(strings.TrimSpace(string(data[:min(len(data), 64)])), "-----BEGIN") {
-		b, _ := pem.Decode(data)
+	lead := bytes.TrimLeft(data, pemSpace)
+	switch {
+	case bytes.HasPrefix(lead, pemBegin):
+		b, rest := pem.Decode(lead)
 		if b == nil || (b.Type != "CERTIFICATE REQUEST" && b.Type != "NEW CERTIFICATE REQUEST") {
 			return nil, fmt.Errorf("%w: not a PEM CERTIFICATE REQUEST", ErrBadCSR)
 		}
+		if extra := bytes.Trim(rest, pemSpace); len(extra) > 0 {
+			return nil, fmt.Errorf("%w: %d bytes after the PEM CERTIFICATE REQUEST block; send one request in one block", ErrBadCSR, len(extra))
+		}
 		der = b.Bytes
+	case len(data) > 0 && data[0] == 0x30:
+		// DER: a CertificationRequest is a SEQUENCE (csrSPKI checks the rest).
+	case bytes.Contains(data, pemBegin):
+		return nil, fmt.Errorf("%w: text before the PEM block; send the CERTIFICATE REQUEST block alone", ErrBadCSR)
 	}
 	spki, err := csrSPKI(der)
 	if err != nil {
