@@ -256,9 +256,9 @@ func (s *Service) referKey(ctx context.Context, tx *store.Tx, c *certRow, actor 
 		if org == "" {
 			org = "(platform)"
 		}
-		described = append(described, fmt.Sprintf("%s/%s (org %s, %s)", o.issuer, o.serial, org, certState(o)))
+		described = append(described, fmt.Sprintf("%s/%s (org %s, %s)", o.issuer, o.serial, org, describeStatus(o)))
 		certs = append(certs, map[string]any{"certificate": o.issuer + "/" + o.serial, "requester_org": o.requesterOrg,
-			"status": certState(o), "subject": o.subject})
+			"status": describeStatus(o), "subject": o.subject})
 	}
 	hash, _ := keyHash(c.der)
 	_, err := s.env.Audit.Append(ctx, tx, audit.Record{Actor: actor, Action: referralAction,
@@ -273,8 +273,8 @@ func (s *Service) referKey(ctx context.Context, tx *store.Tx, c *certRow, actor 
 	return described, nil
 }
 
-// certState is a certificate's status, with the reason of a revocation.
-func certState(c *certRow) string {
+// describeStatus is a certificate's status, with the reason of a revocation.
+func describeStatus(c *certRow) string {
 	if c.status == "revoked" {
 		return "revoked " + reasonName(c.reason)
 	}
