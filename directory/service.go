@@ -165,6 +165,9 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	if err := s.reload(ctx); err != nil {
 		return err
 	}
+	if err := s.indexExisting(ctx); err != nil {
+		return err
+	}
 	if err := s.ensureSkeleton(ctx); err != nil {
 		return err
 	}
@@ -267,6 +270,9 @@ func (s *Service) write(ctx context.Context, rec audit.Record, fn func(b *batch)
 			return err
 		}
 		if err := fn(b); err != nil {
+			return err
+		}
+		if err := indexHolders(ctx, b); err != nil {
 			return err
 		}
 		if rec.Action != "" {
