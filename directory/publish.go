@@ -3,7 +3,9 @@ package directory
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -214,10 +216,10 @@ var oidUID = asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}
 // own request), and a requester speaks only for its own organisation: a
 // certificate requested in one department is never filed as the
 // certificate of a person or application of another, whatever address it
-// carries. Removal passes anyOrg: a certificate leaves every entry it is
-// in.
-func (s *Service) holders(der []byte, org string, anyOrg bool) []string {
-	if org == "" && !anyOrg {
+// carries. Removal does not use it: a certificate leaves every entry that
+// holds it (certHolders), whatever their mail or uid says by then.
+func (s *Service) holders(der []byte, org string) []string {
+	if org == "" {
 		return nil
 	}
 	c, err := smx509.ParseCertificate(der)
@@ -228,10 +230,10 @@ func (s *Service) holders(der []byte, org string, anyOrg bool) []string {
 	add := func(ns []string) {
 		for _, n := range ns {
 			e := s.tree.get(n)
-			if e == nil || (e.Kind != KindPerson && e.Kind != KindApplication) || slices.Contains(out, n) {
+			if e == nil || !holderKind(e.Kind) || slices.Contains(out, n) {
 				continue
 			}
-			if !anyOrg && !s.inOrg(e, org) {
+			if !s.inOrg(e, org) {
 				s.env.Logger.Warn("directory: certificate not filed under an entry of another organisation",
 					"entry", e.DN, "requester_org", org, "subject", c.Subject.String())
 				continue
@@ -314,7 +316,7 @@ func (s *Service) putCert(ctx context.Context, b *batch, issuer, serial string, 
 	if err := b.put(ctx, e); err != nil {
 		return err
 	}
-	for _, n := range s.holders(der, org, false) {
+	for _, n := range s.holders(der, org) {
 		h, err := b.get(ctx, n)
 		if err != nil || h == nil {
 			if err != nil {
@@ -383,19 +385,23 @@ func (s *Service) SweepExpired(ctx context.Context) (int, error) {
 }
 
 // removeCert removes a revoked or expired certificate: its entry, and the
-// value from its holders (the directory lists current certificates; the
-// CRL says which were revoked).
+// value from every entry that holds it (the directory lists current
+// certificates; the CRL says which were revoked).
 func (s *Service) removeCert(ctx context.Context, b *batch, issuer, serial string, der []byte) error {
 	norm, _, _ := normalizeDN(s.CertDN(issuer, serial))
 	if err := b.remove(ctx, norm); err != nil {
 		return err
 	}
-	for _, n := range s.holders(der, "", true) {
+	ns, err := certHolders(ctx, b, der)
+	if err != nil {
+		return err
+	}
+	for _, n := range ns {
 		h, err := b.get(ctx, n)
 		if err != nil {
 			return err
 		}
-		if h == nil {
+		if h == nil || !holderKind(h.Kind) {
 			continue
 		}
 		kept := slices.DeleteFunc(slices.Clone(h.Attrs["userCertificate"]), func(v []byte) bool { return bytes.Equal(v, der) })
@@ -408,4 +414,196 @@ func (s *Service) removeCert(ctx context.Context, b *batch, issuer, serial strin
 		}
 	}
 	return nil
+}
+
+// holderKind reports whether entries of kind list certificates in their
+// userCertificate: persons and applications.
+func holderKind(kind string) bool { return kind == KindPerson || kind == KindApplication }
+
+// certHolders returns the entries that hold der in their userCertificate as
+// the transaction of b sees them: the rows of dir_cert_holders, the reverse
+// index written with every holder entry (indexHolders), and the entries b
+// wrote itself (indexed only at its end). The holders are found by the
+// certificate, not by their mail or uid, which may have changed since it was
+// filed, and not from the in-memory tree, which may be behind the database
+// when another process wrote. The caller checks each entry it gets.
+func certHolders(ctx context.Context, b *batch, der []byte) ([]string, error) {
+	sum := sha256.Sum256(der)
+	rows, err := b.tx.Query(ctx, "SELECT holder_norm FROM dir_cert_holders WHERE cert_sha256 = ?", sum[:])
+	if err != nil {
+		return nil, fmt.Errorf("certificate holders: %w", err)
+	}
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("certificate holders: %w", err)
+		}
+		out = append(out, n)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("certificate holders: %w", err)
+	}
+	for n, e := range b.upserts {
+		if holderKind(e.Kind) && slices.ContainsFunc(e.Attrs["userCertificate"], func(v []byte) bool { return bytes.Equal(v, der) }) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// indexHolders brings dir_cert_holders in step with the entries b changed
+// (write runs it at the end of every directory transaction, whoever wrote:
+// the publisher, an import, an LDAP client): one row per certificate of
+// each person or application entry, none for a deleted entry or one of
+// another kind.
+func indexHolders(ctx context.Context, b *batch) error {
+	done := make(map[string]bool, len(b.order))
+	for _, n := range b.order {
+		if done[n] {
+			continue
+		}
+		done[n] = true
+		if _, err := b.tx.Exec(ctx, "DELETE FROM dir_cert_holders WHERE holder_norm = ?", n); err != nil {
+			return fmt.Errorf("certificate holders of %s: %w", n, err)
+		}
+		if e := b.upserts[n]; e != nil && holderKind(e.Kind) {
+			if err := insertHolder(ctx, b.tx, n, e.Attrs["userCertificate"]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// insertHolder records that entry norm holds the certificates ders.
+func insertHolder(ctx context.Context, tx *store.Tx, norm string, ders [][]byte) error {
+	seen := make(map[[sha256.Size]byte]bool, len(ders))
+	for _, der := range ders {
+		sum := sha256.Sum256(der)
+		if seen[sum] {
+			continue
+		}
+		seen[sum] = true
+		if _, err := tx.Exec(ctx, "INSERT INTO dir_cert_holders (cert_sha256, holder_norm) VALUES (?, ?)", sum[:], norm); err != nil {
+			return fmt.Errorf("certificate holders of %s: %w", norm, err)
+		}
+	}
+	return nil
+}
+
+// indexExisting fills dir_cert_holders from the stored entries once, at the
+// first start after migration 00002 (holders_indexed), and takes out of
+// persons and applications the certificates earlier versions failed to
+// remove: issued by one of the directory's CAs, yet without a certificate
+// entry any more, because they were revoked or expired after the holder's
+// mail or uid had changed. Another process doing the same waits on the
+// directory's write lock and then finds the work done.
+func (s *Service) indexExisting(ctx context.Context) error {
+	var done int
+	if err := s.env.DB.Read(ctx, func(q store.Querier) error {
+		return q.QueryRow(ctx, "SELECT holders_indexed FROM dir_meta WHERE id = 1").Scan(&done)
+	}); err != nil {
+		return fmt.Errorf("directory: certificate holders: %w", err)
+	}
+	if done != 0 {
+		return nil
+	}
+	var stale int
+	err := s.write(audit.WithActor(ctx, "system"), audit.Record{}, func(b *batch) error {
+		stale = 0
+		if err := b.tx.QueryRow(ctx, "SELECT holders_indexed FROM dir_meta WHERE id = 1").Scan(&done); err != nil {
+			return err
+		}
+		if done != 0 {
+			return nil
+		}
+		// Rebuilt whole: rows a writer added meanwhile are written again.
+		if _, err := b.tx.Exec(ctx, "DELETE FROM dir_cert_holders"); err != nil {
+			return err
+		}
+		es, err := readKinds(ctx, b.tx, KindCA, KindCertificate, KindPerson, KindApplication)
+		if err != nil {
+			return err
+		}
+		issuers := map[string]bool{}
+		current := map[[sha256.Size]byte]bool{}
+		for _, e := range es {
+			switch e.Kind {
+			case KindCA:
+				for _, v := range e.Attrs["cACertificate"] {
+					if c, err := smx509.ParseCertificate(v); err == nil {
+						issuers[string(c.RawSubject)] = true
+					}
+				}
+			case KindCertificate:
+				for _, v := range e.Attrs["userCertificate"] {
+					current[sha256.Sum256(v)] = true
+				}
+			}
+		}
+		for _, e := range es {
+			held := e.Attrs["userCertificate"]
+			if !holderKind(e.Kind) || len(held) == 0 {
+				continue
+			}
+			kept := slices.DeleteFunc(slices.Clone(held), func(v []byte) bool {
+				if current[sha256.Sum256(v)] {
+					return false
+				}
+				c, err := smx509.ParseCertificate(v)
+				return err == nil && issuers[string(c.RawIssuer)]
+			})
+			if len(kept) == len(held) {
+				if err := insertHolder(ctx, b.tx, e.norm, held); err != nil {
+					return err
+				}
+				continue
+			}
+			// Written through the batch: logged for the external servers
+			// and indexed at the end of the transaction.
+			stale += len(held) - len(kept)
+			e.set("userCertificate", kept...)
+			if err := b.put(ctx, e); err != nil {
+				return err
+			}
+		}
+		_, err = b.tx.Exec(ctx, "UPDATE dir_meta SET holders_indexed = 1 WHERE id = 1")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("directory: certificate holders: %w", err)
+	}
+	if stale > 0 {
+		s.env.Logger.Warn("directory: removed certificates no longer current from their holders", "certificates", stale)
+	}
+	return nil
+}
+
+// readKinds reads the stored entries of the given kinds in q.
+func readKinds(ctx context.Context, q store.Querier, kinds ...string) ([]*Entry, error) {
+	args := make([]any, len(kinds))
+	for i, k := range kinds {
+		args[i] = k
+	}
+	rows, err := q.Query(ctx, "SELECT dn_norm, dn, parent_norm, kind, attrs FROM dir_entries WHERE kind IN (?"+strings.Repeat(", ?", len(kinds)-1)+")", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var es []*Entry
+	for rows.Next() {
+		e := &Entry{}
+		var raw []byte
+		if err := rows.Scan(&e.norm, &e.DN, &e.parent, &e.Kind, &raw); err != nil {
+			return nil, err
+		}
+		if e.Attrs, err = decodeAttrs(raw); err != nil {
+			return nil, fmt.Errorf("entry %s: %w", e.DN, err)
+		}
+		es = append(es, e)
+	}
+	return es, rows.Err()
 }

@@ -95,6 +95,11 @@ type Service struct {
 	public map[string]bool
 	owner  string // this process's lease owner name
 
+	// treeSync orders the changes to tree: the batches of this process's
+	// writers and the reloads from the database (tree.mu only makes each
+	// change atomic for the searches).
+	treeSync sync.Mutex
+
 	// loopbackOnly: listen.ldap is a loopback address, so every peer is
 	// on this machine and a simple bind over plain LDAP exposes no token.
 	loopbackOnly atomic.Bool
@@ -165,6 +170,9 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 	if err := s.reload(ctx); err != nil {
 		return err
 	}
+	if err := s.indexExisting(ctx); err != nil {
+		return err
+	}
 	if err := s.ensureSkeleton(ctx); err != nil {
 		return err
 	}
@@ -228,6 +236,15 @@ func (s *Service) Wake() {
 
 // reload replaces the in-memory tree with the stored entries.
 func (s *Service) reload(ctx context.Context) error {
+	s.treeSync.Lock()
+	defer s.treeSync.Unlock()
+	return s.reloadLocked(ctx)
+}
+
+// reloadLocked is reload with treeSync held. The snapshot it reads was
+// taken after every batch the tree shows had committed (they are applied
+// under treeSync, after their commit), so it never takes the tree back.
+func (s *Service) reloadLocked(ctx context.Context) error {
 	es, v, err := loadAll(ctx, s.env.DB)
 	if err != nil {
 		return err
@@ -244,13 +261,15 @@ func (s *Service) resync(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("directory: version: %w", err)
 	}
+	s.treeSync.Lock()
+	defer s.treeSync.Unlock()
 	s.tree.mu.RLock()
 	have := s.tree.version
 	s.tree.mu.RUnlock()
 	if v == have {
 		return nil
 	}
-	return s.reload(ctx)
+	return s.reloadLocked(ctx)
 }
 
 // write runs fn in a directory write transaction, appends rec to the audit
@@ -258,15 +277,15 @@ func (s *Service) resync(ctx context.Context) error {
 // changes to the in-memory tree once committed.
 func (s *Service) write(ctx context.Context, rec audit.Record, fn func(b *batch) error) error {
 	var b *batch
-	s.tree.mu.RLock()
-	before := s.tree.version
-	s.tree.mu.RUnlock()
 	err := s.env.DB.Tx(ctx, func(tx *store.Tx) error {
 		var err error
 		if b, err = begin(ctx, tx, s.env.Clock.Now()); err != nil {
 			return err
 		}
 		if err := fn(b); err != nil {
+			return err
+		}
+		if err := indexHolders(ctx, b); err != nil {
 			return err
 		}
 		if rec.Action != "" {
@@ -279,11 +298,22 @@ func (s *Service) write(ctx context.Context, rec audit.Record, fn func(b *batch)
 	if err != nil {
 		return err
 	}
-	if b.version != before+1 {
-		// Another process wrote in between: the tree is behind by more
-		// than this batch.
-		return s.reload(ctx)
+	err = s.toTree(ctx, b)
+	for _, t := range s.targets {
+		t.poke()
 	}
+	return err
+}
+
+// toTree brings the in-memory tree up to committed batch b. Writers of
+// this process commit one at a time but reach here in any order, so the
+// tree's version decides, under treeSync: at b.version-1 the tree takes
+// b's changes; at b.version or past it, it already shows them (a reload
+// or a later batch's reload read them) and an older batch applied over it
+// would bring back what a later one removed (a revoked certificate); further
+// behind, it misses another writer's batch, of this process or another,
+// and is reloaded.
+func (s *Service) toTree(ctx context.Context, b *batch) error {
 	ups := make([]*Entry, 0, len(b.upserts))
 	for _, n := range b.order {
 		if e, ok := b.upserts[n]; ok && !slices.Contains(ups, e) {
@@ -294,11 +324,12 @@ func (s *Service) write(ctx context.Context, rec audit.Record, fn func(b *batch)
 	for n := range b.deletes {
 		dels = append(dels, n)
 	}
-	s.tree.apply(ups, dels, b.version)
-	for _, t := range s.targets {
-		t.poke()
+	s.treeSync.Lock()
+	defer s.treeSync.Unlock()
+	if have, ok := s.tree.applyNext(ups, dels, b.version); ok || have >= b.version {
+		return nil
 	}
-	return nil
+	return s.reloadLocked(ctx)
 }
 
 // ensureSkeleton creates the base entry and ou=ca, ou=departments and

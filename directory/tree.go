@@ -51,10 +51,16 @@ func (t *tree) get(norm string) *Entry {
 	return t.entries[norm]
 }
 
-// apply puts the entries of upserts and removes deletes (norms).
-func (t *tree) apply(upserts []*Entry, deletes []string, version int64) {
+// applyNext applies the batch that took the directory from version-1 to
+// version: it puts the entries of upserts and removes deletes (norms). It
+// changes nothing and returns false, with the tree's version, when the tree
+// is not at version-1.
+func (t *tree) applyNext(upserts []*Entry, deletes []string, version int64) (have int64, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.version != version-1 {
+		return t.version, false
+	}
 	for _, n := range deletes {
 		t.deleteLocked(n)
 	}
@@ -62,6 +68,7 @@ func (t *tree) apply(upserts []*Entry, deletes []string, version int64) {
 		t.putLocked(e)
 	}
 	t.version = version
+	return version, true
 }
 
 func (t *tree) putLocked(e *Entry) {
