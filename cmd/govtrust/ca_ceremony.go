@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,8 +20,10 @@ import (
 	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/ca/ceremony"
 	"github.com/govtrust/govtrust/hsm"
+	"github.com/govtrust/govtrust/hsm/soft"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/clock"
+	"github.com/govtrust/govtrust/internal/config"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/store"
 )
@@ -43,7 +46,10 @@ type ceremonyEnv struct {
 
 // withCeremony opens the data directory (creating it: a root's machine need
 // not have run a node), migrates the CA tables and opens the key backends.
-func withCeremony(dataDir, dbURL *string, fn func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error) func(*cobra.Command, []string) error {
+// uris are the CA keys the ceremony makes or uses: one in a software
+// keystore protected only by a dev master key is refused before the key
+// backends are opened, so that nothing (no dev master key either) is made.
+func withCeremony(dataDir, dbURL *string, uris func() []string, fn func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, _ []string) error {
 		ctx := cliActor(cmd.Context())
 		if err := os.MkdirAll(*dataDir, 0o700); err != nil {
@@ -54,6 +60,9 @@ func withCeremony(dataDir, dbURL *string, fn func(ctx context.Context, cmd *cobr
 			return err
 		}
 		defer db.Close()
+		if err := checkCeremonyKeystore(ctx, db, cfg, *dataDir, uris()); err != nil {
+			return err
+		}
 		if err := db.Migrate(ctx, ca.New().Migrations()...); err != nil {
 			return err
 		}
@@ -65,6 +74,51 @@ func withCeremony(dataDir, dbURL *string, fn func(ctx context.Context, cmd *cobr
 		defer keys.Close()
 		return fn(ctx, cmd, &ceremonyEnv{db: db, keys: keys, log: log})
 	}
+}
+
+// checkCeremonyKeystore refuses a ceremony whose CA key (one of uris) is,
+// or would be, in a software keystore protected only by a dev master key:
+// that key is stored in clear in the same database (hsm_soft_master), so
+// the CA key would be readable by anyone who reads the database, which
+// defeats an offline root and every CA made by ceremony. The keystore must
+// be sealed under a passphrase or key shares first, or the key kept on a
+// token (pkcs11: URI), as the step-ca and Boulder ceremonies keep CA keys
+// in an HSM. A dev keystore is found before anything is opened: a fresh
+// data directory in dev mode would otherwise get a dev master key at once.
+func checkCeremonyKeystore(ctx context.Context, db *store.DB, cfg *config.Config, dataDir string, uris []string) error {
+	var softURI string
+	for _, u := range uris {
+		if p, err := hsm.ParseURI(u); err == nil && p.Scheme == soft.Scheme {
+			softURI = u
+			break
+		}
+	}
+	if softURI == "" {
+		return nil
+	}
+	st, err := soft.ReadStatus(ctx, soft.NewSQLStore(db))
+	if err != nil {
+		return err
+	}
+	where := dataDir
+	if cfg.Database.URL != "" {
+		where = "the database " + cfg.Database.URL
+	}
+	switch {
+	case st.Initialized && st.Kind == soft.KindDev:
+		return fmt.Errorf("key %s: the software keystore of %s is protected only by a development master key, stored in clear in its database, "+
+			"so a CA key there is as good as unencrypted on disk; ceremonies refuse it. A dev keystore cannot be sealed afterwards: "+
+			"start a new data directory whose keystore is initialised under a passphrase or key shares "+
+			"(govtrust hsm init --data DIR --passphrase-env NAME, or --shares 5 --threshold 3; then hsm.soft.unlock and "+
+			"hsm.soft.passphrase or hsm.soft.shares in DIR/govtrust.yaml), or keep the key on a token (a pkcs11: key URI)", softURI, where)
+	case !st.Initialized && cfg.HSM.Soft.Unlock == config.UnlockDev:
+		return fmt.Errorf("key %s: the software keystore of %s is not initialised and hsm.soft.unlock is dev, so it would get a development "+
+			"master key stored in clear in its database; ceremonies refuse it. Initialise the keystore first under a passphrase "+
+			"(govtrust hsm init --data %s --passphrase-env NAME, and in %s: hsm: {soft: {unlock: passphrase, passphrase: env:NAME}}) "+
+			"or key shares (govtrust hsm init --data %s --shares 5 --threshold 3, and hsm.soft.unlock: shares with hsm.soft.shares), "+
+			"or keep the key on a token (a pkcs11: key URI)", softURI, where, dataDir, filepath.Join(dataDir, "govtrust.yaml"), dataDir)
+	}
+	return nil
 }
 
 // ceremonyKey returns the signer of the ceremony's key, making the key as
@@ -221,13 +275,14 @@ func loadCeremony(path, reviewed string, want ceremony.Kind) (*ceremony.File, er
 // ceremonyRun is the RunE of a ceremony command: the file is loaded and
 // checked against its reviewed hash before the data directory and its keys
 // are opened, and fn runs with it.
-func ceremonyRun(dataDir, dbURL, file, reviewed *string, kind ceremony.Kind, fn func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File) error) func(*cobra.Command, []string) error {
+// keys names the CA keys the step makes or uses (checkCeremonyKeystore).
+func ceremonyRun(dataDir, dbURL, file, reviewed *string, kind ceremony.Kind, keys func(f *ceremony.File) []string, fn func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		f, err := loadCeremony(*file, *reviewed, kind)
 		if err != nil {
 			return err
 		}
-		return withCeremony(dataDir, dbURL, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
+		return withCeremony(dataDir, dbURL, func() []string { return keys(f) }, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
 			return fn(ctx, cmd, env, f)
 		})(cmd, args)
 	}
@@ -241,10 +296,13 @@ func initRootCmd() *cobra.Command {
 		Long: `Make a root CA as the ceremony file says: the key (in the data directory's
 key backends), the self-signed certificate written to --out (PEM), its SHA-256
 fingerprint printed, and an audit record with the ceremony file's SM3 hash.
+The data directory's software keystore must be sealed under a passphrase or key
+shares (govtrust hsm init), or the key on a token (pkcs11: URI): a keystore
+with a dev master key is refused.
 
   govtrust ca init-root --ceremony root.yaml --sm3 REVIEWED-SM3 --data /secure/root --out root.pem`,
 		Args: cobra.NoArgs,
-		RunE: ceremonyRun(&dataDir, &dbURL, &file, &sum, ceremony.Root, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File) error {
+		RunE: ceremonyRun(&dataDir, &dbURL, &file, &sum, ceremony.Root, ownKey, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File) error {
 			signer, created, err := ceremonyKey(ctx, env, f)
 			if err != nil {
 				return err
@@ -302,7 +360,12 @@ Then on the node: govtrust ca import --cert sub.pem --chain root.pem ...`,
 			}
 			return nil
 		},
-		RunE: ceremonyRun(&dataDir, &dbURL, &file, &sum, ceremony.Sub, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File) error {
+		RunE: ceremonyRun(&dataDir, &dbURL, &file, &sum, ceremony.Sub, func(f *ceremony.File) []string {
+			if sign != "" {
+				return issuerKey(f)
+			}
+			return ownKey(f)
+		}, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File) error {
 			w := cmd.OutOrStdout()
 			if sign != "" && f.RequestSHA256 == "" {
 				return fmt.Errorf("ceremony file %s has no request_sha256: add the fingerprint the request step printed and review the file again before signing", file)
@@ -374,7 +437,7 @@ subject_certificate by its SHA-256 fingerprint.
 
   govtrust ca cross-sign --ceremony cross.yaml --sm3 REVIEWED-SM3 --data ROOT-A-DATA --out b-by-a.pem`,
 		Args: cobra.NoArgs,
-		RunE: ceremonyRun(&dataDir, &dbURL, &file, &sum, ceremony.Cross, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File) error {
+		RunE: ceremonyRun(&dataDir, &dbURL, &file, &sum, ceremony.Cross, issuerKey, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File) error {
 			subj, err := readCerts(f.Path(f.SubjectCertificate))
 			if err != nil {
 				return fmt.Errorf("subject_certificate: %w", err)
@@ -454,7 +517,14 @@ recorded.
 			}
 			return nil
 		},
-		RunE: withCeremony(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
+		RunE: withCeremony(&dataDir, &dbURL, func() []string {
+			if file != "" {
+				if f, err := loadCeremony(file, sum, ""); err == nil {
+					return []string{keyURI, f.Key.URI}
+				}
+			}
+			return []string{keyURI}
+		}, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
 			req := ca.ImportRequest{ID: id, KeyURI: keyURI, Now: time.Now()}
 			if file != "" {
 				f, err := loadCeremony(file, sum, "")
@@ -506,6 +576,18 @@ recorded.
 	_ = cmd.MarkFlagRequired("cert")
 	_ = cmd.MarkFlagRequired("chain")
 	return cmd
+}
+
+// ownKey and issuerKey name the key a ceremony step makes or uses: the
+// new CA's (init-root, the request step of init-sub), or its issuer's (the
+// signing step of init-sub, cross-sign).
+func ownKey(f *ceremony.File) []string { return []string{f.Key.URI} }
+
+func issuerKey(f *ceremony.File) []string {
+	if f.Issuer == nil {
+		return nil
+	}
+	return []string{f.Issuer.KeyURI}
 }
 
 func ceremonyFlags(cmd *cobra.Command, dataDir, dbURL, file, sum *string) {

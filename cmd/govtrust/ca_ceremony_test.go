@@ -60,6 +60,88 @@ func copyCeremonies(t *testing.T, dir string) {
 	}
 }
 
+// ceremonyPassphraseEnv holds the passphrase of the test keystores.
+const ceremonyPassphraseEnv = "GTTEST_CEREMONY_PASSPHRASE"
+
+// sealedKeystore makes dir a data directory whose software keystore is
+// sealed under a passphrase (govtrust hsm init), as a ceremony requires:
+// the configuration names the passphrase by reference, and the variable is
+// set for the commands the test runs (and `govtrust up`).
+func sealedKeystore(t *testing.T, dir string) {
+	t.Helper()
+	t.Setenv(ceremonyPassphraseEnv, "ceremony test passphrase, not a secret")
+	writeConfig(t, dir, "hsm:\n  soft:\n    unlock: passphrase\n    passphrase: env:"+ceremonyPassphraseEnv+"\n")
+	mustGovtrust(t, "hsm", "init", "--data", dir, "--passphrase-env", ceremonyPassphraseEnv)
+}
+
+// TestCeremonyRefusesDevKeystore: a ceremony never makes or uses a CA key
+// in a software keystore protected only by a dev master key (stored in clear
+// in the same database). On a fresh data directory in dev mode init-root
+// fails, names the way out, and leaves nothing behind: no master key, no
+// key, no certificate. A data directory whose keystore already has a dev
+// master key is refused too, for the root's key and for an issuer's key.
+func TestCeremonyRefusesDevKeystore(t *testing.T) {
+	work := t.TempDir()
+	copyCeremonies(t, work)
+	at := func(n string) string { return filepath.Join(work, n) }
+	fresh := at("fresh")
+	out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, at("root-ecdsa.yaml"), "--data", fresh, "--out", at("root.pem"))...)
+	if code == 0 || !strings.Contains(out, "development master key") || !strings.Contains(out, "govtrust hsm init") || !strings.Contains(out, "pkcs11:") {
+		t.Fatalf("init-root on a fresh dev keystore = %d\n%s", code, out)
+	}
+	if _, err := os.Stat(at("root.pem")); err == nil {
+		t.Fatal("a root certificate was written")
+	}
+	for _, q := range []string{"SELECT COUNT(*) FROM hsm_soft_master", "SELECT COUNT(*) FROM hsm_soft_keys"} {
+		if n := sqliteCount(t, fresh, q); n != 0 {
+			t.Errorf("%s = %d after the refused ceremony", q, n)
+		}
+	}
+
+	// A keystore that has a dev master key already (any command opening
+	// the keys in dev mode makes one).
+	dev := fresh
+	mustGovtrust(t, "hsm", "create", "--data", dev, "--uri", "soft:tsa/other", "--algorithm", "ecdsa-p256", "--service", "tsa")
+	out, code = govtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, at("root-ecdsa.yaml"), "--data", dev, "--out", at("root.pem"))...)
+	if code == 0 || !strings.Contains(out, "development master key") || !strings.Contains(out, "new data directory") {
+		t.Fatalf("init-root on a dev keystore = %d\n%s", code, out)
+	}
+	if n := sqliteCount(t, dev, "SELECT COUNT(*) FROM hsm_soft_keys WHERE uri = 'soft:ca/gov-ecdsa-root'"); n != 0 {
+		t.Fatal("the root key was made")
+	}
+	// The issuer's key in a dev keystore: no signing with it either.
+	mustGovtrust(t, "hsm", "create", "--data", dev, "--uri", "soft:ca/gov-ecdsa-root", "--algorithm", "ecdsa-p256", "--service", "ca")
+	rootB := at("root-b")
+	sealedKeystore(t, rootB)
+	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, at("root-ecdsa.yaml"), "--data", rootB, "--out", at("root.pem"))...)
+	rootFP := runOpenSSL(t, "x509", "-in", at("root.pem"), "-noout", "-fingerprint", "-sha256")
+	cross := editCeremony(t, work, "cross-ecdsa.yaml", "cross.yaml", "A3:B8:8A:09:34:75:82:6E:7D:AF:D9:5F:11:3A:32:B0:1E:3C:DF:A4:13:13:D5:AF:D1:B1:CD:C2:BF:FE:C8:2D",
+		strings.TrimSpace(rootFP[strings.Index(rootFP, "=")+1:]), "root-b.pem", "root.pem")
+	out, code = govtrust(t, ceremonyArgs(t, []string{"ca", "cross-sign"}, cross, "--data", dev, "--out", at("cross.pem"))...)
+	if code == 0 || !strings.Contains(out, "development master key") {
+		t.Fatalf("cross-sign with an issuer key in a dev keystore = %d\n%s", code, out)
+	}
+	if _, err := os.Stat(at("cross.pem")); err == nil {
+		t.Fatal("a cross-certificate was written")
+	}
+}
+
+// sqliteCount runs a COUNT query on the SQLite database of data directory
+// dir.
+func sqliteCount(t *testing.T, dir, query string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "govtrust.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(query).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
 // TestOfflineRootCeremony is the offline-root story end to end with the real
 // binary, for both algorithms: init-root on the root's machine, init-sub
 // (key and request) in a node's data directory, the request signed on the
@@ -72,6 +154,8 @@ func TestOfflineRootCeremony(t *testing.T) {
 			work := t.TempDir()
 			copyCeremonies(t, work)
 			rootDir, nodeDir := filepath.Join(work, "root"), filepath.Join(work, "node")
+			sealedKeystore(t, rootDir)
+			sealedKeystore(t, nodeDir)
 			at := func(n string) string { return filepath.Join(work, n) }
 			sub := "gov-" + alg + "-sub"
 
@@ -290,6 +374,8 @@ func TestCeremonyRefusesAnotherCAsKey(t *testing.T) {
 	copyCeremonies(t, work)
 	at := func(n string) string { return filepath.Join(work, n) }
 	rootDir, nodeDir := at("root"), at("node")
+	sealedKeystore(t, rootDir)
+	sealedKeystore(t, nodeDir)
 	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, at("root-ecdsa.yaml"), "--data", rootDir, "--out", at("root.pem"))...)
 	rootB := editCeremony(t, work, "root-ecdsa.yaml", "root-b.yaml", "ca: gov-ecdsa-root", "ca: gov-ecdsa-root-b",
 		"uri: soft:ca/gov-ecdsa-root", "uri: soft:ca/gov-ecdsa-root-b", "ECDSA 根 CA", "ECDSA 根 CA B")
@@ -328,6 +414,7 @@ func TestCeremonyRefusesDeltaNameClash(t *testing.T) {
 	copyCeremonies(t, work)
 	at := func(n string) string { return filepath.Join(work, n) }
 	bad := editCeremony(t, work, "sub-ecdsa.yaml", "delta-sub.yaml", "ca: gov-ecdsa-sub", "ca: ecdsa-issuing-delta")
+	sealedKeystore(t, at("node"))
 	out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, bad, "--data", at("node"), "--csr-out", at("delta.csr"))...)
 	if code == 0 || !strings.Contains(out, "CA ecdsa-issuing exists") {
 		t.Fatalf("init-sub for ecdsa-issuing-delta = %d\n%s", code, out)
@@ -350,6 +437,8 @@ func TestCeremonyBoundToReviewedFile(t *testing.T) {
 	copyCeremonies(t, work)
 	at := func(n string) string { return filepath.Join(work, n) }
 	rootDir, nodeDir, bDir := at("root"), at("node"), at("root-b")
+	sealedKeystore(t, nodeDir)
+	sealedKeystore(t, bDir)
 	// Root A allows a cross-certified root and its issuing CAs below it.
 	rootA := editCeremony(t, work, "root-ecdsa.yaml", "root-a.yaml", "path_length: 1", "path_length: 2")
 
@@ -364,6 +453,7 @@ func TestCeremonyBoundToReviewedFile(t *testing.T) {
 	if _, err := os.Stat(rootDir); err == nil {
 		t.Fatal("the data directory was opened for a file that is not the reviewed one")
 	}
+	sealedKeystore(t, rootDir)
 	// Reviewed again: the key was never made, so key.mode create succeeds.
 	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, rootA, "--data", rootDir, "--out", at("root.pem"))...)
 
@@ -421,5 +511,36 @@ func TestCeremonyBadSubjectNoKey(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(work, "root")); err == nil {
 		t.Fatal("the data directory was opened")
+	}
+}
+
+// TestCeremonyKeyOnToken: a ceremony whose CA key is on a token (a pkcs11:
+// key URI, SoftHSM2 here) runs on a data directory whose software keystore
+// is in dev mode: the dev master key protects no CA key there.
+func TestCeremonyKeyOnToken(t *testing.T) {
+	module := testenv.File(t, "/usr/lib/softhsm/libsofthsm2.so", "SoftHSM2")
+	util := testenv.LookPath(t, "softhsm2-util")
+	tokdir := t.TempDir()
+	conf := filepath.Join(tokdir, "softhsm2.conf")
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokdir+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SOFTHSM2_CONF", conf)
+	t.Setenv("GT_TEST_PIN", "4321")
+	if out, err := exec.Command(util, "--init-token", "--free", "--label", "ca", "--so-pin", "12345678", "--pin", "4321").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	work := t.TempDir()
+	copyCeremonies(t, work)
+	at := func(n string) string { return filepath.Join(work, n) }
+	rootDir := at("root")
+	writeConfig(t, rootDir, "hsm:\n  pkcs11:\n    - token: ca\n      module: "+module+"\n      pin: env:GT_TEST_PIN\n")
+	onToken := editCeremony(t, work, "root-ecdsa.yaml", "root-token.yaml", "uri: soft:ca/gov-ecdsa-root", "uri: pkcs11:token=ca;object=gov-ecdsa-root")
+	out := mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, onToken, "--data", rootDir, "--out", at("root.pem"))...)
+	if !strings.Contains(out, "SHA-256 fingerprint: ") {
+		t.Fatalf("init-root with the key on a token:\n%s", out)
+	}
+	if n := sqliteCount(t, rootDir, "SELECT COUNT(*) FROM hsm_soft_keys"); n != 0 {
+		t.Fatalf("%d keys in the software keystore", n)
 	}
 }
