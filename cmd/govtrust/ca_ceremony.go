@@ -247,13 +247,18 @@ func issuerOf(ctx context.Context, env *ceremonyEnv, f *ceremony.File) (*smx509.
 // record writes the ceremony's audit record; an unwritable audit log fails
 // the command (ARCHITECTURE.md §4).
 func (env *ceremonyEnv) record(ctx context.Context, action string, f *ceremony.File, details map[string]any) error {
-	details["ceremony_sm3"] = f.SM3Hex()
-	details["kind"] = string(f.Kind)
-	if _, err := env.log.Write(ctx, env.db, audit.Record{Actor: audit.ActorFrom(ctx), Action: action, Object: "ca/" + f.CA,
-		Outcome: audit.Success, Details: details}); err != nil {
+	if _, err := env.log.Write(ctx, env.db, ceremonyRecord(ctx, action, f.CA, f.Kind, f.SM3Hex(), details)); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
+}
+
+// ceremonyRecord is the audit record of a ceremony of CA id: details with
+// the ceremony file's SM3 hash and kind.
+func ceremonyRecord(ctx context.Context, action, id string, kind ceremony.Kind, sm3 string, details map[string]any) audit.Record {
+	details["ceremony_sm3"] = sm3
+	details["kind"] = string(kind)
+	return audit.Record{Actor: audit.ActorFrom(ctx), Action: action, Object: "ca/" + id, Outcome: audit.Success, Details: details}
 }
 
 // loadCeremony reads the ceremony file and refuses it unless it is the
@@ -319,11 +324,20 @@ with a dev master key is refused.
 			if err != nil {
 				return err
 			}
-			if err := env.record(ctx, "ca.ceremony.root", f, map[string]any{"key_uri": f.Key.URI, "key_created": created,
-				"public_key_sha256": pk, "fingerprint": fp, "certificate": out}); err != nil {
+			cert, err := smx509.ParseCertificate(der)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "root %s: certificate %s\nSHA-256 fingerprint: %s\nceremony SM3: %s\n", f.CA, out, fp, f.SM3Hex())
+			// The root is a CA of this data directory from now on: the
+			// certificates it signs in later ceremonies are recorded under
+			// it.
+			rec := ceremonyRecord(ctx, "ca.ceremony.root", f.CA, f.Kind, f.SM3Hex(), map[string]any{"key_uri": f.Key.URI, "key_created": created,
+				"public_key_sha256": pk, "fingerprint": fp, "certificate": out})
+			if err := ca.RecordOfflineRoot(ctx, env.db, env.log, ca.OfflineRoot{ID: f.CA, KeyURI: f.Key.URI, Cert: cert,
+				CeremonySM3: f.SM3Hex(), Now: time.Now()}, rec); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "root %s: certificate %s\nSHA-256 fingerprint: %s\nceremony SM3: %s\nrecorded in this data directory as CA %s\n", f.CA, out, fp, f.SM3Hex(), f.CA)
 			return nil
 		}),
 	}

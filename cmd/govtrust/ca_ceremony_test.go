@@ -176,7 +176,13 @@ func TestOfflineRootCeremony(t *testing.T) {
 			out = mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, at("sub-"+alg+".yaml"), "--data", nodeDir, "--csr-out", at("sub.csr"))...)
 			// The file is reviewed again with the request's fingerprint.
 			signFile := pinRequest(t, work, "sub-"+alg+".yaml", "sub-"+alg+"-sign.yaml", out)
-			mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, signFile, "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))...)
+			out = mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, signFile, "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))...)
+			// The root's data directory records the root, and the sub-CA
+			// certificate under it (for its CRL ceremonies).
+			if root := "gov-" + alg + "-root"; !strings.Contains(out, "recorded in ca_certificates under "+root) ||
+				!strings.Contains(mustGovtrust(t, "ca", "list", "--data", rootDir), root) {
+				t.Fatalf("the root's data directory does not record the root and the sub-CA certificate it signed:\n%s", out)
+			}
 			// The wrong chain is refused before anything is recorded.
 			if out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "import", "--cert", at("sub.pem"), "--chain", at("sub.pem")}, signFile, "--data", nodeDir)...); code == 0 {
 				t.Fatalf("import with a wrong chain succeeded:\n%s", out)
@@ -384,7 +390,8 @@ func TestCeremonyRefusesAnotherCAsKey(t *testing.T) {
 	// The other root's key as the sub-CA's key.
 	bad := editCeremony(t, work, "sub-ecdsa.yaml", "bad-sub.yaml", "uri: soft:ca/gov-ecdsa-sub\n  mode: create", "uri: soft:ca/gov-ecdsa-root-b\n  mode: create-if-absent")
 	out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, bad, "--data", rootDir, "--csr-out", at("bad.csr"))...)
-	if code == 0 || !strings.Contains(out, "made or certified for CA gov-ecdsa-root-b") {
+	// The roots are CAs of the data directory (init-root records them).
+	if code == 0 || !strings.Contains(out, "is the key of CA gov-ecdsa-root-b") {
 		t.Fatalf("init-sub with another root's key = %d\n%s", code, out)
 	}
 	if _, err := os.Stat(at("bad.csr")); err == nil {
