@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -14,6 +15,7 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/ca/ceremony"
+	"github.com/govtrust/govtrust/ca/crl"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/internal/node"
@@ -34,9 +36,22 @@ type offlineRootEnv struct {
 	rootKey crypto.Signer
 }
 
+const offlineURLBase = "http://pki.example.gov.cn/pki/"
+
 func newOfflineRootEnv(t *testing.T, alg string) *offlineRootEnv {
 	t.Helper()
-	e := &offlineRootEnv{db: storetest.SQLite(t, append(node.BaseMigrations(), New().Migrations()...)...), clk: clock.New(), alg: alg}
+	return offlineRootEnvOn(t, alg, storetest.SQLite(t, offlineMigrations()...))
+}
+
+func offlineMigrations() []store.Migrations {
+	return append(node.BaseMigrations(), New().Migrations()...)
+}
+
+// offlineRootEnvOn is newOfflineRootEnv on db (migrated with
+// offlineMigrations).
+func offlineRootEnvOn(t *testing.T, alg string, db *store.DB) *offlineRootEnv {
+	t.Helper()
+	e := &offlineRootEnv{db: db, clk: clock.New(), alg: alg}
 	e.log = audit.New("root-test", e.clk)
 	f, err := ceremony.Load("ceremony/testdata/root-" + alg + ".yaml")
 	if err != nil {
@@ -105,6 +120,125 @@ func (e *offlineRootEnv) sub(t *testing.T, id string, edit func(*ceremony.File))
 		t.Fatalf("RecordCACertificate = %q, %v; want it under %s", got, err, e.id)
 	}
 	return c
+}
+
+func (e *offlineRootEnv) request(revoke ...OfflineRevocation) OfflineCRLRequest {
+	return OfflineCRLRequest{CA: e.id, Issuer: e.root, KeyURI: "soft:ca/" + e.id, Signer: e.rootKey, URL: offlineURLBase + e.id + ".crl",
+		Validity: 180 * 24 * time.Hour, Revoke: revoke,
+		Record: audit.Record{Actor: "test", Action: "ca.ceremony.crl", Object: "ca/" + e.id, Outcome: audit.Success, Details: map[string]any{"ceremony_sm3": "00"}}}
+}
+
+// TestSignOfflineCRL: a CRL ceremony on the root's data directory revokes a
+// sub-CA certificate the root signed (recorded there by its ceremony) and
+// signs the root's CRL with the online roots' profile: the root's AKI, a
+// critical IDP naming the CRL URL the sub-CA certificate carries (without
+// onlyContainsCACerts), nextUpdate as long as the ceremony asks (up to 365
+// days, never more), numbers that only go up, and every revocation of the
+// data directory listed. Each kind of bad input is refused before anything
+// is revoked or signed.
+func TestSignOfflineCRL(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		for _, alg := range []string{"sm2", "ecdsa"} {
+			t.Run(alg, func(t *testing.T) { testSignOfflineCRL(t, offlineRootEnvOn(t, alg, db)) })
+		}
+	}, offlineMigrations()...)
+}
+
+func testSignOfflineCRL(t *testing.T, e *offlineRootEnv) {
+	alg := e.alg
+	sub := e.sub(t, "dept-sub", nil)
+	other := e.sub(t, "other-sub", nil)
+	ctx := e.ctx()
+
+	res, err := SignOfflineCRL(ctx, e.db, e.log, e.clk, e.request(OfflineRevocation{Cert: sub, Reason: "cACompromise"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := crl.Verify(res.DER, e.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crl.LintOffline(rl, e.root); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := crl.ParseScope(rl)
+	if err != nil || sc.IDP == nil || len(sc.IDP.FullName) != 1 || sc.IDP.FullName[0] != sub.CRLDistributionPoints[0] || sc.IDP.OnlyCA || sc.IDP.OnlyUser {
+		t.Fatalf("IDP %+v (%v), want the sub-CA's distribution point %v", sc, err, sub.CRLDistributionPoints)
+	}
+	if !bytes.Equal(rl.AuthorityKeyId, e.root.SubjectKeyId) || rl.NextUpdate.Sub(rl.ThisUpdate) != 180*24*time.Hour {
+		t.Errorf("AKI %x, validity %v", rl.AuthorityKeyId, rl.NextUpdate.Sub(rl.ThisUpdate))
+	}
+	if len(rl.RevokedCertificateEntries) != 1 || rl.RevokedCertificateEntries[0].SerialNumber.Cmp(sub.SerialNumber) != 0 ||
+		rl.RevokedCertificateEntries[0].ReasonCode != crl.ReasonCACompromise {
+		t.Fatalf("entries %+v", rl.RevokedCertificateEntries)
+	}
+	if len(res.Revoked) != 1 || res.Number != rl.Number.Int64() {
+		t.Fatalf("result %+v", res)
+	}
+	c, err := Certificate(ctx, e.db, e.id, serialHex(sub.SerialNumber))
+	if err != nil || c.Status != "revoked" || c.Reason != "cACompromise" {
+		t.Fatalf("the revocation in the data directory: %+v %v", c, err)
+	}
+	if info, der, _, err := CurrentCRL(ctx, e.db, e.id); err != nil || !bytes.Equal(der, res.DER) {
+		t.Fatalf("the CRL in the data directory: %+v %v", info, err)
+	}
+
+	// The next ceremony: longest validity, nothing new revoked, the
+	// number above, the entry kept.
+	req := e.request()
+	req.Validity = crl.MaxOfflineValidity
+	res2, err := SignOfflineCRL(ctx, e.db, e.log, e.clk, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.Number <= res.Number || res2.Entries != 1 {
+		t.Fatalf("second CRL %d with %d entries after %d", res2.Number, res2.Entries, res.Number)
+	}
+	// The same revocation again changes nothing; another reason is
+	// refused.
+	res3, err := SignOfflineCRL(ctx, e.db, e.log, e.clk, e.request(OfflineRevocation{Cert: sub, Reason: "cACompromise"}))
+	if err != nil || len(res3.Already) != 1 || len(res3.Revoked) != 0 {
+		t.Fatalf("the same revocation again: %+v %v", res3, err)
+	}
+
+	stranger := newOfflineRootEnv(t, alg).sub(t, "stranger", nil)
+	otherURL := e.sub(t, "elsewhere", func(f *ceremony.File) { f.CRLURLs = []string{"http://crl.example.org/other.crl"} })
+	var number int64
+	if err := e.db.ReadRow(ctx, "SELECT last FROM ca_crl_numbers WHERE issuer_id = ?", e.id).Scan(&number); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		req  OfflineCRLRequest
+		want string
+	}{
+		{"reason of end entities", e.request(OfflineRevocation{Cert: other, Reason: "privilegeWithdrawn"}), "reason"},
+		{"another reason", e.request(OfflineRevocation{Cert: other, Reason: "superseded"}, OfflineRevocation{Cert: sub, Reason: "superseded"}), "already revoked"},
+		{"not signed by the root", e.request(OfflineRevocation{Cert: stranger, Reason: "superseded"}), "was not signed by"},
+		{"another distribution point", e.request(OfflineRevocation{Cert: otherURL, Reason: "superseded"}), "relying parties would not find"},
+		{"over 365 days", func() OfflineCRLRequest { r := e.request(); r.Validity = crl.MaxOfflineValidity + time.Hour; return r }(), "validity"},
+		{"another key", func() OfflineCRLRequest { r := e.request(); r.Signer = offlineKey(t, alg); return r }(), "not the key"},
+		{"another root certificate", func() OfflineCRLRequest {
+			r, o := e.request(), newOfflineRootEnv(t, alg)
+			r.Issuer, r.Signer = o.root, o.rootKey
+			return r
+		}(), "is not the certificate recorded"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := SignOfflineCRL(ctx, e.db, e.log, e.clk, c.req)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+	// Nothing was revoked or signed by the refused ceremonies.
+	if c, err := Certificate(ctx, e.db, e.id, serialHex(other.SerialNumber)); err != nil || c.Status != "good" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	var after int64
+	if err := e.db.ReadRow(ctx, "SELECT last FROM ca_crl_numbers WHERE issuer_id = ?", e.id).Scan(&after); err != nil || after != number {
+		t.Fatalf("CRL counter %d after the refusals, was %d (%v)", after, number, err)
+	}
 }
 
 // TestRecordOfflineRoot: a root ceremony records its root once, and not a

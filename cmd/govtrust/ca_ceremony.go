@@ -34,7 +34,7 @@ import (
 // ceremony file (package ca/ceremony) and writes an audit record carrying
 // the file's SM3 hash.
 func caCeremonyCommands() []*cobra.Command {
-	return []*cobra.Command{initRootCmd(), initSubCmd(), crossSignCmd(), importCACmd()}
+	return []*cobra.Command{initRootCmd(), initSubCmd(), crossSignCmd(), signCRLCmd(), importCACmd()}
 }
 
 // ceremonyEnv is what a ceremony command works with.
@@ -330,7 +330,7 @@ with a dev master key is refused.
 			}
 			// The root is a CA of this data directory from now on: the
 			// certificates it signs in later ceremonies are recorded under
-			// it.
+			// it, and its CRL ceremonies revoke them (ca sign-crl).
 			rec := ceremonyRecord(ctx, "ca.ceremony.root", f.CA, f.Kind, f.SM3Hex(), map[string]any{"key_uri": f.Key.URI, "key_created": created,
 				"public_key_sha256": pk, "fingerprint": fp, "certificate": out})
 			if err := ca.RecordOfflineRoot(ctx, env.db, env.log, ca.OfflineRoot{ID: f.CA, KeyURI: f.Key.URI, Cert: cert,
@@ -479,6 +479,89 @@ subject_certificate by its SHA-256 fingerprint.
 	return cmd
 }
 
+func signCRLCmd() *cobra.Command {
+	var dataDir, dbURL, file, sum, out string
+	cmd := &cobra.Command{
+		Use:   "sign-crl",
+		Short: "CRL ceremony: revoke certificates an offline root signed and sign the root's CRL (its ARL)",
+		Long: `On the offline root's machine: revoke the certificates the ceremony file lists
+(each pinned by its SHA-256 fingerprint, with an RFC 5280 reason for CA certificates:
+keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation),
+which the root signed in earlier ceremonies, and sign the root's CRL with its key:
+every certificate revoked in this data directory is listed, the CRL number is above
+every earlier one, the issuingDistributionPoint is the file's crl_url, and nextUpdate
+is next_update_days (at most 365) later. The CRL (DER) is written to --out, for the
+node serving crl_url.
+
+Run it again with no revoke list to re-sign the CRL before its nextUpdate.
+
+  govtrust ca sign-crl --ceremony crl.yaml --sm3 REVIEWED-SM3 --data /secure/root --out gov-sm2-root.crl`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := ceremony.LoadCRL(file)
+			if err != nil {
+				return err
+			}
+			if err := f.CheckSM3(sum); err != nil {
+				return fmt.Errorf("ceremony file %s: %w", file, err)
+			}
+			if _, err := os.Stat(out); err == nil {
+				return fmt.Errorf("--out %s exists; the CRL is written to a new file", out)
+			}
+			return withCeremony(&dataDir, &dbURL, func() []string { return []string{f.Issuer.KeyURI} }, func(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv) error {
+				certs, err := readCerts(f.Path(f.Issuer.Certificate))
+				if err != nil {
+					return fmt.Errorf("issuer.certificate: %w", err)
+				}
+				if f.Issuer.CertificateSHA256 != "" {
+					if err := ceremony.CheckPin("issuer.certificate_sha256", f.Issuer.CertificateSHA256, certs[0].Raw); err != nil {
+						return err
+					}
+				}
+				req := ca.OfflineCRLRequest{CA: f.CA, Issuer: certs[0], KeyURI: f.Issuer.KeyURI, URL: f.CRLURL,
+					Validity: time.Duration(f.NextUpdateDays) * 24 * time.Hour}
+				for i, r := range f.Revoke {
+					c, err := readCerts(f.Path(r.Certificate))
+					if err != nil {
+						return fmt.Errorf("revoke[%d]: %w", i, err)
+					}
+					if err := ceremony.CheckPin(fmt.Sprintf("revoke[%d].certificate_sha256", i), r.CertificateSHA256, c[0].Raw); err != nil {
+						return err
+					}
+					req.Revoke = append(req.Revoke, ca.OfflineRevocation{Cert: c[0], Reason: r.Reason})
+				}
+				if req.Signer, err = env.keys.Signer(ctx, &hsm.SignerRequest{URI: f.Issuer.KeyURI, Service: "ca"}); err != nil {
+					return fmt.Errorf("issuer.key_uri %s: %w", f.Issuer.KeyURI, err)
+				}
+				req.Record = ceremonyRecord(ctx, "ca.ceremony.crl", f.CA, ceremony.CRL, f.SM3Hex(), map[string]any{"issuer_key_uri": f.Issuer.KeyURI,
+					"crl_url": f.CRLURL, "out": out})
+				res, err := ca.SignOfflineCRL(ctx, env.db, env.log, clock.New(), req)
+				if err != nil {
+					return err
+				}
+				w := cmd.OutOrStdout()
+				if res.Recorded {
+					fmt.Fprintf(w, "recorded root %s in this data directory (made before root ceremonies recorded their root)\n", f.CA)
+				}
+				if err := writeFile(out, res.DER); err != nil {
+					return fmt.Errorf("CRL %d of %s is signed and stored, but %w; export it with govtrust ca crl %s --data %s --out FILE", res.Number, f.CA, err, f.CA, dataDir)
+				}
+				fmt.Fprintf(w, "CRL %d of %s: %s\nthisUpdate %s, nextUpdate %s, %d revoked (now: %d, already: %d)\nSHA-256: %s\nceremony SM3: %s\n",
+					res.Number, f.CA, out, res.ThisUpdate.Format(time.RFC3339), res.NextUpdate.Format(time.RFC3339), res.Entries,
+					len(res.Revoked), len(res.Already), ceremony.Fingerprint(res.DER), f.SM3Hex())
+				for _, s := range res.Revoked {
+					fmt.Fprintf(w, "revoked %s/%s\n", f.CA, s)
+				}
+				return nil
+			})(cmd, args)
+		},
+	}
+	ceremonyFlags(cmd, &dataDir, &dbURL, &file, &sum)
+	cmd.Flags().StringVar(&out, "out", "", "write the CRL (DER) here")
+	_ = cmd.MarkFlagRequired("out")
+	return cmd
+}
+
 // finishSigned writes a certificate a ceremony signed, records it under its
 // issuer when the issuer is a CA of this data directory, and audits it.
 func finishSigned(ctx context.Context, cmd *cobra.Command, env *ceremonyEnv, f *ceremony.File, action, prof string, der []byte, out string) error {
@@ -612,6 +695,19 @@ func ceremonyFlags(cmd *cobra.Command, dataDir, dbURL, file, sum *string) {
 	f.StringVar(sum, "sm3", "", "the SM3 hash of the ceremony file the reviewers signed off (openssl dgst -sm3); another file is refused before any key is touched")
 	_ = cmd.MarkFlagRequired("ceremony")
 	_ = cmd.MarkFlagRequired("sm3")
+}
+
+// writeFile writes data to a new file, refusing to overwrite one.
+func writeFile(path string, data []byte) error {
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := fh.Write(data); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
 }
 
 // writePEM writes one PEM block, refusing to overwrite a file.
