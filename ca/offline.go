@@ -30,7 +30,8 @@ import (
 // (ca_certificates, RecordCACertificate), as the database of an EJBCA
 // offline CA does, so that a CRL ceremony there (SignOfflineCRL) can revoke
 // them and sign the root's CRL with the numbers, retention and revocation
-// sequence of the online CAs' CRLs.
+// sequence of the online CAs' CRLs. The node that serves the root's CRL URL
+// imports each such CRL (ImportOfflineCRL, offlinecrl.go).
 
 // originCeremony is the origin of a root recorded by its ceremony.
 const originCeremony = "ceremony"

@@ -7,6 +7,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
+	"log/slog"
+	"math/big"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +19,11 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/ca/ceremony"
+	"github.com/govtrust/govtrust/ca/ceremony/ceremonytest"
 	"github.com/govtrust/govtrust/ca/crl"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/clock"
+	"github.com/govtrust/govtrust/internal/config"
 	"github.com/govtrust/govtrust/internal/node"
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
@@ -266,4 +272,214 @@ func TestRecordOfflineRoot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// offlineCRL signs, with the key of the offline root of ie, a CRL of that
+// root listing serials; mod changes the template first.
+func offlineCRL(t *testing.T, ie *importEnv, number int64, mod func(*crl.Template), serials ...*big.Int) []byte {
+	t.Helper()
+	now := time.Now().Truncate(time.Second)
+	tmpl := crl.Template{Issuer: ie.root, Number: big.NewInt(number), ThisUpdate: now, NextUpdate: now.Add(90 * 24 * time.Hour), Offline: true,
+		IDP: &crl.IssuingDistributionPoint{FullName: []string{offlineURLBase + "offline-root.crl"}}}
+	if mod != nil {
+		mod(&tmpl)
+	}
+	var es []crl.Entry
+	for _, s := range serials {
+		es = append(es, crl.Entry{Serial: s, RevokedAt: now.Add(-time.Minute), Reason: crl.ReasonCACompromise})
+	}
+	if len(es) == 2 && es[0].Serial.Cmp(es[1].Serial) > 0 {
+		es[0], es[1] = es[1], es[0]
+	}
+	var buf bytes.Buffer
+	seq := func(yield func(crl.Entry, error) bool) {
+		for _, e := range es {
+			if !yield(e, nil) {
+				return
+			}
+		}
+	}
+	if err := crl.Build(context.Background(), &buf, tmpl, seq, int64(len(es)), ie.key); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestImportOfflineCRL: a node imports the CRL of the offline root of a CA
+// it runs only when the CRL verifies with that root, is a current full CRL
+// of the platform's profile, names the CA id it is served under, and has a
+// number above the last imported. The CA of the node that the CRL lists is
+// marked revoked with it, the directory is told, and the same CRL imported
+// again changes nothing.
+func TestImportOfflineCRL(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) { testImportOfflineCRL(t, importEnvOn(t, db)) }, offlineMigrations()...)
+}
+
+// importEnvOn is newImportEnv on db (migrated with offlineMigrations).
+func importEnvOn(t *testing.T, db *store.DB) *importEnv {
+	t.Helper()
+	cfg := config.Defaults()
+	clk := clock.New()
+	log := audit.New("import-test", clk)
+	keys, err := node.OpenKeys(context.Background(), &cfg, node.KeysOptions{DB: db, Audit: log, Logger: slog.New(slog.DiscardHandler), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = keys.Close() })
+	root, key := ceremonytest.ExternalRoot(t, "Offline Root")
+	return &importEnv{db: db, log: log, keys: keys, root: root, key: key}
+}
+
+func testImportOfflineCRL(t *testing.T, ie *importEnv) {
+	ctx := audit.WithActor(context.Background(), "test")
+	pub := ie.newKey(t, "soft:ca/dept-sub")
+	sub := ie.subCA(t, "Dept Sub", pub)
+	if err := ie.importCA("dept-sub", "soft:ca/dept-sub", sub); err != nil {
+		t.Fatal(err)
+	}
+	other := ie.subCA(t, "Not Imported", ie.newKey(t, "soft:ca/other"))
+	now := time.Now()
+
+	first := offlineCRL(t, ie, 100, nil)
+	res, err := ImportOfflineCRL(ctx, ie.db, ie.log, first, "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.CA != "offline-root" || res.URL != "/pki/offline-root.crl" || len(res.RevokedCAs) != 0 || res.Already {
+		t.Fatalf("first import %+v", res)
+	}
+	var a *AuthorityRecord
+	err = ie.db.Read(ctx, func(q store.Querier) error {
+		var err error
+		a, err = AuthorityRecordOf(ctx, q, "offline-root")
+		return err
+	})
+	if err != nil || !bytes.Equal(a.Cert, ie.root.Raw) || !bytes.Equal(a.CRL, first) || a.CRLNumber != 100 {
+		t.Fatalf("the directory's record of the offline root: %+v %v", a, err)
+	}
+
+	// The root revokes the imported CA (and one the node does not run).
+	second := offlineCRL(t, ie, 200, nil, sub.SerialNumber, other.SerialNumber)
+	res, err = ImportOfflineCRL(ctx, ie.db, ie.log, second, "offline-root", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.RevokedCAs) != 1 || res.RevokedCAs[0] != "dept-sub" || res.Entries != 2 {
+		t.Fatalf("second import %+v", res)
+	}
+	row, err := loadAuthority(ctx, ie.db, "dept-sub")
+	if err != nil || row.status != statusRevoked {
+		t.Fatalf("dept-sub after the root's CRL: %+v %v", row, err)
+	}
+	var events int
+	if err := ie.db.ReadRow(ctx, "SELECT COUNT(*) FROM ca_outbox WHERE event = 'crl_published' AND issuer_id = 'offline-root'").Scan(&events); err != nil || events != 2 {
+		t.Fatalf("%d crl_published events (%v)", events, err)
+	}
+	if res, err := ImportOfflineCRL(ctx, ie.db, ie.log, second, "", now); err != nil || !res.Already {
+		t.Fatalf("the same CRL again: %+v %v", res, err)
+	}
+
+	tampered := bytes.Clone(second)
+	tampered[len(tampered)-2] ^= 1
+	stranger := newImportEnv(t, nil)
+	for _, c := range []struct {
+		name string
+		der  []byte
+		id   string
+		want error
+		msg  string
+	}{
+		{"older", offlineCRL(t, ie, 150, nil), "", ErrConflict, "not above"},
+		{"same number", offlineCRL(t, ie, 200, nil), "", ErrConflict, "not above"},
+		{"tampered", tampered, "", ErrPolicy, "does not verify"},
+		{"unknown root", offlineCRL(t, stranger, 300, nil), "", ErrPolicy, "any offline CA this node knows"},
+		{"not a CRL", []byte("not a CRL"), "", ErrRequest, "not a CRL"},
+		{"delta", offlineCRL(t, ie, 300, func(tp *crl.Template) { tp.DeltaBase = big.NewInt(200) }), "", ErrRequest, "delta"},
+		{"expired", offlineCRL(t, ie, 300, func(tp *crl.Template) {
+			tp.ThisUpdate, tp.NextUpdate = now.Add(-48*time.Hour), now.Add(-time.Hour)
+		}), "", ErrPolicy, "expired"},
+		{"not yet valid", offlineCRL(t, ie, 300, func(tp *crl.Template) {
+			tp.ThisUpdate, tp.NextUpdate = now.Add(time.Hour), now.Add(48*time.Hour)
+		}), "", ErrPolicy, "not yet valid"},
+		{"another id", offlineCRL(t, ie, 300, nil), "gov-root", ErrRequest, "names offline-root"},
+		{"no id", offlineCRL(t, ie, 300, func(tp *crl.Template) { tp.IDP = nil }), "", ErrRequest, "give the CA id"},
+		{"a CA of the node", offlineCRL(t, ie, 300, func(tp *crl.Template) { tp.IDP = nil }), "dept-sub", ErrConflict, "makes its own CRLs"},
+		{"user certificates only", offlineCRL(t, ie, 300, func(tp *crl.Template) { tp.IDP.OnlyUser = true }), "", ErrRequest, "onlyContainsUserCerts"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ImportOfflineCRL(ctx, ie.db, ie.log, c.der, c.id, now)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("got %v, want %v with %q", err, c.want, c.msg)
+			}
+		})
+	}
+	var n int
+	if err := ie.db.ReadRow(ctx, "SELECT COUNT(*) FROM ca_offline_crls").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("%d CRLs stored after the refusals (%v), want 2", n, err)
+	}
+}
+
+// TestServeOfflineCRL: a node serves the imported CRL of an offline root at
+// /pki/{root}.crl, with the validators and caching of its own CRLs, and the
+// root's certificate at /pki/{root}.crt; an unknown name stays 404.
+func TestServeOfflineCRL(t *testing.T) {
+	tn := startNode(t, t.TempDir())
+	ie := &importEnv{db: tn.db(), log: tn.n.Env().Audit, keys: tn.n.Env().Keys}
+	ie.root, ie.key = ceremonytest.ExternalRoot(t, "Offline Root")
+	pub := ie.newKey(t, "soft:ca/dept-sub")
+	if err := ie.importCA("dept-sub", "soft:ca/dept-sub", ie.subCA(t, "Dept Sub", pub)); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := tn.getPublic("/pki/offline-root.crl", nil); code != 404 {
+		t.Fatalf("before the import: %d", code)
+	}
+	der := offlineCRL(t, ie, 100, nil)
+	if _, err := ImportOfflineCRL(audit.WithActor(context.Background(), "test"), ie.db, ie.log, der, "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	code, h, body := tn.getPublicFull("/pki/offline-root.crl", nil)
+	if code != 200 || !bytes.Equal(body, der) || h.Get("Content-Type") != "application/pkix-crl" || h.Get("ETag") == "" || !strings.Contains(h.Get("Cache-Control"), "max-age=") {
+		t.Fatalf("GET /pki/offline-root.crl: %d %v", code, h)
+	}
+	if code, _, _ := tn.getPublicFull("/pki/offline-root.crl", map[string]string{"If-None-Match": h.Get("ETag")}); code != 304 {
+		t.Fatalf("revalidation: %d", code)
+	}
+	newer := offlineCRL(t, ie, 101, nil)
+	if _, err := ImportOfflineCRL(audit.WithActor(context.Background(), "test"), ie.db, ie.log, newer, "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := tn.getPublicFull("/pki/offline-root.crl", map[string]string{"If-None-Match": h.Get("ETag")}); code != 200 || !bytes.Equal(body, newer) {
+		t.Fatalf("after a newer import: %d", code)
+	}
+	if code, body := tn.getPublic("/pki/offline-root.crt", nil); code != 200 || !bytes.Equal(body, ie.root.Raw) {
+		t.Fatalf("GET /pki/offline-root.crt: %d", code)
+	}
+	for _, p := range []string{"/pki/nobody.crl", "/pki/nobody.crt", "/pki/offline-root-delta.crl"} {
+		if code, _ := tn.getPublic(p, nil); code != 404 {
+			t.Errorf("GET %s: %d", p, code)
+		}
+	}
+	// The node's own CRLs are served as before.
+	if code, _ := tn.getPublic("/pki/ecdsa-root.crl", nil); code != 200 {
+		t.Errorf("GET /pki/ecdsa-root.crl: %d", code)
+	}
+}
+
+// getPublic GETs path from the plain HTTP listener.
+func (tn *testNode) getPublic(path string, hdr map[string]string) (int, []byte) {
+	code, _, body := tn.getPublicFull(path, hdr)
+	return code, body
+}
+
+func (tn *testNode) getPublicFull(path string, hdr map[string]string) (int, http.Header, []byte) {
+	tn.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+tn.n.Addresses().HTTP+path, nil)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, body := tn.send(req)
+	return resp.StatusCode, resp.Header, body
 }

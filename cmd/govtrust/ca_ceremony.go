@@ -34,7 +34,7 @@ import (
 // ceremony file (package ca/ceremony) and writes an audit record carrying
 // the file's SM3 hash.
 func caCeremonyCommands() []*cobra.Command {
-	return []*cobra.Command{initRootCmd(), initSubCmd(), crossSignCmd(), signCRLCmd(), importCACmd()}
+	return []*cobra.Command{initRootCmd(), initSubCmd(), crossSignCmd(), signCRLCmd(), importCACmd(), importCRLCmd()}
 }
 
 // ceremonyEnv is what a ceremony command works with.
@@ -491,7 +491,7 @@ which the root signed in earlier ceremonies, and sign the root's CRL with its ke
 every certificate revoked in this data directory is listed, the CRL number is above
 every earlier one, the issuingDistributionPoint is the file's crl_url, and nextUpdate
 is next_update_days (at most 365) later. The CRL (DER) is written to --out, for the
-node serving crl_url.
+node serving crl_url: govtrust ca import-crl --crl FILE --data NODE.
 
 Run it again with no revoke list to re-sign the CRL before its nextUpdate.
 
@@ -685,6 +685,74 @@ func issuerKey(f *ceremony.File) []string {
 		return nil
 	}
 	return []string{f.Issuer.KeyURI}
+}
+
+func importCRLCmd() *cobra.Command {
+	var dataDir, dbURL, crlFile, id string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "import-crl",
+		Short: "Serve the CRL an offline root signed (ca sign-crl) at its distribution point, after checking it",
+		Long: `Import a CRL signed by an offline CA (the ARL of an offline root, from
+govtrust ca sign-crl) into a node's data directory. The CRL must verify with the
+certificate of an offline CA the node knows (a chain given to ca import), keep the
+platform's CRL profile, be current, and have a number above the last one imported
+for that CA. The node serves it at /pki/ID.crl (ID from the CRL's distribution
+point, or --id), the CA's certificate at /pki/ID.crt, and publishes both to the
+directory. A CA of the node whose certificate the CRL lists is marked revoked: it
+issues nothing more. The node may be running: it serves the CRL at once and sees a
+revoked CA within 5 s.
+
+  govtrust ca import-crl --crl gov-sm2-root.crl --data NODE-DATA`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cliActor(cmd.Context())
+			der, err := os.ReadFile(crlFile)
+			if err != nil {
+				return fmt.Errorf("--crl: %w", err)
+			}
+			if blk, _ := pem.Decode(der); blk != nil {
+				if blk.Type != "X509 CRL" {
+					return fmt.Errorf("--crl %s: PEM block %q, want X509 CRL", crlFile, blk.Type)
+				}
+				der = blk.Bytes
+			}
+			db, cfg, err := offlineDB(ctx, dataDir, dbURL)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if err := db.Migrate(ctx, ca.New().Migrations()...); err != nil {
+				return err
+			}
+			res, err := ca.ImportOfflineCRL(ctx, db, audit.New(cfg.Node.Name, clock.New()), der, id, time.Now())
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				return printJSON(w, res)
+			}
+			what := "imported"
+			if res.Already {
+				what = "already imported"
+			}
+			fmt.Fprintf(w, "%s CRL %s of %s (%s, certificate SHA-256 %s)\nthisUpdate %s, nextUpdate %s, %d revoked\nserved at %s\n",
+				what, res.Number, res.CA, res.Issuer, res.IssuerSHA256, res.ThisUpdate, res.NextUpdate, res.Entries, res.URL)
+			for _, c := range res.RevokedCAs {
+				fmt.Fprintf(w, "CA %s of this node is revoked by it: it issues nothing more\n", c)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "./govtrust-data", "data directory of the node")
+	f.StringVar(&dbURL, "db", "", "database URL instead of the data directory's")
+	f.StringVar(&crlFile, "crl", "", "the CRL (DER or PEM)")
+	f.StringVar(&id, "id", "", "the offline CA's id (default: from the CRL's distribution point, .../ID.crl)")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	_ = cmd.MarkFlagRequired("crl")
+	return cmd
 }
 
 func ceremonyFlags(cmd *cobra.Command, dataDir, dbURL, file, sum *string) {
