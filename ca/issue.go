@@ -429,7 +429,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 // and /pki/{ca}.crl, the CRL (ServeMux cannot route both by suffix).
 func (s *Service) caCert(w http.ResponseWriter, r *http.Request) error {
 	if id, ok := strings.CutSuffix(r.PathValue("file"), ".crl"); ok {
-		return s.serveCRL(w, r, id)
+		return s.serveCRLFile(w, r, id)
 	}
 	if id, ok := strings.CutSuffix(r.PathValue("file"), "-cross.p7c"); ok {
 		return s.serveCross(w, r, id)
@@ -439,6 +439,9 @@ func (s *Service) caCert(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: %s", ErrNotFound, r.PathValue("file"))
 	}
 	a, err := s.authority(id)
+	if errors.Is(err, ErrNotFound) {
+		return s.serveOfflineCert(w, r, id)
+	}
 	if err != nil {
 		return err
 	}

@@ -141,7 +141,8 @@ func AuthorityRecordOf(ctx context.Context, q store.Querier, id string) (*Author
 	err := q.QueryRow(ctx, "SELECT cert, lineage, status, generation FROM ca_authorities WHERE id = ?", id).
 		Scan(&a.Cert, &a.Lineage, &a.Status, &a.Generation)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: CA %s", ErrNotFound, id)
+		// An offline CA whose CRL the node imported (offlinecrl.go).
+		return offlineAuthorityRecord(ctx, q, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read CA %s: %w", id, err)

@@ -4,11 +4,13 @@
 // length, policies and distribution URLs, and for a subordinate or
 // cross-certificate which issuer signs it.
 //
-// Three kinds of ceremony exist: "root" (a self-signed root, usually kept
-// offline), "sub" (a subordinate CA: its key and PKCS #10 request on the
-// node that will run it, then its certificate signed from the request on the
-// root's machine) and "cross" (an existing root's subject and key certified
-// by another root, so relying parties that trust either reach both).
+// Three kinds of ceremony make certificates: "root" (a self-signed root,
+// usually kept offline), "sub" (a subordinate CA: its key and PKCS #10
+// request on the node that will run it, then its certificate signed from the
+// request on the root's machine) and "cross" (an existing root's subject and
+// key certified by another root, so relying parties that trust either reach
+// both). A fourth, "crl" (CRLFile), revokes certificates an offline root
+// signed and signs the root's CRL on its machine.
 //
 // The file is decoded strictly (unknown keys are errors) and validated
 // before any key is touched; its SM3 hash (GB/T 32905) identifies the

@@ -32,6 +32,12 @@ import (
 // than the 10 days of CA/B Forum BR §4.9.7.
 const MaxValidity = 7 * 24 * time.Hour
 
+// MaxOfflineValidity is the longest interval Build accepts for the CRL of an
+// offline CA (Template.Offline: a root's ARL, signed in a key ceremony):
+// CA/B Forum BR §4.9.7 lets the CRLs covering CA certificates have a
+// nextUpdate up to twelve months after thisUpdate; 365 days is never more.
+const MaxOfflineValidity = 365 * 24 * time.Hour
+
 // CRLReason values (RFC 5280 §5.3.1). Value 7 is unused by the standard.
 const (
 	ReasonUnspecified          = 0
@@ -99,8 +105,12 @@ type Template struct {
 	// CRLs of one scope share one strictly increasing sequence (RFC 5280 §5.2.3).
 	Number *big.Int
 	// ThisUpdate and NextUpdate are written in whole seconds, UTC;
-	// ThisUpdate < NextUpdate ≤ ThisUpdate + MaxValidity.
+	// ThisUpdate < NextUpdate ≤ ThisUpdate + MaxValidity (MaxOfflineValidity
+	// when Offline).
 	ThisUpdate, NextUpdate time.Time
+	// Offline marks the CRL of an offline CA, signed in a key ceremony and
+	// valid for months rather than days (see MaxOfflineValidity).
+	Offline bool
 	// DeltaBase, when set, makes a delta CRL: a critical deltaCRLIndicator
 	// naming the number of the full CRL it updates (RFC 5280 §5.2.4);
 	// 1 ≤ DeltaBase < Number.
@@ -274,8 +284,8 @@ func prepare(t Template, signer crypto.Signer) (*prepared, error) {
 		return nil, fmt.Errorf("%w: thisUpdate %v or nextUpdate %v outside 1950..9999", ErrInvalid, this, next)
 	case !next.After(this):
 		return nil, fmt.Errorf("%w: nextUpdate %v not after thisUpdate %v", ErrInvalid, next, this)
-	case next.Sub(this) > MaxValidity:
-		return nil, fmt.Errorf("%w: nextUpdate %v more than %v after thisUpdate %v", ErrInvalid, next, MaxValidity, this)
+	case next.Sub(this) > maxValidity(t.Offline):
+		return nil, fmt.Errorf("%w: nextUpdate %v more than %v after thisUpdate %v", ErrInvalid, next, maxValidity(t.Offline), this)
 	}
 	if t.DeltaBase != nil {
 		if !validNumber(t.DeltaBase) || t.DeltaBase.Cmp(t.Number) >= 0 {
@@ -390,6 +400,14 @@ func addDistributionPointName(b *cryptobyte.Builder, uris []string) {
 			}
 		})
 	})
+}
+
+// maxValidity is the bound on nextUpdate - thisUpdate of a CRL.
+func maxValidity(offline bool) time.Duration {
+	if offline {
+		return MaxOfflineValidity
+	}
+	return MaxValidity
 }
 
 func validNumber(n *big.Int) bool { return n != nil && n.Sign() > 0 && n.Cmp(maxNumber) < 0 }

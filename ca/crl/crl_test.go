@@ -791,3 +791,36 @@ func TestNextNumber(t *testing.T) {
 		}
 	}
 }
+
+// TestOfflineValidity: the CRL of an offline CA (Template.Offline, an ARL
+// signed in a ceremony) may be valid up to MaxOfflineValidity, no longer;
+// an online CRL stays within MaxValidity, and Lint and LintOffline apply
+// the matching bound.
+func TestOfflineValidity(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	for _, alg := range []string{algSM2, algP256} {
+		root := newRoot(t, alg)
+		tmpl := baseTemplate(root, now, 7)
+		tmpl.NextUpdate = now.Add(MaxOfflineValidity)
+		var buf bytes.Buffer
+		if err := Build(context.Background(), &buf, tmpl, entries(nil), 0, root.signer); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("%s: a CRL valid %v without Offline: %v", alg, MaxOfflineValidity, err)
+		}
+		tmpl.Offline = true
+		der := build(t, tmpl, sampleEntries(t, 2, now), root.signer)
+		rl, err := Verify(der, root.cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := LintOffline(rl, root.cert); err != nil {
+			t.Errorf("%s: LintOffline: %v", alg, err)
+		}
+		if err := Lint(rl, root.cert); err == nil {
+			t.Errorf("%s: Lint accepted a CRL valid %v", alg, MaxOfflineValidity)
+		}
+		tmpl.NextUpdate = now.Add(MaxOfflineValidity + time.Second)
+		if err := Build(context.Background(), &buf, tmpl, entries(nil), 0, root.signer); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: an offline CRL valid over %v: %v", alg, MaxOfflineValidity, err)
+		}
+	}
+}

@@ -55,7 +55,8 @@
 // ACCEPTANCE.md C-01 and C-03): version v2; issuer byte-identical to the
 // issuing certificate's subject; thisUpdate and nextUpdate as UTCTime through
 // 2049 and GeneralizedTime from 2050, whole seconds, Z; nextUpdate after
-// thisUpdate and at most MaxValidity (7 days) later; authorityKeyIdentifier =
+// thisUpdate and at most MaxValidity (7 days) later (MaxOfflineValidity, 365
+// days, for an offline CA's CRL signed in a ceremony); authorityKeyIdentifier =
 // the issuer's subjectKeyIdentifier; cRLNumber non-critical, 1 ≤ n < 2^159;
 // deltaCRLIndicator critical on delta CRLs; issuingDistributionPoint critical
 // when the CRL is partitioned or is an ARL (onlyContainsCACerts); optional

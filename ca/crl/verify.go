@@ -212,6 +212,16 @@ func parseDistributionPointName(s *cryptobyte.String) ([]string, error) {
 // every violation found, joined. It does not check the signature (Verify does)
 // and needs memory proportional to the entries, to find duplicate serials.
 func Lint(rl *smx509.RevocationList, issuer *smx509.Certificate) error {
+	return lint(rl, issuer, false)
+}
+
+// LintOffline is Lint for the CRL of an offline CA (Template.Offline):
+// nextUpdate may be up to MaxOfflineValidity after thisUpdate.
+func LintOffline(rl *smx509.RevocationList, issuer *smx509.Certificate) error {
+	return lint(rl, issuer, true)
+}
+
+func lint(rl *smx509.RevocationList, issuer *smx509.Certificate, offline bool) error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
@@ -226,8 +236,8 @@ func Lint(rl *smx509.RevocationList, issuer *smx509.Certificate) error {
 		bad("nextUpdate absent (RFC 5280 §5.1.2.5)")
 	case !rl.NextUpdate.After(rl.ThisUpdate):
 		bad("nextUpdate %v not after thisUpdate %v", rl.NextUpdate, rl.ThisUpdate)
-	case rl.NextUpdate.Sub(rl.ThisUpdate) > MaxValidity:
-		bad("nextUpdate %v more than %v after thisUpdate %v", rl.NextUpdate, MaxValidity, rl.ThisUpdate)
+	case rl.NextUpdate.Sub(rl.ThisUpdate) > maxValidity(offline):
+		bad("nextUpdate %v more than %v after thisUpdate %v", rl.NextUpdate, maxValidity(offline), rl.ThisUpdate)
 	}
 
 	seen := map[string]bool{}

@@ -5,17 +5,21 @@ import (
 	"crypto/tls"
 	"database/sql"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/govtrust/govtrust/ca/crl"
 	"github.com/govtrust/govtrust/internal/testenv"
 )
 
@@ -60,6 +64,88 @@ func copyCeremonies(t *testing.T, dir string) {
 	}
 }
 
+// ceremonyPassphraseEnv holds the passphrase of the test keystores.
+const ceremonyPassphraseEnv = "GTTEST_CEREMONY_PASSPHRASE"
+
+// sealedKeystore makes dir a data directory whose software keystore is
+// sealed under a passphrase (govtrust hsm init), as a ceremony requires:
+// the configuration names the passphrase by reference, and the variable is
+// set for the commands the test runs (and `govtrust up`).
+func sealedKeystore(t *testing.T, dir string) {
+	t.Helper()
+	t.Setenv(ceremonyPassphraseEnv, "ceremony test passphrase, not a secret")
+	writeConfig(t, dir, "hsm:\n  soft:\n    unlock: passphrase\n    passphrase: env:"+ceremonyPassphraseEnv+"\n")
+	mustGovtrust(t, "hsm", "init", "--data", dir, "--passphrase-env", ceremonyPassphraseEnv)
+}
+
+// TestCeremonyRefusesDevKeystore: a ceremony never makes or uses a CA key
+// in a software keystore protected only by a dev master key (stored in clear
+// in the same database). On a fresh data directory in dev mode init-root
+// fails, names the way out, and leaves nothing behind: no master key, no
+// key, no certificate. A data directory whose keystore already has a dev
+// master key is refused too, for the root's key and for an issuer's key.
+func TestCeremonyRefusesDevKeystore(t *testing.T) {
+	work := t.TempDir()
+	copyCeremonies(t, work)
+	at := func(n string) string { return filepath.Join(work, n) }
+	fresh := at("fresh")
+	out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, at("root-ecdsa.yaml"), "--data", fresh, "--out", at("root.pem"))...)
+	if code == 0 || !strings.Contains(out, "development master key") || !strings.Contains(out, "govtrust hsm init") || !strings.Contains(out, "pkcs11:") {
+		t.Fatalf("init-root on a fresh dev keystore = %d\n%s", code, out)
+	}
+	if _, err := os.Stat(at("root.pem")); err == nil {
+		t.Fatal("a root certificate was written")
+	}
+	for _, q := range []string{"SELECT COUNT(*) FROM hsm_soft_master", "SELECT COUNT(*) FROM hsm_soft_keys"} {
+		if n := sqliteCount(t, fresh, q); n != 0 {
+			t.Errorf("%s = %d after the refused ceremony", q, n)
+		}
+	}
+
+	// A keystore that has a dev master key already (any command opening
+	// the keys in dev mode makes one).
+	dev := fresh
+	mustGovtrust(t, "hsm", "create", "--data", dev, "--uri", "soft:tsa/other", "--algorithm", "ecdsa-p256", "--service", "tsa")
+	out, code = govtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, at("root-ecdsa.yaml"), "--data", dev, "--out", at("root.pem"))...)
+	if code == 0 || !strings.Contains(out, "development master key") || !strings.Contains(out, "new data directory") {
+		t.Fatalf("init-root on a dev keystore = %d\n%s", code, out)
+	}
+	if n := sqliteCount(t, dev, "SELECT COUNT(*) FROM hsm_soft_keys WHERE uri = 'soft:ca/gov-ecdsa-root'"); n != 0 {
+		t.Fatal("the root key was made")
+	}
+	// The issuer's key in a dev keystore: no signing with it either.
+	mustGovtrust(t, "hsm", "create", "--data", dev, "--uri", "soft:ca/gov-ecdsa-root", "--algorithm", "ecdsa-p256", "--service", "ca")
+	rootB := at("root-b")
+	sealedKeystore(t, rootB)
+	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, at("root-ecdsa.yaml"), "--data", rootB, "--out", at("root.pem"))...)
+	rootFP := runOpenSSL(t, "x509", "-in", at("root.pem"), "-noout", "-fingerprint", "-sha256")
+	cross := editCeremony(t, work, "cross-ecdsa.yaml", "cross.yaml", "A3:B8:8A:09:34:75:82:6E:7D:AF:D9:5F:11:3A:32:B0:1E:3C:DF:A4:13:13:D5:AF:D1:B1:CD:C2:BF:FE:C8:2D",
+		strings.TrimSpace(rootFP[strings.Index(rootFP, "=")+1:]), "root-b.pem", "root.pem")
+	out, code = govtrust(t, ceremonyArgs(t, []string{"ca", "cross-sign"}, cross, "--data", dev, "--out", at("cross.pem"))...)
+	if code == 0 || !strings.Contains(out, "development master key") {
+		t.Fatalf("cross-sign with an issuer key in a dev keystore = %d\n%s", code, out)
+	}
+	if _, err := os.Stat(at("cross.pem")); err == nil {
+		t.Fatal("a cross-certificate was written")
+	}
+}
+
+// sqliteCount runs a COUNT query on the SQLite database of data directory
+// dir.
+func sqliteCount(t *testing.T, dir, query string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "govtrust.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(query).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
 // TestOfflineRootCeremony is the offline-root story end to end with the real
 // binary, for both algorithms: init-root on the root's machine, init-sub
 // (key and request) in a node's data directory, the request signed on the
@@ -72,6 +158,8 @@ func TestOfflineRootCeremony(t *testing.T) {
 			work := t.TempDir()
 			copyCeremonies(t, work)
 			rootDir, nodeDir := filepath.Join(work, "root"), filepath.Join(work, "node")
+			sealedKeystore(t, rootDir)
+			sealedKeystore(t, nodeDir)
 			at := func(n string) string { return filepath.Join(work, n) }
 			sub := "gov-" + alg + "-sub"
 
@@ -92,7 +180,13 @@ func TestOfflineRootCeremony(t *testing.T) {
 			out = mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, at("sub-"+alg+".yaml"), "--data", nodeDir, "--csr-out", at("sub.csr"))...)
 			// The file is reviewed again with the request's fingerprint.
 			signFile := pinRequest(t, work, "sub-"+alg+".yaml", "sub-"+alg+"-sign.yaml", out)
-			mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, signFile, "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))...)
+			out = mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, signFile, "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))...)
+			// The root's data directory records the root, and the sub-CA
+			// certificate under it (for its CRL ceremonies).
+			if root := "gov-" + alg + "-root"; !strings.Contains(out, "recorded in ca_certificates under "+root) ||
+				!strings.Contains(mustGovtrust(t, "ca", "list", "--data", rootDir), root) {
+				t.Fatalf("the root's data directory does not record the root and the sub-CA certificate it signed:\n%s", out)
+			}
 			// The wrong chain is refused before anything is recorded.
 			if out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "import", "--cert", at("sub.pem"), "--chain", at("sub.pem")}, signFile, "--data", nodeDir)...); code == 0 {
 				t.Fatalf("import with a wrong chain succeeded:\n%s", out)
@@ -290,6 +384,8 @@ func TestCeremonyRefusesAnotherCAsKey(t *testing.T) {
 	copyCeremonies(t, work)
 	at := func(n string) string { return filepath.Join(work, n) }
 	rootDir, nodeDir := at("root"), at("node")
+	sealedKeystore(t, rootDir)
+	sealedKeystore(t, nodeDir)
 	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, at("root-ecdsa.yaml"), "--data", rootDir, "--out", at("root.pem"))...)
 	rootB := editCeremony(t, work, "root-ecdsa.yaml", "root-b.yaml", "ca: gov-ecdsa-root", "ca: gov-ecdsa-root-b",
 		"uri: soft:ca/gov-ecdsa-root", "uri: soft:ca/gov-ecdsa-root-b", "ECDSA 根 CA", "ECDSA 根 CA B")
@@ -298,7 +394,8 @@ func TestCeremonyRefusesAnotherCAsKey(t *testing.T) {
 	// The other root's key as the sub-CA's key.
 	bad := editCeremony(t, work, "sub-ecdsa.yaml", "bad-sub.yaml", "uri: soft:ca/gov-ecdsa-sub\n  mode: create", "uri: soft:ca/gov-ecdsa-root-b\n  mode: create-if-absent")
 	out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, bad, "--data", rootDir, "--csr-out", at("bad.csr"))...)
-	if code == 0 || !strings.Contains(out, "made or certified for CA gov-ecdsa-root-b") {
+	// The roots are CAs of the data directory (init-root records them).
+	if code == 0 || !strings.Contains(out, "is the key of CA gov-ecdsa-root-b") {
 		t.Fatalf("init-sub with another root's key = %d\n%s", code, out)
 	}
 	if _, err := os.Stat(at("bad.csr")); err == nil {
@@ -328,6 +425,7 @@ func TestCeremonyRefusesDeltaNameClash(t *testing.T) {
 	copyCeremonies(t, work)
 	at := func(n string) string { return filepath.Join(work, n) }
 	bad := editCeremony(t, work, "sub-ecdsa.yaml", "delta-sub.yaml", "ca: gov-ecdsa-sub", "ca: ecdsa-issuing-delta")
+	sealedKeystore(t, at("node"))
 	out, code := govtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, bad, "--data", at("node"), "--csr-out", at("delta.csr"))...)
 	if code == 0 || !strings.Contains(out, "CA ecdsa-issuing exists") {
 		t.Fatalf("init-sub for ecdsa-issuing-delta = %d\n%s", code, out)
@@ -350,6 +448,8 @@ func TestCeremonyBoundToReviewedFile(t *testing.T) {
 	copyCeremonies(t, work)
 	at := func(n string) string { return filepath.Join(work, n) }
 	rootDir, nodeDir, bDir := at("root"), at("node"), at("root-b")
+	sealedKeystore(t, nodeDir)
+	sealedKeystore(t, bDir)
 	// Root A allows a cross-certified root and its issuing CAs below it.
 	rootA := editCeremony(t, work, "root-ecdsa.yaml", "root-a.yaml", "path_length: 1", "path_length: 2")
 
@@ -364,6 +464,7 @@ func TestCeremonyBoundToReviewedFile(t *testing.T) {
 	if _, err := os.Stat(rootDir); err == nil {
 		t.Fatal("the data directory was opened for a file that is not the reviewed one")
 	}
+	sealedKeystore(t, rootDir)
 	// Reviewed again: the key was never made, so key.mode create succeeds.
 	mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, rootA, "--data", rootDir, "--out", at("root.pem"))...)
 
@@ -422,4 +523,310 @@ func TestCeremonyBadSubjectNoKey(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(work, "root")); err == nil {
 		t.Fatal("the data directory was opened")
 	}
+}
+
+// TestCeremonyKeyOnToken: a ceremony whose CA key is on a token (a pkcs11:
+// key URI, SoftHSM2 here) runs on a data directory whose software keystore
+// is in dev mode: the dev master key protects no CA key there.
+func TestCeremonyKeyOnToken(t *testing.T) {
+	module := testenv.File(t, "/usr/lib/softhsm/libsofthsm2.so", "SoftHSM2")
+	util := testenv.LookPath(t, "softhsm2-util")
+	tokdir := t.TempDir()
+	conf := filepath.Join(tokdir, "softhsm2.conf")
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokdir+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SOFTHSM2_CONF", conf)
+	t.Setenv("GT_TEST_PIN", "4321")
+	if out, err := exec.Command(util, "--init-token", "--free", "--label", "ca", "--so-pin", "12345678", "--pin", "4321").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	work := t.TempDir()
+	copyCeremonies(t, work)
+	at := func(n string) string { return filepath.Join(work, n) }
+	rootDir := at("root")
+	writeConfig(t, rootDir, "hsm:\n  pkcs11:\n    - token: ca\n      module: "+module+"\n      pin: env:GT_TEST_PIN\n")
+	onToken := editCeremony(t, work, "root-ecdsa.yaml", "root-token.yaml", "uri: soft:ca/gov-ecdsa-root", "uri: pkcs11:token=ca;object=gov-ecdsa-root")
+	out := mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, onToken, "--data", rootDir, "--out", at("root.pem"))...)
+	if !strings.Contains(out, "SHA-256 fingerprint: ") {
+		t.Fatalf("init-root with the key on a token:\n%s", out)
+	}
+	if n := sqliteCount(t, rootDir, "SELECT COUNT(*) FROM hsm_soft_keys"); n != 0 {
+		t.Fatalf("%d keys in the software keystore", n)
+	}
+}
+
+// TestOfflineRootARL is the revocation of a sub-CA under an offline root,
+// end to end with the real binary, for both algorithms: the root's data
+// directory records the root and the sub-CA certificate it signs; the
+// sub-CA is imported into a node and issues; a CRL ceremony on the root's
+// machine revokes it and signs the root's CRL; the node imports that CRL
+// while running, serves it at the root's CRL URL (/pki/{root}.crl, with the
+// root's certificate at /pki/{root}.crt), and the revoked sub-CA issues no
+// more. The CRL verifies with OpenSSL (ECDSA) and the platform verifier
+// (SM2); a later CRL ceremony without revocations still lists the sub-CA
+// under a higher number, and the node refuses an older CRL, a CRL changed
+// after signing, and a CRL of a root it does not know.
+func TestOfflineRootARL(t *testing.T) {
+	for _, alg := range []string{"ecdsa", "sm2"} {
+		t.Run(alg, func(t *testing.T) {
+			work := t.TempDir()
+			copyCeremonies(t, work)
+			at := func(n string) string { return filepath.Join(work, n) }
+			rootDir, nodeDir := at("root"), at("node")
+			sealedKeystore(t, rootDir)
+			sealedKeystore(t, nodeDir)
+			root, sub := "gov-"+alg+"-root", "gov-"+alg+"-sub"
+
+			mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, at("root-"+alg+".yaml"), "--data", rootDir, "--out", at("root.pem"))...)
+			out := mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, at("sub-"+alg+".yaml"), "--data", nodeDir, "--csr-out", at("sub.csr"))...)
+			signFile := pinRequest(t, work, "sub-"+alg+".yaml", "sub-sign.yaml", out)
+			out = mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-sub"}, signFile, "--data", rootDir, "--sign", at("sub.csr"), "--out", at("sub.pem"))...)
+			// (a) The root's data directory has the root and what it signed.
+			if !strings.Contains(out, "recorded in ca_certificates under "+root) {
+				t.Fatalf("the sub-CA certificate was not recorded under the root:\n%s", out)
+			}
+			if list := mustGovtrust(t, "ca", "list", "--data", rootDir); !strings.Contains(list, root) {
+				t.Fatalf("ca list on the root's data directory:\n%s", list)
+			}
+			serial := strings.TrimPrefix(strings.TrimSpace(runOpenSSL(t, "x509", "-in", at("sub.pem"), "-noout", "-serial")), "serial=")
+			serial = strings.ToLower(serial) // as the platform writes serials: hex of the content octets
+			if show := mustGovtrust(t, "ca", "show", root, serial, "--data", rootDir); !strings.Contains(show, "good") {
+				t.Fatalf("ca show of the sub-CA certificate on the root's data directory:\n%s", show)
+			}
+			mustGovtrust(t, ceremonyArgs(t, []string{"ca", "import", "--cert", at("sub.pem"), "--chain", at("root.pem")}, signFile, "--data", nodeDir)...)
+
+			p := up(t, nodeDir)
+			defer p.stop(t)
+			if code, _ := httpFetch(t, "http://"+p.addrs["http"]+"/pki/"+root+".crl"); code != http.StatusNotFound {
+				t.Fatalf("the root's CRL before any import: %d", code)
+			}
+			if code := issueFromSub(t, p, nodeDir, sub, alg, at); code != http.StatusCreated {
+				t.Fatalf("issue from %s before its revocation: %d", sub, code)
+			}
+
+			// (b) The CRL ceremony on the root's machine.
+			crlFile := pinCRLRevocation(t, work, "crl-"+alg+".yaml", "crl.yaml", at("sub.pem"))
+			out = mustGovtrust(t, ceremonyArgs(t, []string{"ca", "sign-crl"}, crlFile, "--data", rootDir, "--out", at("root-1.crl"))...)
+			if !strings.Contains(out, "revoked "+root+"/"+serial) {
+				t.Fatalf("sign-crl printed\n%s", out)
+			}
+			checkRootCRL(t, alg, root, at("root-1.crl"), at("root.pem"), serial)
+			if show := mustGovtrust(t, "ca", "show", root, serial, "--data", rootDir); !strings.Contains(show, "cACompromise") {
+				t.Fatalf("the revocation is not recorded on the root's data directory:\n%s", show)
+			}
+
+			// (c) The node imports it while running and serves it.
+			out = mustGovtrust(t, "ca", "import-crl", "--crl", at("root-1.crl"), "--data", nodeDir)
+			if !strings.Contains(out, "served at /pki/"+root+".crl") || !strings.Contains(out, "CA "+sub+" of this node is revoked") {
+				t.Fatalf("import-crl printed\n%s", out)
+			}
+			code, served := httpFetch(t, "http://"+p.addrs["http"]+"/pki/"+root+".crl")
+			if code != http.StatusOK {
+				t.Fatalf("GET /pki/%s.crl: %d", root, code)
+			}
+			if err := os.WriteFile(at("served.crl"), served, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			checkRootCRL(t, alg, root, at("served.crl"), at("root.pem"), serial)
+			code, crt := httpFetch(t, "http://"+p.addrs["http"]+"/pki/"+root+".crt")
+			rootPEM, _ := os.ReadFile(at("root.pem"))
+			if blk, _ := pem.Decode(rootPEM); code != http.StatusOK || blk == nil || !bytes.Equal(crt, blk.Bytes) {
+				t.Fatalf("GET /pki/%s.crt: %d, not the root's certificate", root, code)
+			}
+			// The revoked sub-CA issues no more (the registry poll, 5 s).
+			deadline := time.Now().Add(15 * time.Second)
+			for code := issueFromSub(t, p, nodeDir, sub, alg, at); code != http.StatusUnprocessableEntity; code = issueFromSub(t, p, nodeDir, sub, alg, at) {
+				if time.Now().After(deadline) {
+					t.Fatalf("issue from the revoked %s: %d", sub, code)
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+
+			// The next CRL ceremony, with no revocation: a higher number,
+			// the sub-CA still listed.
+			renew := editCeremony(t, work, "crl.yaml", "crl-renew.yaml", "revoke:", "revoke: []\nold_revoke:")
+			renew = stripAfter(t, renew, "old_revoke:")
+			mustGovtrust(t, ceremonyArgs(t, []string{"ca", "sign-crl"}, renew, "--data", rootDir, "--out", at("root-2.crl"))...)
+			n1, n2 := checkRootCRL(t, alg, root, at("root-1.crl"), at("root.pem"), serial), checkRootCRL(t, alg, root, at("root-2.crl"), at("root.pem"), serial)
+			if n2.Cmp(n1) <= 0 {
+				t.Fatalf("CRL numbers %v then %v", n1, n2)
+			}
+			mustGovtrust(t, "ca", "import-crl", "--crl", at("root-2.crl"), "--data", nodeDir)
+			if _, served := httpFetch(t, "http://"+p.addrs["http"]+"/pki/"+root+".crl"); !bytes.Equal(served, mustRead(t, at("root-2.crl"))) {
+				t.Fatal("the node does not serve the newer CRL")
+			}
+			// The older CRL again: refused; the newer again: nothing changes.
+			if out, code := govtrust(t, "ca", "import-crl", "--crl", at("root-1.crl"), "--data", nodeDir); code == 0 || !strings.Contains(out, "not above") {
+				t.Fatalf("import of an older CRL = %d\n%s", code, out)
+			}
+			if out := mustGovtrust(t, "ca", "import-crl", "--crl", at("root-2.crl"), "--data", nodeDir); !strings.Contains(out, "already imported") {
+				t.Fatalf("import of the same CRL again:\n%s", out)
+			}
+			// A CRL changed after signing.
+			bad := mustRead(t, at("root-2.crl"))
+			bad[len(bad)-3] ^= 1
+			if err := os.WriteFile(at("bad.crl"), bad, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if out, code := govtrust(t, "ca", "import-crl", "--crl", at("bad.crl"), "--data", nodeDir); code == 0 || !strings.Contains(out, "does not verify") {
+				t.Fatalf("import of a changed CRL = %d\n%s", code, out)
+			}
+			// The CRL of a root the node does not know (no CA imported under
+			// it).
+			otherDir := at("other")
+			sealedKeystore(t, otherDir)
+			other := editCeremony(t, work, "root-"+alg+".yaml", "other-root.yaml", "ca: "+root, "ca: other-root", "uri: soft:ca/"+root, "uri: soft:ca/other-root")
+			mustGovtrust(t, ceremonyArgs(t, []string{"ca", "init-root"}, other, "--data", otherDir, "--out", at("other.pem"))...)
+			otherCRL := editCeremony(t, work, "crl-renew.yaml", "other-crl.yaml", "ca: "+root, "ca: other-root", "key_uri: soft:ca/"+root, "key_uri: soft:ca/other-root",
+				"certificate: root.pem", "certificate: other.pem", "/pki/"+root+".crl", "/pki/other-root.crl")
+			mustGovtrust(t, ceremonyArgs(t, []string{"ca", "sign-crl"}, otherCRL, "--data", otherDir, "--out", at("other.crl"))...)
+			if out, code := govtrust(t, "ca", "import-crl", "--crl", at("other.crl"), "--data", nodeDir); code == 0 || !strings.Contains(out, "any offline CA this node knows") {
+				t.Fatalf("import of an unknown root's CRL = %d\n%s", code, out)
+			}
+			for _, c := range []struct{ dir, action string }{{rootDir, "ca.ceremony.crl"}, {nodeDir, "ca.crl.import"}} {
+				if n := countAudit(t, c.dir, c.action, ""); n != 2 {
+					t.Errorf("%s: %d %s records, want 2", c.dir, n, c.action)
+				}
+			}
+		})
+	}
+}
+
+// pinCRLRevocation writes a copy of the example CRL ceremony file from as
+// to, revoking cert (its fingerprint as OpenSSL computes it).
+func pinCRLRevocation(t *testing.T, dir, from, to, cert string) string {
+	t.Helper()
+	fp := runOpenSSL(t, "x509", "-in", cert, "-noout", "-fingerprint", "-sha256")
+	b, err := os.ReadFile(filepath.Join(dir, from))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := regexp.MustCompile(`certificate_sha256: "[0-9A-F:]+"`).ReplaceAllString(string(b), `certificate_sha256: "`+strings.TrimSpace(fp[strings.Index(fp, "=")+1:])+`"`)
+	p := filepath.Join(dir, to)
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// stripAfter cuts the file at path from the line starting with marker on.
+func stripAfter(t *testing.T, path, marker string) string {
+	t.Helper()
+	b := mustRead(t, path)
+	i := bytes.Index(b, []byte(marker))
+	if i < 0 {
+		t.Fatalf("%s: no %q", path, marker)
+	}
+	if err := os.WriteFile(path, b[:i], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// httpFetch GETs u and returns the status and body.
+func httpFetch(t *testing.T, u string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+// checkRootCRL checks the CRL (DER) at path: signed by the root in
+// rootPEM (OpenSSL for ECDSA, the platform verifier for SM2), its
+// issuingDistributionPoint the CRL URL of root (as the sub ceremony wrote
+// it into the sub-CA certificate, without onlyContainsCACerts, as the
+// online roots' CRLs), the sub-CA serial listed
+// with reason cACompromise, nextUpdate 180 days after thisUpdate; it
+// returns the CRL number.
+func checkRootCRL(t *testing.T, alg, root, path, rootPEM, serial string) *big.Int {
+	t.Helper()
+	der := mustRead(t, path)
+	rootCert, err := readCerts(rootPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if alg == "ecdsa" {
+		if got := runOpenSSL(t, "crl", "-inform", "DER", "-in", path, "-CAfile", rootPEM, "-noout", "-verify"); !strings.Contains(got, "verify OK") {
+			t.Fatalf("openssl crl -verify: %s", got)
+		}
+	}
+	rl, err := crl.Verify(der, rootCert[0])
+	if err != nil {
+		t.Fatalf("platform verifier: %v", err)
+	}
+	if err := crl.LintOffline(rl, rootCert[0]); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := crl.ParseScope(rl)
+	if err != nil || sc.IDP == nil || !slices.Equal(sc.IDP.FullName, []string{"http://pki.example.gov.cn/pki/" + root + ".crl"}) || sc.IDP.OnlyCA || sc.DeltaBase != nil {
+		t.Fatalf("scope %+v %v", sc, err)
+	}
+	if got := rl.NextUpdate.Sub(rl.ThisUpdate); got != 180*24*time.Hour {
+		t.Errorf("nextUpdate - thisUpdate = %v", got)
+	}
+	if !bytes.Equal(rl.AuthorityKeyId, rootCert[0].SubjectKeyId) {
+		t.Error("AKI is not the root's SKI")
+	}
+	for _, e := range rl.RevokedCertificateEntries {
+		if fmt.Sprintf("%x", e.SerialNumber.Bytes()) == serial {
+			if e.ReasonCode != crl.ReasonCACompromise {
+				t.Errorf("reason %d", e.ReasonCode)
+			}
+			return rl.Number
+		}
+	}
+	t.Fatalf("%s: serial %s not listed", path, serial)
+	return nil
+}
+
+// issueFromSub asks the node p for a certificate from CA sub and returns
+// the HTTP status.
+func issueFromSub(t *testing.T, p *proc, nodeDir, sub, alg string, at func(string) string) int {
+	t.Helper()
+	tok, err := os.ReadFile(filepath.Join(nodeDir, "bootstrap", "ra.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, csrPath := at("leaf.key"), at("leaf.csr")
+	os.Remove(key)
+	var req map[string]any
+	if alg == "sm2" {
+		runOpenSSL(t, "genpkey", "-algorithm", "SM2", "-out", key)
+		runOpenSSL(t, "req", "-new", "-key", key, "-sm3", "-sigopt", "distid:1234567812345678", "-utf8", "-subj", "/CN=张三/O=测试局", "-out", csrPath)
+		req = map[string]any{"profile": "person-sign", "record": map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"}}
+	} else {
+		runOpenSSL(t, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+			"-subj", "/CN=portal.example.gov.cn", "-addext", "subjectAltName=DNS:portal.example.gov.cn", "-out", csrPath)
+		req = map[string]any{"profile": "server-tls"}
+	}
+	req["csr"] = string(mustRead(t, csrPath))
+	body, _ := json.Marshal(req)
+	hreq, _ := http.NewRequest("POST", "https://"+p.addrs["https"]+"/api/v1/ca/"+sub+"/certificates", bytes.NewReader(body))
+	hreq.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	hreq.Header.Set("Content-Type", "application/json")
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := c.Do(hreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
