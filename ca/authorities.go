@@ -490,6 +490,9 @@ func (s *Service) Rollover(ctx context.Context, actor, id, keyURI string) (*roll
 		if err := checkDeltaTwins(ctx, tx, newID); err != nil {
 			return err
 		}
+		if err := checkOfflineID(ctx, tx, newID); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, "UPDATE ca_authorities SET status = ? WHERE id = ? AND status = ?", statusRetired, old.id, statusActive); err != nil {
 			return fmt.Errorf("retire %s: %w", old.id, err)
 		}
@@ -673,6 +676,9 @@ func Import(ctx context.Context, db *store.DB, log *audit.Log, keys hsm.KeyManag
 			}
 		}
 		if err := checkDeltaTwins(ctx, tx, req.ID); err != nil {
+			return err
+		}
+		if err := checkOfflineID(ctx, tx, req.ID); err != nil {
 			return err
 		}
 		if err := checkRolloverName(ctx, tx, req.ID, res.Parent != ""); err != nil {

@@ -1295,6 +1295,21 @@ func rollable(ctx context.Context, q store.Querier, lineage string) (bool, error
 	return false, fmt.Errorf("look up lineage %s: %w", lineage, err)
 }
 
+// checkOfflineID refuses id as the id of a new CA of this node when it is
+// the id of an offline CA whose CRLs the node serves (ImportOfflineCRL): the
+// node's own CA would take /pki/{id}.crl and hide the offline CA's CRL.
+func checkOfflineID(ctx context.Context, q store.Querier, id string) error {
+	var one int
+	err := q.QueryRow(ctx, "SELECT 1 FROM ca_offline_crls WHERE ca_id = ? LIMIT 1", id).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up offline CA %s: %w", id, err)
+	}
+	return fmt.Errorf("%w: CA id %s is an offline CA whose CRLs this node serves at /pki/%s.crl; choose another id", ErrConflict, id, id)
+}
+
 // checkRolloverName refuses a new CA id that takes a name a rollover
 // needs: taken, it would stop that lineage's rollovers for good, and
 // rollover is how a lineage recovers from a revoked CA certificate. id is
@@ -1334,12 +1349,17 @@ func checkRolloverName(ctx context.Context, q store.Querier, id string, platform
 
 // CheckCAID refuses id as the id of a new CA of db when its CRL files would
 // take or hide those of a CA there (/pki/{x}-delta.crl is the delta CRL of x
-// and the full CRL of x-delta), or when it is a name a rollover of a CA
-// there needs (checkRolloverName). The ceremonies that make a CA key call it
-// before making anything; Import and rollovers check again as they record.
+// and the full CRL of x-delta), when it is a name a rollover of a CA
+// there needs (checkRolloverName), or when it is an offline CA whose CRLs
+// the node serves (checkOfflineID). The ceremonies that make a CA key call
+// it before making anything; Import and rollovers check again as they
+// record.
 func CheckCAID(ctx context.Context, db *store.DB, id string) error {
 	return db.Read(ctx, func(q store.Querier) error {
 		if err := checkDeltaTwins(ctx, q, id); err != nil {
+			return err
+		}
+		if err := checkOfflineID(ctx, q, id); err != nil {
 			return err
 		}
 		return checkRolloverName(ctx, q, id, false)

@@ -357,6 +357,15 @@ func testImportOfflineCRL(t *testing.T, ie *importEnv) {
 	if err != nil || !bytes.Equal(a.Cert, ie.root.Raw) || !bytes.Equal(a.CRL, first) || a.CRLNumber != 100 {
 		t.Fatalf("the directory's record of the offline root: %+v %v", a, err)
 	}
+	// A CA of the node may not take the offline root's id: its CRLs would
+	// hide the ARL at /pki/offline-root.crl.
+	if err := CheckCAID(ctx, ie.db, "offline-root"); !errors.Is(err, ErrConflict) {
+		t.Errorf("CheckCAID(offline-root) after its CRL was imported: %v, want a conflict", err)
+	}
+	clash := ie.subCA(t, "Clash Sub", ie.newKey(t, "soft:ca/clash"))
+	if err := ie.importCA("offline-root", "soft:ca/clash", clash); !errors.Is(err, ErrConflict) {
+		t.Errorf("import of a CA named offline-root: %v, want a conflict", err)
+	}
 
 	// The root revokes the imported CA (and one the node does not run).
 	second := offlineCRL(t, ie, 200, nil, sub.SerialNumber, other.SerialNumber)
