@@ -7,6 +7,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"image"
@@ -22,6 +24,8 @@ import (
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/govtrust/govtrust/internal/testenv"
 	"github.com/govtrust/govtrust/signature/cms"
@@ -292,4 +296,137 @@ func diff(a, b image.Image) float64 {
 		}
 	}
 	return float64(n) / float64(r.Dx()*r.Dy())
+}
+
+// attached re-encodes the detached ContentInfo(SignedData) der as
+// attached with eContent content; the SignerInfo (signed attributes,
+// signature, time-stamp) is kept byte for byte, so its signature stays
+// valid over content when content is what it signed.
+func attached(t testing.TB, der, content []byte) []byte {
+	t.Helper()
+	in := cryptobyte.String(der)
+	var ci, wrap, sd, version, algs, encap cryptobyte.String
+	var ciType, eType asn1.ObjectIdentifier
+	if !in.ReadASN1(&ci, cbasn1.SEQUENCE) || !ci.ReadASN1ObjectIdentifier(&ciType) ||
+		!ci.ReadASN1(&wrap, cbasn1.Tag(0).Constructed().ContextSpecific()) || !wrap.ReadASN1(&sd, cbasn1.SEQUENCE) ||
+		!sd.ReadASN1Element(&version, cbasn1.INTEGER) || !sd.ReadASN1Element(&algs, cbasn1.SET) ||
+		!sd.ReadASN1(&encap, cbasn1.SEQUENCE) || !encap.ReadASN1ObjectIdentifier(&eType) || !encap.Empty() {
+		t.Fatal("not a detached SignedData")
+	}
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1ObjectIdentifier(ciType)
+		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				b.AddBytes(version)
+				b.AddBytes(algs)
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+					b.AddASN1ObjectIdentifier(eType)
+					b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) { b.AddASN1OctetString(content) })
+				})
+				b.AddBytes(sd) // certificates, CRLs, signerInfos
+			})
+		})
+	})
+	return b.BytesOrPanic()
+}
+
+// TestOnlyDetachedSignatures: a PDF signature is a detached SignedData
+// over the ByteRange (ISO 32000-1 §12.8.3.3.1). One that carries its own
+// content (eContent) signs that content, not the document: it must not
+// verify, whatever PDF it is put in.
+func TestOnlyDetachedSignatures(t *testing.T) {
+	s := newSigner(t, true)
+	a := seal(t, pdftest.OnePage("A: pay 100 yuan"), s)
+	sa := only(t, a)
+	if _, err := sa.Verify(a, nil); err != nil {
+		t.Fatalf("A: %v", err)
+	}
+	// What A's signature signed, as eContent: the SignerInfo still
+	// verifies over it.
+	att := attached(t, sa.DER, sa.Covered(a))
+	if sd, err := cms.Parse(att, nil); err != nil || sd.Detached {
+		t.Fatalf("re-encoded: %v", err)
+	} else if _, err := sd.Verify(0, cms.VerifyOptions{}); err != nil {
+		t.Fatalf("the attached SignedData does not verify over its own content: %v", err)
+	}
+
+	t.Run("transplanted onto another PDF", func(t *testing.T) {
+		p, err := Prepare(pdftest.OnePage("B: pay 900000 yuan to Mallory"), Field{Name: "Seal1", Signer: "x", Reason: "x", Time: time.Now(),
+			Picture: picture(t), Position: Position{Page: 1, X: 120, Y: 40, Width: 42, Height: 42}, Reserve: len(att) + 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := p.Finish(att)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig := only(t, b)
+		if cert, err := sig.Verify(b, nil); err == nil || !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "eContent") {
+			t.Fatalf("B verifies with A's signature (signer %v): %v", cert != nil, err)
+		}
+	})
+	t.Run("attached in its own document, the document changed", func(t *testing.T) {
+		r := sa.ByteRange
+		bad := bytes.Clone(a)
+		h := hex.EncodeToString(att)
+		if room := int(r[2]-r[1]) - 2; len(h) > room {
+			t.Fatalf("room %d < %d", room, len(h))
+		}
+		copy(bad[r[1]+1:], h)
+		i := bytes.Index(bad, []byte("pay 100 yuan"))
+		copy(bad[i:], "pay 900 yuan")
+		if _, err := only(t, bad).Verify(bad, nil); !errors.Is(err, ErrFormat) {
+			t.Fatalf("a changed PDF with an attached SignedData: %v", err)
+		}
+	})
+	t.Run("SubFilter not a detached type", func(t *testing.T) {
+		for _, sf := range []string{"/adbe.pkcs7.sha1", "/ETSI.RFC3161"} {
+			bad := bytes.Replace(a, []byte("/adbe.pkcs7.detached"), []byte(sf+strings.Repeat(" ", len("/adbe.pkcs7.detached")-len(sf))), 1)
+			if _, err := only(t, bad).Verify(bad, nil); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "SubFilter") {
+				t.Fatalf("SubFilter %s: %v", sf, err)
+			}
+		}
+		bad := bytes.Replace(a, []byte("/SubFilter/adbe.pkcs7.detached"), []byte(strings.Repeat(" ", len("/SubFilter/adbe.pkcs7.detached"))), 1)
+		if bytes.Equal(bad, a) {
+			t.Fatal("no /SubFilter/adbe.pkcs7.detached in the sealed PDF")
+		}
+		if _, err := only(t, bad).Verify(bad, nil); !errors.Is(err, ErrFormat) {
+			t.Fatalf("no SubFilter: %v", err)
+		}
+		// ETSI.CAdES.detached is the same detached SignedData (the name
+		// is as long as adbe.pkcs7.detached: the ByteRange holds).
+		at := time.Now()
+		p, err := Prepare(pdftest.OnePage("CAdES"), Field{Name: "Seal1", Signer: "x", Reason: "x", Time: at,
+			Picture: picture(t), Position: Position{Page: 1, X: 120, Y: 40, Width: 42, Height: 42}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := bytes.Index(p.Document, []byte("/adbe.pkcs7.detached"))
+		copy(p.Document[i:], "/ETSI.CAdES.detached")
+		sd, tbs, err := NewSignedData(p, s.cert, nil, []byte{0x30, 0x03, 0x02, 0x01, 0x04}, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, _, err := ses.SignMessage(s.key, tbs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Attach(sd, p, sig); err != nil {
+			t.Fatal(err)
+		}
+		der, err := sd.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cades, err := p.Finish(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sig := only(t, cades); sig.SubFilter != "ETSI.CAdES.detached" {
+			t.Fatalf("SubFilter %q", sig.SubFilter)
+		} else if _, err := sig.Verify(cades, nil); err != nil {
+			t.Fatalf("ETSI.CAdES.detached: %v", err)
+		}
+	})
 }

@@ -27,6 +27,13 @@ var (
 	ErrAppended = errors.New("pdf: the document was changed after the signed revision")
 )
 
+// detachedSubFilters are the signature types verified: a detached CMS
+// SignedData over the ByteRange (ISO 32000-1 §12.8.3.3.1, ISO 32000-2
+// §12.8.3.4). adbe.pkcs7.sha1 (a SHA-1 digest as eContent, deprecated by
+// ISO 32000-2), adbe.x509.rsa_sha1 and document time-stamps
+// (ETSI.RFC3161) are not.
+var detachedSubFilters = map[string]bool{"adbe.pkcs7.detached": true, "ETSI.CAdES.detached": true}
+
 // Signature is one signature field's value found in a document.
 type Signature struct {
 	Field     string
@@ -100,6 +107,10 @@ func readSig(xt *model.XRefTable, field, v types.Dict) *Signature {
 	if sf := v.NameEntry("SubFilter"); sf != nil {
 		s.SubFilter = *sf
 	}
+	if !detachedSubFilters[s.SubFilter] {
+		s.Err = fmt.Errorf("%w: SubFilter %q: only the detached CMS types adbe.pkcs7.detached and ETSI.CAdES.detached are verified", ErrFormat, s.SubFilter)
+		return s
+	}
 	br, err := xt.DereferenceArray(v["ByteRange"])
 	if err != nil || len(br) != 4 {
 		s.Err = fmt.Errorf("%w: no ByteRange of four integers", ErrByteRange)
@@ -138,6 +149,18 @@ func readSig(xt *model.XRefTable, field, v types.Dict) *Signature {
 	s.DER = []byte(elem)
 	if s.SignedData, err = cms.Parse(s.DER, nil); err != nil {
 		s.Err = err
+		return s
+	}
+	// ISO 32000-1 §12.8.3.3.1 (adbe.pkcs7.detached) and ETSI EN 319
+	// 142-1 (ETSI.CAdES.detached): the SignedData signs the bytes the
+	// ByteRange covers and carries no content of its own. A SignedData
+	// with eContent signs that content, whatever document it is put in.
+	if !s.SignedData.Detached {
+		s.Err = fmt.Errorf("%w: the SignedData carries its own content (eContent): a PDF signature is detached (ISO 32000-1 §12.8.3.3.1)", ErrFormat)
+		return s
+	}
+	if !cms.IsData(s.SignedData.ContentType) {
+		s.Err = fmt.Errorf("%w: eContentType %s, want id-data (ISO 32000-1 §12.8.3.3.1)", ErrFormat, s.SignedData.ContentType)
 		return s
 	}
 	if len(s.SignedData.Signers) != 1 {
