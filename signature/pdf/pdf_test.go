@@ -11,9 +11,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
+	"math"
 	"math/big"
 	"os"
 	"os/exec"
@@ -427,6 +429,122 @@ func TestOnlyDetachedSignatures(t *testing.T) {
 			t.Fatalf("SubFilter %q", sig.SubFilter)
 		} else if _, err := sig.Verify(cades, nil); err != nil {
 			t.Fatalf("ETSI.CAdES.detached: %v", err)
+		}
+	})
+}
+
+// withByteRange returns doc with the text of its /ByteRange array
+// replaced by br, padded with spaces to the slot's width (36, pdfcpu's
+// worst case), or nil when br does not fit the slot.
+func withByteRange(t testing.TB, doc []byte, br string) []byte {
+	t.Helper()
+	i := bytes.Index(doc, []byte("/ByteRange"))
+	if i < 0 {
+		t.Fatal("no /ByteRange")
+	}
+	j := i + bytes.IndexByte(doc[i:], '[')
+	const slot = 36
+	if len(br) > slot {
+		return nil
+	}
+	out := bytes.Clone(doc)
+	copy(out[j:], br+strings.Repeat(" ", slot-len(br)))
+	return out
+}
+
+// TestByteRangeBounds: a ByteRange is checked against the document's
+// length before any arithmetic on its values, so that none overflows: a
+// hostile one is ErrByteRange, never a panic.
+func TestByteRangeBounds(t *testing.T) {
+	out := seal(t, pdftest.OnePage("byte range bounds"), newSigner(t, true))
+	good := only(t, out).ByteRange
+	n := int64(len(out))
+	const maxInt = math.MaxInt64
+	for _, r := range [][4]int64{
+		{0, maxInt, 10, 5},                         // r[1]+1 overflows
+		{0, maxInt - 1, maxInt, 0},                 // beyond the document
+		{0, 10, maxInt, maxInt},                    // r[2]+r[3] overflows
+		{0, 10, 20, maxInt - 19},                   // r[2]+r[3] = MaxInt64 > n
+		{0, good[1], good[2], maxInt},              // r[3] too long
+		{0, good[1], good[1] + 1, n - good[1] - 1}, // no room for "<>"
+		{0, good[1], good[1], n - good[1]},         // empty gap
+		{0, good[2], good[1], good[3]},             // ranges crossed
+		{0, n, n, 0},                               // gap at the very end
+		{0, n + 1, n + 3, 0},                       // past the end
+		{1, good[1], good[2], good[3]},             // not from the start
+		{0, 0, good[2], good[3]},                   // empty first range
+		{0, good[1], good[2], -1},                  // negative
+		{0, -maxInt, good[2], good[3]},             // negative
+		{0, good[1], n + 1, 0},                     // gap past the end
+	} {
+		sig := only(t, out)
+		sig.ByteRange = r
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					t.Fatalf("ByteRange %v: panic %v", r, v)
+				}
+			}()
+			if c := sig.Covered(out); c != nil {
+				t.Errorf("ByteRange %v: Covered returned %d bytes", r, len(c))
+			}
+			if _, err := sig.Verify(out, nil); !errors.Is(err, ErrByteRange) {
+				t.Errorf("ByteRange %v: %v, want ErrByteRange", r, err)
+			}
+		}()
+	}
+	// The same, read from the document.
+	bad := withByteRange(t, out, "[0 9223372036854775807 10 5]")
+	sig := only(t, bad)
+	if sig.ByteRange != [4]int64{0, maxInt, 10, 5} {
+		t.Fatalf("read %v", sig.ByteRange)
+	}
+	if _, err := sig.Verify(bad, nil); !errors.Is(err, ErrByteRange) {
+		t.Fatalf("%v, want ErrByteRange", err)
+	}
+}
+
+// FuzzByteRange feeds the ByteRange reader and checker hostile arrays,
+// as text in a sealed document and as values: no panic, and a ByteRange
+// that checks out covers the document but the /Contents string.
+// Run: go test ./signature/pdf -run '^$' -fuzz FuzzByteRange -fuzztime 1m
+func FuzzByteRange(f *testing.F) {
+	out := seal(f, pdftest.OnePage("fuzz the byte range"), newSigner(f, false))
+	good := only(f, out).ByteRange
+	f.Add(fmt.Sprintf("[%d %d %d %d]", good[0], good[1], good[2], good[3]), good[0], good[1], good[2], good[3])
+	f.Add("[0 9223372036854775807 10 5]", int64(0), int64(math.MaxInt64), int64(10), int64(5))
+	f.Add("[0 10 9223372036854775807 9223372036854775807]", int64(0), int64(10), int64(math.MaxInt64), int64(math.MaxInt64))
+	f.Add("[-1 -2 3.5 (x)]", int64(-1), int64(-2), int64(3), int64(0))
+	f.Fuzz(func(t *testing.T, text string, a, b, c, d int64) {
+		check := func(sig *Signature, doc []byte) {
+			cov := sig.Covered(doc)
+			err := sig.CheckByteRange(doc)
+			if (err == nil || errors.Is(err, ErrAppended)) && cov == nil {
+				t.Fatalf("ByteRange %v: CheckByteRange %v but Covered nothing", sig.ByteRange, err)
+			}
+			if err != nil && !errors.Is(err, ErrByteRange) && !errors.Is(err, ErrAppended) {
+				t.Fatalf("ByteRange %v: %v", sig.ByteRange, err)
+			}
+			if err == nil && len(cov)+int(sig.ByteRange[2]-sig.ByteRange[1]) != len(doc) {
+				t.Fatalf("ByteRange %v accepted but covers %d of %d bytes", sig.ByteRange, len(cov), len(doc))
+			}
+			_, _ = sig.Verify(doc, nil)
+		}
+		sig := only(t, out)
+		sig.ByteRange = [4]int64{a, b, c, d}
+		check(sig, out)
+		doc := withByteRange(t, out, text)
+		if doc == nil {
+			return
+		}
+		sigs, err := Signatures(doc)
+		if err != nil {
+			return
+		}
+		for _, sig := range sigs {
+			if sig.Err == nil {
+				check(sig, doc)
+			}
 		}
 	})
 }

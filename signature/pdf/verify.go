@@ -184,7 +184,7 @@ func readSig(xt *model.XRefTable, field, v types.Dict) *Signature {
 // after the signed revision.
 func (s *Signature) CheckByteRange(doc []byte) error {
 	r, n := s.ByteRange, int64(len(doc))
-	if r[0] != 0 || r[1] <= 0 || r[2] <= r[1]+1 || r[3] < 0 || r[2]+r[3] > n || r[2]+r[3] < r[2] {
+	if !fits(r, n) {
 		return fmt.Errorf("%w: %v for %d bytes", ErrByteRange, r, n)
 	}
 	gap := doc[r[1]:r[2]]
@@ -195,16 +195,30 @@ func (s *Signature) CheckByteRange(doc []byte) error {
 	if err != nil || !bytes.HasPrefix(b, s.DER) {
 		return fmt.Errorf("%w: the excluded bytes are not this signature's /Contents", ErrByteRange)
 	}
-	if r[2]+r[3] != n {
+	if r[3] != n-r[2] {
 		return fmt.Errorf("%w: %d bytes after the signed revision", ErrAppended, n-r[2]-r[3])
 	}
 	return nil
 }
 
-// Covered returns the bytes the ByteRange covers.
+// fits reports whether the ByteRange r is [0 a b c] with 0 < a, a+2 <= b <= n and
+// b+c <= n: two ranges of a document of n bytes around a gap that can
+// hold the delimiters of a hex string. Each value is compared with n
+// before any arithmetic, so that no sum of the untrusted values
+// overflows (ISO 32000-1 §12.8.1).
+func fits(r [4]int64, n int64) bool {
+	return r[0] == 0 && r[1] > 0 && r[1] < n && r[2] > r[1] && r[2] <= n && r[2]-r[1] >= 2 &&
+		r[3] >= 0 && r[3] <= n-r[2]
+}
+
+// Covered returns the bytes the ByteRange covers, or nil when it does
+// not fit doc (CheckByteRange says why).
 func (s *Signature) Covered(doc []byte) []byte {
 	r := s.ByteRange
-	return append(bytes.Clone(doc[r[0]:r[0]+r[1]]), doc[r[2]:r[2]+r[3]]...)
+	if !fits(r, int64(len(doc))) {
+		return nil
+	}
+	return append(bytes.Clone(doc[r[0]:r[1]]), doc[r[2]:r[2]+r[3]]...)
 }
 
 // Verify checks the ByteRange (CheckByteRange) and the SignedData over
