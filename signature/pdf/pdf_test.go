@@ -2,6 +2,7 @@ package pdf
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -545,6 +546,125 @@ func FuzzByteRange(f *testing.F) {
 			if sig.Err == nil {
 				check(sig, doc)
 			}
+		}
+	})
+}
+
+// pdfOf writes objs, numbered from 1 with the catalog first, as a PDF.
+func pdfOf(objs []string) []byte {
+	var b bytes.Buffer
+	b.WriteString("%PDF-1.7\n")
+	offs := make([]int, len(objs))
+	for i, o := range objs {
+		offs[i] = b.Len()
+		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
+	}
+	x := b.Len()
+	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
+	for _, o := range offs {
+		fmt.Fprintf(&b, "%010d 00000 n \n", o)
+	}
+	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, x)
+	return b.Bytes()
+}
+
+// formPDF is a one-page PDF whose AcroForm lists fields, with the field
+// objects extra numbered from 4.
+func formPDF(fields string, extra ...string) []byte {
+	return pdfOf(append([]string{
+		"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [" + fields + "] >> >>",
+		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>",
+	}, extra...))
+}
+
+// TestFormWalkBounded: the walk of the form fields visits each field
+// object once and looks at a bounded number of entries, so that a small
+// hostile PDF cannot keep a verifier busy (a field listing the next one n
+// times, eight deep, was n^8 visits).
+func TestFormWalkBounded(t *testing.T) {
+	// signatures runs SignaturesContext, failing when it has not
+	// returned within a minute (the walk of n^8 took hours).
+	signatures := func(t *testing.T, doc []byte) ([]*Signature, error) {
+		t.Helper()
+		type result struct {
+			sigs []*Signature
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			sigs, err := SignaturesContext(context.Background(), doc)
+			done <- result{sigs, err}
+		}()
+		select {
+		case r := <-done:
+			return r.sigs, r.err
+		case <-time.After(time.Minute):
+			t.Fatalf("Signatures of a %d-byte PDF still running after a minute", len(doc))
+			return nil, nil
+		}
+	}
+	// A chain of eight fields, each listing the next n times; the last
+	// is a text field or a signature field.
+	fanout := func(n int, leaf string) []byte {
+		var objs []string
+		for i := range 8 {
+			objs = append(objs, fmt.Sprintf("<< /T (f%d) /Kids [%s] >>", i, strings.Repeat(fmt.Sprintf("%d 0 R ", 5+i), n)))
+		}
+		objs = append(objs, leaf,
+			"<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /adbe.pkcs7.detached /ByteRange [0 1 2 3] /Contents <3000> >>")
+		return formPDF("4 0 R", objs...)
+	}
+	const textLeaf, sigLeaf = "<< /T (t) /FT /Tx >>", "<< /T (s) /FT /Sig /V 13 0 R >>"
+	for _, n := range []int{16, 64} {
+		t.Run(fmt.Sprintf("fan-out %d", n), func(t *testing.T) {
+			sigs, err := signatures(t, fanout(n, textLeaf))
+			if err != nil || len(sigs) != 0 {
+				t.Fatalf("%d signatures, %v", len(sigs), err)
+			}
+			sigs, err = signatures(t, fanout(n, sigLeaf))
+			if err != nil || len(sigs) != 1 || sigs[0].Field != "s" {
+				t.Fatalf("%d signatures, %v; want the one signature field once", len(sigs), err)
+			}
+		})
+	}
+	t.Run("fan-out past the bound", func(t *testing.T) {
+		if _, err := signatures(t, fanout(maxFieldNodes/8+1, textLeaf)); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "form field entries") {
+			t.Fatalf("got %v, want ErrFormat: too many entries", err)
+		}
+	})
+	t.Run("one field listed past the bound", func(t *testing.T) {
+		doc := formPDF(strings.Repeat("4 0 R ", maxFieldNodes+1), "<< /T (f) /FT /Tx >>")
+		if _, err := signatures(t, doc); !errors.Is(err, ErrFormat) {
+			t.Fatalf("got %v, want ErrFormat", err)
+		}
+	})
+	t.Run("cycle", func(t *testing.T) {
+		doc := formPDF("4 0 R", "<< /T (a) /Kids [5 0 R 4 0 R] >>", "<< /T (b) /Kids [4 0 R 5 0 R 6 0 R] >>",
+			"<< /T (s) /FT /Sig /V 7 0 R /Parent 5 0 R >>",
+			"<< /Type /Sig /SubFilter /adbe.pkcs7.detached /ByteRange [0 1 2 3] /Contents <3000> >>")
+		sigs, err := signatures(t, doc)
+		if err != nil || len(sigs) != 1 {
+			t.Fatalf("%d signatures, %v", len(sigs), err)
+		}
+	})
+	t.Run("a real form of thousands of fields", func(t *testing.T) {
+		var refs strings.Builder
+		var objs []string
+		for i := range 3000 {
+			fmt.Fprintf(&refs, "%d 0 R ", 4+i)
+			objs = append(objs, fmt.Sprintf("<< /T (f%d) /FT /Tx >>", i))
+		}
+		sigs, err := signatures(t, formPDF(refs.String(), objs...))
+		if err != nil || len(sigs) != 0 {
+			t.Fatalf("%d signatures, %v", len(sigs), err)
+		}
+	})
+	t.Run("context", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := SignaturesContext(ctx, fanout(16, textLeaf)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v, want context.Canceled", err)
 		}
 	})
 }

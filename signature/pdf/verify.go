@@ -2,6 +2,7 @@ package pdf
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -48,39 +49,96 @@ type Signature struct {
 	Err error
 }
 
+// Bounds of the walk of the form fields: a hostile document cannot make
+// it long (a field listed many times in /Kids, a cycle, a huge form).
+// maxFieldNodes leaves room for real forms of some thousand fields and
+// for a riding seal's one widget per page.
+const (
+	maxFieldDepth  = 8
+	maxFieldNodes  = 10000
+	maxSignatures  = 64
+	ctxCheckPeriod = 256
+)
+
 // Signatures reads the signature fields of doc (AcroForm /Fields and
-// their /Kids, ISO 32000-1 §12.7.4.5).
+// their /Kids, ISO 32000-1 §12.7.4.5). It is SignaturesContext without a
+// deadline.
 func Signatures(doc []byte) ([]*Signature, error) {
-	ctx, err := api.ReadContext(bytes.NewReader(doc), config())
+	return SignaturesContext(context.Background(), doc)
+}
+
+// SignaturesContext reads the signature fields of doc (AcroForm /Fields
+// and their /Kids, ISO 32000-1 §12.7.4.5). Each field object is visited
+// once, however often it is referred to, at most maxFieldNodes entries
+// of /Fields and /Kids arrays are looked at and fields are nested at most
+// maxFieldDepth deep (ErrFormat beyond); ctx is checked along the walk.
+func SignaturesContext(ctx context.Context, doc []byte) ([]*Signature, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	pc, err := api.ReadContext(bytes.NewReader(doc), config())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
 	}
-	root, err := ctx.Catalog()
+	root, err := pc.Catalog()
 	if err != nil {
 		return nil, fmt.Errorf("%w: catalog: %v", ErrFormat, err)
 	}
-	form, err := ctx.DereferenceDict(root["AcroForm"])
+	form, err := pc.DereferenceDict(root["AcroForm"])
 	if err != nil || form == nil {
 		return nil, nil
 	}
 	var out []*Signature
+	// seen holds the object numbers of the field dictionaries and /Kids
+	// arrays walked: a field listed twice, or a cycle, is walked once.
+	seen := map[int]bool{}
+	first := func(o types.Object) bool {
+		ref, ok := o.(types.IndirectRef)
+		if !ok {
+			return true // a direct object is in one place only
+		}
+		n := ref.ObjectNumber.Value()
+		if seen[n] {
+			return false
+		}
+		seen[n] = true
+		return true
+	}
+	nodes := 0
 	var walk func(o types.Object, depth int) error
 	walk = func(o types.Object, depth int) error {
-		if depth > 8 || len(out) > 64 {
-			return fmt.Errorf("%w: form fields nested too deep", ErrFormat)
+		if depth > maxFieldDepth {
+			return fmt.Errorf("%w: form fields nested more than %d deep", ErrFormat, maxFieldDepth)
 		}
-		a, err := ctx.DereferenceArray(o)
+		if !first(o) {
+			return nil
+		}
+		a, err := pc.DereferenceArray(o)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: form fields: %v", ErrFormat, err)
 		}
 		for _, f := range a {
-			d, err := ctx.DereferenceDict(f)
+			if nodes++; nodes > maxFieldNodes {
+				return fmt.Errorf("%w: more than %d form field entries", ErrFormat, maxFieldNodes)
+			}
+			if nodes%ctxCheckPeriod == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			if !first(f) {
+				continue
+			}
+			d, err := pc.DereferenceDict(f)
 			if err != nil || d == nil {
 				continue
 			}
 			if ft := d.NameEntry("FT"); ft != nil && *ft == "Sig" {
-				if v, err := ctx.DereferenceDict(d["V"]); err == nil && v != nil {
-					out = append(out, readSig(ctx.XRefTable, d, v))
+				if v, err := pc.DereferenceDict(d["V"]); err == nil && v != nil {
+					if len(out) == maxSignatures {
+						return fmt.Errorf("%w: more than %d signatures", ErrFormat, maxSignatures)
+					}
+					out = append(out, readSig(pc.XRefTable, d, v))
 				}
 			}
 			if d["Kids"] != nil {
