@@ -176,6 +176,29 @@ func TestRejections(t *testing.T) {
 		{"detached without content", func() (*SignedData, VerifyOptions) {
 			return sign(&Signer{Certificate: sm.cert, Key: sm.key}, &Options{Detached: true}), VerifyOptions{}
 		}, ReasonContentMissing},
+		// An attached message signs its own content: verified "against"
+		// other bytes it would say nothing about them (a signature moved
+		// onto another document), so the caller's bytes are refused.
+		{"attached, other content given", func() (*SignedData, VerifyOptions) {
+			return sign(&Signer{Certificate: sm.cert, Key: sm.key}, nil), VerifyOptions{Content: []byte("another document")}
+		}, ReasonContentAttached},
+		{"attached, its own content given", func() (*SignedData, VerifyOptions) {
+			return sign(&Signer{Certificate: sm.cert, Key: sm.key}, nil), VerifyOptions{Content: content}
+		}, ReasonContentAttached},
+		{"attached, a digest given", func() (*SignedData, VerifyOptions) {
+			return sign(&Signer{Certificate: sm.cert, Key: sm.key}, nil), VerifyOptions{Digest: SM3.Sum([]byte("another document"))}
+		}, ReasonContentAttached},
+		{"attached empty content, content given", func() (*SignedData, VerifyOptions) {
+			der, err := Sign(nil, []*Signer{{Certificate: sm.cert, Key: sm.key}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sd, err := Parse(der, nil)
+			if err != nil || sd.Detached {
+				t.Fatalf("attached empty content: detached %v, %v", sd != nil && sd.Detached, err)
+			}
+			return sd, VerifyOptions{Content: []byte("another document")}
+		}, ReasonContentAttached},
 		{"content type swapped", func() (*SignedData, VerifyOptions) {
 			sd := sign(&Signer{Certificate: sm.cert, Key: sm.key}, nil)
 			sd.ContentType = OIDDataGM

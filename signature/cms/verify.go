@@ -24,6 +24,7 @@ const (
 	ReasonSignerNotFound   Reason = "signer-certificate-not-found"
 	ReasonContentAltered   Reason = "content-altered"
 	ReasonContentMissing   Reason = "content-missing"
+	ReasonContentAttached  Reason = "content-attached"
 	ReasonContentType      Reason = "content-type-mismatch"
 	ReasonSignatureInvalid Reason = "signature-invalid"
 	ReasonSM2UserID        Reason = "sm2-user-id-mismatch"
@@ -55,7 +56,10 @@ func ReasonOf(err error) Reason {
 // VerifyOptions say what a signer is verified against.
 type VerifyOptions struct {
 	// Content is the detached content. Digest, instead, is its digest with
-	// the signer's digest algorithm (hash-only verification).
+	// the signer's digest algorithm (hash-only verification). Either is
+	// for a detached message only: a message that carries its own content
+	// (eContent) is refused with ReasonContentAttached when one is given,
+	// since what it signs is not what the caller asked about.
 	Content []byte
 	Digest  []byte
 	// Certificates complete those the message carries.
@@ -111,6 +115,12 @@ func (sd *SignedData) Verify(i int, opts VerifyOptions) (*smx509.Certificate, er
 	cert := sd.FindCertificate(s, opts.Certificates)
 	if cert == nil {
 		return nil, verr(ReasonSignerNotFound, "no certificate for the signer identifier")
+	}
+	if !sd.Detached && (opts.Content != nil || opts.Digest != nil) {
+		// The caller's bytes are what must be verified; the message
+		// signs its own (OpenSSL's PKCS7_verify refuses the same,
+		// "content and data present").
+		return nil, verr(ReasonContentAttached, "the message carries its own content (eContent): it does not sign the content or digest given")
 	}
 	content := sd.Content
 	if sd.Detached {

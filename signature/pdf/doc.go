@@ -1,7 +1,9 @@
 // Package pdf seals PDF documents: it adds a visible signature field to a
 // PDF in an incremental update (ISO 32000-1 §7.5.6) and embeds a detached
 // CMS SignedData in it (ISO 32000-1 §12.8.3.3, SubFilter
-// adbe.pkcs7.detached), and verifies such signatures.
+// adbe.pkcs7.detached), and verifies such signatures: only detached ones
+// (adbe.pkcs7.detached or ETSI.CAdES.detached, no eContent), since a
+// SignedData that carries its own content signs that, not the document.
 //
 // Sealing is in two steps because the official's USB key signs on the
 // official's computer: Prepare appends the increment with a /Contents

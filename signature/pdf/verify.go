@@ -2,6 +2,7 @@ package pdf
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -27,6 +28,13 @@ var (
 	ErrAppended = errors.New("pdf: the document was changed after the signed revision")
 )
 
+// detachedSubFilters are the signature types verified: a detached CMS
+// SignedData over the ByteRange (ISO 32000-1 §12.8.3.3.1, ISO 32000-2
+// §12.8.3.4). adbe.pkcs7.sha1 (a SHA-1 digest as eContent, deprecated by
+// ISO 32000-2), adbe.x509.rsa_sha1 and document time-stamps
+// (ETSI.RFC3161) are not.
+var detachedSubFilters = map[string]bool{"adbe.pkcs7.detached": true, "ETSI.CAdES.detached": true}
+
 // Signature is one signature field's value found in a document.
 type Signature struct {
 	Field     string
@@ -41,39 +49,96 @@ type Signature struct {
 	Err error
 }
 
+// Bounds of the walk of the form fields: a hostile document cannot make
+// it long (a field listed many times in /Kids, a cycle, a huge form).
+// maxFieldNodes leaves room for real forms of some thousand fields and
+// for a riding seal's one widget per page.
+const (
+	maxFieldDepth  = 8
+	maxFieldNodes  = 10000
+	maxSignatures  = 64
+	ctxCheckPeriod = 256
+)
+
 // Signatures reads the signature fields of doc (AcroForm /Fields and
-// their /Kids, ISO 32000-1 §12.7.4.5).
+// their /Kids, ISO 32000-1 §12.7.4.5). It is SignaturesContext without a
+// deadline.
 func Signatures(doc []byte) ([]*Signature, error) {
-	ctx, err := api.ReadContext(bytes.NewReader(doc), config())
+	return SignaturesContext(context.Background(), doc)
+}
+
+// SignaturesContext reads the signature fields of doc (AcroForm /Fields
+// and their /Kids, ISO 32000-1 §12.7.4.5). Each field object is visited
+// once, however often it is referred to, at most maxFieldNodes entries
+// of /Fields and /Kids arrays are looked at and fields are nested at most
+// maxFieldDepth deep (ErrFormat beyond); ctx is checked along the walk.
+func SignaturesContext(ctx context.Context, doc []byte) ([]*Signature, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	pc, err := api.ReadContext(bytes.NewReader(doc), config())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
 	}
-	root, err := ctx.Catalog()
+	root, err := pc.Catalog()
 	if err != nil {
 		return nil, fmt.Errorf("%w: catalog: %v", ErrFormat, err)
 	}
-	form, err := ctx.DereferenceDict(root["AcroForm"])
+	form, err := pc.DereferenceDict(root["AcroForm"])
 	if err != nil || form == nil {
 		return nil, nil
 	}
 	var out []*Signature
+	// seen holds the object numbers of the field dictionaries and /Kids
+	// arrays walked: a field listed twice, or a cycle, is walked once.
+	seen := map[int]bool{}
+	first := func(o types.Object) bool {
+		ref, ok := o.(types.IndirectRef)
+		if !ok {
+			return true // a direct object is in one place only
+		}
+		n := ref.ObjectNumber.Value()
+		if seen[n] {
+			return false
+		}
+		seen[n] = true
+		return true
+	}
+	nodes := 0
 	var walk func(o types.Object, depth int) error
 	walk = func(o types.Object, depth int) error {
-		if depth > 8 || len(out) > 64 {
-			return fmt.Errorf("%w: form fields nested too deep", ErrFormat)
+		if depth > maxFieldDepth {
+			return fmt.Errorf("%w: form fields nested more than %d deep", ErrFormat, maxFieldDepth)
 		}
-		a, err := ctx.DereferenceArray(o)
+		if !first(o) {
+			return nil
+		}
+		a, err := pc.DereferenceArray(o)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: form fields: %v", ErrFormat, err)
 		}
 		for _, f := range a {
-			d, err := ctx.DereferenceDict(f)
+			if nodes++; nodes > maxFieldNodes {
+				return fmt.Errorf("%w: more than %d form field entries", ErrFormat, maxFieldNodes)
+			}
+			if nodes%ctxCheckPeriod == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			if !first(f) {
+				continue
+			}
+			d, err := pc.DereferenceDict(f)
 			if err != nil || d == nil {
 				continue
 			}
 			if ft := d.NameEntry("FT"); ft != nil && *ft == "Sig" {
-				if v, err := ctx.DereferenceDict(d["V"]); err == nil && v != nil {
-					out = append(out, readSig(ctx.XRefTable, d, v))
+				if v, err := pc.DereferenceDict(d["V"]); err == nil && v != nil {
+					if len(out) == maxSignatures {
+						return fmt.Errorf("%w: more than %d signatures", ErrFormat, maxSignatures)
+					}
+					out = append(out, readSig(pc.XRefTable, d, v))
 				}
 			}
 			if d["Kids"] != nil {
@@ -99,6 +164,10 @@ func readSig(xt *model.XRefTable, field, v types.Dict) *Signature {
 	}
 	if sf := v.NameEntry("SubFilter"); sf != nil {
 		s.SubFilter = *sf
+	}
+	if !detachedSubFilters[s.SubFilter] {
+		s.Err = fmt.Errorf("%w: SubFilter %q: only the detached CMS types adbe.pkcs7.detached and ETSI.CAdES.detached are verified", ErrFormat, s.SubFilter)
+		return s
 	}
 	br, err := xt.DereferenceArray(v["ByteRange"])
 	if err != nil || len(br) != 4 {
@@ -140,6 +209,18 @@ func readSig(xt *model.XRefTable, field, v types.Dict) *Signature {
 		s.Err = err
 		return s
 	}
+	// ISO 32000-1 §12.8.3.3.1 (adbe.pkcs7.detached) and ETSI EN 319
+	// 142-1 (ETSI.CAdES.detached): the SignedData signs the bytes the
+	// ByteRange covers and carries no content of its own. A SignedData
+	// with eContent signs that content, whatever document it is put in.
+	if !s.SignedData.Detached {
+		s.Err = fmt.Errorf("%w: the SignedData carries its own content (eContent): a PDF signature is detached (ISO 32000-1 §12.8.3.3.1)", ErrFormat)
+		return s
+	}
+	if !cms.IsData(s.SignedData.ContentType) {
+		s.Err = fmt.Errorf("%w: eContentType %s, want id-data (ISO 32000-1 §12.8.3.3.1)", ErrFormat, s.SignedData.ContentType)
+		return s
+	}
 	if len(s.SignedData.Signers) != 1 {
 		s.Err = fmt.Errorf("%w: %d signers, want 1 (ISO 32000-1 §12.8.3.3.1)", ErrFormat, len(s.SignedData.Signers))
 		return s
@@ -161,7 +242,7 @@ func readSig(xt *model.XRefTable, field, v types.Dict) *Signature {
 // after the signed revision.
 func (s *Signature) CheckByteRange(doc []byte) error {
 	r, n := s.ByteRange, int64(len(doc))
-	if r[0] != 0 || r[1] <= 0 || r[2] <= r[1]+1 || r[3] < 0 || r[2]+r[3] > n || r[2]+r[3] < r[2] {
+	if !fits(r, n) {
 		return fmt.Errorf("%w: %v for %d bytes", ErrByteRange, r, n)
 	}
 	gap := doc[r[1]:r[2]]
@@ -172,16 +253,30 @@ func (s *Signature) CheckByteRange(doc []byte) error {
 	if err != nil || !bytes.HasPrefix(b, s.DER) {
 		return fmt.Errorf("%w: the excluded bytes are not this signature's /Contents", ErrByteRange)
 	}
-	if r[2]+r[3] != n {
+	if r[3] != n-r[2] {
 		return fmt.Errorf("%w: %d bytes after the signed revision", ErrAppended, n-r[2]-r[3])
 	}
 	return nil
 }
 
-// Covered returns the bytes the ByteRange covers.
+// fits reports whether the ByteRange r is [0 a b c] with 0 < a, a+2 <= b <= n and
+// b+c <= n: two ranges of a document of n bytes around a gap that can
+// hold the delimiters of a hex string. Each value is compared with n
+// before any arithmetic, so that no sum of the untrusted values
+// overflows (ISO 32000-1 §12.8.1).
+func fits(r [4]int64, n int64) bool {
+	return r[0] == 0 && r[1] > 0 && r[1] < n && r[2] > r[1] && r[2] <= n && r[2]-r[1] >= 2 &&
+		r[3] >= 0 && r[3] <= n-r[2]
+}
+
+// Covered returns the bytes the ByteRange covers, or nil when it does
+// not fit doc (CheckByteRange says why).
 func (s *Signature) Covered(doc []byte) []byte {
 	r := s.ByteRange
-	return append(bytes.Clone(doc[r[0]:r[0]+r[1]]), doc[r[2]:r[2]+r[3]]...)
+	if !fits(r, int64(len(doc))) {
+		return nil
+	}
+	return append(bytes.Clone(doc[r[0]:r[1]]), doc[r[2]:r[2]+r[3]]...)
 }
 
 // Verify checks the ByteRange (CheckByteRange) and the SignedData over
