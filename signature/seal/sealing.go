@@ -224,6 +224,9 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 	if !r.parsed.Lists(cert.Raw) {
 		return nil, s.refuse(ctx, p, r, "the certificate is not one the seal lists")
 	}
+	if err := signature.SigningUsage(cert); err != nil {
+		return nil, s.refuse(ctx, p, r, err.Error())
+	}
 	alg, err := ses.AlgorithmFor(cert.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRequest, err)
