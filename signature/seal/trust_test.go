@@ -2,13 +2,18 @@ package seal
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -184,4 +189,171 @@ func TestEncryptionCertificateNotASigner(t *testing.T) {
 	if rep.Valid || !has(rep, signature.ReasonKeyUsage) {
 		t.Fatalf("a seal signature by an escrowed encryption key: valid=%v reasons %v", rep.Valid, rep.Reasons())
 	}
+}
+
+// foreignCA is another platform's seal-maker CA: a root that certifies
+// seal makers and publishes its CRL over HTTP.
+type foreignCA struct {
+	t    testing.TB
+	key  *sm2.PrivateKey
+	cert *smx509.Certificate
+	crl  string
+}
+
+func newForeignCA(t testing.TB, cn string) *foreignCA {
+	t.Helper()
+	k, err := sm2.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &smx509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn, Organization: []string{cn}, Country: []string{"CN"}},
+		NotBefore: now.Add(-24 * time.Hour), NotAfter: now.AddDate(5, 0, 0), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign, SignatureAlgorithm: smx509.SM2WithSM3}
+	der, err := smx509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &foreignCA{t: t, key: k}
+	if f.cert, err = smx509.ParseCertificate(der); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		crl, err := smx509.CreateRevocationList(rand.Reader, &smx509.RevocationList{Number: big.NewInt(now.UnixNano()),
+			ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour)}, f.cert, f.key)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		w.Write(crl)
+	}))
+	t.Cleanup(srv.Close)
+	f.crl = srv.URL + "/ca.crl"
+	return f
+}
+
+// maker certifies a new key as a seal maker with keyUsage usage.
+func (f *foreignCA) maker(cn string, usage smx509.KeyUsage) *softOfficial {
+	f.t.Helper()
+	k, err := sm2.GenerateKey(rand.Reader)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &smx509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: cn, Organization: []string{cn}, Country: []string{"CN"}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(3, 0, 0), KeyUsage: usage, CRLDistributionPoints: []string{f.crl},
+		SignatureAlgorithm: smx509.SM2WithSM3}
+	der, err := smx509.CreateCertificate(rand.Reader, tmpl, f.cert, k.Public(), f.key)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return &softOfficial{key: k, cert: der}
+}
+
+func writePEM(t testing.TB, path string, certs ...*smx509.Certificate) string {
+	t.Helper()
+	var b []byte
+	for _, c := range certs {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestSealMakerRecognised: a seal verifies only when its maker is a seal
+// maker: one of the platform's maker certificates, or one a configured
+// foreign seal-maker issuer (seal.maker_anchors) certified. A citizen who
+// makes an SESeal in a government's name with their own person-sign
+// certificate as the maker (a certificate that chains to the platform
+// root) gets an invalid seal, as does a maker certified by a foreign CA
+// that is not configured, or a foreign maker certificate that is not for
+// signing.
+func TestSealMakerRecognised(t *testing.T) {
+	foreign, other := newForeignCA(t, "外省电子印章制作中心"), newForeignCA(t, "某公司 CA")
+	dir := t.TempDir()
+	anchors := writePEM(t, filepath.Join(dir, "seal-makers.pem"), foreign.cert)
+	if err := os.WriteFile(filepath.Join(dir, "govtrust.yaml"), []byte("seal:\n  maker_anchors: ["+anchors+"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tn := startNodeFull(t, dir, "", nil, func(c *ca.Service, ts *tsa.Service) *Service { return New(c, c, ts) })
+	ctx := context.Background()
+	now := tn.n.Env().Clock.Now().UTC()
+	zhang := tn.softOfficial("张三")
+	data := []byte("任命通知")
+	// sealed makes a seal of 福州市人民政府 listing signer with the maker's
+	// key and certificate, has signer seal data with it and verifies.
+	sealed := func(sealDER []byte, signer *softOfficial) *Report {
+		t.Helper()
+		sig, err := ses.Sign(ses.NewTBS(sealDER, now, ses.SM3(data), "file:notice"), signer.cert, signer.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tn.svc.Verify(ctx, VerifyRequest{Format: FormatSES, Document: data, Signature: sig.Raw})
+	}
+	madeBy := func(makerCert []byte, makerKey crypto.Signer, signer *softOfficial) []byte {
+		t.Helper()
+		info := ses.SealInfo{Version: ses.V4, VID: "forged", ESID: newID(8), Property: ses.Property{Type: 1, Name: "福州市人民政府",
+			CertListType: ses.CertListCerts, Certs: [][]byte{signer.cert}, CreateDate: now, ValidStart: now.Add(-time.Hour), ValidEnd: now.AddDate(1, 0, 0)},
+			Picture: ses.Picture{Type: "PNG", Data: []byte("\x89PNG any picture"), Width: 42, Height: 42}}
+		s, err := ses.MakeSeal(info, makerCert, makerKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Raw
+	}
+
+	t.Run("self-made seal", func(t *testing.T) {
+		forger := tn.softOfficial("王五 (citizen)")
+		rep := sealed(madeBy(forger.cert, forger.key, forger), forger)
+		if rep.Valid || !has(rep, ReasonMakerUnknown) {
+			t.Fatalf("a seal made with a person-sign certificate: valid=%v reasons %v\n%s", rep.Valid, rep.Reasons(), rep.Summary)
+		}
+	})
+	t.Run("platform maker", func(t *testing.T) {
+		_, adminTok := tn.account("seal-admin-1", policy.RoleSealAdmin)
+		_, approverTok := tn.account("seal-admin-2", policy.RoleSealAdmin)
+		tn.account("zhang", policy.RoleOfficial)
+		rec := tn.makeSeal(adminTok, approverTok, ApplyRequest{Name: "福州市数据管理局", Kind: "official", Generate: true,
+			ValidFrom: now.Add(-time.Hour), ValidTo: now.AddDate(1, 0, 0), Holders: []Holder{{Account: "zhang", Certificate: pemOf(zhang.cert)}}})
+		mustValid(t, sealed(rec.DER, zhang))
+	})
+	t.Run("foreign maker", func(t *testing.T) {
+		m := foreign.maker("外省电子印章制作中心 制章", smx509.KeyUsageDigitalSignature|smx509.KeyUsageContentCommitment)
+		mustValid(t, sealed(madeBy(m.cert, m.key, zhang), zhang))
+	})
+	t.Run("maker of a CA not configured", func(t *testing.T) {
+		m := other.maker("某公司 制章", smx509.KeyUsageDigitalSignature)
+		rep := sealed(madeBy(m.cert, m.key, zhang), zhang)
+		if rep.Valid || !has(rep, ReasonMakerUnknown) {
+			t.Fatalf("valid=%v reasons %v\n%s", rep.Valid, rep.Reasons(), rep.Summary)
+		}
+	})
+	t.Run("foreign maker certificate not for signing", func(t *testing.T) {
+		m := foreign.maker("外省电子印章制作中心 加密", smx509.KeyUsageKeyEncipherment|smx509.KeyUsageDataEncipherment)
+		rep := sealed(madeBy(m.cert, m.key, zhang), zhang)
+		if rep.Valid || !has(rep, signature.ReasonKeyUsage) {
+			t.Fatalf("valid=%v reasons %v\n%s", rep.Valid, rep.Reasons(), rep.Summary)
+		}
+	})
+	t.Run("maker anchors", func(t *testing.T) {
+		platform := tn.ca.CACertificates()
+		zc, err := smx509.ParseCertificate(zhang.cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := loadMakerAnchors([]string{anchors}, platform); err != nil || len(got) != 1 {
+			t.Fatalf("a foreign maker CA: %v", err)
+		}
+		for _, c := range append(platform, zc) {
+			if _, err := loadMakerAnchors([]string{writePEM(t, filepath.Join(t.TempDir(), "a.pem"), c)}, platform); err == nil {
+				t.Errorf("%s of the platform accepted as a seal-maker anchor", c.Subject)
+			}
+		}
+		if _, err := loadMakerAnchors([]string{filepath.Join(dir, "missing.pem")}, platform); err == nil {
+			t.Error("a missing file accepted")
+		}
+	})
 }
