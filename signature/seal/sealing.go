@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/signature"
 	"github.com/govtrust/govtrust/signature/cms"
@@ -262,6 +264,9 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 			op.Y = *rp.Y
 		}
 		pr, err := ofd.Prepare(req.Document, at, alg.String(), op, "govtrust")
+		if errors.Is(err, ofd.ErrTooLarge) {
+			return nil, httpx.Errorf(http.StatusRequestEntityTooLarge, "document: %v", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrRequest, err)
 		}

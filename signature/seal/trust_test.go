@@ -1,11 +1,15 @@
 package seal
 
 import (
+	"archive/zip"
+	"bytes"
+	"compress/flate"
 	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -14,6 +18,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -356,4 +362,54 @@ func TestSealMakerRecognised(t *testing.T) {
 			t.Error("a missing file accepted")
 		}
 	})
+}
+
+// TestOFDZipBombRefused: an OFD package of well under the request limit
+// that inflates to 200 MiB (a zip bomb) is answered 413 problem+json by
+// verification and by sealing, and the server does not inflate it.
+func TestOFDZipBombRefused(t *testing.T) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	zw.RegisterCompressor(zip.Deflate, func(w io.Writer) (io.WriteCloser, error) { return flate.NewWriter(w, flate.BestCompression) })
+	w, _ := zw.Create("OFD.xml")
+	w.Write([]byte(`<ofd:OFD xmlns:ofd="http://www.ofdspec.org/2016"><ofd:DocBody><ofd:DocRoot>Doc_0/Document.xml</ofd:DocRoot></ofd:DocBody></ofd:OFD>`))
+	w, _ = zw.Create("Doc_0/Res/r0.bin")
+	zeros := make([]byte, 1<<20)
+	for range 200 {
+		w.Write(zeros)
+	}
+	zw.Close()
+	zeros = nil
+	data := buf.Bytes()
+
+	tn := startNode(t)
+	_, adminTok := tn.account("seal-admin-1", policy.RoleSealAdmin)
+	_, approverTok := tn.account("seal-admin-2", policy.RoleSealAdmin)
+	_, zhangTok := tn.account("zhang", policy.RoleOfficial)
+	zhang := tn.softOfficial("张三")
+	now := tn.n.Env().Clock.Now().UTC()
+	rec := tn.makeSeal(adminTok, approverTok, ApplyRequest{Name: "福州市数据管理局", Kind: "official", Generate: true,
+		ValidFrom: now.Add(-time.Hour), ValidTo: now.AddDate(1, 0, 0), Holders: []Holder{{Account: "zhang", Certificate: pemOf(zhang.cert)}}})
+	for _, c := range []struct {
+		path string
+		body any
+	}{
+		{"/api/v1/seals/verify", VerifyRequest{Format: FormatOFD, Document: data}},
+		{"/api/v1/seals/" + rec.ID + "/prepare", PrepareRequest{Format: FormatOFD, Document: data, Name: "bomb.ofd", Certificate: pemOf(zhang.cert), Page: 1, X: 10, Y: 10}},
+	} {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		st, raw, ct := tn.send("POST", c.path, zhangTok, c.body)
+		runtime.ReadMemStats(&after)
+		alloc := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%s: %d-byte package: %d %s; %d MiB allocated", c.path, len(data), st, raw, alloc>>20)
+		var p struct{ Detail string }
+		if st != http.StatusRequestEntityTooLarge || ct != "application/problem+json" || json.Unmarshal(raw, &p) != nil || !strings.Contains(p.Detail, "zip bomb") {
+			t.Errorf("%s: %d %s %s, want 413 problem+json naming the zip bomb", c.path, st, ct, raw)
+		}
+		if alloc > 48<<20 {
+			t.Errorf("%s: %d MiB allocated for a %d-byte package", c.path, alloc>>20, len(data))
+		}
+	}
 }

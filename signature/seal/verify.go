@@ -55,6 +55,7 @@ const (
 	ReasonSealSuspended    = "seal-suspended"
 	ReasonSealUnknown      = "seal-not-registered"
 	ReasonMakerUnknown     = "seal-maker-not-recognised"
+	ReasonTooLarge         = "document-too-large" // an OFD zip bomb (package ofd's limits): 413 over HTTP
 	ReasonReferenceChanged = "ofd-file-changed"
 	ReasonByteRange        = "pdf-byte-range-incomplete"
 	ReasonAppended         = "pdf-changed-after-signing"
@@ -123,6 +124,17 @@ func (sr *SealReport) check(name string, pass bool, reason, format string, args 
 	}
 }
 
+// tooLarge returns the check that refused the document as too large to
+// verify, nil when none did.
+func (r *Report) tooLarge() *signature.Check {
+	for i, c := range r.Checks {
+		if c.Reason == ReasonTooLarge {
+			return &r.Checks[i]
+		}
+	}
+	return nil
+}
+
 // Reasons returns the reasons of the failed checks of a report.
 func (r *Report) Reasons() []string {
 	var out []string
@@ -161,6 +173,9 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) *Report {
 		rep.Seals = append(rep.Seals, s.verifySES(ctx, req.Signature, hash, ""))
 	case FormatOFD:
 		found, err := ofd.Signatures(req.Document)
+		if errors.Is(err, ofd.ErrTooLarge) {
+			return fail(CheckFormat, ReasonTooLarge, err.Error())
+		}
 		if err != nil {
 			return fail(CheckFormat, ReasonMalformed, err.Error())
 		}
