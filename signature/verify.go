@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ const (
 	CheckRevocation = "revocation"
 	CheckCounter    = "counter-signature"
 	CheckArchive    = "archive-timestamp"
+	CheckKeyUsage   = "key-usage"
 )
 
 // Reasons of failed checks besides the codec's (cms.Reason*).
@@ -43,6 +45,7 @@ const (
 	ReasonMalformed       = "malformed"
 	ReasonNoSigner        = "no-signer"
 	ReasonRevokedAfterUse = "revoked-after-signing"
+	ReasonKeyUsage        = "certificate-not-for-signing"
 )
 
 // Check is one verification step with its outcome.
@@ -361,6 +364,11 @@ func (v *Verifier) checkCertificate(ctx context.Context, sr *SignerReport, cert 
 	default:
 		sr.check(CheckValidity, true, "", "valid at %s", at.Format(time.RFC3339))
 	}
+	if err := SigningUsage(cert); err != nil {
+		sr.check(CheckKeyUsage, false, ReasonKeyUsage, "%v", err)
+	} else {
+		sr.check(CheckKeyUsage, true, "", "the key is for signing")
+	}
 	// The chain is judged at the signing time, or within the leaf's
 	// validity when that is the failure already reported.
 	ct := at
@@ -403,6 +411,48 @@ func (v *Verifier) checkCertificate(ctx context.Context, sr *SignerReport, cert 
 			sr.check(CheckRevocation, false, ReasonRevocationUnk, "%s: status %s (%s)", chain[k].Subject, ev.Status, ev.Source)
 		}
 	}
+}
+
+var oidKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 15}
+
+// keyUsageNames are the names of RFC 5280 §4.2.1.3 keyUsage bits, in bit
+// order.
+var keyUsageNames = []string{"digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment", "keyAgreement",
+	"keyCertSign", "cRLSign", "encipherOnly", "decipherOnly"}
+
+// SigningUsage says why cert's key must not be taken for a signer's or a
+// seal maker's (nil when it may): its keyUsage extension (RFC 5280
+// §4.2.1.3), when present, must have digitalSignature or nonRepudiation
+// (contentCommitment). An encryption certificate (keyEncipherment,
+// dataEncipherment: the GM/T 0015 encryption half of a dual pair, whose
+// key the KMC generated and escrows) or a CA certificate used as a signer
+// is refused: a signature by an escrowed key proves nothing about who
+// made it. Without the extension the key is not restricted.
+func SigningUsage(cert *smx509.Certificate) error {
+	present := false
+	for _, e := range cert.Extensions {
+		if e.Id.Equal(oidKeyUsage) {
+			present = true
+			break
+		}
+	}
+	if !present || cert.KeyUsage&(smx509.KeyUsageDigitalSignature|smx509.KeyUsageContentCommitment) != 0 {
+		return nil
+	}
+	var names []string
+	for i, n := range keyUsageNames {
+		if cert.KeyUsage&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	if names == nil {
+		names = []string{"(no bit set)"}
+	}
+	what := "its key is not for signing"
+	if cert.KeyUsage&(smx509.KeyUsageKeyEncipherment|smx509.KeyUsageDataEncipherment|smx509.KeyUsageKeyAgreement) != 0 {
+		what = "it is an encryption certificate, whose key may be escrowed (GM/T 0015), not a signing one"
+	}
+	return fmt.Errorf("%s has keyUsage %s, without digitalSignature or nonRepudiation: %s", cert.Subject, strings.Join(names, ", "), what)
 }
 
 // status finds the revocation status of cert at time at (the signing

@@ -466,3 +466,70 @@ func TestLTVEmbedsOnlyCompleteCRLs(t *testing.T) {
 		})
 	}
 }
+
+// TestSignerKeyUsage: a signer's certificate must be one for signing
+// (RFC 5280 §4.2.1.3): keyUsage, when present, has digitalSignature or
+// nonRepudiation. The encryption half of a GM/T 0015 dual pair
+// (keyEncipherment, dataEncipherment: a key the KMC escrows) and a CA
+// certificate are refused as signers, for CMS and raw signatures alike,
+// while the rest of their checks stay as they are.
+func TestSignerKeyUsage(t *testing.T) {
+	now := time.Now()
+	rk := sm2Key(t)
+	root := mkCert(t, "test root", rk, nil, nil, true, now.Add(-48*time.Hour), now.Add(48*time.Hour))
+	content := []byte("who signed this?")
+	for _, tc := range []struct {
+		name   string
+		usage  smx509.KeyUsage
+		refuse bool
+	}{
+		{"digitalSignature", smx509.KeyUsageDigitalSignature, false},
+		{"nonRepudiation", smx509.KeyUsageContentCommitment, false},
+		{"signing and encipherment", smx509.KeyUsageDigitalSignature | smx509.KeyUsageKeyEncipherment, false},
+		{"no keyUsage extension", 0, false},
+		{"encryption certificate", smx509.KeyUsageKeyEncipherment | smx509.KeyUsageDataEncipherment, true},
+		{"key agreement", smx509.KeyUsageKeyAgreement, true},
+		{"CA key", smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := sm2Key(t)
+			tmpl := &smx509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "张三"},
+				NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: tc.usage, SignatureAlgorithm: smx509.SM2WithSM3}
+			der, err := smx509.CreateCertificate(rand.Reader, tmpl, root, k.Public(), rk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := smx509.ParseCertificate(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := SigningUsage(c); (err != nil) != tc.refuse {
+				t.Fatalf("SigningUsage: %v, want refused=%v", err, tc.refuse)
+			}
+			sig, err := cms.Sign(content, []*cms.Signer{{Certificate: c, Key: k}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := cms.SignRaw(k, nil, nil, content, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := &Verifier{Roots: []*smx509.Certificate{root}}
+			for name, r := range map[string]*Report{
+				"cms": v.Verify(context.Background(), &Input{Signature: sig}),
+				"raw": v.Verify(context.Background(), &Input{Signature: raw, Certificate: c, Content: content}),
+			} {
+				if got := hasReason(r, ReasonKeyUsage); got != tc.refuse {
+					t.Errorf("%s: %s reported=%v, want %v: %v", name, ReasonKeyUsage, got, tc.refuse, failed(r))
+				}
+				// Offline without evidence: revocation-unavailable is the
+				// only other failure.
+				for _, f := range failed(r) {
+					if f != CheckKeyUsage+":"+ReasonKeyUsage && f != CheckRevocation+":"+ReasonRevocationUnk {
+						t.Errorf("%s: unexpected failure %s\n%s", name, f, r.Summary)
+					}
+				}
+			}
+		})
+	}
+}

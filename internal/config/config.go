@@ -332,7 +332,7 @@ func Defaults() Config {
 			MaxRequestBytes: 65536, PublishInterval: time.Second, PublicAttributes: DefaultPublicAttributes(),
 			External: []ExternalLDAPConfig{}},
 		Seal: SealConfig{MakerKey: "soft:seal/maker", MakerCA: "sm2-issuing", Approvals: 1, ApplicationTTL: 72 * time.Hour,
-			MaxDocumentBytes: 64 << 20},
+			MaxDocumentBytes: 64 << 20, MakerAnchors: []string{}},
 	}
 }
 

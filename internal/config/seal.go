@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 )
 
@@ -32,6 +33,12 @@ type SealConfig struct {
 	// MaxDocumentBytes bounds an uploaded document; larger ones are sealed
 	// in hash-only mode (detached) by sending the digest.
 	MaxDocumentBytes int64 `yaml:"max_document_bytes"`
+	// MakerAnchors are PEM files (absolute paths) of the certificates of
+	// foreign seal makers' issuers: a seal made by a maker certificate
+	// that is one of them or chains to one (another platform's seal-maker
+	// CA) verifies; besides those, only the platform's own maker
+	// certificates make seals that verify. Empty by default.
+	MakerAnchors []string `yaml:"maker_anchors"`
 }
 
 // Validate checks the seal section.
@@ -51,6 +58,11 @@ func (s *SealConfig) Validate() error {
 	}
 	if s.MaxDocumentBytes < 1024 {
 		errs = append(errs, errors.New("seal.max_document_bytes: must be at least 1024"))
+	}
+	for i, a := range s.MakerAnchors {
+		if !filepath.IsAbs(a) {
+			errs = append(errs, fmt.Errorf("seal.maker_anchors[%d]: %q must be an absolute path", i, a))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -41,19 +41,40 @@ import (
 // Namespace is the OFD XML namespace.
 const Namespace = "http://www.ofdspec.org/2016"
 
-// Limits against hostile packages (ACCEPTANCE.md N: bad inputs).
+// Limits against hostile packages (ACCEPTANCE.md N: bad inputs). A zip
+// bomb (a package of a few hundred KiB whose files inflate to gigabytes)
+// must not make the server hold more than a small multiple of what it was
+// sent: the files of a package may hold MaxTotalBytes uncompressed
+// together, or MaxExpansion times the package's own size when that is
+// more, and each file at most MaxRatio times its compressed size once it
+// is past RatioGrace bytes (XML and text deflate 5 to 20 times, images and
+// fonts hardly; a bomb over 1000 times). The bytes actually inflated are
+// counted, not the sizes the zip declares.
 const (
-	MaxFiles     = 10000
-	MaxFileBytes = 256 << 20
+	MaxFiles      = 10000
+	MaxTotalBytes = 64 << 20
+	MaxExpansion  = 4
+	MaxRatio      = 100
+	RatioGrace    = 1 << 20
 )
 
 // ErrMalformed wraps every error about a package that is not a usable OFD.
 var ErrMalformed = errors.New("ofd: malformed package")
 
+// ErrTooLarge wraps the errors of a package that inflates past the limits
+// above (a zip bomb); it is an ErrMalformed.
+var ErrTooLarge = fmt.Errorf("%w: too large uncompressed", ErrMalformed)
+
 // Package is an OFD package read into memory.
 type Package struct {
 	names []string          // in zip order
 	files map[string][]byte // by name without leading slash
+}
+
+// totalLimit is how many bytes the files of a package of n bytes may hold
+// uncompressed.
+func totalLimit(n int) uint64 {
+	return max(MaxTotalBytes, MaxExpansion*uint64(n))
 }
 
 // Open reads an OFD package.
@@ -66,6 +87,7 @@ func Open(data []byte) (*Package, error) {
 		return nil, fmt.Errorf("%w: %d files", ErrMalformed, len(zr.File))
 	}
 	p := &Package{files: map[string][]byte{}}
+	limit := totalLimit(len(data))
 	var total uint64
 	for _, f := range zr.File {
 		if strings.HasSuffix(f.Name, "/") {
@@ -75,19 +97,28 @@ func Open(data []byte) (*Package, error) {
 		if _, dup := p.files[name]; dup {
 			return nil, fmt.Errorf("%w: %s twice", ErrMalformed, name)
 		}
-		total += f.UncompressedSize64
-		if f.UncompressedSize64 > MaxFileBytes || total > 4*MaxFileBytes {
-			return nil, fmt.Errorf("%w: %s too large", ErrMalformed, name)
+		// What this file may inflate to: the rest of the package's
+		// allowance, and MaxRatio times its compressed bytes (at most the
+		// package's) past RatioGrace.
+		left := limit - total
+		ratioCap := max(RatioGrace, MaxRatio*min(f.CompressedSize64, uint64(len(data))))
+		allowed := min(left, ratioCap)
+		if f.UncompressedSize64 > allowed {
+			return nil, tooLarge(name, f.UncompressedSize64, left, ratioCap, limit, "declares")
 		}
 		rc, err := f.Open()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, name, err)
 		}
-		b, err := io.ReadAll(io.LimitReader(rc, MaxFileBytes+1))
+		b, err := readAtMost(rc, f.UncompressedSize64, allowed)
 		rc.Close()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, name, err)
 		}
+		if uint64(len(b)) > allowed {
+			return nil, tooLarge(name, uint64(len(b)), left, ratioCap, limit, "inflates to more than")
+		}
+		total += uint64(len(b))
 		p.names = append(p.names, name)
 		p.files[name] = b
 	}
@@ -95,6 +126,36 @@ func Open(data []byte) (*Package, error) {
 		return nil, fmt.Errorf("%w: no OFD.xml", ErrMalformed)
 	}
 	return p, nil
+}
+
+// tooLarge is the error of file name, which declares or inflates to n
+// bytes: past the left of limit the package may hold, or past ratioCap.
+func tooLarge(name string, n, left, ratioCap, limit uint64, what string) error {
+	if n > ratioCap && ratioCap < left {
+		return fmt.Errorf("%w: %s %s %d bytes, over %d times its compressed size (a zip bomb?)", ErrTooLarge, name, what, n, MaxRatio)
+	}
+	return fmt.Errorf("%w: %s %s %d bytes, past the %d bytes (%d MiB) the package's files may hold uncompressed", ErrTooLarge, name, what, n, limit, limit>>20)
+}
+
+// readAtMost reads r to its end or until it has read more than limit
+// bytes (then it returns limit+1 of them), into a buffer the size the zip
+// declares (hint) when that is within limit.
+func readAtMost(r io.Reader, hint, limit uint64) ([]byte, error) {
+	b := make([]byte, 0, min(hint, limit)+1)
+	lr := io.LimitReader(r, int64(limit)+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := lr.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // File returns a file of the package by its absolute or relative path.

@@ -206,5 +206,10 @@ func (s *Service) verify(w http.ResponseWriter, r *http.Request) error {
 	if err := httpx.DecodeJSON(r, &req); err != nil {
 		return err
 	}
-	return httpx.WriteJSON(w, http.StatusOK, s.Verify(r.Context(), req))
+	rep := s.Verify(r.Context(), req)
+	if c := rep.tooLarge(); c != nil {
+		// Not a verdict on the document: the server would not inflate it.
+		return httpx.Errorf(http.StatusRequestEntityTooLarge, "document: %s", c.Detail)
+	}
+	return httpx.WriteJSON(w, http.StatusOK, rep)
 }

@@ -8,9 +8,11 @@ import (
 	"crypto/x509/pkix"
 	"database/sql"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -495,4 +497,44 @@ func (s *Service) makerReady() error {
 		return nil
 	}
 	return s.withRenewError(m.validAt(s.env.Clock.Now()))
+}
+
+// loadMakerAnchors reads seal.maker_anchors: files of PEM certificates,
+// each the issuer of foreign seal makers (another platform's seal-maker
+// CA) or a foreign maker certificate itself. A certificate of one of the
+// platform's CAs (platform), or issued by one, is refused: the platform's
+// own makers are known from the table seal_maker, and anchoring makers at
+// a platform CA would make every certificate it issued, a citizen's
+// included, a seal maker.
+func loadMakerAnchors(paths []string, platform []*smx509.Certificate) ([]*smx509.Certificate, error) {
+	var out []*smx509.Certificate
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("seal.maker_anchors: %w", err)
+		}
+		n := 0
+		for block, rest := pem.Decode(b); block != nil; block, rest = pem.Decode(rest) {
+			if block.Type != "CERTIFICATE" {
+				continue
+			}
+			c, err := smx509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("seal.maker_anchors: %s: %w", p, err)
+			}
+			for _, ca := range platform {
+				same := bytes.Equal(c.RawSubject, ca.RawSubject) && bytes.Equal(c.RawSubjectPublicKeyInfo, ca.RawSubjectPublicKeyInfo)
+				if same || (bytes.Equal(c.RawIssuer, ca.RawSubject) && c.CheckSignatureFrom(ca) == nil) {
+					return nil, fmt.Errorf("seal.maker_anchors: %s: %s is, or was issued by, the platform CA %s: the platform's own seal makers are recognised without configuration, and no other certificate of its CAs may make seals",
+						p, c.Subject, ca.Subject)
+				}
+			}
+			out = append(out, c)
+			n++
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("seal.maker_anchors: %s holds no PEM certificate", p)
+		}
+	}
+	return out, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/dual"
 	"github.com/govtrust/govtrust/internal/store"
+	"github.com/govtrust/govtrust/signature"
 	"github.com/govtrust/govtrust/signature/ses"
 )
 
@@ -154,8 +155,14 @@ func (s *Service) Apply(ctx context.Context, p *authz.Principal, req ApplyReques
 		if b == nil {
 			return nil, fmt.Errorf("%w: holder %d: certificate is not PEM", ErrRequest, i)
 		}
-		if _, err := smx509.ParseCertificate(b.Bytes); err != nil {
+		c, err := smx509.ParseCertificate(b.Bytes)
+		if err != nil {
 			return nil, fmt.Errorf("%w: holder %d: certificate: %v", ErrRequest, i, err)
+		}
+		// The seal is used with the holder's signing key: an encryption
+		// certificate (its key escrowed by the KMC) would sign for them.
+		if err := signature.SigningUsage(c); err != nil {
+			return nil, fmt.Errorf("%w: holder %d: certificate: %v; bind the official's signing certificate", ErrRequest, i, err)
 		}
 		sp.Holders = append(sp.Holders, holder{Account: acc.ID, Cert: b.Bytes})
 	}

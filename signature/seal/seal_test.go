@@ -8,12 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/clock"
 	"github.com/govtrust/govtrust/signature/ofd"
 	"github.com/govtrust/govtrust/signature/ofd/ofdtest"
 	"github.com/govtrust/govtrust/signature/seal/agent"
 	"github.com/govtrust/govtrust/signature/ses"
+	"github.com/govtrust/govtrust/tsa"
 )
 
 func sm3sum(b []byte) []byte { return ses.SM3(b) }
@@ -347,4 +350,97 @@ func TestApplyValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = errors.New
+}
+
+// TestCompleteRechecksSeal: a sealing prepared while the seal could be
+// used does not complete once it cannot (ACCEPTANCE.md H-04): the seal
+// suspended or revoked, past its validity, or the official unbound from it
+// while the USB key signed, within the session's 5 minutes. The refusal is
+// a 403 problem+json and nothing is logged as a use.
+func TestCompleteRechecksSeal(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	tn := startNodeFull(t, t.TempDir(), "", clk, func(c *ca.Service, ts *tsa.Service) *Service { return New(c, c, ts) })
+	_, adminTok := tn.account("seal-admin-1", policy.RoleSealAdmin)
+	_, approverTok := tn.account("seal-admin-2", policy.RoleSealAdmin)
+	_, zhangTok := tn.account("zhang", policy.RoleOfficial)
+	zhang := tn.softOfficial("张三")
+	doc := []byte("合同正文")
+	// prepared makes a seal, valid for validity from now, prepares a
+	// sealing with it and has zhang's key sign it; complete completes it.
+	type session struct {
+		rec *Record
+		id  string
+		sig []byte
+	}
+	prepared := func(validity time.Duration) session {
+		t.Helper()
+		now := clk.Now()
+		rec := tn.makeSeal(adminTok, approverTok, ApplyRequest{Name: "福州市数据管理局", Kind: "contract", Generate: true,
+			ValidFrom: now.Add(-time.Hour), ValidTo: now.Add(validity), Holders: []Holder{{Account: "zhang", Certificate: pemOf(zhang.cert)}}})
+		var p Prepared
+		if st := tn.call("POST", "/api/v1/seals/"+rec.ID+"/prepare", zhangTok, PrepareRequest{Format: FormatSES, Document: doc, Name: "contract.txt",
+			Certificate: pemOf(zhang.cert)}, &p); st != 200 {
+			t.Fatalf("prepare: %d", st)
+		}
+		sig, _, err := ses.SignMessage(zhang.key, p.ToBeSigned)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return session{rec: rec, id: p.Session, sig: sig}
+	}
+	complete := func(s session) int {
+		t.Helper()
+		st, raw, ct := tn.send("POST", "/api/v1/seal-sessions/"+s.id+"/complete", zhangTok, CompleteRequest{Signature: s.sig})
+		if st != 200 && ct != "application/problem+json" {
+			t.Errorf("complete: %d %s %s", st, ct, raw)
+		}
+		return st
+	}
+	uses := func(rec *Record) int {
+		t.Helper()
+		u, err := tn.svc.UsageLog(context.Background(), rec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(u)
+	}
+
+	ok := prepared(365 * 24 * time.Hour)
+	if st := complete(ok); st != 200 || uses(ok.rec) != 1 {
+		t.Fatalf("unchanged seal: %d, %d uses", st, uses(ok.rec))
+	}
+	for _, c := range []struct {
+		name   string
+		change func(rec *Record)
+	}{
+		{"suspended", func(rec *Record) {
+			if st := tn.call("POST", "/api/v1/seals/"+rec.ID+"/status", adminTok, StatusRequest{Status: StatusSuspended, Reason: "lost"}, nil); st != 200 {
+				t.Fatalf("suspend: %d", st)
+			}
+		}},
+		{"revoked", func(rec *Record) {
+			if st := tn.call("POST", "/api/v1/seals/"+rec.ID+"/status", adminTok, StatusRequest{Status: StatusRevoked, Reason: "merged"}, nil); st != 200 {
+				t.Fatalf("revoke: %d", st)
+			}
+		}},
+		{"ended", func(rec *Record) { clk.Add(2 * time.Minute) }},
+		{"holder unbound", func(rec *Record) {
+			// No API unbinds a holder yet: the registry row is changed as
+			// one would change it.
+			if _, err := tn.n.Env().DB.Exec(context.Background(), `UPDATE seals SET holders = '[]' WHERE id = ?`, rec.ID); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := prepared(time.Minute)
+			c.change(s.rec)
+			if st := complete(s); st != 403 {
+				t.Fatalf("complete: %d, want 403", st)
+			}
+			if n := uses(s.rec); n != 0 {
+				t.Fatalf("%d uses logged", n)
+			}
+		})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
+	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/signature"
 	"github.com/govtrust/govtrust/signature/cms"
@@ -205,13 +207,8 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 		return nil, err
 	}
 	now := s.env.Clock.Now().UTC()
-	switch {
-	case !slices.Contains(r.Holders, p.Account.ID):
-		return nil, s.refuse(ctx, p, r, fmt.Sprintf("%s is not bound to the seal", p.Account.Name))
-	case r.Status != StatusActive:
-		return nil, s.refuse(ctx, p, r, "the seal is "+r.Status)
-	case !r.parsed.ValidAt(now):
-		return nil, s.refuse(ctx, p, r, "the seal is outside its validity period")
+	if err := s.mayUse(ctx, p, r, now); err != nil {
+		return nil, err
 	}
 	b, _ := pem.Decode([]byte(req.Certificate))
 	if b == nil {
@@ -223,6 +220,9 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 	}
 	if !r.parsed.Lists(cert.Raw) {
 		return nil, s.refuse(ctx, p, r, "the certificate is not one the seal lists")
+	}
+	if err := signature.SigningUsage(cert); err != nil {
+		return nil, s.refuse(ctx, p, r, err.Error())
 	}
 	alg, err := ses.AlgorithmFor(cert.PublicKey)
 	if err != nil {
@@ -259,6 +259,9 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 			op.Y = *rp.Y
 		}
 		pr, err := ofd.Prepare(req.Document, at, alg.String(), op, "govtrust")
+		if errors.Is(err, ofd.ErrTooLarge) {
+			return nil, httpx.Errorf(http.StatusRequestEntityTooLarge, "document: %v", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrRequest, err)
 		}
@@ -299,6 +302,22 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 	return &sess.p, nil
 }
 
+// mayUse refuses (refuse) a use of seal r by p at now unless p is bound
+// to it, it is active and within its validity. Prepare checks it, and
+// Complete again: the seal may have been suspended or revoked, or p
+// unbound from it, while the USB key signed.
+func (s *Service) mayUse(ctx context.Context, p *authz.Principal, r *Record, now time.Time) error {
+	switch {
+	case !slices.Contains(r.Holders, p.Account.ID):
+		return s.refuse(ctx, p, r, fmt.Sprintf("%s is not bound to the seal", p.Account.Name))
+	case r.Status != StatusActive:
+		return s.refuse(ctx, p, r, "the seal is "+r.Status)
+	case !r.parsed.ValidAt(now):
+		return s.refuse(ctx, p, r, "the seal is outside its validity period")
+	}
+	return nil
+}
+
 // refuse audits a refused use of a seal and returns the error.
 func (s *Service) refuse(ctx context.Context, p *authz.Principal, r *Record, why string) error {
 	err := fmt.Errorf("%w: %s", ErrForbidden, why)
@@ -332,6 +351,14 @@ func (s *Service) Complete(ctx context.Context, p *authz.Principal, id string, r
 	sess, ok := s.sessions.take(id, p.Account.ID, now)
 	if !ok {
 		return nil, fmt.Errorf("%w: sealing session %q (unknown, expired or not yours)", ErrNotFound, id)
+	}
+	// The seal as it is now, not as it was when the session was prepared.
+	r, err := s.Seal(ctx, sess.p.SealID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mayUse(ctx, p, r, now); err != nil {
+		return nil, err
 	}
 	if sess.pdf != nil {
 		out, err := s.completePDF(ctx, sess, req.Signature)

@@ -73,6 +73,9 @@ type Service struct {
 	cfg     config.SealConfig
 	font    *Font
 	fetch   signature.Fetcher
+	// makerAnchors are the issuers of foreign seal makers
+	// (seal.maker_anchors), read at start.
+	makerAnchors []*smx509.Certificate
 
 	// makerMu serialises making and renewing the maker; maker is the
 	// active one (nil until the first seal), replaced whole (maker.go).
@@ -129,6 +132,11 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 			return err
 		}
 	}
+	anchors, err := loadMakerAnchors(s.cfg.MakerAnchors, s.cas.CACertificates())
+	if err != nil {
+		return err
+	}
+	s.makerAnchors = anchors
 	s.fetch = &signature.HTTPFetcher{Client: httpClient()}
 	// A maker whose certificate chain was revoked (while the node was down,
 	// say) makes no seal: the hook marks it on a revocation in this

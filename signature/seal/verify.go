@@ -12,6 +12,7 @@ import (
 
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/signature"
 	"github.com/govtrust/govtrust/signature/cms"
 	"github.com/govtrust/govtrust/signature/ofd"
@@ -53,6 +54,8 @@ const (
 	ReasonSealRevoked      = "seal-revoked"
 	ReasonSealSuspended    = "seal-suspended"
 	ReasonSealUnknown      = "seal-not-registered"
+	ReasonMakerUnknown     = "seal-maker-not-recognised"
+	ReasonTooLarge         = "document-too-large" // an OFD zip bomb (package ofd's limits): 413 over HTTP
 	ReasonReferenceChanged = "ofd-file-changed"
 	ReasonByteRange        = "pdf-byte-range-incomplete"
 	ReasonAppended         = "pdf-changed-after-signing"
@@ -121,6 +124,17 @@ func (sr *SealReport) check(name string, pass bool, reason, format string, args 
 	}
 }
 
+// tooLarge returns the check that refused the document as too large to
+// verify, nil when none did.
+func (r *Report) tooLarge() *signature.Check {
+	for i, c := range r.Checks {
+		if c.Reason == ReasonTooLarge {
+			return &r.Checks[i]
+		}
+	}
+	return nil
+}
+
 // Reasons returns the reasons of the failed checks of a report.
 func (r *Report) Reasons() []string {
 	var out []string
@@ -159,6 +173,9 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) *Report {
 		rep.Seals = append(rep.Seals, s.verifySES(ctx, req.Signature, hash, ""))
 	case FormatOFD:
 		found, err := ofd.Signatures(req.Document)
+		if errors.Is(err, ofd.ErrTooLarge) {
+			return fail(CheckFormat, ReasonTooLarge, err.Error())
+		}
 		if err != nil {
 			return fail(CheckFormat, ReasonMalformed, err.Error())
 		}
@@ -282,7 +299,6 @@ func checkSigner(ctx context.Context, v *signature.Verifier, sr *SealReport, sea
 // changed picture breaks it), maker certificate, validity and registry
 // status at the signing time.
 func (s *Service) checkSeal(ctx context.Context, sr *SealReport, seal *ses.Seal, sealDER []byte, at time.Time, ev signature.Evidence) {
-	v := s.Verifier()
 	rec, recErr := s.Seal(ctx, seal.Info.ESID)
 	if maker, err := seal.VerifyMaker(); err != nil {
 		reason := ReasonBadMaker
@@ -294,15 +310,7 @@ func (s *Service) checkSeal(ctx context.Context, sr *SealReport, seal *ses.Seal,
 		sr.Maker = &signature.CertInfo{Subject: maker.Subject.String(), Issuer: maker.Issuer.String(), Serial: fmt.Sprintf("%x", maker.SerialNumber),
 			NotBefore: maker.NotBefore.UTC(), NotAfter: maker.NotAfter.UTC()}
 		sr.check(CheckMaker, true, "", "made by %s", maker.Subject)
-		mr := v.CheckCertificate(ctx, maker, nil, at, ev)
-		if mr.Valid {
-			sr.check(CheckMakerCert, true, "", "the maker's certificate is valid and trusted at the signing time")
-		}
-		for _, c := range mr.Checks {
-			if !c.Pass && c.Reason != signature.ReasonRevokedAfterUse {
-				sr.check(CheckMakerCert, false, c.Reason, "maker %s: %s", c.Name, c.Detail)
-			}
-		}
+		s.checkMakerCert(ctx, sr, maker, at, ev)
 	}
 	p := seal.Info.Property
 	switch {
@@ -342,6 +350,63 @@ func (s *Service) checkSeal(ctx context.Context, sr *SealReport, seal *ses.Seal,
 			sr.check(CheckSealStatus, true, "", "active at the signing time (now %s)", rec.Status)
 		}
 	}
+}
+
+// checkMakerCert checks that the seal's maker is a seal maker and its
+// certificate at the signing time. Whoever holds a certificate can sign
+// an SESeal in any name, so a certificate that chains to a trust anchor is
+// not enough: the maker must be one of the platform's own makers (any
+// generation of the table seal_maker, retired ones included: the seals
+// they made carry their certificates), checked against the platform's
+// anchors, or be certified by a configured foreign seal-maker issuer
+// (seal.maker_anchors), checked against those issuers only. Any other
+// maker, a person's certificate of the platform CA say, is not recognised
+// and the seal is invalid.
+func (s *Service) checkMakerCert(ctx context.Context, sr *SealReport, maker *smx509.Certificate, at time.Time, ev signature.Evidence) {
+	mine, err := s.platformMaker(ctx, maker.Raw)
+	if err != nil {
+		sr.check(CheckMakerCert, false, ReasonMalformed, "registry of seal makers: %v", err)
+		return
+	}
+	var mr signature.SignerReport
+	what := "the platform's seal maker"
+	if mine {
+		mr = s.Verifier().CheckCertificate(ctx, maker, nil, at, ev)
+	} else {
+		if len(s.makerAnchors) == 0 {
+			sr.check(CheckMakerCert, false, ReasonMakerUnknown, "%s is not a seal maker of this platform, and no foreign seal maker is configured (seal.maker_anchors)", maker.Subject)
+			return
+		}
+		v := &signature.Verifier{Roots: s.makerAnchors, Fetch: s.fetch, Now: s.env.Clock.Now}
+		mr = v.CheckCertificate(ctx, maker, nil, at, ev)
+		for _, c := range mr.Checks {
+			if c.Name == signature.CheckChain && !c.Pass {
+				sr.check(CheckMakerCert, false, ReasonMakerUnknown, "%s is not a seal maker of this platform nor certified by a configured foreign seal-maker issuer (seal.maker_anchors): %s", maker.Subject, c.Detail)
+				return
+			}
+		}
+		what = "the foreign seal maker"
+	}
+	valid := true
+	for _, c := range mr.Checks {
+		if !c.Pass && c.Reason != signature.ReasonRevokedAfterUse {
+			sr.check(CheckMakerCert, false, c.Reason, "maker %s: %s", c.Name, c.Detail)
+			valid = false
+		}
+	}
+	if valid {
+		sr.check(CheckMakerCert, true, "", "%s %s; its certificate is valid and trusted at the signing time", what, maker.Subject)
+	}
+}
+
+// platformMaker says whether der is the certificate of one of the
+// platform's seal-maker generations, active or retired.
+func (s *Service) platformMaker(ctx context.Context, der []byte) (bool, error) {
+	var n int
+	err := s.env.DB.Read(ctx, func(q store.Querier) error {
+		return q.QueryRow(ctx, `SELECT COUNT(*) FROM seal_maker WHERE cert = ?`, der).Scan(&n)
+	})
+	return n > 0, err
 }
 
 func summary(r *Report) string {

@@ -1,0 +1,144 @@
+package ofd
+
+import (
+	"archive/zip"
+	"bytes"
+	"compress/flate"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/govtrust/govtrust/signature/ofd/ofdtest"
+)
+
+const ofdXML = `<ofd:OFD xmlns:ofd="http://www.ofdspec.org/2016"><ofd:DocBody><ofd:DocRoot>Doc_0/Document.xml</ofd:DocRoot></ofd:DocBody></ofd:OFD>`
+
+// bomb is an OFD package whose files are n runs of mib MiB of zeros each,
+// deflated at the best compression (about 1000 to 1).
+func bomb(t testing.TB, n, mib int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	zw.RegisterCompressor(zip.Deflate, func(w io.Writer) (io.WriteCloser, error) { return flate.NewWriter(w, flate.BestCompression) })
+	w, _ := zw.Create("OFD.xml")
+	w.Write([]byte(ofdXML))
+	zeros := make([]byte, 1<<20)
+	for i := range n {
+		w, err := zw.Create(fmt.Sprintf("Doc_0/Res/r%d.bin", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range mib {
+			w.Write(zeros)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// opened opens data and returns the bytes allocated meanwhile and the error.
+func opened(data []byte) (uint64, error) {
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := Open(data)
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc, err
+}
+
+// TestZipBomb: a package of well under the API's 1 MiB request limit (as
+// base64 in JSON) that inflates to hundreds of MiB is refused with
+// ErrTooLarge (an ErrMalformed) without inflating it: per file by its
+// compression ratio, over all by the total a package may hold, and by the
+// bytes actually inflated when the sizes the zip declares are lies.
+func TestZipBomb(t *testing.T) {
+	t.Run("ratio", func(t *testing.T) {
+		data := bomb(t, 3, 250) // 750 MiB of zeros, as the audit sent
+		if len(data) > 3<<20/4 {
+			t.Fatalf("the bomb is %d bytes", len(data))
+		}
+		start := time.Now()
+		alloc, err := opened(data)
+		t.Logf("%d-byte package: %v; %d KiB allocated in %s", len(data), err, alloc>>10, time.Since(start))
+		if !errors.Is(err, ErrTooLarge) || !errors.Is(err, ErrMalformed) {
+			t.Fatalf("Open: %v, want ErrTooLarge", err)
+		}
+		if alloc > 8<<20 {
+			t.Fatalf("Open allocated %d MiB for a %d-byte package", alloc>>20, len(data))
+		}
+	})
+	t.Run("total", func(t *testing.T) {
+		// Files within the ratio's grace, too many of them.
+		data := bomb(t, MaxTotalBytes/RatioGrace+2, 1)
+		alloc, err := opened(data)
+		t.Logf("%d-byte package: %v; %d MiB allocated", len(data), err, alloc>>20)
+		if !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("Open: %v, want ErrTooLarge", err)
+		}
+		if alloc > MaxTotalBytes+16<<20 {
+			t.Fatalf("Open allocated %d MiB, limit %d MiB", alloc>>20, MaxTotalBytes>>20)
+		}
+	})
+	t.Run("declared size a lie", func(t *testing.T) {
+		// A file that declares 1 KiB and inflates to 64 MiB: the bytes
+		// read are counted.
+		var raw bytes.Buffer
+		fw, _ := flate.NewWriter(&raw, flate.BestCompression)
+		zeros := make([]byte, 64<<20)
+		fw.Write(zeros)
+		fw.Close()
+		var buf bytes.Buffer
+		zw := zip.NewWriter(&buf)
+		w, _ := zw.Create("OFD.xml")
+		w.Write([]byte(ofdXML))
+		w, err := zw.CreateRaw(&zip.FileHeader{Name: "Doc_0/Res/lie.bin", Method: zip.Deflate, CRC32: crc32.ChecksumIEEE(zeros),
+			CompressedSize64: uint64(raw.Len()), UncompressedSize64: 1 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(raw.Bytes())
+		zw.Close()
+		alloc, err := opened(buf.Bytes())
+		t.Logf("%v; %d KiB allocated", err, alloc>>10)
+		if !errors.Is(err, ErrMalformed) {
+			t.Fatalf("Open: %v, want ErrMalformed", err)
+		}
+		if alloc > 8<<20 {
+			t.Fatalf("Open allocated %d MiB", alloc>>20)
+		}
+	})
+	t.Run("real packages open", func(t *testing.T) {
+		if _, err := Open(ofdtest.Document("通知正文", 3)); err != nil {
+			t.Fatal(err)
+		}
+		// 3 MiB of incompressible resources (a scanned page) and 2 MiB of
+		// text that deflates well past the ratio's grace.
+		var buf bytes.Buffer
+		zw := zip.NewWriter(&buf)
+		w, _ := zw.Create("OFD.xml")
+		w.Write([]byte(ofdXML))
+		img := make([]byte, 3<<20)
+		rand.Read(img)
+		w, _ = zw.Create("Doc_0/Res/scan.png")
+		w.Write(img)
+		w, _ = zw.Create("Doc_0/Pages/Page_0/Content.xml")
+		for i := range 2 << 20 / 64 {
+			fmt.Fprintf(w, "<ofd:TextCode X=\"%d\" Y=\"10\">通知正文 %08d</ofd:TextCode>\n", i%200, i)
+		}
+		zw.Close()
+		p, err := Open(buf.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := p.File("Doc_0/Res/scan.png"); !bytes.Equal(b, img) {
+			t.Fatal("the image changed")
+		}
+	})
+}
