@@ -194,7 +194,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) *Report {
 			rep.Seals = append(rep.Seals, sr)
 		}
 	case FormatPDF:
-		found, err := pdf.Signatures(req.Document)
+		found, err := pdf.SignaturesContext(ctx, req.Document)
 		if err != nil {
 			return fail(CheckFormat, ReasonMalformed, err.Error())
 		}
