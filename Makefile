@@ -6,7 +6,7 @@ CACHE           := $(CURDIR)/.cache
 BIN             := $(CACHE)/bin
 BENCH_DURATION  ?= 3s
 
-.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa kms bench-kms bench-signature fuzz-cms directory bench-directory seal bench-seal clean
+.PHONY: all build test test-deps lint vet staticcheck p11 bench soak soak-tsa bench-tsa kms bench-kms bench-signature fuzz-cms fuzz-pdf directory bench-directory seal bench-seal clean
 
 all: build
 
@@ -78,6 +78,10 @@ bench-signature:
 
 fuzz-cms:
 	for f in FuzzParse FuzzParseEnvelope FuzzOpen; do $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 60s ./signature/cms || exit 1; done
+
+## fuzz-pdf: the PDF signature reader's ByteRange checks, 60 s.
+fuzz-pdf:
+	$(GO) test -run '^$$' -fuzz '^FuzzByteRange$$' -fuzztime 60s ./signature/pdf
 
 ## directory: the LDAP directory's tests (embedded server, publisher, slapd, PostgreSQL) and fuzzers, briefly.
 directory:
