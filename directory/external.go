@@ -177,22 +177,39 @@ func (t *target) pushOnce(ctx context.Context) (int, error) {
 	if err := t.connect(); err != nil {
 		return 0, err
 	}
-	// The latest state of each entry is pushed once per batch, parents
-	// (shorter DNs) first so that adds find their parent.
+	// The latest state of each entry is pushed once per batch: first the
+	// entries that exist, parents (shorter DNs) first so that adds find
+	// their parent, then the deleted ones, children first, since a server
+	// refuses to delete an entry that still has children (RFC 4511 §4.8,
+	// notAllowedOnNonLeaf).
 	var norms []string
 	for _, c := range changes {
 		if !slices.Contains(norms, c.norm) {
 			norms = append(norms, c.norm)
 		}
 	}
-	slices.SortStableFunc(norms, func(a, b string) int { return strings.Count(a, ",") - strings.Count(b, ",") })
+	depth := func(n string) int { return strings.Count(n, ",") }
+	slices.SortStableFunc(norms, func(a, b string) int { return depth(a) - depth(b) })
+	var deleted []string
 	for _, n := range norms {
-		var e *Entry
-		if err := t.s.env.DB.Read(ctx, func(q store.Querier) error {
-			var err error
-			e, err = readEntry(ctx, q, n)
-			return err
-		}); err != nil {
+		e, err := t.read(ctx, n)
+		if err != nil {
+			return 0, err
+		}
+		if e == nil {
+			deleted = append(deleted, n)
+			continue
+		}
+		if err := t.push(n, e); err != nil {
+			return 0, fmt.Errorf("push %s: %w", n, err)
+		}
+	}
+	slices.SortStableFunc(deleted, func(a, b string) int { return depth(b) - depth(a) })
+	for _, n := range deleted {
+		// Read again: an entry deleted and added back since is written
+		// rather than deleted (its parent exists, it was written above).
+		e, err := t.read(ctx, n)
+		if err != nil {
 			return 0, err
 		}
 		if err := t.push(n, e); err != nil {
@@ -215,6 +232,17 @@ func (t *target) pushOnce(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("advance cursor: %w", err)
 	}
 	return len(changes), nil
+}
+
+// read returns the stored entry norm, nil when it was deleted.
+func (t *target) read(ctx context.Context, norm string) (*Entry, error) {
+	var e *Entry
+	err := t.s.env.DB.Read(ctx, func(q store.Querier) error {
+		var err error
+		e, err = readEntry(ctx, q, norm)
+		return err
+	})
+	return e, err
 }
 
 func (t *target) connect() error {

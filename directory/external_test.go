@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/emmansun/gmsm/smx509"
+	"github.com/go-ldap/ldap/v3"
 
 	"github.com/govtrust/govtrust/ca/ceremony/ceremonytest"
 	"github.com/govtrust/govtrust/directory"
@@ -233,4 +234,86 @@ func TestExternalSlapd(t *testing.T) {
 		t.Errorf("certificate entries: slapd %d, embedded %d; want equal, with the 4 current test certificates", got, want)
 	}
 	fetchBinary(t, sl.url(), "uid=zhangsan,ou=gaj,ou=departments,"+slapdSuffix, "userCertificate;binary")
+}
+
+// externalConfig is the directory section naming sl as the external target
+// "slapd" (more, indented by six spaces, is added to the target).
+func externalConfig(t *testing.T, dir string, sl *slapd, more string) string {
+	t.Helper()
+	pw := filepath.Join(dir, "ldap-password")
+	if err := os.WriteFile(pw, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("  external:\n    - name: slapd\n      url: %s\n      bind_dn: cn=admin,%s\n      password: file:%s\n      base_dn: %s\n",
+		sl.url(), slapdSuffix, pw, slapdSuffix) + more
+}
+
+// ldapWrite binds to the node's directory as the system administrator
+// and runs fn.
+func (tn *testNode) ldapWrite(fn func(l *ldap.Conn) error) {
+	tn.t.Helper()
+	l, err := ldap.DialURL("ldap://" + tn.ldap)
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Bind("cn=sysadmin,ou=accounts,dc=govtrust,dc=local", tn.tokens["sysadmin"]); err != nil {
+		tn.t.Fatal(err)
+	}
+	if err := fn(l); err != nil {
+		tn.t.Fatal(err)
+	}
+}
+
+// TestExternalDeleteChildrenFirst: a person and then its department are
+// deleted while slapd is down; the catch-up deletes the person before the
+// department (slapd refuses to delete an entry with children), and what
+// comes after (a certificate) arrives.
+func TestExternalDeleteChildrenFirst(t *testing.T) {
+	sl := startSlapd(t)
+	dir := t.TempDir()
+	tn := startNode(t, filepath.Join(dir, "node"), externalConfig(t, dir, sl, ""), "")
+	org := `
+departments:
+  - {code: tmp, name: Temp}
+people:
+  - {uid: lisi, name: Li Si, department: tmp, mail: lisi@example.gov.cn}
+`
+	if status, raw := tn.do("POST", "/api/v1/directory/import", "sysadmin", "application/yaml", []byte(org)); status != http.StatusOK {
+		t.Fatalf("import: %d %s", status, raw)
+	}
+	person := "uid=lisi,ou=tmp,ou=departments,"
+	dept := "ou=tmp,ou=departments,"
+	eventually(t, 15*time.Second, "person in slapd", func() error {
+		if out, err := ldapsearch(t, sl.url(), "-b", person+slapdSuffix, "-s", "base", "(objectClass=*)", "dn"); err != nil {
+			return fmt.Errorf("%v %s", err, out)
+		}
+		return nil
+	})
+	sl.stop()
+	tn.ldapWrite(func(l *ldap.Conn) error {
+		// One batch: the person, then its department (the parent last).
+		for _, dn := range []string{person, dept} {
+			if err := l.Del(ldap.NewDelRequest(dn+"dc=govtrust,dc=local", nil)); err != nil {
+				return fmt.Errorf("delete %s: %w", dn, err)
+			}
+		}
+		return nil
+	})
+	sl.start()
+	c := tn.issuePerson("王五", "wangwu@example.gov.cn")
+	certDN := "uid=" + c.Serial + ",cn=sm2-issuing,ou=ca," + slapdSuffix
+	eventually(t, 30*time.Second, "catch-up after the deletes", func() error {
+		if got := fetchBinary(t, sl.url(), certDN, "userCertificate;binary"); !bytes.Equal(got, c.der) {
+			var msg string
+			_ = tn.n.Env().DB.QueryRow(context.Background(), "SELECT last_error FROM dir_targets WHERE name = 'slapd'").Scan(&msg)
+			return fmt.Errorf("certificate not in slapd; last error %q", msg)
+		}
+		return nil
+	})
+	for _, dn := range []string{person, dept} {
+		if out, err := ldapsearch(t, sl.url(), "-b", dn+slapdSuffix, "-s", "base", "(objectClass=*)", "dn"); err == nil {
+			t.Errorf("%s still in slapd: %s", dn, out)
+		}
+	}
 }
