@@ -11,7 +11,8 @@
 //	                                 crossCertificatePair (forward: issued to the CA)
 //	uid=<serial>,cn=<ca>,ou=ca,<base> one entry per current certificate (userCertificate)
 //	ou=<code>,ou=departments,<base>  departments; their people (inetOrgPerson + pkiUser)
-//	                                 and applications (applicationProcess) below them
+//	                                 and applications (applicationProcess, and
+//	                                 extensibleObject for their mail) below them
 //	cn=<name>,ou=services,<base>     registered service endpoints
 //
 // Entries live in dir_entries and, for searches, in an in-memory copy that

@@ -317,3 +317,42 @@ people:
 		}
 	}
 }
+
+// TestExternalApplicationMail: an application imported with a mailbox is
+// an entry slapd's standard schema (core, cosine, inetorgperson) accepts,
+// and what comes after it reaches slapd.
+func TestExternalApplicationMail(t *testing.T) {
+	sl := startSlapd(t)
+	dir := t.TempDir()
+	tn := startNode(t, filepath.Join(dir, "node"), externalConfig(t, dir, sl, ""), "")
+	org := `
+departments:
+  - {code: gaj, name: 市公安局}
+applications:
+  - {name: hz-app, department: gaj, mail: hz-app@gaj.example.gov.cn, description: 户政业务系统}
+  - {name: no-mail, department: gaj}
+`
+	if status, raw := tn.do("POST", "/api/v1/directory/import", "sysadmin", "application/yaml", []byte(org)); status != http.StatusOK {
+		t.Fatalf("import: %d %s", status, raw)
+	}
+	// A mailbox slapd would refuse (not an IA5String) is refused at import.
+	bad := strings.Replace(org, "hz-app@gaj", "户政@gaj", 1)
+	if status, raw := tn.do("POST", "/api/v1/directory/import", "sysadmin", "application/yaml", []byte(bad)); status != http.StatusBadRequest ||
+		!strings.Contains(string(raw), "applications[0]: mail") || !strings.Contains(string(raw), "not ASCII") {
+		t.Errorf("import of a non-ASCII mail: %d %s; want 400 naming applications[0]", status, raw)
+	}
+	c := tn.issuePerson("王五", "wangwu@example.gov.cn")
+	certDN := "uid=" + c.Serial + ",cn=sm2-issuing,ou=ca," + slapdSuffix
+	eventually(t, 20*time.Second, "application and certificate in slapd", func() error {
+		out, err := ldapsearch(t, sl.url(), "-b", "ou=gaj,ou=departments,"+slapdSuffix, "(objectClass=applicationProcess)", "mail")
+		if err != nil || !strings.Contains(out, "mail: hz-app@gaj.example.gov.cn") || !strings.Contains(out, "dn: cn=no-mail,") {
+			var msg string
+			_ = tn.n.Env().DB.QueryRow(context.Background(), "SELECT last_error FROM dir_targets WHERE name = 'slapd'").Scan(&msg)
+			return fmt.Errorf("applications in slapd: %v %q; last error %q", err, out, msg)
+		}
+		if got := fetchBinary(t, sl.url(), certDN, "userCertificate;binary"); !bytes.Equal(got, c.der) {
+			return fmt.Errorf("certificate not in slapd")
+		}
+		return nil
+	})
+}
