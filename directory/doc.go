@@ -28,6 +28,8 @@
 // dir_changes with a cursor and a lease per server (dir_targets); each push
 // writes an entry's whole current state, so a push repeated after a crash
 // is harmless, and an outage only delays them (back-off up to a minute).
+// An entry a server refuses for what it is (schema, constraint, naming) is
+// recorded in dir_refused and skipped, and tried again later.
 //
 // Anonymous clients read and filter on the public attributes only
 // (directory.public_attributes); a bind with a name and no password is

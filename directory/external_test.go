@@ -21,6 +21,8 @@ import (
 	"github.com/govtrust/govtrust/ca/ceremony/ceremonytest"
 	"github.com/govtrust/govtrust/directory"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/internal/testenv"
 )
 
@@ -355,4 +357,166 @@ applications:
 		}
 		return nil
 	})
+}
+
+// externalStatus returns GET /api/v1/directory/external's target "slapd".
+func (tn *testNode) externalStatus() directory.ExternalTarget {
+	tn.t.Helper()
+	status, raw := tn.do("GET", "/api/v1/directory/external", "sysadmin", "", nil)
+	var out struct{ Targets []directory.ExternalTarget }
+	if err := json.Unmarshal(raw, &out); status != http.StatusOK || err != nil || len(out.Targets) != 1 {
+		tn.t.Fatalf("GET /api/v1/directory/external: %d %s", status, raw)
+	}
+	return out.Targets[0]
+}
+
+// metric returns the value of the sample line prefix in /metrics.
+func (tn *testNode) metric(prefix string) string {
+	tn.t.Helper()
+	tok, err := node.ReadBootstrapToken(tn.dir, "auditor")
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	tn.tokens["auditor"] = tok
+	status, raw := tn.do("GET", "/metrics", "auditor", "", nil)
+	if status != http.StatusOK {
+		tn.t.Fatalf("/metrics: %d %s", status, raw)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// refusedCodes maps the DNs refused in st to their result codes.
+func refusedCodes(st directory.ExternalTarget) map[string]int {
+	out := map[string]int{}
+	for _, r := range st.Refused {
+		out[r.DN] = r.Code
+	}
+	return out
+}
+
+// TestExternalRefusedEntrySkipped: slapd already holds a person's DN as
+// another structural class (an account), so it refuses the person
+// (objectClassModsProhibited, 69) however often it is tried; the entry is
+// recorded as refused (status API, metric, audit log) and everything
+// after it (the rest of the import, a certificate) still arrives. Once
+// the operator removed the conflicting entry, the person's next change
+// writes it and it leaves the refused list.
+func TestExternalRefusedEntrySkipped(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) { externalRefusedEntrySkipped(t, backend) })
+	}
+}
+
+func externalRefusedEntrySkipped(t *testing.T, backend string) {
+	dbURL := ""
+	if backend == "postgres" {
+		dbURL = storetest.PostgresURL(t)
+	}
+	sl := startSlapd(t)
+	person := "uid=zhangsan,ou=gaj,ou=departments," + slapdSuffix
+	ldif := "dn: ou=departments," + slapdSuffix + "\nobjectClass: organizationalUnit\nou: departments\n\n" +
+		"dn: ou=gaj,ou=departments," + slapdSuffix + "\nobjectClass: organizationalUnit\nou: gaj\n\n" +
+		"dn: " + person + "\nobjectClass: account\nuid: zhangsan\n"
+	cmd := exec.Command(testenv.LookPath(t, "ldapadd"), "-x", "-H", sl.url(), "-D", "cn=admin,"+slapdSuffix, "-w", "secret")
+	cmd.Stdin = strings.NewReader(ldif)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ldapadd: %v %s", err, out)
+	}
+	dir := t.TempDir()
+	tn := startNodeDB(t, filepath.Join(dir, "node"), externalConfig(t, dir, sl, ""), "", dbURL)
+	if status, raw := tn.do("POST", "/api/v1/directory/import", "sysadmin", "application/yaml", []byte(orgYAML)); status != http.StatusOK {
+		t.Fatalf("import: %d %s", status, raw)
+	}
+	c := tn.issuePerson("张三", "zhangsan@gaj.example.gov.cn")
+	certDN := "uid=" + c.Serial + ",cn=sm2-issuing,ou=ca," + slapdSuffix
+	eventually(t, 20*time.Second, "the rest of the queue in slapd", func() error {
+		if got := fetchBinary(t, sl.url(), certDN, "userCertificate;binary"); !bytes.Equal(got, c.der) {
+			return fmt.Errorf("certificate not in slapd; status %+v", tn.externalStatus())
+		}
+		if out, err := ldapsearch(t, sl.url(), "-b", "ou=gaj-hz,ou=departments,"+slapdSuffix, "(cn=hz-app)", "dn"); err != nil || !strings.Contains(out, "cn=hz-app") {
+			return fmt.Errorf("application not in slapd: %v %s", err, out)
+		}
+		return nil
+	})
+	st := tn.externalStatus()
+	t.Logf("refused: %+v", st.Refused)
+	if got := refusedCodes(st); st.OK || st.LastError != "" || len(got) != 1 || got[person] != 69 || st.Pending != 0 {
+		t.Errorf("status %+v; want not ok, no last error, nothing pending, %s refused with 69", st, person)
+	}
+	if got := tn.metric(`govtrust_directory_external_refused_entries{target="slapd"}`); got != "1" {
+		t.Errorf("refused entries metric = %q, want 1", got)
+	}
+	var audited int
+	if err := tn.n.Env().DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM audit_log WHERE action = 'directory.external.refused' AND object = ?",
+		"ldap/"+person).Scan(&audited); err != nil || audited == 0 {
+		t.Errorf("audit records of the refusal: %d %v", audited, err)
+	}
+	if out, _ := ldapsearch(t, sl.url(), "-b", person, "-s", "base", "(objectClass=*)", "objectClass"); strings.Contains(out, "inetOrgPerson") {
+		t.Errorf("slapd's entry changed: %s", out)
+	}
+
+	// The operator removes the conflicting entry; the person's next
+	// change (a re-import) writes it, with its certificate.
+	del := exec.Command(testenv.LookPath(t, "ldapdelete"), "-x", "-H", sl.url(), "-D", "cn=admin,"+slapdSuffix, "-w", "secret", person)
+	if out, err := del.CombinedOutput(); err != nil {
+		t.Fatalf("ldapdelete: %v %s", err, out)
+	}
+	if status, raw := tn.do("POST", "/api/v1/directory/import", "sysadmin", "application/yaml", []byte(strings.Replace(orgYAML, "科长", "处长", 1))); status != http.StatusOK {
+		t.Fatalf("re-import: %d %s", status, raw)
+	}
+	eventually(t, 20*time.Second, "the person in slapd", func() error {
+		if got := fetchBinary(t, sl.url(), person, "userCertificate;binary"); !bytes.Equal(got, c.der) {
+			return fmt.Errorf("person's certificate not in slapd")
+		}
+		if st := tn.externalStatus(); !st.OK || len(st.Refused) != 0 {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+	if got := tn.metric(`govtrust_directory_external_refused_entries{target="slapd"}`); got != "0" {
+		t.Errorf("refused entries metric = %q, want 0", got)
+	}
+}
+
+// TestExternalRefusedParent: slapd refuses the departments (object classes
+// configured for them that their entries do not satisfy, 65); the people
+// and applications below them cannot be added (noSuchObject) and are
+// refused with them rather than holding up the queue, while the services
+// and the certificates arrive.
+func TestExternalRefusedParent(t *testing.T) {
+	sl := startSlapd(t)
+	dir := t.TempDir()
+	more := "      object_classes: {department: [top, organizationalUnit, strongAuthenticationUser]}\n"
+	tn := startNode(t, filepath.Join(dir, "node"), externalConfig(t, dir, sl, more), "")
+	if status, raw := tn.do("POST", "/api/v1/directory/import", "sysadmin", "application/yaml", []byte(orgYAML)); status != http.StatusOK {
+		t.Fatalf("import: %d %s", status, raw)
+	}
+	c := tn.issuePerson("张三", "zhangsan@gaj.example.gov.cn")
+	certDN := "uid=" + c.Serial + ",cn=sm2-issuing,ou=ca," + slapdSuffix
+	eventually(t, 20*time.Second, "the rest of the queue in slapd", func() error {
+		if got := fetchBinary(t, sl.url(), certDN, "userCertificate;binary"); !bytes.Equal(got, c.der) {
+			return fmt.Errorf("certificate not in slapd; status %+v", tn.externalStatus())
+		}
+		if out, err := ldapsearch(t, sl.url(), "-b", "ou=services,"+slapdSuffix, "(cn=hz-query)", "dn"); err != nil || !strings.Contains(out, "cn=hz-query") {
+			return fmt.Errorf("service not in slapd: %v %s", err, out)
+		}
+		return nil
+	})
+	deps := "ou=departments," + slapdSuffix
+	want := map[string]int{"ou=gaj," + deps: 65, "ou=gaj-hz," + deps: 65, "uid=zhangsan,ou=gaj," + deps: 32, "cn=hz-app,ou=gaj-hz," + deps: 32}
+	st := tn.externalStatus()
+	t.Logf("refused: %+v", st.Refused)
+	if got := refusedCodes(st); st.OK || st.LastError != "" || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("status %+v; refused %v, want %v", st, got, want)
+	}
+	for _, r := range st.Refused {
+		if r.Code == 32 && !strings.Contains(r.Message, "was refused") {
+			t.Errorf("%s: message %q does not name the refused parent", r.DN, r.Message)
+		}
+	}
 }

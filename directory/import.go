@@ -332,9 +332,11 @@ func (s *Service) Load(ctx context.Context, actor string, im *Import) (*ImportRe
 }
 
 // APIRoutes implements node.APIRouter: POST /api/v1/directory/import with a
-// YAML (application/yaml) or CSV (text/csv) body.
+// YAML (application/yaml) or CSV (text/csv) body, and GET
+// /api/v1/directory/external, the state of the external servers' queues.
 func (s *Service) APIRoutes(mux *authz.Mux) {
 	mux.Handle("POST /api/v1/directory/import", authz.Rule{Action: actionImport}, s.handleImport)
+	mux.Handle("GET /api/v1/directory/external", authz.Rule{Action: actionReadPrivate}, s.handleExternal)
 }
 
 func (s *Service) handleImport(w http.ResponseWriter, r *http.Request) error {
