@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -23,9 +24,22 @@ import (
 	"github.com/govtrust/govtrust/internal/store"
 )
 
-// leaseTTL is how long a process may push to a target before another may
-// take over (it renews at every batch).
-const leaseTTL = 30 * time.Second
+// externalLeaseTTL is how long a process may push to a target before
+// another may take over. The holder renews the lease at every batch and,
+// within a batch, before each entry once a sixth of it has passed; every
+// LDAP operation times out after a third of it. So an entry's push (a
+// search and a write) ends before the lease it started under, and a
+// process that finds its lease taken stops: two processes never write to
+// one server at once, and an older state never overwrites a newer one
+// pushed by the process that took over. A variable for tests.
+var externalLeaseTTL = 30 * time.Second
+
+// errLeaseLost stops a batch whose lease another process took.
+var errLeaseLost = errors.New("lease taken over by another process")
+
+// testBeforePush, when set (tests), runs before each entry's push, once
+// the lease is known to be held.
+var testBeforePush func(s *Service, norm string)
 
 // target is an external LDAP server kept in step with dir_changes: its
 // cursor (dir_targets) advances only after the entries up to it were
@@ -39,13 +53,17 @@ type target struct {
 	attrs map[string]bool
 	poked chan struct{}
 	conn  *ldap.Conn
+	// leaseTTL is externalLeaseTTL when the target was made; renewed is
+	// when this process last took or renewed the lease (monotonic).
+	leaseTTL time.Duration
+	renewed  time.Time
 	// retryAt is when the refused entries are next tried again (zero:
 	// at the first batch).
 	retryAt time.Time
 }
 
 func newTarget(c config.ExternalLDAPConfig, s *Service) (*target, error) {
-	t := &target{cfg: c, s: s, poked: make(chan struct{}, 1), attrs: map[string]bool{}}
+	t := &target{cfg: c, s: s, poked: make(chan struct{}, 1), attrs: map[string]bool{}, leaseTTL: externalLeaseTTL}
 	if c.CACert != "" {
 		pemData, err := os.ReadFile(c.CACert)
 		if err != nil {
@@ -80,13 +98,17 @@ func (t *target) poke() {
 // minute. An entry the server refuses for itself is no failure of the
 // batch (entryRefusals).
 func (t *target) loop(ctx context.Context) {
-	defer t.close()
+	defer t.release()
 	wait := t.s.cfg.PublishInterval
 	for {
 		n, err := t.pushOnce(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, errLeaseLost):
+			t.close()
+			t.s.env.Logger.Info("directory: external publisher: another process took over", "target", t.cfg.Name, "error", err)
+			wait = t.s.cfg.PublishInterval
 		case err != nil:
 			t.close()
 			t.s.env.Logger.Warn("directory: external publisher", "target", t.cfg.Name, "error", err, "retry_in", wait)
@@ -105,6 +127,19 @@ func (t *target) loop(ctx context.Context) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// release closes the connection and gives the lease up, so that another
+// process (this node restarted, say) takes over at once rather than when
+// the lease runs out.
+func (t *target) release() {
+	t.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = t.s.env.DB.Tx(ctx, func(tx *store.Tx) error {
+		_, err := tx.Exec(ctx, "UPDATE dir_targets SET lease_owner = '', lease_until = '' WHERE name = ? AND lease_owner = ?", t.cfg.Name, t.s.owner)
+		return err
+	})
 }
 
 func (t *target) close() {
@@ -132,13 +167,14 @@ func truncate(s string, n int) string {
 // lease takes or renews this process's lease on the target and returns its
 // cursor; ok is false while another process holds it.
 func (t *target) lease(ctx context.Context) (cursor int64, ok bool, err error) {
+	start := time.Now()
 	now := t.s.env.Clock.Now().UTC()
 	err = t.s.env.DB.Tx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.Exec(ctx, "INSERT INTO dir_targets (name) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM dir_targets WHERE name = ?)", t.cfg.Name, t.cfg.Name); err != nil {
 			return err
 		}
 		res, err := tx.Exec(ctx, "UPDATE dir_targets SET lease_owner = ?, lease_until = ? WHERE name = ? AND (lease_owner = ? OR lease_owner = '' OR lease_until < ?)",
-			t.s.owner, now.Add(leaseTTL).Format(timeFormat), t.cfg.Name, t.s.owner, now.Format(timeFormat))
+			t.s.owner, now.Add(t.leaseTTL).Format(timeFormat), t.cfg.Name, t.s.owner, now.Format(timeFormat))
 		if err != nil {
 			return err
 		}
@@ -149,7 +185,39 @@ func (t *target) lease(ctx context.Context) (cursor int64, ok bool, err error) {
 		ok = true
 		return tx.QueryRow(ctx, "SELECT cursor FROM dir_targets WHERE name = ?", t.cfg.Name).Scan(&cursor)
 	})
+	if ok && err == nil {
+		t.renewed = start
+	}
 	return cursor, ok, err
+}
+
+// keepLease renews the lease once a sixth of it has passed since it was
+// last taken or renewed, and returns errLeaseLost when another process
+// holds it now: whoever takes a lease becomes its owner, so while this
+// process is still the owner nobody else pushed since.
+func (t *target) keepLease(ctx context.Context) error {
+	start := time.Now()
+	if start.Sub(t.renewed) < t.leaseTTL/6 {
+		return nil
+	}
+	var n int64
+	err := t.s.env.DB.Tx(ctx, func(tx *store.Tx) error {
+		res, err := tx.Exec(ctx, "UPDATE dir_targets SET lease_until = ? WHERE name = ? AND lease_owner = ?",
+			t.s.env.Clock.Now().UTC().Add(t.leaseTTL).Format(timeFormat), t.cfg.Name, t.s.owner)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("renew lease: %w", err)
+	case n != 1:
+		return errLeaseLost
+	}
+	t.renewed = start
+	return nil
 }
 
 // pushOnce tries the refused entries again when their time has come, then
@@ -291,6 +359,12 @@ func (t *target) pushAll(ctx context.Context, norms []string) (pushed []string, 
 	slices.SortStableFunc(norms, func(a, b string) int { return depth(a) - depth(b) })
 	isRefused := map[string]bool{}
 	one := func(n string, e *Entry) error {
+		if err := t.keepLease(ctx); err != nil {
+			return err
+		}
+		if testBeforePush != nil {
+			testBeforePush(t.s, n)
+		}
 		err := t.push(n, e)
 		if err == nil {
 			pushed = append(pushed, n)
@@ -599,11 +673,14 @@ func (t *target) connect() error {
 	if t.tls != nil {
 		opts = append(opts, ldap.DialWithTLSConfig(t.tls))
 	}
+	// Every operation ends within a third of the lease (externalLeaseTTL).
+	timeout := t.leaseTTL / 3
+	opts = append(opts, ldap.DialWithDialer(&net.Dialer{Timeout: timeout}))
 	c, err := ldap.DialURL(t.cfg.URL, opts...)
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", t.cfg.URL, err)
 	}
-	c.SetTimeout(10 * time.Second)
+	c.SetTimeout(timeout)
 	if t.cfg.StartTLS {
 		cfg := t.tls
 		if cfg == nil {

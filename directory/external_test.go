@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,8 +21,10 @@ import (
 
 	"github.com/govtrust/govtrust/ca/ceremony/ceremonytest"
 	"github.com/govtrust/govtrust/directory"
+	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/internal/store/storetest"
 	"github.com/govtrust/govtrust/internal/testenv"
 )
@@ -519,4 +522,127 @@ func TestExternalRefusedParent(t *testing.T) {
 			t.Errorf("%s: message %q does not name the refused parent", r.DN, r.Message)
 		}
 	}
+}
+
+// TestExternalLeaseLostMidBatch: two processes push to one slapd. The one
+// holding the lease stalls in the middle of a batch for longer than its
+// lease (a slow server, a paused VM), the other takes the lease over and
+// pushes the batch; when the first wakes up it must find its lease gone
+// and stop, not go on writing (an older state over a newer one). Checked
+// before every entry's push: the process pushing holds the lease.
+func TestExternalLeaseLostMidBatch(t *testing.T) {
+	const ttl = 3 * time.Second
+	var (
+		mu               sync.Mutex
+		armed, stalled   bool
+		pushesB, foreign int
+		violations       []string
+		tn               *testNode
+		svcB             *directory.Service
+		ctx              = context.Background()
+	)
+	directory.SetExternalLease(t, ttl, func(s *directory.Service, norm string) {
+		mu.Lock()
+		if tn == nil {
+			mu.Unlock()
+			return // the node is starting
+		}
+		var owner string
+		if err := tn.n.Env().DB.QueryRow(ctx, "SELECT lease_owner FROM dir_targets WHERE name = 'slapd'").Scan(&owner); err != nil {
+			t.Errorf("lease owner: %v", err)
+		}
+		if owner != directory.LeaseOwner(s) {
+			violations = append(violations, fmt.Sprintf("%s pushed %s while %s held the lease", directory.LeaseOwner(s), norm, owner))
+		}
+		if s == svcB {
+			pushesB++
+		}
+		if s != tn.dirSvc && s != svcB {
+			foreign++
+		}
+		stall := armed && !stalled && s == tn.dirSvc
+		stalled = stalled || stall
+		mu.Unlock()
+		if stall {
+			time.Sleep(2 * ttl)
+		}
+	})
+	sl := startSlapd(t)
+	dir := t.TempDir()
+	a := startNode(t, filepath.Join(dir, "node"), externalConfig(t, dir, sl, ""), "")
+	mu.Lock()
+	tn = a
+	mu.Unlock()
+	eventually(t, 15*time.Second, "A holds the lease and slapd is in step", func() error {
+		st := tn.externalStatus()
+		var owner string
+		_ = tn.n.Env().DB.QueryRow(ctx, "SELECT lease_owner FROM dir_targets WHERE name = 'slapd'").Scan(&owner)
+		if st.Cursor == 0 || st.Pending != 0 || owner != directory.LeaseOwner(tn.dirSvc) {
+			return fmt.Errorf("status %+v, lease owner %q", st, owner)
+		}
+		return nil
+	})
+
+	// B: a second directory service on the same database (a second node).
+	envA := tn.n.Env()
+	sc, err := node.StoreConfig(envA.Config, filepath.Join(dir, "node"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbB, err := store.Open(ctx, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dbB.Close()
+	envB := *envA
+	envB.DB, envB.Audit = dbB, audit.New("node-b", envA.Clock)
+	mu.Lock()
+	svcB = directory.New(caSource{})
+	mu.Unlock()
+	if err := svcB.Start(ctx, &envB); err != nil {
+		t.Fatal(err)
+	}
+	defer svcB.Stop(ctx)
+
+	// A batch of several entries, taken by A, which stalls at its first.
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	if status, raw := tn.do("POST", "/api/v1/directory/import", "sysadmin", "application/yaml", []byte(orgYAML)); status != http.StatusOK {
+		t.Fatalf("import: %d %s", status, raw)
+	}
+	eventually(t, 30*time.Second, "the batch in slapd, A awake again", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stalled || pushesB == 0 {
+			return fmt.Errorf("A stalled %v, B pushed %d", stalled, pushesB)
+		}
+		if st := tn.externalStatus(); st.Pending != 0 || !st.OK {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+	time.Sleep(2 * ttl) // A wakes up and finds the lease gone
+	if out, err := ldapsearch(t, sl.url(), "-b", "ou=gaj-hz,ou=departments,"+slapdSuffix, "(cn=hz-app)", "dn"); err != nil || !strings.Contains(out, "cn=hz-app") {
+		t.Errorf("application not in slapd: %v %s", err, out)
+	}
+	mu.Lock()
+	if len(violations) > 0 || foreign > 0 {
+		t.Errorf("pushes without the lease: %s (%d by other services)", strings.Join(violations, "; "), foreign)
+	}
+	mu.Unlock()
+
+	// B stops and gives the lease up: A takes over at once, not when
+	// B's lease would have run out.
+	if err := svcB.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ttl/2, "A takes the lease over", func() error {
+		var owner string
+		_ = tn.n.Env().DB.QueryRow(ctx, "SELECT lease_owner FROM dir_targets WHERE name = 'slapd'").Scan(&owner)
+		if owner != directory.LeaseOwner(tn.dirSvc) {
+			return fmt.Errorf("lease owner %q", owner)
+		}
+		return nil
+	})
 }
