@@ -11,7 +11,8 @@
 //	                                 crossCertificatePair (forward: issued to the CA)
 //	uid=<serial>,cn=<ca>,ou=ca,<base> one entry per current certificate (userCertificate)
 //	ou=<code>,ou=departments,<base>  departments; their people (inetOrgPerson + pkiUser)
-//	                                 and applications (applicationProcess) below them
+//	                                 and applications (applicationProcess, and
+//	                                 extensibleObject for their mail) below them
 //	cn=<name>,ou=services,<base>     registered service endpoints
 //
 // Entries live in dir_entries and, for searches, in an in-memory copy that
@@ -27,6 +28,8 @@
 // dir_changes with a cursor and a lease per server (dir_targets); each push
 // writes an entry's whole current state, so a push repeated after a crash
 // is harmless, and an outage only delays them (back-off up to a minute).
+// An entry a server refuses for what it is (schema, constraint, naming) is
+// recorded in dir_refused and skipped, and tried again later.
 //
 // Anonymous clients read and filter on the public attributes only
 // (directory.public_attributes); a bind with a name and no password is

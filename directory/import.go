@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/mail"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -146,10 +148,16 @@ func (im *Import) validate() error {
 		if p.UID == "" || p.Name == "" || p.Department == "" {
 			errs = append(errs, fmt.Errorf("people[%d]: uid, name and department are required", i))
 		}
+		if err := checkMail(p.Mail); err != nil {
+			errs = append(errs, fmt.Errorf("people[%d]: %w", i, err))
+		}
 	}
 	for i, a := range im.Applications {
 		if a.Name == "" || a.Department == "" {
 			errs = append(errs, fmt.Errorf("applications[%d]: name and department are required", i))
+		}
+		if err := checkMail(a.Mail); err != nil {
+			errs = append(errs, fmt.Errorf("applications[%d]: %w", i, err))
 		}
 	}
 	for i, s := range im.Services {
@@ -159,6 +167,31 @@ func (im *Import) validate() error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrImport, errors.Join(errs...))
+	}
+	return nil
+}
+
+// maxMailLength is the upper bound of the mail attribute (RFC 4524 §2.16).
+const maxMailLength = 256
+
+// checkMail accepts an empty mail or one RFC 5322 addr-spec in the
+// mail attribute's syntax, IA5String (RFC 4524 §2.16): ASCII only, so an
+// address that LDAP servers would refuse (invalidAttributeSyntax) is
+// refused here, at import, rather than by every external server.
+func checkMail(m string) error {
+	if m == "" {
+		return nil
+	}
+	for _, r := range m {
+		if r > unicode.MaxASCII {
+			return fmt.Errorf("mail %q: not ASCII (the LDAP mail attribute is an IA5String, RFC 4524 §2.16; write the domain in its xn-- form)", m)
+		}
+	}
+	if len(m) > maxMailLength {
+		return fmt.Errorf("mail %.40q...: longer than %d characters (RFC 4524 §2.16)", m, maxMailLength)
+	}
+	if a, err := mail.ParseAddress(m); err != nil || a.Name != "" || a.Address != m {
+		return fmt.Errorf("mail %q: not an e-mail address (local-part@domain)", m)
 	}
 	return nil
 }
@@ -255,7 +288,15 @@ func (s *Service) Load(ctx context.Context, actor string, im *Import) (*ImportRe
 			if err := parent(a.Department); err != nil {
 				return err
 			}
-			e, err := newEntry(rdn("cn", a.Name)+","+s.DepartmentDN(a.Department), KindApplication, "top", "applicationProcess")
+			// applicationProcess does not allow mail (RFC 4519 §3.2) and
+			// no auxiliary class of the standard schemas (core, cosine,
+			// inetOrgPerson; 389-ds alike) does but extensibleObject
+			// (RFC 4512 §4.3), which every LDAP server knows.
+			ocs := []string{"top", "applicationProcess"}
+			if a.Mail != "" {
+				ocs = append(ocs, "extensibleObject")
+			}
+			e, err := newEntry(rdn("cn", a.Name)+","+s.DepartmentDN(a.Department), KindApplication, ocs...)
 			if err != nil {
 				return err
 			}
@@ -291,9 +332,11 @@ func (s *Service) Load(ctx context.Context, actor string, im *Import) (*ImportRe
 }
 
 // APIRoutes implements node.APIRouter: POST /api/v1/directory/import with a
-// YAML (application/yaml) or CSV (text/csv) body.
+// YAML (application/yaml) or CSV (text/csv) body, and GET
+// /api/v1/directory/external, the state of the external servers' queues.
 func (s *Service) APIRoutes(mux *authz.Mux) {
 	mux.Handle("POST /api/v1/directory/import", authz.Rule{Action: actionImport}, s.handleImport)
+	mux.Handle("GET /api/v1/directory/external", authz.Rule{Action: actionReadPrivate}, s.handleExternal)
 }
 
 func (s *Service) handleImport(w http.ResponseWriter, r *http.Request) error {
