@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -269,7 +270,43 @@ func (s *Service) handleSearch(k sessionKey, w *gldap.ResponseWriter, r *gldap.R
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	found, err := s.tree.search(ctx, norm, int(m.Scope), f, visible)
+
+	var paging *gldap.ControlPaging
+	for _, c := range m.Controls {
+		if p, ok := c.(*gldap.ControlPaging); ok {
+			paging = p
+		}
+	}
+	// The tree is walked only as far as the answer needs: start entries
+	// skipped (paging), size sent, and one more to tell whether the limit
+	// cut the answer short.
+	start, size := 0, s.cfg.SizeLimit
+	if paging != nil {
+		// RFC 2696 §3: the page size replaces the size limit per page.
+		var ok bool
+		if start, ok = s.pageStart(paging.Cookie, m); !ok {
+			done.SetResultCode(gldap.ResultUnwillingToPerform)
+			done.SetDiagnosticMessage("invalid paging cookie")
+			_ = w.Write(done)
+			return
+		}
+		if n := int(paging.PagingSize); n > 0 && n < size {
+			size = n
+		}
+		if paging.PagingSize == 0 && len(paging.Cookie) > 0 {
+			// A page size of 0 abandons the paged search (RFC 2696 §3).
+			done.SetControls(&gldap.ControlPaging{})
+			_ = w.Write(done)
+			return
+		}
+	} else if m.SizeLimit > 0 && int(m.SizeLimit) < size {
+		size = int(m.SizeLimit)
+	}
+	want := math.MaxInt
+	if start < math.MaxInt-size-1 {
+		want = start + size + 1
+	}
+	found, err := s.tree.search(ctx, norm, int(m.Scope), f, visible, want)
 	switch {
 	case errors.Is(err, errNoSuchObject):
 		done.SetResultCode(gldap.ResultNoSuchObject)
@@ -279,49 +316,23 @@ func (s *Service) handleSearch(k sessionKey, w *gldap.ResponseWriter, r *gldap.R
 	case err != nil:
 		done.SetResultCode(gldap.ResultTimeLimitExceeded)
 	}
-
-	var paging *gldap.ControlPaging
-	for _, c := range m.Controls {
-		if p, ok := c.(*gldap.ControlPaging); ok {
-			paging = p
-		}
+	found = found[min(start, len(found)):]
+	more := len(found) > size
+	if more {
+		found = found[:size]
 	}
-	sizeLimit := s.cfg.SizeLimit
-	if paging != nil {
-		// RFC 2696 §3: the page size replaces the size limit per page.
-		start, ok := s.pageStart(paging.Cookie, m)
-		if !ok {
-			done.SetResultCode(gldap.ResultUnwillingToPerform)
-			done.SetDiagnosticMessage("invalid paging cookie")
-			_ = w.Write(done)
-			return
-		}
-		size := int(paging.PagingSize)
-		if size <= 0 || size > sizeLimit {
-			size = sizeLimit
-		}
-		if paging.PagingSize == 0 && len(paging.Cookie) > 0 {
-			// A page size of 0 abandons the paged search (RFC 2696 §3).
-			found, size = nil, 0
-		}
-		found = found[min(start, len(found)):]
+	switch {
+	case paging != nil:
 		next := &gldap.ControlPaging{}
-		if len(found) > size {
-			found = found[:size]
+		if more {
 			next.Cookie = s.pageCookie(start+size, m)
 		}
 		done.SetControls(next)
-	} else {
-		if m.SizeLimit > 0 && int(m.SizeLimit) < sizeLimit {
-			sizeLimit = int(m.SizeLimit)
-		}
-		if len(found) > sizeLimit {
-			found = found[:sizeLimit]
-			done.SetResultCode(gldap.ResultSizeLimitExceeded)
-		}
+	case more:
+		done.SetResultCode(gldap.ResultSizeLimitExceeded)
 	}
-	for i, e := range found {
-		if i%256 == 255 && ctx.Err() != nil {
+	for _, e := range found {
+		if ctx.Err() != nil {
 			done.SetResultCode(gldap.ResultTimeLimitExceeded)
 			break
 		}
