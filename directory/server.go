@@ -7,11 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jimlambrt/gldap"
@@ -36,6 +41,8 @@ type session struct {
 	tls       bool
 	principal *authz.Principal
 	private   bool // may read every attribute
+
+	conn *ldapConn // kept when a bind or StartTLS replaces the session
 }
 
 func (s *Service) session(k sessionKey) *session {
@@ -43,7 +50,7 @@ func (s *Service) session(k sessionKey) *session {
 	defer s.sessMu.Unlock()
 	ss, ok := s.sessions[k]
 	if !ok {
-		ss = &session{tls: k.server == 1}
+		ss = &session{tls: k.server == 1, conn: &ldapConn{}}
 		s.sessions[k] = ss
 	}
 	return ss
@@ -52,7 +59,124 @@ func (s *Service) session(k sessionKey) *session {
 func (s *Service) setSession(k sessionKey, ss *session) {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
+	if old, ok := s.sessions[k]; ok && ss.conn == nil {
+		ss.conn = old.conn
+	}
+	if ss.conn == nil {
+		ss.conn = &ldapConn{}
+	}
 	s.sessions[k] = ss
+}
+
+// attach returns the state of r's connection, registering the connection
+// at its first request; over reports that the connection made the
+// listeners hold more than directory.max_connections.
+func (s *Service) attach(k sessionKey, r *gldap.Request) (c *ldapConn, over bool) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if ss, ok := s.sessions[k]; ok {
+		return ss.conn, false
+	}
+	// Read once, under sessMu: a StartTLS later on this connection, which
+	// replaces gldap's copy, goes through here first (see rawConn).
+	c = &ldapConn{raw: rawConn(r)}
+	if c.raw == nil && !rawConnMissing.Swap(true) {
+		s.env.Logger.Error("ldap: gldap hides the connection under its requests; write and idle timeouts are off")
+	}
+	s.sessions[k] = &session{tls: k.server == 1, conn: c}
+	return c, len(s.sessions) > s.cfg.MaxConnections
+}
+
+// ldapConn is what bounds the goroutines, memory and time one client can
+// hold: gldap reads requests as fast as they come and runs each in a
+// goroutine of its own, and without a deadline a response to a client
+// that does not read blocks that goroutine, and every one after it, for
+// ever.
+type ldapConn struct {
+	raw     net.Conn     // nil if gldap's layout changed (rawConn)
+	ops     atomic.Int32 // operations in progress
+	pending atomic.Int32 // requests received and not yet answered
+	wmu     sync.Mutex   // one response at a time, under its own deadline
+	closed  atomic.Bool
+}
+
+// close drops the connection: gldap's reader fails and stops, and every
+// handler still writing fails at once.
+func (c *ldapConn) close() {
+	if c.closed.Swap(true) || c.raw == nil {
+		return
+	}
+	_ = c.raw.Close()
+}
+
+// touch pushes the idle deadline back: the connection is in use.
+func (c *ldapConn) touch(idle time.Duration) {
+	if c.raw != nil {
+		_ = c.raw.SetReadDeadline(time.Now().Add(idle))
+	}
+}
+
+// rawConn returns the network connection under r. gldap (v0.1.14) keeps it
+// in the unexported Request.conn.netConn and offers neither a listener
+// hook nor per-response deadlines, so it is read by reflection; the field
+// is written only when the connection is made and by StartTLS, which gldap
+// runs on its reader goroutine after attach has read it. A gldap whose
+// layout differs gives nil, which is logged, and TestLDAPWriteTimeout and
+// TestLDAPIdleTimeout fail.
+func rawConn(r *gldap.Request) net.Conn {
+	v := reflect.ValueOf(r).Elem().FieldByName("conn")
+	if !v.IsValid() || v.Kind() != reflect.Pointer || v.IsNil() {
+		return nil
+	}
+	f := v.Elem().FieldByName("netConn")
+	if !f.IsValid() || f.Type() != reflect.TypeFor[net.Conn]() {
+		return nil
+	}
+	c, _ := reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Interface().(net.Conn)
+	return c
+}
+
+// rawConnMissing: rawConn found no connection once (logged once).
+var rawConnMissing atomic.Bool
+
+// responder is what handlers write their responses to.
+type responder interface {
+	Write(gldap.Response) error
+}
+
+// deadlineWriter writes each response within directory.write_timeout,
+// one at a time, and closes the connection of a client that does not
+// read: the response that timed out, and every one queued behind it, then
+// fail at once instead of holding their goroutines.
+type deadlineWriter struct {
+	w       *gldap.ResponseWriter
+	c       *ldapConn
+	timeout time.Duration
+	idle    time.Duration
+}
+
+var errConnClosed = errors.New("directory: LDAP connection closed")
+
+func (d *deadlineWriter) Write(resp gldap.Response) error {
+	d.c.wmu.Lock()
+	defer d.c.wmu.Unlock()
+	if d.c.closed.Load() {
+		return errConnClosed
+	}
+	if d.c.raw != nil {
+		_ = d.c.raw.SetWriteDeadline(time.Now().Add(d.timeout))
+	}
+	if err := d.w.Write(resp); err != nil {
+		d.c.close()
+		return err
+	}
+	d.c.touch(d.idle)
+	return nil
+}
+
+// reply is a result of operation app (its response's application code).
+func reply(r *gldap.Request, app, code int, msg string) gldap.Response {
+	return r.NewResponse(gldap.WithApplicationCode(app), gldap.WithResponseCode(code), gldap.WithDiagnosticMessage(msg))
 }
 
 // newServer returns a gldap server with the directory's handlers. idx
@@ -60,6 +184,9 @@ func (s *Service) setSession(k sessionKey, ss *session) {
 func (s *Service) newServer(idx int, startTLS *tls.Config, isTLS bool) (*gldap.Server, error) {
 	srv, err := gldap.NewServer(
 		gldap.WithLogger(hclog.New(&hclog.LoggerOptions{Name: "ldap", Level: hclog.Off})),
+		// The first deadline: a connection that sends nothing is closed
+		// after idle_timeout; each request and answer pushes it back.
+		gldap.WithReadTimeout(s.cfg.IdleTimeout),
 		gldap.WithOnClose(func(conn int) {
 			s.sessMu.Lock()
 			delete(s.sessions, sessionKey{idx, conn})
@@ -73,8 +200,14 @@ func (s *Service) newServer(idx int, startTLS *tls.Config, isTLS bool) (*gldap.S
 	if err != nil {
 		return nil, err
 	}
-	h := func(fn func(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request)) gldap.HandlerFunc {
-		return func(w *gldap.ResponseWriter, r *gldap.Request) {
+	maxOps := int32(s.cfg.MaxOperations)
+	// app is the application code of the operation's response (0: unbind,
+	// which has none).
+	h := func(app int, fn func(k sessionKey, w responder, r *gldap.Request)) gldap.HandlerFunc {
+		return func(gw *gldap.ResponseWriter, r *gldap.Request) {
+			k := sessionKey{idx, r.ConnectionID()}
+			c, over := s.attach(k, r)
+			w := &deadlineWriter{w: gw, c: c, timeout: s.cfg.WriteTimeout, idle: s.cfg.IdleTimeout}
 			// gldap runs handlers in goroutines of their own, outside its
 			// panic recovery: a panic here must not take the node down.
 			defer func() {
@@ -83,20 +216,47 @@ func (s *Service) newServer(idx int, startTLS *tls.Config, isTLS bool) (*gldap.S
 					_ = w.Write(r.NewResponse(gldap.WithResponseCode(gldap.ResultOther), gldap.WithDiagnosticMessage("internal error")))
 				}
 			}()
-			fn(sessionKey{idx, r.ConnectionID()}, w, r)
+			if c.closed.Load() {
+				return
+			}
+			defer c.pending.Add(-1)
+			if c.pending.Add(1) > 4*maxOps {
+				// Like OpenLDAP's conn_max_pending: the client sends
+				// faster than it reads its answers.
+				c.close()
+				return
+			}
+			c.touch(s.cfg.IdleTimeout)
+			if over {
+				if app != 0 {
+					_ = w.Write(reply(r, app, gldap.ResultBusy, "too many connections"))
+				}
+				c.close()
+				return
+			}
+			if app == 0 {
+				fn(k, w, r)
+				return
+			}
+			defer c.ops.Add(-1)
+			if c.ops.Add(1) > maxOps {
+				_ = w.Write(reply(r, app, gldap.ResultBusy, fmt.Sprintf("more than %d operations in progress on this connection", maxOps)))
+				return
+			}
+			fn(k, w, r)
 		}
 	}
 	errs := []error{
-		mux.Bind(h(s.handleBind)),
-		mux.Search(h(s.handleSearch)),
-		mux.Add(h(s.handleAdd)),
-		mux.Modify(h(s.handleModify)),
-		mux.Delete(h(s.handleDelete)),
-		mux.Unbind(h(func(sessionKey, *gldap.ResponseWriter, *gldap.Request) {})),
-		mux.ExtendedOperation(h(func(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+		mux.Bind(h(gldap.ApplicationBindResponse, s.handleBind)),
+		mux.Search(h(gldap.ApplicationSearchResultDone, s.handleSearch)),
+		mux.Add(h(gldap.ApplicationAddResponse, s.handleAdd)),
+		mux.Modify(h(gldap.ApplicationModifyResponse, s.handleModify)),
+		mux.Delete(h(gldap.ApplicationDelResponse, s.handleDelete)),
+		mux.Unbind(h(0, func(sessionKey, responder, *gldap.Request) {})),
+		mux.ExtendedOperation(h(gldap.ApplicationExtendedResponse, func(k sessionKey, w responder, r *gldap.Request) {
 			s.handleStartTLS(k, w, r, startTLS, isTLS)
 		}), gldap.ExtendedOperationStartTLS),
-		mux.DefaultRoute(h(func(_ sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+		mux.DefaultRoute(h(gldap.ApplicationExtendedResponse, func(_ sessionKey, w responder, r *gldap.Request) {
 			_ = w.Write(r.NewResponse(gldap.WithResponseCode(gldap.ResultUnwillingToPerform), gldap.WithDiagnosticMessage("operation not supported")))
 		})),
 	}
@@ -109,7 +269,7 @@ func (s *Service) newServer(idx int, startTLS *tls.Config, isTLS bool) (*gldap.S
 	return srv, nil
 }
 
-func (s *Service) handleStartTLS(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request, cfg *tls.Config, isTLS bool) {
+func (s *Service) handleStartTLS(k sessionKey, w responder, r *gldap.Request, cfg *tls.Config, isTLS bool) {
 	resp := r.NewExtendedResponse(gldap.WithResponseCode(gldap.ResultSuccess))
 	resp.SetResponseName(gldap.ExtendedOperationStartTLS)
 	switch {
@@ -142,7 +302,7 @@ func (s *Service) handleStartTLS(k sessionKey, w *gldap.ResponseWriter, r *gldap
 // a name with an empty password is an unauthenticated bind and is refused
 // (RFC 4513 §5.1.2, §6.3.1); otherwise the password is a govtrust API token
 // of the account the DN names (cn=<account>,ou=accounts,<base>).
-func (s *Service) handleBind(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+func (s *Service) handleBind(k sessionKey, w responder, r *gldap.Request) {
 	resp := r.NewBindResponse(gldap.WithResponseCode(gldap.ResultInvalidCredentials))
 	m, err := r.GetSimpleBindMessage()
 	if err != nil {
@@ -227,7 +387,7 @@ func (s *Service) rootDSE() *Entry {
 // session's view of attributes, enforcing the size and time limits (the
 // lower of the client's and the server's, RFC 4511 §4.5.1.4-5) and paging
 // (RFC 2696).
-func (s *Service) handleSearch(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+func (s *Service) handleSearch(k sessionKey, w responder, r *gldap.Request) {
 	done := r.NewSearchDoneResponse(gldap.WithResponseCode(gldap.ResultSuccess))
 	m, err := r.GetSearchMessage()
 	if err != nil {
@@ -344,7 +504,7 @@ func (s *Service) handleSearch(k sessionKey, w *gldap.ResponseWriter, r *gldap.R
 }
 
 // writeEntry sends e with the attributes m asks for that visible allows.
-func (s *Service) writeEntry(w *gldap.ResponseWriter, r *gldap.Request, dn string, e *Entry, m *gldap.SearchMessage, visible func(string) bool) error {
+func (s *Service) writeEntry(w responder, r *gldap.Request, dn string, e *Entry, m *gldap.SearchMessage, visible func(string) bool) error {
 	resp := r.NewSearchResponseEntry(dn)
 	all := len(m.Attributes) == 0 || slices.Contains(m.Attributes, "*")
 	var want map[string]bool
@@ -390,7 +550,7 @@ func (s *Service) pageStart(cookie []byte, m *gldap.SearchMessage) (int, bool) {
 
 // writer returns the principal allowed to write, or answers the request
 // with the refusal and returns nil.
-func (s *Service) writer(ctx context.Context, k sessionKey, dn string, w *gldap.ResponseWriter, r *gldap.Request, appCode int) *authz.Principal {
+func (s *Service) writer(ctx context.Context, k sessionKey, dn string, w responder, r *gldap.Request, appCode int) *authz.Principal {
 	ss := s.session(k)
 	refuse := func(code int, msg string) {
 		_ = w.Write(r.NewResponse(gldap.WithApplicationCode(appCode), gldap.WithResponseCode(code), gldap.WithDiagnosticMessage(msg)))
@@ -464,7 +624,7 @@ var (
 	errNoObjectClass = errors.New("directory: entry without objectClass")
 )
 
-func (s *Service) handleAdd(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+func (s *Service) handleAdd(k sessionKey, w responder, r *gldap.Request) {
 	m, err := r.GetAddMessage()
 	if err != nil {
 		_ = w.Write(r.NewResponse(gldap.WithApplicationCode(gldap.ApplicationAddResponse), gldap.WithResponseCode(gldap.ResultProtocolError)))
@@ -503,7 +663,7 @@ func (s *Service) handleAdd(k sessionKey, w *gldap.ResponseWriter, r *gldap.Requ
 	s.answerWrite(w, r, gldap.ApplicationAddResponse, err)
 }
 
-func (s *Service) handleModify(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+func (s *Service) handleModify(k sessionKey, w responder, r *gldap.Request) {
 	m, err := r.GetModifyMessage()
 	if err != nil {
 		_ = w.Write(r.NewModifyResponse(gldap.WithResponseCode(gldap.ResultProtocolError)))
@@ -556,7 +716,7 @@ func (s *Service) handleModify(k sessionKey, w *gldap.ResponseWriter, r *gldap.R
 	s.answerWrite(w, r, gldap.ApplicationModifyResponse, err)
 }
 
-func (s *Service) handleDelete(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+func (s *Service) handleDelete(k sessionKey, w responder, r *gldap.Request) {
 	m, err := r.GetDeleteMessage()
 	if err != nil {
 		_ = w.Write(r.NewResponse(gldap.WithApplicationCode(gldap.ApplicationDelResponse), gldap.WithResponseCode(gldap.ResultProtocolError)))
@@ -589,7 +749,7 @@ func (s *Service) writeRecord(p *authz.Principal, action, dn string) audit.Recor
 	return audit.Record{Actor: p.Actor(), Action: action, Object: "ldap/" + dn, Outcome: audit.Success, Details: map[string]any{"via": "ldap"}}
 }
 
-func (s *Service) answerWrite(w *gldap.ResponseWriter, r *gldap.Request, app int, err error) {
+func (s *Service) answerWrite(w responder, r *gldap.Request, app int, err error) {
 	code, msg := gldap.ResultSuccess, ""
 	if err != nil {
 		code, msg = ldapCode(err)
