@@ -174,6 +174,44 @@ func (d *deadlineWriter) Write(resp gldap.Response) error {
 	return nil
 }
 
+// unavailableCritical returns the type of the first control of r that is
+// marked critical and that the server does not implement for r's
+// operation, "" if there is none: RFC 4511 §4.1.11 wants such an operation
+// refused with unavailableCriticalExtension, not run without its control
+// (an assertion, RFC 4528, on a modify would otherwise be dropped and the
+// modify run unconditionally). Paged results (RFC 2696) is the one control
+// implemented, for searches. gldap decodes a few controls it knows (paged
+// results, the password policy drafts, three of Microsoft's) into types
+// that drop the criticality; not implemented either, they are ignored as
+// if not critical.
+func unavailableCritical(r *gldap.Request) string {
+	var cs []gldap.Control
+	if m, err := r.GetSearchMessage(); err == nil {
+		cs = m.Controls
+	} else if m, err := r.GetModifyMessage(); err == nil {
+		cs = m.Controls
+	} else if m, err := r.GetAddMessage(); err == nil {
+		cs = m.Controls
+	} else if m, err := r.GetDeleteMessage(); err == nil {
+		cs = m.Controls
+	} else if m, err := r.GetSimpleBindMessage(); err == nil {
+		cs = m.Controls
+	}
+	for _, c := range cs {
+		switch c := c.(type) {
+		case *gldap.ControlString:
+			if c.Criticality {
+				return c.ControlType
+			}
+		case *gldap.ControlManageDsaIT:
+			if c.Criticality {
+				return c.GetControlType()
+			}
+		}
+	}
+	return ""
+}
+
 // reply is a result of operation app (its response's application code).
 func reply(r *gldap.Request, app, code int, msg string) gldap.Response {
 	return r.NewResponse(gldap.WithApplicationCode(app), gldap.WithResponseCode(code), gldap.WithDiagnosticMessage(msg))
@@ -241,6 +279,15 @@ func (s *Service) newServer(idx int, startTLS *tls.Config, isTLS bool) (*gldap.S
 			defer c.ops.Add(-1)
 			if c.ops.Add(1) > maxOps {
 				_ = w.Write(reply(r, app, gldap.ResultBusy, fmt.Sprintf("more than %d operations in progress on this connection", maxOps)))
+				return
+			}
+			if oid := unavailableCritical(r); oid != "" {
+				if app == gldap.ApplicationBindResponse {
+					// RFC 4511 §4.2.1: a bind request, answered or not,
+					// ends the authentication of earlier binds.
+					s.setSession(k, &session{tls: s.session(k).tls})
+				}
+				_ = w.Write(reply(r, app, gldap.ResultUnavailableCriticalExtension, "critical control "+oid+" is not supported"))
 				return
 			}
 			fn(k, w, r)

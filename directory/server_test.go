@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/govtrust/govtrust/directory"
+	"github.com/govtrust/govtrust/internal/testenv"
 )
 
 // searchPacket is a search request as a client pipelining without a
@@ -293,4 +296,113 @@ func TestLDAPIdleTimeout(t *testing.T) {
 	if _, err := l.Search(ldap.NewSearchRequest("ou=ca,dc=govtrust,dc=local", ldap.ScopeSingleLevel, 0, 0, 0, false, "(cn=sm2-root)", []string{"cn"}, nil)); err == nil {
 		t.Error("a connection idle for longer than idle_timeout still answered")
 	}
+}
+
+// TestLDAPCriticalControls: RFC 4511 §4.1.11. Every operation carrying a
+// critical control the server does not implement is refused with
+// unavailableCriticalExtension (12) and not performed: a server-side sort
+// or ManageDsaIT on a search, an assertion (RFC 4528) on a modify, unknown
+// controls on add, delete and bind. The same controls not marked critical
+// are ignored, and a critical paged-results control is honoured.
+func TestLDAPCriticalControls(t *testing.T) {
+	tn := startNode(t, t.TempDir(), "", "")
+	if _, err := tn.dirSvc.Load(context.Background(), "test", &directory.Import{
+		Departments: []directory.Department{{Code: "gaj", Name: "市公安局"}},
+		People:      []directory.Person{{UID: "zhangsan", Name: "张三", Department: "gaj", Title: "deputy"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	url := "ldap://" + tn.ldap
+	base := "dc=govtrust,dc=local"
+	person := "uid=zhangsan,ou=gaj,ou=departments," + base
+	admin := []string{"-D", "cn=sysadmin,ou=accounts," + base, "-w", tn.tokens["sysadmin"]}
+
+	t.Run("ldapsearch", func(t *testing.T) {
+		for _, tc := range []struct {
+			ext  []string
+			want string // "" for success
+		}{
+			{[]string{"-E", "!sss=cn"}, "Critical extension is unavailable (12)"},
+			{[]string{"-E", "sss=cn"}, ""},
+			{[]string{"-MM"}, "Critical extension is unavailable (12)"},
+			{[]string{"-M"}, ""},
+			{[]string{"-E", "!pr=2/noprompt"}, ""},
+		} {
+			args := append(slices.Clone(tc.ext), "-b", "ou=ca,"+base, "(objectClass=*)", "cn")
+			out, err := ldapsearch(t, url, args...)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("ldapsearch %v: %v", tc.ext, err)
+			case tc.want == "" && !strings.Contains(out, "cn: sm2-root"):
+				t.Errorf("ldapsearch %v: no entries:\n%s", tc.ext, out)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("ldapsearch %v: %v\n%s; want %q", tc.ext, err, out, tc.want)
+			}
+		}
+	})
+
+	title := func() string {
+		t.Helper()
+		out, err := ldapsearch(t, url, "-b", person, "-s", "base", "(objectClass=*)", "title")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	t.Run("ldapmodify assertion", func(t *testing.T) {
+		modify := func(ext ...string) (string, error) {
+			args := append([]string{"-x", "-H", url}, admin...)
+			cmd := exec.Command(testenv.LookPath(t, "ldapmodify"), append(args, ext...)...)
+			cmd.Stdin = strings.NewReader("dn: " + person + "\nchangetype: modify\nreplace: title\ntitle: chief\n")
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		// The assertion does not hold: were it ignored, the modify would run.
+		out, err := modify("-e", "!assert=(title=director)")
+		if err == nil || !strings.Contains(out, "Critical extension is unavailable (12)") {
+			t.Errorf("ldapmodify with a critical assertion: %v\n%s", err, out)
+		}
+		if got := title(); !strings.Contains(got, "title: deputy\n") {
+			t.Errorf("the modify ran although its critical assertion was refused:\n%s", got)
+		}
+		if out, err := modify("-e", "assert=(title=director)"); err != nil {
+			t.Errorf("ldapmodify with a non-critical assertion (ignored): %v\n%s", err, out)
+		}
+		if got := title(); strings.Contains(got, "title: deputy\n") {
+			t.Errorf("modify with a non-critical control not performed:\n%s", got)
+		}
+	})
+
+	t.Run("add, delete and bind", func(t *testing.T) {
+		l, err := ldap.DialURL(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		unknown := []ldap.Control{ldap.NewControlString("1.3.6.1.4.1.99999.1", true, "")}
+		bind := &ldap.SimpleBindRequest{Username: "cn=sysadmin,ou=accounts," + base, Password: tn.tokens["sysadmin"], Controls: unknown}
+		if _, err := l.SimpleBind(bind); !ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) {
+			t.Errorf("bind with a critical unknown control: %v, want unavailableCriticalExtension", err)
+		}
+		if err := l.Bind("cn=sysadmin,ou=accounts,"+base, tn.tokens["sysadmin"]); err != nil {
+			t.Fatal(err)
+		}
+		add := ldap.NewAddRequest("ou=tmp,ou=departments,"+base, unknown)
+		add.Attribute("objectClass", []string{"top", "organizationalUnit"})
+		add.Attribute("ou", []string{"tmp"})
+		if err := l.Add(add); !ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) {
+			t.Errorf("add with a critical unknown control: %v, want unavailableCriticalExtension", err)
+		}
+		if err := l.Del(ldap.NewDelRequest(person, unknown)); !ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) {
+			t.Errorf("delete with a critical unknown control: %v, want unavailableCriticalExtension", err)
+		}
+		res, err := l.Search(ldap.NewSearchRequest("ou=departments,"+base, ldap.ScopeWholeSubtree, 0, 0, 0, false, "(|(ou=tmp)(uid=zhangsan))", []string{"1.1"}, nil))
+		if err != nil || len(res.Entries) != 1 || res.Entries[0].DN != person {
+			t.Errorf("after the refused add and delete: %v %v, want only %s", err, res, person)
+		}
+		add.Controls = []ldap.Control{ldap.NewControlString("1.3.6.1.4.1.99999.1", false, "")}
+		if err := l.Add(add); err != nil {
+			t.Errorf("add with a non-critical unknown control: %v", err)
+		}
+	})
 }
