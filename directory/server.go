@@ -18,6 +18,7 @@ import (
 	"time"
 	"unsafe"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/hashicorp/go-hclog"
 	"github.com/jimlambrt/gldap"
 
@@ -716,6 +717,13 @@ func (s *Service) handleModify(k sessionKey, w responder, r *gldap.Request) {
 		_ = w.Write(r.NewModifyResponse(gldap.WithResponseCode(gldap.ResultProtocolError)))
 		return
 	}
+	changes := make([][][]byte, len(m.Changes))
+	for i, c := range m.Changes {
+		if changes[i], err = modValues(c.Modification.Vals); err != nil {
+			_ = w.Write(r.NewModifyResponse(gldap.WithResponseCode(gldap.ResultProtocolError), gldap.WithDiagnosticMessage("malformed modification values")))
+			return
+		}
+	}
 	ctx := context.Background()
 	p := s.writer(ctx, k, m.DN, w, r, gldap.ApplicationModifyResponse)
 	if p == nil {
@@ -732,13 +740,10 @@ func (s *Service) handleModify(k sessionKey, w responder, r *gldap.Request) {
 		if err != nil || e == nil {
 			return errors.Join(err, errNoSuchObject)
 		}
-		for _, c := range m.Changes {
+		for i, c := range m.Changes {
 			n := schemaName(c.Modification.Type)
 			names = append(names, n)
-			var vals [][]byte
-			for _, v := range c.Modification.Vals {
-				vals = append(vals, []byte(v))
-			}
+			vals := changes[i]
 			switch c.Operation {
 			case gldap.AddAttribute:
 				e.Attrs[n] = append(e.Attrs[n], vals...)
@@ -761,6 +766,28 @@ func (s *Service) handleModify(k sessionKey, w responder, r *gldap.Request) {
 		return b.put(ctx, e)
 	})
 	s.answerWrite(w, r, gldap.ApplicationModifyResponse, err)
+}
+
+// modValues returns the values of one modification. gldap (v0.1.14) does
+// not decode them: it hands over the content of the modification's SET OF
+// values as one string, the BER of each value one after the other (and an
+// empty string for no values).
+func modValues(raw []string) ([][]byte, error) {
+	var out [][]byte
+	for _, set := range raw {
+		rd := strings.NewReader(set)
+		for rd.Len() > 0 {
+			p, err := ber.ReadPacket(rd)
+			if err != nil {
+				return nil, err
+			}
+			if p.ClassType != ber.ClassUniversal || p.TagType != ber.TypePrimitive || p.Tag != ber.TagOctetString {
+				return nil, errors.New("directory: modification value is not an OCTET STRING")
+			}
+			out = append(out, slices.Clone(p.Data.Bytes()))
+		}
+	}
+	return out, nil
 }
 
 func (s *Service) handleDelete(k sessionKey, w responder, r *gldap.Request) {
