@@ -6,12 +6,19 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
+	"net"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/hashicorp/go-hclog"
 	"github.com/jimlambrt/gldap"
 
@@ -35,6 +42,8 @@ type session struct {
 	tls       bool
 	principal *authz.Principal
 	private   bool // may read every attribute
+
+	conn *ldapConn // kept when a bind or StartTLS replaces the session
 }
 
 func (s *Service) session(k sessionKey) *session {
@@ -42,7 +51,7 @@ func (s *Service) session(k sessionKey) *session {
 	defer s.sessMu.Unlock()
 	ss, ok := s.sessions[k]
 	if !ok {
-		ss = &session{tls: k.server == 1}
+		ss = &session{tls: k.server == 1, conn: &ldapConn{}}
 		s.sessions[k] = ss
 	}
 	return ss
@@ -51,7 +60,162 @@ func (s *Service) session(k sessionKey) *session {
 func (s *Service) setSession(k sessionKey, ss *session) {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
+	if old, ok := s.sessions[k]; ok && ss.conn == nil {
+		ss.conn = old.conn
+	}
+	if ss.conn == nil {
+		ss.conn = &ldapConn{}
+	}
 	s.sessions[k] = ss
+}
+
+// attach returns the state of r's connection, registering the connection
+// at its first request; over reports that the connection made the
+// listeners hold more than directory.max_connections.
+func (s *Service) attach(k sessionKey, r *gldap.Request) (c *ldapConn, over bool) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if ss, ok := s.sessions[k]; ok {
+		return ss.conn, false
+	}
+	// Read once, under sessMu: a StartTLS later on this connection, which
+	// replaces gldap's copy, goes through here first (see rawConn).
+	c = &ldapConn{raw: rawConn(r)}
+	if c.raw == nil && !rawConnMissing.Swap(true) {
+		s.env.Logger.Error("ldap: gldap hides the connection under its requests; write and idle timeouts are off")
+	}
+	s.sessions[k] = &session{tls: k.server == 1, conn: c}
+	return c, len(s.sessions) > s.cfg.MaxConnections
+}
+
+// ldapConn is what bounds the goroutines, memory and time one client can
+// hold: gldap reads requests as fast as they come and runs each in a
+// goroutine of its own, and without a deadline a response to a client
+// that does not read blocks that goroutine, and every one after it, for
+// ever.
+type ldapConn struct {
+	raw     net.Conn     // nil if gldap's layout changed (rawConn)
+	ops     atomic.Int32 // operations in progress
+	pending atomic.Int32 // requests received and not yet answered
+	wmu     sync.Mutex   // one response at a time, under its own deadline
+	closed  atomic.Bool
+}
+
+// close drops the connection: gldap's reader fails and stops, and every
+// handler still writing fails at once.
+func (c *ldapConn) close() {
+	if c.closed.Swap(true) || c.raw == nil {
+		return
+	}
+	_ = c.raw.Close()
+}
+
+// touch pushes the idle deadline back: the connection is in use.
+func (c *ldapConn) touch(idle time.Duration) {
+	if c.raw != nil {
+		_ = c.raw.SetReadDeadline(time.Now().Add(idle))
+	}
+}
+
+// rawConn returns the network connection under r. gldap (v0.1.14) keeps it
+// in the unexported Request.conn.netConn and offers neither a listener
+// hook nor per-response deadlines, so it is read by reflection; the field
+// is written only when the connection is made and by StartTLS, which gldap
+// runs on its reader goroutine after attach has read it. A gldap whose
+// layout differs gives nil, which is logged, and TestLDAPWriteTimeout and
+// TestLDAPIdleTimeout fail.
+func rawConn(r *gldap.Request) net.Conn {
+	v := reflect.ValueOf(r).Elem().FieldByName("conn")
+	if !v.IsValid() || v.Kind() != reflect.Pointer || v.IsNil() {
+		return nil
+	}
+	f := v.Elem().FieldByName("netConn")
+	if !f.IsValid() || f.Type() != reflect.TypeFor[net.Conn]() {
+		return nil
+	}
+	c, _ := reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Interface().(net.Conn)
+	return c
+}
+
+// rawConnMissing: rawConn found no connection once (logged once).
+var rawConnMissing atomic.Bool
+
+// responder is what handlers write their responses to.
+type responder interface {
+	Write(gldap.Response) error
+}
+
+// deadlineWriter writes each response within directory.write_timeout,
+// one at a time, and closes the connection of a client that does not
+// read: the response that timed out, and every one queued behind it, then
+// fail at once instead of holding their goroutines.
+type deadlineWriter struct {
+	w       *gldap.ResponseWriter
+	c       *ldapConn
+	timeout time.Duration
+	idle    time.Duration
+}
+
+var errConnClosed = errors.New("directory: LDAP connection closed")
+
+func (d *deadlineWriter) Write(resp gldap.Response) error {
+	d.c.wmu.Lock()
+	defer d.c.wmu.Unlock()
+	if d.c.closed.Load() {
+		return errConnClosed
+	}
+	if d.c.raw != nil {
+		_ = d.c.raw.SetWriteDeadline(time.Now().Add(d.timeout))
+	}
+	if err := d.w.Write(resp); err != nil {
+		d.c.close()
+		return err
+	}
+	d.c.touch(d.idle)
+	return nil
+}
+
+// unavailableCritical returns the type of the first control of r that is
+// marked critical and that the server does not implement for r's
+// operation, "" if there is none: RFC 4511 §4.1.11 wants such an operation
+// refused with unavailableCriticalExtension, not run without its control
+// (an assertion, RFC 4528, on a modify would otherwise be dropped and the
+// modify run unconditionally). Paged results (RFC 2696) is the one control
+// implemented, for searches. gldap decodes a few controls it knows (paged
+// results, the password policy drafts, three of Microsoft's) into types
+// that drop the criticality; not implemented either, they are ignored as
+// if not critical.
+func unavailableCritical(r *gldap.Request) string {
+	var cs []gldap.Control
+	if m, err := r.GetSearchMessage(); err == nil {
+		cs = m.Controls
+	} else if m, err := r.GetModifyMessage(); err == nil {
+		cs = m.Controls
+	} else if m, err := r.GetAddMessage(); err == nil {
+		cs = m.Controls
+	} else if m, err := r.GetDeleteMessage(); err == nil {
+		cs = m.Controls
+	} else if m, err := r.GetSimpleBindMessage(); err == nil {
+		cs = m.Controls
+	}
+	for _, c := range cs {
+		switch c := c.(type) {
+		case *gldap.ControlString:
+			if c.Criticality {
+				return c.ControlType
+			}
+		case *gldap.ControlManageDsaIT:
+			if c.Criticality {
+				return c.GetControlType()
+			}
+		}
+	}
+	return ""
+}
+
+// reply is a result of operation app (its response's application code).
+func reply(r *gldap.Request, app, code int, msg string) gldap.Response {
+	return r.NewResponse(gldap.WithApplicationCode(app), gldap.WithResponseCode(code), gldap.WithDiagnosticMessage(msg))
 }
 
 // newServer returns a gldap server with the directory's handlers. idx
@@ -59,6 +223,9 @@ func (s *Service) setSession(k sessionKey, ss *session) {
 func (s *Service) newServer(idx int, startTLS *tls.Config, isTLS bool) (*gldap.Server, error) {
 	srv, err := gldap.NewServer(
 		gldap.WithLogger(hclog.New(&hclog.LoggerOptions{Name: "ldap", Level: hclog.Off})),
+		// The first deadline: a connection that sends nothing is closed
+		// after idle_timeout; each request and answer pushes it back.
+		gldap.WithReadTimeout(s.cfg.IdleTimeout),
 		gldap.WithOnClose(func(conn int) {
 			s.sessMu.Lock()
 			delete(s.sessions, sessionKey{idx, conn})
@@ -72,8 +239,14 @@ func (s *Service) newServer(idx int, startTLS *tls.Config, isTLS bool) (*gldap.S
 	if err != nil {
 		return nil, err
 	}
-	h := func(fn func(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request)) gldap.HandlerFunc {
-		return func(w *gldap.ResponseWriter, r *gldap.Request) {
+	maxOps := int32(s.cfg.MaxOperations)
+	// app is the application code of the operation's response (0: unbind,
+	// which has none).
+	h := func(app int, fn func(k sessionKey, w responder, r *gldap.Request)) gldap.HandlerFunc {
+		return func(gw *gldap.ResponseWriter, r *gldap.Request) {
+			k := sessionKey{idx, r.ConnectionID()}
+			c, over := s.attach(k, r)
+			w := &deadlineWriter{w: gw, c: c, timeout: s.cfg.WriteTimeout, idle: s.cfg.IdleTimeout}
 			// gldap runs handlers in goroutines of their own, outside its
 			// panic recovery: a panic here must not take the node down.
 			defer func() {
@@ -82,20 +255,56 @@ func (s *Service) newServer(idx int, startTLS *tls.Config, isTLS bool) (*gldap.S
 					_ = w.Write(r.NewResponse(gldap.WithResponseCode(gldap.ResultOther), gldap.WithDiagnosticMessage("internal error")))
 				}
 			}()
-			fn(sessionKey{idx, r.ConnectionID()}, w, r)
+			if c.closed.Load() {
+				return
+			}
+			defer c.pending.Add(-1)
+			if c.pending.Add(1) > 4*maxOps {
+				// Like OpenLDAP's conn_max_pending: the client sends
+				// faster than it reads its answers.
+				c.close()
+				return
+			}
+			c.touch(s.cfg.IdleTimeout)
+			if over {
+				if app != 0 {
+					_ = w.Write(reply(r, app, gldap.ResultBusy, "too many connections"))
+				}
+				c.close()
+				return
+			}
+			if app == 0 {
+				fn(k, w, r)
+				return
+			}
+			defer c.ops.Add(-1)
+			if c.ops.Add(1) > maxOps {
+				_ = w.Write(reply(r, app, gldap.ResultBusy, fmt.Sprintf("more than %d operations in progress on this connection", maxOps)))
+				return
+			}
+			if oid := unavailableCritical(r); oid != "" {
+				if app == gldap.ApplicationBindResponse {
+					// RFC 4511 §4.2.1: a bind request, answered or not,
+					// ends the authentication of earlier binds.
+					s.setSession(k, &session{tls: s.session(k).tls})
+				}
+				_ = w.Write(reply(r, app, gldap.ResultUnavailableCriticalExtension, "critical control "+oid+" is not supported"))
+				return
+			}
+			fn(k, w, r)
 		}
 	}
 	errs := []error{
-		mux.Bind(h(s.handleBind)),
-		mux.Search(h(s.handleSearch)),
-		mux.Add(h(s.handleAdd)),
-		mux.Modify(h(s.handleModify)),
-		mux.Delete(h(s.handleDelete)),
-		mux.Unbind(h(func(sessionKey, *gldap.ResponseWriter, *gldap.Request) {})),
-		mux.ExtendedOperation(h(func(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+		mux.Bind(h(gldap.ApplicationBindResponse, s.handleBind)),
+		mux.Search(h(gldap.ApplicationSearchResultDone, s.handleSearch)),
+		mux.Add(h(gldap.ApplicationAddResponse, s.handleAdd)),
+		mux.Modify(h(gldap.ApplicationModifyResponse, s.handleModify)),
+		mux.Delete(h(gldap.ApplicationDelResponse, s.handleDelete)),
+		mux.Unbind(h(0, func(sessionKey, responder, *gldap.Request) {})),
+		mux.ExtendedOperation(h(gldap.ApplicationExtendedResponse, func(k sessionKey, w responder, r *gldap.Request) {
 			s.handleStartTLS(k, w, r, startTLS, isTLS)
 		}), gldap.ExtendedOperationStartTLS),
-		mux.DefaultRoute(h(func(_ sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+		mux.DefaultRoute(h(gldap.ApplicationExtendedResponse, func(_ sessionKey, w responder, r *gldap.Request) {
 			_ = w.Write(r.NewResponse(gldap.WithResponseCode(gldap.ResultUnwillingToPerform), gldap.WithDiagnosticMessage("operation not supported")))
 		})),
 	}
@@ -108,7 +317,7 @@ func (s *Service) newServer(idx int, startTLS *tls.Config, isTLS bool) (*gldap.S
 	return srv, nil
 }
 
-func (s *Service) handleStartTLS(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request, cfg *tls.Config, isTLS bool) {
+func (s *Service) handleStartTLS(k sessionKey, w responder, r *gldap.Request, cfg *tls.Config, isTLS bool) {
 	resp := r.NewExtendedResponse(gldap.WithResponseCode(gldap.ResultSuccess))
 	resp.SetResponseName(gldap.ExtendedOperationStartTLS)
 	switch {
@@ -141,7 +350,7 @@ func (s *Service) handleStartTLS(k sessionKey, w *gldap.ResponseWriter, r *gldap
 // a name with an empty password is an unauthenticated bind and is refused
 // (RFC 4513 §5.1.2, §6.3.1); otherwise the password is a govtrust API token
 // of the account the DN names (cn=<account>,ou=accounts,<base>).
-func (s *Service) handleBind(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+func (s *Service) handleBind(k sessionKey, w responder, r *gldap.Request) {
 	resp := r.NewBindResponse(gldap.WithResponseCode(gldap.ResultInvalidCredentials))
 	m, err := r.GetSimpleBindMessage()
 	if err != nil {
@@ -226,7 +435,7 @@ func (s *Service) rootDSE() *Entry {
 // session's view of attributes, enforcing the size and time limits (the
 // lower of the client's and the server's, RFC 4511 §4.5.1.4-5) and paging
 // (RFC 2696).
-func (s *Service) handleSearch(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+func (s *Service) handleSearch(k sessionKey, w responder, r *gldap.Request) {
 	done := r.NewSearchDoneResponse(gldap.WithResponseCode(gldap.ResultSuccess))
 	m, err := r.GetSearchMessage()
 	if err != nil {
@@ -269,7 +478,43 @@ func (s *Service) handleSearch(k sessionKey, w *gldap.ResponseWriter, r *gldap.R
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	found, err := s.tree.search(ctx, norm, int(m.Scope), f, visible)
+
+	var paging *gldap.ControlPaging
+	for _, c := range m.Controls {
+		if p, ok := c.(*gldap.ControlPaging); ok {
+			paging = p
+		}
+	}
+	// The tree is walked only as far as the answer needs: start entries
+	// skipped (paging), size sent, and one more to tell whether the limit
+	// cut the answer short.
+	start, size := 0, s.cfg.SizeLimit
+	if paging != nil {
+		// RFC 2696 §3: the page size replaces the size limit per page.
+		var ok bool
+		if start, ok = s.pageStart(paging.Cookie, m); !ok {
+			done.SetResultCode(gldap.ResultUnwillingToPerform)
+			done.SetDiagnosticMessage("invalid paging cookie")
+			_ = w.Write(done)
+			return
+		}
+		if n := int(paging.PagingSize); n > 0 && n < size {
+			size = n
+		}
+		if paging.PagingSize == 0 && len(paging.Cookie) > 0 {
+			// A page size of 0 abandons the paged search (RFC 2696 §3).
+			done.SetControls(&gldap.ControlPaging{})
+			_ = w.Write(done)
+			return
+		}
+	} else if m.SizeLimit > 0 && int(m.SizeLimit) < size {
+		size = int(m.SizeLimit)
+	}
+	want := math.MaxInt
+	if start < math.MaxInt-size-1 {
+		want = start + size + 1
+	}
+	found, err := s.tree.search(ctx, norm, int(m.Scope), f, visible, want)
 	switch {
 	case errors.Is(err, errNoSuchObject):
 		done.SetResultCode(gldap.ResultNoSuchObject)
@@ -279,49 +524,23 @@ func (s *Service) handleSearch(k sessionKey, w *gldap.ResponseWriter, r *gldap.R
 	case err != nil:
 		done.SetResultCode(gldap.ResultTimeLimitExceeded)
 	}
-
-	var paging *gldap.ControlPaging
-	for _, c := range m.Controls {
-		if p, ok := c.(*gldap.ControlPaging); ok {
-			paging = p
-		}
+	found = found[min(start, len(found)):]
+	more := len(found) > size
+	if more {
+		found = found[:size]
 	}
-	sizeLimit := s.cfg.SizeLimit
-	if paging != nil {
-		// RFC 2696 §3: the page size replaces the size limit per page.
-		start, ok := s.pageStart(paging.Cookie, m)
-		if !ok {
-			done.SetResultCode(gldap.ResultUnwillingToPerform)
-			done.SetDiagnosticMessage("invalid paging cookie")
-			_ = w.Write(done)
-			return
-		}
-		size := int(paging.PagingSize)
-		if size <= 0 || size > sizeLimit {
-			size = sizeLimit
-		}
-		if paging.PagingSize == 0 && len(paging.Cookie) > 0 {
-			// A page size of 0 abandons the paged search (RFC 2696 §3).
-			found, size = nil, 0
-		}
-		found = found[min(start, len(found)):]
+	switch {
+	case paging != nil:
 		next := &gldap.ControlPaging{}
-		if len(found) > size {
-			found = found[:size]
+		if more {
 			next.Cookie = s.pageCookie(start+size, m)
 		}
 		done.SetControls(next)
-	} else {
-		if m.SizeLimit > 0 && int(m.SizeLimit) < sizeLimit {
-			sizeLimit = int(m.SizeLimit)
-		}
-		if len(found) > sizeLimit {
-			found = found[:sizeLimit]
-			done.SetResultCode(gldap.ResultSizeLimitExceeded)
-		}
+	case more:
+		done.SetResultCode(gldap.ResultSizeLimitExceeded)
 	}
-	for i, e := range found {
-		if i%256 == 255 && ctx.Err() != nil {
+	for _, e := range found {
+		if ctx.Err() != nil {
 			done.SetResultCode(gldap.ResultTimeLimitExceeded)
 			break
 		}
@@ -333,7 +552,7 @@ func (s *Service) handleSearch(k sessionKey, w *gldap.ResponseWriter, r *gldap.R
 }
 
 // writeEntry sends e with the attributes m asks for that visible allows.
-func (s *Service) writeEntry(w *gldap.ResponseWriter, r *gldap.Request, dn string, e *Entry, m *gldap.SearchMessage, visible func(string) bool) error {
+func (s *Service) writeEntry(w responder, r *gldap.Request, dn string, e *Entry, m *gldap.SearchMessage, visible func(string) bool) error {
 	resp := r.NewSearchResponseEntry(dn)
 	all := len(m.Attributes) == 0 || slices.Contains(m.Attributes, "*")
 	var want map[string]bool
@@ -379,7 +598,7 @@ func (s *Service) pageStart(cookie []byte, m *gldap.SearchMessage) (int, bool) {
 
 // writer returns the principal allowed to write, or answers the request
 // with the refusal and returns nil.
-func (s *Service) writer(ctx context.Context, k sessionKey, dn string, w *gldap.ResponseWriter, r *gldap.Request, appCode int) *authz.Principal {
+func (s *Service) writer(ctx context.Context, k sessionKey, dn string, w responder, r *gldap.Request, appCode int) *authz.Principal {
 	ss := s.session(k)
 	refuse := func(code int, msg string) {
 		_ = w.Write(r.NewResponse(gldap.WithApplicationCode(appCode), gldap.WithResponseCode(code), gldap.WithDiagnosticMessage(msg)))
@@ -453,7 +672,7 @@ var (
 	errNoObjectClass = errors.New("directory: entry without objectClass")
 )
 
-func (s *Service) handleAdd(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+func (s *Service) handleAdd(k sessionKey, w responder, r *gldap.Request) {
 	m, err := r.GetAddMessage()
 	if err != nil {
 		_ = w.Write(r.NewResponse(gldap.WithApplicationCode(gldap.ApplicationAddResponse), gldap.WithResponseCode(gldap.ResultProtocolError)))
@@ -492,11 +711,18 @@ func (s *Service) handleAdd(k sessionKey, w *gldap.ResponseWriter, r *gldap.Requ
 	s.answerWrite(w, r, gldap.ApplicationAddResponse, err)
 }
 
-func (s *Service) handleModify(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+func (s *Service) handleModify(k sessionKey, w responder, r *gldap.Request) {
 	m, err := r.GetModifyMessage()
 	if err != nil {
 		_ = w.Write(r.NewModifyResponse(gldap.WithResponseCode(gldap.ResultProtocolError)))
 		return
+	}
+	changes := make([][][]byte, len(m.Changes))
+	for i, c := range m.Changes {
+		if changes[i], err = modValues(c.Modification.Vals); err != nil {
+			_ = w.Write(r.NewModifyResponse(gldap.WithResponseCode(gldap.ResultProtocolError), gldap.WithDiagnosticMessage("malformed modification values")))
+			return
+		}
 	}
 	ctx := context.Background()
 	p := s.writer(ctx, k, m.DN, w, r, gldap.ApplicationModifyResponse)
@@ -514,13 +740,10 @@ func (s *Service) handleModify(k sessionKey, w *gldap.ResponseWriter, r *gldap.R
 		if err != nil || e == nil {
 			return errors.Join(err, errNoSuchObject)
 		}
-		for _, c := range m.Changes {
+		for i, c := range m.Changes {
 			n := schemaName(c.Modification.Type)
 			names = append(names, n)
-			var vals [][]byte
-			for _, v := range c.Modification.Vals {
-				vals = append(vals, []byte(v))
-			}
+			vals := changes[i]
 			switch c.Operation {
 			case gldap.AddAttribute:
 				e.Attrs[n] = append(e.Attrs[n], vals...)
@@ -545,7 +768,29 @@ func (s *Service) handleModify(k sessionKey, w *gldap.ResponseWriter, r *gldap.R
 	s.answerWrite(w, r, gldap.ApplicationModifyResponse, err)
 }
 
-func (s *Service) handleDelete(k sessionKey, w *gldap.ResponseWriter, r *gldap.Request) {
+// modValues returns the values of one modification. gldap (v0.1.14) does
+// not decode them: it hands over the content of the modification's SET OF
+// values as one string, the BER of each value one after the other (and an
+// empty string for no values).
+func modValues(raw []string) ([][]byte, error) {
+	var out [][]byte
+	for _, set := range raw {
+		rd := strings.NewReader(set)
+		for rd.Len() > 0 {
+			p, err := ber.ReadPacket(rd)
+			if err != nil {
+				return nil, err
+			}
+			if p.ClassType != ber.ClassUniversal || p.TagType != ber.TypePrimitive || p.Tag != ber.TagOctetString {
+				return nil, errors.New("directory: modification value is not an OCTET STRING")
+			}
+			out = append(out, slices.Clone(p.Data.Bytes()))
+		}
+	}
+	return out, nil
+}
+
+func (s *Service) handleDelete(k sessionKey, w responder, r *gldap.Request) {
 	m, err := r.GetDeleteMessage()
 	if err != nil {
 		_ = w.Write(r.NewResponse(gldap.WithApplicationCode(gldap.ApplicationDelResponse), gldap.WithResponseCode(gldap.ResultProtocolError)))
@@ -578,7 +823,7 @@ func (s *Service) writeRecord(p *authz.Principal, action, dn string) audit.Recor
 	return audit.Record{Actor: p.Actor(), Action: action, Object: "ldap/" + dn, Outcome: audit.Success, Details: map[string]any{"via": "ldap"}}
 }
 
-func (s *Service) answerWrite(w *gldap.ResponseWriter, r *gldap.Request, app int, err error) {
+func (s *Service) answerWrite(w responder, r *gldap.Request, app int, err error) {
 	code, msg := gldap.ResultSuccess, ""
 	if err != nil {
 		code, msg = ldapCode(err)

@@ -126,9 +126,11 @@ const (
 var errNoSuchObject = errors.New("directory: no such object")
 
 // search returns the entries under base (norm) in scope that match f, in a
-// stable order, calling stop between entries so that a time limit can end
-// it (its error is returned with what was found so far).
-func (t *tree) search(ctx context.Context, base string, scope int, f *filter, visible func(string) bool) ([]*Entry, error) {
+// stable order, checking ctx between entries so that a time limit can end
+// it (its error is returned with what was found so far). It stops at max
+// entries: a caller that needs to know whether there were more asks for
+// one more than it will send.
+func (t *tree) search(ctx context.Context, base string, scope int, f *filter, visible func(string) bool, max int) ([]*Entry, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	root, ok := t.entries[base]
@@ -136,6 +138,9 @@ func (t *tree) search(ctx context.Context, base string, scope int, f *filter, vi
 		return nil, errNoSuchObject
 	}
 	var out []*Entry
+	if max <= 0 {
+		return nil, nil
+	}
 	if scope == scopeBase {
 		if root != nil && f.match(root, visible) {
 			out = append(out, root)
@@ -155,6 +160,9 @@ func (t *tree) search(ctx context.Context, base string, scope int, f *filter, vi
 		cands := slices.Clone(t.index[attr][string(v)])
 		slices.Sort(cands)
 		for _, n := range cands {
+			if len(out) == max {
+				break
+			}
 			if e := t.entries[n]; inScope(n) && f.match(e, visible) {
 				out = append(out, e)
 			}
@@ -165,6 +173,9 @@ func (t *tree) search(ctx context.Context, base string, scope int, f *filter, vi
 	steps := 0
 	walk = func(n string, depth int) error {
 		for _, c := range t.children[n] {
+			if len(out) == max {
+				return nil
+			}
 			steps++
 			if steps%1024 == 0 {
 				if err := ctx.Err(); err != nil {

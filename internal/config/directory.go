@@ -31,6 +31,20 @@ type DirectoryConfig struct {
 	// MaxRequestBytes caps one LDAP message (BER length); a longer one
 	// closes the connection before it is read.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// MaxConnections caps the LDAP connections open at once (LDAP and
+	// LDAPS together); a connection above it is answered busy and closed.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxOperations caps the operations one connection has in progress;
+	// a request above it is answered busy (51). A connection with four
+	// times as many requests unanswered (it does not read its answers) is
+	// closed.
+	MaxOperations int `yaml:"max_operations"`
+	// WriteTimeout is how long one response may wait for the client to
+	// read; a client that does not read in time is disconnected.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes a connection that neither sends a request nor
+	// receives an answer for this long.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// PublishInterval is how often the publisher looks at the CA's outbox
 	// and the external servers' queues when nothing woke it earlier.
 	PublishInterval time.Duration `yaml:"publish_interval"`
@@ -111,6 +125,18 @@ func (d *DirectoryConfig) Validate() error {
 	}
 	if d.MaxRequestBytes < 1024 || d.MaxRequestBytes > 64<<20 {
 		errs = append(errs, fmt.Errorf("directory.max_request_bytes: %d must be between 1024 and 67108864", d.MaxRequestBytes))
+	}
+	if d.MaxConnections < 1 || d.MaxConnections > 1000000 {
+		errs = append(errs, fmt.Errorf("directory.max_connections: %d must be between 1 and 1000000", d.MaxConnections))
+	}
+	if d.MaxOperations < 1 || d.MaxOperations > 1024 {
+		errs = append(errs, fmt.Errorf("directory.max_operations: %d must be between 1 and 1024", d.MaxOperations))
+	}
+	if d.WriteTimeout < 100*time.Millisecond || d.WriteTimeout > time.Hour {
+		errs = append(errs, fmt.Errorf("directory.write_timeout: %s must be between 100ms and 1h", d.WriteTimeout))
+	}
+	if d.IdleTimeout < time.Second || d.IdleTimeout > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("directory.idle_timeout: %s must be between 1s and 24h", d.IdleTimeout))
 	}
 	if d.PublishInterval < 10*time.Millisecond || d.PublishInterval > time.Hour {
 		errs = append(errs, fmt.Errorf("directory.publish_interval: %s must be between 10ms and 1h", d.PublishInterval))

@@ -21,6 +21,10 @@ func TestDirectoryValidate(t *testing.T) {
 		{"size limit", func(d *DirectoryConfig) { d.SizeLimit = 0 }, "directory.size_limit"},
 		{"time limit", func(d *DirectoryConfig) { d.TimeLimit = time.Millisecond }, "directory.time_limit"},
 		{"request size", func(d *DirectoryConfig) { d.MaxRequestBytes = 10 }, "directory.max_request_bytes"},
+		{"connections", func(d *DirectoryConfig) { d.MaxConnections = 0 }, "directory.max_connections"},
+		{"operations", func(d *DirectoryConfig) { d.MaxOperations = 0 }, "directory.max_operations"},
+		{"write timeout", func(d *DirectoryConfig) { d.WriteTimeout = 0 }, "directory.write_timeout"},
+		{"idle timeout", func(d *DirectoryConfig) { d.IdleTimeout = time.Millisecond }, "directory.idle_timeout"},
 		{"public attribute", func(d *DirectoryConfig) { d.PublicAttributes = []string{"cn;binary"} }, "directory.public_attributes"},
 		{"ldaps address", func(d *DirectoryConfig) { d.LDAPS = "nowhere" }, "directory.ldaps"},
 		{"external ok", func(d *DirectoryConfig) {
