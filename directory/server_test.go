@@ -502,3 +502,29 @@ func TestLDAPModifyValues(t *testing.T) {
 		t.Errorf("after the malformed modify: %q", got)
 	}
 }
+
+// TestLDAPIdleClientDoesNotHoldShutdown: the node stops at once although a
+// client holds an idle LDAP connection (gldap's Stop waits for every
+// connection; the service closes them).
+func TestLDAPIdleClientDoesNotHoldShutdown(t *testing.T) {
+	tn := startNode(t, t.TempDir(), "", "")
+	l, err := ldap.DialURL("ldap://" + tn.ldap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Search(ldap.NewSearchRequest("ou=ca,dc=govtrust,dc=local", ldap.ScopeSingleLevel, 0, 0, 0, false, "(cn=sm2-root)", []string{"cn"}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tn.n.Shutdown(context.Background()) }()
+	select {
+	case err := <-done:
+		tn.n = nil
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node's shutdown still waits for an idle LDAP client after 10 s (directory.idle_timeout is 5 min)")
+	}
+}

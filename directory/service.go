@@ -208,13 +208,29 @@ func (s *Service) Ready(ctx context.Context) error {
 }
 
 // Stop implements node.Service: it stops the LDAP servers and the
-// publishers.
+// publishers. gldap's Stop waits for every connection to end, so the
+// connections are closed meanwhile, those accepted during the wait too: an
+// idle client no longer holds the node's shutdown for directory.idle_timeout.
 func (s *Service) Stop(ctx context.Context) error {
 	var errs []error
 	for _, srv := range s.servers {
-		if err := srv.Stop(); err != nil {
-			errs = append(errs, err)
+		done := make(chan error, 1)
+		go func() { done <- srv.Stop() }()
+		s.closeConns()
+		tick := time.NewTicker(100 * time.Millisecond)
+	wait:
+		for {
+			select {
+			case err := <-done:
+				if err != nil {
+					errs = append(errs, err)
+				}
+				break wait
+			case <-tick.C:
+				s.closeConns()
+			}
 		}
+		tick.Stop()
 	}
 	s.servers = nil
 	if s.stopLoops != nil {
@@ -458,5 +474,16 @@ func (s *Service) serve(ctx context.Context, idx int, addr string, startTLS, lda
 			return "", fmt.Errorf("LDAP listener %s did not come up", addr)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// closeConns closes the network connection of every LDAP session.
+func (s *Service) closeConns() {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	for _, ss := range s.sessions {
+		if ss.conn != nil {
+			ss.conn.close()
+		}
 	}
 }
