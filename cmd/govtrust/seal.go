@@ -440,8 +440,11 @@ pages' right edges, its top at --y or centred.`,
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "prepared: %s (SM3 %s) with seal %q (%s); confirm on the agent\n", p.Document, p.DocumentHash, p.SealName, p.SealID)
-			sig, err := ag.Sign(ctx, agent.Request{Format: p.Format, Document: p.Document, DocumentHash: p.DocumentHash,
-				SealID: p.SealID, SealName: p.SealName, ToBeSigned: p.ToBeSigned})
+			ar := agent.Request{Format: p.Format, Document: p.Document, SealID: p.SealID, SealName: p.SealName, ToBeSigned: p.ToBeSigned, SignatureXML: p.SignatureXML}
+			if p.Format == seal.FormatSES {
+				ar.DocumentHash = p.DocumentHash // the agent checks it is the dataHash; for ofd and pdf it reads the hash itself
+			}
+			sig, err := ag.Sign(ctx, ar)
 			if err != nil {
 				return err
 			}
@@ -570,8 +573,9 @@ func newAgentCmd() *cobra.Command {
 It listens on the loopback interface only, opens the USB key through its
 PKCS#11 module and asks the PIN itself, on the terminal without echo (or reads
 --pin-file): the PIN never leaves this computer and the server never receives
-it nor the private key. For each request it shows the document name, its SM3
-and the seal, read from what is to be signed, and signs only after the
+it nor the private key. For each request it shows the document name, the seal
+and the hash it signs (for an OFD, the files its Signature.xml protects with
+their SM3), read from what is to be signed, and signs only after the
 official confirms on the terminal (--confirm tty) — or at once with
 --confirm auto, printing what it signed (unattended tests only). Web pages may
 call it only from the --origin values given.
@@ -684,7 +688,7 @@ func (o *agentOpts) run(cmd *cobra.Command) error {
 	confirm := func(s agent.Shown) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		desc := fmt.Sprintf("document %q\n  SM3 %s\n  seal %q (%s), format %s, time %s\n", s.Document, s.DocumentHash, s.SealName, s.SealID, s.Format, s.Time.UTC().Format(time.RFC3339))
+		desc := describeShown(s)
 		if tty == nil {
 			fmt.Fprintf(out, "signing %s", desc)
 			return true
@@ -714,6 +718,25 @@ func (o *agentOpts) run(cmd *cobra.Command) error {
 	}
 	fmt.Fprintln(out, "agent stopped")
 	return nil
+}
+
+// describeShown is what the agent shows the official for s.
+func describeShown(s agent.Shown) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "document %q\n", s.Document)
+	switch s.Format {
+	case agent.FormatOFD:
+		fmt.Fprintf(&b, "  Signature.xml %s, hash %s, protecting %d files:\n", s.Property, s.DocumentHash, len(s.References))
+		for _, r := range s.References {
+			fmt.Fprintf(&b, "    %s SM3 %s\n", r.File, r.SM3)
+		}
+	case agent.FormatPDF:
+		fmt.Fprintf(&b, "  hash of the signed byte range %s\n", s.DocumentHash)
+	default:
+		fmt.Fprintf(&b, "  document hash %s\n", s.DocumentHash)
+	}
+	fmt.Fprintf(&b, "  seal %q (%s), format %s, time %s\n", s.SealName, s.SealID, s.Format, s.Time.UTC().Format(time.RFC3339))
+	return b.String()
 }
 
 // findKey finds the signing key named by label or id among the keys

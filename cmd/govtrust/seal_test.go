@@ -226,6 +226,10 @@ func TestSealCommands(t *testing.T) {
 			!strings.Contains(got, `"notice.ofd"`) || !strings.Contains(got, "福州市数据管理局") {
 			t.Fatalf("agent output:\n%s", got)
 		}
+		// For an OFD, the files the signed Signature.xml protects.
+		if !strings.Contains(got, "Signature.xml /Doc_0/Signs/Sign_0/Signature.xml") || !strings.Contains(got, "/Doc_0/Pages/Page_1/Content.xml SM3 ") {
+			t.Fatalf("agent output without the OFD's references:\n%s", got)
+		}
 		if strings.Contains(got, "123456") {
 			t.Fatal("the agent printed the PIN")
 		}

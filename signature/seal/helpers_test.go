@@ -272,8 +272,7 @@ func (tn *testNode) sealVia(ag *agent.Client, tok, sealID string, req PrepareReq
 	if st := tn.call("POST", "/api/v1/seals/"+sealID+"/prepare", tok, req, &p); st != 200 {
 		return nil, st
 	}
-	sig, err := ag.Sign(context.Background(), agent.Request{Format: p.Format, Document: p.Document, DocumentHash: p.DocumentHash,
-		SealID: p.SealID, SealName: p.SealName, ToBeSigned: p.ToBeSigned})
+	sig, err := ag.Sign(context.Background(), agentRequest(&p))
 	if err != nil {
 		tn.t.Fatalf("agent: %v", err)
 	}
@@ -282,6 +281,16 @@ func (tn *testNode) sealVia(ag *agent.Client, tok, sealID string, req PrepareReq
 		tn.t.Fatalf("complete: %d", st)
 	}
 	return &out, 200
+}
+
+// agentRequest is what a caller sends the agent for p: the document hash
+// for a detached seal, Signature.xml for an OFD seal.
+func agentRequest(p *Prepared) agent.Request {
+	r := agent.Request{Format: p.Format, Document: p.Document, SealID: p.SealID, SealName: p.SealName, ToBeSigned: p.ToBeSigned, SignatureXML: p.SignatureXML}
+	if p.Format == FormatSES {
+		r.DocumentHash = p.DocumentHash
+	}
+	return r
 }
 
 func (tn *testNode) verify(tok string, req VerifyRequest) *Report {

@@ -167,6 +167,11 @@ func TestSealLifecycle(t *testing.T) {
 			found[0].References < 4 || len(found[0].StampPages) != 1 || found[0].StampPages[0] != "11" {
 			t.Fatalf("signatures %v %+v", err, found)
 		}
+		// The agent showed the files the signed Signature.xml protects.
+		if sh := shown[len(shown)-1]; sh.Format != FormatOFD || sh.Property != found[0].Path || len(sh.References) != found[0].References ||
+			sh.DocumentHash != sm3hex(found[0].SignatureXML) {
+			t.Fatalf("the agent showed %+v", sh)
+		}
 		mustValid(t, tn.verify(liTok, VerifyRequest{Format: FormatOFD, Document: out.Document}))
 		// A second seal appended to the same document.
 		out2, st := tn.sealVia(ag, zhangTok, rec.ID, PrepareRequest{Format: FormatOFD, Document: out.Document, Name: "notice.ofd", Certificate: pemOf(zhangCert), Page: 1, X: 20, Y: 200})

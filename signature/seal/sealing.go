@@ -154,6 +154,10 @@ type Prepared struct {
 	// attributes (SM2 the same way, or ECDSA P-256 over SHA-256).
 	ToBeSigned []byte    `json:"to_be_signed"`
 	Expires    time.Time `json:"expires"`
+
+	// SignatureXML is, for ofd, the Signature.xml whose hash ToBeSigned
+	// signs: the agent checks it and shows the files it protects.
+	SignatureXML []byte `json:"signature_xml,omitempty"`
 }
 
 type session struct {
@@ -298,6 +302,9 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 	}
 	sess.p = Prepared{Session: newID(12), Format: req.Format, SealID: r.ID, SealName: r.Name, Document: req.Name,
 		DocumentHash: hex.EncodeToString(docHash), ToBeSigned: raw, Expires: sess.expires}
+	if sess.ofd != nil {
+		sess.p.SignatureXML = sess.ofd.SignatureXML
+	}
 	s.sessions.put(sess, now)
 	return &sess.p, nil
 }

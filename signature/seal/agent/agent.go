@@ -6,53 +6,95 @@
 // computer; the server receives only signatures.
 //
 // What is shown is read from the bytes to be signed, not taken from the
-// caller's word: the agent parses the TBS_Sign (GB/T 38540 §7.3), shows
-// the seal's name and ID from the SESeal inside it and, for a detached
-// seal, checks that its dataHash is the document hash shown. Requests from
-// a browser must come from a configured origin (the Origin header), and
-// the Host header must name the loopback address, so that a web page
-// cannot reach the agent through DNS rebinding.
+// caller's word: the agent parses the TBS_Sign (GB/T 38540 §7.3) and shows
+// the seal's name and ID from the SESeal inside it. Its propertyInfo must
+// agree with the format: "file:NAME" for a detached seal (format ses),
+// whose dataHash must be the document hash given and shown; the package
+// path of Signature.xml for an OFD seal (format ofd), whose bytes come
+// with the request: the agent hashes them, checks that the hash is the
+// dataHash, and shows the files Signature.xml protects with their SM3. For
+// a PDF seal (format pdf) it parses the CMS signed attributes and shows the
+// seal and the messageDigest they carry. Any other format is refused. The
+// document's name is the only thing shown on the caller's word.
+//
+// Requests from a browser must come from a configured origin (the Origin
+// header), and the Host header must name the loopback address, so that a
+// web page cannot reach the agent through DNS rebinding.
 package agent
 
 import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/govtrust/govtrust/signature/pdf"
 	"github.com/govtrust/govtrust/signature/ses"
 )
 
+// Formats the agent signs.
+const (
+	FormatSES = "ses" // a detached SES_Signature: TBS_Sign over the document's hash
+	FormatOFD = "ofd" // an OFD seal: TBS_Sign over the hash of Signature.xml
+	FormatPDF = "pdf" // a PDF seal: the CMS signed attributes
+)
+
 // Request is what the server prepared and the agent is asked to sign.
 type Request struct {
-	Format       string `json:"format"`
-	Document     string `json:"document"`
-	DocumentHash string `json:"document_hash"` // hex
-	SealID       string `json:"seal_id"`
-	SealName     string `json:"seal_name"`
-	ToBeSigned   []byte `json:"to_be_signed"`
+	Format   string `json:"format"` // ses, ofd or pdf
+	Document string `json:"document"`
+	// DocumentHash (hex) is, for ses only, the document's hash: it must be
+	// the TBS_Sign's dataHash. For ofd and pdf the agent reads the hash
+	// from what is signed and this must be empty.
+	DocumentHash string `json:"document_hash,omitempty"`
+	// SealID, when given, must be the ID of the seal in ToBeSigned.
+	SealID     string `json:"seal_id,omitempty"`
+	SealName   string `json:"seal_name,omitempty"`
+	ToBeSigned []byte `json:"to_be_signed"`
+	// SignatureXML is, for ofd only, the Signature.xml the TBS_Sign's
+	// dataHash is the hash of (GB/T 33190 §18, GB/T 38540 §7.3).
+	SignatureXML []byte `json:"signature_xml,omitempty"`
 }
 
-// Shown is what the agent shows the official, read from ToBeSigned.
+// Reference is a file an OFD Signature.xml protects.
+type Reference struct {
+	File string // package path, absolute ("/Doc_0/Document.xml")
+	SM3  string // the CheckValue, hex
+}
+
+// Shown is what the agent shows the official, read from what is signed;
+// only Document, the document's name, is the caller's word.
 type Shown struct {
-	Document     string
+	Document string
+	// DocumentHash (hex) is the hash the signature binds: for ses the
+	// document's (SM3 for SM2 keys), for ofd that of Signature.xml, for
+	// pdf the messageDigest over the PDF's signed byte range.
 	DocumentHash string
 	SealID       string
 	SealName     string
 	Format       string
-	Property     string
-	Time         time.Time
+	// Property is the TBS_Sign's propertyInfo ("file:NAME", the path of
+	// Signature.xml), or for pdf "pdf-byte-range".
+	Property string
+	Time     time.Time
+	// References are, for ofd, the files Signature.xml protects, in its
+	// order, with their SM3.
+	References []Reference
 }
 
 // Config configures an agent.
@@ -150,34 +192,82 @@ var ErrDeclined = errors.New("agent: the official declined to sign")
 
 // Sign checks, shows and signs a request.
 func (a *Agent) Sign(req Request) ([]byte, error) {
-	if req.Format == "pdf" {
+	switch req.Format {
+	case FormatSES, FormatOFD:
+	case FormatPDF:
 		return a.signPDF(req)
+	default:
+		return nil, fmt.Errorf("agent: format %q: ses, ofd or pdf", req.Format)
 	}
 	tbs, err := ses.ParseTBS(req.ToBeSigned, ses.V4)
 	if err != nil {
 		return nil, fmt.Errorf("agent: what is to be signed is not a TBS_Sign: %w", err)
 	}
-	seal, err := ses.ParseSeal(tbs.Seal)
+	seal, err := a.sealOf(req, tbs.Seal)
+	if err != nil {
+		return nil, err
+	}
+	shown := Shown{Document: req.Document, DocumentHash: hex.EncodeToString(tbs.DataHash), SealID: seal.Info.ESID,
+		SealName: seal.Info.Property.Name, Format: req.Format, Property: tbs.PropertyInfo, Time: tbs.TimeInfo}
+	switch req.Format {
+	case FormatSES:
+		if !strings.HasPrefix(tbs.PropertyInfo, "file:") {
+			return nil, fmt.Errorf("agent: propertyInfo %q is not that of a detached seal (file:NAME): not format ses", tbs.PropertyInfo)
+		}
+		if req.SignatureXML != nil {
+			return nil, errors.New("agent: signature_xml goes with format ofd only")
+		}
+		want, err := hex.DecodeString(req.DocumentHash)
+		if err != nil || !bytes.Equal(want, tbs.DataHash) {
+			return nil, errors.New("agent: the document hash shown is not the one to be signed")
+		}
+	case FormatOFD:
+		if !isSignatureXMLPath(tbs.PropertyInfo) {
+			return nil, fmt.Errorf("agent: propertyInfo %q is not the package path of an OFD Signature.xml: not format ofd", tbs.PropertyInfo)
+		}
+		if req.DocumentHash != "" {
+			return nil, errors.New("agent: document_hash goes with format ses only: for ofd the agent hashes signature_xml")
+		}
+		if len(req.SignatureXML) == 0 {
+			return nil, errors.New("agent: format ofd needs signature_xml, the Signature.xml whose hash is signed")
+		}
+		alg, err := ses.AlgorithmFor(a.cfg.Signer.Public())
+		if err != nil {
+			return nil, fmt.Errorf("agent: USB key: %w", err)
+		}
+		if !bytes.Equal(ses.DataHash(alg, req.SignatureXML), tbs.DataHash) {
+			return nil, errors.New("agent: signature_xml is not the Signature.xml to be signed (its hash is not the dataHash)")
+		}
+		if shown.References, err = parseSignatureXML(req.SignatureXML, tbs.PropertyInfo); err != nil {
+			return nil, err
+		}
+	}
+	return a.confirmAndSign(req, shown)
+}
+
+// sealOf parses the seal to apply and checks that it lists this USB key's
+// certificate and, when the request names one, is that seal.
+func (a *Agent) sealOf(req Request, der []byte) (*ses.Seal, error) {
+	seal, err := ses.ParseSeal(der)
 	if err != nil {
 		return nil, fmt.Errorf("agent: the seal to apply: %w", err)
 	}
 	if !seal.Lists(a.cfg.Certificate) {
 		return nil, errors.New("agent: the seal does not list this USB key's certificate")
 	}
-	if req.Format == "ses" {
-		want, err := hex.DecodeString(req.DocumentHash)
-		if err != nil || !bytes.Equal(want, tbs.DataHash) {
-			return nil, errors.New("agent: the document hash shown is not the one to be signed")
-		}
+	if req.SealID != "" && req.SealID != seal.Info.ESID {
+		return nil, fmt.Errorf("agent: seal_id %q is not the seal to be applied (%s)", req.SealID, seal.Info.ESID)
 	}
-	shown := Shown{Document: req.Document, DocumentHash: req.DocumentHash, SealID: seal.Info.ESID, SealName: seal.Info.Property.Name,
-		Format: req.Format, Property: tbs.PropertyInfo, Time: tbs.TimeInfo}
-	return a.confirmAndSign(req, shown)
+	return seal, nil
 }
 
 // signPDF checks, shows and signs the CMS signed attributes of a PDF
-// seal: the seal shown is the one they carry (pdf.OIDAttrSeal).
+// seal: the seal shown is the one they carry (pdf.OIDAttrSeal), the hash
+// their messageDigest.
 func (a *Agent) signPDF(req Request) ([]byte, error) {
+	if req.DocumentHash != "" || req.SignatureXML != nil {
+		return nil, errors.New("agent: format pdf takes neither document_hash nor signature_xml: the agent shows the messageDigest it signs")
+	}
 	tbs, err := pdf.ParseToBeSigned(req.ToBeSigned)
 	if err != nil {
 		return nil, fmt.Errorf("agent: what is to be signed is not PDF signed attributes: %w", err)
@@ -185,16 +275,80 @@ func (a *Agent) signPDF(req Request) ([]byte, error) {
 	if tbs.Seal == nil {
 		return nil, errors.New("agent: the PDF signature names no seal")
 	}
-	seal, err := ses.ParseSeal(tbs.Seal)
+	seal, err := a.sealOf(req, tbs.Seal)
 	if err != nil {
-		return nil, fmt.Errorf("agent: the seal to apply: %w", err)
+		return nil, err
 	}
-	if !seal.Lists(a.cfg.Certificate) {
-		return nil, errors.New("agent: the seal does not list this USB key's certificate")
-	}
-	shown := Shown{Document: req.Document, DocumentHash: req.DocumentHash, SealID: seal.Info.ESID, SealName: seal.Info.Property.Name,
-		Format: req.Format, Property: "pdf-byte-range:" + hex.EncodeToString(tbs.Digest), Time: tbs.SigningTime}
+	shown := Shown{Document: req.Document, DocumentHash: hex.EncodeToString(tbs.Digest), SealID: seal.Info.ESID, SealName: seal.Info.Property.Name,
+		Format: req.Format, Property: "pdf-byte-range", Time: tbs.SigningTime}
 	return a.confirmAndSign(req, shown)
+}
+
+// isSignatureXMLPath reports whether p is an absolute, clean OFD package
+// path of a Signature.xml, as an OFD seal's propertyInfo is.
+func isSignatureXMLPath(p string) bool {
+	return strings.HasPrefix(p, "/") && path.Clean(p) == p && path.Base(p) == "Signature.xml" && utf8.ValidString(p)
+}
+
+// parseSignatureXML reads the files an OFD Signature.xml at sigPath
+// protects. It refuses what a reader could understand otherwise than the
+// agent shows it: several SignedInfo or References, a check method other
+// than SM3, a reference without one SM3 CheckValue, a file referenced
+// twice.
+func parseSignatureXML(b []byte, sigPath string) ([]Reference, error) {
+	var doc struct {
+		XMLName    xml.Name
+		SignedInfo []struct {
+			References []struct {
+				CheckMethod string `xml:"CheckMethod,attr"`
+				Reference   []struct {
+					FileRef    string   `xml:"FileRef,attr"`
+					CheckValue []string `xml:"CheckValue"`
+				} `xml:"Reference"`
+			} `xml:"References"`
+		} `xml:"SignedInfo"`
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("agent: signature_xml: "+format, args...)
+	}
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		return nil, bad("%v", err)
+	}
+	if doc.XMLName.Local != "Signature" {
+		return nil, bad("the root element is %s, not Signature", doc.XMLName.Local)
+	}
+	if len(doc.SignedInfo) != 1 || len(doc.SignedInfo[0].References) != 1 {
+		return nil, bad("one SignedInfo with one References expected")
+	}
+	refs := doc.SignedInfo[0].References[0]
+	if cm := refs.CheckMethod; cm != "" && !strings.EqualFold(cm, "SM3") && cm != "1.2.156.10197.1.401" {
+		return nil, bad("check method %q is not SM3", cm)
+	}
+	if len(refs.Reference) == 0 {
+		return nil, bad("no Reference: the signature would protect no file")
+	}
+	out := make([]Reference, 0, len(refs.Reference))
+	seen := make(map[string]bool, len(refs.Reference))
+	for _, r := range refs.Reference {
+		if strings.TrimSpace(r.FileRef) == "" || len(r.CheckValue) != 1 {
+			return nil, bad("a Reference needs a FileRef and one CheckValue")
+		}
+		h, err := base64.StdEncoding.DecodeString(strings.TrimSpace(r.CheckValue[0]))
+		if err != nil || len(h) != 32 {
+			return nil, bad("the CheckValue of %q is not a base64 SM3 hash", r.FileRef)
+		}
+		f := r.FileRef
+		if !strings.HasPrefix(f, "/") {
+			f = path.Join(path.Dir(sigPath), f)
+		}
+		f = path.Clean(f)
+		if seen[f] {
+			return nil, bad("%s is referenced twice", f)
+		}
+		seen[f] = true
+		out = append(out, Reference{File: f, SM3: hex.EncodeToString(h)})
+	}
+	return out, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -280,6 +434,6 @@ func (a *Agent) confirmAndSign(req Request, shown Shown) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: USB key: %w", err)
 	}
-	a.cfg.Logger.Info("agent: signed", "document", req.Document, "sm3", req.DocumentHash, "seal", shown.SealID)
+	a.cfg.Logger.Info("agent: signed", "document", req.Document, "format", shown.Format, "hash", shown.DocumentHash, "seal", shown.SealID)
 	return sig, nil
 }
