@@ -439,7 +439,7 @@ pages' right edges, its top at --y or centred.`,
 				}
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "prepared: %s (SM3 %s) with seal %q (%s); confirm on the agent\n", p.Document, p.DocumentHash, p.SealName, p.SealID)
+			fmt.Fprintf(cmd.ErrOrStderr(), "prepared: %s (hash %s) with seal %q (%s); confirm on the agent\n", p.Document, p.DocumentHash, p.SealName, p.SealID)
 			ar := agent.Request{Format: p.Format, Document: p.Document, SealID: p.SealID, SealName: p.SealName, ToBeSigned: p.ToBeSigned, SignatureXML: p.SignatureXML}
 			if p.Format == seal.FormatSES {
 				ar.DocumentHash = p.DocumentHash // the agent checks it is the dataHash; for ofd and pdf it reads the hash itself

@@ -6,7 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,6 +101,22 @@ func TestSealPDF(t *testing.T) {
 			}
 		})
 	}
+	// A detached seal by the ECDSA official: the agent checks the hash it
+	// shows against the dataHash, which is SHA-256 for an ECDSA signer.
+	t.Run("ecdsa detached", func(t *testing.T) {
+		var shown []agent.Shown
+		ag := startAgent(t, ecKey, ecCert, &shown)
+		doc := []byte("detached document sealed by an ECDSA official")
+		out, st := tn.sealVia(ag, zhangTok, rec.ID, PrepareRequest{Format: FormatSES, Document: doc, Name: "note.txt", Certificate: pemOf(ecCert)})
+		if st != 200 {
+			t.Fatalf("seal: %d", st)
+		}
+		sum := sha256.Sum256(doc)
+		if len(shown) != 1 || shown[0].DocumentHash != hex.EncodeToString(sum[:]) {
+			t.Fatalf("the agent showed %+v, want the SHA-256 of the document", shown)
+		}
+		mustValid(t, tn.verify(zhangTok, VerifyRequest{Format: FormatSES, Document: doc, Signature: out.Document}))
+	})
 	t.Run("not a PDF", func(t *testing.T) {
 		var p Prepared
 		if st := tn.call("POST", "/api/v1/seals/"+rec.ID+"/prepare", zhangTok, PrepareRequest{Format: FormatPDF, Document: []byte("not a pdf"),

@@ -147,7 +147,9 @@ type Prepared struct {
 	SealID   string `json:"seal_id"`
 	SealName string `json:"seal_name"`
 	Document string `json:"document"`
-	// DocumentHash is the SM3 of the document (hex), shown to the official.
+	// DocumentHash (hex) is shown to the official: for ses the dataHash the
+	// seal signature binds (SM3 of the document, or SHA-256 for an ECDSA
+	// signer), which the agent checks; otherwise the SM3 of the document.
 	DocumentHash string `json:"document_hash"`
 	// ToBeSigned is the DER TBS_Sign the USB key signs (SM2 with SM3 and
 	// the default user ID), or for pdf the DER SET OF the CMS signed
@@ -161,7 +163,10 @@ type Prepared struct {
 }
 
 type session struct {
-	p       Prepared
+	p Prepared
+	// docSM3 is the SM3 of the document (hex), for the audit record and
+	// the usage log.
+	docSM3  string
 	actor   string
 	account string
 	cert    []byte
@@ -240,6 +245,7 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 	sess := &session{actor: p.Actor(), account: p.Account.ID, cert: cert.Raw, subject: cert.Subject.String(), expires: now.Add(sessionTTL)}
 	var tbs *ses.TBS
 	var raw []byte
+	shownHash := docHash
 	switch req.Format {
 	case FormatSES:
 		h := docHash
@@ -250,6 +256,7 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 			h = ses.DataHash(alg, req.Document)
 		}
 		tbs = ses.NewTBS(r.DER, at, h, "file:"+asciiName(req.Name))
+		shownHash = h
 	case FormatOFD:
 		rp := req.position()
 		w := float64(r.parsed.Info.Picture.Width)
@@ -300,8 +307,9 @@ func (s *Service) Prepare(ctx context.Context, p *authz.Principal, id string, re
 			return nil, fmt.Errorf("%w: %v", ErrRequest, err)
 		}
 	}
+	sess.docSM3 = hex.EncodeToString(docHash)
 	sess.p = Prepared{Session: newID(12), Format: req.Format, SealID: r.ID, SealName: r.Name, Document: req.Name,
-		DocumentHash: hex.EncodeToString(docHash), ToBeSigned: raw, Expires: sess.expires}
+		DocumentHash: hex.EncodeToString(shownHash), ToBeSigned: raw, Expires: sess.expires}
 	if sess.ofd != nil {
 		sess.p.SignatureXML = sess.ofd.SignatureXML
 	}
@@ -460,14 +468,14 @@ func (s *Service) timestamp(ctx context.Context, profile string, h *cms.Hash, va
 // logUse audits the use of the seal and records it in its usage log.
 func (s *Service) logUse(ctx context.Context, p *authz.Principal, sess *session, out *Sealed) error {
 	rec := audit.Record{Actor: p.Actor(), Action: "seal.use", Object: "seal/" + sess.p.SealID, Outcome: audit.Success,
-		Details: map[string]any{"document": sess.p.Document, "sm3": sess.p.DocumentHash, "format": sess.p.Format, "signer": sess.subject, "usage": out.Usage}}
+		Details: map[string]any{"document": sess.p.Document, "sm3": sess.docSM3, "format": sess.p.Format, "signer": sess.subject, "usage": out.Usage}}
 	_, err := s.env.Audit.Do(ctx, s.env.DB, rec, func(tx *store.Tx) error {
 		ts := 0
 		if out.Timestamped {
 			ts = 1
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO seal_usage (id, seal_id, actor, signer, format, document, doc_hash, signed_at, timestamped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			out.Usage, sess.p.SealID, p.Actor(), sess.subject, sess.p.Format, sess.p.Document, sess.p.DocumentHash, out.SignedAt.Format(timeFormat), ts)
+			out.Usage, sess.p.SealID, p.Actor(), sess.subject, sess.p.Format, sess.p.Document, sess.docSM3, out.SignedAt.Format(timeFormat), ts)
 		return err
 	})
 	if err != nil {
