@@ -210,3 +210,68 @@ func hostCSR(t *testing.T, k *ecdsa.PrivateKey, host string) []byte {
 	}
 	return der
 }
+
+// TestKeyCompromiseOutsideRevoked: a keyCompromise report whose only
+// certificates of the key outside the reporter's authority are already
+// revoked blocks the key (no one can have it certified again, the
+// reporter neither) and refers nothing; and once a CA operator's sweep has
+// revoked them all and blocked the key, the reporter asking again refers
+// nothing either.
+func TestKeyCompromiseOutsideRevoked(t *testing.T) {
+	tn := startNode(t, t.TempDir())
+	tn.addAccount("operator", authz.BootstrapOrg, policy.Confidential, policy.RoleCAOperator)
+	a := tn.svc.lookup("ecdsa-issuing")
+	referrals := func() int {
+		return tn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'ca.key.compromise.referred'")
+	}
+	issue := func(key *ecdsa.PrivateKey, role, host string) (int, string) {
+		st, raw := tn.do("POST", "/api/v1/ca/"+a.id+"/certificates", role, IssueRequest{CSR: csrPEM(hostCSR(t, key, host)), Profile: "server-tls"}, nil)
+		var out IssueResponse
+		if st != http.StatusCreated || json.Unmarshal(raw, &out) != nil {
+			return st, string(raw)
+		}
+		return st, out.Serial
+	}
+
+	key := newECKey(t)
+	if st, op := issue(key, "operator", "op.example.gov.cn"); st != http.StatusCreated {
+		t.Fatalf("operator issue: %d %s", st, op)
+	} else if st, raw := tn.revoke(a.id, "operator", op, "superseded"); st != http.StatusOK {
+		t.Fatalf("supersede: %d %s", st, raw)
+	}
+	st, v1 := issue(key, "ra", "v1.example.gov.cn")
+	if st != http.StatusCreated {
+		t.Fatalf("ra issue: %d %s", st, v1)
+	}
+	before := referrals()
+	if st, raw := tn.revoke(a.id, "ra", v1, "keyCompromise"); st != http.StatusOK {
+		t.Fatalf("ra keyCompromise: %d %s", st, raw)
+	}
+	if st, s := issue(key, "ra", "again.example.gov.cn"); st == http.StatusCreated {
+		t.Errorf("the key the RA reported compromised was certified again to it (serial %s)", s)
+	}
+	if n := referrals(); n != before {
+		t.Errorf("%d referrals for a key whose only other certificate was already revoked", n-before)
+	}
+
+	// The operator's sweep blocked the key; the RA asking again refers nothing.
+	key2 := newECKey(t)
+	st, v2 := issue(key2, "ra", "v2.example.gov.cn")
+	if st != http.StatusCreated {
+		t.Fatalf("ra issue: %d %s", st, v2)
+	}
+	st, op2 := issue(key2, "operator", "op2.example.gov.cn")
+	if st != http.StatusCreated {
+		t.Fatalf("operator issue: %d %s", st, op2)
+	}
+	if st, raw := tn.revoke(a.id, "operator", op2, "keyCompromise"); st != http.StatusOK {
+		t.Fatalf("operator keyCompromise: %d %s", st, raw)
+	}
+	before = referrals()
+	if st, raw := tn.revoke(a.id, "ra", v2, "keyCompromise"); st != http.StatusOK {
+		t.Fatalf("ra asks again: %d %s", st, raw)
+	}
+	if n := referrals(); n != before {
+		t.Errorf("%d referrals after the operator's sweep had revoked every certificate of the key and blocked it", n-before)
+	}
+}

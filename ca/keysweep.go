@@ -39,7 +39,7 @@ import (
 // certificate it names only the other certificates of the key it could
 // revoke itself (the route's policy decision: its own, its organisation's
 // as a registration officer, any as a CA operator), and the key is blocked
-// only when no unexpired certificate of the key lies outside that
+// only when no good unexpired certificate of the key lies outside that
 // authority. Otherwise the certificates outside are left as they are,
 // listed in the answer (not_revoked) and referred to a CA operator: an
 // audit record (ca.key.compromise.referred, in the revocation's
@@ -182,11 +182,13 @@ func keyCerts(ctx context.Context, tx *store.Tx, c *certRow, status string, now 
 	return out, nil
 }
 
-// outsideAuthority returns the unexpired certificates of the key of c,
-// whatever their status, that a revoker limited by may could not revoke
-// itself (see "A report within the reporter's authority" above).
+// outsideAuthority returns the good unexpired certificates of the key of c
+// that a revoker limited by may could not revoke itself (see "A report
+// within the reporter's authority" above). A revoked certificate no longer
+// holds its key (checkKeyHolder reads it so too): it neither keeps the key
+// from being blocked nor is referred.
 func (s *Service) outsideAuthority(ctx context.Context, tx *store.Tx, c *certRow, may func(*certRow) bool) ([]*certRow, error) {
-	all, err := keyCerts(ctx, tx, c, "", s.env.Clock.Now())
+	all, err := keyCerts(ctx, tx, c, "good", s.env.Clock.Now())
 	if err != nil {
 		return nil, err
 	}
