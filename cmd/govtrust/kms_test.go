@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	crand "crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"database/sql"
 	encasn1 "encoding/asn1"
@@ -136,8 +135,8 @@ func (kn *kmcNode) account(name, org string, role policy.Role) {
 	kn.tokens[name] = tok
 }
 
-// bindCert binds the issuer and subject of certificate (PEM) to account
-// name, as a security administrator binds a person's certificate.
+// bindCert binds certificate (PEM) to account name, as a security
+// administrator binds a person's certificate (govtrust account bind-cert).
 func (kn *kmcNode) bindCert(name, certPEM string) {
 	kn.t.Helper()
 	az := kn.n.Env().Authz
@@ -146,11 +145,7 @@ func (kn *kmcNode) bindCert(name, certPEM string) {
 		kn.t.Fatal(err)
 	}
 	b, _ := pem.Decode([]byte(certPEM))
-	c, err := smx509.ParseCertificate(b.Bytes)
-	if err != nil {
-		kn.t.Fatal(err)
-	}
-	if err := az.BindCertificate(context.Background(), acc.ID, &x509.Certificate{Issuer: c.Issuer, Subject: c.Subject}); err != nil {
+	if err := az.BindCertificateDER(context.Background(), acc.ID, b.Bytes); err != nil {
 		kn.t.Fatal(err)
 	}
 }
@@ -1236,4 +1231,101 @@ func dualPairsBeforeMigration(t *testing.T, dbURL *string) {
 	if st, at, reason := kn.escrowOf(b.Encryption.Serial); st != kmc.StatusRevoked || reason != "superseded" || !strings.HasPrefix(at, "2026-01-01") {
 		t.Fatalf("escrow of %s: %s %q %q", b.Encryption.Serial, st, at, reason)
 	}
+}
+
+// TestKeyRecoveryJudicialRecipientByCertificate: the recipient of a judicial
+// recovery is the key recovery officer's certificate itself, as bound to
+// the officer's account (govtrust account bind-cert), not any certificate
+// with its issuer and subject: one a registration officer had the platform
+// CA issue with the officer's record for a key of its own is refused. A
+// binding made before bindings named their certificate names no recipient
+// and says so, and the node names how many there are at start.
+func TestKeyRecoveryJudicialRecipientByCertificate(t *testing.T) {
+	kn := startKMCNode(t, nil)
+	dir := t.TempDir()
+	kn.account("kro1", "demo", policy.RoleKeyRecovery)
+	kn.account("kro2", "demo", policy.RoleKeyRecovery)
+	kn.account("kro3", "demo", policy.RoleKeyRecovery)
+	kn.account("kro4", "demo", policy.RoleKeyRecovery)
+	_, csr, _ := sm2Subscriber(t, dir, "subscriber")
+	out := kn.dualIssue(csr, map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"})
+	path := "/api/v1/kmc/escrow/sm2-issuing/" + out.Encryption.Serial + "/recoveries"
+	ask := func(recipient string) (int, []byte) {
+		return kn.do("POST", path, "ra", kmc.RecoveryRequest{RecipientCertificate: recipient, Reason: "court order", CaseReference: "x"})
+	}
+
+	officerRecord := map[string]string{"CN": "李四", "id-card": "110105198001010016"}
+	_, kroCSR, _ := sm2Subscriber(t, dir, "kro3")
+	kroCert := kn.signCert(kroCSR, officerRecord)
+	certFile := filepath.Join(dir, "kro3.pem")
+	if err := os.WriteFile(certFile, []byte(kroCert.Certificate), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGovtrust(t, "account", "bind-cert", "--data", kn.dir, "kro3", certFile); !strings.Contains(got, "SHA-256 "+authz.CertFingerprint(pemCert(t, kroCert.Certificate).Raw)) {
+		t.Errorf("bind-cert: %s", got)
+	}
+	if out, code := govtrust(t, "account", "bind-cert", "--data", kn.dir, "kro4", certFile); code == 0 || !strings.Contains(out, "bound already") {
+		t.Errorf("the officer's certificate bound to a second account: %d %s", code, out)
+	}
+
+	// The registration officer has a certificate issued with the officer's
+	// record for its own key: same issuer, same subject.
+	_, raCSR, _ := sm2Subscriber(t, dir, "ra-own")
+	forged := kn.signCert(raCSR, officerRecord)
+	if a, b := pemCert(t, forged.Certificate), pemCert(t, kroCert.Certificate); a.Subject.String() != b.Subject.String() || a.Issuer.String() != b.Issuer.String() {
+		t.Fatalf("the certificates differ by name: %s / %s", a.Subject, b.Subject)
+	}
+	if st, raw := ask(forged.Certificate); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "nor bound to a key recovery officer") {
+		t.Errorf("a certificate with the officer's names for the RA's own key: %d %s", st, raw)
+	}
+	if n := kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'kms.key.recover' AND outcome = 'denied' AND details LIKE ?", "%"+forged.Serial+"%"); n != 1 {
+		t.Errorf("%d refusals naming the certificate audited", n)
+	}
+	var pend kmc.PendingRecovery
+	st, raw := ask(kroCert.Certificate)
+	if st != http.StatusAccepted || json.Unmarshal(raw, &pend) != nil || pend.Mode != kmc.ModeJudicial || pend.RecipientSerial != kroCert.Serial ||
+		!strings.Contains(pend.Summary, "key recovery officer kro3") {
+		t.Fatalf("the officer's own certificate: %d %s", st, raw)
+	}
+
+	// A binding of the older release, by issuer and subject only.
+	_, oldCSR, _ := sm2Subscriber(t, dir, "kro4")
+	oldCert := kn.signCert(oldCSR, map[string]string{"CN": "王五", "id-card": "110105198001010024"})
+	oc := pemCert(t, oldCert.Certificate)
+	acc, err := kn.n.Env().Authz.AccountByName(context.Background(), "kro4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kn.n.Env().DB.Exec(context.Background(), `INSERT INTO authz_cert_bindings (cert_sha256, issuer, subject, account_id, created_at, mac)
+		VALUES ('', ?, ?, ?, '2026-01-01T00:00:00Z', 'mac of the older release')`, oc.Issuer.String(), oc.Subject.String(), acc.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st, raw := ask(oldCert.Certificate); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "bind the officer's certificate again") {
+		t.Errorf("a certificate bound by issuer and subject only: %d %s", st, raw)
+	}
+	tokens := kn.tokens
+	if err := kn.n.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	kn = startNodeAt(t, kn.dir, nil, services()...)
+	kn.tokens = tokens
+	if logs := string(kn.logs.Bytes()); !strings.Contains(logs, "bind each certificate again with govtrust account bind-cert") || !strings.Contains(logs, `"count":1`) {
+		t.Errorf("no warning at start about the binding of the older release:\n%s", logs)
+	}
+	mustGovtrust(t, "account", "bind-cert", "--data", kn.dir, "kro4", writeFile(t, dir, "kro4.pem", oldCert.Certificate))
+	if n := kn.count("SELECT COUNT(*) FROM authz_cert_bindings WHERE cert_sha256 = ''"); n != 0 {
+		t.Errorf("%d bindings of the older release left after binding again", n)
+	}
+	if st, raw := ask(oldCert.Certificate); st != http.StatusAccepted {
+		t.Errorf("bound again: %d %s", st, raw)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -204,8 +204,9 @@ func sameSubscriber(enc, c *smx509.Certificate) bool {
 // platform CA (signature and the CA's record) and not be revoked (the
 // CA's record, read now); and it must be the subscriber's (ModeUser:
 // sameSubscriber) or bound to the account of an enabled key recovery
-// officer (ModeJudicial: internal/authz certificate bindings). Refusals
-// are ErrPolicy and say why.
+// officer (ModeJudicial: internal/authz certificate bindings, which name
+// the exact certificate by its SHA-256, not its issuer and subject).
+// Refusals are ErrPolicy and say why.
 func (s *Service) checkRecipient(ctx context.Context, enc *smx509.Certificate, der []byte, now time.Time) (*recipient, error) {
 	c, err := smx509.ParseCertificate(der)
 	if err != nil {
@@ -233,15 +234,27 @@ func (s *Service) checkRecipient(ctx context.Context, enc *smx509.Certificate, d
 		return nil, fmt.Errorf("%w: the recipient certificate %s/%s is %s", ErrPolicy, issued.CA, issued.Serial, issued.Status)
 	}
 	r := &recipient{cert: c, pub: pub, issued: issued}
+	// The account bound to exactly this certificate (its SHA-256), if any:
+	// a certificate with the same names is not the officer's.
+	acc, err := s.env.Authz.CertificateAccount(ctx, der)
+	unpinned := false
+	switch {
+	case errors.Is(err, authz.ErrUnpinnedBinding):
+		acc, unpinned = nil, true
+	case errors.Is(err, authz.ErrNotFound):
+		acc = nil
+	case err != nil:
+		return nil, fmt.Errorf("kmc: recipient certificate's account: %w", err)
+	}
 	if sameSubscriber(enc, c) {
 		r.mode = ModeUser
 		return r, nil
 	}
-	acc, err := s.env.Authz.CertificateAccount(ctx, c.Issuer.String(), c.Subject.String())
 	switch {
-	case errors.Is(err, authz.ErrNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("kmc: recipient certificate's account: %w", err)
+	case unpinned:
+		return nil, fmt.Errorf("%w: the recipient certificate %s/%s (%s) is not the subscriber's, and its issuer and subject are bound to an account only by a binding made before certificate bindings named their certificate, which no longer counts: a security administrator must bind the officer's certificate again (govtrust account bind-cert ACCOUNT CERT.pem)",
+			ErrPolicy, issued.CA, issued.Serial, c.Subject)
+	case acc == nil:
 	case acc.Disabled || !slices.Contains(acc.Roles, policy.RoleKeyRecovery):
 		return nil, fmt.Errorf("%w: the recipient certificate %s/%s is bound to account %s, which is not an enabled key recovery officer",
 			ErrPolicy, issued.CA, issued.Serial, acc.Name)
@@ -249,7 +262,7 @@ func (s *Service) checkRecipient(ctx context.Context, enc *smx509.Certificate, d
 		r.mode, r.officer = ModeJudicial, acc.Name
 		return r, nil
 	}
-	return nil, fmt.Errorf("%w: the recipient certificate %s/%s (%s) is neither the subscriber's (subject %s and the same identity numbers) nor bound to a key recovery officer's account",
+	return nil, fmt.Errorf("%w: the recipient certificate %s/%s (%s) is neither the subscriber's (subject %s and the same identity numbers) nor bound to a key recovery officer's account (a binding names one certificate: another with the same names is not bound)",
 		ErrPolicy, issued.CA, issued.Serial, c.Subject, enc.Subject)
 }
 
