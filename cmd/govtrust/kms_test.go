@@ -707,6 +707,12 @@ func TestKeyRecoveryRecipient(t *testing.T) {
 		!strings.Contains(pend.Summary, "status good") {
 		t.Fatalf("pending %+v", pend)
 	}
+	// The registration officer who asks had the recipient certificate
+	// issued: the approvers are told first.
+	if !pend.RecipientByRequester || !strings.HasPrefix(pend.Summary, "ATTENTION: the recipient certificate was issued on ") ||
+		!strings.Contains(pend.Summary, "at the request of ra, who asks for this recovery") {
+		t.Errorf("a recipient certificate the requester had issued is not pointed out: %+v", pend)
+	}
 	kn.approveAll(&pend)
 	kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": newSign.Serial, "reason": "keyCompromise"}, nil)
 	execute := "/api/v1/kmc/recoveries/" + pend.Approval + "/execute"
@@ -714,15 +720,29 @@ func TestKeyRecoveryRecipient(t *testing.T) {
 		t.Fatalf("execution to a certificate revoked since the request: %d %s", st, raw)
 	}
 
-	// The legitimate case.
+	// The legitimate case, asked by another registration officer than the
+	// one who had the certificate issued.
+	az := kn.n.Env().Authz
+	ra2, err := az.CreateAccount(context.Background(), authz.NewAccount{Name: "ra2", Kind: authz.KindPerson, Org: authz.BootstrapDemoOrg,
+		Clearance: policy.Internal, Roles: []policy.Role{policy.RoleRA}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kn.tokens["ra2"], _, err = az.CreateToken(context.Background(), ra2.ID, "test", nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	newFile, newCSR, newKey := sm2Subscriber(t, dir, "new2")
 	_ = newFile
 	newSign = kn.signCert(newCSR, record)
-	st, raw = ask(newSign.Certificate)
+	st, raw = kn.do("POST", path, "ra2", kmc.RecoveryRequest{RecipientCertificate: newSign.Certificate, Reason: "user lost token", CaseReference: "case-1"})
 	if st != http.StatusAccepted {
 		t.Fatalf("recovery to the subscriber's new signing certificate: %d %s", st, raw)
 	}
+	pend = kmc.PendingRecovery{}
 	json.Unmarshal(raw, &pend)
+	if pend.RecipientByRequester || strings.Contains(pend.Summary, "ATTENTION") || !strings.Contains(pend.Summary, "at the request of ra ") {
+		t.Errorf("a recipient certificate another officer had issued: %+v", pend)
+	}
 	kn.approveAll(&pend)
 	var rec kmc.RecoveryResponse
 	kn.must("POST", "/api/v1/kmc/recoveries/"+pend.Approval+"/execute", "ra", nil, &rec)

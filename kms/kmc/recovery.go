@@ -127,6 +127,9 @@ type recoveryPayload struct {
 	RecipientSerial string `json:"recipient_serial,omitempty"`
 	RecipientIssuer string `json:"recipient_issuer,omitempty"`
 	Officer         string `json:"officer,omitempty"`
+	// RecipientByRequester is set in a user recovery when the recipient
+	// certificate was issued at the request of the recovery's requester.
+	RecipientByRequester bool `json:"recipient_by_requester,omitempty"`
 }
 
 // PendingRecovery is the 202 answer of a recovery request.
@@ -143,6 +146,11 @@ type PendingRecovery struct {
 	RecipientCA     string `json:"recipient_ca"`
 	RecipientSerial string `json:"recipient_serial"`
 	RecipientStatus string `json:"recipient_status"`
+	// RecipientByRequester says, in a user recovery, that the recipient
+	// certificate was issued at the request of the recovery's requester
+	// (the summary says so first): the approvers then check that it
+	// certifies the subscriber's own key.
+	RecipientByRequester bool `json:"recipient_by_requester,omitempty"`
 }
 
 // parseRecipientPEM reads the recipient certificate of a request.
@@ -352,7 +360,8 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 	pl := recoveryPayload{Kind: RecoverKind, Escrow: e.id, CA: ca, Serial: serial, Subject: enc.Subject.String(), Requester: p.Account.ID,
 		Reason: req.Reason, CaseReference: req.CaseReference, Recipient: rc.cert.Subject.String(), RecipientCert: der,
 		RecipientHash: hex.EncodeToString(sum[:]), Mode: rc.mode, RecipientCA: rc.issued.CA, RecipientSerial: rc.issued.Serial,
-		RecipientIssuer: rc.cert.Issuer.String(), Officer: rc.officer}
+		RecipientIssuer: rc.cert.Issuer.String(), Officer: rc.officer,
+		RecipientByRequester: rc.mode == ModeUser && rc.issued.Requester == p.Account.ID}
 	payload, err := json.Marshal(pl)
 	if err != nil {
 		return err
@@ -376,6 +385,12 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 		to, pl.Subject, ca, serial, keyStatus, pubSum, pl.Recipient, rc.issued.CA, rc.issued.Serial, pl.RecipientIssuer, rc.issued.Status,
 		rc.cert.NotAfter.UTC().Format(time.RFC3339), rc.issued.Created.UTC().Format(time.RFC3339), requestedBy,
 		pl.RecipientHash, req.Reason, req.CaseReference)
+	if pl.RecipientByRequester {
+		// The requester could have had a certificate with the subscriber's
+		// names and numbers issued for a key of its own: say so first.
+		summary = fmt.Sprintf("ATTENTION: the recipient certificate was issued on %s at the request of %s, who asks for this recovery: approve only if the subscriber confirms it certifies their own new key. ",
+			rc.issued.Created.UTC().Format(time.RFC3339), requestedBy) + summary
+	}
 	d, err := s.env.Dual.Create(ctx, dualRequest(p.Account.ID, payload, s.cfg.RecoveryApprovals, s.cfg.RecoveryTTL, summary))
 	if err != nil {
 		return err
@@ -387,7 +402,8 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 	w.Header().Set("Location", "/api/v1/approvals/"+d.ID)
 	return httpx.WriteJSON(w, http.StatusAccepted, &PendingRecovery{Approval: d.ID, Status: string(d.Status),
 		PayloadHash: hex.EncodeToString(d.PayloadHash), Required: d.Required, Expires: d.Expires.Format(time.RFC3339), Summary: summary,
-		Mode: rc.mode, RecipientCA: rc.issued.CA, RecipientSerial: rc.issued.Serial, RecipientStatus: rc.issued.Status})
+		Mode: rc.mode, RecipientCA: rc.issued.CA, RecipientSerial: rc.issued.Serial, RecipientStatus: rc.issued.Status,
+		RecipientByRequester: pl.RecipientByRequester})
 }
 
 // recoverable refuses keys not yet bound to a certificate or past retention.
@@ -490,7 +506,8 @@ func (s *Service) executeRecovery(w http.ResponseWriter, r *http.Request) error 
 			Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
 			Details: map[string]any{"approval": id, "ca": pl.CA, "serial": pl.Serial, "subject": pl.Subject, "requester": pl.Requester,
 				"reason": pl.Reason, "case_reference": pl.CaseReference, "recipient": pl.Recipient, "recipient_sha256": pl.RecipientHash,
-				"mode": rc.mode, "recipient_ca": rc.issued.CA, "recipient_serial": rc.issued.Serial, "officer": rc.officer}})
+				"mode": rc.mode, "recipient_ca": rc.issued.CA, "recipient_serial": rc.issued.Serial, "officer": rc.officer,
+				"recipient_by_requester": pl.RecipientByRequester}})
 		return err
 	})
 	if err != nil {
