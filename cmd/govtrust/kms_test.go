@@ -1349,3 +1349,82 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	}
 	return p
 }
+
+// TestKeyRecoveryRecipientDoesNotApprove: the key recovery officer whose
+// certificate receives the key in a judicial recovery cannot approve it;
+// two other officers must. A request that did not exclude the officer (as
+// made by an earlier release) is refused at execution while the officer's
+// approval is one of those it needs.
+func TestKeyRecoveryRecipientDoesNotApprove(t *testing.T) {
+	kn := startKMCNode(t, nil)
+	dir := t.TempDir()
+	kn.account("kro1", "demo", policy.RoleKeyRecovery)
+	kn.account("kro2", "demo", policy.RoleKeyRecovery)
+	kn.account("kro3", "demo", policy.RoleKeyRecovery)
+	_, csr, _ := sm2Subscriber(t, dir, "subscriber")
+	out := kn.dualIssue(csr, map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"})
+	encCert := pemCert(t, out.Encryption.Certificate)
+	_, kroCSR, kroKey := sm2Subscriber(t, dir, "kro1")
+	kroCert := kn.signCert(kroCSR, map[string]string{"CN": "李四", "id-card": "110105198001010016"})
+	kn.bindCert("kro1", kroCert.Certificate)
+	ask := func() *kmc.PendingRecovery {
+		t.Helper()
+		var pend kmc.PendingRecovery
+		kn.must("POST", "/api/v1/kmc/escrow/sm2-issuing/"+out.Encryption.Serial+"/recoveries", "ra",
+			kmc.RecoveryRequest{RecipientCertificate: kroCert.Certificate, Reason: "court order", CaseReference: "x"}, &pend)
+		if pend.Mode != kmc.ModeJudicial || !strings.Contains(pend.Summary, "key recovery officer kro1, who may not approve it") {
+			t.Fatalf("pending %+v", pend)
+		}
+		return &pend
+	}
+	approve := func(p *kmc.PendingRecovery, who string) (int, []byte) {
+		return kn.do("POST", "/api/v1/approvals/"+p.Approval+"/approve", who, map[string]string{"payload_hash": p.PayloadHash})
+	}
+	execute := func(p *kmc.PendingRecovery) (int, []byte) {
+		return kn.do("POST", "/api/v1/kmc/recoveries/"+p.Approval+"/execute", "kro1", nil)
+	}
+	delivered := func(raw []byte) bool {
+		var rec kmc.RecoveryResponse
+		if json.Unmarshal(raw, &rec) != nil {
+			return false
+		}
+		k, err := sm2.ParseEnvelopedPrivateKey(kroKey, rec.EnvelopedKey)
+		return err == nil && k.PublicKey.Equal(encCert.PublicKey)
+	}
+	acc, err := kn.n.Env().Authz.AccountByName(context.Background(), "kro1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pend := ask()
+	if st, raw := approve(pend, "kro1"); st != http.StatusForbidden || !strings.Contains(string(raw), "excluded from approving") {
+		t.Errorf("the recipient officer approves: %d %s", st, raw)
+	}
+	kn.must("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro2", map[string]string{"payload_hash": pend.PayloadHash}, nil)
+	if st, raw := execute(pend); st != http.StatusForbidden {
+		t.Errorf("executed with one other officer's approval: %d %s", st, raw)
+	}
+	if n := kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'dual.approve' AND outcome = 'denied' AND actor = ? AND details LIKE ?",
+		acc.ID, "%excluded-approver%"); n != 1 {
+		t.Errorf("%d refused approvals by the recipient audited", n)
+	}
+	kn.must("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro3", map[string]string{"payload_hash": pend.PayloadHash}, nil)
+	if st, raw := execute(pend); st != http.StatusOK || !delivered(raw) {
+		t.Fatalf("executed with two other officers' approvals: %d %s", st, raw)
+	}
+
+	// A request that does not exclude the recipient (an earlier release's).
+	pend = ask()
+	if _, err := kn.n.Env().DB.Exec(context.Background(), "DELETE FROM dual_excluded WHERE request_id = ?", pend.Approval); err != nil {
+		t.Fatal(err)
+	}
+	kn.must("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro1", map[string]string{"payload_hash": pend.PayloadHash}, nil)
+	kn.must("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro2", map[string]string{"payload_hash": pend.PayloadHash}, nil)
+	if st, raw := execute(pend); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "kro1, to whose certificate the key would be delivered, approved") {
+		t.Errorf("executed with the recipient's approval counted: %d %s", st, raw)
+	}
+	kn.must("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro3", map[string]string{"payload_hash": pend.PayloadHash}, nil)
+	if st, raw := execute(pend); st != http.StatusOK || !delivered(raw) {
+		t.Fatalf("executed with two other officers' approvals: %d %s", st, raw)
+	}
+}

@@ -172,6 +172,9 @@ type recipient struct {
 	issued  *Certificate
 	mode    string
 	officer string
+	// account is the ID of the account the certificate is bound to, ""
+	// when none: the holder of the key once delivered, who may not approve.
+	account string
 }
 
 // oidIdentityArc is the arc of the GM/T 0015 subject-identity extensions
@@ -253,6 +256,9 @@ func (s *Service) checkRecipient(ctx context.Context, enc *smx509.Certificate, d
 		acc = nil
 	case err != nil:
 		return nil, fmt.Errorf("kmc: recipient certificate's account: %w", err)
+	}
+	if acc != nil {
+		r.account = acc.ID
 	}
 	if sameSubscriber(enc, c) {
 		r.mode = ModeUser
@@ -374,8 +380,15 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 	var to string
 	if rc.mode == ModeUser {
 		to = "user key recovery (GM/T 0034 §12.4), to the subscriber's own signing certificate"
+		if rc.account != "" {
+			name := "account " + rc.account
+			if acc, err := s.env.Authz.Account(ctx, rc.account); err == nil {
+				name = acc.Name
+			}
+			to += ", bound to account " + name + ", which may not approve it"
+		}
 	} else {
-		to = "judicial key recovery (GM/T 0034 §12.5), to the certificate of key recovery officer " + rc.officer
+		to = "judicial key recovery (GM/T 0034 §12.5), to the certificate of key recovery officer " + rc.officer + ", who may not approve it"
 	}
 	keyStatus := "not revoked"
 	if e.status == StatusRevoked {
@@ -391,7 +404,12 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 		summary = fmt.Sprintf("ATTENTION: the recipient certificate was issued on %s at the request of %s, who asks for this recovery: approve only if the subscriber confirms it certifies their own new key. ",
 			rc.issued.Created.UTC().Format(time.RFC3339), requestedBy) + summary
 	}
-	d, err := s.env.Dual.Create(ctx, dualRequest(p.Account.ID, payload, s.cfg.RecoveryApprovals, s.cfg.RecoveryTTL, summary))
+	var excluded []string
+	if rc.account != "" {
+		// The holder of the key once delivered does not check the delivery.
+		excluded = append(excluded, rc.account)
+	}
+	d, err := s.env.Dual.Create(ctx, dualRequest(p.Account.ID, payload, s.cfg.RecoveryApprovals, s.cfg.RecoveryTTL, summary, excluded...))
 	if err != nil {
 		return err
 	}
@@ -404,6 +422,34 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 		PayloadHash: hex.EncodeToString(d.PayloadHash), Required: d.Required, Expires: d.Expires.Format(time.RFC3339), Summary: summary,
 		Mode: rc.mode, RecipientCA: rc.issued.CA, RecipientSerial: rc.issued.Serial, RecipientStatus: rc.issued.Status,
 		RecipientByRequester: pl.RecipientByRequester})
+}
+
+// approvedByOthers refuses recovery id when it has its approvals only by
+// counting the account the recipient certificate is bound to now: the
+// request excludes the account bound when it was asked, but the binding
+// may have changed since, or the request predate the exclusion.
+func (s *Service) approvedByOthers(ctx context.Context, id string, rc *recipient) error {
+	if rc.account == "" {
+		return nil
+	}
+	d, err := s.env.Dual.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	approvers := d.Approvers()
+	if !slices.Contains(approvers, rc.account) {
+		return nil
+	}
+	others := len(approvers) - 1
+	if others >= d.Required {
+		return nil
+	}
+	who := "account " + rc.account
+	if acc, err := s.env.Authz.Account(ctx, rc.account); err == nil {
+		who = acc.Name
+	}
+	return fmt.Errorf("%w: %s, to whose certificate the key would be delivered, approved this recovery and does not count: it needs %d approvals by others, and has %d",
+		ErrPolicy, who, d.Required, others)
 }
 
 // recoverable refuses keys not yet bound to a certificate or past retention.
@@ -477,6 +523,9 @@ func (s *Service) executeRecovery(w http.ResponseWriter, r *http.Request) error 
 	rc, err := s.checkRecipient(ctx, enc, pl.RecipientCert, now)
 	if err == nil && pl.Mode != "" && (rc.mode != pl.Mode || rc.issued.CA != pl.RecipientCA || rc.issued.Serial != pl.RecipientSerial) {
 		err = fmt.Errorf("%w: the recipient certificate is no longer what was approved (%s recovery to %s/%s)", ErrPolicy, pl.Mode, pl.RecipientCA, pl.RecipientSerial)
+	}
+	if err == nil {
+		err = s.approvedByOthers(ctx, id, rc)
 	}
 	if err != nil {
 		if errors.Is(err, ErrPolicy) {

@@ -577,8 +577,9 @@ func zero(k *sm2.PrivateKey) {
 	}
 }
 
-// dualRequest is the dual-control request of a key recovery.
-func dualRequest(requester string, payload []byte, required int, ttl time.Duration, summary string) dual.NewRequest {
+// dualRequest is the dual-control request of a key recovery; excluded
+// may not approve it (the account of the recipient certificate).
+func dualRequest(requester string, payload []byte, required int, ttl time.Duration, summary string, excluded ...string) dual.NewRequest {
 	return dual.NewRequest{Kind: RecoverKind, Requester: requester, Payload: payload, Required: required, TTL: ttl,
-		ApproverRole: string(policy.RoleKeyRecovery), Summary: summary}
+		ApproverRole: string(policy.RoleKeyRecovery), Summary: summary, Excluded: excluded}
 }
