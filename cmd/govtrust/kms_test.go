@@ -1428,3 +1428,61 @@ func TestKeyRecoveryRecipientDoesNotApprove(t *testing.T) {
 		t.Fatalf("executed with two other officers' approvals: %d %s", st, raw)
 	}
 }
+
+// TestKeyRecoveryRecipientUnderRevokedCA: a recipient certificate whose
+// issuing CA's certificate is revoked is refused, when the recovery is
+// asked and when it is carried out, though the certificate itself is good.
+func TestKeyRecoveryRecipientUnderRevokedCA(t *testing.T) {
+	kn := startKMCNode(t, nil)
+	dir := t.TempDir()
+	kn.account("kro1", "demo", policy.RoleKeyRecovery)
+	kn.account("kro2", "demo", policy.RoleKeyRecovery)
+	kn.account("kro3", "demo", policy.RoleKeyRecovery)
+	az := kn.n.Env().Authz
+	for _, name := range []string{"op1", "op2"} {
+		acc, err := az.CreateAccount(context.Background(), authz.NewAccount{Name: name, Kind: authz.KindPerson, Org: authz.BootstrapOrg,
+			Clearance: policy.Confidential, Roles: []policy.Role{policy.RoleCAOperator}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kn.tokens[name], _, err = az.CreateToken(context.Background(), acc.ID, "test", nil, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, csr, _ := sm2Subscriber(t, dir, "subscriber")
+	out := kn.dualIssue(csr, map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"})
+	_, kroCSR, _ := sm2Subscriber(t, dir, "kro3")
+	kroCert := kn.signCert(kroCSR, map[string]string{"CN": "李四", "id-card": "110105198001010016"})
+	kn.bindCert("kro3", kroCert.Certificate)
+	ask := func() (int, []byte) {
+		return kn.do("POST", "/api/v1/kmc/escrow/sm2-issuing/"+out.Encryption.Serial+"/recoveries", "ra",
+			kmc.RecoveryRequest{RecipientCertificate: kroCert.Certificate, Reason: "court order", CaseReference: "x"})
+	}
+	var pend kmc.PendingRecovery
+	if st, raw := ask(); st != http.StatusAccepted || json.Unmarshal(raw, &pend) != nil {
+		t.Fatalf("recovery to the officer's certificate: %d %s", st, raw)
+	}
+	kn.approveAll(&pend)
+
+	// The CA operators revoke the certificate of sm2-issuing, which
+	// sm2-root issued.
+	var caSerial string
+	if err := kn.n.Env().DB.QueryRow(context.Background(), "SELECT serial FROM ca_certificates WHERE issuer_id = 'sm2-root' AND profile = 'sub-ca' AND subject = ?",
+		pemCert(t, kroCert.Certificate).Issuer.String()).Scan(&caSerial); err != nil {
+		t.Fatalf("sm2-issuing's certificate among sm2-root's: %v", err)
+	}
+	var revoking ca.PendingRevocation
+	kn.must("POST", "/api/v1/ca/sm2-root/revocations", "op1", map[string]string{"serial": caSerial, "reason": "cACompromise"}, &revoking)
+	kn.must("POST", "/api/v1/ca/sm2-root/revocations", "op2", map[string]string{"serial": caSerial, "reason": "cACompromise", "approval": revoking.Approval}, nil)
+
+	want := "which was revoked (cACompromise)"
+	if st, raw := kn.do("POST", "/api/v1/kmc/recoveries/"+pend.Approval+"/execute", "ra", nil); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), want) {
+		t.Errorf("executed to a certificate whose CA was revoked since: %d %s", st, raw)
+	}
+	if st, raw := ask(); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), want) {
+		t.Errorf("asked to a certificate whose CA is revoked: %d %s", st, raw)
+	}
+	if n := kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'kms.key.recover' AND outcome = 'denied' AND details LIKE ?", "%"+want+"%"); n != 2 {
+		t.Errorf("%d refusals audited, want 2", n)
+	}
+}

@@ -244,6 +244,9 @@ func (s *Service) checkRecipient(ctx context.Context, enc *smx509.Certificate, d
 	if issued.Status != "good" {
 		return nil, fmt.Errorf("%w: the recipient certificate %s/%s is %s", ErrPolicy, issued.CA, issued.Serial, issued.Status)
 	}
+	if err := s.issuersNotRevoked(ctx, c, issued); err != nil {
+		return nil, err
+	}
 	r := &recipient{cert: c, pub: pub, issued: issued}
 	// The account bound to exactly this certificate (its SHA-256), if any:
 	// a certificate with the same names is not the officer's.
@@ -278,6 +281,55 @@ func (s *Service) checkRecipient(ctx context.Context, enc *smx509.Certificate, d
 	}
 	return nil, fmt.Errorf("%w: the recipient certificate %s/%s (%s) is neither the subscriber's (subject %s and the same identity numbers) nor bound to a key recovery officer's account (a binding names one certificate: another with the same names is not bound)",
 		ErrPolicy, issued.CA, issued.Serial, c.Subject, enc.Subject)
+}
+
+// issuersAbove returns the platform CA certificates above c: those whose
+// key signed it (every generation and cross-certificate of that key), then
+// those above them, to the roots.
+func (s *Service) issuersAbove(c *smx509.Certificate) []*smx509.Certificate {
+	cas := s.certs.CACertificates()
+	var out []*smx509.Certificate
+	level := []*smx509.Certificate{c}
+	for depth := 0; len(level) > 0 && depth < 16; depth++ {
+		var next []*smx509.Certificate
+		for _, x := range level {
+			for _, ca := range cas {
+				if bytes.Equal(ca.Raw, x.Raw) || !bytes.Equal(ca.RawSubject, x.RawIssuer) || x.CheckSignatureFrom(ca) != nil ||
+					slices.ContainsFunc(out, func(o *smx509.Certificate) bool { return bytes.Equal(o.Raw, ca.Raw) }) {
+					continue
+				}
+				out = append(out, ca)
+				next = append(next, ca)
+			}
+		}
+		level = next
+	}
+	return out
+}
+
+// issuersNotRevoked refuses a recipient certificate c (issued is the CA's
+// record of it) when the certificate of a platform CA above it, its
+// issuing CA or one above that, is revoked (the CA's record, read now): a
+// relying party would reject c, and so does the KMC. Certificates no
+// platform CA issued (the roots, an offline CA's) have no record here.
+// Fails closed: a record that cannot be read is httpx.ErrUnavailable.
+func (s *Service) issuersNotRevoked(ctx context.Context, c *smx509.Certificate, issued *Certificate) error {
+	for _, ca := range s.issuersAbove(c) {
+		at, reason, err := s.certs.Revoked(ctx, ca.Raw)
+		if errors.Is(err, httpx.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			s.env.Logger.Warn("kmc: could not read the revocation status of a CA certificate above a recipient certificate",
+				"ca_subject", ca.Subject.String(), "error", err)
+			return fmt.Errorf("kmc: the revocation status of the CA certificates above the recipient certificate cannot be read now: %w", httpx.ErrUnavailable)
+		}
+		if !at.IsZero() {
+			return fmt.Errorf("%w: the recipient certificate %s/%s was issued under the CA certificate %s (serial %x), which was revoked (%s) at %s: a relying party rejects it",
+				ErrPolicy, issued.CA, issued.Serial, ca.Subject, ca.SerialNumber, reason, at.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
 }
 
 // encCertificate loads the encryption certificate of escrow e from the CA
