@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/emmansun/gmsm/smx509"
 	"github.com/spf13/cobra"
 
 	"github.com/govtrust/govtrust/internal/authz"
@@ -125,9 +128,62 @@ directory and its keys, and each change is audited as cli:<user>.`,
 			return nil
 		}),
 	}
+	bindCert := &cobra.Command{
+		Use:   "bind-cert ACCOUNT CERT.pem",
+		Short: "Bind a certificate (exactly it: its SHA-256) to an account, for TLS client-certificate login and as a key recovery officer's certificate",
+		Long: `Bind a certificate to an account, offline on the data directory.
+
+The binding names exactly this certificate (the SHA-256 of its DER; its
+issuer and subject are kept for display): another certificate with the same
+names, a renewal among them, is not bound and must be bound itself. A
+certificate is bound to one account. A binding of the same names and
+account made before bindings named their certificate is replaced.`,
+		Args: cobra.ExactArgs(2),
+		RunE: withAuthz(&dataDir, &dbURL, func(ctx context.Context, cmd *cobra.Command, svc *authz.Service, args []string) error {
+			a, err := svc.AccountByName(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			der, err := readCertificateFile(args[1])
+			if err != nil {
+				return err
+			}
+			if err := svc.BindCertificateDER(ctx, a.ID, der); err != nil {
+				return err
+			}
+			c, _ := smx509.ParseCertificate(der)
+			fmt.Fprintf(cmd.OutOrStdout(), "bound certificate %s (serial %x, issuer %s, SHA-256 %s) to account %s\n",
+				c.Subject, c.SerialNumber, c.Issuer, authz.CertFingerprint(der), a.Name)
+			return nil
+		}),
+	}
 	cmd.AddCommand(create, list, roleCmd("grant", "Grant a role (combinations that must not be held together are refused)", true),
-		roleCmd("revoke", "Revoke a role", false), disable, newOrgCmd(&dataDir, &dbURL))
+		roleCmd("revoke", "Revoke a role", false), disable, bindCert, newOrgCmd(&dataDir, &dbURL))
 	return cmd
+}
+
+// readCertificateFile reads the certificate of a PEM (the first
+// CERTIFICATE block) or DER file.
+func readCertificateFile(name string) ([]byte, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	der := b
+	for rest := b; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		if blk.Type == "CERTIFICATE" {
+			der = blk.Bytes
+			break
+		}
+	}
+	if _, err := smx509.ParseCertificate(der); err != nil {
+		return nil, fmt.Errorf("%s: not a certificate (PEM or DER): %w", name, err)
+	}
+	return der, nil
 }
 
 // newOrgCmd is `govtrust account org`: the organisation registry, to which

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/emmansun/gmsm/smx509"
+
 	"github.com/govtrust/govtrust/ca"
 	"github.com/govtrust/govtrust/internal/store"
 	"github.com/govtrust/govtrust/kms/kmc"
@@ -84,6 +86,12 @@ func (x caCertificates) FindIssued(ctx context.Context, der []byte) (*kmc.Certif
 		return nil, err
 	}
 	return kmcCertificate(c), nil
+}
+
+func (x caCertificates) CACertificates() []*smx509.Certificate { return x.c.CACertificates() }
+
+func (x caCertificates) Revoked(ctx context.Context, der []byte) (time.Time, string, error) {
+	return x.c.Revoked(ctx, der)
 }
 
 func (x caCertificates) CertificatesForKey(ctx context.Context, caID string, spki []byte, from, to time.Time) ([]*kmc.Certificate, error) {

@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	crand "crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"database/sql"
 	encasn1 "encoding/asn1"
@@ -136,8 +135,8 @@ func (kn *kmcNode) account(name, org string, role policy.Role) {
 	kn.tokens[name] = tok
 }
 
-// bindCert binds the issuer and subject of certificate (PEM) to account
-// name, as a security administrator binds a person's certificate.
+// bindCert binds certificate (PEM) to account name, as a security
+// administrator binds a person's certificate (govtrust account bind-cert).
 func (kn *kmcNode) bindCert(name, certPEM string) {
 	kn.t.Helper()
 	az := kn.n.Env().Authz
@@ -146,11 +145,7 @@ func (kn *kmcNode) bindCert(name, certPEM string) {
 		kn.t.Fatal(err)
 	}
 	b, _ := pem.Decode([]byte(certPEM))
-	c, err := smx509.ParseCertificate(b.Bytes)
-	if err != nil {
-		kn.t.Fatal(err)
-	}
-	if err := az.BindCertificate(context.Background(), acc.ID, &x509.Certificate{Issuer: c.Issuer, Subject: c.Subject}); err != nil {
+	if err := az.BindCertificateDER(context.Background(), acc.ID, b.Bytes); err != nil {
 		kn.t.Fatal(err)
 	}
 }
@@ -712,6 +707,12 @@ func TestKeyRecoveryRecipient(t *testing.T) {
 		!strings.Contains(pend.Summary, "status good") {
 		t.Fatalf("pending %+v", pend)
 	}
+	// The registration officer who asks had the recipient certificate
+	// issued: the approvers are told first.
+	if !pend.RecipientByRequester || !strings.HasPrefix(pend.Summary, "ATTENTION: the recipient certificate was issued on ") ||
+		!strings.Contains(pend.Summary, "at the request of ra, who asks for this recovery") {
+		t.Errorf("a recipient certificate the requester had issued is not pointed out: %+v", pend)
+	}
 	kn.approveAll(&pend)
 	kn.must("POST", "/api/v1/ca/sm2-issuing/revocations", "ra", map[string]string{"serial": newSign.Serial, "reason": "keyCompromise"}, nil)
 	execute := "/api/v1/kmc/recoveries/" + pend.Approval + "/execute"
@@ -719,15 +720,29 @@ func TestKeyRecoveryRecipient(t *testing.T) {
 		t.Fatalf("execution to a certificate revoked since the request: %d %s", st, raw)
 	}
 
-	// The legitimate case.
+	// The legitimate case, asked by another registration officer than the
+	// one who had the certificate issued.
+	az := kn.n.Env().Authz
+	ra2, err := az.CreateAccount(context.Background(), authz.NewAccount{Name: "ra2", Kind: authz.KindPerson, Org: authz.BootstrapDemoOrg,
+		Clearance: policy.Internal, Roles: []policy.Role{policy.RoleRA}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kn.tokens["ra2"], _, err = az.CreateToken(context.Background(), ra2.ID, "test", nil, time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	newFile, newCSR, newKey := sm2Subscriber(t, dir, "new2")
 	_ = newFile
 	newSign = kn.signCert(newCSR, record)
-	st, raw = ask(newSign.Certificate)
+	st, raw = kn.do("POST", path, "ra2", kmc.RecoveryRequest{RecipientCertificate: newSign.Certificate, Reason: "user lost token", CaseReference: "case-1"})
 	if st != http.StatusAccepted {
 		t.Fatalf("recovery to the subscriber's new signing certificate: %d %s", st, raw)
 	}
+	pend = kmc.PendingRecovery{}
 	json.Unmarshal(raw, &pend)
+	if pend.RecipientByRequester || strings.Contains(pend.Summary, "ATTENTION") || !strings.Contains(pend.Summary, "at the request of ra ") {
+		t.Errorf("a recipient certificate another officer had issued: %+v", pend)
+	}
 	kn.approveAll(&pend)
 	var rec kmc.RecoveryResponse
 	kn.must("POST", "/api/v1/kmc/recoveries/"+pend.Approval+"/execute", "ra", nil, &rec)
@@ -1235,5 +1250,239 @@ func dualPairsBeforeMigration(t *testing.T, dbURL *string) {
 	}
 	if st, at, reason := kn.escrowOf(b.Encryption.Serial); st != kmc.StatusRevoked || reason != "superseded" || !strings.HasPrefix(at, "2026-01-01") {
 		t.Fatalf("escrow of %s: %s %q %q", b.Encryption.Serial, st, at, reason)
+	}
+}
+
+// TestKeyRecoveryJudicialRecipientByCertificate: the recipient of a judicial
+// recovery is the key recovery officer's certificate itself, as bound to
+// the officer's account (govtrust account bind-cert), not any certificate
+// with its issuer and subject: one a registration officer had the platform
+// CA issue with the officer's record for a key of its own is refused. A
+// binding made before bindings named their certificate names no recipient
+// and says so, and the node names how many there are at start.
+func TestKeyRecoveryJudicialRecipientByCertificate(t *testing.T) {
+	kn := startKMCNode(t, nil)
+	dir := t.TempDir()
+	kn.account("kro1", "demo", policy.RoleKeyRecovery)
+	kn.account("kro2", "demo", policy.RoleKeyRecovery)
+	kn.account("kro3", "demo", policy.RoleKeyRecovery)
+	kn.account("kro4", "demo", policy.RoleKeyRecovery)
+	_, csr, _ := sm2Subscriber(t, dir, "subscriber")
+	out := kn.dualIssue(csr, map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"})
+	path := "/api/v1/kmc/escrow/sm2-issuing/" + out.Encryption.Serial + "/recoveries"
+	ask := func(recipient string) (int, []byte) {
+		return kn.do("POST", path, "ra", kmc.RecoveryRequest{RecipientCertificate: recipient, Reason: "court order", CaseReference: "x"})
+	}
+
+	officerRecord := map[string]string{"CN": "李四", "id-card": "110105198001010016"}
+	_, kroCSR, _ := sm2Subscriber(t, dir, "kro3")
+	kroCert := kn.signCert(kroCSR, officerRecord)
+	certFile := filepath.Join(dir, "kro3.pem")
+	if err := os.WriteFile(certFile, []byte(kroCert.Certificate), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGovtrust(t, "account", "bind-cert", "--data", kn.dir, "kro3", certFile); !strings.Contains(got, "SHA-256 "+authz.CertFingerprint(pemCert(t, kroCert.Certificate).Raw)) {
+		t.Errorf("bind-cert: %s", got)
+	}
+	if out, code := govtrust(t, "account", "bind-cert", "--data", kn.dir, "kro4", certFile); code == 0 || !strings.Contains(out, "bound already") {
+		t.Errorf("the officer's certificate bound to a second account: %d %s", code, out)
+	}
+
+	// The registration officer has a certificate issued with the officer's
+	// record for its own key: same issuer, same subject.
+	_, raCSR, _ := sm2Subscriber(t, dir, "ra-own")
+	forged := kn.signCert(raCSR, officerRecord)
+	if a, b := pemCert(t, forged.Certificate), pemCert(t, kroCert.Certificate); a.Subject.String() != b.Subject.String() || a.Issuer.String() != b.Issuer.String() {
+		t.Fatalf("the certificates differ by name: %s / %s", a.Subject, b.Subject)
+	}
+	if st, raw := ask(forged.Certificate); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "nor bound to a key recovery officer") {
+		t.Errorf("a certificate with the officer's names for the RA's own key: %d %s", st, raw)
+	}
+	if n := kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'kms.key.recover' AND outcome = 'denied' AND details LIKE ?", "%"+forged.Serial+"%"); n != 1 {
+		t.Errorf("%d refusals naming the certificate audited", n)
+	}
+	var pend kmc.PendingRecovery
+	st, raw := ask(kroCert.Certificate)
+	if st != http.StatusAccepted || json.Unmarshal(raw, &pend) != nil || pend.Mode != kmc.ModeJudicial || pend.RecipientSerial != kroCert.Serial ||
+		!strings.Contains(pend.Summary, "key recovery officer kro3") {
+		t.Fatalf("the officer's own certificate: %d %s", st, raw)
+	}
+
+	// A binding of the older release, by issuer and subject only.
+	_, oldCSR, _ := sm2Subscriber(t, dir, "kro4")
+	oldCert := kn.signCert(oldCSR, map[string]string{"CN": "王五", "id-card": "110105198001010024"})
+	oc := pemCert(t, oldCert.Certificate)
+	acc, err := kn.n.Env().Authz.AccountByName(context.Background(), "kro4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kn.n.Env().DB.Exec(context.Background(), `INSERT INTO authz_cert_bindings (cert_sha256, issuer, subject, account_id, created_at, mac)
+		VALUES ('', ?, ?, ?, '2026-01-01T00:00:00Z', 'mac of the older release')`, oc.Issuer.String(), oc.Subject.String(), acc.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st, raw := ask(oldCert.Certificate); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "bind the officer's certificate again") {
+		t.Errorf("a certificate bound by issuer and subject only: %d %s", st, raw)
+	}
+	tokens := kn.tokens
+	if err := kn.n.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	kn = startNodeAt(t, kn.dir, nil, services()...)
+	kn.tokens = tokens
+	if logs := string(kn.logs.Bytes()); !strings.Contains(logs, "bind each certificate again with govtrust account bind-cert") || !strings.Contains(logs, `"count":1`) {
+		t.Errorf("no warning at start about the binding of the older release:\n%s", logs)
+	}
+	mustGovtrust(t, "account", "bind-cert", "--data", kn.dir, "kro4", writeFile(t, dir, "kro4.pem", oldCert.Certificate))
+	if n := kn.count("SELECT COUNT(*) FROM authz_cert_bindings WHERE cert_sha256 = ''"); n != 0 {
+		t.Errorf("%d bindings of the older release left after binding again", n)
+	}
+	if st, raw := ask(oldCert.Certificate); st != http.StatusAccepted {
+		t.Errorf("bound again: %d %s", st, raw)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestKeyRecoveryRecipientDoesNotApprove: the key recovery officer whose
+// certificate receives the key in a judicial recovery cannot approve it;
+// two other officers must. A request that did not exclude the officer (as
+// made by an earlier release) is refused at execution while the officer's
+// approval is one of those it needs.
+func TestKeyRecoveryRecipientDoesNotApprove(t *testing.T) {
+	kn := startKMCNode(t, nil)
+	dir := t.TempDir()
+	kn.account("kro1", "demo", policy.RoleKeyRecovery)
+	kn.account("kro2", "demo", policy.RoleKeyRecovery)
+	kn.account("kro3", "demo", policy.RoleKeyRecovery)
+	_, csr, _ := sm2Subscriber(t, dir, "subscriber")
+	out := kn.dualIssue(csr, map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"})
+	encCert := pemCert(t, out.Encryption.Certificate)
+	_, kroCSR, kroKey := sm2Subscriber(t, dir, "kro1")
+	kroCert := kn.signCert(kroCSR, map[string]string{"CN": "李四", "id-card": "110105198001010016"})
+	kn.bindCert("kro1", kroCert.Certificate)
+	ask := func() *kmc.PendingRecovery {
+		t.Helper()
+		var pend kmc.PendingRecovery
+		kn.must("POST", "/api/v1/kmc/escrow/sm2-issuing/"+out.Encryption.Serial+"/recoveries", "ra",
+			kmc.RecoveryRequest{RecipientCertificate: kroCert.Certificate, Reason: "court order", CaseReference: "x"}, &pend)
+		if pend.Mode != kmc.ModeJudicial || !strings.Contains(pend.Summary, "key recovery officer kro1, who may not approve it") {
+			t.Fatalf("pending %+v", pend)
+		}
+		return &pend
+	}
+	approve := func(p *kmc.PendingRecovery, who string) (int, []byte) {
+		return kn.do("POST", "/api/v1/approvals/"+p.Approval+"/approve", who, map[string]string{"payload_hash": p.PayloadHash})
+	}
+	execute := func(p *kmc.PendingRecovery) (int, []byte) {
+		return kn.do("POST", "/api/v1/kmc/recoveries/"+p.Approval+"/execute", "kro1", nil)
+	}
+	delivered := func(raw []byte) bool {
+		var rec kmc.RecoveryResponse
+		if json.Unmarshal(raw, &rec) != nil {
+			return false
+		}
+		k, err := sm2.ParseEnvelopedPrivateKey(kroKey, rec.EnvelopedKey)
+		return err == nil && k.PublicKey.Equal(encCert.PublicKey)
+	}
+	acc, err := kn.n.Env().Authz.AccountByName(context.Background(), "kro1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pend := ask()
+	if st, raw := approve(pend, "kro1"); st != http.StatusForbidden || !strings.Contains(string(raw), "excluded from approving") {
+		t.Errorf("the recipient officer approves: %d %s", st, raw)
+	}
+	kn.must("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro2", map[string]string{"payload_hash": pend.PayloadHash}, nil)
+	if st, raw := execute(pend); st != http.StatusForbidden {
+		t.Errorf("executed with one other officer's approval: %d %s", st, raw)
+	}
+	if n := kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'dual.approve' AND outcome = 'denied' AND actor = ? AND details LIKE ?",
+		acc.ID, "%excluded-approver%"); n != 1 {
+		t.Errorf("%d refused approvals by the recipient audited", n)
+	}
+	kn.must("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro3", map[string]string{"payload_hash": pend.PayloadHash}, nil)
+	if st, raw := execute(pend); st != http.StatusOK || !delivered(raw) {
+		t.Fatalf("executed with two other officers' approvals: %d %s", st, raw)
+	}
+
+	// A request that does not exclude the recipient (an earlier release's).
+	pend = ask()
+	if _, err := kn.n.Env().DB.Exec(context.Background(), "DELETE FROM dual_excluded WHERE request_id = ?", pend.Approval); err != nil {
+		t.Fatal(err)
+	}
+	kn.must("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro1", map[string]string{"payload_hash": pend.PayloadHash}, nil)
+	kn.must("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro2", map[string]string{"payload_hash": pend.PayloadHash}, nil)
+	if st, raw := execute(pend); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "kro1, to whose certificate the key would be delivered, approved") {
+		t.Errorf("executed with the recipient's approval counted: %d %s", st, raw)
+	}
+	kn.must("POST", "/api/v1/approvals/"+pend.Approval+"/approve", "kro3", map[string]string{"payload_hash": pend.PayloadHash}, nil)
+	if st, raw := execute(pend); st != http.StatusOK || !delivered(raw) {
+		t.Fatalf("executed with two other officers' approvals: %d %s", st, raw)
+	}
+}
+
+// TestKeyRecoveryRecipientUnderRevokedCA: a recipient certificate whose
+// issuing CA's certificate is revoked is refused, when the recovery is
+// asked and when it is carried out, though the certificate itself is good.
+func TestKeyRecoveryRecipientUnderRevokedCA(t *testing.T) {
+	kn := startKMCNode(t, nil)
+	dir := t.TempDir()
+	kn.account("kro1", "demo", policy.RoleKeyRecovery)
+	kn.account("kro2", "demo", policy.RoleKeyRecovery)
+	kn.account("kro3", "demo", policy.RoleKeyRecovery)
+	az := kn.n.Env().Authz
+	for _, name := range []string{"op1", "op2"} {
+		acc, err := az.CreateAccount(context.Background(), authz.NewAccount{Name: name, Kind: authz.KindPerson, Org: authz.BootstrapOrg,
+			Clearance: policy.Confidential, Roles: []policy.Role{policy.RoleCAOperator}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kn.tokens[name], _, err = az.CreateToken(context.Background(), acc.ID, "test", nil, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, csr, _ := sm2Subscriber(t, dir, "subscriber")
+	out := kn.dualIssue(csr, map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"})
+	_, kroCSR, _ := sm2Subscriber(t, dir, "kro3")
+	kroCert := kn.signCert(kroCSR, map[string]string{"CN": "李四", "id-card": "110105198001010016"})
+	kn.bindCert("kro3", kroCert.Certificate)
+	ask := func() (int, []byte) {
+		return kn.do("POST", "/api/v1/kmc/escrow/sm2-issuing/"+out.Encryption.Serial+"/recoveries", "ra",
+			kmc.RecoveryRequest{RecipientCertificate: kroCert.Certificate, Reason: "court order", CaseReference: "x"})
+	}
+	var pend kmc.PendingRecovery
+	if st, raw := ask(); st != http.StatusAccepted || json.Unmarshal(raw, &pend) != nil {
+		t.Fatalf("recovery to the officer's certificate: %d %s", st, raw)
+	}
+	kn.approveAll(&pend)
+
+	// The CA operators revoke the certificate of sm2-issuing, which
+	// sm2-root issued.
+	var caSerial string
+	if err := kn.n.Env().DB.QueryRow(context.Background(), "SELECT serial FROM ca_certificates WHERE issuer_id = 'sm2-root' AND profile = 'sub-ca' AND subject = ?",
+		pemCert(t, kroCert.Certificate).Issuer.String()).Scan(&caSerial); err != nil {
+		t.Fatalf("sm2-issuing's certificate among sm2-root's: %v", err)
+	}
+	var revoking ca.PendingRevocation
+	kn.must("POST", "/api/v1/ca/sm2-root/revocations", "op1", map[string]string{"serial": caSerial, "reason": "cACompromise"}, &revoking)
+	kn.must("POST", "/api/v1/ca/sm2-root/revocations", "op2", map[string]string{"serial": caSerial, "reason": "cACompromise", "approval": revoking.Approval}, nil)
+
+	want := "which was revoked (cACompromise)"
+	if st, raw := kn.do("POST", "/api/v1/kmc/recoveries/"+pend.Approval+"/execute", "ra", nil); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), want) {
+		t.Errorf("executed to a certificate whose CA was revoked since: %d %s", st, raw)
+	}
+	if st, raw := ask(); st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), want) {
+		t.Errorf("asked to a certificate whose CA is revoked: %d %s", st, raw)
+	}
+	if n := kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'kms.key.recover' AND outcome = 'denied' AND details LIKE ?", "%"+want+"%"); n != 2 {
+		t.Errorf("%d refusals audited, want 2", n)
 	}
 }

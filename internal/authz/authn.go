@@ -2,14 +2,18 @@ package authz
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz/policy"
@@ -123,7 +127,7 @@ func (s *Service) AuthenticateBearer(ctx context.Context, tok string) (*Principa
 
 // CertAuth authenticates TLS client certificates: the chain must verify to
 // one of the trusted roots for client authentication, no certificate of it
-// may be revoked, and the leaf's issuer and subject must be bound to an
+// may be revoked, and the leaf itself (its SHA-256) must be bound to an
 // account.
 type CertAuth struct {
 	Roots         *x509.CertPool
@@ -167,7 +171,10 @@ func (s *Service) authenticateCert(ctx context.Context, peer []*x509.Certificate
 		}
 	}
 	leaf := chain[0]
-	accountID, err := s.certBinding(ctx, leaf.Issuer.String(), leaf.Subject.String())
+	accountID, err := s.certBinding(ctx, leaf.Raw, leaf.Issuer.String(), leaf.Subject.String())
+	if errors.Is(err, ErrUnpinnedBinding) {
+		return nil, fmt.Errorf("%w: %s", ErrUnauthenticated, err.Error())
+	}
 	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrTampered) {
 		return nil, ErrUnauthenticated
 	}
@@ -181,56 +188,126 @@ func (s *Service) authenticateCert(ctx context.Context, peer []*x509.Certificate
 	return &Principal{Account: a, Roles: a.Roles, Via: "cert/" + leaf.SerialNumber.Text(16)}, nil
 }
 
-// certBinding returns the account a certificate issuer and subject (RFC 4514
-// strings) are bound to: ErrNotFound when none is, ErrTampered (alerted)
-// when the binding fails its integrity check.
-func (s *Service) certBinding(ctx context.Context, issuer, subject string) (string, error) {
-	var accountID, created, mac string
+// CertFingerprint is how a certificate binding names its certificate: the
+// SHA-256 of the certificate's DER, hex.
+func CertFingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// ErrUnpinnedBinding is a certificate binding made before bindings named
+// their certificate (issuer and subject only, migration 00005): it no
+// longer authenticates or names a recipient until the certificate is bound
+// again. It wraps ErrNotFound.
+var ErrUnpinnedBinding = fmt.Errorf("%w: the certificate's issuer and subject are bound by a binding made before bindings named their certificate (SHA-256); it no longer counts: a security administrator must bind the certificate again (govtrust account bind-cert ACCOUNT CERT.pem)", ErrNotFound)
+
+// certBinding returns the account the certificate der (with its issuer and
+// subject, RFC 4514 strings, for the messages) is bound to: ErrNotFound
+// when none is (ErrUnpinnedBinding when only a binding of its names made
+// before bindings named their certificate is), ErrTampered (alerted) when
+// the binding fails its integrity check.
+func (s *Service) certBinding(ctx context.Context, der []byte, issuer, subject string) (string, error) {
+	fp := CertFingerprint(der)
+	var accountID, rowIssuer, rowSubject, created, mac string
+	unpinned := false
 	err := s.db.Read(ctx, func(q store.Querier) error {
-		return q.QueryRow(ctx, "SELECT account_id, created_at, mac FROM authz_cert_bindings WHERE issuer = ? AND subject = ?", issuer, subject).
-			Scan(&accountID, &created, &mac)
+		err := q.QueryRow(ctx, "SELECT account_id, issuer, subject, created_at, mac FROM authz_cert_bindings WHERE cert_sha256 = ?", fp).
+			Scan(&accountID, &rowIssuer, &rowSubject, &created, &mac)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		var n int
+		if err := q.QueryRow(ctx, "SELECT COUNT(*) FROM authz_cert_bindings WHERE issuer = ? AND subject = ? AND cert_sha256 = ''", issuer, subject).
+			Scan(&n); err != nil {
+			return err
+		}
+		unpinned = n > 0
+		return sql.ErrNoRows
 	})
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("%w: no account is bound to certificate subject %s", ErrNotFound, subject)
+		if unpinned {
+			return "", fmt.Errorf("%w (certificate subject %s, issuer %s, SHA-256 %s)", ErrUnpinnedBinding, subject, issuer, fp)
+		}
+		return "", fmt.Errorf("%w: no account is bound to certificate %s (subject %s)", ErrNotFound, fp, subject)
 	}
 	if err != nil {
 		return "", err
 	}
-	if err := s.mac.Check(mac, "authz_cert_bindings", issuer, subject, accountID, created); err != nil {
-		s.alert(ctx, "cert-binding/"+subject, err)
-		return "", fmt.Errorf("%w: binding of certificate subject %s", ErrTampered, subject)
+	if err := s.mac.Check(mac, "authz_cert_bindings", fp, rowIssuer, rowSubject, accountID, created); err != nil {
+		s.alert(ctx, "cert-binding/"+fp, err)
+		return "", fmt.Errorf("%w: binding of certificate %s (subject %s)", ErrTampered, fp, subject)
 	}
 	return accountID, nil
 }
 
-// CertificateAccount returns the account a certificate's issuer and subject
-// (RFC 4514 strings) are bound to (BindCertificate), for services that
-// deliver to a person's certificate (the KMC's judicial key recovery):
-// ErrNotFound when none is, ErrTampered when the binding fails its
-// integrity check.
-func (s *Service) CertificateAccount(ctx context.Context, issuer, subject string) (*Account, error) {
-	id, err := s.certBinding(ctx, issuer, subject)
+// CertificateAccount returns the account the certificate der (exactly
+// these bytes) is bound to (BindCertificate), for services that deliver to
+// a person's certificate (the KMC's judicial key recovery): ErrNotFound
+// when none is (ErrUnpinnedBinding when only a binding of its issuer and
+// subject made before bindings named their certificate is), ErrTampered
+// when the binding fails its integrity check.
+func (s *Service) CertificateAccount(ctx context.Context, der []byte) (*Account, error) {
+	c, err := smx509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate: %w", ErrInvalid, err)
+	}
+	id, err := s.certBinding(ctx, der, c.Issuer.String(), c.Subject.String())
 	if err != nil {
 		return nil, err
 	}
 	return s.Account(ctx, id)
 }
 
-// BindCertificate binds a client certificate's issuer and subject to an
-// account, so certificates renewed with the same names keep working.
+// UnpinnedCertBindings counts the certificate bindings made before
+// bindings named their certificate, which no longer count (the node logs
+// them at start).
+func (s *Service) UnpinnedCertBindings(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.Read(ctx, func(q store.Querier) error {
+		return q.QueryRow(ctx, "SELECT COUNT(*) FROM authz_cert_bindings WHERE cert_sha256 = ''").Scan(&n)
+	})
+	return n, err
+}
+
+// BindCertificate binds the client certificate cert (its DER, cert.Raw) to
+// an account: see BindCertificateDER.
 func (s *Service) BindCertificate(ctx context.Context, accountID string, cert *x509.Certificate) error {
-	issuer, subject := cert.Issuer.String(), cert.Subject.String()
+	return s.BindCertificateDER(ctx, accountID, cert.Raw)
+}
+
+// BindCertificateDER binds the certificate der, exactly these bytes (its
+// SHA-256), to an account: mTLS login with it authenticates as the
+// account, and services that deliver to a person's certificate
+// (CertificateAccount) find the account. Another certificate with the
+// same issuer and subject (a renewal, or one a registration officer had
+// issued with the same names) is not bound: it must be bound itself. A
+// binding made before bindings named their certificate, of the same names
+// and account, is replaced. A certificate is bound to one account.
+func (s *Service) BindCertificateDER(ctx context.Context, accountID string, der []byte) error {
+	if len(der) == 0 {
+		return fmt.Errorf("%w: the certificate to bind is required (its DER)", ErrInvalid)
+	}
+	c, err := smx509.ParseCertificate(der)
+	if err != nil {
+		return fmt.Errorf("%w: certificate to bind: %w", ErrInvalid, err)
+	}
+	fp, issuer, subject := CertFingerprint(der), c.Issuer.String(), c.Subject.String()
 	created := s.clock.Now().UTC().Format(time.RFC3339Nano)
-	_, err := s.log.Do(ctx, s.db, audit.Record{Actor: audit.ActorFrom(ctx), Action: "authz.cert.bind", Object: "account/" + accountID, Outcome: audit.Success,
-		Details: map[string]any{"issuer": issuer, "subject": subject}}, func(tx *store.Tx) error {
+	_, err = s.log.Do(ctx, s.db, audit.Record{Actor: audit.ActorFrom(ctx), Action: "authz.cert.bind", Object: "account/" + accountID, Outcome: audit.Success,
+		Details: map[string]any{"issuer": issuer, "subject": subject, "serial": c.SerialNumber.Text(16), "cert_sha256": fp}}, func(tx *store.Tx) error {
 		if _, err := s.account(ctx, tx, accountID); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, "INSERT INTO authz_cert_bindings (issuer, subject, account_id, created_at, mac) VALUES (?, ?, ?, ?, ?)",
-			issuer, subject, accountID, created, s.mac.MAC("authz_cert_bindings", issuer, subject, accountID, created))
+		_, err := tx.Exec(ctx, "INSERT INTO authz_cert_bindings (cert_sha256, issuer, subject, account_id, created_at, mac) VALUES (?, ?, ?, ?, ?, ?)",
+			fp, issuer, subject, accountID, created, s.mac.MAC("authz_cert_bindings", fp, issuer, subject, accountID, created))
 		if store.IsUniqueViolation(err) {
-			return fmt.Errorf("%w: certificate subject %s is bound already", ErrConflict, subject)
+			return fmt.Errorf("%w: certificate %s (subject %s) is bound already", ErrConflict, fp, subject)
 		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "DELETE FROM authz_cert_bindings WHERE issuer = ? AND subject = ? AND account_id = ? AND cert_sha256 = ''",
+			issuer, subject, accountID)
 		return err
 	})
 	return err

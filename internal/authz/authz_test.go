@@ -11,11 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/govtrust/govtrust/hsm/soft"
@@ -399,6 +402,143 @@ func TestClientCertificates(t *testing.T) {
 			t.Errorf("older CRL un-revoked a certificate: %d", got)
 		}
 	}, sets...)
+}
+
+// migrationsBefore is the authz migration set without the files from
+// version v on: a database as an older release left it.
+func migrationsBefore(t *testing.T, v string) store.Migrations {
+	t.Helper()
+	m := fstest.MapFS{}
+	err := fs.WalkDir(Migrations.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || path.Base(p) >= v {
+			return err
+		}
+		b, err := fs.ReadFile(Migrations.FS, p)
+		m[p] = &fstest.MapFile{Data: b}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.Migrations{Service: Migrations.Service, FS: m}
+}
+
+// A certificate binding names one certificate (its SHA-256), not its issuer
+// and subject: another certificate with the same names (one a registration
+// officer had issued for a key of its own) neither logs in nor is the
+// account's certificate. A binding made before (issuer and subject only,
+// carried over by the migration) no longer counts and says so; binding
+// the certificate again replaces it. A renewal is bound beside the old
+// certificate; a binding edited to name another certificate is refused.
+func TestCertBindingNamesCertificate(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		f := newFixture(t, db)
+		ca := newTestCA(t)
+		good, twin, legacy, renewed := ca.issue(t, 10, "ops-1"), ca.issue(t, 11, "ops-1"), ca.issue(t, 12, "ops-old"), ca.issue(t, 13, "ops-1")
+		// A binding of the older release, by issuer and subject.
+		sys, _ := f.account(t, "sys", "platform", policy.Confidential, policy.RoleSysAdmin)
+		issuer, subject, created := legacy.Leaf.Issuer.String(), legacy.Leaf.Subject.String(), "2026-01-01T00:00:00Z"
+		if _, err := db.Exec(f.ctx, "INSERT INTO authz_cert_bindings (issuer, subject, account_id, created_at, mac) VALUES (?, ?, ?, ?, ?)",
+			issuer, subject, sys.ID, created, f.svc.mac.MAC("authz_cert_bindings", issuer, subject, sys.ID, created)); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Migrate(f.ctx, Migrations); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := f.svc.UnpinnedCertBindings(f.ctx); err != nil || n != 1 {
+			t.Fatalf("unpinned bindings: %d, %v; want 1", n, err)
+		}
+
+		roots := x509.NewCertPool()
+		roots.AddCert(ca.cert)
+		crls := NewCRLChecker(nil)
+		crls.Add(ca.crl(t, 1))
+		f.svc.SetCertAuth(&CertAuth{Roots: roots, Revocation: crls})
+		if err := f.svc.BindCertificate(f.ctx, sys.ID, good.Leaf); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.svc.BindCertificate(f.ctx, sys.ID, good.Leaf); !errors.Is(err, ErrConflict) {
+			t.Errorf("the same certificate bound twice: %v", err)
+		}
+		if err := f.svc.BindCertificate(f.ctx, sys.ID, &x509.Certificate{Issuer: good.Leaf.Issuer, Subject: good.Leaf.Subject}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("a binding without the certificate's DER: %v", err)
+		}
+		mux := f.svc.NewMux()
+		mux.Handle("GET /metrics", Rule{Action: "metrics.read"}, func(w http.ResponseWriter, r *http.Request) error { return nil })
+		srv := httptest.NewUnstartedServer(httpx.Edge(mux, httpx.EdgeOptions{}))
+		srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: roots}
+		srv.StartTLS()
+		defer srv.Close()
+		login := func(c tls.Certificate) (int, string) {
+			t.Helper()
+			tr := srv.Client().Transport.(*http.Transport).Clone()
+			tr.TLSClientConfig.Certificates = []tls.Certificate{c}
+			resp, err := (&http.Client{Transport: tr}).Get(srv.URL + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		account := func(c tls.Certificate) (*Account, error) { return f.svc.CertificateAccount(f.ctx, c.Certificate[0]) }
+
+		if st, body := login(good); st != 200 {
+			t.Fatalf("the bound certificate: %d %s", st, body)
+		}
+		if a, err := account(good); err != nil || a.ID != sys.ID {
+			t.Fatalf("account of the bound certificate: %v, %v", a, err)
+		}
+		// Same issuer and subject, another key.
+		if st, body := login(twin); st != 401 {
+			t.Errorf("a certificate with the bound certificate's names: %d %s", st, body)
+		}
+		if a, err := account(twin); !errors.Is(err, ErrNotFound) {
+			t.Errorf("account of a certificate with the bound certificate's names: %v, %v", a, err)
+		}
+		// The binding of the older release.
+		if st, body := login(legacy); st != 401 || !strings.Contains(body, "bind the certificate again") {
+			t.Errorf("a certificate bound by issuer and subject only: %d %s", st, body)
+		}
+		if _, err := account(legacy); !errors.Is(err, ErrUnpinnedBinding) || !errors.Is(err, ErrNotFound) {
+			t.Errorf("account of a certificate bound by issuer and subject only: %v", err)
+		}
+		if err := f.svc.BindCertificate(f.ctx, sys.ID, legacy.Leaf); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := f.svc.UnpinnedCertBindings(f.ctx); err != nil || n != 0 {
+			t.Errorf("unpinned bindings after binding again: %d, %v", n, err)
+		}
+		if st, body := login(legacy); st != 200 {
+			t.Errorf("bound again: %d %s", st, body)
+		}
+		// A renewal with the same names is bound beside the old one.
+		if err := f.svc.BindCertificate(f.ctx, sys.ID, renewed.Leaf); err != nil {
+			t.Fatalf("renewed certificate: %v", err)
+		}
+		for _, c := range []tls.Certificate{good, renewed} {
+			if st, body := login(c); st != 200 {
+				t.Errorf("certificate %x: %d %s", c.Leaf.SerialNumber, st, body)
+			}
+		}
+		// A binding edited to name the twin.
+		if _, err := db.Exec(f.ctx, "UPDATE authz_cert_bindings SET cert_sha256 = ? WHERE cert_sha256 = ?",
+			CertFingerprint(twin.Certificate[0]), CertFingerprint(good.Certificate[0])); err != nil {
+			t.Fatal(err)
+		}
+		if st, body := login(twin); st != 401 {
+			t.Errorf("a binding edited to name another certificate: %d %s", st, body)
+		}
+		if _, err := account(twin); !errors.Is(err, ErrTampered) {
+			t.Errorf("account through an edited binding: %v", err)
+		}
+		if n := f.count(t, "action = 'authz.integrity'"); n < 2 {
+			t.Errorf("%d integrity alerts, want 2", n)
+		}
+		if n := f.count(t, "action = 'authz.cert.bind' AND details LIKE ?", "%"+CertFingerprint(renewed.Certificate[0])+"%"); n != 1 {
+			t.Errorf("%d bind records naming the certificate's SHA-256", n)
+		}
+	}, migrationsBefore(t, "00005"), audit.Migrations)
 }
 
 func TestBusWrapper(t *testing.T) {

@@ -6,9 +6,9 @@
 // application or system) with an organisation, roles and a clearance level.
 // It proves itself with a bearer API token (random 256 bits, stored only as
 // its SM3 hash, with a name, scopes and an expiry), a TLS client certificate
-// issued by a trusted CA (chain and revocation checked; the certificate's
-// issuer and subject are bound to an account), or, later, an SSO access token
-// through the Verifier seam.
+// issued by a trusted CA (chain and revocation checked; the certificate
+// itself, by the SHA-256 of its DER, is bound to an account), or, later, an
+// SSO access token through the Verifier seam.
 //
 // Roles and policies. Roles are those of internal/authz/policy, with the
 // three separated administrator roles (三员分立); combinations that must not

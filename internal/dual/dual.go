@@ -43,6 +43,7 @@ const (
 // Limits on what a request may hold.
 const (
 	MaxRequired   = 16   // approvers a request may require
+	MaxExcluded   = 16   // identities a request may exclude from approving
 	maxKindLen    = 64   // "kms.key.recover"
 	maxActorLen   = 256  // principal names
 	maxTextLen    = 4096 // summaries, comments
@@ -56,6 +57,7 @@ var (
 	ErrInvalid           = fmt.Errorf("invalid dual-control request: %w", httpx.ErrBadRequest)
 	ErrNotFound          = fmt.Errorf("dual-control request not found: %w", httpx.ErrNotFound)
 	ErrSelfApproval      = fmt.Errorf("the requester cannot approve their own request: %w", httpx.ErrForbidden)
+	ErrExcludedApprover  = fmt.Errorf("this identity is excluded from approving this request: %w", httpx.ErrForbidden)
 	ErrDuplicateApprover = fmt.Errorf("already approved by this approver: %w", httpx.ErrConflict)
 	ErrExpired           = fmt.Errorf("dual-control request expired: %w", httpx.ErrConflict)
 	ErrNotApproved       = fmt.Errorf("dual-control request lacks the required approvals: %w", httpx.ErrForbidden)
@@ -92,6 +94,10 @@ type NewRequest struct {
 	ApproverRole string
 	// Summary is the human text shown to approvers.
 	Summary string
+	// Excluded are identities that may not approve besides the requester:
+	// those with a stake in the operation, such as the holder of the key
+	// a recovery would deliver (at most MaxExcluded).
+	Excluded []string
 }
 
 // Request is a stored dual-control request.
@@ -101,7 +107,8 @@ type Request struct {
 	Requester    string     `json:"requester"`
 	Summary      string     `json:"summary"`
 	ApproverRole string     `json:"approver_role,omitempty"`
-	PayloadHash  []byte     `json:"payload_hash"` // SM3
+	Excluded     []string   `json:"excluded,omitempty"` // may not approve, besides the requester
+	PayloadHash  []byte     `json:"payload_hash"`       // SM3
 	Required     int        `json:"required"`
 	Approvals    []Approval `json:"approvals"`
 	Rejections   []Approval `json:"rejections,omitempty"`
@@ -119,18 +126,23 @@ type Approval struct {
 	Comment  string    `json:"comment,omitempty"`
 }
 
-// approvers counts the distinct approvers other than the requester. The
-// requester is excluded again here, though Approve never records them, so a
-// row written by anything else still cannot make a request approved.
+// approvers counts the distinct approvers other than the requester and the
+// excluded identities. They are left out again here, though Approve never
+// records them, so a row written by anything else still cannot make a
+// request approved.
 func (r *Request) approvers() []string {
 	var out []string
 	for _, a := range r.Approvals {
-		if a.Approver != r.Requester && !containsString(out, a.Approver) {
+		if a.Approver != r.Requester && !containsString(r.Excluded, a.Approver) && !containsString(out, a.Approver) {
 			out = append(out, a.Approver)
 		}
 	}
 	return out
 }
+
+// Approvers returns the distinct approvers that count: neither the
+// requester nor an excluded identity.
+func (r *Request) Approvers() []string { return r.approvers() }
 
 func (r *Request) approvedBy(who string) bool {
 	for _, a := range r.Approvals {
@@ -290,6 +302,15 @@ func (n *NewRequest) Validate() error {
 	if len(n.Summary) > maxTextLen {
 		bad = append(bad, "summary too long")
 	}
+	if len(n.Excluded) > MaxExcluded {
+		bad = append(bad, fmt.Sprintf("at most %d excluded approvers", MaxExcluded))
+	}
+	for _, x := range n.Excluded {
+		if !validActor(x) {
+			bad = append(bad, "an excluded approver is empty or too long")
+			break
+		}
+	}
 	if bad != nil {
 		return fmt.Errorf("dual: %s: %w", strings.Join(bad, "; "), ErrInvalid)
 	}
@@ -327,12 +348,17 @@ func (s *Store) CreateWith(ctx context.Context, n NewRequest, also func(tx *stor
 		PayloadHash: Hash(n.Payload), Required: n.Required, Status: StatusPending,
 		Created: now, Expires: now.Add(n.TTL),
 	}
+	for _, x := range n.Excluded {
+		if x != n.Requester && !containsString(r.Excluded, x) {
+			r.Excluded = append(r.Excluded, x)
+		}
+	}
 	_, err = s.log.Do(ctx, s.db, audit.Record{
 		Actor: n.Requester, Action: ActionCreate, Object: object(id), Outcome: audit.Success,
 		RequestID: httpx.RequestID(ctx),
 		Details: map[string]any{
 			"kind": r.Kind, "payload_hash": hex.EncodeToString(r.PayloadHash), "required": r.Required,
-			"approver_role": r.ApproverRole, "expires": r.Expires.Format(time.RFC3339Nano),
+			"approver_role": r.ApproverRole, "expires": r.Expires.Format(time.RFC3339Nano), "excluded": r.Excluded,
 		},
 	}, func(tx *store.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO dual_requests
@@ -340,8 +366,16 @@ func (s *Store) CreateWith(ctx context.Context, n NewRequest, also func(tx *stor
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.Kind, r.Requester, r.Summary, r.ApproverRole, r.PayloadHash, r.Required,
 			string(StatusPending), nanos(r.Created), nanos(r.Expires))
-		if err != nil || also == nil {
+		if err != nil {
 			return err
+		}
+		for _, x := range r.Excluded {
+			if _, err := tx.Exec(ctx, "INSERT INTO dual_excluded (request_id, actor) VALUES (?, ?)", r.ID, x); err != nil {
+				return err
+			}
+		}
+		if also == nil {
+			return nil
 		}
 		return also(tx, r)
 	})
@@ -354,7 +388,8 @@ func (s *Store) CreateWith(ctx context.Context, n NewRequest, also func(tx *stor
 // Approve records approver's approval of the request id. payloadHash is the
 // SM3 hash of the payload the approver was shown (Hash): it must equal the
 // request's, so an approval always binds to the exact request. It is refused,
-// and the refusal audited, when the approver is the requester, has already
+// and the refusal audited, when the approver is the requester or excluded
+// (NewRequest.Excluded), has already
 // approved, states another hash, or the request is expired, rejected or
 // executed. Approvals beyond Required are recorded too. It returns the
 // request as it stands after the approval.
@@ -374,6 +409,8 @@ func (s *Store) Approve(ctx context.Context, id, approver string, payloadHash []
 		switch {
 		case approver == r.Requester:
 			return refuse(ctx, r, ActionApprove, approver, "self-approval", ErrSelfApproval, nil)
+		case containsString(r.Excluded, approver):
+			return refuse(ctx, r, ActionApprove, approver, "excluded-approver", ErrExcludedApprover, nil)
 		case !bytes.Equal(payloadHash, r.PayloadHash):
 			return refuse(ctx, r, ActionApprove, approver, "payload-mismatch", ErrPayloadMismatch,
 				map[string]any{"stated_hash": hex.EncodeToString(payloadHash)})
@@ -490,7 +527,7 @@ func closedRefusal(ctx context.Context, r *Request, action, actor string) *refus
 // in tx, the operation's own transaction. Call it just before acting, with
 // the exact payload acted on. It checks that SM3(payload) is the request's
 // hash, that at least Required distinct approvers other than the requester
-// approved, that the request has not expired and has not been executed or
+// and the excluded identities approved, that the request has not expired and has not been executed or
 // rejected, and marks it executed (audited in tx, actor audit.ActorFrom(ctx)).
 // The approval is therefore single-use: of two concurrent Executes exactly one
 // succeeds, and if tx rolls back the approval is not spent.
@@ -616,7 +653,8 @@ func (s *Store) load(ctx context.Context, q store.Querier, id string, lock bool)
 	return r, nil
 }
 
-// loadDecisions fills the approvals and rejections of rs.
+// loadDecisions fills the approvals, rejections and excluded approvers of
+// rs.
 func loadDecisions(ctx context.Context, q store.Querier, rs []*Request) error {
 	if len(rs) == 0 {
 		return nil
@@ -653,6 +691,23 @@ func loadDecisions(ctx context.Context, q store.Querier, rs []*Request) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read decisions: %w", err)
 	}
+	rows.Close()
+	rows, err = q.Query(ctx, `SELECT request_id, actor FROM dual_excluded
+		WHERE request_id IN (?`+strings.Repeat(", ?", len(rs)-1)+`) ORDER BY actor`, args...)
+	if err != nil {
+		return fmt.Errorf("read excluded approvers: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var rid, actor string
+		if err := rows.Scan(&rid, &actor); err != nil {
+			return fmt.Errorf("read excluded approvers: %w", err)
+		}
+		byID[rid].Excluded = append(byID[rid].Excluded, actor)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read excluded approvers: %w", err)
+	}
 	return nil
 }
 
@@ -676,8 +731,8 @@ type Filter struct {
 	Requester string
 	Status    Status
 	// Awaiting selects the pending, unexpired requests that this identity
-	// may still approve: not its own and not yet approved by it (a to-do
-	// list; role checks remain the caller's).
+	// may still approve: not its own, not excluded and not yet approved by
+	// it (a to-do list; role checks remain the caller's).
 	Awaiting string
 	// Limit caps the result (default 100, at most 1000); newest first.
 	Limit int
@@ -709,8 +764,9 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Request, error) {
 	}
 	if f.Awaiting != "" {
 		where = append(where, `status = 'pending' AND expires_at > ? AND requester <> ?
-			AND NOT EXISTS (SELECT 1 FROM dual_decisions d WHERE d.request_id = dual_requests.id AND d.decision = 'approve' AND d.actor = ?)`)
-		args = append(args, nanos(now), f.Awaiting, f.Awaiting)
+			AND NOT EXISTS (SELECT 1 FROM dual_decisions d WHERE d.request_id = dual_requests.id AND d.decision = 'approve' AND d.actor = ?)
+			AND NOT EXISTS (SELECT 1 FROM dual_excluded x WHERE x.request_id = dual_requests.id AND x.actor = ?)`)
+		args = append(args, nanos(now), f.Awaiting, f.Awaiting, f.Awaiting)
 	}
 	limit := f.Limit
 	if limit <= 0 {

@@ -277,6 +277,69 @@ func TestMakerChecker(t *testing.T) {
 	}, Migrations, audit.Migrations)
 }
 
+// TestExcludedApprovers: an identity the request excludes (the holder of
+// the key a recovery delivers) is refused as an approver, audited, left off
+// the to-do list, and never counted, even by a decision row written by
+// something else; the request still needs Required others.
+func TestExcludedApprovers(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, db *store.DB) {
+		e := setup(t, db)
+		payload := payloadFor("kms:enc/43")
+		r, err := e.d.Create(e.ctx, NewRequest{Kind: "kms.key.recover", Requester: "alice", Payload: payload, Required: 2, TTL: time.Hour,
+			Summary: "to officer bob", Excluded: []string{"bob", "alice", "bob"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(r.Excluded, []string{"bob"}) || !slices.Equal(e.get(t, r.ID).Excluded, []string{"bob"}) {
+			t.Fatalf("excluded %v, stored %v", r.Excluded, e.get(t, r.ID).Excluded)
+		}
+		if got, err := e.d.List(e.ctx, Filter{Awaiting: "bob"}); err != nil || len(got) != 0 {
+			t.Errorf("awaiting the excluded approver: %v, %v", got, err)
+		}
+		if got, err := e.d.List(e.ctx, Filter{Awaiting: "carol"}); err != nil || len(got) != 1 || !slices.Equal(got[0].Excluded, []string{"bob"}) {
+			t.Errorf("awaiting another approver: %v, %v", got, err)
+		}
+		_, err = e.d.Approve(e.ctx, r.ID, "bob", Hash(payload), "")
+		wantErr(t, "excluded approver", err, ErrExcludedApprover, http.StatusForbidden)
+		if _, err := e.d.Approve(e.ctx, r.ID, "carol", Hash(payload), ""); err != nil {
+			t.Fatal(err)
+		}
+		// A decision row written around Approve still does not count.
+		if _, err := db.Exec(e.ctx, "INSERT INTO dual_decisions (request_id, decision, actor, at, comment) VALUES (?, 'approve', 'bob', 1, '')", r.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(e.ctx, "UPDATE dual_requests SET status = 'approved' WHERE id = ?", r.ID); err != nil {
+			t.Fatal(err)
+		}
+		got := e.get(t, r.ID)
+		if !slices.Equal(got.Approvers(), []string{"carol"}) {
+			t.Errorf("approvers that count: %v", got.Approvers())
+		}
+		wantErr(t, "execute with the excluded approver's row", e.operate(r.ID, payload), ErrNotApproved, http.StatusForbidden)
+		if _, err := db.Exec(e.ctx, "UPDATE dual_requests SET status = 'pending' WHERE id = ?", r.ID); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := e.d.Approve(e.ctx, r.ID, "dave", Hash(payload), ""); err != nil || got.Status != StatusApproved {
+			t.Fatalf("second other approver: %v, %v", got, err)
+		}
+		if err := e.operate(r.ID, payload); err != nil {
+			t.Fatal(err)
+		}
+		e.wantTrail(t, r.ID,
+			created("alice"),
+			deniedTo(ActionApprove, "bob", "excluded-approver"),
+			approved("carol"),
+			deniedTo(ActionExecute, operator, "not-approved"),
+			approved("dave"),
+			executed(operator),
+		)
+		if _, err := e.d.Create(e.ctx, NewRequest{Kind: "seal.make", Requester: "alice", Payload: payload, Required: 1, TTL: time.Hour,
+			Excluded: []string{""}}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("an empty excluded approver: %v", err)
+		}
+	}, Migrations, audit.Migrations)
+}
+
 func TestRefusals(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, db *store.DB) {
 		e := setup(t, db)

@@ -215,6 +215,14 @@ func (n *Node) openAuthz(ctx context.Context) error {
 		return fmt.Errorf("policies: %w", err)
 	}
 	n.authz = authz.New(n.db, audit.New(n.cfg.Node.Name, n.opts.Clock), mac, engine, n.opts.Clock)
+	unpinned, err := n.authz.UnpinnedCertBindings(ctx)
+	if err != nil {
+		return fmt.Errorf("certificate bindings: %w", err)
+	}
+	if unpinned > 0 {
+		n.logger.Warn("certificate bindings made before bindings named their certificate (issuer and subject only) no longer authenticate or name a key recovery recipient: bind each certificate again with govtrust account bind-cert ACCOUNT CERT.pem",
+			"count", unpinned)
+	}
 	n.dual = dual.New(n.db, audit.New(n.cfg.Node.Name, n.opts.Clock), n.opts.Clock)
 	roots, err := loadCertDir(filepath.Join(n.opts.DataDir, "trust", "clients"))
 	if err != nil {

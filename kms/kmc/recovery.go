@@ -127,6 +127,9 @@ type recoveryPayload struct {
 	RecipientSerial string `json:"recipient_serial,omitempty"`
 	RecipientIssuer string `json:"recipient_issuer,omitempty"`
 	Officer         string `json:"officer,omitempty"`
+	// RecipientByRequester is set in a user recovery when the recipient
+	// certificate was issued at the request of the recovery's requester.
+	RecipientByRequester bool `json:"recipient_by_requester,omitempty"`
 }
 
 // PendingRecovery is the 202 answer of a recovery request.
@@ -143,6 +146,11 @@ type PendingRecovery struct {
 	RecipientCA     string `json:"recipient_ca"`
 	RecipientSerial string `json:"recipient_serial"`
 	RecipientStatus string `json:"recipient_status"`
+	// RecipientByRequester says, in a user recovery, that the recipient
+	// certificate was issued at the request of the recovery's requester
+	// (the summary says so first): the approvers then check that it
+	// certifies the subscriber's own key.
+	RecipientByRequester bool `json:"recipient_by_requester,omitempty"`
 }
 
 // parseRecipientPEM reads the recipient certificate of a request.
@@ -164,6 +172,9 @@ type recipient struct {
 	issued  *Certificate
 	mode    string
 	officer string
+	// account is the ID of the account the certificate is bound to, ""
+	// when none: the holder of the key once delivered, who may not approve.
+	account string
 }
 
 // oidIdentityArc is the arc of the GM/T 0015 subject-identity extensions
@@ -204,8 +215,9 @@ func sameSubscriber(enc, c *smx509.Certificate) bool {
 // platform CA (signature and the CA's record) and not be revoked (the
 // CA's record, read now); and it must be the subscriber's (ModeUser:
 // sameSubscriber) or bound to the account of an enabled key recovery
-// officer (ModeJudicial: internal/authz certificate bindings). Refusals
-// are ErrPolicy and say why.
+// officer (ModeJudicial: internal/authz certificate bindings, which name
+// the exact certificate by its SHA-256, not its issuer and subject).
+// Refusals are ErrPolicy and say why.
 func (s *Service) checkRecipient(ctx context.Context, enc *smx509.Certificate, der []byte, now time.Time) (*recipient, error) {
 	c, err := smx509.ParseCertificate(der)
 	if err != nil {
@@ -232,16 +244,34 @@ func (s *Service) checkRecipient(ctx context.Context, enc *smx509.Certificate, d
 	if issued.Status != "good" {
 		return nil, fmt.Errorf("%w: the recipient certificate %s/%s is %s", ErrPolicy, issued.CA, issued.Serial, issued.Status)
 	}
+	if err := s.issuersNotRevoked(ctx, c, issued); err != nil {
+		return nil, err
+	}
 	r := &recipient{cert: c, pub: pub, issued: issued}
+	// The account bound to exactly this certificate (its SHA-256), if any:
+	// a certificate with the same names is not the officer's.
+	acc, err := s.env.Authz.CertificateAccount(ctx, der)
+	unpinned := false
+	switch {
+	case errors.Is(err, authz.ErrUnpinnedBinding):
+		acc, unpinned = nil, true
+	case errors.Is(err, authz.ErrNotFound):
+		acc = nil
+	case err != nil:
+		return nil, fmt.Errorf("kmc: recipient certificate's account: %w", err)
+	}
+	if acc != nil {
+		r.account = acc.ID
+	}
 	if sameSubscriber(enc, c) {
 		r.mode = ModeUser
 		return r, nil
 	}
-	acc, err := s.env.Authz.CertificateAccount(ctx, c.Issuer.String(), c.Subject.String())
 	switch {
-	case errors.Is(err, authz.ErrNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("kmc: recipient certificate's account: %w", err)
+	case unpinned:
+		return nil, fmt.Errorf("%w: the recipient certificate %s/%s (%s) is not the subscriber's, and its issuer and subject are bound to an account only by a binding made before certificate bindings named their certificate, which no longer counts: a security administrator must bind the officer's certificate again (govtrust account bind-cert ACCOUNT CERT.pem)",
+			ErrPolicy, issued.CA, issued.Serial, c.Subject)
+	case acc == nil:
 	case acc.Disabled || !slices.Contains(acc.Roles, policy.RoleKeyRecovery):
 		return nil, fmt.Errorf("%w: the recipient certificate %s/%s is bound to account %s, which is not an enabled key recovery officer",
 			ErrPolicy, issued.CA, issued.Serial, acc.Name)
@@ -249,8 +279,57 @@ func (s *Service) checkRecipient(ctx context.Context, enc *smx509.Certificate, d
 		r.mode, r.officer = ModeJudicial, acc.Name
 		return r, nil
 	}
-	return nil, fmt.Errorf("%w: the recipient certificate %s/%s (%s) is neither the subscriber's (subject %s and the same identity numbers) nor bound to a key recovery officer's account",
+	return nil, fmt.Errorf("%w: the recipient certificate %s/%s (%s) is neither the subscriber's (subject %s and the same identity numbers) nor bound to a key recovery officer's account (a binding names one certificate: another with the same names is not bound)",
 		ErrPolicy, issued.CA, issued.Serial, c.Subject, enc.Subject)
+}
+
+// issuersAbove returns the platform CA certificates above c: those whose
+// key signed it (every generation and cross-certificate of that key), then
+// those above them, to the roots.
+func (s *Service) issuersAbove(c *smx509.Certificate) []*smx509.Certificate {
+	cas := s.certs.CACertificates()
+	var out []*smx509.Certificate
+	level := []*smx509.Certificate{c}
+	for depth := 0; len(level) > 0 && depth < 16; depth++ {
+		var next []*smx509.Certificate
+		for _, x := range level {
+			for _, ca := range cas {
+				if bytes.Equal(ca.Raw, x.Raw) || !bytes.Equal(ca.RawSubject, x.RawIssuer) || x.CheckSignatureFrom(ca) != nil ||
+					slices.ContainsFunc(out, func(o *smx509.Certificate) bool { return bytes.Equal(o.Raw, ca.Raw) }) {
+					continue
+				}
+				out = append(out, ca)
+				next = append(next, ca)
+			}
+		}
+		level = next
+	}
+	return out
+}
+
+// issuersNotRevoked refuses a recipient certificate c (issued is the CA's
+// record of it) when the certificate of a platform CA above it, its
+// issuing CA or one above that, is revoked (the CA's record, read now): a
+// relying party would reject c, and so does the KMC. Certificates no
+// platform CA issued (the roots, an offline CA's) have no record here.
+// Fails closed: a record that cannot be read is httpx.ErrUnavailable.
+func (s *Service) issuersNotRevoked(ctx context.Context, c *smx509.Certificate, issued *Certificate) error {
+	for _, ca := range s.issuersAbove(c) {
+		at, reason, err := s.certs.Revoked(ctx, ca.Raw)
+		if errors.Is(err, httpx.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			s.env.Logger.Warn("kmc: could not read the revocation status of a CA certificate above a recipient certificate",
+				"ca_subject", ca.Subject.String(), "error", err)
+			return fmt.Errorf("kmc: the revocation status of the CA certificates above the recipient certificate cannot be read now: %w", httpx.ErrUnavailable)
+		}
+		if !at.IsZero() {
+			return fmt.Errorf("%w: the recipient certificate %s/%s was issued under the CA certificate %s (serial %x), which was revoked (%s) at %s: a relying party rejects it",
+				ErrPolicy, issued.CA, issued.Serial, ca.Subject, ca.SerialNumber, reason, at.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
 }
 
 // encCertificate loads the encryption certificate of escrow e from the CA
@@ -339,7 +418,8 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 	pl := recoveryPayload{Kind: RecoverKind, Escrow: e.id, CA: ca, Serial: serial, Subject: enc.Subject.String(), Requester: p.Account.ID,
 		Reason: req.Reason, CaseReference: req.CaseReference, Recipient: rc.cert.Subject.String(), RecipientCert: der,
 		RecipientHash: hex.EncodeToString(sum[:]), Mode: rc.mode, RecipientCA: rc.issued.CA, RecipientSerial: rc.issued.Serial,
-		RecipientIssuer: rc.cert.Issuer.String(), Officer: rc.officer}
+		RecipientIssuer: rc.cert.Issuer.String(), Officer: rc.officer,
+		RecipientByRequester: rc.mode == ModeUser && rc.issued.Requester == p.Account.ID}
 	payload, err := json.Marshal(pl)
 	if err != nil {
 		return err
@@ -352,8 +432,15 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 	var to string
 	if rc.mode == ModeUser {
 		to = "user key recovery (GM/T 0034 §12.4), to the subscriber's own signing certificate"
+		if rc.account != "" {
+			name := "account " + rc.account
+			if acc, err := s.env.Authz.Account(ctx, rc.account); err == nil {
+				name = acc.Name
+			}
+			to += ", bound to account " + name + ", which may not approve it"
+		}
 	} else {
-		to = "judicial key recovery (GM/T 0034 §12.5), to the certificate of key recovery officer " + rc.officer
+		to = "judicial key recovery (GM/T 0034 §12.5), to the certificate of key recovery officer " + rc.officer + ", who may not approve it"
 	}
 	keyStatus := "not revoked"
 	if e.status == StatusRevoked {
@@ -363,7 +450,18 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 		to, pl.Subject, ca, serial, keyStatus, pubSum, pl.Recipient, rc.issued.CA, rc.issued.Serial, pl.RecipientIssuer, rc.issued.Status,
 		rc.cert.NotAfter.UTC().Format(time.RFC3339), rc.issued.Created.UTC().Format(time.RFC3339), requestedBy,
 		pl.RecipientHash, req.Reason, req.CaseReference)
-	d, err := s.env.Dual.Create(ctx, dualRequest(p.Account.ID, payload, s.cfg.RecoveryApprovals, s.cfg.RecoveryTTL, summary))
+	if pl.RecipientByRequester {
+		// The requester could have had a certificate with the subscriber's
+		// names and numbers issued for a key of its own: say so first.
+		summary = fmt.Sprintf("ATTENTION: the recipient certificate was issued on %s at the request of %s, who asks for this recovery: approve only if the subscriber confirms it certifies their own new key. ",
+			rc.issued.Created.UTC().Format(time.RFC3339), requestedBy) + summary
+	}
+	var excluded []string
+	if rc.account != "" {
+		// The holder of the key once delivered does not check the delivery.
+		excluded = append(excluded, rc.account)
+	}
+	d, err := s.env.Dual.Create(ctx, dualRequest(p.Account.ID, payload, s.cfg.RecoveryApprovals, s.cfg.RecoveryTTL, summary, excluded...))
 	if err != nil {
 		return err
 	}
@@ -374,7 +472,36 @@ func (s *Service) requestRecovery(w http.ResponseWriter, r *http.Request) error 
 	w.Header().Set("Location", "/api/v1/approvals/"+d.ID)
 	return httpx.WriteJSON(w, http.StatusAccepted, &PendingRecovery{Approval: d.ID, Status: string(d.Status),
 		PayloadHash: hex.EncodeToString(d.PayloadHash), Required: d.Required, Expires: d.Expires.Format(time.RFC3339), Summary: summary,
-		Mode: rc.mode, RecipientCA: rc.issued.CA, RecipientSerial: rc.issued.Serial, RecipientStatus: rc.issued.Status})
+		Mode: rc.mode, RecipientCA: rc.issued.CA, RecipientSerial: rc.issued.Serial, RecipientStatus: rc.issued.Status,
+		RecipientByRequester: pl.RecipientByRequester})
+}
+
+// approvedByOthers refuses recovery id when it has its approvals only by
+// counting the account the recipient certificate is bound to now: the
+// request excludes the account bound when it was asked, but the binding
+// may have changed since, or the request predate the exclusion.
+func (s *Service) approvedByOthers(ctx context.Context, id string, rc *recipient) error {
+	if rc.account == "" {
+		return nil
+	}
+	d, err := s.env.Dual.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	approvers := d.Approvers()
+	if !slices.Contains(approvers, rc.account) {
+		return nil
+	}
+	others := len(approvers) - 1
+	if others >= d.Required {
+		return nil
+	}
+	who := "account " + rc.account
+	if acc, err := s.env.Authz.Account(ctx, rc.account); err == nil {
+		who = acc.Name
+	}
+	return fmt.Errorf("%w: %s, to whose certificate the key would be delivered, approved this recovery and does not count: it needs %d approvals by others, and has %d",
+		ErrPolicy, who, d.Required, others)
 }
 
 // recoverable refuses keys not yet bound to a certificate or past retention.
@@ -449,6 +576,9 @@ func (s *Service) executeRecovery(w http.ResponseWriter, r *http.Request) error 
 	if err == nil && pl.Mode != "" && (rc.mode != pl.Mode || rc.issued.CA != pl.RecipientCA || rc.issued.Serial != pl.RecipientSerial) {
 		err = fmt.Errorf("%w: the recipient certificate is no longer what was approved (%s recovery to %s/%s)", ErrPolicy, pl.Mode, pl.RecipientCA, pl.RecipientSerial)
 	}
+	if err == nil {
+		err = s.approvedByOthers(ctx, id, rc)
+	}
 	if err != nil {
 		if errors.Is(err, ErrPolicy) {
 			err = fmt.Errorf("%w (checked again at execution)", err)
@@ -477,7 +607,8 @@ func (s *Service) executeRecovery(w http.ResponseWriter, r *http.Request) error 
 			Outcome: audit.Success, RequestID: httpx.RequestID(ctx),
 			Details: map[string]any{"approval": id, "ca": pl.CA, "serial": pl.Serial, "subject": pl.Subject, "requester": pl.Requester,
 				"reason": pl.Reason, "case_reference": pl.CaseReference, "recipient": pl.Recipient, "recipient_sha256": pl.RecipientHash,
-				"mode": rc.mode, "recipient_ca": rc.issued.CA, "recipient_serial": rc.issued.Serial, "officer": rc.officer}})
+				"mode": rc.mode, "recipient_ca": rc.issued.CA, "recipient_serial": rc.issued.Serial, "officer": rc.officer,
+				"recipient_by_requester": pl.RecipientByRequester}})
 		return err
 	})
 	if err != nil {

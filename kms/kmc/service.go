@@ -91,6 +91,14 @@ type Certificates interface {
 	// CertificatesForKey returns the certificates CA caID (any CA when
 	// "") recorded between from and to that certify the public key spki.
 	CertificatesForKey(ctx context.Context, caID string, spki []byte, from, to time.Time) ([]*Certificate, error)
+	// CACertificates returns the certificate of every platform CA
+	// generation (roots and issuing CAs, active, retired and revoked).
+	CACertificates() []*smx509.Certificate
+	// Revoked reports whether a platform CA revoked the certificate der,
+	// and when and why (the RFC 5280 reason name); a zero time when the
+	// CA's record says good; not found when no platform CA issued it (a
+	// root, an offline CA's certificate): revwatch.Reader.
+	Revoked(ctx context.Context, der []byte) (time.Time, string, error)
 }
 
 // Certificate is a certificate as the CA recorded it.
@@ -577,8 +585,9 @@ func zero(k *sm2.PrivateKey) {
 	}
 }
 
-// dualRequest is the dual-control request of a key recovery.
-func dualRequest(requester string, payload []byte, required int, ttl time.Duration, summary string) dual.NewRequest {
+// dualRequest is the dual-control request of a key recovery; excluded
+// may not approve it (the account of the recipient certificate).
+func dualRequest(requester string, payload []byte, required int, ttl time.Duration, summary string, excluded ...string) dual.NewRequest {
 	return dual.NewRequest{Kind: RecoverKind, Requester: requester, Payload: payload, Required: required, TTL: ttl,
-		ApproverRole: string(policy.RoleKeyRecovery), Summary: summary}
+		ApproverRole: string(policy.RoleKeyRecovery), Summary: summary, Excluded: excluded}
 }
