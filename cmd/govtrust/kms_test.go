@@ -1332,7 +1332,7 @@ func TestKeyRecoveryJudicialRecipientByCertificate(t *testing.T) {
 	if logs := string(kn.logs.Bytes()); !strings.Contains(logs, "bind each certificate again with govtrust account bind-cert") || !strings.Contains(logs, `"count":1`) {
 		t.Errorf("no warning at start about the binding of the older release:\n%s", logs)
 	}
-	mustGovtrust(t, "account", "bind-cert", "--data", kn.dir, "kro4", writeFile(t, dir, "kro4.pem", oldCert.Certificate))
+	mustGovtrust(t, "account", "bind-cert", "--data", kn.dir, "kro4", writeTestFile(t, dir, "kro4.pem", oldCert.Certificate))
 	if n := kn.count("SELECT COUNT(*) FROM authz_cert_bindings WHERE cert_sha256 = ''"); n != 0 {
 		t.Errorf("%d bindings of the older release left after binding again", n)
 	}
@@ -1341,7 +1341,7 @@ func TestKeyRecoveryJudicialRecipientByCertificate(t *testing.T) {
 	}
 }
 
-func writeFile(t *testing.T, dir, name, content string) string {
+func writeTestFile(t *testing.T, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
