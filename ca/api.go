@@ -130,7 +130,13 @@ func (s *Service) forceCRL(w http.ResponseWriter, r *http.Request) error {
 	})
 	if err != nil {
 		s.setStale(a.id, true)
-		return err
+		if c == nil {
+			return err
+		}
+		// The full CRL is published, with the operator's audit record: it
+		// is the answer; its delta is retried at the next tick (stale).
+		s.env.Logger.Error("forced CRL published; its delta failed and is retried at the next tick", "ca", a.id, "number", c.number, "error", err)
+		return httpx.WriteJSON(w, http.StatusCreated, crlInfo(a.id, c))
 	}
 	s.setStale(a.id, false)
 	return httpx.WriteJSON(w, http.StatusCreated, crlInfo(a.id, c))

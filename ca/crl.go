@@ -1295,19 +1295,23 @@ func rollable(ctx context.Context, q store.Querier, lineage string) (bool, error
 	return false, fmt.Errorf("look up lineage %s: %w", lineage, err)
 }
 
-// checkOfflineID refuses id as the id of a new CA of this node when it is
-// the id of an offline CA whose CRLs the node serves (ImportOfflineCRL): the
-// node's own CA would take /pki/{id}.crl and hide the offline CA's CRL.
+// checkOfflineID refuses id as the id of a new CA of this node when the
+// node serves the CRL of an offline CA (ImportOfflineCRL) at one of the
+// paths the new CA's CRLs take, /pki/{id}.crl and /pki/{id}-delta.crl:
+// the node's own CA would hide the offline CA's CRL.
 func checkOfflineID(ctx context.Context, q store.Querier, id string) error {
-	var one int
-	err := q.QueryRow(ctx, "SELECT 1 FROM ca_offline_crls WHERE ca_id = ? LIMIT 1", id).Scan(&one)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil
-	case err != nil:
-		return fmt.Errorf("look up offline CA %s: %w", id, err)
+	for _, x := range []string{id, id + "-delta"} {
+		var one int
+		err := q.QueryRow(ctx, "SELECT 1 FROM ca_offline_crls WHERE ca_id = ? LIMIT 1", x).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			continue
+		case err != nil:
+			return fmt.Errorf("look up offline CA %s: %w", x, err)
+		}
+		return fmt.Errorf("%w: CA id %s: this node serves the CRL of offline CA %s at /pki/%s.crl, which a CA %s would take; choose another id", ErrConflict, id, x, x, id)
 	}
-	return fmt.Errorf("%w: CA id %s is an offline CA whose CRLs this node serves at /pki/%s.crl; choose another id", ErrConflict, id, id)
+	return nil
 }
 
 // checkRolloverName refuses a new CA id that takes a name a rollover

@@ -492,3 +492,22 @@ func (tn *testNode) getPublicFull(path string, hdr map[string]string) (int, http
 	resp, body := tn.send(req)
 	return resp.StatusCode, resp.Header, body
 }
+
+// TestOfflineIDDeltaTwin: a CA of the node named X serves /pki/X-delta.crl,
+// so it may not be made while the node serves an offline CA's CRL there.
+func TestOfflineIDDeltaTwin(t *testing.T) {
+	ie := importEnvOn(t, storetest.SQLite(t, offlineMigrations()...))
+	ctx := context.Background()
+	if _, err := ie.db.Exec(ctx, `INSERT INTO ca_offline_crls (ca_id, number, issuer, this_update, next_update, der, created_at)
+		VALUES ('corp-delta', 1, ?, '2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z', ?, '2026-01-01T00:00:00Z')`, ie.root.Raw, []byte{0x30, 0}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"corp", "corp-delta"} {
+		if err := CheckCAID(ctx, ie.db, id); !errors.Is(err, ErrConflict) {
+			t.Errorf("CheckCAID(%s) beside offline CA corp-delta: %v, want a conflict", id, err)
+		}
+	}
+	if err := CheckCAID(ctx, ie.db, "corp-2"); err != nil {
+		t.Errorf("CheckCAID(corp-2): %v", err)
+	}
+}

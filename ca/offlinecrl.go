@@ -141,6 +141,11 @@ func ImportOfflineCRL(ctx context.Context, db *store.DB, log *audit.Log, der []b
 		if err := checkDeltaTwins(ctx, tx, id); err != nil {
 			return err
 		}
+		// Nor the name a rollover of a CA of the node would give a
+		// generation: the offline CA would stop that lineage's rollovers.
+		if err := checkRolloverName(ctx, tx, id, false); err != nil {
+			return err
+		}
 		var lastNumber int64
 		var lastIssuer, lastDER []byte
 		err := tx.QueryRow(ctx, "SELECT number, issuer, der FROM ca_offline_crls WHERE ca_id = ? ORDER BY number DESC LIMIT 1", id).

@@ -220,6 +220,9 @@ type fakeNTP struct {
 	zeroRef atomic.Bool
 	// hold is added to the transmit timestamp (T3 = T2 + hold).
 	hold atomic.Int64
+	// precision is the precision the answers state (log2 seconds, RFC
+	// 5905 §7.3), added to -20 (about a microsecond): 0 gives -20.
+	precision atomic.Int32
 	// drop makes the server read requests without answering them.
 	drop atomic.Bool
 	// kiss answers with the kiss-o'-death RATE; otherCookie echoes
@@ -265,6 +268,7 @@ func (f *fakeNTP) serve() {
 		resp := make([]byte, 48)
 		resp[0] = 0<<6 | 4<<3 | 4 // LI 0, VN 4, mode server
 		resp[1] = 1               // stratum 1
+		resp[3] = byte(int8(-20 + f.precision.Load()))
 		binary.BigEndian.PutUint32(resp[4:8], ntpShortOf(f.rootDelay.Load()))
 		binary.BigEndian.PutUint32(resp[8:12], ntpShortOf(f.rootDisp.Load()))
 		xmt := now.Add(time.Duration(f.hold.Load()))

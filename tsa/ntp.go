@@ -87,6 +87,18 @@ func ntpShort(b []byte) time.Duration {
 	return time.Duration(uint64(binary.BigEndian.Uint32(b)) * uint64(time.Second) >> 16)
 }
 
+// ntpPrecision is the clock precision an NTP packet states, 2^p seconds
+// (RFC 5905 §7.3), taken as at most one second.
+func ntpPrecision(p int8) time.Duration {
+	switch {
+	case p >= 0:
+		return time.Second
+	case p < -30:
+		return time.Nanosecond
+	}
+	return time.Duration(float64(time.Second) / float64(uint64(1)<<uint(-p)))
+}
+
 // errNTPReply marks an answer to our request (it echoes our transmit
 // timestamp) that cannot be used: asking the same server again at once
 // would get the same (a lost packet is asked again, ntpTries).
@@ -167,9 +179,16 @@ func queryNTP(ctx context.Context, server string, now func() time.Time, timeout 
 	delay := t4.Sub(t1) - t3.Sub(t2)
 	if delay < 0 {
 		// The server says it held the request longer than the whole round
-		// trip took: its timestamps are inconsistent, and the offset
-		// computed from them cannot be bounded.
-		return bad("inconsistent timestamps: the server's hold time T3−T2 %s exceeds the round trip T4−T1 %s", t3.Sub(t2), t4.Sub(t1))
+		// trip took. Within its clock's precision that is the coarseness of
+		// its timestamps on a fast network, and RFC 5905 §A.5.1.1 takes the
+		// precision as the delay; beyond it the timestamps are
+		// inconsistent, and the offset computed from them cannot be
+		// bounded.
+		prec := ntpPrecision(int8(resp[3]))
+		if -delay > prec {
+			return bad("inconsistent timestamps: the server's hold time T3−T2 %s exceeds the round trip T4−T1 %s by more than its precision %s", t3.Sub(t2), t4.Sub(t1), prec)
+		}
+		delay = prec
 	}
 	return ntpSample{server: server, offset: offset, delay: delay, rootDelay: rootDelay, rootDisp: rootDisp}, nil
 }

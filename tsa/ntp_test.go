@@ -36,6 +36,12 @@ func TestNTPUnusableAnswers(t *testing.T) {
 		{"kiss-o'-death", func(f *fakeNTP) { f.kiss.Store(true) }, false, `stratum 0, kiss code "RATE"`},
 		{"reference after transmit", func(f *fakeNTP) { f.ref.Store(int64(-time.Hour)) }, false, "is later than its transmit time"},
 		{"negative round trip", func(f *fakeNTP) { f.hold.Store(int64(2 * time.Second)) }, false, "hold time T3−T2 2s exceeds the round trip"},
+		{"negative round trip within a coarse server's precision", func(f *fakeNTP) {
+			f.precision.Store(14) // 2^-6 s, 15.6 ms: a w32time-like clock
+			f.hold.Store(int64(5 * time.Millisecond))
+		}, true, ""},
+		{"negative round trip beyond the server's precision", func(f *fakeNTP) { f.hold.Store(int64(5 * time.Millisecond)) }, false,
+			"by more than its precision"},
 		{"root dispersion beyond the accuracy", func(f *fakeNTP) { f.rootDisp.Store(int64(1500 * time.Millisecond)) }, false,
 			"+ root dispersion 1.5s) from 127.0.0.1"},
 		{"root delay beyond the accuracy", func(f *fakeNTP) { f.rootDelay.Store(int64(2500 * time.Millisecond)) }, false,
