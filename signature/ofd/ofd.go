@@ -285,6 +285,11 @@ type signatureIn struct {
 			Boundary string `xml:"Boundary,attr"`
 			Clip     string `xml:"Clip,attr"`
 		} `xml:"StampAnnot"`
+		// Seal, optional, names the seal file (Seal.esl) of a seal
+		// signature (GB/T 33190 §18.2.1 table 67).
+		Seal *struct {
+			BaseLoc string `xml:"BaseLoc"`
+		} `xml:"Seal"`
 	} `xml:"SignedInfo"`
 	SignedValue string `xml:"SignedValue"`
 }
@@ -498,10 +503,23 @@ type Found struct {
 	// Reference's CheckValue, or that are missing.
 	BadReferences []string
 	References    int
+	// SealFiles are the signature's seal files: the one SignedInfo's
+	// Seal/BaseLoc names, and any Seal.esl beside Signature.xml (readers
+	// draw the seal picture from them). Each must be the SESeal inside
+	// SignedValue byte for byte.
+	SealFiles []SealFile
 	// StampPages are the PageRefs of the StampAnnots.
 	StampPages []string
 	// Stamps are the StampAnnots (a riding seal has one per page).
 	Stamps []Stamp
+}
+
+// SealFile is a seal file (Seal.esl) of a signature: its absolute package
+// path and bytes, Data nil when Seal/BaseLoc names a file the package
+// lacks, or names none (Path "").
+type SealFile struct {
+	Path string
+	Data []byte
 }
 
 // Signatures returns the package's signatures with their references
@@ -548,6 +566,7 @@ func Signatures(doc []byte) ([]*Found, error) {
 				f.BadReferences = append(f.BadReferences, "/"+fp)
 			}
 		}
+		f.SealFiles = p.sealFiles(sp, si)
 		for _, a := range si.SignedInfo.StampAnnot {
 			f.StampPages = append(f.StampPages, a.PageRef)
 			st := Stamp{ID: a.ID, PageRef: a.PageRef}
@@ -563,4 +582,30 @@ func Signatures(doc []byte) ([]*Found, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// sealFiles returns the seal files of the signature whose Signature.xml is
+// at sp: the one Seal/BaseLoc names (resolved as ofdrw does, relative to
+// Signature.xml unless absolute), and any file named Seal.esl (in any
+// case) in Signature.xml's folder, which readers look for by that name.
+func (p *Package) sealFiles(sp string, si signatureIn) []SealFile {
+	var out []SealFile
+	seen := map[string]bool{}
+	if s := si.SignedInfo.Seal; s != nil {
+		loc := strings.TrimSpace(s.BaseLoc)
+		if loc == "" {
+			out = append(out, SealFile{})
+		} else {
+			fp := resolve(sp, loc)
+			seen[fp] = true
+			out = append(out, SealFile{Path: "/" + fp, Data: p.files[fp]})
+		}
+	}
+	dir := path.Dir(sp)
+	for _, nm := range p.names {
+		if !seen[nm] && path.Dir(nm) == dir && strings.EqualFold(path.Base(nm), "Seal.esl") {
+			out = append(out, SealFile{Path: "/" + nm, Data: p.files[nm]})
+		}
+	}
+	return out
 }

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"reflect"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,4 +144,94 @@ func TestZipBomb(t *testing.T) {
 			t.Fatal("the image changed")
 		}
 	})
+}
+
+// signed returns doc with a seal signature prepared by Prepare (as the
+// platform seals) and value as its SignedValue.dat, and the signature's
+// Signature.xml path.
+func signed(t testing.TB, doc, value []byte) ([]byte, string) {
+	t.Helper()
+	pr, err := Prepare(doc, time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC), "1.2.156.10197.1.501", Position{X: 10, Y: 10, Width: 40, Height: 40}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pr.Finish(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, pr.Path
+}
+
+// edited returns data with files replaced or added (nil: removed).
+func edited(t testing.TB, data []byte, files map[string][]byte) []byte {
+	t.Helper()
+	p, err := Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range files {
+		name = strings.TrimPrefix(name, "/")
+		if b == nil {
+			delete(p.files, name)
+			p.names = slices.DeleteFunc(p.names, func(n string) bool { return n == name })
+			continue
+		}
+		p.put(name, b)
+	}
+	out, err := p.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// only1 returns the one signature of data.
+func only1(t testing.TB, data []byte) *Found {
+	t.Helper()
+	found, err := Signatures(data)
+	if err != nil || len(found) != 1 {
+		t.Fatalf("signatures: %v, %d", err, len(found))
+	}
+	return found[0]
+}
+
+// TestSealFiles: a signature's seal files are the one SignedInfo's
+// Seal/BaseLoc names (relative to Signature.xml or absolute, as ofdrw
+// writes it), missing or not, and any Seal.esl beside Signature.xml, which
+// readers draw the seal picture from; the platform writes none.
+func TestSealFiles(t *testing.T) {
+	doc, sigPath := signed(t, ofdtest.Document("通知正文", 1), []byte("value"))
+	if f := only1(t, doc); len(f.SealFiles) != 0 {
+		t.Fatalf("a platform signature has seal files %+v", f.SealFiles)
+	}
+	p, _ := Open(doc)
+	sigXML, _ := p.File(sigPath)
+	withSeal := func(loc string) []byte {
+		return bytes.Replace(sigXML, []byte("<ofd:StampAnnot"), []byte("<ofd:Seal><ofd:BaseLoc>"+loc+"</ofd:BaseLoc></ofd:Seal><ofd:StampAnnot"), 1)
+	}
+	for _, tc := range []struct {
+		name  string
+		files map[string][]byte
+		want  []SealFile
+	}{
+		{"conventional Seal.esl", map[string][]byte{"Doc_0/Signs/Sign_0/Seal.esl": []byte("esl")},
+			[]SealFile{{"/Doc_0/Signs/Sign_0/Seal.esl", []byte("esl")}}},
+		{"lower case, another signature's folder ignored", map[string][]byte{"Doc_0/Signs/Sign_0/seal.esl": []byte("esl"), "Doc_0/Signs/Sign_1/Seal.esl": []byte("x")},
+			[]SealFile{{"/Doc_0/Signs/Sign_0/seal.esl", []byte("esl")}}},
+		{"Seal/BaseLoc relative", map[string][]byte{sigPath: withSeal("Seal.esl"), "Doc_0/Signs/Sign_0/Seal.esl": []byte("esl")},
+			[]SealFile{{"/Doc_0/Signs/Sign_0/Seal.esl", []byte("esl")}}},
+		{"Seal/BaseLoc absolute, and a Seal.esl beside", map[string][]byte{sigPath: withSeal("/Doc_0/Seals/s1.esl"), "Doc_0/Seals/s1.esl": []byte("s1"), "Doc_0/Signs/Sign_0/Seal.esl": []byte("esl")},
+			[]SealFile{{"/Doc_0/Seals/s1.esl", []byte("s1")}, {"/Doc_0/Signs/Sign_0/Seal.esl", []byte("esl")}}},
+		{"Seal/BaseLoc missing", map[string][]byte{sigPath: withSeal("Seal.esl")},
+			[]SealFile{{"/Doc_0/Signs/Sign_0/Seal.esl", nil}}},
+		{"Seal without BaseLoc", map[string][]byte{sigPath: withSeal(" ")},
+			[]SealFile{{}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := only1(t, edited(t, doc, tc.files))
+			if !reflect.DeepEqual(f.SealFiles, tc.want) {
+				t.Fatalf("seal files %+v, want %+v", f.SealFiles, tc.want)
+			}
+		})
+	}
 }
