@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"reflect"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -234,4 +235,71 @@ func TestSealFiles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUnprotected: a signature must protect OFD.xml, the document root
+// and every file of the package but the signature list and the
+// signatures' own files; the files it leaves out are listed. Signatures
+// made by Prepare, the first and one appended, leave none out.
+func TestUnprotected(t *testing.T) {
+	doc, sigPath := signed(t, ofdtest.Document("通知正文", 2), []byte("value 1"))
+	if f := only1(t, doc); len(f.Unprotected) != 0 || len(f.BadReferences) != 0 || f.References != 5 {
+		t.Fatalf("a platform signature: unprotected %v, bad %v, %d references", f.Unprotected, f.BadReferences, f.References)
+	}
+	two, _ := signed(t, edited(t, doc, map[string][]byte{"Doc_0/Signs/Sign_0/Seal.esl": []byte("esl")}), []byte("value 2"))
+	found, err := Signatures(two)
+	if err != nil || len(found) != 2 {
+		t.Fatalf("two signatures: %v %d", err, len(found))
+	}
+	for _, f := range found {
+		if len(f.Unprotected) != 0 || len(f.BadReferences) != 0 {
+			t.Fatalf("signature %s of two: unprotected %v, bad %v", f.ID, f.Unprotected, f.BadReferences)
+		}
+	}
+
+	p, _ := Open(doc)
+	sigXML, _ := p.File(sigPath)
+	refs := regexp.MustCompile(`<ofd:Reference FileRef="([^"]+)">.*?</ofd:Reference>`)
+	// without returns Signature.xml without the References to files.
+	without := func(files ...string) []byte {
+		return refs.ReplaceAllFunc(sigXML, func(m []byte) []byte {
+			if slices.Contains(files, string(refs.FindSubmatch(m)[1])) {
+				return nil
+			}
+			return m
+		})
+	}
+	all := []string{"/Doc_0/Document.xml", "/Doc_0/Pages/Page_0/Content.xml", "/Doc_0/Pages/Page_1/Content.xml", "/Doc_0/PublicRes.xml", "/OFD.xml"}
+	for _, tc := range []struct {
+		name  string
+		files map[string][]byte
+		want  []string
+	}{
+		{"no references", map[string][]byte{sigPath: without(all...)}, all},
+		{"without OFD.xml", map[string][]byte{sigPath: without("/OFD.xml")}, []string{"/OFD.xml"}},
+		{"without the document root", map[string][]byte{sigPath: without("/Doc_0/Document.xml")}, []string{"/Doc_0/Document.xml"}},
+		{"without a page", map[string][]byte{sigPath: without("/Doc_0/Pages/Page_1/Content.xml")}, []string{"/Doc_0/Pages/Page_1/Content.xml"}},
+		{"a file added after signing", map[string][]byte{"Doc_0/Res/image.png": []byte("png")}, []string{"/Doc_0/Res/image.png"}},
+		{"another signature claiming OFD.xml as its own", map[string][]byte{
+			sigPath: without("/OFD.xml"),
+			"Doc_0/Signs/Signatures.xml": []byte(`<ofd:Signatures xmlns:ofd="http://www.ofdspec.org/2016"><ofd:Signature ID="1" BaseLoc="/Doc_0/Signs/Sign_0/Signature.xml"/>` +
+				`<ofd:Signature ID="2" BaseLoc="/Doc_0/Signs/Sign_1/Signature.xml"/></ofd:Signatures>`),
+			"Doc_0/Signs/Sign_1/Signature.xml": []byte(`<ofd:Signature xmlns:ofd="http://www.ofdspec.org/2016"><ofd:SignedInfo><ofd:Seal><ofd:BaseLoc>/Doc_0/Document.xml</ofd:BaseLoc></ofd:Seal></ofd:SignedInfo><ofd:SignedValue>/OFD.xml</ofd:SignedValue></ofd:Signature>`),
+		}, []string{"/OFD.xml"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Signatures(edited(t, doc, tc.files))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(f[0].Unprotected, tc.want) || len(f[0].BadReferences) != 0 {
+				t.Fatalf("unprotected %v (bad %v), want %v", f[0].Unprotected, f[0].BadReferences, tc.want)
+			}
+		})
+	}
+	t.Run("document root missing", func(t *testing.T) {
+		if _, err := Signatures(edited(t, doc, map[string][]byte{"Doc_0/Document.xml": nil})); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("Signatures: %v, want ErrMalformed", err)
+		}
+	})
 }

@@ -7,9 +7,12 @@ import (
 	"crypto"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"path"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -574,4 +577,73 @@ func TestOFDSealFile(t *testing.T) {
 	t.Run("Seal/BaseLoc names a missing file", func(t *testing.T) {
 		invalid(t, ofdSealedBy(t, doc, rec.DER, cert, tok.signer, withSeal("Seal.esl"), nil))
 	})
+}
+
+// TestOFDReferencesRequired: an OFD signature must protect OFD.xml, the
+// document root and every file of the package but the signature list and
+// the signatures' own files: one whose Signature.xml references nothing,
+// or leaves out OFD.xml, Document.xml or a page, is invalid
+// (ofd-references-incomplete), as is a package with a file added after
+// sealing; platform-sealed OFDs, with one seal or two, verify.
+func TestOFDReferencesRequired(t *testing.T) {
+	tn := startNode(t)
+	tok := newToken(t)
+	_, adminTok := tn.account("seal-admin-1", policy.RoleSealAdmin)
+	_, approverTok := tn.account("seal-admin-2", policy.RoleSealAdmin)
+	_, zhangTok := tn.account("zhang", policy.RoleOfficial)
+	cert := tn.issue(tok.signer, "张三")
+	now := time.Now().UTC()
+	rec := tn.makeSeal(adminTok, approverTok, ApplyRequest{Name: "福州市数据管理局", Kind: "contract", Generate: true,
+		ValidFrom: now.Add(-time.Hour), ValidTo: now.AddDate(1, 0, 0), Holders: []Holder{{Account: "zhang", Certificate: pemOf(cert)}}})
+	var shown []agent.Shown
+	ag := startAgent(t, tok.signer, cert, &shown)
+	doc := ofdtest.Document("通知正文", 2)
+	sealed, st := tn.sealVia(ag, zhangTok, rec.ID, PrepareRequest{Format: FormatOFD, Document: doc, Name: "notice.ofd", Certificate: pemOf(cert), Page: 1, X: 120, Y: 200})
+	if st != 200 {
+		t.Fatalf("seal: %d", st)
+	}
+	mustValid(t, tn.verify(zhangTok, VerifyRequest{Format: FormatOFD, Document: sealed.Document}))
+	twice, st := tn.sealVia(ag, zhangTok, rec.ID, PrepareRequest{Format: FormatOFD, Document: sealed.Document, Name: "notice.ofd", Certificate: pemOf(cert), Page: 2, X: 120, Y: 200})
+	if st != 200 {
+		t.Fatalf("second seal: %d", st)
+	}
+	if rep := tn.verify(zhangTok, VerifyRequest{Format: FormatOFD, Document: twice.Document}); !rep.Valid || len(rep.Seals) != 2 {
+		t.Fatalf("two seals: valid=%v, %d seals\n%s", rep.Valid, len(rep.Seals), rep.Summary)
+	}
+	mustValid(t, tn.verify(zhangTok, VerifyRequest{Format: FormatOFD, Document: ofdSealedBy(t, doc, rec.DER, cert, tok.signer, nil, nil)}))
+
+	refs := regexp.MustCompile(`<ofd:Reference FileRef="([^"]+)">.*?</ofd:Reference>`)
+	// without drops the References to files (all when none is named).
+	without := func(files ...string) func([]byte) []byte {
+		return func(b []byte) []byte {
+			return refs.ReplaceAllFunc(b, func(m []byte) []byte {
+				if len(files) == 0 || slices.Contains(files, string(refs.FindSubmatch(m)[1])) {
+					return nil
+				}
+				return m
+			})
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		doc   []byte
+		files int
+	}{
+		{"no references", ofdSealedBy(t, doc, rec.DER, cert, tok.signer, without(), nil), 5},
+		{"without OFD.xml", ofdSealedBy(t, doc, rec.DER, cert, tok.signer, without("/OFD.xml"), nil), 1},
+		{"without Document.xml", ofdSealedBy(t, doc, rec.DER, cert, tok.signer, without("/Doc_0/Document.xml"), nil), 1},
+		{"without a page", ofdSealedBy(t, doc, rec.DER, cert, tok.signer, without("/Doc_0/Pages/Page_1/Content.xml"), nil), 1},
+		{"a file added after sealing", repack(t, sealed.Document, map[string][]byte{"Doc_0/Res/image.png": []byte("\x89PNG")}), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := tn.verify(zhangTok, VerifyRequest{Format: FormatOFD, Document: tc.doc})
+			if rep.Valid || !has(rep, ReasonReferencesIncomplete) {
+				t.Fatalf("valid=%v reasons %v\n%s", rep.Valid, rep.Reasons(), rep.Summary)
+			}
+			if want := fmt.Sprintf("does not protect %d file(s)", tc.files); !strings.Contains(rep.Summary, want) {
+				t.Fatalf("want %q in\n%s", want, rep.Summary)
+			}
+			t.Logf("%s", rep.Summary)
+		})
+	}
 }

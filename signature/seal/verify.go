@@ -60,6 +60,10 @@ const (
 	ReasonReferenceChanged = "ofd-file-changed"
 	ReasonByteRange        = "pdf-byte-range-incomplete"
 	ReasonAppended         = "pdf-changed-after-signing"
+	// An OFD signature that leaves files of the package unprotected
+	// (package ofd's Signatures: OFD.xml, the document and every file but
+	// the signature list and the signatures' own).
+	ReasonReferencesIncomplete = "ofd-references-incomplete"
 	// An OFD seal file (Seal.esl), which readers draw the seal from, that
 	// is not the SESeal inside SignedValue.dat (GM-STANDARDS.md §6).
 	ReasonSealFileMismatch = "seal-file-mismatch"
@@ -192,8 +196,15 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) *Report {
 			if len(f.BadReferences) > 0 {
 				// A changed file of the package is a changed document.
 				sr.check(CheckDocument, false, ReasonDigestMismatch, "%d of %d protected files changed: %s", len(f.BadReferences), f.References, strings.Join(f.BadReferences, ", "))
-			} else {
-				sr.check(CheckReferences, true, "", "%d protected files unchanged (SM3)", f.References)
+			}
+			switch {
+			case len(f.Unprotected) > 0:
+				// Files no Reference covers could have been added or
+				// replaced after sealing.
+				sr.check(CheckReferences, false, ReasonReferencesIncomplete, "the signature does not protect %d file(s) of the package: %s (it must reference OFD.xml, the document and every file but the signature list and the signatures' own files)",
+					len(f.Unprotected), fileList(f.Unprotected))
+			case len(f.BadReferences) == 0:
+				sr.check(CheckReferences, true, "", "%d protected files unchanged (SM3), the whole package but the signatures", f.References)
 			}
 			checkSealFiles(&sr, f)
 			rep.Seals = append(rep.Seals, sr)
@@ -216,6 +227,15 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) *Report {
 	}
 	rep.Summary = summary(rep)
 	return rep
+}
+
+// fileList names the first files of a list, and how many more there are.
+func fileList(files []string) string {
+	const shown = 10
+	if len(files) <= shown {
+		return strings.Join(files, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(files[:shown], ", "), len(files)-shown)
 }
 
 // checkSealFiles checks that each seal file (Seal.esl) of an OFD
