@@ -14,7 +14,10 @@
 //
 // Every file of the package is referenced except Signatures.xml, so that
 // later signatures can be appended ("continue-signing" mode); the new
-// Signature.xml is covered by the SES_Signature itself.
+// Signature.xml is covered by the SES_Signature itself. Signatures, which
+// verification reads the signatures with, requires as much of every
+// signature (Found.Unprotected) and returns their seal files
+// (Found.SealFiles), which must be the seal inside SignedValue.dat.
 //
 // The package does no I/O beyond reading and writing the zip in memory,
 // and no cryptography but SM3 (ARCHITECTURE.md §1): the caller signs.
@@ -285,6 +288,11 @@ type signatureIn struct {
 			Boundary string `xml:"Boundary,attr"`
 			Clip     string `xml:"Clip,attr"`
 		} `xml:"StampAnnot"`
+		// Seal, optional, names the seal file (Seal.esl) of a seal
+		// signature (GB/T 33190 §18.2.1 table 67).
+		Seal *struct {
+			BaseLoc string `xml:"BaseLoc"`
+		} `xml:"Seal"`
 	} `xml:"SignedInfo"`
 	SignedValue string `xml:"SignedValue"`
 }
@@ -498,14 +506,49 @@ type Found struct {
 	// Reference's CheckValue, or that are missing.
 	BadReferences []string
 	References    int
+	// Unprotected lists the files of the package the signature must
+	// protect and has no Reference to (see Signatures), sorted.
+	Unprotected []string
+	// SealFiles are the signature's seal files: the one SignedInfo's
+	// Seal/BaseLoc names, and any Seal.esl beside Signature.xml (readers
+	// draw the seal picture from them). Each must be the SESeal inside
+	// SignedValue byte for byte.
+	SealFiles []SealFile
 	// StampPages are the PageRefs of the StampAnnots.
 	StampPages []string
 	// Stamps are the StampAnnots (a riding seal has one per page).
 	Stamps []Stamp
 }
 
+// SealFile is a seal file (Seal.esl) of a signature: its absolute package
+// path and bytes, Data nil when Seal/BaseLoc names a file the package
+// lacks, or names none (Path "").
+type SealFile struct {
+	Path string
+	Data []byte
+}
+
+// sigFile is a signature listed in Signatures.xml, read.
+type sigFile struct {
+	id, typ string
+	path    string // package path of Signature.xml
+	raw     []byte
+	si      signatureIn
+	seals   []SealFile
+}
+
 // Signatures returns the package's signatures with their references
 // checked against the files.
+//
+// What a signature must protect (GB/T 33190 §18 lets the signer choose
+// its References; GM-STANDARDS.md §6, ofdrw and this package's Prepare
+// reference every file): every file of the package but the signature list
+// (Signatures.xml, which later signatures append to) and the signatures'
+// own files (each listed signature's Signature.xml, SignedValue and seal
+// files), and always OFD.xml and the document root (Doc_0/Document.xml).
+// A file it does not reference could have been added or replaced after
+// signing, a page or an image the reader shows, so it is listed in
+// Unprotected, as a PDF signature must cover the whole revision.
 func Signatures(doc []byte) ([]*Found, error) {
 	p, err := Open(doc)
 	if err != nil {
@@ -515,32 +558,56 @@ func Signatures(doc []byte) ([]*Found, error) {
 	if sigsPath == "" {
 		return nil, nil
 	}
+	root, err := p.docRoot()
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := p.files[root]; !ok {
+		return nil, fmt.Errorf("%w: the document root %s is missing", ErrMalformed, root)
+	}
 	var sigs signaturesIn
 	if err := xml.Unmarshal(p.files[sigsPath], &sigs); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, sigsPath, err)
 	}
-	var out []*Found
+	// The signatures, and the files that are theirs.
+	own := map[string]bool{sigsPath: true}
+	esl := p.sealESLs()
+	var list []sigFile
 	for _, s := range sigs.Signature {
 		sp := resolve(sigsPath, s.BaseLoc)
 		raw, ok := p.files[sp]
 		if !ok {
 			return nil, fmt.Errorf("%w: signature %s: %s missing", ErrMalformed, s.ID, sp)
 		}
-		var si signatureIn
-		if err := xml.Unmarshal(raw, &si); err != nil {
+		sf := sigFile{id: s.ID, typ: s.Type, path: sp, raw: raw}
+		if err := xml.Unmarshal(raw, &sf.si); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, sp, err)
 		}
-		f := &Found{ID: s.ID, Type: s.Type, Path: "/" + sp, SignatureXML: raw, Method: si.SignedInfo.SignatureMethod,
+		own[sp] = true
+		own[resolve(sp, sf.si.SignedValue)] = true
+		sf.seals = p.sealFiles(sp, sf.si, esl)
+		for _, f := range sf.seals {
+			own[strings.TrimPrefix(f.Path, "/")] = true
+		}
+		list = append(list, sf)
+	}
+	own["OFD.xml"], own[root] = false, false
+	var out []*Found
+	for _, s := range list {
+		si, sp := s.si, s.path
+		f := &Found{ID: s.id, Type: s.typ, Path: "/" + sp, SignatureXML: s.raw, Method: si.SignedInfo.SignatureMethod,
 			DateTime: si.SignedInfo.SignatureDateTime, References: len(si.SignedInfo.References.Reference)}
 		if f.Type == "" {
 			f.Type = "Seal"
 		}
 		cm := si.SignedInfo.References.CheckMethod
 		if cm != "" && !strings.EqualFold(cm, "SM3") && cm != "1.2.156.10197.1.401" {
-			return nil, fmt.Errorf("ofd: signature %s: check method %q is not SM3", s.ID, cm)
+			return nil, fmt.Errorf("ofd: signature %s: check method %q is not SM3", s.id, cm)
 		}
+		referenced := map[string]bool{}
 		for _, r := range si.SignedInfo.References.Reference {
 			fp := resolve(sp, r.FileRef)
+			referenced[fp] = true
 			content, ok := p.files[fp]
 			want, err := base64.StdEncoding.DecodeString(strings.TrimSpace(r.CheckValue))
 			h := sm3.Sum(content)
@@ -548,6 +615,13 @@ func Signatures(doc []byte) ([]*Found, error) {
 				f.BadReferences = append(f.BadReferences, "/"+fp)
 			}
 		}
+		for _, nm := range p.names {
+			if !own[nm] && !referenced[nm] {
+				f.Unprotected = append(f.Unprotected, "/"+nm)
+			}
+		}
+		sort.Strings(f.Unprotected)
+		f.SealFiles = s.seals
 		for _, a := range si.SignedInfo.StampAnnot {
 			f.StampPages = append(f.StampPages, a.PageRef)
 			st := Stamp{ID: a.ID, PageRef: a.PageRef}
@@ -557,10 +631,48 @@ func Signatures(doc []byte) ([]*Found, error) {
 			}
 			f.Stamps = append(f.Stamps, st)
 		}
+		var ok bool
 		if f.SignedValue, ok = p.files[resolve(sp, si.SignedValue)]; !ok {
-			return nil, fmt.Errorf("%w: signature %s: SignedValue %s missing", ErrMalformed, s.ID, si.SignedValue)
+			return nil, fmt.Errorf("%w: signature %s: SignedValue %s missing", ErrMalformed, s.id, si.SignedValue)
 		}
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// sealESLs returns the files named Seal.esl (in any case) by folder.
+func (p *Package) sealESLs() map[string][]string {
+	out := map[string][]string{}
+	for _, nm := range p.names {
+		if strings.EqualFold(path.Base(nm), "Seal.esl") {
+			out[path.Dir(nm)] = append(out[path.Dir(nm)], nm)
+		}
+	}
+	return out
+}
+
+// sealFiles returns the seal files of the signature whose Signature.xml is
+// at sp: the one Seal/BaseLoc names (resolved as ofdrw does, relative to
+// Signature.xml unless absolute), and any file named Seal.esl (in any
+// case; esl lists them by folder) in Signature.xml's folder, which
+// readers look for by that name.
+func (p *Package) sealFiles(sp string, si signatureIn, esl map[string][]string) []SealFile {
+	var out []SealFile
+	seen := map[string]bool{}
+	if s := si.SignedInfo.Seal; s != nil {
+		loc := strings.TrimSpace(s.BaseLoc)
+		if loc == "" {
+			out = append(out, SealFile{})
+		} else {
+			fp := resolve(sp, loc)
+			seen[fp] = true
+			out = append(out, SealFile{Path: "/" + fp, Data: p.files[fp]})
+		}
+	}
+	for _, nm := range esl[path.Dir(sp)] {
+		if !seen[nm] {
+			out = append(out, SealFile{Path: "/" + nm, Data: p.files[nm]})
+		}
+	}
+	return out
 }

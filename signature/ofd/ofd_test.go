@@ -9,7 +9,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"reflect"
+	"regexp"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,6 +143,163 @@ func TestZipBomb(t *testing.T) {
 		}
 		if b, _ := p.File("Doc_0/Res/scan.png"); !bytes.Equal(b, img) {
 			t.Fatal("the image changed")
+		}
+	})
+}
+
+// signed returns doc with a seal signature prepared by Prepare (as the
+// platform seals) and value as its SignedValue.dat, and the signature's
+// Signature.xml path.
+func signed(t testing.TB, doc, value []byte) ([]byte, string) {
+	t.Helper()
+	pr, err := Prepare(doc, time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC), "1.2.156.10197.1.501", Position{X: 10, Y: 10, Width: 40, Height: 40}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pr.Finish(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, pr.Path
+}
+
+// edited returns data with files replaced or added (nil: removed).
+func edited(t testing.TB, data []byte, files map[string][]byte) []byte {
+	t.Helper()
+	p, err := Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range files {
+		name = strings.TrimPrefix(name, "/")
+		if b == nil {
+			delete(p.files, name)
+			p.names = slices.DeleteFunc(p.names, func(n string) bool { return n == name })
+			continue
+		}
+		p.put(name, b)
+	}
+	out, err := p.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// only1 returns the one signature of data.
+func only1(t testing.TB, data []byte) *Found {
+	t.Helper()
+	found, err := Signatures(data)
+	if err != nil || len(found) != 1 {
+		t.Fatalf("signatures: %v, %d", err, len(found))
+	}
+	return found[0]
+}
+
+// TestSealFiles: a signature's seal files are the one SignedInfo's
+// Seal/BaseLoc names (relative to Signature.xml or absolute, as ofdrw
+// writes it), missing or not, and any Seal.esl beside Signature.xml, which
+// readers draw the seal picture from; the platform writes none.
+func TestSealFiles(t *testing.T) {
+	doc, sigPath := signed(t, ofdtest.Document("通知正文", 1), []byte("value"))
+	if f := only1(t, doc); len(f.SealFiles) != 0 {
+		t.Fatalf("a platform signature has seal files %+v", f.SealFiles)
+	}
+	p, _ := Open(doc)
+	sigXML, _ := p.File(sigPath)
+	withSeal := func(loc string) []byte {
+		return bytes.Replace(sigXML, []byte("<ofd:StampAnnot"), []byte("<ofd:Seal><ofd:BaseLoc>"+loc+"</ofd:BaseLoc></ofd:Seal><ofd:StampAnnot"), 1)
+	}
+	for _, tc := range []struct {
+		name  string
+		files map[string][]byte
+		want  []SealFile
+	}{
+		{"conventional Seal.esl", map[string][]byte{"Doc_0/Signs/Sign_0/Seal.esl": []byte("esl")},
+			[]SealFile{{"/Doc_0/Signs/Sign_0/Seal.esl", []byte("esl")}}},
+		{"lower case, another signature's folder ignored", map[string][]byte{"Doc_0/Signs/Sign_0/seal.esl": []byte("esl"), "Doc_0/Signs/Sign_1/Seal.esl": []byte("x")},
+			[]SealFile{{"/Doc_0/Signs/Sign_0/seal.esl", []byte("esl")}}},
+		{"Seal/BaseLoc relative", map[string][]byte{sigPath: withSeal("Seal.esl"), "Doc_0/Signs/Sign_0/Seal.esl": []byte("esl")},
+			[]SealFile{{"/Doc_0/Signs/Sign_0/Seal.esl", []byte("esl")}}},
+		{"Seal/BaseLoc absolute, and a Seal.esl beside", map[string][]byte{sigPath: withSeal("/Doc_0/Seals/s1.esl"), "Doc_0/Seals/s1.esl": []byte("s1"), "Doc_0/Signs/Sign_0/Seal.esl": []byte("esl")},
+			[]SealFile{{"/Doc_0/Seals/s1.esl", []byte("s1")}, {"/Doc_0/Signs/Sign_0/Seal.esl", []byte("esl")}}},
+		{"Seal/BaseLoc missing", map[string][]byte{sigPath: withSeal("Seal.esl")},
+			[]SealFile{{"/Doc_0/Signs/Sign_0/Seal.esl", nil}}},
+		{"Seal without BaseLoc", map[string][]byte{sigPath: withSeal(" ")},
+			[]SealFile{{}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := only1(t, edited(t, doc, tc.files))
+			if !reflect.DeepEqual(f.SealFiles, tc.want) {
+				t.Fatalf("seal files %+v, want %+v", f.SealFiles, tc.want)
+			}
+		})
+	}
+}
+
+// TestUnprotected: a signature must protect OFD.xml, the document root
+// and every file of the package but the signature list and the
+// signatures' own files; the files it leaves out are listed. Signatures
+// made by Prepare, the first and one appended, leave none out.
+func TestUnprotected(t *testing.T) {
+	doc, sigPath := signed(t, ofdtest.Document("通知正文", 2), []byte("value 1"))
+	if f := only1(t, doc); len(f.Unprotected) != 0 || len(f.BadReferences) != 0 || f.References != 5 {
+		t.Fatalf("a platform signature: unprotected %v, bad %v, %d references", f.Unprotected, f.BadReferences, f.References)
+	}
+	two, _ := signed(t, edited(t, doc, map[string][]byte{"Doc_0/Signs/Sign_0/Seal.esl": []byte("esl")}), []byte("value 2"))
+	found, err := Signatures(two)
+	if err != nil || len(found) != 2 {
+		t.Fatalf("two signatures: %v %d", err, len(found))
+	}
+	for _, f := range found {
+		if len(f.Unprotected) != 0 || len(f.BadReferences) != 0 {
+			t.Fatalf("signature %s of two: unprotected %v, bad %v", f.ID, f.Unprotected, f.BadReferences)
+		}
+	}
+
+	p, _ := Open(doc)
+	sigXML, _ := p.File(sigPath)
+	refs := regexp.MustCompile(`<ofd:Reference FileRef="([^"]+)">.*?</ofd:Reference>`)
+	// without returns Signature.xml without the References to files.
+	without := func(files ...string) []byte {
+		return refs.ReplaceAllFunc(sigXML, func(m []byte) []byte {
+			if slices.Contains(files, string(refs.FindSubmatch(m)[1])) {
+				return nil
+			}
+			return m
+		})
+	}
+	all := []string{"/Doc_0/Document.xml", "/Doc_0/Pages/Page_0/Content.xml", "/Doc_0/Pages/Page_1/Content.xml", "/Doc_0/PublicRes.xml", "/OFD.xml"}
+	for _, tc := range []struct {
+		name  string
+		files map[string][]byte
+		want  []string
+	}{
+		{"no references", map[string][]byte{sigPath: without(all...)}, all},
+		{"without OFD.xml", map[string][]byte{sigPath: without("/OFD.xml")}, []string{"/OFD.xml"}},
+		{"without the document root", map[string][]byte{sigPath: without("/Doc_0/Document.xml")}, []string{"/Doc_0/Document.xml"}},
+		{"without a page", map[string][]byte{sigPath: without("/Doc_0/Pages/Page_1/Content.xml")}, []string{"/Doc_0/Pages/Page_1/Content.xml"}},
+		{"a file added after signing", map[string][]byte{"Doc_0/Res/image.png": []byte("png")}, []string{"/Doc_0/Res/image.png"}},
+		{"another signature claiming OFD.xml as its own", map[string][]byte{
+			sigPath: without("/OFD.xml"),
+			"Doc_0/Signs/Signatures.xml": []byte(`<ofd:Signatures xmlns:ofd="http://www.ofdspec.org/2016"><ofd:Signature ID="1" BaseLoc="/Doc_0/Signs/Sign_0/Signature.xml"/>` +
+				`<ofd:Signature ID="2" BaseLoc="/Doc_0/Signs/Sign_1/Signature.xml"/></ofd:Signatures>`),
+			"Doc_0/Signs/Sign_1/Signature.xml": []byte(`<ofd:Signature xmlns:ofd="http://www.ofdspec.org/2016"><ofd:SignedInfo><ofd:Seal><ofd:BaseLoc>/Doc_0/Document.xml</ofd:BaseLoc></ofd:Seal></ofd:SignedInfo><ofd:SignedValue>/OFD.xml</ofd:SignedValue></ofd:Signature>`),
+		}, []string{"/OFD.xml"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Signatures(edited(t, doc, tc.files))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(f[0].Unprotected, tc.want) || len(f[0].BadReferences) != 0 {
+				t.Fatalf("unprotected %v (bad %v), want %v", f[0].Unprotected, f[0].BadReferences, tc.want)
+			}
+		})
+	}
+	t.Run("document root missing", func(t *testing.T) {
+		if _, err := Signatures(edited(t, doc, map[string][]byte{"Doc_0/Document.xml": nil})); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("Signatures: %v, want ErrMalformed", err)
 		}
 	})
 }

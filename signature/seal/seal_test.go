@@ -1,10 +1,19 @@
 package seal
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -446,6 +455,200 @@ func TestCompleteRechecksSeal(t *testing.T) {
 			if n := uses(s.rec); n != 0 {
 				t.Fatalf("%d uses logged", n)
 			}
+		})
+	}
+}
+
+// repack returns the zip data with files replaced or added.
+func repack(t testing.TB, data []byte, files map[string][]byte) []byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	put := func(name string, b []byte) {
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(b)
+	}
+	for _, f := range zr.File {
+		b, ok := files[f.Name]
+		if !ok {
+			rc, err := f.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ = io.ReadAll(rc)
+			rc.Close()
+		}
+		delete(files, f.Name)
+		put(f.Name, b)
+	}
+	for name, b := range files {
+		put(name, b)
+	}
+	zw.Close()
+	return buf.Bytes()
+}
+
+// ofdSealedBy seals doc with the seal sealDER as the platform lays the
+// signature out (package ofd's Prepare), with edit (when not nil) changing
+// Signature.xml before the signer signs it, and extra files added.
+func ofdSealedBy(t testing.TB, doc, sealDER, cert []byte, signer crypto.Signer, edit func([]byte) []byte, extra map[string][]byte) []byte {
+	t.Helper()
+	now := time.Now().UTC()
+	pr, err := ofd.Prepare(doc, now, "1.2.156.10197.1.501", ofd.Position{X: 20, Y: 20, Width: 40, Height: 40}, "govtrust")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pr.Finish([]byte("to be replaced"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigXML := pr.SignatureXML
+	if edit != nil {
+		sigXML = edit(bytes.Clone(sigXML))
+	}
+	sig, err := ses.Sign(ses.NewTBS(sealDER, now, ses.SM3(sigXML), pr.Path), cert, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{strings.TrimPrefix(pr.Path, "/"): sigXML, path.Join(path.Dir(strings.TrimPrefix(pr.Path, "/")), "SignedValue.dat"): sig.Raw}
+	maps.Copy(files, extra)
+	return repack(t, out, files)
+}
+
+// TestOFDSealFile: a seal file (Seal.esl) of an OFD signature, from which
+// readers draw the seal picture, must be the SESeal the signature applies
+// (GM-STANDARDS.md §6, verification step 2): one swapped for another
+// seal's makes the seal invalid (seal-file-mismatch), whether SignedInfo's
+// Seal/BaseLoc names it or it lies beside Signature.xml; a Seal/BaseLoc
+// naming a missing file too. A matching one, and none (the platform
+// writes none), verify.
+func TestOFDSealFile(t *testing.T) {
+	tn := startNode(t)
+	tok := newToken(t)
+	_, adminTok := tn.account("seal-admin-1", policy.RoleSealAdmin)
+	_, approverTok := tn.account("seal-admin-2", policy.RoleSealAdmin)
+	_, zhangTok := tn.account("zhang", policy.RoleOfficial)
+	cert := tn.issue(tok.signer, "张三")
+	now := time.Now().UTC()
+	apply := func(name string) *Record {
+		return tn.makeSeal(adminTok, approverTok, ApplyRequest{Name: name, Kind: "contract", Generate: true,
+			ValidFrom: now.Add(-time.Hour), ValidTo: now.AddDate(1, 0, 0), Holders: []Holder{{Account: "zhang", Certificate: pemOf(cert)}}})
+	}
+	rec, other := apply("福州市数据管理局"), apply("福州市财政局")
+	var shown []agent.Shown
+	ag := startAgent(t, tok.signer, cert, &shown)
+	sealed, st := tn.sealVia(ag, zhangTok, rec.ID, PrepareRequest{Format: FormatOFD, Document: ofdtest.Document("通知正文", 1), Name: "notice.ofd",
+		Certificate: pemOf(cert), Page: 1, X: 120, Y: 200})
+	if st != 200 {
+		t.Fatalf("seal: %d", st)
+	}
+	mustValid(t, tn.verify(zhangTok, VerifyRequest{Format: FormatOFD, Document: sealed.Document}))
+	const beside = "Doc_0/Signs/Sign_0/Seal.esl"
+	invalid := func(t *testing.T, doc []byte) {
+		t.Helper()
+		rep := tn.verify(zhangTok, VerifyRequest{Format: FormatOFD, Document: doc})
+		if rep.Valid || !has(rep, ReasonSealFileMismatch) {
+			t.Fatalf("valid=%v reasons %v\n%s", rep.Valid, rep.Reasons(), rep.Summary)
+		}
+		t.Logf("%s", rep.Summary)
+	}
+	t.Run("platform-sealed, Seal.esl of another seal added", func(t *testing.T) {
+		invalid(t, repack(t, sealed.Document, map[string][]byte{beside: other.DER}))
+		mustValid(t, tn.verify(zhangTok, VerifyRequest{Format: FormatOFD, Document: repack(t, sealed.Document, map[string][]byte{beside: rec.DER})}))
+	})
+	withSeal := func(loc string) func([]byte) []byte {
+		return func(b []byte) []byte {
+			return bytes.Replace(b, []byte("<ofd:StampAnnot"), []byte("<ofd:Seal><ofd:BaseLoc>"+loc+"</ofd:BaseLoc></ofd:Seal><ofd:StampAnnot"), 1)
+		}
+	}
+	doc := ofdtest.Document("通知正文", 1)
+	t.Run("Seal/BaseLoc names the seal", func(t *testing.T) {
+		rep := tn.verify(zhangTok, VerifyRequest{Format: FormatOFD, Document: ofdSealedBy(t, doc, rec.DER, cert, tok.signer, withSeal("Seal.esl"), map[string][]byte{beside: rec.DER})})
+		mustValid(t, rep)
+		if !strings.Contains(rep.Summary, CheckSealFile) {
+			t.Fatalf("no %s check:\n%s", CheckSealFile, rep.Summary)
+		}
+	})
+	t.Run("Seal/BaseLoc names another seal", func(t *testing.T) {
+		invalid(t, ofdSealedBy(t, doc, rec.DER, cert, tok.signer, withSeal("/Doc_0/Signs/Sign_0/Seal.esl"), map[string][]byte{beside: other.DER}))
+	})
+	t.Run("Seal/BaseLoc names a missing file", func(t *testing.T) {
+		invalid(t, ofdSealedBy(t, doc, rec.DER, cert, tok.signer, withSeal("Seal.esl"), nil))
+	})
+}
+
+// TestOFDReferencesRequired: an OFD signature must protect OFD.xml, the
+// document root and every file of the package but the signature list and
+// the signatures' own files: one whose Signature.xml references nothing,
+// or leaves out OFD.xml, Document.xml or a page, is invalid
+// (ofd-references-incomplete), as is a package with a file added after
+// sealing; platform-sealed OFDs, with one seal or two, verify.
+func TestOFDReferencesRequired(t *testing.T) {
+	tn := startNode(t)
+	tok := newToken(t)
+	_, adminTok := tn.account("seal-admin-1", policy.RoleSealAdmin)
+	_, approverTok := tn.account("seal-admin-2", policy.RoleSealAdmin)
+	_, zhangTok := tn.account("zhang", policy.RoleOfficial)
+	cert := tn.issue(tok.signer, "张三")
+	now := time.Now().UTC()
+	rec := tn.makeSeal(adminTok, approverTok, ApplyRequest{Name: "福州市数据管理局", Kind: "contract", Generate: true,
+		ValidFrom: now.Add(-time.Hour), ValidTo: now.AddDate(1, 0, 0), Holders: []Holder{{Account: "zhang", Certificate: pemOf(cert)}}})
+	var shown []agent.Shown
+	ag := startAgent(t, tok.signer, cert, &shown)
+	doc := ofdtest.Document("通知正文", 2)
+	sealed, st := tn.sealVia(ag, zhangTok, rec.ID, PrepareRequest{Format: FormatOFD, Document: doc, Name: "notice.ofd", Certificate: pemOf(cert), Page: 1, X: 120, Y: 200})
+	if st != 200 {
+		t.Fatalf("seal: %d", st)
+	}
+	mustValid(t, tn.verify(zhangTok, VerifyRequest{Format: FormatOFD, Document: sealed.Document}))
+	twice, st := tn.sealVia(ag, zhangTok, rec.ID, PrepareRequest{Format: FormatOFD, Document: sealed.Document, Name: "notice.ofd", Certificate: pemOf(cert), Page: 2, X: 120, Y: 200})
+	if st != 200 {
+		t.Fatalf("second seal: %d", st)
+	}
+	if rep := tn.verify(zhangTok, VerifyRequest{Format: FormatOFD, Document: twice.Document}); !rep.Valid || len(rep.Seals) != 2 {
+		t.Fatalf("two seals: valid=%v, %d seals\n%s", rep.Valid, len(rep.Seals), rep.Summary)
+	}
+	mustValid(t, tn.verify(zhangTok, VerifyRequest{Format: FormatOFD, Document: ofdSealedBy(t, doc, rec.DER, cert, tok.signer, nil, nil)}))
+
+	refs := regexp.MustCompile(`<ofd:Reference FileRef="([^"]+)">.*?</ofd:Reference>`)
+	// without drops the References to files (all when none is named).
+	without := func(files ...string) func([]byte) []byte {
+		return func(b []byte) []byte {
+			return refs.ReplaceAllFunc(b, func(m []byte) []byte {
+				if len(files) == 0 || slices.Contains(files, string(refs.FindSubmatch(m)[1])) {
+					return nil
+				}
+				return m
+			})
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		doc   []byte
+		files int
+	}{
+		{"no references", ofdSealedBy(t, doc, rec.DER, cert, tok.signer, without(), nil), 5},
+		{"without OFD.xml", ofdSealedBy(t, doc, rec.DER, cert, tok.signer, without("/OFD.xml"), nil), 1},
+		{"without Document.xml", ofdSealedBy(t, doc, rec.DER, cert, tok.signer, without("/Doc_0/Document.xml"), nil), 1},
+		{"without a page", ofdSealedBy(t, doc, rec.DER, cert, tok.signer, without("/Doc_0/Pages/Page_1/Content.xml"), nil), 1},
+		{"a file added after sealing", repack(t, sealed.Document, map[string][]byte{"Doc_0/Res/image.png": []byte("\x89PNG")}), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := tn.verify(zhangTok, VerifyRequest{Format: FormatOFD, Document: tc.doc})
+			if rep.Valid || !has(rep, ReasonReferencesIncomplete) {
+				t.Fatalf("valid=%v reasons %v\n%s", rep.Valid, rep.Reasons(), rep.Summary)
+			}
+			if want := fmt.Sprintf("does not protect %d file(s)", tc.files); !strings.Contains(rep.Summary, want) {
+				t.Fatalf("want %q in\n%s", want, rep.Summary)
+			}
+			t.Logf("%s", rep.Summary)
 		})
 	}
 }

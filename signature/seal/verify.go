@@ -36,6 +36,7 @@ const (
 	CheckSealValidity = "seal-validity"
 	CheckSealStatus   = "seal-status"
 	CheckReferences   = "ofd-references"
+	CheckSealFile     = "ofd-seal-file"  // Seal.esl is the eseal signed
 	CheckByteRange    = "pdf-byte-range" // covers the file but /Contents
 )
 
@@ -59,6 +60,13 @@ const (
 	ReasonReferenceChanged = "ofd-file-changed"
 	ReasonByteRange        = "pdf-byte-range-incomplete"
 	ReasonAppended         = "pdf-changed-after-signing"
+	// An OFD signature that leaves files of the package unprotected
+	// (package ofd's Signatures: OFD.xml, the document and every file but
+	// the signature list and the signatures' own).
+	ReasonReferencesIncomplete = "ofd-references-incomplete"
+	// An OFD seal file (Seal.esl), which readers draw the seal from, that
+	// is not the SESeal inside SignedValue.dat (GM-STANDARDS.md §6).
+	ReasonSealFileMismatch = "seal-file-mismatch"
 )
 
 // VerifyRequest is what to verify.
@@ -188,9 +196,17 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) *Report {
 			if len(f.BadReferences) > 0 {
 				// A changed file of the package is a changed document.
 				sr.check(CheckDocument, false, ReasonDigestMismatch, "%d of %d protected files changed: %s", len(f.BadReferences), f.References, strings.Join(f.BadReferences, ", "))
-			} else {
-				sr.check(CheckReferences, true, "", "%d protected files unchanged (SM3)", f.References)
 			}
+			switch {
+			case len(f.Unprotected) > 0:
+				// Files no Reference covers could have been added or
+				// replaced after sealing.
+				sr.check(CheckReferences, false, ReasonReferencesIncomplete, "the signature does not protect %d file(s) of the package: %s (it must reference OFD.xml, the document and every file but the signature list and the signatures' own files)",
+					len(f.Unprotected), fileList(f.Unprotected))
+			case len(f.BadReferences) == 0:
+				sr.check(CheckReferences, true, "", "%d protected files unchanged (SM3), the whole package but the signatures", f.References)
+			}
+			checkSealFiles(&sr, f)
 			rep.Seals = append(rep.Seals, sr)
 		}
 	case FormatPDF:
@@ -211,6 +227,49 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) *Report {
 	}
 	rep.Summary = summary(rep)
 	return rep
+}
+
+// fileList names the first files of a list, and how many more there are.
+func fileList(files []string) string {
+	const shown = 10
+	if len(files) <= shown {
+		return strings.Join(files, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(files[:shown], ", "), len(files)-shown)
+}
+
+// checkSealFiles checks that each seal file (Seal.esl) of an OFD
+// signature, from which readers draw the seal picture, is the SESeal
+// inside its SignedValue.dat byte for byte (GM-STANDARDS.md §6,
+// verification step 2, as ofdrw's OFDValidator checks). A signature with
+// no seal file passes; one whose SignedValue.dat does not parse is
+// reported malformed by verifySES already.
+func checkSealFiles(sr *SealReport, f *ofd.Found) {
+	if len(f.SealFiles) == 0 {
+		return
+	}
+	sig, err := ses.ParseSignature(f.SignedValue)
+	if err != nil {
+		return
+	}
+	ok, paths := true, make([]string, 0, len(f.SealFiles))
+	for _, sf := range f.SealFiles {
+		paths = append(paths, sf.Path)
+		switch {
+		case sf.Path == "":
+			sr.check(CheckSealFile, false, ReasonSealFileMismatch, "SignedInfo's Seal names no BaseLoc")
+		case sf.Data == nil:
+			sr.check(CheckSealFile, false, ReasonSealFileMismatch, "SignedInfo's Seal/BaseLoc names %s, which the package lacks", sf.Path)
+		case !bytes.Equal(sf.Data, sig.TBS.Seal):
+			sr.check(CheckSealFile, false, ReasonSealFileMismatch, "%s is not the seal the signature applies (the SESeal inside SignedValue.dat): readers would show another seal", sf.Path)
+		default:
+			continue
+		}
+		ok = false
+	}
+	if ok {
+		sr.check(CheckSealFile, true, "", "%s: the seal the signature applies", strings.Join(paths, ", "))
+	}
 }
 
 // verifySES verifies one DER SES_Signature; hash gives the digest of the
