@@ -75,9 +75,19 @@ func accStartNode(t *testing.T, dir, httpAddr string, clk clock.Clock) *testNode
 // failing the test, so workers can call it.
 type accKeys struct {
 	rsa2048, rsa3072 func() (*rsa.PrivateKey, error)
+	// platform are the keys of the platform's own certificates (internal
+	// profiles): a key certified to the platform is not certified to an
+	// organisation too (checkKeyHolder), so they are other RSA keys.
+	platform *accKeys
 }
 
 func newAccKeys() *accKeys {
+	k := rsaKeys()
+	k.platform = rsaKeys()
+	return k
+}
+
+func rsaKeys() *accKeys {
 	return &accKeys{
 		rsa2048: sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) }),
 		rsa3072: sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 3072) }),
@@ -377,7 +387,11 @@ type a07Issued struct {
 // a07Issue issues one certificate of the sweep and re-lints it.
 func a07Issue(tn *testNode, profiles map[string]*profile.Profile, keys *accKeys, j a07Job) (*a07Issued, error) {
 	p := profiles[j.profile]
-	key, err := keys.key(j.key)
+	ks := keys
+	if p.Internal {
+		ks = keys.platform
+	}
+	key, err := ks.key(j.key)
 	if err != nil {
 		return nil, err
 	}
