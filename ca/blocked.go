@@ -11,6 +11,7 @@ import (
 
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
 	"github.com/govtrust/govtrust/internal/httpx"
@@ -29,9 +30,21 @@ const (
 // certificate request if ... the CA is aware of a demonstrated or proven
 // method that exposes the Applicant's Private Key to compromise"). A key
 // already blocked stays blocked by its first revocation.
+//
+// The key is blocked, and its other certificates swept (keysweep.go),
+// after tx holds the audit chain's head (audit.Hold; the revocation has
+// usually appended its record already): on PostgreSQL its row lock orders
+// this transaction with every transaction that stores an issued
+// certificate, which takes it before its own check of the blocked keys
+// (insertIssued). At READ COMMITTED the two could otherwise each miss the
+// other's uncommitted row (the sweep the new certificate, the store the
+// new block) and both commit. On SQLite the single writer orders them.
 func blockKey(ctx context.Context, tx *store.Tx, issuer, serial string, reason int, certDER []byte, now time.Time) error {
 	cert, err := smx509.ParseCertificate(certDER)
 	if err != nil {
+		return fmt.Errorf("block key of %s/%s: %w", issuer, serial, err)
+	}
+	if err := audit.Hold(ctx, tx); err != nil {
 		return fmt.Errorf("block key of %s/%s: %w", issuer, serial, err)
 	}
 	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
@@ -50,7 +63,9 @@ func blockKey(ctx context.Context, tx *store.Tx, issuer, serial string, reason i
 // it refuses with ErrPolicy. The checks and the insert are one statement,
 // in the transaction that reserves the serial (issueLinted), so every
 // issuance path checks them without a statement (on PostgreSQL a round
-// trip) of its own. A serial already taken is a unique violation.
+// trip) of its own. A serial already taken is a unique violation. The
+// signature comes after this transaction has committed: the store of the
+// signed certificate checks again (insertIssued).
 func reserveSerial(ctx context.Context, tx *store.Tx, issuer, serial, profile string, tbs []byte, now time.Time, spki []byte) error {
 	sum := sha256.Sum256(spki)
 	res, err := tx.Exec(ctx, `INSERT INTO ca_serials (issuer_id, serial, profile, tbs, created_at)
@@ -65,16 +80,23 @@ func reserveSerial(ctx context.Context, tx *store.Tx, issuer, serial, profile st
 	} else if n == 1 {
 		return nil
 	}
+	return refusal(ctx, tx, "record serial", issuer, sum[:])
+}
+
+// refusal explains, with ErrPolicy, why an insert guarded by the checks of
+// reserveSerial (issuer's certificate not revoked, the key of hash
+// spkiSum not blocked) inserted nothing; what names the insert.
+func refusal(ctx context.Context, tx *store.Tx, what, issuer string, spkiSum []byte) error {
 	var status string
 	if err := tx.QueryRow(ctx, "SELECT status FROM ca_authorities WHERE id = ?", issuer).Scan(&status); err == nil && status == statusRevoked {
 		return fmt.Errorf("%w: CA %s is revoked: its certificate was revoked; it issues nothing more and only signs the CRLs and OCSP responses of the certificates it issued", ErrPolicy, issuer)
 	}
 	// Nothing inserted: the key is blocked. Name the certificate.
 	var blockedIssuer, blockedSerial string
-	err = tx.QueryRow(ctx, "SELECT issuer_id, serial FROM ca_blocked_keys WHERE spki_sha256 = ?", sum[:]).Scan(&blockedIssuer, &blockedSerial)
+	err := tx.QueryRow(ctx, "SELECT issuer_id, serial FROM ca_blocked_keys WHERE spki_sha256 = ?", spkiSum).Scan(&blockedIssuer, &blockedSerial)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return errors.New("record serial: no row inserted, and the key is not blocked")
+		return fmt.Errorf("%s: no row inserted, and the key is not blocked", what)
 	case err != nil:
 		return fmt.Errorf("look up compromised keys: %w", err)
 	}

@@ -258,9 +258,10 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 	encSerial, encDER, encCert, err := issueOne(encProf, encRes, signSerial)
 	if err != nil {
 		err = fmt.Errorf("issue on %s: signing certificate %s issued, encryption certificate failed: %w", a.id, signSerial, err)
-		if encCert != nil {
+		if encCert != nil && !errors.Is(err, ErrPolicy) {
 			// Signed, but whether it was stored is not known: the KMC's
 			// sweep binds the escrow to it if it was, else abandons it.
+			// (A refusal at the store, ErrPolicy, stored nothing.)
 			return err
 		}
 		return abandon(err)

@@ -322,9 +322,15 @@ func constrainingParents(a *authority) ([]*smx509.Certificate, error) {
 }
 
 // record stores an issued certificate, its audit record and its outbox
-// event in tx (one batch transaction of the CA's batcher).
+// event in tx (one batch transaction of the CA's batcher). A key blocked
+// or the CA revoked since the serial was reserved refuses it (ErrPolicy,
+// insertIssued): the batch commits without it.
 func (s *Service) record(ctx context.Context, tx *store.Tx, actor string, c *certRow, notes []string) error {
-	if err := insertCert(ctx, tx, c); err != nil {
+	if err := insertIssued(ctx, tx, c); err != nil {
+		if errors.Is(err, ErrPolicy) {
+			s.env.Logger.Warn("ca: a signed certificate was not stored: refused since its serial was reserved", "ca", c.issuer,
+				"serial", c.serial, "profile", c.profile, "request_id", httpx.RequestID(ctx), "error", err)
+		}
 		return err
 	}
 	details := map[string]any{"profile": c.profile, "subject": c.subject, "not_after": c.notAfter.Format(timeFormat)}
