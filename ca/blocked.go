@@ -3,12 +3,15 @@ package ca
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
+	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/internal/audit"
@@ -148,4 +151,72 @@ func (s *Service) checkKeyHolder(ctx context.Context, p *authz.Principal, pub cr
 	s.env.Logger.Warn("ca: request for a key certified to another organisation refused", "request_id", httpx.RequestID(ctx),
 		"account", p.Account.Name, "org", p.Account.Org, "certificate", issuer+"/"+serial, "certificate_org", org)
 	return fmt.Errorf("%w: the request's public key is certified to another organisation; a key is certified to one holder: make a new key pair for this request (a CA operator may certify a key to more than one)", ErrPolicy)
+}
+
+// checkNotEscrowed refuses (ErrPolicy, 422) to certify pub as the
+// request's own key (a profile with key_source csr, the signing key of a
+// dual request) when it is an encryption key the KMC generated: its
+// private key was delivered enveloped to the holder of a dual pair, and
+// the KMC escrows it, so key recovery officers can recover it. A signing
+// key is its holder's alone and never escrowed (GM/T 0014; ACCEPTANCE.md
+// D-03): a signing certificate for such a key would carry signatures that
+// others could make, and the next dual pair's envelope, sealed to the
+// signing key, would be opened by recovering the first pair's key. Both
+// records are asked: the CA's (a certificate of the key under a profile
+// whose key the KMC makes, or the encryption certificate of a dual pair,
+// by the indexed key hash) and the KMC's (its escrows, by public key),
+// which also knows keys of requests that ended before their certificate
+// was stored. The KMC makes SM2 keys only (GM/T 0015), so other keys are
+// not looked up. The refusal names neither the certificate nor the escrow
+// (a CSR is not secret); the log does. The platform's own issuance
+// (IssueFor, IssueForApplication) certifies keys its services made, and
+// does not come here: it runs while the node starts, before the KMC has.
+func (s *Service) checkNotEscrowed(ctx context.Context, pub crypto.PublicKey) error {
+	if ec, ok := pub.(*ecdsa.PublicKey); !ok || ec.Curve != sm2.P256() {
+		return nil
+	}
+	spki, err := smx509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return fmt.Errorf("%w: public key: %w", ErrRequest, err)
+	}
+	sum := sha256.Sum256(spki)
+	q := `SELECT c.issuer_id, c.serial FROM ca_certificates c WHERE c.spki_sha256 = ? AND (EXISTS
+		(SELECT 1 FROM ca_dual_pairs p WHERE p.issuer_id = c.issuer_id AND p.enc_serial = c.serial)`
+	args := []any{sum[:]}
+	for _, name := range s.kmcProfiles() {
+		q += " OR c.profile = ?"
+		args = append(args, name)
+	}
+	var issuer, serial, escrow string
+	err = s.env.DB.ReadRow(ctx, q+") LIMIT 1", args...).Scan(&issuer, &serial)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if s.kmc == nil {
+			return nil
+		}
+		if escrow, err = s.kmc.EscrowedKey(ctx, spki); err != nil {
+			return fmt.Errorf("ca: key management centre: %w", err)
+		}
+		if escrow == "" {
+			return nil
+		}
+	case err != nil:
+		return fmt.Errorf("ca: certificates of the request's key: %w", err)
+	}
+	s.env.Logger.Warn("ca: request to certify a KMC-escrowed encryption key as the requester's own refused", "request_id", httpx.RequestID(ctx),
+		"certificate", issuer+"/"+serial, "escrow", escrow)
+	return fmt.Errorf("%w: the request's public key is an encryption key that the key management centre generated and escrows; a signing key is its holder's own and never escrowed (GM/T 0014): make a new key pair for this request", ErrPolicy)
+}
+
+// kmcProfiles are the names of the profiles that certify KMC-generated
+// keys (key_source kmc).
+func (s *Service) kmcProfiles() []string {
+	var out []string
+	for name, p := range s.profiles {
+		if p.KeySource == "kmc" {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

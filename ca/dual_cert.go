@@ -56,6 +56,11 @@ type KMC interface {
 	// certificates of a pair (nil when the KMC keeps them elsewhere): the
 	// CA records at start the pairs it issued before it kept them itself.
 	EscrowBindings(ctx context.Context, q store.Querier) ([]EscrowBinding, error)
+	// EscrowedKey returns the id of an escrow of public key spki
+	// (SubjectPublicKeyInfo DER), or "" when the KMC never generated
+	// that key: the CA certifies no escrowed key as a request's own
+	// (checkNotEscrowed).
+	EscrowedKey(ctx context.Context, spki []byte) (string, error)
 }
 
 // KeyRevocation is the CA's notice of an encryption certificate's

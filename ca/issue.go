@@ -264,6 +264,11 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkKeyHolder(ctx, p, csr.PublicKey); err != nil {
 		return err
 	}
+	// Every API profile certifies the request's own key (a dual request's
+	// signing key included): never one the KMC escrows.
+	if err := s.checkNotEscrowed(ctx, csr.PublicKey); err != nil {
+		return err
+	}
 	if req.Dual {
 		return s.issueDual(w, r, a, prof, csr, &req, p)
 	}

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1235,5 +1236,87 @@ func dualPairsBeforeMigration(t *testing.T, dbURL *string) {
 	}
 	if st, at, reason := kn.escrowOf(b.Encryption.Serial); st != kmc.StatusRevoked || reason != "superseded" || !strings.HasPrefix(at, "2026-01-01") {
 		t.Fatalf("escrow of %s: %s %q %q", b.Encryption.Serial, st, at, reason)
+	}
+}
+
+// forgetfulKMC is the platform KMC that, with forget set, answers that it
+// escrows no key (EscrowedKey), so that the CA's own records are tested
+// alone.
+type forgetfulKMC struct {
+	ca.KMC
+	forget atomic.Bool
+}
+
+func (f *forgetfulKMC) EscrowedKey(ctx context.Context, spki []byte) (string, error) {
+	if f.forget.Load() {
+		return "", nil
+	}
+	return f.KMC.EscrowedKey(ctx, spki)
+}
+
+// TestSigningCertForEscrowedKey: the encryption key the KMC generated for a
+// dual pair, which its holder receives enveloped, is never certified as a
+// signing key (GM/T 0014; ACCEPTANCE.md D-03), alone or as the signing key
+// of another dual pair: 422 before the KMC makes a key. The CA's records
+// (the pair's encryption certificate) refuse it without the KMC's, and the
+// KMC's escrows refuse a key it generated for a request whose certificate
+// was never stored.
+func TestSigningCertForEscrowedKey(t *testing.T) {
+	var kmcView *forgetfulKMC
+	kn, k := startKMCNodeWith(t, func(x ca.KMC) ca.KMC { kmcView = &forgetfulKMC{KMC: x}; return kmcView })
+	dir := t.TempDir()
+	_, csr, signKey := sm2Subscriber(t, dir, "subscriber")
+	record := map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"}
+	out := kn.dualIssue(csr, record)
+	encKey, err := sm2.ParseEnvelopedPrivateKey(signKey, out.EnvelopedKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrOf := func(key *sm2.PrivateKey) string {
+		der, err := smx509.CreateCertificateRequest(crand.Reader, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "subscriber"}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	}
+	refused := func(what, csr string) {
+		t.Helper()
+		escrows := kn.count("SELECT COUNT(*) FROM kmc_escrow")
+		for _, dual := range []bool{false, true} {
+			st, raw := kn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra",
+				map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": dual})
+			if st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "escrow") {
+				t.Errorf("%s, dual=%v: %d %.300s; want 422 (a key the KMC escrows is never a signing key)", what, dual, st, raw)
+			}
+		}
+		if n := kn.count("SELECT COUNT(*) FROM kmc_escrow"); n != escrows {
+			t.Errorf("%s: %d escrows made for refused requests", what, n-escrows)
+		}
+	}
+	refused("the pair's encryption key", csrOf(encKey))
+	kmcView.forget.Store(true)
+	refused("the pair's encryption key, the CA's records alone", csrOf(encKey))
+	kmcView.forget.Store(false)
+
+	// A key the KMC generated for a request that ended before its
+	// certificate was stored: only the KMC knows it.
+	holder, _ := sm2.GenerateKey(crand.Reader)
+	holderSPKI, _ := smx509.MarshalPKIXPublicKey(&holder.PublicKey)
+	key, err := k.ApplyKey(audit.WithActor(context.Background(), "test"),
+		&kmc.ApplyKeyRequest{SigningPublicKey: holderSPKI, Subject: "CN=x", Org: "demo", Requester: "ra", CA: "sm2-issuing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pendingKey, err := sm2.ParseEnvelopedPrivateKey(holder, key.EnvelopedKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused("a pending escrow's key", csrOf(pendingKey))
+
+	// Keys of the holder's own are certified as before.
+	own, _ := sm2.GenerateKey(crand.Reader)
+	if st, raw := kn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra",
+		map[string]any{"csr": csrOf(own), "profile": "person-sign", "record": record}); st != http.StatusCreated {
+		t.Errorf("signing certificate for the holder's own key: %d %.300s", st, raw)
 	}
 }

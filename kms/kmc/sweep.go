@@ -186,6 +186,27 @@ func (s *Service) pendingOf(ctx context.Context, ca, serial string) (id, org str
 	return id, org, signSPKI, created, enc, nil
 }
 
+// EscrowedKey returns the id of an escrow of public key spki
+// (SubjectPublicKeyInfo DER), whatever its status, or "" when the KMC never
+// generated that key. The CA asks before it certifies a request's own key:
+// a key the KMC generated was delivered to its holder for encryption and
+// stays recoverable by key recovery officers, so it is never certified as
+// a signing key (GM/T 0014; ACCEPTANCE.md D-03).
+func (s *Service) EscrowedKey(ctx context.Context, spki []byte) (string, error) {
+	if s.env == nil {
+		return "", ErrNotStarted
+	}
+	var id string
+	err := s.env.DB.ReadRow(ctx, "SELECT id FROM kmc_escrow WHERE public_key = ? LIMIT 1", spki).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("kmc: escrows of a public key: %w", err)
+	}
+	return id, nil
+}
+
 // lateBind binds the pending escrow of the key of certificate serial of ca
 // (pendingOf); ErrNotFound when there is none.
 func (s *Service) lateBind(ctx context.Context, ca, serial string) error {
