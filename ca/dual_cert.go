@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/asn1"
 	"errors"
@@ -452,10 +453,15 @@ func (s *Service) FindIssued(ctx context.Context, der []byte) (*IssuedCertificat
 
 // CertificatesForKey returns the certificates CA generation caID (every CA
 // when caID is "") recorded between from and to that certify the public
-// key spki (SubjectPublicKeyInfo DER).
+// key spki (SubjectPublicKeyInfo DER). They are found by the key's hash
+// (ca_certificates.spki_sha256, indexed), not by reading every certificate
+// of the window: a row without a certificate (a revocation carried over
+// from a CRL, carriedOverRow) has no hash and is not among them. A row of
+// the key whose DER cannot be read is an error for this key only.
 func (s *Service) CertificatesForKey(ctx context.Context, caID string, spki []byte, from, to time.Time) ([]*IssuedCertificate, error) {
-	q := "SELECT issuer_id, serial, der FROM ca_certificates WHERE created_at >= ? AND created_at <= ?"
-	args := []any{from.UTC().Format(timeFormat), to.UTC().Format(timeFormat)}
+	sum := sha256.Sum256(spki)
+	q := "SELECT issuer_id, serial, der FROM ca_certificates WHERE spki_sha256 = ? AND created_at >= ? AND created_at <= ?"
+	args := []any{sum[:], from.UTC().Format(timeFormat), to.UTC().Format(timeFormat)}
 	if caID != "" {
 		q += " AND issuer_id = ?"
 		args = append(args, caID)
@@ -464,7 +470,7 @@ func (s *Service) CertificatesForKey(ctx context.Context, caID string, spki []by
 	var keys []key
 	err := s.env.DB.Read(ctx, func(tx store.Querier) error {
 		keys = nil
-		rows, err := tx.Query(ctx, q, args...)
+		rows, err := tx.Query(ctx, q+" ORDER BY created_at, issuer_id, serial", args...)
 		if err != nil {
 			return err
 		}
@@ -475,11 +481,14 @@ func (s *Service) CertificatesForKey(ctx context.Context, caID string, spki []by
 			if err := rows.Scan(&k.issuer, &k.serial, &der); err != nil {
 				return err
 			}
-			cert, err := smx509.ParseCertificate(der)
+			if len(der) == 0 {
+				continue
+			}
+			got, err := spkiOf(der)
 			if err != nil {
 				return fmt.Errorf("certificate %s/%s: %w", k.issuer, k.serial, err)
 			}
-			if bytes.Equal(cert.RawSubjectPublicKeyInfo, spki) {
+			if bytes.Equal(got, spki) {
 				keys = append(keys, k)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -1318,5 +1319,83 @@ func TestSigningCertForEscrowedKey(t *testing.T) {
 	if st, raw := kn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra",
 		map[string]any{"csr": csrOf(own), "profile": "person-sign", "record": record}); st != http.StatusCreated {
 		t.Errorf("signing certificate for the holder's own key: %d %.300s", st, raw)
+	}
+}
+
+// TestSweepPastUnsettledEscrows: the KMC's sweep finds the certificates of
+// an escrow's key by the key's hash, so a revocation carried over from a
+// CRL (a ca_certificates row without a certificate) issued within the hour
+// does not keep it from settling escrows; and an escrow it cannot settle
+// (here: the CA's row of its key unreadable) is left for the next round,
+// counted in the error and logged, an alert once pending a day, while the
+// sweep goes on with the escrows after it, however many fail.
+func TestSweepPastUnsettledEscrows(t *testing.T) {
+	kn, k := startKMCNodeWith(t, func(x ca.KMC) ca.KMC { return x })
+	ctx := audit.WithActor(context.Background(), "test")
+	db := kn.n.Env().DB
+	f := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+	apply := func() *kmc.ApplyKeyResponse {
+		t.Helper()
+		holder, _ := sm2.GenerateKey(crand.Reader)
+		spki, _ := smx509.MarshalPKIXPublicKey(&holder.PublicKey)
+		out, err := k.ApplyKey(ctx, &kmc.ApplyKeyRequest{SigningPublicKey: spki, Subject: "CN=x", Org: "demo", Requester: "ra", CA: "sm2-issuing"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kn.clock.Add(time.Millisecond) // escrows in the order made
+		return out
+	}
+
+	// A revocation carried over from a CRL, recorded within the hour after
+	// a pending escrow was made.
+	apply()
+	now := kn.clock.Now().UTC()
+	if _, err := db.Exec(ctx, `INSERT INTO ca_certificates
+		(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org, created_at, revoked_at, revocation_reason)
+		VALUES ('sm2-issuing', '0abcdef0', '', 'carried-over-revocation', ?, ?, ?, 'revoked', 'system', '', ?, ?, 1)`,
+		f(now), f(now.Add(365*24*time.Hour)), []byte{}, f(now.Add(time.Minute)), f(now)); err != nil {
+		t.Fatal(err)
+	}
+	kn.clock.Add(kmc.PendingMaxAge + time.Minute)
+	if bound, abandoned, err := k.Sweep(ctx); err != nil || bound != 0 || abandoned != 1 {
+		t.Fatalf("sweep past a carried-over revocation: bound %d, abandoned %d, %v; want the escrow without a certificate abandoned", bound, abandoned, err)
+	}
+
+	// More escrows than the sweep reads at a time that it cannot settle,
+	// made before one it can.
+	const stuck = 101
+	for i := range stuck {
+		key := apply()
+		sum := sha256.Sum256(key.PublicKey)
+		now := kn.clock.Now().UTC()
+		if _, err := db.Exec(ctx, `INSERT INTO ca_certificates
+			(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org, created_at, spki_sha256)
+			VALUES ('sm2-issuing', ?, '', 'person-enc', ?, ?, ?, 'good', 'ra', 'demo', ?, ?)`,
+			fmt.Sprintf("0b%06x", i), f(now), f(now.Add(365*24*time.Hour)), []byte{0x30, 0x03, 0x02, 0x01, 0x01}, f(now), sum[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := apply()
+	kn.clock.Add(kmc.PendingMaxAge + time.Minute)
+	bound, abandoned, err := k.Sweep(ctx)
+	if bound != 0 || abandoned != 1 || err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d pending escrows could not be settled", stuck)) {
+		t.Fatalf("sweep: bound %d, abandoned %d, %v; want the last escrow abandoned and %d failures counted", bound, abandoned, err, stuck)
+	}
+	var status string
+	if err := db.QueryRow(ctx, "SELECT status FROM kmc_escrow WHERE id = ?", last.EscrowID).Scan(&status); err != nil || status != "abandoned" {
+		t.Fatalf("escrow after the unsettled ones: %q, %v", status, err)
+	}
+	if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE status = 'pending' AND wrapped IS NOT NULL"); n != stuck {
+		t.Errorf("%d escrows pending with their key, want the %d unsettled ones kept", n, stuck)
+	}
+	if bytes.Contains(kn.logs.Bytes(), []byte("ALERT: kmc: a pending escrow cannot be settled")) {
+		t.Error("alert for escrows pending less than a day")
+	}
+	kn.clock.Add(24 * time.Hour)
+	if _, _, err := k.Sweep(ctx); err == nil {
+		t.Error("second sweep: no error for the unsettled escrows")
+	}
+	if n := bytes.Count(kn.logs.Bytes(), []byte("ALERT: kmc: a pending escrow cannot be settled")); n != stuck {
+		t.Errorf("%d alerts for %d escrows unsettled for a day", n, stuck)
 	}
 }
