@@ -2,19 +2,28 @@ package ca
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/govtrust/govtrust/internal/authz"
 	"github.com/govtrust/govtrust/internal/authz/policy"
+	"github.com/govtrust/govtrust/internal/node"
+	"github.com/govtrust/govtrust/internal/store"
+	"github.com/govtrust/govtrust/internal/store/storetest"
 )
 
 // TestCompromisedKeyRefused revokes certificates for key compromise and
@@ -273,5 +282,217 @@ func TestKeyCompromiseOutsideRevoked(t *testing.T) {
 	}
 	if n := referrals(); n != before {
 		t.Errorf("%d referrals after the operator's sweep had revoked every certificate of the key and blocked it", n-before)
+	}
+}
+
+// hookSigner is a CA key that runs hook once, before the first signature
+// it makes after it is put in place.
+type hookSigner struct {
+	crypto.Signer
+	once sync.Once
+	hook func()
+}
+
+func (h *hookSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	h.once.Do(h.hook)
+	return h.Signer.Sign(r, digest, opts)
+}
+
+// duringSignature has hook run during the next signature of CA a (after
+// its serial is reserved, before its certificate is stored).
+func duringSignature(t *testing.T, a *authority, hook func()) {
+	orig := a.signer
+	a.signer = &hookSigner{Signer: orig, hook: hook}
+	t.Cleanup(func() { a.signer = orig })
+}
+
+// goodCertsOfKey counts the good certificates of the key of k.
+func (tn *testNode) goodCertsOfKey(t *testing.T, pub crypto.PublicKey) int {
+	t.Helper()
+	spki, err := smx509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(spki)
+	return tn.count("SELECT COUNT(*) FROM ca_certificates WHERE spki_sha256 = ? AND status = 'good'", sum[:])
+}
+
+// TestCompromiseDuringIssuance: a keyCompromise revocation that commits
+// while an issuance for the same key is being signed (its serial reserved
+// and the blocked-key check passed, its certificate not yet stored)
+// refuses that issuance when it stores (422, the signed certificate
+// dropped, its serial left reserved), so that no good certificate of the
+// key outlives the revocation's answer. On SQLite and PostgreSQL.
+func TestCompromiseDuringIssuance(t *testing.T) {
+	onBothStores(t, func(t *testing.T, tn *testNode) {
+		a := tn.svc.lookup("ecdsa-issuing")
+		k := newECKey(t)
+		st, first, raw := tn.issue(a.id, IssueRequest{CSR: csrPEM(hostCSR(t, k, "a1.example.gov.cn")), Profile: "server-tls"}, "")
+		if st != http.StatusCreated {
+			t.Fatalf("issue: %d %s", st, raw)
+		}
+		serials := tn.count("SELECT COUNT(*) FROM ca_serials")
+		duringSignature(t, a, func() {
+			if st, raw := tn.revoke(a.id, "ra", first.Serial, "keyCompromise"); st != http.StatusOK {
+				t.Errorf("revoke during the signature: %d %s", st, raw)
+			}
+		})
+		st, _, raw = tn.issue(a.id, IssueRequest{CSR: csrPEM(hostCSR(t, k, "a2.example.gov.cn")), Profile: "server-tls"}, "")
+		if st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "compromised") ||
+			!strings.Contains(strings.ToLower(string(raw)), strings.ToLower(first.Serial)) {
+			t.Errorf("issuance signed while its key was revoked for keyCompromise: %d %.200s; want 422 naming the compromise", st, raw)
+		}
+		if n := tn.goodCertsOfKey(t, &k.PublicKey); n != 0 {
+			t.Errorf("%d good certificates of the compromised key", n)
+		}
+		if n := tn.count("SELECT COUNT(*) FROM ca_serials"); n != serials+1 {
+			t.Errorf("%d serials reserved, want %d (the dropped certificate's serial stays reserved)", n, serials+1)
+		}
+		st, _, raw = tn.issue(a.id, IssueRequest{CSR: csrPEM(hostCSR(t, k, "a3.example.gov.cn")), Profile: "server-tls"}, "")
+		if st != http.StatusUnprocessableEntity {
+			t.Errorf("issuance after the revocation: %d %.200s", st, raw)
+		}
+		// The other key of the CA is issued as before.
+		if st, _, raw := tn.issue(a.id, IssueRequest{CSR: csrPEM(goCSR(t, "b.example.gov.cn", "b.example.gov.cn")), Profile: "server-tls"}, ""); st != http.StatusCreated {
+			t.Errorf("issue for another key: %d %s", st, raw)
+		}
+	})
+}
+
+// TestCompromiseWhileIssuanceStores: on PostgreSQL (READ COMMITTED) a
+// keyCompromise revocation still open when an issuance of the key stores
+// its certificate. The store waits for the revocation (both hold the
+// audit chain's head), then sees the blocked key and refuses; without
+// that order each would miss the other's uncommitted row and both commit.
+func TestCompromiseWhileIssuanceStores(t *testing.T) {
+	url := storetest.PostgresURL(t)
+	tn := startNodeWith(t, filepath.Join(t.TempDir(), "data"), func(o *node.Options) { o.DB = &url })
+	ctx := t.Context()
+	a := tn.svc.lookup("ecdsa-issuing")
+	k := newECKey(t)
+	st, first, raw := tn.issue(a.id, IssueRequest{CSR: csrPEM(hostCSR(t, k, "a1.example.gov.cn")), Profile: "server-tls"}, "")
+	if st != http.StatusCreated {
+		t.Fatalf("issue: %d %s", st, raw)
+	}
+	revoked, done := make(chan struct{}), make(chan error, 1)
+	waited := false
+	duringSignature(t, a, func() {
+		go func() {
+			done <- tn.db().Tx(ctx, func(tx *store.Tx) error {
+				if _, _, err := tn.svc.revokeRowOpts(ctx, tx, a.id, first.Serial, "keyCompromise", "test", nil, time.Now(), true); err != nil {
+					return err
+				}
+				select {
+				case <-revoked:
+				default:
+					close(revoked)
+				}
+				// Commit once the issuance waits for this transaction
+				// (its store for the audit chain's head).
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+					var n int
+					if err := tn.db().ReadRow(ctx, `SELECT COUNT(*) FROM pg_stat_activity
+						WHERE wait_event_type = 'Lock' AND query LIKE '%audit_head%' AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
+						return err
+					}
+					if n > 0 {
+						waited = true
+						break
+					}
+				}
+				return nil
+			})
+		}()
+		select {
+		case <-revoked:
+		case err := <-done:
+			t.Errorf("revoke: %v", err)
+		}
+	})
+	st, _, raw = tn.issue(a.id, IssueRequest{CSR: csrPEM(hostCSR(t, k, "a2.example.gov.cn")), Profile: "server-tls"}, "")
+	if err := <-done; err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	if !waited {
+		t.Error("the issuance's store did not wait for the open revocation")
+	}
+	if st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "compromised") {
+		t.Errorf("issuance stored while a keyCompromise revocation of its key was committing: %d %.200s; want 422", st, raw)
+	}
+	if n := tn.goodCertsOfKey(t, &k.PublicKey); n != 0 {
+		t.Errorf("%d good certificates of the compromised key", n)
+	}
+}
+
+// TestRefusedStoreInBatch: a certificate refused at its store (its key
+// blocked meanwhile) is rolled back alone from the batch transaction it
+// shares with other issuances, which commit.
+func TestRefusedStoreInBatch(t *testing.T) {
+	tn := startNode(t, filepath.Join(t.TempDir(), "data"))
+	ctx := t.Context()
+	leaked, other := tn.issueECDSA(t), tn.issueECDSA(t)
+	if st, raw := tn.revoke("ecdsa-issuing", "ra", leaked.Serial, "keyCompromise"); st != http.StatusOK {
+		t.Fatalf("revoke: %d %s", st, raw)
+	}
+	// Rows for new serials carrying the two certificates' keys.
+	row := func(of *IssueResponse) *certRow {
+		c, err := smx509.ParseCertificate(pemDER(t, of.Certificate))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sn, err := newSerial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &certRow{issuer: "ecdsa-issuing", serial: serialHex(sn), subject: c.Subject.String(), profile: "server-tls", status: "good",
+			requester: "test", notBefore: c.NotBefore, notAfter: c.NotAfter, created: time.Now(), der: c.Raw}
+	}
+	b := tn.svc.batcher()
+	for attempt := 1; ; attempt++ {
+		blocked, fine := row(leaked), row(other)
+		// A first batch holds the batcher while the two wait for the next.
+		entered, release := make(chan struct{}), make(chan struct{})
+		go b.Do(ctx, func(tx *store.Tx) error { close(entered); <-release; return nil })
+		<-entered
+		batches, _ := b.Stats()
+		errs := make(chan error, 2)
+		for _, r := range []*certRow{blocked, fine} {
+			go func() { errs <- b.Do(ctx, func(tx *store.Tx) error { return tn.svc.record(ctx, tx, "test", r, nil) }) }()
+		}
+		time.Sleep(200 * time.Millisecond)
+		close(release)
+		var got []error
+		for range 2 {
+			got = append(got, <-errs)
+		}
+		if after, _ := b.Stats(); after-batches != 2 && attempt < 5 {
+			continue // the two did not share a batch: again
+		}
+		policyErrs, ok := 0, 0
+		for _, err := range got {
+			switch {
+			case errors.Is(err, ErrPolicy):
+				policyErrs++
+			case err == nil:
+				ok++
+			default:
+				t.Errorf("store: %v", err)
+			}
+		}
+		if policyErrs != 1 || ok != 1 {
+			t.Errorf("%d refused, %d stored; want one each (%v)", policyErrs, ok, got)
+		}
+		for _, c := range []struct {
+			r    *certRow
+			want int
+		}{{blocked, 0}, {fine, 1}} {
+			if n := tn.count("SELECT COUNT(*) FROM ca_certificates WHERE serial = ?", c.r.serial); n != c.want {
+				t.Errorf("certificate %s: %d rows, want %d", c.r.serial, n, c.want)
+			}
+			if n := tn.count("SELECT COUNT(*) FROM audit_log WHERE object = ?", "cert/ecdsa-issuing/"+c.r.serial); n != c.want {
+				t.Errorf("certificate %s: %d audit records, want %d", c.r.serial, n, c.want)
+			}
+		}
+		return
 	}
 }

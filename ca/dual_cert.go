@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/asn1"
 	"errors"
@@ -56,6 +57,11 @@ type KMC interface {
 	// certificates of a pair (nil when the KMC keeps them elsewhere): the
 	// CA records at start the pairs it issued before it kept them itself.
 	EscrowBindings(ctx context.Context, q store.Querier) ([]EscrowBinding, error)
+	// EscrowedKey returns the id of an escrow of public key spki
+	// (SubjectPublicKeyInfo DER), or "" when the KMC never generated
+	// that key: the CA certifies no escrowed key as a request's own
+	// (checkNotEscrowed).
+	EscrowedKey(ctx context.Context, spki []byte) (string, error)
 }
 
 // KeyRevocation is the CA's notice of an encryption certificate's
@@ -258,9 +264,10 @@ func (s *Service) issueDual(w http.ResponseWriter, r *http.Request, a *authority
 	encSerial, encDER, encCert, err := issueOne(encProf, encRes, signSerial)
 	if err != nil {
 		err = fmt.Errorf("issue on %s: signing certificate %s issued, encryption certificate failed: %w", a.id, signSerial, err)
-		if encCert != nil {
+		if encCert != nil && !errors.Is(err, ErrPolicy) {
 			// Signed, but whether it was stored is not known: the KMC's
 			// sweep binds the escrow to it if it was, else abandons it.
+			// (A refusal at the store, ErrPolicy, stored nothing.)
 			return err
 		}
 		return abandon(err)
@@ -446,10 +453,15 @@ func (s *Service) FindIssued(ctx context.Context, der []byte) (*IssuedCertificat
 
 // CertificatesForKey returns the certificates CA generation caID (every CA
 // when caID is "") recorded between from and to that certify the public
-// key spki (SubjectPublicKeyInfo DER).
+// key spki (SubjectPublicKeyInfo DER). They are found by the key's hash
+// (ca_certificates.spki_sha256, indexed), not by reading every certificate
+// of the window: a row without a certificate (a revocation carried over
+// from a CRL, carriedOverRow) has no hash and is not among them. A row of
+// the key whose DER cannot be read is an error for this key only.
 func (s *Service) CertificatesForKey(ctx context.Context, caID string, spki []byte, from, to time.Time) ([]*IssuedCertificate, error) {
-	q := "SELECT issuer_id, serial, der FROM ca_certificates WHERE created_at >= ? AND created_at <= ?"
-	args := []any{from.UTC().Format(timeFormat), to.UTC().Format(timeFormat)}
+	sum := sha256.Sum256(spki)
+	q := "SELECT issuer_id, serial, der FROM ca_certificates WHERE spki_sha256 = ? AND created_at >= ? AND created_at <= ?"
+	args := []any{sum[:], from.UTC().Format(timeFormat), to.UTC().Format(timeFormat)}
 	if caID != "" {
 		q += " AND issuer_id = ?"
 		args = append(args, caID)
@@ -458,7 +470,7 @@ func (s *Service) CertificatesForKey(ctx context.Context, caID string, spki []by
 	var keys []key
 	err := s.env.DB.Read(ctx, func(tx store.Querier) error {
 		keys = nil
-		rows, err := tx.Query(ctx, q, args...)
+		rows, err := tx.Query(ctx, q+" ORDER BY created_at, issuer_id, serial", args...)
 		if err != nil {
 			return err
 		}
@@ -469,11 +481,14 @@ func (s *Service) CertificatesForKey(ctx context.Context, caID string, spki []by
 			if err := rows.Scan(&k.issuer, &k.serial, &der); err != nil {
 				return err
 			}
-			cert, err := smx509.ParseCertificate(der)
+			if len(der) == 0 {
+				continue
+			}
+			got, err := spkiOf(der)
 			if err != nil {
 				return fmt.Errorf("certificate %s/%s: %w", k.issuer, k.serial, err)
 			}
-			if bytes.Equal(cert.RawSubjectPublicKeyInfo, spki) {
+			if bytes.Equal(got, spki) {
 				keys = append(keys, k)
 			}
 		}

@@ -264,6 +264,11 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkKeyHolder(ctx, p, csr.PublicKey); err != nil {
 		return err
 	}
+	// Every API profile certifies the request's own key (a dual request's
+	// signing key included): never one the KMC escrows.
+	if err := s.checkNotEscrowed(ctx, csr.PublicKey); err != nil {
+		return err
+	}
 	if req.Dual {
 		return s.issueDual(w, r, a, prof, csr, &req, p)
 	}
@@ -322,9 +327,15 @@ func constrainingParents(a *authority) ([]*smx509.Certificate, error) {
 }
 
 // record stores an issued certificate, its audit record and its outbox
-// event in tx (one batch transaction of the CA's batcher).
+// event in tx (one batch transaction of the CA's batcher). A key blocked
+// or the CA revoked since the serial was reserved refuses it (ErrPolicy,
+// insertIssued): the batch commits without it.
 func (s *Service) record(ctx context.Context, tx *store.Tx, actor string, c *certRow, notes []string) error {
-	if err := insertCert(ctx, tx, c); err != nil {
+	if err := insertIssued(ctx, tx, c); err != nil {
+		if errors.Is(err, ErrPolicy) {
+			s.env.Logger.Warn("ca: a signed certificate was not stored: refused since its serial was reserved", "ca", c.issuer,
+				"serial", c.serial, "profile", c.profile, "request_id", httpx.RequestID(ctx), "error", err)
+		}
 		return err
 	}
 	details := map[string]any{"profile": c.profile, "subject": c.subject, "not_after": c.notAfter.Format(timeFormat)}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/govtrust/govtrust/internal/audit"
 	"github.com/govtrust/govtrust/internal/store"
 )
 
@@ -170,24 +171,74 @@ type certRow struct {
 	requestHash    []byte
 }
 
+// insertCert stores r in tx as it is (the OCSP responders' certificates,
+// which a revoked CA still makes; issued certificates go through
+// insertIssued).
 func insertCert(ctx context.Context, tx *store.Tx, r *certRow) error {
+	_, err := tx.Exec(ctx, `INSERT INTO ca_certificates (`+insertCertColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, insertCertArgs(r)...)
+	return err
+}
+
+const insertCertColumns = `issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org,
+	idempotency_key, request_hash, created_at, spki_sha256`
+
+// insertCertArgs are the values of insertCertColumns for r; the last one
+// is the key's hash.
+func insertCertArgs(r *certRow) []any {
 	var key, hash any
 	if r.idempotencyKey != "" {
 		key, hash = r.idempotencyKey, r.requestHash
 	}
 	kh, err := keyHash(r.der)
-	if err != nil {
+	if err != nil || kh == nil {
 		// Not a certificate whose key can be read (issuance parses what it
 		// signed before it gets here; only tests store other bytes): an
 		// empty hash, as fillKeyHashes gives such a row, matches no key.
 		kh = []byte{}
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO ca_certificates
-		(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org, idempotency_key, request_hash, created_at, spki_sha256)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.issuer, r.serial, r.subject, r.profile, r.notBefore.UTC().Format(timeFormat), r.notAfter.UTC().Format(timeFormat),
-		r.der, r.status, r.requester, r.requesterOrg, key, hash, r.created.UTC().Format(timeFormat), kh)
-	return err
+	return []any{r.issuer, r.serial, r.subject, r.profile, r.notBefore.UTC().Format(timeFormat), r.notAfter.UTC().Format(timeFormat),
+		r.der, r.status, r.requester, r.requesterOrg, key, hash, r.created.UTC().Format(timeFormat), kh}
+}
+
+// insertIssued stores r, a certificate the CA has just signed, in tx
+// unless its key was blocked for compromise or its issuer's certificate
+// revoked since the serial was reserved (reserveSerial checked both, in
+// an earlier transaction, before the signature): zero rows, and an
+// ErrPolicy that says which; the signed certificate is then dropped and
+// its serial stays reserved, as after a failed signature. Without this a
+// keyCompromise revocation that committed during the signature, whose
+// sweep of the key's certificates (keysweep.go) could not see this one,
+// would leave a good certificate for a key it reported blocked. The checks
+// are part of the insert, no statement of their own.
+//
+// The insert is made once tx holds the audit chain's head (audit.Hold),
+// which blockKey takes before it blocks a key and sweeps its certificates:
+// on PostgreSQL (READ COMMITTED) its row lock orders the two transactions,
+// so that the insert, made after the wait, sees a block committed
+// meanwhile, and a block made after it sees the certificate; otherwise
+// each could miss the other's uncommitted row and both commit. The head
+// is what the certificate's audit record takes anyway, once per
+// transaction (a batch of issuances shares it), so it costs no statement.
+func insertIssued(ctx context.Context, tx *store.Tx, r *certRow) error {
+	if err := audit.Hold(ctx, tx); err != nil {
+		return err
+	}
+	args := insertCertArgs(r)
+	kh := args[len(args)-1]
+	res, err := tx.Exec(ctx, `INSERT INTO ca_certificates (`+insertCertColumns+`)
+		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM ca_blocked_keys WHERE spki_sha256 = ?)
+		AND NOT EXISTS (SELECT 1 FROM ca_authorities WHERE id = ? AND status = ?)`,
+		append(args, kh, r.issuer, statusRevoked)...)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store certificate %s/%s: %w", r.issuer, r.serial, err)
+	} else if n == 1 {
+		return nil
+	}
+	return refusal(ctx, tx, "store certificate "+r.issuer+"/"+r.serial, r.issuer, kh.([]byte))
 }
 
 // insertCRLOutbox announces a published CRL (kind full or delta) in tx.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"database/sql"
@@ -23,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1484,5 +1486,165 @@ func TestKeyRecoveryRecipientUnderRevokedCA(t *testing.T) {
 	}
 	if n := kn.count("SELECT COUNT(*) FROM audit_log WHERE action = 'kms.key.recover' AND outcome = 'denied' AND details LIKE ?", "%"+want+"%"); n != 2 {
 		t.Errorf("%d refusals audited, want 2", n)
+	}
+}
+
+// forgetfulKMC is the platform KMC that, with forget set, answers that it
+// escrows no key (EscrowedKey), so that the CA's own records are tested
+// alone.
+type forgetfulKMC struct {
+	ca.KMC
+	forget atomic.Bool
+}
+
+func (f *forgetfulKMC) EscrowedKey(ctx context.Context, spki []byte) (string, error) {
+	if f.forget.Load() {
+		return "", nil
+	}
+	return f.KMC.EscrowedKey(ctx, spki)
+}
+
+// TestSigningCertForEscrowedKey: the encryption key the KMC generated for a
+// dual pair, which its holder receives enveloped, is never certified as a
+// signing key (GM/T 0014; ACCEPTANCE.md D-03), alone or as the signing key
+// of another dual pair: 422 before the KMC makes a key. The CA's records
+// (the pair's encryption certificate) refuse it without the KMC's, and the
+// KMC's escrows refuse a key it generated for a request whose certificate
+// was never stored.
+func TestSigningCertForEscrowedKey(t *testing.T) {
+	var kmcView *forgetfulKMC
+	kn, k := startKMCNodeWith(t, func(x ca.KMC) ca.KMC { kmcView = &forgetfulKMC{KMC: x}; return kmcView })
+	dir := t.TempDir()
+	_, csr, signKey := sm2Subscriber(t, dir, "subscriber")
+	record := map[string]string{"CN": "张三", "O": "测试局", "id-card": "11010519491231002X"}
+	out := kn.dualIssue(csr, record)
+	encKey, err := sm2.ParseEnvelopedPrivateKey(signKey, out.EnvelopedKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrOf := func(key *sm2.PrivateKey) string {
+		der, err := smx509.CreateCertificateRequest(crand.Reader, &smx509.CertificateRequest{Subject: pkix.Name{CommonName: "subscriber"}}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	}
+	refused := func(what, csr string) {
+		t.Helper()
+		escrows := kn.count("SELECT COUNT(*) FROM kmc_escrow")
+		for _, dual := range []bool{false, true} {
+			st, raw := kn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra",
+				map[string]any{"csr": csr, "profile": "person-sign", "record": record, "dual": dual})
+			if st != http.StatusUnprocessableEntity || !strings.Contains(string(raw), "escrow") {
+				t.Errorf("%s, dual=%v: %d %.300s; want 422 (a key the KMC escrows is never a signing key)", what, dual, st, raw)
+			}
+		}
+		if n := kn.count("SELECT COUNT(*) FROM kmc_escrow"); n != escrows {
+			t.Errorf("%s: %d escrows made for refused requests", what, n-escrows)
+		}
+	}
+	refused("the pair's encryption key", csrOf(encKey))
+	kmcView.forget.Store(true)
+	refused("the pair's encryption key, the CA's records alone", csrOf(encKey))
+	kmcView.forget.Store(false)
+
+	// A key the KMC generated for a request that ended before its
+	// certificate was stored: only the KMC knows it.
+	holder, _ := sm2.GenerateKey(crand.Reader)
+	holderSPKI, _ := smx509.MarshalPKIXPublicKey(&holder.PublicKey)
+	key, err := k.ApplyKey(audit.WithActor(context.Background(), "test"),
+		&kmc.ApplyKeyRequest{SigningPublicKey: holderSPKI, Subject: "CN=x", Org: "demo", Requester: "ra", CA: "sm2-issuing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pendingKey, err := sm2.ParseEnvelopedPrivateKey(holder, key.EnvelopedKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused("a pending escrow's key", csrOf(pendingKey))
+
+	// Keys of the holder's own are certified as before.
+	own, _ := sm2.GenerateKey(crand.Reader)
+	if st, raw := kn.do("POST", "/api/v1/ca/sm2-issuing/certificates", "ra",
+		map[string]any{"csr": csrOf(own), "profile": "person-sign", "record": record}); st != http.StatusCreated {
+		t.Errorf("signing certificate for the holder's own key: %d %.300s", st, raw)
+	}
+}
+
+// TestSweepPastUnsettledEscrows: the KMC's sweep finds the certificates of
+// an escrow's key by the key's hash, so a revocation carried over from a
+// CRL (a ca_certificates row without a certificate) issued within the hour
+// does not keep it from settling escrows; and an escrow it cannot settle
+// (here: the CA's row of its key unreadable) is left for the next round,
+// counted in the error and logged, an alert once pending a day, while the
+// sweep goes on with the escrows after it, however many fail.
+func TestSweepPastUnsettledEscrows(t *testing.T) {
+	kn, k := startKMCNodeWith(t, func(x ca.KMC) ca.KMC { return x })
+	ctx := audit.WithActor(context.Background(), "test")
+	db := kn.n.Env().DB
+	f := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+	apply := func() *kmc.ApplyKeyResponse {
+		t.Helper()
+		holder, _ := sm2.GenerateKey(crand.Reader)
+		spki, _ := smx509.MarshalPKIXPublicKey(&holder.PublicKey)
+		out, err := k.ApplyKey(ctx, &kmc.ApplyKeyRequest{SigningPublicKey: spki, Subject: "CN=x", Org: "demo", Requester: "ra", CA: "sm2-issuing"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kn.clock.Add(time.Millisecond) // escrows in the order made
+		return out
+	}
+
+	// A revocation carried over from a CRL, recorded within the hour after
+	// a pending escrow was made.
+	apply()
+	now := kn.clock.Now().UTC()
+	if _, err := db.Exec(ctx, `INSERT INTO ca_certificates
+		(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org, created_at, revoked_at, revocation_reason)
+		VALUES ('sm2-issuing', '0abcdef0', '', 'carried-over-revocation', ?, ?, ?, 'revoked', 'system', '', ?, ?, 1)`,
+		f(now), f(now.Add(365*24*time.Hour)), []byte{}, f(now.Add(time.Minute)), f(now)); err != nil {
+		t.Fatal(err)
+	}
+	kn.clock.Add(kmc.PendingMaxAge + time.Minute)
+	if bound, abandoned, err := k.Sweep(ctx); err != nil || bound != 0 || abandoned != 1 {
+		t.Fatalf("sweep past a carried-over revocation: bound %d, abandoned %d, %v; want the escrow without a certificate abandoned", bound, abandoned, err)
+	}
+
+	// More escrows than the sweep reads at a time that it cannot settle,
+	// made before one it can.
+	const stuck = 101
+	for i := range stuck {
+		key := apply()
+		sum := sha256.Sum256(key.PublicKey)
+		now := kn.clock.Now().UTC()
+		if _, err := db.Exec(ctx, `INSERT INTO ca_certificates
+			(issuer_id, serial, subject, profile, not_before, not_after, der, status, requester, requester_org, created_at, spki_sha256)
+			VALUES ('sm2-issuing', ?, '', 'person-enc', ?, ?, ?, 'good', 'ra', 'demo', ?, ?)`,
+			fmt.Sprintf("0b%06x", i), f(now), f(now.Add(365*24*time.Hour)), []byte{0x30, 0x03, 0x02, 0x01, 0x01}, f(now), sum[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := apply()
+	kn.clock.Add(kmc.PendingMaxAge + time.Minute)
+	bound, abandoned, err := k.Sweep(ctx)
+	if bound != 0 || abandoned != 1 || err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d pending escrows could not be settled", stuck)) {
+		t.Fatalf("sweep: bound %d, abandoned %d, %v; want the last escrow abandoned and %d failures counted", bound, abandoned, err, stuck)
+	}
+	var status string
+	if err := db.QueryRow(ctx, "SELECT status FROM kmc_escrow WHERE id = ?", last.EscrowID).Scan(&status); err != nil || status != "abandoned" {
+		t.Fatalf("escrow after the unsettled ones: %q, %v", status, err)
+	}
+	if n := kn.count("SELECT COUNT(*) FROM kmc_escrow WHERE status = 'pending' AND wrapped IS NOT NULL"); n != stuck {
+		t.Errorf("%d escrows pending with their key, want the %d unsettled ones kept", n, stuck)
+	}
+	if bytes.Contains(kn.logs.Bytes(), []byte("ALERT: kmc: a pending escrow cannot be settled")) {
+		t.Error("alert for escrows pending less than a day")
+	}
+	kn.clock.Add(24 * time.Hour)
+	if _, _, err := k.Sweep(ctx); err == nil {
+		t.Error("second sweep: no error for the unsettled escrows")
+	}
+	if n := bytes.Count(kn.logs.Bytes(), []byte("ALERT: kmc: a pending escrow cannot be settled")); n != stuck {
+		t.Errorf("%d alerts for %d escrows unsettled for a day", n, stuck)
 	}
 }

@@ -167,6 +167,16 @@ func txHead(ctx context.Context, tx *store.Tx) (*head, error) {
 	return h, nil
 }
 
+// Hold takes the chain's head in tx as the transaction's first Append
+// does, without appending: on PostgreSQL its row lock, held until tx ends,
+// orders tx before or after every other transaction that appends, so that
+// what tx reads after Hold includes their writes or they see tx's. It is
+// idempotent; Append after it uses the head it read.
+func Hold(ctx context.Context, tx *store.Tx) error {
+	_, err := txHead(ctx, tx)
+	return err
+}
+
 // Do runs fn and appends rec in one transaction: if either fails, neither
 // happens.
 func (l *Log) Do(ctx context.Context, db *store.DB, rec Record, fn func(tx *store.Tx) error) (Record, error) {

@@ -28,8 +28,17 @@ const (
 	PendingMaxAge = time.Hour
 	// sweepInterval is how often the sweep runs (and once at start).
 	sweepInterval = 10 * time.Minute
-	// sweepBatch bounds the escrows one sweep looks at.
+	// sweepBatch is how many escrows the sweep reads at a time; it reads
+	// on until it has seen every escrow due.
 	sweepBatch = 100
+	// sweepAlertAge: an escrow the sweep still cannot settle once pending
+	// this long raises an alert at every round (an error log line
+	// "ALERT: ..."); until then each failure is a warning, tried again
+	// next round. It is never abandoned for a failure: the certificate of
+	// its key may exist, and abandoning wipes the key.
+	sweepAlertAge = 24 * time.Hour
+	// sweepErrors bounds the failures the sweep's error spells out.
+	sweepErrors = 5
 )
 
 func (s *Service) sweepLoop(ctx context.Context) {
@@ -48,31 +57,33 @@ func (s *Service) sweepLoop(ctx context.Context) {
 	}
 }
 
-// Sweep settles the escrows pending for longer than PendingMaxAge (see
-// above) and returns how many it bound and abandoned. It does nothing
-// without the CA wired in (UseCertificates).
-func (s *Service) Sweep(ctx context.Context) (bound, abandoned int, err error) {
-	if s.certs == nil {
-		return 0, 0, nil
+// pendingEscrow is an escrow the sweep settles.
+type pendingEscrow struct {
+	id, ca         string
+	spki, signSPKI []byte
+	created        time.Time
+}
+
+// pendingAfter returns up to sweepBatch escrows pending since before
+// cutoff that come after (created, id) in (created_at, id) order.
+func (s *Service) pendingAfter(ctx context.Context, cutoff time.Time, after *pendingEscrow) ([]pendingEscrow, error) {
+	q := `SELECT id, ca, public_key, sign_public_key, created_at FROM kmc_escrow WHERE status = 'pending' AND created_at < ?`
+	args := []any{fmtTime(cutoff)}
+	if after != nil {
+		c := fmtTime(after.created)
+		q += " AND (created_at > ? OR (created_at = ? AND id > ?))"
+		args = append(args, c, c, after.id)
 	}
-	ctx = audit.WithActor(ctx, "system")
-	cutoff := s.env.Clock.Now().Add(-PendingMaxAge)
-	type pending struct {
-		id, ca         string
-		spki, signSPKI []byte
-		created        time.Time
-	}
-	var list []pending
-	err = s.env.DB.Read(ctx, func(q store.Querier) error {
+	var list []pendingEscrow
+	err := s.env.DB.Read(ctx, func(q2 store.Querier) error {
 		list = nil
-		rows, err := q.Query(ctx, `SELECT id, ca, public_key, sign_public_key, created_at FROM kmc_escrow
-			WHERE status = 'pending' AND created_at < ? ORDER BY created_at LIMIT ?`, fmtTime(cutoff), sweepBatch)
+		rows, err := q2.Query(ctx, q+" ORDER BY created_at, id LIMIT ?", append(args, sweepBatch)...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var p pending
+			var p pendingEscrow
 			var ca sql.NullString
 			var created string
 			if err := rows.Scan(&p.id, &ca, &p.spki, &p.signSPKI, &created); err != nil {
@@ -87,36 +98,84 @@ func (s *Service) Sweep(ctx context.Context) (bound, abandoned int, err error) {
 		return rows.Err()
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("kmc: pending escrows: %w", err)
+		return nil, fmt.Errorf("kmc: pending escrows: %w", err)
 	}
+	return list, nil
+}
+
+// Sweep settles the escrows pending for longer than PendingMaxAge (see
+// above) and returns how many it bound and abandoned. It does nothing
+// without the CA wired in (UseCertificates). An escrow it cannot settle
+// (the CA's records of its key cannot be read, the binding fails) is left
+// pending for the next round, logged, and counted in the error; the sweep
+// goes on with the others, so that no number of such escrows keeps it
+// from the rest.
+func (s *Service) Sweep(ctx context.Context) (bound, abandoned int, err error) {
+	if s.certs == nil {
+		return 0, 0, nil
+	}
+	ctx = audit.WithActor(ctx, "system")
+	now := s.env.Clock.Now()
+	cutoff := now.Add(-PendingMaxAge)
 	var errs []error
-	for _, p := range list {
-		// The CA issues within minutes of ApplyKey; a minute before
-		// covers a clock that stepped back.
-		from, to := p.created.Add(-time.Minute), p.created.Add(PendingMaxAge)
-		certs, err := s.certs.CertificatesForKey(ctx, p.ca, p.spki, from, to)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("escrow %s: %w", p.id, err))
-			continue
+	failed := 0
+	fail := func(p *pendingEscrow, err error) {
+		failed++
+		if len(errs) < sweepErrors {
+			errs = append(errs, err)
 		}
-		if len(certs) == 0 {
-			if err := s.Abandon(ctx, p.id, fmt.Sprintf("no certificate was issued for the key within %s of its generation", PendingMaxAge)); err != nil {
-				errs = append(errs, err)
+		if age := now.Sub(p.created); age >= sweepAlertAge {
+			s.env.Logger.Error("ALERT: kmc: a pending escrow cannot be settled; its key is kept until an operator sees to it", "escrow", p.id,
+				"ca", p.ca, "pending_for", age.Round(time.Minute).String(), "error", err)
+		} else {
+			s.env.Logger.Warn("kmc: a pending escrow could not be settled; trying again next round", "escrow", p.id, "ca", p.ca, "error", err)
+		}
+	}
+	var after *pendingEscrow
+	for {
+		list, err := s.pendingAfter(ctx, cutoff, after)
+		if err != nil {
+			return bound, abandoned, errors.Join(append([]error{err}, errs...)...)
+		}
+		for i := range list {
+			if err := ctx.Err(); err != nil {
+				return bound, abandoned, fmt.Errorf("kmc: sweep: %w", err)
+			}
+			p := &list[i]
+			// The CA issues within minutes of ApplyKey; a minute before
+			// covers a clock that stepped back.
+			from, to := p.created.Add(-time.Minute), p.created.Add(PendingMaxAge)
+			certs, err := s.certs.CertificatesForKey(ctx, p.ca, p.spki, from, to)
+			if err != nil {
+				fail(p, fmt.Errorf("escrow %s: %w", p.id, err))
 				continue
 			}
-			abandoned++
-			continue
+			if len(certs) == 0 {
+				if err := s.Abandon(ctx, p.id, fmt.Sprintf("no certificate was issued for the key within %s of its generation", PendingMaxAge)); err != nil {
+					fail(p, err)
+					continue
+				}
+				abandoned++
+				continue
+			}
+			err = s.bindFound(ctx, p.id, p.signSPKI, from, certs[0], "sweep")
+			if err != nil && !errors.Is(err, ErrConflict) {
+				fail(p, err)
+				continue
+			}
+			if err == nil {
+				bound++
+			}
 		}
-		err = s.bindFound(ctx, p.id, p.signSPKI, from, certs[0], "sweep")
-		if err != nil && !errors.Is(err, ErrConflict) {
-			errs = append(errs, err)
-			continue
+		if len(list) < sweepBatch {
+			break
 		}
-		if err == nil {
-			bound++
-		}
+		after = &list[len(list)-1]
 	}
-	return bound, abandoned, errors.Join(errs...)
+	if failed > 0 {
+		return bound, abandoned, fmt.Errorf("kmc: %d pending escrows could not be settled: %w", failed, errors.Join(errs...))
+	}
+	return bound, abandoned, nil
 }
 
 // bindFound binds pending escrow id to enc, the certificate of its public
@@ -184,6 +243,27 @@ func (s *Service) pendingOf(ctx context.Context, ca, serial string) (id, org str
 		return "", "", nil, time.Time{}, nil, fmt.Errorf("kmc: escrow %s: created_at: %w", id, err)
 	}
 	return id, org, signSPKI, created, enc, nil
+}
+
+// EscrowedKey returns the id of an escrow of public key spki
+// (SubjectPublicKeyInfo DER), whatever its status, or "" when the KMC never
+// generated that key. The CA asks before it certifies a request's own key:
+// a key the KMC generated was delivered to its holder for encryption and
+// stays recoverable by key recovery officers, so it is never certified as
+// a signing key (GM/T 0014; ACCEPTANCE.md D-03).
+func (s *Service) EscrowedKey(ctx context.Context, spki []byte) (string, error) {
+	if s.env == nil {
+		return "", ErrNotStarted
+	}
+	var id string
+	err := s.env.DB.ReadRow(ctx, "SELECT id FROM kmc_escrow WHERE public_key = ? LIMIT 1", spki).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("kmc: escrows of a public key: %w", err)
+	}
+	return id, nil
 }
 
 // lateBind binds the pending escrow of the key of certificate serial of ca

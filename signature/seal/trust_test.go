@@ -67,6 +67,10 @@ func (c kmcClient) RevokeKey(ctx context.Context, tx *store.Tx, rev *ca.KeyRevoc
 	return err
 }
 
+func (c kmcClient) EscrowedKey(ctx context.Context, spki []byte) (string, error) {
+	return c.k.EscrowedKey(ctx, spki)
+}
+
 func (c kmcClient) EscrowBindings(ctx context.Context, q store.Querier) ([]ca.EscrowBinding, error) {
 	bs, err := c.k.Bindings(ctx, q)
 	if err != nil {
