@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
@@ -135,10 +136,22 @@ func (s *Service) checkKeyHolder(ctx context.Context, p *authz.Principal, pub cr
 		return fmt.Errorf("%w: public key: %w", ErrRequest, err)
 	}
 	sum := sha256.Sum256(spki)
+	// Two ranges of the index (spki_sha256, requester_org)
+	// (ca_certificates_spki_org), below and above the requester's
+	// organisation, so that the rows looked at are the other holders'
+	// (the platform's own, requester_org '', sort first), not the
+	// certificates this organisation has of the key, however many.
+	now := s.env.Clock.Now().UTC().Format(timeFormat)
 	var issuer, serial, org string
 	err = s.env.DB.ReadRow(ctx, `SELECT issuer_id, serial, requester_org FROM ca_certificates
-		WHERE spki_sha256 = ? AND status = 'good' AND not_after > ? AND (requester_org = '' OR requester_org <> ?)
-		LIMIT 1`, sum[:], s.env.Clock.Now().UTC().Format(timeFormat), p.Account.Org).Scan(&issuer, &serial, &org)
+			WHERE spki_sha256 = ? AND requester_org < ? AND status = 'good' AND not_after > ?
+		UNION ALL
+		SELECT issuer_id, serial, requester_org FROM ca_certificates
+			WHERE spki_sha256 = ? AND requester_org > ? AND status = 'good' AND not_after > ?
+		UNION ALL
+		SELECT issuer_id, serial, requester_org FROM ca_certificates
+			WHERE spki_sha256 = ? AND requester_org = '' AND ? = '' AND status = 'good' AND not_after > ?
+		LIMIT 1`, sum[:], p.Account.Org, now, sum[:], p.Account.Org, now, sum[:], p.Account.Org, now).Scan(&issuer, &serial, &org)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil
@@ -180,15 +193,22 @@ func (s *Service) checkNotEscrowed(ctx context.Context, pub crypto.PublicKey) er
 		return fmt.Errorf("%w: public key: %w", ErrRequest, err)
 	}
 	sum := sha256.Sum256(spki)
-	q := `SELECT c.issuer_id, c.serial FROM ca_certificates c WHERE c.spki_sha256 = ? AND (EXISTS
-		(SELECT 1 FROM ca_dual_pairs p WHERE p.issuer_id = c.issuer_id AND p.enc_serial = c.serial)`
-	args := []any{sum[:]}
-	for _, name := range s.kmcProfiles() {
-		q += " OR c.profile = ?"
-		args = append(args, name)
-	}
+	// By (spki_sha256, profile) (index ca_certificates_spki_profile): the
+	// rows looked at are this key's under the KMC's profiles, however many
+	// other certificates the key has. The encryption certificate of a dual
+	// pair is one of them (issueDual requires a key_source kmc profile),
+	// and the KMC's escrows below know its key whatever its profile is
+	// called now.
 	var issuer, serial, escrow string
-	err = s.env.DB.ReadRow(ctx, q+") LIMIT 1", args...).Scan(&issuer, &serial)
+	err = sql.ErrNoRows
+	if names := s.kmcProfiles(); len(names) > 0 {
+		q := "SELECT issuer_id, serial FROM ca_certificates WHERE spki_sha256 = ? AND profile IN (?" + strings.Repeat(", ?", len(names)-1) + ") LIMIT 1"
+		args := []any{sum[:]}
+		for _, name := range names {
+			args = append(args, name)
+		}
+		err = s.env.DB.ReadRow(ctx, q, args...).Scan(&issuer, &serial)
+	}
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if s.kmc == nil {
