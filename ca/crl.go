@@ -467,27 +467,8 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 	var clamp clamped
 	err := s.env.DB.Read(ctx, func(q store.Querier) error {
 		buf.Reset()
-		r = buildResult{}
-		// The first statement fixes the snapshot (SQLite WAL and PostgreSQL
-		// REPEATABLE READ alike).
-		err := q.QueryRow(ctx, "SELECT last FROM ca_crl_numbers WHERE issuer_id = ?", a.id).Scan(&r.prev)
-		r.havePrev = err == nil
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("CRL counter: %w", err)
-		}
-		if err := q.QueryRow(ctx, "SELECT COALESCE(MAX(revocation_seq), 0) FROM ca_certificates WHERE issuer_id = ?", a.id).Scan(&r.seq); err != nil {
-			return fmt.Errorf("revocation sequence: %w", err)
-		}
-		// thisUpdate is read after the snapshot: every revocation it holds
-		// was dated before it committed, hence before now, as crl.Build
-		// requires of revocationDate, unless the clock stepped back since
-		// (revokedEntries clamps those dates).
-		now := s.env.Clock.Now().UTC()
-		r.thisUpdate = now.Truncate(time.Second)
-		r.number = crl.NextNumber(r.prev, now)
-		// The publish guard runs here too, before anything is signed, and
-		// again in the transaction that stores the CRL.
-		if err := checkNumber(ctx, q, a.id, r.number); err != nil {
+		var err error
+		if r, err = s.beginCRL(ctx, q, a.id); err != nil {
 			return err
 		}
 		if st.duringBuild != nil {
@@ -1368,4 +1349,32 @@ func CheckCAID(ctx context.Context, db *store.DB, id string) error {
 		}
 		return checkRolloverName(ctx, q, id, false)
 	})
+}
+
+// beginCRL starts a CRL of CA id in q's read snapshot: the counter's last
+// number, the highest revocation sequence the CRL will hold, thisUpdate
+// and the next number, checked against the publish guard. The first
+// statement fixes the snapshot (SQLite WAL and PostgreSQL REPEATABLE READ
+// alike). thisUpdate is read after it: every revocation the snapshot holds
+// was dated before it committed, hence before now, as crl.Build requires
+// of revocationDate, unless the clock stepped back since (revokedEntries
+// clamps those dates). The publish guard runs here, before anything is
+// signed, and again in the transaction that stores the CRL.
+func (s *Service) beginCRL(ctx context.Context, q store.Querier, id string) (buildResult, error) {
+	var r buildResult
+	err := q.QueryRow(ctx, "SELECT last FROM ca_crl_numbers WHERE issuer_id = ?", id).Scan(&r.prev)
+	r.havePrev = err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("CRL counter: %w", err)
+	}
+	if err := q.QueryRow(ctx, "SELECT COALESCE(MAX(revocation_seq), 0) FROM ca_certificates WHERE issuer_id = ?", id).Scan(&r.seq); err != nil {
+		return r, fmt.Errorf("revocation sequence: %w", err)
+	}
+	now := s.env.Clock.Now().UTC()
+	r.thisUpdate = now.Truncate(time.Second)
+	r.number = crl.NextNumber(r.prev, now)
+	if err := checkNumber(ctx, q, id, r.number); err != nil {
+		return r, err
+	}
+	return r, nil
 }

@@ -256,19 +256,8 @@ func (s *Service) signOfflineCRL(ctx context.Context, req OfflineCRLRequest, out
 	var clamp clamped
 	err := s.env.DB.Read(ctx, func(q store.Querier) error {
 		buf.Reset()
-		r = buildResult{}
-		err := q.QueryRow(ctx, "SELECT last FROM ca_crl_numbers WHERE issuer_id = ?", req.CA).Scan(&r.prev)
-		r.havePrev = err == nil
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("CRL counter: %w", err)
-		}
-		if err := q.QueryRow(ctx, "SELECT COALESCE(MAX(revocation_seq), 0) FROM ca_certificates WHERE issuer_id = ?", req.CA).Scan(&r.seq); err != nil {
-			return fmt.Errorf("revocation sequence: %w", err)
-		}
-		now := s.env.Clock.Now().UTC()
-		r.thisUpdate = now.Truncate(time.Second)
-		r.number = crl.NextNumber(r.prev, now)
-		if err := checkNumber(ctx, q, req.CA, r.number); err != nil {
+		var err error
+		if r, err = s.beginCRL(ctx, q, req.CA); err != nil {
 			return err
 		}
 		f := entryFilter{}
