@@ -1013,6 +1013,12 @@ func (s *Service) serveCRL(w http.ResponseWriter, r *http.Request, id string) er
 	if err != nil {
 		return err
 	}
+	return s.writeCRL(w, r, c)
+}
+
+// writeCRL answers r with c: caching headers, validators, a conditional
+// answer, or the CRL.
+func (s *Service) writeCRL(w http.ResponseWriter, r *http.Request, c *servedCRL) error {
 	now := s.env.Clock.Now()
 	maxAge := int(c.nextUpdate.Sub(now) / time.Second)
 	maxAge = max(0, min(maxAge, crlMaxAge))
@@ -1031,7 +1037,7 @@ func (s *Service) serveCRL(w http.ResponseWriter, r *http.Request, id string) er
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	_, err = w.Write(c.der)
+	_, err := w.Write(c.der)
 	return err
 }
 

@@ -303,25 +303,7 @@ func (s *Service) serveOfflineCRL(w http.ResponseWriter, r *http.Request, id str
 	if err != nil {
 		return err
 	}
-	now := s.env.Clock.Now()
-	maxAge := max(0, min(int(c.nextUpdate.Sub(now)/time.Second), crlMaxAge))
-	h := w.Header()
-	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(maxAge)+", no-transform")
-	h.Set("Expires", now.Add(time.Duration(maxAge)*time.Second).UTC().Format(http.TimeFormat))
-	h.Set("Last-Modified", c.lastModified)
-	h.Set("ETag", c.etag)
-	if notModified(r, c.etag, c.thisUpdate, c.strongDate) {
-		w.WriteHeader(http.StatusNotModified)
-		return nil
-	}
-	h.Set("Content-Type", "application/pkix-crl")
-	h.Set("Content-Length", strconv.Itoa(len(c.der)))
-	if r.Method == http.MethodHead {
-		w.WriteHeader(http.StatusOK)
-		return nil
-	}
-	_, err = w.Write(c.der)
-	return err
+	return s.writeCRL(w, r, c)
 }
 
 func (s *Service) servedOfflineCRL(ctx context.Context, id string) (*servedCRL, error) {
