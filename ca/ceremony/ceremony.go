@@ -162,27 +162,37 @@ const maxFile = 1 << 20
 
 // Load reads, decodes and validates a ceremony file.
 func Load(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	f, err := load(path, Parse)
 	if err != nil {
-		return nil, fmt.Errorf("ceremony file: %w", err)
-	}
-	f, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("ceremony file %s: %w", path, err)
+		return nil, err
 	}
 	f.Dir = filepath.Dir(path)
 	return f, nil
 }
 
-// Parse decodes and validates a ceremony file; unknown keys are errors.
-func Parse(data []byte) (*File, error) {
+// load reads the ceremony file at path and parses it with parse.
+func load[T any](path string, parse func([]byte) (*T, error)) (*T, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ceremony file: %w", err)
+	}
+	f, err := parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("ceremony file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// decode decodes data, one YAML document of at most maxFile bytes whose
+// keys are all fields of T, into out, and returns the SM3 hash of data
+// that the ceremony's operators reviewed.
+func decode[T any](data []byte, out *T) ([]byte, error) {
 	if len(data) > maxFile {
 		return nil, fmt.Errorf("larger than %d bytes", maxFile)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	var f File
-	if err := dec.Decode(&f); err != nil {
+	if err := dec.Decode(out); err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
 	var extra yaml.Node
@@ -190,7 +200,16 @@ func Parse(data []byte) (*File, error) {
 		return nil, errors.New("more than one YAML document")
 	}
 	sum := sm3.Sum(data)
-	f.SM3 = sum[:]
+	return sum[:], nil
+}
+
+// Parse decodes and validates a ceremony file; unknown keys are errors.
+func Parse(data []byte) (*File, error) {
+	var f File
+	var err error
+	if f.SM3, err = decode(data, &f); err != nil {
+		return nil, err
+	}
 	if f.Key.Mode == "" {
 		f.Key.Mode = Create
 	}

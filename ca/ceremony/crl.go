@@ -1,17 +1,12 @@
 package ceremony
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
-
-	"github.com/emmansun/gmsm/sm3"
-	"gopkg.in/yaml.v3"
 
 	"github.com/govtrust/govtrust/hsm"
 )
@@ -79,13 +74,9 @@ type Revocation struct {
 
 // LoadCRL reads, decodes and validates a CRL ceremony file.
 func LoadCRL(p string) (*CRLFile, error) {
-	data, err := os.ReadFile(p)
+	f, err := load(p, ParseCRL)
 	if err != nil {
-		return nil, fmt.Errorf("ceremony file: %w", err)
-	}
-	f, err := ParseCRL(data)
-	if err != nil {
-		return nil, fmt.Errorf("ceremony file %s: %w", p, err)
+		return nil, err
 	}
 	f.Dir = filepath.Dir(p)
 	return f, nil
@@ -94,21 +85,11 @@ func LoadCRL(p string) (*CRLFile, error) {
 // ParseCRL decodes and validates a CRL ceremony file; unknown keys are
 // errors.
 func ParseCRL(data []byte) (*CRLFile, error) {
-	if len(data) > maxFile {
-		return nil, fmt.Errorf("larger than %d bytes", maxFile)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var f CRLFile
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
+	var err error
+	if f.SM3, err = decode(data, &f); err != nil {
+		return nil, err
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, errors.New("more than one YAML document")
-	}
-	sum := sm3.Sum(data)
-	f.SM3 = sum[:]
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
