@@ -121,11 +121,23 @@ func (s *Service) Start(ctx context.Context, env *node.Env) error {
 // loadAnchors reads the foreign trust anchors: each file holds one or more
 // PEM certificates, each a self-signed CA certificate.
 func loadAnchors(paths []string) ([]*smx509.Certificate, error) {
+	return ReadCertificateFiles("signature.anchors", paths, func(c *smx509.Certificate) error {
+		if !c.IsCA || !isSelfSigned(c) {
+			return fmt.Errorf("%s is not a self-signed CA certificate", c.Subject)
+		}
+		return nil
+	})
+}
+
+// ReadCertificateFiles reads the PEM certificates of the files a setting
+// names (paths): each file must hold at least one, and check, when not
+// nil, must accept each. Errors name the setting and the file.
+func ReadCertificateFiles(setting string, paths []string, check func(*smx509.Certificate) error) ([]*smx509.Certificate, error) {
 	var out []*smx509.Certificate
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
-			return nil, fmt.Errorf("signature.anchors: %w", err)
+			return nil, fmt.Errorf("%s: %w", setting, err)
 		}
 		n := 0
 		for block, rest := pem.Decode(b); block != nil; block, rest = pem.Decode(rest) {
@@ -134,16 +146,18 @@ func loadAnchors(paths []string) ([]*smx509.Certificate, error) {
 			}
 			c, err := smx509.ParseCertificate(block.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("signature.anchors: %s: %w", p, err)
+				return nil, fmt.Errorf("%s: %s: %w", setting, p, err)
 			}
-			if !c.IsCA || !isSelfSigned(c) {
-				return nil, fmt.Errorf("signature.anchors: %s: %s is not a self-signed CA certificate", p, c.Subject)
+			if check != nil {
+				if err := check(c); err != nil {
+					return nil, fmt.Errorf("%s: %s: %w", setting, p, err)
+				}
 			}
 			out = append(out, c)
 			n++
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("signature.anchors: %s holds no PEM certificate", p)
+			return nil, fmt.Errorf("%s: %s holds no PEM certificate", setting, p)
 		}
 	}
 	return out, nil

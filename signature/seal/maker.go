@@ -8,11 +8,9 @@ import (
 	"crypto/x509/pkix"
 	"database/sql"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/govtrust/govtrust/internal/httpx"
 	"github.com/govtrust/govtrust/internal/revwatch"
 	"github.com/govtrust/govtrust/internal/store"
+	"github.com/govtrust/govtrust/signature"
 )
 
 // The seal maker (制章者) is a key of the key service "seal" with a
@@ -507,34 +506,14 @@ func (s *Service) makerReady() error {
 // a platform CA would make every certificate it issued, a citizen's
 // included, a seal maker.
 func loadMakerAnchors(paths []string, platform []*smx509.Certificate) ([]*smx509.Certificate, error) {
-	var out []*smx509.Certificate
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("seal.maker_anchors: %w", err)
-		}
-		n := 0
-		for block, rest := pem.Decode(b); block != nil; block, rest = pem.Decode(rest) {
-			if block.Type != "CERTIFICATE" {
-				continue
+	return signature.ReadCertificateFiles("seal.maker_anchors", paths, func(c *smx509.Certificate) error {
+		for _, ca := range platform {
+			same := bytes.Equal(c.RawSubject, ca.RawSubject) && bytes.Equal(c.RawSubjectPublicKeyInfo, ca.RawSubjectPublicKeyInfo)
+			if same || (bytes.Equal(c.RawIssuer, ca.RawSubject) && c.CheckSignatureFrom(ca) == nil) {
+				return fmt.Errorf("%s is, or was issued by, the platform CA %s: the platform's own seal makers are recognised without configuration, and no other certificate of its CAs may make seals",
+					c.Subject, ca.Subject)
 			}
-			c, err := smx509.ParseCertificate(block.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("seal.maker_anchors: %s: %w", p, err)
-			}
-			for _, ca := range platform {
-				same := bytes.Equal(c.RawSubject, ca.RawSubject) && bytes.Equal(c.RawSubjectPublicKeyInfo, ca.RawSubjectPublicKeyInfo)
-				if same || (bytes.Equal(c.RawIssuer, ca.RawSubject) && c.CheckSignatureFrom(ca) == nil) {
-					return nil, fmt.Errorf("seal.maker_anchors: %s: %s is, or was issued by, the platform CA %s: the platform's own seal makers are recognised without configuration, and no other certificate of its CAs may make seals",
-						p, c.Subject, ca.Subject)
-				}
-			}
-			out = append(out, c)
-			n++
 		}
-		if n == 0 {
-			return nil, fmt.Errorf("seal.maker_anchors: %s holds no PEM certificate", p)
-		}
-	}
-	return out, nil
+		return nil
+	})
 }
