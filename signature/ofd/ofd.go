@@ -583,11 +583,21 @@ func Signatures(doc []byte) ([]*Found, error) {
 		if err := xml.Unmarshal(raw, &sf.si); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, sp, err)
 		}
+		// A signature's own files are those in its folder: Signatures.xml
+		// is signed by no one, and an entry added to it could otherwise
+		// name any file of the package as its seal or signed value and
+		// take it out of what the other signatures must protect.
+		dir := path.Dir(sp) + "/"
+		mine := func(f string) {
+			if strings.HasPrefix(f, dir) {
+				own[f] = true
+			}
+		}
 		own[sp] = true
-		own[resolve(sp, sf.si.SignedValue)] = true
+		mine(resolve(sp, sf.si.SignedValue))
 		sf.seals = p.sealFiles(sp, sf.si, esl)
 		for _, f := range sf.seals {
-			own[strings.TrimPrefix(f.Path, "/")] = true
+			mine(strings.TrimPrefix(f.Path, "/"))
 		}
 		list = append(list, sf)
 	}

@@ -286,6 +286,13 @@ func TestUnprotected(t *testing.T) {
 				`<ofd:Signature ID="2" BaseLoc="/Doc_0/Signs/Sign_1/Signature.xml"/></ofd:Signatures>`),
 			"Doc_0/Signs/Sign_1/Signature.xml": []byte(`<ofd:Signature xmlns:ofd="http://www.ofdspec.org/2016"><ofd:SignedInfo><ofd:Seal><ofd:BaseLoc>/Doc_0/Document.xml</ofd:BaseLoc></ofd:Seal></ofd:SignedInfo><ofd:SignedValue>/OFD.xml</ofd:SignedValue></ofd:Signature>`),
 		}, []string{"/OFD.xml"}},
+		{"another signature claiming files outside its folder", map[string][]byte{
+			sigPath:               without("/Doc_0/Pages/Page_1/Content.xml"),
+			"Doc_0/Res/image.png": []byte("png"),
+			"Doc_0/Signs/Signatures.xml": []byte(`<ofd:Signatures xmlns:ofd="http://www.ofdspec.org/2016"><ofd:Signature ID="1" BaseLoc="/Doc_0/Signs/Sign_0/Signature.xml"/>` +
+				`<ofd:Signature ID="2" BaseLoc="/Doc_0/Signs/Sign_1/Signature.xml"/></ofd:Signatures>`),
+			"Doc_0/Signs/Sign_1/Signature.xml": []byte(`<ofd:Signature xmlns:ofd="http://www.ofdspec.org/2016"><ofd:SignedInfo><ofd:Seal><ofd:BaseLoc>/Doc_0/Pages/Page_1/Content.xml</ofd:BaseLoc></ofd:Seal></ofd:SignedInfo><ofd:SignedValue>/Doc_0/Res/image.png</ofd:SignedValue></ofd:Signature>`),
+		}, []string{"/Doc_0/Pages/Page_1/Content.xml", "/Doc_0/Res/image.png"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := Signatures(edited(t, doc, tc.files))

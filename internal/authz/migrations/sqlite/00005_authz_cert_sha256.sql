@@ -12,7 +12,7 @@
 -- which would refuse a renewed certificate with the same names, so the
 -- table is rebuilt.
 CREATE TABLE authz_cert_bindings_v2 (
-    cert_sha256 TEXT NOT NULL,
+    cert_sha256 TEXT NOT NULL DEFAULT '',
     issuer      TEXT NOT NULL,
     subject     TEXT NOT NULL,
     account_id  TEXT NOT NULL REFERENCES authz_accounts (id),
