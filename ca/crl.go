@@ -220,6 +220,25 @@ func latestBase(ctx context.Context, db *store.DB, issuer string) (*storedCRL, e
 	return latestWhere(ctx, db, issuer, baseWhere, false)
 }
 
+// baseIn returns, in q, the newest regularly scheduled full CRL of issuer
+// (baseWhere), the one deltas and the retention rule refer to;
+// sql.ErrNoRows when there is none.
+func baseIn(ctx context.Context, q store.Querier, issuer string) (*storedCRL, error) {
+	return scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND "+baseWhere+" ORDER BY number DESC LIMIT 1", issuer), issuer, false)
+}
+
+// countRevoked counts, in q, the revoked certificates of issuer that a
+// CRL with filter f lists.
+func countRevoked(ctx context.Context, q store.Querier, issuer string, f entryFilter) (int64, error) {
+	where, args := f.where()
+	var count int64
+	if err := q.QueryRow(ctx, "SELECT COUNT(*) FROM ca_certificates WHERE issuer_id = ? AND status = 'revoked' AND "+where,
+		append([]any{issuer}, args...)...).Scan(&count); err != nil {
+		return 0, fmt.Errorf("count revoked: %w", err)
+	}
+	return count, nil
+}
+
 // latestWhere returns the newest CRL of issuer selected by where, with its
 // DER only if withDER.
 func latestWhere(ctx context.Context, db *store.DB, issuer, where string, withDER bool) (*storedCRL, error) {
@@ -476,7 +495,7 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 		}
 		f := entryFilter{delta: kind == kindDelta}
 		if f.delta {
-			b, err := scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND "+baseWhere+" ORDER BY number DESC LIMIT 1", a.id), a.id, false)
+			b, err := baseIn(ctx, q, a.id)
 			if errors.Is(err, sql.ErrNoRows) {
 				return errNoDeltaBase
 			}
@@ -486,7 +505,7 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 			r.base = b
 			f.prevSeq = b.seq.Int64
 		} else {
-			prev, err := scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND "+baseWhere+" ORDER BY number DESC LIMIT 1", a.id), a.id, false)
+			prev, err := baseIn(ctx, q, a.id)
 			switch {
 			case err == nil:
 				f.prevThis, f.prevSeq = prev.thisUpdate, prev.seq.Int64
@@ -494,11 +513,9 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 				return fmt.Errorf("previous scheduled full CRL: %w", err)
 			}
 		}
-		where, args := f.where()
-		var count int64
-		if err := q.QueryRow(ctx, "SELECT COUNT(*) FROM ca_certificates WHERE issuer_id = ? AND status = 'revoked' AND "+where,
-			append([]any{a.id}, args...)...).Scan(&count); err != nil {
-			return fmt.Errorf("count revoked: %w", err)
+		count, err := countRevoked(ctx, q, a.id, f)
+		if err != nil {
+			return err
 		}
 		t := crl.Template{Issuer: a.cert, Number: big.NewInt(r.number), ThisUpdate: r.thisUpdate,
 			NextUpdate: r.thisUpdate.Add(validity), IDP: idp}

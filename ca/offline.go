@@ -261,18 +261,16 @@ func (s *Service) signOfflineCRL(ctx context.Context, req OfflineCRLRequest, out
 			return err
 		}
 		f := entryFilter{}
-		prev, err := scanStored(q.QueryRow(ctx, "SELECT "+storedColumns+" FROM ca_crls WHERE issuer_id = ? AND "+baseWhere+" ORDER BY number DESC LIMIT 1", req.CA), req.CA, false)
+		prev, err := baseIn(ctx, q, req.CA)
 		switch {
 		case err == nil:
 			f.prevThis, f.prevSeq = prev.thisUpdate, prev.seq.Int64
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("previous CRL: %w", err)
 		}
-		where, args := f.where()
-		var count int64
-		if err := q.QueryRow(ctx, "SELECT COUNT(*) FROM ca_certificates WHERE issuer_id = ? AND status = 'revoked' AND "+where,
-			append([]any{req.CA}, args...)...).Scan(&count); err != nil {
-			return fmt.Errorf("count revoked: %w", err)
+		count, err := countRevoked(ctx, q, req.CA, f)
+		if err != nil {
+			return err
 		}
 		out.Entries = int(count)
 		t := crl.Template{Issuer: req.Issuer, Number: big.NewInt(r.number), ThisUpdate: r.thisUpdate,
