@@ -220,6 +220,24 @@ func latestBase(ctx context.Context, db *store.DB, issuer string) (*storedCRL, e
 	return latestWhere(ctx, db, issuer, baseWhere, false)
 }
 
+// advanceCRLNumber moves the CRL counter of issuer to number in tx, from
+// where the snapshot r saw it; false when it is no longer there (another
+// generation published in between).
+func advanceCRLNumber(ctx context.Context, tx *store.Tx, issuer string, r buildResult, number int64) (bool, error) {
+	var res sql.Result
+	var err error
+	if r.havePrev {
+		res, err = tx.Exec(ctx, "UPDATE ca_crl_numbers SET last = ? WHERE issuer_id = ? AND last = ?", number, issuer, r.prev)
+	} else {
+		res, err = tx.Exec(ctx, "INSERT INTO ca_crl_numbers (issuer_id, last) VALUES (?, ?) ON CONFLICT (issuer_id) DO NOTHING", issuer, number)
+	}
+	if err != nil {
+		return false, fmt.Errorf("CRL counter: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return err == nil && n == 1, nil
+}
+
 // baseIn returns, in q, the newest regularly scheduled full CRL of issuer
 // (baseWhere), the one deltas and the retention rule refer to;
 // sql.ErrNoRows when there is none.
@@ -555,17 +573,9 @@ func (s *Service) generateOnce(ctx context.Context, st *crlState, a *authority, 
 		// starts again on a new snapshot. Only with the counter still where
 		// the snapshot saw it does a stored number at or above this one mean
 		// a real regression (a counter moved back), which alerts.
-		var res sql.Result
-		var err error
-		if r.havePrev {
-			res, err = tx.Exec(ctx, "UPDATE ca_crl_numbers SET last = ? WHERE issuer_id = ? AND last = ?", c.number, a.id, r.prev)
-		} else {
-			res, err = tx.Exec(ctx, "INSERT INTO ca_crl_numbers (issuer_id, last) VALUES (?, ?) ON CONFLICT (issuer_id) DO NOTHING", a.id, c.number)
-		}
-		if err != nil {
-			return fmt.Errorf("CRL counter: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
+		if moved, err := advanceCRLNumber(ctx, tx, a.id, r, c.number); err != nil {
+			return err
+		} else if !moved {
 			return errCRLRace
 		}
 		if err := checkNumber(ctx, tx, a.id, c.number); err != nil {

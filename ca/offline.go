@@ -302,17 +302,9 @@ func (s *Service) signOfflineCRL(ctx context.Context, req OfflineCRLRequest, out
 	cer.Details["entries"], cer.Details["revoked"], cer.Details["already_revoked"] = out.Entries, out.Revoked, out.Already
 	cer.Details["crl_sha256"] = ceremony.Fingerprint(der)
 	return s.env.DB.Tx(ctx, func(tx *store.Tx) error {
-		var res sql.Result
-		var err error
-		if r.havePrev {
-			res, err = tx.Exec(ctx, "UPDATE ca_crl_numbers SET last = ? WHERE issuer_id = ? AND last = ?", r.number, req.CA, r.prev)
-		} else {
-			res, err = tx.Exec(ctx, "INSERT INTO ca_crl_numbers (issuer_id, last) VALUES (?, ?) ON CONFLICT (issuer_id) DO NOTHING", req.CA, r.number)
-		}
-		if err != nil {
-			return fmt.Errorf("CRL counter: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
+		if moved, err := advanceCRLNumber(ctx, tx, req.CA, r, r.number); err != nil {
+			return err
+		} else if !moved {
 			return fmt.Errorf("%w: another process made a CRL of %s meanwhile; run the ceremony again", ErrConflict, req.CA)
 		}
 		if err := checkNumber(ctx, tx, req.CA, r.number); err != nil {
